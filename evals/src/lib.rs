@@ -1,0 +1,9 @@
+//! Evaluation: BEIR-layout loaders, retrieval metrics (pure functions), and runners that index a
+//! corpus, run every query and report quality and latency. Used by `scanaid eval`.
+
+pub mod beir;
+pub mod error;
+pub mod metrics;
+pub mod retrieval;
+
+pub use error::{EvalError, Result};

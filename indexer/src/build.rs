@@ -1,0 +1,197 @@
+//! Building a generation: chunks -> embeddings (reused from the cache when the text is unchanged) ->
+//! BM25 index + vectors + chunk table -> verify -> promote. Nothing is promoted unless the whole
+//! generation opened and checked out.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use scanaid_models::Embedder;
+
+use crate::chunking::{chunk_manual, Chunk, ChunkingConfig};
+use crate::embed_cache::{self, EmbeddingCache};
+use crate::error::{io_err, IndexError, Result};
+use crate::generation::{self, DocumentSummary, GenerationMeta, FORMAT_VERSION};
+use crate::lexical::build_lexical;
+use crate::manual::{load_manuals, ManualProblem};
+use crate::search::SearchIndex;
+use crate::vector::VectorIndex;
+
+/// Generations kept on disk (the current one and older ones for rollback).
+pub const KEEP_GENERATIONS: usize = 4;
+/// Texts per embedding call; progress is reported between calls.
+const EMBED_GROUP: usize = 64;
+
+/// What a build did.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub generation: String,
+    pub n_chunks: usize,
+    pub n_embedded: usize,
+    pub n_reused: usize,
+    pub problems: Vec<ManualProblem>,
+    pub elapsed_s: f64,
+    pub embed_s: f64,
+}
+
+/// Progress of the embedding step: (done, total) chunks needing new embeddings.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+/// Loads, chunks and indexes every manual under `manuals_dir` into a new generation of `index_dir`.
+/// Bad files are reported in the result and skipped; if no manual is usable nothing changes.
+pub fn index_manuals(
+    manuals_dir: &Path,
+    index_dir: &Path,
+    embedder: &dyn Embedder,
+    config: ChunkingConfig,
+    progress: Progress<'_>,
+) -> Result<BuildReport> {
+    let (manuals, problems) = load_manuals(manuals_dir).map_err(io_err(manuals_dir))?;
+    if manuals.is_empty() {
+        let detail: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        return Err(IndexError::Empty(format!(
+            "no usable manual in {}{}",
+            manuals_dir.display(),
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", detail.join("; "))
+            }
+        )));
+    }
+    let mut chunks = Vec::new();
+    let mut documents = Vec::new();
+    for manual in &manuals {
+        let chunked = chunk_manual(manual, config);
+        documents.push(DocumentSummary {
+            id: manual.meta.id.clone(),
+            title: manual.meta.title.clone(),
+            revision: manual.meta.revision.clone(),
+            language: manual.meta.language.clone(),
+            n_chunks: chunked.chunks.len(),
+        });
+        chunks.extend(chunked.chunks);
+    }
+    let mut report = build_generation(
+        index_dir, chunks, documents, embedder, config, &problems, progress,
+    )?;
+    report.problems = problems;
+    Ok(report)
+}
+
+/// Writes `chunks` as a new generation and promotes it.
+pub fn build_generation(
+    index_dir: &Path,
+    chunks: Vec<Chunk>,
+    documents: Vec<DocumentSummary>,
+    embedder: &dyn Embedder,
+    config: ChunkingConfig,
+    problems: &[ManualProblem],
+    progress: Progress<'_>,
+) -> Result<BuildReport> {
+    let started = Instant::now();
+    if chunks.is_empty() {
+        return Err(IndexError::Empty(
+            "the documents produced no chunks".to_string(),
+        ));
+    }
+    std::fs::create_dir_all(index_dir).map_err(io_err(index_dir))?;
+    let dim = embedder.dim();
+    let model_id = embedder.model_id().to_string();
+
+    // Embeddings: reuse what the cache has, embed the rest longest-first (less padding per batch).
+    let embed_started = Instant::now();
+    let mut cache = EmbeddingCache::open(&index_dir.join("embedding-cache"), &model_id, dim)?;
+    let texts: Vec<String> = chunks.iter().map(Chunk::embedding_text).collect();
+    let keys: Vec<embed_cache::Key> = texts
+        .iter()
+        .map(|t| embed_cache::key(&model_id, t))
+        .collect();
+    let mut missing: Vec<usize> = (0..chunks.len())
+        .filter(|&i| cache.get(&keys[i]).is_none())
+        .collect();
+    missing.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+    missing.dedup_by_key(|&mut i| keys[i]);
+    let n_embedded = missing.len();
+    progress(0, n_embedded);
+    for (g, group) in missing.chunks(EMBED_GROUP).enumerate() {
+        let batch: Vec<&str> = group.iter().map(|&i| texts[i].as_str()).collect();
+        let vectors = embedder.embed_passages(&batch)?;
+        for (&i, v) in group.iter().zip(vectors) {
+            cache.insert(keys[i], v);
+        }
+        // Flushing as we go means an interrupted build keeps the work it did.
+        cache.flush()?;
+        progress(((g + 1) * EMBED_GROUP).min(n_embedded), n_embedded);
+    }
+    let embed_s = embed_started.elapsed().as_secs_f64();
+    let mut vectors = Vec::with_capacity(chunks.len() * dim);
+    for key in &keys {
+        vectors.extend_from_slice(cache.get(key).expect("every chunk was embedded above"));
+    }
+    let n_reused = chunks.len() - n_embedded;
+
+    let (name, staging) = generation::stage(index_dir)?;
+    let result = (|| {
+        let lexical_dir = staging.join("lexical");
+        std::fs::create_dir_all(&lexical_dir).map_err(io_err(&lexical_dir))?;
+        build_lexical(&lexical_dir, &chunks)?;
+        VectorIndex::write_vectors(&staging.join("vectors.f32"), &vectors)?;
+        write_chunks(&staging.join("chunks.jsonl"), &chunks)?;
+        let meta = GenerationMeta {
+            format_version: FORMAT_VERSION,
+            generation: name.clone(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            model_id: model_id.clone(),
+            dim,
+            n_chunks: chunks.len(),
+            n_embedded,
+            n_reused,
+            chunk_target_tokens: config.target_tokens,
+            chunk_max_tokens: config.max_tokens,
+            documents,
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+        };
+        generation::write_meta(&staging, &meta)?;
+        // Verify by opening it exactly as a reader would.
+        let opened = SearchIndex::open_generation_dir(&staging, &name)?;
+        if opened.len() != chunks.len() {
+            return Err(IndexError::BadGeneration {
+                dir: staging.clone(),
+                generation: name.clone(),
+                reason: format!("opened {} chunks, wrote {}", opened.len(), chunks.len()),
+            });
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    generation::promote(index_dir, &staging, &name)?;
+    generation::prune(index_dir, KEEP_GENERATIONS)?;
+    tracing::info!(generation = %name, n_chunks = chunks.len(), n_embedded, n_reused, "index generation promoted");
+    Ok(BuildReport {
+        generation: name,
+        n_chunks: chunks.len(),
+        n_embedded,
+        n_reused,
+        problems: Vec::new(),
+        elapsed_s: started.elapsed().as_secs_f64(),
+        embed_s,
+    })
+}
+
+fn write_chunks(path: &Path, chunks: &[Chunk]) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(io_err(path))?;
+    let mut w = std::io::BufWriter::new(file);
+    for chunk in chunks {
+        serde_json::to_writer(&mut w, chunk).expect("chunks serialise");
+        w.write_all(b"\n").map_err(io_err(path))?;
+    }
+    let file = w.into_inner().map_err(|e| io_err(path)(e.into_error()))?;
+    file.sync_all().map_err(io_err(path))
+}

@@ -1,0 +1,663 @@
+//! Manuals to sections and chunks. A section is the text under one heading (with its heading path and
+//! a stable anchor); a chunk is a run of whole blocks of one section sized for the embedder. A table
+//! row, a list item and a numbered step are never split; only an over-long paragraph is split, at
+//! sentence ends. Chunk ids hash the manual, anchor and text, so unchanged text keeps its id.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::manual::Manual;
+
+/// A unit of retrieval. This is also the on-disk record of a generation's chunk table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub chunk_id: String,
+    pub manual_id: String,
+    pub manual_title: String,
+    pub revision: String,
+    pub language: String,
+    pub models: Vec<String>,
+    pub audiences: Vec<String>,
+    pub owner: Option<String>,
+    /// Headings from the top of the manual down to this chunk's section.
+    pub heading_path: Vec<String>,
+    /// The section's anchor slug (unique within the manual); empty for text before the first heading.
+    pub anchor: String,
+    /// 1-based line in the manual file where the chunk's first block starts.
+    pub line: usize,
+    pub text: String,
+}
+
+impl Chunk {
+    /// What the embedder sees: where the text sits in the manual, then the text.
+    pub fn embedding_text(&self) -> String {
+        let mut s = self.manual_title.clone();
+        for h in &self.heading_path {
+            s.push_str(" > ");
+            s.push_str(h);
+        }
+        s.push('\n');
+        s.push_str(&self.text);
+        s
+    }
+}
+
+/// Chunk size, in estimated embedder tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkingConfig {
+    /// Blocks are packed into a chunk until the next one would pass this.
+    pub target_tokens: usize,
+    /// A paragraph longer than this is split at sentence ends; a short tail chunk merges back below it.
+    pub max_tokens: usize,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        // 256 tokens is the embedder's window; leave room for the title and heading path prefix.
+        Self {
+            target_tokens: 160,
+            max_tokens: 220,
+        }
+    }
+}
+
+/// Estimated WordPiece tokens: one per short word, more for long words, one per punctuation mark.
+pub fn estimate_tokens(text: &str) -> usize {
+    let mut tokens = 0;
+    for word in text.split_whitespace() {
+        let alnum = word.chars().filter(|c| c.is_alphanumeric()).count();
+        let punct = word.chars().count() - alnum;
+        tokens += alnum.div_ceil(6).max(usize::from(alnum > 0)) + punct;
+    }
+    tokens
+}
+
+/// A section of a manual: one heading and what follows it up to the next heading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    pub heading_path: Vec<String>,
+    pub anchor: String,
+    pub audiences: Vec<String>,
+    /// 1-based line of the heading in the manual file (the body's first line for the preamble).
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum UnitKind {
+    Block,
+    Item,
+    TableHeader,
+    TableRow,
+}
+
+#[derive(Debug, Clone)]
+struct Unit {
+    text: String,
+    kind: UnitKind,
+    line: usize,
+    /// True when the unit continues the previous one's paragraph (a sentence split), joined by a space.
+    continues: bool,
+}
+
+/// The sections of a manual and their chunks.
+#[derive(Debug, Clone)]
+pub struct ChunkedManual {
+    pub sections: Vec<Section>,
+    pub chunks: Vec<Chunk>,
+}
+
+/// Splits a manual into sections and chunks.
+pub fn chunk_manual(manual: &Manual, config: ChunkingConfig) -> ChunkedManual {
+    let body = &manual.body;
+    let line_starts = line_starts(body);
+    let line_of =
+        |offset: usize| manual.body_line + line_starts.partition_point(|&s| s <= offset) - 1;
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_HEADING_ATTRIBUTES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_FOOTNOTES;
+    let parser = Parser::new_ext(body, options).into_offset_iter();
+
+    let mut out = ChunkedManual {
+        sections: Vec::new(),
+        chunks: Vec::new(),
+    };
+    let mut anchors = AnchorSet::default();
+    // (level, heading text, explicit audience) of the headings above the current point.
+    let mut stack: Vec<(HeadingLevel, String, Option<Vec<String>>)> = Vec::new();
+    let mut section = Section {
+        heading_path: Vec::new(),
+        anchor: String::new(),
+        audiences: manual.meta.audience.clone(),
+        line: manual.body_line,
+    };
+    let mut units: Vec<Unit> = Vec::new();
+    let mut depth = 0usize;
+    let mut in_heading: Option<(HeadingLevel, Option<String>, Option<Vec<String>>, usize)> = None;
+    let mut heading_text = String::new();
+    let mut top_kind: Option<&'static str> = None;
+
+    let push_unit = |units: &mut Vec<Unit>, range: Range<usize>, kind: UnitKind| {
+        let text = body[range.clone()].trim_end().to_string();
+        if !text.trim().is_empty() {
+            units.push(Unit {
+                text,
+                kind,
+                line: line_of(range.start),
+                continues: false,
+            });
+        }
+    };
+
+    for (event, range) in parser {
+        match event {
+            Event::Start(tag) => {
+                if depth == 0 {
+                    match &tag {
+                        Tag::Heading {
+                            level, id, attrs, ..
+                        } => {
+                            let audience = attrs
+                                .iter()
+                                .find(|(k, _)| k.as_ref() == "audience")
+                                .and_then(|(_, v)| v.as_ref())
+                                .map(|v| split_list(v));
+                            in_heading = Some((
+                                *level,
+                                id.as_ref().map(|s| s.to_string()),
+                                audience,
+                                line_of(range.start),
+                            ));
+                            heading_text.clear();
+                            top_kind = Some("heading");
+                        }
+                        Tag::List(_) => top_kind = Some("list"),
+                        Tag::Table(_) => top_kind = Some("table"),
+                        _ => {
+                            top_kind = Some("block");
+                            push_unit(&mut units, range.clone(), UnitKind::Block);
+                        }
+                    }
+                } else if depth == 1 {
+                    match (&tag, top_kind) {
+                        (Tag::Item, Some("list")) => {
+                            push_unit(&mut units, range.clone(), UnitKind::Item)
+                        }
+                        (Tag::TableHead, Some("table")) => {
+                            push_unit(&mut units, range.clone(), UnitKind::TableHeader)
+                        }
+                        (Tag::TableRow, Some("table")) => {
+                            push_unit(&mut units, range.clone(), UnitKind::TableRow)
+                        }
+                        _ => {}
+                    }
+                }
+                depth += 1;
+            }
+            Event::End(tag_end) => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    if let (TagEnd::Heading(_), Some((level, id, audience, line))) =
+                        (tag_end, in_heading.take())
+                    {
+                        flush_section(
+                            manual,
+                            &section,
+                            std::mem::take(&mut units),
+                            config,
+                            &mut out.chunks,
+                        );
+                        out.sections.push(section.clone());
+                        while stack.last().is_some_and(|(l, _, _)| *l >= level) {
+                            stack.pop();
+                        }
+                        let title = heading_text
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        stack.push((level, title, audience));
+                        let anchor = anchors.claim(id.as_deref(), &stack.last().unwrap().1);
+                        let audiences = stack
+                            .iter()
+                            .rev()
+                            .find_map(|(_, _, a)| a.clone())
+                            .unwrap_or_else(|| manual.meta.audience.clone());
+                        section = Section {
+                            heading_path: stack.iter().map(|(_, t, _)| t.clone()).collect(),
+                            anchor,
+                            audiences,
+                            line,
+                        };
+                    }
+                    top_kind = None;
+                }
+            }
+            Event::Text(t) | Event::Code(t) if in_heading.is_some() => heading_text.push_str(&t),
+            Event::Html(_) | Event::Text(_) | Event::Rule | Event::InlineHtml(_) if depth == 0 => {
+                // Loose top-level events (rare): keep their text.
+                push_unit(&mut units, range, UnitKind::Block);
+            }
+            _ => {}
+        }
+    }
+    flush_section(manual, &section, units, config, &mut out.chunks);
+    out.sections.push(section);
+    // The preamble section exists only if it has text.
+    if out.sections.first().is_some_and(|s| s.anchor.is_empty())
+        && !out.chunks.iter().any(|c| c.anchor.is_empty())
+    {
+        out.sections.remove(0);
+    }
+    assign_ids(&mut out.chunks);
+    out
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split([',', ' ', '+'])
+        .map(|s| s.trim().trim_matches('"').to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
+/// Packs a section's units into chunks.
+fn flush_section(
+    manual: &Manual,
+    section: &Section,
+    units: Vec<Unit>,
+    config: ChunkingConfig,
+    chunks: &mut Vec<Chunk>,
+) {
+    let units = split_long_paragraphs(units, config.max_tokens);
+    let mut current: Vec<Unit> = Vec::new();
+    let mut current_tokens = 0;
+    let mut table_header: Option<String> = None;
+    let mut packed: Vec<Vec<Unit>> = Vec::new();
+    for unit in units {
+        let tokens = estimate_tokens(&unit.text);
+        if !current.is_empty() && current_tokens + tokens > config.target_tokens {
+            packed.push(std::mem::take(&mut current));
+            current_tokens = 0;
+        }
+        match unit.kind {
+            UnitKind::TableHeader => table_header = Some(unit.text.clone()),
+            UnitKind::TableRow => {
+                // A chunk that starts mid-table repeats the header so the row keeps its column names.
+                if current.is_empty() {
+                    if let Some(header) = &table_header {
+                        current_tokens += estimate_tokens(header);
+                        current.push(Unit {
+                            text: header.clone(),
+                            kind: UnitKind::TableHeader,
+                            line: unit.line,
+                            continues: false,
+                        });
+                    }
+                }
+            }
+            _ => table_header = None,
+        }
+        current_tokens += tokens;
+        current.push(unit);
+    }
+    if !current.is_empty() {
+        // A short tail merges into the previous chunk when both fit the hard limit.
+        let tail_tokens: usize = current.iter().map(|u| estimate_tokens(&u.text)).sum();
+        match packed.last_mut() {
+            Some(previous)
+                if tail_tokens < config.target_tokens / 4
+                    && previous
+                        .iter()
+                        .map(|u| estimate_tokens(&u.text))
+                        .sum::<usize>()
+                        + tail_tokens
+                        <= config.max_tokens
+                    && current[0].kind != UnitKind::TableHeader =>
+            {
+                previous.extend(current)
+            }
+            _ => packed.push(current),
+        }
+    }
+    for group in packed {
+        let mut text = String::new();
+        for (i, unit) in group.iter().enumerate() {
+            if i > 0 {
+                text.push_str(if unit.continues { " " } else { "\n" });
+            }
+            text.push_str(&unit.text);
+        }
+        chunks.push(Chunk {
+            chunk_id: String::new(),
+            manual_id: manual.meta.id.clone(),
+            manual_title: manual.meta.title.clone(),
+            revision: manual.meta.revision.clone(),
+            language: manual.meta.language.clone(),
+            models: manual.meta.models.clone(),
+            audiences: section.audiences.clone(),
+            owner: manual.meta.owner.clone(),
+            heading_path: section.heading_path.clone(),
+            anchor: section.anchor.clone(),
+            line: group[0].line,
+            text,
+        });
+    }
+}
+
+/// Splits paragraphs (never items, rows or steps) longer than `max_tokens` at sentence ends.
+fn split_long_paragraphs(units: Vec<Unit>, max_tokens: usize) -> Vec<Unit> {
+    let mut out = Vec::with_capacity(units.len());
+    for unit in units {
+        if unit.kind != UnitKind::Block
+            || estimate_tokens(&unit.text) <= max_tokens
+            || unit.text.starts_with("```")
+        {
+            out.push(unit);
+            continue;
+        }
+        let mut piece = String::new();
+        let mut first = true;
+        for sentence in sentences(&unit.text) {
+            if !piece.is_empty() && estimate_tokens(&piece) + estimate_tokens(sentence) > max_tokens
+            {
+                out.push(Unit {
+                    text: std::mem::take(&mut piece),
+                    continues: !first,
+                    ..unit.clone()
+                });
+                first = false;
+            }
+            if !piece.is_empty() {
+                piece.push(' ');
+            }
+            piece.push_str(sentence);
+        }
+        if !piece.is_empty() {
+            out.push(Unit {
+                text: piece,
+                continues: !first,
+                ..unit
+            });
+        }
+    }
+    out
+}
+
+/// Sentences of a paragraph: split after `.`, `!` or `?` followed by whitespace; whitespace runs
+/// between sentences are dropped (they are rejoined with one space).
+pub fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    for i in 0..bytes.len() {
+        if matches!(bytes[i], b'.' | b'!' | b'?')
+            && bytes.get(i + 1).is_some_and(|b| b.is_ascii_whitespace())
+        {
+            let s = text[start..=i].trim();
+            if !s.is_empty() {
+                out.push(s);
+            }
+            start = i + 1;
+        }
+    }
+    let tail = text[start..].trim();
+    if !tail.is_empty() {
+        out.push(tail);
+    }
+    out
+}
+
+/// GitHub-style heading slugs, made unique within a manual with `-1`, `-2`... suffixes.
+#[derive(Default)]
+struct AnchorSet {
+    used: HashMap<String, usize>,
+}
+
+impl AnchorSet {
+    fn claim(&mut self, explicit: Option<&str>, heading: &str) -> String {
+        let base = match explicit {
+            Some(id) if !id.is_empty() => id.to_string(),
+            _ => slugify(heading),
+        };
+        let base = if base.is_empty() {
+            "section".to_string()
+        } else {
+            base
+        };
+        let mut candidate = base.clone();
+        let mut n = 0;
+        while self.used.contains_key(&candidate) {
+            n += 1;
+            candidate = format!("{base}-{n}");
+        }
+        self.used.insert(candidate.clone(), 1);
+        candidate
+    }
+}
+
+/// Lowercase letters and digits, spaces and hyphens to `-`, everything else dropped.
+pub fn slugify(heading: &str) -> String {
+    let mut slug = String::new();
+    for c in heading.trim().chars() {
+        if c.is_alphanumeric() {
+            slug.extend(c.to_lowercase());
+        } else if (c == ' ' || c == '-' || c == '_') && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    slug.trim_matches('-').to_string()
+}
+
+fn assign_ids(chunks: &mut [Chunk]) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for chunk in chunks.iter_mut() {
+        let mut hasher = Sha256::new();
+        for part in [&chunk.manual_id, &chunk.anchor, &chunk.text] {
+            hasher.update(part.as_bytes());
+            hasher.update([0u8]);
+        }
+        let base = hex::encode(&hasher.finalize()[..8]);
+        let n = seen.entry(base.clone()).or_insert(0);
+        *n += 1;
+        chunk.chunk_id = if *n == 1 { base } else { format!("{base}-{n}") };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manual::parse_manual;
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    fn manual(body: &str) -> Manual {
+        let text = format!("+++\nid = \"m\"\ntitle = \"Pump Manual\"\naudience = [\"operator\"]\nrevision = \"A\"\n+++\n{body}");
+        parse_manual(Path::new("m.md"), text.as_bytes()).unwrap()
+    }
+
+    fn small() -> ChunkingConfig {
+        ChunkingConfig {
+            target_tokens: 30,
+            max_tokens: 40,
+        }
+    }
+
+    #[test]
+    fn sections_have_paths_unique_anchors_and_inherited_audiences() {
+        let m = manual(
+            "Intro text.\n\n# Maintenance {audience=technician,biomed}\n\nEvery year.\n\n## Filters\n\nChange them.\n\n# Maintenance\n\nAgain.\n\n## Custom {#my-id}\n\nX.\n",
+        );
+        let out = chunk_manual(&m, ChunkingConfig::default());
+        let got: Vec<(String, String, String)> = out
+            .sections
+            .iter()
+            .map(|s| {
+                (
+                    s.heading_path.join(" > "),
+                    s.anchor.clone(),
+                    s.audiences.join(","),
+                )
+            })
+            .collect();
+        let want = [
+            ("", "", "operator"),
+            ("Maintenance", "maintenance", "technician,biomed"),
+            ("Maintenance > Filters", "filters", "technician,biomed"),
+            ("Maintenance", "maintenance-1", "operator"),
+            ("Maintenance > Custom", "my-id", "operator"),
+        ];
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(out.chunks[2].text, "Change them.");
+        assert_eq!(
+            out.chunks[2].line, 15,
+            "line numbers count the front matter"
+        );
+    }
+
+    #[test]
+    fn numbered_steps_and_table_rows_are_never_split() {
+        let steps: String = (1..=12)
+            .map(|i| format!("{i}. Remove screw number {i} from the rear housing panel and set it aside safely.\n"))
+            .collect();
+        let rows: String = (1..=12)
+            .map(|i| {
+                format!(
+                    "| E-{i:03} | Occlusion detected downstream of pump {i} | Check the line |\n"
+                )
+            })
+            .collect();
+        let body = format!("# Replace the battery\n\n{steps}\n# Fault codes\n\n| Code | Meaning | Action |\n|---|---|---|\n{rows}");
+        let out = chunk_manual(&manual(&body), small());
+        assert!(out.chunks.len() > 4, "small budget forces several chunks");
+        for i in 1..=12 {
+            let step = format!(
+                "{i}. Remove screw number {i} from the rear housing panel and set it aside safely."
+            );
+            assert_eq!(
+                out.chunks.iter().filter(|c| c.text.contains(&step)).count(),
+                1,
+                "step {i} whole in one chunk"
+            );
+            let row = format!(
+                "| E-{i:03} | Occlusion detected downstream of pump {i} | Check the line |"
+            );
+            assert_eq!(
+                out.chunks.iter().filter(|c| c.text.contains(&row)).count(),
+                1,
+                "row {i} whole"
+            );
+        }
+        for c in out.chunks.iter().filter(|c| c.anchor == "fault-codes") {
+            assert!(
+                c.text.starts_with("| Code | Meaning | Action |"),
+                "every table chunk repeats the header: {}",
+                c.text
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_ids_are_stable_and_change_only_with_text() {
+        let a = chunk_manual(
+            &manual("# A\n\nOne.\n\n# B\n\nTwo.\n"),
+            ChunkingConfig::default(),
+        );
+        let b = chunk_manual(
+            &manual("# A\n\nOne.\n\n# B\n\nTwo, edited.\n"),
+            ChunkingConfig::default(),
+        );
+        assert_eq!(a.chunks[0].chunk_id, b.chunks[0].chunk_id);
+        assert_ne!(a.chunks[1].chunk_id, b.chunks[1].chunk_id);
+        let again = chunk_manual(
+            &manual("# A\n\nOne.\n\n# B\n\nTwo.\n"),
+            ChunkingConfig::default(),
+        );
+        assert_eq!(a.chunks, again.chunks);
+    }
+
+    #[test]
+    fn long_paragraphs_split_at_sentences() {
+        let para: String = (0..30)
+            .map(|i| format!("Sentence number {i} says something useful. "))
+            .collect();
+        let out = chunk_manual(&manual(&format!("# Long\n\n{para}\n")), small());
+        assert!(out.chunks.len() > 2);
+        for c in &out.chunks {
+            assert!(
+                c.text.ends_with("useful."),
+                "split at a sentence end: {:?}",
+                c.text
+            );
+        }
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(
+            slugify("3.2 Replace the O-ring (PN 4471-B)"),
+            "32-replace-the-o-ring-pn-4471-b"
+        );
+        assert_eq!(slugify("  Sécurité  "), "sécurité");
+        assert_eq!(slugify("???"), "");
+    }
+
+    fn words(s: &str) -> Vec<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| w.to_string())
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn chunking_loses_no_text(
+            blocks in proptest::collection::vec(
+                prop_oneof![
+                    "[a-z]{1,10}( [a-z]{1,10}){0,40}\\.".prop_map(|p| format!("{p}\n\n")),
+                    proptest::collection::vec("[a-z]{1,8}( [a-z]{1,8}){0,12}", 1..8)
+                        .prop_map(|items| items.iter().enumerate().map(|(i, t)| format!("{}. {t}\n", i + 1)).collect::<String>() + "\n"),
+                    "[a-z]{1,10}( [a-z]{1,10}){0,3}".prop_map(|h| format!("## {h}\n\n")),
+                    proptest::collection::vec("[a-z]{1,8} [0-9]{1,4}", 1..6)
+                        .prop_map(|rows| format!("| k | v |\n|---|---|\n{}\n", rows.iter().map(|r| format!("| {r} | x |\n")).collect::<String>())),
+                ],
+                1..20,
+            )
+        ) {
+            let body = format!("# Top\n\n{}", blocks.concat());
+            let m = manual(&body);
+            let out = chunk_manual(&m, small());
+            // Every word of the body outside headings appears in some chunk of the right section.
+            let heading_words: std::collections::HashSet<String> = out.sections.iter()
+                .flat_map(|s| s.heading_path.iter().flat_map(|h| words(h))).collect();
+            let all: String = out.chunks.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" ");
+            let chunk_words: std::collections::HashSet<String> = words(&all).into_iter().collect();
+            for w in words(&body) {
+                prop_assert!(chunk_words.contains(&w) || heading_words.contains(&w), "lost {w:?}");
+            }
+            // Anchors unique; chunk ids unique.
+            let anchors: std::collections::HashSet<&String> = out.sections.iter().map(|s| &s.anchor).collect();
+            prop_assert_eq!(anchors.len(), out.sections.len());
+            let ids: std::collections::HashSet<&String> = out.chunks.iter().map(|c| &c.chunk_id).collect();
+            prop_assert_eq!(ids.len(), out.chunks.len());
+            // Numbered steps whole: each "N. ..." line of the body is inside one chunk.
+            for line in body.lines().filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit())) {
+                prop_assert!(out.chunks.iter().any(|c| c.text.contains(line.trim_end())), "step split: {line:?}");
+            }
+        }
+    }
+}

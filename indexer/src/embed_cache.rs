@@ -1,0 +1,116 @@
+//! Embeddings keyed by the sha256 of (model, embedding text), kept beside the generations so a
+//! rebuild re-embeds only chunks whose text changed. Append-only; a torn tail record (a crash during
+//! a write) is ignored on load.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{io_err, Result};
+
+const MAGIC: &[u8; 8] = b"SAEMB01\n";
+
+pub type Key = [u8; 32];
+
+pub struct EmbeddingCache {
+    path: PathBuf,
+    dim: usize,
+    entries: HashMap<Key, Vec<f32>>,
+    pending: Vec<(Key, Vec<f32>)>,
+}
+
+pub fn key(model_id: &str, text: &str) -> Key {
+    let mut h = Sha256::new();
+    h.update(model_id.as_bytes());
+    h.update([0u8]);
+    h.update(text.as_bytes());
+    h.finalize().into()
+}
+
+impl EmbeddingCache {
+    /// Opens (or starts) the cache file for `model_id` under `dir`.
+    pub fn open(dir: &Path, model_id: &str, dim: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let safe: String = model_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("{safe}.{dim}.bin"));
+        let mut entries = HashMap::new();
+        if path.exists() {
+            let mut bytes = Vec::new();
+            std::fs::File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(io_err(&path))?;
+            if bytes.starts_with(MAGIC) {
+                let record = 32 + 4 * dim;
+                for rec in bytes[MAGIC.len()..].chunks_exact(record) {
+                    let mut k = [0u8; 32];
+                    k.copy_from_slice(&rec[..32]);
+                    let v = rec[32..]
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    entries.insert(k, v);
+                }
+            }
+        }
+        Ok(Self {
+            path,
+            dim,
+            entries,
+            pending: Vec::new(),
+        })
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Vec<f32>> {
+        self.entries.get(key)
+    }
+
+    pub fn insert(&mut self, key: Key, vector: Vec<f32>) {
+        debug_assert_eq!(vector.len(), self.dim);
+        self.pending.push((key, vector.clone()));
+        self.entries.insert(key, vector);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends the new entries to the file.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let fresh = !self.path.exists();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io_err(&self.path))?;
+        let mut w = std::io::BufWriter::new(file);
+        if fresh {
+            w.write_all(MAGIC).map_err(io_err(&self.path))?;
+        }
+        for (k, v) in self.pending.drain(..) {
+            w.write_all(&k).map_err(io_err(&self.path))?;
+            for x in v {
+                w.write_all(&x.to_le_bytes()).map_err(io_err(&self.path))?;
+            }
+        }
+        w.flush().map_err(io_err(&self.path))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! Fusing the BM25 and dense result lists into one ranking. Two principled methods: reciprocal-rank
+//! fusion, and per-query min-max normalised score fusion with a dense weight fitted on training data.
+//! The default and its weight are chosen by measurement (README, "Retrieval results").
+
+use std::collections::HashMap;
+
+/// How the two legs are combined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fusion {
+    /// score = sum over legs of 1 / (k + rank), ranks from 1.
+    Rrf { k: f32 },
+    /// Each leg's scores min-max normalised over the candidates of this query, then
+    /// `(1 - dense_weight) * bm25 + dense_weight * dense`; a candidate missing from the BM25 list
+    /// counts as that list's minimum. Dense scores of BM25-only candidates are filled in exactly.
+    MinMax { dense_weight: f32 },
+}
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Fusion::MinMax { dense_weight: 0.5 }
+    }
+}
+
+/// One leg's view of a hit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LegScore {
+    /// 1-based rank in that leg's list (0 when the score was filled in for a candidate the leg
+    /// did not return itself).
+    pub rank: u32,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fused {
+    pub ord: u32,
+    pub score: f32,
+    pub bm25: Option<LegScore>,
+    pub dense: Option<LegScore>,
+}
+
+/// Fuses two best-first lists of (ord, score). `dense_score` can give the exact dense score of any
+/// ord (for candidates only BM25 found); without it such candidates have no dense score.
+/// The output is sorted by fused score (ties by ord) and holds each ord once.
+pub fn fuse(
+    bm25: &[(u32, f32)],
+    dense: &[(u32, f32)],
+    fusion: Fusion,
+    dense_score: Option<&dyn Fn(u32) -> f32>,
+) -> Vec<Fused> {
+    let mut by_ord: HashMap<u32, Fused> = HashMap::with_capacity(bm25.len() + dense.len());
+    for (i, &(ord, score)) in bm25.iter().enumerate() {
+        by_ord.entry(ord).or_insert(Fused {
+            ord,
+            score: 0.0,
+            bm25: Some(LegScore {
+                rank: i as u32 + 1,
+                score,
+            }),
+            dense: None,
+        });
+    }
+    for (i, &(ord, score)) in dense.iter().enumerate() {
+        let leg = Some(LegScore {
+            rank: i as u32 + 1,
+            score,
+        });
+        by_ord
+            .entry(ord)
+            .and_modify(|f| {
+                if f.dense.is_none() {
+                    f.dense = leg
+                }
+            })
+            .or_insert(Fused {
+                ord,
+                score: 0.0,
+                bm25: None,
+                dense: leg,
+            });
+    }
+    if let Some(dense_score) = dense_score {
+        for f in by_ord.values_mut().filter(|f| f.dense.is_none()) {
+            f.dense = Some(LegScore {
+                rank: 0,
+                score: dense_score(f.ord),
+            });
+        }
+    }
+    let mut fused: Vec<Fused> = by_ord.into_values().collect();
+    match fusion {
+        Fusion::Rrf { k } => {
+            for f in &mut fused {
+                let rrf = |leg: Option<LegScore>| match leg {
+                    Some(l) if l.rank > 0 => 1.0 / (k + l.rank as f32),
+                    _ => 0.0,
+                };
+                f.score = rrf(f.bm25) + rrf(f.dense);
+            }
+        }
+        Fusion::MinMax { dense_weight } => {
+            let (b_min, b_max) = range(fused.iter().filter_map(|f| f.bm25.map(|l| l.score)));
+            let (d_min, d_max) = range(fused.iter().filter_map(|f| f.dense.map(|l| l.score)));
+            for f in &mut fused {
+                let b = f.bm25.map_or(0.0, |l| normalise(l.score, b_min, b_max));
+                let d = f.dense.map_or(0.0, |l| normalise(l.score, d_min, d_max));
+                f.score = (1.0 - dense_weight) * b + dense_weight * d;
+            }
+        }
+    }
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
+    fused
+}
+
+fn range(scores: impl Iterator<Item = f32>) -> (f32, f32) {
+    scores.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), s| {
+        (lo.min(s), hi.max(s))
+    })
+}
+
+fn normalise(score: f32, min: f32, max: f32) -> f32 {
+    if max - min > f32::EPSILON {
+        (score - min) / (max - min)
+    } else {
+        1.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rrf_by_hand() {
+        let out = fuse(
+            &[(1, 9.0), (2, 5.0)],
+            &[(2, 0.9), (3, 0.8)],
+            Fusion::Rrf { k: 60.0 },
+            None,
+        );
+        let got: Vec<(u32, f32)> = out.iter().map(|f| (f.ord, f.score)).collect();
+        // 2: 1/62 + 1/61; 1: 1/61; 3: 1/62
+        assert_eq!(got[0].0, 2);
+        assert!((got[0].1 - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-7);
+        assert_eq!(got[1].0, 1);
+        assert_eq!(got[2].0, 3);
+    }
+
+    #[test]
+    fn min_max_by_hand_with_filled_in_dense_scores() {
+        let dense_of = |ord: u32| if ord == 1 { 0.5 } else { 0.0 };
+        let out = fuse(
+            &[(1, 10.0), (2, 4.0)],
+            &[(2, 0.9), (3, 0.7)],
+            Fusion::MinMax { dense_weight: 0.5 },
+            Some(&dense_of),
+        );
+        // bm25 normalised: 1 -> 1, 2 -> 0, 3 -> absent 0. dense over {0.5, 0.9, 0.7}: 1 -> 0, 2 -> 1, 3 -> 0.5.
+        let got: Vec<(u32, f32)> = out.iter().map(|f| (f.ord, f.score)).collect();
+        assert_eq!(got, vec![(1, 0.5), (2, 0.5), (3, 0.25)]);
+        assert_eq!(
+            out[0].dense,
+            Some(LegScore {
+                rank: 0,
+                score: 0.5
+            })
+        );
+        assert_eq!(
+            out[1].bm25,
+            Some(LegScore {
+                rank: 2,
+                score: 4.0
+            })
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn fused_lists_are_sorted_without_duplicates(
+            bm25 in proptest::collection::vec((0u32..50, 0f32..20.0), 0..30),
+            dense in proptest::collection::vec((0u32..50, -1f32..1.0), 0..30),
+            rrf in any::<bool>(),
+        ) {
+            let mut bm25 = bm25; bm25.sort_by(|a, b| b.1.total_cmp(&a.1)); let mut seen = std::collections::HashSet::new(); bm25.retain(|x| seen.insert(x.0));
+            let mut dense = dense; dense.sort_by(|a, b| b.1.total_cmp(&a.1)); let mut seen = std::collections::HashSet::new(); dense.retain(|x| seen.insert(x.0));
+            let fusion = if rrf { Fusion::Rrf { k: 60.0 } } else { Fusion::MinMax { dense_weight: 0.3 } };
+            let out = fuse(&bm25, &dense, fusion, None);
+            prop_assert!(out.windows(2).all(|w| w[0].score >= w[1].score));
+            let mut ords: Vec<u32> = out.iter().map(|f| f.ord).collect();
+            ords.sort();
+            let n = ords.len();
+            ords.dedup();
+            prop_assert_eq!(ords.len(), n);
+            let mut union: Vec<u32> = bm25.iter().chain(dense.iter()).map(|x| x.0).collect();
+            union.sort(); union.dedup();
+            prop_assert_eq!(union, ords);
+        }
+    }
+}

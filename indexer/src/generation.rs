@@ -1,0 +1,178 @@
+//! Index generations on disk. A build writes `generations/.building-*`, verifies it, renames it to
+//! `generations/gNNNNNN` and then points `CURRENT` at it with an atomic rename; readers resolve
+//! `CURRENT` once and only ever open complete, immutable generations. Older generations are kept for
+//! rollback (a bounded number).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io_err, IndexError, Result};
+
+pub const FORMAT_VERSION: u32 = 1;
+const CURRENT: &str = "CURRENT";
+const GENERATIONS: &str = "generations";
+
+/// What a generation says about itself (`meta.json`). Versioned: a reader refuses other versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationMeta {
+    pub format_version: u32,
+    pub generation: String,
+    pub created_unix: u64,
+    pub model_id: String,
+    pub dim: usize,
+    pub n_chunks: usize,
+    pub n_embedded: usize,
+    pub n_reused: usize,
+    pub chunk_target_tokens: usize,
+    pub chunk_max_tokens: usize,
+    pub documents: Vec<DocumentSummary>,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentSummary {
+    pub id: String,
+    pub title: String,
+    pub revision: String,
+    pub language: String,
+    pub n_chunks: usize,
+}
+
+pub fn generations_dir(index_dir: &Path) -> PathBuf {
+    index_dir.join(GENERATIONS)
+}
+
+pub fn generation_dir(index_dir: &Path, generation: &str) -> PathBuf {
+    generations_dir(index_dir).join(generation)
+}
+
+/// The generation `CURRENT` names, if any.
+pub fn current(index_dir: &Path) -> Result<Option<String>> {
+    let path = index_dir.join(CURRENT);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Complete generations, oldest first.
+pub fn list(index_dir: &Path) -> Result<Vec<String>> {
+    let dir = generations_dir(index_dir);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with('g') && n[1..].chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// A fresh, empty staging directory and the name the generation will get.
+pub fn stage(index_dir: &Path) -> Result<(String, PathBuf)> {
+    let dir = generations_dir(index_dir);
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let next = list(index_dir)?
+        .last()
+        .and_then(|g| g[1..].parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let name = format!("g{next:06}");
+    let staging = dir.join(format!(".building-{name}-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+    Ok((name, staging))
+}
+
+/// Moves a verified staging directory into place and points `CURRENT` at it.
+pub fn promote(index_dir: &Path, staging: &Path, generation: &str) -> Result<()> {
+    let target = generation_dir(index_dir, generation);
+    std::fs::rename(staging, &target).map_err(io_err(&target))?;
+    sync_dir(&generations_dir(index_dir));
+    point_current(index_dir, generation)
+}
+
+/// Atomically replaces `CURRENT` (write a temp file, fsync, rename over).
+pub fn point_current(index_dir: &Path, generation: &str) -> Result<()> {
+    let tmp = index_dir.join(format!(".CURRENT.{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        std::io::Write::write_all(&mut f, generation.as_bytes()).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    let path = index_dir.join(CURRENT);
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    sync_dir(index_dir);
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    // Best effort: makes the rename durable on filesystems that need it.
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Points `CURRENT` at the newest generation older than the current one; returns (from, to).
+pub fn rollback(index_dir: &Path) -> Result<(String, String)> {
+    let now = current(index_dir)?.ok_or_else(|| IndexError::NoIndex {
+        dir: index_dir.to_path_buf(),
+    })?;
+    let older = list(index_dir)?
+        .into_iter()
+        .filter(|g| g.as_str() < now.as_str())
+        .filter(|g| read_meta(&generation_dir(index_dir, g)).is_ok())
+        .next_back()
+        .ok_or_else(|| IndexError::NoRollback(format!("{now} is the oldest kept generation")))?;
+    point_current(index_dir, &older)?;
+    Ok((now, older))
+}
+
+/// Deletes all but the newest `keep` generations, never the current one.
+pub fn prune(index_dir: &Path, keep: usize) -> Result<Vec<String>> {
+    let now = current(index_dir)?;
+    let all = list(index_dir)?;
+    let n_drop = all.len().saturating_sub(keep);
+    let mut dropped = Vec::new();
+    for g in all.into_iter().take(n_drop) {
+        if Some(&g) == now.as_ref() {
+            continue;
+        }
+        let dir = generation_dir(index_dir, &g);
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+        dropped.push(g);
+    }
+    Ok(dropped)
+}
+
+pub fn write_meta(dir: &Path, meta: &GenerationMeta) -> Result<()> {
+    let path = dir.join("meta.json");
+    let text = serde_json::to_string_pretty(meta).expect("meta serialises");
+    std::fs::write(&path, text).map_err(io_err(&path))
+}
+
+pub fn read_meta(dir: &Path) -> Result<GenerationMeta> {
+    let path = dir.join("meta.json");
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    let meta: GenerationMeta = serde_json::from_str(&text).map_err(|e| IndexError::Meta {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if meta.format_version != FORMAT_VERSION {
+        return Err(IndexError::Meta {
+            path,
+            message: format!(
+                "index format {} but this scanaid reads format {FORMAT_VERSION}; rebuild with `scanaid index`",
+                meta.format_version
+            ),
+        });
+    }
+    Ok(meta)
+}

@@ -1,0 +1,23 @@
+//! Manuals to an index, and search over it: sections and chunks, BM25 (tantivy) and vectors
+//! (exact or hnsw_rs), hybrid fusion, and immutable generations promoted atomically.
+//! Knows nothing of HTTP or sessions.
+
+pub mod build;
+pub mod chunking;
+pub mod embed_cache;
+pub mod error;
+pub mod filters;
+pub mod fusion;
+pub mod generation;
+pub mod identifiers;
+pub mod lexical;
+pub mod manual;
+pub mod search;
+pub mod vector;
+
+pub use build::{build_generation, index_manuals, BuildReport};
+pub use chunking::{Chunk, ChunkingConfig};
+pub use error::{IndexError, Result};
+pub use filters::{Filters, OwnerScope};
+pub use fusion::{Fusion, LegScore};
+pub use search::{Hit, Mode, SearchIndex, SearchRequest, SearchSettings};

@@ -1,0 +1,352 @@
+//! Searching one generation: BM25, dense, or both fused. Filters go inside both legs; a follow-up
+//! question also retrieves with the user's earlier turns, at a lower weight.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use scanaid_models::Embedder;
+
+use crate::chunking::Chunk;
+use crate::error::{io_err, IndexError, Result};
+use crate::filters::{Filters, OwnerScope};
+use crate::fusion::{fuse, Fusion, LegScore};
+use crate::generation::{self, GenerationMeta};
+use crate::lexical::{LexicalIndex, LexicalWeights, WeightedText};
+use crate::vector::{dot, HnswParams, VectorIndex, EXACT_MAX};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Bm25,
+    Dense,
+    Hybrid,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "bm25" => Ok(Mode::Bm25),
+            "dense" => Ok(Mode::Dense),
+            "hybrid" => Ok(Mode::Hybrid),
+            other => Err(format!("unknown mode {other:?}: use bm25, dense or hybrid")),
+        }
+    }
+}
+
+/// How retrieval is tuned. One setting serves every corpus (see ARCHITECTURE.md).
+#[derive(Debug, Clone, Copy)]
+pub struct SearchSettings {
+    pub fusion: Fusion,
+    /// Candidates taken from each leg before fusion.
+    pub candidates: usize,
+    pub lexical: LexicalWeights,
+    /// Weight of the user's earlier turns relative to the current question (both legs).
+    pub history_weight: f32,
+    /// How many earlier user turns count.
+    pub history_turns: usize,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        Self {
+            fusion: Fusion::default(),
+            candidates: 100,
+            lexical: LexicalWeights::default(),
+            history_weight: 0.5,
+            history_turns: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    /// Earlier turns, oldest first; `"user: ..."`/`"agent: ..."` prefixes are understood and only the
+    /// user's turns are used (unprefixed turns count as the user's).
+    pub history: Vec<String>,
+    pub filters: Filters,
+    pub limit: usize,
+    pub mode: Mode,
+}
+
+impl SearchRequest {
+    pub fn new(query: impl Into<String>, mode: Mode, limit: usize) -> Self {
+        Self {
+            query: query.into(),
+            history: Vec::new(),
+            filters: Filters {
+                owner: OwnerScope::Public,
+                ..Filters::default()
+            },
+            limit,
+            mode,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Position of the chunk in this generation's chunk table.
+    pub ord: u32,
+    pub chunk_id: String,
+    /// The fused score (or the single leg's score in bm25/dense mode).
+    pub score: f32,
+    pub bm25: Option<LegScore>,
+    pub dense: Option<LegScore>,
+}
+
+/// One opened, immutable generation.
+pub struct SearchIndex {
+    pub dir: PathBuf,
+    pub generation: String,
+    pub meta: GenerationMeta,
+    chunks: Vec<Chunk>,
+    lexical: LexicalIndex,
+    vectors: VectorIndex,
+    has_private: bool,
+    pub settings: SearchSettings,
+}
+
+impl SearchIndex {
+    /// Opens the generation `CURRENT` points at.
+    pub fn open(index_dir: &Path) -> Result<Self> {
+        let generation = generation::current(index_dir)?.ok_or_else(|| IndexError::NoIndex {
+            dir: index_dir.to_path_buf(),
+        })?;
+        Self::open_generation_dir(
+            &generation::generation_dir(index_dir, &generation),
+            &generation,
+        )
+    }
+
+    /// Opens the current generation and checks it was built with `embedder`'s model.
+    pub fn open_for(index_dir: &Path, embedder: &dyn Embedder) -> Result<Self> {
+        let index = Self::open(index_dir)?;
+        if index.meta.model_id != embedder.model_id() || index.meta.dim != embedder.dim() {
+            return Err(IndexError::ModelMismatch {
+                dir: index_dir.to_path_buf(),
+                built_with: index.meta.model_id.clone(),
+                requested: embedder.model_id().to_string(),
+            });
+        }
+        Ok(index)
+    }
+
+    pub fn open_generation_dir(dir: &Path, generation: &str) -> Result<Self> {
+        let bad = |reason: String| IndexError::BadGeneration {
+            dir: dir.to_path_buf(),
+            generation: generation.to_string(),
+            reason,
+        };
+        let meta = generation::read_meta(dir)?;
+        let chunks = read_chunks(&dir.join("chunks.jsonl"))?;
+        if chunks.len() != meta.n_chunks {
+            return Err(bad(format!(
+                "chunk table has {} rows, meta says {}",
+                chunks.len(),
+                meta.n_chunks
+            )));
+        }
+        let data = VectorIndex::read_vectors(&dir.join("vectors.f32"), meta.dim)?;
+        if data.len() != meta.n_chunks * meta.dim {
+            return Err(bad(format!(
+                "{} vectors for {} chunks",
+                data.len() / meta.dim.max(1),
+                meta.n_chunks
+            )));
+        }
+        let settings = SearchSettings::default();
+        let lexical = LexicalIndex::open(&dir.join("lexical"), settings.lexical)?;
+        if lexical.num_docs() as usize != meta.n_chunks {
+            return Err(bad(format!(
+                "text index has {} docs for {} chunks",
+                lexical.num_docs(),
+                meta.n_chunks
+            )));
+        }
+        let vectors = VectorIndex::new(meta.dim, data, EXACT_MAX, HnswParams::default());
+        let has_private = chunks.iter().any(|c| c.owner.is_some());
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            generation: generation.to_string(),
+            meta,
+            chunks,
+            lexical,
+            vectors,
+            has_private,
+            settings,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    pub fn chunk(&self, ord: u32) -> &Chunk {
+        &self.chunks[ord as usize]
+    }
+
+    pub fn chunks(&self) -> &[Chunk] {
+        &self.chunks
+    }
+
+    /// Changes the retrieval settings (evaluation sweeps; the server keeps the defaults).
+    pub fn with_settings(mut self, settings: SearchSettings) -> Result<Self> {
+        self.lexical = LexicalIndex::open(&self.dir.join("lexical"), settings.lexical)?;
+        self.settings = settings;
+        Ok(self)
+    }
+
+    /// Runs a search. `embedder` is needed for the dense and hybrid modes.
+    pub fn search(
+        &self,
+        request: &SearchRequest,
+        embedder: Option<&dyn Embedder>,
+    ) -> Result<Vec<Hit>> {
+        if request.query.trim().is_empty() {
+            return Err(IndexError::BadRequest("empty query".to_string()));
+        }
+        let history = user_turns(&request.history, self.settings.history_turns);
+        let mask = self.allow_mask(&request.filters);
+        let k = self.settings.candidates.max(request.limit);
+        let bm25 = || -> Result<Vec<(u32, f32)>> {
+            let mut parts = vec![WeightedText {
+                text: &request.query,
+                weight: 1.0,
+            }];
+            parts.extend(history.iter().map(|t| WeightedText {
+                text: t,
+                weight: self.settings.history_weight,
+            }));
+            self.lexical.search(&parts, &request.filters, k)
+        };
+        let dense_query = || -> Result<Vec<f32>> {
+            let embedder = embedder
+                .ok_or_else(|| IndexError::BadRequest("dense search needs an embedder".into()))?;
+            let mut texts = vec![request.query.as_str()];
+            let joined = history.join(" ");
+            if !history.is_empty() {
+                texts.push(&joined);
+            }
+            let vectors = embedder.embed_queries(&texts)?;
+            Ok(combine(&vectors, self.settings.history_weight))
+        };
+        let hits: Vec<Hit> = match request.mode {
+            Mode::Bm25 => to_hits(self, bm25()?, true),
+            Mode::Dense => {
+                let q = dense_query()?;
+                to_hits(self, self.vectors.search(&q, k, mask.as_deref()), false)
+            }
+            Mode::Hybrid => {
+                // The BM25 leg runs on another core while the query is embedded.
+                let (lexical, q) = std::thread::scope(|s| {
+                    let lexical = s.spawn(bm25);
+                    let q = dense_query();
+                    (lexical.join().expect("bm25 leg does not panic"), q)
+                });
+                let (lexical, q) = (lexical?, q?);
+                let dense = self.vectors.search(&q, k, mask.as_deref());
+                let dense_of = |ord: u32| dot(&q, self.vectors.row(ord as usize));
+                fuse(&lexical, &dense, self.settings.fusion, Some(&dense_of))
+                    .into_iter()
+                    .map(|f| Hit {
+                        ord: f.ord,
+                        chunk_id: self.chunks[f.ord as usize].chunk_id.clone(),
+                        score: f.score,
+                        bm25: f.bm25,
+                        dense: f.dense,
+                    })
+                    .collect()
+            }
+        };
+        Ok(hits.into_iter().take(request.limit).collect())
+    }
+
+    /// The vector leg's allow-mask, or `None` when every chunk is allowed.
+    fn allow_mask(&self, filters: &Filters) -> Option<Vec<bool>> {
+        let hides_private = self.has_private && filters.owner != OwnerScope::Everything;
+        if filters.is_open() && !hides_private {
+            return None;
+        }
+        Some(self.chunks.iter().map(|c| filters.allows(c)).collect())
+    }
+}
+
+fn to_hits(index: &SearchIndex, list: Vec<(u32, f32)>, is_bm25: bool) -> Vec<Hit> {
+    list.into_iter()
+        .enumerate()
+        .map(|(i, (ord, score))| {
+            let leg = Some(LegScore {
+                rank: i as u32 + 1,
+                score,
+            });
+            Hit {
+                ord,
+                chunk_id: index.chunks[ord as usize].chunk_id.clone(),
+                score,
+                bm25: if is_bm25 { leg } else { None },
+                dense: if is_bm25 { None } else { leg },
+            }
+        })
+        .collect()
+}
+
+/// The question's vector plus the history's at `weight`, renormalised.
+fn combine(vectors: &[Vec<f32>], weight: f32) -> Vec<f32> {
+    let mut q = vectors[0].clone();
+    if let Some(h) = vectors.get(1) {
+        for (x, y) in q.iter_mut().zip(h) {
+            *x += weight * y;
+        }
+        let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        q.iter_mut().for_each(|x| *x /= norm);
+    }
+    q
+}
+
+/// The user's last `n` turns from a history, prefixes removed.
+pub fn user_turns(history: &[String], n: usize) -> Vec<String> {
+    let mut turns: Vec<String> = history
+        .iter()
+        .filter_map(|t| {
+            let lower = t.trim_start().to_ascii_lowercase();
+            if lower.starts_with("agent:")
+                || lower.starts_with("assistant:")
+                || lower.starts_with("system:")
+            {
+                None
+            } else {
+                let text = t.trim_start();
+                Some(
+                    text.strip_prefix("user:")
+                        .or_else(|| text.strip_prefix("User:"))
+                        .unwrap_or(text)
+                        .trim()
+                        .to_string(),
+                )
+            }
+        })
+        .filter(|t| !t.is_empty())
+        .collect();
+    let skip = turns.len().saturating_sub(n);
+    turns.drain(..skip);
+    turns
+}
+
+fn read_chunks(path: &Path) -> Result<Vec<Chunk>> {
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io_err(path))?;
+        let chunk: Chunk = serde_json::from_str(&line).map_err(|e| IndexError::Meta {
+            path: path.to_path_buf(),
+            message: format!("line {}: {e}", i + 1),
+        })?;
+        out.push(chunk);
+    }
+    Ok(out)
+}

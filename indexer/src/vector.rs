@@ -1,0 +1,327 @@
+//! The dense leg: unit vectors of the chunks, searched by inner product. Small collections are
+//! searched exactly (faster than a graph below a few tens of thousands of vectors, and never wrong);
+//! larger ones through an HNSW graph (hnsw_rs). Filters are an allow-mask consulted during the search.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use hnsw_rs::prelude::{Distance, Hnsw};
+
+use crate::error::{io_err, IndexError, Result};
+
+/// Up to this many vectors, exact search (see the scale benchmark in the README for the crossover).
+pub const EXACT_MAX: usize = 20_000;
+/// Below this share of allowed vectors a filtered query scans the allowed ones exactly: a graph walk
+/// that must skip most nodes loses recall.
+const SELECTIVE_FILTER: f64 = 0.05;
+
+/// HNSW construction and search settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HnswParams {
+    pub max_connections: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            ef_construction: 200,
+            ef_search: 128,
+        }
+    }
+}
+
+pub struct VectorIndex {
+    dim: usize,
+    data: Vec<f32>,
+    graph: Option<Hnsw<'static, f32, InnerProduct>>,
+    params: HnswParams,
+}
+
+impl VectorIndex {
+    /// Wraps row-major vectors (`n * dim` values). Builds a graph only above `exact_max` vectors.
+    pub fn new(dim: usize, data: Vec<f32>, exact_max: usize, params: HnswParams) -> Self {
+        assert!(
+            dim > 0 && data.len() % dim == 0,
+            "vector data must be a whole number of rows"
+        );
+        let n = data.len() / dim;
+        let graph = (n > exact_max).then(|| build_graph(dim, &data, params));
+        Self {
+            dim,
+            data,
+            graph,
+            params,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dim
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn uses_graph(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    pub fn row(&self, ord: usize) -> &[f32] {
+        &self.data[ord * self.dim..(ord + 1) * self.dim]
+    }
+
+    /// Top `k` by inner product as (ord, cosine), best first. `allowed[ord]` false hides a vector.
+    pub fn search(&self, query: &[f32], k: usize, allowed: Option<&[bool]>) -> Vec<(u32, f32)> {
+        if k == 0 || self.is_empty() {
+            return Vec::new();
+        }
+        let selective = allowed.is_some_and(|mask| {
+            let n_allowed = mask.iter().filter(|&&a| a).count();
+            (n_allowed as f64) < SELECTIVE_FILTER * mask.len() as f64
+        });
+        match (&self.graph, selective) {
+            (Some(graph), false) => {
+                let ef = self.params.ef_search.max(k);
+                let found = match allowed {
+                    Some(mask) => {
+                        let filter = |id: &usize| mask.get(*id).copied().unwrap_or(false);
+                        graph.search_filter(query, k, ef, Some(&filter))
+                    }
+                    None => graph.search(query, k, ef),
+                };
+                // The graph's distance is 1 - dot.
+                found
+                    .into_iter()
+                    .map(|n| (n.d_id as u32, 1.0 - n.distance))
+                    .collect()
+            }
+            _ => self.exact(query, k, allowed),
+        }
+    }
+
+    /// Exact top `k` by scanning every (allowed) vector.
+    pub fn exact(&self, query: &[f32], k: usize, allowed: Option<&[bool]>) -> Vec<(u32, f32)> {
+        let mut top = TopK::new(k);
+        for (ord, row) in self.data.chunks_exact(self.dim).enumerate() {
+            if allowed.is_some_and(|mask| !mask[ord]) {
+                continue;
+            }
+            top.push(ord as u32, dot(query, row));
+        }
+        top.into_sorted()
+    }
+
+    /// Writes the vectors as little-endian f32 rows.
+    pub fn write_vectors(path: &Path, data: &[f32]) -> Result<()> {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_err(path))?);
+        for v in data {
+            file.write_all(&v.to_le_bytes()).map_err(io_err(path))?;
+        }
+        let file = file
+            .into_inner()
+            .map_err(|e| io_err(path)(e.into_error()))?;
+        file.sync_all().map_err(io_err(path))?;
+        Ok(())
+    }
+
+    pub fn read_vectors(path: &Path, dim: usize) -> Result<Vec<f32>> {
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io_err(path))?;
+        if bytes.len() % (4 * dim) != 0 {
+            return Err(IndexError::Meta {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{} bytes is not a whole number of {dim}-d f32 rows",
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+}
+
+fn build_graph(dim: usize, data: &[f32], params: HnswParams) -> Hnsw<'static, f32, InnerProduct> {
+    let n = data.len() / dim;
+    let max_layer = 16.min((n as f64).ln().ceil().max(1.0) as usize);
+    let graph = Hnsw::new(
+        params.max_connections,
+        n,
+        max_layer,
+        params.ef_construction,
+        InnerProduct,
+    );
+    let rows: Vec<(&[f32], usize)> = data
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, r)| (r, i))
+        .collect();
+    graph.parallel_insert_slice(&rows);
+    graph
+}
+
+/// 1 - inner product, clamped at 0. anndists' `DistDot` asserts `1 - dot >= 0`, which rounding breaks
+/// for a unit vector against itself (dot = 1.0000001): a panic in a search path. This one cannot fail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InnerProduct;
+
+impl Distance<f32> for InnerProduct {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// Inner product with eight independent accumulators so the compiler can vectorise it.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for i in 0..chunks {
+        for j in 0..8 {
+            acc[j] += a[i * 8 + j] * b[i * 8 + j];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+/// A bounded min-heap keeping the `k` best (ord, score) pairs; ties broken by lower ord.
+pub struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Scored>>,
+}
+
+#[derive(PartialEq)]
+struct Scored(f32, u32);
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .total_cmp(&other.0)
+            .then_with(|| other.1.cmp(&self.1))
+    }
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: std::collections::BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    pub fn push(&mut self, ord: u32, score: f32) {
+        if self.k == 0 {
+            return;
+        }
+        let item = std::cmp::Reverse(Scored(score, ord));
+        if self.heap.len() < self.k {
+            self.heap.push(item);
+        } else if let Some(worst) = self.heap.peek() {
+            if item < *worst {
+                self.heap.pop();
+                self.heap.push(item);
+            }
+        }
+    }
+
+    pub fn into_sorted(self) -> Vec<(u32, f32)> {
+        let mut v: Vec<(u32, f32)> = self
+            .heap
+            .into_iter()
+            .map(|std::cmp::Reverse(Scored(s, o))| (o, s))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        let mut data: Vec<f32> = (0..n * dim).map(|_| next()).collect();
+        for row in data.chunks_exact_mut(dim) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+        data
+    }
+
+    #[test]
+    fn exact_search_finds_the_vector_itself_first_and_respects_the_mask() {
+        let data = random_unit_vectors(500, 32, 7);
+        let index = VectorIndex::new(32, data.clone(), EXACT_MAX, HnswParams::default());
+        let hits = index.search(&data[32 * 42..32 * 43], 5, None);
+        assert_eq!(hits[0].0, 42);
+        assert!((hits[0].1 - 1.0).abs() < 1e-5);
+        assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1));
+        let mut mask = vec![true; 500];
+        mask[42] = false;
+        let hits = index.search(&data[32 * 42..32 * 43], 5, Some(&mask));
+        assert!(hits.iter().all(|h| h.0 != 42));
+        assert_eq!(hits.len(), 5);
+    }
+
+    #[test]
+    fn graph_search_agrees_with_exact_search() {
+        let data = random_unit_vectors(3000, 16, 3);
+        let graph = VectorIndex::new(16, data.clone(), 100, HnswParams::default());
+        assert!(graph.uses_graph());
+        let mut found = 0;
+        for q in 0..50 {
+            let query = &data[16 * q..16 * (q + 1)];
+            let exact: Vec<u32> = graph.exact(query, 10, None).iter().map(|h| h.0).collect();
+            let approx: Vec<u32> = graph.search(query, 10, None).iter().map(|h| h.0).collect();
+            found += approx.iter().filter(|o| exact.contains(o)).count();
+        }
+        assert!(
+            found as f64 / 500.0 > 0.9,
+            "recall@10 {}",
+            found as f64 / 500.0
+        );
+        // Filtered graph search returns only allowed ids.
+        let mask: Vec<bool> = (0..3000).map(|i| i % 2 == 0).collect();
+        let hits = graph.search(&data[..16], 10, Some(&mask));
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|h| h.0 % 2 == 0));
+    }
+
+    #[test]
+    fn vectors_round_trip_through_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = random_unit_vectors(10, 8, 1);
+        let path = dir.path().join("v.f32");
+        VectorIndex::write_vectors(&path, &data).unwrap();
+        assert_eq!(VectorIndex::read_vectors(&path, 8).unwrap(), data);
+        std::fs::write(&path, [0u8; 5]).unwrap();
+        assert!(VectorIndex::read_vectors(&path, 8).is_err());
+    }
+}

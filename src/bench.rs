@@ -1,0 +1,224 @@
+//! `scanaid bench`: embedding throughput against the candle matmul bound, and the vector index's
+//! cost curve at 10k / 100k / 1M synthetic vectors. Run on a release build.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use crate::cli::ModelOpts;
+
+#[derive(Args)]
+pub struct BenchCmd {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand)]
+pub enum BenchWhat {
+    /// Passages/s and tokens/s at ~128 and ~256 tokens, and the share of the matmul bound.
+    Embed(EmbedBench),
+    /// Exact versus HNSW search on synthetic 384-d vectors.
+    Vectors(VectorBench),
+}
+
+#[derive(Args)]
+pub struct EmbedBench {
+    /// Passages per length.
+    #[arg(long, default_value_t = 128)]
+    pub passages: usize,
+    #[command(flatten)]
+    pub model: ModelOpts,
+}
+
+#[derive(Args)]
+pub struct VectorBench {
+    /// Collection sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub sizes: Vec<usize>,
+    /// Queries per size.
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    #[arg(long, default_value_t = 384)]
+    pub dim: usize,
+}
+
+pub fn run(cmd: BenchCmd) -> Result<std::process::ExitCode> {
+    match cmd.what {
+        BenchWhat::Embed(b) => embed(b)?,
+        BenchWhat::Vectors(b) => vectors(b)?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// A passage of roughly `words` words of manual-like English.
+fn synthetic_passage(seed: usize, words: usize) -> String {
+    const VOCAB: &[&str] = &[
+        "pump",
+        "pressure",
+        "valve",
+        "replace",
+        "filter",
+        "check",
+        "the",
+        "motor",
+        "alarm",
+        "code",
+        "sensor",
+        "line",
+        "occlusion",
+        "battery",
+        "door",
+        "seal",
+        "torque",
+        "screw",
+        "panel",
+        "clean",
+        "inspect",
+        "temperature",
+        "fan",
+        "belt",
+        "compressor",
+        "oil",
+        "drain",
+        "water",
+        "rinse",
+        "cycle",
+        "error",
+        "reset",
+        "power",
+        "supply",
+        "housing",
+        "gasket",
+        "interval",
+        "monthly",
+        "annual",
+        "technician",
+    ];
+    let mut state = seed as u64 * 2654435761 + 1;
+    (0..words)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            VOCAB[(state % VOCAB.len() as u64) as usize]
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn embed(b: EmbedBench) -> Result<()> {
+    let embedder = b.model.embedder()?;
+    // FLOPs of one BERT-MiniLM forward per token: 6 layers x (4 d^2 + 2 x 4 d^2) x 2, d = 384,
+    // plus attention 4 x len x d per layer.
+    let d = 384.0f64;
+    let layers = 6.0;
+    let matmul = scanaid_models::matmul_bench::matmul_gflops(1024, 5)?;
+    let linear = scanaid_models::matmul_bench::linear_gflops(32 * 256, 384, 1536, 5)?;
+    println!("candle f32 matmul 1024^3: {matmul:.1} GFLOP/s; BERT-shaped linear (8192x384 * 384x1536): {linear:.1} GFLOP/s");
+    println!("| tokens/passage | passages/s | tokens/s | GFLOP/s | share of matmul bound |");
+    println!("|---|---|---|---|---|");
+    for (label, words) in [(128usize, 95usize), (256, 200)] {
+        let passages: Vec<String> = (0..b.passages)
+            .map(|i| synthetic_passage(i, words))
+            .collect();
+        let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
+        let _ = embedder.embed_passages(&refs[..8.min(refs.len())])?;
+        let started = Instant::now();
+        let _ = embedder.embed_passages(&refs)?;
+        let secs = started.elapsed().as_secs_f64();
+        let per_s = b.passages as f64 / secs;
+        let tokens = label as f64;
+        let flops = layers * (24.0 * d * d * tokens + 4.0 * tokens * tokens * d);
+        let gflops = flops * per_s / 1e9;
+        println!(
+            "| ~{label} | {per_s:.1} | {:.0} | {gflops:.1} | {:.0}% |",
+            per_s * tokens,
+            100.0 * gflops / matmul
+        );
+    }
+    let q = ["How do I clear error E-204 on the pump?"];
+    let _ = embedder.embed_queries(&q)?;
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let started = Instant::now();
+        let _ = embedder.embed_queries(&q)?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "one query embedding: p50 {:.2} ms, p95 {:.2} ms",
+        scanaid_evals::metrics::percentile(&times, 50.0),
+        scanaid_evals::metrics::percentile(&times, 95.0)
+    );
+    Ok(())
+}
+
+fn vectors(b: VectorBench) -> Result<()> {
+    use scanaid_indexer::vector::{HnswParams, VectorIndex};
+    println!(
+        "| vectors | build s | memory MB | exact p50/p95 ms | hnsw p50/p95 ms | hnsw recall@10 |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for &n in &b.sizes {
+        let data = random_unit_vectors(n, b.dim, 42);
+        let queries = random_unit_vectors(b.queries, b.dim, 7);
+        let started = Instant::now();
+        let index = VectorIndex::new(b.dim, data, 0, HnswParams::default());
+        let build_s = started.elapsed().as_secs_f64();
+        let rss = rss_mb();
+        let (mut exact_ms, mut graph_ms, mut found) = (Vec::new(), Vec::new(), 0usize);
+        for q in queries.chunks_exact(b.dim) {
+            let t = Instant::now();
+            let exact = index.exact(q, 10, None);
+            exact_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let approx = index.search(q, 10, None);
+            graph_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            found += approx
+                .iter()
+                .filter(|h| exact.iter().any(|e| e.0 == h.0))
+                .count();
+        }
+        let p = |v: &[f64], x| scanaid_evals::metrics::percentile(v, x);
+        println!(
+            "| {n} | {build_s:.1} | {rss:.0} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} |",
+            p(&exact_ms, 50.0),
+            p(&exact_ms, 95.0),
+            p(&graph_ms, 50.0),
+            p(&graph_ms, 95.0),
+            found as f64 / (10 * b.queries) as f64
+        );
+    }
+    Ok(())
+}
+
+fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut data: Vec<f32> = (0..n * dim)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        })
+        .collect();
+    for row in data.chunks_exact_mut(dim) {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|x| *x /= norm);
+    }
+    data
+}
+
+/// Resident set size of this process in MB (Linux).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

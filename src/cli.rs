@@ -1,0 +1,335 @@
+//! Command-line definitions (one clap struct per command) and their glue.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use scanaid_indexer::{ChunkingConfig, Fusion, Mode, SearchIndex, SearchRequest, SearchSettings};
+use scanaid_models::fetch::FetchOutcome;
+use scanaid_models::{BertEmbedder, Embedder, MINILM_L6_V2};
+
+use crate::progress;
+
+#[derive(Parser)]
+#[command(
+    name = "scanaid",
+    version,
+    about = "QR codes that open the right manual page, with answers from the manuals"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Fetch and verify model weights.
+    Models(ModelsCmd),
+    /// Index a folder of manuals into a new generation (or roll back to the previous one).
+    Index(IndexCmd),
+    /// Search the index from the command line.
+    Search(SearchCmd),
+    /// Measure retrieval on evaluation data.
+    Eval(EvalCmd),
+    /// Benchmarks (run on a release build).
+    Bench(crate::bench::BenchCmd),
+}
+
+#[derive(Args, Clone)]
+pub struct ModelOpts {
+    /// Model cache directory (default: the user's cache dir, scanaid/models).
+    #[arg(long, env = "SCANAID_MODELS_DIR", global = true)]
+    pub models_dir: Option<PathBuf>,
+}
+
+impl ModelOpts {
+    pub fn dir(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(scanaid_models::default_models_dir)
+    }
+
+    /// Fetches the embedder's weights on first use, then loads it.
+    pub fn embedder(&self) -> Result<Arc<dyn Embedder>> {
+        let dir = self.dir();
+        let spinner = progress::spinner("checking model all-MiniLM-L6-v2");
+        let fetched = scanaid_models::ensure_model(&dir, &MINILM_L6_V2);
+        spinner.finish_and_clear();
+        let (model_dir, outcome) = fetched.context("fetching the embedding model")?;
+        if outcome == FetchOutcome::Fetched {
+            eprintln!("fetched all-MiniLM-L6-v2 into {}", model_dir.display());
+        }
+        let embedder =
+            BertEmbedder::load(&model_dir, &MINILM_L6_V2).context("loading the embedding model")?;
+        Ok(Arc::new(embedder))
+    }
+}
+
+#[derive(Args)]
+pub struct ModelsCmd {
+    #[command(subcommand)]
+    pub action: ModelsAction,
+    #[command(flatten)]
+    pub model: ModelOpts,
+}
+
+#[derive(Subcommand)]
+pub enum ModelsAction {
+    /// Download (if needed) and verify every model by sha256.
+    Fetch,
+}
+
+#[derive(Args)]
+pub struct IndexCmd {
+    /// Folder of markdown manuals with front matter.
+    #[arg(long, env = "SCANAID_MANUALS", default_value = "manuals")]
+    pub manuals: PathBuf,
+    /// Index directory (generations live inside it).
+    #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
+    pub index: PathBuf,
+    /// Point the index back at the previous generation instead of building.
+    #[arg(long)]
+    pub rollback: bool,
+    /// Exit with an error if any manual had problems (they are skipped otherwise).
+    #[arg(long)]
+    pub strict: bool,
+    #[command(flatten)]
+    pub model: ModelOpts,
+}
+
+#[derive(Args)]
+pub struct SearchCmd {
+    /// The question.
+    pub query: String,
+    #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
+    pub index: PathBuf,
+    #[arg(long, default_value = "hybrid")]
+    pub mode: Mode,
+    #[arg(long, default_value_t = 5)]
+    pub limit: usize,
+    /// Only chunks of this equipment model (general material included).
+    #[arg(long)]
+    pub model_number: Option<String>,
+    /// Only chunks written for this audience.
+    #[arg(long)]
+    pub audience: Option<String>,
+    #[command(flatten)]
+    pub model: ModelOpts,
+}
+
+#[derive(Args)]
+pub struct EvalCmd {
+    #[command(subcommand)]
+    pub what: EvalWhat,
+}
+
+#[derive(Subcommand)]
+pub enum EvalWhat {
+    /// Retrieval quality and latency on a BEIR-layout folder.
+    Retrieval(EvalRetrievalCmd),
+}
+
+#[derive(Args)]
+pub struct EvalRetrievalCmd {
+    /// A folder in BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    #[arg(long, default_value = "hybrid")]
+    pub mode: Mode,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Fusion method for hybrid mode: minmax or rrf.
+    #[arg(long, default_value = "minmax")]
+    pub fusion: String,
+    /// Dense weight of min-max fusion (default: the fitted product setting).
+    #[arg(long)]
+    pub dense_weight: Option<f32>,
+    /// RRF's k.
+    #[arg(long, default_value_t = 60.0)]
+    pub rrf_k: f32,
+    /// Weight of the title/heading field in BM25 (default: the product setting).
+    #[arg(long)]
+    pub title_weight: Option<f32>,
+    /// Retrieve with the last turn only, ignoring a query's history.
+    #[arg(long)]
+    pub no_history: bool,
+    /// Where evaluated corpora's indexes are cached.
+    #[arg(long, env = "SCANAID_EVAL_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelOpts,
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Models(cmd) => models(cmd),
+        Command::Index(cmd) => index(cmd),
+        Command::Search(cmd) => search(cmd),
+        Command::Eval(EvalCmd {
+            what: EvalWhat::Retrieval(cmd),
+        }) => eval_retrieval(cmd),
+        Command::Bench(cmd) => crate::bench::run(cmd),
+    }
+}
+
+fn models(cmd: ModelsCmd) -> Result<ExitCode> {
+    match cmd.action {
+        ModelsAction::Fetch => {
+            let dir = cmd.model.dir();
+            let (model_dir, outcome) = scanaid_models::ensure_model(&dir, &MINILM_L6_V2)?;
+            let what = match outcome {
+                FetchOutcome::AlreadyPresent => "already present, verified",
+                FetchOutcome::Fetched => "fetched and verified",
+            };
+            println!("{}: {what} ({})", MINILM_L6_V2.name, model_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn index(cmd: IndexCmd) -> Result<ExitCode> {
+    if cmd.rollback {
+        let (from, to) = scanaid_indexer::generation::rollback(&cmd.index)?;
+        println!("rolled back {}: {from} -> {to}", cmd.index.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !cmd.manuals.is_dir() {
+        bail!("manuals folder {} does not exist", cmd.manuals.display());
+    }
+    let embedder = cmd.model.embedder()?;
+    let mut bar = progress::embedding_bar("embedding");
+    let report = scanaid_indexer::index_manuals(
+        &cmd.manuals,
+        &cmd.index,
+        embedder.as_ref(),
+        ChunkingConfig::default(),
+        &mut bar,
+    )?;
+    for problem in &report.problems {
+        eprintln!("skipped {problem}");
+    }
+    println!(
+        "generation {} promoted in {}: {} chunks ({} embedded, {} reused), {:.1} s{}",
+        report.generation,
+        cmd.index.display(),
+        report.n_chunks,
+        report.n_embedded,
+        report.n_reused,
+        report.elapsed_s,
+        if report.problems.is_empty() {
+            String::new()
+        } else {
+            format!(", {} file(s) skipped", report.problems.len())
+        }
+    );
+    if cmd.strict && !report.problems.is_empty() {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn search(cmd: SearchCmd) -> Result<ExitCode> {
+    let embedder = cmd.model.embedder()?;
+    let index = SearchIndex::open_for(&cmd.index, embedder.as_ref())?;
+    let mut request = SearchRequest::new(cmd.query, cmd.mode, cmd.limit);
+    if let Some(m) = cmd.model_number {
+        request.filters.models = vec![m];
+        request.filters.include_general = true;
+    }
+    if let Some(a) = cmd.audience {
+        request.filters.audiences = vec![a];
+    }
+    let hits = index.search(&request, Some(embedder.as_ref()))?;
+    for (i, hit) in hits.iter().enumerate() {
+        let c = index.chunk(hit.ord);
+        let leg = |l: Option<scanaid_indexer::LegScore>| {
+            l.map_or("-".to_string(), |l| format!("{:.3}@{}", l.score, l.rank))
+        };
+        println!(
+            "{}. [{:.3}] {} > {} (#{}, rev {})  bm25 {}  dense {}",
+            i + 1,
+            hit.score,
+            c.manual_title,
+            c.heading_path.join(" > "),
+            c.anchor,
+            c.revision,
+            leg(hit.bm25),
+            leg(hit.dense)
+        );
+        let preview: String = c.text.chars().take(160).collect();
+        println!("   {}", preview.replace('\n', " "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval_cache_dir(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| dirs_cache().join("scanaid").join("eval-indexes"))
+}
+
+fn dirs_cache() -> PathBuf {
+    scanaid_models::default_models_dir()
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {
+    let data = scanaid_evals::beir::load(&cmd.data, &cmd.split)?;
+    let embedder = cmd.model.embedder()?;
+    let mut settings = SearchSettings::default();
+    settings.fusion = match (cmd.fusion.as_str(), settings.fusion) {
+        ("rrf", _) => Fusion::Rrf { k: cmd.rrf_k },
+        ("minmax", Fusion::MinMax { dense_weight }) => Fusion::MinMax {
+            dense_weight: cmd.dense_weight.unwrap_or(dense_weight),
+        },
+        ("minmax", _) => Fusion::MinMax {
+            dense_weight: cmd.dense_weight.unwrap_or(0.5),
+        },
+        (other, _) => bail!("unknown fusion {other:?}: use minmax or rrf"),
+    };
+    if let Some(w) = cmd.title_weight {
+        settings.lexical.title = w;
+    }
+    let options = scanaid_evals::retrieval::RetrievalOptions {
+        mode: cmd.mode,
+        settings,
+        use_history: !cmd.no_history,
+        cache_dir: eval_cache_dir(cmd.cache_dir),
+    };
+    let mut bar = progress::embedding_bar("embedding");
+    let report = scanaid_evals::retrieval::evaluate(
+        &data,
+        &cmd.split,
+        embedder.as_ref(),
+        &options,
+        &mut bar,
+    )?;
+    println!(
+        "| dataset | split | mode | nDCG@10 | R@10 | R@100 | MRR@10 | p50 ms | p95 ms | queries | index s |\n|---|---|---|---|---|---|---|---|---|---|---|\n| {} | {} | {}{} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {} | {:.1}{} |",
+        report.dataset,
+        report.split,
+        report.mode,
+        if report.history { " +history" } else { "" },
+        report.ndcg10,
+        report.recall10,
+        report.recall100,
+        report.mrr10,
+        report.latency_ms.p50,
+        report.latency_ms.p95,
+        report.n_queries,
+        report.index_s,
+        if report.index_cached { " (cached)" } else { "" },
+    );
+    if let Some(path) = cmd.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
