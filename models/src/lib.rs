@@ -1,6 +1,7 @@
 //! Model weights (fetched from a package registry, pinned by sha256) and the candle sentence embedders.
 //! Knows nothing of indexes or HTTP.
 
+pub mod bert;
 pub mod embedder;
 pub mod error;
 pub mod fetch;

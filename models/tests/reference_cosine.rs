@@ -52,3 +52,72 @@ fn batching_and_padding_do_not_change_vectors() {
         "padding to the longest must be masked out, cosine {c}"
     );
 }
+
+/// Our forward pass against candle-transformers' `BertModel` (padded batch, attention mask, mean
+/// pooling over the mask) on the same weights: the vectors must agree to float rounding.
+#[test]
+fn the_packed_forward_matches_candle_bert_model() {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+    use candle_transformers::models::bert::{BertModel, Config};
+
+    let (dir, _) = ensure_model(&models_dir(), &MINILM_L6_V2).unwrap();
+    let ours = BertEmbedder::load(&dir, &MINILM_L6_V2).unwrap();
+    let long =
+        "Replace the pumping mechanism filter every 2,000 hours and check the occlusion sensor. "
+            .repeat(6);
+    let texts = [
+        "E-204 occlusion alarm",
+        long.as_str(),
+        "How do I reschedule my appointment?",
+    ];
+    let ids = ours.tokenize(&texts).unwrap();
+    let expected = ours.embed_passages(&texts).unwrap();
+
+    let config: Config =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
+    let model = BertModel::load(vb, &config).unwrap();
+    let len = ids.iter().map(Vec::len).max().unwrap();
+    let mut flat = Vec::new();
+    let mut mask = Vec::new();
+    for s in &ids {
+        flat.extend(
+            s.iter()
+                .copied()
+                .chain(std::iter::repeat(0).take(len - s.len())),
+        );
+        mask.extend(
+            std::iter::repeat(1u32)
+                .take(s.len())
+                .chain(std::iter::repeat(0).take(len - s.len())),
+        );
+    }
+    let n = ids.len();
+    let input = Tensor::from_vec(flat, (n, len), &Device::Cpu).unwrap();
+    let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu).unwrap();
+    let hidden = model
+        .forward(&input, &input.zeros_like().unwrap(), Some(&mask))
+        .unwrap();
+    let maskf = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
+    let pooled = (hidden.broadcast_mul(&maskf).unwrap().sum(1).unwrap())
+        .broadcast_div(&maskf.sum(1).unwrap())
+        .unwrap();
+    let reference = pooled.to_vec2::<f32>().unwrap();
+    for (ours, theirs) in expected.iter().zip(&reference) {
+        let norm = theirs.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let max_diff = ours
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| (a - b / norm).abs())
+            .fold(0f32, f32::max);
+        assert!(max_diff < 1e-4, "vectors differ by {max_diff}");
+    }
+}
