@@ -130,6 +130,26 @@ pub struct EvalCmd {
 pub enum EvalWhat {
     /// Retrieval quality and latency on a BEIR-layout folder.
     Retrieval(EvalRetrievalCmd),
+    /// Index the bundled manuals and check that each question of our set finds its section.
+    Manuals(EvalManualsCmd),
+}
+
+#[derive(Args)]
+pub struct EvalManualsCmd {
+    #[arg(long, env = "SCANAID_MANUALS", default_value = "manuals")]
+    pub manuals: PathBuf,
+    /// Questions as JSON lines: {"id", "question", "manual", "anchor"}.
+    #[arg(long, default_value = "evals/data/manual-questions.jsonl")]
+    pub questions: PathBuf,
+    #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
+    pub index: PathBuf,
+    #[arg(long, default_value = "hybrid")]
+    pub mode: Mode,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelOpts,
 }
 
 #[derive(Args)]
@@ -174,6 +194,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(EvalCmd {
             what: EvalWhat::Retrieval(cmd),
         }) => eval_retrieval(cmd),
+        Command::Eval(EvalCmd {
+            what: EvalWhat::Manuals(cmd),
+        }) => eval_manuals(cmd),
         Command::Bench(cmd) => crate::bench::run(cmd),
     }
 }
@@ -199,15 +222,27 @@ fn index(cmd: IndexCmd) -> Result<ExitCode> {
         println!("rolled back {}: {from} -> {to}", cmd.index.display());
         return Ok(ExitCode::SUCCESS);
     }
-    if !cmd.manuals.is_dir() {
-        bail!("manuals folder {} does not exist", cmd.manuals.display());
-    }
     let embedder = cmd.model.embedder()?;
+    let report = build_index(&cmd.manuals, &cmd.index, embedder.as_ref())?;
+    if cmd.strict && !report.problems.is_empty() {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_index(
+    manuals: &Path,
+    index_dir: &Path,
+    embedder: &dyn Embedder,
+) -> Result<scanaid_indexer::BuildReport> {
+    if !manuals.is_dir() {
+        bail!("manuals folder {} does not exist", manuals.display());
+    }
     let mut bar = progress::embedding_bar("embedding");
     let report = scanaid_indexer::index_manuals(
-        &cmd.manuals,
-        &cmd.index,
-        embedder.as_ref(),
+        manuals,
+        index_dir,
+        embedder,
         ChunkingConfig::default(),
         &mut bar,
     )?;
@@ -217,7 +252,7 @@ fn index(cmd: IndexCmd) -> Result<ExitCode> {
     println!(
         "generation {} promoted in {}: {} chunks ({} embedded, {} reused), {:.1} s{}",
         report.generation,
-        cmd.index.display(),
+        index_dir.display(),
         report.n_chunks,
         report.n_embedded,
         report.n_reused,
@@ -228,8 +263,34 @@ fn index(cmd: IndexCmd) -> Result<ExitCode> {
             format!(", {} file(s) skipped", report.problems.len())
         }
     );
-    if cmd.strict && !report.problems.is_empty() {
-        return Ok(ExitCode::from(2));
+    Ok(report)
+}
+
+fn eval_manuals(cmd: EvalManualsCmd) -> Result<ExitCode> {
+    let questions = scanaid_evals::manual_questions::load_questions(&cmd.questions)?;
+    let embedder = cmd.model.embedder()?;
+    build_index(&cmd.manuals, &cmd.index, embedder.as_ref())?;
+    let index = SearchIndex::open_for(&cmd.index, embedder.as_ref())?;
+    let report =
+        scanaid_evals::manual_questions::evaluate(&index, embedder.as_ref(), &questions, cmd.mode)?;
+    for miss in &report.misses {
+        println!(
+            "  {} {:?}: expected {} at {}, top was {}",
+            miss.id,
+            miss.question,
+            miss.expected,
+            miss.rank
+                .map_or("none in top 10".to_string(), |r| format!("rank {r}")),
+            miss.got
+        );
+    }
+    println!(
+        "| questions | mode | hit@1 | hit@3 | hit@10 | MRR@10 | p50 ms | p95 ms |\n|---|---|---|---|---|---|---|---|\n| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} |",
+        report.n_questions, report.mode, report.hit1, report.hit3, report.hit10, report.mrr10, report.latency_ms.p50, report.latency_ms.p95
+    );
+    if let Some(path) = cmd.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

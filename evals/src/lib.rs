@@ -3,6 +3,7 @@
 
 pub mod beir;
 pub mod error;
+pub mod manual_questions;
 pub mod metrics;
 pub mod retrieval;
 

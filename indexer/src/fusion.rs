@@ -9,9 +9,10 @@ use std::collections::HashMap;
 pub enum Fusion {
     /// score = sum over legs of 1 / (k + rank), ranks from 1.
     Rrf { k: f32 },
-    /// Each leg's scores min-max normalised over the candidates of this query, then
-    /// `(1 - dense_weight) * bm25 + dense_weight * dense`; a candidate missing from the BM25 list
-    /// counts as that list's minimum. Dense scores of BM25-only candidates are filled in exactly.
+    /// Each leg's scores min-max normalised over the list that leg returned for this query, then
+    /// `(1 - dense_weight) * bm25 + dense_weight * dense`; a candidate missing from a list counts as
+    /// that list's minimum (0). Dense scores of BM25-only candidates are filled in exactly so hits
+    /// carry both legs' evidence (for confidence), clamped into the dense list's range for fusion.
     MinMax { dense_weight: f32 },
 }
 
@@ -98,8 +99,10 @@ pub fn fuse(
             }
         }
         Fusion::MinMax { dense_weight } => {
-            let (b_min, b_max) = range(fused.iter().filter_map(|f| f.bm25.map(|l| l.score)));
-            let (d_min, d_max) = range(fused.iter().filter_map(|f| f.dense.map(|l| l.score)));
+            // Each leg is normalised over the list it returned itself (filled-in dense scores of
+            // BM25-only candidates are clamped into that range, so they count as at most its minimum).
+            let (b_min, b_max) = range(bm25.iter().map(|x| x.1));
+            let (d_min, d_max) = range(dense.iter().map(|x| x.1));
             for f in &mut fused {
                 let b = f.bm25.map_or(0.0, |l| normalise(l.score, b_min, b_max));
                 let d = f.dense.map_or(0.0, |l| normalise(l.score, d_min, d_max));
@@ -119,9 +122,11 @@ fn range(scores: impl Iterator<Item = f32>) -> (f32, f32) {
 
 fn normalise(score: f32, min: f32, max: f32) -> f32 {
     if max - min > f32::EPSILON {
-        (score - min) / (max - min)
-    } else {
+        ((score - min) / (max - min)).clamp(0.0, 1.0)
+    } else if score >= max {
         1.0
+    } else {
+        0.0
     }
 }
 
@@ -155,9 +160,10 @@ mod tests {
             Fusion::MinMax { dense_weight: 0.5 },
             Some(&dense_of),
         );
-        // bm25 normalised: 1 -> 1, 2 -> 0, 3 -> absent 0. dense over {0.5, 0.9, 0.7}: 1 -> 0, 2 -> 1, 3 -> 0.5.
+        // bm25 normalised over its list: 1 -> 1, 2 -> 0, 3 -> absent 0.
+        // dense over its own list {0.9, 0.7}: 2 -> 1, 3 -> 0, and 1's filled-in 0.5 clamps to 0.
         let got: Vec<(u32, f32)> = out.iter().map(|f| (f.ord, f.score)).collect();
-        assert_eq!(got, vec![(1, 0.5), (2, 0.5), (3, 0.25)]);
+        assert_eq!(got, vec![(1, 0.5), (2, 0.5), (3, 0.0)]);
         assert_eq!(
             out[0].dense,
             Some(LegScore {
