@@ -164,10 +164,10 @@ pub struct EvalRetrievalCmd {
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Fusion method for hybrid mode: minmax or rrf.
-    #[arg(long, default_value = "minmax")]
+    /// Fusion method for hybrid mode: zscore, minmax or rrf (default: the product setting).
+    #[arg(long, default_value = "default")]
     pub fusion: String,
-    /// Dense weight of min-max fusion (default: the fitted product setting).
+    /// Dense weight of z-score or min-max fusion (default: the fitted product setting).
     #[arg(long)]
     pub dense_weight: Option<f32>,
     /// RRF's k.
@@ -345,15 +345,20 @@ fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {
     let data = scanaid_evals::beir::load(&cmd.data, &cmd.split)?;
     let embedder = cmd.model.embedder()?;
     let mut settings = SearchSettings::default();
-    settings.fusion = match (cmd.fusion.as_str(), settings.fusion) {
-        ("rrf", _) => Fusion::Rrf { k: cmd.rrf_k },
-        ("minmax", Fusion::MinMax { dense_weight }) => Fusion::MinMax {
-            dense_weight: cmd.dense_weight.unwrap_or(dense_weight),
+    let default_weight = match settings.fusion {
+        Fusion::MinMax { dense_weight } | Fusion::ZScore { dense_weight } => dense_weight,
+        Fusion::Rrf { .. } => 0.5,
+    };
+    settings.fusion = match cmd.fusion.as_str() {
+        "default" => settings.fusion,
+        "rrf" => Fusion::Rrf { k: cmd.rrf_k },
+        "minmax" => Fusion::MinMax {
+            dense_weight: cmd.dense_weight.unwrap_or(default_weight),
         },
-        ("minmax", _) => Fusion::MinMax {
-            dense_weight: cmd.dense_weight.unwrap_or(0.5),
+        "zscore" => Fusion::ZScore {
+            dense_weight: cmd.dense_weight.unwrap_or(default_weight),
         },
-        (other, _) => bail!("unknown fusion {other:?}: use minmax or rrf"),
+        other => bail!("unknown fusion {other:?}: use zscore, minmax or rrf"),
     };
     if let Some(w) = cmd.title_weight {
         settings.lexical.title = w;

@@ -152,6 +152,7 @@ pub fn build_generation(
             n_reused,
             chunk_target_tokens: config.target_tokens,
             chunk_max_tokens: config.max_tokens,
+            analyzer: crate::lexical::ANALYZER_VERSION.to_string(),
             documents,
             problems: problems.iter().map(|p| p.to_string()).collect(),
         };

@@ -26,6 +26,9 @@ pub struct GenerationMeta {
     pub n_reused: usize,
     pub chunk_target_tokens: usize,
     pub chunk_max_tokens: usize,
+    /// The BM25 analysis chain the text index was built with (`lexical::ANALYZER_VERSION`).
+    #[serde(default)]
+    pub analyzer: String,
     pub documents: Vec<DocumentSummary>,
     pub problems: Vec<String>,
 }

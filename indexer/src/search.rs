@@ -139,6 +139,13 @@ impl SearchIndex {
             reason,
         };
         let meta = generation::read_meta(dir)?;
+        if meta.analyzer != crate::lexical::ANALYZER_VERSION {
+            return Err(bad(format!(
+                "built with text analyzer {:?}, this scanaid uses {:?}; rebuild with `scanaid index`",
+                meta.analyzer,
+                crate::lexical::ANALYZER_VERSION
+            )));
+        }
         let chunks = read_chunks(&dir.join("chunks.jsonl"))?;
         if chunks.len() != meta.n_chunks {
             return Err(bad(format!(
