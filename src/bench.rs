@@ -41,6 +41,10 @@ pub struct VectorBench {
     pub queries: usize,
     #[arg(long, default_value_t = 384)]
     pub dim: usize,
+    /// Clusters the synthetic vectors are drawn around (0: uniform on the sphere, a worst case no
+    /// embedding model produces; real embeddings are clustered by topic).
+    #[arg(long, default_value_t = 1000)]
+    pub clusters: usize,
 }
 
 pub fn run(cmd: BenchCmd) -> Result<std::process::ExitCode> {
@@ -160,8 +164,8 @@ fn vectors(b: VectorBench) -> Result<()> {
     );
     println!("|---|---|---|---|---|---|");
     for &n in &b.sizes {
-        let data = random_unit_vectors(n, b.dim, 42);
-        let queries = random_unit_vectors(b.queries, b.dim, 7);
+        let data = synthetic_vectors(n, b.dim, b.clusters, 42);
+        let queries = synthetic_vectors(b.queries, b.dim, b.clusters, 7);
         let started = Instant::now();
         let index = VectorIndex::new(b.dim, data, 0, HnswParams::default());
         let build_s = started.elapsed().as_secs_f64();
@@ -190,6 +194,25 @@ fn vectors(b: VectorBench) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Unit vectors around `clusters` fixed centres (the same centres for every seed), or uniform when
+/// `clusters` is 0.
+fn synthetic_vectors(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<f32> {
+    if clusters == 0 {
+        return random_unit_vectors(n, dim, seed);
+    }
+    let centres = random_unit_vectors(clusters, dim, 1_000_003);
+    let noise = random_unit_vectors(n, dim, seed);
+    let mut data = Vec::with_capacity(n * dim);
+    for (i, row) in noise.chunks_exact(dim).enumerate() {
+        let centre = &centres[(i * 7919 % clusters) * dim..][..dim];
+        let mut v: Vec<f32> = centre.iter().zip(row).map(|(c, r)| c + 0.6 * r).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        v.iter_mut().for_each(|x| *x /= norm);
+        data.extend(v);
+    }
+    data
 }
 
 fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {

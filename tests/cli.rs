@@ -1,0 +1,184 @@
+//! End-to-end tests of the real `scanaid` binary: index, search, rollback and the eval interface that
+//! other tools depend on (its flags and JSON keys).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn scanaid(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scanaid"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const MANUAL: &str = "+++\nid = \"dw-500\"\ntitle = \"DW-500H Dishwasher Manual\"\nmodels = [\"DW-500H\"]\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# Fault codes\n\n| Code | Meaning |\n|---|---|\n| F-05 | Rinse water below 82 °C |\n\n# Descaling\n\n1. Drain the tank.\n2. Add 500 ml of descaler PN 7720-D.\n";
+
+#[test]
+fn index_search_and_rollback_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("manuals")).unwrap();
+    std::fs::write(dir.path().join("manuals/dw.md"), MANUAL).unwrap();
+    std::fs::write(dir.path().join("manuals/bad.md"), "no front matter here").unwrap();
+    let out = scanaid(
+        &["index", "--manuals", "manuals", "--index", "idx"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("generation g000001 promoted"), "{t}");
+    assert!(
+        t.contains("skipped") && t.contains("bad.md") && t.contains("front matter missing"),
+        "{t}"
+    );
+    // --strict turns skipped files into a failing exit code, but still promotes the good ones.
+    let out = scanaid(
+        &[
+            "index",
+            "--manuals",
+            "manuals",
+            "--index",
+            "idx",
+            "--strict",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("(0 embedded, "), "{}", text(&out));
+
+    let out = scanaid(
+        &["search", "--index", "idx", "what does f05 mean"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let first = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        first.contains("Fault codes") && first.contains("#fault-codes"),
+        "{first}"
+    );
+
+    let out = scanaid(&["index", "--index", "idx", "--rollback"], dir.path());
+    assert!(
+        out.status.success() && text(&out).contains("g000002 -> g000001"),
+        "{}",
+        text(&out)
+    );
+    let out = scanaid(&["index", "--index", "idx", "--rollback"], dir.path());
+    assert!(
+        !out.status.success() && text(&out).contains("nothing to roll back"),
+        "{}",
+        text(&out)
+    );
+
+    let out = scanaid(&["search", "--index", "missing", "x"], dir.path());
+    assert!(
+        !out.status.success() && text(&out).contains("no index at missing"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn eval_retrieval_keeps_its_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    std::fs::create_dir_all(data.join("qrels")).unwrap();
+    std::fs::write(
+        data.join("corpus.jsonl"),
+        concat!(
+            "{\"_id\": \"d1\", \"title\": \"Oil\", \"text\": \"Change the compressor oil every 4000 hours.\"}\n",
+            "{\"_id\": \"d2\", \"title\": \"Belt\", \"text\": \"Check the fan belt tension monthly.\"}\n",
+            "{\"_id\": \"d3\", \"title\": \"Filter\", \"text\": \"Replace the intake air filter when the indicator is red.\"}\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("queries.jsonl"),
+        "{\"_id\": \"q1\", \"text\": \"how often is the oil changed\"}\n{\"_id\": \"q2\", \"text\": \"belt tension\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n",
+    )
+    .unwrap();
+    for mode in ["bm25", "dense", "hybrid"] {
+        let json = dir.path().join(format!("{mode}.json"));
+        let out = scanaid(
+            &[
+                "eval",
+                "retrieval",
+                "--data",
+                data.to_str().unwrap(),
+                "--split",
+                "test",
+                "--mode",
+                mode,
+                "--json",
+                json.to_str().unwrap(),
+                "--cache-dir",
+                "cache",
+            ],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        for key in [
+            "mode",
+            "n_queries",
+            "ndcg@10",
+            "recall@10",
+            "recall@100",
+            "mrr@10",
+            "index_s",
+        ] {
+            assert!(
+                report.get(key).is_some(),
+                "{mode}: missing {key} in {report}"
+            );
+        }
+        assert!(report["latency_ms"]["p50"].is_number() && report["latency_ms"]["p95"].is_number());
+        assert_eq!(report["mode"], mode);
+        assert_eq!(report["n_queries"], 2);
+        assert_eq!(
+            report["ndcg@10"], 1.0,
+            "{mode}: both queries find their passage first"
+        );
+    }
+    // Bad data names the file and line.
+    std::fs::write(
+        data.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\tnope\t1\n",
+    )
+    .unwrap();
+    let out = scanaid(
+        &[
+            "eval",
+            "retrieval",
+            "--data",
+            data.to_str().unwrap(),
+            "--mode",
+            "bm25",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("test.tsv:2: corpus id \"nope\" is not in corpus.jsonl"),
+        "{}",
+        text(&out)
+    );
+}
