@@ -53,7 +53,8 @@ fn read(path: &Path) -> Result<String> {
     })
 }
 
-fn jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+/// One record per non-empty line; a bad line is an error naming the file and line.
+pub(crate) fn jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     let text = read(path)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {

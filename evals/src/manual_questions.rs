@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use scanaid_indexer::{Filters, Mode, OwnerScope, SearchIndex, SearchRequest};
 use scanaid_models::Embedder;
 
-use crate::error::{EvalError, Result};
+use crate::error::Result;
 use crate::metrics::percentile;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,24 +49,7 @@ pub struct ManualReport {
 }
 
 pub fn load_questions(path: &Path) -> Result<Vec<ManualQuestion>> {
-    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(line).map_err(|e| EvalError::Malformed {
-                path: path.to_path_buf(),
-                line: i + 1,
-                message: format!("not a valid question: {e}"),
-            })?,
-        );
-    }
-    Ok(out)
+    crate::beir::jsonl(path)
 }
 
 /// Runs every question against `index` and scores the rank of its expected section.
