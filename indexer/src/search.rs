@@ -249,13 +249,10 @@ impl SearchIndex {
                 to_hits(self, self.vectors.search(&q, k, mask.as_deref()), false)
             }
             Mode::Hybrid => {
-                // The BM25 leg runs on another core while the query is embedded.
-                let (lexical, q) = std::thread::scope(|s| {
-                    let lexical = s.spawn(bm25);
-                    let q = dense_query();
-                    (lexical.join().expect("bm25 leg does not panic"), q)
-                });
-                let (lexical, q) = (lexical?, q?);
+                // Sequential on purpose: the query embedding already uses both cores, and BM25
+                // takes well under a millisecond; a third thread for it bought nothing measurable.
+                let q = dense_query()?;
+                let lexical = bm25()?;
                 let dense = self.vectors.search(&q, k, mask.as_deref());
                 let dense_of = |ord: u32| dot(&q, self.vectors.row(ord as usize));
                 fuse(&lexical, &dense, self.settings.fusion, Some(&dense_of))
