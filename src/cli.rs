@@ -176,6 +176,9 @@ pub struct EvalRetrievalCmd {
     /// Weight of the title/heading field in BM25 (default: the product setting).
     #[arg(long)]
     pub title_weight: Option<f32>,
+    /// Candidates taken from each leg before fusion (default: the product setting).
+    #[arg(long)]
+    pub candidates: Option<usize>,
     /// Retrieve with the last turn only, ignoring a query's history.
     #[arg(long)]
     pub no_history: bool,
@@ -362,6 +365,9 @@ fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {
     };
     if let Some(w) = cmd.title_weight {
         settings.lexical.title = w;
+    }
+    if let Some(c) = cmd.candidates {
+        settings.candidates = c;
     }
     let options = scanaid_evals::retrieval::RetrievalOptions {
         mode: cmd.mode,
