@@ -107,7 +107,10 @@ pub fn verify_model(dir: &Path, spec: &ModelSpec) -> Result<()> {
 
 fn fetch_model(models_dir: &Path, spec: &ModelSpec) -> Result<()> {
     fs::create_dir_all(models_dir).map_err(io_err(models_dir))?;
-    let staging = models_dir.join(format!(".staging-{}-{}", spec.name, std::process::id()));
+    // Unique per process and per call: tests fetch from several threads and processes at once.
+    static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = models_dir.join(format!(".staging-{}-{}-{n}", spec.name, std::process::id()));
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
     }
