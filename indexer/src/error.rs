@@ -14,6 +14,8 @@ pub enum IndexError {
         generation: String,
         reason: String,
     },
+    #[error("index generation at {dir} was built with different settings: {reason}")]
+    Incompatible { dir: PathBuf, reason: String },
     #[error("index at {dir} was built with model {built_with}, but {requested} was given")]
     ModelMismatch {
         dir: PathBuf,

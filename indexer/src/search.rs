@@ -140,11 +140,14 @@ impl SearchIndex {
         };
         let meta = generation::read_meta(dir)?;
         if meta.analyzer != crate::lexical::ANALYZER_VERSION {
-            return Err(bad(format!(
-                "built with text analyzer {:?}, this scanaid uses {:?}; rebuild with `scanaid index`",
-                meta.analyzer,
-                crate::lexical::ANALYZER_VERSION
-            )));
+            return Err(IndexError::Incompatible {
+                dir: dir.to_path_buf(),
+                reason: format!(
+                    "text analyzer {:?}, this scanaid uses {:?}; rebuild with `scanaid index`",
+                    meta.analyzer,
+                    crate::lexical::ANALYZER_VERSION
+                ),
+            });
         }
         let chunks = read_chunks(&dir.join("chunks.jsonl"))?;
         if chunks.len() != meta.n_chunks {
