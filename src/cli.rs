@@ -333,15 +333,12 @@ fn search(cmd: SearchCmd) -> Result<ExitCode> {
 }
 
 fn eval_cache_dir(given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| dirs_cache().join("scanaid").join("eval-indexes"))
-}
-
-fn dirs_cache() -> PathBuf {
-    scanaid_models::default_models_dir()
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir)
+    given.unwrap_or_else(|| {
+        dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("scanaid")
+            .join("eval-indexes")
+    })
 }
 
 fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {

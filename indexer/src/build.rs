@@ -110,7 +110,8 @@ pub fn build_generation(
     let mut missing: Vec<usize> = (0..chunks.len())
         .filter(|&i| cache.get(&keys[i]).is_none())
         .collect();
-    missing.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+    // Sorting by key within a length puts identical texts next to each other for the dedup.
+    missing.sort_by_key(|&i| (std::cmp::Reverse(texts[i].len()), keys[i]));
     missing.dedup_by_key(|&mut i| keys[i]);
     let n_embedded = missing.len();
     progress(0, n_embedded);

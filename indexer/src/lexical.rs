@@ -326,6 +326,8 @@ pub struct WeightedText<'a> {
 }
 
 pub struct LexicalIndex {
+    /// Built once: constructing it builds the stop-word set, which a query should not pay for.
+    analyzer: TextAnalyzer,
     reader: IndexReader,
     fields: Fields,
     weights: LexicalWeights,
@@ -341,10 +343,16 @@ impl LexicalIndex {
             .try_into()?;
         let (_, fields) = schema();
         Ok(Self {
+            analyzer: analyzer(),
             reader,
             fields,
             weights,
         })
+    }
+
+    /// Changes the field weights; they only shape queries, so the index need not be reopened.
+    pub fn set_weights(&mut self, weights: LexicalWeights) {
+        self.weights = weights;
     }
 
     pub fn num_docs(&self) -> u64 {
@@ -353,7 +361,7 @@ impl LexicalIndex {
 
     /// Stemmed terms of `text` as the index sees them (stop words removed, duplicates kept).
     pub fn analyse(&self, text: &str) -> Vec<String> {
-        let mut analyzer = analyzer();
+        let mut analyzer = self.analyzer.clone();
         let mut stream = analyzer.token_stream(text);
         let mut out = Vec::new();
         stream.process(&mut |t| out.push(t.text.clone()));

@@ -206,7 +206,7 @@ impl SearchIndex {
 
     /// Changes the retrieval settings (evaluation sweeps; the server keeps the defaults).
     pub fn with_settings(mut self, settings: SearchSettings) -> Result<Self> {
-        self.lexical = LexicalIndex::open(&self.dir.join("lexical"), settings.lexical)?;
+        self.lexical.set_weights(settings.lexical);
         self.settings = settings;
         Ok(self)
     }
