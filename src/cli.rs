@@ -34,6 +34,10 @@ pub enum Command {
     Search(SearchCmd),
     /// Measure retrieval on evaluation data.
     Eval(EvalCmd),
+    /// Run the server: scan pages, manuals, sign-in (fetches the model and builds the index on first start).
+    Serve(crate::serve::ServeCmd),
+    /// List the printed codes and their URLs.
+    Codes(crate::serve::CodesCmd),
     /// Benchmarks (run on a release build).
     Bench(crate::bench::BenchCmd),
 }
@@ -200,6 +204,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(EvalCmd {
             what: EvalWhat::Manuals(cmd),
         }) => eval_manuals(cmd),
+        Command::Serve(cmd) => crate::serve::serve(cmd),
+        Command::Codes(cmd) => crate::serve::codes(cmd),
         Command::Bench(cmd) => crate::bench::run(cmd),
     }
 }
@@ -233,7 +239,7 @@ fn index(cmd: IndexCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn build_index(
+pub fn build_index(
     manuals: &Path,
     index_dir: &Path,
     embedder: &dyn Embedder,

@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod progress;
+mod serve;
 
 use clap::Parser;
 

@@ -58,18 +58,27 @@ fn the_manifest_reader_sees_real_dependencies() {
 fn models_know_no_index_and_no_http() {
     check_none(
         "models",
-        &["scanaid-indexer", "scanaid-evals", "tantivy", "hnsw_rs"],
+        &["scanaid-indexer", "scanaid-evals", "scanaid-server", "tantivy", "hnsw_rs"],
     );
     check_none("models", WEB);
 }
 
 #[test]
 fn the_indexer_knows_no_http_and_no_evals() {
-    check_none("indexer", &["scanaid-evals"]);
+    check_none("indexer", &["scanaid-evals", "scanaid-server"]);
     check_none("indexer", WEB);
 }
 
 #[test]
 fn evals_stay_off_the_web_layer() {
     check_none("evals", WEB);
+    check_none("evals", &["scanaid-server"]);
+}
+
+#[test]
+fn the_server_uses_the_engine_and_the_engine_not_the_server() {
+    let deps = dependencies("server");
+    assert!(deps.iter().any(|d| d == "scanaid-indexer"));
+    assert!(deps.iter().any(|d| d == "axum"));
+    check_none("server", &["scanaid-evals", "candle-core", "tantivy"]);
 }

@@ -106,6 +106,7 @@ pub fn open_or_build(
     h.update(&bytes);
     h.update(embedder.model_id().as_bytes());
     h.update(generation::FORMAT_VERSION.to_le_bytes());
+    h.update((scanaid_indexer::build::EMBED_WINDOW_TOKENS as u32).to_le_bytes());
     let hash = hex::encode(&h.finalize()[..8]);
     let index_dir = cache_dir.join(format!("{}-{hash}", data.name));
     let record_path = index_dir.join("build.json");

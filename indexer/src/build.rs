@@ -21,6 +21,9 @@ use crate::vector::VectorIndex;
 pub const KEEP_GENERATIONS: usize = 4;
 /// Texts per embedding call; progress is reported between calls.
 const EMBED_GROUP: usize = 64;
+/// Body tokens (estimated) per embedding window; see `Chunk::embedding_windows`. Chosen on scifact train
+/// (see ARCHITECTURE.md, "Embedding windows").
+pub const EMBED_WINDOW_TOKENS: usize = 100;
 
 /// What a build did.
 #[derive(Debug, Clone)]
@@ -102,12 +105,18 @@ pub fn build_generation(
     // Embeddings: reuse what the cache has, embed the rest longest-first (less padding per batch).
     let embed_started = Instant::now();
     let mut cache = EmbeddingCache::open(&index_dir.join("embedding-cache"), &model_id, dim)?;
-    let texts: Vec<String> = chunks.iter().map(Chunk::embedding_text).collect();
+    let mut texts: Vec<String> = Vec::with_capacity(chunks.len());
+    let mut starts: Vec<u32> = Vec::with_capacity(chunks.len() + 1);
+    starts.push(0);
+    for chunk in &chunks {
+        texts.extend(chunk.embedding_windows(EMBED_WINDOW_TOKENS));
+        starts.push(texts.len() as u32);
+    }
     let keys: Vec<embed_cache::Key> = texts
         .iter()
         .map(|t| embed_cache::key(&model_id, t))
         .collect();
-    let mut missing: Vec<usize> = (0..chunks.len())
+    let mut missing: Vec<usize> = (0..texts.len())
         .filter(|&i| cache.get(&keys[i]).is_none())
         .collect();
     // Sorting by key within a length puts identical texts next to each other for the dedup.
@@ -126,11 +135,11 @@ pub fn build_generation(
         progress(((g + 1) * EMBED_GROUP).min(n_embedded), n_embedded);
     }
     let embed_s = embed_started.elapsed().as_secs_f64();
-    let mut vectors = Vec::with_capacity(chunks.len() * dim);
+    let mut vectors = Vec::with_capacity(texts.len() * dim);
     for key in &keys {
         vectors.extend_from_slice(cache.get(key).expect("every chunk was embedded above"));
     }
-    let n_reused = chunks.len() - n_embedded;
+    let n_reused = texts.len() - n_embedded;
 
     let (name, staging) = generation::stage(index_dir)?;
     let result = (|| {
@@ -138,6 +147,7 @@ pub fn build_generation(
         std::fs::create_dir_all(&lexical_dir).map_err(io_err(&lexical_dir))?;
         build_lexical(&lexical_dir, &chunks)?;
         VectorIndex::write_vectors(&staging.join("vectors.f32"), &vectors)?;
+        VectorIndex::write_starts(&staging.join("vector-items.u32"), &starts)?;
         write_chunks(&staging.join("chunks.jsonl"), &chunks)?;
         let meta = GenerationMeta {
             format_version: FORMAT_VERSION,
@@ -153,6 +163,8 @@ pub fn build_generation(
             n_reused,
             chunk_target_tokens: config.target_tokens,
             chunk_max_tokens: config.max_tokens,
+            embed_window_tokens: EMBED_WINDOW_TOKENS,
+            n_vectors: texts.len(),
             analyzer: crate::lexical::ANALYZER_VERSION.to_string(),
             documents,
             problems: problems.iter().map(|p| p.to_string()).collect(),

@@ -35,14 +35,51 @@ pub struct Chunk {
 impl Chunk {
     /// What the embedder sees: where the text sits in the manual, then the text.
     pub fn embedding_text(&self) -> String {
+        let mut s = self.location();
+        s.push('\n');
+        s.push_str(&self.text);
+        s
+    }
+
+    /// The manual title and heading path, as one line.
+    fn location(&self) -> String {
         let mut s = self.manual_title.clone();
         for h in &self.heading_path {
             s.push_str(" > ");
             s.push_str(h);
         }
-        s.push('\n');
-        s.push_str(&self.text);
         s
+    }
+
+    /// The texts embedded for this chunk: the whole embedding text when its body fits in
+    /// `window_tokens` (estimated), else consecutive windows of whole words of about that size, each
+    /// headed by the location. MiniLM was trained on 128-token inputs: one vector per window keeps
+    /// every part of a long text represented instead of averaging it away or truncating it.
+    pub fn embedding_windows(&self, window_tokens: usize) -> Vec<String> {
+        if estimate_tokens(&self.text) <= window_tokens {
+            return vec![self.embedding_text()];
+        }
+        let location = self.location();
+        let mut windows = Vec::new();
+        let mut current = String::new();
+        let mut tokens = 0;
+        for word in self.text.split_whitespace() {
+            let t = estimate_tokens(word);
+            if tokens + t > window_tokens && !current.is_empty() {
+                windows.push(format!("{location}\n{current}"));
+                current.clear();
+                tokens = 0;
+            }
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(word);
+            tokens += t;
+        }
+        if !current.is_empty() {
+            windows.push(format!("{location}\n{current}"));
+        }
+        windows
     }
 }
 
@@ -483,6 +520,39 @@ mod tests {
     fn manual(body: &str) -> Manual {
         let text = format!("+++\nid = \"m\"\ntitle = \"Pump Manual\"\naudience = [\"operator\"]\nrevision = \"A\"\n+++\n{body}");
         parse_manual(Path::new("m.md"), text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn long_texts_embed_as_windows_that_lose_no_word() {
+        let text: String = (0..700).map(|i| format!("word{i} ")).collect();
+        let chunk = Chunk {
+            chunk_id: "c".into(),
+            manual_id: "m".into(),
+            manual_title: "Title".into(),
+            revision: String::new(),
+            language: "en".into(),
+            models: Vec::new(),
+            audiences: Vec::new(),
+            owner: None,
+            heading_path: vec!["Section".into()],
+            anchor: "section".into(),
+            line: 1,
+            text: text.trim().to_string(),
+        };
+        let windows = chunk.embedding_windows(100);
+        assert!(windows.len() > 1);
+        let mut words = Vec::new();
+        for w in &windows {
+            let (location, body) = w.split_once('\n').unwrap();
+            assert_eq!(location, "Title > Section");
+            assert!(estimate_tokens(body) <= 100, "{}", estimate_tokens(body));
+            words.extend(body.split_whitespace().map(str::to_string));
+        }
+        let expected: Vec<String> = chunk.text.split_whitespace().map(str::to_string).collect();
+        assert_eq!(words, expected, "every word once, in order");
+        // A text that fits keeps its exact embedding text (and so its cached embedding).
+        let short = Chunk { text: "short text".into(), ..chunk };
+        assert_eq!(short.embedding_windows(100), vec![short.embedding_text()]);
     }
 
     fn small() -> ChunkingConfig {

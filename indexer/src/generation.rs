@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{io_err, IndexError, Result};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: chunks own one vector per embedding window (`vector-items.u32`).
+pub const FORMAT_VERSION: u32 = 2;
 const CURRENT: &str = "CURRENT";
 const GENERATIONS: &str = "generations";
 
@@ -26,6 +27,9 @@ pub struct GenerationMeta {
     pub n_reused: usize,
     pub chunk_target_tokens: usize,
     pub chunk_max_tokens: usize,
+    /// Body tokens per embedding window, and how many vectors the chunks own in all.
+    pub embed_window_tokens: usize,
+    pub n_vectors: usize,
     /// The BM25 analysis chain the text index was built with (`lexical::ANALYZER_VERSION`).
     #[serde(default)]
     pub analyzer: String,

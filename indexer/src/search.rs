@@ -12,7 +12,7 @@ use crate::filters::{Filters, OwnerScope};
 use crate::fusion::{fuse, Fusion, LegScore};
 use crate::generation::{self, GenerationMeta};
 use crate::lexical::{LexicalIndex, LexicalWeights, WeightedText};
-use crate::vector::{dot, HnswParams, VectorIndex, EXACT_MAX};
+use crate::vector::{HnswParams, VectorIndex, EXACT_MAX};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -158,11 +158,14 @@ impl SearchIndex {
             )));
         }
         let data = VectorIndex::read_vectors(&dir.join("vectors.f32"), meta.dim)?;
-        if data.len() != meta.n_chunks * meta.dim {
+        let starts = VectorIndex::read_starts(&dir.join("vector-items.u32"))?;
+        if data.len() != meta.n_vectors * meta.dim || starts.len() != meta.n_chunks + 1 {
             return Err(bad(format!(
-                "{} vectors for {} chunks",
+                "{} vectors and {} offsets for {} chunks, meta says {} vectors",
                 data.len() / meta.dim.max(1),
-                meta.n_chunks
+                starts.len(),
+                meta.n_chunks,
+                meta.n_vectors
             )));
         }
         let settings = SearchSettings::default();
@@ -174,7 +177,9 @@ impl SearchIndex {
                 meta.n_chunks
             )));
         }
-        let vectors = VectorIndex::new(meta.dim, data, EXACT_MAX, HnswParams::default());
+        let vectors = VectorIndex::new(meta.dim, data, EXACT_MAX, HnswParams::default())
+            .with_items(starts)
+            .map_err(bad)?;
         let has_private = chunks.iter().any(|c| c.owner.is_some());
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -257,7 +262,7 @@ impl SearchIndex {
                 let q = dense_query()?;
                 let lexical = bm25()?;
                 let dense = self.vectors.search(&q, k, mask.as_deref());
-                let dense_of = |ord: u32| dot(&q, self.vectors.row(ord as usize));
+                let dense_of = |ord: u32| self.vectors.item_score(&q, ord as usize);
                 fuse(&lexical, &dense, self.settings.fusion, Some(&dense_of))
                     .into_iter()
                     .map(|f| Hit {

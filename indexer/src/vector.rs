@@ -1,6 +1,7 @@
 //! The dense leg: unit vectors of the chunks, searched by inner product. Small collections are
 //! searched exactly (faster than a graph below a few tens of thousands of vectors, and never wrong);
 //! larger ones through an HNSW graph (hnsw_rs). Filters are an allow-mask consulted during the search.
+//! A chunk may own several vectors (one per embedding window); its score is the best of them.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -38,6 +39,13 @@ pub struct VectorIndex {
     data: Vec<f32>,
     graph: Option<Hnsw<'static, f32, InnerProduct>>,
     params: HnswParams,
+    /// When items own several rows: item i owns rows `starts[i]..starts[i + 1]`, and `item_of[row]`.
+    groups: Option<Groups>,
+}
+
+struct Groups {
+    starts: Vec<u32>,
+    item_of: Vec<u32>,
 }
 
 impl VectorIndex {
@@ -54,11 +62,60 @@ impl VectorIndex {
             data,
             graph,
             params,
+            groups: None,
         }
     }
 
+    /// Groups rows into items: item i owns rows `starts[i]..starts[i + 1]` (`starts[0] == 0`, the last
+    /// equals the number of rows, every item owns at least one row). Searches then rank items.
+    pub fn with_items(mut self, starts: Vec<u32>) -> std::result::Result<Self, String> {
+        let n_rows = self.rows();
+        if starts.first() != Some(&0) || starts.last().map(|&l| l as usize) != Some(n_rows) {
+            return Err(format!("item offsets must run from 0 to {n_rows}"));
+        }
+        if starts.windows(2).any(|w| w[1] <= w[0]) {
+            return Err("every item needs at least one vector, in order".to_string());
+        }
+        if starts.len() - 1 == n_rows {
+            return Ok(self); // one row per item: nothing to group
+        }
+        let mut item_of = Vec::with_capacity(n_rows);
+        for (item, w) in starts.windows(2).enumerate() {
+            item_of.extend(std::iter::repeat_n(item as u32, (w[1] - w[0]) as usize));
+        }
+        self.groups = Some(Groups { starts, item_of });
+        Ok(self)
+    }
+
+    /// Number of items (chunks) searched.
     pub fn len(&self) -> usize {
+        match &self.groups {
+            Some(g) => g.starts.len() - 1,
+            None => self.rows(),
+        }
+    }
+
+    /// Number of stored vectors.
+    pub fn rows(&self) -> usize {
         self.data.len() / self.dim
+    }
+
+    fn item_of(&self, row: usize) -> usize {
+        match &self.groups {
+            Some(g) => g.item_of[row] as usize,
+            None => row,
+        }
+    }
+
+    /// The item's score for a query: the best of its vectors.
+    pub fn item_score(&self, query: &[f32], item: usize) -> f32 {
+        let (from, to) = match &self.groups {
+            Some(g) => (g.starts[item] as usize, g.starts[item + 1] as usize),
+            None => (item, item + 1),
+        };
+        (from..to)
+            .map(|r| dot(query, self.row(r)))
+            .fold(f32::NEG_INFINITY, f32::max)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,7 +134,7 @@ impl VectorIndex {
         &self.data[ord * self.dim..(ord + 1) * self.dim]
     }
 
-    /// Top `k` by inner product as (ord, cosine), best first. `allowed[ord]` false hides a vector.
+    /// Top `k` items by inner product as (item, cosine), best first. `allowed[item]` false hides an item.
     pub fn search(&self, query: &[f32], k: usize, allowed: Option<&[bool]>) -> Vec<(u32, f32)> {
         if k == 0 || self.is_empty() {
             return Vec::new();
@@ -88,34 +145,77 @@ impl VectorIndex {
         });
         match (&self.graph, selective) {
             (Some(graph), false) => {
-                let ef = self.params.ef_search.max(k);
+                // Enough rows to cover k items when items own several rows.
+                let per_item = self.rows().div_ceil(self.len().max(1));
+                let k_rows = k * per_item;
+                let ef = self.params.ef_search.max(k_rows);
                 let found = match allowed {
                     Some(mask) => {
-                        let filter = |id: &usize| mask.get(*id).copied().unwrap_or(false);
-                        graph.search_filter(query, k, ef, Some(&filter))
+                        let filter =
+                            |id: &usize| mask.get(self.item_of(*id)).copied().unwrap_or(false);
+                        graph.search_filter(query, k_rows, ef, Some(&filter))
                     }
-                    None => graph.search(query, k, ef),
+                    None => graph.search(query, k_rows, ef),
                 };
-                // The graph's distance is 1 - dot.
+                // The graph's distance is 1 - dot; results come best first, so an item's first
+                // row is its best.
+                let mut seen = std::collections::HashSet::new();
                 found
                     .into_iter()
-                    .map(|n| (n.d_id as u32, 1.0 - n.distance))
+                    .map(|n| (self.item_of(n.d_id) as u32, 1.0 - n.distance))
+                    .filter(|(item, _)| seen.insert(*item))
+                    .take(k)
                     .collect()
             }
             _ => self.exact(query, k, allowed),
         }
     }
 
-    /// Exact top `k` by scanning every (allowed) vector.
+    /// Exact top `k` items by scanning every (allowed) vector.
     pub fn exact(&self, query: &[f32], k: usize, allowed: Option<&[bool]>) -> Vec<(u32, f32)> {
         let mut top = TopK::new(k);
-        for (ord, row) in self.data.chunks_exact(self.dim).enumerate() {
-            if allowed.is_some_and(|mask| !mask[ord]) {
-                continue;
+        match &self.groups {
+            None => {
+                for (ord, row) in self.data.chunks_exact(self.dim).enumerate() {
+                    if allowed.is_some_and(|mask| !mask[ord]) {
+                        continue;
+                    }
+                    top.push(ord as u32, dot(query, row));
+                }
             }
-            top.push(ord as u32, dot(query, row));
+            Some(g) => {
+                for (item, w) in g.starts.windows(2).enumerate() {
+                    if allowed.is_some_and(|mask| !mask[item]) {
+                        continue;
+                    }
+                    let best = (w[0] as usize..w[1] as usize)
+                        .map(|r| dot(query, self.row(r)))
+                        .fold(f32::NEG_INFINITY, f32::max);
+                    top.push(item as u32, best);
+                }
+            }
         }
         top.into_sorted()
+    }
+
+    /// Writes item offsets as little-endian u32.
+    pub fn write_starts(path: &Path, starts: &[u32]) -> Result<()> {
+        let bytes: Vec<u8> = starts.iter().flat_map(|s| s.to_le_bytes()).collect();
+        std::fs::write(path, bytes).map_err(io_err(path))
+    }
+
+    pub fn read_starts(path: &Path) -> Result<Vec<u32>> {
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        if bytes.len() % 4 != 0 {
+            return Err(IndexError::Meta {
+                path: path.to_path_buf(),
+                message: format!("{} bytes is not a whole number of u32 offsets", bytes.len()),
+            });
+        }
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
     }
 
     /// Writes the vectors as little-endian f32 rows.
@@ -315,6 +415,47 @@ mod tests {
         let hits = graph.search(&data[..16], 10, Some(&mask));
         assert_eq!(hits.len(), 10);
         assert!(hits.iter().all(|h| h.0 % 2 == 0));
+    }
+
+    #[test]
+    fn items_with_several_vectors_rank_by_their_best_one_in_both_search_paths() {
+        // 600 items owning 1-3 rows each.
+        let starts: Vec<u32> = std::iter::once(0)
+            .chain((0..600u32).scan(0u32, |acc, i| {
+                *acc += 1 + i % 3;
+                Some(*acc)
+            }))
+            .collect();
+        let rows = *starts.last().unwrap() as usize;
+        let data = random_unit_vectors(rows, 16, 11);
+        for exact_max in [EXACT_MAX, 100] {
+            let index = VectorIndex::new(16, data.clone(), exact_max, HnswParams::default())
+                .with_items(starts.clone())
+                .unwrap();
+            assert_eq!(index.len(), 600);
+            assert_eq!(index.rows(), rows);
+            // Item 200's last row as the query: item 200 comes first, with that row's score.
+            let row = starts[201] as usize - 1;
+            let query = &data[16 * row..16 * (row + 1)];
+            let hits = index.search(query, 10, None);
+            assert_eq!(hits[0].0, 200, "exact_max {exact_max}");
+            assert!((hits[0].1 - 1.0).abs() < 1e-5);
+            assert!((index.item_score(query, 200) - 1.0).abs() < 1e-5);
+            let mut ids: Vec<u32> = hits.iter().map(|h| h.0).collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), hits.len(), "an item appears once");
+            let mut mask = vec![true; 600];
+            mask[200] = false;
+            let hits = index.search(query, 10, Some(&mask));
+            assert!(hits.iter().all(|h| h.0 != 200));
+        }
+        let plain = VectorIndex::new(16, data.clone(), EXACT_MAX, HnswParams::default());
+        assert!(plain.with_items(vec![0, 5]).is_err(), "offsets must cover every row");
+        let plain = VectorIndex::new(16, data, EXACT_MAX, HnswParams::default());
+        let mut bad = starts.clone();
+        bad[3] = bad[2];
+        assert!(plain.with_items(bad).is_err(), "an item without a vector is refused");
     }
 
     #[test]

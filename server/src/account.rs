@@ -1,0 +1,234 @@
+//! Staff accounts in the browser: sign in, sign out, and (admins) the user list and adding users.
+//! Every form carries a CSRF token; failed sign-ins are limited per account and per client.
+
+use axum::extract::{Form, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::auth::{self, SignedIn, SESSION_COOKIE, SIGNIN_CSRF_COOKIE};
+use crate::http;
+use crate::roles::{Role, ALL_ROLES};
+use crate::views::{AdminUsersPage, MessagePage, SignInPage, UserRow};
+use crate::{AppError, AppState};
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+fn signin_page(app: &AppState, status: StatusCode, error: &str, username: &str) -> Result<Response, AppError> {
+    let csrf = auth::random_token(16);
+    let page = SignInPage {
+        lang: "en".to_string(),
+        csrf: csrf.clone(),
+        error: error.to_string(),
+        username: username.to_string(),
+    }
+    .render()?;
+    let cookie = http::set_cookie(SIGNIN_CSRF_COOKIE, &csrf, "/signin", Some(3600), app.config.secure_cookies);
+    Ok(no_store(with_cookie((status, Html(page)).into_response(), &cookie)))
+}
+
+pub async fn signin_form(State(app): State<AppState>) -> Result<Response, AppError> {
+    signin_page(&app, StatusCode::OK, "", "")
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Response, AppError> {
+    let client = http::peer(&request).map(http::ip_prefix).unwrap_or_else(|| "unknown".to_string());
+    let headers = request.headers().clone();
+    let Form(form) = match Form::<SignInForm>::from_request(request, &app).await {
+        Ok(form) => form,
+        Err(_) => return signin_page(&app, StatusCode::BAD_REQUEST, "The form was incomplete. Please try again.", ""),
+    };
+    let expected = http::cookie(&headers, SIGNIN_CSRF_COOKIE).unwrap_or("");
+    if !auth::tokens_match(expected, &form.csrf) {
+        return signin_page(&app, StatusCode::FORBIDDEN, "This form expired. Please sign in again.", &form.username);
+    }
+    let username = form.username.trim().to_ascii_lowercase();
+    let account_key = format!("user:{username}");
+    let client_key = format!("client:{client}");
+    let locked = app
+        .signin_limiter
+        .locked_for(&account_key)
+        .or_else(|| app.client_limiter.locked_for(&client_key));
+    if let Some(wait) = locked {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        return signin_page(
+            &app,
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed sign-ins. Try again in {minutes} minute(s), or ask an administrator."),
+            &username,
+        );
+    }
+    if username.is_empty() || username.len() > 64 || form.password.is_empty() || form.password.len() > 256 {
+        return signin_page(&app, StatusCode::UNPROCESSABLE_ENTITY, "Enter your username and password.", &username);
+    }
+    match auth::sign_in(&app.store, &username, &form.password).await? {
+        Some(token) => {
+            app.signin_limiter.record_success(&account_key);
+            let cookie = http::set_cookie(SESSION_COOKIE, &token, "/", None, app.config.secure_cookies);
+            let response = with_cookie(Redirect::to("/").into_response(), &cookie);
+            Ok(no_store(with_cookie(
+                response,
+                &http::set_cookie(SIGNIN_CSRF_COOKIE, "", "/signin", Some(0), app.config.secure_cookies),
+            )))
+        }
+        None => {
+            app.signin_limiter.record_failure(&account_key);
+            app.client_limiter.record_failure(&client_key);
+            tracing::info!(client = %client, "failed sign-in");
+            signin_page(&app, StatusCode::UNAUTHORIZED, "Wrong username or password.", &username)
+        }
+    }
+}
+
+use axum::extract::FromRequest;
+
+/// The signed-in user behind the request's cookie, if any.
+pub async fn current_user(app: &AppState, headers: &HeaderMap) -> Result<Option<(SignedIn, String)>, AppError> {
+    let Some(token) = http::cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    Ok(auth::session_user(&app.store, token)
+        .await?
+        .map(|user| (user, token.to_string())))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+pub async fn signout(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    if let Some((user, token)) = current_user(&app, &headers).await? {
+        if !auth::tokens_match(&user.csrf, &form.csrf) {
+            return forbidden("This form expired. Reload the page and try again.");
+        }
+        auth::sign_out(&app.store, &token).await?;
+    }
+    let cookie = http::set_cookie(SESSION_COOKIE, "", "/", Some(0), app.config.secure_cookies);
+    Ok(no_store(with_cookie(Redirect::to("/").into_response(), &cookie)))
+}
+
+fn forbidden(message: &str) -> Result<Response, AppError> {
+    let page = MessagePage {
+        lang: "en".to_string(),
+        heading: "Not allowed".to_string(),
+        message: message.to_string(),
+        back: "/".to_string(),
+    }
+    .render()?;
+    Ok(no_store((StatusCode::FORBIDDEN, Html(page)).into_response()))
+}
+
+/// Admins only; anybody else is sent to sign in (or told they lack the role).
+async fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<Result<SignedIn, Response>, AppError> {
+    match current_user(app, headers).await? {
+        None => Ok(Err(Redirect::to("/signin").into_response())),
+        Some((user, _)) if user.role == Role::Admin => Ok(Ok(user)),
+        Some(_) => Ok(Err(forbidden("This page is for administrators.")?)),
+    }
+}
+
+async fn users_page(app: &AppState, me: &SignedIn, status: StatusCode, message: &str) -> Result<Response, AppError> {
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT username, role, created_at FROM users ORDER BY username")
+            .fetch_all(app.store.pool())
+            .await
+            .map_err(crate::ServerError::from)?;
+    let page = AdminUsersPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        message: message.to_string(),
+        users: rows
+            .into_iter()
+            .map(|(username, role, created_at)| UserRow { username, role, created_at })
+            .collect(),
+        roles: ALL_ROLES.iter().filter(|r| r.is_staff()).map(|r| r.as_str()).collect(),
+    }
+    .render()?;
+    Ok(no_store((status, Html(page)).into_response()))
+}
+
+pub async fn users(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    match require_admin(&app, &headers).await? {
+        Ok(me) => users_page(&app, &me, StatusCode::OK, "").await,
+        Err(response) => Ok(response),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AddUserForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub role: String,
+}
+
+pub async fn add_user(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<AddUserForm>,
+) -> Result<Response, AppError> {
+    let me = match require_admin(&app, &headers).await? {
+        Ok(me) => me,
+        Err(response) => return Ok(response),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return forbidden("This form expired. Reload the page and try again.");
+    }
+    let username = form.username.trim().to_ascii_lowercase();
+    let valid_name = (2..=64).contains(&username.len())
+        && username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let role = form.role.parse::<Role>().ok().filter(|r| r.is_staff());
+    let problem = if !valid_name {
+        Some("Usernames are 2-64 characters: letters, digits, dot, dash, underscore.")
+    } else if form.password.chars().count() < 12 || form.password.len() > 256 {
+        Some("Passwords are 12 characters or more.")
+    } else if role.is_none() {
+        Some("Choose one of the listed roles.")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return users_page(&app, &me, StatusCode::UNPROCESSABLE_ENTITY, problem).await;
+    }
+    let role = role.expect("checked above");
+    if auth::create_user(&app.store, &username, &form.password, role).await? {
+        tracing::info!(admin = %me.username, user = %username, role = role.as_str(), "user created");
+        users_page(&app, &me, StatusCode::OK, &format!("Added {username} ({}).", role.as_str())).await
+    } else {
+        users_page(&app, &me, StatusCode::CONFLICT, &format!("{username} already exists.")).await
+    }
+}

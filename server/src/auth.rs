@@ -1,0 +1,275 @@
+//! Staff sign-in: argon2id password hashes, sessions in the store (only a hash of the cookie's token is
+//! kept), CSRF tokens for forms, and limits on failed sign-ins per account and per client.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::roles::Role;
+use crate::store::Store;
+
+pub const SESSION_COOKIE: &str = "scanaid_session";
+/// Double-submit cookie protecting the sign-in form, which has no session yet.
+pub const SIGNIN_CSRF_COOKIE: &str = "scanaid_csrf";
+/// A session ends after this long without a request.
+pub const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
+
+pub fn hash_password(password: &str) -> String {
+    use rand::RngCore;
+    let mut salt_bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt_bytes);
+    let salt = SaltString::encode_b64(&salt_bytes).expect("16 bytes is a valid salt length");
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters hashes any password")
+        .to_string()
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// 256 random bits as hex: session tokens, CSRF tokens, demo passwords.
+pub fn random_token(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The CSRF token of a session's forms: derived from the session token, so nothing more is stored and
+/// a page from another origin cannot know it.
+pub fn csrf_for_session(session_token: &str) -> String {
+    hex::encode(&Sha256::digest(format!("csrf:{session_token}").as_bytes())[..16])
+}
+
+/// Constant-time comparison of two tokens.
+pub fn tokens_match(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && !a.is_empty()
+        && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user_id: i64,
+    pub username: String,
+    pub role: Role,
+    pub csrf: String,
+}
+
+/// Looks up the session behind a cookie token and refreshes its idle timer.
+pub async fn session_user(store: &Store, token: &str) -> Result<Option<SignedIn>> {
+    let cutoff = (chrono::Utc::now() - chrono::Duration::from_std(SESSION_IDLE).expect("fits"))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let row: Option<(i64, String, String)> = sqlx::query_as(
+        "SELECT u.id, u.username, u.role FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = ? AND s.last_seen > ?",
+    )
+    .bind(token_hash(token))
+    .bind(&cutoff)
+    .fetch_optional(store.pool())
+    .await?;
+    let Some((user_id, username, role)) = row else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE sessions SET last_seen = ? WHERE token_hash = ?")
+        .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .bind(token_hash(token))
+        .execute(store.pool())
+        .await?;
+    Ok(Some(SignedIn {
+        user_id,
+        username,
+        role: role.parse().unwrap_or(Role::Anonymous),
+        csrf: csrf_for_session(token),
+    }))
+}
+
+/// Checks a password and opens a session; returns the cookie token.
+pub async fn sign_in(store: &Store, username: &str, password: &str) -> Result<Option<String>> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(store.pool())
+            .await?;
+    // Verify against a dummy hash for unknown users so timing does not tell which usernames exist.
+    let (user_id, hash) = match row {
+        Some((id, hash)) => (id, Some(hash)),
+        None => (-1, None),
+    };
+    let password = password.to_string();
+    let ok = tokio::task::spawn_blocking(move || {
+        verify_password(&password, &hash.unwrap_or_else(dummy_hash))
+    })
+    .await?;
+    if !ok || user_id < 0 {
+        return Ok(None);
+    }
+    let token = random_token(32);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_seen) VALUES (?, ?, ?, ?)")
+        .bind(token_hash(&token))
+        .bind(user_id)
+        .bind(&now)
+        .bind(&now)
+        .execute(store.pool())
+        .await?;
+    Ok(Some(token))
+}
+
+pub async fn sign_out(store: &Store, token: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        .bind(token_hash(token))
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// Creates a staff user. Returns false when the username is taken.
+pub async fn create_user(store: &Store, username: &str, password: &str, role: Role) -> Result<bool> {
+    let password = password.to_string();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
+    let done = sqlx::query(
+        "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?) ON CONFLICT(username) DO NOTHING",
+    )
+    .bind(username)
+    .bind(hash)
+    .bind(role.as_str())
+    .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn count_users(store: &Store) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+        .fetch_one(store.pool())
+        .await?;
+    Ok(n)
+}
+
+/// A real argon2id hash of a random password nobody knows, made once.
+fn dummy_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&random_token(16))).clone()
+}
+
+/// Failed sign-ins per key (account or client): after `max_failures` within `window` the key is locked
+/// for `lockout`. Kept in memory: a restart forgets, which only ever unlocks early.
+pub struct AttemptLimiter {
+    max_failures: u32,
+    window: Duration,
+    lockout: Duration,
+    state: Mutex<HashMap<String, Attempts>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Attempts {
+    failures: u32,
+    first: Instant,
+    locked_until: Option<Instant>,
+}
+
+impl AttemptLimiter {
+    pub fn new(max_failures: u32, window: Duration, lockout: Duration) -> Self {
+        Self {
+            max_failures,
+            window,
+            lockout,
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long the key stays locked, if it is.
+    pub fn locked_for(&self, key: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let state = self.state.lock().expect("limiter lock");
+        state
+            .get(key)
+            .and_then(|a| a.locked_until)
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+    }
+
+    pub fn record_failure(&self, key: &str) {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("limiter lock");
+        if state.len() > 100_000 {
+            // Bounded memory under a flood of distinct keys: forget entries that no longer matter.
+            state.retain(|_, a| a.locked_until.is_some_and(|u| u > now) || now - a.first < self.window);
+        }
+        let entry = state.entry(key.to_string()).or_insert(Attempts {
+            failures: 0,
+            first: now,
+            locked_until: None,
+        });
+        if now - entry.first > self.window || entry.locked_until.is_some_and(|u| u <= now) {
+            *entry = Attempts {
+                failures: 0,
+                first: now,
+                locked_until: None,
+            };
+        }
+        entry.failures += 1;
+        if entry.failures >= self.max_failures {
+            entry.locked_until = Some(now + self.lockout);
+        }
+    }
+
+    pub fn record_success(&self, key: &str) {
+        self.state.lock().expect("limiter lock").remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_against_their_own_hash() {
+        let hash = hash_password("correct horse");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("correct horse!", &hash));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn the_limiter_locks_after_the_limit_and_success_clears_it() {
+        let limiter = AttemptLimiter::new(3, Duration::from_secs(60), Duration::from_secs(60));
+        for _ in 0..2 {
+            limiter.record_failure("alice");
+        }
+        assert!(limiter.locked_for("alice").is_none());
+        limiter.record_failure("alice");
+        assert!(limiter.locked_for("alice").is_some());
+        assert!(limiter.locked_for("bob").is_none());
+        limiter.record_success("alice");
+        assert!(limiter.locked_for("alice").is_none());
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(tokens_match("abc", "abc"));
+        assert!(!tokens_match("abc", "abd"));
+        assert!(!tokens_match("", ""));
+        assert_eq!(csrf_for_session("t1"), csrf_for_session("t1"));
+        assert_ne!(csrf_for_session("t1"), csrf_for_session("t2"));
+    }
+}

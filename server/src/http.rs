@@ -1,0 +1,105 @@
+//! Small HTTP helpers shared by the handlers: cookies, the client's address prefix, security headers.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax (a scan from the camera app is a top-level navigation
+/// and must carry the staff session), Secure when served over TLS.
+pub fn set_cookie(name: &str, value: &str, path: &str, max_age_s: Option<u64>, secure: bool) -> String {
+    let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
+    if let Some(age) = max_age_s {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    if secure {
+        c.push_str("; Secure");
+    }
+    c
+}
+
+pub fn user_agent(headers: &HeaderMap) -> &str {
+    headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The peer address of the connection, when the server was started with connect info.
+pub fn peer(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// What may be kept of an address: the /24 of IPv4, the /48 of IPv6. Never the whole address.
+pub fn ip_prefix(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => ip_prefix(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+        },
+    }
+}
+
+/// Headers every response carries. No inline scripts anywhere, so the policy can forbid them.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        if !h.contains_key(k) {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+    };
+    set(h, "content-security-policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "x-frame-options", "DENY");
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_never_keep_the_host_part() {
+        assert_eq!(ip_prefix("203.0.113.77".parse().unwrap()), "203.0.113.0/24");
+        assert_eq!(ip_prefix("2001:db8:abcd:12::1".parse().unwrap()), "2001:db8:abcd::/48");
+        assert_eq!(ip_prefix("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.0/24");
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", HeaderValue::from_static("a=1; scanaid_session=abc; b=2"));
+        assert_eq!(cookie(&h, "scanaid_session"), Some("abc"));
+        assert_eq!(cookie(&h, "missing"), None);
+    }
+}

@@ -1,0 +1,182 @@
+//! The web layer: scan resolution (`/c/{code}`), role pages rendered from the indexed manuals, staff
+//! sign-in, and the store (SQLite) with scan events written off the request path. Handlers stay thin:
+//! what a second handler would need lives in a module of its own.
+
+pub mod account;
+pub mod auth;
+pub mod device;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod i18n;
+pub mod language;
+pub mod pages;
+pub mod registry;
+pub mod roles;
+pub mod scan;
+pub mod site;
+pub mod store;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use scanaid_indexer::SearchIndex;
+use scanaid_models::Embedder;
+
+pub use error::{AppError, Result, ServerError};
+
+use crate::auth::AttemptLimiter;
+use crate::events::EventSink;
+use crate::store::Store;
+
+/// Settings the server runs with, resolved by the binary from flags and environment.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Base URL printed on labels, e.g. `http://127.0.0.1:8080`.
+    pub public_url: String,
+    /// Set the `Secure` flag on cookies (when served over TLS, directly or behind a proxy).
+    pub secure_cookies: bool,
+    /// Scan events waiting to be written before new ones are dropped (and counted).
+    pub event_queue: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".to_string(),
+            secure_cookies: false,
+            event_queue: 65_536,
+        }
+    }
+}
+
+pub struct Inner {
+    pub store: Store,
+    pub events: EventSink,
+    /// The index generation being served; a re-index swaps the `Arc`, readers keep the one they took.
+    pub index: RwLock<Arc<SearchIndex>>,
+    pub embedder: Arc<dyn Embedder>,
+    pub config: ServerConfig,
+    /// Failed sign-ins per username.
+    pub signin_limiter: AttemptLimiter,
+    /// Failed sign-ins per client address prefix: higher, since a ward or a plant shares one address.
+    pub client_limiter: AttemptLimiter,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn index(&self) -> Arc<SearchIndex> {
+        self.index.read().expect("index lock").clone()
+    }
+}
+
+/// Largest request body accepted (forms and JSON); more gets 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(site::home))
+        .route("/c/{code}", get(scan::scan))
+        .route("/m/{manual}", get(site::manual))
+        .route("/search", post(site::search))
+        .route("/signin", get(account::signin_form).post(account::signin))
+        .route("/signout", post(account::signout))
+        .route("/admin/users", get(account::users).post(account::add_user))
+        .route("/static/site.css", get(site::stylesheet))
+        .route("/healthz", get(site::health))
+        .fallback(site::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(http::security_headers))
+        .with_state(state)
+}
+
+/// Everything `serve` needs, opened by the caller (the binary or a test).
+pub struct Running {
+    pub state: AppState,
+    pub event_writer: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the store, seeds it on first start, starts the event writer.
+pub async fn open(
+    data_dir: PathBuf,
+    registry: &registry::Registry,
+    index: SearchIndex,
+    embedder: Arc<dyn Embedder>,
+    config: ServerConfig,
+) -> Result<(Running, Option<String>)> {
+    let store = Store::open(&data_dir).await?;
+    store.seed_if_empty(registry).await?;
+    let demo_admin = ensure_demo_admin(&store).await?;
+    let (events, event_writer) = EventSink::start(store.clone(), config.event_queue);
+    let state = AppState(Arc::new(Inner {
+        store,
+        events,
+        index: RwLock::new(Arc::new(index)),
+        embedder,
+        config,
+        signin_limiter: AttemptLimiter::new(5, Duration::from_secs(15 * 60), Duration::from_secs(15 * 60)),
+        client_limiter: AttemptLimiter::new(30, Duration::from_secs(15 * 60), Duration::from_secs(15 * 60)),
+    }));
+    Ok((
+        Running {
+            state,
+            event_writer,
+        },
+        demo_admin,
+    ))
+}
+
+/// On first start (no users), creates `admin` with a random password and returns it to print once.
+async fn ensure_demo_admin(store: &Store) -> Result<Option<String>> {
+    if auth::count_users(store).await? > 0 {
+        return Ok(None);
+    }
+    let password = auth::random_token(9);
+    auth::create_user(store, "admin", &password, roles::Role::Admin).await?;
+    Ok(Some(password))
+}
+
+/// Serves until `shutdown` completes, then drains in-flight requests and writes every queued scan event
+/// before returning.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    running: Running,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let Running {
+        state,
+        event_writer,
+    } = running;
+    let store = state.store.clone();
+    let router = app(state.clone());
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|source| ServerError::Io {
+        path: PathBuf::from("<listener>"),
+        source,
+    })?;
+    // No request is in flight any more: write what is queued, then stop the writer.
+    state.events.close().await;
+    event_writer.await?;
+    store.close().await;
+    Ok(())
+}

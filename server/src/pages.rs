@@ -1,0 +1,238 @@
+//! What a role page shows, taken from the indexed manuals: the sections of the asset's manuals that the
+//! role may read, in the served language, with the ones that role needs first (fault codes for a
+//! technician, quick start and safety for an operator) shown in full.
+
+use scanaid_indexer::{Chunk, SearchIndex};
+
+use crate::roles::Role;
+
+/// One top-level section of a manual (a level-2 heading and everything under it).
+#[derive(Debug, Clone)]
+pub struct SectionView {
+    pub manual_id: String,
+    pub manual_title: String,
+    pub revision: String,
+    pub title: String,
+    pub anchor: String,
+    /// Rendered HTML of the first chunks (empty in the table of contents).
+    pub html: String,
+    /// True when the section has more than `html` shows.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PageContent {
+    pub highlights: Vec<SectionView>,
+    pub contents: Vec<SectionView>,
+    /// Languages the asset's manuals are available in.
+    pub languages: Vec<String>,
+}
+
+/// Sections a role sees first, by keywords of their headings (English and Spanish), most important first.
+fn priorities(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Technician => &[
+            "fault", "código", "error", "troubleshoot", "problema", "maintenance", "mantenimiento",
+            "procedure", "repair", "parts", "repuesto", "pieza",
+        ],
+        Role::Biomed => &[
+            "fault", "código", "performance verification", "calibrat", "maintenance",
+            "mantenimiento", "troubleshoot", "commissioning", "parts", "repuesto",
+        ],
+        Role::Clinician => &[
+            "alarm", "alarma", "clinical", "clínic", "quick start", "inicio rápido", "safety",
+            "seguridad",
+        ],
+        Role::Operator | Role::Anonymous | Role::Agent | Role::Admin | Role::Patient => &[
+            "quick start", "inicio rápido", "safety", "seguridad", "alarm", "alarma", "operation",
+            "funcionamiento", "cleaning", "limpieza",
+        ],
+    }
+}
+
+/// Most sections shown in full, and most chunks of each, so the first render stays small.
+const MAX_HIGHLIGHTS: usize = 3;
+const MAX_CHUNKS_PER_HIGHLIGHT: usize = 3;
+
+pub fn role_page_content(
+    index: &SearchIndex,
+    manual_ids: &[String],
+    role: Role,
+    language: &str,
+) -> PageContent {
+    let mine: Vec<&Chunk> = index
+        .chunks()
+        .iter()
+        .filter(|c| c.owner.is_none() && manual_ids.iter().any(|m| *m == c.manual_id))
+        .collect();
+    let mut languages: Vec<String> = mine.iter().map(|c| c.language.clone()).collect();
+    languages.sort();
+    languages.dedup();
+    // The served language when the asset has manuals in it; otherwise everything there is.
+    let in_language = mine.iter().any(|c| c.language == language);
+    let visible: Vec<&Chunk> = mine
+        .into_iter()
+        .filter(|c| !in_language || c.language == language)
+        .filter(|c| role.may_read(&c.audiences))
+        .collect();
+    let groups = top_level_sections(&visible);
+    let keywords = priorities(role);
+    let mut ranked: Vec<(usize, usize)> = groups
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| {
+            let title = g.title.to_lowercase();
+            keywords
+                .iter()
+                .position(|k| title.contains(k))
+                .map(|rank| (rank, i))
+        })
+        .collect();
+    ranked.sort();
+    let chosen: Vec<usize> = ranked.iter().take(MAX_HIGHLIGHTS).map(|&(_, i)| i).collect();
+    let mut content = PageContent {
+        languages,
+        ..PageContent::default()
+    };
+    for &i in &chosen {
+        let g = &groups[i];
+        let shown = &g.chunks[..g.chunks.len().min(MAX_CHUNKS_PER_HIGHLIGHT)];
+        let mut markdown: Vec<String> = Vec::new();
+        let mut previous: Option<&[String]> = None;
+        for c in shown {
+            markdown.push(section_markdown(c, g.depth, previous));
+            previous = Some(&c.heading_path);
+        }
+        content.highlights.push(SectionView {
+            html: markdown_to_html(&markdown.join("\n\n")),
+            truncated: g.chunks.len() > shown.len(),
+            ..g.view()
+        });
+    }
+    for (i, g) in groups.iter().enumerate() {
+        if !chosen.contains(&i) {
+            content.contents.push(g.view());
+        }
+    }
+    content
+}
+
+struct Group<'a> {
+    title: String,
+    depth: usize,
+    chunks: Vec<&'a Chunk>,
+}
+
+impl Group<'_> {
+    fn view(&self) -> SectionView {
+        let first = self.chunks[0];
+        SectionView {
+            manual_id: first.manual_id.clone(),
+            manual_title: first.manual_title.clone(),
+            revision: first.revision.clone(),
+            title: self.title.clone(),
+            anchor: first.anchor.clone(),
+            html: String::new(),
+            truncated: false,
+        }
+    }
+}
+
+/// Groups chunks (in manual order) by their level-2 heading; the manual's H1 is the first path element.
+fn top_level_sections<'a>(chunks: &[&'a Chunk]) -> Vec<Group<'a>> {
+    let mut groups: Vec<Group<'a>> = Vec::new();
+    let mut last_key: Option<(String, String)> = None;
+    for &chunk in chunks {
+        let depth = chunk.heading_path.len().min(2);
+        if depth == 0 {
+            continue; // the preamble before any heading
+        }
+        let title = chunk.heading_path[depth - 1].clone();
+        let key = (chunk.manual_id.clone(), title.clone());
+        if last_key.as_ref() != Some(&key) {
+            groups.push(Group {
+                title,
+                depth,
+                chunks: Vec::new(),
+            });
+            last_key = Some(key);
+        }
+        groups.last_mut().expect("pushed above").chunks.push(chunk);
+    }
+    groups
+}
+
+/// A chunk's markdown, headed by the sub-heading it sits under when that differs from the previous
+/// chunk's, so steps keep their procedure's name and a long table is not re-titled at every chunk.
+fn section_markdown(chunk: &Chunk, group_depth: usize, previous: Option<&[String]>) -> String {
+    match chunk.heading_path.get(group_depth..) {
+        Some(rest) if !rest.is_empty() && previous != Some(chunk.heading_path.as_slice()) => {
+            format!("#### {}\n\n{}", rest.join(" › "), chunk.text)
+        }
+        _ => chunk.text.clone(),
+    }
+}
+
+/// Renders manual markdown. Raw HTML in a manual is shown as text, never passed through: manuals are
+/// edited by many hands and a page must not run what someone pasted.
+pub fn markdown_to_html(markdown: &str) -> String {
+    use pulldown_cmark::{html, Event, Options, Parser};
+    let parser = Parser::new_ext(
+        markdown,
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_HEADING_ATTRIBUTES,
+    )
+    .map(|event| match event {
+        Event::Html(text) | Event::InlineHtml(text) => Event::Text(text),
+        other => other,
+    });
+    let mut out = String::new();
+    html::push_html(&mut out, parser);
+    out
+}
+
+/// The sections of one manual a role may read, for the manual page: (heading path, anchor, html).
+pub fn manual_sections(index: &SearchIndex, manual_id: &str, role: Role) -> Vec<(Vec<String>, String, String)> {
+    let mut out: Vec<(Vec<String>, String, String)> = Vec::new();
+    let mut markdown = String::new();
+    let mut current: Option<(Vec<String>, String)> = None;
+    let flush = |current: &Option<(Vec<String>, String)>, markdown: &mut String, out: &mut Vec<_>| {
+        if let Some((path, anchor)) = current {
+            out.push((path.clone(), anchor.clone(), markdown_to_html(markdown)));
+        }
+        markdown.clear();
+    };
+    for chunk in index
+        .chunks()
+        .iter()
+        .filter(|c| c.manual_id == manual_id && c.owner.is_none() && role.may_read(&c.audiences))
+    {
+        let key = (chunk.heading_path.clone(), chunk.anchor.clone());
+        if current.as_ref() != Some(&key) {
+            flush(&current, &mut markdown, &mut out);
+            current = Some(key);
+        }
+        markdown.push_str(&chunk.text);
+        markdown.push_str("\n\n");
+    }
+    flush(&current, &mut markdown, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_html_in_a_manual_is_escaped() {
+        let html = markdown_to_html("Hello <script>alert(1)</script> **bold**");
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(html.contains("<strong>bold</strong>"), "{html}");
+    }
+
+    #[test]
+    fn tables_render() {
+        let html = markdown_to_html("| Code | Meaning |\n|---|---|\n| E-204 | Door open |");
+        assert!(html.contains("<td>E-204</td>"), "{html}");
+    }
+}

@@ -1,0 +1,227 @@
+//! The asset registry seed (`manuals/assets.toml`): sites, support queues, assets and the codes printed
+//! on them. Parsed and cross-checked here; the store loads it on first start.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{ServerError, Result};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+    /// IANA time zone, e.g. `America/Chicago`; rules and opening hours are read in it.
+    pub timezone: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub contact: String,
+    #[serde(default)]
+    pub on_call: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Queue {
+    pub id: String,
+    pub name: String,
+    pub site: String,
+    /// Opening hours as people read them, e.g. `Mon-Fri 07:00-18:00`.
+    #[serde(default)]
+    pub hours: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Asset {
+    pub id: String,
+    pub name: String,
+    pub model: String,
+    #[serde(default)]
+    pub serial: String,
+    pub site: String,
+    #[serde(default)]
+    pub location: String,
+    /// Manual ids (front matter `id`), the asset's own first.
+    #[serde(default)]
+    pub manuals: Vec<String>,
+    pub queue: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Code {
+    pub code: String,
+    pub asset: String,
+    /// Where the label is stuck: nameplate, service-panel, brochure...
+    pub placement: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    #[serde(default, rename = "site")]
+    pub sites: Vec<Site>,
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<Queue>,
+    #[serde(default, rename = "asset")]
+    pub assets: Vec<Asset>,
+    #[serde(default, rename = "code")]
+    pub codes: Vec<Code>,
+}
+
+/// Characters a printed code may use: no 0/O/1/l/I, which people misread off a worn label.
+pub const CODE_ALPHABET: &[u8] = b"23456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
+pub const CODE_LEN: usize = 8;
+
+/// True when `code` could be a code at all (checked before any lookup, so junk never reaches the store).
+pub fn is_well_formed_code(code: &str) -> bool {
+    (6..=32).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A new random code: 8 characters from a 57-letter alphabet, about 46 bits.
+pub fn new_code() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..CODE_LEN)
+        .map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char)
+        .collect()
+}
+
+impl Registry {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServerError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|reason| ServerError::Registry {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Parses and cross-checks: every reference names something defined, ids are unique, time zones
+    /// exist and codes are well formed.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let registry: Registry = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut problems = Vec::new();
+        let sites = unique_ids(registry.sites.iter().map(|s| &s.id), "site", &mut problems);
+        for site in &registry.sites {
+            if site.timezone.parse::<chrono_tz::Tz>().is_err() {
+                problems.push(format!("site {}: unknown time zone {:?}", site.id, site.timezone));
+            }
+        }
+        let queues = unique_ids(registry.queues.iter().map(|q| &q.id), "queue", &mut problems);
+        for queue in &registry.queues {
+            if !sites.contains(queue.site.as_str()) {
+                problems.push(format!("queue {}: unknown site {:?}", queue.id, queue.site));
+            }
+        }
+        let assets = unique_ids(registry.assets.iter().map(|a| &a.id), "asset", &mut problems);
+        for asset in &registry.assets {
+            if !sites.contains(asset.site.as_str()) {
+                problems.push(format!("asset {}: unknown site {:?}", asset.id, asset.site));
+            }
+            if !queues.contains(asset.queue.as_str()) {
+                problems.push(format!("asset {}: unknown queue {:?}", asset.id, asset.queue));
+            }
+        }
+        unique_ids(registry.codes.iter().map(|c| &c.code), "code", &mut problems);
+        for code in &registry.codes {
+            if !is_well_formed_code(&code.code) {
+                problems.push(format!(
+                    "code {:?}: 6-32 letters and digits expected",
+                    code.code
+                ));
+            }
+            if !assets.contains(code.asset.as_str()) {
+                problems.push(format!("code {}: unknown asset {:?}", code.code, code.asset));
+            }
+        }
+        if problems.is_empty() {
+            Ok(registry)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+fn unique_ids<'a>(
+    ids: impl Iterator<Item = &'a String>,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> HashSet<&'a str> {
+    let mut seen = HashSet::new();
+    for id in ids {
+        if !seen.insert(id.as_str()) {
+            problems.push(format!("{what} {id:?} is defined twice"));
+        }
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = r#"
+[[site]]
+id = "s"
+name = "Site"
+timezone = "Europe/Madrid"
+
+[[queue]]
+id = "q"
+name = "Queue"
+site = "s"
+
+[[asset]]
+id = "a"
+name = "Asset"
+model = "M-1"
+site = "s"
+queue = "q"
+
+[[code]]
+code = "abcd2345"
+asset = "a"
+placement = "nameplate"
+"#;
+
+    #[test]
+    fn a_consistent_registry_parses() {
+        let r = Registry::parse(SMALL).unwrap();
+        assert_eq!(r.codes[0].asset, "a");
+    }
+
+    #[test]
+    fn dangling_references_and_bad_zones_are_all_reported() {
+        let text = SMALL
+            .replace("Europe/Madrid", "Mars/Olympus")
+            .replace("asset = \"a\"", "asset = \"ghost\"");
+        let err = Registry::parse(&text).unwrap_err();
+        assert!(err.contains("unknown time zone"), "{err}");
+        assert!(err.contains("unknown asset \"ghost\""), "{err}");
+    }
+
+    #[test]
+    fn the_bundled_registry_is_consistent() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manuals/assets.toml");
+        let r = Registry::load(&path).unwrap();
+        assert!(r.assets.len() >= 8 && r.codes.len() >= r.assets.len());
+    }
+
+    #[test]
+    fn new_codes_are_well_formed_and_avoid_confusable_letters() {
+        for _ in 0..100 {
+            let c = new_code();
+            assert!(is_well_formed_code(&c));
+            assert!(!c.contains(['0', 'O', '1', 'l', 'I']));
+        }
+        assert!(!is_well_formed_code("../etc"));
+        assert!(!is_well_formed_code("abc"));
+    }
+}

@@ -1,0 +1,218 @@
+//! `GET /c/{code}`: a scan. Resolves the code, works out who is scanning (role, language, device, first or
+//! returning), serves the page that fits, and records the scan without waiting for the disk.
+
+use std::time::Instant;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::device::{self, DeviceClass};
+use crate::events::ScanEvent;
+use crate::http;
+use crate::i18n;
+use crate::language;
+use crate::pages;
+use crate::registry::is_well_formed_code;
+use crate::roles::Role;
+use crate::store::ResolvedCode;
+use crate::views::{AssetPage, FallbackPage};
+use crate::{AppError, AppState};
+
+/// Remembers which codes this browser has scanned, for "first versus returning" (codes only, no person).
+pub const SEEN_COOKIE: &str = "scanaid_seen";
+const SEEN_MAX: usize = 32;
+
+#[derive(Debug, Deserialize)]
+pub struct ScanQuery {
+    pub lang: Option<String>,
+}
+
+/// Everything known about the person scanning, at the moment of the scan.
+#[derive(Debug, Clone)]
+pub struct ScanContext {
+    pub role: Role,
+    pub signed_in: bool,
+    pub language_query: Option<String>,
+    pub accept_language: Option<String>,
+    pub device: DeviceClass,
+    pub returning: bool,
+}
+
+pub async fn scan(
+    State(app): State<AppState>,
+    Path(code): Path<String>,
+    Query(query): Query<ScanQuery>,
+    request: Request,
+) -> Result<Response, AppError> {
+    let started = Instant::now();
+    let headers = request.headers();
+    let user_agent = http::user_agent(headers);
+    // HEAD requests and link previews get the page but are not scans.
+    let counted = request.method() != Method::HEAD && !device::is_bot(user_agent);
+    let seen = http::cookie(headers, SEEN_COOKIE).unwrap_or("").to_string();
+    let signed_in = match http::cookie(headers, crate::auth::SESSION_COOKIE) {
+        Some(token) => crate::auth::session_user(&app.store, token).await?,
+        None => None,
+    };
+    let context = ScanContext {
+        role: signed_in.as_ref().map_or(Role::Anonymous, |s| s.role),
+        signed_in: signed_in.is_some(),
+        language_query: query.lang.filter(|l| l.len() <= 16),
+        accept_language: http::header(headers, "accept-language").map(str::to_string),
+        device: DeviceClass::from_user_agent(user_agent),
+        returning: seen.split('.').any(|c| c == code),
+    };
+    let peer = http::peer(&request);
+
+    let resolved = if is_well_formed_code(&code) {
+        app.store.resolve_code(&code).await?
+    } else {
+        None
+    };
+    let (mut response, event) = match resolved {
+        Some(resolved) if resolved.code.retired_at.is_none() && resolved.asset.is_some() => {
+            serve_asset(&app, &resolved, &context)?
+        }
+        other => fallback(&app, &code, other.as_ref(), &context).await?,
+    };
+
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !context.returning && is_well_formed_code(&code) {
+        let mut codes: Vec<&str> = seen.split('.').filter(|c| is_well_formed_code(c)).collect();
+        codes.push(&code);
+        let keep = &codes[codes.len().saturating_sub(SEEN_MAX)..];
+        let cookie = http::set_cookie(SEEN_COOKIE, &keep.join("."), "/c", Some(365 * 24 * 3600), app.config.secure_cookies);
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    if counted {
+        let mut event = event;
+        event.latency_us = started.elapsed().as_micros() as u64;
+        event.ip_prefix = peer.map(http::ip_prefix);
+        app.events.record(event);
+    }
+    Ok(response)
+}
+
+fn base_event(code: &str, context: &ScanContext, language: &str) -> ScanEvent {
+    ScanEvent {
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        code: code.chars().take(32).collect(),
+        asset_id: None,
+        site_id: None,
+        placement: None,
+        device: context.device,
+        language: language.to_string(),
+        role: context.role.as_str().to_string(),
+        returning: context.returning,
+        rule: String::new(),
+        destination: String::new(),
+        fallback: false,
+        latency_us: 0,
+        ip_prefix: None,
+    }
+}
+
+fn serve_asset(
+    app: &AppState,
+    resolved: &ResolvedCode,
+    context: &ScanContext,
+) -> Result<(Response, ScanEvent), AppError> {
+    let asset = resolved.asset.as_ref().expect("checked by the caller");
+    let index = app.index();
+    let manual_ids = asset.manual_ids();
+    let available = manual_languages(&index, &manual_ids);
+    let lang = language::negotiate(
+        context.language_query.as_deref(),
+        context.accept_language.as_deref(),
+        &available,
+    );
+    let content = pages::role_page_content(&index, &manual_ids, context.role, &lang);
+    let ui_lang = if i18n::UI_LANGUAGES.contains(&lang.as_str()) { lang.clone() } else { language::DEFAULT_LANGUAGE.to_string() };
+    let site = resolved.site.as_ref();
+    let queue = resolved.queue.as_ref();
+    let page = AssetPage {
+        t: i18n::strings(&ui_lang),
+        lang: lang.clone(),
+        role: context.role.as_str(),
+        signed_in: context.signed_in,
+        asset,
+        site_name: site.map(|s| s.name.clone()).unwrap_or_default(),
+        timezone: site.map(|s| s.timezone.clone()).unwrap_or_default(),
+        contact: site.map(|s| s.contact.clone()).unwrap_or_default(),
+        on_call: site.map(|s| s.on_call.clone()).unwrap_or_default(),
+        queue_name: queue.map(|q| q.name.clone()).unwrap_or_default(),
+        queue_hours: queue.map(|q| q.hours.clone()).unwrap_or_default(),
+        languages: content.languages,
+        highlights: content.highlights,
+        contents: content.contents,
+    }
+    .render()?;
+    let mut event = base_event(&resolved.code.code, context, &lang);
+    event.asset_id = Some(asset.id.clone());
+    event.site_id = Some(asset.site_id.clone());
+    event.placement = Some(resolved.code.placement.clone());
+    event.rule = "default".to_string();
+    event.destination = format!("page:{}", context.role.as_str());
+    Ok((Html(page).into_response(), event))
+}
+
+/// Languages the given manuals exist in, plus English (the interface is always available in it).
+fn manual_languages(index: &scanaid_indexer::SearchIndex, manual_ids: &[String]) -> Vec<String> {
+    let mut langs: Vec<String> = index
+        .chunks()
+        .iter()
+        .filter(|c| manual_ids.contains(&c.manual_id))
+        .map(|c| c.language.clone())
+        .collect();
+    langs.push(language::DEFAULT_LANGUAGE.to_string());
+    langs.sort();
+    langs.dedup();
+    langs
+}
+
+/// Unknown, malformed or retired codes: a page with the site's contact (or every site's, when the code
+/// says nothing) and a search box. Never a bare 404.
+async fn fallback(
+    app: &AppState,
+    code: &str,
+    resolved: Option<&ResolvedCode>,
+    context: &ScanContext,
+) -> Result<(Response, ScanEvent), AppError> {
+    let available: Vec<String> = i18n::UI_LANGUAGES.iter().map(|s| s.to_string()).collect();
+    let lang = language::negotiate(
+        context.language_query.as_deref(),
+        context.accept_language.as_deref(),
+        &available,
+    );
+    let retired = resolved.is_some_and(|r| r.code.retired_at.is_some());
+    let sites = match resolved.and_then(|r| r.site.clone()) {
+        Some(site) => vec![site],
+        None => app.store.sites().await?,
+    };
+    let t = i18n::strings(&lang);
+    let page = FallbackPage {
+        t,
+        lang: lang.clone(),
+        heading: t.fallback_title.to_string(),
+        intro: if retired { t.fallback_retired } else { t.fallback_unknown }.to_string(),
+        sites,
+    }
+    .render()?;
+    let status = if retired { StatusCode::GONE } else { StatusCode::NOT_FOUND };
+    let mut event = base_event(code, context, &lang);
+    if let Some(r) = resolved {
+        event.asset_id = r.code.asset_id.clone();
+        event.site_id = r.site.as_ref().map(|s| s.id.clone());
+        event.placement = Some(r.code.placement.clone());
+    }
+    event.rule = "fallback".to_string();
+    event.destination = if retired { "fallback:retired" } else { "fallback:unknown" }.to_string();
+    event.fallback = true;
+    Ok(((status, Html(page)).into_response(), event))
+}

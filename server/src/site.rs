@@ -1,0 +1,219 @@
+//! The pages around a scan: a manual read in full (for the reader's role), search over the manuals,
+//! the home page, the stylesheet and the health check.
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use askama::Template;
+use serde::Deserialize;
+
+use scanaid_indexer::{Filters, Mode, OwnerScope, SearchRequest};
+
+use crate::http;
+use crate::i18n;
+use crate::language;
+use crate::pages;
+use crate::roles::Role;
+use crate::views::{FallbackPage, ManualPage, ManualSection, MessagePage, SearchHitView, SearchPage};
+use crate::{AppError, AppState};
+
+const STYLESHEET: &str = include_str!("../static/site.css");
+
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+pub async fn health(State(app): State<AppState>) -> Response {
+    let index = app.index();
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        format!("ok generation={} chunks={}\n", index.generation, index.len()),
+    )
+        .into_response()
+}
+
+/// Who is asking: the signed-in staff role, or anonymous.
+pub async fn role_of(app: &AppState, headers: &HeaderMap) -> Result<Role, AppError> {
+    Ok(match http::cookie(headers, crate::auth::SESSION_COOKIE) {
+        Some(token) => crate::auth::session_user(&app.store, token)
+            .await?
+            .map_or(Role::Anonymous, |s| s.role),
+        None => Role::Anonymous,
+    })
+}
+
+fn ui_language(query: Option<&str>, headers: &HeaderMap) -> String {
+    let available: Vec<String> = i18n::UI_LANGUAGES.iter().map(|s| s.to_string()).collect();
+    language::negotiate(query, http::header(headers, "accept-language"), &available)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LangQuery {
+    pub lang: Option<String>,
+}
+
+pub async fn home(
+    State(app): State<AppState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let lang = ui_language(query.lang.as_deref(), &headers);
+    // Home is where a person lands without a code: the same help as an unknown code, with a 200.
+    let t = i18n::strings(&lang);
+    let page = FallbackPage {
+        t,
+        lang,
+        heading: "scanaid".to_string(),
+        intro: t.home_intro.to_string(),
+        sites: app.store.sites().await?,
+    }
+    .render()?;
+    Ok(Html(page).into_response())
+}
+
+pub async fn manual(
+    State(app): State<AppState>,
+    Path(manual_id): Path<String>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let role = role_of(&app, &headers).await?;
+    let index = app.index();
+    let lang = ui_language(query.lang.as_deref(), &headers);
+    let Some(first) = index
+        .chunks()
+        .iter()
+        .find(|c| c.manual_id == manual_id && c.owner.is_none())
+    else {
+        return Ok(not_found_page(&lang));
+    };
+    let sections = pages::manual_sections(&index, &manual_id, role)
+        .into_iter()
+        .map(|(path, anchor, html)| ManualSection {
+            title: path.last().cloned().unwrap_or_default(),
+            anchor,
+            html,
+        })
+        .collect();
+    let page = ManualPage {
+        t: i18n::strings(&lang),
+        lang: first.language.clone(),
+        title: first.manual_title.clone(),
+        revision: first.revision.clone(),
+        sections,
+    }
+    .render()?;
+    Ok(Html(page).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchForm {
+    pub q: String,
+    #[serde(default)]
+    pub asset: String,
+    #[serde(default)]
+    pub lang: String,
+}
+
+pub const MAX_QUERY_CHARS: usize = 500;
+
+/// Searches the manuals (the asset's own when one is given) within what the role may read. A POST, so the
+/// question never lands in a URL, a log line or a browser history.
+pub async fn search(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SearchForm>,
+) -> Result<Response, AppError> {
+    let role = role_of(&app, &headers).await?;
+    let lang = ui_language(Some(form.lang.as_str()).filter(|l| !l.is_empty()), &headers);
+    let query = form.q.trim().to_string();
+    if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
+        let page = MessagePage {
+            lang,
+            heading: "Please check your question".to_string(),
+            message: format!("Type a question of 1 to {MAX_QUERY_CHARS} characters."),
+            back: "/".to_string(),
+        }
+        .render()?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page)).into_response());
+    }
+    let manuals = if form.asset.is_empty() {
+        Vec::new()
+    } else {
+        app.store
+            .asset(&form.asset)
+            .await?
+            .map(|a| a.manual_ids())
+            .unwrap_or_default()
+    };
+    let filters = Filters {
+        manuals,
+        audiences: role.audiences().iter().map(|s| s.to_string()).collect(),
+        owner: OwnerScope::Public,
+        ..Filters::default()
+    };
+    let request = SearchRequest {
+        query: query.clone(),
+        history: Vec::new(),
+        filters,
+        limit: 5,
+        mode: Mode::Hybrid,
+    };
+    let index = app.index();
+    let embedder = app.embedder.clone();
+    let searched = {
+        let index = index.clone();
+        tokio::task::spawn_blocking(move || index.search(&request, Some(embedder.as_ref()))).await?
+    };
+    let hits = match searched {
+        Ok(hits) => hits,
+        Err(scanaid_indexer::IndexError::BadRequest(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let hits = hits
+        .iter()
+        .map(|h| {
+            let c = index.chunk(h.ord);
+            SearchHitView {
+                manual_id: c.manual_id.clone(),
+                manual_title: c.manual_title.clone(),
+                revision: c.revision.clone(),
+                title: c.heading_path.last().cloned().unwrap_or_else(|| c.manual_title.clone()),
+                anchor: c.anchor.clone(),
+                html: pages::markdown_to_html(&c.text),
+            }
+        })
+        .collect();
+    let page = SearchPage {
+        t: i18n::strings(&lang),
+        lang,
+        query,
+        asset_id: form.asset,
+        hits,
+    }
+    .render()?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response())
+}
+
+fn not_found_page(lang: &str) -> Response {
+    let page = MessagePage {
+        lang: lang.to_string(),
+        heading: "Page not found".to_string(),
+        message: "There is no page at this address. Scan the code again, or start from the home page.".to_string(),
+        back: "/".to_string(),
+    }
+    .render()
+    .unwrap_or_else(|_| "Page not found".to_string());
+    (StatusCode::NOT_FOUND, Html(page)).into_response()
+}
+
+pub async fn not_found(headers: HeaderMap) -> Response {
+    not_found_page(&ui_language(None, &headers))
+}

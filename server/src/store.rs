@@ -1,0 +1,255 @@
+//! The store: one SQLite file under the data directory, migrated at start. Queries are plain SQL through
+//! sqlx so that a PostgreSQL backend can follow for deployments with several replicas.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::error::{Result, ServerError};
+use crate::events::ScanEvent;
+use crate::registry::Registry;
+
+pub const DATABASE_FILE: &str = "scanaid.db";
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SiteRecord {
+    pub id: String,
+    pub name: String,
+    pub timezone: String,
+    pub address: String,
+    pub contact: String,
+    pub on_call: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AssetRecord {
+    pub id: String,
+    pub name: String,
+    pub model: String,
+    pub serial: String,
+    pub site_id: String,
+    pub location: String,
+    pub queue_id: String,
+    /// JSON array; see [`AssetRecord::manual_ids`].
+    pub manuals: String,
+}
+
+impl AssetRecord {
+    pub fn manual_ids(&self) -> Vec<String> {
+        serde_json::from_str(&self.manuals).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QueueRecord {
+    pub id: String,
+    pub name: String,
+    pub site_id: String,
+    pub hours: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CodeRecord {
+    pub code: String,
+    pub kind: String,
+    pub asset_id: Option<String>,
+    pub placement: String,
+    pub retired_at: Option<String>,
+}
+
+/// Everything a scan needs to know about its code, read in one place.
+#[derive(Debug, Clone)]
+pub struct ResolvedCode {
+    pub code: CodeRecord,
+    pub asset: Option<AssetRecord>,
+    pub site: Option<SiteRecord>,
+    pub queue: Option<QueueRecord>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// Opens (creating if needed) `data_dir/scanaid.db` and runs the migrations.
+    pub async fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|source| ServerError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(DATABASE_FILE);
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&path)
+            .create_if_missing(true)
+            // WAL lets page reads go on while the event writer commits.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Loads the registry seed when the store has no sites yet. Later starts leave what admins changed alone.
+    pub async fn seed_if_empty(&self, registry: &Registry) -> Result<bool> {
+        let (n_sites,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sites")
+            .fetch_one(&self.pool)
+            .await?;
+        if n_sites > 0 {
+            return Ok(false);
+        }
+        let mut tx = self.pool.begin().await?;
+        for s in &registry.sites {
+            sqlx::query("INSERT INTO sites (id, name, timezone, address, contact, on_call) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(&s.id).bind(&s.name).bind(&s.timezone).bind(&s.address).bind(&s.contact).bind(&s.on_call)
+                .execute(&mut *tx).await?;
+        }
+        for q in &registry.queues {
+            sqlx::query("INSERT INTO queues (id, name, site_id, hours) VALUES (?, ?, ?, ?)")
+                .bind(&q.id)
+                .bind(&q.name)
+                .bind(&q.site)
+                .bind(&q.hours)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for a in &registry.assets {
+            let manuals = serde_json::to_string(&a.manuals).expect("strings serialise");
+            sqlx::query("INSERT INTO assets (id, name, model, serial, site_id, location, queue_id, manuals) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                .bind(&a.id).bind(&a.name).bind(&a.model).bind(&a.serial).bind(&a.site).bind(&a.location).bind(&a.queue).bind(manuals)
+                .execute(&mut *tx).await?;
+        }
+        let created = now();
+        for c in &registry.codes {
+            sqlx::query("INSERT INTO codes (code, kind, asset_id, placement, created_at) VALUES (?, 'asset', ?, ?, ?)")
+                .bind(&c.code)
+                .bind(&c.asset)
+                .bind(&c.placement)
+                .bind(&created)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn resolve_code(&self, code: &str) -> Result<Option<ResolvedCode>> {
+        let Some(code) = sqlx::query_as::<_, CodeRecord>(
+            "SELECT code, kind, asset_id, placement, retired_at FROM codes WHERE code = ?",
+        )
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let asset = match &code.asset_id {
+            Some(id) => self.asset(id).await?,
+            None => None,
+        };
+        let (site, queue) = match &asset {
+            Some(a) => (self.site(&a.site_id).await?, self.queue(&a.queue_id).await?),
+            None => (None, None),
+        };
+        Ok(Some(ResolvedCode {
+            code,
+            asset,
+            site,
+            queue,
+        }))
+    }
+
+    pub async fn asset(&self, id: &str) -> Result<Option<AssetRecord>> {
+        Ok(sqlx::query_as::<_, AssetRecord>(
+            "SELECT id, name, model, serial, site_id, location, queue_id, manuals FROM assets WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn site(&self, id: &str) -> Result<Option<SiteRecord>> {
+        Ok(sqlx::query_as::<_, SiteRecord>(
+            "SELECT id, name, timezone, address, contact, on_call FROM sites WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn sites(&self) -> Result<Vec<SiteRecord>> {
+        Ok(sqlx::query_as::<_, SiteRecord>(
+            "SELECT id, name, timezone, address, contact, on_call FROM sites ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn queue(&self, id: &str) -> Result<Option<QueueRecord>> {
+        Ok(sqlx::query_as::<_, QueueRecord>(
+            "SELECT id, name, site_id, hours FROM queues WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Every code with its asset, for `scanaid codes` and label printing.
+    pub async fn codes(&self) -> Result<Vec<CodeRecord>> {
+        Ok(sqlx::query_as::<_, CodeRecord>(
+            "SELECT code, kind, asset_id, placement, retired_at FROM codes ORDER BY asset_id, placement, code",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn retire_code(&self, code: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE codes SET retired_at = ? WHERE code = ? AND retired_at IS NULL")
+            .bind(now())
+            .bind(code)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Writes a batch of scan events in one transaction (one fsync for the lot).
+    pub async fn insert_scan_events(&self, events: &[ScanEvent]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            sqlx::query("INSERT INTO scan_events (at, code, asset_id, site_id, placement, device, language, role, returning_visit, rule, destination, fallback, latency_us, ip_prefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                .bind(&e.at).bind(&e.code).bind(&e.asset_id).bind(&e.site_id).bind(&e.placement)
+                .bind(e.device.as_str()).bind(&e.language).bind(&e.role).bind(e.returning)
+                .bind(&e.rule).bind(&e.destination).bind(e.fallback).bind(e.latency_us as i64).bind(&e.ip_prefix)
+                .execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn count_scan_events(&self) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM scan_events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

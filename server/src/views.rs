@@ -1,0 +1,107 @@
+//! The page types askama renders (templates live in `templates/`). The server owns these view types;
+//! engine types are converted into them, never rendered directly.
+
+use askama::Template;
+
+use crate::i18n::Strings;
+use crate::pages::SectionView;
+use crate::store::{AssetRecord, SiteRecord};
+
+#[derive(Template)]
+#[template(path = "asset.html")]
+pub struct AssetPage<'a> {
+    pub t: &'static Strings,
+    pub lang: String,
+    pub role: &'static str,
+    pub signed_in: bool,
+    pub asset: &'a AssetRecord,
+    pub site_name: String,
+    pub timezone: String,
+    pub contact: String,
+    pub on_call: String,
+    pub queue_name: String,
+    pub queue_hours: String,
+    pub languages: Vec<String>,
+    pub highlights: Vec<SectionView>,
+    pub contents: Vec<SectionView>,
+}
+
+#[derive(Template)]
+#[template(path = "fallback.html")]
+pub struct FallbackPage {
+    pub t: &'static Strings,
+    pub lang: String,
+    pub heading: String,
+    pub intro: String,
+    pub sites: Vec<SiteRecord>,
+}
+
+pub struct ManualSection {
+    pub title: String,
+    pub anchor: String,
+    pub html: String,
+}
+
+#[derive(Template)]
+#[template(path = "manual.html")]
+pub struct ManualPage {
+    pub t: &'static Strings,
+    pub lang: String,
+    pub title: String,
+    pub revision: String,
+    pub sections: Vec<ManualSection>,
+}
+
+pub struct SearchHitView {
+    pub manual_id: String,
+    pub manual_title: String,
+    pub revision: String,
+    pub title: String,
+    pub anchor: String,
+    pub html: String,
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+pub struct SearchPage {
+    pub t: &'static Strings,
+    pub lang: String,
+    pub query: String,
+    pub asset_id: String,
+    pub hits: Vec<SearchHitView>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub lang: String,
+    pub heading: String,
+    pub message: String,
+    pub back: String,
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+pub struct SignInPage {
+    pub lang: String,
+    pub csrf: String,
+    pub error: String,
+    pub username: String,
+}
+
+pub struct UserRow {
+    pub username: String,
+    pub role: String,
+    pub created_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_users.html")]
+pub struct AdminUsersPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub message: String,
+    pub users: Vec<UserRow>,
+    pub roles: Vec<&'static str>,
+}

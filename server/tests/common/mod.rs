@@ -1,0 +1,265 @@
+//! Starts the real server on 127.0.0.1 for end-to-end tests: the real MiniLM embedder, the bundled
+//! manuals indexed once per test binary, a fresh SQLite store per test, and a blocking HTTP client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use scanaid_indexer::SearchIndex;
+use scanaid_models::{ensure_model, BertEmbedder, Embedder, MINILM_L6_V2};
+use scanaid_server::registry::Registry;
+use scanaid_server::{AppState, ServerConfig};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn embedder() -> Arc<dyn Embedder> {
+    static EMBEDDER: OnceLock<Arc<dyn Embedder>> = OnceLock::new();
+    EMBEDDER
+        .get_or_init(|| {
+            let models = std::env::var_os("SCANAID_MODELS_DIR")
+                .map(Into::into)
+                .unwrap_or_else(scanaid_models::default_models_dir);
+            let (dir, _) = ensure_model(&models, &MINILM_L6_V2).expect("model fetched");
+            Arc::new(BertEmbedder::load(&dir, &MINILM_L6_V2).expect("model loads"))
+        })
+        .clone()
+}
+
+/// The bundled manuals, indexed once per test binary (incrementally: unchanged chunks reuse their
+/// embeddings from earlier runs).
+pub fn bundled_index_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("server-e2e-index");
+        scanaid_indexer::index_manuals(
+            &repo().join("manuals"),
+            &dir,
+            embedder().as_ref(),
+            scanaid_indexer::ChunkingConfig::default(),
+            &mut |_, _| {},
+        )
+        .expect("bundled manuals index");
+        dir
+    })
+    .clone()
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub data: tempfile::TempDir,
+    pub state: AppState,
+    pub admin_password: String,
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<scanaid_server::Result<()>>>,
+}
+
+pub fn spawn_app() -> TestApp {
+    spawn_app_with(ServerConfig::default())
+}
+
+pub fn spawn_app_with(config: ServerConfig) -> TestApp {
+    let index_dir = bundled_index_dir();
+    let embedder = embedder();
+    let index = SearchIndex::open_for(&index_dir, embedder.as_ref()).expect("index opens");
+    let registry = Registry::load(&repo().join("manuals/assets.toml")).expect("registry");
+    let data = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (shutdown, wait) = tokio::sync::oneshot::channel::<()>();
+    let data_dir = data.path().to_path_buf();
+    let (addr, state, admin_password, server) = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = ServerConfig {
+            public_url: format!("http://{addr}"),
+            ..config
+        };
+        let (running, admin) = scanaid_server::open(data_dir, &registry, index, embedder, config)
+            .await
+            .expect("server opens");
+        let state = running.state.clone();
+        let server = tokio::spawn(scanaid_server::serve(listener, running, async {
+            let _ = wait.await;
+        }));
+        (addr, state, admin.expect("a fresh store creates the demo admin"), server)
+    });
+    TestApp {
+        addr,
+        data,
+        state,
+        admin_password,
+        runtime: Some(runtime),
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.as_ref().expect("running").block_on(f)
+    }
+
+    /// Waits until every scan event queued so far is in the store.
+    pub fn flush_events(&self) {
+        let events = self.state.events.clone();
+        self.block_on(async move { events.flush().await });
+    }
+
+    /// Rows of a query on the store, each column as text.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        let pool = self.state.store.pool().clone();
+        let sql = sql.to_string();
+        self.block_on(async move {
+            use sqlx::Row;
+            let rows = sqlx::query(&sql).fetch_all(&pool).await.unwrap();
+            rows.iter()
+                .map(|r| {
+                    (0..r.columns().len())
+                        .map(|i| {
+                            r.try_get::<Option<i64>, _>(i)
+                                .map(|v| v.map(|v| v.to_string()))
+                                .or_else(|_| r.try_get::<Option<String>, _>(i))
+                                .unwrap()
+                                .unwrap_or_else(|| "NULL".to_string())
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    /// Graceful shutdown: stops accepting, finishes requests, writes queued events. Returns the data dir.
+    pub fn shutdown(mut self) -> tempfile::TempDir {
+        let _ = self.shutdown.take().unwrap().send(());
+        let server = self.server.take().unwrap();
+        let runtime = self.runtime.take().unwrap();
+        runtime.block_on(async { server.await.unwrap().unwrap() });
+        drop(runtime);
+        // `state` still holds a pool handle; it is closed already.
+        std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let (Some(runtime), Some(server)) = (self.runtime.take(), self.server.take()) {
+            let _ = runtime.block_on(server);
+        }
+    }
+}
+
+/// A response as the tests look at it.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all_headers(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The value of a `name=value` cookie set by this response.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.all_headers("set-cookie").into_iter().find_map(|c| {
+            let first = c.split(';').next()?;
+            let (k, v) = first.split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+    }
+
+    /// The value of a hidden form field.
+    pub fn hidden(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker)? + marker.len();
+        let end = self.body[start..].find('"')? + start;
+        Some(self.body[start..end].to_string())
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().redirects(0).build()
+}
+
+fn reply(result: Result<ureq::Response, ureq::Error>) -> Reply {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .flat_map(|name| {
+            response
+                .all(&name)
+                .into_iter()
+                .map(|v| (name.clone(), v.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let body = response.into_string().unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = agent().get(url);
+    for (k, v) in headers {
+        request = request.set(k, v);
+    }
+    reply(request.call())
+}
+
+pub fn head(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = agent().head(url);
+    for (k, v) in headers {
+        request = request.set(k, v);
+    }
+    reply(request.call())
+}
+
+pub fn post_form(url: &str, headers: &[(&str, &str)], form: &[(&str, &str)]) -> Reply {
+    let mut request = agent().post(url);
+    for (k, v) in headers {
+        request = request.set(k, v);
+    }
+    reply(request.send_form(form))
+}
+
+pub const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+pub const ANDROID: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36";
+
+/// The ICU pump's nameplate code in the bundled registry.
+pub const PUMP_CODE: &str = "tJ6bpUpB";

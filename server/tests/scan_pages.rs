@@ -1,0 +1,273 @@
+//! End-to-end: the real server on 127.0.0.1 with the bundled manuals and registry. Scans, fallbacks,
+//! languages, role pages, sign-in with CSRF and attempt limits, and scan events (HEAD and bots not
+//! counted, nothing lost on shutdown).
+
+mod common;
+
+use common::*;
+
+fn sign_in(app: &TestApp, username: &str, password: &str) -> Reply {
+    let form = get(&app.url("/signin"), &[]);
+    assert_eq!(form.status, 200);
+    let csrf_cookie = form.set_cookie("scanaid_csrf").expect("sign-in form sets its CSRF cookie");
+    let csrf = form.hidden("csrf").expect("sign-in form has a CSRF field");
+    post_form(
+        &app.url("/signin"),
+        &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
+        &[("csrf", &csrf), ("username", username), ("password", password)],
+    )
+}
+
+fn session_cookie(app: &TestApp, username: &str, password: &str) -> String {
+    let reply = sign_in(app, username, password);
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    format!("scanaid_session={}", reply.set_cookie("scanaid_session").expect("session cookie"))
+}
+
+#[test]
+fn an_anonymous_scan_gets_the_operator_page_and_is_recorded_without_personal_data() {
+    let app = spawn_app();
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("user-agent", IPHONE), ("accept-language", "en-US,en;q=0.9")]);
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert!(page.header("content-security-policy").unwrap().contains("frame-ancestors 'none'"));
+    assert!(page.body.contains("VP-300 infusion pump, ICU bed 7"));
+    assert!(page.body.contains("Operator quick start"), "operators get the quick start");
+    assert!(page.body.contains("Cleaning and disinfection"));
+    assert!(!page.body.contains("Fault codes"), "technician sections stay hidden from anonymous scans");
+    assert!(!page.body.contains("Replacing the battery pack"));
+    assert!(page.body.contains("Biomedical Engineering"), "the support queue is on the page");
+    assert!(page.body.contains("America/Chicago"));
+    assert!(page.body.len() < 30 * 1024, "first render {} bytes", page.body.len());
+    assert!(!page.body.contains("<script"), "works without JavaScript");
+
+    app.flush_events();
+    let rows = app.rows("SELECT code, asset_id, site_id, placement, device, language, role, returning_visit, rule, destination, fallback, ip_prefix FROM scan_events");
+    assert_eq!(
+        rows,
+        vec![vec![
+            PUMP_CODE, "pump-icu-07", "mercy-general", "nameplate", "ios", "en", "anonymous", "0",
+            "default", "page:anonymous", "0", "127.0.0.0/24"
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()]
+    );
+    let latency: i64 = app.rows("SELECT latency_us FROM scan_events")[0][0].parse().unwrap();
+    assert!(latency > 0);
+}
+
+#[test]
+fn a_returning_scan_is_told_apart_by_its_cookie() {
+    let app = spawn_app();
+    let first = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("user-agent", ANDROID)]);
+    let seen = first.set_cookie("scanaid_seen").expect("first scan sets the seen cookie");
+    assert_eq!(seen, PUMP_CODE);
+    let again = get(
+        &app.url(&format!("/c/{PUMP_CODE}")),
+        &[("user-agent", ANDROID), ("cookie", &format!("scanaid_seen={seen}"))],
+    );
+    assert_eq!(again.status, 200);
+    app.flush_events();
+    let rows = app.rows("SELECT returning_visit, device FROM scan_events ORDER BY id");
+    assert_eq!(rows, vec![vec!["0", "android"], vec!["1", "android"]]);
+}
+
+#[test]
+fn unknown_malformed_and_retired_codes_get_a_helpful_fallback() {
+    let app = spawn_app();
+    let unknown = get(&app.url("/c/zzzzzzzz"), &[]);
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("We could not find this code"));
+    assert!(unknown.body.contains("(555) 010-4410"), "every site's contact is offered");
+    assert!(unknown.body.contains("action=\"/search\""), "and a search");
+    assert_eq!(unknown.header("cache-control"), Some("no-store"));
+
+    let junk = get(&app.url("/c/%2E%2E%2Fetc%2Fpasswd"), &[]);
+    assert_eq!(junk.status, 404);
+    assert!(junk.body.contains("We could not find this code"));
+
+    let store = app.state.store.clone();
+    assert!(app.block_on(async move { store.retire_code("azpMAym3").await.unwrap() }));
+    let retired = get(&app.url("/c/azpMAym3"), &[("accept-language", "es")]);
+    assert_eq!(retired.status, 410);
+    assert!(retired.body.contains("Esta etiqueta fue retirada"), "{}", retired.body);
+    assert!(retired.body.contains("Mercy General Hospital"));
+    assert!(!retired.body.contains("Kestrel"), "a retired code knows its site");
+
+    app.flush_events();
+    let rows = app.rows("SELECT fallback, destination, asset_id FROM scan_events ORDER BY id");
+    assert_eq!(
+        rows,
+        vec![
+            vec!["1", "fallback:unknown", "NULL"],
+            vec!["1", "fallback:unknown", "NULL"],
+            vec!["1", "fallback:retired", "pump-icu-07"],
+        ]
+    );
+}
+
+#[test]
+fn head_requests_and_link_preview_bots_are_answered_but_not_counted() {
+    let app = spawn_app();
+    let head = head(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    assert_eq!(head.status, 200);
+    for bot in ["Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", "WhatsApp/2.23.20.0", "facebookexternalhit/1.1"] {
+        let r = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("user-agent", bot)]);
+        assert_eq!(r.status, 200);
+    }
+    let person = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("user-agent", IPHONE)]);
+    assert_eq!(person.status, 200);
+    app.flush_events();
+    assert_eq!(app.rows("SELECT COUNT(*) FROM scan_events"), vec![vec!["1"]]);
+}
+
+#[test]
+fn the_language_comes_from_the_query_then_the_header() {
+    let app = spawn_app();
+    let spanish = get(&app.url(&format!("/c/{PUMP_CODE}?lang=es")), &[]);
+    assert_eq!(spanish.status, 200);
+    assert!(spanish.body.contains("<html lang=\"es\">"));
+    assert!(spanish.body.contains("Pregunte al manual"), "interface strings in Spanish");
+    assert!(spanish.body.contains("Inicio rápido"), "the Spanish operator manual: {}", spanish.body);
+    let by_header = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("accept-language", "es-MX,es;q=0.9,en;q=0.5")]);
+    assert!(by_header.body.contains("<html lang=\"es\">"));
+    let unsupported = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("accept-language", "de-DE")]);
+    assert!(unsupported.body.contains("<html lang=\"en\">"));
+    app.flush_events();
+    assert_eq!(
+        app.rows("SELECT language FROM scan_events ORDER BY id"),
+        vec![vec!["es"], vec!["es"], vec!["en"]]
+    );
+}
+
+#[test]
+fn staff_sign_in_with_csrf_limits_and_role_pages() {
+    let app = spawn_app();
+    // No CSRF cookie: refused, nothing signed in.
+    let forged = post_form(&app.url("/signin"), &[], &[("csrf", "x"), ("username", "admin"), ("password", &app.admin_password)]);
+    assert_eq!(forged.status, 403);
+    assert!(forged.set_cookie("scanaid_session").is_none());
+
+    let wrong = sign_in(&app, "admin", "not the password");
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("Wrong username or password"));
+
+    let admin = session_cookie(&app, "admin", &app.admin_password);
+    let users = get(&app.url("/admin/users"), &[("cookie", &admin)]);
+    assert_eq!(users.status, 200);
+    let csrf = users.hidden("csrf").unwrap();
+    let bad_csrf = post_form(&app.url("/admin/users"), &[("cookie", &admin)], &[("csrf", "nope"), ("username", "tech1"), ("password", "a long enough password"), ("role", "technician")]);
+    assert_eq!(bad_csrf.status, 403);
+    let short = post_form(&app.url("/admin/users"), &[("cookie", &admin)], &[("csrf", &csrf), ("username", "tech1"), ("password", "short"), ("role", "technician")]);
+    assert_eq!(short.status, 422);
+    let added = post_form(&app.url("/admin/users"), &[("cookie", &admin)], &[("csrf", &csrf), ("username", "tech1"), ("password", "a long enough password"), ("role", "technician")]);
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert!(added.body.contains("Added tech1 (technician)"));
+
+    let tech = session_cookie(&app, "tech1", "a long enough password");
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("cookie", &tech)]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Viewing as: technician"));
+    assert!(page.body.contains("Fault codes"), "technicians get the fault codes first");
+    assert!(page.body.contains("E-"), "with the codes themselves");
+    assert!(page.body.len() < 30 * 1024, "first render {} bytes", page.body.len());
+    // A technician is not an admin.
+    assert_eq!(get(&app.url("/admin/users"), &[("cookie", &tech)]).status, 403);
+
+    app.flush_events();
+    assert_eq!(app.rows("SELECT role, destination FROM scan_events"), vec![vec!["technician", "page:technician"]]);
+
+    // Five failures lock the account, even for the right password, with a clear message.
+    for _ in 0..5 {
+        assert_eq!(sign_in(&app, "tech1", "guess").status, 401);
+    }
+    let locked = sign_in(&app, "tech1", "a long enough password");
+    assert_eq!(locked.status, 429);
+    assert!(locked.body.contains("Too many failed sign-ins"));
+}
+
+#[test]
+fn sign_out_ends_the_session() {
+    let app = spawn_app();
+    let admin = session_cookie(&app, "admin", &app.admin_password);
+    let users = get(&app.url("/admin/users"), &[("cookie", &admin)]);
+    let csrf = users.hidden("csrf").unwrap();
+    let out = post_form(&app.url("/signout"), &[("cookie", &admin)], &[("csrf", &csrf)]);
+    assert_eq!(out.status, 303);
+    assert_eq!(get(&app.url("/admin/users"), &[("cookie", &admin)]).status, 303, "back to sign-in");
+}
+
+#[test]
+fn search_answers_from_the_manuals_and_bad_requests_get_clear_errors() {
+    let app = spawn_app();
+    let found = post_form(&app.url("/search"), &[], &[("q", "how do I clean the pump"), ("asset", "pump-icu-07")]);
+    assert_eq!(found.status, 200);
+    assert!(found.body.contains("Cleaning and disinfection"), "{}", found.body);
+    let empty = post_form(&app.url("/search"), &[], &[("q", "   ")]);
+    assert_eq!(empty.status, 422);
+    let long = "x".repeat(600);
+    assert_eq!(post_form(&app.url("/search"), &[], &[("q", &long)]).status, 422);
+    let huge = "y".repeat(200 * 1024);
+    assert_eq!(post_form(&app.url("/search"), &[], &[("q", &huge)]).status, 413);
+    let missing = get(&app.url("/no/such/page"), &[]);
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("home page"));
+}
+
+#[test]
+fn manual_pages_show_only_what_the_role_may_read() {
+    let app = spawn_app();
+    let public = get(&app.url("/m/vp300-service"), &[]);
+    assert_eq!(public.status, 200);
+    assert!(public.body.contains("id=\"5-operator-quick-start\"") || public.body.contains("Operator quick start"));
+    assert!(!public.body.contains("Replacing the battery pack"));
+    assert_eq!(get(&app.url("/m/no-such-manual"), &[]).status, 404);
+}
+
+#[test]
+fn shutdown_writes_every_queued_scan_event() {
+    let app = spawn_app();
+    let url = app.url(&format!("/c/{PUMP_CODE}"));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    assert_eq!(get(&url, &[("user-agent", IPHONE)]).status, 200);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let counters = app.state.events.counters.clone();
+    let data = app.shutdown();
+    assert_eq!(counters.dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // Read the file after the server has gone: what is there was written before it stopped.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let n = runtime.block_on(async {
+        let store = scanaid_server::store::Store::open(data.path()).await.unwrap();
+        store.count_scan_events().await.unwrap()
+    });
+    assert_eq!(n, 200);
+}
+
+#[test]
+fn a_full_event_queue_drops_and_counts_instead_of_waiting() {
+    let app = spawn_app_with(scanaid_server::ServerConfig {
+        event_queue: 1,
+        ..Default::default()
+    });
+    for _ in 0..20 {
+        assert_eq!(get(&app.url(&format!("/c/{PUMP_CODE}")), &[]).status, 200);
+    }
+    app.flush_events();
+    let c = &app.state.events.counters;
+    let queued = c.queued.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = c.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(queued + dropped, 20);
+    let stored: u64 = app.rows("SELECT COUNT(*) FROM scan_events")[0][0].parse().unwrap();
+    assert_eq!(stored, queued, "every queued event is stored, every other one is counted as dropped");
+}

@@ -1,0 +1,193 @@
+//! `scanaid serve` and `scanaid codes`: glue that opens the model, the index and the store, then hands
+//! them to the server crate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use scanaid_indexer::SearchIndex;
+use scanaid_server::registry::Registry;
+use scanaid_server::ServerConfig;
+
+use crate::cli::ModelOpts;
+
+#[derive(Args, Clone)]
+pub struct DataOpts {
+    /// Data directory: the SQLite store and the index live here.
+    #[arg(long = "data", env = "SCANAID_DATA", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Folder of manuals with the asset registry seed (assets.toml).
+    #[arg(long, env = "SCANAID_MANUALS", default_value = "manuals")]
+    pub manuals: PathBuf,
+    /// Index directory (default: the data directory's `index`).
+    #[arg(long, env = "SCANAID_INDEX")]
+    pub index: Option<PathBuf>,
+    /// Base URL printed on labels and in `codes` (default: http:// and the listening address).
+    #[arg(long, env = "SCANAID_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+impl DataOpts {
+    fn registry(&self) -> Result<Registry> {
+        let path = self.manuals.join("assets.toml");
+        Registry::load(&path).context("loading the asset registry")
+    }
+
+    fn index_dir(&self) -> PathBuf {
+        self.index
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("index"))
+    }
+}
+
+#[derive(Args)]
+pub struct ServeCmd {
+    /// Address to listen on.
+    #[arg(long, env = "SCANAID_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Set the Secure flag on cookies (when a TLS proxy is in front).
+    #[arg(long, env = "SCANAID_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    #[command(flatten)]
+    pub data: DataOpts,
+    #[command(flatten)]
+    pub model: ModelOpts,
+}
+
+#[derive(Args)]
+pub struct CodesCmd {
+    /// Print a JSON array of {"code", "kind", "asset", "placement", "url"} instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataOpts,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Opens the index, building it from the bundled manuals on first start.
+fn open_or_build_index(data: &DataOpts, embedder: &dyn scanaid_models::Embedder) -> Result<SearchIndex> {
+    let index_dir = data.index_dir();
+    if scanaid_indexer::generation::current(&index_dir)?.is_none() {
+        eprintln!("first start: indexing {} into {}", data.manuals.display(), index_dir.display());
+        crate::cli::build_index(&data.manuals, &index_dir, embedder)?;
+    }
+    SearchIndex::open_for(&index_dir, embedder).with_context(|| {
+        format!(
+            "opening the index in {} (rebuild it with `scanaid index --index {}`)",
+            index_dir.display(),
+            index_dir.display()
+        )
+    })
+}
+
+pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
+    let registry = cmd.data.registry()?;
+    let embedder = cmd.model.embedder()?;
+    let index = open_or_build_index(&cmd.data, embedder.as_ref())?;
+    let config = ServerConfig {
+        public_url: cmd
+            .data
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", cmd.addr)),
+        secure_cookies: cmd.secure_cookies,
+        ..ServerConfig::default()
+    };
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cmd.addr)
+            .await
+            .with_context(|| format!("listening on {}", cmd.addr))?;
+        let (running, demo_admin) =
+            scanaid_server::open(cmd.data.data_dir.clone(), &registry, index, embedder, config.clone())
+                .await
+                .context("opening the store")?;
+        if let Some(password) = demo_admin {
+            // Printed once, on the terminal only: it is not logged and not stored in clear.
+            println!("created the demo administrator: username admin, password {password}");
+            println!("sign in at {}/signin and change it", config.public_url);
+        }
+        println!("scanaid listening on http://{}  (Ctrl-C to stop)", listener.local_addr()?);
+        println!("codes: scanaid codes --data {}", cmd.data.data_dir.display());
+        scanaid_server::serve(listener, running, shutdown_signal())
+            .await
+            .context("serving")?;
+        println!("stopped; every scan event was written");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+pub fn codes(cmd: CodesCmd) -> Result<ExitCode> {
+    let registry = cmd.data.registry()?;
+    let public_url = cmd
+        .data
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+    let rows = runtime()?.block_on(async {
+        let store = scanaid_server::store::Store::open(&cmd.data.data_dir).await?;
+        store.seed_if_empty(&registry).await?;
+        let codes = store.codes().await?;
+        store.close().await;
+        Ok::<_, scanaid_server::ServerError>(codes)
+    })?;
+    let url = |code: &str| format!("{}/c/{code}", public_url.trim_end_matches('/'));
+    let live: Vec<_> = rows.iter().filter(|c| c.retired_at.is_none()).collect();
+    if cmd.json {
+        let list: Vec<serde_json::Value> = live
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "code": c.code,
+                    "kind": c.kind,
+                    "asset": c.asset_id,
+                    "placement": c.placement,
+                    "url": url(&c.code),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for c in live {
+        {
+            println!(
+                "{:10} {:8} {:24} {:14} {}",
+                c.code,
+                c.kind,
+                c.asset_id.as_deref().unwrap_or("-"),
+                c.placement,
+                url(&c.code)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,99 @@
+//! End-to-end tests of `scanaid serve` and `scanaid codes` as a user runs them: the real binary, the
+//! bundled manuals and registry, a real SQLite file, HTTP on 127.0.0.1, and SIGTERM for shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scanaid(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_scanaid"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("the binary runs")
+}
+
+/// The bundled manuals' index, shared with the server crate's tests (same directory, so embeddings
+/// computed by either are reused by the other).
+fn bundled_index() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("server-e2e-index");
+    let out = scanaid(&["index", "--manuals", "manuals", "--index", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+#[test]
+fn codes_lists_every_printed_code_as_json() {
+    let data = tempfile::tempdir().unwrap();
+    let out = scanaid(&["codes", "--data", data.path().to_str().unwrap(), "--json", "--public-url", "https://scan.example.org"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    assert_eq!(list.len(), 35, "every code of manuals/assets.toml");
+    for entry in &list {
+        let code = entry["code"].as_str().unwrap();
+        assert_eq!(entry["kind"], "asset");
+        assert!(entry["asset"].as_str().is_some_and(|a| !a.is_empty()));
+        assert!(entry["placement"].as_str().is_some_and(|p| !p.is_empty()));
+        assert_eq!(entry["url"], format!("https://scan.example.org/c/{code}"));
+        assert!(code.len() >= 6 && code.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+    assert!(data.path().join("scanaid.db").is_file(), "the store is a real SQLite file");
+}
+
+#[test]
+fn serve_answers_scans_and_writes_every_event_before_exiting_on_sigterm() {
+    let index = bundled_index();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scanaid"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data", data.path().to_str().unwrap(), "--index", index.to_str().unwrap()])
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = None;
+    let mut printed_password = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        printed_password |= line.contains("username admin, password ");
+        if let Some(rest) = line.strip_prefix("scanaid listening on http://") {
+            addr = Some(rest.split_whitespace().next().unwrap().to_string());
+            break;
+        }
+    }
+    let addr = addr.expect("the server says where it listens");
+    assert!(printed_password, "first start prints the demo admin's password once");
+
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    for _ in 0..25 {
+        let r = agent.get(&format!("http://{addr}/c/tJ6bpUpB")).call().unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.iter().any(|l| l.contains("every scan event was written")), "{rest:?}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let n = runtime.block_on(async {
+        let store = scanaid_server::store::Store::open(data.path()).await.unwrap();
+        store.count_scan_events().await.unwrap()
+    });
+    assert_eq!(n, 25, "no scan event lost on shutdown");
+
+    // A second start keeps the store: no new admin password, same events.
+    let again = Command::new(env!("CARGO_BIN_EXE_scanaid"))
+        .args(["codes", "--data", data.path().to_str().unwrap()])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("tJ6bpUpB"));
+}
