@@ -38,6 +38,8 @@ pub enum Command {
     Serve(crate::serve::ServeCmd),
     /// List the printed codes and their URLs.
     Codes(crate::serve::CodesCmd),
+    /// Check routing rules, or explain which rule fires for a scan.
+    Rules(crate::rules_cmd::RulesCmd),
     /// Benchmarks (run on a release build).
     Bench(crate::bench::BenchCmd),
 }
@@ -206,6 +208,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }) => eval_manuals(cmd),
         Command::Serve(cmd) => crate::serve::serve(cmd),
         Command::Codes(cmd) => crate::serve::codes(cmd),
+        Command::Rules(cmd) => crate::rules_cmd::run(cmd),
         Command::Bench(cmd) => crate::bench::run(cmd),
     }
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod progress;
+mod rules_cmd;
 mod serve;
 
 use clap::Parser;

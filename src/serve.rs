@@ -9,6 +9,7 @@ use clap::Args;
 
 use scanaid_indexer::SearchIndex;
 use scanaid_server::registry::Registry;
+use scanaid_server::rules::RuleSet;
 use scanaid_server::ServerConfig;
 
 use crate::cli::ModelOpts;
@@ -30,9 +31,19 @@ pub struct DataOpts {
 }
 
 impl DataOpts {
-    fn registry(&self) -> Result<Registry> {
+    pub fn registry(&self) -> Result<Registry> {
         let path = self.manuals.join("assets.toml");
         Registry::load(&path).context("loading the asset registry")
+    }
+
+    /// The routing rules (`rules.toml` beside the registry); none when the file is absent.
+    pub fn rules(&self) -> Result<RuleSet> {
+        let path = self.manuals.join("rules.toml");
+        if !path.exists() {
+            return Ok(RuleSet::default());
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        RuleSet::parse(&text).map_err(|e| anyhow::anyhow!("routing rules {}: {e}", path.display()))
     }
 
     fn index_dir(&self) -> PathBuf {
@@ -65,7 +76,7 @@ pub struct CodesCmd {
     pub data: DataOpts,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -90,6 +101,10 @@ fn open_or_build_index(data: &DataOpts, embedder: &dyn scanaid_models::Embedder)
 
 pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     let registry = cmd.data.registry()?;
+    let rules = cmd.data.rules()?;
+    for finding in rules.analyse() {
+        eprintln!("warning: routing rule {finding}");
+    }
     let embedder = cmd.model.embedder()?;
     let index = open_or_build_index(&cmd.data, embedder.as_ref())?;
     let config = ServerConfig {
@@ -106,7 +121,7 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {}", cmd.addr))?;
         let (running, demo_admin) =
-            scanaid_server::open(cmd.data.data_dir.clone(), &registry, index, embedder, config.clone())
+            scanaid_server::open(cmd.data.data_dir.clone(), &registry, rules, index, embedder, config.clone())
                 .await
                 .context("opening the store")?;
         if let Some(password) = demo_admin {

@@ -97,3 +97,27 @@ fn serve_answers_scans_and_writes_every_event_before_exiting_on_sigterm() {
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("tJ6bpUpB"));
 }
+
+#[test]
+fn rules_explain_says_which_rule_fires_and_why_the_others_did_not() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let check = scanaid(&["rules", "check", "--data", d]);
+    assert!(check.status.success(), "the bundled rules have no dead rule: {}", String::from_utf8_lossy(&check.stdout));
+    let evening = scanaid(&["rules", "explain", "--data", d, "--code", "tJ6bpUpB", "--role", "anonymous", "--at", "2026-11-24 20:30"]);
+    let text = String::from_utf8_lossy(&evening.stdout);
+    assert!(evening.status.success(), "{text}");
+    assert!(text.contains("mercy-after-hours: fired (role is anonymous, Tue 20:30 America/Chicago is outside Mon-Fri 07:00-18:00)"), "{text}");
+    assert!(text.contains("=> rule mercy-after-hours: the on-call page"), "{text}");
+    let morning = scanaid(&["rules", "explain", "--data", d, "--code", "tJ6bpUpB", "--role", "technician", "--at", "2026-11-24T10:00:00-06:00"]);
+    let text = String::from_utf8_lossy(&morning.stdout);
+    assert!(text.contains("mercy-after-hours: did not match (role is technician"), "{text}");
+    assert!(text.contains("kestrel-weekend: not for this code (site kestrel-plant-2)"), "{text}");
+    assert!(text.contains("=> default: the technician page"), "{text}");
+    let unknown = scanaid(&["rules", "explain", "--data", d, "--code", "nope2345"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown code \"nope2345\""));
+    let bad_time = scanaid(&["rules", "explain", "--data", d, "--code", "tJ6bpUpB", "--at", "teatime"]);
+    assert!(!bad_time.status.success());
+    assert!(String::from_utf8_lossy(&bad_time.stderr).contains("--at \"teatime\""));
+}

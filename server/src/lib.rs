@@ -13,6 +13,7 @@ pub mod language;
 pub mod pages;
 pub mod registry;
 pub mod roles;
+pub mod rules;
 pub mod scan;
 pub mod site;
 pub mod store;
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// Scan events waiting to be written before new ones are dropped (and counted).
     pub event_queue: usize,
+    /// The time rules see: the system clock, or a fixed instant (tests, rehearsing rules).
+    pub fixed_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".to_string(),
             secure_cookies: false,
             event_queue: 65_536,
+            fixed_time: None,
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct Inner {
     pub index: RwLock<Arc<SearchIndex>>,
     pub embedder: Arc<dyn Embedder>,
     pub config: ServerConfig,
+    /// Routing rules, in order (see `rules.rs`); swapped whole when an admin edits them.
+    pub rules: RwLock<Arc<rules::RuleSet>>,
     /// Failed sign-ins per username.
     pub signin_limiter: AttemptLimiter,
     /// Failed sign-ins per client address prefix: higher, since a ward or a plant shares one address.
@@ -82,6 +88,14 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn index(&self) -> Arc<SearchIndex> {
         self.index.read().expect("index lock").clone()
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.config.fixed_time.unwrap_or_else(chrono::Utc::now)
+    }
+
+    pub fn rules(&self) -> Arc<rules::RuleSet> {
+        self.rules.read().expect("rules lock").clone()
     }
 }
 
@@ -115,6 +129,7 @@ pub struct Running {
 pub async fn open(
     data_dir: PathBuf,
     registry: &registry::Registry,
+    rules: rules::RuleSet,
     index: SearchIndex,
     embedder: Arc<dyn Embedder>,
     config: ServerConfig,
@@ -127,6 +142,7 @@ pub async fn open(
         store,
         events,
         index: RwLock::new(Arc::new(index)),
+        rules: RwLock::new(Arc::new(rules)),
         embedder,
         config,
         signin_limiter: AttemptLimiter::new(5, Duration::from_secs(15 * 60), Duration::from_secs(15 * 60)),

@@ -54,10 +54,13 @@ fn priorities(role: Role) -> &'static [&'static str] {
 const MAX_HIGHLIGHTS: usize = 3;
 const MAX_CHUNKS_PER_HIGHLIGHT: usize = 3;
 
+/// `role` decides what may be read; `variant` (a rule's page variant, usually the same role) decides
+/// which sections come first. A variant never widens what the role may read.
 pub fn role_page_content(
     index: &SearchIndex,
     manual_ids: &[String],
     role: Role,
+    variant: Role,
     language: &str,
 ) -> PageContent {
     let mine: Vec<&Chunk> = index
@@ -76,7 +79,7 @@ pub fn role_page_content(
         .filter(|c| role.may_read(&c.audiences))
         .collect();
     let groups = top_level_sections(&visible);
-    let keywords = priorities(role);
+    let keywords = priorities(variant);
     let mut ranked: Vec<(usize, usize)> = groups
         .iter()
         .enumerate()

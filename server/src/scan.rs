@@ -17,6 +17,7 @@ use crate::language;
 use crate::pages;
 use crate::registry::is_well_formed_code;
 use crate::roles::Role;
+use crate::rules::{Action, Facts};
 use crate::store::ResolvedCode;
 use crate::views::{AssetPage, FallbackPage};
 use crate::{AppError, AppState};
@@ -118,6 +119,25 @@ fn base_event(code: &str, context: &ScanContext, language: &str) -> ScanEvent {
     }
 }
 
+/// The facts rules decide on, for a resolved code and the person scanning.
+pub fn facts(resolved: &ResolvedCode, context: &ScanContext, language: &str, at: chrono::DateTime<chrono::Utc>) -> Facts {
+    let asset = resolved.asset.as_ref();
+    let site = resolved.site.as_ref();
+    Facts {
+        code: resolved.code.code.clone(),
+        asset: asset.map(|a| a.id.clone()).unwrap_or_default(),
+        site: site.map(|s| s.id.clone()).unwrap_or_default(),
+        placement: resolved.code.placement.clone(),
+        role: context.role.as_str().to_string(),
+        language: language.to_string(),
+        device: context.device.as_str().to_string(),
+        returning: context.returning,
+        at,
+        // Validated when the registry was loaded; UTC only if a site was edited into something odd.
+        timezone: site.and_then(|s| s.timezone.parse().ok()).unwrap_or(chrono_tz::UTC),
+    }
+}
+
 fn serve_asset(
     app: &AppState,
     resolved: &ResolvedCode,
@@ -132,7 +152,35 @@ fn serve_asset(
         context.accept_language.as_deref(),
         &available,
     );
-    let content = pages::role_page_content(&index, &manual_ids, context.role, &lang);
+    let decision = app.rules().decide(&facts(resolved, context, &lang, app.now()));
+    let mut event = base_event(&resolved.code.code, context, &lang);
+    event.asset_id = Some(asset.id.clone());
+    event.site_id = Some(asset.site_id.clone());
+    event.placement = Some(resolved.code.placement.clone());
+    event.rule = decision.rule.clone().unwrap_or_else(|| "default".to_string());
+    let (variant, on_call_first) = match &decision.action {
+        Some(Action::Redirect(url)) | Some(Action::DeepLink(url)) => {
+            event.destination = format!("redirect:{url}");
+            // 302: temporary, so the label keeps pointing at us and rules can change.
+            let response = match HeaderValue::from_str(url) {
+                Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+                Err(_) => return Err(AppError(crate::ServerError::Registry {
+                    path: "rules".into(),
+                    reason: format!("rule {:?} has a redirect that is not a valid header", decision.rule),
+                })),
+            };
+            return Ok((response, event));
+        }
+        Some(Action::Page(page)) if page == "on-call" => (context.role, true),
+        Some(Action::Page(page)) => (page.parse::<Role>().unwrap_or(context.role), false),
+        None => (context.role, false),
+    };
+    event.destination = if on_call_first {
+        "page:on-call".to_string()
+    } else {
+        format!("page:{}", variant.as_str())
+    };
+    let content = pages::role_page_content(&index, &manual_ids, context.role, variant, &lang);
     let ui_lang = if i18n::UI_LANGUAGES.contains(&lang.as_str()) { lang.clone() } else { language::DEFAULT_LANGUAGE.to_string() };
     let site = resolved.site.as_ref();
     let queue = resolved.queue.as_ref();
@@ -148,17 +196,12 @@ fn serve_asset(
         on_call: site.map(|s| s.on_call.clone()).unwrap_or_default(),
         queue_name: queue.map(|q| q.name.clone()).unwrap_or_default(),
         queue_hours: queue.map(|q| q.hours.clone()).unwrap_or_default(),
+        on_call_first,
         languages: content.languages,
         highlights: content.highlights,
         contents: content.contents,
     }
     .render()?;
-    let mut event = base_event(&resolved.code.code, context, &lang);
-    event.asset_id = Some(asset.id.clone());
-    event.site_id = Some(asset.site_id.clone());
-    event.placement = Some(resolved.code.placement.clone());
-    event.rule = "default".to_string();
-    event.destination = format!("page:{}", context.role.as_str());
     Ok((Html(page).into_response(), event))
 }
 

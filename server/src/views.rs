@@ -21,6 +21,8 @@ pub struct AssetPage<'a> {
     pub on_call: String,
     pub queue_name: String,
     pub queue_hours: String,
+    /// The on-call page variant: who to call comes first.
+    pub on_call_first: bool,
     pub languages: Vec<String>,
     pub highlights: Vec<SectionView>,
     pub contents: Vec<SectionView>,

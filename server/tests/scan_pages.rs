@@ -271,3 +271,90 @@ fn a_full_event_queue_drops_and_counts_instead_of_waiting() {
     let stored: u64 = app.rows("SELECT COUNT(*) FROM scan_events")[0][0].parse().unwrap();
     assert_eq!(stored, queued, "every queued event is stored, every other one is counted as dropped");
 }
+
+fn at(rfc3339: &str) -> scanaid_server::ServerConfig {
+    scanaid_server::ServerConfig {
+        fixed_time: Some(rfc3339.parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+fn bundled_rules() -> scanaid_server::rules::RuleSet {
+    let text = std::fs::read_to_string(repo().join("manuals/rules.toml")).unwrap();
+    scanaid_server::rules::RuleSet::parse(&text).unwrap()
+}
+
+#[test]
+fn after_hours_the_bundled_rules_put_the_on_call_contact_first() {
+    // Tuesday 20:30 in Chicago.
+    let app = spawn_app_with_rules(bundled_rules(), at("2026-11-25T02:30:00Z"));
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Outside opening hours: who to call now"), "{}", page.body);
+    assert!(page.body.contains("pager 4411"));
+    assert!(page.body.contains("Operator quick start"), "still the operator's page under it");
+    app.flush_events();
+    assert_eq!(app.rows("SELECT rule, destination FROM scan_events"), vec![vec!["mercy-after-hours", "page:on-call"]]);
+    drop(app);
+
+    // The same scan at 10:00 on a weekday: the default page.
+    let app = spawn_app_with_rules(bundled_rules(), at("2026-11-24T16:00:00Z"));
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    assert!(!page.body.contains("who to call now"));
+    app.flush_events();
+    assert_eq!(app.rows("SELECT rule, destination FROM scan_events"), vec![vec!["default", "page:anonymous"]]);
+}
+
+#[test]
+fn redirects_deep_links_and_page_variants_follow_their_conditions() {
+    let rules = scanaid_server::rules::RuleSet::parse(
+        r#"
+[[rule]]
+id = "spanish-brochure"
+code = "tJ6bpUpB"
+when = { language = "es" }
+then = { redirect = "https://example.org/vp300/es" }
+
+[[rule]]
+id = "returning-android"
+asset = "pump-icu-07"
+when = { all = [ { device = "android" }, { returning = true } ] }
+then = { deep_link = "veltra://pump/VP3-22-004417" }
+
+[[rule]]
+id = "pole-clamp-clinicians"
+when = { placement = "pole-clamp" }
+then = { page = "clinician" }
+"#,
+    )
+    .unwrap();
+    let app = spawn_app_with_rules(rules, at("2026-11-24T16:00:00Z"));
+    let spanish = get(&app.url(&format!("/c/{PUMP_CODE}?lang=es")), &[]);
+    assert_eq!(spanish.status, 302, "temporary redirects only");
+    assert_eq!(spanish.header("location"), Some("https://example.org/vp300/es"));
+    assert_eq!(spanish.header("cache-control"), Some("no-store"));
+
+    let first = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("user-agent", ANDROID)]);
+    assert_eq!(first.status, 200, "a first scan gets the page");
+    let again = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("user-agent", ANDROID), ("cookie", &format!("scanaid_seen={PUMP_CODE}"))]);
+    assert_eq!(again.status, 302);
+    assert_eq!(again.header("location"), Some("veltra://pump/VP3-22-004417"));
+
+    // The pole-clamp label leads with the clinician's sections, but an anonymous reader still sees only
+    // what anonymous readers may read.
+    let clamp = get(&app.url("/c/azpMAym3"), &[]);
+    assert_eq!(clamp.status, 200);
+    assert!(clamp.body.contains("Alarms at the bedside"));
+    assert!(!clamp.body.contains("Clinical considerations"), "a variant never widens what a role may read");
+
+    app.flush_events();
+    assert_eq!(
+        app.rows("SELECT rule, destination FROM scan_events ORDER BY id"),
+        vec![
+            vec!["spanish-brochure", "redirect:https://example.org/vp300/es"],
+            vec!["default", "page:anonymous"],
+            vec!["returning-android", "redirect:veltra://pump/VP3-22-004417"],
+            vec!["pole-clamp-clinicians", "page:clinician"],
+        ]
+    );
+}

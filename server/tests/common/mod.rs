@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use scanaid_indexer::SearchIndex;
 use scanaid_models::{ensure_model, BertEmbedder, Embedder, MINILM_L6_V2};
 use scanaid_server::registry::Registry;
+use scanaid_server::rules::RuleSet;
 use scanaid_server::{AppState, ServerConfig};
 
 pub fn repo() -> PathBuf {
@@ -58,11 +59,16 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<scanaid_server::Result<()>>>,
 }
 
+/// No routing rules: every scan gets the page for its role.
 pub fn spawn_app() -> TestApp {
     spawn_app_with(ServerConfig::default())
 }
 
 pub fn spawn_app_with(config: ServerConfig) -> TestApp {
+    spawn_app_with_rules(RuleSet::default(), config)
+}
+
+pub fn spawn_app_with_rules(rules: RuleSet, config: ServerConfig) -> TestApp {
     let index_dir = bundled_index_dir();
     let embedder = embedder();
     let index = SearchIndex::open_for(&index_dir, embedder.as_ref()).expect("index opens");
@@ -82,7 +88,7 @@ pub fn spawn_app_with(config: ServerConfig) -> TestApp {
             public_url: format!("http://{addr}"),
             ..config
         };
-        let (running, admin) = scanaid_server::open(data_dir, &registry, index, embedder, config)
+        let (running, admin) = scanaid_server::open(data_dir, &registry, rules, index, embedder, config)
             .await
             .expect("server opens");
         let state = running.state.clone();

@@ -1,0 +1,708 @@
+//! Routing rules: what a scan gets, decided by ordered, human-readable rules per code, asset or site.
+//! The first rule whose scope covers the code and whose condition holds decides; with none, the person
+//! gets the page for their role. Every decision can be explained: which rule fired and why each earlier
+//! one did not. `analyse` reports rules that can never fire or that an earlier rule shadows.
+//!
+//! ```toml
+//! [[rule]]
+//! id = "mercy-after-hours"
+//! description = "Out of hours, people who are not staff see who is on call"
+//! site = "mercy-general"
+//! when = { all = [ { role = ["anonymous", "operator"] },
+//!                  { not = { time = { days = ["Mon-Fri"], hours = "07:00-18:00" } } } ] }
+//! then = { page = "on-call" }
+//! ```
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+/// One value or a list, so `role = "technician"` and `role = ["technician", "biomed"]` both read.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(v) => vec![v.to_ascii_lowercase()],
+            OneOrMany::Many(v) => v.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Condition {
+    Role(OneOrMany),
+    Language(OneOrMany),
+    Device(OneOrMany),
+    Placement(OneOrMany),
+    /// true: the browser scanned this code before; false: a first scan.
+    Returning(bool),
+    /// A weekly window in the site's time zone: days like `Mon-Fri`, `Sat`, hours like `07:00-18:00`
+    /// (`18:00-07:00` wraps past midnight and belongs to the day it starts on).
+    Time(TimeWindow),
+    /// Calendar dates in the site's time zone, both ends included.
+    Dates(DateRange),
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+    Not(Box<Condition>),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeWindow {
+    #[serde(default)]
+    pub days: Vec<String>,
+    #[serde(default)]
+    pub hours: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DateRange {
+    /// TOML dates (`from = 2026-12-01`), read as calendar dates.
+    pub from: Option<toml::value::Datetime>,
+    pub to: Option<toml::value::Datetime>,
+}
+
+/// A TOML value that is a plain date (no time), as a calendar date.
+fn calendar_date(value: &toml::value::Datetime) -> Option<NaiveDate> {
+    match (value.date, value.time) {
+        (Some(d), None) => NaiveDate::from_ymd_opt(d.year as i32, d.month as u32, d.day as u32),
+        _ => None,
+    }
+}
+
+impl DateRange {
+    fn bounds(&self) -> (Option<NaiveDate>, Option<NaiveDate>) {
+        (
+            self.from.as_ref().and_then(calendar_date),
+            self.to.as_ref().and_then(calendar_date),
+        )
+    }
+}
+
+/// What a rule does when it fires.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// A page variant: a role's page (`technician`, `operator`, ...) or `on-call`.
+    Page(String),
+    /// A temporary redirect to another address.
+    Redirect(String),
+    /// A temporary redirect into an installed app (e.g. `vendorapp://asset/VP3-22-004417`).
+    DeepLink(String),
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Page(page) => write!(f, "the {page} page"),
+            Action::Redirect(url) => write!(f, "a temporary redirect to {url}"),
+            Action::DeepLink(url) => write!(f, "a temporary redirect into the app at {url}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    /// Scope: at most one of code, asset, site; none means every code.
+    pub code: Option<String>,
+    pub asset: Option<String>,
+    pub site: Option<String>,
+    /// No condition: the rule always fires within its scope.
+    pub when: Option<Condition>,
+    pub then: Action,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSet {
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Rule>,
+}
+
+/// Page variants a rule may name besides the roles.
+pub const PAGE_VARIANTS: &[&str] = &["on-call"];
+
+/// What is known about one scan, as rules see it.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub code: String,
+    pub asset: String,
+    pub site: String,
+    pub placement: String,
+    pub role: String,
+    pub language: String,
+    pub device: String,
+    pub returning: bool,
+    /// The moment of the scan; rules read it in `timezone`.
+    pub at: DateTime<Utc>,
+    pub timezone: Tz,
+}
+
+/// The outcome: the action to take (None: the person's role page) and the rule that decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub rule: Option<String>,
+    pub action: Option<Action>,
+    /// One line per rule considered, in order: why it did not fire, or that it fired.
+    pub trace: Vec<String>,
+}
+
+impl RuleSet {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let set: RuleSet = toml::from_str(text).map_err(|e| e.to_string())?;
+        set.validate()?;
+        Ok(set)
+    }
+
+    /// Checks what TOML cannot: unique ids, one scope at most, well-formed days/hours, known pages and
+    /// devices, redirects that are absolute http(s) URLs.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut ids = HashSet::new();
+        for rule in &self.rules {
+            if rule.id.trim().is_empty() {
+                problems.push("a rule has an empty id".to_string());
+            }
+            if !ids.insert(rule.id.as_str()) {
+                problems.push(format!("rule {:?} is defined twice", rule.id));
+            }
+            let scopes = [&rule.code, &rule.asset, &rule.site]
+                .iter()
+                .filter(|s| s.is_some())
+                .count();
+            if scopes > 1 {
+                problems.push(format!("rule {}: give at most one of code, asset, site", rule.id));
+            }
+            if let Some(when) = &rule.when {
+                check_condition(when, &rule.id, &mut problems);
+            }
+            match &rule.then {
+                Action::Page(page) => {
+                    let known = page.parse::<crate::roles::Role>().is_ok()
+                        || PAGE_VARIANTS.contains(&page.as_str());
+                    if !known {
+                        problems.push(format!(
+                            "rule {}: unknown page {page:?} (a role name or one of {PAGE_VARIANTS:?})",
+                            rule.id
+                        ));
+                    }
+                }
+                Action::Redirect(url) => {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        problems.push(format!("rule {}: a redirect needs an http(s) URL, got {url:?}", rule.id));
+                    }
+                }
+                Action::DeepLink(url) => {
+                    let scheme_ok = url
+                        .split_once("://")
+                        .is_some_and(|(s, _)| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
+                    if !scheme_ok || url.starts_with("javascript") || url.starts_with("data") {
+                        problems.push(format!("rule {}: a deep link needs an app scheme, got {url:?}", rule.id));
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// The first rule in scope whose condition holds, with the reasons for every rule before it.
+    pub fn decide(&self, facts: &Facts) -> Decision {
+        let mut trace = Vec::new();
+        for rule in &self.rules {
+            if let Some(out) = out_of_scope(rule, facts) {
+                trace.push(format!("{}: not for this code ({out})", rule.id));
+                continue;
+            }
+            match rule.when.as_ref().map(|c| eval(c, facts)) {
+                None => {
+                    trace.push(format!("{}: fired (no condition)", rule.id));
+                    return Decision { rule: Some(rule.id.clone()), action: Some(rule.then.clone()), trace };
+                }
+                Some(Ok(why)) => {
+                    trace.push(format!("{}: fired ({why})", rule.id));
+                    return Decision { rule: Some(rule.id.clone()), action: Some(rule.then.clone()), trace };
+                }
+                Some(Err(why)) => trace.push(format!("{}: did not match ({why})", rule.id)),
+            }
+        }
+        trace.push("default: the page for the person's role".to_string());
+        Decision { rule: None, action: None, trace }
+    }
+
+    /// Rules that can never fire: their condition is unsatisfiable, or an earlier rule with a scope at
+    /// least as wide and no condition catches every scan first.
+    pub fn analyse(&self) -> Vec<String> {
+        let mut findings = Vec::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let Some(when) = &rule.when {
+                if let Some(why) = never(when) {
+                    findings.push(format!("{} can never fire: {why}", rule.id));
+                    continue;
+                }
+            }
+            for earlier in &self.rules[..i] {
+                if earlier.when.is_none() && covers(earlier, rule) {
+                    findings.push(format!(
+                        "{} is shadowed by {}, which has no condition and covers its scope",
+                        rule.id, earlier.id
+                    ));
+                    break;
+                }
+                if earlier.when.is_some() && earlier.when == rule.when && covers(earlier, rule) {
+                    findings.push(format!(
+                        "{} is shadowed by {}, which has the same condition and covers its scope",
+                        rule.id, earlier.id
+                    ));
+                    break;
+                }
+            }
+        }
+        findings
+    }
+}
+
+fn out_of_scope(rule: &Rule, facts: &Facts) -> Option<String> {
+    match (&rule.code, &rule.asset, &rule.site) {
+        (Some(c), _, _) if *c != facts.code => Some(format!("code {c}")),
+        (_, Some(a), _) if *a != facts.asset => Some(format!("asset {a}")),
+        (_, _, Some(s)) if *s != facts.site => Some(format!("site {s}")),
+        _ => None,
+    }
+}
+
+/// Whether `wide`'s scope includes everything `narrow`'s does. Without the registry, only the
+/// certain cases: everything covers all; equal scopes cover each other.
+fn covers(wide: &Rule, narrow: &Rule) -> bool {
+    let unscoped = wide.code.is_none() && wide.asset.is_none() && wide.site.is_none();
+    unscoped || (wide.code == narrow.code && wide.asset == narrow.asset && wide.site == narrow.site)
+}
+
+/// Ok(why it holds) or Err(why it does not), in words a person reads.
+fn eval(condition: &Condition, facts: &Facts) -> Result<String, String> {
+    let within = |name: &str, wanted: &OneOrMany, have: &str| {
+        let wanted = wanted.values();
+        if wanted.iter().any(|w| w == have) {
+            Ok(format!("{name} is {have}"))
+        } else {
+            Err(format!("{name} is {have}, rule wants {}", wanted.join(" or ")))
+        }
+    };
+    match condition {
+        Condition::Role(r) => within("role", r, &facts.role),
+        Condition::Language(l) => within("language", l, &facts.language),
+        Condition::Device(d) => within("device", d, &facts.device),
+        Condition::Placement(p) => within("placement", p, &facts.placement),
+        Condition::Returning(want) => {
+            let have = if facts.returning { "returning" } else { "first" };
+            if *want == facts.returning {
+                Ok(format!("a {have} scan"))
+            } else {
+                Err(format!("a {have} scan, rule wants {}", if *want { "returning" } else { "first" }))
+            }
+        }
+        Condition::Time(window) => {
+            let local = facts.at.with_timezone(&facts.timezone);
+            let when = format!("{} {:02}:{:02} {}", local.weekday(), local.hour(), local.minute(), facts.timezone);
+            if in_window(window, local.weekday(), local.time()) {
+                Ok(format!("{when} is in {}", describe_window(window)))
+            } else {
+                Err(format!("{when} is outside {}", describe_window(window)))
+            }
+        }
+        Condition::Dates(range) => {
+            let day = facts.at.with_timezone(&facts.timezone).date_naive();
+            let (from, to) = range.bounds();
+            let after_start = from.is_none_or(|f| day >= f);
+            let before_end = to.is_none_or(|t| day <= t);
+            let span = format!(
+                "{} to {}",
+                from.map_or("any date".to_string(), |d| d.to_string()),
+                to.map_or("any date".to_string(), |d| d.to_string())
+            );
+            if after_start && before_end {
+                Ok(format!("{day} is within {span}"))
+            } else {
+                Err(format!("{day} is outside {span}"))
+            }
+        }
+        Condition::All(list) => {
+            let mut reasons = Vec::new();
+            for c in list {
+                reasons.push(eval(c, facts)?);
+            }
+            Ok(reasons.join(", "))
+        }
+        Condition::Any(list) => {
+            let mut reasons = Vec::new();
+            for c in list {
+                match eval(c, facts) {
+                    Ok(why) => return Ok(why),
+                    Err(why) => reasons.push(why),
+                }
+            }
+            Err(if reasons.is_empty() { "an empty any".to_string() } else { reasons.join("; and ") })
+        }
+        Condition::Not(inner) => match eval(inner, facts) {
+            Ok(why) => Err(format!("not wanted: {why}")),
+            Err(why) => Ok(why),
+        },
+    }
+}
+
+fn describe_window(window: &TimeWindow) -> String {
+    let days = if window.days.is_empty() { "every day".to_string() } else { window.days.join(",") };
+    match &window.hours {
+        Some(h) => format!("{days} {h}"),
+        None => days,
+    }
+}
+
+const WEEK: [Weekday; 7] = [
+    Weekday::Mon,
+    Weekday::Tue,
+    Weekday::Wed,
+    Weekday::Thu,
+    Weekday::Fri,
+    Weekday::Sat,
+    Weekday::Sun,
+];
+
+fn parse_day(s: &str) -> Option<Weekday> {
+    let s = s.trim().to_ascii_lowercase();
+    WEEK.iter()
+        .copied()
+        .find(|d| s.len() >= 3 && format!("{d:?}").to_ascii_lowercase().starts_with(&s[..3]))
+}
+
+/// `Mon-Fri`, `Sat`, `Fri-Mon` (wrapping) into a set of days.
+pub fn parse_days(specs: &[String]) -> Result<Vec<Weekday>, String> {
+    let mut days = Vec::new();
+    for spec in specs {
+        let (a, b) = spec.split_once('-').unwrap_or((spec, spec));
+        let (Some(start), Some(end)) = (parse_day(a), parse_day(b)) else {
+            return Err(format!("days {spec:?}: use Mon..Sun or a range like Mon-Fri"));
+        };
+        let mut d = start;
+        loop {
+            if !days.contains(&d) {
+                days.push(d);
+            }
+            if d == end {
+                break;
+            }
+            d = d.succ();
+        }
+    }
+    Ok(days)
+}
+
+/// `07:00-18:00` into (start, end); `24:00` is the end of the day.
+pub fn parse_hours(spec: &str) -> Result<(NaiveTime, Option<NaiveTime>), String> {
+    let bad = || format!("hours {spec:?}: use HH:MM-HH:MM, e.g. 07:00-18:00 or 18:00-07:00");
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let start = NaiveTime::parse_from_str(a.trim(), "%H:%M").map_err(|_| bad())?;
+    let end = if b.trim() == "24:00" {
+        None
+    } else {
+        Some(NaiveTime::parse_from_str(b.trim(), "%H:%M").map_err(|_| bad())?)
+    };
+    Ok((start, end))
+}
+
+fn in_window(window: &TimeWindow, day: Weekday, time: NaiveTime) -> bool {
+    // Validated at load; an unparsable window never matches.
+    let Ok(days) = parse_days(&window.days) else { return false };
+    let day_ok = |d: Weekday| days.is_empty() || days.contains(&d);
+    let Some(hours) = &window.hours else { return day_ok(day) };
+    let Ok((start, end)) = parse_hours(hours) else { return false };
+    match end {
+        None => day_ok(day) && time >= start,
+        Some(end) if start < end => day_ok(day) && time >= start && time < end,
+        // Wraps midnight: the late part belongs to today, the early part to the day before.
+        Some(end) => (day_ok(day) && time >= start) || (day_ok(day.pred()) && time < end),
+    }
+}
+
+fn check_condition(c: &Condition, rule: &str, problems: &mut Vec<String>) {
+    match c {
+        Condition::Role(r) => {
+            for v in r.values() {
+                if v.parse::<crate::roles::Role>().is_err() {
+                    problems.push(format!("rule {rule}: unknown role {v:?}"));
+                }
+            }
+        }
+        Condition::Device(d) => {
+            for v in d.values() {
+                if v.parse::<crate::device::DeviceClass>().is_err() {
+                    problems.push(format!("rule {rule}: unknown device {v:?} (ios, android, desktop)"));
+                }
+            }
+        }
+        Condition::Time(w) => {
+            if let Err(e) = parse_days(&w.days) {
+                problems.push(format!("rule {rule}: {e}"));
+            }
+            if let Some(h) = &w.hours {
+                if let Err(e) = parse_hours(h) {
+                    problems.push(format!("rule {rule}: {e}"));
+                }
+            }
+        }
+        Condition::All(list) | Condition::Any(list) => {
+            for c in list {
+                check_condition(c, rule, problems);
+            }
+        }
+        Condition::Not(inner) => check_condition(inner, rule, problems),
+        Condition::Dates(range) => {
+            for value in [&range.from, &range.to].into_iter().flatten() {
+                if calendar_date(value).is_none() {
+                    problems.push(format!("rule {rule}: dates take a plain date like 2026-12-01, got {value}"));
+                }
+            }
+        }
+        Condition::Language(_) | Condition::Placement(_) | Condition::Returning(_) => {}
+    }
+}
+
+/// Why a condition can never hold, when that is certain from the rule alone.
+fn never(c: &Condition) -> Option<String> {
+    match c {
+        Condition::Role(v) | Condition::Language(v) | Condition::Device(v) | Condition::Placement(v)
+            if v.values().is_empty() =>
+        {
+            Some("an empty list matches nothing".to_string())
+        }
+        Condition::Dates(range) => match range.bounds() {
+            (Some(f), Some(t)) if f > t => Some(format!("its dates end ({t}) before they start ({f})")),
+            _ => None,
+        },
+        Condition::Time(w) => match w.hours.as_deref().map(parse_hours) {
+            Some(Ok((s, Some(e)))) if s == e => Some("its hours are empty".to_string()),
+            _ => None,
+        },
+        Condition::Any(list) if list.is_empty() => Some("an empty any matches nothing".to_string()),
+        Condition::Any(list) => {
+            let reasons: Vec<String> = list.iter().filter_map(never).collect();
+            (reasons.len() == list.len()).then(|| reasons.join("; "))
+        }
+        Condition::All(list) => {
+            if let Some(why) = list.iter().find_map(never) {
+                return Some(why);
+            }
+            // Two single-valued facts asked for disjoint values: role = a and role = b.
+            for kind in ["role", "language", "device", "placement"] {
+                let sets: Vec<HashSet<String>> = list
+                    .iter()
+                    .filter_map(|c| match (kind, c) {
+                        ("role", Condition::Role(v))
+                        | ("language", Condition::Language(v))
+                        | ("device", Condition::Device(v))
+                        | ("placement", Condition::Placement(v)) => Some(v.values().into_iter().collect()),
+                        _ => None,
+                    })
+                    .collect();
+                if sets.len() > 1 {
+                    let common = sets.iter().skip(1).fold(sets[0].clone(), |acc, s| &acc & s);
+                    if common.is_empty() {
+                        return Some(format!("it asks for {kind}s that exclude each other"));
+                    }
+                }
+            }
+            let returning: HashSet<bool> = list
+                .iter()
+                .filter_map(|c| match c {
+                    Condition::Returning(b) => Some(*b),
+                    _ => None,
+                })
+                .collect();
+            (returning.len() > 1).then(|| "it asks for a first and a returning scan at once".to_string())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(role: &str, at: &str) -> Facts {
+        Facts {
+            code: "tJ6bpUpB".into(),
+            asset: "pump-icu-07".into(),
+            site: "mercy-general".into(),
+            placement: "nameplate".into(),
+            role: role.into(),
+            language: "en".into(),
+            device: "ios".into(),
+            returning: false,
+            at: at.parse().unwrap(),
+            timezone: "America/Chicago".parse().unwrap(),
+        }
+    }
+
+    const RULES: &str = r#"
+[[rule]]
+id = "other-site"
+site = "kestrel-plant-2"
+then = { page = "technician" }
+
+[[rule]]
+id = "recall-notice"
+asset = "pump-icu-07"
+when = { dates = { from = 2026-12-01, to = 2026-12-31 } }
+then = { redirect = "https://vendor.example/recall/vp300" }
+
+[[rule]]
+id = "after-hours"
+site = "mercy-general"
+when = { all = [ { role = ["anonymous", "operator"] }, { not = { time = { days = ["Mon-Fri"], hours = "07:00-18:00" } } } ] }
+then = { page = "on-call" }
+
+[[rule]]
+id = "android-app"
+when = { all = [ { device = "android" }, { returning = true } ] }
+then = { deep_link = "vendorapp://asset" }
+"#;
+
+    #[test]
+    fn the_first_matching_rule_decides_and_the_trace_says_why_others_did_not() {
+        let set = RuleSet::parse(RULES).unwrap();
+        // Tuesday 2026-11-24 20:30 in Chicago = 02:30 UTC on the 25th: after hours.
+        let d = set.decide(&facts("anonymous", "2026-11-25T02:30:00Z"));
+        assert_eq!(d.rule.as_deref(), Some("after-hours"));
+        assert_eq!(d.action, Some(Action::Page("on-call".into())));
+        assert_eq!(d.trace[0], "other-site: not for this code (site kestrel-plant-2)");
+        assert_eq!(d.trace[1], "recall-notice: did not match (2026-11-24 is outside 2026-12-01 to 2026-12-31)");
+        assert!(d.trace[2].starts_with("after-hours: fired (role is anonymous, Tue 20:30 America/Chicago is outside Mon-Fri 07:00-18:00)"), "{}", d.trace[2]);
+
+        // The same person at 10:00 local on a weekday gets their role page.
+        let d = set.decide(&facts("anonymous", "2026-11-24T16:00:00Z"));
+        assert_eq!(d.rule, None);
+        assert!(d.trace.iter().any(|t| t.contains("not wanted: Tue 10:00")), "{:?}", d.trace);
+        // A technician after hours is not an operator: role page.
+        assert_eq!(set.decide(&facts("technician", "2026-11-25T02:30:00Z")).rule, None);
+        // In December the recall notice wins over everything after it.
+        assert_eq!(set.decide(&facts("anonymous", "2026-12-02T02:30:00Z")).rule.as_deref(), Some("recall-notice"));
+    }
+
+    #[test]
+    fn devices_and_returning_scans() {
+        let set = RuleSet::parse(RULES).unwrap();
+        let mut f = facts("technician", "2026-11-24T16:00:00Z");
+        f.device = "android".into();
+        assert_eq!(set.decide(&f).rule, None, "a first scan");
+        f.returning = true;
+        assert_eq!(set.decide(&f).rule.as_deref(), Some("android-app"));
+    }
+
+    #[test]
+    fn windows_past_midnight_belong_to_the_day_they_start() {
+        let w = TimeWindow { days: vec!["Fri".into()], hours: Some("22:00-06:00".into()) };
+        let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        assert!(in_window(&w, Weekday::Fri, t(23, 0)));
+        assert!(in_window(&w, Weekday::Sat, t(5, 59)));
+        assert!(!in_window(&w, Weekday::Sat, t(6, 0)));
+        assert!(!in_window(&w, Weekday::Fri, t(5, 0)), "Friday early morning belongs to Thursday night");
+        let all_day = TimeWindow { days: vec!["Sat-Sun".into()], hours: Some("00:00-24:00".into()) };
+        assert!(in_window(&all_day, Weekday::Sun, t(23, 59)));
+        assert!(!in_window(&all_day, Weekday::Mon, t(0, 0)));
+        assert_eq!(parse_days(&["Fri-Mon".into()]).unwrap(), vec![Weekday::Fri, Weekday::Sat, Weekday::Sun, Weekday::Mon]);
+    }
+
+    #[test]
+    fn bad_rules_are_all_reported_with_their_ids() {
+        let text = r#"
+[[rule]]
+id = "a"
+site = "s"
+asset = "x"
+when = { all = [ { role = "janitor" }, { time = { days = ["Funday"], hours = "25:00-26:00" } }, { device = "toaster" } ] }
+then = { page = "nowhere" }
+
+[[rule]]
+id = "a"
+then = { redirect = "javascript:alert(1)" }
+"#;
+        let err = RuleSet::parse(text).unwrap_err();
+        for want in ["at most one of code, asset, site", "unknown role \"janitor\"", "days \"Funday\"", "hours \"25:00-26:00\"", "unknown device \"toaster\"", "unknown page \"nowhere\"", "defined twice", "needs an http(s) URL"] {
+            assert!(err.contains(want), "missing {want:?} in {err}");
+        }
+        assert!(RuleSet::parse("[[rule]]\nid = 1").is_err());
+    }
+
+    #[test]
+    fn rules_that_can_never_fire_or_are_shadowed_are_reported() {
+        let text = r#"
+[[rule]]
+id = "contradiction"
+when = { all = [ { role = "technician" }, { role = "operator" } ] }
+then = { page = "technician" }
+
+[[rule]]
+id = "backwards-dates"
+when = { dates = { from = 2027-01-01, to = 2026-01-01 } }
+then = { page = "operator" }
+
+[[rule]]
+id = "catch-all"
+site = "mercy-general"
+then = { page = "operator" }
+
+[[rule]]
+id = "never-reached"
+site = "mercy-general"
+when = { role = "technician" }
+then = { page = "technician" }
+
+[[rule]]
+id = "other-site-still-fine"
+site = "kestrel-plant-2"
+when = { role = "technician" }
+then = { page = "technician" }
+"#;
+        let set = RuleSet::parse(text).unwrap();
+        let findings = set.analyse();
+        assert_eq!(findings.len(), 3, "{findings:?}");
+        assert!(findings[0].starts_with("contradiction can never fire: it asks for roles that exclude each other"));
+        assert!(findings[1].starts_with("backwards-dates can never fire"));
+        assert!(findings[2].starts_with("never-reached is shadowed by catch-all"));
+    }
+
+    #[test]
+    fn the_bundled_rules_are_valid_and_have_no_dead_rules() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manuals/rules.toml");
+        let set = RuleSet::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(set.rules.len() >= 3);
+        assert_eq!(set.analyse(), Vec::<String>::new());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn deciding_is_deterministic(hour in 0u32..24, minute in 0u32..60, day in 1u32..28, role in 0usize..3) {
+            let set = RuleSet::parse(RULES).unwrap();
+            let at = format!("2026-11-{day:02}T{hour:02}:{minute:02}:00Z");
+            let f = facts(["anonymous", "technician", "operator"][role], &at);
+            proptest::prop_assert_eq!(set.decide(&f), set.decide(&f));
+        }
+    }
+}
