@@ -38,6 +38,8 @@ pub enum Command {
     Serve(crate::serve::ServeCmd),
     /// List the printed codes and their URLs.
     Codes(crate::serve::CodesCmd),
+    /// Write a printable label (QR code, asset name, what scanning gives) as SVG or PNG.
+    Qr(crate::serve::QrCmd),
     /// Check routing rules, or explain which rule fires for a scan.
     Rules(crate::rules_cmd::RulesCmd),
     /// Benchmarks (run on a release build).
@@ -209,6 +211,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(cmd) => crate::serve::serve(cmd),
         Command::Codes(cmd) => crate::serve::codes(cmd),
         Command::Rules(cmd) => crate::rules_cmd::run(cmd),
+        Command::Qr(cmd) => crate::serve::qr(cmd),
         Command::Bench(cmd) => crate::bench::run(cmd),
     }
 }

@@ -206,3 +206,62 @@ pub fn codes(cmd: CodesCmd) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+pub struct QrCmd {
+    /// The code to print.
+    #[arg(long)]
+    pub code: String,
+    /// Output file: .svg or .png.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The line under the asset's name.
+    #[arg(long, default_value = scanaid_server::label::DEFAULT_LINE)]
+    pub line: String,
+    #[command(flatten)]
+    pub data: DataOpts,
+}
+
+pub fn qr(cmd: QrCmd) -> Result<ExitCode> {
+    let extension = cmd
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if !matches!(extension.as_deref(), Some("svg") | Some("png")) {
+        anyhow::bail!("--out {}: the label is written as .svg or .png", cmd.out.display());
+    }
+    let registry = cmd.data.registry()?;
+    let resolved = runtime()?.block_on(async {
+        let store = scanaid_server::store::Store::open(&cmd.data.data_dir).await?;
+        store.seed_if_empty(&registry).await?;
+        let r = store.resolve_code(&cmd.code).await;
+        store.close().await;
+        r
+    })?;
+    let Some(resolved) = resolved else {
+        anyhow::bail!("unknown code {:?} (list codes with `scanaid codes`)", cmd.code);
+    };
+    if resolved.code.retired_at.is_some() {
+        anyhow::bail!("code {} is retired; print a new code for this asset", cmd.code);
+    }
+    let public_url = cmd
+        .data
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+    let label = scanaid_server::label::Label {
+        url: format!("{}/c/{}", public_url.trim_end_matches('/'), resolved.code.code),
+        title: resolved.asset.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+        line: cmd.line.clone(),
+        code: resolved.code.code.clone(),
+    };
+    let bytes = match extension.as_deref() {
+        Some("svg") => scanaid_server::label::svg(&label).map(String::into_bytes),
+        _ => scanaid_server::label::png(&label),
+    }
+    .map_err(|e| anyhow::anyhow!(e))?;
+    std::fs::write(&cmd.out, bytes).with_context(|| format!("writing {}", cmd.out.display()))?;
+    println!("wrote {} for {} ({})", cmd.out.display(), label.url, label.title);
+    Ok(ExitCode::SUCCESS)
+}

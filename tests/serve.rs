@@ -121,3 +121,29 @@ fn rules_explain_says_which_rule_fires_and_why_the_others_did_not() {
     assert!(!bad_time.status.success());
     assert!(String::from_utf8_lossy(&bad_time.stderr).contains("--at \"teatime\""));
 }
+
+#[test]
+fn printed_labels_decode_to_their_code_url_with_a_real_qr_decoder() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let png = data.path().join("label.png");
+    let out = scanaid(&["qr", "--data", d, "--code", "tJ6bpUpB", "--out", png.to_str().unwrap(), "--public-url", "https://scan.mercy.example"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // zbarimg from Debian's zbar-tools (installed by .ci/run).
+    let decoded = Command::new("zbarimg").args(["--raw", "-q", png.to_str().unwrap()]).output().expect("zbarimg is installed");
+    assert!(decoded.status.success(), "zbarimg found no code: {}", String::from_utf8_lossy(&decoded.stderr));
+    assert_eq!(String::from_utf8_lossy(&decoded.stdout).trim(), "https://scan.mercy.example/c/tJ6bpUpB");
+
+    let svg = data.path().join("label.svg");
+    let out = scanaid(&["qr", "--data", d, "--code", "tJ6bpUpB", "--out", svg.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("VP-300 infusion pump, ICU bed 7"));
+    assert!(text.contains("Scan for manuals, fault codes and help"));
+
+    let bad = scanaid(&["qr", "--data", d, "--code", "nope2345", "--out", png.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown code"));
+    let bad_ext = scanaid(&["qr", "--data", d, "--code", "tJ6bpUpB", "--out", "label.gif"]);
+    assert!(String::from_utf8_lossy(&bad_ext.stderr).contains(".svg or .png"));
+}

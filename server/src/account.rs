@@ -148,7 +148,7 @@ fn forbidden(message: &str) -> Result<Response, AppError> {
 }
 
 /// Admins only; anybody else is sent to sign in (or told they lack the role).
-async fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<Result<SignedIn, Response>, AppError> {
+pub async fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<Result<SignedIn, Response>, AppError> {
     match current_user(app, headers).await? {
         None => Ok(Err(Redirect::to("/signin").into_response())),
         Some((user, _)) if user.role == Role::Admin => Ok(Ok(user)),

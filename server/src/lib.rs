@@ -3,12 +3,14 @@
 //! what a second handler would need lives in a module of its own.
 
 pub mod account;
+pub mod admin;
 pub mod auth;
 pub mod device;
 pub mod error;
 pub mod events;
 pub mod http;
 pub mod i18n;
+pub mod label;
 pub mod language;
 pub mod pages;
 pub mod registry;
@@ -111,6 +113,8 @@ pub fn app(state: AppState) -> Router {
         .route("/signin", get(account::signin_form).post(account::signin))
         .route("/signout", post(account::signout))
         .route("/admin/users", get(account::users).post(account::add_user))
+        .route("/admin/codes", get(admin::codes))
+        .route("/admin/codes/{label}", get(admin::label))
         .route("/static/site.css", get(site::stylesheet))
         .route("/healthz", get(site::health))
         .fallback(site::not_found)

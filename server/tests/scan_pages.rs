@@ -174,6 +174,19 @@ fn staff_sign_in_with_csrf_limits_and_role_pages() {
     assert!(page.body.len() < 30 * 1024, "first render {} bytes", page.body.len());
     // A technician is not an admin.
     assert_eq!(get(&app.url("/admin/users"), &[("cookie", &tech)]).status, 403);
+    assert_eq!(get(&app.url("/admin/codes/tJ6bpUpB.png"), &[("cookie", &tech)]).status, 403);
+    assert_eq!(get(&app.url("/admin/codes"), &[]).status, 303, "anonymous: to sign-in");
+
+    // Admins print labels.
+    let codes = get(&app.url("/admin/codes"), &[("cookie", &admin)]);
+    assert_eq!(codes.status, 200);
+    assert!(codes.body.contains("/admin/codes/tJ6bpUpB.svg"));
+    let png = get(&app.url("/admin/codes/tJ6bpUpB.png"), &[("cookie", &admin)]);
+    assert_eq!(png.status, 200);
+    assert_eq!(png.header("content-type"), Some("image/png"));
+    let svg = get(&app.url("/admin/codes/tJ6bpUpB.svg"), &[("cookie", &admin)]);
+    assert!(svg.body.contains("Scan for manuals, fault codes and help"));
+    assert_eq!(get(&app.url("/admin/codes/zzzzzzzz.svg"), &[("cookie", &admin)]).status, 404);
 
     app.flush_events();
     assert_eq!(app.rows("SELECT role, destination FROM scan_events"), vec![vec!["technician", "page:technician"]]);

@@ -1,0 +1,71 @@
+//! Admin pages for codes: the list of printed codes and their printable labels (SVG or PNG).
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::account::require_admin;
+use crate::label::{self, Label, DEFAULT_LINE};
+use crate::{AppError, AppState};
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+pub async fn codes(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    if let Err(response) = require_admin(&app, &headers).await? {
+        return Ok(response);
+    }
+    let mut rows = String::new();
+    for c in app.store.codes().await? {
+        let state = if c.retired_at.is_some() { "retired" } else { "live" };
+        rows.push_str(&format!(
+            "<tr><td><code>{code}</code></td><td>{kind}</td><td>{asset}</td><td>{placement}</td><td>{state}</td><td><a href=\"/admin/codes/{code}.svg\">SVG</a> · <a href=\"/admin/codes/{code}.png\">PNG</a></td></tr>\n",
+            code = escape(&c.code),
+            kind = escape(&c.kind),
+            asset = escape(c.asset_id.as_deref().unwrap_or("-")),
+            placement = escape(&c.placement),
+        ));
+    }
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Codes</title><link rel=\"stylesheet\" href=\"/static/site.css\"><main><section class=\"card\"><h1>Codes and labels</h1><table><tr><th>Code</th><th>Kind</th><th>Asset</th><th>Placement</th><th>State</th><th>Label</th></tr>\n{rows}</table></section></main></html>"
+    );
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response())
+}
+
+/// `/admin/codes/{code}.svg` or `.png`.
+pub async fn label(
+    State(app): State<AppState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if let Err(response) = require_admin(&app, &headers).await? {
+        return Ok(response);
+    }
+    let Some((code, format)) = file.rsplit_once('.') else {
+        return Ok((StatusCode::NOT_FOUND, "ask for CODE.svg or CODE.png").into_response());
+    };
+    let resolved = if crate::registry::is_well_formed_code(code) {
+        app.store.resolve_code(code).await?
+    } else {
+        None
+    };
+    let Some(resolved) = resolved else {
+        return Ok((StatusCode::NOT_FOUND, format!("no code {code:?}")).into_response());
+    };
+    let label = Label {
+        url: format!("{}/c/{}", app.config.public_url.trim_end_matches('/'), resolved.code.code),
+        title: resolved.asset.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+        line: DEFAULT_LINE.to_string(),
+        code: resolved.code.code.clone(),
+    };
+    let rendered = match format {
+        "svg" => label::svg(&label).map(|s| ("image/svg+xml", s.into_bytes())),
+        "png" => label::png(&label).map(|b| ("image/png", b)),
+        _ => return Ok((StatusCode::NOT_FOUND, "labels come as .svg or .png").into_response()),
+    };
+    match rendered {
+        Ok((content_type, body)) => Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-store")], body).into_response()),
+        Err(reason) => Ok((StatusCode::UNPROCESSABLE_ENTITY, reason).into_response()),
+    }
+}
