@@ -1,7 +1,9 @@
 //! The store: one SQLite file under the data directory, migrated at start. Queries are plain SQL through
 //! sqlx so that a PostgreSQL backend can follow for deployments with several replicas.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,6 +19,9 @@ pub const DATABASE_FILE: &str = "scanaid.db";
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Every code resolved, loaded on first use and dropped by any write to codes or assets: a scan
+    /// then costs no query. (With several replicas on PostgreSQL this needs a change notification.)
+    resolved: Arc<RwLock<Option<Arc<HashMap<String, ResolvedCode>>>>>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -99,7 +104,10 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            resolved: Arc::new(RwLock::new(None)),
+        })
     }
 
     /// Loads the registry seed when the store has no sites yet. Later starts leave what admins changed alone.
@@ -142,10 +150,35 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        self.forget_resolved();
         Ok(true)
     }
 
+    fn forget_resolved(&self) {
+        *self.resolved.write().expect("cache lock") = None;
+    }
+
+    /// A code with its asset, site and queue, from the in-memory table of every code.
     pub async fn resolve_code(&self, code: &str) -> Result<Option<ResolvedCode>> {
+        let cached = self.resolved.read().expect("cache lock").clone();
+        let table = match cached {
+            Some(table) => table,
+            None => {
+                let mut table = HashMap::new();
+                for c in self.codes().await? {
+                    if let Some(r) = self.resolve_code_uncached(&c.code).await? {
+                        table.insert(c.code.clone(), r);
+                    }
+                }
+                let table = Arc::new(table);
+                *self.resolved.write().expect("cache lock") = Some(table.clone());
+                table
+            }
+        };
+        Ok(table.get(code).cloned())
+    }
+
+    async fn resolve_code_uncached(&self, code: &str) -> Result<Option<ResolvedCode>> {
         let Some(code) = sqlx::query_as::<_, CodeRecord>(
             "SELECT code, kind, asset_id, placement, retired_at FROM codes WHERE code = ?",
         )
@@ -221,6 +254,7 @@ impl Store {
             .bind(code)
             .execute(&self.pool)
             .await?;
+        self.forget_resolved();
         Ok(done.rows_affected() == 1)
     }
 
