@@ -10,7 +10,7 @@ use scanaid_server::device::DeviceClass;
 use scanaid_server::roles::Role;
 use scanaid_server::scan::ScanContext;
 
-use crate::serve::{runtime, DataOpts};
+use crate::serve::DataOpts;
 
 #[derive(Args)]
 pub struct RulesCmd {
@@ -71,24 +71,23 @@ fn check(cmd: RulesCheckCmd) -> Result<ExitCode> {
     for f in &findings {
         println!("warning: {f}");
     }
-    Ok(if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn explain(cmd: RulesExplainCmd) -> Result<ExitCode> {
     let rules = cmd.data.rules()?;
-    let registry = cmd.data.registry()?;
-    let resolved = runtime()?.block_on(async {
-        let store = scanaid_server::store::Store::open(&cmd.data.data_dir).await?;
-        store.seed_if_empty(&registry).await?;
-        let r = store.resolve_code(&cmd.code).await;
-        store.close().await;
-        r
-    })?;
-    let Some(resolved) = resolved else {
+    let Some(resolved) = cmd.data.resolve_code(&cmd.code)? else {
         bail!("unknown code {:?}: a scan of it gets the fallback page (list codes with `scanaid codes`)", cmd.code);
     };
     if resolved.code.retired_at.is_some() {
-        println!("code {} is retired: a scan of it gets the fallback page of its site", cmd.code);
+        println!(
+            "code {} is retired: a scan of it gets the fallback page of its site",
+            cmd.code
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let timezone: chrono_tz::Tz = resolved
@@ -139,7 +138,9 @@ fn parse_time(text: &str, timezone: chrono_tz::Tz) -> Result<chrono::DateTime<ch
     }
     let local = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M")
         .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M"))
-        .with_context(|| format!("--at {text:?}: use RFC 3339 or \"YYYY-MM-DD HH:MM\" (site time)"))?;
+        .with_context(|| {
+            format!("--at {text:?}: use RFC 3339 or \"YYYY-MM-DD HH:MM\" (site time)")
+        })?;
     timezone
         .from_local_datetime(&local)
         .earliest()

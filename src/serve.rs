@@ -42,8 +42,28 @@ impl DataOpts {
         if !path.exists() {
             return Ok(RuleSet::default());
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         RuleSet::parse(&text).map_err(|e| anyhow::anyhow!("routing rules {}: {e}", path.display()))
+    }
+
+    /// The base URL of printed codes (default: the default listening address).
+    fn public_url_or_default(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:8080".to_string())
+    }
+
+    /// Looks a code up in the store (seeded from the registry on a fresh data directory).
+    pub fn resolve_code(&self, code: &str) -> Result<Option<scanaid_server::store::ResolvedCode>> {
+        let registry = self.registry()?;
+        Ok(runtime()?.block_on(async {
+            let store = scanaid_server::store::Store::open(&self.data_dir).await?;
+            store.seed_if_empty(&registry).await?;
+            let resolved = store.resolve_code(code).await;
+            store.close().await;
+            resolved
+        })?)
     }
 
     fn index_dir(&self) -> PathBuf {
@@ -84,10 +104,17 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Opens the index, building it from the bundled manuals on first start.
-fn open_or_build_index(data: &DataOpts, embedder: &dyn scanaid_models::Embedder) -> Result<SearchIndex> {
+fn open_or_build_index(
+    data: &DataOpts,
+    embedder: &dyn scanaid_models::Embedder,
+) -> Result<SearchIndex> {
     let index_dir = data.index_dir();
     if scanaid_indexer::generation::current(&index_dir)?.is_none() {
-        eprintln!("first start: indexing {} into {}", data.manuals.display(), index_dir.display());
+        eprintln!(
+            "first start: indexing {} into {}",
+            data.manuals.display(),
+            index_dir.display()
+        );
         crate::cli::build_index(&data.manuals, &index_dir, embedder)?;
     }
     SearchIndex::open_for(&index_dir, embedder).with_context(|| {
@@ -120,17 +147,29 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(&cmd.addr)
             .await
             .with_context(|| format!("listening on {}", cmd.addr))?;
-        let (running, demo_admin) =
-            scanaid_server::open(cmd.data.data_dir.clone(), &registry, rules, index, embedder, config.clone())
-                .await
-                .context("opening the store")?;
+        let (running, demo_admin) = scanaid_server::open(
+            cmd.data.data_dir.clone(),
+            &registry,
+            rules,
+            index,
+            embedder,
+            config.clone(),
+        )
+        .await
+        .context("opening the store")?;
         if let Some(password) = demo_admin {
             // Printed once, on the terminal only: it is not logged and not stored in clear.
             println!("created the demo administrator: username admin, password {password}");
             println!("sign in at {}/signin and change it", config.public_url);
         }
-        println!("scanaid listening on http://{}  (Ctrl-C to stop)", listener.local_addr()?);
-        println!("codes: scanaid codes --data {}", cmd.data.data_dir.display());
+        println!(
+            "scanaid listening on http://{}  (Ctrl-C to stop)",
+            listener.local_addr()?
+        );
+        println!(
+            "codes: scanaid codes --data {}",
+            cmd.data.data_dir.display()
+        );
         scanaid_server::serve(listener, running, shutdown_signal())
             .await
             .context("serving")?;
@@ -162,11 +201,7 @@ async fn shutdown_signal() {
 
 pub fn codes(cmd: CodesCmd) -> Result<ExitCode> {
     let registry = cmd.data.registry()?;
-    let public_url = cmd
-        .data
-        .public_url
-        .clone()
-        .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+    let public_url = cmd.data.public_url_or_default();
     let rows = runtime()?.block_on(async {
         let store = scanaid_server::store::Store::open(&cmd.data.data_dir).await?;
         store.seed_if_empty(&registry).await?;
@@ -229,30 +264,35 @@ pub fn qr(cmd: QrCmd) -> Result<ExitCode> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     if !matches!(extension.as_deref(), Some("svg") | Some("png")) {
-        anyhow::bail!("--out {}: the label is written as .svg or .png", cmd.out.display());
+        anyhow::bail!(
+            "--out {}: the label is written as .svg or .png",
+            cmd.out.display()
+        );
     }
-    let registry = cmd.data.registry()?;
-    let resolved = runtime()?.block_on(async {
-        let store = scanaid_server::store::Store::open(&cmd.data.data_dir).await?;
-        store.seed_if_empty(&registry).await?;
-        let r = store.resolve_code(&cmd.code).await;
-        store.close().await;
-        r
-    })?;
-    let Some(resolved) = resolved else {
-        anyhow::bail!("unknown code {:?} (list codes with `scanaid codes`)", cmd.code);
+    let Some(resolved) = cmd.data.resolve_code(&cmd.code)? else {
+        anyhow::bail!(
+            "unknown code {:?} (list codes with `scanaid codes`)",
+            cmd.code
+        );
     };
     if resolved.code.retired_at.is_some() {
-        anyhow::bail!("code {} is retired; print a new code for this asset", cmd.code);
+        anyhow::bail!(
+            "code {} is retired; print a new code for this asset",
+            cmd.code
+        );
     }
-    let public_url = cmd
-        .data
-        .public_url
-        .clone()
-        .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+    let public_url = cmd.data.public_url_or_default();
     let label = scanaid_server::label::Label {
-        url: format!("{}/c/{}", public_url.trim_end_matches('/'), resolved.code.code),
-        title: resolved.asset.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+        url: format!(
+            "{}/c/{}",
+            public_url.trim_end_matches('/'),
+            resolved.code.code
+        ),
+        title: resolved
+            .asset
+            .as_ref()
+            .map(|a| a.name.clone())
+            .unwrap_or_default(),
         line: cmd.line.clone(),
         code: resolved.code.code.clone(),
     };
@@ -262,6 +302,11 @@ pub fn qr(cmd: QrCmd) -> Result<ExitCode> {
     }
     .map_err(|e| anyhow::anyhow!(e))?;
     std::fs::write(&cmd.out, bytes).with_context(|| format!("writing {}", cmd.out.display()))?;
-    println!("wrote {} for {} ({})", cmd.out.display(), label.url, label.title);
+    println!(
+        "wrote {} for {} ({})",
+        cmd.out.display(),
+        label.url,
+        label.title
+    );
     Ok(ExitCode::SUCCESS)
 }

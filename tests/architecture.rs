@@ -58,7 +58,13 @@ fn the_manifest_reader_sees_real_dependencies() {
 fn models_know_no_index_and_no_http() {
     check_none(
         "models",
-        &["scanaid-indexer", "scanaid-evals", "scanaid-server", "tantivy", "hnsw_rs"],
+        &[
+            "scanaid-indexer",
+            "scanaid-evals",
+            "scanaid-server",
+            "tantivy",
+            "hnsw_rs",
+        ],
     );
     check_none("models", WEB);
 }

@@ -21,16 +21,37 @@ fn scanaid(args: &[&str]) -> std::process::Output {
 /// computed by either are reused by the other).
 fn bundled_index() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("server-e2e-index");
-    let out = scanaid(&["index", "--manuals", "manuals", "--index", dir.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = scanaid(&[
+        "index",
+        "--manuals",
+        "manuals",
+        "--index",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dir
 }
 
 #[test]
 fn codes_lists_every_printed_code_as_json() {
     let data = tempfile::tempdir().unwrap();
-    let out = scanaid(&["codes", "--data", data.path().to_str().unwrap(), "--json", "--public-url", "https://scan.example.org"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = scanaid(&[
+        "codes",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--json",
+        "--public-url",
+        "https://scan.example.org",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("a JSON array");
     assert_eq!(list.len(), 35, "every code of manuals/assets.toml");
     for entry in &list {
@@ -41,7 +62,10 @@ fn codes_lists_every_printed_code_as_json() {
         assert_eq!(entry["url"], format!("https://scan.example.org/c/{code}"));
         assert!(code.len() >= 6 && code.chars().all(|c| c.is_ascii_alphanumeric()));
     }
-    assert!(data.path().join("scanaid.db").is_file(), "the store is a real SQLite file");
+    assert!(
+        data.path().join("scanaid.db").is_file(),
+        "the store is a real SQLite file"
+    );
 }
 
 #[test]
@@ -49,7 +73,15 @@ fn serve_answers_scans_and_writes_every_event_before_exiting_on_sigterm() {
     let index = bundled_index();
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scanaid"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--data", data.path().to_str().unwrap(), "--index", index.to_str().unwrap()])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data",
+            data.path().to_str().unwrap(),
+            "--index",
+            index.to_str().unwrap(),
+        ])
         .current_dir(repo())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -67,23 +99,38 @@ fn serve_answers_scans_and_writes_every_event_before_exiting_on_sigterm() {
         }
     }
     let addr = addr.expect("the server says where it listens");
-    assert!(printed_password, "first start prints the demo admin's password once");
+    assert!(
+        printed_password,
+        "first start prints the demo admin's password once"
+    );
 
     let agent = ureq::AgentBuilder::new().redirects(0).build();
     for _ in 0..25 {
-        let r = agent.get(&format!("http://{addr}/c/tJ6bpUpB")).call().unwrap();
+        let r = agent
+            .get(&format!("http://{addr}/c/tJ6bpUpB"))
+            .call()
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.header("cache-control"), Some("no-store"));
     }
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert!(child.wait().unwrap().success());
-    assert!(rest.iter().any(|l| l.contains("every scan event was written")), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("every scan event was written")),
+        "{rest:?}"
+    );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let n = runtime.block_on(async {
-        let store = scanaid_server::store::Store::open(data.path()).await.unwrap();
+        let store = scanaid_server::store::Store::open(data.path())
+            .await
+            .unwrap();
         store.count_scan_events().await.unwrap()
     });
     assert_eq!(n, 25, "no scan event lost on shutdown");
@@ -103,21 +150,58 @@ fn rules_explain_says_which_rule_fires_and_why_the_others_did_not() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap();
     let check = scanaid(&["rules", "check", "--data", d]);
-    assert!(check.status.success(), "the bundled rules have no dead rule: {}", String::from_utf8_lossy(&check.stdout));
-    let evening = scanaid(&["rules", "explain", "--data", d, "--code", "tJ6bpUpB", "--role", "anonymous", "--at", "2026-11-24 20:30"]);
+    assert!(
+        check.status.success(),
+        "the bundled rules have no dead rule: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let evening = scanaid(&[
+        "rules",
+        "explain",
+        "--data",
+        d,
+        "--code",
+        "tJ6bpUpB",
+        "--role",
+        "anonymous",
+        "--at",
+        "2026-11-24 20:30",
+    ]);
     let text = String::from_utf8_lossy(&evening.stdout);
     assert!(evening.status.success(), "{text}");
     assert!(text.contains("mercy-after-hours: fired (role is anonymous, Tue 20:30 America/Chicago is outside Mon-Fri 07:00-18:00)"), "{text}");
-    assert!(text.contains("=> rule mercy-after-hours: the on-call page"), "{text}");
-    let morning = scanaid(&["rules", "explain", "--data", d, "--code", "tJ6bpUpB", "--role", "technician", "--at", "2026-11-24T10:00:00-06:00"]);
+    assert!(
+        text.contains("=> rule mercy-after-hours: the on-call page"),
+        "{text}"
+    );
+    let morning = scanaid(&[
+        "rules",
+        "explain",
+        "--data",
+        d,
+        "--code",
+        "tJ6bpUpB",
+        "--role",
+        "technician",
+        "--at",
+        "2026-11-24T10:00:00-06:00",
+    ]);
     let text = String::from_utf8_lossy(&morning.stdout);
-    assert!(text.contains("mercy-after-hours: did not match (role is technician"), "{text}");
-    assert!(text.contains("kestrel-weekend: not for this code (site kestrel-plant-2)"), "{text}");
+    assert!(
+        text.contains("mercy-after-hours: did not match (role is technician"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kestrel-weekend: not for this code (site kestrel-plant-2)"),
+        "{text}"
+    );
     assert!(text.contains("=> default: the technician page"), "{text}");
     let unknown = scanaid(&["rules", "explain", "--data", d, "--code", "nope2345"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown code \"nope2345\""));
-    let bad_time = scanaid(&["rules", "explain", "--data", d, "--code", "tJ6bpUpB", "--at", "teatime"]);
+    let bad_time = scanaid(&[
+        "rules", "explain", "--data", d, "--code", "tJ6bpUpB", "--at", "teatime",
+    ]);
     assert!(!bad_time.status.success());
     assert!(String::from_utf8_lossy(&bad_time.stderr).contains("--at \"teatime\""));
 }
@@ -127,23 +211,71 @@ fn printed_labels_decode_to_their_code_url_with_a_real_qr_decoder() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap();
     let png = data.path().join("label.png");
-    let out = scanaid(&["qr", "--data", d, "--code", "tJ6bpUpB", "--out", png.to_str().unwrap(), "--public-url", "https://scan.mercy.example"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = scanaid(&[
+        "qr",
+        "--data",
+        d,
+        "--code",
+        "tJ6bpUpB",
+        "--out",
+        png.to_str().unwrap(),
+        "--public-url",
+        "https://scan.mercy.example",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // zbarimg from Debian's zbar-tools (installed by .ci/run).
-    let decoded = Command::new("zbarimg").args(["--raw", "-q", png.to_str().unwrap()]).output().expect("zbarimg is installed");
-    assert!(decoded.status.success(), "zbarimg found no code: {}", String::from_utf8_lossy(&decoded.stderr));
-    assert_eq!(String::from_utf8_lossy(&decoded.stdout).trim(), "https://scan.mercy.example/c/tJ6bpUpB");
+    let decoded = Command::new("zbarimg")
+        .args(["--raw", "-q", png.to_str().unwrap()])
+        .output()
+        .expect("zbarimg is installed");
+    assert!(
+        decoded.status.success(),
+        "zbarimg found no code: {}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&decoded.stdout).trim(),
+        "https://scan.mercy.example/c/tJ6bpUpB"
+    );
 
     let svg = data.path().join("label.svg");
-    let out = scanaid(&["qr", "--data", d, "--code", "tJ6bpUpB", "--out", svg.to_str().unwrap()]);
+    let out = scanaid(&[
+        "qr",
+        "--data",
+        d,
+        "--code",
+        "tJ6bpUpB",
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("VP-300 infusion pump, ICU bed 7"));
     assert!(text.contains("Scan for manuals, fault codes and help"));
 
-    let bad = scanaid(&["qr", "--data", d, "--code", "nope2345", "--out", png.to_str().unwrap()]);
+    let bad = scanaid(&[
+        "qr",
+        "--data",
+        d,
+        "--code",
+        "nope2345",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown code"));
-    let bad_ext = scanaid(&["qr", "--data", d, "--code", "tJ6bpUpB", "--out", "label.gif"]);
+    let bad_ext = scanaid(&[
+        "qr",
+        "--data",
+        d,
+        "--code",
+        "tJ6bpUpB",
+        "--out",
+        "label.gif",
+    ]);
     assert!(String::from_utf8_lossy(&bad_ext.stderr).contains(".svg or .png"));
 }

@@ -551,7 +551,10 @@ mod tests {
         let expected: Vec<String> = chunk.text.split_whitespace().map(str::to_string).collect();
         assert_eq!(words, expected, "every word once, in order");
         // A text that fits keeps its exact embedding text (and so its cached embedding).
-        let short = Chunk { text: "short text".into(), ..chunk };
+        let short = Chunk {
+            text: "short text".into(),
+            ..chunk
+        };
         assert_eq!(short.embedding_windows(100), vec![short.embedding_text()]);
     }
 

@@ -451,11 +451,17 @@ mod tests {
             assert!(hits.iter().all(|h| h.0 != 200));
         }
         let plain = VectorIndex::new(16, data.clone(), EXACT_MAX, HnswParams::default());
-        assert!(plain.with_items(vec![0, 5]).is_err(), "offsets must cover every row");
+        assert!(
+            plain.with_items(vec![0, 5]).is_err(),
+            "offsets must cover every row"
+        );
         let plain = VectorIndex::new(16, data, EXACT_MAX, HnswParams::default());
         let mut bad = starts.clone();
         bad[3] = bad[2];
-        assert!(plain.with_items(bad).is_err(), "an item without a vector is refused");
+        assert!(
+            plain.with_items(bad).is_err(),
+            "an item without a vector is refused"
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Staff accounts in the browser: sign in, sign out, and (admins) the user list and adding users.
 //! Every form carries a CSRF token; failed sign-ins are limited per account and per client.
 
+use askama::Template;
 use axum::extract::{Form, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use askama::Template;
 use serde::Deserialize;
 
 use crate::auth::{self, SignedIn, SESSION_COOKIE, SIGNIN_CSRF_COOKIE};
@@ -27,7 +27,12 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
     response
 }
 
-fn signin_page(app: &AppState, status: StatusCode, error: &str, username: &str) -> Result<Response, AppError> {
+fn signin_page(
+    app: &AppState,
+    status: StatusCode,
+    error: &str,
+    username: &str,
+) -> Result<Response, AppError> {
     let csrf = auth::random_token(16);
     let page = SignInPage {
         lang: "en".to_string(),
@@ -36,8 +41,17 @@ fn signin_page(app: &AppState, status: StatusCode, error: &str, username: &str) 
         username: username.to_string(),
     }
     .render()?;
-    let cookie = http::set_cookie(SIGNIN_CSRF_COOKIE, &csrf, "/signin", Some(3600), app.config.secure_cookies);
-    Ok(no_store(with_cookie((status, Html(page)).into_response(), &cookie)))
+    let cookie = http::set_cookie(
+        SIGNIN_CSRF_COOKIE,
+        &csrf,
+        "/signin",
+        Some(3600),
+        app.config.secure_cookies,
+    );
+    Ok(no_store(with_cookie(
+        (status, Html(page)).into_response(),
+        &cookie,
+    )))
 }
 
 pub async fn signin_form(State(app): State<AppState>) -> Result<Response, AppError> {
@@ -55,15 +69,29 @@ pub struct SignInForm {
 }
 
 pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Response, AppError> {
-    let client = http::peer(&request).map(http::ip_prefix).unwrap_or_else(|| "unknown".to_string());
+    let client = http::peer(&request)
+        .map(http::ip_prefix)
+        .unwrap_or_else(|| "unknown".to_string());
     let headers = request.headers().clone();
     let Form(form) = match Form::<SignInForm>::from_request(request, &app).await {
         Ok(form) => form,
-        Err(_) => return signin_page(&app, StatusCode::BAD_REQUEST, "The form was incomplete. Please try again.", ""),
+        Err(_) => {
+            return signin_page(
+                &app,
+                StatusCode::BAD_REQUEST,
+                "The form was incomplete. Please try again.",
+                "",
+            )
+        }
     };
     let expected = http::cookie(&headers, SIGNIN_CSRF_COOKIE).unwrap_or("");
     if !auth::tokens_match(expected, &form.csrf) {
-        return signin_page(&app, StatusCode::FORBIDDEN, "This form expired. Please sign in again.", &form.username);
+        return signin_page(
+            &app,
+            StatusCode::FORBIDDEN,
+            "This form expired. Please sign in again.",
+            &form.username,
+        );
     }
     let username = form.username.trim().to_ascii_lowercase();
     let account_key = format!("user:{username}");
@@ -81,24 +109,45 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
             &username,
         );
     }
-    if username.is_empty() || username.len() > 64 || form.password.is_empty() || form.password.len() > 256 {
-        return signin_page(&app, StatusCode::UNPROCESSABLE_ENTITY, "Enter your username and password.", &username);
+    if username.is_empty()
+        || username.len() > 64
+        || form.password.is_empty()
+        || form.password.len() > 256
+    {
+        return signin_page(
+            &app,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Enter your username and password.",
+            &username,
+        );
     }
     match auth::sign_in(&app.store, &username, &form.password).await? {
         Some(token) => {
             app.signin_limiter.record_success(&account_key);
-            let cookie = http::set_cookie(SESSION_COOKIE, &token, "/", None, app.config.secure_cookies);
+            let cookie =
+                http::set_cookie(SESSION_COOKIE, &token, "/", None, app.config.secure_cookies);
             let response = with_cookie(Redirect::to("/").into_response(), &cookie);
             Ok(no_store(with_cookie(
                 response,
-                &http::set_cookie(SIGNIN_CSRF_COOKIE, "", "/signin", Some(0), app.config.secure_cookies),
+                &http::set_cookie(
+                    SIGNIN_CSRF_COOKIE,
+                    "",
+                    "/signin",
+                    Some(0),
+                    app.config.secure_cookies,
+                ),
             )))
         }
         None => {
             app.signin_limiter.record_failure(&account_key);
             app.client_limiter.record_failure(&client_key);
             tracing::info!(client = %client, "failed sign-in");
-            signin_page(&app, StatusCode::UNAUTHORIZED, "Wrong username or password.", &username)
+            signin_page(
+                &app,
+                StatusCode::UNAUTHORIZED,
+                "Wrong username or password.",
+                &username,
+            )
         }
     }
 }
@@ -106,7 +155,10 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
 use axum::extract::FromRequest;
 
 /// The signed-in user behind the request's cookie, if any.
-pub async fn current_user(app: &AppState, headers: &HeaderMap) -> Result<Option<(SignedIn, String)>, AppError> {
+pub async fn current_user(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(SignedIn, String)>, AppError> {
     let Some(token) = http::cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
@@ -133,7 +185,10 @@ pub async fn signout(
         auth::sign_out(&app.store, &token).await?;
     }
     let cookie = http::set_cookie(SESSION_COOKIE, "", "/", Some(0), app.config.secure_cookies);
-    Ok(no_store(with_cookie(Redirect::to("/").into_response(), &cookie)))
+    Ok(no_store(with_cookie(
+        Redirect::to("/").into_response(),
+        &cookie,
+    )))
 }
 
 fn forbidden(message: &str) -> Result<Response, AppError> {
@@ -144,11 +199,16 @@ fn forbidden(message: &str) -> Result<Response, AppError> {
         back: "/".to_string(),
     }
     .render()?;
-    Ok(no_store((StatusCode::FORBIDDEN, Html(page)).into_response()))
+    Ok(no_store(
+        (StatusCode::FORBIDDEN, Html(page)).into_response(),
+    ))
 }
 
 /// Admins only; anybody else is sent to sign in (or told they lack the role).
-pub async fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<Result<SignedIn, Response>, AppError> {
+pub async fn require_admin(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Result<SignedIn, Response>, AppError> {
     match current_user(app, headers).await? {
         None => Ok(Err(Redirect::to("/signin").into_response())),
         Some((user, _)) if user.role == Role::Admin => Ok(Ok(user)),
@@ -156,7 +216,12 @@ pub async fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<Result
     }
 }
 
-async fn users_page(app: &AppState, me: &SignedIn, status: StatusCode, message: &str) -> Result<Response, AppError> {
+async fn users_page(
+    app: &AppState,
+    me: &SignedIn,
+    status: StatusCode,
+    message: &str,
+) -> Result<Response, AppError> {
     let rows: Vec<(String, String, String)> =
         sqlx::query_as("SELECT username, role, created_at FROM users ORDER BY username")
             .fetch_all(app.store.pool())
@@ -169,9 +234,17 @@ async fn users_page(app: &AppState, me: &SignedIn, status: StatusCode, message: 
         message: message.to_string(),
         users: rows
             .into_iter()
-            .map(|(username, role, created_at)| UserRow { username, role, created_at })
+            .map(|(username, role, created_at)| UserRow {
+                username,
+                role,
+                created_at,
+            })
             .collect(),
-        roles: ALL_ROLES.iter().filter(|r| r.is_staff()).map(|r| r.as_str()).collect(),
+        roles: ALL_ROLES
+            .iter()
+            .filter(|r| r.is_staff())
+            .map(|r| r.as_str())
+            .collect(),
     }
     .render()?;
     Ok(no_store((status, Html(page)).into_response()))
@@ -210,7 +283,9 @@ pub async fn add_user(
     }
     let username = form.username.trim().to_ascii_lowercase();
     let valid_name = (2..=64).contains(&username.len())
-        && username.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     let role = form.role.parse::<Role>().ok().filter(|r| r.is_staff());
     let problem = if !valid_name {
         Some("Usernames are 2-64 characters: letters, digits, dot, dash, underscore.")
@@ -227,8 +302,20 @@ pub async fn add_user(
     let role = role.expect("checked above");
     if auth::create_user(&app.store, &username, &form.password, role).await? {
         tracing::info!(admin = %me.username, user = %username, role = role.as_str(), "user created");
-        users_page(&app, &me, StatusCode::OK, &format!("Added {username} ({}).", role.as_str())).await
+        users_page(
+            &app,
+            &me,
+            StatusCode::OK,
+            &format!("Added {username} ({}).", role.as_str()),
+        )
+        .await
     } else {
-        users_page(&app, &me, StatusCode::CONFLICT, &format!("{username} already exists.")).await
+        users_page(
+            &app,
+            &me,
+            StatusCode::CONFLICT,
+            &format!("{username} already exists."),
+        )
+        .await
     }
 }

@@ -5,12 +5,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::account::require_admin;
+use crate::http::escape_markup;
 use crate::label::{self, Label, DEFAULT_LINE};
 use crate::{AppError, AppState};
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 pub async fn codes(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     if let Err(response) = require_admin(&app, &headers).await? {
@@ -18,13 +15,17 @@ pub async fn codes(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
     }
     let mut rows = String::new();
     for c in app.store.codes().await? {
-        let state = if c.retired_at.is_some() { "retired" } else { "live" };
+        let state = if c.retired_at.is_some() {
+            "retired"
+        } else {
+            "live"
+        };
         rows.push_str(&format!(
             "<tr><td><code>{code}</code></td><td>{kind}</td><td>{asset}</td><td>{placement}</td><td>{state}</td><td><a href=\"/admin/codes/{code}.svg\">SVG</a> · <a href=\"/admin/codes/{code}.png\">PNG</a></td></tr>\n",
-            code = escape(&c.code),
-            kind = escape(&c.kind),
-            asset = escape(c.asset_id.as_deref().unwrap_or("-")),
-            placement = escape(&c.placement),
+            code = escape_markup(&c.code),
+            kind = escape_markup(&c.kind),
+            asset = escape_markup(c.asset_id.as_deref().unwrap_or("-")),
+            placement = escape_markup(&c.placement),
         ));
     }
     let page = format!(
@@ -54,8 +55,16 @@ pub async fn label(
         return Ok((StatusCode::NOT_FOUND, format!("no code {code:?}")).into_response());
     };
     let label = Label {
-        url: format!("{}/c/{}", app.config.public_url.trim_end_matches('/'), resolved.code.code),
-        title: resolved.asset.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+        url: format!(
+            "{}/c/{}",
+            app.config.public_url.trim_end_matches('/'),
+            resolved.code.code
+        ),
+        title: resolved
+            .asset
+            .as_ref()
+            .map(|a| a.name.clone())
+            .unwrap_or_default(),
         line: DEFAULT_LINE.to_string(),
         code: resolved.code.code.clone(),
     };
@@ -65,7 +74,14 @@ pub async fn label(
         _ => return Ok((StatusCode::NOT_FOUND, "labels come as .svg or .png").into_response()),
     };
     match rendered {
-        Ok((content_type, body)) => Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-store")], body).into_response()),
+        Ok((content_type, body)) => Ok((
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response()),
         Err(reason) => Ok((StatusCode::UNPROCESSABLE_ENTITY, reason).into_response()),
     }
 }

@@ -62,7 +62,10 @@ pub fn csrf_for_session(session_token: &str) -> String {
 pub fn tokens_match(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && !a.is_empty()
-        && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[derive(Debug, Clone)]
@@ -123,13 +126,15 @@ pub async fn sign_in(store: &Store, username: &str, password: &str) -> Result<Op
     }
     let token = random_token(32);
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_seen) VALUES (?, ?, ?, ?)")
-        .bind(token_hash(&token))
-        .bind(user_id)
-        .bind(&now)
-        .bind(&now)
-        .execute(store.pool())
-        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, created_at, last_seen) VALUES (?, ?, ?, ?)",
+    )
+    .bind(token_hash(&token))
+    .bind(user_id)
+    .bind(&now)
+    .bind(&now)
+    .execute(store.pool())
+    .await?;
     Ok(Some(token))
 }
 
@@ -142,7 +147,12 @@ pub async fn sign_out(store: &Store, token: &str) -> Result<()> {
 }
 
 /// Creates a staff user. Returns false when the username is taken.
-pub async fn create_user(store: &Store, username: &str, password: &str, role: Role) -> Result<bool> {
+pub async fn create_user(
+    store: &Store,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> Result<bool> {
     let password = password.to_string();
     let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
     let done = sqlx::query(
@@ -167,7 +177,8 @@ pub async fn count_users(store: &Store) -> Result<i64> {
 /// A real argon2id hash of a random password nobody knows, made once.
 fn dummy_hash() -> String {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| hash_password(&random_token(16))).clone()
+    HASH.get_or_init(|| hash_password(&random_token(16)))
+        .clone()
 }
 
 /// Failed sign-ins per key (account or client): after `max_failures` within `window` the key is locked
@@ -212,7 +223,9 @@ impl AttemptLimiter {
         let mut state = self.state.lock().expect("limiter lock");
         if state.len() > 100_000 {
             // Bounded memory under a flood of distinct keys: forget entries that no longer matter.
-            state.retain(|_, a| a.locked_until.is_some_and(|u| u > now) || now - a.first < self.window);
+            state.retain(|_, a| {
+                a.locked_until.is_some_and(|u| u > now) || now - a.first < self.window
+            });
         }
         let entry = state.entry(key.to_string()).or_insert(Attempts {
             failures: 0,

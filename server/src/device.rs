@@ -36,7 +36,9 @@ impl std::str::FromStr for DeviceClass {
             "ios" => Ok(DeviceClass::Ios),
             "android" => Ok(DeviceClass::Android),
             "desktop" => Ok(DeviceClass::Desktop),
-            other => Err(format!("unknown device {other:?}: use ios, android or desktop")),
+            other => Err(format!(
+                "unknown device {other:?}: use ios, android or desktop"
+            )),
         }
     }
 }
@@ -96,6 +98,8 @@ mod tests {
         ] {
             assert!(is_bot(ua), "{ua}");
         }
-        assert!(!is_bot("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148 Safari/604.1"));
+        assert!(!is_bot(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148 Safari/604.1"
+        ));
     }
 }

@@ -7,6 +7,14 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
+/// Text made safe inside HTML or XML, attribute values included.
+pub fn escape_markup(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// A cookie's value from the request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -21,7 +29,13 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax (a scan from the camera app is a top-level navigation
 /// and must carry the staff session), Secure when served over TLS.
-pub fn set_cookie(name: &str, value: &str, path: &str, max_age_s: Option<u64>, secure: bool) -> String {
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_s: Option<u64>,
+    secure: bool,
+) -> String {
     let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(age) = max_age_s {
         c.push_str(&format!("; Max-Age={age}"));
@@ -91,14 +105,20 @@ mod tests {
     #[test]
     fn prefixes_never_keep_the_host_part() {
         assert_eq!(ip_prefix("203.0.113.77".parse().unwrap()), "203.0.113.0/24");
-        assert_eq!(ip_prefix("2001:db8:abcd:12::1".parse().unwrap()), "2001:db8:abcd::/48");
+        assert_eq!(
+            ip_prefix("2001:db8:abcd:12::1".parse().unwrap()),
+            "2001:db8:abcd::/48"
+        );
         assert_eq!(ip_prefix("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.0/24");
     }
 
     #[test]
     fn cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert("cookie", HeaderValue::from_static("a=1; scanaid_session=abc; b=2"));
+        h.insert(
+            "cookie",
+            HeaderValue::from_static("a=1; scanaid_session=abc; b=2"),
+        );
         assert_eq!(cookie(&h, "scanaid_session"), Some("abc"));
         assert_eq!(cookie(&h, "missing"), None);
     }

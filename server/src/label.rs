@@ -5,6 +5,8 @@
 
 use qrcode::{Color, EcLevel, QrCode};
 
+use crate::http::escape_markup;
+
 /// What a label says.
 #[derive(Debug, Clone)]
 pub struct Label {
@@ -23,15 +25,12 @@ fn matrix(url: &str) -> Result<(usize, Vec<bool>), String> {
     let code = QrCode::with_error_correction_level(url.as_bytes(), EcLevel::H)
         .map_err(|e| format!("cannot encode {url:?} as a QR code: {e}"))?;
     let width = code.width();
-    let dark = code.to_colors().into_iter().map(|c| c == Color::Dark).collect();
+    let dark = code
+        .to_colors()
+        .into_iter()
+        .map(|c| c == Color::Dark)
+        .collect();
     Ok((width, dark))
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// An SVG label, 1 user unit = 1 module; text below the code.
@@ -43,7 +42,11 @@ pub fn svg(label: &Label) -> Result<String, String> {
     for y in 0..width {
         for x in 0..width {
             if dark[y * width + x] {
-                path.push_str(&format!("M{} {}h1v1h-1z", x + QUIET_MODULES, y + QUIET_MODULES));
+                path.push_str(&format!(
+                    "M{} {}h1v1h-1z",
+                    x + QUIET_MODULES,
+                    y + QUIET_MODULES
+                ));
             }
         }
     }
@@ -64,9 +67,9 @@ pub fn svg(label: &Label) -> Result<String, String> {
         y1 = side + 3,
         y2 = side + 7,
         y3 = side + 11,
-        title = xml_escape(&label.title),
-        line = xml_escape(&label.line),
-        code = xml_escape(&label.code),
+        title = escape_markup(&label.title),
+        line = escape_markup(&label.line),
+        code = escape_markup(&label.code),
     ))
 }
 
@@ -76,7 +79,12 @@ pub fn png(label: &Label) -> Result<Vec<u8>, String> {
     let (width, dark) = matrix(&label.url)?;
     let qr_px = (width + 2 * QUIET_MODULES) * SCALE;
     let lines: [(&str, usize); 3] = [(&label.title, 3), (&label.line, 2), (&label.code, 3)];
-    let text_w = lines.iter().map(|(t, s)| t.chars().count() * 8 * s).max().unwrap_or(0) + 2 * SCALE * 2;
+    let text_w = lines
+        .iter()
+        .map(|(t, s)| t.chars().count() * 8 * s)
+        .max()
+        .unwrap_or(0)
+        + 2 * SCALE * 2;
     let img_w = qr_px.max(text_w);
     let text_h: usize = lines.iter().map(|(_, s)| 8 * s + 12).sum::<usize>() + SCALE * 2;
     let img_h = qr_px + text_h;
@@ -106,7 +114,9 @@ pub fn png(label: &Label) -> Result<Vec<u8>, String> {
         encoder.set_color(png::ColorType::Grayscale);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
-        writer.write_image_data(&pixels).map_err(|e| e.to_string())?;
+        writer
+            .write_image_data(&pixels)
+            .map_err(|e| e.to_string())?;
     }
     Ok(out)
 }
@@ -171,6 +181,11 @@ mod tests {
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         let reader = decoder.read_info().unwrap();
         let info = reader.info();
-        assert!(info.width >= 290 && info.height >= 290, "{}x{}", info.width, info.height);
+        assert!(
+            info.width >= 290 && info.height >= 290,
+            "{}x{}",
+            info.width,
+            info.height
+        );
     }
 }

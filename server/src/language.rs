@@ -14,7 +14,10 @@ pub fn preferences(accept_language: &str) -> Vec<String> {
             .and_then(|q| q.trim().parse::<f32>().ok())
             .unwrap_or(1.0);
         let primary = tag.split('-').next().unwrap_or("").to_ascii_lowercase();
-        if q <= 0.0 || !(2..=3).contains(&primary.len()) || !primary.chars().all(|c| c.is_ascii_alphabetic()) {
+        if q <= 0.0
+            || !(2..=3).contains(&primary.len())
+            || !primary.chars().all(|c| c.is_ascii_alphabetic())
+        {
             continue;
         }
         ranked.push((q, i, primary));
@@ -30,7 +33,11 @@ pub fn preferences(accept_language: &str) -> Vec<String> {
 }
 
 /// Picks the served language among `available` (primary subtags).
-pub fn negotiate(query_lang: Option<&str>, accept_language: Option<&str>, available: &[String]) -> String {
+pub fn negotiate(
+    query_lang: Option<&str>,
+    accept_language: Option<&str>,
+    available: &[String],
+) -> String {
     let wanted = query_lang
         .map(|l| vec![l.split('-').next().unwrap_or("").to_ascii_lowercase()])
         .into_iter()
@@ -54,7 +61,10 @@ mod tests {
 
     #[test]
     fn q_values_order_the_preferences() {
-        assert_eq!(preferences("fr;q=0.5, es-MX, en;q=0.8, de;q=0"), langs(&["es", "en", "fr"]));
+        assert_eq!(
+            preferences("fr;q=0.5, es-MX, en;q=0.8, de;q=0"),
+            langs(&["es", "en", "fr"])
+        );
         assert_eq!(preferences(""), Vec::<String>::new());
         assert_eq!(preferences("*;q=0.1, ,;;q=, x-1"), Vec::<String>::new());
     }
@@ -64,7 +74,10 @@ mod tests {
         let available = langs(&["en", "es"]);
         assert_eq!(negotiate(Some("es"), Some("en"), &available), "es");
         assert_eq!(negotiate(None, Some("es-ES,es;q=0.9"), &available), "es");
-        assert_eq!(negotiate(Some("zz"), Some("de, es;q=0.5"), &available), "es");
+        assert_eq!(
+            negotiate(Some("zz"), Some("de, es;q=0.5"), &available),
+            "es"
+        );
         assert_eq!(negotiate(None, Some("de"), &available), "en");
         assert_eq!(negotiate(None, None, &available), "en");
     }

@@ -149,8 +149,16 @@ pub async fn open(
         rules: RwLock::new(Arc::new(rules)),
         embedder,
         config,
-        signin_limiter: AttemptLimiter::new(5, Duration::from_secs(15 * 60), Duration::from_secs(15 * 60)),
-        client_limiter: AttemptLimiter::new(30, Duration::from_secs(15 * 60), Duration::from_secs(15 * 60)),
+        signin_limiter: AttemptLimiter::new(
+            5,
+            Duration::from_secs(15 * 60),
+            Duration::from_secs(15 * 60),
+        ),
+        client_limiter: AttemptLimiter::new(
+            30,
+            Duration::from_secs(15 * 60),
+            Duration::from_secs(15 * 60),
+        ),
     }));
     Ok((
         Running {

@@ -32,20 +32,52 @@ pub struct PageContent {
 fn priorities(role: Role) -> &'static [&'static str] {
     match role {
         Role::Technician => &[
-            "fault", "código", "error", "troubleshoot", "problema", "maintenance", "mantenimiento",
-            "procedure", "repair", "parts", "repuesto", "pieza",
+            "fault",
+            "código",
+            "error",
+            "troubleshoot",
+            "problema",
+            "maintenance",
+            "mantenimiento",
+            "procedure",
+            "repair",
+            "parts",
+            "repuesto",
+            "pieza",
         ],
         Role::Biomed => &[
-            "fault", "código", "performance verification", "calibrat", "maintenance",
-            "mantenimiento", "troubleshoot", "commissioning", "parts", "repuesto",
+            "fault",
+            "código",
+            "performance verification",
+            "calibrat",
+            "maintenance",
+            "mantenimiento",
+            "troubleshoot",
+            "commissioning",
+            "parts",
+            "repuesto",
         ],
         Role::Clinician => &[
-            "alarm", "alarma", "clinical", "clínic", "quick start", "inicio rápido", "safety",
+            "alarm",
+            "alarma",
+            "clinical",
+            "clínic",
+            "quick start",
+            "inicio rápido",
+            "safety",
             "seguridad",
         ],
         Role::Operator | Role::Anonymous | Role::Agent | Role::Admin | Role::Patient => &[
-            "quick start", "inicio rápido", "safety", "seguridad", "alarm", "alarma", "operation",
-            "funcionamiento", "cleaning", "limpieza",
+            "quick start",
+            "inicio rápido",
+            "safety",
+            "seguridad",
+            "alarm",
+            "alarma",
+            "operation",
+            "funcionamiento",
+            "cleaning",
+            "limpieza",
         ],
     }
 }
@@ -92,7 +124,11 @@ pub fn role_page_content(
         })
         .collect();
     ranked.sort();
-    let chosen: Vec<usize> = ranked.iter().take(MAX_HIGHLIGHTS).map(|&(_, i)| i).collect();
+    let chosen: Vec<usize> = ranked
+        .iter()
+        .take(MAX_HIGHLIGHTS)
+        .map(|&(_, i)| i)
+        .collect();
     let mut content = PageContent {
         languages,
         ..PageContent::default()
@@ -194,16 +230,21 @@ pub fn markdown_to_html(markdown: &str) -> String {
 }
 
 /// The sections of one manual a role may read, for the manual page: (heading path, anchor, html).
-pub fn manual_sections(index: &SearchIndex, manual_id: &str, role: Role) -> Vec<(Vec<String>, String, String)> {
+pub fn manual_sections(
+    index: &SearchIndex,
+    manual_id: &str,
+    role: Role,
+) -> Vec<(Vec<String>, String, String)> {
     let mut out: Vec<(Vec<String>, String, String)> = Vec::new();
     let mut markdown = String::new();
     let mut current: Option<(Vec<String>, String)> = None;
-    let flush = |current: &Option<(Vec<String>, String)>, markdown: &mut String, out: &mut Vec<_>| {
-        if let Some((path, anchor)) = current {
-            out.push((path.clone(), anchor.clone(), markdown_to_html(markdown)));
-        }
-        markdown.clear();
-    };
+    let flush =
+        |current: &Option<(Vec<String>, String)>, markdown: &mut String, out: &mut Vec<_>| {
+            if let Some((path, anchor)) = current {
+                out.push((path.clone(), anchor.clone(), markdown_to_html(markdown)));
+            }
+            markdown.clear();
+        };
     for chunk in index
         .chunks()
         .iter()

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::error::{ServerError, Result};
+use crate::error::{Result, ServerError};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -111,25 +111,43 @@ impl Registry {
         let sites = unique_ids(registry.sites.iter().map(|s| &s.id), "site", &mut problems);
         for site in &registry.sites {
             if site.timezone.parse::<chrono_tz::Tz>().is_err() {
-                problems.push(format!("site {}: unknown time zone {:?}", site.id, site.timezone));
+                problems.push(format!(
+                    "site {}: unknown time zone {:?}",
+                    site.id, site.timezone
+                ));
             }
         }
-        let queues = unique_ids(registry.queues.iter().map(|q| &q.id), "queue", &mut problems);
+        let queues = unique_ids(
+            registry.queues.iter().map(|q| &q.id),
+            "queue",
+            &mut problems,
+        );
         for queue in &registry.queues {
             if !sites.contains(queue.site.as_str()) {
                 problems.push(format!("queue {}: unknown site {:?}", queue.id, queue.site));
             }
         }
-        let assets = unique_ids(registry.assets.iter().map(|a| &a.id), "asset", &mut problems);
+        let assets = unique_ids(
+            registry.assets.iter().map(|a| &a.id),
+            "asset",
+            &mut problems,
+        );
         for asset in &registry.assets {
             if !sites.contains(asset.site.as_str()) {
                 problems.push(format!("asset {}: unknown site {:?}", asset.id, asset.site));
             }
             if !queues.contains(asset.queue.as_str()) {
-                problems.push(format!("asset {}: unknown queue {:?}", asset.id, asset.queue));
+                problems.push(format!(
+                    "asset {}: unknown queue {:?}",
+                    asset.id, asset.queue
+                ));
             }
         }
-        unique_ids(registry.codes.iter().map(|c| &c.code), "code", &mut problems);
+        unique_ids(
+            registry.codes.iter().map(|c| &c.code),
+            "code",
+            &mut problems,
+        );
         for code in &registry.codes {
             if !is_well_formed_code(&code.code) {
                 problems.push(format!(
@@ -138,7 +156,10 @@ impl Registry {
                 ));
             }
             if !assets.contains(code.asset.as_str()) {
-                problems.push(format!("code {}: unknown asset {:?}", code.code, code.asset));
+                problems.push(format!(
+                    "code {}: unknown asset {:?}",
+                    code.code, code.asset
+                ));
             }
         }
         if problems.is_empty() {

@@ -47,7 +47,12 @@ impl Role {
             Role::Biomed => &["biomed", "technician", "clinician", "operator", "public"],
             // Support agents and admins answer for every audience.
             Role::Agent | Role::Admin => &[
-                "technician", "biomed", "clinician", "operator", "public", "patient",
+                "technician",
+                "biomed",
+                "clinician",
+                "operator",
+                "public",
+                "patient",
             ],
         }
     }

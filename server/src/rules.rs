@@ -185,7 +185,10 @@ impl RuleSet {
                 .filter(|s| s.is_some())
                 .count();
             if scopes > 1 {
-                problems.push(format!("rule {}: give at most one of code, asset, site", rule.id));
+                problems.push(format!(
+                    "rule {}: give at most one of code, asset, site",
+                    rule.id
+                ));
             }
             if let Some(when) = &rule.when {
                 check_condition(when, &rule.id, &mut problems);
@@ -203,15 +206,23 @@ impl RuleSet {
                 }
                 Action::Redirect(url) => {
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
-                        problems.push(format!("rule {}: a redirect needs an http(s) URL, got {url:?}", rule.id));
+                        problems.push(format!(
+                            "rule {}: a redirect needs an http(s) URL, got {url:?}",
+                            rule.id
+                        ));
                     }
                 }
                 Action::DeepLink(url) => {
-                    let scheme_ok = url
-                        .split_once("://")
-                        .is_some_and(|(s, _)| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)));
+                    let scheme_ok = url.split_once("://").is_some_and(|(s, _)| {
+                        !s.is_empty()
+                            && s.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                    });
                     if !scheme_ok || url.starts_with("javascript") || url.starts_with("data") {
-                        problems.push(format!("rule {}: a deep link needs an app scheme, got {url:?}", rule.id));
+                        problems.push(format!(
+                            "rule {}: a deep link needs an app scheme, got {url:?}",
+                            rule.id
+                        ));
                     }
                 }
             }
@@ -234,17 +245,29 @@ impl RuleSet {
             match rule.when.as_ref().map(|c| eval(c, facts)) {
                 None => {
                     trace.push(format!("{}: fired (no condition)", rule.id));
-                    return Decision { rule: Some(rule.id.clone()), action: Some(rule.then.clone()), trace };
+                    return Decision {
+                        rule: Some(rule.id.clone()),
+                        action: Some(rule.then.clone()),
+                        trace,
+                    };
                 }
                 Some(Ok(why)) => {
                     trace.push(format!("{}: fired ({why})", rule.id));
-                    return Decision { rule: Some(rule.id.clone()), action: Some(rule.then.clone()), trace };
+                    return Decision {
+                        rule: Some(rule.id.clone()),
+                        action: Some(rule.then.clone()),
+                        trace,
+                    };
                 }
                 Some(Err(why)) => trace.push(format!("{}: did not match ({why})", rule.id)),
             }
         }
         trace.push("default: the page for the person's role".to_string());
-        Decision { rule: None, action: None, trace }
+        Decision {
+            rule: None,
+            action: None,
+            trace,
+        }
     }
 
     /// Rules that can never fire: their condition is unsatisfiable, or an earlier rule with a scope at
@@ -302,7 +325,10 @@ fn eval(condition: &Condition, facts: &Facts) -> Result<String, String> {
         if wanted.iter().any(|w| w == have) {
             Ok(format!("{name} is {have}"))
         } else {
-            Err(format!("{name} is {have}, rule wants {}", wanted.join(" or ")))
+            Err(format!(
+                "{name} is {have}, rule wants {}",
+                wanted.join(" or ")
+            ))
         }
     };
     match condition {
@@ -311,16 +337,29 @@ fn eval(condition: &Condition, facts: &Facts) -> Result<String, String> {
         Condition::Device(d) => within("device", d, &facts.device),
         Condition::Placement(p) => within("placement", p, &facts.placement),
         Condition::Returning(want) => {
-            let have = if facts.returning { "returning" } else { "first" };
+            let have = if facts.returning {
+                "returning"
+            } else {
+                "first"
+            };
             if *want == facts.returning {
                 Ok(format!("a {have} scan"))
             } else {
-                Err(format!("a {have} scan, rule wants {}", if *want { "returning" } else { "first" }))
+                Err(format!(
+                    "a {have} scan, rule wants {}",
+                    if *want { "returning" } else { "first" }
+                ))
             }
         }
         Condition::Time(window) => {
             let local = facts.at.with_timezone(&facts.timezone);
-            let when = format!("{} {:02}:{:02} {}", local.weekday(), local.hour(), local.minute(), facts.timezone);
+            let when = format!(
+                "{} {:02}:{:02} {}",
+                local.weekday(),
+                local.hour(),
+                local.minute(),
+                facts.timezone
+            );
             if in_window(window, local.weekday(), local.time()) {
                 Ok(format!("{when} is in {}", describe_window(window)))
             } else {
@@ -358,7 +397,11 @@ fn eval(condition: &Condition, facts: &Facts) -> Result<String, String> {
                     Err(why) => reasons.push(why),
                 }
             }
-            Err(if reasons.is_empty() { "an empty any".to_string() } else { reasons.join("; and ") })
+            Err(if reasons.is_empty() {
+                "an empty any".to_string()
+            } else {
+                reasons.join("; and ")
+            })
         }
         Condition::Not(inner) => match eval(inner, facts) {
             Ok(why) => Err(format!("not wanted: {why}")),
@@ -368,7 +411,11 @@ fn eval(condition: &Condition, facts: &Facts) -> Result<String, String> {
 }
 
 fn describe_window(window: &TimeWindow) -> String {
-    let days = if window.days.is_empty() { "every day".to_string() } else { window.days.join(",") };
+    let days = if window.days.is_empty() {
+        "every day".to_string()
+    } else {
+        window.days.join(",")
+    };
     match &window.hours {
         Some(h) => format!("{days} {h}"),
         None => days,
@@ -398,7 +445,9 @@ pub fn parse_days(specs: &[String]) -> Result<Vec<Weekday>, String> {
     for spec in specs {
         let (a, b) = spec.split_once('-').unwrap_or((spec, spec));
         let (Some(start), Some(end)) = (parse_day(a), parse_day(b)) else {
-            return Err(format!("days {spec:?}: use Mon..Sun or a range like Mon-Fri"));
+            return Err(format!(
+                "days {spec:?}: use Mon..Sun or a range like Mon-Fri"
+            ));
         };
         let mut d = start;
         loop {
@@ -429,10 +478,16 @@ pub fn parse_hours(spec: &str) -> Result<(NaiveTime, Option<NaiveTime>), String>
 
 fn in_window(window: &TimeWindow, day: Weekday, time: NaiveTime) -> bool {
     // Validated at load; an unparsable window never matches.
-    let Ok(days) = parse_days(&window.days) else { return false };
+    let Ok(days) = parse_days(&window.days) else {
+        return false;
+    };
     let day_ok = |d: Weekday| days.is_empty() || days.contains(&d);
-    let Some(hours) = &window.hours else { return day_ok(day) };
-    let Ok((start, end)) = parse_hours(hours) else { return false };
+    let Some(hours) = &window.hours else {
+        return day_ok(day);
+    };
+    let Ok((start, end)) = parse_hours(hours) else {
+        return false;
+    };
     match end {
         None => day_ok(day) && time >= start,
         Some(end) if start < end => day_ok(day) && time >= start && time < end,
@@ -453,7 +508,9 @@ fn check_condition(c: &Condition, rule: &str, problems: &mut Vec<String>) {
         Condition::Device(d) => {
             for v in d.values() {
                 if v.parse::<crate::device::DeviceClass>().is_err() {
-                    problems.push(format!("rule {rule}: unknown device {v:?} (ios, android, desktop)"));
+                    problems.push(format!(
+                        "rule {rule}: unknown device {v:?} (ios, android, desktop)"
+                    ));
                 }
             }
         }
@@ -476,7 +533,9 @@ fn check_condition(c: &Condition, rule: &str, problems: &mut Vec<String>) {
         Condition::Dates(range) => {
             for value in [&range.from, &range.to].into_iter().flatten() {
                 if calendar_date(value).is_none() {
-                    problems.push(format!("rule {rule}: dates take a plain date like 2026-12-01, got {value}"));
+                    problems.push(format!(
+                        "rule {rule}: dates take a plain date like 2026-12-01, got {value}"
+                    ));
                 }
             }
         }
@@ -487,13 +546,18 @@ fn check_condition(c: &Condition, rule: &str, problems: &mut Vec<String>) {
 /// Why a condition can never hold, when that is certain from the rule alone.
 fn never(c: &Condition) -> Option<String> {
     match c {
-        Condition::Role(v) | Condition::Language(v) | Condition::Device(v) | Condition::Placement(v)
+        Condition::Role(v)
+        | Condition::Language(v)
+        | Condition::Device(v)
+        | Condition::Placement(v)
             if v.values().is_empty() =>
         {
             Some("an empty list matches nothing".to_string())
         }
         Condition::Dates(range) => match range.bounds() {
-            (Some(f), Some(t)) if f > t => Some(format!("its dates end ({t}) before they start ({f})")),
+            (Some(f), Some(t)) if f > t => {
+                Some(format!("its dates end ({t}) before they start ({f})"))
+            }
             _ => None,
         },
         Condition::Time(w) => match w.hours.as_deref().map(parse_hours) {
@@ -517,7 +581,9 @@ fn never(c: &Condition) -> Option<String> {
                         ("role", Condition::Role(v))
                         | ("language", Condition::Language(v))
                         | ("device", Condition::Device(v))
-                        | ("placement", Condition::Placement(v)) => Some(v.values().into_iter().collect()),
+                        | ("placement", Condition::Placement(v)) => {
+                            Some(v.values().into_iter().collect())
+                        }
                         _ => None,
                     })
                     .collect();
@@ -535,7 +601,8 @@ fn never(c: &Condition) -> Option<String> {
                     _ => None,
                 })
                 .collect();
-            (returning.len() > 1).then(|| "it asks for a first and a returning scan at once".to_string())
+            (returning.len() > 1)
+                .then(|| "it asks for a first and a returning scan at once".to_string())
         }
         _ => None,
     }
@@ -591,18 +658,37 @@ then = { deep_link = "vendorapp://asset" }
         let d = set.decide(&facts("anonymous", "2026-11-25T02:30:00Z"));
         assert_eq!(d.rule.as_deref(), Some("after-hours"));
         assert_eq!(d.action, Some(Action::Page("on-call".into())));
-        assert_eq!(d.trace[0], "other-site: not for this code (site kestrel-plant-2)");
-        assert_eq!(d.trace[1], "recall-notice: did not match (2026-11-24 is outside 2026-12-01 to 2026-12-31)");
+        assert_eq!(
+            d.trace[0],
+            "other-site: not for this code (site kestrel-plant-2)"
+        );
+        assert_eq!(
+            d.trace[1],
+            "recall-notice: did not match (2026-11-24 is outside 2026-12-01 to 2026-12-31)"
+        );
         assert!(d.trace[2].starts_with("after-hours: fired (role is anonymous, Tue 20:30 America/Chicago is outside Mon-Fri 07:00-18:00)"), "{}", d.trace[2]);
 
         // The same person at 10:00 local on a weekday gets their role page.
         let d = set.decide(&facts("anonymous", "2026-11-24T16:00:00Z"));
         assert_eq!(d.rule, None);
-        assert!(d.trace.iter().any(|t| t.contains("not wanted: Tue 10:00")), "{:?}", d.trace);
+        assert!(
+            d.trace.iter().any(|t| t.contains("not wanted: Tue 10:00")),
+            "{:?}",
+            d.trace
+        );
         // A technician after hours is not an operator: role page.
-        assert_eq!(set.decide(&facts("technician", "2026-11-25T02:30:00Z")).rule, None);
+        assert_eq!(
+            set.decide(&facts("technician", "2026-11-25T02:30:00Z"))
+                .rule,
+            None
+        );
         // In December the recall notice wins over everything after it.
-        assert_eq!(set.decide(&facts("anonymous", "2026-12-02T02:30:00Z")).rule.as_deref(), Some("recall-notice"));
+        assert_eq!(
+            set.decide(&facts("anonymous", "2026-12-02T02:30:00Z"))
+                .rule
+                .as_deref(),
+            Some("recall-notice")
+        );
     }
 
     #[test]
@@ -617,16 +703,28 @@ then = { deep_link = "vendorapp://asset" }
 
     #[test]
     fn windows_past_midnight_belong_to_the_day_they_start() {
-        let w = TimeWindow { days: vec!["Fri".into()], hours: Some("22:00-06:00".into()) };
+        let w = TimeWindow {
+            days: vec!["Fri".into()],
+            hours: Some("22:00-06:00".into()),
+        };
         let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
         assert!(in_window(&w, Weekday::Fri, t(23, 0)));
         assert!(in_window(&w, Weekday::Sat, t(5, 59)));
         assert!(!in_window(&w, Weekday::Sat, t(6, 0)));
-        assert!(!in_window(&w, Weekday::Fri, t(5, 0)), "Friday early morning belongs to Thursday night");
-        let all_day = TimeWindow { days: vec!["Sat-Sun".into()], hours: Some("00:00-24:00".into()) };
+        assert!(
+            !in_window(&w, Weekday::Fri, t(5, 0)),
+            "Friday early morning belongs to Thursday night"
+        );
+        let all_day = TimeWindow {
+            days: vec!["Sat-Sun".into()],
+            hours: Some("00:00-24:00".into()),
+        };
         assert!(in_window(&all_day, Weekday::Sun, t(23, 59)));
         assert!(!in_window(&all_day, Weekday::Mon, t(0, 0)));
-        assert_eq!(parse_days(&["Fri-Mon".into()]).unwrap(), vec![Weekday::Fri, Weekday::Sat, Weekday::Sun, Weekday::Mon]);
+        assert_eq!(
+            parse_days(&["Fri-Mon".into()]).unwrap(),
+            vec![Weekday::Fri, Weekday::Sat, Weekday::Sun, Weekday::Mon]
+        );
     }
 
     #[test]
@@ -644,7 +742,16 @@ id = "a"
 then = { redirect = "javascript:alert(1)" }
 "#;
         let err = RuleSet::parse(text).unwrap_err();
-        for want in ["at most one of code, asset, site", "unknown role \"janitor\"", "days \"Funday\"", "hours \"25:00-26:00\"", "unknown device \"toaster\"", "unknown page \"nowhere\"", "defined twice", "needs an http(s) URL"] {
+        for want in [
+            "at most one of code, asset, site",
+            "unknown role \"janitor\"",
+            "days \"Funday\"",
+            "hours \"25:00-26:00\"",
+            "unknown device \"toaster\"",
+            "unknown page \"nowhere\"",
+            "defined twice",
+            "needs an http(s) URL",
+        ] {
             assert!(err.contains(want), "missing {want:?} in {err}");
         }
         assert!(RuleSet::parse("[[rule]]\nid = 1").is_err());
@@ -683,7 +790,9 @@ then = { page = "technician" }
         let set = RuleSet::parse(text).unwrap();
         let findings = set.analyse();
         assert_eq!(findings.len(), 3, "{findings:?}");
-        assert!(findings[0].starts_with("contradiction can never fire: it asks for roles that exclude each other"));
+        assert!(findings[0].starts_with(
+            "contradiction can never fire: it asks for roles that exclude each other"
+        ));
         assert!(findings[1].starts_with("backwards-dates can never fire"));
         assert!(findings[2].starts_with("never-reached is shadowed by catch-all"));
     }

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
+use askama::Template;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use askama::Template;
 use serde::Deserialize;
 
 use crate::device::{self, DeviceClass};
@@ -54,10 +54,9 @@ pub async fn scan(
     // HEAD requests and link previews get the page but are not scans.
     let counted = request.method() != Method::HEAD && !device::is_bot(user_agent);
     let seen = http::cookie(headers, SEEN_COOKIE).unwrap_or("").to_string();
-    let signed_in = match http::cookie(headers, crate::auth::SESSION_COOKIE) {
-        Some(token) => crate::auth::session_user(&app.store, token).await?,
-        None => None,
-    };
+    let signed_in = crate::account::current_user(&app, headers)
+        .await?
+        .map(|(user, _)| user);
     let context = ScanContext {
         role: signed_in.as_ref().map_or(Role::Anonymous, |s| s.role),
         signed_in: signed_in.is_some(),
@@ -86,7 +85,13 @@ pub async fn scan(
         let mut codes: Vec<&str> = seen.split('.').filter(|c| is_well_formed_code(c)).collect();
         codes.push(&code);
         let keep = &codes[codes.len().saturating_sub(SEEN_MAX)..];
-        let cookie = http::set_cookie(SEEN_COOKIE, &keep.join("."), "/c", Some(365 * 24 * 3600), app.config.secure_cookies);
+        let cookie = http::set_cookie(
+            SEEN_COOKIE,
+            &keep.join("."),
+            "/c",
+            Some(365 * 24 * 3600),
+            app.config.secure_cookies,
+        );
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             headers.append(header::SET_COOKIE, value);
         }
@@ -120,7 +125,12 @@ fn base_event(code: &str, context: &ScanContext, language: &str) -> ScanEvent {
 }
 
 /// The facts rules decide on, for a resolved code and the person scanning.
-pub fn facts(resolved: &ResolvedCode, context: &ScanContext, language: &str, at: chrono::DateTime<chrono::Utc>) -> Facts {
+pub fn facts(
+    resolved: &ResolvedCode,
+    context: &ScanContext,
+    language: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Facts {
     let asset = resolved.asset.as_ref();
     let site = resolved.site.as_ref();
     Facts {
@@ -134,7 +144,9 @@ pub fn facts(resolved: &ResolvedCode, context: &ScanContext, language: &str, at:
         returning: context.returning,
         at,
         // Validated when the registry was loaded; UTC only if a site was edited into something odd.
-        timezone: site.and_then(|s| s.timezone.parse().ok()).unwrap_or(chrono_tz::UTC),
+        timezone: site
+            .and_then(|s| s.timezone.parse().ok())
+            .unwrap_or(chrono_tz::UTC),
     }
 }
 
@@ -152,22 +164,32 @@ fn serve_asset(
         context.accept_language.as_deref(),
         &available,
     );
-    let decision = app.rules().decide(&facts(resolved, context, &lang, app.now()));
+    let decision = app
+        .rules()
+        .decide(&facts(resolved, context, &lang, app.now()));
     let mut event = base_event(&resolved.code.code, context, &lang);
     event.asset_id = Some(asset.id.clone());
     event.site_id = Some(asset.site_id.clone());
     event.placement = Some(resolved.code.placement.clone());
-    event.rule = decision.rule.clone().unwrap_or_else(|| "default".to_string());
+    event.rule = decision
+        .rule
+        .clone()
+        .unwrap_or_else(|| "default".to_string());
     let (variant, on_call_first) = match &decision.action {
         Some(Action::Redirect(url)) | Some(Action::DeepLink(url)) => {
             event.destination = format!("redirect:{url}");
             // 302: temporary, so the label keeps pointing at us and rules can change.
             let response = match HeaderValue::from_str(url) {
                 Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
-                Err(_) => return Err(AppError(crate::ServerError::Registry {
-                    path: "rules".into(),
-                    reason: format!("rule {:?} has a redirect that is not a valid header", decision.rule),
-                })),
+                Err(_) => {
+                    return Err(AppError(crate::ServerError::Registry {
+                        path: "rules".into(),
+                        reason: format!(
+                            "rule {:?} has a redirect that is not a valid header",
+                            decision.rule
+                        ),
+                    }))
+                }
             };
             return Ok((response, event));
         }
@@ -181,7 +203,11 @@ fn serve_asset(
         format!("page:{}", variant.as_str())
     };
     let content = pages::role_page_content(&index, &manual_ids, context.role, variant, &lang);
-    let ui_lang = if i18n::UI_LANGUAGES.contains(&lang.as_str()) { lang.clone() } else { language::DEFAULT_LANGUAGE.to_string() };
+    let ui_lang = if i18n::UI_LANGUAGES.contains(&lang.as_str()) {
+        lang.clone()
+    } else {
+        language::DEFAULT_LANGUAGE.to_string()
+    };
     let site = resolved.site.as_ref();
     let queue = resolved.queue.as_ref();
     let page = AssetPage {
@@ -243,11 +269,20 @@ async fn fallback(
         t,
         lang: lang.clone(),
         heading: t.fallback_title.to_string(),
-        intro: if retired { t.fallback_retired } else { t.fallback_unknown }.to_string(),
+        intro: if retired {
+            t.fallback_retired
+        } else {
+            t.fallback_unknown
+        }
+        .to_string(),
         sites,
     }
     .render()?;
-    let status = if retired { StatusCode::GONE } else { StatusCode::NOT_FOUND };
+    let status = if retired {
+        StatusCode::GONE
+    } else {
+        StatusCode::NOT_FOUND
+    };
     let mut event = base_event(code, context, &lang);
     if let Some(r) = resolved {
         event.asset_id = r.code.asset_id.clone();
@@ -255,7 +290,12 @@ async fn fallback(
         event.placement = Some(r.code.placement.clone());
     }
     event.rule = "fallback".to_string();
-    event.destination = if retired { "fallback:retired" } else { "fallback:unknown" }.to_string();
+    event.destination = if retired {
+        "fallback:retired"
+    } else {
+        "fallback:unknown"
+    }
+    .to_string();
     event.fallback = true;
     Ok(((status, Html(page)).into_response(), event))
 }

@@ -1,10 +1,10 @@
 //! The pages around a scan: a manual read in full (for the reader's role), search over the manuals,
 //! the home page, the stylesheet and the health check.
 
+use askama::Template;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use askama::Template;
 use serde::Deserialize;
 
 use scanaid_indexer::{Filters, Mode, OwnerScope, SearchRequest};
@@ -13,8 +13,9 @@ use crate::http;
 use crate::i18n;
 use crate::language;
 use crate::pages;
+use crate::pages::SectionView;
 use crate::roles::Role;
-use crate::views::{FallbackPage, ManualPage, ManualSection, MessagePage, SearchHitView, SearchPage};
+use crate::views::{FallbackPage, ManualPage, ManualSection, MessagePage, SearchPage};
 use crate::{AppError, AppState};
 
 const STYLESHEET: &str = include_str!("../static/site.css");
@@ -34,19 +35,20 @@ pub async fn health(State(app): State<AppState>) -> Response {
     let index = app.index();
     (
         [(header::CACHE_CONTROL, "no-store")],
-        format!("ok generation={} chunks={}\n", index.generation, index.len()),
+        format!(
+            "ok generation={} chunks={}\n",
+            index.generation,
+            index.len()
+        ),
     )
         .into_response()
 }
 
 /// Who is asking: the signed-in staff role, or anonymous.
 pub async fn role_of(app: &AppState, headers: &HeaderMap) -> Result<Role, AppError> {
-    Ok(match http::cookie(headers, crate::auth::SESSION_COOKIE) {
-        Some(token) => crate::auth::session_user(&app.store, token)
-            .await?
-            .map_or(Role::Anonymous, |s| s.role),
-        None => Role::Anonymous,
-    })
+    Ok(crate::account::current_user(app, headers)
+        .await?
+        .map_or(Role::Anonymous, |(user, _)| user.role))
 }
 
 fn ui_language(query: Option<&str>, headers: &HeaderMap) -> String {
@@ -181,13 +183,18 @@ pub async fn search(
         .iter()
         .map(|h| {
             let c = index.chunk(h.ord);
-            SearchHitView {
+            SectionView {
                 manual_id: c.manual_id.clone(),
                 manual_title: c.manual_title.clone(),
                 revision: c.revision.clone(),
-                title: c.heading_path.last().cloned().unwrap_or_else(|| c.manual_title.clone()),
+                title: c
+                    .heading_path
+                    .last()
+                    .cloned()
+                    .unwrap_or_else(|| c.manual_title.clone()),
                 anchor: c.anchor.clone(),
                 html: pages::markdown_to_html(&c.text),
+                truncated: false,
             }
         })
         .collect();
@@ -206,7 +213,9 @@ fn not_found_page(lang: &str) -> Response {
     let page = MessagePage {
         lang: lang.to_string(),
         heading: "Page not found".to_string(),
-        message: "There is no page at this address. Scan the code again, or start from the home page.".to_string(),
+        message:
+            "There is no page at this address. Scan the code again, or start from the home page."
+                .to_string(),
         back: "/".to_string(),
     }
     .render()

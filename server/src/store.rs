@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -249,11 +249,12 @@ impl Store {
     }
 
     pub async fn retire_code(&self, code: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE codes SET retired_at = ? WHERE code = ? AND retired_at IS NULL")
-            .bind(now())
-            .bind(code)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE codes SET retired_at = ? WHERE code = ? AND retired_at IS NULL")
+                .bind(now())
+                .bind(code)
+                .execute(&self.pool)
+                .await?;
         self.forget_resolved();
         Ok(done.rows_affected() == 1)
     }

@@ -54,15 +54,6 @@ pub struct ManualPage {
     pub sections: Vec<ManualSection>,
 }
 
-pub struct SearchHitView {
-    pub manual_id: String,
-    pub manual_title: String,
-    pub revision: String,
-    pub title: String,
-    pub anchor: String,
-    pub html: String,
-}
-
 #[derive(Template)]
 #[template(path = "search.html")]
 pub struct SearchPage {
@@ -70,7 +61,7 @@ pub struct SearchPage {
     pub lang: String,
     pub query: String,
     pub asset_id: String,
-    pub hits: Vec<SearchHitView>,
+    pub hits: Vec<SectionView>,
 }
 
 #[derive(Template)]

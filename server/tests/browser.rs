@@ -11,7 +11,12 @@ use common::*;
 fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
     let binary = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
         .expect("Chromium is installed (.ci/run installs Debian's chromium)");
     Command::new(binary)
         .args([
@@ -47,13 +52,24 @@ fn the_operator_page_renders_at_phone_size_in_chromium() {
 
     let dom = chromium(&["--dump-dom", &url], profile.path());
     let html = String::from_utf8_lossy(&dom.stdout);
-    assert!(html.contains("VP-300 infusion pump, ICU bed 7"), "{}", String::from_utf8_lossy(&dom.stderr));
+    assert!(
+        html.contains("VP-300 infusion pump, ICU bed 7"),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
     assert!(html.contains("Operator quick start"));
 
     let shot = screenshots_dir().join("pump-operator-375x812.png");
     let _ = std::fs::remove_file(&shot);
-    let out = chromium(&[&format!("--screenshot={}", shot.display()), &url], profile.path());
-    assert!(shot.is_file(), "no screenshot: {}", String::from_utf8_lossy(&out.stderr));
+    let out = chromium(
+        &[&format!("--screenshot={}", shot.display()), &url],
+        profile.path(),
+    );
+    assert!(
+        shot.is_file(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
     let mut reader = decoder.read_info().unwrap();
     let (width, height) = (reader.info().width, reader.info().height);
@@ -67,7 +83,10 @@ fn the_operator_page_renders_at_phone_size_in_chromium() {
         .filter(|px| px[..3.min(channels)].iter().all(|&v| v < 80))
         .count();
     // Text and the dark header bar: a blank or unstyled page would have almost none.
-    assert!(dark > 2_000, "only {dark} dark pixels: the page did not render");
+    assert!(
+        dark > 2_000,
+        "only {dark} dark pixels: the page did not render"
+    );
 
     // The scan by the browser was counted like any other, as an iPhone.
     app.flush_events();

@@ -88,14 +88,20 @@ pub fn spawn_app_with_rules(rules: RuleSet, config: ServerConfig) -> TestApp {
             public_url: format!("http://{addr}"),
             ..config
         };
-        let (running, admin) = scanaid_server::open(data_dir, &registry, rules, index, embedder, config)
-            .await
-            .expect("server opens");
+        let (running, admin) =
+            scanaid_server::open(data_dir, &registry, rules, index, embedder, config)
+                .await
+                .expect("server opens");
         let state = running.state.clone();
         let server = tokio::spawn(scanaid_server::serve(listener, running, async {
             let _ = wait.await;
         }));
-        (addr, state, admin.expect("a fresh store creates the demo admin"), server)
+        (
+            addr,
+            state,
+            admin.expect("a fresh store creates the demo admin"),
+            server,
+        )
     });
     TestApp {
         addr,
