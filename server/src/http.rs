@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 /// Text made safe inside HTML or XML, attribute values included.
 pub fn escape_markup(s: &str) -> String {
@@ -83,6 +83,29 @@ pub fn ip_prefix(ip: IpAddr) -> String {
 }
 
 /// Headers every response carries. No inline scripts anywhere, so the policy can forbid them.
+/// Refuses a request whose declared `Content-Length` is over `MAX_BODY_BYTES` before reading any of
+/// it, with a short page saying what happened. The body limit layer still guards bodies sent
+/// without a length (chunked); this answers the common case at once, so a client is not left
+/// writing into a connection the server has already given up on.
+pub async fn reject_oversized_bodies(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > crate::MAX_BODY_BYTES as u64) {
+        return (
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            [("cache-control", "no-store"), ("connection", "close")],
+            axum::response::Html(
+                "<!doctype html><meta name=viewport content=\"width=device-width\"><title>Too long</title><p>That request was too long. Questions and forms must be under 64 KB; please shorten it and try again.</p><p><a href=\"/\">Home</a></p>",
+            ),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();

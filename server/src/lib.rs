@@ -119,6 +119,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(site::health))
         .fallback(site::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(http::reject_oversized_bodies))
         .layer(axum::middleware::from_fn(http::security_headers))
         .with_state(state)
 }

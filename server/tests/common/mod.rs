@@ -275,3 +275,26 @@ pub const ANDROID: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/
 
 /// The ICU pump's nameplate code in the bundled registry.
 pub const PUMP_CODE: &str = "tJ6bpUpB";
+
+/// Sends `request` as raw bytes on a fresh connection and returns everything the server answers.
+/// For requests no HTTP client will send as written (a declared length with no body, a chunked
+/// body over the limit). Write errors are ignored on purpose: a server that answers early and
+/// closes may reset the rest of the upload, and the answer already sent is still readable.
+pub fn raw_request(app: &TestApp, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(app.addr).expect("connect to the test server");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("read timeout");
+    let _ = stream.write_all(request.as_bytes());
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
