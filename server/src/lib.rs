@@ -71,6 +71,8 @@ pub struct Inner {
     pub config: ServerConfig,
     /// Routing rules, in order (see `rules.rs`); swapped whole when an admin edits them.
     pub rules: RwLock<Arc<rules::RuleSet>>,
+    /// Role page content per index generation (see `pages::PageCache`).
+    pub pages: pages::PageCache,
     /// Failed sign-ins per username.
     pub signin_limiter: AttemptLimiter,
     /// Failed sign-ins per client address prefix: higher, since a ward or a plant shares one address.
@@ -160,6 +162,7 @@ pub async fn open(
             Duration::from_secs(15 * 60),
             Duration::from_secs(15 * 60),
         ),
+        pages: pages::PageCache::default(),
     }));
     Ok((
         Running {

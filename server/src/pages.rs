@@ -2,6 +2,9 @@
 //! role may read, in the served language, with the ones that role needs first (fault codes for a
 //! technician, quick start and safety for an operator) shown in full.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use scanaid_indexer::{Chunk, SearchIndex};
 
 use crate::roles::Role;
@@ -79,6 +82,67 @@ fn priorities(role: Role) -> &'static [&'static str] {
             "cleaning",
             "limpieza",
         ],
+    }
+}
+
+/// Page content per (manuals, role, variant, language) for one index generation. Building it walks
+/// every chunk and renders markdown, which cost more than everything else in a scan together; the
+/// result only changes when a new generation is served, so it is built once and shared.
+#[derive(Default)]
+pub struct PageCache {
+    state: RwLock<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    generation: String,
+    pages: HashMap<PageKey, Arc<PageContent>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PageKey {
+    manual_ids: Vec<String>,
+    role: Role,
+    variant: Role,
+    language: String,
+}
+
+/// Entries kept before the cache starts over. Keys are bounded by assets x roles x languages, so this
+/// is a guard against a registry far larger than expected, not an eviction policy.
+const MAX_CACHED_PAGES: usize = 4096;
+
+impl PageCache {
+    /// The content `role_page_content` gives, built on first use per generation.
+    pub fn content(
+        &self,
+        index: &SearchIndex,
+        manual_ids: &[String],
+        role: Role,
+        variant: Role,
+        language: &str,
+    ) -> Arc<PageContent> {
+        let key = PageKey {
+            manual_ids: manual_ids.to_vec(),
+            role,
+            variant,
+            language: language.to_string(),
+        };
+        {
+            let state = self.state.read().expect("page cache lock");
+            if state.generation == index.generation {
+                if let Some(found) = state.pages.get(&key) {
+                    return found.clone();
+                }
+            }
+        }
+        let built = Arc::new(role_page_content(index, manual_ids, role, variant, language));
+        let mut state = self.state.write().expect("page cache lock");
+        if state.generation != index.generation || state.pages.len() >= MAX_CACHED_PAGES {
+            state.generation = index.generation.clone();
+            state.pages.clear();
+        }
+        state.pages.insert(key, built.clone());
+        built
     }
 }
 

@@ -14,7 +14,6 @@ use crate::events::ScanEvent;
 use crate::http;
 use crate::i18n;
 use crate::language;
-use crate::pages;
 use crate::registry::is_well_formed_code;
 use crate::roles::Role;
 use crate::rules::{Action, Facts};
@@ -158,7 +157,16 @@ fn serve_asset(
     let asset = resolved.asset.as_ref().expect("checked by the caller");
     let index = app.index();
     let manual_ids = asset.manual_ids();
-    let available = manual_languages(&index, &manual_ids);
+    // What the asset's manuals offer an anonymous reader tells which languages exist; the role's
+    // own page is taken below, once the language and the rule's variant are known.
+    let mut available = app
+        .pages
+        .content(&index, &manual_ids, Role::Anonymous, Role::Anonymous, language::DEFAULT_LANGUAGE)
+        .languages
+        .clone();
+    available.push(language::DEFAULT_LANGUAGE.to_string());
+    available.sort();
+    available.dedup();
     let lang = language::negotiate(
         context.language_query.as_deref(),
         context.accept_language.as_deref(),
@@ -202,7 +210,9 @@ fn serve_asset(
     } else {
         format!("page:{}", variant.as_str())
     };
-    let content = pages::role_page_content(&index, &manual_ids, context.role, variant, &lang);
+    let content = app
+        .pages
+        .content(&index, &manual_ids, context.role, variant, &lang);
     let ui_lang = if i18n::UI_LANGUAGES.contains(&lang.as_str()) {
         lang.clone()
     } else {
@@ -223,26 +233,12 @@ fn serve_asset(
         queue_name: queue.map(|q| q.name.clone()).unwrap_or_default(),
         queue_hours: queue.map(|q| q.hours.clone()).unwrap_or_default(),
         on_call_first,
-        languages: content.languages,
-        highlights: content.highlights,
-        contents: content.contents,
+        languages: &content.languages,
+        highlights: &content.highlights,
+        contents: &content.contents,
     }
     .render()?;
     Ok((Html(page).into_response(), event))
-}
-
-/// Languages the given manuals exist in, plus English (the interface is always available in it).
-fn manual_languages(index: &scanaid_indexer::SearchIndex, manual_ids: &[String]) -> Vec<String> {
-    let mut langs: Vec<String> = index
-        .chunks()
-        .iter()
-        .filter(|c| manual_ids.contains(&c.manual_id))
-        .map(|c| c.language.clone())
-        .collect();
-    langs.push(language::DEFAULT_LANGUAGE.to_string());
-    langs.sort();
-    langs.dedup();
-    langs
 }
 
 /// Unknown, malformed or retired codes: a page with the site's contact (or every site's, when the code

@@ -23,9 +23,9 @@ pub struct AssetPage<'a> {
     pub queue_hours: String,
     /// The on-call page variant: who to call comes first.
     pub on_call_first: bool,
-    pub languages: Vec<String>,
-    pub highlights: Vec<SectionView>,
-    pub contents: Vec<SectionView>,
+    pub languages: &'a [String],
+    pub highlights: &'a [SectionView],
+    pub contents: &'a [SectionView],
 }
 
 #[derive(Template)]
