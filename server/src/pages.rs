@@ -135,7 +135,9 @@ impl PageCache {
                 }
             }
         }
-        let built = Arc::new(role_page_content(index, manual_ids, role, variant, language));
+        let built = Arc::new(role_page_content(
+            index, manual_ids, role, variant, language,
+        ));
         let mut state = self.state.write().expect("page cache lock");
         if state.generation != index.generation || state.pages.len() >= MAX_CACHED_PAGES {
             state.generation = index.generation.clone();

@@ -161,7 +161,13 @@ fn serve_asset(
     // own page is taken below, once the language and the rule's variant are known.
     let mut available = app
         .pages
-        .content(&index, &manual_ids, Role::Anonymous, Role::Anonymous, language::DEFAULT_LANGUAGE)
+        .content(
+            &index,
+            &manual_ids,
+            Role::Anonymous,
+            Role::Anonymous,
+            language::DEFAULT_LANGUAGE,
+        )
         .languages
         .clone();
     available.push(language::DEFAULT_LANGUAGE.to_string());

@@ -592,3 +592,45 @@ then = { page = "clinician" }
         ]
     );
 }
+
+#[test]
+fn page_content_is_built_once_per_generation_and_matches_a_fresh_build() {
+    use scanaid_server::pages::{role_page_content, PageCache};
+    use scanaid_server::roles::Role;
+    use std::sync::Arc;
+    let embedder = embedder();
+    let index = scanaid_indexer::SearchIndex::open_for(&bundled_index_dir(), embedder.as_ref())
+        .expect("index opens");
+    let manuals = vec!["vp300-service".to_string()];
+    let summary = |c: &scanaid_server::pages::PageContent| {
+        let titles = |v: &[scanaid_server::pages::SectionView]| {
+            v.iter()
+                .map(|s| format!("{}#{}:{}", s.title, s.anchor, s.html))
+                .collect::<Vec<_>>()
+        };
+        (
+            titles(&c.highlights),
+            titles(&c.contents),
+            c.languages.clone(),
+        )
+    };
+    let cache = PageCache::default();
+    let first = cache.content(&index, &manuals, Role::Technician, Role::Technician, "en");
+    let again = cache.content(&index, &manuals, Role::Technician, Role::Technician, "en");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the second scan reuses the page"
+    );
+    let fresh = role_page_content(&index, &manuals, Role::Technician, Role::Technician, "en");
+    assert_eq!(summary(&first), summary(&fresh));
+    assert!(!first.highlights.is_empty());
+    // Another role is another page: an operator never gets the technician's cached content.
+    let operator = cache.content(&index, &manuals, Role::Operator, Role::Operator, "en");
+    assert_ne!(summary(&operator), summary(&first));
+    // A new generation (same files under another name here) is built anew, not served from the old.
+    let next = scanaid_indexer::SearchIndex::open_generation_dir(&index.dir, "next-generation")
+        .expect("reopens");
+    let rebuilt = cache.content(&next, &manuals, Role::Technician, Role::Technician, "en");
+    assert!(!Arc::ptr_eq(&first, &rebuilt));
+    assert_eq!(summary(&rebuilt), summary(&fresh));
+}
