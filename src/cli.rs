@@ -408,6 +408,11 @@ fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {
         report.index_s,
         if report.index_cached { " (cached)" } else { "" },
     );
+    let stages = &report.stage_p50_ms;
+    println!(
+        "median per stage: embed {:.2} ms, bm25 {:.2} ms, vectors {:.2} ms, fuse {:.2} ms",
+        stages.embed, stages.bm25, stages.vectors, stages.fuse
+    );
     if let Some(path) = cmd.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

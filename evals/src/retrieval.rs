@@ -55,10 +55,20 @@ pub struct RetrievalReport {
     #[serde(rename = "mrr@10")]
     pub mrr10: f64,
     pub latency_ms: Latency,
+    /// Median milliseconds per stage of a search (embedding, BM25, vector top-k, fusion).
+    pub stage_p50_ms: StageMedians,
     /// Seconds the index build took (from the cache's record when it was reused).
     pub index_s: f64,
     pub index_cached: bool,
     pub embed_passages_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageMedians {
+    pub embed: f64,
+    pub bm25: f64,
+    pub vectors: f64,
+    pub fuse: f64,
 }
 
 /// A BEIR passage as an index chunk: the passage is the unit (BEIR judges whole passages).
@@ -159,6 +169,7 @@ pub struct QueryRun {
     pub query_id: String,
     pub ranked: Vec<String>,
     pub latency_ms: f64,
+    pub stages: scanaid_indexer::StageTimes,
     pub hits: Vec<scanaid_indexer::Hit>,
 }
 
@@ -187,7 +198,7 @@ pub fn run_queries(
         }
         let req = request(q, mode, use_history);
         let started = Instant::now();
-        let hits = index.search(&req, Some(embedder))?;
+        let (hits, stages) = index.search_timed(&req, Some(embedder))?;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let ranked = hits
             .iter()
@@ -198,6 +209,7 @@ pub fn run_queries(
             query_id: q.id.clone(),
             ranked,
             latency_ms,
+            stages,
             hits,
         });
     }
@@ -269,6 +281,17 @@ pub fn evaluate(
             p50: percentile(&latencies, 50.0),
             p95: percentile(&latencies, 95.0),
             mean: latencies.iter().sum::<f64>() / n,
+        },
+        stage_p50_ms: {
+            let median = |f: fn(&scanaid_indexer::StageTimes) -> f64| {
+                percentile(&runs.iter().map(|r| f(&r.stages)).collect::<Vec<_>>(), 50.0)
+            };
+            StageMedians {
+                embed: median(|s| s.embed_ms),
+                bm25: median(|s| s.bm25_ms),
+                vectors: median(|s| s.vectors_ms),
+                fuse: median(|s| s.fuse_ms),
+            }
         },
         index_s,
         index_cached,

@@ -20,4 +20,4 @@ pub use chunking::{Chunk, ChunkingConfig};
 pub use error::{IndexError, Result};
 pub use filters::{Filters, OwnerScope};
 pub use fusion::{Fusion, LegScore};
-pub use search::{Hit, Mode, SearchIndex, SearchRequest, SearchSettings};
+pub use search::{Hit, Mode, SearchIndex, SearchRequest, SearchSettings, StageTimes};

@@ -58,6 +58,18 @@ impl Default for SearchSettings {
     }
 }
 
+/// Milliseconds spent in each stage of one search (zero for a stage the mode skips).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimes {
+    /// The query (and history) through the embedding model.
+    pub embed_ms: f64,
+    pub bm25_ms: f64,
+    /// The vector index's top-k.
+    pub vectors_ms: f64,
+    /// Fusion, including exact dense scores for BM25-only hits.
+    pub fuse_ms: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     pub query: String,
@@ -222,6 +234,17 @@ impl SearchIndex {
         request: &SearchRequest,
         embedder: Option<&dyn Embedder>,
     ) -> Result<Vec<Hit>> {
+        self.search_timed(request, embedder).map(|(hits, _)| hits)
+    }
+
+    /// `search`, also returning how long each stage took (`scanaid bench query`).
+    pub fn search_timed(
+        &self,
+        request: &SearchRequest,
+        embedder: Option<&dyn Embedder>,
+    ) -> Result<(Vec<Hit>, StageTimes)> {
+        let mut times = StageTimes::default();
+        let clock = std::time::Instant::now;
         if request.query.trim().is_empty() {
             return Err(IndexError::BadRequest("empty query".to_string()));
         }
@@ -250,20 +273,38 @@ impl SearchIndex {
             let vectors = embedder.embed_queries(&texts)?;
             Ok(combine(&vectors, self.settings.history_weight))
         };
+        let ms = |since: std::time::Instant| since.elapsed().as_secs_f64() * 1000.0;
         let hits: Vec<Hit> = match request.mode {
-            Mode::Bm25 => to_hits(self, bm25()?, true),
+            Mode::Bm25 => {
+                let t = clock();
+                let lexical = bm25()?;
+                times.bm25_ms = ms(t);
+                to_hits(self, lexical, true)
+            }
             Mode::Dense => {
+                let t = clock();
                 let q = dense_query()?;
-                to_hits(self, self.vectors.search(&q, k, mask.as_deref()), false)
+                times.embed_ms = ms(t);
+                let t = clock();
+                let dense = self.vectors.search(&q, k, mask.as_deref());
+                times.vectors_ms = ms(t);
+                to_hits(self, dense, false)
             }
             Mode::Hybrid => {
                 // Sequential on purpose: the query embedding already uses both cores, and BM25
                 // takes well under a millisecond; a third thread for it bought nothing measurable.
+                let t = clock();
                 let q = dense_query()?;
+                times.embed_ms = ms(t);
+                let t = clock();
                 let lexical = bm25()?;
+                times.bm25_ms = ms(t);
+                let t = clock();
                 let dense = self.vectors.search(&q, k, mask.as_deref());
+                times.vectors_ms = ms(t);
+                let t = clock();
                 let dense_of = |ord: u32| self.vectors.item_score(&q, ord as usize);
-                fuse(&lexical, &dense, self.settings.fusion, Some(&dense_of))
+                let fused = fuse(&lexical, &dense, self.settings.fusion, Some(&dense_of))
                     .into_iter()
                     .map(|f| Hit {
                         ord: f.ord,
@@ -272,10 +313,12 @@ impl SearchIndex {
                         bm25: f.bm25,
                         dense: f.dense,
                     })
-                    .collect()
+                    .collect();
+                times.fuse_ms = ms(t);
+                fused
             }
         };
-        Ok(hits.into_iter().take(request.limit).collect())
+        Ok((hits.into_iter().take(request.limit).collect(), times))
     }
 
     /// The vector leg's allow-mask, or `None` when every chunk is allowed.
