@@ -3,12 +3,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
 use scanaid_server::device::DeviceClass;
 use scanaid_server::roles::Role;
-use scanaid_server::scan::ScanContext;
 
 use crate::serve::DataOpts;
 
@@ -80,70 +79,28 @@ fn check(cmd: RulesCheckCmd) -> Result<ExitCode> {
 
 fn explain(cmd: RulesExplainCmd) -> Result<ExitCode> {
     let rules = cmd.data.rules()?;
-    let Some(resolved) = cmd.data.resolve_code(&cmd.code)? else {
-        bail!("unknown code {:?}: a scan of it gets the fallback page (list codes with `scanaid codes`)", cmd.code);
+    let resolved = cmd.data.resolve_code(&cmd.code)?;
+    let query = scanaid_server::rules_admin::ExplainQuery {
+        code: cmd.code.clone(),
+        role: cmd.role.as_str().to_string(),
+        lang: cmd.lang.clone(),
+        at: cmd.at.clone().unwrap_or_default(),
+        device: cmd.device.as_str().to_string(),
+        returning: cmd.returning.then(String::new),
     };
-    if resolved.code.retired_at.is_some() {
-        println!(
-            "code {} is retired: a scan of it gets the fallback page of its site",
-            cmd.code
-        );
-        return Ok(ExitCode::SUCCESS);
+    match scanaid_server::rules_admin::explain(
+        &rules,
+        &cmd.code,
+        resolved.as_ref(),
+        &query,
+        chrono::Utc::now(),
+    ) {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problem) => bail!("{problem} (list codes with `scanaid codes`)"),
     }
-    let timezone: chrono_tz::Tz = resolved
-        .site
-        .as_ref()
-        .and_then(|s| s.timezone.parse().ok())
-        .unwrap_or(chrono_tz::UTC);
-    let at = match &cmd.at {
-        None => chrono::Utc::now(),
-        Some(text) => parse_time(text, timezone)?,
-    };
-    let context = ScanContext {
-        role: cmd.role,
-        signed_in: cmd.role.is_staff(),
-        language_query: Some(cmd.lang.clone()),
-        accept_language: None,
-        device: cmd.device,
-        returning: cmd.returning,
-    };
-    let facts = scanaid_server::scan::facts(&resolved, &context, &cmd.lang, at);
-    println!(
-        "scan of {} ({}, {}, placement {}) by {} in {} on {} at {} ({})",
-        cmd.code,
-        facts.asset,
-        facts.site,
-        facts.placement,
-        facts.role,
-        facts.language,
-        facts.device,
-        at.with_timezone(&timezone).format("%a %Y-%m-%d %H:%M"),
-        timezone
-    );
-    let decision = rules.decide(&facts);
-    for line in &decision.trace {
-        println!("  {line}");
-    }
-    match (&decision.rule, &decision.action) {
-        (Some(rule), Some(action)) => println!("=> rule {rule}: {action}"),
-        _ => println!("=> default: the {} page", facts.role),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn parse_time(text: &str, timezone: chrono_tz::Tz) -> Result<chrono::DateTime<chrono::Utc>> {
-    use chrono::TimeZone;
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    let local = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M")
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M"))
-        .with_context(|| {
-            format!("--at {text:?}: use RFC 3339 or \"YYYY-MM-DD HH:MM\" (site time)")
-        })?;
-    timezone
-        .from_local_datetime(&local)
-        .earliest()
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .with_context(|| format!("--at {text:?} does not exist in {timezone} (a clock change)"))
 }

@@ -39,12 +39,28 @@ impl DataOpts {
     /// The routing rules (`rules.toml` beside the registry); none when the file is absent.
     pub fn rules(&self) -> Result<RuleSet> {
         let path = self.manuals.join("rules.toml");
-        if !path.exists() {
-            return Ok(RuleSet::default());
+        let from_file = if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            RuleSet::parse(&text)
+                .map_err(|e| anyhow::anyhow!("routing rules {}: {e}", path.display()))?
+        } else {
+            RuleSet::default()
+        };
+        // What the server would serve: an admin's saved rules win over the file's.
+        if !self
+            .data_dir
+            .join(scanaid_server::store::DATABASE_FILE)
+            .exists()
+        {
+            return Ok(from_file);
         }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        RuleSet::parse(&text).map_err(|e| anyhow::anyhow!("routing rules {}: {e}", path.display()))
+        Ok(runtime()?.block_on(async {
+            let store = scanaid_server::store::Store::open(&self.data_dir).await?;
+            let rules = scanaid_server::rules_in_force(&store, from_file).await;
+            store.close().await;
+            rules
+        })?)
     }
 
     /// The base URL of printed codes (default: the default listening address).

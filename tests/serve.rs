@@ -203,7 +203,7 @@ fn rules_explain_says_which_rule_fires_and_why_the_others_did_not() {
         "rules", "explain", "--data", d, "--code", "tJ6bpUpB", "--at", "teatime",
     ]);
     assert!(!bad_time.status.success());
-    assert!(String::from_utf8_lossy(&bad_time.stderr).contains("--at \"teatime\""));
+    assert!(String::from_utf8_lossy(&bad_time.stderr).contains("\"teatime\": use RFC 3339"));
 }
 
 #[test]

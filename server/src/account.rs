@@ -191,7 +191,7 @@ pub async fn signout(
     )))
 }
 
-fn forbidden(message: &str) -> Result<Response, AppError> {
+pub(crate) fn forbidden(message: &str) -> Result<Response, AppError> {
     let page = MessagePage {
         lang: "en".to_string(),
         heading: "Not allowed".to_string(),

@@ -16,6 +16,7 @@ pub mod pages;
 pub mod registry;
 pub mod roles;
 pub mod rules;
+pub mod rules_admin;
 pub mod scan;
 pub mod site;
 pub mod store;
@@ -116,6 +117,10 @@ pub fn app(state: AppState) -> Router {
         .route("/signout", post(account::signout))
         .route("/admin/users", get(account::users).post(account::add_user))
         .route("/admin/codes", get(admin::codes))
+        .route(
+            "/admin/rules",
+            get(rules_admin::page).post(rules_admin::save),
+        )
         .route("/admin/codes/{label}", get(admin::label))
         .route("/static/site.css", get(site::stylesheet))
         .route("/healthz", get(site::health))
@@ -143,6 +148,7 @@ pub async fn open(
 ) -> Result<(Running, Option<String>)> {
     let store = Store::open(&data_dir).await?;
     store.seed_if_empty(registry).await?;
+    let rules = rules_in_force(&store, rules).await?;
     let demo_admin = ensure_demo_admin(&store).await?;
     let (events, event_writer) = EventSink::start(store.clone(), config.event_queue);
     let state = AppState(Arc::new(Inner {
@@ -171,6 +177,24 @@ pub async fn open(
         },
         demo_admin,
     ))
+}
+
+/// The rules an admin saved last, else the corpus file's. A saved set that no longer parses (a newer
+/// rule syntax rolled back, say) is reported and the file's rules serve instead of none.
+pub async fn rules_in_force(store: &Store, from_file: rules::RuleSet) -> Result<rules::RuleSet> {
+    match store.saved_rules().await? {
+        None => Ok(from_file),
+        Some((text, saved_at, saved_by)) => match rules::RuleSet::parse(&text) {
+            Ok(saved) => {
+                tracing::info!(%saved_at, %saved_by, "routing rules from the store");
+                Ok(saved)
+            }
+            Err(error) => {
+                tracing::error!(%error, %saved_at, "saved routing rules do not parse; using the file's");
+                Ok(from_file)
+            }
+        },
+    }
 }
 
 /// On first start (no users), creates `admin` with a random password and returns it to print once.

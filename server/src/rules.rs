@@ -131,6 +131,9 @@ pub struct Rule {
 pub struct RuleSet {
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
+    /// The TOML these rules were parsed from, for the admin page's editor.
+    #[serde(skip)]
+    pub source: String,
 }
 
 /// Page variants a rule may name besides the roles.
@@ -163,8 +166,9 @@ pub struct Decision {
 
 impl RuleSet {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let set: RuleSet = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut set: RuleSet = toml::from_str(text).map_err(|e| e.to_string())?;
         set.validate()?;
+        set.source = text.to_string();
         Ok(set)
     }
 

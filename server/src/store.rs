@@ -288,6 +288,26 @@ impl Store {
         Ok(())
     }
 
+    /// The rule set admins saved last, if any: (TOML, saved at, saved by).
+    pub async fn saved_rules(&self) -> Result<Option<(String, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT toml, saved_at, saved_by FROM rule_sets ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Keeps a rule set (already validated by the caller) as the one in force; earlier ones stay as history.
+    pub async fn save_rules(&self, toml: &str, saved_by: &str) -> Result<()> {
+        sqlx::query("INSERT INTO rule_sets (toml, saved_at, saved_by) VALUES (?, ?, ?)")
+            .bind(toml)
+            .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .bind(saved_by)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn count_scan_events(&self) -> Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM scan_events")
             .fetch_one(&self.pool)

@@ -98,3 +98,19 @@ pub struct AdminUsersPage {
     pub users: Vec<UserRow>,
     pub roles: Vec<&'static str>,
 }
+
+#[derive(Template)]
+#[template(path = "admin_rules.html")]
+pub struct AdminRulesPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub message: String,
+    pub error: String,
+    pub toml: String,
+    pub saved: String,
+    pub warnings: Vec<String>,
+    pub query: crate::rules_admin::ExplainQuery,
+    pub explanation: Vec<String>,
+    pub roles: Vec<&'static str>,
+}

@@ -634,3 +634,110 @@ fn page_content_is_built_once_per_generation_and_matches_a_fresh_build() {
     assert!(!Arc::ptr_eq(&first, &rebuilt));
     assert_eq!(summary(&rebuilt), summary(&fresh));
 }
+
+#[test]
+fn admins_explain_check_and_save_routing_rules() {
+    // Tuesday 20:30 in Chicago: the bundled after-hours rule holds for the Mercy pump.
+    let app = spawn_app_with_rules(bundled_rules(), at("2026-11-25T02:30:00Z"));
+    let rules_url = app.url("/admin/rules");
+    assert_eq!(get(&rules_url, &[]).status, 303, "signed-out: to sign-in");
+    let admin = session_cookie(&app, "admin", &app.admin_password);
+    let cookie = [("cookie", admin.as_str())];
+    let page = get(&rules_url, &cookie);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("mercy-after-hours"), "{}", page.body);
+    assert!(
+        page.body.contains("manuals/rules.toml"),
+        "says where the rules come from"
+    );
+
+    // Explain at the server's clock, then at a site-local time when the rule does not hold.
+    let explained = get(
+        &app.url(&format!(
+            "/admin/rules?code={PUMP_CODE}&role=anonymous&lang=en&device=ios&at="
+        )),
+        &cookie,
+    );
+    assert_eq!(explained.status, 200);
+    assert!(
+        explained.body.contains("mercy-after-hours: fired")
+            && explained.body.contains("rule mercy-after-hours: "),
+        "{}",
+        explained.body
+    );
+    let morning = get(
+        &app.url(&format!(
+            "/admin/rules?code={PUMP_CODE}&role=anonymous&at=2026-11-24+10%3A00"
+        )),
+        &cookie,
+    );
+    assert!(
+        morning.body.contains("mercy-after-hours: did not match"),
+        "{}",
+        morning.body
+    );
+    assert!(
+        morning.body.contains("default: the anonymous page"),
+        "{}",
+        morning.body
+    );
+    let unknown = get(&app.url("/admin/rules?code=nope2345"), &cookie);
+    assert_eq!(unknown.status, 422);
+    assert!(unknown.body.contains("unknown code"));
+    let bad_time = get(
+        &app.url(&format!("/admin/rules?code={PUMP_CODE}&at=teatime")),
+        &cookie,
+    );
+    assert_eq!(bad_time.status, 422);
+
+    let csrf = page
+        .hidden("csrf")
+        .expect("the editor carries a CSRF token");
+    // A broken edit is refused, shown back whole, and changes nothing.
+    let broken = "[[rule]]\nid = \"oops\"\nthen = { teleport = \"somewhere\" }\n";
+    let refused = post_form(&rules_url, &cookie, &[("csrf", &csrf), ("toml", broken)]);
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("Not saved"), "{}", refused.body);
+    assert!(refused.body.contains("teleport"), "the edit is not lost");
+    assert!(get(&app.url(&format!("/c/{PUMP_CODE}")), &[])
+        .body
+        .contains("who to call now"));
+    // A forged form is refused.
+    let redirect = format!(
+        "[[rule]]\nid = \"pump-to-vendor\"\ncode = \"{PUMP_CODE}\"\nthen = {{ redirect = \"https://vendor.example/vp300\" }}\n"
+    );
+    let forged = post_form(
+        &rules_url,
+        &cookie,
+        &[("csrf", "forged"), ("toml", &redirect)],
+    );
+    assert_eq!(forged.status, 403);
+
+    // A good edit is saved and serves the next scan, no restart.
+    let saved = post_form(&rules_url, &cookie, &[("csrf", &csrf), ("toml", &redirect)]);
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("Saved 1 rule"), "{}", saved.body);
+    assert!(saved.body.contains("by admin"));
+    let scan = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    assert_eq!(scan.status, 302);
+    assert_eq!(
+        scan.header("location"),
+        Some("https://vendor.example/vp300")
+    );
+
+    // What a restart does: the store's saved rules win over the file's.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reloaded = runtime.block_on(async {
+        let store = scanaid_server::store::Store::open(app.data.path())
+            .await
+            .unwrap();
+        scanaid_server::rules_in_force(&store, bundled_rules())
+            .await
+            .unwrap()
+    });
+    assert_eq!(reloaded.rules.len(), 1);
+    assert_eq!(reloaded.rules[0].id, "pump-to-vendor");
+}
