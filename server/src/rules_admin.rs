@@ -39,6 +39,9 @@ pub struct ExplainQuery {
     pub device: String,
     #[serde(default)]
     pub returning: Option<String>,
+    /// A saved version to load into the editor (the history's ids).
+    #[serde(default)]
+    pub version: String,
 }
 
 /// Which rule fires for a scan of `code` and why each earlier rule did not, as lines to show.
@@ -161,6 +164,22 @@ pub async fn page(
     } else {
         message = "Enter a code to see which rule fires for a scan of it.".to_string();
     }
+    let mut editor = rules.source.clone();
+    if !query.version.trim().is_empty() {
+        let version = query.version.trim().parse::<i64>().ok();
+        match version {
+            Some(id) => match app.store.rule_version(id).await? {
+                Some(text) => {
+                    editor = text;
+                    message = format!(
+                        "Version {id} is in the editor. It is not in force until you save it."
+                    );
+                }
+                None => error = format!("There is no saved version {id}."),
+            },
+            None => error = format!("{:?} is not a version number.", query.version.trim()),
+        }
+    }
     let status = if error.is_empty() {
         StatusCode::OK
     } else {
@@ -170,7 +189,7 @@ pub async fn page(
         &app,
         &me,
         status,
-        &rules.source,
+        &editor,
         message,
         error,
         query,
@@ -269,6 +288,7 @@ async fn render(
         toml: toml.to_string(),
         saved,
         warnings: app.rules().analyse(),
+        history: app.store.rule_history(20).await?,
         query,
         explanation,
         roles: ALL_ROLES.iter().map(|r| r.as_str()).collect(),

@@ -297,6 +297,26 @@ impl Store {
         .await?)
     }
 
+    /// The newest saved rule sets, newest first: (id, saved at, saved by).
+    pub async fn rule_history(&self, limit: i64) -> Result<Vec<(i64, String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT id, saved_at, saved_by FROM rule_sets ORDER BY id DESC LIMIT ?")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// One saved rule set's TOML.
+    pub async fn rule_version(&self, id: i64) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT toml FROM rule_sets WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// Keeps a rule set (already validated by the caller) as the one in force; earlier ones stay as history.
     pub async fn save_rules(&self, toml: &str, saved_by: &str) -> Result<()> {
         sqlx::query("INSERT INTO rule_sets (toml, saved_at, saved_by) VALUES (?, ?, ?)")

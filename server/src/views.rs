@@ -110,6 +110,8 @@ pub struct AdminRulesPage {
     pub toml: String,
     pub saved: String,
     pub warnings: Vec<String>,
+    /// Saved versions, newest first: (id, saved at, saved by).
+    pub history: Vec<(i64, String, String)>,
     pub query: crate::rules_admin::ExplainQuery,
     pub explanation: Vec<String>,
     pub roles: Vec<&'static str>,

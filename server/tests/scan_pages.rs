@@ -725,6 +725,38 @@ fn admins_explain_check_and_save_routing_rules() {
         Some("https://vendor.example/vp300")
     );
 
+    // The history: save the bundled rules back over the redirect, then load version 1 (the redirect)
+    // into the editor; it is not in force until saved.
+    let bundled = std::fs::read_to_string(repo().join("manuals/rules.toml")).unwrap();
+    let back = post_form(&rules_url, &cookie, &[("csrf", &csrf), ("toml", &bundled)]);
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert!(get(&app.url(&format!("/c/{PUMP_CODE}")), &[])
+        .body
+        .contains("who to call now"));
+    let listed = get(&rules_url, &cookie);
+    assert!(listed.body.contains("load version 1") && listed.body.contains("load version 2"));
+    let loaded = get(&app.url("/admin/rules?version=1"), &cookie);
+    assert_eq!(loaded.status, 200);
+    assert!(
+        loaded.body.contains("vendor.example/vp300"),
+        "{}",
+        loaded.body
+    );
+    assert!(loaded.body.contains("not in force until you save"));
+    assert!(get(&app.url(&format!("/c/{PUMP_CODE}")), &[])
+        .body
+        .contains("who to call now"));
+    assert_eq!(
+        get(&app.url("/admin/rules?version=99"), &cookie).status,
+        422
+    );
+    assert_eq!(
+        get(&app.url("/admin/rules?version=abc"), &cookie).status,
+        422
+    );
+    let again = post_form(&rules_url, &cookie, &[("csrf", &csrf), ("toml", &redirect)]);
+    assert_eq!(again.status, 200, "{}", again.body);
+
     // What a restart does: the store's saved rules win over the file's.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
