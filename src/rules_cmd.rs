@@ -87,6 +87,7 @@ fn explain(cmd: RulesExplainCmd) -> Result<ExitCode> {
         at: cmd.at.clone().unwrap_or_default(),
         device: cmd.device.as_str().to_string(),
         returning: cmd.returning.then(String::new),
+        ..Default::default()
     };
     match scanaid_server::rules_admin::explain(
         &rules,
