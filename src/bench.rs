@@ -20,6 +20,21 @@ pub enum BenchWhat {
     Embed(EmbedBench),
     /// Exact versus HNSW search on synthetic 384-d vectors.
     Vectors(VectorBench),
+    /// BM25 (tantivy, the product's schema and analyser) on a synthetic text corpus.
+    Bm25(Bm25Bench),
+}
+
+#[derive(Args)]
+pub struct Bm25Bench {
+    /// Corpus sizes (passages) to measure.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub sizes: Vec<usize>,
+    /// Queries per size.
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    /// Words per passage.
+    #[arg(long, default_value_t = 80)]
+    pub words: usize,
 }
 
 #[derive(Args)]
@@ -51,6 +66,7 @@ pub fn run(cmd: BenchCmd) -> Result<std::process::ExitCode> {
     match cmd.what {
         BenchWhat::Embed(b) => embed(b)?,
         BenchWhat::Vectors(b) => vectors(b)?,
+        BenchWhat::Bm25(b) => bm25(b)?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -196,6 +212,157 @@ fn vectors(b: VectorBench) -> Result<()> {
             p(&graph_ms, 50.0),
             p(&graph_ms, 95.0),
             found as f64 / (10 * b.queries) as f64
+        );
+    }
+    Ok(())
+}
+
+/// Synthetic text with natural text's shape: a 100,000-word vocabulary drawn by Zipf's law (s = 1.07,
+/// as in English), so a few words are in nearly every passage and most are rare. Words are made of
+/// syllables so the stemmer and stop-word list see word-like tokens.
+struct ZipfText {
+    cumulative: Vec<f64>,
+    state: u64,
+}
+
+impl ZipfText {
+    const VOCABULARY: usize = 100_000;
+
+    fn new(seed: u64) -> Self {
+        let mut total = 0.0;
+        let cumulative = (1..=Self::VOCABULARY)
+            .map(|rank| {
+                total += 1.0 / (rank as f64).powf(1.07);
+                total
+            })
+            .collect::<Vec<_>>();
+        let last = total;
+        Self {
+            cumulative: cumulative.into_iter().map(|c| c / last).collect(),
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+
+    fn uniform(&mut self) -> f64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        (self.state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn rank(&mut self) -> usize {
+        let u = self.uniform();
+        self.cumulative.partition_point(|&c| c < u)
+    }
+
+    fn word(rank: usize) -> String {
+        const SYLLABLES: [&str; 20] = [
+            "ka", "ro", "mi", "te", "su", "la", "ven", "dor", "pi", "ne", "tal", "gu", "ser", "bo",
+            "lin", "ca", "fe", "mo", "ri", "xu",
+        ];
+        let mut n = rank;
+        let mut word = String::new();
+        loop {
+            word.push_str(SYLLABLES[n % 20]);
+            n /= 20;
+            if n == 0 {
+                break;
+            }
+        }
+        word.push_str("on");
+        word
+    }
+
+    fn passage(&mut self, words: usize) -> String {
+        (0..words)
+            .map(|_| Self::word(self.rank()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// A query: five words of middling frequency (ranks 100 to 20,000, log-uniform), as searchers
+    /// type content words, not "the".
+    fn query(&mut self) -> String {
+        (0..5)
+            .map(|_| {
+                let rank = (100.0 * (200.0f64).powf(self.uniform())) as usize;
+                Self::word(rank)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn bm25(b: Bm25Bench) -> Result<()> {
+    use scanaid_indexer::lexical::{
+        build_lexical_from, LexicalIndex, LexicalWeights, WeightedText,
+    };
+    use scanaid_indexer::{Chunk, Filters, OwnerScope};
+    println!("| passages | words/passage | build s | passages/s | index MB | RSS MB after queries | query p50 / p95 ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for &n in &b.sizes {
+        let dir = tempfile::tempdir()?;
+        let mut text = ZipfText::new(42);
+        let words = b.words;
+        let chunks = (0..n).map(move |i| Chunk {
+            chunk_id: format!("p{i}"),
+            manual_id: format!("m{}", i / 50),
+            manual_title: "Synthetic manual".to_string(),
+            revision: "1".to_string(),
+            language: "en".to_string(),
+            models: Vec::new(),
+            audiences: Vec::new(),
+            owner: None,
+            heading_path: vec![format!("Section {}", i % 50)],
+            anchor: String::new(),
+            line: 1,
+            text: text.passage(words),
+        });
+        let started = Instant::now();
+        build_lexical_from(dir.path(), chunks)?;
+        let build_s = started.elapsed().as_secs_f64();
+        let index = LexicalIndex::open(dir.path(), LexicalWeights::default())?;
+        let filters = Filters {
+            owner: OwnerScope::Everything,
+            ..Filters::default()
+        };
+        let mut queries = ZipfText::new(7);
+        let texts: Vec<String> = (0..b.queries + 10).map(|_| queries.query()).collect();
+        for q in &texts[..10] {
+            index.search(
+                &[WeightedText {
+                    text: q,
+                    weight: 1.0,
+                }],
+                &filters,
+                100,
+            )?;
+        }
+        let mut times = Vec::new();
+        for q in &texts[10..] {
+            let t = Instant::now();
+            index.search(
+                &[WeightedText {
+                    text: q,
+                    weight: 1.0,
+                }],
+                &filters,
+                100,
+            )?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let bytes: u64 = std::fs::read_dir(dir.path())?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        let p = |v: &[f64], x| scanaid_evals::metrics::percentile(v, x);
+        println!(
+            "| {n} | {words} | {build_s:.1} | {:.0} | {:.0} | {:.0} | {:.2} / {:.2} |",
+            n as f64 / build_s,
+            bytes as f64 / 1e6,
+            rss_mb(),
+            p(&times, 50.0),
+            p(&times, 95.0)
         );
     }
     Ok(())

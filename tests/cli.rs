@@ -182,3 +182,25 @@ fn eval_retrieval_keeps_its_interface() {
         text(&out)
     );
 }
+
+#[test]
+fn the_bm25_scale_benchmark_runs_and_reports_each_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = scanaid(
+        &["bench", "bm25", "--sizes", "300,1200", "--queries", "5"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    let rows: Vec<&str> = t
+        .lines()
+        .filter(|l| l.starts_with("| 300 |") || l.starts_with("| 1200 |"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{t}");
+    // Each row: size, words, build s, passages/s, index MB, RSS MB, latency.
+    assert!(
+        rows.iter()
+            .all(|r| r.split('|').count() == 9 && r.contains(" / ")),
+        "{t}"
+    );
+}

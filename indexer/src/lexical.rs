@@ -282,11 +282,21 @@ fn register(index: &Index) {
 
 /// Writes the BM25 index of `chunks` into `dir` (which must be empty); chunk `i` gets ord `i`.
 pub fn build_lexical(dir: &Path, chunks: &[Chunk]) -> Result<()> {
+    build_lexical_from(dir, chunks.iter())
+}
+
+/// `build_lexical` over chunks made one at a time (the scale benchmark's million synthetic ones
+/// need not all be in memory).
+pub fn build_lexical_from<C: std::borrow::Borrow<Chunk>>(
+    dir: &Path,
+    chunks: impl Iterator<Item = C>,
+) -> Result<()> {
     let (schema, f) = schema();
     let index = Index::create_in_dir(dir, schema)?;
     register(&index);
     let mut writer = index.writer_with_num_threads(1, 64 << 20)?;
-    for (ord, chunk) in chunks.iter().enumerate() {
+    for (ord, chunk) in chunks.enumerate() {
+        let chunk = chunk.borrow();
         let mut doc = TantivyDocument::default();
         doc.add_u64(f.ord, ord as u64);
         doc.add_text(f.text, chunk.text.as_str());
