@@ -140,6 +140,38 @@ pub enum EvalWhat {
     Retrieval(EvalRetrievalCmd),
     /// Index the bundled manuals and check that each question of our set finds its section.
     Manuals(EvalManualsCmd),
+    /// Answer-or-escalate: the confidence model scored by cross-validation on a folder with
+    /// answerability.tsv (AUROC, calibration, escalation precision/recall).
+    Answerability(EvalAnswerabilityCmd),
+}
+
+#[derive(Args)]
+pub struct EvalAnswerabilityCmd {
+    /// A folder in BEIR layout with answerability.tsv (query-id, answerable 0/1).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the reliability diagram (SVG) here.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Cross-validation folds.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Evidence features the model uses: `product` (the shipped set), `all`, or a comma-separated list
+    /// of names (top_cosine, cosine_margin, mean_cosine_top5, top_bm25_per_term, bm25_margin,
+    /// legs_agree, overlap_top5, term_coverage_top3).
+    #[arg(long, default_value = "product")]
+    pub features: String,
+    /// Retrieve with the last turn only, ignoring a query's history.
+    #[arg(long)]
+    pub no_history: bool,
+    /// Where evaluated corpora's indexes are cached.
+    #[arg(long, env = "SCANAID_EVAL_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelOpts,
 }
 
 #[derive(Args)]
@@ -208,6 +240,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(EvalCmd {
             what: EvalWhat::Manuals(cmd),
         }) => eval_manuals(cmd),
+        Command::Eval(EvalCmd {
+            what: EvalWhat::Answerability(cmd),
+        }) => eval_answerability(cmd),
         Command::Serve(cmd) => crate::serve::serve(cmd),
         Command::Codes(cmd) => crate::serve::codes(cmd),
         Command::Rules(cmd) => crate::rules_cmd::run(cmd),
@@ -351,6 +386,90 @@ fn eval_cache_dir(given: Option<PathBuf>) -> PathBuf {
             .join("scanaid")
             .join("eval-indexes")
     })
+}
+
+fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
+    let data = scanaid_evals::beir::load(&cmd.data, "test")?;
+    let embedder = cmd.model.embedder()?;
+    let use_feature = match cmd.features.as_str() {
+        "product" => scanaid_assistant::confidence::PRODUCT_FEATURES,
+        "all" => [true; scanaid_assistant::N_FEATURES],
+        list => {
+            let mut use_feature = [false; scanaid_assistant::N_FEATURES];
+            for name in list.split(',').map(str::trim) {
+                let Some(j) = scanaid_assistant::FEATURE_NAMES
+                    .iter()
+                    .position(|n| *n == name)
+                else {
+                    bail!(
+                        "unknown feature {name:?}: use {}",
+                        scanaid_assistant::FEATURE_NAMES.join(", ")
+                    );
+                };
+                use_feature[j] = true;
+            }
+            use_feature
+        }
+    };
+    let options = scanaid_evals::answerability::AnswerabilityOptions {
+        folds: cmd.folds,
+        use_feature,
+        use_history: !cmd.no_history,
+        cache_dir: eval_cache_dir(cmd.cache_dir),
+    };
+    let mut bar = progress::embedding_bar("embedding");
+    let report =
+        scanaid_evals::answerability::evaluate(&data, embedder.as_ref(), &options, &mut bar)?;
+    println!(
+        "| dataset | questions (answerable) | folds | AUROC | ECE | threshold | escalate precision | escalate recall |\n|---|---|---|---|---|---|---|---|\n| {}{} | {} ({}) | {} | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} |",
+        report.dataset,
+        if report.history { " +history" } else { "" },
+        report.n_queries,
+        report.n_answerable,
+        report.folds,
+        report.auroc,
+        report.ece,
+        report.threshold,
+        report.escalate_precision,
+        report.escalate_recall
+    );
+    println!(
+        "ECE a perfectly calibrated model would show on these questions (sampling noise): {:.3}",
+        report.ece_if_calibrated
+    );
+    println!("features: {}", report.features.join(", "));
+    println!(
+        "single scores, no fitting: top cosine AUROC {:.3}, top BM25 AUROC {:.3}",
+        report.baseline_auroc.top_cosine, report.baseline_auroc.top_bm25
+    );
+    println!("| confidence bin | questions | mean confidence | answerable |\n|---|---|---|---|");
+    for b in report.reliability.iter().filter(|b| b.n > 0) {
+        println!(
+            "| {:.1}-{:.1} | {} | {:.3} | {:.3} |",
+            b.from, b.to, b.n, b.mean_confidence, b.answerable_rate
+        );
+    }
+    let weights: Vec<String> = report
+        .weights
+        .iter()
+        .map(|(name, w)| format!("{name} {w:+.3}"))
+        .collect();
+    println!(
+        "weights (all questions, standardised features): {}",
+        weights.join(", ")
+    );
+    if let Some(path) = cmd.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = cmd.svg {
+        std::fs::write(
+            &path,
+            scanaid_evals::answerability::reliability_svg(&report),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {

@@ -76,6 +76,15 @@ fn the_indexer_knows_no_http_and_no_evals() {
 }
 
 #[test]
+fn the_assistant_uses_the_indexer_and_knows_no_http() {
+    assert!(dependencies("assistant")
+        .iter()
+        .any(|d| d == "scanaid-indexer"));
+    check_none("assistant", WEB);
+    check_none("assistant", &["scanaid-server", "scanaid-evals"]);
+}
+
+#[test]
 fn evals_stay_off_the_web_layer() {
     check_none("evals", WEB);
     check_none("evals", &["scanaid-server"]);

@@ -204,3 +204,119 @@ fn the_bm25_scale_benchmark_runs_and_reports_each_size() {
         "{t}"
     );
 }
+
+#[test]
+fn eval_answerability_keeps_its_interface_and_separates_off_topic_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("support");
+    std::fs::create_dir_all(data.join("qrels")).unwrap();
+    let passages = [
+        ("Oil", "Change the compressor oil every 4000 hours with PN 4471-B synthetic oil."),
+        ("Belt", "Check the fan belt tension monthly; it should deflect 10 mm under thumb pressure."),
+        ("Filter", "Replace the intake air filter when the pressure-drop indicator turns red."),
+        ("Drain", "Open the condensate drain valve daily until only air comes out."),
+        ("Fault E-204", "E-204 means discharge temperature is too high: clean the cooler and check the oil level."),
+        ("Safety", "Isolate and lock out the compressor and release all pressure before opening any panel."),
+    ];
+    let corpus: String = passages
+        .iter()
+        .enumerate()
+        .map(|(i, (title, text))| {
+            format!("{{\"_id\": \"d{i}\", \"title\": \"{title}\", \"text\": \"{text}\"}}\n")
+        })
+        .collect();
+    std::fs::write(data.join("corpus.jsonl"), corpus).unwrap();
+    let questions = [
+        ("how often should the compressor oil be changed", true),
+        ("what oil part number do I use", true),
+        ("how tight should the fan belt be", true),
+        ("when do I replace the air filter", true),
+        ("how do I drain the condensate", true),
+        ("what does fault E-204 mean", true),
+        ("what must I do before opening a panel", true),
+        (
+            "the discharge temperature is too high, what should I clean",
+            true,
+        ),
+        ("who won the football world cup in 1998", false),
+        ("what is a good recipe for banana bread", false),
+        ("how many moons does jupiter have", false),
+        ("translate good morning into japanese", false),
+    ];
+    let queries: String = questions
+        .iter()
+        .enumerate()
+        .map(|(i, (q, _))| format!("{{\"_id\": \"q{i}\", \"text\": \"{q}\"}}\n"))
+        .collect();
+    std::fs::write(data.join("queries.jsonl"), queries).unwrap();
+    std::fs::write(
+        data.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq0\td0\t1\n",
+    )
+    .unwrap();
+    let json = dir.path().join("answerability.json");
+    let svg = dir.path().join("reliability.svg");
+    let args = |folds: &str| {
+        vec![
+            "eval".to_string(),
+            "answerability".to_string(),
+            "--data".to_string(),
+            data.to_str().unwrap().to_string(),
+            "--folds".to_string(),
+            folds.to_string(),
+            "--json".to_string(),
+            json.to_str().unwrap().to_string(),
+            "--svg".to_string(),
+            svg.to_str().unwrap().to_string(),
+            "--cache-dir".to_string(),
+            "cache".to_string(),
+        ]
+    };
+    // Without answerability.tsv: a clear error naming the file.
+    let args2 = args("2");
+    let refs: Vec<&str> = args2.iter().map(String::as_str).collect();
+    let missing = scanaid(&refs, dir.path());
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("answerability.tsv"),
+        "{}",
+        text(&missing)
+    );
+
+    let labels: String = questions
+        .iter()
+        .enumerate()
+        .map(|(i, (_, a))| format!("q{i}\t{}\n", u8::from(*a)))
+        .collect();
+    std::fs::write(
+        data.join("answerability.tsv"),
+        format!("query-id\tanswerable\n{labels}"),
+    )
+    .unwrap();
+    let out = scanaid(&refs, dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "n_queries",
+        "auroc",
+        "ece",
+        "escalate_precision",
+        "escalate_recall",
+        "threshold",
+    ] {
+        assert!(report[key].is_number(), "missing {key} in {report}");
+    }
+    assert_eq!(report["n_queries"], 12);
+    assert!(
+        report["auroc"].as_f64().unwrap() >= 0.8,
+        "off-topic questions get less confidence: {report}"
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    // One fold is no cross-validation.
+    let args1 = args("1");
+    let refs1: Vec<&str> = args1.iter().map(String::as_str).collect();
+    let one = scanaid(&refs1, dir.path());
+    assert!(!one.status.success());
+    assert!(text(&one).contains("at least 2 folds"), "{}", text(&one));
+}

@@ -21,6 +21,8 @@ pub enum EvalError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    BadOption(String),
     #[error(transparent)]
     Index(#[from] scanaid_indexer::IndexError),
     #[error(transparent)]

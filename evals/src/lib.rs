@@ -1,6 +1,7 @@
 //! Evaluation: BEIR-layout loaders, retrieval metrics (pure functions), and runners that index a
 //! corpus, run every query and report quality and latency. Used by `scanaid eval`.
 
+pub mod answerability;
 pub mod beir;
 pub mod error;
 pub mod manual_questions;

@@ -221,6 +221,11 @@ impl SearchIndex {
         &self.chunks
     }
 
+    /// Stemmed terms of `text` as BM25 sees them (stop words removed).
+    pub fn analyse(&self, text: &str) -> Vec<String> {
+        self.lexical.analyse(text)
+    }
+
     /// Changes the retrieval settings (evaluation sweeps; the server keeps the defaults).
     pub fn with_settings(mut self, settings: SearchSettings) -> Result<Self> {
         self.lexical.set_weights(settings.lexical);

@@ -1,0 +1,112 @@
+//! What retrieval says about a question, as numbers a confidence model can weigh: how close the best
+//! passage is in meaning (the dense leg), how strongly it matches the words (BM25), whether the two
+//! legs agree, how far the best stands above the rest, and how much of the question the best passages
+//! cover. Written by hand: this is our core, and each feature is a reason a person would give.
+
+use std::collections::HashSet;
+
+use scanaid_indexer::{Hit, SearchIndex};
+
+pub const N_FEATURES: usize = 8;
+
+/// Feature names, in the order of `Evidence::values` (reports and fitted weights use them).
+pub const FEATURE_NAMES: [&str; N_FEATURES] = [
+    "top_cosine",
+    "cosine_margin",
+    "mean_cosine_top5",
+    "top_bm25_per_term",
+    "bm25_margin",
+    "legs_agree",
+    "overlap_top5",
+    "term_coverage_top3",
+];
+
+/// The features of one question's retrieval, see `FEATURE_NAMES`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evidence {
+    pub values: [f64; N_FEATURES],
+}
+
+/// Evidence from hybrid `hits` (best first, both legs' scores filled in) for `question`, the turn
+/// being answered (earlier turns shape retrieval, but coverage is of what is asked now).
+pub fn evidence(index: &SearchIndex, question: &str, hits: &[Hit]) -> Evidence {
+    let mut dense: Vec<f64> = hits
+        .iter()
+        .filter_map(|h| h.dense.map(|d| d.score as f64))
+        .collect();
+    dense.sort_by(|a, b| b.total_cmp(a));
+    let mut bm25: Vec<f64> = hits
+        .iter()
+        .filter_map(|h| h.bm25.map(|b| b.score as f64))
+        .collect();
+    bm25.sort_by(|a, b| b.total_cmp(a));
+
+    let terms: Vec<String> = {
+        let mut seen = HashSet::new();
+        index
+            .analyse(question)
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .collect()
+    };
+    let n_terms = terms.len().max(1) as f64;
+
+    let top_cosine = dense.first().copied().unwrap_or(0.0);
+    let cosine_margin = top_cosine - dense.get(1).copied().unwrap_or(0.0);
+    let top5 = &dense[..dense.len().min(5)];
+    let mean_cosine_top5 = if top5.is_empty() {
+        0.0
+    } else {
+        top5.iter().sum::<f64>() / top5.len() as f64
+    };
+    // BM25 grows with the number of matching terms; per term it compares across question lengths.
+    let top_bm25 = bm25.first().copied().unwrap_or(0.0);
+    let top_bm25_per_term = top_bm25 / n_terms;
+    let bm25_margin = if top_bm25 > 0.0 {
+        (top_bm25 - bm25.get(1).copied().unwrap_or(0.0)) / top_bm25
+    } else {
+        0.0
+    };
+    let rank_in = |h: &Hit, bm25_leg: bool| {
+        let leg = if bm25_leg { h.bm25 } else { h.dense };
+        leg.map(|l| l.rank).filter(|&r| r > 0)
+    };
+    let best_bm25 = hits
+        .iter()
+        .find(|h| rank_in(h, true) == Some(1))
+        .map(|h| h.ord);
+    let best_dense = hits
+        .iter()
+        .find(|h| rank_in(h, false) == Some(1))
+        .map(|h| h.ord);
+    let legs_agree = f64::from(best_bm25.is_some() && best_bm25 == best_dense);
+    let overlap_top5 = hits
+        .iter()
+        .filter(|h| {
+            rank_in(h, true).is_some_and(|r| r <= 5) && rank_in(h, false).is_some_and(|r| r <= 5)
+        })
+        .count() as f64
+        / 5.0;
+    let covered: HashSet<String> = hits
+        .iter()
+        .take(3)
+        .flat_map(|h| index.analyse(&index.chunk(h.ord).embedding_text()))
+        .collect();
+    let term_coverage_top3 = if terms.is_empty() {
+        0.0
+    } else {
+        terms.iter().filter(|t| covered.contains(*t)).count() as f64 / n_terms
+    };
+    Evidence {
+        values: [
+            top_cosine,
+            cosine_margin,
+            mean_cosine_top5,
+            top_bm25_per_term,
+            bm25_margin,
+            legs_agree,
+            overlap_top5,
+            term_coverage_top3,
+        ],
+    }
+}

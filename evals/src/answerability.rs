@@ -1,0 +1,455 @@
+//! The answer-or-escalate evaluation: for every question with an answerability label, hybrid retrieval
+//! (with the conversation), the evidence features, and a confidence model scored by k-fold
+//! cross-validation, so no question is scored by a model fitted on it. Reports AUROC, calibration
+//! (ECE and a reliability table), and the escalation precision/recall at a threshold that is itself
+//! chosen on the training folds only.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use scanaid_assistant::confidence::{FitOptions, Logistic};
+use scanaid_assistant::{evidence, FEATURE_NAMES, N_FEATURES};
+use scanaid_indexer::{Filters, Mode, OwnerScope, SearchRequest};
+use scanaid_models::Embedder;
+
+use crate::beir::Dataset;
+use crate::error::{EvalError, Result};
+use crate::metrics::auroc;
+
+#[derive(Debug, Clone)]
+pub struct AnswerabilityOptions {
+    pub folds: usize,
+    /// Which evidence features the model uses (`FitOptions::default()` is the product's set).
+    pub use_feature: [bool; N_FEATURES],
+    pub use_history: bool,
+    pub cache_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReliabilityBin {
+    pub from: f64,
+    pub to: f64,
+    pub n: usize,
+    pub mean_confidence: f64,
+    pub answerable_rate: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerabilityReport {
+    pub dataset: String,
+    pub n_queries: usize,
+    pub n_answerable: usize,
+    pub folds: usize,
+    pub history: bool,
+    /// Out-of-fold confidence against the labels (answerable = positive).
+    pub auroc: f64,
+    /// Expected calibration error over 10 equal-width bins, out of fold.
+    pub ece: f64,
+    /// The ECE a perfectly calibrated model would still show on this many questions with these
+    /// confidences (mean over simulated label draws): the sampling noise floor to read `ece` against.
+    pub ece_if_calibrated: f64,
+    /// Features the model used.
+    pub features: Vec<String>,
+    /// Of the questions escalated, the share that were truly unanswerable (out of fold).
+    pub escalate_precision: f64,
+    /// Of the unanswerable questions, the share escalated (out of fold).
+    pub escalate_recall: f64,
+    /// The product threshold: escalate below it; chosen on all the data (the out-of-fold figures above
+    /// use thresholds chosen on each fold's training part).
+    pub threshold: f64,
+    pub baseline_auroc: Baselines,
+    pub reliability: Vec<ReliabilityBin>,
+    /// The model fitted on every question (what the product would ship), by feature name.
+    pub weights: Vec<(String, f64)>,
+    pub bias: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Baselines {
+    pub top_cosine: f64,
+    pub top_bm25: f64,
+}
+
+/// One labelled question's evidence.
+struct Row {
+    id: String,
+    features: [f64; N_FEATURES],
+    top_bm25: f64,
+    answerable: bool,
+}
+
+pub fn evaluate(
+    data: &Dataset,
+    embedder: &dyn Embedder,
+    options: &AnswerabilityOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<AnswerabilityReport> {
+    let labels = data
+        .answerability
+        .as_ref()
+        .ok_or_else(|| EvalError::Missing {
+            path: data.dir.join("answerability.tsv"),
+        })?;
+    if options.folds < 2 {
+        return Err(EvalError::BadOption(
+            "cross-validation needs at least 2 folds".to_string(),
+        ));
+    }
+    let (index, _, _, _) =
+        crate::retrieval::open_or_build(data, embedder, &options.cache_dir, progress)?;
+    let mut rows = Vec::new();
+    for q in &data.queries {
+        let Some(&answerable) = labels.get(&q.id) else {
+            continue;
+        };
+        let request = SearchRequest {
+            query: q.text.clone(),
+            history: if options.use_history {
+                q.history.clone()
+            } else {
+                Vec::new()
+            },
+            filters: Filters {
+                owner: OwnerScope::Everything,
+                ..Filters::default()
+            },
+            limit: 20,
+            mode: Mode::Hybrid,
+        };
+        let hits = index.search(&request, Some(embedder))?;
+        let top_bm25 = hits
+            .iter()
+            .filter_map(|h| h.bm25.map(|b| b.score as f64))
+            .fold(0.0, f64::max);
+        rows.push(Row {
+            id: q.id.clone(),
+            features: evidence(&index, &q.text, &hits).values,
+            top_bm25,
+            answerable,
+        });
+    }
+    let n_answerable = rows.iter().filter(|r| r.answerable).count();
+    if n_answerable == 0 || n_answerable == rows.len() {
+        return Err(EvalError::BadOption(
+            "answerability needs questions of both labels".to_string(),
+        ));
+    }
+
+    let fit_options = FitOptions {
+        use_feature: options.use_feature,
+        ..FitOptions::default()
+    };
+    let fold_of = stratified_folds(&rows, options.folds);
+    let mut out_of_fold = vec![0.0; rows.len()];
+    let mut escalated = vec![false; rows.len()];
+    for fold in 0..options.folds {
+        let train: Vec<&Row> = rows
+            .iter()
+            .zip(&fold_of)
+            .filter(|(_, &f)| f != fold)
+            .map(|(r, _)| r)
+            .collect();
+        let model = fit(&train, fit_options);
+        let threshold = best_threshold(
+            &train
+                .iter()
+                .map(|r| model.predict(&r.features))
+                .collect::<Vec<_>>(),
+            &train.iter().map(|r| r.answerable).collect::<Vec<_>>(),
+        );
+        for (i, row) in rows.iter().enumerate() {
+            if fold_of[i] == fold {
+                out_of_fold[i] = model.predict(&row.features);
+                escalated[i] = out_of_fold[i] < threshold;
+            }
+        }
+    }
+    let truth: Vec<bool> = rows.iter().map(|r| r.answerable).collect();
+    let (precision, recall) = escalation_precision_recall(&escalated, &truth);
+    let full = fit(&rows.iter().collect::<Vec<_>>(), fit_options);
+    let full_predictions: Vec<f64> = rows.iter().map(|r| full.predict(&r.features)).collect();
+    let reliability = reliability(&out_of_fold, &truth, 10);
+    Ok(AnswerabilityReport {
+        dataset: data.name.clone(),
+        n_queries: rows.len(),
+        n_answerable,
+        folds: options.folds,
+        history: options.use_history,
+        auroc: auroc(&out_of_fold, &truth),
+        ece: expected_calibration_error(&reliability, rows.len()),
+        ece_if_calibrated: calibrated_ece_floor(&out_of_fold, 2000),
+        features: FEATURE_NAMES
+            .iter()
+            .zip(options.use_feature)
+            .filter(|(_, used)| *used)
+            .map(|(n, _)| n.to_string())
+            .collect(),
+        escalate_precision: precision,
+        escalate_recall: recall,
+        threshold: best_threshold(&full_predictions, &truth),
+        baseline_auroc: Baselines {
+            top_cosine: auroc(
+                &rows.iter().map(|r| r.features[0]).collect::<Vec<_>>(),
+                &truth,
+            ),
+            top_bm25: auroc(&rows.iter().map(|r| r.top_bm25).collect::<Vec<_>>(), &truth),
+        },
+        reliability,
+        weights: FEATURE_NAMES
+            .iter()
+            .zip(full.weights)
+            .map(|(n, w)| (n.to_string(), w))
+            .collect(),
+        bias: full.bias,
+    })
+}
+
+fn fit(rows: &[&Row], options: FitOptions) -> Logistic {
+    let x: Vec<[f64; N_FEATURES]> = rows.iter().map(|r| r.features).collect();
+    let y: Vec<bool> = rows.iter().map(|r| r.answerable).collect();
+    Logistic::fit(&x, &y, options)
+}
+
+/// Folds with each label spread evenly, in an order fixed by a hash of the question id (so a
+/// conversation's turns, which sit next to each other in the file, do not all land in one fold).
+fn stratified_folds(rows: &[Row], folds: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let key = |i: usize| {
+        let digest = Sha256::digest(rows[i].id.as_bytes());
+        (
+            rows[i].answerable,
+            u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")),
+        )
+    };
+    order.sort_by_key(|&i| key(i));
+    let mut fold_of = vec![0; rows.len()];
+    for (position, &i) in order.iter().enumerate() {
+        fold_of[i] = position % folds;
+    }
+    fold_of
+}
+
+/// The escalation threshold with the best F1 for "unanswerable" (escalate when confidence is below it).
+pub fn best_threshold(confidence: &[f64], answerable: &[bool]) -> f64 {
+    let mut candidates: Vec<f64> = confidence.to_vec();
+    candidates.sort_by(|a, b| a.total_cmp(b));
+    candidates.dedup();
+    let mut best = (f64::MIN, 0.5);
+    for (i, &c) in candidates.iter().enumerate() {
+        // Midway to the next value, so the threshold generalises instead of sitting on a point.
+        let t = match candidates.get(i + 1) {
+            Some(next) => (c + next) / 2.0,
+            None => c + 1e-9,
+        };
+        let escalated: Vec<bool> = confidence.iter().map(|&p| p < t).collect();
+        let (p, r) = escalation_precision_recall(&escalated, answerable);
+        let f1 = if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        };
+        if f1 > best.0 {
+            best = (f1, t);
+        }
+    }
+    best.1
+}
+
+/// Precision and recall of escalating, where the unanswerable questions are the ones to escalate.
+pub fn escalation_precision_recall(escalated: &[bool], answerable: &[bool]) -> (f64, f64) {
+    let hits = escalated
+        .iter()
+        .zip(answerable)
+        .filter(|(&e, &a)| e && !a)
+        .count() as f64;
+    let n_escalated = escalated.iter().filter(|&&e| e).count() as f64;
+    let n_unanswerable = answerable.iter().filter(|&&a| !a).count() as f64;
+    let precision = if n_escalated > 0.0 {
+        hits / n_escalated
+    } else {
+        0.0
+    };
+    let recall = if n_unanswerable > 0.0 {
+        hits / n_unanswerable
+    } else {
+        0.0
+    };
+    (precision, recall)
+}
+
+/// Equal-width confidence bins with their mean confidence and answerable rate.
+pub fn reliability(confidence: &[f64], answerable: &[bool], bins: usize) -> Vec<ReliabilityBin> {
+    (0..bins)
+        .map(|b| {
+            let from = b as f64 / bins as f64;
+            let to = (b + 1) as f64 / bins as f64;
+            let members: Vec<usize> = (0..confidence.len())
+                .filter(|&i| {
+                    let c = confidence[i];
+                    c >= from && (c < to || (b + 1 == bins && c <= to))
+                })
+                .collect();
+            let n = members.len();
+            let mean = |f: &dyn Fn(usize) -> f64| {
+                if n == 0 {
+                    0.0
+                } else {
+                    members.iter().map(|&i| f(i)).sum::<f64>() / n as f64
+                }
+            };
+            ReliabilityBin {
+                from,
+                to,
+                n,
+                mean_confidence: mean(&|i| confidence[i]),
+                answerable_rate: mean(&|i| f64::from(u8::from(answerable[i]))),
+            }
+        })
+        .collect()
+}
+
+/// ECE: the bins' gaps between confidence and the answerable rate, weighted by their share.
+pub fn expected_calibration_error(bins: &[ReliabilityBin], total: usize) -> f64 {
+    bins.iter()
+        .map(|b| b.n as f64 / total.max(1) as f64 * (b.mean_confidence - b.answerable_rate).abs())
+        .sum()
+}
+
+/// Mean ECE of `confidence` against labels drawn from it (each question answerable with probability
+/// equal to its confidence), over `draws` draws from a fixed-seed generator.
+pub fn calibrated_ece_floor(confidence: &[f64], draws: usize) -> f64 {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut uniform = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut total = 0.0;
+    for _ in 0..draws {
+        let labels: Vec<bool> = confidence.iter().map(|&c| uniform() < c).collect();
+        total +=
+            expected_calibration_error(&reliability(confidence, &labels, 10), confidence.len());
+    }
+    total / draws.max(1) as f64
+}
+
+/// A reliability diagram as a small standalone SVG: one bar per bin at its answerable rate, a dot at
+/// its mean confidence, and the diagonal a calibrated model follows.
+pub fn reliability_svg(report: &AnswerabilityReport) -> String {
+    let (w, h, pad) = (360.0, 360.0, 40.0);
+    let plot = w - 2.0 * pad;
+    let x = |v: f64| pad + v * plot;
+    let y = |v: f64| h - pad - v * plot;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n"
+    );
+    s.push_str(&format!(
+        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\" stroke-dasharray=\"4 3\"/>\n",
+        x(0.0),
+        y(0.0),
+        x(1.0),
+        y(1.0)
+    ));
+    for b in report.reliability.iter().filter(|b| b.n > 0) {
+        s.push_str(&format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#4a7bb7\" fill-opacity=\"0.55\"><title>{:.1}-{:.1}: {} questions, {:.0}% answerable</title></rect>\n",
+            x(b.from) + 1.0,
+            y(b.answerable_rate),
+            (b.to - b.from) * plot - 2.0,
+            b.answerable_rate * plot,
+            b.from,
+            b.to,
+            b.n,
+            100.0 * b.answerable_rate
+        ));
+        s.push_str(&format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#c0392b\"/>\n",
+            x(b.mean_confidence),
+            y(b.answerable_rate)
+        ));
+    }
+    s.push_str(&format!(
+        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#222\"/><line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#222\"/>\n",
+        x(0.0), y(0.0), x(1.0), y(0.0), x(0.0), y(0.0), x(0.0), y(1.0)
+    ));
+    for tick in [0.0, 0.5, 1.0] {
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{tick}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{tick}</text>\n",
+            x(tick),
+            y(0.0) + 14.0,
+            x(0.0) - 4.0,
+            y(tick) + 4.0
+        ));
+    }
+    s.push_str(&format!(
+        "<line x1=\"{:.1}\" y1=\"{}\" x2=\"{:.1}\" y2=\"{}\" stroke=\"#e67e22\" stroke-width=\"2\"/>\n",
+        x(report.threshold),
+        y(0.0),
+        x(report.threshold),
+        y(1.0)
+    ));
+    s.push_str(&format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">confidence (out of fold)</text>\n<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">share answerable</text>\n<text x=\"{}\" y=\"20\" text-anchor=\"middle\">{}: AUROC {:.3}, ECE {:.3}, threshold {:.2}</text>\n</svg>\n",
+        w / 2.0,
+        h - 8.0,
+        h / 2.0,
+        h / 2.0,
+        w / 2.0,
+        report.dataset,
+        report.auroc,
+        report.ece,
+        report.threshold
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_and_recall_of_escalating_by_hand() {
+        // Unanswerable: 0 and 1. Escalated: 0 and 2. One right of two escalated; one of two found.
+        let escalated = [true, false, true, false];
+        let answerable = [false, false, true, true];
+        assert_eq!(
+            escalation_precision_recall(&escalated, &answerable),
+            (0.5, 0.5)
+        );
+    }
+
+    #[test]
+    fn a_perfectly_calibrated_set_has_zero_ece_and_a_wrong_one_does_not() {
+        // Bin 0.2-0.3: confidence 0.25, one in four answerable. Bin 0.7-0.8: 0.75, three in four.
+        let confidence = [0.25, 0.25, 0.25, 0.25, 0.75, 0.75, 0.75, 0.75];
+        let answerable = [true, false, false, false, true, true, true, false];
+        let bins = reliability(&confidence, &answerable, 10);
+        assert!(expected_calibration_error(&bins, 8) < 1e-12);
+        let wrong = [false, false, false, false, true, true, true, true];
+        let bins = reliability(&confidence, &wrong, 10);
+        // Each half is off by 0.25.
+        assert!((expected_calibration_error(&bins, 8) - 0.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_noise_floor_shrinks_with_more_questions() {
+        let few: Vec<f64> = (0..40).map(|i| (i % 10) as f64 / 10.0 + 0.05).collect();
+        let many: Vec<f64> = (0..4000).map(|i| (i % 10) as f64 / 10.0 + 0.05).collect();
+        let (a, b) = (
+            calibrated_ece_floor(&few, 300),
+            calibrated_ece_floor(&many, 300),
+        );
+        assert!(a > 0.05 && b < 0.02 && b < a, "{a} {b}");
+    }
+
+    #[test]
+    fn the_threshold_separates_when_the_confidence_does() {
+        let confidence = [0.1, 0.2, 0.3, 0.8, 0.9];
+        let answerable = [false, false, false, true, true];
+        let t = best_threshold(&confidence, &answerable);
+        assert!(t > 0.3 && t < 0.8, "{t}");
+    }
+}
