@@ -140,9 +140,39 @@ pub enum EvalWhat {
     Retrieval(EvalRetrievalCmd),
     /// Index the bundled manuals and check that each question of our set finds its section.
     Manuals(EvalManualsCmd),
+    /// Extractive answers with citations: citation coverage, whether the expected section is cited,
+    /// and latency, over the bundled manuals (default) or a BEIR-layout folder (`--data`).
+    Answers(EvalAnswersCmd),
     /// Answer-or-escalate: the confidence model scored by cross-validation on a folder with
     /// answerability.tsv (AUROC, calibration, escalation precision/recall).
     Answerability(EvalAnswerabilityCmd),
+}
+
+#[derive(Args)]
+pub struct EvalAnswersCmd {
+    /// A folder in BEIR layout; without it, the bundled manuals and our question set.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    #[arg(long, env = "SCANAID_MANUALS", default_value = "manuals")]
+    pub manuals: PathBuf,
+    /// Questions as JSON lines: {"id", "question", "manual", "anchor"}.
+    #[arg(long, default_value = "evals/data/manual-questions.jsonl")]
+    pub questions: PathBuf,
+    #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
+    pub index: PathBuf,
+    /// Where evaluated corpora's indexes are cached (with `--data`).
+    #[arg(long, env = "SCANAID_EVAL_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+    /// Write the report (with every answer) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print this many answers in full.
+    #[arg(long, default_value_t = 3)]
+    pub show: usize,
+    #[command(flatten)]
+    pub model: ModelOpts,
 }
 
 #[derive(Args)]
@@ -243,6 +273,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(EvalCmd {
             what: EvalWhat::Answerability(cmd),
         }) => eval_answerability(cmd),
+        Command::Eval(EvalCmd {
+            what: EvalWhat::Answers(cmd),
+        }) => eval_answers(cmd),
         Command::Serve(cmd) => crate::serve::serve(cmd),
         Command::Codes(cmd) => crate::serve::codes(cmd),
         Command::Rules(cmd) => crate::rules_cmd::run(cmd),
@@ -386,6 +419,58 @@ fn eval_cache_dir(given: Option<PathBuf>) -> PathBuf {
             .join("scanaid")
             .join("eval-indexes")
     })
+}
+
+fn eval_answers(cmd: EvalAnswersCmd) -> Result<ExitCode> {
+    use scanaid_evals::answers;
+    let embedder = cmd.model.embedder()?;
+    let (index, questions, name) = match &cmd.data {
+        Some(dir) => {
+            let data = scanaid_evals::beir::load(dir, &cmd.split)?;
+            let mut bar = progress::embedding_bar("embedding");
+            let (index, _, _, _) = scanaid_evals::retrieval::open_or_build(
+                &data,
+                embedder.as_ref(),
+                &eval_cache_dir(cmd.cache_dir.clone()),
+                &mut bar,
+            )?;
+            (index, answers::from_dataset(&data), data.name.clone())
+        }
+        None => {
+            let questions = scanaid_evals::manual_questions::load_questions(&cmd.questions)?;
+            build_index(&cmd.manuals, &cmd.index, embedder.as_ref())?;
+            let index = SearchIndex::open_for(&cmd.index, embedder.as_ref())?;
+            (
+                index,
+                answers::from_manual_questions(&questions),
+                "bundled manuals".to_string(),
+            )
+        }
+    };
+    let report = answers::evaluate(&index, embedder.as_ref(), &questions)?;
+    for a in report.answers.iter().take(cmd.show) {
+        println!("{} {:?} (expected {})", a.id, a.question, a.expected);
+        for line in a.answer.iter().chain(&a.cited) {
+            println!("    {line}");
+        }
+    }
+    println!(
+        "| questions | citation coverage | cites the expected section | first sentence from it | sentences per answer | answer p50 / p95 ms | extraction p50 / p95 ms |\n|---|---|---|---|---|---|---|\n| {} ({name}) | {:.3} | {:.3} | {:.3} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} |",
+        report.n_questions,
+        report.citation_coverage,
+        report.cites_expected_section,
+        report.first_sentence_from_expected_section,
+        report.mean_sentences,
+        report.latency_ms.p50,
+        report.latency_ms.p95,
+        report.extract_latency_ms.p50,
+        report.extract_latency_ms.p95
+    );
+    if let Some(path) = cmd.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {

@@ -320,3 +320,61 @@ fn eval_answerability_keeps_its_interface_and_separates_off_topic_questions() {
     assert!(!one.status.success());
     assert!(text(&one).contains("at least 2 folds"), "{}", text(&one));
 }
+
+#[test]
+fn eval_answers_cites_every_sentence_and_keeps_steps_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("manuals")).unwrap();
+    std::fs::write(dir.path().join("manuals/dw.md"), MANUAL).unwrap();
+    std::fs::write(
+        dir.path().join("questions.jsonl"),
+        concat!(
+            "{\"id\": \"a1\", \"question\": \"what does F-05 mean\", \"manual\": \"dw-500\", \"anchor\": \"fault-codes\"}\n",
+            "{\"id\": \"a2\", \"question\": \"how do I descale the dishwasher\", \"manual\": \"dw-500\", \"anchor\": \"descaling\"}\n",
+        ),
+    )
+    .unwrap();
+    let out = scanaid(
+        &[
+            "eval",
+            "answers",
+            "--manuals",
+            "manuals",
+            "--index",
+            "idx",
+            "--questions",
+            "questions.jsonl",
+            "--json",
+            "answers.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("answers.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["citation_coverage"], 1.0, "{report}");
+    assert_eq!(report["cites_expected_section"], 1.0, "{report}");
+    let fault = report["answers"][0]["answer"].as_array().unwrap();
+    assert!(
+        fault.iter().any(|s| s
+            .as_str()
+            .unwrap()
+            .contains("| F-05 | Rinse water below 82 °C |")),
+        "the row that answers, verbatim: {fault:?}"
+    );
+    let steps: Vec<&str> = report["answers"][1]["answer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            "1. Drain the tank. [1]",
+            "2. Add 500 ml of descaler PN 7720-D. [1]"
+        ],
+        "the whole procedure, in order"
+    );
+}

@@ -2,6 +2,7 @@
 //! corpus, run every query and report quality and latency. Used by `scanaid eval`.
 
 pub mod answerability;
+pub mod answers;
 pub mod beir;
 pub mod error;
 pub mod manual_questions;

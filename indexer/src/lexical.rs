@@ -369,6 +369,16 @@ impl LexicalIndex {
         self.reader.searcher().num_docs()
     }
 
+    /// How much a matched (analysed) term says: BM25's idf, ln(1 + (N - df + 0.5) / (df + 0.5)).
+    pub fn term_weight(&self, term: &str) -> f32 {
+        let searcher = self.reader.searcher();
+        let n = searcher.num_docs() as f32;
+        let df = searcher
+            .doc_freq(&Term::from_field_text(self.fields.text, term))
+            .unwrap_or(0) as f32;
+        (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+    }
+
     /// Stemmed terms of `text` as the index sees them (stop words removed, duplicates kept).
     pub fn analyse(&self, text: &str) -> Vec<String> {
         let mut analyzer = self.analyzer.clone();

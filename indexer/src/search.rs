@@ -226,6 +226,11 @@ impl SearchIndex {
         self.lexical.analyse(text)
     }
 
+    /// BM25's idf of an analysed term in this generation (rare terms weigh more).
+    pub fn term_weight(&self, term: &str) -> f32 {
+        self.lexical.term_weight(term)
+    }
+
     /// Changes the retrieval settings (evaluation sweeps; the server keeps the defaults).
     pub fn with_settings(mut self, settings: SearchSettings) -> Result<Self> {
         self.lexical.set_weights(settings.lexical);
