@@ -186,6 +186,10 @@ pub struct EvalAnswerabilityCmd {
     /// Write the reliability diagram (SVG) here.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// Write the model fitted on every question, with its threshold, here (the product reads
+    /// assistant/confidence-model.json).
+    #[arg(long)]
+    pub write_model: Option<PathBuf>,
     /// Cross-validation folds.
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
@@ -546,6 +550,28 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
     if let Some(path) = cmd.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = cmd.write_model {
+        let shipped = scanaid_assistant::confidence::ShippedModel {
+            fitted_on: format!(
+                "{}: {} questions, {}; {}-fold cross-validated AUROC {:.3}, ECE {:.3}",
+                report.dataset,
+                report.n_queries,
+                if report.history {
+                    "with history"
+                } else {
+                    "last turn"
+                },
+                report.folds,
+                report.auroc,
+                report.ece
+            ),
+            features: report.features.clone(),
+            model: report.model.clone(),
+            threshold: report.threshold,
+        };
+        std::fs::write(&path, serde_json::to_string_pretty(&shipped)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = cmd.svg {
         std::fs::write(

@@ -6,7 +6,7 @@
 
 use crate::evidence::N_FEATURES;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Logistic {
     pub mean: [f64; N_FEATURES],
     pub scale: [f64; N_FEATURES],
@@ -111,6 +111,25 @@ impl Logistic {
     }
 }
 
+/// The fitted model the product ships, with the threshold below which it offers a person.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShippedModel {
+    /// Where and how it was fitted, for whoever reads the file.
+    pub fitted_on: String,
+    pub features: Vec<String>,
+    pub model: Logistic,
+    pub threshold: f64,
+}
+
+impl ShippedModel {
+    /// The model in `assistant/confidence-model.json`, written by
+    /// `scanaid eval answerability --data ../shared/evaldata/mtrag-dev --write-model assistant/confidence-model.json`.
+    pub fn bundled() -> Self {
+        serde_json::from_str(include_str!("../confidence-model.json"))
+            .expect("assistant/confidence-model.json is valid (tested)")
+    }
+}
+
 fn dot(a: &[f64; N_FEATURES], b: &[f64; N_FEATURES]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -118,6 +137,15 @@ fn dot(a: &[f64; N_FEATURES], b: &[f64; N_FEATURES]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bundled_model_loads_and_uses_the_product_features() {
+        let shipped = ShippedModel::bundled();
+        assert!(shipped.threshold > 0.0 && shipped.threshold < 1.0);
+        for (j, used) in PRODUCT_FEATURES.iter().enumerate() {
+            assert_eq!(*used, shipped.model.weights[j] != 0.0, "feature {j}");
+        }
+    }
 
     fn row(first: f64, second: f64) -> [f64; N_FEATURES] {
         let mut r = [0.0; N_FEATURES];

@@ -64,6 +64,8 @@ pub struct AnswerabilityReport {
     /// The model fitted on every question (what the product would ship), by feature name.
     pub weights: Vec<(String, f64)>,
     pub bias: f64,
+    #[serde(skip)]
+    pub model: Logistic,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -203,6 +205,7 @@ pub fn evaluate(
             .map(|(n, w)| (n.to_string(), w))
             .collect(),
         bias: full.bias,
+        model: full,
     })
 }
 

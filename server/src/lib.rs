@@ -5,6 +5,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod chat;
 pub mod device;
 pub mod error;
 pub mod events;
@@ -72,6 +73,8 @@ pub struct Inner {
     pub config: ServerConfig,
     /// Routing rules, in order (see `rules.rs`); swapped whole when an admin edits them.
     pub rules: RwLock<Arc<rules::RuleSet>>,
+    /// Chat inference slots and the confidence model.
+    pub chat: chat::ChatEngine,
     /// Role page content per index generation (see `pages::PageCache`).
     pub pages: pages::PageCache,
     /// Failed sign-ins per username.
@@ -113,6 +116,7 @@ pub fn app(state: AppState) -> Router {
         .route("/c/{code}", get(scan::scan))
         .route("/m/{manual}", get(site::manual))
         .route("/search", post(site::search))
+        .route("/api/chat", post(chat::chat))
         .route("/signin", get(account::signin_form).post(account::signin))
         .route("/signout", post(account::signout))
         .route("/admin/users", get(account::users).post(account::add_user))
@@ -169,6 +173,7 @@ pub async fn open(
             Duration::from_secs(15 * 60),
         ),
         pages: pages::PageCache::default(),
+        chat: chat::ChatEngine::default(),
     }));
     Ok((
         Running {

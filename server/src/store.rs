@@ -328,6 +328,105 @@ impl Store {
         Ok(())
     }
 
+    /// Starts a conversation about an asset; `id` is random and says nothing about the person.
+    pub async fn create_conversation(
+        &self,
+        id: &str,
+        asset_id: &str,
+        code: Option<&str>,
+        role: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO conversations (id, asset_id, code, role, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(asset_id)
+        .bind(code)
+        .bind(role)
+        .bind(now_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A conversation's asset and code, if it exists.
+    pub async fn conversation(&self, id: &str) -> Result<Option<(String, Option<String>)>> {
+        Ok(
+            sqlx::query_as("SELECT asset_id, code FROM conversations WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// A conversation's turns, oldest first: (question, answer).
+    pub async fn chat_turns(&self, conversation: &str) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT question, answer FROM chat_turns WHERE conversation_id = ? ORDER BY id",
+        )
+        .bind(conversation)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_chat_turn(
+        &self,
+        conversation: &str,
+        question: &str,
+        answer: &str,
+        citations_json: &str,
+        confidence: f64,
+        escalated: bool,
+    ) -> Result<i64> {
+        let done = sqlx::query("INSERT INTO chat_turns (conversation_id, at, question, answer, citations, confidence, escalated) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(conversation)
+            .bind(now_rfc3339())
+            .bind(question)
+            .bind(answer)
+            .bind(citations_json)
+            .bind(confidence)
+            .bind(escalated)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.last_insert_rowid())
+    }
+
+    /// The open ticket of a conversation, if any (one conversation, one ticket).
+    pub async fn open_ticket(&self, conversation: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE conversation_id = ? AND status = 'open' ORDER BY id LIMIT 1",
+        )
+        .bind(conversation)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_ticket(
+        &self,
+        conversation: &str,
+        asset_id: &str,
+        code: Option<&str>,
+        role: &str,
+        language: &str,
+        confidence: f64,
+        reason: &str,
+    ) -> Result<i64> {
+        let done = sqlx::query("INSERT INTO tickets (conversation_id, asset_id, code, role, language, confidence, reason, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?)")
+            .bind(conversation)
+            .bind(asset_id)
+            .bind(code)
+            .bind(role)
+            .bind(language)
+            .bind(confidence)
+            .bind(reason)
+            .bind(now_rfc3339())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.last_insert_rowid())
+    }
+
     pub async fn count_scan_events(&self) -> Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM scan_events")
             .fetch_one(&self.pool)
@@ -342,4 +441,8 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

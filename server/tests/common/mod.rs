@@ -270,6 +270,15 @@ pub fn post_form(url: &str, headers: &[(&str, &str)], form: &[(&str, &str)]) -> 
     reply(request.send_form(form))
 }
 
+/// POSTs `body` as JSON (raw text, so tests can send broken JSON too).
+pub fn post_json(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut request = agent().post(url).set("content-type", "application/json");
+    for (k, v) in headers {
+        request = request.set(k, v);
+    }
+    reply(request.send_string(body))
+}
+
 pub const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
 pub const ANDROID: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36";
 

@@ -1,0 +1,390 @@
+//! `POST /api/chat`: a question about the scanned asset, answered from its manuals with citations and a
+//! confidence; a ticket for a person when the assistant is unsure or the person asks for one.
+//! Inference runs off the async runtime, at most `CHAT_SLOTS` at a time; a request that cannot get a
+//! slot in `BUSY_WAIT` gets a clear "busy" answer instead of hanging.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use scanaid_assistant::confidence::ShippedModel;
+use scanaid_indexer::{Filters, Mode, OwnerScope, SearchRequest};
+
+use crate::registry::is_well_formed_code;
+use crate::store::{AssetRecord, QueueRecord};
+use crate::{AppError, AppState};
+
+/// Longest question accepted, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+/// Earlier turns (questions and answers) a follow-up retrieves with.
+const HISTORY_TURNS: usize = 3;
+/// Answers computed at once; the machine has two cores and one answer uses both.
+pub const CHAT_SLOTS: usize = 2;
+/// How long a request waits for a slot before it is told the assistant is busy.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// Inference slots and the confidence model, shared by every chat request.
+pub struct ChatEngine {
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub model: Arc<ShippedModel>,
+}
+
+impl Default for ChatEngine {
+    fn default() -> Self {
+        Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(CHAT_SLOTS)),
+            model: Arc::new(ShippedModel::bundled()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRequest {
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub asset: Option<String>,
+    pub message: String,
+    #[serde(default)]
+    pub conversation: Option<String>,
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CitationView {
+    pub n: usize,
+    pub manual: String,
+    pub manual_title: String,
+    pub revision: String,
+    pub section: String,
+    pub url: String,
+    pub snippet: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SentenceView {
+    pub text: String,
+    pub citation: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TicketView {
+    pub id: i64,
+    pub queue: String,
+    pub hours: String,
+    pub next: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChatReply {
+    pub conversation: String,
+    /// The answer as text, each sentence followed by its citation `[n]`.
+    pub answer: String,
+    pub sentences: Vec<SentenceView>,
+    pub citations: Vec<CitationView>,
+    pub confidence: f64,
+    /// The assistant is below its confidence threshold: the answer is shown as "not sure".
+    pub unsure: bool,
+    pub escalated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<TicketView>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChatError {
+    error: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    busy: bool,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ChatError {
+            error: message.into(),
+            busy: status == StatusCode::SERVICE_UNAVAILABLE,
+        }),
+    )
+        .into_response()
+}
+
+/// "Talk to a person" in the words people use (English and Spanish).
+pub fn asks_for_a_person(message: &str) -> bool {
+    let m = message.to_lowercase();
+    [
+        "talk to a person",
+        "speak to a person",
+        "talk to someone",
+        "speak to someone",
+        "a human",
+        "real person",
+        "an agent",
+        "live support",
+        "call me",
+        "hablar con una persona",
+        "hablar con alguien",
+        "una persona",
+        "un agente",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
+pub async fn chat(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ChatRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, AppError> {
+    let Json(request) = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            return Ok(error(
+                rejection.status(),
+                format!(
+                    "the request is not a chat message: {}",
+                    rejection.body_text()
+                ),
+            ))
+        }
+    };
+    let message = request.message.trim().to_string();
+    if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
+        return Ok(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("a message is 1 to {MAX_MESSAGE_CHARS} characters"),
+        ));
+    }
+    let role = crate::site::role_of(&app, &headers).await?;
+    let lang = request
+        .lang
+        .clone()
+        .filter(|l| l.len() <= 16 && l.chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
+        .unwrap_or_else(|| "en".to_string());
+
+    // The asset: from the conversation, the code, or the asset id, in that order.
+    let (asset, code, conversation, history) = match &request.conversation {
+        Some(id) => match app.store.conversation(id).await? {
+            Some((asset_id, code)) => {
+                let Some(asset) = app.store.asset(&asset_id).await? else {
+                    return Ok(error(StatusCode::GONE, "this conversation's asset is gone"));
+                };
+                let turns = app.store.chat_turns(id).await?;
+                (asset, code, id.clone(), history_of(&turns))
+            }
+            None => {
+                return Ok(error(
+                    StatusCode::NOT_FOUND,
+                    "unknown conversation: start a new one without it",
+                ))
+            }
+        },
+        None => {
+            let Some((asset, code)) = asset_of(&app, &request).await? else {
+                return Ok(error(
+                    StatusCode::NOT_FOUND,
+                    "unknown code or asset: scan the label again",
+                ));
+            };
+            let id = crate::auth::random_token(16);
+            app.store
+                .create_conversation(&id, &asset.id, code.as_deref(), role.as_str())
+                .await?;
+            (asset, code, id, Vec::new())
+        }
+    };
+
+    let filters = Filters {
+        manuals: asset.manual_ids(),
+        audiences: role.audiences().iter().map(|s| s.to_string()).collect(),
+        owner: OwnerScope::Public,
+        ..Filters::default()
+    };
+    let search = SearchRequest {
+        query: message.clone(),
+        history,
+        filters,
+        limit: 20,
+        mode: Mode::Hybrid,
+    };
+    let Ok(permit) = tokio::time::timeout(BUSY_WAIT, app.chat.slots.clone().acquire_owned()).await
+    else {
+        return Ok(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the assistant is busy; try again in a moment, or call the number on the label",
+        ));
+    };
+    let permit = permit.expect("the chat semaphore is never closed");
+    let index = app.index();
+    let embedder = app.embedder.clone();
+    let model = app.chat.model.clone();
+    let answered = {
+        let index = index.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            scanaid_assistant::reply(&index, embedder.as_ref(), &model, search)
+        })
+        .await?
+    };
+    let reply = match answered {
+        Ok(reply) => reply,
+        Err(scanaid_indexer::IndexError::BadRequest(reason)) => {
+            return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, reason))
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    let citations: Vec<CitationView> = reply
+        .extract
+        .citations
+        .iter()
+        .map(|c| CitationView {
+            n: c.n,
+            manual: c.manual_id.clone(),
+            manual_title: c.manual_title.clone(),
+            revision: c.revision.clone(),
+            section: c.section.clone(),
+            url: format!("/m/{}#{}", c.manual_id, c.anchor),
+            snippet: c.snippet.clone(),
+        })
+        .collect();
+    let sentences: Vec<SentenceView> = reply
+        .extract
+        .sentences
+        .iter()
+        .map(|s| SentenceView {
+            text: s.text.clone(),
+            citation: s.citation,
+        })
+        .collect();
+    let answer = sentences
+        .iter()
+        .map(|s| format!("{} [{}]", s.text, s.citation))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let asked = asks_for_a_person(&message);
+    let escalated = asked || reply.unsure;
+    let citations_json = serde_json::to_string(&citations).expect("serialises");
+    app.store
+        .add_chat_turn(
+            &conversation,
+            &message,
+            &answer,
+            &citations_json,
+            reply.confidence,
+            escalated,
+        )
+        .await?;
+    let ticket = if escalated {
+        let id = match app.store.open_ticket(&conversation).await? {
+            Some(id) => id,
+            None => {
+                let reason = if asked {
+                    "asked for a person"
+                } else {
+                    "assistant unsure"
+                };
+                app.store
+                    .create_ticket(
+                        &conversation,
+                        &asset.id,
+                        code.as_deref(),
+                        role.as_str(),
+                        &lang,
+                        reply.confidence,
+                        reason,
+                    )
+                    .await?
+            }
+        };
+        let queue = app.store.queue(&asset.queue_id).await?;
+        Some(ticket_view(id, queue.as_ref()))
+    } else {
+        None
+    };
+    Ok(Json(ChatReply {
+        conversation,
+        answer,
+        sentences,
+        citations,
+        confidence: reply.confidence,
+        unsure: reply.unsure,
+        escalated,
+        ticket,
+    })
+    .into_response())
+}
+
+/// Earlier turns as the engine reads them: the user's questions and the assistant's answers.
+fn history_of(turns: &[(String, String)]) -> Vec<String> {
+    let from = turns.len().saturating_sub(HISTORY_TURNS);
+    turns[from..]
+        .iter()
+        .flat_map(|(q, a)| [format!("user: {q}"), format!("agent: {a}")])
+        .collect()
+}
+
+async fn asset_of(
+    app: &AppState,
+    request: &ChatRequest,
+) -> Result<Option<(AssetRecord, Option<String>)>, AppError> {
+    if let Some(code) = request.code.as_deref() {
+        if !is_well_formed_code(code) {
+            return Ok(None);
+        }
+        let resolved = app.store.resolve_code(code).await?;
+        return Ok(resolved
+            .filter(|r| r.code.retired_at.is_none())
+            .and_then(|r| r.asset)
+            .map(|a| (a, Some(code.to_string()))));
+    }
+    match request.asset.as_deref() {
+        Some(id) if id.len() <= 64 => Ok(app.store.asset(id).await?.map(|a| (a, None))),
+        _ => Ok(None),
+    }
+}
+
+fn ticket_view(id: i64, queue: Option<&QueueRecord>) -> TicketView {
+    let (name, hours) = queue.map_or(("Support".to_string(), String::new()), |q| {
+        (q.name.clone(), q.hours.clone())
+    });
+    let next = if hours.is_empty() {
+        format!("{name} will see ticket {id} with this conversation and answer here.")
+    } else {
+        format!("{name} will see ticket {id} with this conversation and answer here ({hours}).")
+    };
+    TicketView {
+        id,
+        queue: name,
+        hours,
+        next,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn people_asking_for_a_person_are_heard() {
+        assert!(asks_for_a_person("Can I talk to a person please"));
+        assert!(asks_for_a_person("quiero hablar con una persona"));
+        assert!(!asks_for_a_person("how do I prime the pump"));
+    }
+
+    #[test]
+    fn follow_ups_carry_the_last_turns_oldest_first() {
+        let turns: Vec<(String, String)> =
+            (0..5).map(|i| (format!("q{i}"), format!("a{i}"))).collect();
+        let history = history_of(&turns);
+        assert_eq!(history.first().unwrap(), "user: q2");
+        assert_eq!(history.last().unwrap(), "agent: a4");
+        assert_eq!(history.len(), 6);
+    }
+}

@@ -1,0 +1,196 @@
+//! End-to-end: `POST /api/chat` on the real server with the bundled manuals and the real model.
+//! Answers cite the passages they are copied from, follow-ups keep their conversation, a person is
+//! offered (a ticket) on request and when the assistant is unsure, bad requests get clear JSON errors,
+//! and a full assistant says it is busy instead of hanging.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn ask(app: &TestApp, body: Value) -> (u16, Value) {
+    let reply = post_json(&app.url("/api/chat"), &[], &body.to_string());
+    let json: Value = serde_json::from_str(&reply.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", reply.body));
+    (reply.status, json)
+}
+
+#[test]
+fn an_answer_cites_the_sections_its_sentences_are_copied_from() {
+    let app = spawn_app();
+    let (status, reply) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let sentences = reply["sentences"].as_array().unwrap();
+    let citations = reply["citations"].as_array().unwrap();
+    assert!(!sentences.is_empty() && !citations.is_empty(), "{reply}");
+    let index = app.state.index();
+    for s in sentences {
+        let n = s["citation"].as_u64().unwrap() as usize;
+        let cited = citations
+            .iter()
+            .find(|c| c["n"].as_u64() == Some(n as u64))
+            .unwrap_or_else(|| panic!("citation [{n}] is listed: {reply}"));
+        let url = cited["url"].as_str().unwrap();
+        let (manual, anchor) = url
+            .strip_prefix("/m/")
+            .and_then(|rest| rest.split_once('#'))
+            .unwrap();
+        let text = s["text"].as_str().unwrap();
+        assert!(
+            index
+                .chunks()
+                .iter()
+                .any(|c| c.manual_id == manual && c.anchor == anchor && c.text.contains(text)),
+            "{text:?} is in {url}"
+        );
+        assert!(reply["answer"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{text} [{n}]")));
+    }
+    assert!(
+        citations
+            .iter()
+            .any(|c| c["section"].as_str().unwrap().contains("Cleaning")),
+        "{reply}"
+    );
+    let confidence = reply["confidence"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&confidence));
+    // The cited section opens for the reader.
+    let url = citations[0]["url"].as_str().unwrap();
+    let page = get(&app.url(url.split('#').next().unwrap()), &[]);
+    assert_eq!(page.status, 200);
+}
+
+#[test]
+fn a_follow_up_stays_in_its_conversation() {
+    let app = spawn_app();
+    let (_, first) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    let conversation = first["conversation"].as_str().unwrap().to_string();
+    assert!(conversation.len() >= 16, "a random id");
+    let (status, second) = ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "and which disinfectants are allowed?"}),
+    );
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["conversation"], conversation.as_str());
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM chat_turns WHERE conversation_id = '{conversation}'"
+        )),
+        vec![vec!["2"]]
+    );
+    let (status, unknown) = ask(
+        &app,
+        serde_json::json!({"conversation": "no-such-conversation", "message": "hello"}),
+    );
+    assert_eq!(status, 404);
+    assert!(unknown["error"].as_str().unwrap().contains("conversation"));
+}
+
+#[test]
+fn a_person_is_offered_on_request_and_when_the_assistant_is_unsure() {
+    let app = spawn_app();
+    let (status, asked) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "I want to talk to a person"}),
+    );
+    assert_eq!(status, 200, "{asked}");
+    assert_eq!(asked["escalated"], true);
+    let ticket = asked["ticket"]["id"].as_i64().expect("a ticket number");
+    assert!(asked["ticket"]["next"]
+        .as_str()
+        .unwrap()
+        .contains(&ticket.to_string()));
+    // Asking again in the same conversation keeps the one ticket.
+    let conversation = asked["conversation"].as_str().unwrap();
+    let (_, again) = ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "can I speak to someone now"}),
+    );
+    assert_eq!(again["ticket"]["id"].as_i64(), Some(ticket));
+
+    let (status, off_topic) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "who won the football world cup in 1998"}),
+    );
+    assert_eq!(status, 200, "{off_topic}");
+    assert_eq!(off_topic["unsure"], true, "{off_topic}");
+    assert_eq!(off_topic["escalated"], true);
+    assert!(off_topic["ticket"]["id"].as_i64().is_some());
+    assert_eq!(
+        app.rows("SELECT reason, status FROM tickets ORDER BY id"),
+        vec![
+            vec!["asked for a person", "open"],
+            vec!["assistant unsure", "open"]
+        ]
+    );
+}
+
+#[test]
+fn bad_chat_requests_get_clear_json_errors() {
+    let app = spawn_app();
+    let url = app.url("/api/chat");
+    let (status, empty) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "  "}),
+    );
+    assert_eq!(status, 422);
+    assert!(empty["error"].as_str().unwrap().contains("1 to 1000"));
+    let long = "x".repeat(1001);
+    assert_eq!(
+        ask(
+            &app,
+            serde_json::json!({"code": PUMP_CODE, "message": long})
+        )
+        .0,
+        422
+    );
+    let (status, unknown) = ask(
+        &app,
+        serde_json::json!({"code": "nope2345", "message": "hello"}),
+    );
+    assert_eq!(status, 404);
+    assert!(unknown["error"].as_str().unwrap().contains("unknown code"));
+    let broken = post_json(&url, &[], "{\"message\": ");
+    assert!(
+        (400..500).contains(&broken.status),
+        "{}: {}",
+        broken.status,
+        broken.body
+    );
+    assert!(broken.body.contains("\"error\""));
+    let extra = post_json(
+        &url,
+        &[],
+        &serde_json::json!({"code": PUMP_CODE, "message": "hi", "name": "Ann"}).to_string(),
+    );
+    assert_eq!(extra.status, 422, "{}", extra.body);
+}
+
+#[test]
+fn a_full_assistant_says_it_is_busy_instead_of_hanging() {
+    let app = spawn_app();
+    let slots = app.state.chat.slots.clone();
+    let held = slots
+        .try_acquire_many_owned(scanaid_server::chat::CHAT_SLOTS as u32)
+        .expect("the test takes every slot");
+    let (status, busy) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    assert_eq!(status, 503, "{busy}");
+    assert_eq!(busy["busy"], true);
+    drop(held);
+    let (status, _) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    assert_eq!(status, 200, "answers again once a slot is free");
+}
