@@ -154,6 +154,26 @@ pub async fn chat(
             ))
         }
     };
+    let role = crate::site::role_of(&app, &headers).await?;
+    Ok(match answer_turn(&app, role, request).await? {
+        Ok(reply) => Json(reply).into_response(),
+        Err((status, message)) => error(status, message),
+    })
+}
+
+/// A turn that could not be answered because of the request: the status and what to tell the person.
+pub type Refusal = (StatusCode, String);
+
+/// Answers one turn for a reader of `role`: the core both the JSON API and the page's form use.
+pub async fn answer_turn(
+    app: &AppState,
+    role: crate::roles::Role,
+    request: ChatRequest,
+) -> Result<Result<ChatReply, Refusal>, AppError> {
+    // Inside a turn, a refusal is a value the caller renders (JSON or a page).
+    fn error(status: StatusCode, message: impl Into<String>) -> Result<ChatReply, Refusal> {
+        Err((status, message.into()))
+    }
     let message = request.message.trim().to_string();
     if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
         return Ok(error(
@@ -161,7 +181,6 @@ pub async fn chat(
             format!("a message is 1 to {MAX_MESSAGE_CHARS} characters"),
         ));
     }
-    let role = crate::site::role_of(&app, &headers).await?;
     let lang = request
         .lang
         .clone()
@@ -186,7 +205,7 @@ pub async fn chat(
             }
         },
         None => {
-            let Some((asset, code)) = asset_of(&app, &request).await? else {
+            let Some((asset, code)) = asset_of(app, &request).await? else {
                 return Ok(error(
                     StatusCode::NOT_FOUND,
                     "unknown code or asset: scan the label again",
@@ -308,7 +327,7 @@ pub async fn chat(
     } else {
         None
     };
-    Ok(Json(ChatReply {
+    Ok(Ok(ChatReply {
         conversation,
         answer,
         sentences,
@@ -317,8 +336,68 @@ pub async fn chat(
         unsure: reply.unsure,
         escalated,
         ticket,
-    })
-    .into_response())
+    }))
+}
+
+/// The page's ask form: the same turn without JavaScript.
+#[derive(Debug, Deserialize)]
+pub struct ChatForm {
+    #[serde(default)]
+    pub asset: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub conversation: String,
+    #[serde(default)]
+    pub lang: String,
+}
+
+pub async fn chat_form(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<ChatForm>,
+) -> Result<Response, AppError> {
+    use askama::Template;
+    let role = crate::site::role_of(&app, &headers).await?;
+    let lang = if crate::i18n::UI_LANGUAGES.contains(&form.lang.as_str()) {
+        form.lang.clone()
+    } else {
+        crate::language::DEFAULT_LANGUAGE.to_string()
+    };
+    let request = ChatRequest {
+        code: None,
+        asset: Some(form.asset.clone()).filter(|a| !a.is_empty()),
+        message: form.message.clone(),
+        conversation: Some(form.conversation.clone()).filter(|c| !c.is_empty()),
+        lang: Some(lang.clone()),
+    };
+    match answer_turn(&app, role, request).await? {
+        Ok(reply) => {
+            let page = crate::views::ChatPage {
+                t: crate::i18n::strings(&lang),
+                lang,
+                asset_id: form.asset,
+                question: form.message.trim().to_string(),
+                reply,
+            }
+            .render()?;
+            Ok((
+                [(axum::http::header::CACHE_CONTROL, "no-store")],
+                axum::response::Html(page),
+            )
+                .into_response())
+        }
+        Err((status, message)) => {
+            let page = crate::views::MessagePage {
+                lang,
+                heading: "Please check your question".to_string(),
+                message,
+                back: "/".to_string(),
+            }
+            .render()?;
+            Ok((status, axum::response::Html(page)).into_response())
+        }
+    }
 }
 
 /// Earlier turns as the engine reads them: the user's questions and the assistant's answers.

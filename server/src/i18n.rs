@@ -21,6 +21,12 @@ pub struct Strings {
     pub nothing_for_role: &'static str,
     pub results_for: &'static str,
     pub no_results: &'static str,
+    pub you_asked: &'static str,
+    pub chat_unsure: &'static str,
+    pub chat_sources: &'static str,
+    pub follow_up: &'static str,
+    pub talk_to_person: &'static str,
+    pub ticket_opened: &'static str,
 }
 
 pub const EN: Strings = Strings {
@@ -44,6 +50,12 @@ pub const EN: Strings = Strings {
     nothing_for_role: "There is nothing in this manual for your role.",
     results_for: "Results for",
     no_results: "Nothing in the manuals matched. Try other words, or contact the site.",
+    you_asked: "You asked",
+    chat_unsure: "I am not sure the manuals answer this. These are the closest parts; a person can help.",
+    chat_sources: "Sources",
+    follow_up: "Ask a follow-up",
+    talk_to_person: "Talk to a person",
+    ticket_opened: "Ticket",
 };
 
 pub const ES: Strings = Strings {
@@ -67,6 +79,12 @@ pub const ES: Strings = Strings {
     nothing_for_role: "No hay nada en este manual para su función.",
     results_for: "Resultados para",
     no_results: "No hubo coincidencias en los manuales. Pruebe con otras palabras o contacte con el centro.",
+    you_asked: "Su pregunta",
+    chat_unsure: "No estoy seguro de que los manuales respondan a esto. Estas son las partes más cercanas; una persona puede ayudarle.",
+    chat_sources: "Fuentes",
+    follow_up: "Hacer otra pregunta",
+    talk_to_person: "Hablar con una persona",
+    ticket_opened: "Incidencia",
 };
 
 /// Languages with interface strings.

@@ -116,3 +116,13 @@ pub struct AdminRulesPage {
     pub explanation: Vec<String>,
     pub roles: Vec<&'static str>,
 }
+
+#[derive(Template)]
+#[template(path = "chat.html")]
+pub struct ChatPage {
+    pub t: &'static Strings,
+    pub lang: String,
+    pub asset_id: String,
+    pub question: String,
+    pub reply: crate::chat::ChatReply,
+}

@@ -194,3 +194,49 @@ fn a_full_assistant_says_it_is_busy_instead_of_hanging() {
     );
     assert_eq!(status, 200, "answers again once a slot is free");
 }
+
+#[test]
+fn the_page_form_answers_without_javascript_and_offers_a_person() {
+    let app = spawn_app();
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    assert!(
+        page.body.contains("action=\"/chat\""),
+        "the role page asks the assistant"
+    );
+    let answered = post_form(
+        &app.url("/chat"),
+        &[],
+        &[
+            ("asset", "pump-icu-07"),
+            ("message", "how do I clean the pump"),
+            ("lang", "en"),
+        ],
+    );
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    assert!(
+        answered.body.contains("class=\"cite\" href=\"/m/"),
+        "{}",
+        answered.body
+    );
+    let conversation = answered
+        .hidden("conversation")
+        .expect("the follow-up form carries the conversation");
+    let person = post_form(
+        &app.url("/chat"),
+        &[],
+        &[
+            ("asset", "pump-icu-07"),
+            ("conversation", &conversation),
+            ("message", "Talk to a person"),
+            ("lang", "en"),
+        ],
+    );
+    assert_eq!(person.status, 200);
+    assert!(person.body.contains("Ticket 1"), "{}", person.body);
+    let bad = post_form(
+        &app.url("/chat"),
+        &[],
+        &[("asset", "pump-icu-07"), ("message", "")],
+    );
+    assert_eq!(bad.status, 422);
+}
