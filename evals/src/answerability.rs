@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use scanaid_assistant::confidence::{FitOptions, Logistic};
 use scanaid_assistant::{evidence, FEATURE_NAMES, N_FEATURES};
-use scanaid_indexer::{Filters, Mode, OwnerScope, SearchRequest};
+use scanaid_indexer::{Mode, SearchRequest};
 use scanaid_models::Embedder;
 
 use crate::beir::Dataset;
@@ -107,18 +107,8 @@ pub fn evaluate(
             continue;
         };
         let request = SearchRequest {
-            query: q.text.clone(),
-            history: if options.use_history {
-                q.history.clone()
-            } else {
-                Vec::new()
-            },
-            filters: Filters {
-                owner: OwnerScope::Everything,
-                ..Filters::default()
-            },
             limit: 20,
-            mode: Mode::Hybrid,
+            ..crate::retrieval::request(q, Mode::Hybrid, options.use_history)
         };
         let hits = index.search(&request, Some(embedder))?;
         let top_bm25 = hits

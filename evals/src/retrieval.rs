@@ -216,7 +216,8 @@ pub fn run_queries(
     Ok(runs)
 }
 
-fn request(q: &crate::beir::Query, mode: Mode, use_history: bool) -> SearchRequest {
+/// The engine request for a BEIR query: every owner, with or without its history, top 100.
+pub(crate) fn request(q: &crate::beir::Query, mode: Mode, use_history: bool) -> SearchRequest {
     SearchRequest {
         query: q.text.clone(),
         history: if use_history {
