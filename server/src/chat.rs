@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use scanaid_assistant::confidence::ShippedModel;
 use scanaid_indexer::{Filters, Mode, OwnerScope, SearchRequest};
 
+use crate::auth::AttemptLimiter;
 use crate::registry::is_well_formed_code;
 use crate::store::{AssetRecord, QueueRecord};
 use crate::{AppError, AppState};
@@ -28,18 +29,50 @@ pub const CHAT_SLOTS: usize = 2;
 /// How long a request waits for a slot before it is told the assistant is busy.
 const BUSY_WAIT: Duration = Duration::from_secs(5);
 
-/// Inference slots and the confidence model, shared by every chat request.
+/// The window the message limits count in.
+pub const RATE_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// Inference slots, the confidence model and the message limits, shared by every chat request.
 pub struct ChatEngine {
     pub slots: Arc<tokio::sync::Semaphore>,
     pub model: Arc<ShippedModel>,
+    per_conversation: AttemptLimiter,
+    per_client: AttemptLimiter,
 }
 
-impl Default for ChatEngine {
-    fn default() -> Self {
+impl ChatEngine {
+    /// `limits`: messages per conversation and per client address prefix in `RATE_WINDOW`.
+    pub fn new(limits: &(u32, u32)) -> Self {
         Self {
             slots: Arc::new(tokio::sync::Semaphore::new(CHAT_SLOTS)),
             model: Arc::new(ShippedModel::bundled()),
+            per_conversation: AttemptLimiter::new(limits.0, RATE_WINDOW, RATE_WINDOW),
+            per_client: AttemptLimiter::new(limits.1, RATE_WINDOW, RATE_WINDOW),
         }
+    }
+
+    /// Counts a message against its conversation and client; `Some(wait)` when either is over its
+    /// limit (the message is then not answered).
+    fn over_limit(&self, conversation: Option<&str>, client: Option<&str>) -> Option<Duration> {
+        let conversation = conversation.map(|c| format!("conversation:{c}"));
+        let client = client.map(|c| format!("client:{c}"));
+        let locked = conversation
+            .as_deref()
+            .and_then(|k| self.per_conversation.locked_for(k))
+            .or_else(|| {
+                client
+                    .as_deref()
+                    .and_then(|k| self.per_client.locked_for(k))
+            });
+        if locked.is_none() {
+            if let Some(k) = &conversation {
+                self.per_conversation.record_failure(k);
+            }
+            if let Some(k) = &client {
+                self.per_client.record_failure(k);
+            }
+        }
+        locked
     }
 }
 
@@ -140,6 +173,7 @@ pub fn asks_for_a_person(message: &str) -> bool {
 pub async fn chat(
     State(app): State<AppState>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     body: Result<Json<ChatRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
     let Json(request) = match body {
@@ -155,10 +189,12 @@ pub async fn chat(
         }
     };
     let role = crate::site::role_of(&app, &headers).await?;
-    Ok(match answer_turn(&app, role, request).await? {
-        Ok(reply) => Json(reply).into_response(),
-        Err((status, message)) => error(status, message),
-    })
+    Ok(
+        match answer_turn(&app, role, client_of(&extensions), request).await? {
+            Ok(reply) => Json(reply).into_response(),
+            Err((status, message)) => error(status, message),
+        },
+    )
 }
 
 /// A turn that could not be answered because of the request: the status and what to tell the person.
@@ -168,6 +204,7 @@ pub type Refusal = (StatusCode, String);
 pub async fn answer_turn(
     app: &AppState,
     role: crate::roles::Role,
+    client: Option<String>,
     request: ChatRequest,
 ) -> Result<Result<ChatReply, Refusal>, AppError> {
     // Inside a turn, a refusal is a value the caller renders (JSON or a page).
@@ -186,6 +223,19 @@ pub async fn answer_turn(
         .clone()
         .filter(|l| l.len() <= 16 && l.chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
         .unwrap_or_else(|| "en".to_string());
+
+    if let Some(wait) = app
+        .chat
+        .over_limit(request.conversation.as_deref(), client.as_deref())
+    {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        return Ok(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many messages; try again in {minutes} min, or call the number on the label"
+            ),
+        ));
+    }
 
     // The asset: from the conversation, the code, or the asset id, in that order.
     let (asset, code, conversation, history) = match &request.conversation {
@@ -355,6 +405,7 @@ pub struct ChatForm {
 pub async fn chat_form(
     State(app): State<AppState>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     axum::Form(form): axum::Form<ChatForm>,
 ) -> Result<Response, AppError> {
     use askama::Template;
@@ -371,7 +422,7 @@ pub async fn chat_form(
         conversation: Some(form.conversation.clone()).filter(|c| !c.is_empty()),
         lang: Some(lang.clone()),
     };
-    match answer_turn(&app, role, request).await? {
+    match answer_turn(&app, role, client_of(&extensions), request).await? {
         Ok(reply) => {
             let page = crate::views::ChatPage {
                 t: crate::i18n::strings(&lang),
@@ -398,6 +449,13 @@ pub async fn chat_form(
             Ok((status, axum::response::Html(page)).into_response())
         }
     }
+}
+
+/// The client's address prefix (never the whole address), when the server knows the peer.
+fn client_of(extensions: &axum::http::Extensions) -> Option<String> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| crate::http::ip_prefix(c.0.ip()))
 }
 
 /// Earlier turns as the engine reads them: the user's questions and the assistant's answers.

@@ -51,6 +51,11 @@ pub struct ServerConfig {
     pub event_queue: usize,
     /// The time rules see: the system clock, or a fixed instant (tests, rehearsing rules).
     pub fixed_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// Chat messages one conversation may send in `chat::RATE_WINDOW` before it must wait.
+    pub chat_per_conversation: u32,
+    /// Chat messages one client address prefix may send in `chat::RATE_WINDOW` (a ward or a plant
+    /// shares one address, so this is higher).
+    pub chat_per_client: u32,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +65,8 @@ impl Default for ServerConfig {
             secure_cookies: false,
             event_queue: 65_536,
             fixed_time: None,
+            chat_per_conversation: 20,
+            chat_per_client: 120,
         }
     }
 }
@@ -156,6 +163,7 @@ pub async fn open(
     let rules = rules_in_force(&store, rules).await?;
     let demo_admin = ensure_demo_admin(&store).await?;
     let (events, event_writer) = EventSink::start(store.clone(), config.event_queue);
+    let config_limits = (config.chat_per_conversation, config.chat_per_client);
     let state = AppState(Arc::new(Inner {
         store,
         events,
@@ -174,7 +182,7 @@ pub async fn open(
             Duration::from_secs(15 * 60),
         ),
         pages: pages::PageCache::default(),
-        chat: chat::ChatEngine::default(),
+        chat: chat::ChatEngine::new(&config_limits),
     }));
     Ok((
         Running {

@@ -240,3 +240,36 @@ fn the_page_form_answers_without_javascript_and_offers_a_person() {
     );
     assert_eq!(bad.status, 422);
 }
+
+#[test]
+fn a_conversation_over_its_message_limit_waits_and_is_told_how_long() {
+    let app = spawn_app_with(scanaid_server::ServerConfig {
+        chat_per_conversation: 2,
+        ..Default::default()
+    });
+    let (_, first) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    let conversation = first["conversation"].as_str().unwrap().to_string();
+    let follow = |message: &str| {
+        ask(
+            &app,
+            serde_json::json!({"conversation": conversation, "message": message}),
+        )
+    };
+    assert_eq!(follow("which disinfectant").0, 200);
+    assert_eq!(follow("and the screen?").0, 200);
+    let (status, limited) = follow("and the pole clamp?");
+    assert_eq!(status, 429, "{limited}");
+    assert!(
+        limited["error"].as_str().unwrap().contains("min"),
+        "{limited}"
+    );
+    // A new conversation is not held back by another one's limit.
+    let (status, _) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    assert_eq!(status, 200);
+}
