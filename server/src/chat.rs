@@ -118,6 +118,8 @@ pub struct TicketView {
 #[derive(Debug, Serialize)]
 pub struct ChatReply {
     pub conversation: String,
+    /// This turn's number, for thumbs up/down (`POST /api/chat/feedback`).
+    pub turn: i64,
     /// The answer as text, each sentence followed by its citation `[n]`.
     pub answer: String,
     pub sentences: Vec<SentenceView>,
@@ -340,7 +342,8 @@ pub async fn answer_turn(
     let asked = asks_for_a_person(&message);
     let escalated = asked || reply.unsure;
     let citations_json = serde_json::to_string(&citations).expect("serialises");
-    app.store
+    let turn = app
+        .store
         .add_chat_turn(
             &conversation,
             &message,
@@ -379,6 +382,7 @@ pub async fn answer_turn(
     };
     Ok(Ok(ChatReply {
         conversation,
+        turn,
         answer,
         sentences,
         citations,
@@ -387,6 +391,54 @@ pub async fn answer_turn(
         escalated,
         ticket,
     }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    pub conversation: String,
+    pub turn: i64,
+    /// `up` or `down`.
+    pub vote: String,
+}
+
+/// `POST /api/chat/feedback`: thumbs up or down on one answer, stored with its turn. Knowing the
+/// conversation's random id is what allows it; a vote can be changed.
+pub async fn feedback(
+    State(app): State<AppState>,
+    body: Result<Json<FeedbackRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, AppError> {
+    let Json(request) = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            return Ok(error(
+                rejection.status(),
+                format!("the request is not feedback: {}", rejection.body_text()),
+            ))
+        }
+    };
+    let vote = match request.vote.as_str() {
+        "up" => 1,
+        "down" => -1,
+        _ => {
+            return Ok(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "vote is up or down",
+            ))
+        }
+    };
+    if app
+        .store
+        .set_chat_feedback(&request.conversation, request.turn, vote)
+        .await?
+    {
+        Ok(Json(serde_json::json!({"ok": true})).into_response())
+    } else {
+        Ok(error(
+            StatusCode::NOT_FOUND,
+            "no such turn in this conversation",
+        ))
+    }
 }
 
 /// The page's ask form: the same turn without JavaScript.

@@ -124,6 +124,7 @@ pub fn app(state: AppState) -> Router {
         .route("/m/{manual}", get(site::manual))
         .route("/search", post(site::search))
         .route("/api/chat", post(chat::chat))
+        .route("/api/chat/feedback", post(chat::feedback))
         .route("/chat", post(chat::chat_form))
         .route("/signin", get(account::signin_form).post(account::signin))
         .route("/signout", post(account::signout))

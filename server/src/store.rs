@@ -392,6 +392,23 @@ impl Store {
         Ok(done.last_insert_rowid())
     }
 
+    /// Records thumbs up (1) or down (-1) on a turn of a conversation; false when there is no such turn.
+    pub async fn set_chat_feedback(
+        &self,
+        conversation: &str,
+        turn: i64,
+        vote: i64,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE chat_turns SET feedback = ? WHERE id = ? AND conversation_id = ?")
+                .bind(vote)
+                .bind(turn)
+                .bind(conversation)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The open ticket of a conversation, if any (one conversation, one ticket).
     pub async fn open_ticket(&self, conversation: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(

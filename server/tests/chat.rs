@@ -273,3 +273,42 @@ fn a_conversation_over_its_message_limit_waits_and_is_told_how_long() {
     );
     assert_eq!(status, 200);
 }
+
+#[test]
+fn thumbs_up_or_down_is_stored_with_its_turn() {
+    let app = spawn_app();
+    let (_, reply) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    let conversation = reply["conversation"].as_str().unwrap();
+    let turn = reply["turn"].as_i64().unwrap();
+    let vote = |body: Value| post_json(&app.url("/api/chat/feedback"), &[], &body.to_string());
+    let down =
+        vote(serde_json::json!({"conversation": conversation, "turn": turn, "vote": "down"}));
+    assert_eq!(down.status, 200, "{}", down.body);
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT feedback FROM chat_turns WHERE id = {turn}"
+        )),
+        vec![vec!["-1"]]
+    );
+    let up = vote(serde_json::json!({"conversation": conversation, "turn": turn, "vote": "up"}));
+    assert_eq!(up.status, 200);
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT feedback FROM chat_turns WHERE id = {turn}"
+        )),
+        vec![vec!["1"]],
+        "a vote can be changed"
+    );
+    let elsewhere =
+        vote(serde_json::json!({"conversation": "another", "turn": turn, "vote": "up"}));
+    assert_eq!(
+        elsewhere.status, 404,
+        "a turn is voted on only through its conversation"
+    );
+    let sideways =
+        vote(serde_json::json!({"conversation": conversation, "turn": turn, "vote": "meh"}));
+    assert_eq!(sideways.status, 422);
+}
