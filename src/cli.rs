@@ -171,6 +171,10 @@ pub struct EvalAnswersCmd {
     /// Print this many answers in full.
     #[arg(long, default_value_t = 3)]
     pub show: usize,
+    /// A confidence model file to judge instead of the shipped one (as `eval answerability
+    /// --write-model` writes).
+    #[arg(long)]
+    pub confidence_model: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelOpts,
 }
@@ -451,7 +455,15 @@ fn eval_answers(cmd: EvalAnswersCmd) -> Result<ExitCode> {
             )
         }
     };
-    let report = answers::evaluate(&index, embedder.as_ref(), &questions)?;
+    let model = match &cmd.confidence_model {
+        None => scanaid_assistant::confidence::ShippedModel::bundled(),
+        Some(path) => serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not a confidence model", path.display()))?,
+    };
+    let report = answers::evaluate(&index, embedder.as_ref(), &questions, &model)?;
     for a in report.answers.iter().take(cmd.show) {
         println!("{} {:?} (expected {})", a.id, a.question, a.expected);
         for line in a.answer.iter().chain(&a.cited) {
@@ -469,6 +481,11 @@ fn eval_answers(cmd: EvalAnswersCmd) -> Result<ExitCode> {
         report.latency_ms.p95,
         report.extract_latency_ms.p50,
         report.extract_latency_ms.p95
+    );
+    println!(
+        "shipped confidence model on these questions: mean {:.3}, marked unsure {:.1}%",
+        report.mean_confidence,
+        100.0 * report.unsure_share
     );
     if let Some(path) = cmd.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)

@@ -37,6 +37,10 @@ pub struct AnswersReport {
     /// Share of questions whose first answer sentence comes from the expected section.
     pub first_sentence_from_expected_section: f64,
     pub mean_sentences: f64,
+    /// The shipped confidence model on these (answerable) questions: its mean, and the share it would
+    /// mark unsure and hand to a person.
+    pub mean_confidence: f64,
+    pub unsure_share: f64,
     /// Question to full answer: retrieval plus extraction.
     pub latency_ms: Latency,
     /// Extraction alone.
@@ -101,10 +105,12 @@ pub fn evaluate(
     index: &SearchIndex,
     embedder: &dyn Embedder,
     questions: &[AnswerQuestion],
+    model: &scanaid_assistant::confidence::ShippedModel,
 ) -> Result<AnswersReport> {
     let (mut total, mut extract_ms) = (Vec::new(), Vec::new());
     let (mut n_sentences, mut covered, mut cites_expected, mut first_expected) = (0, 0, 0, 0);
     let mut answers = Vec::new();
+    let (mut confidences, mut unsure) = (Vec::new(), 0usize);
     for q in questions {
         let request = SearchRequest {
             query: q.question.clone(),
@@ -126,6 +132,17 @@ pub fn evaluate(
         let answer = extract(index, &q.question, &hits);
         extract_ms.push(extracting.elapsed().as_secs_f64() * 1000.0);
         total.push(started.elapsed().as_secs_f64() * 1000.0);
+        let confidence = if hits.is_empty() {
+            0.0
+        } else {
+            model
+                .model
+                .predict(&scanaid_assistant::evidence(index, &q.question, &hits).values)
+        };
+        confidences.push(confidence);
+        if confidence < model.threshold {
+            unsure += 1;
+        }
 
         let key = |c: &scanaid_assistant::Citation| {
             if q.by_passage_id {
@@ -183,6 +200,8 @@ pub fn evaluate(
         cites_expected_section: cites_expected as f64 / n,
         first_sentence_from_expected_section: first_expected as f64 / n,
         mean_sentences: n_sentences as f64 / n,
+        mean_confidence: confidences.iter().sum::<f64>() / n,
+        unsure_share: unsure as f64 / n,
         latency_ms: latency(&total),
         extract_latency_ms: latency(&extract_ms),
         answers,

@@ -191,12 +191,46 @@ pub async fn chat(
         }
     };
     let role = crate::site::role_of(&app, &headers).await?;
+    let streamed =
+        crate::http::header(&headers, "accept").is_some_and(|a| a.contains("text/event-stream"));
     Ok(
         match answer_turn(&app, role, client_of(&extensions), request).await? {
+            Ok(reply) if streamed => stream(reply),
             Ok(reply) => Json(reply).into_response(),
             Err((status, message)) => error(status, message),
         },
     )
+}
+
+/// The reply as server-sent events: `citations` first (the sources can show at once), then `answer`
+/// (sentences, confidence), then `done` with the whole reply (conversation, turn, escalation, ticket).
+/// The answer is computed whole before the first event: extraction takes well under a millisecond
+/// after retrieval, so there is nothing to gain from streaming it piecewise.
+fn stream(reply: ChatReply) -> Response {
+    use axum::response::sse::{Event, Sse};
+    let event = |name: &str, data: &serde_json::Value| {
+        Event::default()
+            .event(name)
+            .json_data(data)
+            .expect("JSON values serialise")
+    };
+    let citations = serde_json::json!({ "citations": &reply.citations });
+    let answer = serde_json::json!({
+        "answer": &reply.answer,
+        "sentences": &reply.sentences,
+        "confidence": reply.confidence,
+        "unsure": reply.unsure,
+    });
+    let done = serde_json::to_value(&reply).expect("the reply serialises");
+    let events = vec![
+        event("citations", &citations),
+        event("answer", &answer),
+        event("done", &done),
+    ];
+    Sse::new(futures_util::stream::iter(
+        events.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ))
+    .into_response()
 }
 
 /// A turn that could not be answered because of the request: the status and what to tell the person.

@@ -312,3 +312,44 @@ fn thumbs_up_or_down_is_stored_with_its_turn() {
         vote(serde_json::json!({"conversation": conversation, "turn": turn, "vote": "meh"}));
     assert_eq!(sideways.status, 422);
 }
+
+#[test]
+fn with_event_stream_accepted_the_reply_streams_citations_then_answer_then_done() {
+    let app = spawn_app();
+    let reply = post_json(
+        &app.url("/api/chat"),
+        &[("accept", "text/event-stream")],
+        &serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}).to_string(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/event-stream")));
+    let events: Vec<(String, Value)> = reply
+        .body
+        .split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default()
+                .to_string();
+            let data = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or("null");
+            (name, serde_json::from_str(data).unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["citations", "answer", "done"], "{}", reply.body);
+    assert!(!events[0].1["citations"].as_array().unwrap().is_empty());
+    assert!(events[1].1["answer"].as_str().unwrap().contains("[1]"));
+    assert!(
+        events[2].1["conversation"].as_str().unwrap().len() >= 16,
+        "{}",
+        events[2].1
+    );
+    assert!(events[2].1["turn"].as_i64().is_some());
+}
