@@ -181,9 +181,20 @@ pub struct EvalAnswersCmd {
 
 #[derive(Args)]
 pub struct EvalAnswerabilityCmd {
-    /// A folder in BEIR layout with answerability.tsv (query-id, answerable 0/1).
+    /// A folder in BEIR layout with answerability.tsv (query-id, answerable 0/1); without it, the
+    /// bundled manuals with our answerable and unanswerable question sets.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
+    #[arg(long, env = "SCANAID_MANUALS", default_value = "manuals")]
+    pub manuals: PathBuf,
+    /// Questions the manuals answer (JSON lines with id, question, manual, anchor).
+    #[arg(long, default_value = "evals/data/manual-questions.jsonl")]
+    pub questions: PathBuf,
+    /// Questions the manuals do not answer (JSON lines with id, question).
+    #[arg(long, default_value = "evals/data/manual-unanswerable.jsonl")]
+    pub unanswerable: PathBuf,
+    #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
+    pub index: PathBuf,
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -495,7 +506,6 @@ fn eval_answers(cmd: EvalAnswersCmd) -> Result<ExitCode> {
 }
 
 fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
-    let data = scanaid_evals::beir::load(&cmd.data, "test")?;
     let embedder = cmd.model.embedder()?;
     let use_feature = match cmd.features.as_str() {
         "product" => scanaid_assistant::confidence::PRODUCT_FEATURES,
@@ -523,9 +533,26 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
         use_history: !cmd.no_history,
         cache_dir: eval_cache_dir(cmd.cache_dir),
     };
-    let mut bar = progress::embedding_bar("embedding");
-    let report =
-        scanaid_evals::answerability::evaluate(&data, embedder.as_ref(), &options, &mut bar)?;
+    let report = match &cmd.data {
+        Some(dir) => {
+            let data = scanaid_evals::beir::load(dir, "test")?;
+            let mut bar = progress::embedding_bar("embedding");
+            scanaid_evals::answerability::evaluate(&data, embedder.as_ref(), &options, &mut bar)?
+        }
+        None => {
+            let answerable = scanaid_evals::manual_questions::load_questions(&cmd.questions)?;
+            let unanswerable = scanaid_evals::answerability::load_unanswerable(&cmd.unanswerable)?;
+            build_index(&cmd.manuals, &cmd.index, embedder.as_ref())?;
+            let index = SearchIndex::open_for(&cmd.index, embedder.as_ref())?;
+            scanaid_evals::answerability::evaluate_manuals(
+                &index,
+                embedder.as_ref(),
+                &answerable,
+                &unanswerable,
+                &options,
+            )?
+        }
+    };
     println!(
         "| dataset | questions (answerable) | folds | AUROC | ECE | threshold | escalate precision | escalate recall |\n|---|---|---|---|---|---|---|---|\n| {}{} | {} ({}) | {} | {:.3} | {:.3} | {:.2} | {:.3} | {:.3} |",
         report.dataset,
@@ -538,6 +565,13 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
         report.threshold,
         report.escalate_precision,
         report.escalate_recall
+    );
+    println!(
+        "the shipped model as is: AUROC {:.3}, ECE {:.3}, unsure on {:.1}% of answerable and {:.1}% of unanswerable questions",
+        report.bundled_model.auroc,
+        report.bundled_model.ece,
+        100.0 * report.bundled_model.unsure_answerable,
+        100.0 * report.bundled_model.unsure_unanswerable
     );
     println!(
         "ECE a perfectly calibrated model would show on these questions (sampling noise): {:.3}",

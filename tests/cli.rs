@@ -378,3 +378,60 @@ fn eval_answers_cites_every_sentence_and_keeps_steps_in_order() {
         "the whole procedure, in order"
     );
 }
+
+#[test]
+fn eval_answerability_over_manuals_weighs_answerable_against_unanswerable_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("manuals")).unwrap();
+    std::fs::write(dir.path().join("manuals/dw.md"), MANUAL).unwrap();
+    std::fs::write(
+        dir.path().join("answerable.jsonl"),
+        concat!(
+            "{\"id\": \"a1\", \"question\": \"what does F-05 mean\", \"manual\": \"dw-500\", \"anchor\": \"fault-codes\"}\n",
+            "{\"id\": \"a2\", \"question\": \"how do I descale the dishwasher\", \"manual\": \"dw-500\", \"anchor\": \"descaling\"}\n",
+            "{\"id\": \"a3\", \"question\": \"which descaler part number\", \"manual\": \"dw-500\", \"anchor\": \"descaling\"}\n",
+            "{\"id\": \"a4\", \"question\": \"rinse water temperature fault\", \"manual\": \"dw-500\", \"anchor\": \"fault-codes\"}\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("unanswerable.jsonl"),
+        concat!(
+            "{\"id\": \"u1\", \"question\": \"who won the world cup in 1998\", \"kind\": \"off-topic\"}\n",
+            "{\"id\": \"u2\", \"question\": \"what is the wifi password\", \"kind\": \"workplace\"}\n",
+            "{\"id\": \"u3\", \"question\": \"best banana bread recipe\", \"kind\": \"off-topic\"}\n",
+            "{\"id\": \"u4\", \"question\": \"how many moons does jupiter have\", \"kind\": \"off-topic\"}\n",
+        ),
+    )
+    .unwrap();
+    let out = scanaid(
+        &[
+            "eval",
+            "answerability",
+            "--manuals",
+            "manuals",
+            "--index",
+            "idx",
+            "--questions",
+            "answerable.jsonl",
+            "--unanswerable",
+            "unanswerable.jsonl",
+            "--folds",
+            "2",
+            "--json",
+            "report.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["n_queries"], 8);
+    assert_eq!(report["n_answerable"], 4);
+    assert!(
+        report["bundled_model"]["auroc"].as_f64().unwrap() >= 0.75,
+        "{report}"
+    );
+    assert!(report["auroc"].is_number() && report["ece"].is_number());
+}

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use scanaid_assistant::confidence::{FitOptions, Logistic};
 use scanaid_assistant::{evidence, FEATURE_NAMES, N_FEATURES};
-use scanaid_indexer::{Mode, SearchRequest};
+use scanaid_indexer::{Filters, Mode, OwnerScope, SearchIndex, SearchRequest};
 use scanaid_models::Embedder;
 
 use crate::beir::Dataset;
@@ -60,12 +60,25 @@ pub struct AnswerabilityReport {
     /// use thresholds chosen on each fold's training part).
     pub threshold: f64,
     pub baseline_auroc: Baselines,
+    /// The model the product ships (assistant/confidence-model.json) judged on these questions as is,
+    /// without refitting: how well it carries over (in-sample on the set it was fitted on).
+    pub bundled_model: BundledModelScore,
     pub reliability: Vec<ReliabilityBin>,
     /// The model fitted on every question (what the product would ship), by feature name.
     pub weights: Vec<(String, f64)>,
     pub bias: f64,
     #[serde(skip)]
     pub model: Logistic,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BundledModelScore {
+    pub auroc: f64,
+    pub ece: f64,
+    /// Share of the answerable questions it marks unsure.
+    pub unsure_answerable: f64,
+    /// Share of the unanswerable questions it marks unsure.
+    pub unsure_unanswerable: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,11 +107,7 @@ pub fn evaluate(
         .ok_or_else(|| EvalError::Missing {
             path: data.dir.join("answerability.tsv"),
         })?;
-    if options.folds < 2 {
-        return Err(EvalError::BadOption(
-            "cross-validation needs at least 2 folds".to_string(),
-        ));
-    }
+    check_folds(options)?;
     let (index, _, _, _) =
         crate::retrieval::open_or_build(data, embedder, &options.cache_dir, progress)?;
     let mut rows = Vec::new();
@@ -110,18 +119,89 @@ pub fn evaluate(
             limit: 20,
             ..crate::retrieval::request(q, Mode::Hybrid, options.use_history)
         };
-        let hits = index.search(&request, Some(embedder))?;
-        let top_bm25 = hits
-            .iter()
-            .filter_map(|h| h.bm25.map(|b| b.score as f64))
-            .fold(0.0, f64::max);
-        rows.push(Row {
-            id: q.id.clone(),
-            features: evidence(&index, &q.text, &hits).values,
-            top_bm25,
-            answerable,
-        });
+        rows.push(row(&index, embedder, &q.id, request, answerable)?);
     }
+    cross_validate(&data.name, rows, options)
+}
+
+/// A question over the bundled manuals that they do not answer (`evals/data/manual-unanswerable.jsonl`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct UnanswerableQuestion {
+    pub id: String,
+    pub question: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+pub fn load_unanswerable(path: &std::path::Path) -> Result<Vec<UnanswerableQuestion>> {
+    crate::beir::jsonl(path)
+}
+
+/// The same evaluation over the bundled manuals: our answerable question set against questions the
+/// manuals do not answer, retrieved as the server would for a public reader.
+pub fn evaluate_manuals(
+    index: &SearchIndex,
+    embedder: &dyn Embedder,
+    answerable: &[crate::manual_questions::ManualQuestion],
+    unanswerable: &[UnanswerableQuestion],
+    options: &AnswerabilityOptions,
+) -> Result<AnswerabilityReport> {
+    check_folds(options)?;
+    let request = |text: &str| SearchRequest {
+        query: text.to_string(),
+        history: Vec::new(),
+        filters: Filters {
+            owner: OwnerScope::Public,
+            ..Filters::default()
+        },
+        limit: 20,
+        mode: Mode::Hybrid,
+    };
+    let mut rows = Vec::new();
+    for q in answerable {
+        rows.push(row(index, embedder, &q.id, request(&q.question), true)?);
+    }
+    for q in unanswerable {
+        rows.push(row(index, embedder, &q.id, request(&q.question), false)?);
+    }
+    cross_validate("bundled manuals", rows, options)
+}
+
+fn check_folds(options: &AnswerabilityOptions) -> Result<()> {
+    if options.folds < 2 {
+        return Err(EvalError::BadOption(
+            "cross-validation needs at least 2 folds".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+fn row(
+    index: &SearchIndex,
+    embedder: &dyn Embedder,
+    id: &str,
+    request: SearchRequest,
+    answerable: bool,
+) -> Result<Row> {
+    let hits = index.search(&request, Some(embedder))?;
+    let top_bm25 = hits
+        .iter()
+        .filter_map(|h| h.bm25.map(|b| b.score as f64))
+        .fold(0.0, f64::max);
+    Ok(Row {
+        id: id.to_string(),
+        features: evidence(index, &request.query, &hits).values,
+        top_bm25,
+        answerable,
+    })
+}
+
+/// Scores `rows` by k-fold cross-validation (see the module comment).
+fn cross_validate(
+    name: &str,
+    rows: Vec<Row>,
+    options: &AnswerabilityOptions,
+) -> Result<AnswerabilityReport> {
     let n_answerable = rows.iter().filter(|r| r.answerable).count();
     if n_answerable == 0 || n_answerable == rows.len() {
         return Err(EvalError::BadOption(
@@ -159,12 +239,32 @@ pub fn evaluate(
         }
     }
     let truth: Vec<bool> = rows.iter().map(|r| r.answerable).collect();
+    let bundled = scanaid_assistant::confidence::ShippedModel::bundled();
+    let bundled_confidence: Vec<f64> = rows
+        .iter()
+        .map(|r| bundled.model.predict(&r.features))
+        .collect();
+    let unsure_share = |answerable: bool| {
+        let of: Vec<f64> = bundled_confidence
+            .iter()
+            .zip(&truth)
+            .filter(|(_, &t)| t == answerable)
+            .map(|(&c, _)| c)
+            .collect();
+        of.iter().filter(|&&c| c < bundled.threshold).count() as f64 / of.len().max(1) as f64
+    };
+    let bundled_model = BundledModelScore {
+        auroc: auroc(&bundled_confidence, &truth),
+        ece: expected_calibration_error(&reliability(&bundled_confidence, &truth, 10), rows.len()),
+        unsure_answerable: unsure_share(true),
+        unsure_unanswerable: unsure_share(false),
+    };
     let (precision, recall) = escalation_precision_recall(&escalated, &truth);
     let full = fit(&rows.iter().collect::<Vec<_>>(), fit_options);
     let full_predictions: Vec<f64> = rows.iter().map(|r| full.predict(&r.features)).collect();
     let reliability = reliability(&out_of_fold, &truth, 10);
     Ok(AnswerabilityReport {
-        dataset: data.name.clone(),
+        dataset: name.to_string(),
         n_queries: rows.len(),
         n_answerable,
         folds: options.folds,
@@ -189,6 +289,7 @@ pub fn evaluate(
             top_bm25: auroc(&rows.iter().map(|r| r.top_bm25).collect::<Vec<_>>(), &truth),
         },
         reliability,
+        bundled_model,
         weights: FEATURE_NAMES
             .iter()
             .zip(full.weights)
