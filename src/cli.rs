@@ -193,6 +193,10 @@ pub struct EvalAnswerabilityCmd {
     /// Questions the manuals do not answer (JSON lines with id, question).
     #[arg(long, default_value = "evals/data/manual-unanswerable.jsonl")]
     pub unanswerable: PathBuf,
+    /// With `--data`: fit and score one model on that set and the bundled manuals' questions together
+    /// (the figures are also given for each set).
+    #[arg(long)]
+    pub with_manuals: bool,
     #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
     pub index: PathBuf,
     /// Write the report as JSON here.
@@ -527,30 +531,47 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
             use_feature
         }
     };
-    let options = scanaid_evals::answerability::AnswerabilityOptions {
-        folds: cmd.folds,
-        use_feature,
-        use_history: !cmd.no_history,
-        cache_dir: eval_cache_dir(cmd.cache_dir),
+    // The bundled manuals' labelled questions: the set itself without --data, or fitted together
+    // with the BEIR set with --with-manuals.
+    let manuals = if cmd.data.is_none() || cmd.with_manuals {
+        let answerable = scanaid_evals::manual_questions::load_questions(&cmd.questions)?;
+        let unanswerable = scanaid_evals::answerability::load_unanswerable(&cmd.unanswerable)?;
+        build_index(&cmd.manuals, &cmd.index, embedder.as_ref())?;
+        let index = SearchIndex::open_for(&cmd.index, embedder.as_ref())?;
+        Some((index, answerable, unanswerable))
+    } else {
+        None
     };
+    let manual_set = manuals.as_ref().map(|(index, answerable, unanswerable)| {
+        scanaid_evals::answerability::ManualSet {
+            index,
+            answerable,
+            unanswerable,
+        }
+    });
     let report = match &cmd.data {
         Some(dir) => {
+            let options = scanaid_evals::answerability::AnswerabilityOptions {
+                folds: cmd.folds,
+                with_manuals: manual_set,
+                use_feature,
+                use_history: !cmd.no_history,
+                cache_dir: eval_cache_dir(cmd.cache_dir.clone()),
+            };
             let data = scanaid_evals::beir::load(dir, "test")?;
             let mut bar = progress::embedding_bar("embedding");
             scanaid_evals::answerability::evaluate(&data, embedder.as_ref(), &options, &mut bar)?
         }
         None => {
-            let answerable = scanaid_evals::manual_questions::load_questions(&cmd.questions)?;
-            let unanswerable = scanaid_evals::answerability::load_unanswerable(&cmd.unanswerable)?;
-            build_index(&cmd.manuals, &cmd.index, embedder.as_ref())?;
-            let index = SearchIndex::open_for(&cmd.index, embedder.as_ref())?;
-            scanaid_evals::answerability::evaluate_manuals(
-                &index,
-                embedder.as_ref(),
-                &answerable,
-                &unanswerable,
-                &options,
-            )?
+            let set = manual_set.expect("loaded above without --data");
+            let options = scanaid_evals::answerability::AnswerabilityOptions {
+                folds: cmd.folds,
+                with_manuals: None,
+                use_feature,
+                use_history: !cmd.no_history,
+                cache_dir: eval_cache_dir(cmd.cache_dir.clone()),
+            };
+            scanaid_evals::answerability::evaluate_manuals(&set, embedder.as_ref(), &options)?
         }
     };
     println!(
@@ -566,6 +587,12 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
         report.escalate_precision,
         report.escalate_recall
     );
+    for part in &report.parts {
+        println!(
+            "  {}: {} questions ({} answerable), out of fold AUROC {:.3}, ECE {:.3}, escalation precision {:.3} recall {:.3}",
+            part.part, part.n_queries, part.n_answerable, part.auroc, part.ece, part.escalate_precision, part.escalate_recall
+        );
+    }
     println!(
         "the shipped model as is: AUROC {:.3}, ECE {:.3}, unsure on {:.1}% of answerable and {:.1}% of unanswerable questions",
         report.bundled_model.auroc,

@@ -18,9 +18,10 @@ use crate::beir::Dataset;
 use crate::error::{EvalError, Result};
 use crate::metrics::auroc;
 
-#[derive(Debug, Clone)]
-pub struct AnswerabilityOptions {
+pub struct AnswerabilityOptions<'a> {
     pub folds: usize,
+    /// Also fit and score the bundled manuals' questions with a BEIR set (one model for both).
+    pub with_manuals: Option<ManualSet<'a>>,
     /// Which evidence features the model uses (`FitOptions::default()` is the product's set).
     pub use_feature: [bool; N_FEATURES],
     pub use_history: bool,
@@ -60,6 +61,8 @@ pub struct AnswerabilityReport {
     /// use thresholds chosen on each fold's training part).
     pub threshold: f64,
     pub baseline_auroc: Baselines,
+    /// The out-of-fold figures of each question set, when several were fitted together.
+    pub parts: Vec<PartScore>,
     /// The model the product ships (assistant/confidence-model.json) judged on these questions as is,
     /// without refitting: how well it carries over (in-sample on the set it was fitted on).
     pub bundled_model: BundledModelScore,
@@ -69,6 +72,17 @@ pub struct AnswerabilityReport {
     pub bias: f64,
     #[serde(skip)]
     pub model: Logistic,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartScore {
+    pub part: String,
+    pub n_queries: usize,
+    pub n_answerable: usize,
+    pub auroc: f64,
+    pub ece: f64,
+    pub escalate_precision: f64,
+    pub escalate_recall: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +104,8 @@ pub struct Baselines {
 /// One labelled question's evidence.
 struct Row {
     id: String,
+    /// Which question set the row comes from (reports break the figures down by it).
+    part: String,
     features: [f64; N_FEATURES],
     top_bm25: f64,
     answerable: bool,
@@ -98,7 +114,7 @@ struct Row {
 pub fn evaluate(
     data: &Dataset,
     embedder: &dyn Embedder,
-    options: &AnswerabilityOptions,
+    options: &AnswerabilityOptions<'_>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<AnswerabilityReport> {
     let labels = data
@@ -119,9 +135,21 @@ pub fn evaluate(
             limit: 20,
             ..crate::retrieval::request(q, Mode::Hybrid, options.use_history)
         };
-        rows.push(row(&index, embedder, &q.id, request, answerable)?);
+        let mut r = row(&index, embedder, &q.id, request, answerable)?;
+        r.part = data.name.clone();
+        rows.push(r);
+    }
+    if let Some(manuals) = &options.with_manuals {
+        rows.extend(manual_rows(manuals, embedder)?);
     }
     cross_validate(&data.name, rows, options)
+}
+
+/// The bundled manuals' labelled questions, to fit and score together with a BEIR set.
+pub struct ManualSet<'a> {
+    pub index: &'a SearchIndex,
+    pub answerable: &'a [crate::manual_questions::ManualQuestion],
+    pub unanswerable: &'a [UnanswerableQuestion],
 }
 
 /// A question over the bundled manuals that they do not answer (`evals/data/manual-unanswerable.jsonl`).
@@ -140,13 +168,17 @@ pub fn load_unanswerable(path: &std::path::Path) -> Result<Vec<UnanswerableQuest
 /// The same evaluation over the bundled manuals: our answerable question set against questions the
 /// manuals do not answer, retrieved as the server would for a public reader.
 pub fn evaluate_manuals(
-    index: &SearchIndex,
+    manuals: &ManualSet<'_>,
     embedder: &dyn Embedder,
-    answerable: &[crate::manual_questions::ManualQuestion],
-    unanswerable: &[UnanswerableQuestion],
     options: &AnswerabilityOptions,
 ) -> Result<AnswerabilityReport> {
     check_folds(options)?;
+    let mut report = cross_validate("bundled manuals", manual_rows(manuals, embedder)?, options)?;
+    report.history = false; // single questions, no conversations
+    Ok(report)
+}
+
+fn manual_rows(manuals: &ManualSet<'_>, embedder: &dyn Embedder) -> Result<Vec<Row>> {
     let request = |text: &str| SearchRequest {
         query: text.to_string(),
         history: Vec::new(),
@@ -157,17 +189,26 @@ pub fn evaluate_manuals(
         limit: 20,
         mode: Mode::Hybrid,
     };
+    let labelled = manuals
+        .answerable
+        .iter()
+        .map(|q| (&q.id, &q.question, true))
+        .chain(
+            manuals
+                .unanswerable
+                .iter()
+                .map(|q| (&q.id, &q.question, false)),
+        );
     let mut rows = Vec::new();
-    for q in answerable {
-        rows.push(row(index, embedder, &q.id, request(&q.question), true)?);
+    for (id, question, answerable) in labelled {
+        let mut r = row(manuals.index, embedder, id, request(question), answerable)?;
+        r.part = "bundled manuals".to_string();
+        rows.push(r);
     }
-    for q in unanswerable {
-        rows.push(row(index, embedder, &q.id, request(&q.question), false)?);
-    }
-    cross_validate("bundled manuals", rows, options)
+    Ok(rows)
 }
 
-fn check_folds(options: &AnswerabilityOptions) -> Result<()> {
+fn check_folds(options: &AnswerabilityOptions<'_>) -> Result<()> {
     if options.folds < 2 {
         return Err(EvalError::BadOption(
             "cross-validation needs at least 2 folds".to_string(),
@@ -190,6 +231,7 @@ fn row(
         .fold(0.0, f64::max);
     Ok(Row {
         id: id.to_string(),
+        part: String::new(),
         features: evidence(index, &request.query, &hits).values,
         top_bm25,
         answerable,
@@ -200,7 +242,7 @@ fn row(
 fn cross_validate(
     name: &str,
     rows: Vec<Row>,
-    options: &AnswerabilityOptions,
+    options: &AnswerabilityOptions<'_>,
 ) -> Result<AnswerabilityReport> {
     let n_answerable = rows.iter().filter(|r| r.answerable).count();
     if n_answerable == 0 || n_answerable == rows.len() {
@@ -287,6 +329,30 @@ fn cross_validate(
                 &truth,
             ),
             top_bm25: auroc(&rows.iter().map(|r| r.top_bm25).collect::<Vec<_>>(), &truth),
+        },
+        parts: {
+            let mut names: Vec<&str> = rows.iter().map(|r| r.part.as_str()).collect();
+            names.sort();
+            names.dedup();
+            names
+                .into_iter()
+                .map(|part| {
+                    let idx: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].part == part).collect();
+                    let conf: Vec<f64> = idx.iter().map(|&i| out_of_fold[i]).collect();
+                    let t: Vec<bool> = idx.iter().map(|&i| truth[i]).collect();
+                    let e: Vec<bool> = idx.iter().map(|&i| escalated[i]).collect();
+                    let (p, r) = escalation_precision_recall(&e, &t);
+                    PartScore {
+                        part: part.to_string(),
+                        n_queries: idx.len(),
+                        n_answerable: t.iter().filter(|&&a| a).count(),
+                        auroc: auroc(&conf, &t),
+                        ece: expected_calibration_error(&self::reliability(&conf, &t, 10), idx.len()),
+                        escalate_precision: p,
+                        escalate_recall: r,
+                    }
+                })
+                .collect()
         },
         reliability,
         bundled_model,
