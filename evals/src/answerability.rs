@@ -337,7 +337,8 @@ fn cross_validate(
             names
                 .into_iter()
                 .map(|part| {
-                    let idx: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].part == part).collect();
+                    let idx: Vec<usize> =
+                        (0..rows.len()).filter(|&i| rows[i].part == part).collect();
                     let conf: Vec<f64> = idx.iter().map(|&i| out_of_fold[i]).collect();
                     let t: Vec<bool> = idx.iter().map(|&i| truth[i]).collect();
                     let e: Vec<bool> = idx.iter().map(|&i| escalated[i]).collect();
@@ -347,7 +348,10 @@ fn cross_validate(
                         n_queries: idx.len(),
                         n_answerable: t.iter().filter(|&&a| a).count(),
                         auroc: auroc(&conf, &t),
-                        ece: expected_calibration_error(&self::reliability(&conf, &t, 10), idx.len()),
+                        ece: expected_calibration_error(
+                            &self::reliability(&conf, &t, 10),
+                            idx.len(),
+                        ),
                         escalate_precision: p,
                         escalate_recall: r,
                     }

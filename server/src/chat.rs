@@ -41,13 +41,13 @@ pub struct ChatEngine {
 }
 
 impl ChatEngine {
-    /// `limits`: messages per conversation and per client address prefix in `RATE_WINDOW`.
-    pub fn new(limits: &(u32, u32)) -> Self {
+    /// Messages per conversation and per client address prefix allowed in `RATE_WINDOW`.
+    pub fn new(per_conversation: u32, per_client: u32) -> Self {
         Self {
             slots: Arc::new(tokio::sync::Semaphore::new(CHAT_SLOTS)),
             model: Arc::new(ShippedModel::bundled()),
-            per_conversation: AttemptLimiter::new(limits.0, RATE_WINDOW, RATE_WINDOW),
-            per_client: AttemptLimiter::new(limits.1, RATE_WINDOW, RATE_WINDOW),
+            per_conversation: AttemptLimiter::new(per_conversation, RATE_WINDOW, RATE_WINDOW),
+            per_client: AttemptLimiter::new(per_client, RATE_WINDOW, RATE_WINDOW),
         }
     }
 
@@ -150,6 +150,19 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// The JSON body, or a JSON error saying why it is not `what` (malformed, unknown fields, wrong type).
+fn json_body<T>(
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    what: &str,
+) -> Result<T, Response> {
+    body.map(|Json(value)| value).map_err(|rejection| {
+        error(
+            rejection.status(),
+            format!("the request is not {what}: {}", rejection.body_text()),
+        )
+    })
+}
+
 /// "Talk to a person" in the words people use (English and Spanish).
 pub fn asks_for_a_person(message: &str) -> bool {
     let m = message.to_lowercase();
@@ -178,17 +191,9 @@ pub async fn chat(
     extensions: axum::http::Extensions,
     body: Result<Json<ChatRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
-    let Json(request) = match body {
-        Ok(b) => b,
-        Err(rejection) => {
-            return Ok(error(
-                rejection.status(),
-                format!(
-                    "the request is not a chat message: {}",
-                    rejection.body_text()
-                ),
-            ))
-        }
+    let request = match json_body(body, "a chat message") {
+        Ok(request) => request,
+        Err(refused) => return Ok(refused),
     };
     let role = crate::site::role_of(&app, &headers).await?;
     let streamed =
@@ -442,14 +447,9 @@ pub async fn feedback(
     State(app): State<AppState>,
     body: Result<Json<FeedbackRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
-    let Json(request) = match body {
-        Ok(b) => b,
-        Err(rejection) => {
-            return Ok(error(
-                rejection.status(),
-                format!("the request is not feedback: {}", rejection.body_text()),
-            ))
-        }
+    let request = match json_body(body, "feedback") {
+        Ok(request) => request,
+        Err(refused) => return Ok(refused),
     };
     let vote = match request.vote.as_str() {
         "up" => 1,

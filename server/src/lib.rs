@@ -164,13 +164,14 @@ pub async fn open(
     let rules = rules_in_force(&store, rules).await?;
     let demo_admin = ensure_demo_admin(&store).await?;
     let (events, event_writer) = EventSink::start(store.clone(), config.event_queue);
-    let config_limits = (config.chat_per_conversation, config.chat_per_client);
     let state = AppState(Arc::new(Inner {
         store,
         events,
         index: RwLock::new(Arc::new(index)),
         rules: RwLock::new(Arc::new(rules)),
         embedder,
+        // Before `config` moves in.
+        chat: chat::ChatEngine::new(config.chat_per_conversation, config.chat_per_client),
         config,
         signin_limiter: AttemptLimiter::new(
             5,
@@ -183,7 +184,6 @@ pub async fn open(
             Duration::from_secs(15 * 60),
         ),
         pages: pages::PageCache::default(),
-        chat: chat::ChatEngine::new(&config_limits),
     }));
     Ok((
         Running {
