@@ -13,7 +13,7 @@ use crate::roles::{Role, ALL_ROLES};
 use crate::views::{AdminUsersPage, MessagePage, SignInPage, UserRow};
 use crate::{AppError, AppState};
 
-fn no_store(mut response: Response) -> Response {
+pub(crate) fn no_store(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -209,10 +209,26 @@ pub async fn require_admin(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Result<Result<SignedIn, Response>, AppError> {
+    require_role(
+        app,
+        headers,
+        &[Role::Admin],
+        "This page is for administrators.",
+    )
+    .await
+}
+
+/// A signed-in user with one of `allowed`; anybody else is sent to sign in, or told `refusal`.
+pub async fn require_role(
+    app: &AppState,
+    headers: &HeaderMap,
+    allowed: &[Role],
+    refusal: &str,
+) -> Result<Result<SignedIn, Response>, AppError> {
     match current_user(app, headers).await? {
         None => Ok(Err(Redirect::to("/signin").into_response())),
-        Some((user, _)) if user.role == Role::Admin => Ok(Ok(user)),
-        Some(_) => Ok(Err(forbidden("This page is for administrators.")?)),
+        Some((user, _)) if allowed.contains(&user.role) => Ok(Ok(user)),
+        Some(_) => Ok(Err(forbidden(refusal)?)),
     }
 }
 

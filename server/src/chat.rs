@@ -88,9 +88,16 @@ pub struct ChatRequest {
     pub conversation: Option<String>,
     #[serde(default)]
     pub lang: Option<String>,
+    /// How support may reach the person (phone or email), only if they choose to leave it; kept
+    /// with the ticket, never in analytics.
+    #[serde(default)]
+    pub contact: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Longest contact accepted, in characters.
+pub const MAX_CONTACT_CHARS: usize = 200;
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CitationView {
     pub n: usize,
     pub manual: String,
@@ -259,6 +266,21 @@ pub async fn answer_turn(
             format!("a message is 1 to {MAX_MESSAGE_CHARS} characters"),
         ));
     }
+    let contact = request
+        .contact
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    if contact
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > MAX_CONTACT_CHARS || c.chars().any(char::is_control))
+    {
+        return Ok(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("a contact is one line of up to {MAX_CONTACT_CHARS} characters"),
+        ));
+    }
     let lang = request
         .lang
         .clone()
@@ -392,8 +414,23 @@ pub async fn answer_turn(
             escalated,
         )
         .await?;
-    let ticket = if escalated {
-        let id = match app.store.open_ticket(&conversation).await? {
+    let live_ticket = app.store.open_ticket(&conversation).await?;
+    if let (Some(id), Some(contact)) = (live_ticket, contact.as_deref()) {
+        app.store.set_ticket_contact(id, contact).await?;
+    }
+    // A person writing on a conversation with a live ticket: the agents see it at once.
+    if let Some(id) = live_ticket {
+        app.store.touch_ticket(id).await?;
+        if let Some(ticket) = app.store.ticket(id).await? {
+            crate::support::publish(
+                app,
+                crate::support::SupportEvent::of("ticket.message", &ticket).with_text(&message),
+            )
+            .await?;
+        }
+    }
+    let ticket = if escalated || live_ticket.is_some() {
+        let id = match live_ticket {
             Some(id) => id,
             None => {
                 let reason = if asked {
@@ -401,7 +438,8 @@ pub async fn answer_turn(
                 } else {
                     "assistant unsure"
                 };
-                app.store
+                let id = app
+                    .store
                     .create_ticket(
                         &conversation,
                         &asset.id,
@@ -411,7 +449,19 @@ pub async fn answer_turn(
                         reply.confidence,
                         reason,
                     )
-                    .await?
+                    .await?;
+                if let Some(contact) = contact.as_deref() {
+                    app.store.set_ticket_contact(id, contact).await?;
+                }
+                if let Some(ticket) = app.store.ticket(id).await? {
+                    crate::support::publish(
+                        app,
+                        crate::support::SupportEvent::of("ticket.opened", &ticket)
+                            .with_text(&message),
+                    )
+                    .await?;
+                }
+                id
             }
         };
         let queue = app.store.queue(&asset.queue_id).await?;
@@ -486,6 +536,8 @@ pub struct ChatForm {
     pub conversation: String,
     #[serde(default)]
     pub lang: String,
+    #[serde(default)]
+    pub contact: String,
 }
 
 pub async fn chat_form(
@@ -507,10 +559,16 @@ pub async fn chat_form(
         message: form.message.clone(),
         conversation: Some(form.conversation.clone()).filter(|c| !c.is_empty()),
         lang: Some(lang.clone()),
+        contact: Some(form.contact.clone()),
     };
     match answer_turn(&app, role, client_of(&extensions), request).await? {
         Ok(reply) => {
+            let replies = app
+                .store
+                .replies_to_conversation(&reply.conversation, 0)
+                .await?;
             let page = crate::views::ChatPage {
+                replies,
                 t: crate::i18n::strings(&lang),
                 lang,
                 asset_id: form.asset,

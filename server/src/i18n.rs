@@ -27,6 +27,12 @@ pub struct Strings {
     pub follow_up: &'static str,
     pub talk_to_person: &'static str,
     pub ticket_opened: &'static str,
+    pub support_reply: &'static str,
+    pub ticket_closed: &'static str,
+    pub helpful: &'static str,
+    pub not_helpful: &'static str,
+    pub chat_failed: &'static str,
+    pub leave_contact: &'static str,
 }
 
 pub const EN: Strings = Strings {
@@ -56,6 +62,12 @@ pub const EN: Strings = Strings {
     follow_up: "Ask a follow-up",
     talk_to_person: "Talk to a person",
     ticket_opened: "Ticket",
+    support_reply: "Support",
+    ticket_closed: "Support closed this ticket. Ask again or scan the label any time.",
+    helpful: "Helpful",
+    not_helpful: "Not helpful",
+    chat_failed: "That did not go through. Check the connection and try again, or call the number below.",
+    leave_contact: "Phone or email, if you want a call back (optional)",
 };
 
 pub const ES: Strings = Strings {
@@ -85,6 +97,12 @@ pub const ES: Strings = Strings {
     follow_up: "Hacer otra pregunta",
     talk_to_person: "Hablar con una persona",
     ticket_opened: "Incidencia",
+    support_reply: "Soporte",
+    ticket_closed: "Soporte cerró esta incidencia. Puede preguntar de nuevo o escanear la etiqueta cuando quiera.",
+    helpful: "Útil",
+    not_helpful: "No útil",
+    chat_failed: "No se pudo enviar. Compruebe la conexión e inténtelo de nuevo, o llame al número de abajo.",
+    leave_contact: "Teléfono o correo, si quiere que le llamen (opcional)",
 };
 
 /// Languages with interface strings.

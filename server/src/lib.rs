@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod chat;
+pub mod console;
 pub mod device;
 pub mod error;
 pub mod events;
@@ -21,7 +22,10 @@ pub mod rules_admin;
 pub mod scan;
 pub mod site;
 pub mod store;
+pub mod support;
+pub mod tickets;
 pub mod views;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +60,8 @@ pub struct ServerConfig {
     /// Chat messages one client address prefix may send in `chat::RATE_WINDOW` (a ward or a plant
     /// shares one address, so this is higher).
     pub chat_per_client: u32,
+    /// Waits between webhook delivery attempts.
+    pub webhook_backoff: webhook::Backoff,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +73,7 @@ impl Default for ServerConfig {
             fixed_time: None,
             chat_per_conversation: 20,
             chat_per_client: 120,
+            webhook_backoff: webhook::Backoff::default(),
         }
     }
 }
@@ -82,6 +89,8 @@ pub struct Inner {
     pub rules: RwLock<Arc<rules::RuleSet>>,
     /// Chat inference slots and the confidence model.
     pub chat: chat::ChatEngine,
+    /// Ticket events to agents' consoles, people's chats and webhooks.
+    pub support: support::Hub,
     /// Role page content per index generation (see `pages::PageCache`).
     pub pages: pages::PageCache,
     /// Failed sign-ins per username.
@@ -125,7 +134,16 @@ pub fn app(state: AppState) -> Router {
         .route("/search", post(site::search))
         .route("/api/chat", post(chat::chat))
         .route("/api/chat/feedback", post(chat::feedback))
+        .route(
+            "/api/chat/{conversation}/events",
+            get(support::person_events),
+        )
         .route("/chat", post(chat::chat_form))
+        .route("/support", get(console::queue))
+        .route("/support/events", get(support::console_events))
+        .route("/support/tickets/{id}", get(console::ticket))
+        .route("/support/tickets/{id}/reply", post(console::reply))
+        .route("/support/tickets/{id}/close", post(console::close))
         .route("/signin", get(account::signin_form).post(account::signin))
         .route("/signout", post(account::signout))
         .route("/admin/users", get(account::users).post(account::add_user))
@@ -136,6 +154,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/admin/codes/{label}", get(admin::label))
         .route("/static/site.css", get(site::stylesheet))
+        .route("/static/{script}", get(site::script))
         .route("/healthz", get(site::health))
         .fallback(site::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -148,6 +167,8 @@ pub fn app(state: AppState) -> Router {
 pub struct Running {
     pub state: AppState,
     pub event_writer: tokio::task::JoinHandle<()>,
+    /// Sends ticket events to support queues' webhooks (see `webhook.rs`).
+    pub webhooks: tokio::task::JoinHandle<()>,
 }
 
 /// Opens the store, seeds it on first start, starts the event writer.
@@ -184,11 +205,18 @@ pub async fn open(
             Duration::from_secs(15 * 60),
         ),
         pages: pages::PageCache::default(),
+        support: support::Hub::default(),
     }));
+    let webhooks = webhook::start(
+        state.store.clone(),
+        state.support.webhook_wake.clone(),
+        state.config.webhook_backoff,
+    );
     Ok((
         Running {
             state,
             event_writer,
+            webhooks,
         },
         demo_admin,
     ))
@@ -232,9 +260,17 @@ pub async fn serve(
     let Running {
         state,
         event_writer,
+        webhooks,
     } = running;
     let store = state.store.clone();
     let router = app(state.clone());
+    let hub_state = state.clone();
+    // Event streams never end by themselves: close them when shutdown starts, or the drain would
+    // wait for every open console and chat.
+    let shutdown = async move {
+        shutdown.await;
+        hub_state.support.close();
+    };
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -248,6 +284,8 @@ pub async fn serve(
     // No request is in flight any more: write what is queued, then stop the writer.
     state.events.close().await;
     event_writer.await?;
+    // Undelivered webhook events stay in the store and go out after the next start.
+    webhooks.abort();
     store.close().await;
     Ok(())
 }

@@ -32,6 +32,14 @@ pub struct Queue {
     /// Opening hours as people read them, e.g. `Mon-Fri 07:00-18:00`.
     #[serde(default)]
     pub hours: String,
+    /// Where ticket events are POSTed (optional). Plain `http://`: this build has no TLS client, so
+    /// an HTTPS receiver is reached through a relay on the site's network.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// The key signing each delivery; `env:NAME` reads it from the environment at load, so it need
+    /// not be written in the file.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -73,6 +81,48 @@ pub struct Registry {
     pub codes: Vec<Code>,
 }
 
+/// A queue's webhook must be a plain HTTP URL with a secret to sign with; an `env:NAME` secret is
+/// read from the environment here.
+fn check_webhook(queue: &mut Queue, problems: &mut Vec<String>) {
+    let Some(url) = queue.webhook_url.as_deref() else {
+        if queue.webhook_secret.is_some() {
+            problems.push(format!(
+                "queue {}: webhook_secret without webhook_url",
+                queue.id
+            ));
+        }
+        return;
+    };
+    if url.starts_with("https://") {
+        problems.push(format!(
+            "queue {}: webhook_url {url:?} is https, which this build cannot send; point it at an http:// relay on the site's network",
+            queue.id
+        ));
+    } else if !url.starts_with("http://") || url.len() <= "http://".len() {
+        problems.push(format!(
+            "queue {}: webhook_url {url:?} is not an http:// URL",
+            queue.id
+        ));
+    }
+    match queue.webhook_secret.as_deref() {
+        None | Some("") => problems.push(format!(
+            "queue {}: a webhook needs webhook_secret (the receiver checks each delivery's signature with it)",
+            queue.id
+        )),
+        Some(secret) => {
+            if let Some(name) = secret.strip_prefix("env:") {
+                match std::env::var(name) {
+                    Ok(value) if !value.is_empty() => queue.webhook_secret = Some(value),
+                    _ => problems.push(format!(
+                        "queue {}: webhook_secret names environment variable {name}, which is not set",
+                        queue.id
+                    )),
+                }
+            }
+        }
+    }
+}
+
 /// Characters a printed code may use: no 0/O/1/l/I, which people misread off a worn label.
 pub const CODE_ALPHABET: &[u8] = b"23456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
 pub const CODE_LEN: usize = 8;
@@ -106,8 +156,11 @@ impl Registry {
     /// Parses and cross-checks: every reference names something defined, ids are unique, time zones
     /// exist and codes are well formed.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let registry: Registry = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut registry: Registry = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut problems = Vec::new();
+        for queue in &mut registry.queues {
+            check_webhook(queue, &mut problems);
+        }
         let sites = unique_ids(registry.sites.iter().map(|s| &s.id), "site", &mut problems);
         for site in &registry.sites {
             if site.timezone.parse::<chrono_tz::Tz>().is_err() {

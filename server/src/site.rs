@@ -20,6 +20,23 @@ use crate::{AppError, AppState};
 
 const STYLESHEET: &str = include_str!("../static/site.css");
 
+/// The pages' scripts: progressive enhancement only, every page works without them.
+pub async fn script(Path(name): Path<String>) -> Response {
+    let body = match name.as_str() {
+        "chat.js" => include_str!("../static/chat.js"),
+        "support.js" => include_str!("../static/support.js"),
+        _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 pub async fn stylesheet() -> Response {
     (
         [

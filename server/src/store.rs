@@ -125,11 +125,13 @@ impl Store {
                 .execute(&mut *tx).await?;
         }
         for q in &registry.queues {
-            sqlx::query("INSERT INTO queues (id, name, site_id, hours) VALUES (?, ?, ?, ?)")
+            sqlx::query("INSERT INTO queues (id, name, site_id, hours, webhook_url, webhook_secret) VALUES (?, ?, ?, ?, ?, ?)")
                 .bind(&q.id)
                 .bind(&q.name)
                 .bind(&q.site)
                 .bind(&q.hours)
+                .bind(&q.webhook_url)
+                .bind(&q.webhook_secret)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -409,10 +411,10 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The open ticket of a conversation, if any (one conversation, one ticket).
+    /// The ticket of a conversation not closed yet, if any (one conversation, one live ticket).
     pub async fn open_ticket(&self, conversation: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT id FROM tickets WHERE conversation_id = ? AND status = 'open' ORDER BY id LIMIT 1",
+            "SELECT id FROM tickets WHERE conversation_id = ? AND status != 'closed' ORDER BY id LIMIT 1",
         )
         .bind(conversation)
         .fetch_optional(&self.pool)

@@ -125,4 +125,7 @@ pub struct ChatPage {
     pub asset_id: String,
     pub question: String,
     pub reply: crate::chat::ChatReply,
+    /// Support's replies on this conversation so far (without JavaScript, a new question or a
+    /// reload shows them).
+    pub replies: Vec<crate::tickets::TicketMessage>,
 }

@@ -1,0 +1,298 @@
+//! The support console (`/support`, agents and admins): the ticket queue, a ticket with its
+//! transcript and the manual sections the assistant cited, replies that reach the person's chat
+//! live, and closing. Pages work without JavaScript; `static/support.js` keeps them live.
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use crate::account::{no_store, require_role};
+use crate::auth::{self, SignedIn};
+use crate::chat::CitationView;
+use crate::roles::Role;
+use crate::support::{publish, SupportEvent};
+use crate::tickets::TicketRecord;
+use crate::{AppError, AppState};
+
+/// Longest agent reply, in characters.
+pub const MAX_REPLY_CHARS: usize = 4000;
+/// Closed tickets the queue page still lists.
+const CLOSED_SHOWN: i64 = 20;
+
+async fn require_agent(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Result<SignedIn, Response>, AppError> {
+    require_role(
+        app,
+        headers,
+        &[Role::Agent, Role::Admin],
+        "The support console is for support agents.",
+    )
+    .await
+}
+
+/// A ticket as a row of the queue.
+pub struct TicketRow {
+    pub id: i64,
+    pub status: String,
+    pub asset_name: String,
+    pub queue: String,
+    pub reason: String,
+    pub confidence: String,
+    pub created: String,
+}
+
+/// One entry of a ticket's transcript.
+pub struct Entry {
+    /// `person`, `assistant` or `agent`.
+    pub who: &'static str,
+    pub label: String,
+    pub at: String,
+    pub text: String,
+    pub citations: Vec<CitationView>,
+}
+
+#[derive(Template)]
+#[template(path = "support.html")]
+pub struct QueuePage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub tickets: Vec<TicketRow>,
+}
+
+#[derive(Template)]
+#[template(path = "support_ticket.html")]
+pub struct TicketPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub ticket: TicketRecord,
+    pub created: String,
+    pub confidence: String,
+    pub entries: Vec<Entry>,
+    pub message: String,
+}
+
+/// An instant in the asset's site time zone, as an agent reads it.
+fn local_time(at: &str, timezone: &str) -> String {
+    let (Ok(at), Ok(tz)) = (
+        chrono::DateTime::parse_from_rfc3339(at),
+        timezone.parse::<chrono_tz::Tz>(),
+    ) else {
+        return at.to_string();
+    };
+    at.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+fn percent(confidence: f64) -> String {
+    format!("{:.0}%", confidence * 100.0)
+}
+
+fn page(html: String) -> Response {
+    no_store(Html(html).into_response())
+}
+
+/// `GET /support`: tickets not closed, oldest first, then the last closed ones.
+pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    let me = match require_agent(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    let tickets = app
+        .store
+        .tickets_for_console(CLOSED_SHOWN)
+        .await?
+        .into_iter()
+        .map(|t| TicketRow {
+            id: t.id,
+            created: local_time(&t.created_at, &t.timezone),
+            status: t.status,
+            asset_name: t.asset_name,
+            queue: t.queue_id,
+            reason: t.reason,
+            confidence: percent(t.confidence),
+        })
+        .collect();
+    Ok(page(
+        QueuePage {
+            lang: "en".to_string(),
+            csrf: me.csrf,
+            me: me.username,
+            tickets,
+        }
+        .render()?,
+    ))
+}
+
+/// `GET /support/tickets/{id}`.
+pub async fn ticket(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let me = match require_agent(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    ticket_page(&app, &me, id, StatusCode::OK, "").await
+}
+
+async fn ticket_page(
+    app: &AppState,
+    me: &SignedIn,
+    id: i64,
+    status: StatusCode,
+    message: &str,
+) -> Result<Response, AppError> {
+    let Some(ticket) = app.store.ticket(id).await? else {
+        return not_found(id);
+    };
+    let mut entries = Vec::new();
+    for turn in app.store.transcript(&ticket.conversation_id).await? {
+        entries.push(Entry {
+            who: "person",
+            label: "Person".to_string(),
+            at: turn.at.clone(),
+            text: turn.question,
+            citations: Vec::new(),
+        });
+        // What the person was shown, with its sources; the answer text carries its [n] markers.
+        let citations: Vec<CitationView> =
+            serde_json::from_str(&turn.citations).unwrap_or_default();
+        entries.push(Entry {
+            who: "assistant",
+            label: format!("Assistant, confidence {}", percent(turn.confidence)),
+            at: turn.at,
+            text: turn.answer,
+            citations,
+        });
+    }
+    for reply in app.store.ticket_messages(id).await? {
+        entries.push(Entry {
+            who: "agent",
+            label: format!("Support ({})", reply.author),
+            at: reply.at,
+            text: reply.body,
+            citations: Vec::new(),
+        });
+    }
+    // Timestamps share one format (UTC, milliseconds), so text order is time order; stable, so a
+    // question stays before its answer.
+    entries.sort_by(|a, b| a.at.cmp(&b.at));
+    for entry in &mut entries {
+        entry.at = local_time(&entry.at, &ticket.timezone);
+    }
+    let body = TicketPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        created: local_time(&ticket.created_at, &ticket.timezone),
+        confidence: percent(ticket.confidence),
+        ticket,
+        entries,
+        message: message.to_string(),
+    }
+    .render()?;
+    Ok(no_store((status, Html(body)).into_response()))
+}
+
+fn not_found(id: i64) -> Result<Response, AppError> {
+    let body = crate::views::MessagePage {
+        lang: "en".to_string(),
+        heading: "No such ticket".to_string(),
+        message: format!("There is no ticket {id}."),
+        back: "/support".to_string(),
+    }
+    .render()?;
+    Ok(no_store(
+        (StatusCode::NOT_FOUND, Html(body)).into_response(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReplyForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+/// `POST /support/tickets/{id}/reply`: the reply is stored, shown in the person's chat at once, and
+/// sent to the queue's webhook.
+pub async fn reply(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(form): Form<ReplyForm>,
+) -> Result<Response, AppError> {
+    let me = match require_agent(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    let Some(ticket) = app.store.ticket(id).await? else {
+        return not_found(id);
+    };
+    let body = form.body.trim();
+    if body.is_empty() || body.chars().count() > MAX_REPLY_CHARS {
+        let message = format!("A reply is 1 to {MAX_REPLY_CHARS} characters.");
+        return ticket_page(&app, &me, id, StatusCode::UNPROCESSABLE_ENTITY, &message).await;
+    }
+    if ticket.status == "closed" {
+        return ticket_page(
+            &app,
+            &me,
+            id,
+            StatusCode::CONFLICT,
+            "This ticket is closed; the person would not see a reply.",
+        )
+        .await;
+    }
+    app.store.add_ticket_reply(id, &me.username, body).await?;
+    let ticket = app.store.ticket(id).await?.unwrap_or(ticket);
+    publish(
+        &app,
+        SupportEvent::of("ticket.reply", &ticket)
+            .with_text(body)
+            .by(&me.username),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/support/tickets/{id}")).into_response())
+}
+
+/// `POST /support/tickets/{id}/close`.
+pub async fn close(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Form(form): Form<crate::account::CsrfForm>,
+) -> Result<Response, AppError> {
+    let me = match require_agent(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    if app.store.ticket(id).await?.is_none() {
+        return not_found(id);
+    }
+    if app.store.close_ticket(id, &me.username).await? {
+        if let Some(ticket) = app.store.ticket(id).await? {
+            publish(
+                &app,
+                SupportEvent::of("ticket.closed", &ticket).by(&me.username),
+            )
+            .await?;
+        }
+    }
+    Ok(Redirect::to("/support").into_response())
+}

@@ -1,0 +1,311 @@
+//! Live support's moving parts: the hub that carries ticket events to whoever is watching (agents'
+//! consoles, the person's chat) and to the queue's webhook, and the two event streams (SSE).
+//! The store is the record; the hub only says "something changed", so a watcher that falls behind
+//! or reconnects catches up from the store and misses nothing.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::roles::Role;
+use crate::store::Store;
+use crate::tickets::{TicketMessage, TicketRecord};
+use crate::{AppError, AppState};
+
+/// Events a slow watcher may fall behind by before it is told to catch up from the store.
+const HUB_CAPACITY: usize = 256;
+
+/// What happened to a ticket, as the console, the person's chat and the webhook see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SupportEvent {
+    /// `ticket.opened`, `ticket.message` (the person wrote), `ticket.reply` (an agent answered) or
+    /// `ticket.closed`.
+    pub event: &'static str,
+    pub ticket: i64,
+    pub status: String,
+    pub queue: String,
+    pub asset: String,
+    pub asset_name: String,
+    pub code: Option<String>,
+    pub role: String,
+    pub language: String,
+    pub reason: String,
+    pub confidence: f64,
+    pub at: String,
+    /// The message (the person's question, or the agent's reply).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The agent who replied or closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Which conversation: the person's stream filters on it; it is never sent anywhere.
+    #[serde(skip)]
+    pub conversation: String,
+}
+
+impl SupportEvent {
+    pub fn of(event: &'static str, ticket: &TicketRecord) -> Self {
+        Self {
+            event,
+            ticket: ticket.id,
+            status: ticket.status.clone(),
+            queue: ticket.queue_id.clone(),
+            asset: ticket.asset_id.clone(),
+            asset_name: ticket.asset_name.clone(),
+            code: ticket.code.clone(),
+            role: ticket.role.clone(),
+            language: ticket.language.clone(),
+            reason: ticket.reason.clone(),
+            confidence: ticket.confidence,
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            text: None,
+            by: None,
+            conversation: ticket.conversation_id.clone(),
+        }
+    }
+
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(text.into());
+        self
+    }
+
+    pub fn by(mut self, who: impl Into<String>) -> Self {
+        self.by = Some(who.into());
+        self
+    }
+}
+
+/// Carries ticket events to watchers, and wakes the webhook deliverer.
+pub struct Hub {
+    sender: broadcast::Sender<SupportEvent>,
+    /// Set when the server shuts down: every open stream ends, so the shutdown is not held up by
+    /// browsers that keep listening.
+    closing: watch::Sender<bool>,
+    pub webhook_wake: Arc<Notify>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(HUB_CAPACITY).0,
+            closing: watch::channel(false).0,
+            webhook_wake: Arc::new(Notify::new()),
+        }
+    }
+}
+
+impl Hub {
+    /// Ends every open stream.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    fn watch(&self) -> Watch {
+        Watch {
+            events: self.sender.subscribe(),
+            closing: self.closing.subscribe(),
+        }
+    }
+}
+
+/// One watcher's view of the hub.
+struct Watch {
+    events: broadcast::Receiver<SupportEvent>,
+    closing: watch::Receiver<bool>,
+}
+
+/// What a watcher gets next.
+enum Next {
+    Event(SupportEvent),
+    /// Events were dropped because the watcher fell behind: catch up from the store.
+    Behind,
+    Closed,
+}
+
+impl Watch {
+    async fn next(&mut self) -> Next {
+        if *self.closing.borrow() {
+            return Next::Closed;
+        }
+        tokio::select! {
+            received = self.events.recv() => match received {
+                Ok(event) => Next::Event(event),
+                Err(broadcast::error::RecvError::Lagged(_)) => Next::Behind,
+                Err(broadcast::error::RecvError::Closed) => Next::Closed,
+            },
+            _ = self.closing.wait_for(|closing| *closing) => Next::Closed,
+        }
+    }
+}
+
+/// Records a ticket event for the queue's webhook (when it has one) and tells every watcher.
+pub async fn publish(app: &AppState, event: SupportEvent) -> Result<(), AppError> {
+    let mut payload = serde_json::to_value(&event).expect("events serialise");
+    payload["console_url"] = serde_json::Value::String(format!(
+        "{}/support/tickets/{}",
+        app.config.public_url.trim_end_matches('/'),
+        event.ticket
+    ));
+    if app
+        .store
+        .enqueue_webhook(&event.queue, event.event, &payload)
+        .await?
+        .is_some()
+    {
+        app.support.webhook_wake.notify_one();
+    }
+    // No watcher is not an error.
+    let _ = app.support.sender.send(event);
+    Ok(())
+}
+
+/// `GET /support/events`: every ticket event, for agents' consoles. A console that fell behind is
+/// sent `resync` and reloads what it shows.
+pub async fn console_events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if let Err(refused) = crate::account::require_role(
+        &app,
+        &headers,
+        &[Role::Agent, Role::Admin],
+        "The support console is for support agents.",
+    )
+    .await?
+    {
+        return Ok(refused);
+    }
+    let watch = app.support.watch();
+    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
+        let event = match watch.next().await {
+            Next::Event(e) => Event::default()
+                .event("ticket")
+                .json_data(&e)
+                .expect("events serialise"),
+            Next::Behind => Event::default().event("resync").data("{}"),
+            Next::Closed => return None,
+        };
+        Some((Ok::<_, Infallible>(event), watch))
+    });
+    Ok(no_store(Sse::new(stream).keep_alive(KeepAlive::default())))
+}
+
+/// What the person's chat is sent.
+#[derive(Debug, Serialize)]
+struct PersonReply {
+    id: i64,
+    ticket: i64,
+    text: String,
+    at: String,
+}
+
+/// State of one person's stream.
+struct PersonStream {
+    watch: Watch,
+    store: Store,
+    conversation: String,
+    /// The last reply sent; the browser echoes it as `Last-Event-ID` when it reconnects.
+    last_sent: i64,
+    pending: VecDeque<Event>,
+}
+
+impl PersonStream {
+    /// Queues every reply the person has not been sent yet, from the store.
+    async fn catch_up(&mut self) -> Result<(), crate::ServerError> {
+        let replies = self
+            .store
+            .replies_to_conversation(&self.conversation, self.last_sent)
+            .await?;
+        for reply in replies {
+            self.pending.push_back(person_reply(&reply));
+            self.last_sent = reply.id;
+        }
+        Ok(())
+    }
+}
+
+fn person_reply(message: &TicketMessage) -> Event {
+    // The agent's name stays inside the console: the person hears from "support".
+    Event::default()
+        .event("reply")
+        .id(message.id.to_string())
+        .json_data(PersonReply {
+            id: message.id,
+            ticket: message.ticket_id,
+            text: message.body.clone(),
+            at: message.at.clone(),
+        })
+        .expect("replies serialise")
+}
+
+/// True for a conversation id as the chat makes them (32 hex digits), checked before any lookup.
+pub fn is_conversation_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `GET /api/chat/{conversation}/events`: agents' replies to this conversation as they are sent,
+/// after any the person has not seen (`Last-Event-ID`), then `closed` when the ticket is closed.
+/// Knowing the conversation's random id is what allows it, as for the chat itself.
+pub async fn person_events(
+    State(app): State<AppState>,
+    Path(conversation): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if !is_conversation_id(&conversation) || app.store.conversation(&conversation).await?.is_none()
+    {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": "unknown conversation"})),
+        )
+            .into_response());
+    }
+    let last_sent = crate::http::header(&headers, "last-event-id")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    // Watch first, then read the store: a reply sent in between is then both read and announced,
+    // and the id check drops the repeat, instead of being missed.
+    let mut state = PersonStream {
+        watch: app.support.watch(),
+        store: app.store.clone(),
+        conversation,
+        last_sent,
+        pending: VecDeque::new(),
+    };
+    state.catch_up().await?;
+    let stream = futures_util::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(event) = state.pending.pop_front() {
+                return Some((Ok::<_, Infallible>(event), state));
+            }
+            match state.watch.next().await {
+                Next::Event(e) if e.conversation != state.conversation => {}
+                Next::Event(e) if e.event == "ticket.closed" => {
+                    let closed = Event::default()
+                        .event("closed")
+                        .json_data(serde_json::json!({"ticket": e.ticket}))
+                        .expect("serialises");
+                    state.pending.push_back(closed);
+                }
+                Next::Event(_) | Next::Behind => {
+                    if let Err(error) = state.catch_up().await {
+                        tracing::error!(%error, "reading replies for a chat stream");
+                        return None;
+                    }
+                }
+                Next::Closed => return None,
+            }
+        }
+    });
+    Ok(no_store(Sse::new(stream).keep_alive(KeepAlive::default())))
+}
+
+fn no_store(response: impl IntoResponse) -> Response {
+    crate::account::no_store(response.into_response())
+}

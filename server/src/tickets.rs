@@ -1,0 +1,203 @@
+//! Tickets in the store: what the support console lists and shows (the ticket, its conversation's
+//! turns with the citations the person saw, the agents' replies), and the state changes agents make.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::store::Store;
+
+/// A ticket with what the console shows beside it (its asset's name and queue).
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct TicketRecord {
+    pub id: i64,
+    pub conversation_id: String,
+    pub asset_id: String,
+    pub asset_name: String,
+    pub queue_id: String,
+    /// The asset's site time zone: agents read times as the site lives them.
+    pub timezone: String,
+    pub code: Option<String>,
+    pub role: String,
+    pub language: String,
+    pub confidence: f64,
+    pub reason: String,
+    /// `open` (nobody answered yet), `answered` (an agent replied), `closed`.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+    pub contact: Option<String>,
+    pub closed_at: Option<String>,
+    pub closed_by: Option<String>,
+}
+
+/// One turn of the conversation as the person saw it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TurnRecord {
+    pub id: i64,
+    pub at: String,
+    pub question: String,
+    pub answer: String,
+    /// The citations shown, as the chat API serialised them.
+    pub citations: String,
+    pub confidence: f64,
+    pub escalated: bool,
+    pub feedback: Option<i64>,
+}
+
+/// An agent's reply on a ticket.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct TicketMessage {
+    pub id: i64,
+    pub ticket_id: i64,
+    pub at: String,
+    pub author: String,
+    pub body: String,
+}
+
+const TICKET_COLUMNS: &str = "t.id, t.conversation_id, t.asset_id, a.name AS asset_name, a.queue_id, s.timezone, t.code, t.role, t.language, t.confidence, t.reason, t.status, t.created_at, t.updated_at, t.contact, t.closed_at, t.closed_by";
+
+impl Store {
+    pub async fn ticket(&self, id: i64) -> Result<Option<TicketRecord>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t JOIN assets a ON a.id = t.asset_id JOIN sites s ON s.id = a.site_id WHERE t.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Tickets not closed, oldest first (the order they should be picked up), then up to
+    /// `closed_limit` closed ones, newest first.
+    pub async fn tickets_for_console(&self, closed_limit: i64) -> Result<Vec<TicketRecord>> {
+        let mut open: Vec<TicketRecord> = sqlx::query_as(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t JOIN assets a ON a.id = t.asset_id JOIN sites s ON s.id = a.site_id
+             WHERE t.status != 'closed' ORDER BY t.id"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        let closed: Vec<TicketRecord> = sqlx::query_as(&format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets t JOIN assets a ON a.id = t.asset_id JOIN sites s ON s.id = a.site_id
+             WHERE t.status = 'closed' ORDER BY t.id DESC LIMIT ?"
+        ))
+        .bind(closed_limit)
+        .fetch_all(self.pool())
+        .await?;
+        open.extend(closed);
+        Ok(open)
+    }
+
+    /// Every turn of a conversation, oldest first.
+    pub async fn transcript(&self, conversation: &str) -> Result<Vec<TurnRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, question, answer, citations, confidence, escalated, feedback
+             FROM chat_turns WHERE conversation_id = ? ORDER BY id",
+        )
+        .bind(conversation)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Agents' replies on a ticket, oldest first.
+    pub async fn ticket_messages(&self, ticket: i64) -> Result<Vec<TicketMessage>> {
+        Ok(sqlx::query_as(
+            "SELECT id, ticket_id, at, author, body FROM ticket_messages WHERE ticket_id = ? ORDER BY id",
+        )
+        .bind(ticket)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Agents' replies on any ticket of a conversation after message `after`, oldest first: what a
+    /// person's chat has not shown yet.
+    pub async fn replies_to_conversation(
+        &self,
+        conversation: &str,
+        after: i64,
+    ) -> Result<Vec<TicketMessage>> {
+        Ok(sqlx::query_as(
+            "SELECT m.id, m.ticket_id, m.at, m.author, m.body FROM ticket_messages m
+             JOIN tickets t ON t.id = m.ticket_id
+             WHERE t.conversation_id = ? AND m.id > ? ORDER BY m.id",
+        )
+        .bind(conversation)
+        .bind(after)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Stores an agent's reply and marks the ticket answered.
+    pub async fn add_ticket_reply(
+        &self,
+        ticket: i64,
+        author: &str,
+        body: &str,
+    ) -> Result<TicketMessage> {
+        let at = now();
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO ticket_messages (ticket_id, at, author, body) VALUES (?, ?, ?, ?)",
+        )
+        .bind(ticket)
+        .bind(&at)
+        .bind(author)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE tickets SET status = 'answered', updated_at = ? WHERE id = ? AND status != 'closed'",
+        )
+        .bind(&at)
+        .bind(ticket)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(TicketMessage {
+            id: done.last_insert_rowid(),
+            ticket_id: ticket,
+            at,
+            author: author.to_string(),
+            body: body.to_string(),
+        })
+    }
+
+    /// Closes a ticket; false when it was closed already.
+    pub async fn close_ticket(&self, ticket: i64, by: &str) -> Result<bool> {
+        let at = now();
+        let done = sqlx::query(
+            "UPDATE tickets SET status = 'closed', closed_at = ?, closed_by = ?, updated_at = ?
+             WHERE id = ? AND status != 'closed'",
+        )
+        .bind(&at)
+        .bind(by)
+        .bind(&at)
+        .bind(ticket)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks a ticket as having news from the person (a new message), so the console shows it again.
+    pub async fn touch_ticket(&self, ticket: i64) -> Result<()> {
+        sqlx::query("UPDATE tickets SET updated_at = ? WHERE id = ?")
+            .bind(now())
+            .bind(ticket)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// How to reach the person, when they chose to leave it on their open ticket.
+    pub async fn set_ticket_contact(&self, ticket: i64, contact: &str) -> Result<()> {
+        sqlx::query("UPDATE tickets SET contact = ?, updated_at = ? WHERE id = ?")
+            .bind(contact)
+            .bind(now())
+            .bind(ticket)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,76 @@
+// The support console, kept live: new tickets appear in the queue, status changes show, and on a
+// ticket's page the person's new messages and other agents' replies appear as they happen. Without
+// this script the pages still work; they just need a reload.
+(function () {
+  "use strict";
+  var root = document.querySelector("[data-live]");
+  if (!root || !window.EventSource) return;
+  var status = document.getElementById("live-status");
+  var source = new EventSource(root.getAttribute("data-live"));
+  var ticketId = root.getAttribute("data-ticket");
+
+  function cell(row, text) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    row.appendChild(td);
+    return td;
+  }
+
+  function onQueue(e) {
+    var rowId = "ticket-" + e.ticket;
+    var row = document.getElementById(rowId);
+    if (row) {
+      row.className = "status-" + e.status;
+      row.querySelector(".status").textContent = e.status;
+      return;
+    }
+    if (e.event !== "ticket.opened") return;
+    var empty = document.getElementById("empty");
+    if (empty) empty.remove();
+    row = document.createElement("tr");
+    row.id = rowId;
+    row.className = "status-" + e.status + " new";
+    var link = document.createElement("a");
+    link.href = "/support/tickets/" + e.ticket;
+    link.textContent = "#" + e.ticket;
+    cell(row, "").appendChild(link);
+    cell(row, e.status).className = "status";
+    cell(row, e.asset_name);
+    cell(row, e.queue);
+    cell(row, e.reason);
+    cell(row, Math.round(e.confidence * 100) + "%");
+    cell(row, new Date(e.at).toLocaleString());
+    var body = document.getElementById("tickets");
+    // Open tickets are listed oldest first: a new one goes after the last open one.
+    var closed = body.querySelector("tr.status-closed");
+    body.insertBefore(row, closed);
+  }
+
+  function onTicket(e) {
+    if (String(e.ticket) !== ticketId) return;
+    var st = document.getElementById("ticket-status");
+    if (st) st.textContent = e.status;
+    var who = e.event === "ticket.message" ? "person" : e.event === "ticket.reply" ? "agent" : null;
+    if (!who || !e.text) return;
+    var li = document.createElement("li");
+    li.className = "entry " + who + " live";
+    var meta = document.createElement("p");
+    meta.className = "meta";
+    meta.textContent = (who === "person" ? "Person" : "Support (" + e.by + ")") + " · " + new Date(e.at).toLocaleString();
+    var text = document.createElement("p");
+    text.className = "text";
+    text.textContent = e.text;
+    li.appendChild(meta);
+    li.appendChild(text);
+    document.getElementById("transcript").appendChild(li);
+  }
+
+  source.addEventListener("ticket", function (m) {
+    var e = JSON.parse(m.data);
+    if (ticketId) onTicket(e); else onQueue(e);
+  });
+  // Fell behind: what is shown may be stale, so show the store's view.
+  source.addEventListener("resync", function () { location.reload(); });
+  source.onopen = function () { if (status) status.textContent = "Live: new tickets appear here as they are opened."; };
+  source.onerror = function () { if (status) status.textContent = "Reconnecting..."; };
+})();

@@ -1,0 +1,545 @@
+//! End-to-end live support on the real server: an escalation opens a ticket that an agent's console
+//! sees at once (SSE), the agent's reply reaches the person's chat stream at once, a reconnecting
+//! chat catches up from the store, closing is seen by both sides, the console is for agents only,
+//! and a queue's webhook gets every ticket event signed (HMAC-SHA256) and retried until delivered.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use scanaid_server::roles::Role;
+use scanaid_server::ServerConfig;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn ask(app: &TestApp, body: Value) -> (u16, Value) {
+    let reply = post_json(&app.url("/api/chat"), &[], &body.to_string());
+    let json: Value = serde_json::from_str(&reply.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", reply.body));
+    (reply.status, json)
+}
+
+fn add_user(app: &TestApp, username: &str, role: Role) -> String {
+    let password = format!("{username}-password-long");
+    let store = app.state.store.clone();
+    let (u, p) = (username.to_string(), password.clone());
+    app.block_on(async move { scanaid_server::auth::create_user(&store, &u, &p, role).await })
+        .unwrap();
+    session_cookie(app, username, &password)
+}
+
+fn session_cookie(app: &TestApp, username: &str, password: &str) -> String {
+    let form = get(&app.url("/signin"), &[]);
+    let csrf_cookie = form.set_cookie("scanaid_csrf").unwrap();
+    let csrf = form.hidden("csrf").unwrap();
+    let reply = post_form(
+        &app.url("/signin"),
+        &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
+        &[
+            ("csrf", &csrf),
+            ("username", username),
+            ("password", password),
+        ],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    format!(
+        "scanaid_session={}",
+        reply.set_cookie("scanaid_session").unwrap()
+    )
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+struct Sse {
+    event: String,
+    id: Option<String>,
+    data: Value,
+}
+
+/// Reads an event stream on a thread; events arrive on the channel, and `None` when the stream ends.
+fn open_stream(url: &str, headers: &[(&str, &str)]) -> mpsc::Receiver<Option<Sse>> {
+    let mut request = ureq::AgentBuilder::new()
+        .redirects(0)
+        .build()
+        .get(url)
+        .set("accept", "text/event-stream");
+    for (k, v) in headers {
+        request = request.set(k, v);
+    }
+    let response = request.call().expect("the stream opens");
+    assert_eq!(response.status(), 200);
+    assert!(response
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let reader = BufReader::new(response.into_reader());
+        let (mut event, mut id, mut data) = (String::from("message"), None, String::new());
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            if line.is_empty() {
+                if !data.is_empty() {
+                    let sse = Sse {
+                        event: std::mem::replace(&mut event, "message".to_string()),
+                        id: id.take(),
+                        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+                    };
+                    data.clear();
+                    if tx.send(Some(sse)).is_err() {
+                        return;
+                    }
+                }
+            } else if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("id:") {
+                id = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        let _ = tx.send(None);
+    });
+    rx
+}
+
+/// The next event on `stream` that `wanted` accepts, skipping others.
+fn next_matching(stream: &mpsc::Receiver<Option<Sse>>, wanted: impl Fn(&Sse) -> bool) -> Sse {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match stream.recv_timeout(left) {
+            Ok(Some(event)) if wanted(&event) => return event,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended before the event came"),
+            Err(_) => panic!("no such event within {WAIT:?}"),
+        }
+    }
+}
+
+fn ticket_event(stream: &mpsc::Receiver<Option<Sse>>, name: &str, ticket: i64) -> Sse {
+    next_matching(stream, |e| {
+        e.event == "ticket" && e.data["event"] == name && e.data["ticket"] == ticket
+    })
+}
+
+#[test]
+fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_person_live() {
+    let app = spawn_app();
+    let agent = add_user(&app, "agent1", Role::Agent);
+    let console = open_stream(&app.url("/support/events"), &[("cookie", &agent)]);
+
+    // The person asks for a person and leaves a number.
+    let (status, reply) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "the pump keeps alarming, can I talk to a person", "contact": "+34 600 000 000"}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["escalated"], true);
+    let ticket = reply["ticket"]["id"].as_i64().unwrap();
+    let conversation = reply["conversation"].as_str().unwrap().to_string();
+
+    let opened = ticket_event(&console, "ticket.opened", ticket);
+    assert_eq!(opened.data["status"], "open");
+    assert_eq!(opened.data["reason"], "asked for a person");
+    assert_eq!(opened.data["code"], PUMP_CODE);
+    assert!(opened.data["text"]
+        .as_str()
+        .unwrap()
+        .contains("keeps alarming"));
+    assert!(
+        opened.data.get("conversation").is_none(),
+        "the conversation id is the person's key and is not broadcast"
+    );
+
+    // The queue and the ticket page: transcript, the sections cited, the contact.
+    let queue = get(&app.url("/support"), &[("cookie", &agent)]);
+    assert_eq!(queue.status, 200);
+    assert!(queue
+        .body
+        .contains(&format!("href=\"/support/tickets/{ticket}\"")));
+    let page = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &agent)],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("the pump keeps alarming"));
+    assert!(page.body.contains("+34 600 000 000"));
+    assert!(page.body.contains("asked for a person"));
+    let cited = reply["citations"].as_array().unwrap();
+    assert!(!cited.is_empty(), "{reply}");
+    for c in cited {
+        assert!(
+            page.body
+                .contains(&format!("href=\"{}\"", c["url"].as_str().unwrap())),
+            "the ticket shows cited section {}",
+            c["url"]
+        );
+    }
+    // Times read as the site lives them: the ticket's opening in its site's time zone.
+    let row = &app.rows(&format!(
+        "SELECT t.created_at, s.timezone FROM tickets t JOIN assets a ON a.id = t.asset_id JOIN sites s ON s.id = a.site_id WHERE t.id = {ticket}"
+    ))[0];
+    let tz: chrono_tz::Tz = row[1].parse().unwrap();
+    let local = chrono::DateTime::parse_from_rfc3339(&row[0])
+        .unwrap()
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string();
+    assert!(page.body.contains(&local), "{local} in {}", page.body);
+    let csrf = page.hidden("csrf").unwrap();
+
+    // The person's chat listens; the agent replies; the reply arrives.
+    let person = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    let sent = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/reply")),
+        &[("cookie", &agent)],
+        &[
+            ("csrf", &csrf),
+            ("body", "Check the door latch first; I am on my way."),
+        ],
+    );
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let reply_event = next_matching(&person, |e| e.event == "reply");
+    assert_eq!(
+        reply_event.data["text"],
+        "Check the door latch first; I am on my way."
+    );
+    assert!(reply_event.id.is_some(), "replies carry ids to resume from");
+    assert!(
+        !reply_event.data.to_string().contains("agent1"),
+        "the person is not told the agent's username"
+    );
+    let answered = ticket_event(&console, "ticket.reply", ticket);
+    assert_eq!(answered.data["status"], "answered");
+    assert_eq!(answered.data["by"], "agent1");
+
+    // A chat that reconnects gets what it missed from the store, and nothing it had.
+    let late = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    let missed = next_matching(&late, |e| e.event == "reply");
+    assert_eq!(missed.id, reply_event.id);
+    let resumed = open_stream(
+        &app.url(&format!("/api/chat/{conversation}/events")),
+        &[("last-event-id", reply_event.id.as_deref().unwrap())],
+    );
+
+    // The person writes again on the ticket: the agent sees it.
+    let (status, _) = ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "the latch looks fine, what next?"}),
+    );
+    assert_eq!(status, 200);
+    let message = ticket_event(&console, "ticket.message", ticket);
+    assert_eq!(message.data["text"], "the latch looks fine, what next?");
+
+    // Closing: both sides hear it; a reply to a closed ticket is refused.
+    let closed = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/close")),
+        &[("cookie", &agent)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(closed.status, 303);
+    ticket_event(&console, "ticket.closed", ticket);
+    next_matching(&person, |e| e.event == "closed");
+    let first_on_resumed = next_matching(&resumed, |_| true);
+    assert_eq!(
+        first_on_resumed.event, "closed",
+        "a resumed stream does not repeat the reply it had"
+    );
+    let refused = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/reply")),
+        &[("cookie", &agent)],
+        &[("csrf", &csrf), ("body", "hello?")],
+    );
+    assert_eq!(refused.status, 409);
+
+    // Shutting down ends every open stream instead of waiting on them.
+    drop(app.shutdown());
+    loop {
+        match console.recv_timeout(WAIT) {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => panic!("the console stream is still open after shutdown"),
+        }
+    }
+}
+
+#[test]
+fn the_console_is_for_agents_and_bad_requests_get_clear_answers() {
+    let app = spawn_app();
+    let anonymous = get(&app.url("/support"), &[]);
+    assert_eq!(anonymous.status, 303);
+    assert_eq!(anonymous.header("location"), Some("/signin"));
+    assert_eq!(get(&app.url("/support/events"), &[]).status, 303);
+    let technician = add_user(&app, "tech1", Role::Technician);
+    assert_eq!(
+        get(&app.url("/support"), &[("cookie", &technician)]).status,
+        403
+    );
+    assert_eq!(
+        get(&app.url("/support/tickets/1"), &[("cookie", &technician)]).status,
+        403
+    );
+
+    let agent = add_user(&app, "agent2", Role::Agent);
+    assert_eq!(
+        get(&app.url("/support/tickets/999"), &[("cookie", &agent)]).status,
+        404
+    );
+    let (_, reply) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "talk to a person"}),
+    );
+    let ticket = reply["ticket"]["id"].as_i64().unwrap();
+    let page = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &agent)],
+    );
+    let csrf = page.hidden("csrf").unwrap();
+    let forged = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/reply")),
+        &[("cookie", &agent)],
+        &[("csrf", "not-the-token"), ("body", "hi")],
+    );
+    assert_eq!(forged.status, 403);
+    let empty = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/reply")),
+        &[("cookie", &agent)],
+        &[("csrf", &csrf), ("body", "   ")],
+    );
+    assert_eq!(empty.status, 422);
+    assert!(empty.body.contains("A reply is 1 to"));
+    let long = "x".repeat(4001);
+    let too_long = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/reply")),
+        &[("cookie", &agent)],
+        &[("csrf", &csrf), ("body", &long)],
+    );
+    assert_eq!(too_long.status, 422);
+    assert_eq!(
+        app.rows("SELECT COUNT(*) FROM ticket_messages")[0][0],
+        "0",
+        "nothing refused was stored"
+    );
+
+    // The person's stream: unknown or malformed conversations are 404 JSON, not a hanging stream.
+    for bad in ["0123456789abcdef0123456789abcdef", "nothex", "..%2f"] {
+        let r = get(&app.url(&format!("/api/chat/{bad}/events")), &[]);
+        assert_eq!(r.status, 404, "{bad}");
+        assert!(r.body.contains("unknown conversation"));
+    }
+
+    // A contact that is not one short line is refused with a reason.
+    let (status, body) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "talk to a person", "contact": "x".repeat(201)}),
+    );
+    assert_eq!(status, 422);
+    assert!(body["error"].as_str().unwrap().contains("contact"));
+}
+
+/// A webhook receiver on loopback that fails its first `fail_first` requests with 500 and records
+/// every request (headers lower-cased, body).
+struct Receiver {
+    url: String,
+    requests: mpsc::Receiver<(Vec<(String, String)>, String, u16)>,
+}
+
+fn receiver_on(listener: std::net::TcpListener, fail_first: usize) -> Receiver {
+    let url = format!("http://{}/hooks/scanaid", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                let (k, v) = l.split_once(':').unwrap();
+                headers.push((k.trim().to_lowercase(), v.trim().to_string()));
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let status = if n < fail_first { 500 } else { 200 };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            if tx
+                .send((headers, String::from_utf8(body).unwrap(), status))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    Receiver { url, requests: rx }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} header"))
+}
+
+#[test]
+fn a_queue_webhook_gets_signed_events_retried_until_delivered() {
+    let app = spawn_app_with(ServerConfig {
+        webhook_backoff: scanaid_server::webhook::Backoff {
+            first: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+        },
+        ..ServerConfig::default()
+    });
+    // The receiver is down at first: its port is reserved, then closed.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = reserved.local_addr().unwrap();
+    drop(reserved);
+    let url = format!("http://{addr}/hooks/scanaid");
+    let secret = "s3cret-shared-with-the-receiver";
+    let store = app.state.store.clone();
+    let queue = {
+        let store = store.clone();
+        app.block_on(async move { store.resolve_code(PUMP_CODE).await })
+            .unwrap()
+            .unwrap()
+            .asset
+            .unwrap()
+            .queue_id
+    };
+    {
+        let (store, queue, url) = (store.clone(), queue.clone(), url.clone());
+        assert!(app
+            .block_on(async move {
+                store
+                    .set_queue_webhook(&queue, Some(&url), Some(secret))
+                    .await
+            })
+            .unwrap());
+    }
+
+    let (status, reply) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "please, I need to speak to a person"}),
+    );
+    assert_eq!(status, 200);
+    let ticket = reply["ticket"]["id"].as_i64().unwrap();
+
+    // Attempts fail while nobody listens; the delivery is kept with the reason.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let row = &app.rows("SELECT attempts, delivered_at, last_error FROM webhook_deliveries")[0];
+        if row[0].parse::<i64>().unwrap() >= 2 {
+            assert_eq!(row[1], "NULL");
+            assert!(row[2].contains("could not reach"), "{row:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no retries: {row:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The receiver comes up, answers 500 once, then 200.
+    let receiver = receiver_on(std::net::TcpListener::bind(addr).unwrap(), 1);
+    assert_eq!(receiver.url, url);
+    let (first_headers, first_body, first_status) = receiver.requests.recv_timeout(WAIT).unwrap();
+    assert_eq!(first_status, 500);
+    let (headers, body, status) = receiver.requests.recv_timeout(WAIT).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, first_body, "a retry sends the same event");
+    assert_eq!(
+        header(&headers, "x-scanaid-delivery"),
+        header(&first_headers, "x-scanaid-delivery")
+    );
+    assert_eq!(header(&headers, "x-scanaid-event"), "ticket.opened");
+    assert_eq!(header(&headers, "content-type"), "application/json");
+    // The receiver's check: recompute the signature over the timestamp and the body as received.
+    let timestamp: i64 = header(&headers, "x-scanaid-timestamp").parse().unwrap();
+    assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 60);
+    assert_eq!(
+        header(&headers, "x-scanaid-signature"),
+        scanaid_server::webhook::signature(secret, timestamp, &body)
+    );
+    assert_ne!(
+        header(&headers, "x-scanaid-signature"),
+        scanaid_server::webhook::signature("another-secret", timestamp, &body)
+    );
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["event"], "ticket.opened");
+    assert_eq!(event["ticket"], ticket);
+    assert_eq!(event["queue"], queue.as_str());
+    assert!(event["console_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/support/tickets/{ticket}")));
+    assert!(event.get("conversation").is_none());
+
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let row = &app.rows("SELECT delivered_at, attempts FROM webhook_deliveries")[0];
+        if row[0] != "NULL" {
+            assert!(row[1].parse::<i64>().unwrap() >= 4, "{row:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Later events go out too, in order: the person writes again.
+    let conversation = reply["conversation"].as_str().unwrap();
+    ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "it says E-204"}),
+    );
+    let (headers, body, _) = receiver.requests.recv_timeout(WAIT).unwrap();
+    assert_eq!(header(&headers, "x-scanaid-event"), "ticket.message");
+    assert!(body.contains("E-204"));
+}
+
+#[test]
+fn a_webhook_needs_an_http_url_and_a_secret() {
+    let registry = |queue: &str| {
+        format!(
+            "[[site]]\nid = \"s\"\nname = \"Site\"\ntimezone = \"Europe/Madrid\"\n\n[[queue]]\nid = \"q\"\nname = \"Queue\"\nsite = \"s\"\n{queue}\n"
+        )
+    };
+    use scanaid_server::registry::Registry;
+    let ok = Registry::parse(&registry(
+        "webhook_url = \"http://10.0.0.5/hook\"\nwebhook_secret = \"k\"",
+    ))
+    .unwrap();
+    assert_eq!(ok.queues[0].webhook_secret.as_deref(), Some("k"));
+    let no_secret =
+        Registry::parse(&registry("webhook_url = \"http://10.0.0.5/hook\"")).unwrap_err();
+    assert!(no_secret.contains("needs webhook_secret"), "{no_secret}");
+    let https = Registry::parse(&registry(
+        "webhook_url = \"https://tickets.example/hook\"\nwebhook_secret = \"k\"",
+    ))
+    .unwrap_err();
+    assert!(https.contains("http:// relay"), "{https}");
+    let missing_env = Registry::parse(&registry(
+        "webhook_url = \"http://10.0.0.5/hook\"\nwebhook_secret = \"env:SCANAID_TEST_SURELY_UNSET\"",
+    ))
+    .unwrap_err();
+    assert!(
+        missing_env.contains("SCANAID_TEST_SURELY_UNSET"),
+        "{missing_env}"
+    );
+}
