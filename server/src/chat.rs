@@ -192,6 +192,24 @@ pub fn asks_for_a_person(message: &str) -> bool {
     .any(|p| m.contains(p))
 }
 
+/// True when a message that asks for a person also says something to look up ("the pump keeps
+/// alarming, can I talk to someone"), false for the request alone ("please, a real person").
+pub fn asks_more_than_a_person(message: &str) -> bool {
+    const FILLER: &[&str] = &[
+        "a", "an", "the", "i", "me", "my", "can", "could", "please", "want", "would", "like", "to",
+        "need", "with", "speak", "talk", "someone", "person", "human", "real", "agent", "live",
+        "support", "now", "just", "let", "hi", "hello", "ok", "okay", "call", "yes", "some", "one",
+        "quiero", "necesito", "por", "favor", "hablar", "con", "una", "un", "persona", "alguien",
+        "agente", "puedo", "hola", "ahora",
+    ];
+    message
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && !FILLER.contains(w))
+        .count()
+        >= 2
+}
+
 pub async fn chat(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -345,35 +363,41 @@ pub async fn answer_turn(
         limit: 20,
         mode: Mode::Hybrid,
     };
-    let Ok(permit) = tokio::time::timeout(BUSY_WAIT, app.chat.slots.clone().acquire_owned()).await
-    else {
-        return Ok(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the assistant is busy; try again in a moment, or call the number on the label",
-        ));
-    };
-    let permit = permit.expect("the chat semaphore is never closed");
-    let index = app.index();
-    let embedder = app.embedder.clone();
-    let model = app.chat.model.clone();
-    let answered = {
-        let index = index.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            scanaid_assistant::reply(&index, embedder.as_ref(), &model, search)
-        })
-        .await?
-    };
-    let reply = match answered {
-        Ok(reply) => reply,
-        Err(scanaid_indexer::IndexError::BadRequest(reason)) => {
-            return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, reason))
+    let asked = asks_for_a_person(&message);
+    // "Talk to a person" and nothing more: there is nothing to look up, the ticket is the answer.
+    let (extract, confidence, unsure) = if asked && !asks_more_than_a_person(&message) {
+        (scanaid_assistant::Extract::default(), 0.0, false)
+    } else {
+        let Ok(permit) =
+            tokio::time::timeout(BUSY_WAIT, app.chat.slots.clone().acquire_owned()).await
+        else {
+            return Ok(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the assistant is busy; try again in a moment, or call the number on the label",
+            ));
+        };
+        let permit = permit.expect("the chat semaphore is never closed");
+        let index = app.index();
+        let embedder = app.embedder.clone();
+        let model = app.chat.model.clone();
+        let answered = {
+            let index = index.clone();
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                scanaid_assistant::reply(&index, embedder.as_ref(), &model, search)
+            })
+            .await?
+        };
+        match answered {
+            Ok(reply) => (reply.extract, reply.confidence, reply.unsure),
+            Err(scanaid_indexer::IndexError::BadRequest(reason)) => {
+                return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, reason))
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
 
-    let citations: Vec<CitationView> = reply
-        .extract
+    let citations: Vec<CitationView> = extract
         .citations
         .iter()
         .map(|c| CitationView {
@@ -386,8 +410,7 @@ pub async fn answer_turn(
             snippet: c.snippet.clone(),
         })
         .collect();
-    let sentences: Vec<SentenceView> = reply
-        .extract
+    let sentences: Vec<SentenceView> = extract
         .sentences
         .iter()
         .map(|s| SentenceView {
@@ -400,8 +423,7 @@ pub async fn answer_turn(
         .map(|s| format!("{} [{}]", s.text, s.citation))
         .collect::<Vec<_>>()
         .join("\n");
-    let asked = asks_for_a_person(&message);
-    let escalated = asked || reply.unsure;
+    let escalated = asked || unsure;
     let citations_json = serde_json::to_string(&citations).expect("serialises");
     let turn = app
         .store
@@ -410,7 +432,7 @@ pub async fn answer_turn(
             &message,
             &answer,
             &citations_json,
-            reply.confidence,
+            confidence,
             escalated,
         )
         .await?;
@@ -446,7 +468,7 @@ pub async fn answer_turn(
                         code.as_deref(),
                         role.as_str(),
                         &lang,
-                        reply.confidence,
+                        confidence,
                         reason,
                     )
                     .await?;
@@ -475,8 +497,8 @@ pub async fn answer_turn(
         answer,
         sentences,
         citations,
-        confidence: reply.confidence,
-        unsure: reply.unsure,
+        confidence: confidence,
+        unsure: unsure,
         escalated,
         ticket,
     }))
@@ -657,6 +679,23 @@ mod tests {
         assert!(asks_for_a_person("Can I talk to a person please"));
         assert!(asks_for_a_person("quiero hablar con una persona"));
         assert!(!asks_for_a_person("how do I prime the pump"));
+    }
+
+    #[test]
+    fn a_request_for_a_person_alone_has_nothing_to_look_up() {
+        assert!(!asks_more_than_a_person("Talk to a person"));
+        assert!(!asks_more_than_a_person(
+            "please, I need to speak to a real person now"
+        ));
+        assert!(!asks_more_than_a_person(
+            "Quiero hablar con una persona, por favor"
+        ));
+        assert!(asks_more_than_a_person(
+            "the pump keeps alarming, can I talk to a person"
+        ));
+        assert!(asks_more_than_a_person(
+            "E-204 on the display, talk to someone"
+        ));
     }
 
     #[test]

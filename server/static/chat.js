@@ -66,18 +66,16 @@
     form.elements.conversation.value = conversation;
     if (personForm) personForm.elements.conversation.value = conversation;
     var rate = el("p", "rate");
-    var up = el("button", "small", "👍");
-    var down = el("button", "small", "👎");
+    var up = el("button", "small", t.helpful);
+    var down = el("button", "small", t.notHelpful);
     up.type = down.type = "button";
     up.dataset.vote = "up";
     down.dataset.vote = "down";
-    up.setAttribute("aria-label", t.helpful);
-    down.setAttribute("aria-label", t.notHelpful);
     [up, down].forEach(function (b) {
       b.addEventListener("click", function () { feedback(box, reply.turn, b.dataset.vote, [up, down]); });
       rate.appendChild(b);
     });
-    box.appendChild(rate);
+    if (reply.sentences.length) box.appendChild(rate);
     if (reply.ticket) {
       var p = el("p", "ticket");
       p.setAttribute("role", "status");

@@ -93,3 +93,107 @@ fn the_operator_page_renders_at_phone_size_in_chromium() {
     let devices = app.rows("SELECT DISTINCT device FROM scan_events");
     assert_eq!(devices, vec![vec!["ios"]]);
 }
+
+/// The whole path of a person who needs help, in two real browsers (chromium through
+/// chromium-driver) at phone size: scan -> ask -> an answer with citations streams in -> tapping a
+/// citation lands on the cited section -> back, "talk to a person" -> the ticket shows up live on
+/// an agent's console in a second browser -> the agent replies -> the reply appears in the
+/// person's chat without a reload.
+#[test]
+fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
+    use common::webdriver::Driver;
+    use std::time::Duration;
+    let wait = Duration::from_secs(60);
+
+    let app = spawn_app();
+    let password = "agent-browser-password";
+    {
+        let store = app.state.store.clone();
+        app.block_on(async move {
+            scanaid_server::auth::create_user(
+                &store,
+                "agent-b",
+                password,
+                scanaid_server::roles::Role::Agent,
+            )
+            .await
+        })
+        .unwrap();
+    }
+    let driver = Driver::start();
+    let person = driver.phone(375, 812, IPHONE);
+    let agent = driver.phone(414, 896, ANDROID);
+
+    // The agent signs in and watches the queue.
+    agent.goto(&app.url("/signin"));
+    agent.wait_for("#username", wait).type_text("agent-b");
+    agent.wait_for("#password", wait).type_text(password);
+    agent.wait_for("form button[type=submit]", wait).click();
+    agent.wait_for("header .top, header.top", wait);
+    agent.goto(&app.url("/support"));
+    agent.wait_for("#tickets", wait);
+
+    // The person scans, asks, and the answer streams in with its citations.
+    person.goto(&app.url(&format!("/c/{PUMP_CODE}")));
+    person
+        .wait_for("#q", wait)
+        .type_text("how do I clean the pump");
+    person
+        .wait_for("form.ask button[type=submit]", wait)
+        .click();
+    let cite = person.wait_for("#chat-log .turn .sentence a.cite", wait);
+    assert!(!person.find_all("#chat-log .sources li a").is_empty());
+    let href = cite
+        .attribute("href")
+        .expect("a citation links to its section");
+    let anchor = href.split_once('#').expect("to an anchor").1.to_string();
+    assert!(
+        person.current_url().contains(&format!("/c/{PUMP_CODE}")),
+        "no page load: the answer came by script"
+    );
+
+    // Tapping the citation lands on that section of the manual, in view.
+    cite.click();
+    person.wait_for(&format!("[id='{anchor}']"), wait);
+    assert!(person.current_url().ends_with(&format!("#{anchor}")));
+    let top = person
+        .run(&format!(
+            "return document.getElementById({anchor:?}).getBoundingClientRect().top;"
+        ))
+        .as_f64()
+        .unwrap();
+    assert!(
+        (-2.0..400.0).contains(&top),
+        "the cited section is scrolled into view (top at {top}px)"
+    );
+
+    // Back on the asset's page, the person asks for a person.
+    person.back();
+    person.wait_for("#talk-to-person button", wait).click();
+    let ticket_note = person.wait_for("#chat-log .ticket", wait);
+    let ticket: i64 = ticket_note
+        .text()
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a ticket number in {:?}", ticket_note.text()));
+
+    // The agent's queue shows it without a reload; the agent opens it and replies.
+    agent.wait_for(&format!("#ticket-{ticket} a"), wait).click();
+    agent
+        .wait_for("#reply", wait)
+        .type_text("I can see the pump; a technician is coming to bed 7.");
+    agent.wait_for("#send-reply", wait).click();
+    agent.wait_for("#transcript .entry.agent", wait);
+
+    // The person's chat shows the reply, still without a reload.
+    let reply = person.wait_for("#chat-log .agent-reply .text", wait);
+    assert_eq!(
+        reply.text(),
+        "I can see the pump; a technician is coming to bed 7."
+    );
+    assert!(person.current_url().contains(&format!("/c/{PUMP_CODE}")));
+
+    let shot = screenshots_dir().join("chat-agent-reply-375x812.png");
+    std::fs::write(&shot, person.screenshot_png()).unwrap();
+}
