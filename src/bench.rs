@@ -22,6 +22,8 @@ pub enum BenchWhat {
     Vectors(VectorBench),
     /// BM25 (tantivy, the product's schema and analyser) on a synthetic text corpus.
     Bm25(Bm25Bench),
+    /// Question to first streamed event and to the whole answer, over HTTP on loopback.
+    Chat(crate::chat_bench::ChatBench),
 }
 
 #[derive(Args)]
@@ -67,6 +69,7 @@ pub fn run(cmd: BenchCmd) -> Result<std::process::ExitCode> {
         BenchWhat::Embed(b) => embed(b)?,
         BenchWhat::Vectors(b) => vectors(b)?,
         BenchWhat::Bm25(b) => bm25(b)?,
+        BenchWhat::Chat(c) => crate::chat_bench::run(c)?,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! The scanaid command line: each subcommand is a few lines of glue over the library crates.
 
 mod bench;
+mod chat_bench;
 mod cli;
 mod progress;
 mod rules_cmd;

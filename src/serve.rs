@@ -120,7 +120,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Opens the index, building it from the bundled manuals on first start.
-fn open_or_build_index(
+pub(crate) fn open_or_build_index(
     data: &DataOpts,
     embedder: &dyn scanaid_models::Embedder,
 ) -> Result<SearchIndex> {

@@ -435,3 +435,60 @@ fn eval_answerability_over_manuals_weighs_answerable_against_unanswerable_questi
     );
     assert!(report["auroc"].is_number() && report["ece"].is_number());
 }
+
+#[test]
+fn the_chat_latency_benchmark_asks_over_http_and_reports_both_events() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("manuals")).unwrap();
+    std::fs::write(dir.path().join("manuals/dw.md"), MANUAL).unwrap();
+    std::fs::write(
+        dir.path().join("manuals/assets.toml"),
+        concat!(
+            "[[site]]\nid = \"k\"\nname = \"Kitchen\"\ntimezone = \"Europe/Madrid\"\n\n",
+            "[[queue]]\nid = \"q\"\nname = \"Service\"\nsite = \"k\"\n\n",
+            "[[asset]]\nid = \"dw1\"\nname = \"Dishwasher\"\nmodel = \"DW-500H\"\nsite = \"k\"\nqueue = \"q\"\nmanuals = [\"dw-500\"]\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("questions.jsonl"),
+        concat!(
+            "{\"id\": \"a1\", \"question\": \"what does F-05 mean\", \"manual\": \"dw-500\", \"anchor\": \"fault-codes\"}\n",
+            "{\"id\": \"a2\", \"question\": \"how do I descale\", \"manual\": \"dw-500\", \"anchor\": \"descaling\"}\n",
+            "{\"id\": \"a3\", \"question\": \"no asset has this manual\", \"manual\": \"other\", \"anchor\": \"x\"}\n",
+        ),
+    )
+    .unwrap();
+    let out = scanaid(
+        &[
+            "bench",
+            "chat",
+            "--manuals",
+            "manuals",
+            "--data",
+            "data",
+            "--questions",
+            "questions.jsonl",
+            "--rounds",
+            "1",
+            "--json",
+            "chat.json",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("chat.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        report["questions"], 2,
+        "only questions about a registered asset: {report}"
+    );
+    assert_eq!(report["asked"], 2);
+    let first = report["sse_first_event"]["p50_ms"].as_f64().unwrap();
+    let full = report["sse_full_answer"]["p50_ms"].as_f64().unwrap();
+    assert!(first > 0.0 && first <= full, "{report}");
+    assert!(report["in_process"]["p50_ms"].as_f64().unwrap() > 0.0);
+    assert!(report["json_full_answer"]["p95_ms"].as_f64().unwrap() > 0.0);
+    assert!(text(&out).contains("SSE first event"));
+}
