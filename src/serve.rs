@@ -97,6 +97,12 @@ pub struct ServeCmd {
     /// Set the Secure flag on cookies (when a TLS proxy is in front).
     #[arg(long, env = "SCANAID_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Days a quiet conversation (its turns, ticket and replies) is kept.
+    #[arg(long, env = "SCANAID_CHAT_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..))]
+    pub chat_retention_days: u32,
+    /// Days scan events are kept.
+    #[arg(long, env = "SCANAID_SCAN_RETENTION_DAYS", default_value_t = 395, value_parser = clap::value_parser!(u32).range(1..))]
+    pub scan_retention_days: u32,
     #[command(flatten)]
     pub data: DataOpts,
     #[command(flatten)]
@@ -157,6 +163,11 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| format!("http://{}", cmd.addr)),
         secure_cookies: cmd.secure_cookies,
+        retention: scanaid_server::retention::Retention {
+            chat: days(cmd.chat_retention_days),
+            scan_events: days(cmd.scan_retention_days),
+            ..Default::default()
+        },
         ..ServerConfig::default()
     };
     runtime()?.block_on(async move {
@@ -192,6 +203,10 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         println!("stopped; every scan event was written");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn days(n: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(n) * 24 * 3600)
 }
 
 async fn shutdown_signal() {

@@ -16,6 +16,7 @@ pub mod label;
 pub mod language;
 pub mod pages;
 pub mod registry;
+pub mod retention;
 pub mod roles;
 pub mod rules;
 pub mod rules_admin;
@@ -62,6 +63,8 @@ pub struct ServerConfig {
     pub chat_per_client: u32,
     /// Waits between webhook delivery attempts.
     pub webhook_backoff: webhook::Backoff,
+    /// How long chat turns, tickets, contacts and scan events are kept.
+    pub retention: retention::Retention,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             chat_per_conversation: 20,
             chat_per_client: 120,
             webhook_backoff: webhook::Backoff::default(),
+            retention: retention::Retention::default(),
         }
     }
 }
@@ -169,6 +173,8 @@ pub struct Running {
     pub event_writer: tokio::task::JoinHandle<()>,
     /// Sends ticket events to support queues' webhooks (see `webhook.rs`).
     pub webhooks: tokio::task::JoinHandle<()>,
+    /// Deletes what is past its retention limit (see `retention.rs`).
+    pub retention: tokio::task::JoinHandle<()>,
 }
 
 /// Opens the store, seeds it on first start, starts the event writer.
@@ -212,11 +218,13 @@ pub async fn open(
         state.support.webhook_wake.clone(),
         state.config.webhook_backoff,
     );
+    let retention = retention::start(state.store.clone(), state.config.retention);
     Ok((
         Running {
             state,
             event_writer,
             webhooks,
+            retention,
         },
         demo_admin,
     ))
@@ -261,6 +269,7 @@ pub async fn serve(
         state,
         event_writer,
         webhooks,
+        retention,
     } = running;
     let store = state.store.clone();
     let router = app(state.clone());
@@ -286,6 +295,7 @@ pub async fn serve(
     event_writer.await?;
     // Undelivered webhook events stay in the store and go out after the next start.
     webhooks.abort();
+    retention.abort();
     store.close().await;
     Ok(())
 }

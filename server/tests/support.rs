@@ -543,3 +543,99 @@ fn a_webhook_needs_an_http_url_and_a_secret() {
         "{missing_env}"
     );
 }
+
+#[test]
+fn retention_deletes_quiet_conversations_and_old_contacts_but_keeps_open_tickets() {
+    use scanaid_server::retention::{purge, Retention};
+    let app = spawn_app();
+    let agent = add_user(&app, "agent3", Role::Agent);
+    let (_, closed) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "talk to a person", "contact": "ward 4 phone 2231"}),
+    );
+    let closed_ticket = closed["ticket"]["id"].as_i64().unwrap();
+    let page = get(
+        &app.url(&format!("/support/tickets/{closed_ticket}")),
+        &[("cookie", &agent)],
+    );
+    let csrf = page.hidden("csrf").unwrap();
+    post_form(
+        &app.url(&format!("/support/tickets/{closed_ticket}/reply")),
+        &[("cookie", &agent)],
+        &[("csrf", &csrf), ("body", "Done, closing.")],
+    );
+    post_form(
+        &app.url(&format!("/support/tickets/{closed_ticket}/close")),
+        &[("cookie", &agent)],
+        &[("csrf", &csrf)],
+    );
+    let (_, plain) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    let (_, open) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "I need to speak to someone"}),
+    );
+    get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    app.flush_events();
+    let count = |table: &str| app.rows(&format!("SELECT COUNT(*) FROM {table}"))[0][0].clone();
+    assert_eq!(count("conversations"), "3");
+
+    let store = app.state.store.clone();
+    let run = |days: i64| {
+        let store = store.clone();
+        app.block_on(async move {
+            purge(
+                &store,
+                Retention::default(),
+                chrono::Utc::now() + chrono::Duration::days(days),
+            )
+            .await
+        })
+        .unwrap()
+    };
+
+    // Tomorrow only the agent's expired session goes; in 15 days the closed ticket's contact is
+    // cleared, nothing else.
+    let tomorrow = run(1);
+    assert_eq!((tomorrow.conversations, tomorrow.sessions), (0, 1));
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT contact FROM tickets WHERE id = {closed_ticket}"
+        ))[0][0],
+        "ward 4 phone 2231"
+    );
+    let later = run(15);
+    assert_eq!((later.conversations, later.contacts_cleared), (0, 1));
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT contact FROM tickets WHERE id = {closed_ticket}"
+        ))[0][0],
+        "NULL"
+    );
+
+    // After 91 quiet days the closed and the plain conversation go with everything in them; the
+    // conversation whose ticket is still open stays.
+    let purged = run(91);
+    assert_eq!(purged.conversations, 2);
+    let left = app.rows("SELECT id FROM conversations");
+    assert_eq!(
+        left,
+        vec![vec![open["conversation"].as_str().unwrap().to_string()]]
+    );
+    for gone in [&closed, &plain] {
+        let id = gone["conversation"].as_str().unwrap();
+        assert_eq!(
+            app.rows(&format!(
+                "SELECT COUNT(*) FROM chat_turns WHERE conversation_id = '{id}'"
+            ))[0][0],
+            "0"
+        );
+    }
+    assert_eq!(count("ticket_messages"), "0");
+    assert_eq!(count("tickets"), "1");
+    assert_eq!(count("scan_events"), "1", "scan events are kept 13 months");
+    assert_eq!(run(396).scan_events, 1);
+    assert_eq!(count("scan_events"), "0");
+}

@@ -1,0 +1,138 @@
+//! Retention limits: what people wrote (chat turns, tickets, agents' replies, webhook payloads) is
+//! deleted once its conversation has been quiet for `Retention::chat`; a contact a person left is
+//! cleared `contact_after_close` after their ticket closed; scan events (no personal data) go after
+//! `scan_events`; expired sessions go at once. Runs at start and then hourly.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::store::Store;
+
+/// How often the purge runs.
+const EVERY: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// A conversation with no turn and no ticket change for this long, and no ticket still open, is
+    /// deleted with everything in it.
+    pub chat: Duration,
+    /// A contact left on a ticket is cleared this long after the ticket closed.
+    pub contact_after_close: Duration,
+    /// Scan events older than this are deleted (13 months keeps a year-on-year comparison).
+    pub scan_events: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            chat: DAY * 90,
+            contact_after_close: DAY * 14,
+            scan_events: DAY * 395,
+        }
+    }
+}
+
+/// What one purge removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Purged {
+    pub conversations: u64,
+    pub contacts_cleared: u64,
+    pub webhook_deliveries: u64,
+    pub scan_events: u64,
+    pub sessions: u64,
+}
+
+fn cutoff(now: chrono::DateTime<chrono::Utc>, age: Duration) -> String {
+    let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+    now.checked_sub_signed(age)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Applies `policy` as of `now`. Timestamps are stored as RFC 3339 UTC with milliseconds, so text
+/// comparison is time comparison.
+pub async fn purge(
+    store: &Store,
+    policy: Retention,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Purged> {
+    let chat_cutoff = cutoff(now, policy.chat);
+    let mut purged = Purged::default();
+
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT c.id FROM conversations c
+         WHERE c.created_at < ?1
+           AND NOT EXISTS (SELECT 1 FROM chat_turns t WHERE t.conversation_id = c.id AND t.at >= ?1)
+           AND NOT EXISTS (SELECT 1 FROM tickets k WHERE k.conversation_id = c.id
+                           AND (k.status != 'closed' OR COALESCE(k.updated_at, k.created_at) >= ?1))",
+    )
+    .bind(&chat_cutoff)
+    .fetch_all(store.pool())
+    .await?;
+    for batch in stale.chunks(500) {
+        let ids = serde_json::to_string(batch).expect("strings serialise");
+        let mut tx = store.pool().begin().await?;
+        for sql in [
+            "DELETE FROM ticket_messages WHERE ticket_id IN
+               (SELECT id FROM tickets WHERE conversation_id IN (SELECT value FROM json_each(?)))",
+            "DELETE FROM tickets WHERE conversation_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM chat_turns WHERE conversation_id IN (SELECT value FROM json_each(?))",
+            "DELETE FROM conversations WHERE id IN (SELECT value FROM json_each(?))",
+        ] {
+            let done = sqlx::query(sql).bind(&ids).execute(&mut *tx).await?;
+            if sql.starts_with("DELETE FROM conversations") {
+                purged.conversations += done.rows_affected();
+            }
+        }
+        tx.commit().await?;
+    }
+
+    purged.contacts_cleared = sqlx::query(
+        "UPDATE tickets SET contact = NULL
+         WHERE contact IS NOT NULL AND status = 'closed' AND closed_at < ?",
+    )
+    .bind(cutoff(now, policy.contact_after_close))
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+
+    // Delivered payloads carry what people wrote. Undelivered ones are kept until delivered.
+    purged.webhook_deliveries = sqlx::query(
+        "DELETE FROM webhook_deliveries WHERE delivered_at IS NOT NULL AND delivered_at < ?",
+    )
+    .bind(&chat_cutoff)
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+
+    purged.scan_events = sqlx::query("DELETE FROM scan_events WHERE at < ?")
+        .bind(cutoff(now, policy.scan_events))
+        .execute(store.pool())
+        .await?
+        .rows_affected();
+
+    purged.sessions = sqlx::query("DELETE FROM sessions WHERE last_seen < ?")
+        .bind(cutoff(now, crate::auth::SESSION_IDLE))
+        .execute(store.pool())
+        .await?
+        .rows_affected();
+    Ok(purged)
+}
+
+/// Purges now and then every hour until aborted.
+pub fn start(store: Store, policy: Retention) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(EVERY);
+        loop {
+            every.tick().await;
+            match purge(&store, policy, chrono::Utc::now()).await {
+                Ok(purged) if purged != Purged::default() => {
+                    tracing::info!(?purged, "retention: removed what is past its limit")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "retention purge failed"),
+            }
+        }
+    })
+}
