@@ -170,6 +170,33 @@ fn json_body<T>(
     })
 }
 
+/// Answers from the manuals in the person's language when they answer it; otherwise from every
+/// language the asset's manuals are in (technical content often exists in one language only), keeping
+/// whichever answer the assistant is more confident of.
+fn reply_preferring(
+    index: &scanaid_indexer::SearchIndex,
+    embedder: &dyn scanaid_models::Embedder,
+    model: &ShippedModel,
+    search: SearchRequest,
+    language: Option<String>,
+) -> Result<scanaid_assistant::Reply, scanaid_indexer::IndexError> {
+    let Some(language) = language else {
+        return scanaid_assistant::reply(index, embedder, model, search);
+    };
+    let mut in_language = search.clone();
+    in_language.filters.languages = vec![language];
+    let first = scanaid_assistant::reply(index, embedder, model, in_language)?;
+    if !first.unsure && !first.extract.sentences.is_empty() {
+        return Ok(first);
+    }
+    let any = scanaid_assistant::reply(index, embedder, model, search)?;
+    Ok(if any.confidence > first.confidence {
+        any
+    } else {
+        first
+    })
+}
+
 /// "Talk to a person" in the words people use (English and Spanish).
 pub fn asks_for_a_person(message: &str) -> bool {
     let m = message.to_lowercase();
@@ -380,11 +407,22 @@ pub async fn answer_turn(
         let index = app.index();
         let embedder = app.embedder.clone();
         let model = app.chat.model.clone();
+        // Only a language the person chose (the page's, or `lang` in JSON) is preferred.
+        let preferred_language = request
+            .lang
+            .as_ref()
+            .map(|_| lang.split('-').next().unwrap_or("en").to_ascii_lowercase());
         let answered = {
             let index = index.clone();
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                scanaid_assistant::reply(&index, embedder.as_ref(), &model, search)
+                reply_preferring(
+                    &index,
+                    embedder.as_ref(),
+                    &model,
+                    search,
+                    preferred_language,
+                )
             })
             .await?
         };
@@ -487,7 +525,17 @@ pub async fn answer_turn(
             }
         };
         let queue = app.store.queue(&asset.queue_id).await?;
-        Some(ticket_view(id, queue.as_ref()))
+        let timezone = match &queue {
+            Some(q) => app.store.site(&q.site_id).await?.map(|s| s.timezone),
+            None => None,
+        };
+        Some(ticket_view(
+            id,
+            queue.as_ref(),
+            timezone.as_deref(),
+            crate::i18n::strings(&lang),
+            app.now(),
+        ))
     } else {
         None
     };
@@ -653,15 +701,36 @@ async fn asset_of(
     }
 }
 
-fn ticket_view(id: i64, queue: Option<&QueueRecord>) -> TicketView {
-    let (name, hours) = queue.map_or(("Support".to_string(), String::new()), |q| {
+/// What the person is told when a ticket opens: who will answer, and when, in the site's time.
+fn ticket_view(
+    id: i64,
+    queue: Option<&QueueRecord>,
+    timezone: Option<&str>,
+    t: &crate::i18n::Strings,
+    now: chrono::DateTime<chrono::Utc>,
+) -> TicketView {
+    let (name, hours) = queue.map_or((t.support_reply.to_string(), String::new()), |q| {
         (q.name.clone(), q.hours.clone())
     });
-    let next = if hours.is_empty() {
-        format!("{name} will see ticket {id} with this conversation and answer here.")
-    } else {
-        format!("{name} will see ticket {id} with this conversation and answer here ({hours}).")
-    };
+    let mut next = t
+        .ticket_next
+        .replace("{queue}", &name)
+        .replace("{id}", &id.to_string());
+    if !hours.is_empty() {
+        let when = match timezone.and_then(|tz| tz.parse::<chrono_tz::Tz>().ok()) {
+            Some(tz) => t
+                .ticket_hours_local
+                .replace("{hours}", &hours)
+                .replace("{zone}", tz.name())
+                .replace(
+                    "{now}",
+                    &now.with_timezone(&tz).format("%a %H:%M").to_string(),
+                ),
+            None => hours.clone(),
+        };
+        next.push_str(&format!(" ({when})"));
+    }
+    next.push('.');
     TicketView {
         id,
         queue: name,
@@ -673,6 +742,48 @@ fn ticket_view(id: i64, queue: Option<&QueueRecord>) -> TicketView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ticket_says_when_the_queue_works_in_the_sites_time() {
+        let queue = QueueRecord {
+            id: "biomed".into(),
+            name: "Biomedical Engineering".into(),
+            site_id: "s".into(),
+            hours: "Mon-Fri 07:00-18:00".into(),
+        };
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T03:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let en = ticket_view(
+            12,
+            Some(&queue),
+            Some("America/Chicago"),
+            crate::i18n::strings("en"),
+            now,
+        );
+        assert_eq!(
+            en.next,
+            "Biomedical Engineering will see ticket 12 with this conversation and answer here (Mon-Fri 07:00-18:00, America/Chicago time; it is Tue 21:00 there now)."
+        );
+        let es = ticket_view(
+            12,
+            Some(&queue),
+            Some("America/Chicago"),
+            crate::i18n::strings("es"),
+            now,
+        );
+        assert!(
+            es.next
+                .starts_with("Biomedical Engineering verá la incidencia 12"),
+            "{}",
+            es.next
+        );
+        let no_queue = ticket_view(3, None, None, crate::i18n::strings("en"), now);
+        assert_eq!(
+            no_queue.next,
+            "Support will see ticket 3 with this conversation and answer here."
+        );
+    }
 
     #[test]
     fn people_asking_for_a_person_are_heard() {

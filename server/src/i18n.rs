@@ -33,6 +33,10 @@ pub struct Strings {
     pub not_helpful: &'static str,
     pub chat_failed: &'static str,
     pub leave_contact: &'static str,
+    /// `{queue}` and `{id}` are filled in.
+    pub ticket_next: &'static str,
+    /// `{hours}`, `{zone}` and `{now}` (the site's weekday and time) are filled in.
+    pub ticket_hours_local: &'static str,
 }
 
 pub const EN: Strings = Strings {
@@ -68,6 +72,8 @@ pub const EN: Strings = Strings {
     not_helpful: "Not helpful",
     chat_failed: "That did not go through. Check the connection and try again, or call the number below.",
     leave_contact: "Phone or email, if you want a call back (optional)",
+    ticket_next: "{queue} will see ticket {id} with this conversation and answer here",
+    ticket_hours_local: "{hours}, {zone} time; it is {now} there now",
 };
 
 pub const ES: Strings = Strings {
@@ -103,6 +109,8 @@ pub const ES: Strings = Strings {
     not_helpful: "No útil",
     chat_failed: "No se pudo enviar. Compruebe la conexión e inténtelo de nuevo, o llame al número de abajo.",
     leave_contact: "Teléfono o correo, si quiere que le llamen (opcional)",
+    ticket_next: "{queue} verá la incidencia {id} con esta conversación y responderá aquí",
+    ticket_hours_local: "{hours}, hora de {zone}; allí son ahora las {now}",
 };
 
 /// Languages with interface strings.

@@ -353,3 +353,41 @@ fn with_event_stream_accepted_the_reply_streams_citations_then_answer_then_done(
     );
     assert!(events[2].1["turn"].as_i64().is_some());
 }
+
+#[test]
+fn answers_come_from_manuals_in_the_persons_language_when_there_are_some() {
+    let app = spawn_app();
+    let manuals_cited = |reply: &Value| -> Vec<String> {
+        reply["citations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["manual"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The pump has an English service manual and a Spanish operator manual.
+    // Without a language, this question's best match is the Spanish manual's opening paragraph.
+    for question in ["who is this manual for", "how do I clean the pump"] {
+        let (status, english) = ask(
+            &app,
+            serde_json::json!({"code": PUMP_CODE, "message": question, "lang": "en"}),
+        );
+        assert_eq!(status, 200, "{english}");
+        let cited = manuals_cited(&english);
+        assert!(!cited.is_empty());
+        assert!(
+            cited.iter().all(|m| m != "vp300-operador-es"),
+            "an English reader is not answered in Spanish: {question:?} {cited:?}"
+        );
+    }
+    let (status, spanish) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "¿cómo se limpia la bomba?", "lang": "es"}),
+    );
+    assert_eq!(status, 200, "{spanish}");
+    let cited = manuals_cited(&spanish);
+    assert!(
+        cited.first().is_some_and(|m| m == "vp300-operador-es"),
+        "a Spanish reader is answered from the Spanish manual: {cited:?}"
+    );
+}
