@@ -163,6 +163,7 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| format!("http://{}", cmd.addr)),
         secure_cookies: cmd.secure_cookies,
+        demo_manuals: Some(cmd.data.manuals.clone()),
         retention: scanaid_server::retention::Retention {
             chat: days(cmd.chat_retention_days),
             scan_events: days(cmd.scan_retention_days),
@@ -184,6 +185,13 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         )
         .await
         .context("opening the store")?;
+        if let Some(file) = &running.demo_patients {
+            // The file, not its contents: second factors never go to the terminal or the logs.
+            println!(
+                "created 3 demo discharge packets; their codes, dates of birth and PINs are in {}",
+                file.display()
+            );
+        }
         if let Some(password) = demo_admin {
             // Printed once, on the terminal only: it is not logged and not stored in clear.
             println!("created the demo administrator: username admin, password {password}");

@@ -143,6 +143,34 @@ fn serve_answers_scans_and_writes_every_event_before_exiting_on_sigterm() {
         .unwrap();
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("tJ6bpUpB"));
+
+    // The demo discharge packets: listed as kind "discharge", their second factors only in the
+    // private demo file (never printed).
+    let demo = data.path().join("demo-patients.txt");
+    let text = std::fs::read_to_string(&demo).expect("the demo file is written on first start");
+    assert_eq!(text.matches("PIN ").count(), 3, "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&demo).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(!rest.iter().any(|l| l.contains("PIN")));
+    let json = Command::new(env!("CARGO_BIN_EXE_scanaid"))
+        .args(["codes", "--json", "--data", data.path().to_str().unwrap()])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    let discharge: Vec<&serde_json::Value> =
+        list.iter().filter(|c| c["kind"] == "discharge").collect();
+    assert_eq!(discharge.len(), 3);
+    for c in discharge {
+        let code = c["code"].as_str().unwrap();
+        assert!(code.len() >= 22, "at least 128 bits: {code}");
+        assert!(text.contains(code));
+        assert!(c["asset"].is_null());
+    }
 }
 
 #[test]

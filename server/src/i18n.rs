@@ -37,6 +37,20 @@ pub struct Strings {
     pub ticket_next: &'static str,
     /// `{hours}`, `{zone}` and `{now}` (the site's weekday and time) are filled in.
     pub ticket_hours_local: &'static str,
+    pub patient_title: &'static str,
+    pub patient_intro: &'static str,
+    pub dob_label: &'static str,
+    pub pin_label: &'static str,
+    pub open_button: &'static str,
+    pub sign_out: &'static str,
+    pub patient_fill_both: &'static str,
+    pub form_expired: &'static str,
+    /// `{left}` is filled in.
+    pub patient_wrong: &'static str,
+    /// `{max}` is filled in.
+    pub patient_locked: &'static str,
+    pub patient_client_limit: &'static str,
+    pub patient_private: &'static str,
 }
 
 pub const EN: Strings = Strings {
@@ -74,6 +88,18 @@ pub const EN: Strings = Strings {
     leave_contact: "Phone or email, if you want a call back (optional)",
     ticket_next: "{queue} will see ticket {id} with this conversation and answer here",
     ticket_hours_local: "{hours}, {zone} time; it is {now} there now",
+    patient_title: "Your discharge instructions",
+    patient_intro: "These instructions are private. To open them, enter your date of birth and the PIN on the slip you were given when you left hospital.",
+    dob_label: "Date of birth",
+    pin_label: "PIN (6 digits)",
+    open_button: "Open my instructions",
+    sign_out: "Sign out",
+    patient_fill_both: "Enter your date of birth (for example 1958-03-14) and the 6-digit PIN from your slip.",
+    form_expired: "This form expired. Please try again.",
+    patient_wrong: "That date of birth and PIN do not match. {left} attempt(s) left before these instructions are locked.",
+    patient_locked: "These instructions are locked after {max} wrong attempts. Call the phone number on your discharge papers: the ward can unlock them.",
+    patient_client_limit: "Too many attempts from this connection. Wait 15 minutes, or call the phone number on your discharge papers.",
+    patient_private: "Only you can see this page. Sign out when you are done, especially on a shared phone.",
 };
 
 pub const ES: Strings = Strings {
@@ -111,6 +137,18 @@ pub const ES: Strings = Strings {
     leave_contact: "Teléfono o correo, si quiere que le llamen (opcional)",
     ticket_next: "{queue} verá la incidencia {id} con esta conversación y responderá aquí",
     ticket_hours_local: "{hours}, hora de {zone}; allí son ahora las {now}",
+    patient_title: "Sus instrucciones al alta",
+    patient_intro: "Estas instrucciones son privadas. Para abrirlas, escriba su fecha de nacimiento y el PIN de la hoja que le dieron al salir del hospital.",
+    dob_label: "Fecha de nacimiento",
+    pin_label: "PIN (6 cifras)",
+    open_button: "Abrir mis instrucciones",
+    sign_out: "Cerrar sesión",
+    patient_fill_both: "Escriba su fecha de nacimiento (por ejemplo 14/03/1958) y el PIN de 6 cifras de su hoja.",
+    form_expired: "Este formulario ha caducado. Inténtelo de nuevo.",
+    patient_wrong: "La fecha de nacimiento y el PIN no coinciden. Le quedan {left} intento(s) antes de que se bloqueen estas instrucciones.",
+    patient_locked: "Estas instrucciones están bloqueadas tras {max} intentos fallidos. Llame al teléfono de sus papeles de alta: en la planta pueden desbloquearlas.",
+    patient_client_limit: "Demasiados intentos desde esta conexión. Espere 15 minutos o llame al teléfono de sus papeles de alta.",
+    patient_private: "Solo usted puede ver esta página. Cierre la sesión al terminar, sobre todo en un teléfono compartido.",
 };
 
 /// Languages with interface strings.

@@ -15,6 +15,8 @@ pub mod i18n;
 pub mod label;
 pub mod language;
 pub mod pages;
+pub mod patient_pages;
+pub mod patients;
 pub mod registry;
 pub mod retention;
 pub mod roles;
@@ -65,6 +67,9 @@ pub struct ServerConfig {
     pub webhook_backoff: webhook::Backoff,
     /// How long chat turns, tickets, contacts and scan events are kept.
     pub retention: retention::Retention,
+    /// The bundled manuals folder: on first start the demo patients' packets are made from its
+    /// leaflets (`None`: no demo packets).
+    pub demo_manuals: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +83,7 @@ impl Default for ServerConfig {
             chat_per_client: 120,
             webhook_backoff: webhook::Backoff::default(),
             retention: retention::Retention::default(),
+            demo_manuals: None,
         }
     }
 }
@@ -133,7 +139,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(site::home))
-        .route("/c/{code}", get(scan::scan))
+        .route("/c/{code}", get(scan::scan).post(patient_pages::verify))
+        .route("/patient/signout", post(patient_pages::sign_out))
+        .route("/patients", get(patient_pages::packets))
+        .route("/patients/{packet}/reset", post(patient_pages::reset))
         .route("/m/{manual}", get(site::manual))
         .route("/search", post(site::search))
         .route("/api/chat", post(chat::chat))
@@ -175,6 +184,8 @@ pub struct Running {
     pub webhooks: tokio::task::JoinHandle<()>,
     /// Deletes what is past its retention limit (see `retention.rs`).
     pub retention: tokio::task::JoinHandle<()>,
+    /// Written on first start: the demo patients' codes and second factors.
+    pub demo_patients: Option<PathBuf>,
 }
 
 /// Opens the store, seeds it on first start, starts the event writer.
@@ -190,6 +201,12 @@ pub async fn open(
     store.seed_if_empty(registry).await?;
     let rules = rules_in_force(&store, rules).await?;
     let demo_admin = ensure_demo_admin(&store).await?;
+    let demo_patients = match &config.demo_manuals {
+        Some(manuals) => {
+            patients::seed_demo_packets(&store, manuals, &data_dir, &config.public_url).await?
+        }
+        None => None,
+    };
     let (events, event_writer) = EventSink::start(store.clone(), config.event_queue);
     let state = AppState(Arc::new(Inner {
         store,
@@ -225,6 +242,7 @@ pub async fn open(
             event_writer,
             webhooks,
             retention,
+            demo_patients,
         },
         demo_admin,
     ))
@@ -270,6 +288,7 @@ pub async fn serve(
         event_writer,
         webhooks,
         retention,
+        ..
     } = running;
     let store = state.store.clone();
     let router = app(state.clone());

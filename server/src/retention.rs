@@ -1,7 +1,7 @@
 //! Retention limits: what people wrote (chat turns, tickets, agents' replies, webhook payloads) is
 //! deleted once its conversation has been quiet for `Retention::chat`; a contact a person left is
 //! cleared `contact_after_close` after their ticket closed; scan events (no personal data) go after
-//! `scan_events`; expired sessions go at once. Runs at start and then hourly.
+//! `scan_events`; expired staff and patient sessions go at once. Runs at start and then hourly.
 
 use std::time::Duration;
 
@@ -114,6 +114,11 @@ pub async fn purge(
 
     purged.sessions = sqlx::query("DELETE FROM sessions WHERE last_seen < ?")
         .bind(cutoff(now, crate::auth::SESSION_IDLE))
+        .execute(store.pool())
+        .await?
+        .rows_affected();
+    purged.sessions += sqlx::query("DELETE FROM patient_sessions WHERE last_seen < ?")
+        .bind(cutoff(now, crate::patients::PATIENT_IDLE))
         .execute(store.pool())
         .await?
         .rows_affected();

@@ -75,12 +75,23 @@ pub async fn scan(
         Some(resolved) if resolved.code.retired_at.is_none() && resolved.asset.is_some() => {
             serve_asset(&app, &resolved, &context)?
         }
+        Some(resolved)
+            if resolved.code.retired_at.is_none() && resolved.code.kind == "discharge" =>
+        {
+            let event = base_event(&code, &context, crate::language::DEFAULT_LANGUAGE);
+            let mut event = event;
+            event.placement = Some(resolved.code.placement.clone());
+            crate::patient_pages::scan_packet(&app, &code, request.headers(), event).await?
+        }
         other => fallback(&app, &code, other.as_ref(), &context).await?,
     };
 
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if !context.returning && is_well_formed_code(&code) {
+    // A discharge code is not remembered in the browser: on a shared phone it would point the next
+    // person at a patient's packet.
+    let is_packet = event.rule == "discharge";
+    if !context.returning && !is_packet && is_well_formed_code(&code) {
         let mut codes: Vec<&str> = seen.split('.').filter(|c| is_well_formed_code(c)).collect();
         codes.push(&code);
         let keep = &codes[codes.len().saturating_sub(SEEN_MAX)..];

@@ -156,6 +156,11 @@ impl Store {
         Ok(true)
     }
 
+    /// Codes were added or changed outside this module: the next scan reloads the code table.
+    pub(crate) fn codes_changed(&self) {
+        self.forget_resolved();
+    }
+
     fn forget_resolved(&self) {
         *self.resolved.write().expect("cache lock") = None;
     }

@@ -1,0 +1,366 @@
+//! The patient's side of a discharge packet: scanning the packet's code asks for the second factor
+//! (date of birth and PIN), then shows the patient's own instructions in their language. And the
+//! clinicians' side: the packet list with lock status and reset, and the audit log.
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use crate::account::{no_store, require_role};
+use crate::auth::{self, SIGNIN_CSRF_COOKIE};
+use crate::events::ScanEvent;
+use crate::http;
+use crate::i18n::{self, Strings};
+use crate::patients::{Attempt, PacketRecord, MAX_FAILURES, PATIENT_COOKIE};
+use crate::roles::Role;
+use crate::{AppError, AppState};
+
+#[derive(Template)]
+#[template(path = "patient_verify.html")]
+pub struct VerifyPage {
+    pub t: &'static Strings,
+    pub lang: String,
+    pub code: String,
+    pub csrf: String,
+    pub error: String,
+    pub locked: bool,
+}
+
+pub struct DocumentView {
+    pub title: String,
+    pub html: String,
+}
+
+#[derive(Template)]
+#[template(path = "patient.html")]
+pub struct PatientPage {
+    pub t: &'static Strings,
+    pub lang: String,
+    pub name: String,
+    pub csrf: String,
+    pub documents: Vec<DocumentView>,
+}
+
+/// The packet a request's patient cookie opens, if the session is live.
+async fn session_packet(app: &AppState, headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    match http::cookie(headers, PATIENT_COOKIE) {
+        Some(token) => Ok(app.store.patient_session(token).await?),
+        None => Ok(None),
+    }
+}
+
+/// A scan of a packet's code: the instructions for the patient whose session opened this packet,
+/// otherwise the second-factor form. Nobody else's session helps: a session opens one packet.
+pub async fn scan_packet(
+    app: &AppState,
+    code: &str,
+    headers: &HeaderMap,
+    mut event: ScanEvent,
+) -> Result<(Response, ScanEvent), AppError> {
+    let Some(packet) = app.store.packet_by_code(code).await? else {
+        return Err(AppError(crate::ServerError::Registry {
+            path: "codes".into(),
+            reason: format!("discharge code {code} has no packet"),
+        }));
+    };
+    event.rule = "discharge".to_string();
+    event.role = "patient".to_string();
+    event.language = packet.language.clone();
+    if session_packet(app, headers).await?.as_deref() == Some(packet.id.as_str()) {
+        event.destination = "discharge:instructions".to_string();
+        let token = http::cookie(headers, PATIENT_COOKIE).unwrap_or_default();
+        return Ok((instructions(app, &packet, token).await?, event));
+    }
+    event.destination = "discharge:verify".to_string();
+    Ok((
+        verify_form(&packet, StatusCode::OK, "", packet.locked_at.is_some())?,
+        event,
+    ))
+}
+
+async fn instructions(
+    app: &AppState,
+    packet: &PacketRecord,
+    token: &str,
+) -> Result<Response, AppError> {
+    let documents = app
+        .store
+        .packet_documents(&packet.id)
+        .await?
+        .into_iter()
+        .map(|d| DocumentView {
+            title: d.title,
+            html: crate::pages::markdown_to_html(&d.markdown),
+        })
+        .collect();
+    let page = PatientPage {
+        t: i18n::strings(&packet.language),
+        lang: packet.language.clone(),
+        name: packet.display_name.clone(),
+        csrf: auth::csrf_for_session(token),
+        documents,
+    }
+    .render()?;
+    Ok(no_store(Html(page).into_response()))
+}
+
+/// The second-factor form, with a fresh double-submit CSRF token (there is no session yet).
+fn verify_form(
+    packet: &PacketRecord,
+    status: StatusCode,
+    error: &str,
+    locked: bool,
+) -> Result<Response, AppError> {
+    let csrf = auth::random_token(16);
+    let page = VerifyPage {
+        t: i18n::strings(&packet.language),
+        lang: packet.language.clone(),
+        code: packet.code.clone(),
+        csrf: csrf.clone(),
+        error: error.to_string(),
+        locked,
+    }
+    .render()?;
+    let mut response = no_store((status, Html(page)).into_response());
+    let cookie = http::set_cookie(SIGNIN_CSRF_COOKIE, &csrf, "/c", Some(3600), false);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VerifyForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub dob: String,
+    #[serde(default)]
+    pub pin: String,
+}
+
+/// `POST /c/{code}`: the patient's date of birth and PIN.
+pub async fn verify(
+    State(app): State<AppState>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    form: Result<Form<VerifyForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, AppError> {
+    let packet = if crate::registry::is_well_formed_code(&code) {
+        app.store.packet_by_code(&code).await?
+    } else {
+        None
+    };
+    let Some(packet) = packet else {
+        return Ok(crate::site::not_found(headers).await);
+    };
+    let t = i18n::strings(&packet.language);
+    let Ok(Form(form)) = form else {
+        return verify_form(
+            &packet,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            t.patient_fill_both,
+            false,
+        );
+    };
+    let expected = http::cookie(&headers, SIGNIN_CSRF_COOKIE).unwrap_or("");
+    if !auth::tokens_match(expected, &form.csrf) {
+        return verify_form(&packet, StatusCode::FORBIDDEN, t.form_expired, false);
+    }
+    let (Some(dob), Some(pin)) = (
+        crate::patients::normalise_dob(&form.dob),
+        crate::patients::normalise_pin(&form.pin),
+    ) else {
+        // Not a guess at all (a typo in the format): not counted.
+        return verify_form(
+            &packet,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            t.patient_fill_both,
+            false,
+        );
+    };
+    let client = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| http::ip_prefix(c.0.ip()));
+    let client_key = format!("patient:{}", client.as_deref().unwrap_or("unknown"));
+    if app.client_limiter.locked_for(&client_key).is_some() {
+        app.store
+            .audit(
+                "anonymous",
+                "access.refused_client_limit",
+                Some(&packet.id),
+                "",
+                client.as_deref(),
+            )
+            .await?;
+        return verify_form(
+            &packet,
+            StatusCode::TOO_MANY_REQUESTS,
+            t.patient_client_limit,
+            false,
+        );
+    }
+    match app
+        .store
+        .try_packet(&packet, &dob, &pin, client.as_deref())
+        .await?
+    {
+        Attempt::Opened(token) => {
+            let mut response = Redirect::to(&format!("/c/{code}")).into_response();
+            let cookie =
+                http::set_cookie(PATIENT_COOKIE, &token, "/", None, app.config.secure_cookies);
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
+            Ok(no_store(response))
+        }
+        Attempt::Wrong { left } => {
+            app.client_limiter.record_failure(&client_key);
+            let message = t.patient_wrong.replace("{left}", &left.to_string());
+            verify_form(&packet, StatusCode::UNAUTHORIZED, &message, false)
+        }
+        Attempt::Locked => {
+            app.client_limiter.record_failure(&client_key);
+            let message = t.patient_locked.replace("{max}", &MAX_FAILURES.to_string());
+            verify_form(&packet, StatusCode::LOCKED, &message, true)
+        }
+    }
+}
+
+/// `POST /patient/signout`.
+pub async fn sign_out(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<crate::account::CsrfForm>,
+) -> Result<Response, AppError> {
+    if let Some(token) = http::cookie(&headers, PATIENT_COOKIE) {
+        if !auth::tokens_match(&auth::csrf_for_session(token), &form.csrf) {
+            return crate::account::forbidden("This form expired. Reload the page and try again.");
+        }
+        if let Some(packet) = app.store.patient_session(token).await? {
+            app.store
+                .audit("patient", "access.signed_out", Some(&packet), "", None)
+                .await?;
+        }
+        app.store.end_patient_session(token).await?;
+    }
+    let mut response = Redirect::to("/").into_response();
+    let cookie = http::set_cookie(PATIENT_COOKIE, "", "/", Some(0), app.config.secure_cookies);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(no_store(response))
+}
+
+pub struct PacketRow {
+    pub id: String,
+    pub name: String,
+    pub language: String,
+    pub created: String,
+    pub created_by: String,
+    pub failed_attempts: i64,
+    pub locked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "patients_admin.html")]
+pub struct PacketsPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub message: String,
+    pub packets: Vec<PacketRow>,
+    pub audit: Vec<crate::patients::AuditEntry>,
+}
+
+async fn require_clinician(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Result<auth::SignedIn, Response>, AppError> {
+    require_role(
+        app,
+        headers,
+        &[Role::Clinician, Role::Admin],
+        "Discharge packets are for clinicians.",
+    )
+    .await
+}
+
+/// `GET /patients`: packets with their lock status, and the newest audit entries.
+pub async fn packets(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let me = match require_clinician(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    packets_page(&app, &me, "").await
+}
+
+async fn packets_page(
+    app: &AppState,
+    me: &auth::SignedIn,
+    message: &str,
+) -> Result<Response, AppError> {
+    app.store
+        .audit(&me.username, "packets.listed", None, "", None)
+        .await?;
+    let packets = app
+        .store
+        .packets()
+        .await?
+        .into_iter()
+        .map(|p| PacketRow {
+            locked: p.locked_at.is_some(),
+            id: p.id,
+            name: p.display_name,
+            language: p.language,
+            created: p.created_at,
+            created_by: p.created_by,
+            failed_attempts: p.failed_attempts,
+        })
+        .collect();
+    let page = PacketsPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        message: message.to_string(),
+        packets,
+        audit: app.store.audit_entries(200).await?,
+    }
+    .render()?;
+    Ok(no_store(Html(page).into_response()))
+}
+
+/// `POST /patients/{packet}/reset`: unlocks a packet after the clinician has checked who is asking.
+pub async fn reset(
+    State(app): State<AppState>,
+    Path(packet): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<crate::account::CsrfForm>,
+) -> Result<Response, AppError> {
+    let me = match require_clinician(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    if !app.store.reset_packet(&packet, &me.username).await? {
+        let page = crate::views::MessagePage {
+            lang: "en".to_string(),
+            heading: "No such packet".to_string(),
+            message: "There is no packet with that id.".to_string(),
+            back: "/patients".to_string(),
+        }
+        .render()?;
+        return Ok(no_store(
+            (StatusCode::NOT_FOUND, Html(page)).into_response(),
+        ));
+    }
+    Ok(Redirect::to("/patients").into_response())
+}

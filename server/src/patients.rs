@@ -1,0 +1,518 @@
+//! Discharge packets: a patient's own instructions behind a code on their papers and a second factor
+//! only they have (date of birth and a PIN from a separate slip). The code is unguessable (about 134
+//! bits) and says nothing about the patient; the factors are kept only as one argon2id hash; wrong
+//! attempts lock the packet until a clinician resets it; every access and failure is audited.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::auth::{hash_password, random_token, token_hash, verify_password};
+use crate::error::{Result, ServerError};
+use crate::store::Store;
+
+/// The patient's session cookie (separate from staff sessions).
+pub const PATIENT_COOKIE: &str = "scanaid_patient";
+/// A patient session ends after this long without a request.
+pub const PATIENT_IDLE: Duration = Duration::from_secs(30 * 60);
+/// Wrong attempts before a packet locks.
+pub const MAX_FAILURES: i64 = 5;
+/// Characters of a packet code: 23 from the 57-letter label alphabet is about 134 bits.
+pub const PACKET_CODE_LEN: usize = 23;
+pub const PIN_DIGITS: usize = 6;
+/// The demo packets' second factors, under the data directory (never in logs or pages).
+pub const DEMO_FILE: &str = "demo-patients.txt";
+
+pub fn new_packet_code() -> String {
+    use rand::Rng;
+    let alphabet = crate::registry::CODE_ALPHABET;
+    let mut rng = rand::rng();
+    (0..PACKET_CODE_LEN)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+pub fn new_pin() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..PIN_DIGITS)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect()
+}
+
+/// A date of birth as typed (`YYYY-MM-DD`, what a date input sends, or `DD/MM/YYYY`), normalised;
+/// `None` when it is not a real date.
+pub fn normalise_dob(input: &str) -> Option<String> {
+    let input = input.trim();
+    let date = chrono::NaiveDate::parse_from_str(input, "%Y-%m-%d")
+        .or_else(|_| chrono::NaiveDate::parse_from_str(input, "%d/%m/%Y"))
+        .ok()?;
+    Some(date.format("%Y-%m-%d").to_string())
+}
+
+/// A PIN as typed, digits only (spaces people type from the slip are dropped).
+pub fn normalise_pin(input: &str) -> Option<String> {
+    let digits: String = input.chars().filter(|c| !c.is_whitespace()).collect();
+    (digits.len() == PIN_DIGITS && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+fn secret(dob: &str, pin: &str) -> String {
+    format!("{dob}\n{pin}")
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A document of a new packet.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub title: String,
+    pub markdown: String,
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPacket {
+    pub patient_name: String,
+    /// Normalised (`normalise_dob`).
+    pub dob: String,
+    pub language: String,
+    pub documents: Vec<NewDocument>,
+    pub created_by: String,
+}
+
+/// What is printed: the code on the papers, the PIN on a separate slip. Shown once.
+#[derive(Debug, Clone)]
+pub struct CreatedPacket {
+    pub packet_id: String,
+    pub code: String,
+    pub pin: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PacketRecord {
+    pub id: String,
+    pub code: String,
+    pub patient_id: i64,
+    pub display_name: String,
+    pub language: String,
+    pub secret_hash: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub failed_attempts: i64,
+    pub locked_at: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PacketDocument {
+    pub id: i64,
+    pub title: String,
+    pub markdown: String,
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub packet_id: Option<String>,
+    pub detail: String,
+    pub ip_prefix: Option<String>,
+}
+
+/// The outcome of a second-factor attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Right: a new patient session's cookie token.
+    Opened(String),
+    /// Wrong; this many attempts are left before the packet locks.
+    Wrong { left: i64 },
+    /// Locked (now or before); a clinician must reset it.
+    Locked,
+}
+
+const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.language, k.secret_hash, k.created_by, k.created_at, k.failed_attempts, k.locked_at";
+
+impl Store {
+    /// Creates a patient's packet with its code (kind `discharge`) and documents.
+    pub async fn create_packet(&self, new: &NewPacket) -> Result<CreatedPacket> {
+        let code = new_packet_code();
+        let pin = new_pin();
+        let packet_id = random_token(12);
+        let hash = {
+            let secret = secret(&new.dob, &pin);
+            tokio::task::spawn_blocking(move || hash_password(&secret)).await?
+        };
+        let at = now();
+        let mut tx = self.pool().begin().await?;
+        let patient = sqlx::query("INSERT INTO patients (display_name, created_at) VALUES (?, ?)")
+            .bind(&new.patient_name)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid();
+        sqlx::query("INSERT INTO codes (code, kind, asset_id, placement, created_at) VALUES (?, 'discharge', NULL, 'discharge-papers', ?)")
+            .bind(&code)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO packets (id, code, patient_id, language, secret_hash, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&packet_id)
+            .bind(&code)
+            .bind(patient)
+            .bind(&new.language)
+            .bind(&hash)
+            .bind(&new.created_by)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        for (position, d) in new.documents.iter().enumerate() {
+            sqlx::query("INSERT INTO packet_documents (packet_id, position, title, markdown, template) VALUES (?, ?, ?, ?, ?)")
+                .bind(&packet_id)
+                .bind(position as i64)
+                .bind(&d.title)
+                .bind(&d.markdown)
+                .bind(&d.template)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.codes_changed();
+        self.audit(
+            &new.created_by,
+            "packet.created",
+            Some(&packet_id),
+            &format!(
+                "{} document(s), language {}",
+                new.documents.len(),
+                new.language
+            ),
+            None,
+        )
+        .await?;
+        Ok(CreatedPacket {
+            packet_id,
+            code,
+            pin,
+        })
+    }
+
+    pub async fn packet_by_code(&self, code: &str) -> Result<Option<PacketRecord>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {PACKET_COLUMNS} FROM packets k JOIN patients p ON p.id = k.patient_id WHERE k.code = ?"
+        ))
+        .bind(code)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn packet(&self, id: &str) -> Result<Option<PacketRecord>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {PACKET_COLUMNS} FROM packets k JOIN patients p ON p.id = k.patient_id WHERE k.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Every packet, newest first (for clinicians).
+    pub async fn packets(&self) -> Result<Vec<PacketRecord>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {PACKET_COLUMNS} FROM packets k JOIN patients p ON p.id = k.patient_id ORDER BY k.created_at DESC"
+        ))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn packet_documents(&self, packet: &str) -> Result<Vec<PacketDocument>> {
+        Ok(sqlx::query_as(
+            "SELECT id, title, markdown, template FROM packet_documents WHERE packet_id = ? ORDER BY position",
+        )
+        .bind(packet)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Checks a date of birth and PIN against a packet: opens a session, or counts a failure and
+    /// locks the packet at `MAX_FAILURES`. Audited either way.
+    pub async fn try_packet(
+        &self,
+        packet: &PacketRecord,
+        dob: &str,
+        pin: &str,
+        ip_prefix: Option<&str>,
+    ) -> Result<Attempt> {
+        if packet.locked_at.is_some() {
+            self.audit(
+                "anonymous",
+                "access.refused_locked",
+                Some(&packet.id),
+                "",
+                ip_prefix,
+            )
+            .await?;
+            return Ok(Attempt::Locked);
+        }
+        let (secret, hash) = (secret(dob, pin), packet.secret_hash.clone());
+        let right = tokio::task::spawn_blocking(move || verify_password(&secret, &hash)).await?;
+        if right {
+            sqlx::query("UPDATE packets SET failed_attempts = 0 WHERE id = ?")
+                .bind(&packet.id)
+                .execute(self.pool())
+                .await?;
+            let token = random_token(32);
+            let at = now();
+            sqlx::query("INSERT INTO patient_sessions (token_hash, packet_id, created_at, last_seen) VALUES (?, ?, ?, ?)")
+                .bind(token_hash(&token))
+                .bind(&packet.id)
+                .bind(&at)
+                .bind(&at)
+                .execute(self.pool())
+                .await?;
+            self.audit("patient", "access.granted", Some(&packet.id), "", ip_prefix)
+                .await?;
+            return Ok(Attempt::Opened(token));
+        }
+        // Counted and locked in one statement, so two guesses at once cannot both slip under the limit.
+        let failures: i64 = sqlx::query_scalar(
+            "UPDATE packets SET failed_attempts = failed_attempts + 1,
+                 locked_at = CASE WHEN failed_attempts + 1 >= ? THEN ? ELSE locked_at END
+             WHERE id = ? RETURNING failed_attempts",
+        )
+        .bind(MAX_FAILURES)
+        .bind(now())
+        .bind(&packet.id)
+        .fetch_one(self.pool())
+        .await?;
+        self.audit(
+            "anonymous",
+            "access.failed",
+            Some(&packet.id),
+            &format!("attempt {failures} of {MAX_FAILURES}"),
+            ip_prefix,
+        )
+        .await?;
+        if failures >= MAX_FAILURES {
+            self.audit("system", "packet.locked", Some(&packet.id), "", ip_prefix)
+                .await?;
+            return Ok(Attempt::Locked);
+        }
+        Ok(Attempt::Wrong {
+            left: MAX_FAILURES - failures,
+        })
+    }
+
+    /// The packet a patient session may read, refreshing its idle timer; `None` when the session
+    /// does not exist or has been idle longer than `PATIENT_IDLE`.
+    pub async fn patient_session(&self, token: &str) -> Result<Option<String>> {
+        let cutoff = (chrono::Utc::now() - chrono::Duration::from_std(PATIENT_IDLE).expect("fits"))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let hash = token_hash(token);
+        let packet: Option<String> = sqlx::query_scalar(
+            "SELECT packet_id FROM patient_sessions WHERE token_hash = ? AND last_seen > ?",
+        )
+        .bind(&hash)
+        .bind(&cutoff)
+        .fetch_optional(self.pool())
+        .await?;
+        if packet.is_some() {
+            sqlx::query("UPDATE patient_sessions SET last_seen = ? WHERE token_hash = ?")
+                .bind(now())
+                .bind(&hash)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(packet)
+    }
+
+    pub async fn end_patient_session(&self, token: &str) -> Result<()> {
+        sqlx::query("DELETE FROM patient_sessions WHERE token_hash = ?")
+            .bind(token_hash(token))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Unlocks a packet and clears its failures; false when there is no such packet.
+    pub async fn reset_packet(&self, packet: &str, by: &str) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE packets SET failed_attempts = 0, locked_at = NULL WHERE id = ?")
+                .bind(packet)
+                .execute(self.pool())
+                .await?;
+        if done.rows_affected() == 1 {
+            self.audit(by, "packet.reset", Some(packet), "", None)
+                .await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        packet: Option<&str>,
+        detail: &str,
+        ip_prefix: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO audit_log (at, actor, action, packet_id, detail, ip_prefix) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(now())
+            .bind(actor)
+            .bind(action)
+            .bind(packet)
+            .bind(detail)
+            .bind(ip_prefix)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, action, packet_id, detail, ip_prefix FROM audit_log ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+/// The three demo patients: name, date of birth, language, the bundled leaflet their packet starts
+/// from, and the personal note a clinician would add.
+const DEMO: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "Ana García",
+        "1958-03-14",
+        "es",
+        "rodilla-regreso-a-casa-es",
+        "## Sus indicaciones personales\n\nOperada de prótesis de rodilla derecha. Revisión en la consulta de traumatología el día 10 tras el alta. Camine con el andador 5 minutos cada hora mientras esté despierta. Tome el anticoagulante cada noche a las 21:00 durante 28 días.\n",
+    ),
+    (
+        "John Miller",
+        "1949-11-02",
+        "en",
+        "heart-failure-daily-care",
+        "## Your personal plan\n\nWeigh yourself every morning before breakfast. Your dry weight at discharge was 82.4 kg: call the heart failure nurse if you gain more than 1 kg in a day or 2 kg in a week. Keep fluids to 1.5 litres a day. Your follow-up appointment is with the heart failure clinic in 7 days.\n",
+    ),
+    (
+        "Lily Chen",
+        "2017-06-21",
+        "en",
+        "child-asthma-action-plan",
+        "## Lily's personal plan\n\nGreen zone: preventer inhaler, 2 puffs morning and evening with the spacer. Yellow zone: reliever inhaler, 4 puffs every 4 hours and call the asthma nurse the same day. Red zone: reliever 10 puffs and call emergency services.\n",
+    ),
+];
+
+/// On a store with no packets, creates the demo patients' packets from the bundled leaflets in
+/// `manuals_dir/patient` and writes their codes and second factors to `data_dir/DEMO_FILE` (mode
+/// 0600). Returns the file written, if any.
+pub async fn seed_demo_packets(
+    store: &Store,
+    manuals_dir: &Path,
+    data_dir: &Path,
+    public_url: &str,
+) -> Result<Option<PathBuf>> {
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM packets")
+        .fetch_one(store.pool())
+        .await?;
+    if existing > 0 {
+        return Ok(None);
+    }
+    let mut lines = vec![
+        "# Demo discharge packets: scan the URL, then enter the date of birth and PIN.".to_string(),
+        "# Fictional patients. Keep this file private; it is not shown anywhere else.".to_string(),
+    ];
+    for (name, dob, language, template, note) in DEMO {
+        let path = manuals_dir.join("patient").join(format!("{template}.md"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            tracing::warn!(path = %path.display(), "demo packet template missing; skipped");
+            continue;
+        };
+        let leaflet = scanaid_indexer::manual::parse_manual(&path, &bytes).map_err(|reason| {
+            ServerError::Registry {
+                path: path.clone(),
+                reason,
+            }
+        })?;
+        let created = store
+            .create_packet(&NewPacket {
+                patient_name: name.to_string(),
+                dob: dob.to_string(),
+                language: language.to_string(),
+                documents: vec![
+                    NewDocument {
+                        title: if *language == "es" {
+                            "Indicaciones de su equipo".to_string()
+                        } else {
+                            "From your care team".to_string()
+                        },
+                        markdown: note.to_string(),
+                        template: None,
+                    },
+                    NewDocument {
+                        title: leaflet.meta.title.clone(),
+                        markdown: leaflet.body.clone(),
+                        template: Some(leaflet.meta.id.clone()),
+                    },
+                ],
+                created_by: "demo".to_string(),
+            })
+            .await?;
+        lines.push(format!(
+            "{name}: {}/c/{}  date of birth {dob}  PIN {}  ({language})",
+            public_url.trim_end_matches('/'),
+            created.code,
+            created.pin
+        ));
+    }
+    let file = data_dir.join(DEMO_FILE);
+    write_private(&file, &(lines.join("\n") + "\n")).map_err(|source| ServerError::Io {
+        path: file.clone(),
+        source,
+    })?;
+    Ok(Some(file))
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_long_and_pins_are_six_digits() {
+        let code = new_packet_code();
+        assert_eq!(code.len(), PACKET_CODE_LEN);
+        assert!(crate::registry::is_well_formed_code(&code));
+        // 57^23 > 2^128.
+        assert!(23.0 * 57f64.log2() > 128.0);
+        assert!(normalise_pin(&new_pin()).is_some());
+    }
+
+    #[test]
+    fn dates_and_pins_are_read_as_people_type_them() {
+        assert_eq!(normalise_dob("1958-03-14").as_deref(), Some("1958-03-14"));
+        assert_eq!(normalise_dob(" 14/03/1958 ").as_deref(), Some("1958-03-14"));
+        assert_eq!(normalise_dob("1958-02-30"), None);
+        assert_eq!(normalise_dob("yesterday"), None);
+        assert_eq!(normalise_pin("123 456").as_deref(), Some("123456"));
+        assert_eq!(normalise_pin("12345"), None);
+        assert_eq!(normalise_pin("12345a"), None);
+    }
+}

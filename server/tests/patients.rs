@@ -1,0 +1,336 @@
+//! End-to-end: discharge packets on the real server. A packet's code asks for the patient's date of
+//! birth and PIN; the right pair opens that packet only; wrong ones count down to a lock that only a
+//! clinician can reset; sessions expire and sign out; everything is audited; analytics hold no
+//! patient data.
+
+mod common;
+
+use common::*;
+use scanaid_server::roles::Role;
+use scanaid_server::ServerConfig;
+
+/// One demo patient as the demo file lists them.
+struct Demo {
+    code: String,
+    dob: String,
+    pin: String,
+}
+
+fn spawn_with_demo_packets() -> (TestApp, Vec<(String, Demo)>) {
+    let app = spawn_app_with(ServerConfig {
+        demo_manuals: Some(repo().join("manuals")),
+        ..ServerConfig::default()
+    });
+    let text = std::fs::read_to_string(app.data.path().join("demo-patients.txt")).unwrap();
+    let demos = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (name, rest) = l.split_once(": ").unwrap();
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let code = words[0].rsplit('/').next().unwrap().to_string();
+            let dob = words[words.iter().position(|w| *w == "birth").unwrap() + 1].to_string();
+            let pin = words[words.iter().position(|w| *w == "PIN").unwrap() + 1].to_string();
+            (name.to_string(), Demo { code, dob, pin })
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(demos.len(), 3, "{text}");
+    (app, demos)
+}
+
+fn demo<'a>(demos: &'a [(String, Demo)], name: &str) -> &'a Demo {
+    &demos.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+/// Opens the form, then posts `dob` and `pin` with its CSRF pair; the reply and the cookie header
+/// to send next, if a session was opened.
+fn try_open(app: &TestApp, code: &str, dob: &str, pin: &str) -> (Reply, Option<String>) {
+    let form = get(&app.url(&format!("/c/{code}")), &[]);
+    let csrf_cookie = form
+        .set_cookie("scanaid_csrf")
+        .expect("the form sets its CSRF cookie");
+    let csrf = form.hidden("csrf").expect("a CSRF field");
+    let reply = post_form(
+        &app.url(&format!("/c/{code}")),
+        &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
+        &[("csrf", &csrf), ("dob", dob), ("pin", pin)],
+    );
+    let session = reply
+        .set_cookie("scanaid_patient")
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("scanaid_patient={v}"));
+    (reply, session)
+}
+
+fn staff_cookie(app: &TestApp, username: &str, role: Role) -> String {
+    let password = format!("{username}-password-long");
+    let store = app.state.store.clone();
+    let (u, p) = (username.to_string(), password.clone());
+    app.block_on(async move { scanaid_server::auth::create_user(&store, &u, &p, role).await })
+        .unwrap();
+    let form = get(&app.url("/signin"), &[]);
+    let csrf_cookie = form.set_cookie("scanaid_csrf").unwrap();
+    let csrf = form.hidden("csrf").unwrap();
+    let reply = post_form(
+        &app.url("/signin"),
+        &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
+        &[
+            ("csrf", &csrf),
+            ("username", username),
+            ("password", &password),
+        ],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    format!(
+        "scanaid_session={}",
+        reply.set_cookie("scanaid_session").unwrap()
+    )
+}
+
+#[test]
+fn a_patient_opens_their_own_packet_with_the_second_factor_and_nobody_elses() {
+    let (app, demos) = spawn_with_demo_packets();
+    let ana = demo(&demos, "Ana García");
+    let john = demo(&demos, "John Miller");
+
+    // Before the second factor: a form in the packet's language, nothing about the patient.
+    let form = get(&app.url(&format!("/c/{}", ana.code)), &[]);
+    assert_eq!(form.status, 200);
+    assert!(
+        form.body.contains("Sus instrucciones al alta"),
+        "{}",
+        form.body
+    );
+    assert!(form.body.contains("lang=\"es\""));
+    assert!(
+        !form.body.contains("Ana"),
+        "no name before the second factor"
+    );
+    assert!(!form.body.contains("Sus indicaciones personales"));
+    assert_eq!(form.header("cache-control"), Some("no-store"));
+    assert!(
+        form.set_cookie("scanaid_seen").is_none(),
+        "a discharge code is not remembered in the browser"
+    );
+
+    // A wrong PIN counts down; a malformed one is not a guess and is not counted.
+    let wrong_pin = if ana.pin == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let (wrong, session) = try_open(&app, &ana.code, &ana.dob, wrong_pin);
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.body.contains("Le quedan 4 intento(s)"),
+        "{}",
+        wrong.body
+    );
+    assert!(session.is_none());
+    let (malformed, _) = try_open(&app, &ana.code, "not a date", &ana.pin);
+    assert_eq!(malformed.status, 422);
+    let (wrong_dob, _) = try_open(&app, &ana.code, "1960-01-01", &ana.pin);
+    assert_eq!(
+        wrong_dob.status, 401,
+        "a right PIN with a wrong date of birth is wrong"
+    );
+    assert!(wrong_dob.body.contains("Le quedan 3 intento(s)"));
+
+    // A forged form (no CSRF pair) is refused before any check.
+    let forged = post_form(
+        &app.url(&format!("/c/{}", ana.code)),
+        &[],
+        &[("csrf", "x"), ("dob", &ana.dob), ("pin", &ana.pin)],
+    );
+    assert_eq!(forged.status, 403);
+
+    // The right pair (typed as people do: DD/MM/YYYY, a space in the PIN) opens Ana's packet.
+    let (d, m, y) = (&ana.dob[8..10], &ana.dob[5..7], &ana.dob[0..4]);
+    let pin_typed = format!("{} {}", &ana.pin[..3], &ana.pin[3..]);
+    let (opened, session) = try_open(&app, &ana.code, &format!("{d}/{m}/{y}"), &pin_typed);
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    let session = session.expect("a patient session");
+    let cookie_line = opened
+        .all_headers("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("scanaid_patient="))
+        .unwrap();
+    assert!(cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Lax"));
+    let page = get(
+        &app.url(&format!("/c/{}", ana.code)),
+        &[("cookie", &session)],
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Ana García"));
+    assert!(page.body.contains("Sus indicaciones personales"));
+    assert!(page.body.contains("prótesis de rodilla"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        app.rows(
+            "SELECT failed_attempts FROM packets WHERE locked_at IS NULL AND failed_attempts > 0"
+        ),
+        Vec::<Vec<String>>::new(),
+        "a right answer clears the count"
+    );
+
+    // Ana's session does not open John's packet.
+    let other = get(
+        &app.url(&format!("/c/{}", john.code)),
+        &[("cookie", &session)],
+    );
+    assert_eq!(other.status, 200);
+    assert!(other.body.contains("Your discharge instructions"));
+    assert!(!other.body.contains("John"));
+    assert!(!other.body.contains("82.4 kg"));
+
+    // Sign out ends the session; the old cookie opens nothing.
+    let csrf = page.hidden("csrf").unwrap();
+    let out = post_form(
+        &app.url("/patient/signout"),
+        &[("cookie", &session)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(out.status, 303);
+    let after = get(
+        &app.url(&format!("/c/{}", ana.code)),
+        &[("cookie", &session)],
+    );
+    assert!(!after.body.contains("Ana García"));
+
+    // An idle session expires.
+    let (_, again) = try_open(&app, &ana.code, &ana.dob, &ana.pin);
+    let again = again.unwrap();
+    app.rows("UPDATE patient_sessions SET last_seen = '2000-01-01T00:00:00.000Z' RETURNING 1");
+    let expired = get(&app.url(&format!("/c/{}", ana.code)), &[("cookie", &again)]);
+    assert!(
+        !expired.body.contains("Ana García"),
+        "an idle session has expired"
+    );
+
+    // Audited: failures, grants, sign-out. Analytics: no names, no dates of birth.
+    let actions: Vec<String> = app
+        .rows("SELECT action FROM audit_log ORDER BY id")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    for wanted in [
+        "packet.created",
+        "access.failed",
+        "access.granted",
+        "access.signed_out",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == wanted),
+            "{wanted} in {actions:?}"
+        );
+    }
+    app.flush_events();
+    let events = app.rows("SELECT * FROM scan_events WHERE rule = 'discharge'");
+    assert!(!events.is_empty());
+    for row in &events {
+        for cell in row {
+            assert!(!cell.contains("Ana") && !cell.contains(&ana.dob) && !cell.contains(&ana.pin));
+        }
+    }
+}
+
+#[test]
+fn wrong_pins_lock_a_packet_until_a_clinician_resets_it() {
+    let (app, demos) = spawn_with_demo_packets();
+    let john = demo(&demos, "John Miller");
+    let wrong_pin = if john.pin == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for left in (1..5).rev() {
+        let (r, _) = try_open(&app, &john.code, &john.dob, wrong_pin);
+        assert_eq!(r.status, 401);
+        assert!(
+            r.body.contains(&format!("{left} attempt(s) left")),
+            "{}",
+            r.body
+        );
+    }
+    let (locked, _) = try_open(&app, &john.code, &john.dob, wrong_pin);
+    assert_eq!(locked.status, 423);
+    assert!(locked.body.contains("locked after 5 wrong attempts"));
+    assert!(
+        !locked.body.contains("id=\"verify\""),
+        "a locked packet offers no form"
+    );
+    // Locked means locked: the right pair does not open it now.
+    let form = get(&app.url(&format!("/c/{}", john.code)), &[]);
+    assert!(!form.body.contains("id=\"verify\""));
+    let (still, session) = try_open_without_form(&app, &john.code, &john.dob, &john.pin);
+    assert_eq!(still.status, 423);
+    assert!(session.is_none());
+
+    // Only clinicians (and admins) see packets and reset them.
+    let technician = staff_cookie(&app, "tech9", Role::Technician);
+    assert_eq!(
+        get(&app.url("/patients"), &[("cookie", &technician)]).status,
+        403
+    );
+    assert_eq!(get(&app.url("/patients"), &[]).status, 303);
+    let clinician = staff_cookie(&app, "nurse1", Role::Clinician);
+    let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("John Miller"));
+    assert!(list.body.contains("Unlock"));
+    assert!(
+        list.body.contains("access.failed"),
+        "the audit log is on the page"
+    );
+    let packet = app.rows("SELECT id FROM packets WHERE locked_at IS NOT NULL")[0][0].clone();
+    let csrf = list.hidden("csrf").unwrap();
+    assert_eq!(
+        post_form(
+            &app.url(&format!("/patients/{packet}/reset")),
+            &[("cookie", &clinician)],
+            &[("csrf", "forged")],
+        )
+        .status,
+        403
+    );
+    let reset = post_form(
+        &app.url(&format!("/patients/{packet}/reset")),
+        &[("cookie", &clinician)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(reset.status, 303);
+    assert_eq!(
+        app.rows("SELECT actor FROM audit_log WHERE action = 'packet.reset'"),
+        vec![vec!["nurse1".to_string()]]
+    );
+    let (opened, session) = try_open(&app, &john.code, &john.dob, &john.pin);
+    assert_eq!(opened.status, 303);
+    let page = get(
+        &app.url(&format!("/c/{}", john.code)),
+        &[("cookie", &session.unwrap())],
+    );
+    assert!(page.body.contains("82.4 kg"));
+}
+
+/// Posts the factors with a CSRF pair made up by the client (a locked packet shows no form).
+fn try_open_without_form(
+    app: &TestApp,
+    code: &str,
+    dob: &str,
+    pin: &str,
+) -> (Reply, Option<String>) {
+    let reply = post_form(
+        &app.url(&format!("/c/{code}")),
+        &[("cookie", "scanaid_csrf=0123456789abcdef0123456789abcdef")],
+        &[
+            ("csrf", "0123456789abcdef0123456789abcdef"),
+            ("dob", dob),
+            ("pin", pin),
+        ],
+    );
+    let session = reply
+        .set_cookie("scanaid_patient")
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("scanaid_patient={v}"));
+    (reply, session)
+}
