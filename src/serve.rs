@@ -164,6 +164,7 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
             .unwrap_or_else(|| format!("http://{}", cmd.addr)),
         secure_cookies: cmd.secure_cookies,
         demo_manuals: Some(cmd.data.manuals.clone()),
+        index_dir: Some(cmd.data.index_dir()),
         retention: scanaid_server::retention::Retention {
             chat: days(cmd.chat_retention_days),
             scan_events: days(cmd.scan_retention_days),

@@ -36,6 +36,19 @@ fn bundled_index() -> PathBuf {
     dir
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 #[test]
 fn codes_lists_every_printed_code_as_json() {
     let data = tempfile::tempdir().unwrap();
@@ -70,7 +83,12 @@ fn codes_lists_every_printed_code_as_json() {
 
 #[test]
 fn serve_answers_scans_and_writes_every_event_before_exiting_on_sigterm() {
-    let index = bundled_index();
+    // A copy: the server adds the demo patients' documents to its index, and the shared one is read
+    // by other tests meanwhile. The copy's embedding cache means only those documents are embedded.
+    let shared = bundled_index();
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&shared, copy.path());
+    let index = copy.path().to_path_buf();
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_scanaid"))
         .args([

@@ -13,7 +13,7 @@ use crate::embed_cache::{self, EmbeddingCache};
 use crate::error::{io_err, IndexError, Result};
 use crate::generation::{self, DocumentSummary, GenerationMeta, FORMAT_VERSION};
 use crate::lexical::build_lexical;
-use crate::manual::{load_manuals, ManualProblem};
+use crate::manual::{load_manuals, Manual, ManualProblem};
 use crate::search::SearchIndex;
 use crate::vector::VectorIndex;
 
@@ -49,7 +49,31 @@ pub fn index_manuals(
     config: ChunkingConfig,
     progress: Progress<'_>,
 ) -> Result<BuildReport> {
-    let (manuals, problems) = load_manuals(manuals_dir).map_err(io_err(manuals_dir))?;
+    index_corpus(manuals_dir, &[], index_dir, embedder, config, progress)
+}
+
+/// As `index_manuals`, plus `extra` documents that do not live in the folder: patients' packet
+/// documents, each with its `owner`, kept in the store. An extra document whose id a manual in the
+/// folder already has is reported and skipped.
+pub fn index_corpus(
+    manuals_dir: &Path,
+    extra: &[Manual],
+    index_dir: &Path,
+    embedder: &dyn Embedder,
+    config: ChunkingConfig,
+    progress: Progress<'_>,
+) -> Result<BuildReport> {
+    let (mut manuals, mut problems) = load_manuals(manuals_dir).map_err(io_err(manuals_dir))?;
+    for document in extra {
+        if manuals.iter().any(|m| m.meta.id == document.meta.id) {
+            problems.push(ManualProblem {
+                path: document.path.clone(),
+                reason: format!("id {:?} is already used by a manual", document.meta.id),
+            });
+        } else {
+            manuals.push(document.clone());
+        }
+    }
     if manuals.is_empty() {
         let detail: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         return Err(IndexError::Empty(format!(

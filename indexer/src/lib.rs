@@ -15,7 +15,7 @@ pub mod manual;
 pub mod search;
 pub mod vector;
 
-pub use build::{build_generation, index_manuals, BuildReport};
+pub use build::{build_generation, index_corpus, index_manuals, BuildReport};
 pub use chunking::{Chunk, ChunkingConfig};
 pub use error::{IndexError, Result};
 pub use filters::{Filters, OwnerScope};

@@ -53,7 +53,11 @@ impl ChatEngine {
 
     /// Counts a message against its conversation and client; `Some(wait)` when either is over its
     /// limit (the message is then not answered).
-    fn over_limit(&self, conversation: Option<&str>, client: Option<&str>) -> Option<Duration> {
+    pub(crate) fn over_limit(
+        &self,
+        conversation: Option<&str>,
+        client: Option<&str>,
+    ) -> Option<Duration> {
         let conversation = conversation.map(|c| format!("conversation:{c}"));
         let client = client.map(|c| format!("client:{c}"));
         let locked = conversation
@@ -168,6 +172,45 @@ fn json_body<T>(
             format!("the request is not {what}: {}", rejection.body_text()),
         )
     })
+}
+
+/// Runs the assistant on one of the `CHAT_SLOTS`, off the async runtime; a refusal when no slot frees
+/// up within `BUSY_WAIT` or the request is unusable.
+pub async fn run_assistant(
+    app: &AppState,
+    search: SearchRequest,
+    preferred_language: Option<String>,
+) -> Result<Result<scanaid_assistant::Reply, Refusal>, AppError> {
+    let Ok(permit) = tokio::time::timeout(BUSY_WAIT, app.chat.slots.clone().acquire_owned()).await
+    else {
+        return Ok(Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the assistant is busy; try again in a moment, or call the number on the label"
+                .to_string(),
+        )));
+    };
+    let permit = permit.expect("the chat semaphore is never closed");
+    let index = app.index();
+    let embedder = app.embedder.clone();
+    let model = app.chat.model.clone();
+    let answered = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        reply_preferring(
+            &index,
+            embedder.as_ref(),
+            &model,
+            search,
+            preferred_language,
+        )
+    })
+    .await?;
+    match answered {
+        Ok(reply) => Ok(Ok(reply)),
+        Err(scanaid_indexer::IndexError::BadRequest(reason)) => {
+            Ok(Err((StatusCode::UNPROCESSABLE_ENTITY, reason)))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Answers from the manuals in the person's language when they answer it; otherwise from every
@@ -395,43 +438,14 @@ pub async fn answer_turn(
     let (extract, confidence, unsure) = if asked && !asks_more_than_a_person(&message) {
         (scanaid_assistant::Extract::default(), 0.0, false)
     } else {
-        let Ok(permit) =
-            tokio::time::timeout(BUSY_WAIT, app.chat.slots.clone().acquire_owned()).await
-        else {
-            return Ok(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the assistant is busy; try again in a moment, or call the number on the label",
-            ));
-        };
-        let permit = permit.expect("the chat semaphore is never closed");
-        let index = app.index();
-        let embedder = app.embedder.clone();
-        let model = app.chat.model.clone();
         // Only a language the person chose (the page's, or `lang` in JSON) is preferred.
         let preferred_language = request
             .lang
             .as_ref()
             .map(|_| lang.split('-').next().unwrap_or("en").to_ascii_lowercase());
-        let answered = {
-            let index = index.clone();
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                reply_preferring(
-                    &index,
-                    embedder.as_ref(),
-                    &model,
-                    search,
-                    preferred_language,
-                )
-            })
-            .await?
-        };
-        match answered {
+        match run_assistant(app, search, preferred_language).await? {
             Ok(reply) => (reply.extract, reply.confidence, reply.unsure),
-            Err(scanaid_indexer::IndexError::BadRequest(reason)) => {
-                return Ok(error(StatusCode::UNPROCESSABLE_ENTITY, reason))
-            }
-            Err(e) => return Err(e.into()),
+            Err(refusal) => return Ok(Err(refusal)),
         }
     };
 
@@ -666,7 +680,7 @@ pub async fn chat_form(
 }
 
 /// The client's address prefix (never the whole address), when the server knows the peer.
-fn client_of(extensions: &axum::http::Extensions) -> Option<String> {
+pub(crate) fn client_of(extensions: &axum::http::Extensions) -> Option<String> {
     extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| crate::http::ip_prefix(c.0.ip()))

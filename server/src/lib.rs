@@ -15,6 +15,7 @@ pub mod i18n;
 pub mod label;
 pub mod language;
 pub mod pages;
+pub mod patient_chat;
 pub mod patient_pages;
 pub mod patients;
 pub mod registry;
@@ -70,6 +71,9 @@ pub struct ServerConfig {
     /// The bundled manuals folder: on first start the demo patients' packets are made from its
     /// leaflets (`None`: no demo packets).
     pub demo_manuals: Option<PathBuf>,
+    /// The index directory: with `demo_manuals`, lets the server add patients' packet documents to
+    /// the index (a new generation) when the store has documents the index lacks.
+    pub index_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             webhook_backoff: webhook::Backoff::default(),
             retention: retention::Retention::default(),
             demo_manuals: None,
+            index_dir: None,
         }
     }
 }
@@ -142,6 +147,7 @@ pub fn app(state: AppState) -> Router {
         .route("/c/{code}", get(scan::scan).post(patient_pages::verify))
         .route("/patient/signout", post(patient_pages::sign_out))
         .route("/patients", get(patient_pages::packets))
+        .route("/api/patient/chat", post(patient_chat::ask))
         .route("/patients/{packet}/reset", post(patient_pages::reset))
         .route("/m/{manual}", get(site::manual))
         .route("/search", post(site::search))
@@ -235,6 +241,12 @@ pub async fn open(
         state.support.webhook_wake.clone(),
         state.config.webhook_backoff,
     );
+    if patient_chat::ensure_packets_indexed(&state)
+        .await
+        .map_err(|e| e.0)?
+    {
+        tracing::info!("indexed the patients' packet documents into a new generation");
+    }
     let retention = retention::start(state.store.clone(), state.config.retention);
     Ok((
         Running {

@@ -17,10 +17,40 @@ struct Demo {
 }
 
 fn spawn_with_demo_packets() -> (TestApp, Vec<(String, Demo)>) {
-    let app = spawn_app_with(ServerConfig {
+    spawn_demo(ServerConfig {
         demo_manuals: Some(repo().join("manuals")),
         ..ServerConfig::default()
+    })
+}
+
+/// The demo packets with their documents indexed: the server builds a new generation in a copy of
+/// the bundled index (its embedding cache means only the packet documents are embedded).
+fn spawn_with_indexed_packets() -> (TestApp, Vec<(String, Demo)>, tempfile::TempDir) {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&bundled_index_dir(), copy.path());
+    let (app, demos) = spawn_demo(ServerConfig {
+        demo_manuals: Some(repo().join("manuals")),
+        index_dir: Some(copy.path().to_path_buf()),
+        ..ServerConfig::default()
     });
+    (app, demos, copy)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn spawn_demo(config: ServerConfig) -> (TestApp, Vec<(String, Demo)>) {
+    let app = spawn_app_with(config);
     let text = std::fs::read_to_string(app.data.path().join("demo-patients.txt")).unwrap();
     let demos = text
         .lines()
@@ -333,4 +363,129 @@ fn try_open_without_form(
         .filter(|v| !v.is_empty())
         .map(|v| format!("scanaid_patient={v}"));
     (reply, session)
+}
+
+fn packet_of(app: &TestApp, name: &str) -> String {
+    app.rows(&format!(
+        "SELECT k.id FROM packets k JOIN patients p ON p.id = k.patient_id WHERE p.display_name = '{name}'"
+    ))[0][0]
+        .clone()
+}
+
+fn ask_as(app: &TestApp, session: &str, body: &str) -> (u16, serde_json::Value) {
+    let reply = post_json(&app.url("/api/patient/chat"), &[("cookie", session)], body);
+    let json = serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null);
+    (reply.status, json)
+}
+
+#[test]
+fn a_patients_questions_are_answered_from_their_own_documents_and_never_anyone_elses() {
+    let (app, demos, _index) = spawn_with_indexed_packets();
+    let (ana_packet, john_packet) = (
+        packet_of(&app, "Ana García"),
+        packet_of(&app, "John Miller"),
+    );
+    let owned: std::collections::BTreeSet<String> = app
+        .state
+        .index()
+        .chunks()
+        .iter()
+        .filter_map(|c| c.owner.clone())
+        .collect();
+    assert_eq!(
+        owned.len(),
+        3,
+        "each packet's documents are indexed with their owner"
+    );
+
+    let ana = demo(&demos, "Ana García");
+    let (_, ana_session) = try_open(&app, &ana.code, &ana.dob, &ana.pin);
+    let ana_session = ana_session.unwrap();
+    let john = demo(&demos, "John Miller");
+    let (_, john_session) = try_open(&app, &john.code, &john.dob, &john.pin);
+    let john_session = john_session.unwrap();
+
+    // Ana asks in Spanish about her own plan: her document answers, cited.
+    let (status, answer) = ask_as(
+        &app,
+        &ana_session,
+        r#"{"message": "¿cuándo es mi revisión en la consulta de traumatología?"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let cites_own = answer["citations"].as_array().unwrap().iter().any(|c| {
+        c["manual"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("packet-{ana_packet}-"))
+    });
+    assert!(cites_own, "{answer}");
+    assert!(
+        answer["answer"].as_str().unwrap().contains("día 10"),
+        "{answer}"
+    );
+
+    // John's own question finds his plan (so the leak checks below can fail)...
+    let johns_text = "Your dry weight at discharge was 82.4 kg: call the heart failure nurse if you gain more than 1 kg in a day";
+    let body = serde_json::json!({ "message": johns_text }).to_string();
+    let (status, johns) = ask_as(&app, &john_session, &body);
+    assert_eq!(status, 200);
+    assert!(johns.to_string().contains("82.4 kg"), "{johns}");
+
+    // ...but Ana quoting it verbatim gets nothing of John's: not in sentences, snippets or citations.
+    let (status, leaked) = ask_as(&app, &ana_session, &body);
+    assert_eq!(status, 200);
+    let text = leaked.to_string();
+    assert!(!text.contains("82.4"), "{text}");
+    assert!(!text.contains(&john_packet), "{text}");
+    for c in leaked["citations"].as_array().unwrap() {
+        let manual = c["manual"].as_str().unwrap();
+        assert!(
+            !manual.starts_with("packet-") || manual.starts_with(&format!("packet-{ana_packet}-")),
+            "{manual}"
+        );
+    }
+
+    // Nor does anyone without a patient session, by any other route.
+    let public_chat = post_json(
+        &app.url("/api/chat"),
+        &[],
+        &serde_json::json!({"code": PUMP_CODE, "message": johns_text}).to_string(),
+    );
+    assert!(!public_chat.body.contains("82.4"), "{}", public_chat.body);
+    // The search page repeats the query, so it asks without the number it must not reveal.
+    let search = post_form(
+        &app.url("/search"),
+        &[],
+        &[(
+            "q",
+            "dry weight at discharge, call the heart failure nurse if you gain",
+        )],
+    );
+    assert_eq!(search.status, 200);
+    assert!(!search.body.contains("82.4"), "{}", search.body);
+    let docs = app.rows(&format!(
+        "SELECT id FROM packet_documents WHERE packet_id = '{john_packet}'"
+    ));
+    for d in docs {
+        let page = get(&app.url(&format!("/m/packet-{john_packet}-{}", d[0])), &[]);
+        assert_eq!(page.status, 404);
+        assert!(!page.body.contains("82.4"));
+    }
+
+    // Crafted requests: no session, a forged cookie, extra fields asking for another owner.
+    let (status, _) = ask_as(&app, "", r#"{"message": "hi"}"#);
+    assert_eq!(status, 401);
+    let (status, _) = ask_as(&app, "scanaid_patient=forged", r#"{"message": "hi"}"#);
+    assert_eq!(status, 401);
+    let crafted = serde_json::json!({"message": johns_text, "owner": john_packet}).to_string();
+    let (status, refused) = ask_as(&app, &ana_session, &crafted);
+    assert_eq!(status, 422, "{refused}");
+    assert!(!refused.to_string().contains("82.4"));
+    let (status, _) = ask_as(&app, &ana_session, "{not json");
+    assert_eq!(status, 400);
+    assert_eq!(
+        app.rows("SELECT COUNT(*) FROM audit_log WHERE action = 'chat.asked'")[0][0],
+        "3",
+        "each answered question is audited, without its text"
+    );
 }

@@ -1,0 +1,235 @@
+//! Patients' own documents in retrieval, and their chat. Packet documents are indexed with the packet
+//! as `owner`; a patient's question searches with `OwnerScope::PublicAnd(their packet)` and only the
+//! `patient` audience, so it reaches their documents and public patient education and nothing else.
+//! Every other route searches `OwnerScope::Public` and never sees an owned chunk.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use scanaid_indexer::manual::{Manual, ManualMeta};
+use scanaid_indexer::{Filters, Mode, OwnerScope, SearchIndex, SearchRequest};
+
+use crate::chat::{CitationView, SentenceView, MAX_MESSAGE_CHARS};
+use crate::patients::PATIENT_COOKIE;
+use crate::{http, AppError, AppState};
+
+/// The index id of a packet document: unique, and nothing about the patient.
+pub fn document_id(packet: &str, document: i64) -> String {
+    format!("packet-{packet}-{document}")
+}
+
+/// Every packet document as a manual owned by its packet.
+pub async fn packet_manuals(app: &AppState) -> Result<Vec<Manual>, AppError> {
+    let rows: Vec<(String, String, String, i64, String, String)> = sqlx::query_as(
+        "SELECT k.id, k.language, k.created_at, d.id, d.title, d.markdown
+         FROM packet_documents d JOIN packets k ON k.id = d.packet_id ORDER BY d.id",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .map_err(crate::ServerError::from)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(packet, language, created_at, id, title, markdown)| Manual {
+                meta: ManualMeta {
+                    id: document_id(&packet, id),
+                    title,
+                    models: Vec::new(),
+                    audience: vec!["patient".to_string()],
+                    language,
+                    revision: created_at.chars().take(10).collect(),
+                    owner: Some(packet.clone()),
+                },
+                body: markdown,
+                body_line: 1,
+                path: PathBuf::from(format!("packet {packet}")),
+            },
+        )
+        .collect())
+}
+
+/// Makes the served index hold exactly the packet documents the store has: if it does not, builds a
+/// new generation from the manuals folder plus those documents (only new chunks are embedded) and
+/// swaps it in. Needs `config.demo_manuals` and `config.index_dir`; does nothing without them.
+pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
+    let (Some(manuals_dir), Some(index_dir)) = (
+        app.config.demo_manuals.clone(),
+        app.config.index_dir.clone(),
+    ) else {
+        return Ok(false);
+    };
+    let documents = packet_manuals(app).await?;
+    let wanted: BTreeSet<&str> = documents.iter().map(|d| d.meta.id.as_str()).collect();
+    let index = app.index();
+    let indexed: BTreeSet<&str> = index
+        .chunks()
+        .iter()
+        .filter(|c| c.owner.is_some())
+        .map(|c| c.manual_id.as_str())
+        .collect();
+    if wanted == indexed {
+        return Ok(false);
+    }
+    let embedder = app.embedder.clone();
+    let rebuilt = tokio::task::spawn_blocking(move || {
+        scanaid_indexer::index_corpus(
+            &manuals_dir,
+            &documents,
+            &index_dir,
+            embedder.as_ref(),
+            scanaid_indexer::ChunkingConfig::default(),
+            &mut |_, _| {},
+        )?;
+        SearchIndex::open_for(&index_dir, embedder.as_ref())
+    })
+    .await??;
+    *app.index.write().expect("index lock") = Arc::new(rebuilt);
+    Ok(true)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientQuestion {
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PatientAnswer {
+    pub answer: String,
+    pub sentences: Vec<SentenceView>,
+    pub citations: Vec<CitationView>,
+    pub confidence: f64,
+    pub unsure: bool,
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// `POST /api/patient/chat {"message"}`: a question from a signed-in patient, answered from their
+/// own documents and public patient education, in their packet's language first. The question is
+/// not stored.
+pub async fn ask(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    body: Result<Json<PatientQuestion>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, AppError> {
+    let packet = match http::cookie(&headers, PATIENT_COOKIE) {
+        Some(token) => app.store.patient_session(token).await?,
+        None => None,
+    };
+    let Some(packet) = packet else {
+        return Ok(refuse(
+            StatusCode::UNAUTHORIZED,
+            "open your instructions first: scan the code on your papers",
+        ));
+    };
+    let Some(packet) = app.store.packet(&packet).await? else {
+        return Ok(refuse(
+            StatusCode::UNAUTHORIZED,
+            "this packet no longer exists",
+        ));
+    };
+    let question = match body {
+        Ok(Json(q)) => q.message.trim().to_string(),
+        Err(rejection) => {
+            return Ok(refuse(
+                rejection.status(),
+                &format!("the request is not a question: {}", rejection.body_text()),
+            ))
+        }
+    };
+    if question.is_empty() || question.chars().count() > MAX_MESSAGE_CHARS {
+        return Ok(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("a question is 1 to {MAX_MESSAGE_CHARS} characters"),
+        ));
+    }
+    let client = crate::chat::client_of(&extensions);
+    if app
+        .chat
+        .over_limit(Some(&format!("packet:{}", packet.id)), client.as_deref())
+        .is_some()
+    {
+        return Ok(refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many questions; try again in a few minutes, or call the number on your papers",
+        ));
+    }
+    let search = SearchRequest {
+        query: question,
+        history: Vec::new(),
+        filters: Filters {
+            audiences: vec!["patient".to_string()],
+            owner: OwnerScope::PublicAnd(packet.id.clone()),
+            ..Filters::default()
+        },
+        limit: 20,
+        mode: Mode::Hybrid,
+    };
+    let reply =
+        match crate::chat::run_assistant(&app, search, Some(packet.language.clone())).await? {
+            Ok(reply) => reply,
+            Err((status, message)) => return Ok(refuse(status, &message)),
+        };
+    let own_page = format!("/c/{}", packet.code);
+    let citations: Vec<CitationView> = reply
+        .extract
+        .citations
+        .iter()
+        .map(|c| CitationView {
+            n: c.n,
+            manual: c.manual_id.clone(),
+            manual_title: c.manual_title.clone(),
+            revision: c.revision.clone(),
+            section: c.section.clone(),
+            // Their own documents are on their packet's page; leaflets have public pages.
+            url: if c.manual_id.starts_with("packet-") {
+                own_page.clone()
+            } else {
+                format!("/m/{}#{}", c.manual_id, c.anchor)
+            },
+            snippet: c.snippet.clone(),
+        })
+        .collect();
+    let sentences: Vec<SentenceView> = reply
+        .extract
+        .sentences
+        .iter()
+        .map(|s| SentenceView {
+            text: s.text.clone(),
+            citation: s.citation,
+        })
+        .collect();
+    app.store
+        .audit(
+            "patient",
+            "chat.asked",
+            Some(&packet.id),
+            "",
+            client.as_deref(),
+        )
+        .await?;
+    Ok(crate::account::no_store(
+        Json(PatientAnswer {
+            answer: sentences
+                .iter()
+                .map(|s| format!("{} [{}]", s.text, s.citation))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            sentences,
+            citations,
+            confidence: reply.confidence,
+            unsure: reply.unsure,
+        })
+        .into_response(),
+    ))
+}
