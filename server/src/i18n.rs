@@ -51,6 +51,8 @@ pub struct Strings {
     pub patient_locked: &'static str,
     pub patient_client_limit: &'static str,
     pub patient_private: &'static str,
+    pub patient_ask: &'static str,
+    pub patient_unsure: &'static str,
 }
 
 pub const EN: Strings = Strings {
@@ -100,6 +102,8 @@ pub const EN: Strings = Strings {
     patient_locked: "These instructions are locked after {max} wrong attempts. Call the phone number on your discharge papers: the ward can unlock them.",
     patient_client_limit: "Too many attempts from this connection. Wait 15 minutes, or call the phone number on your discharge papers.",
     patient_private: "Only you can see this page. Sign out when you are done, especially on a shared phone.",
+    patient_ask: "Ask about your instructions",
+    patient_unsure: "I am not sure your instructions answer this. For anything urgent, call the number on your papers.",
 };
 
 pub const ES: Strings = Strings {
@@ -149,6 +153,8 @@ pub const ES: Strings = Strings {
     patient_locked: "Estas instrucciones están bloqueadas tras {max} intentos fallidos. Llame al teléfono de sus papeles de alta: en la planta pueden desbloquearlas.",
     patient_client_limit: "Demasiados intentos desde esta conexión. Espere 15 minutos o llame al teléfono de sus papeles de alta.",
     patient_private: "Solo usted puede ver esta página. Cierre la sesión al terminar, sobre todo en un teléfono compartido.",
+    patient_ask: "Pregunte sobre sus instrucciones",
+    patient_unsure: "No estoy seguro de que sus instrucciones respondan a esto. Si es urgente, llame al teléfono de sus papeles.",
 };
 
 /// Languages with interface strings.

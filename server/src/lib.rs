@@ -148,6 +148,7 @@ pub fn app(state: AppState) -> Router {
         .route("/patient/signout", post(patient_pages::sign_out))
         .route("/patients", get(patient_pages::packets))
         .route("/api/patient/chat", post(patient_chat::ask))
+        .route("/patient/ask", post(patient_pages::ask_form))
         .route("/patients/{packet}/reset", post(patient_pages::reset))
         .route("/m/{manual}", get(site::manual))
         .route("/search", post(site::search))

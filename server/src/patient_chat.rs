@@ -122,24 +122,14 @@ pub async fn ask(
     extensions: axum::http::Extensions,
     body: Result<Json<PatientQuestion>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
-    let packet = match http::cookie(&headers, PATIENT_COOKIE) {
-        Some(token) => app.store.patient_session(token).await?,
-        None => None,
-    };
-    let Some(packet) = packet else {
+    let Some(packet) = session_packet(&app, &headers).await? else {
         return Ok(refuse(
             StatusCode::UNAUTHORIZED,
             "open your instructions first: scan the code on your papers",
         ));
     };
-    let Some(packet) = app.store.packet(&packet).await? else {
-        return Ok(refuse(
-            StatusCode::UNAUTHORIZED,
-            "this packet no longer exists",
-        ));
-    };
     let question = match body {
-        Ok(Json(q)) => q.message.trim().to_string(),
+        Ok(Json(q)) => q.message,
         Err(rejection) => {
             return Ok(refuse(
                 rejection.status(),
@@ -147,22 +137,54 @@ pub async fn ask(
             ))
         }
     };
-    if question.is_empty() || question.chars().count() > MAX_MESSAGE_CHARS {
-        return Ok(refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("a question is 1 to {MAX_MESSAGE_CHARS} characters"),
-        ));
-    }
     let client = crate::chat::client_of(&extensions);
+    Ok(
+        match answer_patient(&app, &packet, &question, client.as_deref()).await? {
+            Ok(answer) => crate::account::no_store(Json(answer).into_response()),
+            Err((status, message)) => refuse(status, &message),
+        },
+    )
+}
+
+/// The packet of the request's live patient session.
+pub async fn session_packet(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<crate::patients::PacketRecord>, AppError> {
+    let packet = match http::cookie(headers, PATIENT_COOKIE) {
+        Some(token) => app.store.patient_session(token).await?,
+        None => None,
+    };
+    Ok(match packet {
+        Some(id) => app.store.packet(&id).await?,
+        None => None,
+    })
+}
+
+/// Answers one patient question about their packet: the core of the JSON API and the page's form.
+pub async fn answer_patient(
+    app: &AppState,
+    packet: &crate::patients::PacketRecord,
+    question: &str,
+    client: Option<&str>,
+) -> Result<Result<PatientAnswer, crate::chat::Refusal>, AppError> {
+    let question = question.trim().to_string();
+    if question.is_empty() || question.chars().count() > MAX_MESSAGE_CHARS {
+        return Ok(Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("a question is 1 to {MAX_MESSAGE_CHARS} characters"),
+        )));
+    }
     if app
         .chat
-        .over_limit(Some(&format!("packet:{}", packet.id)), client.as_deref())
+        .over_limit(Some(&format!("packet:{}", packet.id)), client)
         .is_some()
     {
-        return Ok(refuse(
+        return Ok(Err((
             StatusCode::TOO_MANY_REQUESTS,
-            "too many questions; try again in a few minutes, or call the number on your papers",
-        ));
+            "too many questions; try again in a few minutes, or call the number on your papers"
+                .to_string(),
+        )));
     }
     let search = SearchRequest {
         query: question,
@@ -175,11 +197,11 @@ pub async fn ask(
         limit: 20,
         mode: Mode::Hybrid,
     };
-    let reply =
-        match crate::chat::run_assistant(&app, search, Some(packet.language.clone())).await? {
-            Ok(reply) => reply,
-            Err((status, message)) => return Ok(refuse(status, &message)),
-        };
+    let reply = match crate::chat::run_assistant(app, search, Some(packet.language.clone())).await?
+    {
+        Ok(reply) => reply,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     let own_page = format!("/c/{}", packet.code);
     let citations: Vec<CitationView> = reply
         .extract
@@ -210,26 +232,17 @@ pub async fn ask(
         })
         .collect();
     app.store
-        .audit(
-            "patient",
-            "chat.asked",
-            Some(&packet.id),
-            "",
-            client.as_deref(),
-        )
+        .audit("patient", "chat.asked", Some(&packet.id), "", client)
         .await?;
-    Ok(crate::account::no_store(
-        Json(PatientAnswer {
-            answer: sentences
-                .iter()
-                .map(|s| format!("{} [{}]", s.text, s.citation))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            sentences,
-            citations,
-            confidence: reply.confidence,
-            unsure: reply.unsure,
-        })
-        .into_response(),
-    ))
+    Ok(Ok(PatientAnswer {
+        answer: sentences
+            .iter()
+            .map(|s| format!("{} [{}]", s.text, s.citation))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        sentences,
+        citations,
+        confidence: reply.confidence,
+        unsure: reply.unsure,
+    }))
 }

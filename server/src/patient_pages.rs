@@ -41,6 +41,10 @@ pub struct PatientPage {
     pub name: String,
     pub csrf: String,
     pub documents: Vec<DocumentView>,
+    /// The question just asked on the page, its answer, or why it could not be answered.
+    pub question: String,
+    pub answer: Option<crate::patient_chat::PatientAnswer>,
+    pub error: String,
 }
 
 /// The packet a request's patient cookie opens, if the session is live.
@@ -71,7 +75,10 @@ pub async fn scan_packet(
     if session_packet(app, headers).await?.as_deref() == Some(packet.id.as_str()) {
         event.destination = "discharge:instructions".to_string();
         let token = http::cookie(headers, PATIENT_COOKIE).unwrap_or_default();
-        return Ok((instructions(app, &packet, token).await?, event));
+        return Ok((
+            instructions(app, &packet, token, Asked::default()).await?,
+            event,
+        ));
     }
     event.destination = "discharge:verify".to_string();
     Ok((
@@ -80,10 +87,19 @@ pub async fn scan_packet(
     ))
 }
 
+/// A question asked on the page and what came of it.
+#[derive(Default)]
+pub struct Asked {
+    pub question: String,
+    pub answer: Option<crate::patient_chat::PatientAnswer>,
+    pub error: String,
+}
+
 async fn instructions(
     app: &AppState,
     packet: &PacketRecord,
     token: &str,
+    asked: Asked,
 ) -> Result<Response, AppError> {
     let documents = app
         .store
@@ -101,6 +117,9 @@ async fn instructions(
         name: packet.display_name.clone(),
         csrf: auth::csrf_for_session(token),
         documents,
+        question: asked.question,
+        answer: asked.answer,
+        error: asked.error,
     }
     .render()?;
     Ok(no_store(Html(page).into_response()))
@@ -228,6 +247,50 @@ pub async fn verify(
             verify_form(&packet, StatusCode::LOCKED, &message, true)
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AskForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// `POST /patient/ask`: the page's question box, without JavaScript; the page comes back with the
+/// answer above the instructions.
+pub async fn ask_form(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    Form(form): Form<AskForm>,
+) -> Result<Response, AppError> {
+    let (Some(token), Some(packet)) = (
+        http::cookie(&headers, PATIENT_COOKIE),
+        crate::patient_chat::session_packet(&app, &headers).await?,
+    ) else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    if !auth::tokens_match(&auth::csrf_for_session(token), &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    let client = crate::chat::client_of(&extensions);
+    let asked =
+        match crate::patient_chat::answer_patient(&app, &packet, &form.message, client.as_deref())
+            .await?
+        {
+            Ok(answer) => Asked {
+                question: form.message.trim().to_string(),
+                answer: Some(answer),
+                error: String::new(),
+            },
+            Err((_, message)) => Asked {
+                question: form.message.trim().to_string(),
+                answer: None,
+                error: message,
+            },
+        };
+    instructions(&app, &packet, token, asked).await
 }
 
 /// `POST /patient/signout`.

@@ -197,3 +197,70 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
     let shot = screenshots_dir().join("chat-agent-reply-375x812.png");
     std::fs::write(&shot, person.screenshot_png()).unwrap();
 }
+
+/// A patient at home, on a phone, in Spanish: scan the packet's code, give date of birth and PIN,
+/// read their own instructions, ask in Spanish and get an answer that cites their document. Then a
+/// stranger with the same paper but wrong PINs ends at the lock.
+#[test]
+fn a_patient_opens_their_spanish_instructions_asks_and_a_stranger_is_locked_out() {
+    use common::webdriver::Driver;
+    use std::time::Duration;
+    let wait = Duration::from_secs(60);
+    let (app, demos, _index) = spawn_with_indexed_packets();
+    let ana = demo(&demos, "Ana García");
+    let driver = Driver::start();
+
+    let phone = driver.phone(375, 812, IPHONE);
+    phone.goto(&app.url(&format!("/c/{}", ana.code)));
+    phone.wait_for("#verify", wait);
+    assert_eq!(phone.run("return document.documentElement.lang;"), "es");
+    // The date input's typing order depends on the browser's locale; the value is what matters.
+    phone.run(&format!(
+        "document.getElementById('dob').value = {:?}; return true;",
+        ana.dob
+    ));
+    phone.wait_for("#pin", wait).type_text(&ana.pin);
+    phone.wait_for("#verify button[type=submit]", wait).click();
+    let name = phone.wait_for("#patient-name", wait);
+    assert_eq!(name.text(), "Ana García");
+    assert!(phone
+        .find_all(".document h2")
+        .iter()
+        .any(|h| h.text().contains("Indicaciones de su equipo")));
+
+    phone
+        .wait_for("form.ask #q", wait)
+        .type_text("¿cuándo tengo la revisión de traumatología?");
+    phone.wait_for("form.ask button[type=submit]", wait).click();
+    let sentence = phone.wait_for("#patient-answer .sentence", wait);
+    assert!(sentence.text().contains("día 10"), "{}", sentence.text());
+    assert!(!phone
+        .find_all("#patient-answer .sentence a.cite")
+        .is_empty());
+    let shot = screenshots_dir().join("patient-answer-es-375x812.png");
+    std::fs::write(&shot, phone.screenshot_png()).unwrap();
+
+    // A stranger's phone: five wrong PINs, then the lock and no form.
+    let stranger = driver.phone(375, 812, ANDROID);
+    stranger.goto(&app.url(&format!("/c/{}", ana.code)));
+    let wrong = if ana.pin == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..5 {
+        stranger.wait_for("#verify", wait);
+        stranger.run("document.getElementById('dob').value = '1990-01-01'; return true;");
+        stranger.wait_for("#pin", wait).type_text(wrong);
+        stranger
+            .wait_for("#verify button[type=submit]", wait)
+            .click();
+        stranger.wait_for("#verify-error", wait);
+    }
+    let error = stranger.wait_for("#verify-error", wait).text();
+    assert!(error.contains("bloqueadas"), "{error}");
+    assert!(
+        stranger.find_all("#verify").is_empty(),
+        "no form on a locked packet"
+    );
+}

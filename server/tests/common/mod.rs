@@ -309,3 +309,68 @@ pub fn raw_request(app: &TestApp, request: &str) -> String {
     }
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+// Discharge packets: the demo patients, as tests reach them.
+
+/// One demo patient as the demo file lists them.
+pub struct Demo {
+    pub code: String,
+    pub dob: String,
+    pub pin: String,
+}
+
+pub fn spawn_with_demo_packets() -> (TestApp, Vec<(String, Demo)>) {
+    spawn_demo(ServerConfig {
+        demo_manuals: Some(repo().join("manuals")),
+        ..ServerConfig::default()
+    })
+}
+
+/// The demo packets with their documents indexed: the server builds a new generation in a copy of
+/// the bundled index (its embedding cache means only the packet documents are embedded).
+pub fn spawn_with_indexed_packets() -> (TestApp, Vec<(String, Demo)>, tempfile::TempDir) {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&bundled_index_dir(), copy.path());
+    let (app, demos) = spawn_demo(ServerConfig {
+        demo_manuals: Some(repo().join("manuals")),
+        index_dir: Some(copy.path().to_path_buf()),
+        ..ServerConfig::default()
+    });
+    (app, demos, copy)
+}
+
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+pub fn spawn_demo(config: ServerConfig) -> (TestApp, Vec<(String, Demo)>) {
+    let app = spawn_app_with(config);
+    let text = std::fs::read_to_string(app.data.path().join("demo-patients.txt")).unwrap();
+    let demos = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (name, rest) = l.split_once(": ").unwrap();
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let code = words[0].rsplit('/').next().unwrap().to_string();
+            let dob = words[words.iter().position(|w| *w == "birth").unwrap() + 1].to_string();
+            let pin = words[words.iter().position(|w| *w == "PIN").unwrap() + 1].to_string();
+            (name.to_string(), Demo { code, dob, pin })
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(demos.len(), 3, "{text}");
+    (app, demos)
+}
+
+pub fn demo<'a>(demos: &'a [(String, Demo)], name: &str) -> &'a Demo {
+    &demos.iter().find(|(n, _)| n == name).unwrap().1
+}
