@@ -14,6 +14,7 @@ pub mod http;
 pub mod i18n;
 pub mod label;
 pub mod language;
+pub mod packet_admin;
 pub mod pages;
 pub mod patient_chat;
 pub mod patient_pages;
@@ -106,6 +107,8 @@ pub struct Inner {
     pub chat: chat::ChatEngine,
     /// Ticket events to agents' consoles, people's chats and webhooks.
     pub support: support::Hub,
+    /// Held while a new index generation is built, so two builds never race in one directory.
+    pub reindex: tokio::sync::Mutex<()>,
     /// Role page content per index generation (see `pages::PageCache`).
     pub pages: pages::PageCache,
     /// Failed sign-ins per username.
@@ -147,6 +150,10 @@ pub fn app(state: AppState) -> Router {
         .route("/c/{code}", get(scan::scan).post(patient_pages::verify))
         .route("/patient/signout", post(patient_pages::sign_out))
         .route("/patients", get(patient_pages::packets))
+        .route(
+            "/patients/new",
+            get(packet_admin::new_form).post(packet_admin::create),
+        )
         .route("/api/patient/chat", post(patient_chat::ask))
         .route("/patient/ask", post(patient_pages::ask_form))
         .route("/patients/{packet}/reset", post(patient_pages::reset))
@@ -236,6 +243,7 @@ pub async fn open(
         ),
         pages: pages::PageCache::default(),
         support: support::Hub::default(),
+        reindex: tokio::sync::Mutex::new(()),
     }));
     let webhooks = webhook::start(
         state.store.clone(),

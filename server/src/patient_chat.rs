@@ -65,6 +65,7 @@ pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
     ) else {
         return Ok(false);
     };
+    let _building = app.reindex.lock().await;
     let documents = packet_manuals(app).await?;
     let wanted: BTreeSet<&str> = documents.iter().map(|d| d.meta.id.as_str()).collect();
     let index = app.index();

@@ -425,3 +425,219 @@ fn a_patients_questions_are_answered_from_their_own_documents_and_never_anyone_e
         "each answered question is audited, without its text"
     );
 }
+
+/// Throws malformed requests at every patient endpoint: bytes that are not UTF-8, broken percent
+/// encodings, huge fields, JSON of the wrong shape, content types that do not match, forged and
+/// replayed cookies. Every answer is a clear 4xx (or a redirect), never a 5xx or a dropped
+/// connection, and no packet opens.
+#[test]
+fn malformed_input_at_the_patient_endpoints_gets_only_clear_4xx_answers() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let (app, demos) = spawn_with_demo_packets();
+    let ana = demo(&demos, "Ana García");
+    // A session that existed and was signed out: replaying it must open nothing.
+    let (_, replayed) = try_open(&app, &ana.code, &ana.dob, &ana.pin);
+    let replayed = replayed.unwrap();
+    let page = get(
+        &app.url(&format!("/c/{}", ana.code)),
+        &[("cookie", &replayed)],
+    );
+    let csrf = page.hidden("csrf").unwrap();
+    post_form(
+        &app.url("/patient/signout"),
+        &[("cookie", &replayed)],
+        &[("csrf", &csrf)],
+    );
+
+    let paths = vec![
+        format!("/c/{}", ana.code),
+        "/patient/ask".to_string(),
+        "/api/patient/chat".to_string(),
+        "/patient/signout".to_string(),
+        format!("/patients/{}/reset", "x".repeat(40)),
+    ];
+    let bodies = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..512),
+        "[a-z%=&+]{0,64}(%[0-9A-Fa-fZz]{0,2}){0,4}".prop_map(String::into_bytes),
+        Just(b"dob=1958-03-14&pin=%FF%FE&csrf=x".to_vec()),
+        Just(b"dob=%00%00&pin=123456&csrf=".to_vec()),
+        Just(b"{\"message\": 5}".to_vec()),
+        Just(b"{\"message\": [\"a\"], \"owner\": null}".to_vec()),
+        Just(b"[]".to_vec()),
+        Just(b"null".to_vec()),
+        Just(format!("message={}", "a".repeat(5000)).into_bytes()),
+        Just(format!("{{\"message\": \"{}\"}}", "\\u0000".repeat(300)).into_bytes()),
+    ];
+    let content_types = prop_oneof![
+        Just("application/x-www-form-urlencoded"),
+        Just("application/json"),
+        Just("text/plain; charset=utf-16"),
+        Just("multipart/form-data; boundary=x"),
+    ];
+    let cookies = prop_oneof![
+        Just(String::new()),
+        Just(replayed.clone()),
+        "[A-Za-z0-9]{0,80}".prop_map(|v| format!("scanaid_patient={v}")),
+        "[A-Za-z0-9]{0,40}".prop_map(|v| format!("scanaid_patient={v}; scanaid_csrf={v}")),
+        Just(format!("scanaid_patient={}", "9".repeat(3000))),
+    ];
+    let mut runner = TestRunner::new(Config {
+        cases: 160,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(
+                proptest::sample::select(paths),
+                bodies,
+                content_types,
+                cookies,
+            ),
+            |(path, body, content_type, cookie)| {
+                let mut headers = vec![("content-type", content_type)];
+                if !cookie.is_empty() {
+                    headers.push(("cookie", cookie.as_str()));
+                }
+                let status = send_bytes("POST", &app.url(&path), &headers, &body);
+                prop_assert!(
+                    (300..500).contains(&status),
+                    "POST {} ({}) answered {}",
+                    path,
+                    content_type,
+                    status
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+
+    // The server is still up, no packet opened, and nothing malformed was counted as a guess
+    // beyond the limit: the packet is still usable by its patient.
+    assert_eq!(get(&app.url("/healthz"), &[]).status, 200);
+    assert_eq!(
+        app.rows("SELECT COUNT(*) FROM audit_log WHERE action = 'access.granted'")[0][0],
+        "1",
+        "only the one right attempt above ever opened a packet"
+    );
+}
+
+#[test]
+fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it() {
+    let (app, _demos, _index) = spawn_with_indexed_packets();
+    let technician = staff_cookie(&app, "tech7", Role::Technician);
+    assert_eq!(
+        get(&app.url("/patients/new"), &[("cookie", &technician)]).status,
+        403
+    );
+    let clinician = staff_cookie(&app, "nurse2", Role::Clinician);
+    let form = get(&app.url("/patients/new"), &[("cookie", &clinician)]);
+    assert_eq!(form.status, 200);
+    assert!(
+        form.body.contains("value=\"rodilla-regreso-a-casa-es\""),
+        "the leaflets are offered"
+    );
+    let csrf = form.hidden("csrf").unwrap();
+    let before = app.rows("SELECT COUNT(*) FROM packets")[0][0].clone();
+
+    // Everything wrong at once: every problem is listed, nothing is created.
+    let bad = post_form(
+        &app.url("/patients/new"),
+        &[("cookie", &clinician)],
+        &[
+            ("csrf", &csrf),
+            ("name", ""),
+            ("dob", "2999-01-01"),
+            ("language", "fr"),
+            ("template", "no-such-leaflet"),
+        ],
+    );
+    assert_eq!(bad.status, 422);
+    for problem in [
+        "name is 1 to",
+        "in the future",
+        "language is one of",
+        "There is no leaflet &#34;no-such-leaflet&#34;",
+    ] {
+        assert!(bad.body.contains(problem), "{problem}: {}", bad.body);
+    }
+    assert_eq!(app.rows("SELECT COUNT(*) FROM packets")[0][0], before);
+
+    let made = post_form(
+        &app.url("/patients/new"),
+        &[("cookie", &clinician)],
+        &[
+            ("csrf", &csrf),
+            ("name", "María López"),
+            ("dob", "1970-05-05"),
+            ("language", "es"),
+            ("template", "rodilla-regreso-a-casa-es"),
+            (
+                "note",
+                "## Medicación\n\nTome paracetamol 1 g cada 8 horas durante 5 días.",
+            ),
+        ],
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(made.body.contains("<svg"), "the printable label");
+    let pin = between(&made.body, "<p class=\"big\" id=\"pin\">", "<");
+    let url = between(&made.body, "<code id=\"packet-url\">", "<");
+    let code = url.rsplit('/').next().unwrap().to_string();
+    assert_eq!(code.len(), 23);
+    assert!(
+        !made.body.contains("1970-05-05"),
+        "the date of birth is not echoed back"
+    );
+    assert_eq!(
+        app.rows(
+            "SELECT actor FROM audit_log WHERE action = 'packet.created' ORDER BY id DESC LIMIT 1"
+        ),
+        vec![vec!["nurse2".to_string()]]
+    );
+
+    // The patient opens it with the factors the clinician set and was given.
+    let (opened, session) = try_open(&app, &code, "1970-05-05", &pin);
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    let session = session.unwrap();
+    let page = get(&app.url(&format!("/c/{code}")), &[("cookie", &session)]);
+    assert!(page.body.contains("María López"));
+    assert!(page.body.contains("paracetamol 1 g cada 8 horas"));
+
+    // Once the background indexing is done, the chat answers from the new note.
+    let packet = app.rows(&format!("SELECT id FROM packets WHERE code = '{code}'"))[0][0].clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !app
+        .state
+        .index()
+        .chunks()
+        .iter()
+        .any(|c| c.owner.as_deref() == Some(packet.as_str()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new packet was never indexed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (status, answer) = ask_as(
+        &app,
+        &session,
+        r#"{"message": "¿cada cuántas horas tomo el paracetamol?"}"#,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        answer["answer"].as_str().unwrap().contains("cada 8 horas"),
+        "{answer}"
+    );
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {text}"))
+        + start.len();
+    let to = text[from..].find(end).unwrap() + from;
+    &text[from..to]
+}

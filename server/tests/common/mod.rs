@@ -272,6 +272,20 @@ pub fn post_form(url: &str, headers: &[(&str, &str)], form: &[(&str, &str)]) -> 
     reply(request.send_form(form))
 }
 
+/// Sends any bytes with any content type (fuzzing); the status, or 0 when the server dropped the
+/// connection without an answer.
+pub fn send_bytes(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> u16 {
+    let mut request = agent().request(method, url);
+    for (k, v) in headers {
+        request = request.set(k, v);
+    }
+    match request.send_bytes(body) {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(status, _)) => status,
+        Err(_) => 0,
+    }
+}
+
 /// POSTs `body` as JSON (raw text, so tests can send broken JSON too).
 pub fn post_json(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
     let mut request = agent().post(url).set("content-type", "application/json");

@@ -1,0 +1,287 @@
+//! Clinicians create discharge packets in the browser: the patient's name and date of birth, the
+//! language, bundled leaflets to start from and a personal note. The result page shows, once, the
+//! printable label (the QR code) and the PIN slip; the packet's documents are indexed in the
+//! background so the patient's questions can be answered from them.
+
+use askama::Template;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::account::{no_store, require_role};
+use crate::auth::{self, SignedIn};
+use crate::patients::{normalise_dob, NewDocument, NewPacket};
+use crate::roles::Role;
+use crate::{AppError, AppState};
+
+/// Longest personal note, in characters.
+pub const MAX_NOTE_CHARS: usize = 20_000;
+const MAX_NAME_CHARS: usize = 120;
+
+/// A bundled leaflet a packet can start from.
+pub struct LeafletChoice {
+    pub id: String,
+    pub title: String,
+    pub language: String,
+}
+
+#[derive(Template)]
+#[template(path = "patients_new.html")]
+pub struct NewPacketPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub errors: Vec<String>,
+    pub templates: Vec<LeafletChoice>,
+    pub name: String,
+    pub dob: String,
+    pub language: String,
+    pub note: String,
+}
+
+#[derive(Template)]
+#[template(path = "patients_created.html")]
+pub struct CreatedPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub url: String,
+    pub code: String,
+    pub pin: String,
+    pub label_svg: String,
+    pub documents: usize,
+}
+
+async fn require_clinician(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Result<SignedIn, Response>, AppError> {
+    require_role(
+        app,
+        headers,
+        &[Role::Clinician, Role::Admin],
+        "Discharge packets are for clinicians.",
+    )
+    .await
+}
+
+/// The bundled patient leaflets (`manuals/patient/*.md`), parsed.
+fn leaflets(app: &AppState) -> Vec<scanaid_indexer::manual::Manual> {
+    let Some(dir) = app.config.demo_manuals.as_ref().map(|d| d.join("patient")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .filter_map(|p| {
+            let bytes = std::fs::read(&p).ok()?;
+            scanaid_indexer::manual::parse_manual(&p, &bytes).ok()
+        })
+        .collect();
+    found.sort_by(|a, b| a.meta.title.cmp(&b.meta.title));
+    found
+}
+
+fn form_page(
+    app: &AppState,
+    me: &SignedIn,
+    status: StatusCode,
+    errors: Vec<String>,
+    form: &NewPacketForm,
+) -> Result<Response, AppError> {
+    let page = NewPacketPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        errors,
+        templates: leaflets(app)
+            .into_iter()
+            .map(|m| LeafletChoice {
+                id: m.meta.id,
+                title: m.meta.title,
+                language: m.meta.language,
+            })
+            .collect(),
+        name: form.name.clone(),
+        dob: form.dob.clone(),
+        language: form.language.clone(),
+        note: form.note.clone(),
+    }
+    .render()?;
+    Ok(no_store((status, Html(page)).into_response()))
+}
+
+/// `GET /patients/new`.
+pub async fn new_form(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let me = match require_clinician(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    let empty = NewPacketForm {
+        language: "en".to_string(),
+        ..NewPacketForm::default()
+    };
+    form_page(&app, &me, StatusCode::OK, Vec::new(), &empty)
+}
+
+/// The form as posted. Leaflets come as repeated `template` fields, so the body is read as pairs.
+#[derive(Debug, Default, Clone)]
+pub struct NewPacketForm {
+    pub csrf: String,
+    pub name: String,
+    pub dob: String,
+    pub language: String,
+    pub note: String,
+    pub templates: Vec<String>,
+}
+
+impl NewPacketForm {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut form = NewPacketForm::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "csrf" => form.csrf = v,
+                "name" => form.name = v,
+                "dob" => form.dob = v,
+                "language" => form.language = v,
+                "note" => form.note = v,
+                "template" => form.templates.push(v),
+                _ => {}
+            }
+        }
+        form
+    }
+}
+
+/// `POST /patients/new`: validates everything and says what is wrong, or creates the packet and
+/// shows its label and PIN once.
+pub async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let me = match require_clinician(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    let form = NewPacketForm::from_pairs(pairs);
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    let mut errors = Vec::new();
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        errors.push(format!(
+            "The patient's name is 1 to {MAX_NAME_CHARS} characters."
+        ));
+    }
+    let dob = normalise_dob(&form.dob);
+    match &dob {
+        None => errors.push("The date of birth is not a date (YYYY-MM-DD).".to_string()),
+        Some(d) if d.as_str() > chrono::Utc::now().format("%Y-%m-%d").to_string().as_str() => {
+            errors.push("The date of birth is in the future.".to_string())
+        }
+        Some(_) => {}
+    }
+    if !crate::i18n::UI_LANGUAGES.contains(&form.language.as_str()) {
+        errors.push(format!(
+            "The language is one of: {}.",
+            crate::i18n::UI_LANGUAGES.join(", ")
+        ));
+    }
+    if form.note.chars().count() > MAX_NOTE_CHARS {
+        errors.push(format!(
+            "The personal note is at most {MAX_NOTE_CHARS} characters."
+        ));
+    }
+    let available = leaflets(&app);
+    let mut documents = Vec::new();
+    if !form.note.trim().is_empty() {
+        documents.push(NewDocument {
+            title: if form.language == "es" {
+                "Indicaciones de su equipo".to_string()
+            } else {
+                "From your care team".to_string()
+            },
+            markdown: form.note.trim().to_string(),
+            template: None,
+        });
+    }
+    for id in &form.templates {
+        match available.iter().find(|m| &m.meta.id == id) {
+            Some(m) => documents.push(NewDocument {
+                title: m.meta.title.clone(),
+                markdown: m.body.clone(),
+                template: Some(m.meta.id.clone()),
+            }),
+            None => errors.push(format!("There is no leaflet {id:?}.")),
+        }
+    }
+    if documents.is_empty() {
+        errors.push("Add a personal note or pick at least one leaflet.".to_string());
+    }
+    if !errors.is_empty() {
+        return form_page(&app, &me, StatusCode::UNPROCESSABLE_ENTITY, errors, &form);
+    }
+    let created = app
+        .store
+        .create_packet(&NewPacket {
+            patient_name: name.to_string(),
+            dob: dob.expect("checked above"),
+            language: form.language.clone(),
+            documents,
+            created_by: me.username.clone(),
+        })
+        .await?;
+    // Indexing takes seconds; the clinician gets the label now.
+    let background = app.clone();
+    tokio::spawn(async move {
+        if let Err(error) = crate::patient_chat::ensure_packets_indexed(&background).await {
+            tracing::error!(error = ?error.0, "indexing a new packet's documents");
+        }
+    });
+    let url = format!(
+        "{}/c/{}",
+        app.config.public_url.trim_end_matches('/'),
+        created.code
+    );
+    let label = crate::label::Label {
+        url: url.clone(),
+        title: if form.language == "es" {
+            "Sus instrucciones al alta".to_string()
+        } else {
+            "Your discharge instructions".to_string()
+        },
+        line: if form.language == "es" {
+            "Escanee para ver sus instrucciones".to_string()
+        } else {
+            "Scan for your instructions".to_string()
+        },
+        code: created.code.clone(),
+    };
+    let label_svg = crate::label::svg(&label).map_err(|reason| {
+        AppError(crate::ServerError::Registry {
+            path: "label".into(),
+            reason,
+        })
+    })?;
+    let documents = app.store.packet_documents(&created.packet_id).await?.len();
+    let page = CreatedPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        url,
+        code: created.code,
+        pin: created.pin,
+        label_svg,
+        documents,
+    }
+    .render()?;
+    Ok(no_store(Html(page).into_response()))
+}
