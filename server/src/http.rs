@@ -106,6 +106,18 @@ pub async fn reject_oversized_bodies(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Tells browsers to use HTTPS only, for a year: added when the server is told it is served over
+/// TLS (`--secure-cookies`, directly or behind a proxy), never over plain HTTP where it would be
+/// ignored or, on a shared host name, harmful.
+pub async fn strict_transport_security(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        "strict-transport-security",
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    response
+}
+
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();

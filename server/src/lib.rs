@@ -145,7 +145,8 @@ impl AppState {
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let served_over_tls = state.config.secure_cookies;
+    let router = Router::new()
         .route("/", get(site::home))
         .route("/c/{code}", get(scan::scan).post(patient_pages::verify))
         .route("/patient/signout", post(patient_pages::sign_out))
@@ -157,6 +158,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/patient/chat", post(patient_chat::ask))
         .route("/patient/ask", post(patient_pages::ask_form))
         .route("/patients/{packet}/reset", post(patient_pages::reset))
+        .route("/patients/{packet}/delete", post(patient_pages::delete))
         .route("/m/{manual}", get(site::manual))
         .route("/search", post(site::search))
         .route("/api/chat", post(chat::chat))
@@ -187,7 +189,12 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(http::reject_oversized_bodies))
         .layer(axum::middleware::from_fn(http::security_headers))
-        .with_state(state)
+        .with_state(state);
+    if served_over_tls {
+        router.layer(axum::middleware::from_fn(http::strict_transport_security))
+    } else {
+        router
+    }
 }
 
 /// Everything `serve` needs, opened by the caller (the binary or a test).

@@ -427,3 +427,60 @@ pub async fn reset(
     }
     Ok(Redirect::to("/patients").into_response())
 }
+
+#[derive(Debug, Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// Must be `delete`: a second step against a slip of the finger.
+    #[serde(default)]
+    pub confirm: String,
+}
+
+/// `POST /patients/{packet}/delete`: deletes the packet and its patient's data on request; the
+/// index drops the documents in the background.
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(packet): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<DeleteForm>,
+) -> Result<Response, AppError> {
+    let me = match require_clinician(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    if form.confirm.trim() != "delete" {
+        let page = crate::views::MessagePage {
+            lang: "en".to_string(),
+            heading: "Not deleted".to_string(),
+            message: "Type delete in the box to confirm; nothing was deleted.".to_string(),
+            back: "/patients".to_string(),
+        }
+        .render()?;
+        return Ok(no_store(
+            (StatusCode::UNPROCESSABLE_ENTITY, Html(page)).into_response(),
+        ));
+    }
+    if !app.store.delete_packet(&packet, &me.username).await? {
+        let page = crate::views::MessagePage {
+            lang: "en".to_string(),
+            heading: "No such packet".to_string(),
+            message: "There is no packet with that id.".to_string(),
+            back: "/patients".to_string(),
+        }
+        .render()?;
+        return Ok(no_store(
+            (StatusCode::NOT_FOUND, Html(page)).into_response(),
+        ));
+    }
+    let background = app.clone();
+    tokio::spawn(async move {
+        if let Err(error) = crate::patient_chat::ensure_packets_indexed(&background).await {
+            tracing::error!(error = ?error.0, "dropping a deleted packet's documents from the index");
+        }
+    });
+    Ok(Redirect::to("/patients").into_response())
+}

@@ -351,6 +351,43 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Deletes a packet and everything about its patient (name, documents, sessions, the hash), and
+    /// retires its code, which then scans to the fallback page. The audit log keeps the packet id and
+    /// who deleted it, nothing personal. False when there is no such packet.
+    pub async fn delete_packet(&self, packet: &str, by: &str) -> Result<bool> {
+        let Some(record) = self.packet(packet).await? else {
+            return Ok(false);
+        };
+        let mut tx = self.pool().begin().await?;
+        for sql in [
+            "DELETE FROM patient_sessions WHERE packet_id = ?",
+            "DELETE FROM packet_documents WHERE packet_id = ?",
+            "DELETE FROM packets WHERE id = ?",
+        ] {
+            sqlx::query(sql).bind(packet).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM patients WHERE id = ?")
+            .bind(record.patient_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE codes SET retired_at = ? WHERE code = ?")
+            .bind(now())
+            .bind(&record.code)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.codes_changed();
+        self.audit(
+            by,
+            "packet.deleted",
+            Some(packet),
+            "patient data deleted on request",
+            None,
+        )
+        .await?;
+        Ok(true)
+    }
+
     pub async fn audit(
         &self,
         actor: &str,

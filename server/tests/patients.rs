@@ -641,3 +641,80 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
     let to = text[from..].find(end).unwrap() + from;
     &text[from..to]
 }
+
+#[test]
+fn a_packet_deleted_on_request_leaves_nothing_personal_and_opens_nothing() {
+    let (app, demos, _index) = spawn_with_indexed_packets();
+    let lily = demo(&demos, "Lily Chen");
+    let packet = packet_of(&app, "Lily Chen");
+    let (_, session) = try_open(&app, &lily.code, &lily.dob, &lily.pin);
+    let session = session.unwrap();
+    let clinician = staff_cookie(&app, "nurse3", Role::Clinician);
+    let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
+    let csrf = list.hidden("csrf").unwrap();
+
+    let unconfirmed = post_form(
+        &app.url(&format!("/patients/{packet}/delete")),
+        &[("cookie", &clinician)],
+        &[("csrf", &csrf), ("confirm", "")],
+    );
+    assert_eq!(unconfirmed.status, 422);
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM packets WHERE id = '{packet}'"
+        ))[0][0],
+        "1"
+    );
+
+    let deleted = post_form(
+        &app.url(&format!("/patients/{packet}/delete")),
+        &[("cookie", &clinician)],
+        &[("csrf", &csrf), ("confirm", "delete")],
+    );
+    assert_eq!(deleted.status, 303);
+    for table in [
+        "patients WHERE display_name = 'Lily Chen'",
+        "packet_documents",
+        "patient_sessions",
+    ] {
+        let sql = if table.contains("WHERE") {
+            format!("SELECT COUNT(*) FROM {table}")
+        } else {
+            format!("SELECT COUNT(*) FROM {table} WHERE packet_id = '{packet}'")
+        };
+        assert_eq!(app.rows(&sql)[0][0], "0", "{sql}");
+    }
+    assert_eq!(
+        app.rows("SELECT actor, detail FROM audit_log WHERE action = 'packet.deleted'"),
+        vec![vec![
+            "nurse3".to_string(),
+            "patient data deleted on request".to_string()
+        ]]
+    );
+
+    // The session and the code open nothing now; the code scans to the fallback page.
+    let page = get(
+        &app.url(&format!("/c/{}", lily.code)),
+        &[("cookie", &session)],
+    );
+    assert!(!page.body.contains("Lily"));
+    assert!(!page.body.contains("id=\"verify\""));
+    let (status, _) = ask_as(&app, &session, r#"{"message": "green zone"}"#);
+    assert_eq!(status, 401);
+
+    // The index drops her documents once the background build is done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while app
+        .state
+        .index()
+        .chunks()
+        .iter()
+        .any(|c| c.owner.as_deref() == Some(packet.as_str()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted packet is still indexed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -49,6 +49,12 @@ fn an_anonymous_scan_gets_the_operator_page_and_is_recorded_without_personal_dat
         .header("content-security-policy")
         .unwrap()
         .contains("frame-ancestors 'none'"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(
+        page.header("strict-transport-security"),
+        None,
+        "no HSTS over plain HTTP"
+    );
     assert!(page.body.contains("VP-300 infusion pump, ICU bed 7"));
     assert!(
         page.body.contains("Operator quick start"),
@@ -780,4 +786,23 @@ fn admins_explain_check_and_save_routing_rules() {
     });
     assert_eq!(reloaded.rules.len(), 1);
     assert_eq!(reloaded.rules[0].id, "pump-to-vendor");
+}
+
+#[test]
+fn served_over_tls_pages_ask_for_https_only_and_cookies_are_secure() {
+    let app = spawn_app_with(scanaid_server::ServerConfig {
+        secure_cookies: true,
+        ..scanaid_server::ServerConfig::default()
+    });
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    assert_eq!(
+        page.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    let seen = page
+        .all_headers("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("scanaid_seen="))
+        .unwrap();
+    assert!(seen.contains("; Secure"), "{seen}");
 }
