@@ -51,6 +51,10 @@ pub struct ModelOpts {
     /// Model cache directory (default: the user's cache dir, scanaid/models).
     #[arg(long, env = "SCANAID_MODELS_DIR", global = true)]
     pub models_dir: Option<PathBuf>,
+    /// Embedding model: `minilm` (all-MiniLM-L6-v2, English, the default) or `e5`
+    /// (multilingual-e5-small, Q4_0: questions and manuals in different languages).
+    #[arg(long = "embedding-model", env = "SCANAID_EMBEDDING_MODEL", global = true, default_value = "minilm", value_parser = ["minilm", "e5"])]
+    pub embedding_model: String,
 }
 
 impl ModelOpts {
@@ -63,15 +67,24 @@ impl ModelOpts {
     /// Fetches the embedder's weights on first use, then loads it.
     pub fn embedder(&self) -> Result<Arc<dyn Embedder>> {
         let dir = self.dir();
-        let spinner = progress::spinner("checking model all-MiniLM-L6-v2");
-        let fetched = scanaid_models::ensure_model(&dir, &MINILM_L6_V2);
+        let spec = if self.embedding_model == "e5" {
+            &scanaid_models::MULTILINGUAL_E5_SMALL
+        } else {
+            &MINILM_L6_V2
+        };
+        let spinner = progress::spinner(&format!("checking model {}", spec.name));
+        let fetched = scanaid_models::ensure_model(&dir, spec);
         spinner.finish_and_clear();
         let (model_dir, outcome) = fetched.context("fetching the embedding model")?;
         if outcome == FetchOutcome::Fetched {
-            eprintln!("fetched all-MiniLM-L6-v2 into {}", model_dir.display());
+            eprintln!("fetched {} into {}", spec.name, model_dir.display());
         }
-        let embedder =
-            BertEmbedder::load(&model_dir, &MINILM_L6_V2).context("loading the embedding model")?;
+        let embedder = if self.embedding_model == "e5" {
+            BertEmbedder::load_e5s1(&model_dir, spec)
+        } else {
+            BertEmbedder::load(&model_dir, spec)
+        }
+        .context("loading the embedding model")?;
         Ok(Arc::new(embedder))
     }
 }
