@@ -54,7 +54,9 @@ pub struct EventSink {
 }
 
 /// Most events written in one transaction.
-const BATCH: usize = 512;
+const BATCH: usize = 128;
+/// Longest an event waits for others to share its transaction.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl EventSink {
     /// Starts the writer task; `capacity` bounds the events waiting to be written.
@@ -100,16 +102,29 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>, counters: Arc
     let mut closing = false;
     // Ends on `Close`, or when every sender is gone, after writing what was queued.
     while let Some(first) = rx.recv().await {
+        // Gather for up to `LINGER` (or a full batch, a flush, a close) before writing: under load a
+        // few large transactions cost far less CPU than many small ones, and the CPU is shared with
+        // the requests being served.
+        let deadline = tokio::time::Instant::now() + LINGER;
         let mut next = Some(first);
         while let Some(message) = next.take() {
+            let urgent = !matches!(message, Message::Event(_));
             match message {
                 Message::Event(e) => batch.push(*e),
                 Message::Flush(done) => waiting.push(done),
                 Message::Close => closing = true,
             }
-            if batch.len() < BATCH && !closing {
-                next = rx.try_recv().ok();
+            if batch.len() >= BATCH || closing {
+                break;
             }
+            next = match rx.try_recv() {
+                Ok(message) => Some(message),
+                Err(_) if urgent || !waiting.is_empty() => None,
+                Err(_) => tokio::time::timeout_at(deadline, rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+            };
         }
         if !batch.is_empty() {
             match store.insert_scan_events(&batch).await {
