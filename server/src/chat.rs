@@ -112,6 +112,48 @@ pub struct CitationView {
     pub snippet: String,
 }
 
+impl CitationView {
+    /// A citation as the person sees it, linking to `url` (the manual section, or for a patient's
+    /// own document, their packet's page).
+    pub fn of(c: &scanaid_assistant::Citation, url: String) -> Self {
+        Self {
+            n: c.n,
+            manual: c.manual_id.clone(),
+            manual_title: c.manual_title.clone(),
+            revision: c.revision.clone(),
+            section: c.section.clone(),
+            url,
+            snippet: c.snippet.clone(),
+        }
+    }
+
+    /// The public page of a cited manual section.
+    pub fn section_url(c: &scanaid_assistant::Citation) -> String {
+        format!("/m/{}#{}", c.manual_id, c.anchor)
+    }
+}
+
+/// An extract's sentences and citations as the chat returns them, each citation linked by `url`.
+pub fn views_of(
+    extract: &scanaid_assistant::Extract,
+    url: impl Fn(&scanaid_assistant::Citation) -> String,
+) -> (Vec<SentenceView>, Vec<CitationView>) {
+    let citations = extract
+        .citations
+        .iter()
+        .map(|c| CitationView::of(c, url(c)))
+        .collect();
+    let sentences = extract
+        .sentences
+        .iter()
+        .map(|s| SentenceView {
+            text: s.text.clone(),
+            citation: s.citation,
+        })
+        .collect();
+    (sentences, citations)
+}
+
 #[derive(Debug, Serialize)]
 pub struct SentenceView {
     pub text: String,
@@ -449,27 +491,7 @@ pub async fn answer_turn(
         }
     };
 
-    let citations: Vec<CitationView> = extract
-        .citations
-        .iter()
-        .map(|c| CitationView {
-            n: c.n,
-            manual: c.manual_id.clone(),
-            manual_title: c.manual_title.clone(),
-            revision: c.revision.clone(),
-            section: c.section.clone(),
-            url: format!("/m/{}#{}", c.manual_id, c.anchor),
-            snippet: c.snippet.clone(),
-        })
-        .collect();
-    let sentences: Vec<SentenceView> = extract
-        .sentences
-        .iter()
-        .map(|s| SentenceView {
-            text: s.text.clone(),
-            citation: s.citation,
-        })
-        .collect();
+    let (sentences, citations) = views_of(&extract, CitationView::section_url);
     let answer = sentences
         .iter()
         .map(|s| format!("{} [{}]", s.text, s.citation))

@@ -204,34 +204,14 @@ pub async fn answer_patient(
         Err(refusal) => return Ok(Err(refusal)),
     };
     let own_page = format!("/c/{}", packet.code);
-    let citations: Vec<CitationView> = reply
-        .extract
-        .citations
-        .iter()
-        .map(|c| CitationView {
-            n: c.n,
-            manual: c.manual_id.clone(),
-            manual_title: c.manual_title.clone(),
-            revision: c.revision.clone(),
-            section: c.section.clone(),
-            // Their own documents are on their packet's page; leaflets have public pages.
-            url: if c.manual_id.starts_with("packet-") {
-                own_page.clone()
-            } else {
-                format!("/m/{}#{}", c.manual_id, c.anchor)
-            },
-            snippet: c.snippet.clone(),
-        })
-        .collect();
-    let sentences: Vec<SentenceView> = reply
-        .extract
-        .sentences
-        .iter()
-        .map(|s| SentenceView {
-            text: s.text.clone(),
-            citation: s.citation,
-        })
-        .collect();
+    // Their own documents are on their packet's page; leaflets have public pages.
+    let (sentences, citations) = crate::chat::views_of(&reply.extract, |c| {
+        if c.manual_id.starts_with("packet-") {
+            own_page.clone()
+        } else {
+            CitationView::section_url(c)
+        }
+    });
     app.store
         .audit("patient", "chat.asked", Some(&packet.id), "", client)
         .await?;
