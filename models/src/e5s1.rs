@@ -353,7 +353,6 @@ fn tokenizer(
         "decoder": {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "always", "split": true},
         "model": {"type": "Unigram", "unk_id": unk, "vocab": vocab, "byte_fallback": false}
     });
-    let _ = pad;
     document
         .to_string()
         .parse::<Tokenizer>()

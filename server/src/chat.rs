@@ -268,18 +268,56 @@ fn reply_preferring(
     let Some(language) = language else {
         return scanaid_assistant::reply(index, embedder, model, search);
     };
+    // Both passes search with the same question: embed it once.
+    let embedder = RememberedQueries {
+        inner: embedder,
+        last: std::sync::Mutex::new(None),
+    };
     let mut in_language = search.clone();
     in_language.filters.languages = vec![language];
-    let first = scanaid_assistant::reply(index, embedder, model, in_language)?;
+    let first = scanaid_assistant::reply(index, &embedder, model, in_language)?;
     if !first.unsure && !first.extract.sentences.is_empty() {
         return Ok(first);
     }
-    let any = scanaid_assistant::reply(index, embedder, model, search)?;
+    let any = scanaid_assistant::reply(index, &embedder, model, search)?;
     Ok(if any.confidence > first.confidence {
         any
     } else {
         first
     })
+}
+
+/// An embedder that remembers its last query embedding, so a second search with the same question
+/// does not run the model again.
+struct RememberedQueries<'a> {
+    inner: &'a dyn scanaid_models::Embedder,
+    last: std::sync::Mutex<Option<(Vec<String>, Vec<Vec<f32>>)>>,
+}
+
+impl scanaid_models::Embedder for RememberedQueries<'_> {
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn embed_queries(&self, texts: &[&str]) -> scanaid_models::Result<Vec<Vec<f32>>> {
+        let mut last = self.last.lock().expect("query memo lock");
+        if let Some((seen, vectors)) = last.as_ref() {
+            if seen.iter().map(String::as_str).eq(texts.iter().copied()) {
+                return Ok(vectors.clone());
+            }
+        }
+        let vectors = self.inner.embed_queries(texts)?;
+        *last = Some((
+            texts.iter().map(|t| t.to_string()).collect(),
+            vectors.clone(),
+        ));
+        Ok(vectors)
+    }
+    fn embed_passages(&self, texts: &[&str]) -> scanaid_models::Result<Vec<Vec<f32>>> {
+        self.inner.embed_passages(texts)
+    }
 }
 
 /// "Talk to a person" in the words people use (English and Spanish).
@@ -819,6 +857,37 @@ mod tests {
             no_queue.next,
             "Support will see ticket 3 with this conversation and answer here."
         );
+    }
+
+    #[test]
+    fn a_question_searched_twice_is_embedded_once() {
+        use scanaid_models::Embedder;
+        struct Counting(std::sync::atomic::AtomicUsize);
+        impl Embedder for Counting {
+            fn model_id(&self) -> &str {
+                "counting"
+            }
+            fn dim(&self) -> usize {
+                1
+            }
+            fn embed_queries(&self, texts: &[&str]) -> scanaid_models::Result<Vec<Vec<f32>>> {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+            }
+            fn embed_passages(&self, texts: &[&str]) -> scanaid_models::Result<Vec<Vec<f32>>> {
+                self.embed_queries(texts)
+            }
+        }
+        let inner = Counting(std::sync::atomic::AtomicUsize::new(0));
+        let remembered = RememberedQueries {
+            inner: &inner,
+            last: std::sync::Mutex::new(None),
+        };
+        let a = remembered.embed_queries(&["pump alarm"]).unwrap();
+        assert_eq!(remembered.embed_queries(&["pump alarm"]).unwrap(), a);
+        assert_eq!(inner.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        remembered.embed_queries(&["other"]).unwrap();
+        assert_eq!(inner.0.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     #[test]

@@ -8,10 +8,10 @@ use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::account::{no_store, require_role};
+use crate::account::no_store;
 use crate::auth::{self, SignedIn};
+use crate::patient_pages::require_clinician;
 use crate::patients::{normalise_dob, NewDocument, NewPacket};
-use crate::roles::Role;
 use crate::{AppError, AppState};
 
 /// Longest personal note, in characters.
@@ -50,19 +50,6 @@ pub struct CreatedPage {
     pub pin: String,
     pub label_svg: String,
     pub documents: usize,
-}
-
-async fn require_clinician(
-    app: &AppState,
-    headers: &HeaderMap,
-) -> Result<Result<SignedIn, Response>, AppError> {
-    require_role(
-        app,
-        headers,
-        &[Role::Clinician, Role::Admin],
-        "Discharge packets are for clinicians.",
-    )
-    .await
 }
 
 /// The bundled patient leaflets (`manuals/patient/*.md`), parsed.
@@ -240,12 +227,7 @@ pub async fn create(
         })
         .await?;
     // Indexing takes seconds; the clinician gets the label now.
-    let background = app.clone();
-    tokio::spawn(async move {
-        if let Err(error) = crate::patient_chat::ensure_packets_indexed(&background).await {
-            tracing::error!(error = ?error.0, "indexing a new packet's documents");
-        }
-    });
+    crate::patient_chat::reindex_in_background(&app);
     let url = format!(
         "{}/c/{}",
         app.config.public_url.trim_end_matches('/'),

@@ -95,6 +95,17 @@ pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
     Ok(true)
 }
 
+/// `ensure_packets_indexed` on a task of its own, for a request that changed packets and must not
+/// wait seconds for the build.
+pub fn reindex_in_background(app: &AppState) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Err(error) = ensure_packets_indexed(&app).await {
+            tracing::error!(error = ?error.0, "indexing the packets' documents");
+        }
+    });
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatientQuestion {

@@ -339,7 +339,21 @@ pub struct PacketsPage {
     pub audit: Vec<crate::patients::AuditEntry>,
 }
 
-async fn require_clinician(
+/// The page for a packet id that does not exist (deleted meanwhile, or made up).
+fn packet_not_found() -> Result<Response, AppError> {
+    let page = crate::views::MessagePage {
+        lang: "en".to_string(),
+        heading: "No such packet".to_string(),
+        message: "There is no packet with that id.".to_string(),
+        back: "/patients".to_string(),
+    }
+    .render()?;
+    Ok(no_store(
+        (StatusCode::NOT_FOUND, Html(page)).into_response(),
+    ))
+}
+
+pub(crate) async fn require_clinician(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Result<Result<auth::SignedIn, Response>, AppError> {
@@ -414,16 +428,7 @@ pub async fn reset(
         return crate::account::forbidden("This form expired. Reload the page and try again.");
     }
     if !app.store.reset_packet(&packet, &me.username).await? {
-        let page = crate::views::MessagePage {
-            lang: "en".to_string(),
-            heading: "No such packet".to_string(),
-            message: "There is no packet with that id.".to_string(),
-            back: "/patients".to_string(),
-        }
-        .render()?;
-        return Ok(no_store(
-            (StatusCode::NOT_FOUND, Html(page)).into_response(),
-        ));
+        return packet_not_found();
     }
     Ok(Redirect::to("/patients").into_response())
 }
@@ -465,22 +470,8 @@ pub async fn delete(
         ));
     }
     if !app.store.delete_packet(&packet, &me.username).await? {
-        let page = crate::views::MessagePage {
-            lang: "en".to_string(),
-            heading: "No such packet".to_string(),
-            message: "There is no packet with that id.".to_string(),
-            back: "/patients".to_string(),
-        }
-        .render()?;
-        return Ok(no_store(
-            (StatusCode::NOT_FOUND, Html(page)).into_response(),
-        ));
+        return packet_not_found();
     }
-    let background = app.clone();
-    tokio::spawn(async move {
-        if let Err(error) = crate::patient_chat::ensure_packets_indexed(&background).await {
-            tracing::error!(error = ?error.0, "dropping a deleted packet's documents from the index");
-        }
-    });
+    crate::patient_chat::reindex_in_background(&app);
     Ok(Redirect::to("/patients").into_response())
 }

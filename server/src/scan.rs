@@ -78,8 +78,7 @@ pub async fn scan(
         Some(resolved)
             if resolved.code.retired_at.is_none() && resolved.code.kind == "discharge" =>
         {
-            let event = base_event(&code, &context, crate::language::DEFAULT_LANGUAGE);
-            let mut event = event;
+            let mut event = base_event(&code, &context, crate::language::DEFAULT_LANGUAGE);
             event.placement = Some(resolved.code.placement.clone());
             crate::patient_pages::scan_packet(&app, &code, request.headers(), event).await?
         }

@@ -10,6 +10,14 @@ use scanaid_server::roles::Role;
 
 /// Opens the form, then posts `dob` and `pin` with its CSRF pair; the reply and the cookie header
 /// to send next, if a session was opened.
+/// The `Cookie` header value of the patient session a reply opened, if it opened one.
+fn patient_session_of(reply: &Reply) -> Option<String> {
+    reply
+        .set_cookie("scanaid_patient")
+        .filter(|v| !v.is_empty())
+        .map(|v| format!("scanaid_patient={v}"))
+}
+
 fn try_open(app: &TestApp, code: &str, dob: &str, pin: &str) -> (Reply, Option<String>) {
     let form = get(&app.url(&format!("/c/{code}")), &[]);
     let csrf_cookie = form
@@ -21,36 +29,8 @@ fn try_open(app: &TestApp, code: &str, dob: &str, pin: &str) -> (Reply, Option<S
         &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
         &[("csrf", &csrf), ("dob", dob), ("pin", pin)],
     );
-    let session = reply
-        .set_cookie("scanaid_patient")
-        .filter(|v| !v.is_empty())
-        .map(|v| format!("scanaid_patient={v}"));
+    let session = patient_session_of(&reply);
     (reply, session)
-}
-
-fn staff_cookie(app: &TestApp, username: &str, role: Role) -> String {
-    let password = format!("{username}-password-long");
-    let store = app.state.store.clone();
-    let (u, p) = (username.to_string(), password.clone());
-    app.block_on(async move { scanaid_server::auth::create_user(&store, &u, &p, role).await })
-        .unwrap();
-    let form = get(&app.url("/signin"), &[]);
-    let csrf_cookie = form.set_cookie("scanaid_csrf").unwrap();
-    let csrf = form.hidden("csrf").unwrap();
-    let reply = post_form(
-        &app.url("/signin"),
-        &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
-        &[
-            ("csrf", &csrf),
-            ("username", username),
-            ("password", &password),
-        ],
-    );
-    assert_eq!(reply.status, 303, "{}", reply.body);
-    format!(
-        "scanaid_session={}",
-        reply.set_cookie("scanaid_session").unwrap()
-    )
 }
 
 #[test]
@@ -294,10 +274,7 @@ fn try_open_without_form(
             ("pin", pin),
         ],
     );
-    let session = reply
-        .set_cookie("scanaid_patient")
-        .filter(|v| !v.is_empty())
-        .map(|v| format!("scanaid_patient={v}"));
+    let session = patient_session_of(&reply);
     (reply, session)
 }
 

@@ -23,35 +23,6 @@ fn ask(app: &TestApp, body: Value) -> (u16, Value) {
     (reply.status, json)
 }
 
-fn add_user(app: &TestApp, username: &str, role: Role) -> String {
-    let password = format!("{username}-password-long");
-    let store = app.state.store.clone();
-    let (u, p) = (username.to_string(), password.clone());
-    app.block_on(async move { scanaid_server::auth::create_user(&store, &u, &p, role).await })
-        .unwrap();
-    session_cookie(app, username, &password)
-}
-
-fn session_cookie(app: &TestApp, username: &str, password: &str) -> String {
-    let form = get(&app.url("/signin"), &[]);
-    let csrf_cookie = form.set_cookie("scanaid_csrf").unwrap();
-    let csrf = form.hidden("csrf").unwrap();
-    let reply = post_form(
-        &app.url("/signin"),
-        &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
-        &[
-            ("csrf", &csrf),
-            ("username", username),
-            ("password", password),
-        ],
-    );
-    assert_eq!(reply.status, 303, "{}", reply.body);
-    format!(
-        "scanaid_session={}",
-        reply.set_cookie("scanaid_session").unwrap()
-    )
-}
-
 /// One server-sent event.
 #[derive(Debug, Clone)]
 struct Sse {
@@ -130,7 +101,7 @@ fn ticket_event(stream: &mpsc::Receiver<Option<Sse>>, name: &str, ticket: i64) -
 #[test]
 fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_person_live() {
     let app = spawn_app();
-    let agent = add_user(&app, "agent1", Role::Agent);
+    let agent = staff_cookie(&app, "agent1", Role::Agent);
     let console = open_stream(&app.url("/support/events"), &[("cookie", &agent)]);
 
     // The person asks for a person and leaves a number.
@@ -275,7 +246,7 @@ fn the_console_is_for_agents_and_bad_requests_get_clear_answers() {
     assert_eq!(anonymous.status, 303);
     assert_eq!(anonymous.header("location"), Some("/signin"));
     assert_eq!(get(&app.url("/support/events"), &[]).status, 303);
-    let technician = add_user(&app, "tech1", Role::Technician);
+    let technician = staff_cookie(&app, "tech1", Role::Technician);
     assert_eq!(
         get(&app.url("/support"), &[("cookie", &technician)]).status,
         403
@@ -285,7 +256,7 @@ fn the_console_is_for_agents_and_bad_requests_get_clear_answers() {
         403
     );
 
-    let agent = add_user(&app, "agent2", Role::Agent);
+    let agent = staff_cookie(&app, "agent2", Role::Agent);
     assert_eq!(
         get(&app.url("/support/tickets/999"), &[("cookie", &agent)]).status,
         404
@@ -548,7 +519,7 @@ fn a_webhook_needs_an_http_url_and_a_secret() {
 fn retention_deletes_quiet_conversations_and_old_contacts_but_keeps_open_tickets() {
     use scanaid_server::retention::{purge, Retention};
     let app = spawn_app();
-    let agent = add_user(&app, "agent3", Role::Agent);
+    let agent = staff_cookie(&app, "agent3", Role::Agent);
     let (_, closed) = ask(
         &app,
         serde_json::json!({"code": PUMP_CODE, "message": "talk to a person", "contact": "ward 4 phone 2231"}),

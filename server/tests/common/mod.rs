@@ -286,6 +286,33 @@ pub fn send_bytes(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]
     }
 }
 
+/// Creates a staff user with `role` and signs them in through the real form; the `Cookie` header
+/// value of their session.
+pub fn staff_cookie(app: &TestApp, username: &str, role: scanaid_server::roles::Role) -> String {
+    let password = format!("{username}-password-long");
+    let store = app.state.store.clone();
+    let (u, p) = (username.to_string(), password.clone());
+    app.block_on(async move { scanaid_server::auth::create_user(&store, &u, &p, role).await })
+        .unwrap();
+    let form = get(&app.url("/signin"), &[]);
+    let csrf_cookie = form.set_cookie("scanaid_csrf").unwrap();
+    let csrf = form.hidden("csrf").unwrap();
+    let reply = post_form(
+        &app.url("/signin"),
+        &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
+        &[
+            ("csrf", &csrf),
+            ("username", username),
+            ("password", &password),
+        ],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    format!(
+        "scanaid_session={}",
+        reply.set_cookie("scanaid_session").unwrap()
+    )
+}
+
 /// POSTs `body` as JSON (raw text, so tests can send broken JSON too).
 pub fn post_json(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
     let mut request = agent().post(url).set("content-type", "application/json");
