@@ -102,13 +102,13 @@ pub fn run(cmd: ChatBench) -> Result<()> {
         !asked.is_empty(),
         "no question is about a manual of a registered asset"
     );
-    let embedder = cmd.model.embedder()?;
+    let embedder = cmd.model.embedder_for(&cmd.data.manuals)?;
     let index = crate::serve::open_or_build_index(&cmd.data, embedder.as_ref())?;
     let chunks = index.chunks().len();
 
     // Baseline: the assistant in-process, as the server calls it (all audiences, like the agent
     // the HTTP requests sign in as).
-    let model = scanaid_assistant::confidence::ShippedModel::bundled();
+    let model = scanaid_assistant::confidence::ShippedModel::for_model(embedder.model_id());
     let audiences: Vec<String> = Role::Agent
         .audiences()
         .iter()
@@ -125,6 +125,7 @@ pub fn run(cmd: ChatBench) -> Result<()> {
         },
         limit: 20,
         mode: Mode::Hybrid,
+        language: None,
     };
     for a in asked.iter().take(5) {
         scanaid_assistant::reply(&index, embedder.as_ref(), &model, request(a))?;

@@ -139,6 +139,17 @@ pub(crate) fn open_or_build_index(
         );
         crate::cli::build_index(&data.manuals, &index_dir, embedder)?;
     }
+    if let Err(scanaid_indexer::IndexError::ModelMismatch { built_with, .. }) =
+        SearchIndex::open_for(&index_dir, embedder)
+    {
+        // Another embedding model was chosen since (`--embedding-model`, or `auto` after the
+        // manuals' languages changed): a new generation, the old one kept for rollback.
+        eprintln!(
+            "the index was built with {built_with}; re-indexing with {}",
+            embedder.model_id()
+        );
+        crate::cli::build_index(&data.manuals, &index_dir, embedder)?;
+    }
     SearchIndex::open_for(&index_dir, embedder).with_context(|| {
         format!(
             "opening the index in {} (rebuild it with `scanaid index --index {}`)",
@@ -154,7 +165,7 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     for finding in rules.analyse() {
         eprintln!("warning: routing rule {finding}");
     }
-    let embedder = cmd.model.embedder()?;
+    let embedder = cmd.model.embedder_for(&cmd.data.manuals)?;
     let index = open_or_build_index(&cmd.data, embedder.as_ref())?;
     let config = ServerConfig {
         public_url: cmd

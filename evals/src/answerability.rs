@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use scanaid_assistant::confidence::{FitOptions, Logistic};
+use scanaid_assistant::confidence::{FitOptions, Logistic, ShippedModel};
 use scanaid_assistant::{evidence, FEATURE_NAMES, N_FEATURES};
 use scanaid_indexer::{Filters, Mode, OwnerScope, SearchIndex, SearchRequest};
 use scanaid_models::Embedder;
@@ -142,7 +142,8 @@ pub fn evaluate(
     if let Some(manuals) = &options.with_manuals {
         rows.extend(manual_rows(manuals, embedder)?);
     }
-    cross_validate(&data.name, rows, options)
+    let shipped = ShippedModel::for_model(embedder.model_id());
+    cross_validate(&data.name, rows, &shipped, options)
 }
 
 /// The bundled manuals' labelled questions, to fit and score together with a BEIR set.
@@ -173,7 +174,9 @@ pub fn evaluate_manuals(
     options: &AnswerabilityOptions,
 ) -> Result<AnswerabilityReport> {
     check_folds(options)?;
-    let mut report = cross_validate("bundled manuals", manual_rows(manuals, embedder)?, options)?;
+    let shipped = ShippedModel::for_model(embedder.model_id());
+    let rows = manual_rows(manuals, embedder)?;
+    let mut report = cross_validate("bundled manuals", rows, &shipped, options)?;
     report.history = false; // single questions, no conversations
     Ok(report)
 }
@@ -188,6 +191,7 @@ fn manual_rows(manuals: &ManualSet<'_>, embedder: &dyn Embedder) -> Result<Vec<R
         },
         limit: 20,
         mode: Mode::Hybrid,
+        language: None,
     };
     let labelled = manuals
         .answerable
@@ -238,10 +242,12 @@ fn row(
     })
 }
 
-/// Scores `rows` by k-fold cross-validation (see the module comment).
+/// Scores `rows` by k-fold cross-validation (see the module comment), and `shipped` (the product's
+/// model for the embedder the rows came from) as it is.
 fn cross_validate(
     name: &str,
     rows: Vec<Row>,
+    shipped: &ShippedModel,
     options: &AnswerabilityOptions<'_>,
 ) -> Result<AnswerabilityReport> {
     let n_answerable = rows.iter().filter(|r| r.answerable).count();
@@ -281,7 +287,7 @@ fn cross_validate(
         }
     }
     let truth: Vec<bool> = rows.iter().map(|r| r.answerable).collect();
-    let bundled = scanaid_assistant::confidence::ShippedModel::bundled();
+    let bundled = shipped;
     let bundled_confidence: Vec<f64> = rows
         .iter()
         .map(|r| bundled.model.predict(&r.features))

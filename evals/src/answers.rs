@@ -125,6 +125,7 @@ pub fn evaluate(
             },
             limit: 10,
             mode: Mode::Hybrid,
+            language: None,
         };
         let started = Instant::now();
         let hits = index.search(&request, Some(embedder))?;

@@ -72,6 +72,7 @@ pub fn evaluate(
             },
             limit: 10,
             mode,
+            language: None,
         };
         let started = Instant::now();
         let hits = index.search(&request, Some(embedder))?;

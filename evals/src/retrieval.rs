@@ -231,6 +231,7 @@ pub(crate) fn request(q: &crate::beir::Query, mode: Mode, use_history: bool) -> 
         },
         limit: 100,
         mode,
+        language: None,
     }
 }
 

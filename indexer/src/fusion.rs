@@ -48,12 +48,17 @@ pub struct Fused {
 
 /// Fuses two best-first lists of (ord, score). `dense_score` can give the exact dense score of any
 /// ord (for candidates only BM25 found); without it such candidates have no dense score.
+/// `out_of_reach` names candidates the BM25 leg could not have found (written in another language
+/// than the question): missing from its list is no evidence against them, so such a candidate scores
+/// the better of its fused score and its dense score alone. BM25 can still lift it (an error code
+/// matches in any language) but never sink it.
 /// The output is sorted by fused score (ties by ord) and holds each ord once.
 pub fn fuse(
     bm25: &[(u32, f32)],
     dense: &[(u32, f32)],
     fusion: Fusion,
     dense_score: Option<&dyn Fn(u32) -> f32>,
+    out_of_reach: Option<&dyn Fn(u32) -> bool>,
 ) -> Vec<Fused> {
     let mut by_ord: HashMap<u32, Fused> = HashMap::with_capacity(bm25.len() + dense.len());
     for (i, &(ord, score)) in bm25.iter().enumerate() {
@@ -95,6 +100,7 @@ pub fn fuse(
         }
     }
     let mut fused: Vec<Fused> = by_ord.into_values().collect();
+    let blind = |ord: u32| out_of_reach.is_some_and(|f| f(ord));
     match fusion {
         Fusion::Rrf { k } => {
             for f in &mut fused {
@@ -103,6 +109,10 @@ pub fn fuse(
                     _ => 0.0,
                 };
                 f.score = rrf(f.bm25) + rrf(f.dense);
+                if blind(f.ord) {
+                    // Dense alone, on the scale of two legs.
+                    f.score = f.score.max(2.0 * rrf(f.dense));
+                }
             }
         }
         Fusion::MinMax { dense_weight } => {
@@ -114,6 +124,9 @@ pub fn fuse(
                 let b = f.bm25.map_or(0.0, |l| normalise(l.score, b_min, b_max));
                 let d = f.dense.map_or(0.0, |l| normalise(l.score, d_min, d_max));
                 f.score = (1.0 - dense_weight) * b + dense_weight * d;
+                if blind(f.ord) {
+                    f.score = f.score.max(d);
+                }
             }
         }
         Fusion::ZScore { dense_weight } => {
@@ -123,6 +136,9 @@ pub fn fuse(
                 let b = standardise(f.bm25.map(|l| l.score), b_stats);
                 let d = standardise(f.dense.filter(|l| l.rank > 0).map(|l| l.score), d_stats);
                 f.score = (1.0 - dense_weight) * b + dense_weight * d;
+                if blind(f.ord) {
+                    f.score = f.score.max(d);
+                }
             }
         }
     }
@@ -175,6 +191,7 @@ mod tests {
             &[(2, 0.9), (3, 0.8)],
             Fusion::Rrf { k: 60.0 },
             None,
+            None,
         );
         let got: Vec<(u32, f32)> = out.iter().map(|f| (f.ord, f.score)).collect();
         // 2: 1/62 + 1/61; 1: 1/61; 3: 1/62
@@ -192,6 +209,7 @@ mod tests {
             &[(2, 0.9), (3, 0.7)],
             Fusion::MinMax { dense_weight: 0.5 },
             Some(&dense_of),
+            None,
         );
         // bm25 normalised over its list: 1 -> 1, 2 -> 0, 3 -> absent 0.
         // dense over its own list {0.9, 0.7}: 2 -> 1, 3 -> 0, and 1's filled-in 0.5 clamps to 0.
@@ -213,6 +231,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_candidate_out_of_bm25s_reach_is_not_sunk_by_its_absence() {
+        // 1 and 2 are same-language passages BM25 found; 3 is in another language, best on dense.
+        let bm25 = [(1, 12.0), (2, 3.0)];
+        let dense = [(3, 0.90), (1, 0.60), (2, 0.55), (4, 0.50)];
+        let fusion = Fusion::ZScore { dense_weight: 0.5 };
+        let plain = fuse(&bm25, &dense, fusion, None, None);
+        assert_eq!(plain[0].ord, 1, "without language: BM25's favourite wins");
+        let other_language = |ord: u32| ord == 3;
+        let aware = fuse(&bm25, &dense, fusion, None, Some(&other_language));
+        assert_eq!(aware[0].ord, 3, "{aware:?}");
+        // Same-language candidates keep exactly their scores.
+        for f in aware.iter().filter(|f| f.ord != 3) {
+            let before = plain.iter().find(|p| p.ord == f.ord).unwrap();
+            assert_eq!(f.score, before.score);
+        }
+        // BM25 can still lift an out-of-reach candidate: 1 in another language keeps its fused score.
+        let first = |ord: u32| ord == 1;
+        let lifted = fuse(&bm25, &dense, fusion, None, Some(&first));
+        let one = |out: &[Fused]| out.iter().find(|f| f.ord == 1).unwrap().score;
+        assert_eq!(one(&lifted), one(&plain));
+    }
+
     proptest! {
         #[test]
         fn fused_lists_are_sorted_without_duplicates(
@@ -223,7 +264,7 @@ mod tests {
             let mut bm25 = bm25; bm25.sort_by(|a, b| b.1.total_cmp(&a.1)); let mut seen = std::collections::HashSet::new(); bm25.retain(|x| seen.insert(x.0));
             let mut dense = dense; dense.sort_by(|a, b| b.1.total_cmp(&a.1)); let mut seen = std::collections::HashSet::new(); dense.retain(|x| seen.insert(x.0));
             let fusion = if rrf { Fusion::Rrf { k: 60.0 } } else { Fusion::MinMax { dense_weight: 0.3 } };
-            let out = fuse(&bm25, &dense, fusion, None);
+            let out = fuse(&bm25, &dense, fusion, None, None);
             prop_assert!(out.windows(2).all(|w| w[0].score >= w[1].score));
             let mut ords: Vec<u32> = out.iter().map(|f| f.ord).collect();
             ords.sort();

@@ -10,6 +10,7 @@ pub mod filters;
 pub mod fusion;
 pub mod generation;
 pub mod identifiers;
+pub mod language;
 pub mod lexical;
 pub mod manual;
 pub mod search;

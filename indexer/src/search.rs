@@ -11,6 +11,7 @@ use crate::error::{io_err, IndexError, Result};
 use crate::filters::{Filters, OwnerScope};
 use crate::fusion::{fuse, Fusion, LegScore};
 use crate::generation::{self, GenerationMeta};
+use crate::language::{primary, question_language};
 use crate::lexical::{LexicalIndex, LexicalWeights, WeightedText};
 use crate::vector::{HnswParams, VectorIndex, EXACT_MAX};
 
@@ -79,6 +80,9 @@ pub struct SearchRequest {
     pub filters: Filters,
     pub limit: usize,
     pub mode: Mode,
+    /// The person's language (a tag such as `es`), when known: it decides the question's language
+    /// when the text alone cannot (see `language::question_language`).
+    pub language: Option<String>,
 }
 
 impl SearchRequest {
@@ -92,6 +96,7 @@ impl SearchRequest {
             },
             limit,
             mode,
+            language: None,
         }
     }
 }
@@ -116,6 +121,8 @@ pub struct SearchIndex {
     lexical: LexicalIndex,
     vectors: VectorIndex,
     has_private: bool,
+    /// The distinct primary language tags of the chunks.
+    languages: Vec<String>,
     pub settings: SearchSettings,
 }
 
@@ -193,6 +200,9 @@ impl SearchIndex {
             .with_items(starts)
             .map_err(bad)?;
         let has_private = chunks.iter().any(|c| c.owner.is_some());
+        let mut languages: Vec<String> = chunks.iter().map(|c| primary(&c.language)).collect();
+        languages.sort();
+        languages.dedup();
         Ok(Self {
             dir: dir.to_path_buf(),
             generation: generation.to_string(),
@@ -201,6 +211,7 @@ impl SearchIndex {
             lexical,
             vectors,
             has_private,
+            languages,
             settings,
         })
     }
@@ -314,21 +325,37 @@ impl SearchIndex {
                 times.vectors_ms = ms(t);
                 let t = clock();
                 let dense_of = |ord: u32| self.vectors.item_score(&q, ord as usize);
-                let fused = fuse(&lexical, &dense, self.settings.fusion, Some(&dense_of))
-                    .into_iter()
-                    .map(|f| Hit {
-                        ord: f.ord,
-                        chunk_id: self.chunks[f.ord as usize].chunk_id.clone(),
-                        score: f.score,
-                        bm25: f.bm25,
-                        dense: f.dense,
-                    })
-                    .collect();
+                let asked_in = self.question_language(request);
+                let out_of_reach = |ord: u32| {
+                    asked_in.is_some_and(|l| primary(&self.chunks[ord as usize].language) != l)
+                };
+                let fused = fuse(
+                    &lexical,
+                    &dense,
+                    self.settings.fusion,
+                    Some(&dense_of),
+                    Some(&out_of_reach),
+                )
+                .into_iter()
+                .map(|f| Hit {
+                    ord: f.ord,
+                    chunk_id: self.chunks[f.ord as usize].chunk_id.clone(),
+                    score: f.score,
+                    bm25: f.bm25,
+                    dense: f.dense,
+                })
+                .collect();
                 times.fuse_ms = ms(t);
                 fused
             }
         };
         Ok((hits.into_iter().take(request.limit).collect(), times))
+    }
+
+    /// The language the request's question is written in, when the index or the person brings a
+    /// second language into play; `None` for one language (every passage is within BM25's reach).
+    pub fn question_language(&self, request: &SearchRequest) -> Option<&'static str> {
+        question_language(&request.query, &self.languages, request.language.as_deref())
     }
 
     /// The vector leg's allow-mask, or `None` when every chunk is allowed.

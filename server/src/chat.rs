@@ -41,11 +41,12 @@ pub struct ChatEngine {
 }
 
 impl ChatEngine {
-    /// Messages per conversation and per client address prefix allowed in `RATE_WINDOW`.
-    pub fn new(per_conversation: u32, per_client: u32) -> Self {
+    /// Messages per conversation and per client address prefix allowed in `RATE_WINDOW`; the
+    /// confidence model fitted for the embedding model `model_id`.
+    pub fn new(per_conversation: u32, per_client: u32, model_id: &str) -> Self {
         Self {
             slots: Arc::new(tokio::sync::Semaphore::new(CHAT_SLOTS)),
-            model: Arc::new(ShippedModel::bundled()),
+            model: Arc::new(ShippedModel::for_model(model_id)),
             per_conversation: AttemptLimiter::new(per_conversation, RATE_WINDOW, RATE_WINDOW),
             per_client: AttemptLimiter::new(per_client, RATE_WINDOW, RATE_WINDOW),
         }
@@ -512,6 +513,8 @@ pub async fn answer_turn(
         filters,
         limit: 20,
         mode: Mode::Hybrid,
+        // Only a language the person chose; the "en" default says nothing about the question.
+        language: request.lang.as_ref().map(|_| lang.clone()),
     };
     let asked = asks_for_a_person(&message);
     // "Talk to a person" and nothing more: there is nothing to look up, the ticket is the answer.

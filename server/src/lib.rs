@@ -234,9 +234,13 @@ pub async fn open(
         events,
         index: RwLock::new(Arc::new(index)),
         rules: RwLock::new(Arc::new(rules)),
+        // Before `config` and `embedder` move in.
+        chat: chat::ChatEngine::new(
+            config.chat_per_conversation,
+            config.chat_per_client,
+            embedder.model_id(),
+        ),
         embedder,
-        // Before `config` moves in.
-        chat: chat::ChatEngine::new(config.chat_per_conversation, config.chat_per_client),
         config,
         signin_limiter: AttemptLimiter::new(
             5,

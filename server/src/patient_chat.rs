@@ -208,6 +208,7 @@ pub async fn answer_patient(
         },
         limit: 20,
         mode: Mode::Hybrid,
+        language: Some(packet.language.clone()),
     };
     let reply = match crate::chat::run_assistant(app, search, Some(packet.language.clone())).await?
     {

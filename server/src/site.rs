@@ -184,6 +184,7 @@ pub async fn search(
         filters,
         limit: 5,
         mode: Mode::Hybrid,
+        language: Some(lang.to_string()),
     };
     let index = app.index();
     let embedder = app.embedder.clone();

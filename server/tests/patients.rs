@@ -695,3 +695,52 @@ fn a_packet_deleted_on_request_leaves_nothing_personal_and_opens_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+#[test]
+fn with_multilingual_e5_a_spanish_question_finds_the_english_leaflet_that_answers_it() {
+    // As `scanaid serve` runs the bundled manuals: multilingual-e5, language-aware fusion.
+    let (app, demos, _index) = spawn_with_indexed_packets_e5();
+    let ana = demo(&demos, "Ana García");
+    let (_, session) = try_open(&app, &ana.code, &ana.dob, &ana.pin);
+    let session = session.expect("Ana signs in");
+
+    // Only the English heart-failure leaflet (public patient education) speaks of salt; Ana's
+    // Spanish knee documents do not.
+    let (status, answer) = ask_as(
+        &app,
+        &session,
+        r#"{"message": "¿cuánta sal puedo comer al día?"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let first = &answer["citations"][0];
+    assert_eq!(first["manual"], "heart-failure-daily-care", "{answer}");
+    assert!(
+        first["url"].as_str().unwrap().ends_with("#eat-less-salt"),
+        "{answer}"
+    );
+    assert!(
+        answer["answer"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("salt")
+            || answer["answer"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("sodium"),
+        "the cited English text is the answer: {answer}"
+    );
+
+    // Her own Spanish plan still answers her own questions first.
+    let (status, answer) = ask_as(
+        &app,
+        &session,
+        r#"{"message": "¿cuándo es mi revisión en la consulta de traumatología?"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["answer"].as_str().unwrap().contains("día 10"),
+        "{answer}"
+    );
+}

@@ -19,36 +19,62 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+fn models_dir() -> PathBuf {
+    std::env::var_os("SCANAID_MODELS_DIR")
+        .map(Into::into)
+        .unwrap_or_else(scanaid_models::default_models_dir)
+}
+
+/// MiniLM, which most tests serve with.
 pub fn embedder() -> Arc<dyn Embedder> {
     static EMBEDDER: OnceLock<Arc<dyn Embedder>> = OnceLock::new();
     EMBEDDER
         .get_or_init(|| {
-            let models = std::env::var_os("SCANAID_MODELS_DIR")
-                .map(Into::into)
-                .unwrap_or_else(scanaid_models::default_models_dir);
-            let (dir, _) = ensure_model(&models, &MINILM_L6_V2).expect("model fetched");
+            let (dir, _) = ensure_model(&models_dir(), &MINILM_L6_V2).expect("model fetched");
             Arc::new(BertEmbedder::load(&dir, &MINILM_L6_V2).expect("model loads"))
         })
         .clone()
 }
 
-/// The bundled manuals, indexed once per test binary (incrementally: unchanged chunks reuse their
-/// embeddings from earlier runs).
+/// multilingual-e5-small, the model `scanaid serve` picks for the bundled (English and Spanish)
+/// manuals.
+pub fn e5_embedder() -> Arc<dyn Embedder> {
+    static EMBEDDER: OnceLock<Arc<dyn Embedder>> = OnceLock::new();
+    EMBEDDER
+        .get_or_init(|| {
+            let spec = &scanaid_models::MULTILINGUAL_E5_SMALL;
+            let (dir, _) = ensure_model(&models_dir(), spec).expect("model fetched");
+            Arc::new(BertEmbedder::load_e5s1(&dir, spec).expect("model loads"))
+        })
+        .clone()
+}
+
+/// The bundled manuals, indexed with MiniLM once per test binary (incrementally: unchanged chunks
+/// reuse their embeddings from earlier runs).
 pub fn bundled_index_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("server-e2e-index");
-        scanaid_indexer::index_manuals(
-            &repo().join("manuals"),
-            &dir,
-            embedder().as_ref(),
-            scanaid_indexer::ChunkingConfig::default(),
-            &mut |_, _| {},
-        )
-        .expect("bundled manuals index");
-        dir
-    })
-    .clone()
+    DIR.get_or_init(|| index_bundled("server-e2e-index", embedder().as_ref()))
+        .clone()
+}
+
+/// The same with multilingual-e5.
+pub fn bundled_index_dir_e5() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| index_bundled("server-e2e-index-e5", e5_embedder().as_ref()))
+        .clone()
+}
+
+fn index_bundled(name: &str, embedder: &dyn Embedder) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    scanaid_indexer::index_manuals(
+        &repo().join("manuals"),
+        &dir,
+        embedder,
+        scanaid_indexer::ChunkingConfig::default(),
+        &mut |_, _| {},
+    )
+    .expect("bundled manuals index");
+    dir
 }
 
 pub struct TestApp {
@@ -71,9 +97,17 @@ pub fn spawn_app_with(config: ServerConfig) -> TestApp {
 }
 
 pub fn spawn_app_with_rules(rules: RuleSet, config: ServerConfig) -> TestApp {
-    let index_dir = bundled_index_dir();
-    let embedder = embedder();
-    let index = SearchIndex::open_for(&index_dir, embedder.as_ref()).expect("index opens");
+    spawn_app_serving(rules, config, &bundled_index_dir(), embedder())
+}
+
+/// A server on the index in `index_dir`, built with `embedder`'s model.
+pub fn spawn_app_serving(
+    rules: RuleSet,
+    config: ServerConfig,
+    index_dir: &Path,
+    embedder: Arc<dyn Embedder>,
+) -> TestApp {
+    let index = SearchIndex::open_for(index_dir, embedder.as_ref()).expect("index opens");
     let registry = Registry::load(&repo().join("manuals/assets.toml")).expect("registry");
     let data = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -370,13 +404,27 @@ pub fn spawn_with_demo_packets() -> (TestApp, Vec<(String, Demo)>) {
 /// The demo packets with their documents indexed: the server builds a new generation in a copy of
 /// the bundled index (its embedding cache means only the packet documents are embedded).
 pub fn spawn_with_indexed_packets() -> (TestApp, Vec<(String, Demo)>, tempfile::TempDir) {
+    indexed_packets_on(&bundled_index_dir(), embedder())
+}
+
+/// `spawn_with_indexed_packets` with multilingual-e5, as `scanaid serve` runs the bundled manuals.
+pub fn spawn_with_indexed_packets_e5() -> (TestApp, Vec<(String, Demo)>, tempfile::TempDir) {
+    indexed_packets_on(&bundled_index_dir_e5(), e5_embedder())
+}
+
+fn indexed_packets_on(
+    index_dir: &Path,
+    embedder: Arc<dyn Embedder>,
+) -> (TestApp, Vec<(String, Demo)>, tempfile::TempDir) {
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(&bundled_index_dir(), copy.path());
-    let (app, demos) = spawn_demo(ServerConfig {
+    copy_dir(index_dir, copy.path());
+    let config = ServerConfig {
         demo_manuals: Some(repo().join("manuals")),
         index_dir: Some(copy.path().to_path_buf()),
         ..ServerConfig::default()
-    });
+    };
+    let app = spawn_app_serving(RuleSet::default(), config, index_dir, embedder);
+    let demos = demos_of(&app);
     (app, demos, copy)
 }
 
@@ -395,6 +443,12 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 pub fn spawn_demo(config: ServerConfig) -> (TestApp, Vec<(String, Demo)>) {
     let app = spawn_app_with(config);
+    let demos = demos_of(&app);
+    (app, demos)
+}
+
+/// The demo patients a fresh server wrote to its demo file.
+fn demos_of(app: &TestApp) -> Vec<(String, Demo)> {
     let text = std::fs::read_to_string(app.data.path().join("demo-patients.txt")).unwrap();
     let demos = text
         .lines()
@@ -409,7 +463,7 @@ pub fn spawn_demo(config: ServerConfig) -> (TestApp, Vec<(String, Demo)>) {
         })
         .collect::<Vec<_>>();
     assert_eq!(demos.len(), 3, "{text}");
-    (app, demos)
+    demos
 }
 
 pub fn demo<'a>(demos: &'a [(String, Demo)], name: &str) -> &'a Demo {
