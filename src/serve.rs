@@ -94,9 +94,15 @@ pub struct ServeCmd {
     /// Address to listen on.
     #[arg(long, env = "SCANAID_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Set the Secure flag on cookies (when a TLS proxy is in front).
+    /// Set the Secure flag on cookies (when a TLS proxy is in front; implied by --tls-cert).
     #[arg(long, env = "SCANAID_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, env = "SCANAID_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SCANAID_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Days a quiet conversation (its turns, ticket and replies) is kept.
     #[arg(long, env = "SCANAID_CHAT_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..))]
     pub chat_retention_days: u32,
@@ -165,6 +171,12 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     for finding in rules.analyse() {
         eprintln!("warning: routing rule {finding}");
     }
+    // Checked before the slow steps, so a wrong certificate or key fails at once.
+    let tls = match (&cmd.tls_cert, &cmd.tls_key) {
+        (Some(cert), Some(key)) => Some(scanaid_server::tls::load_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let embedder = cmd.model.embedder_for(&cmd.data.manuals)?;
     let index = open_or_build_index(&cmd.data, embedder.as_ref())?;
     let config = ServerConfig {
@@ -172,8 +184,9 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
             .data
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", cmd.addr)),
-        secure_cookies: cmd.secure_cookies,
+            .unwrap_or_else(|| format!("{scheme}://{}", cmd.addr)),
+        // Over TLS, cookies are Secure and HSTS is sent.
+        secure_cookies: cmd.secure_cookies || tls.is_some(),
         demo_manuals: Some(cmd.data.manuals.clone()),
         index_dir: Some(cmd.data.index_dir()),
         retention: scanaid_server::retention::Retention {
@@ -210,16 +223,21 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
             println!("sign in at {}/signin and change it", config.public_url);
         }
         println!(
-            "scanaid listening on http://{}  (Ctrl-C to stop)",
+            "scanaid listening on {scheme}://{}  (Ctrl-C to stop)",
             listener.local_addr()?
         );
         println!(
             "codes: scanaid codes --data {}",
             cmd.data.data_dir.display()
         );
-        scanaid_server::serve(listener, running, shutdown_signal())
-            .await
-            .context("serving")?;
+        match tls {
+            Some(tls) => {
+                let listener = scanaid_server::tls::TlsListener::new(listener, tls);
+                scanaid_server::serve(listener, running, shutdown_signal()).await
+            }
+            None => scanaid_server::serve(listener, running, shutdown_signal()).await,
+        }
+        .context("serving")?;
         println!("stopped; every scan event was written");
         Ok(ExitCode::SUCCESS)
     })

@@ -122,7 +122,8 @@ pub fn build_generation(
             "the documents produced no chunks".to_string(),
         ));
     }
-    std::fs::create_dir_all(index_dir).map_err(io_err(index_dir))?;
+    // Two builders at once would pick the same generation name and share the embedding cache.
+    let _writer = generation::lock_writers(index_dir)?;
     let dim = embedder.dim();
     let model_id = embedder.model_id().to_string();
 

@@ -80,6 +80,22 @@ pub fn list(index_dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Holds the index directory's writer lock until dropped: one build, rollback or prune at a time,
+/// across processes (the server's re-index, `scanaid index`, two test binaries). Readers never
+/// take it. The lock is the OS's (`flock`), so a writer that dies releases it.
+pub fn lock_writers(index_dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(index_dir).map_err(io_err(index_dir))?;
+    let path = index_dir.join(".writer.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    file.lock().map_err(io_err(&path))?;
+    Ok(file)
+}
+
 /// A fresh, empty staging directory and the name the generation will get.
 pub fn stage(index_dir: &Path) -> Result<(String, PathBuf)> {
     let dir = generations_dir(index_dir);
@@ -129,6 +145,12 @@ fn sync_dir(dir: &Path) {
 
 /// Points `CURRENT` at the newest generation older than the current one; returns (from, to).
 pub fn rollback(index_dir: &Path) -> Result<(String, String)> {
+    if !index_dir.is_dir() {
+        return Err(IndexError::NoIndex {
+            dir: index_dir.to_path_buf(),
+        });
+    }
+    let _writer = lock_writers(index_dir)?;
     let now = current(index_dir)?.ok_or_else(|| IndexError::NoIndex {
         dir: index_dir.to_path_buf(),
     })?;

@@ -315,3 +315,45 @@ fn readers_never_observe_a_partial_generation_while_another_is_promoted() {
             <= scanaid_indexer::build::KEEP_GENERATIONS
     );
 }
+
+#[test]
+fn builders_at_the_same_time_take_turns_and_each_promotes_a_whole_generation() {
+    // Two writers on one index directory (the server re-indexing while an admin runs `scanaid
+    // index`): without the writer lock both pick the same next generation name and one fails.
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    write(manuals.path(), "pump.md", PUMP);
+    write(manuals.path(), "rsc.md", COMPRESSOR);
+    let build = || {
+        index_manuals(
+            manuals.path(),
+            index_dir.path(),
+            embedder().as_ref(),
+            ChunkingConfig::default(),
+            &mut noop,
+        )
+    };
+    build().unwrap(); // warm the embedding cache so the racing builds are quick and close together
+    let names: Vec<String> = std::thread::scope(|s| {
+        let builders: Vec<_> = (0..4).map(|_| s.spawn(build)).collect();
+        builders
+            .into_iter()
+            .map(|b| {
+                b.join()
+                    .unwrap()
+                    .expect("every builder succeeds")
+                    .generation
+            })
+            .collect()
+    });
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        4,
+        "each build got its own generation: {names:?}"
+    );
+    let index = SearchIndex::open(index_dir.path()).unwrap();
+    assert_eq!(index.len(), index.meta.n_chunks);
+}

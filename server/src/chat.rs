@@ -744,9 +744,7 @@ pub async fn chat_form(
 
 /// The client's address prefix (never the whole address), when the server knows the peer.
 pub(crate) fn client_of(extensions: &axum::http::Extensions) -> Option<String> {
-    extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| crate::http::ip_prefix(c.0.ip()))
+    crate::http::peer_of(extensions).map(crate::http::ip_prefix)
 }
 
 /// Earlier turns as the engine reads them: the user's questions and the assistant's answers.

@@ -1,8 +1,10 @@
 //! Small HTTP helpers shared by the handlers: cookies, the client's address prefix, security headers.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::extract::{ConnectInfo, Request};
+
+use crate::tls::PeerAddr;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -59,10 +61,14 @@ pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The peer address of the connection, when the server was started with connect info.
 pub fn peer(request: &Request) -> Option<IpAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    peer_of(request.extensions())
+}
+
+/// The same from a request's extensions (plain TCP or TLS alike).
+pub fn peer_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0 .0.ip())
 }
 
 /// What may be kept of an address: the /24 of IPv4, the /48 of IPv6. Never the whole address.

@@ -29,6 +29,7 @@ pub mod site;
 pub mod store;
 pub mod support;
 pub mod tickets;
+pub mod tls;
 pub mod views;
 pub mod webhook;
 
@@ -310,11 +311,18 @@ async fn ensure_demo_admin(store: &Store) -> Result<Option<String>> {
 
 /// Serves until `shutdown` completes, then drains in-flight requests and writes every queued scan event
 /// before returning.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves until `shutdown` resolves, then drains. `listener` is a `tokio::net::TcpListener`, or a
+/// `tls::TlsListener` for HTTPS.
+pub async fn serve<L>(
+    listener: L,
     running: Running,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+) -> Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    tls::PeerAddr:
+        for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     let Running {
         state,
         event_writer,
@@ -333,7 +341,7 @@ pub async fn serve(
     };
     axum::serve(
         listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<tls::PeerAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

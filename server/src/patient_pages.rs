@@ -201,9 +201,7 @@ pub async fn verify(
             false,
         );
     };
-    let client = extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| http::ip_prefix(c.0.ip()));
+    let client = crate::chat::client_of(&extensions);
     let client_key = format!("patient:{}", client.as_deref().unwrap_or("unknown"));
     if app.client_limiter.locked_for(&client_key).is_some() {
         app.store

@@ -220,7 +220,7 @@ fn a_patient_opens_their_spanish_instructions_asks_and_a_stranger_is_locked_out(
         ana.dob
     ));
     phone.wait_for("#pin", wait).type_text(&ana.pin);
-    phone.wait_for("#verify button[type=submit]", wait).click();
+    phone.submit_and_wait("#verify button[type=submit]", wait);
     let name = phone.wait_for("#patient-name", wait);
     assert_eq!(name.text(), "Ana García");
     assert!(phone
@@ -252,9 +252,7 @@ fn a_patient_opens_their_spanish_instructions_asks_and_a_stranger_is_locked_out(
         stranger.wait_for("#verify", wait);
         stranger.run("document.getElementById('dob').value = '1990-01-01'; return true;");
         stranger.wait_for("#pin", wait).type_text(wrong);
-        stranger
-            .wait_for("#verify button[type=submit]", wait)
-            .click();
+        stranger.submit_and_wait("#verify button[type=submit]", wait);
         stranger.wait_for("#verify-error", wait);
     }
     let error = stranger.wait_for("#verify-error", wait).text();

@@ -107,6 +107,30 @@ pub fn spawn_app_serving(
     index_dir: &Path,
     embedder: Arc<dyn Embedder>,
 ) -> TestApp {
+    spawn(rules, config, index_dir, embedder, None)
+}
+
+/// The bundled-manuals server over HTTPS with `tls`.
+pub fn spawn_app_tls(
+    config: ServerConfig,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) -> TestApp {
+    spawn(
+        RuleSet::default(),
+        config,
+        &bundled_index_dir(),
+        embedder(),
+        Some(tls),
+    )
+}
+
+fn spawn(
+    rules: RuleSet,
+    config: ServerConfig,
+    index_dir: &Path,
+    embedder: Arc<dyn Embedder>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+) -> TestApp {
     let index = SearchIndex::open_for(index_dir, embedder.as_ref()).expect("index opens");
     let registry = Registry::load(&repo().join("manuals/assets.toml")).expect("registry");
     let data = tempfile::tempdir().unwrap();
@@ -120,8 +144,9 @@ pub fn spawn_app_serving(
     let (addr, state, admin_password, server) = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let config = ServerConfig {
-            public_url: format!("http://{addr}"),
+            public_url: format!("{scheme}://{addr}"),
             ..config
         };
         let (running, admin) =
@@ -129,9 +154,16 @@ pub fn spawn_app_serving(
                 .await
                 .expect("server opens");
         let state = running.state.clone();
-        let server = tokio::spawn(scanaid_server::serve(listener, running, async {
+        let stop = async {
             let _ = wait.await;
-        }));
+        };
+        let server = match tls {
+            Some(tls) => {
+                let listener = scanaid_server::tls::TlsListener::new(listener, tls);
+                tokio::spawn(scanaid_server::serve(listener, running, stop))
+            }
+            None => tokio::spawn(scanaid_server::serve(listener, running, stop)),
+        };
         (
             addr,
             state,

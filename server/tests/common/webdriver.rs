@@ -175,6 +175,28 @@ impl Browser {
         }
     }
 
+    /// Clicks `css` (a button that submits a form) and waits until the page it leads to has loaded:
+    /// under load the old page can still be there when the click returns, and reading it then
+    /// would read the answer to the previous submission.
+    pub fn submit_and_wait(&self, css: &str, timeout: Duration) {
+        self.run("window.__scanaidBeforeSubmit = true; return true;");
+        self.wait_for(css, timeout).click();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state = self.run(
+                "return window.__scanaidBeforeSubmit === true ? 'old page' : document.readyState;",
+            );
+            if state == "complete" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page after {css:?} did not load within {timeout:?} ({state})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Runs `script` (a function body) in the page and returns what it returns.
     pub fn run(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": []}))
