@@ -100,6 +100,9 @@ pub struct ServeCmd {
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
     #[arg(long, env = "SCANAID_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
+    /// Bearer token a Prometheus on another machine sends to read /metrics (this machine needs none).
+    #[arg(long, env = "SCANAID_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "SCANAID_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
@@ -188,6 +191,7 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         // Over TLS, cookies are Secure and HSTS is sent.
         secure_cookies: cmd.secure_cookies || tls.is_some(),
         demo_manuals: Some(cmd.data.manuals.clone()),
+        metrics_token: cmd.metrics_token.clone(),
         index_dir: Some(cmd.data.index_dir()),
         retention: scanaid_server::retention::Retention {
             chat: days(cmd.chat_retention_days),

@@ -54,6 +54,12 @@ pub fn token_hash(token: &str) -> String {
 
 /// The CSRF token of a session's forms: derived from the session token, so nothing more is stored and
 /// a page from another origin cannot know it.
+/// Whether a presented secret equals the expected one, comparing their SHA-256 digests: how long the
+/// comparison takes says nothing about the secret itself.
+pub fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    Sha256::digest(expected) == Sha256::digest(given)
+}
+
 pub fn csrf_for_session(session_token: &str) -> String {
     hex::encode(&Sha256::digest(format!("csrf:{session_token}").as_bytes())[..16])
 }

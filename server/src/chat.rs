@@ -517,6 +517,7 @@ pub async fn answer_turn(
         language: request.lang.as_ref().map(|_| lang.clone()),
     };
     let asked = asks_for_a_person(&message);
+    let started = std::time::Instant::now();
     // "Talk to a person" and nothing more: there is nothing to look up, the ticket is the answer.
     let (extract, confidence, unsure) = if asked && !asks_more_than_a_person(&message) {
         (scanaid_assistant::Extract::default(), 0.0, false)
@@ -539,6 +540,15 @@ pub async fn answer_turn(
         .collect::<Vec<_>>()
         .join("\n");
     let escalated = asked || unsure;
+    let outcome = if asked && extract.sentences.is_empty() {
+        "person"
+    } else if unsure {
+        "unsure"
+    } else {
+        "answered"
+    };
+    app.metrics
+        .chat_turn("asset", outcome, started.elapsed().as_secs_f64());
     let citations_json = serde_json::to_string(&citations).expect("serialises");
     let turn = app
         .store
@@ -575,6 +585,8 @@ pub async fn answer_turn(
                 } else {
                     "assistant unsure"
                 };
+                app.metrics
+                    .escalation(if asked { "asked" } else { "unsure" });
                 let id = app
                     .store
                     .create_ticket(

@@ -14,6 +14,7 @@ pub mod http;
 pub mod i18n;
 pub mod label;
 pub mod language;
+pub mod metrics;
 pub mod packet_admin;
 pub mod pages;
 pub mod patient_chat;
@@ -76,6 +77,9 @@ pub struct ServerConfig {
     /// The index directory: with `demo_manuals`, lets the server add patients' packet documents to
     /// the index (a new generation) when the store has documents the index lacks.
     pub index_dir: Option<PathBuf>,
+    /// Bearer token `/metrics` asks of clients not on this machine (loopback needs none); without
+    /// it, only loopback may scrape.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +95,7 @@ impl Default for ServerConfig {
             retention: retention::Retention::default(),
             demo_manuals: None,
             index_dir: None,
+            metrics_token: None,
         }
     }
 }
@@ -116,6 +121,8 @@ pub struct Inner {
     pub signin_limiter: AttemptLimiter,
     /// Failed sign-ins per client address prefix: higher, since a ward or a plant shares one address.
     pub client_limiter: AttemptLimiter,
+    /// Operational figures for `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 #[derive(Clone)]
@@ -149,6 +156,7 @@ pub fn app(state: AppState) -> Router {
     let served_over_tls = state.config.secure_cookies;
     let router = Router::new()
         .route("/", get(site::home))
+        .route("/metrics", get(metrics::exposition))
         .route("/c/{code}", get(scan::scan).post(patient_pages::verify))
         .route("/patient/signout", post(patient_pages::sign_out))
         .route("/patients", get(patient_pages::packets))
@@ -230,7 +238,9 @@ pub async fn open(
         None => None,
     };
     let (events, event_writer) = EventSink::start(store.clone(), config.event_queue);
+    let metrics = metrics::Metrics::new(events.counters.clone());
     let state = AppState(Arc::new(Inner {
+        metrics,
         store,
         events,
         index: RwLock::new(Arc::new(index)),

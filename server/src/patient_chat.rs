@@ -79,6 +79,7 @@ pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
         return Ok(false);
     }
     let embedder = app.embedder.clone();
+    let started = std::time::Instant::now();
     let rebuilt = tokio::task::spawn_blocking(move || {
         scanaid_indexer::index_corpus(
             &manuals_dir,
@@ -90,8 +91,10 @@ pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
         )?;
         SearchIndex::open_for(&index_dir, embedder.as_ref())
     })
-    .await??;
-    *app.index.write().expect("index lock") = Arc::new(rebuilt);
+    .await?;
+    app.metrics
+        .index_build(rebuilt.is_ok(), started.elapsed().as_secs_f64());
+    *app.index.write().expect("index lock") = Arc::new(rebuilt?);
     Ok(true)
 }
 
@@ -210,11 +213,15 @@ pub async fn answer_patient(
         mode: Mode::Hybrid,
         language: Some(packet.language.clone()),
     };
+    let started = std::time::Instant::now();
     let reply = match crate::chat::run_assistant(app, search, Some(packet.language.clone())).await?
     {
         Ok(reply) => reply,
         Err(refusal) => return Ok(Err(refusal)),
     };
+    let outcome = if reply.unsure { "unsure" } else { "answered" };
+    app.metrics
+        .chat_turn("patient", outcome, started.elapsed().as_secs_f64());
     let own_page = format!("/c/{}", packet.code);
     // Their own documents are on their packet's page; leaflets have public pages.
     let (sentences, citations) = crate::chat::views_of(&reply.extract, |c| {

@@ -109,6 +109,7 @@ pub async fn scan(
         let mut event = event;
         event.latency_us = started.elapsed().as_micros() as u64;
         event.ip_prefix = peer.map(http::ip_prefix);
+        app.metrics.scan(&event);
         app.events.record(event);
     }
     Ok(response)

@@ -1,0 +1,283 @@
+//! Operational figures for `/metrics`, in the OpenMetrics text format Prometheus scrapes: scans by
+//! outcome and role with their latency, chat turns and escalations, index builds, the index being
+//! served, and the scan-event queue (written, dropped). Labels never carry a code, a name or a
+//! question: only small fixed vocabularies (outcome, role, scope, reason), so the series stay few
+//! and nothing personal reaches a monitoring system.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::events::{EventCounters, ScanEvent};
+
+type Labels = Vec<(&'static str, String)>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    scans: Family<Labels, Counter>,
+    scan_seconds: HistogramFamily,
+    chat_turns: Family<Labels, Counter>,
+    chat_seconds: HistogramFamily,
+    escalations: Family<Labels, Counter>,
+    index_builds: Family<Labels, Counter>,
+    index_build_seconds: Histogram,
+    index_generation: Gauge,
+    index_chunks: Gauge,
+}
+
+/// 0.1 ms to about 3 s: scans are answered in well under a millisecond to a few.
+fn scan_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// 1 ms to about 16 s: a chat turn embeds the question and may wait for an inference slot.
+fn chat_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Metrics {
+    pub fn new(events: Arc<EventCounters>) -> Self {
+        let mut registry = Registry::with_prefix("scanaid");
+        let scans = Family::<Labels, Counter>::default();
+        registry.register(
+            "scans",
+            "Scans answered, by outcome (page, redirect, fallback, discharge) and role",
+            scans.clone(),
+        );
+        let scan_seconds = HistogramFamily::new_with_constructor(scan_buckets as fn() -> Histogram);
+        registry.register_with_unit(
+            "scan_duration",
+            "Time from request to response for a scan, by outcome",
+            Unit::Seconds,
+            scan_seconds.clone(),
+        );
+        let chat_turns = Family::<Labels, Counter>::default();
+        registry.register(
+            "chat_turns",
+            "Chat messages answered, by scope (asset, patient) and outcome (answered, unsure, person)",
+            chat_turns.clone(),
+        );
+        let chat_seconds = HistogramFamily::new_with_constructor(chat_buckets as fn() -> Histogram);
+        registry.register_with_unit(
+            "chat_duration",
+            "Time to answer a chat message, by scope",
+            Unit::Seconds,
+            chat_seconds.clone(),
+        );
+        let escalations = Family::<Labels, Counter>::default();
+        registry.register(
+            "escalations",
+            "Tickets opened for a person, by reason (asked, unsure)",
+            escalations.clone(),
+        );
+        let index_builds = Family::<Labels, Counter>::default();
+        registry.register(
+            "index_builds",
+            "Index generations built by the server, by result (promoted, failed)",
+            index_builds.clone(),
+        );
+        let index_build_seconds = Histogram::new(exponential_buckets(0.25, 2.0, 12));
+        registry.register_with_unit(
+            "index_build_duration",
+            "Time to build and promote an index generation",
+            Unit::Seconds,
+            index_build_seconds.clone(),
+        );
+        let index_generation = Gauge::default();
+        registry.register(
+            "index_generation",
+            "Number of the index generation being served",
+            index_generation.clone(),
+        );
+        let index_chunks = Gauge::default();
+        registry.register(
+            "index_chunks",
+            "Chunks in the index generation being served",
+            index_chunks.clone(),
+        );
+        registry.register_collector(Box::new(EventQueue(events)));
+        Self {
+            registry,
+            scans,
+            scan_seconds,
+            chat_turns,
+            chat_seconds,
+            escalations,
+            index_builds,
+            index_build_seconds,
+            index_generation,
+            index_chunks,
+        }
+    }
+
+    /// One counted scan (HEAD requests and link-preview bots are not scans).
+    pub fn scan(&self, event: &ScanEvent) {
+        let outcome = scan_outcome(event);
+        self.scans
+            .get_or_create(&vec![
+                ("outcome", outcome.to_string()),
+                ("role", event.role.clone()),
+            ])
+            .inc();
+        self.scan_seconds
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .observe(event.latency_us as f64 / 1e6);
+    }
+
+    /// One answered chat message. `outcome`: `answered`, `unsure` (a person offered), or `person`
+    /// (the person asked for one and nothing was looked up).
+    pub fn chat_turn(&self, scope: &'static str, outcome: &'static str, seconds: f64) {
+        self.chat_turns
+            .get_or_create(&vec![
+                ("scope", scope.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+        self.chat_seconds
+            .get_or_create(&vec![("scope", scope.to_string())])
+            .observe(seconds);
+    }
+
+    /// A ticket opened: `asked` (the person asked for someone) or `unsure` (low confidence).
+    pub fn escalation(&self, reason: &'static str) {
+        self.escalations
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
+    }
+
+    /// An index build the server ran (packets, a publish), whether it was promoted.
+    pub fn index_build(&self, promoted: bool, seconds: f64) {
+        let result = if promoted { "promoted" } else { "failed" };
+        self.index_builds
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+        if promoted {
+            self.index_build_seconds.observe(seconds);
+        }
+    }
+
+    /// The exposition, with the served index's generation and size as of now.
+    pub fn render(&self, generation: &str, chunks: usize) -> String {
+        self.index_generation
+            .set(generation.trim_start_matches('g').parse().unwrap_or(0));
+        self.index_chunks.set(chunks as i64);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// `GET /metrics`: the exposition for a scraper on this machine, or one bearing the configured
+/// token; 404 for anyone else (the figures are operational, not for the public a QR code reaches).
+pub async fn exposition(
+    axum::extract::State(app): axum::extract::State<crate::AppState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let bearer = crate::http::header(request.headers(), "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let peer = crate::http::peer(&request);
+    if !may_scrape(peer, app.config.metrics_token.as_deref(), bearer) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let index = app.index();
+    let body = app.metrics.render(&index.generation, index.len());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A scraper on this machine may; another only with the configured token.
+fn may_scrape(peer: Option<std::net::IpAddr>, token: Option<&str>, bearer: Option<&str>) -> bool {
+    if peer.is_some_and(|ip| ip.is_loopback()) {
+        return true;
+    }
+    match (token, bearer) {
+        (Some(expected), Some(given)) => {
+            crate::auth::same_secret(expected.as_bytes(), given.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// The outcome label of a scan event.
+fn scan_outcome(event: &ScanEvent) -> &'static str {
+    if event.fallback {
+        "fallback"
+    } else if event.rule == "discharge" {
+        "discharge"
+    } else if event.destination.starts_with("redirect:") {
+        "redirect"
+    } else {
+        "page"
+    }
+}
+
+/// The scan-event queue's counters, read at each scrape.
+#[derive(Debug)]
+struct EventQueue(Arc<EventCounters>);
+
+impl Collector for EventQueue {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counters = [
+            (
+                "scan_events_written",
+                "Scan events written to the store",
+                &self.0.written,
+            ),
+            (
+                "scan_events_dropped",
+                "Scan events dropped because the queue was full",
+                &self.0.dropped,
+            ),
+            (
+                "scan_event_write_errors",
+                "Batches of scan events the store failed to write",
+                &self.0.write_errors,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_machine_or_the_token_may_scrape() {
+        let here = Some("127.0.0.1".parse().unwrap());
+        let away = Some("10.1.2.3".parse().unwrap());
+        assert!(may_scrape(here, None, None));
+        assert!(!may_scrape(away, None, None));
+        assert!(!may_scrape(away, None, Some("anything")));
+        assert!(!may_scrape(away, Some("s3cret-token"), None));
+        assert!(!may_scrape(
+            away,
+            Some("s3cret-token"),
+            Some("s3cret-tokem")
+        ));
+        assert!(may_scrape(away, Some("s3cret-token"), Some("s3cret-token")));
+        assert!(!may_scrape(None, Some("s3cret-token"), Some("")));
+    }
+}
