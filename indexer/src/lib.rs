@@ -14,6 +14,7 @@ pub mod language;
 pub mod lexical;
 pub mod manual;
 pub mod search;
+pub mod validate;
 pub mod vector;
 
 pub use build::{build_generation, index_corpus, index_manuals, BuildReport};

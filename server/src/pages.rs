@@ -70,7 +70,12 @@ fn priorities(role: Role) -> &'static [&'static str] {
             "safety",
             "seguridad",
         ],
-        Role::Operator | Role::Anonymous | Role::Agent | Role::Admin | Role::Patient => &[
+        Role::Operator
+        | Role::Anonymous
+        | Role::Agent
+        | Role::Editor
+        | Role::Admin
+        | Role::Patient => &[
             "quick start",
             "inicio rápido",
             "safety",

@@ -10,10 +10,12 @@ pub enum Role {
     Clinician,
     Patient,
     Agent,
+    /// Content editor: keeps the manuals (`/admin/manuals`).
+    Editor,
     Admin,
 }
 
-pub const ALL_ROLES: [Role; 8] = [
+pub const ALL_ROLES: [Role; 9] = [
     Role::Anonymous,
     Role::Operator,
     Role::Technician,
@@ -21,6 +23,7 @@ pub const ALL_ROLES: [Role; 8] = [
     Role::Clinician,
     Role::Patient,
     Role::Agent,
+    Role::Editor,
     Role::Admin,
 ];
 
@@ -34,6 +37,7 @@ impl Role {
             Role::Clinician => "clinician",
             Role::Patient => "patient",
             Role::Agent => "agent",
+            Role::Editor => "editor",
             Role::Admin => "admin",
         }
     }
@@ -45,8 +49,8 @@ impl Role {
             Role::Clinician => &["clinician", "operator", "public", "patient"],
             Role::Technician => &["technician", "operator", "public"],
             Role::Biomed => &["biomed", "technician", "clinician", "operator", "public"],
-            // Support agents and admins answer for every audience.
-            Role::Agent | Role::Admin => &[
+            // Support agents, editors and admins work on every audience.
+            Role::Agent | Role::Editor | Role::Admin => &[
                 "technician",
                 "biomed",
                 "clinician",

@@ -1,0 +1,243 @@
+//! Checking a manual before it is published: everything wrong with it at once, each with its line,
+//! and how it will be chunked. A manual with problems is never published (the editor sees the list);
+//! the checks are the ones a reader would notice: front matter, anchors used twice, links to anchors
+//! that do not exist, sections nobody may read, equipment models no asset has, images without alt
+//! text.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+
+use crate::chunking::{chunk_manual, Chunk, ChunkingConfig, Section};
+use crate::manual::{parse_manual, Manual};
+
+/// One problem, at a 1-based line of the file (0 when it concerns the whole file).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    pub line: usize,
+    pub message: String,
+}
+
+/// What checking a manual found, and what it would become.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// `None` when the file cannot be read as a manual at all (the findings say why).
+    pub manual: Option<Manual>,
+    pub findings: Vec<Finding>,
+    pub sections: Vec<Section>,
+    pub chunks: Vec<Chunk>,
+}
+
+impl Checked {
+    pub fn is_clean(&self) -> bool {
+        self.manual.is_some() && self.findings.is_empty()
+    }
+}
+
+/// Checks one manual. `known_models` are the equipment models of the registered assets (a manual
+/// for a model nobody has is usually a typo); empty means "do not check".
+pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) -> Checked {
+    let manual = match parse_manual(path, bytes) {
+        Ok(manual) => manual,
+        Err(reason) => {
+            return Checked {
+                manual: None,
+                findings: vec![finding_from_reason(&reason)],
+                sections: Vec::new(),
+                chunks: Vec::new(),
+            }
+        }
+    };
+    let chunked = chunk_manual(&manual, ChunkingConfig::default());
+    let mut findings = Vec::new();
+    let text = String::from_utf8_lossy(bytes);
+    let front_line = |key: &str| {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(key))
+            .map_or(1, |i| i + 1)
+    };
+
+    if !known_models.is_empty() {
+        for model in &manual.meta.models {
+            if !known_models.contains(model) {
+                findings.push(Finding {
+                    line: front_line("models"),
+                    message: format!(
+                        "equipment model {model:?} is not the model of any registered asset (known: {})",
+                        known_models.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+    }
+
+    let anchors: BTreeSet<&str> = chunked.sections.iter().map(|s| s.anchor.as_str()).collect();
+    let has_text: BTreeSet<&str> = chunked.chunks.iter().map(|c| c.anchor.as_str()).collect();
+    for section in &chunked.sections {
+        if section.audiences.is_empty() && has_text.contains(section.anchor.as_str()) {
+            let name = section
+                .heading_path
+                .last()
+                .map_or("the text before the first heading".to_string(), |h| {
+                    format!("section {h:?}")
+                });
+            findings.push(Finding {
+                line: section.line,
+                message: format!(
+                    "{name} has no audience: set `audience` in the front matter or `{{audience=...}}` on its heading"
+                ),
+            });
+        }
+    }
+
+    findings.extend(markdown_findings(&manual, &anchors));
+    findings.sort();
+    findings.dedup();
+    Checked {
+        manual: Some(manual),
+        findings,
+        sections: chunked.sections,
+        chunks: chunked.chunks,
+    }
+}
+
+/// Anchors given twice, links to anchors that do not exist, images without alt text.
+fn markdown_findings(manual: &Manual, anchors: &BTreeSet<&str>) -> Vec<Finding> {
+    let body = &manual.body;
+    let line_of = |offset: usize| manual.body_line + body[..offset].matches('\n').count();
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_HEADING_ATTRIBUTES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_FOOTNOTES;
+    let mut findings = Vec::new();
+    let mut explicit: HashMap<String, usize> = HashMap::new();
+    // An image being read: (its line, its destination, the alt text so far).
+    let mut image: Option<(usize, String, String)> = None;
+    for (event, range) in Parser::new_ext(body, options).into_offset_iter() {
+        match event {
+            Event::Start(Tag::Heading { id: Some(id), .. }) => {
+                let line = line_of(range.start);
+                if let Some(first) = explicit.insert(id.to_string(), line) {
+                    findings.push(Finding {
+                        line,
+                        message: format!("anchor {{#{id}}} is already used on line {first}"),
+                    });
+                }
+            }
+            Event::Start(Tag::Link { dest_url, .. }) => {
+                let line = line_of(range.start);
+                if dest_url.trim().is_empty() {
+                    findings.push(Finding {
+                        line,
+                        message: "a link has no destination".to_string(),
+                    });
+                } else if let Some(target) = dest_url.strip_prefix('#') {
+                    if !anchors.contains(target) {
+                        findings.push(Finding {
+                            line,
+                            message: format!(
+                                "link to #{target}, but no section of this manual has that anchor"
+                            ),
+                        });
+                    }
+                }
+            }
+            Event::Start(Tag::Image { dest_url, .. }) => {
+                image = Some((line_of(range.start), dest_url.to_string(), String::new()));
+            }
+            Event::Text(t) | Event::Code(t) => {
+                if let Some((_, _, alt)) = image.as_mut() {
+                    alt.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::Image) => {
+                if let Some((line, dest, alt)) = image.take() {
+                    if alt.trim().is_empty() {
+                        findings.push(Finding {
+                            line,
+                            message: format!(
+                                "image {dest} has no alt text: write what it shows between the brackets"
+                            ),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    findings
+}
+
+/// A parse failure ("line 3: broken front matter: ...") as a finding at its line.
+fn finding_from_reason(reason: &str) -> Finding {
+    let line = reason
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Finding {
+        line,
+        message: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models() -> BTreeSet<String> {
+        ["VP-300".to_string(), "RSC-37".to_string()]
+            .into_iter()
+            .collect()
+    }
+
+    fn check(text: &str) -> Checked {
+        check_manual(Path::new("m.md"), text.as_bytes(), &models())
+    }
+
+    const CLEAN: &str = "+++\nid = \"pump\"\ntitle = \"Pump\"\nmodels = [\"VP-300\"]\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# Faults {#faults}\n\nSee [the battery](#battery).\n\n# Battery {#battery}\n\n![Battery door open](door.png)\n\n1. Open the door.\n";
+
+    #[test]
+    fn a_clean_manual_has_no_findings_and_shows_its_chunks() {
+        let checked = check(CLEAN);
+        assert!(checked.is_clean(), "{:?}", checked.findings);
+        assert_eq!(checked.sections.len(), 2);
+        assert!(checked.chunks.iter().any(|c| c.anchor == "battery"));
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_line() {
+        let text = "+++\nid = \"pump\"\ntitle = \"Pump\"\nmodels = [\"VP-3000\"]\nrevision = \"1\"\n+++\n# Faults {#faults}\n\nSee [the battery](#batery) and [nothing]().\n\n# Again {#faults}\n\n![](door.png)\n";
+        let checked = check(text);
+        let lines: Vec<(usize, &str)> = checked
+            .findings
+            .iter()
+            .map(|f| (f.line, f.message.as_str()))
+            .collect();
+        let has = |line: usize, words: &str| {
+            lines
+                .iter()
+                .any(|(l, m)| *l == line && m.contains(words))
+        };
+        assert!(has(4, "\"VP-3000\" is not the model"), "{lines:?}");
+        assert!(has(7, "no audience"), "{lines:?}");
+        assert!(has(9, "#batery"), "{lines:?}");
+        assert!(has(9, "no destination"), "{lines:?}");
+        assert!(has(11, "{#faults} is already used on line 7"), "{lines:?}");
+        assert!(has(13, "no alt text"), "{lines:?}");
+        assert!(!checked.is_clean());
+    }
+
+    #[test]
+    fn broken_front_matter_is_one_finding_at_its_line_and_nothing_else() {
+        let checked = check("+++\nid = \"pump\"\ntitle = \n+++\n# A\n");
+        assert!(checked.manual.is_none());
+        assert_eq!(checked.findings.len(), 1);
+        assert_eq!(checked.findings[0].line, 3, "{:?}", checked.findings);
+        let checked = check("# no front matter\n");
+        assert_eq!(checked.findings[0].line, 1);
+        let checked = check_manual(Path::new("m.md"), &[0xff, 0xfe, 0x00], &models());
+        assert!(checked.findings[0].message.contains("binary"));
+    }
+}
