@@ -215,11 +215,8 @@ mod tests {
             .iter()
             .map(|f| (f.line, f.message.as_str()))
             .collect();
-        let has = |line: usize, words: &str| {
-            lines
-                .iter()
-                .any(|(l, m)| *l == line && m.contains(words))
-        };
+        let has =
+            |line: usize, words: &str| lines.iter().any(|(l, m)| *l == line && m.contains(words));
         assert!(has(4, "\"VP-3000\" is not the model"), "{lines:?}");
         assert!(has(7, "no audience"), "{lines:?}");
         assert!(has(9, "#batery"), "{lines:?}");

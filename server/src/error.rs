@@ -26,6 +26,8 @@ pub enum ServerError {
     Template(#[from] askama::Error),
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// What a handler returns on failure. Users' mistakes are answered by the handlers themselves with

@@ -99,7 +99,13 @@ pub async fn reject_oversized_bodies(request: Request, next: Next) -> Response {
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > crate::MAX_BODY_BYTES as u64) {
+    // Manuals are long documents; everything else is a question or a short form.
+    let limit = if request.uri().path().starts_with("/admin/manuals") {
+        crate::MAX_MANUAL_FORM_BYTES
+    } else {
+        crate::MAX_BODY_BYTES
+    };
+    if declared.is_some_and(|n| n > limit as u64) {
         return (
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             [("cache-control", "no-store"), ("connection", "close")],

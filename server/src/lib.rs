@@ -7,6 +7,8 @@ pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod console;
+pub mod content;
+pub mod content_admin;
 pub mod device;
 pub mod error;
 pub mod events;
@@ -21,6 +23,7 @@ pub mod patient_chat;
 pub mod patient_pages;
 pub mod patients;
 pub mod registry;
+pub mod reindex;
 pub mod retention;
 pub mod roles;
 pub mod rules;
@@ -123,6 +126,8 @@ pub struct Inner {
     pub client_limiter: AttemptLimiter,
     /// Operational figures for `/metrics`.
     pub metrics: metrics::Metrics,
+    /// Progress of the publish jobs running in this process.
+    pub jobs: content::LiveJobs,
 }
 
 #[derive(Clone)]
@@ -151,12 +156,25 @@ impl AppState {
 
 /// Largest request body accepted (forms and JSON); more gets 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest form the manual editor posts (a manual, URL-encoded).
+pub const MAX_MANUAL_FORM_BYTES: usize = 1024 * 1024;
 
 pub fn app(state: AppState) -> Router {
     let served_over_tls = state.config.secure_cookies;
     let router = Router::new()
         .route("/", get(site::home))
         .route("/metrics", get(metrics::exposition))
+        .route(
+            "/admin/manuals",
+            get(content_admin::list)
+                .post(content_admin::save)
+                .layer(DefaultBodyLimit::max(MAX_MANUAL_FORM_BYTES)),
+        )
+        .route("/admin/manuals/new", get(content_admin::new_manual))
+        .route("/admin/manuals/{id}", get(content_admin::edit))
+        .route("/admin/jobs/{id}", get(content_admin::job))
+        .route("/admin/jobs/{id}/events", get(content_admin::job_events))
+        .route("/admin/jobs/{id}/rollback", post(content_admin::roll_back))
         .route("/c/{code}", get(scan::scan).post(patient_pages::verify))
         .route("/patient/signout", post(patient_pages::sign_out))
         .route("/patients", get(patient_pages::packets))
@@ -229,6 +247,7 @@ pub async fn open(
 ) -> Result<(Running, Option<String>)> {
     let store = Store::open(&data_dir).await?;
     store.seed_if_empty(registry).await?;
+    store.fail_interrupted_jobs().await?;
     let rules = rules_in_force(&store, rules).await?;
     let demo_admin = ensure_demo_admin(&store).await?;
     let demo_patients = match &config.demo_manuals {
@@ -241,6 +260,7 @@ pub async fn open(
     let metrics = metrics::Metrics::new(events.counters.clone());
     let state = AppState(Arc::new(Inner {
         metrics,
+        jobs: content::LiveJobs::default(),
         store,
         events,
         index: RwLock::new(Arc::new(index)),

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -14,7 +13,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use scanaid_indexer::manual::{Manual, ManualMeta};
-use scanaid_indexer::{Filters, Mode, OwnerScope, SearchIndex, SearchRequest};
+use scanaid_indexer::{Filters, Mode, OwnerScope, SearchRequest};
 
 use crate::chat::{CitationView, SentenceView, MAX_MESSAGE_CHARS};
 use crate::patients::PATIENT_COOKIE;
@@ -59,12 +58,9 @@ pub async fn packet_manuals(app: &AppState) -> Result<Vec<Manual>, AppError> {
 /// new generation from the manuals folder plus those documents (only new chunks are embedded) and
 /// swaps it in. Needs `config.demo_manuals` and `config.index_dir`; does nothing without them.
 pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
-    let (Some(manuals_dir), Some(index_dir)) = (
-        app.config.demo_manuals.clone(),
-        app.config.index_dir.clone(),
-    ) else {
+    if app.config.demo_manuals.is_none() || app.config.index_dir.is_none() {
         return Ok(false);
-    };
+    }
     let _building = app.reindex.lock().await;
     let documents = packet_manuals(app).await?;
     let wanted: BTreeSet<&str> = documents.iter().map(|d| d.meta.id.as_str()).collect();
@@ -78,23 +74,7 @@ pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
     if wanted == indexed {
         return Ok(false);
     }
-    let embedder = app.embedder.clone();
-    let started = std::time::Instant::now();
-    let rebuilt = tokio::task::spawn_blocking(move || {
-        scanaid_indexer::index_corpus(
-            &manuals_dir,
-            &documents,
-            &index_dir,
-            embedder.as_ref(),
-            scanaid_indexer::ChunkingConfig::default(),
-            &mut |_, _| {},
-        )?;
-        SearchIndex::open_for(&index_dir, embedder.as_ref())
-    })
-    .await?;
-    app.metrics
-        .index_build(rebuilt.is_ok(), started.elapsed().as_secs_f64());
-    *app.index.write().expect("index lock") = Arc::new(rebuilt?);
+    crate::reindex::rebuild_locked(app, Box::new(|_, _| {})).await?;
     Ok(true)
 }
 

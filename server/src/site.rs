@@ -25,6 +25,7 @@ pub async fn script(Path(name): Path<String>) -> Response {
     let body = match name.as_str() {
         "chat.js" => include_str!("../static/chat.js"),
         "support.js" => include_str!("../static/support.js"),
+        "job.js" => include_str!("../static/job.js"),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };
     (

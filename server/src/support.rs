@@ -102,6 +102,11 @@ impl Default for Hub {
 }
 
 impl Hub {
+    /// A receiver that turns `true` when the server shuts down (for other long-lived streams).
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
     /// Ends every open stream.
     pub fn close(&self) {
         self.closing.send_replace(true);

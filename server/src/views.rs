@@ -129,3 +129,72 @@ pub struct ChatPage {
     /// reload shows them).
     pub replies: Vec<crate::tickets::TicketMessage>,
 }
+
+/// One manual in the content editors' list.
+pub struct ManualRow {
+    pub id: String,
+    pub title: String,
+    pub file: String,
+    pub revision: String,
+    pub language: String,
+    pub audiences: String,
+    pub models: String,
+    pub chunks: usize,
+    pub status: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_manuals.html")]
+pub struct ManualsPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub generation: String,
+    pub model: String,
+    pub manuals: Vec<ManualRow>,
+    /// Files in the folder that are not usable manuals, with why.
+    pub broken: Vec<String>,
+    pub jobs: Vec<crate::content::Job>,
+    pub audit: Vec<crate::content::AuditEntry>,
+}
+
+pub struct FindingRow {
+    pub line: usize,
+    pub message: String,
+}
+
+/// One chunk of the preview.
+pub struct ChunkRow {
+    pub section: String,
+    pub line: usize,
+    pub tokens: usize,
+    pub audiences: String,
+    pub start: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_manual_edit.html")]
+pub struct ManualEditPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub original: String,
+    pub markdown: String,
+    pub was_checked: bool,
+    pub clean: bool,
+    pub findings: Vec<FindingRow>,
+    pub chunks: Vec<ChunkRow>,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_job.html")]
+pub struct JobPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub job: crate::content::Job,
+    pub progress: crate::content::Progress,
+    pub running: bool,
+    pub can_roll_back: bool,
+}

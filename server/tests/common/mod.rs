@@ -444,6 +444,21 @@ pub fn spawn_with_indexed_packets_e5() -> (TestApp, Vec<(String, Demo)>, tempfil
     indexed_packets_on(&bundled_index_dir_e5(), e5_embedder())
 }
 
+/// A server whose manuals folder and index are copies it may change (publishing writes both).
+pub fn spawn_with_editable_manuals() -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
+    let manuals = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("manuals"), manuals.path());
+    let index = tempfile::tempdir().unwrap();
+    copy_dir(&bundled_index_dir(), index.path());
+    let config = ServerConfig {
+        demo_manuals: Some(manuals.path().to_path_buf()),
+        index_dir: Some(index.path().to_path_buf()),
+        ..ServerConfig::default()
+    };
+    let app = spawn_app_serving(RuleSet::default(), config, &bundled_index_dir(), embedder());
+    (app, manuals, index)
+}
+
 fn indexed_packets_on(
     index_dir: &Path,
     embedder: Arc<dyn Embedder>,

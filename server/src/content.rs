@@ -1,0 +1,417 @@
+//! Publishing manuals: the store side (every published text with the one it replaced, re-index jobs,
+//! the content audit trail) and the jobs themselves. A publish writes the file, records it, and
+//! builds a new generation in the background while the previous one keeps serving; its progress is a
+//! `watch` channel per job that the job page streams (SSE). A rollback undoes the latest publish:
+//! the previous generation is served again at once and the file gets its previous text back.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::{AppError, AppState, Result};
+
+/// One re-index job as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub manual_id: Option<String>,
+    pub revision_id: Option<i64>,
+    pub status: String,
+    pub previous_generation: Option<String>,
+    pub started_by: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub generation: Option<String>,
+    pub report: String,
+}
+
+/// One line of the content audit trail.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditEntry {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub manual_id: Option<String>,
+    pub revision: Option<String>,
+    pub detail: String,
+}
+
+/// A job's state as its page shows it and its event stream sends it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Progress {
+    /// Chunks embedded so far and in all (0 of 0 before embedding starts, or when nothing changed).
+    pub done: usize,
+    pub total: usize,
+    /// `running`, `promoted`, `failed` or `rolled back`.
+    pub status: String,
+    pub report: String,
+    pub generation: String,
+}
+
+impl Progress {
+    pub fn of(job: &Job) -> Self {
+        Self {
+            done: 0,
+            total: 0,
+            status: job.status.clone(),
+            report: job.report.clone(),
+            generation: job.generation.clone().unwrap_or_default(),
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.status != "running"
+    }
+}
+
+/// Progress of the jobs running in this process.
+#[derive(Default)]
+pub struct LiveJobs {
+    running: Mutex<HashMap<i64, watch::Sender<Progress>>>,
+}
+
+impl LiveJobs {
+    /// A receiver for job `id`'s progress, if it runs in this process (else read the store).
+    pub fn watch(&self, id: i64) -> Option<watch::Receiver<Progress>> {
+        self.running
+            .lock()
+            .expect("jobs lock")
+            .get(&id)
+            .map(|tx| tx.subscribe())
+    }
+
+    fn start(&self, id: i64, first: Progress) -> watch::Sender<Progress> {
+        let (tx, _) = watch::channel(first);
+        self.running
+            .lock()
+            .expect("jobs lock")
+            .insert(id, tx.clone());
+        tx
+    }
+
+    fn end(&self, id: i64) {
+        self.running.lock().expect("jobs lock").remove(&id);
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+const JOB_COLUMNS: &str = "id, kind, manual_id, revision_id, status, previous_generation, started_by, started_at, finished_at, generation, report";
+
+impl crate::store::Store {
+    pub async fn content_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        manual_id: Option<&str>,
+        revision: Option<&str>,
+        detail: &str,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO content_audit (at, actor, action, manual_id, revision, detail) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(now())
+            .bind(actor)
+            .bind(action)
+            .bind(manual_id)
+            .bind(revision)
+            .bind(detail)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn content_audit_trail(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        Ok(sqlx::query_as(
+            "SELECT at, actor, action, manual_id, revision, detail FROM content_audit ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Jobs a stopped server left running: they never promoted anything, and would block publishing.
+    pub async fn fail_interrupted_jobs(&self) -> Result<()> {
+        sqlx::query("UPDATE index_jobs SET status = 'failed', finished_at = ?, report = 'interrupted: the server stopped before the job finished; nothing changed for readers' WHERE status = 'running'")
+            .bind(now())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Option<Job>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM index_jobs WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn recent_jobs(&self, limit: i64) -> Result<Vec<Job>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM index_jobs ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    async fn finish_job(
+        &self,
+        id: i64,
+        status: &str,
+        generation: &str,
+        report: &str,
+    ) -> Result<()> {
+        sqlx::query("UPDATE index_jobs SET status = ?, generation = ?, report = ?, finished_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(generation)
+            .bind(report)
+            .bind(now())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// (file, text before the publish) of a published revision.
+    async fn revision_before(&self, revision_id: i64) -> Result<Option<(String, Option<String>)>> {
+        Ok(
+            sqlx::query_as("SELECT file, previous_markdown FROM manual_revisions WHERE id = ?")
+                .bind(revision_id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+}
+
+/// A publish that cannot start, for the editor.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+/// Writes `markdown` as manual `manual_id` (to `file`, relative to the manuals folder), records it,
+/// and starts the re-index job. The text has been checked by the caller. Returns the job id.
+pub async fn publish(
+    app: &AppState,
+    manual_id: &str,
+    revision: &str,
+    file: &Path,
+    markdown: &str,
+    editor: &str,
+) -> std::result::Result<std::result::Result<i64, Refused>, AppError> {
+    let Some(manuals_dir) = app.config.demo_manuals.clone() else {
+        return Ok(Err(Refused(
+            "this server was started without a manuals folder; nothing can be published".into(),
+        )));
+    };
+    // One publish or rollback at a time, so each job knows the generation it replaces.
+    if has_running_job(app).await? {
+        return Ok(Err(Refused(
+            "another publish or rollback is running; wait for it to finish".into(),
+        )));
+    }
+    let path = manuals_dir.join(file);
+    let previous = std::fs::read_to_string(&path).ok();
+    write_atomically(&path, markdown)?;
+    let at = now();
+    let revision_id: i64 = sqlx::query_scalar(
+        "INSERT INTO manual_revisions (manual_id, revision, markdown, previous_markdown, file, published_by, published_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(manual_id)
+    .bind(revision)
+    .bind(markdown)
+    .bind(&previous)
+    .bind(file.to_string_lossy().as_ref())
+    .bind(editor)
+    .bind(&at)
+    .fetch_one(app.store.pool())
+    .await
+    .map_err(crate::ServerError::from)?;
+    app.store
+        .content_audit(
+            editor,
+            "publish",
+            Some(manual_id),
+            Some(revision),
+            &file.to_string_lossy(),
+        )
+        .await?;
+    let job = start_job(app, "publish", Some(manual_id), Some(revision_id), editor).await?;
+    Ok(Ok(job))
+}
+
+/// Undoes the latest publish: serves the generation it replaced and puts the file's previous text
+/// back. Refused when something was published after it, or the old generation is gone.
+pub async fn rollback(
+    app: &AppState,
+    job_id: i64,
+    admin: &str,
+) -> std::result::Result<std::result::Result<(), Refused>, AppError> {
+    let Some(job) = app.store.job(job_id).await? else {
+        return Ok(Err(Refused(format!("there is no job {job_id}"))));
+    };
+    if job.kind != "publish" || job.status != "promoted" {
+        return Ok(Err(Refused(format!(
+            "job {job_id} is not a promoted publish ({}, {})",
+            job.kind, job.status
+        ))));
+    }
+    let served = app.index().generation.clone();
+    if job.generation.as_deref() != Some(served.as_str()) {
+        return Ok(Err(Refused(format!(
+            "generation {served} is served now, not the one job {job_id} built: roll back later publishes first"
+        ))));
+    }
+    let (Some(previous), Some(revision_id), Some(manuals_dir)) = (
+        job.previous_generation.clone(),
+        job.revision_id,
+        app.config.demo_manuals.clone(),
+    ) else {
+        return Ok(Err(Refused(format!(
+            "job {job_id} has nothing to return to"
+        ))));
+    };
+    if let Err(e) = crate::reindex::serve_generation(app, &previous).await {
+        return Ok(Err(Refused(format!(
+            "generation {previous} cannot be served again: {}",
+            e.0
+        ))));
+    }
+    if let Some((file, before)) = app.store.revision_before(revision_id).await? {
+        let path = manuals_dir.join(file);
+        match before {
+            Some(text) => write_atomically(&path, &text)?,
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    app.store
+        .finish_job(job_id, "rolled back", &previous, &job.report)
+        .await?;
+    app.store
+        .content_audit(
+            admin,
+            "rollback",
+            job.manual_id.as_deref(),
+            None,
+            &format!("job {job_id}: {served} -> {previous}"),
+        )
+        .await?;
+    Ok(Ok(()))
+}
+
+async fn has_running_job(app: &AppState) -> Result<bool> {
+    let running: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM index_jobs WHERE status = 'running'")
+            .fetch_one(app.store.pool())
+            .await?;
+    Ok(running > 0)
+}
+
+/// Records a job and runs the re-index on a task of its own.
+async fn start_job(
+    app: &AppState,
+    kind: &str,
+    manual_id: Option<&str>,
+    revision_id: Option<i64>,
+    by: &str,
+) -> Result<i64> {
+    let previous = app.index().generation.clone();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO index_jobs (kind, manual_id, revision_id, status, previous_generation, started_by, started_at) VALUES (?, ?, ?, 'running', ?, ?, ?) RETURNING id",
+    )
+    .bind(kind)
+    .bind(manual_id)
+    .bind(revision_id)
+    .bind(&previous)
+    .bind(by)
+    .bind(now())
+    .fetch_one(app.store.pool())
+    .await?;
+    let tx = app.jobs.start(
+        id,
+        Progress {
+            done: 0,
+            total: 0,
+            status: "running".to_string(),
+            report: "building a new generation; the site serves the current one meanwhile"
+                .to_string(),
+            generation: String::new(),
+        },
+    );
+    let app = app.clone();
+    tokio::spawn(async move {
+        let reporter = tx.clone();
+        let progress = Box::new(move |done: usize, total: usize| {
+            reporter.send_modify(|p| {
+                p.done = done;
+                p.total = total;
+            });
+        });
+        let built = crate::reindex::rebuild(&app, progress).await;
+        let (status, generation, report) = match built {
+            Ok(r) => (
+                "promoted",
+                r.generation.clone(),
+                format!(
+                    "generation {}: {} chunks, {} embedded, {} reused, {:.1} s{}",
+                    r.generation,
+                    r.n_chunks,
+                    r.n_embedded,
+                    r.n_reused,
+                    r.elapsed_s,
+                    if r.problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; {} file(s) skipped: {}",
+                            r.problems.len(),
+                            r.problems
+                                .iter()
+                                .map(|p| p.to_string())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        )
+                    }
+                ),
+            ),
+            Err(e) => (
+                "failed",
+                String::new(),
+                format!("nothing changed for readers: {}", e.0),
+            ),
+        };
+        if let Err(e) = app.store.finish_job(id, status, &generation, &report).await {
+            tracing::error!(error = ?e, job = id, "recording a finished job");
+        }
+        tx.send_modify(|p| {
+            p.status = status.to_string();
+            p.generation = generation.clone();
+            p.report = report.clone();
+        });
+        app.jobs.end(id);
+    });
+    Ok(id)
+}
+
+/// Writes `text` to `path` through a temporary file renamed over it, so a reader (or a crash) never
+/// sees half a manual.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let io = |source| crate::ServerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp: PathBuf = path.with_extension(format!("md.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}

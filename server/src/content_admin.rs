@@ -1,0 +1,525 @@
+//! The content editors' pages: `/admin/manuals` lists the manuals with what the site serves of them;
+//! the editor checks a text (every problem with its line, and the chunks it would make) and publishes
+//! it; a publish's job page shows its progress live and offers the rollback.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use scanaid_indexer::chunking::estimate_tokens;
+use scanaid_indexer::validate::{check_manual, Checked};
+
+use crate::account::require_role;
+use crate::auth::{self, SignedIn};
+use crate::content::{self, Progress};
+use crate::roles::Role;
+use crate::views::{ChunkRow, FindingRow, JobPage, ManualEditPage, ManualRow, ManualsPage};
+use crate::{AppError, AppState};
+
+/// Largest manual accepted (the file itself; the form may be larger by its encoding).
+const MAX_MANUAL_BYTES: usize = 512 * 1024;
+
+async fn require_editor(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Result<SignedIn, Response>, AppError> {
+    require_role(
+        app,
+        headers,
+        &[Role::Editor, Role::Admin],
+        "The manuals are kept by content editors.",
+    )
+    .await
+}
+
+fn message(
+    status: StatusCode,
+    heading: &str,
+    text: &str,
+    back: &str,
+) -> Result<Response, AppError> {
+    let html = crate::views::MessagePage {
+        lang: "en".to_string(),
+        heading: heading.to_string(),
+        message: text.to_string(),
+        back: back.to_string(),
+    }
+    .render()?;
+    Ok(page(status, html))
+}
+
+fn page(status: StatusCode, html: String) -> Response {
+    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// The manuals folder's files by manual id: (path relative to the folder, revision, title, meta).
+fn manual_files(dir: &Path) -> (Vec<scanaid_indexer::manual::Manual>, Vec<String>) {
+    match scanaid_indexer::manual::load_manuals(dir) {
+        Ok((manuals, problems)) => (manuals, problems.iter().map(|p| p.to_string()).collect()),
+        Err(e) => (Vec::new(), vec![format!("{}: {e}", dir.display())]),
+    }
+}
+
+fn relative(dir: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(dir).unwrap_or(path).to_path_buf()
+}
+
+/// `GET /admin/manuals`.
+pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    let me = match require_editor(&app, &headers).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return crate::account::forbidden("This server was started without a manuals folder.");
+    };
+    let index = app.index();
+    // (chunks, revision served) per manual.
+    let mut served: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+    for c in index.chunks().iter().filter(|c| c.owner.is_none()) {
+        let e = served.entry(&c.manual_id).or_insert((0, &c.revision));
+        e.0 += 1;
+    }
+    let (manuals, broken) = manual_files(&dir);
+    let rows = manuals
+        .iter()
+        .map(|m| {
+            let (chunks, revision) = served.get(m.meta.id.as_str()).copied().unwrap_or((0, ""));
+            ManualRow {
+                id: m.meta.id.clone(),
+                title: m.meta.title.clone(),
+                file: relative(&dir, &m.path).display().to_string(),
+                revision: m.meta.revision.clone(),
+                language: m.meta.language.clone(),
+                audiences: m.meta.audience.join(", "),
+                models: m.meta.models.join(", "),
+                chunks,
+                status: if chunks == 0 {
+                    "not indexed yet".to_string()
+                } else if revision == m.meta.revision {
+                    "served".to_string()
+                } else {
+                    format!(
+                        "file is revision {}, site serves {revision}",
+                        m.meta.revision
+                    )
+                },
+            }
+        })
+        .collect();
+    let html = ManualsPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        generation: index.generation.clone(),
+        model: index.meta.model_id.clone(),
+        manuals: rows,
+        broken,
+        jobs: app.store.recent_jobs(10).await?,
+        audit: app.store.content_audit_trail(20).await?,
+    }
+    .render()?;
+    Ok(page(StatusCode::OK, html))
+}
+
+/// `GET /admin/manuals/new`: an empty manual to start from.
+pub async fn new_manual(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let me = match require_editor(&app, &headers).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let template = "+++\nid = \"new-manual\"\ntitle = \"New manual\"\nmodels = []\naudience = [\"operator\"]\nlanguage = \"en\"\nrevision = \"1\"\n+++\n# Overview\n\n";
+    editor(&app, &me, StatusCode::OK, "", template, None, String::new()).await
+}
+
+/// `GET /admin/manuals/{id}`: the manual's file in the editor.
+pub async fn edit(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, AppError> {
+    let me = match require_editor(&app, &headers).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return crate::account::forbidden("This server was started without a manuals folder.");
+    };
+    let (manuals, _) = manual_files(&dir);
+    let Some(manual) = manuals.iter().find(|m| m.meta.id == id) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "No such manual",
+            &format!("There is no manual {id:?}. The list shows every manual."),
+            "/admin/manuals",
+        );
+    };
+    let text = std::fs::read_to_string(&manual.path).map_err(|source| crate::ServerError::Io {
+        path: manual.path.clone(),
+        source,
+    })?;
+    editor(&app, &me, StatusCode::OK, &id, &text, None, String::new()).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EditForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// The id the manual had when the editor opened it (empty for a new manual).
+    #[serde(default)]
+    pub original: String,
+    #[serde(default)]
+    pub markdown: String,
+    /// `check` or `publish`.
+    #[serde(default)]
+    pub action: String,
+}
+
+/// `POST /admin/manuals`: checks the text; with `action=publish` and no problem, publishes it.
+pub async fn save(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<EditForm>,
+) -> Result<Response, AppError> {
+    let me = match require_editor(&app, &headers).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return crate::account::forbidden("This server was started without a manuals folder.");
+    };
+    // Browsers send CRLF from a textarea; files keep LF.
+    let text = form.markdown.replace("\r\n", "\n");
+    let original = form.original.trim().to_string();
+    let (checked, mut findings, file) = check_against_corpus(&app, &dir, &original, &text).await?;
+    if form.action != "publish" {
+        return editor(
+            &app,
+            &me,
+            StatusCode::OK,
+            &original,
+            &text,
+            Some((&checked, findings)),
+            String::new(),
+        )
+        .await;
+    }
+    let Some(manual) = checked.manual.as_ref().filter(|_| findings.is_empty()) else {
+        app.store
+            .content_audit(
+                &me.username,
+                "publish.refused",
+                checked.manual.as_ref().map(|m| m.meta.id.as_str()),
+                None,
+                &format!("{} problem(s)", findings.len()),
+            )
+            .await?;
+        let message = "Not published: fix the problems listed below. Nothing changed for readers."
+            .to_string();
+        return editor(
+            &app,
+            &me,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &original,
+            &text,
+            Some((&checked, findings)),
+            message,
+        )
+        .await;
+    };
+    let file = file.expect("a clean manual has a file");
+    match content::publish(
+        &app,
+        &manual.meta.id,
+        &manual.meta.revision,
+        &file,
+        &text,
+        &me.username,
+    )
+    .await?
+    {
+        Ok(job) => Ok(Redirect::to(&format!("/admin/jobs/{job}")).into_response()),
+        Err(content::Refused(reason)) => {
+            findings.clear();
+            editor(
+                &app,
+                &me,
+                StatusCode::CONFLICT,
+                &original,
+                &text,
+                Some((&checked, findings)),
+                format!("Not published: {reason}."),
+            )
+            .await
+        }
+    }
+}
+
+/// Checks `text` as the manual that was `original`: the manual's own problems plus those only the
+/// corpus shows (an id another file has, an unknown model). Also the file it would be written to.
+async fn check_against_corpus(
+    app: &AppState,
+    dir: &Path,
+    original: &str,
+    text: &str,
+) -> Result<
+    (
+        Checked,
+        Vec<scanaid_indexer::validate::Finding>,
+        Option<PathBuf>,
+    ),
+    AppError,
+> {
+    let known_models: BTreeSet<String> = sqlx::query_scalar("SELECT DISTINCT model FROM assets")
+        .fetch_all(app.store.pool())
+        .await
+        .map_err(crate::ServerError::from)?
+        .into_iter()
+        .collect();
+    let mut checked = if text.len() > MAX_MANUAL_BYTES {
+        let mut c = check_manual(Path::new("edited.md"), b"", &known_models);
+        c.manual = None;
+        c.findings = vec![scanaid_indexer::validate::Finding {
+            line: 0,
+            message: format!(
+                "the manual is {} KB; the limit is {} KB",
+                text.len() / 1024,
+                MAX_MANUAL_BYTES / 1024
+            ),
+        }];
+        c
+    } else {
+        check_manual(Path::new("edited.md"), text.as_bytes(), &known_models)
+    };
+    let mut findings = std::mem::take(&mut checked.findings);
+    let mut file = None;
+    if let Some(manual) = &checked.manual {
+        let (manuals, _) = manual_files(dir);
+        let id = &manual.meta.id;
+        let holder = manuals.iter().find(|m| &m.meta.id == id);
+        if original.is_empty() || original != id {
+            if let Some(other) = holder {
+                findings.insert(
+                    0,
+                    scanaid_indexer::validate::Finding {
+                        line: 2,
+                        message: format!(
+                            "id {id:?} is already used by {}; choose another",
+                            relative(dir, &other.path).display()
+                        ),
+                    },
+                );
+            }
+        }
+        if manual.meta.owner.is_some() {
+            findings.insert(
+                0,
+                scanaid_indexer::validate::Finding {
+                    line: 0,
+                    message:
+                        "`owner` is for patients' documents, which clinicians manage; remove it"
+                            .to_string(),
+                },
+            );
+        }
+        file = Some(match manuals.iter().find(|m| m.meta.id == original) {
+            // Renaming keeps the file; a new manual gets one named after its id.
+            Some(existing) => relative(dir, &existing.path),
+            None => PathBuf::from(format!("{id}.md")),
+        });
+    }
+    Ok((checked, findings, file))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn editor(
+    app: &AppState,
+    me: &SignedIn,
+    status: StatusCode,
+    original: &str,
+    text: &str,
+    checked: Option<(&Checked, Vec<scanaid_indexer::validate::Finding>)>,
+    message: String,
+) -> Result<Response, AppError> {
+    let _ = app;
+    let (was_checked, clean, findings, chunks) = match checked {
+        None => (false, false, Vec::new(), Vec::new()),
+        Some((c, findings)) => (
+            true,
+            c.manual.is_some() && findings.is_empty(),
+            findings
+                .iter()
+                .map(|f| FindingRow {
+                    line: f.line,
+                    message: f.message.clone(),
+                })
+                .collect(),
+            c.chunks
+                .iter()
+                .map(|ch| ChunkRow {
+                    section: ch.heading_path.join(" › "),
+                    line: ch.line,
+                    tokens: estimate_tokens(&ch.text),
+                    audiences: ch.audiences.join(", "),
+                    start: ch.text.chars().take(120).collect(),
+                })
+                .collect(),
+        ),
+    };
+    let html = ManualEditPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        original: original.to_string(),
+        markdown: text.to_string(),
+        was_checked,
+        clean,
+        findings,
+        chunks,
+        message,
+    }
+    .render()?;
+    Ok(page(status, html))
+}
+
+/// `GET /admin/jobs/{id}`: a publish's progress (live with JavaScript; the page refreshes itself
+/// while the job runs without it) and its outcome.
+pub async fn job(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<i64>,
+) -> Result<Response, AppError> {
+    let me = match require_editor(&app, &headers).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let Some(job) = app.store.job(id).await? else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "No such job",
+            &format!("There is no job {id}."),
+            "/admin/manuals",
+        );
+    };
+    let progress = app
+        .jobs
+        .watch(id)
+        .map(|rx| rx.borrow().clone())
+        .unwrap_or_else(|| Progress::of(&job));
+    let served = app.index().generation.clone();
+    let html = JobPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        can_roll_back: job.kind == "publish"
+            && progress.status == "promoted"
+            && job.generation.as_deref() == Some(served.as_str()),
+        running: !progress.finished(),
+        progress,
+        job,
+    }
+    .render()?;
+    Ok(page(StatusCode::OK, html))
+}
+
+/// `GET /admin/jobs/{id}/events`: `progress` events while the job runs, then one `done`.
+pub async fn job_events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<i64>,
+) -> Result<Response, AppError> {
+    if let Err(r) = require_editor(&app, &headers).await? {
+        return Ok(r);
+    }
+    let Some(job) = app.store.job(id).await? else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    let rx = app.jobs.watch(id);
+    let closing = app.support.closing();
+    let state = (rx, Some(Progress::of(&job)), closing, false);
+    let stream =
+        futures_util::stream::unfold(state, |(rx, stored, mut closing, ended)| async move {
+            if ended {
+                return None;
+            }
+            let Some(mut rx) = rx else {
+                // Not running here (finished, or from before a restart): its stored state, once.
+                let p = stored?;
+                let event = Event::default()
+                    .event("done")
+                    .json_data(&p)
+                    .expect("serialises");
+                return Some((Ok::<_, Infallible>(event), (None, None, closing, true)));
+            };
+            let current = rx.borrow_and_update().clone();
+            if current.finished() {
+                let event = Event::default()
+                    .event("done")
+                    .json_data(&current)
+                    .expect("serialises");
+                return Some((Ok(event), (Some(rx), None, closing, true)));
+            }
+            let event = Event::default()
+                .event("progress")
+                .json_data(&current)
+                .expect("serialises");
+            tokio::select! {
+                changed = rx.changed() => {
+                    // The sender is gone only after the job's final state was sent; the store has it.
+                    let _ = changed;
+                }
+                _ = closing.wait_for(|c| *c) => return None,
+            }
+            Some((Ok(event), (Some(rx), None, closing, false)))
+        });
+    Ok(crate::account::no_store(
+        Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// `POST /admin/jobs/{id}/rollback`: undoes that publish (the latest one).
+pub async fn roll_back(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    let me = match require_editor(&app, &headers).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    match content::rollback(&app, id, &me.username).await? {
+        Ok(()) => Ok(Redirect::to(&format!("/admin/jobs/{id}")).into_response()),
+        Err(content::Refused(reason)) => message(
+            StatusCode::CONFLICT,
+            "Not rolled back",
+            &format!("{reason}. Nothing changed."),
+            &format!("/admin/jobs/{id}"),
+        ),
+    }
+}

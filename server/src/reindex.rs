@@ -1,0 +1,86 @@
+//! Building and swapping in a new index generation while the site keeps serving the one it has: from
+//! the manuals folder plus the packets' documents, only changed chunks embedded. One build at a time
+//! (`Inner::reindex`, and the index directory's writer lock across processes). Readers keep the
+//! `Arc` they took; the swap is one pointer.
+
+use std::sync::Arc;
+
+use scanaid_indexer::{BuildReport, SearchIndex};
+
+use crate::{AppError, AppState, ServerError};
+
+/// Progress of the embedding step: (done, total) chunks needing new embeddings.
+pub type Progress = Box<dyn FnMut(usize, usize) + Send>;
+
+/// Takes the build lock, then `rebuild_locked`.
+pub async fn rebuild(app: &AppState, progress: Progress) -> Result<BuildReport, AppError> {
+    let _building = app.reindex.lock().await;
+    rebuild_locked(app, progress).await
+}
+
+/// Builds a generation from the manuals folder and the packets' documents and serves it. The caller
+/// holds `app.reindex`. Needs `config.demo_manuals` and `config.index_dir`.
+pub async fn rebuild_locked(
+    app: &AppState,
+    mut progress: Progress,
+) -> Result<BuildReport, AppError> {
+    let (Some(manuals_dir), Some(index_dir)) = (
+        app.config.demo_manuals.clone(),
+        app.config.index_dir.clone(),
+    ) else {
+        return Err(not_configured());
+    };
+    let documents = crate::patient_chat::packet_manuals(app).await?;
+    let embedder = app.embedder.clone();
+    let started = std::time::Instant::now();
+    let built = tokio::task::spawn_blocking(move || {
+        let report = scanaid_indexer::index_corpus(
+            &manuals_dir,
+            &documents,
+            &index_dir,
+            embedder.as_ref(),
+            scanaid_indexer::ChunkingConfig::default(),
+            &mut *progress,
+        )?;
+        let index = SearchIndex::open_for(&index_dir, embedder.as_ref())?;
+        Ok::<_, scanaid_indexer::IndexError>((report, index))
+    })
+    .await?;
+    app.metrics
+        .index_build(built.is_ok(), started.elapsed().as_secs_f64());
+    let (report, index) = built?;
+    *app.index.write().expect("index lock") = Arc::new(index);
+    Ok(report)
+}
+
+/// Serves generation `generation` again (it must still be kept), under the build lock.
+pub async fn serve_generation(app: &AppState, generation: &str) -> Result<(), AppError> {
+    let _building = app.reindex.lock().await;
+    let Some(index_dir) = app.config.index_dir.clone() else {
+        return Err(not_configured());
+    };
+    let embedder = app.embedder.clone();
+    let generation = generation.to_string();
+    let index = tokio::task::spawn_blocking(move || {
+        let _writer = scanaid_indexer::generation::lock_writers(&index_dir)?;
+        let dir = scanaid_indexer::generation::generation_dir(&index_dir, &generation);
+        let index = SearchIndex::open_generation_dir(&dir, &generation)?;
+        if index.meta.model_id != embedder.model_id() {
+            return Err(scanaid_indexer::IndexError::BadRequest(format!(
+                "generation {generation} was built with {}",
+                index.meta.model_id
+            )));
+        }
+        scanaid_indexer::generation::point_current(&index_dir, &generation)?;
+        Ok(index)
+    })
+    .await??;
+    *app.index.write().expect("index lock") = Arc::new(index);
+    Ok(())
+}
+
+fn not_configured() -> AppError {
+    AppError::from(ServerError::Config(
+        "this server has no manuals folder and index directory to rebuild from".to_string(),
+    ))
+}

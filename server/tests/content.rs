@@ -1,0 +1,267 @@
+//! End-to-end: content editors keep the manuals. A text with problems is refused with each problem
+//! and its line and nothing changes; a clean edit is published by a background re-index while the
+//! site keeps serving, after which the chat cites the new text at its new revision; a rollback
+//! serves the previous generation again and restores the file.
+
+mod common;
+
+use std::io::Read;
+use std::time::Duration;
+
+use common::*;
+use scanaid_server::roles::Role;
+
+const MANUAL: &str = "equipment/vp300-service.md";
+const NEW_SECTION: &str = "\n## Flow sensor purge {#flow-sensor-purge}\n\nTo purge the flow sensor, flush it with 40 ml of sterile saline through the purge port marked FS-9, then run the self-test.\n";
+
+fn edited(original: &str) -> String {
+    let text = original.replace("revision = \"C (2026-03-14)\"", "revision = \"D (test)\"");
+    assert_ne!(
+        text, original,
+        "the revision line is where the test expects it"
+    );
+    format!("{text}{NEW_SECTION}")
+}
+
+/// Reads a job's event stream to its end; the `done` event's JSON.
+fn wait_for_job(app: &TestApp, cookie: &str, job: &str) -> serde_json::Value {
+    let response = agent()
+        .get(&app.url(&format!("/admin/jobs/{job}/events")))
+        .set("cookie", cookie)
+        .timeout(Duration::from_secs(300))
+        .call()
+        .expect("the event stream opens");
+    assert!(response
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = String::new();
+    response.into_reader().read_to_string(&mut body).unwrap();
+    let done = body
+        .split("\n\n")
+        .find(|e| e.contains("event: done"))
+        .unwrap_or_else(|| panic!("no done event in {body}"));
+    let data = done.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    serde_json::from_str(data).unwrap()
+}
+
+fn ask(app: &TestApp, cookie: &str, question: &str) -> serde_json::Value {
+    let body = serde_json::json!({"code": "tJ6bpUpB", "message": question}).to_string();
+    let reply = post_json(&app.url("/api/chat"), &[("cookie", cookie)], &body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+fn cites_purge_section(answer: &serde_json::Value) -> bool {
+    answer["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["url"].as_str().unwrap().ends_with("#flow-sensor-purge"))
+}
+
+#[test]
+fn editors_check_publish_and_roll_back_a_manual_while_the_site_keeps_serving() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor1", Role::Editor);
+    let technician = staff_cookie(&app, "tech1", Role::Technician);
+    let original = std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap();
+
+    // Only editors and admins.
+    assert_eq!(
+        get(&app.url("/admin/manuals"), &[("cookie", &technician)]).status,
+        403
+    );
+    assert_eq!(get(&app.url("/admin/manuals"), &[]).status, 303);
+    let list = get(&app.url("/admin/manuals"), &[("cookie", &editor)]);
+    assert_eq!(list.status, 200);
+    assert!(
+        list.body.contains("id=\"manual-vp300-service\""),
+        "{}",
+        list.body
+    );
+    let form = get(
+        &app.url("/admin/manuals/vp300-service"),
+        &[("cookie", &editor)],
+    );
+    assert_eq!(form.status, 200);
+    assert!(
+        form.body.contains("id = &#34;vp300-service&#34;"),
+        "the file is in the editor"
+    );
+    assert_eq!(
+        get(
+            &app.url("/admin/manuals/no-such-manual"),
+            &[("cookie", &editor)]
+        )
+        .status,
+        404
+    );
+    let csrf = form.hidden("csrf").unwrap();
+
+    // A text with problems: every one listed with its line, nothing published, nothing written.
+    let broken = original.replace("models = [\"VP-300\"]", "models = [\"VP-3000\"]")
+        + "\nSee [the purge](#no-such-anchor).\n\n![](purge.png)\n";
+    let refused = post_form(
+        &app.url("/admin/manuals"),
+        &[("cookie", &editor)],
+        &[
+            ("csrf", &csrf),
+            ("original", "vp300-service"),
+            ("markdown", &broken),
+            ("action", "publish"),
+        ],
+    );
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    for expected in [
+        "line 4: equipment model &#34;VP-3000&#34; is not the model of any registered asset",
+        "#no-such-anchor, but no section",
+        "image purge.png has no alt text",
+    ] {
+        assert!(
+            refused.body.contains(expected),
+            "{expected}\n{}",
+            refused.body
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap(),
+        original
+    );
+    assert_eq!(app.rows("SELECT COUNT(*) FROM index_jobs")[0][0], "0");
+
+    // A clean edit: checked first (the chunk preview shows the new section), then published.
+    let text = edited(&original);
+    let checked = post_form(
+        &app.url("/admin/manuals"),
+        &[("cookie", &editor)],
+        &[
+            ("csrf", &csrf),
+            ("original", "vp300-service"),
+            ("markdown", &text),
+            ("action", "check"),
+        ],
+    );
+    assert_eq!(checked.status, 200);
+    assert!(checked.body.contains("id=\"clean\""), "{}", checked.body);
+    assert!(checked.body.contains("Flow sensor purge"));
+    let before = app.state.index().generation.clone();
+    assert!(!cites_purge_section(&ask(
+        &app,
+        &technician,
+        "how do I purge the flow sensor with saline?"
+    )));
+
+    let published = post_form(
+        &app.url("/admin/manuals"),
+        &[("cookie", &editor)],
+        &[
+            ("csrf", &csrf),
+            ("original", "vp300-service"),
+            ("markdown", &text),
+            ("action", "publish"),
+        ],
+    );
+    assert_eq!(published.status, 303, "{}", published.body);
+    let job_url = published.header("location").unwrap().to_string();
+    let job = job_url.rsplit('/').next().unwrap().to_string();
+    // The site keeps serving while the job runs.
+    assert_eq!(get(&app.url("/c/tJ6bpUpB"), &[]).status, 200);
+    let done = wait_for_job(&app, &editor, &job);
+    assert_eq!(done["status"], "promoted", "{done}");
+    let after = app.state.index().generation.clone();
+    assert_ne!(after, before);
+    assert_eq!(done["generation"], after.as_str());
+    // Only the changed chunks were embedded.
+    let report = done["report"].as_str().unwrap();
+    let embedded: usize = report
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" embedded"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=6).contains(&embedded), "{report}");
+
+    // The chat cites the new text, at the new revision.
+    let answer = ask(
+        &app,
+        &technician,
+        "how do I purge the flow sensor with saline?",
+    );
+    assert!(cites_purge_section(&answer), "{answer}");
+    let cited = answer["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["url"].as_str().unwrap().ends_with("#flow-sensor-purge"))
+        .unwrap();
+    assert_eq!(cited["revision"], "D (test)");
+    assert!(
+        answer["answer"].as_str().unwrap().contains("40 ml"),
+        "{answer}"
+    );
+    let page = get(&app.url(&job_url), &[("cookie", &editor)]);
+    assert!(page.body.contains("id=\"rollback\""), "{}", page.body);
+
+    // Roll back: the previous generation at once, the previous text in the file, the old answer.
+    let rolled = post_form(
+        &app.url(&format!("{job_url}/rollback")),
+        &[("cookie", &editor)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(rolled.status, 303, "{}", rolled.body);
+    assert_eq!(app.state.index().generation, before);
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap(),
+        original
+    );
+    assert!(!cites_purge_section(&ask(
+        &app,
+        &technician,
+        "how do I purge the flow sensor with saline?"
+    )));
+    let again = post_form(
+        &app.url(&format!("{job_url}/rollback")),
+        &[("cookie", &editor)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(again.status, 409);
+
+    // The audit trail has who did what.
+    let audit =
+        app.rows("SELECT actor, action, COALESCE(manual_id, '') FROM content_audit ORDER BY id");
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("editor1", "publish.refused"),
+            ("editor1", "publish"),
+            ("editor1", "rollback")
+        ]
+    );
+}
+
+#[test]
+fn every_bundled_manual_passes_the_editors_checks() {
+    let registry =
+        scanaid_server::registry::Registry::load(&repo().join("manuals/assets.toml")).unwrap();
+    let models: std::collections::BTreeSet<String> =
+        registry.assets.iter().map(|a| a.model.clone()).collect();
+    let (manuals, problems) =
+        scanaid_indexer::manual::load_manuals(&repo().join("manuals")).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(manuals.len() >= 9);
+    for manual in manuals {
+        let bytes = std::fs::read(&manual.path).unwrap();
+        let checked = scanaid_indexer::validate::check_manual(&manual.path, &bytes, &models);
+        assert!(
+            checked.findings.is_empty(),
+            "{}: {:?}",
+            manual.path.display(),
+            checked.findings
+        );
+    }
+}
