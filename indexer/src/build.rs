@@ -63,6 +63,27 @@ pub fn index_corpus(
     config: ChunkingConfig,
     progress: Progress<'_>,
 ) -> Result<BuildReport> {
+    index_corpus_gated(
+        manuals_dir,
+        extra,
+        index_dir,
+        embedder,
+        config,
+        progress,
+        None,
+    )
+}
+
+/// `index_corpus`, promoting the new generation only if `gate` passes.
+pub fn index_corpus_gated(
+    manuals_dir: &Path,
+    extra: &[Manual],
+    index_dir: &Path,
+    embedder: &dyn Embedder,
+    config: ChunkingConfig,
+    progress: Progress<'_>,
+    gate: Option<Gate<'_>>,
+) -> Result<BuildReport> {
     let (mut manuals, mut problems) = load_manuals(manuals_dir).map_err(io_err(manuals_dir))?;
     for document in extra {
         if manuals.iter().any(|m| m.meta.id == document.meta.id) {
@@ -99,14 +120,19 @@ pub fn index_corpus(
         });
         chunks.extend(chunked.chunks);
     }
-    let mut report = build_generation(
-        index_dir, chunks, documents, embedder, config, &problems, progress,
+    let mut report = build_generation_gated(
+        index_dir, chunks, documents, embedder, config, &problems, progress, gate,
     )?;
     report.problems = problems;
     Ok(report)
 }
 
+/// A check a new generation must pass before it is promoted (opened exactly as readers will open
+/// it); `Err` carries the report, and the generation is discarded.
+pub type Gate<'a> = &'a dyn Fn(&SearchIndex) -> std::result::Result<(), String>;
+
 /// Writes `chunks` as a new generation and promotes it.
+#[allow(clippy::too_many_arguments)]
 pub fn build_generation(
     index_dir: &Path,
     chunks: Vec<Chunk>,
@@ -115,6 +141,23 @@ pub fn build_generation(
     config: ChunkingConfig,
     problems: &[ManualProblem],
     progress: Progress<'_>,
+) -> Result<BuildReport> {
+    build_generation_gated(
+        index_dir, chunks, documents, embedder, config, problems, progress, None,
+    )
+}
+
+/// `build_generation`, promoting only if `gate` passes.
+#[allow(clippy::too_many_arguments)]
+pub fn build_generation_gated(
+    index_dir: &Path,
+    chunks: Vec<Chunk>,
+    documents: Vec<DocumentSummary>,
+    embedder: &dyn Embedder,
+    config: ChunkingConfig,
+    problems: &[ManualProblem],
+    progress: Progress<'_>,
+    gate: Option<Gate<'_>>,
 ) -> Result<BuildReport> {
     let started = Instant::now();
     if chunks.is_empty() {
@@ -203,6 +246,9 @@ pub fn build_generation(
                 generation: name.clone(),
                 reason: format!("opened {} chunks, wrote {}", opened.len(), chunks.len()),
             });
+        }
+        if let Some(gate) = gate {
+            gate(&opened).map_err(IndexError::Gate)?;
         }
         Ok(())
     })();

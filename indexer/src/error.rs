@@ -28,6 +28,8 @@ pub enum IndexError {
     Empty(String),
     #[error("manual problems: {0}")]
     Manuals(String),
+    #[error("the quality gate stopped the new generation: {0}")]
+    Gate(String),
     #[error("invalid search request: {0}")]
     BadRequest(String),
     #[error("io error at {path}: {source}")]

@@ -8,6 +8,7 @@ pub mod embed_cache;
 pub mod error;
 pub mod filters;
 pub mod fusion;
+pub mod gate;
 pub mod generation;
 pub mod identifiers;
 pub mod language;
@@ -17,7 +18,9 @@ pub mod search;
 pub mod validate;
 pub mod vector;
 
-pub use build::{build_generation, index_corpus, index_manuals, BuildReport};
+pub use build::{
+    build_generation, index_corpus, index_corpus_gated, index_manuals, BuildReport, Gate,
+};
 pub use chunking::{Chunk, ChunkingConfig};
 pub use error::{IndexError, Result};
 pub use filters::{Filters, OwnerScope};

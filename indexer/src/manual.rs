@@ -26,6 +26,21 @@ pub struct ManualMeta {
     /// Owner of private material (a patient's packet); `None` is public material.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Questions this manual must keep answering (`[[check]]` tables): a new version whose index
+    /// no longer finds their sections is not published (the quality gate, `gate.rs`).
+    #[serde(default, rename = "check")]
+    pub checks: Vec<CheckQuestion>,
+    /// How many of `checks` a new version may stop finding before its publish is refused.
+    #[serde(default)]
+    pub check_tolerance: usize,
+}
+
+/// A question and the anchor of the section that must answer it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckQuestion {
+    pub question: String,
+    pub anchor: String,
 }
 
 fn default_language() -> String {

@@ -91,6 +91,33 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
         }
     }
 
+    for check in &manual.meta.checks {
+        if !anchors.contains(check.anchor.as_str()) {
+            findings.push(Finding {
+                line: front_line(&format!("anchor = \"{}\"", check.anchor)),
+                message: format!(
+                    "quality check {:?} names section #{}, which this manual does not have",
+                    check.question, check.anchor
+                ),
+            });
+        }
+        if check.question.trim().is_empty() {
+            findings.push(Finding {
+                line: front_line("[[check]]"),
+                message: "a quality check has an empty question".to_string(),
+            });
+        }
+    }
+    if manual.meta.check_tolerance > manual.meta.checks.len() {
+        findings.push(Finding {
+            line: front_line("check_tolerance"),
+            message: format!(
+                "check_tolerance {} is more than the {} check(s): the gate could never stop a publish",
+                manual.meta.check_tolerance,
+                manual.meta.checks.len()
+            ),
+        });
+    }
     findings.extend(markdown_findings(&manual, &anchors));
     findings.sort();
     findings.dedup();
@@ -224,6 +251,25 @@ mod tests {
         assert!(has(11, "{#faults} is already used on line 7"), "{lines:?}");
         assert!(has(13, "no alt text"), "{lines:?}");
         assert!(!checked.is_clean());
+    }
+
+    #[test]
+    fn quality_checks_must_name_sections_the_manual_has() {
+        let text = CLEAN.replacen(
+            "revision = \"1\"\n",
+            "revision = \"1\"\ncheck_tolerance = 2\n[[check]]\nquestion = \"battery?\"\nanchor = \"battery\"\n[[check]]\nquestion = \"fuses?\"\nanchor = \"fuses\"\n",
+            1,
+        );
+        let checked = check(&text);
+        let messages: Vec<&str> = checked.findings.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(checked.findings.len(), 1, "{messages:?}");
+        assert!(messages[0].contains("#fuses"), "{messages:?}");
+        assert_eq!(checked.findings[0].line, 13, "{messages:?}");
+        let lenient = text.replace("check_tolerance = 2", "check_tolerance = 3");
+        assert!(check(&lenient)
+            .findings
+            .iter()
+            .any(|f| f.message.contains("could never stop a publish")));
     }
 
     #[test]

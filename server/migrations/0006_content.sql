@@ -21,7 +21,7 @@ CREATE TABLE index_jobs (
     manual_id TEXT,
     -- The publish's text (manual_revisions), for a publish.
     revision_id INTEGER REFERENCES manual_revisions(id),
-    -- 'running', 'promoted', 'failed', 'rolled back'
+    -- 'running', 'promoted', 'blocked' (quality gate), 'failed', 'rolled back'
     status TEXT NOT NULL,
     -- The generation served when the job started: what a rollback returns to.
     previous_generation TEXT,
@@ -37,7 +37,7 @@ CREATE TABLE content_audit (
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
     actor TEXT NOT NULL,
-    -- 'publish', 'publish.refused', 'rollback'
+    -- 'publish', 'publish.refused', 'publish.blocked', 'override', 'rollback'
     action TEXT NOT NULL,
     manual_id TEXT,
     revision TEXT,

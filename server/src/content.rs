@@ -46,7 +46,7 @@ pub struct Progress {
     /// Chunks embedded so far and in all (0 of 0 before embedding starts, or when nothing changed).
     pub done: usize,
     pub total: usize,
-    /// `running`, `promoted`, `failed` or `rolled back`.
+    /// `running`, `promoted`, `blocked` (by the quality gate), `failed` or `rolled back`.
     pub status: String,
     pub report: String,
     pub generation: String,
@@ -241,8 +241,63 @@ pub async fn publish(
             &file.to_string_lossy(),
         )
         .await?;
-    let job = start_job(app, "publish", Some(manual_id), Some(revision_id), editor).await?;
+    let job = start_job(app, Some(manual_id), Some(revision_id), editor, true).await?;
     Ok(Ok(job))
+}
+
+/// Publishes a text the quality gate stopped, without the gate: for admins, logged.
+pub async fn override_gate(
+    app: &AppState,
+    job_id: i64,
+    admin: &str,
+) -> std::result::Result<std::result::Result<i64, Refused>, AppError> {
+    let Some(job) = app.store.job(job_id).await? else {
+        return Ok(Err(Refused(format!("there is no job {job_id}"))));
+    };
+    if job.status != "blocked" {
+        return Ok(Err(Refused(format!(
+            "job {job_id} was not stopped by the quality gate ({})",
+            job.status
+        ))));
+    }
+    let latest: i64 = sqlx::query_scalar("SELECT MAX(id) FROM index_jobs")
+        .fetch_one(app.store.pool())
+        .await
+        .map_err(crate::ServerError::from)?;
+    if latest != job_id {
+        return Ok(Err(Refused(format!(
+            "job {job_id} is not the latest job: publish the text again instead"
+        ))));
+    }
+    let (Some(revision_id), Some(manuals_dir)) = (job.revision_id, app.config.demo_manuals.clone())
+    else {
+        return Ok(Err(Refused(format!("job {job_id} has no text to publish"))));
+    };
+    let (file, markdown, revision): (String, String, String) =
+        sqlx::query_as("SELECT file, markdown, revision FROM manual_revisions WHERE id = ?")
+            .bind(revision_id)
+            .fetch_one(app.store.pool())
+            .await
+            .map_err(crate::ServerError::from)?;
+    write_atomically(&manuals_dir.join(&file), &markdown)?;
+    app.store
+        .content_audit(
+            admin,
+            "override",
+            job.manual_id.as_deref(),
+            Some(&revision),
+            &format!("published job {job_id}'s text despite the quality gate"),
+        )
+        .await?;
+    let new_job = start_job(
+        app,
+        job.manual_id.as_deref(),
+        Some(revision_id),
+        admin,
+        false,
+    )
+    .await?;
+    Ok(Ok(new_job))
 }
 
 /// Undoes the latest publish: serves the generation it replaced and puts the file's previous text
@@ -267,11 +322,8 @@ pub async fn rollback(
             "generation {served} is served now, not the one job {job_id} built: roll back later publishes first"
         ))));
     }
-    let (Some(previous), Some(revision_id), Some(manuals_dir)) = (
-        job.previous_generation.clone(),
-        job.revision_id,
-        app.config.demo_manuals.clone(),
-    ) else {
+    let (Some(previous), Some(revision_id)) = (job.previous_generation.clone(), job.revision_id)
+    else {
         return Ok(Err(Refused(format!(
             "job {job_id} has nothing to return to"
         ))));
@@ -282,15 +334,7 @@ pub async fn rollback(
             e.0
         ))));
     }
-    if let Some((file, before)) = app.store.revision_before(revision_id).await? {
-        let path = manuals_dir.join(file);
-        match before {
-            Some(text) => write_atomically(&path, &text)?,
-            None => {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-    }
+    restore_previous(app, Some(revision_id)).await?;
     app.store
         .finish_job(job_id, "rolled back", &previous, &job.report)
         .await?;
@@ -314,14 +358,17 @@ async fn has_running_job(app: &AppState) -> Result<bool> {
     Ok(running > 0)
 }
 
-/// Records a job and runs the re-index on a task of its own.
+/// Records a publish job and runs the re-index on a task of its own (`gated`: behind the manuals'
+/// quality checks). A job the gate stops puts the file's previous text back: the folder always
+/// holds what the site serves, or what is being published.
 async fn start_job(
     app: &AppState,
-    kind: &str,
     manual_id: Option<&str>,
     revision_id: Option<i64>,
     by: &str,
+    gated: bool,
 ) -> Result<i64> {
+    let kind = "publish";
     let previous = app.index().generation.clone();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO index_jobs (kind, manual_id, revision_id, status, previous_generation, started_by, started_at) VALUES (?, ?, ?, 'running', ?, ?, ?) RETURNING id",
@@ -346,6 +393,8 @@ async fn start_job(
         },
     );
     let app = app.clone();
+    let by_owned = by.to_string();
+    let manual_owned = manual_id.map(str::to_string);
     tokio::spawn(async move {
         let reporter = tx.clone();
         let progress = Box::new(move |done: usize, total: usize| {
@@ -354,13 +403,13 @@ async fn start_job(
                 p.total = total;
             });
         });
-        let built = crate::reindex::rebuild(&app, progress).await;
+        let built = crate::reindex::rebuild(&app, progress, gated).await;
         let (status, generation, report) = match built {
-            Ok(r) => (
+            Ok(crate::reindex::Rebuilt { report: r, gate }) => (
                 "promoted",
                 r.generation.clone(),
                 format!(
-                    "generation {}: {} chunks, {} embedded, {} reused, {:.1} s{}",
+                    "generation {}: {} chunks, {} embedded, {} reused, {:.1} s{}{}",
                     r.generation,
                     r.n_chunks,
                     r.n_embedded,
@@ -378,9 +427,36 @@ async fn start_job(
                                 .collect::<Vec<_>>()
                                 .join("; ")
                         )
+                    },
+                    if gate.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\nquality checks passed:\n{}", gate.join("\n"))
                     }
                 ),
             ),
+            Err(crate::AppError(crate::ServerError::Index(scanaid_indexer::IndexError::Gate(
+                gate,
+            )))) => {
+                if let Err(e) = restore_previous(&app, revision_id).await {
+                    tracing::error!(error = ?e, job = id, "restoring a gated manual's file");
+                }
+                let _ = app
+                    .store
+                    .content_audit(
+                        &by_owned,
+                        "publish.blocked",
+                        manual_owned.as_deref(),
+                        None,
+                        &format!("job {id}"),
+                    )
+                    .await;
+                (
+                    "blocked",
+                    String::new(),
+                    format!("the quality gate stopped this publish; nothing changed for readers and the file has its previous text.\n{gate}"),
+                )
+            }
             Err(e) => (
                 "failed",
                 String::new(),
@@ -398,6 +474,23 @@ async fn start_job(
         app.jobs.end(id);
     });
     Ok(id)
+}
+
+/// Puts back the text a publish replaced (removes the file of a new manual).
+async fn restore_previous(app: &AppState, revision_id: Option<i64>) -> Result<()> {
+    let (Some(revision_id), Some(dir)) = (revision_id, app.config.demo_manuals.clone()) else {
+        return Ok(());
+    };
+    if let Some((file, before)) = app.store.revision_before(revision_id).await? {
+        let path = dir.join(file);
+        match before {
+            Some(text) => write_atomically(&path, &text)?,
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes `text` to `path` through a temporary file renamed over it, so a reader (or a crash) never

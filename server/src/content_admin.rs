@@ -428,6 +428,7 @@ pub async fn job(
         can_roll_back: job.kind == "publish"
             && progress.status == "promoted"
             && job.generation.as_deref() == Some(served.as_str()),
+        can_override: me.role == Role::Admin && progress.status == "blocked",
         running: !progress.finished(),
         progress,
         job,
@@ -518,6 +519,38 @@ pub async fn roll_back(
         Err(content::Refused(reason)) => message(
             StatusCode::CONFLICT,
             "Not rolled back",
+            &format!("{reason}. Nothing changed."),
+            &format!("/admin/jobs/{id}"),
+        ),
+    }
+}
+
+/// `POST /admin/jobs/{id}/override`: publishes a text the quality gate stopped (admins only; logged).
+pub async fn override_gate(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    let me = match require_role(
+        &app,
+        &headers,
+        &[Role::Admin],
+        "Only an administrator can publish past the quality gate.",
+    )
+    .await?
+    {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    match content::override_gate(&app, id, &me.username).await? {
+        Ok(job) => Ok(Redirect::to(&format!("/admin/jobs/{job}")).into_response()),
+        Err(content::Refused(reason)) => message(
+            StatusCode::CONFLICT,
+            "Not published",
             &format!("{reason}. Nothing changed."),
             &format!("/admin/jobs/{id}"),
         ),

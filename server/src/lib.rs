@@ -175,6 +175,10 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/jobs/{id}", get(content_admin::job))
         .route("/admin/jobs/{id}/events", get(content_admin::job_events))
         .route("/admin/jobs/{id}/rollback", post(content_admin::roll_back))
+        .route(
+            "/admin/jobs/{id}/override",
+            post(content_admin::override_gate),
+        )
         .route("/c/{code}", get(scan::scan).post(patient_pages::verify))
         .route("/patient/signout", post(patient_pages::sign_out))
         .route("/patients", get(patient_pages::packets))

@@ -45,6 +45,8 @@ pub async fn packet_manuals(app: &AppState) -> Result<Vec<Manual>, AppError> {
                     language,
                     revision: created_at.chars().take(10).collect(),
                     owner: Some(packet.clone()),
+                    checks: Vec::new(),
+                    check_tolerance: 0,
                 },
                 body: markdown,
                 body_line: 1,
@@ -74,7 +76,7 @@ pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
     if wanted == indexed {
         return Ok(false);
     }
-    crate::reindex::rebuild_locked(app, Box::new(|_, _| {})).await?;
+    crate::reindex::rebuild_locked(app, Box::new(|_, _| {}), false).await?;
     Ok(true)
 }
 

@@ -197,4 +197,5 @@ pub struct JobPage {
     pub progress: crate::content::Progress,
     pub running: bool,
     pub can_roll_back: bool,
+    pub can_override: bool,
 }

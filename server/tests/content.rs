@@ -265,3 +265,148 @@ fn every_bundled_manual_passes_the_editors_checks() {
         );
     }
 }
+
+const CHECK: &str = "\n[[check]]\nquestion = \"how do I replace the clock coin cell CR2032?\"\nanchor = \"117-replacing-the-real-time-clock-coin-cell\"\n";
+
+/// The manual with its quality check added to the front matter and its revision set.
+fn with_check(original: &str, revision: &str) -> String {
+    let (front, body) = original[4..].split_once("\n+++\n").unwrap();
+    let front = front.replace(
+        "revision = \"C (2026-03-14)\"",
+        &format!("revision = \"{revision}\""),
+    );
+    format!("+++\n{front}\n{CHECK}+++\n{body}")
+}
+
+fn publish(app: &TestApp, cookie: &str, csrf: &str, text: &str) -> String {
+    let reply = post_form(
+        &app.url("/admin/manuals"),
+        &[("cookie", cookie)],
+        &[
+            ("csrf", csrf),
+            ("original", "vp300-service"),
+            ("markdown", text),
+            ("action", "publish"),
+        ],
+    );
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    reply
+        .header("location")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_quality_gate_stops_a_regression_and_only_an_admin_can_override_it() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor2", Role::Editor);
+    let admin = staff_cookie(&app, "admin2", Role::Admin);
+    let csrf = get(
+        &app.url("/admin/manuals/vp300-service"),
+        &[("cookie", &editor)],
+    )
+    .hidden("csrf")
+    .unwrap();
+    let admin_csrf = get(&app.url("/admin/manuals"), &[("cookie", &admin)])
+        .hidden("csrf")
+        .unwrap();
+    let original = std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap();
+
+    // The manual gets its check; the check holds, the generation is promoted.
+    let checked = with_check(&original, "D (checked)");
+    let job = publish(&app, &editor, &csrf, &checked);
+    let done = wait_for_job(&app, &editor, &job);
+    assert_eq!(done["status"], "promoted", "{done}");
+    assert!(
+        done["report"]
+            .as_str()
+            .unwrap()
+            .contains("quality checks passed"),
+        "{done}"
+    );
+    let good_generation = app.state.index().generation.clone();
+
+    // A version that guts the coin-cell procedure (its anchor kept) loses that question: blocked.
+    let procedure_start = checked.find("Parts: coin cell CR2032").unwrap();
+    let procedure_end = checked.find("### 11.8 Replacing the pole clamp").unwrap();
+    let gutted = format!(
+        "{}This procedure moved to service bulletin SB-44.\n\n{}",
+        &checked[..procedure_start],
+        &checked[procedure_end..]
+    )
+    .replace(
+        "### 11.7 Replacing the real-time clock coin cell",
+        "### 11.7 Service bulletin {#117-replacing-the-real-time-clock-coin-cell}",
+    )
+    .replace("revision = \"D (checked)\"", "revision = \"E (gutted)\"");
+    let blocked_job = publish(&app, &editor, &csrf, &gutted);
+    let blocked = wait_for_job(&app, &editor, &blocked_job);
+    assert_eq!(blocked["status"], "blocked", "{blocked}");
+    let report = blocked["report"].as_str().unwrap();
+    assert!(report.contains("REGRESSED vp300-service"), "{report}");
+    assert!(
+        report.contains("1 question(s) no longer find their section (tolerance 0)"),
+        "{report}"
+    );
+    // Nothing changed for readers, and the folder holds what is served.
+    assert_eq!(app.state.index().generation, good_generation);
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap(),
+        checked
+    );
+
+    // An editor cannot publish past the gate; an admin can, and it is logged.
+    let page = get(
+        &app.url(&format!("/admin/jobs/{blocked_job}")),
+        &[("cookie", &editor)],
+    );
+    assert!(!page.body.contains("id=\"override\""));
+    let refused = post_form(
+        &app.url(&format!("/admin/jobs/{blocked_job}/override")),
+        &[("cookie", &editor)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(refused.status, 403);
+    let page = get(
+        &app.url(&format!("/admin/jobs/{blocked_job}")),
+        &[("cookie", &admin)],
+    );
+    assert!(page.body.contains("id=\"override\""), "{}", page.body);
+    let overridden = post_form(
+        &app.url(&format!("/admin/jobs/{blocked_job}/override")),
+        &[("cookie", &admin)],
+        &[("csrf", &admin_csrf)],
+    );
+    assert_eq!(overridden.status, 303, "{}", overridden.body);
+    let forced_job = overridden
+        .header("location")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let forced = wait_for_job(&app, &admin, &forced_job);
+    assert_eq!(forced["status"], "promoted", "{forced}");
+    assert_ne!(app.state.index().generation, good_generation);
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap(),
+        gutted
+    );
+    let audit = app.rows("SELECT actor, action FROM content_audit ORDER BY id");
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("editor2", "publish"),
+            ("editor2", "publish"),
+            ("editor2", "publish.blocked"),
+            ("admin2", "override"),
+        ]
+    );
+}
