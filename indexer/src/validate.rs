@@ -261,7 +261,11 @@ mod tests {
             1,
         );
         let checked = check(&text);
-        let messages: Vec<&str> = checked.findings.iter().map(|f| f.message.as_str()).collect();
+        let messages: Vec<&str> = checked
+            .findings
+            .iter()
+            .map(|f| f.message.as_str())
+            .collect();
         assert_eq!(checked.findings.len(), 1, "{messages:?}");
         assert!(messages[0].contains("#fuses"), "{messages:?}");
         assert_eq!(checked.findings[0].line, 13, "{messages:?}");

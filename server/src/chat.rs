@@ -193,7 +193,7 @@ struct ChatError {
     busy: bool,
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         Json(ChatError {
@@ -205,7 +205,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The JSON body, or a JSON error saying why it is not `what` (malformed, unknown fields, wrong type).
-fn json_body<T>(
+pub(crate) fn json_body<T>(
     body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
     what: &str,
 ) -> Result<T, Response> {

@@ -61,14 +61,14 @@ fn page(status: StatusCode, html: String) -> Response {
 }
 
 /// The manuals folder's files by manual id: (path relative to the folder, revision, title, meta).
-fn manual_files(dir: &Path) -> (Vec<scanaid_indexer::manual::Manual>, Vec<String>) {
+pub(crate) fn manual_files(dir: &Path) -> (Vec<scanaid_indexer::manual::Manual>, Vec<String>) {
     match scanaid_indexer::manual::load_manuals(dir) {
         Ok((manuals, problems)) => (manuals, problems.iter().map(|p| p.to_string()).collect()),
         Err(e) => (Vec::new(), vec![format!("{}: {e}", dir.display())]),
     }
 }
 
-fn relative(dir: &Path, path: &Path) -> PathBuf {
+pub(crate) fn relative(dir: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(dir).unwrap_or(path).to_path_buf()
 }
 
@@ -271,7 +271,7 @@ pub async fn save(
 
 /// Checks `text` as the manual that was `original`: the manual's own problems plus those only the
 /// corpus shows (an id another file has, an unknown model). Also the file it would be written to.
-async fn check_against_corpus(
+pub(crate) async fn check_against_corpus(
     app: &AppState,
     dir: &Path,
     original: &str,

@@ -100,7 +100,8 @@ pub async fn reject_oversized_bodies(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     // Manuals are long documents; everything else is a question or a short form.
-    let limit = if request.uri().path().starts_with("/admin/manuals") {
+    let path = request.uri().path();
+    let limit = if path.starts_with("/admin/manuals") || path.starts_with("/api/content/manuals") {
         crate::MAX_MANUAL_FORM_BYTES
     } else {
         crate::MAX_BODY_BYTES

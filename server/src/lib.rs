@@ -4,11 +4,13 @@
 
 pub mod account;
 pub mod admin;
+pub mod api_tokens;
 pub mod auth;
 pub mod chat;
 pub mod console;
 pub mod content;
 pub mod content_admin;
+pub mod content_api;
 pub mod device;
 pub mod error;
 pub mod events;
@@ -178,6 +180,25 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/admin/jobs/{id}/override",
             post(content_admin::override_gate),
+        )
+        .route(
+            "/admin/tokens",
+            get(api_tokens::page).post(api_tokens::change),
+        )
+        .route("/api/content/manuals", get(content_api::list))
+        .route(
+            "/api/content/manuals/{id}",
+            axum::routing::put(content_api::publish)
+                .layer(DefaultBodyLimit::max(MAX_MANUAL_FORM_BYTES)),
+        )
+        .route(
+            "/api/content/manuals/{id}/check",
+            post(content_api::check).layer(DefaultBodyLimit::max(MAX_MANUAL_FORM_BYTES)),
+        )
+        .route("/api/content/jobs/{id}", get(content_api::job))
+        .route(
+            "/api/content/jobs/{id}/rollback",
+            post(content_api::rollback),
         )
         .route("/c/{code}", get(scan::scan).post(patient_pages::verify))
         .route("/patient/signout", post(patient_pages::sign_out))

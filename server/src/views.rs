@@ -199,3 +199,15 @@ pub struct JobPage {
     pub can_roll_back: bool,
     pub can_override: bool,
 }
+
+#[derive(Template)]
+#[template(path = "admin_tokens.html")]
+pub struct TokensPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub message: String,
+    /// A token just created, shown this once.
+    pub new_token: String,
+    pub tokens: Vec<crate::api_tokens::TokenRow>,
+}

@@ -410,3 +410,186 @@ fn the_quality_gate_stops_a_regression_and_only_an_admin_can_override_it() {
         ]
     );
 }
+
+/// One call to the content API: (status, JSON body).
+fn api(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value, Option<String>) {
+    let mut request = agent()
+        .request(method, &app.url(path))
+        .set("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.set("authorization", &format!("Bearer {token}"));
+    }
+    let result = match body {
+        Some(b) => request.send_string(&b.to_string()),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let status = response.status();
+    let challenge = response.header("www-authenticate").map(str::to_string);
+    let text = response.into_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        challenge,
+    )
+}
+
+#[test]
+fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let original = std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap();
+
+    // No token, a made-up one: 401 with the challenge.
+    let (status, body, challenge) = api(&app, "GET", "/api/content/manuals", None, None);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
+    let (status, ..) = api(
+        &app,
+        "GET",
+        "/api/content/manuals",
+        Some("sat_0123456789abcdef"),
+        None,
+    );
+    assert_eq!(status, 401);
+
+    // An admin makes one; an editor may not.
+    let editor = staff_cookie(&app, "editor3", Role::Editor);
+    assert_eq!(
+        get(&app.url("/admin/tokens"), &[("cookie", &editor)]).status,
+        403
+    );
+    let admin = staff_cookie(&app, "admin3", Role::Admin);
+    let form = get(&app.url("/admin/tokens"), &[("cookie", &admin)]);
+    let csrf = form.hidden("csrf").unwrap();
+    let created = post_form(
+        &app.url("/admin/tokens"),
+        &[("cookie", &admin)],
+        &[("csrf", &csrf), ("name", "ci-pipeline")],
+    );
+    assert_eq!(created.status, 200, "{}", created.body);
+    let start =
+        created.body.find("<code id=\"new-token\">").unwrap() + "<code id=\"new-token\">".len();
+    let token = created.body[start..].split('<').next().unwrap().to_string();
+    assert!(token.starts_with("sat_"), "{token}");
+    assert!(
+        !get(&app.url("/admin/tokens"), &[("cookie", &admin)])
+            .body
+            .contains(&token),
+        "shown once"
+    );
+    let token = Some(token.as_str());
+
+    let (status, list, _) = api(&app, "GET", "/api/content/manuals", token, None);
+    assert_eq!(status, 200, "{list}");
+    assert!(list["manuals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == "vp300-service"));
+
+    // Check and a refused publish: every problem with its line, nothing changed.
+    let broken = serde_json::json!({"markdown": original.clone() + "\nSee [nothing](#nowhere).\n"});
+    let (status, checked, _) = api(
+        &app,
+        "POST",
+        "/api/content/manuals/vp300-service/check",
+        token,
+        Some(&broken),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(checked["clean"], false);
+    assert!(
+        checked["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("#nowhere"),
+        "{checked}"
+    );
+    assert!(checked["findings"][0]["line"].as_u64().unwrap() > 400);
+    let (status, refused, _) = api(
+        &app,
+        "PUT",
+        "/api/content/manuals/vp300-service",
+        token,
+        Some(&broken),
+    );
+    assert_eq!(status, 422, "{refused}");
+    let (status, wrong_id, _) = api(
+        &app,
+        "PUT",
+        "/api/content/manuals/rtu12-iom",
+        token,
+        Some(&serde_json::json!({"markdown": original})),
+    );
+    assert_eq!(status, 422, "{wrong_id}");
+    assert!(wrong_id["findings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("URL names"));
+    let (status, _, _) = api(
+        &app,
+        "PUT",
+        "/api/content/manuals/vp300-service",
+        token,
+        Some(&serde_json::json!({"text": 1})),
+    );
+    assert_eq!(status, 422);
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap(),
+        original
+    );
+
+    // Publish, follow the job, roll back.
+    let good = serde_json::json!({"markdown": edited(&original)});
+    let (status, accepted, _) = api(
+        &app,
+        "PUT",
+        "/api/content/manuals/vp300-service",
+        token,
+        Some(&good),
+    );
+    assert_eq!(status, 202, "{accepted}");
+    let url = accepted["url"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let job = loop {
+        let (status, job, _) = api(&app, "GET", &url, token, None);
+        assert_eq!(status, 200);
+        if job["status"] != "running" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(job["status"], "promoted", "{job}");
+    assert_eq!(job["generation"], app.state.index().generation.as_str());
+    let (status, rolled, _) = api(&app, "POST", &format!("{url}/rollback"), token, None);
+    assert_eq!(status, 200, "{rolled}");
+    assert_eq!(rolled["generation"], job["previous_generation"]);
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap(),
+        original
+    );
+
+    // The audit trail names the pipeline; a revoked token is refused.
+    let actors = app.rows("SELECT DISTINCT actor FROM content_audit");
+    assert_eq!(actors, vec![vec!["token:ci-pipeline".to_string()]]);
+    let id = app.rows("SELECT id FROM api_tokens")[0][0].clone();
+    let revoked = post_form(
+        &app.url("/admin/tokens"),
+        &[("cookie", &admin)],
+        &[("csrf", &csrf), ("revoke", &id)],
+    );
+    assert_eq!(revoked.status, 200);
+    let (status, ..) = api(&app, "GET", "/api/content/manuals", token, None);
+    assert_eq!(status, 401);
+}

@@ -1,0 +1,264 @@
+//! The content API for pipelines (`/api/content`, `Authorization: Bearer TOKEN` from
+//! `/admin/tokens`): list, check, publish, job status and rollback, the same operations and rules as
+//! the editors' pages, answered in JSON. The README has a curl example of each.
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::chat::{error, json_body};
+use crate::content::{self, Progress};
+use crate::content_admin::{check_against_corpus, manual_files, relative};
+use crate::{AppError, AppState};
+
+/// The pipeline's name, or the 401 to answer with.
+async fn authorise(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Result<String, Response>, AppError> {
+    match crate::api_tokens::bearer_actor(app, headers).await? {
+        Some(actor) => Ok(Ok(actor)),
+        None => {
+            let mut refused = error(
+                StatusCode::UNAUTHORIZED,
+                "a content API token is needed: Authorization: Bearer TOKEN (an administrator creates one at /admin/tokens)",
+            );
+            refused.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("valid header"),
+            );
+            Ok(Err(refused))
+        }
+    }
+}
+
+macro_rules! authorised {
+    ($app:expr, $headers:expr) => {
+        match authorise(&$app, &$headers).await? {
+            Ok(actor) => actor,
+            Err(refused) => return Ok(refused),
+        }
+    };
+}
+
+fn no_manuals() -> Response {
+    error(
+        StatusCode::CONFLICT,
+        "this server was started without a manuals folder; nothing can be published",
+    )
+}
+
+/// `GET /api/content/manuals`.
+pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    authorised!(app, headers);
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return Ok(no_manuals());
+    };
+    let index = app.index();
+    let (manuals, broken) = manual_files(&dir);
+    let rows: Vec<_> = manuals
+        .iter()
+        .map(|m| {
+            let served: Vec<&str> = index
+                .chunks()
+                .iter()
+                .filter(|c| c.owner.is_none() && c.manual_id == m.meta.id)
+                .map(|c| c.revision.as_str())
+                .collect();
+            json!({
+                "id": m.meta.id,
+                "title": m.meta.title,
+                "file": relative(&dir, &m.path),
+                "revision": m.meta.revision,
+                "language": m.meta.language,
+                "audiences": m.meta.audience,
+                "models": m.meta.models,
+                "chunks": served.len(),
+                "served_revision": served.first(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "generation": index.generation,
+        "manuals": rows,
+        "broken": broken,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualBody {
+    pub markdown: String,
+}
+
+/// `POST /api/content/manuals/{id}/check`: every problem with its line, and the chunks.
+pub async fn check(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    body: Result<Json<ManualBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, AppError> {
+    authorised!(app, headers);
+    let body = match json_body(body, "{\"markdown\": \"...\"}") {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return Ok(no_manuals());
+    };
+    let text = body.markdown.replace("\r\n", "\n");
+    let (checked, findings, _) = check_against_corpus(&app, &dir, &id, &text).await?;
+    let findings = with_id_check(&checked, findings, &id);
+    Ok(Json(json!({
+        "clean": checked.manual.is_some() && findings.is_empty(),
+        "findings": findings.iter().map(|f| json!({"line": f.line, "message": f.message})).collect::<Vec<_>>(),
+        "chunks": checked.chunks.iter().map(|c| json!({
+            "section": c.heading_path.join(" › "),
+            "anchor": c.anchor,
+            "line": c.line,
+            "audiences": c.audiences,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// The manual's id must be the one in the URL.
+fn with_id_check(
+    checked: &scanaid_indexer::validate::Checked,
+    mut findings: Vec<scanaid_indexer::validate::Finding>,
+    id: &str,
+) -> Vec<scanaid_indexer::validate::Finding> {
+    if let Some(manual) = &checked.manual {
+        if manual.meta.id != id {
+            findings.insert(
+                0,
+                scanaid_indexer::validate::Finding {
+                    line: 2,
+                    message: format!(
+                        "the front matter's id is {:?} but the URL names {id:?}",
+                        manual.meta.id
+                    ),
+                },
+            );
+        }
+    }
+    findings
+}
+
+/// `PUT /api/content/manuals/{id}`: checks, then publishes (202 with the job) or answers 422 with
+/// every problem; nothing changes on a 4xx.
+pub async fn publish(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    body: Result<Json<ManualBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, AppError> {
+    let actor = authorised!(app, headers);
+    let body = match json_body(body, "{\"markdown\": \"...\"}") {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return Ok(no_manuals());
+    };
+    let text = body.markdown.replace("\r\n", "\n");
+    let (checked, findings, file) = check_against_corpus(&app, &dir, &id, &text).await?;
+    let findings = with_id_check(&checked, findings, &id);
+    let (Some(manual), Some(file), true) = (checked.manual.as_ref(), file, findings.is_empty())
+    else {
+        app.store
+            .content_audit(
+                &actor,
+                "publish.refused",
+                Some(&id),
+                None,
+                &format!("{} problem(s)", findings.len()),
+            )
+            .await?;
+        return Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": "not published: the manual has problems; nothing changed",
+                "findings": findings.iter().map(|f| json!({"line": f.line, "message": f.message})).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response());
+    };
+    match content::publish(
+        &app,
+        &manual.meta.id,
+        &manual.meta.revision,
+        &file,
+        &text,
+        &actor,
+    )
+    .await?
+    {
+        Ok(job) => Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, format!("/api/content/jobs/{job}"))],
+            Json(
+                json!({"job": job, "status": "running", "url": format!("/api/content/jobs/{job}")}),
+            ),
+        )
+            .into_response()),
+        Err(content::Refused(reason)) => Ok(error(StatusCode::CONFLICT, reason)),
+    }
+}
+
+/// `GET /api/content/jobs/{id}`.
+pub async fn job(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<i64>,
+) -> Result<Response, AppError> {
+    authorised!(app, headers);
+    let Some(job) = app.store.job(id).await? else {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            format!("there is no job {id}"),
+        ));
+    };
+    let progress = app
+        .jobs
+        .watch(id)
+        .map(|rx| rx.borrow().clone())
+        .unwrap_or_else(|| Progress::of(&job));
+    Ok(Json(json!({
+        "job": job.id,
+        "kind": job.kind,
+        "manual": job.manual_id,
+        "status": progress.status,
+        "done": progress.done,
+        "total": progress.total,
+        "generation": progress.generation,
+        "previous_generation": job.previous_generation,
+        "report": progress.report,
+        "started_by": job.started_by,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }))
+    .into_response())
+}
+
+/// `POST /api/content/jobs/{id}/rollback`.
+pub async fn rollback(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<i64>,
+) -> Result<Response, AppError> {
+    let actor = authorised!(app, headers);
+    match content::rollback(&app, id, &actor).await? {
+        Ok(()) => Ok(Json(json!({
+            "job": id,
+            "status": "rolled back",
+            "generation": app.index().generation,
+        }))
+        .into_response()),
+        Err(content::Refused(reason)) => Ok(error(StatusCode::CONFLICT, reason)),
+    }
+}
