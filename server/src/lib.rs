@@ -14,6 +14,7 @@ pub mod content_api;
 pub mod device;
 pub mod error;
 pub mod events;
+pub mod gaps;
 pub mod http;
 pub mod i18n;
 pub mod label;
@@ -185,6 +186,8 @@ pub fn app(state: AppState) -> Router {
             "/admin/tokens",
             get(api_tokens::page).post(api_tokens::change),
         )
+        .route("/admin/gaps", get(gaps::page))
+        .route("/admin/gaps.csv", get(gaps::csv))
         .route("/api/content/manuals", get(content_api::list))
         .route(
             "/api/content/manuals/{id}",

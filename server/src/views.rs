@@ -211,3 +211,15 @@ pub struct TokensPage {
     pub new_token: String,
     pub tokens: Vec<crate::api_tokens::TokenRow>,
 }
+
+#[derive(Template)]
+#[template(path = "admin_gaps.html")]
+pub struct GapsPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub days: u32,
+    pub groups: Vec<crate::gaps::GapGroup>,
+    /// Patients' questions in the period: a count only, their words are never shown.
+    pub patient_questions: i64,
+}

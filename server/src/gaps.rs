@@ -1,0 +1,397 @@
+//! What people could not find: chat questions answered with low confidence, handed to a person, or
+//! rated unhelpful, grouped so that one missing section shows up as one line however many ways it
+//! was asked. Grouping is average-linkage clustering of the questions' embeddings, written by hand
+//! (our core): two groups merge while the mean cosine between their questions clears the embedding
+//! model's same-question threshold, measured on `evals/data/question-paraphrases.jsonl`.
+
+use std::collections::BTreeMap;
+
+/// The cosine above which two questions are taken to ask the same thing, per embedding model.
+/// Measured on our 20 groups of 3 paraphrases (60 same-group pairs, 1,710 different-group pairs;
+/// README, "Content gaps"): MiniLM at 0.55 has pairwise precision 0.91 and recall 0.67; e5's cosines
+/// sit much higher (unrelated questions: median 0.81) and 0.89 gives precision 0.78, recall 0.75.
+pub fn same_question_threshold(model_id: &str) -> f32 {
+    if model_id.starts_with("multilingual-e5") {
+        0.89
+    } else {
+        0.55
+    }
+}
+
+/// Average-linkage agglomerative clustering of unit vectors: repeatedly merges the two clusters with
+/// the highest mean pairwise cosine while it is at least `threshold`. Returns clusters of indices,
+/// largest first (ties: the one holding the lowest index first), each sorted.
+pub fn cluster(vectors: &[Vec<f32>], threshold: f32) -> Vec<Vec<usize>> {
+    let n = vectors.len();
+    let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    // Sum of cosines between every pair of clusters (indexed by cluster id), kept up to date on merges.
+    let mut sums: Vec<Vec<f32>> = (0..n)
+        .map(|i| (0..n).map(|j| cos(&vectors[i], &vectors[j])).collect())
+        .collect();
+    let mut members: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
+    let mut alive: Vec<bool> = vec![true; n];
+    loop {
+        let mut best: Option<(f32, usize, usize)> = None;
+        for a in (0..n).filter(|&a| alive[a]) {
+            for b in (a + 1..n).filter(|&b| alive[b]) {
+                let mean = sums[a][b] / (members[a].len() * members[b].len()) as f32;
+                if mean >= threshold && best.is_none_or(|(m, _, _)| mean > m) {
+                    best = Some((mean, a, b));
+                }
+            }
+        }
+        let Some((_, a, b)) = best else { break };
+        // b joins a.
+        let moved = std::mem::take(&mut members[b]);
+        members[a].extend(moved);
+        alive[b] = false;
+        for c in 0..n {
+            let s = sums[a][c] + sums[b][c];
+            sums[a][c] = s;
+            sums[c][a] = s;
+        }
+    }
+    let mut out: Vec<Vec<usize>> = members
+        .into_iter()
+        .zip(alive)
+        .filter(|(_, alive)| *alive)
+        .map(|(mut m, _)| {
+            m.sort_unstable();
+            m
+        })
+        .collect();
+    out.sort_by(|x, y| y.len().cmp(&x.len()).then(x[0].cmp(&y[0])));
+    out
+}
+
+/// One question that went unanswered (or badly answered), as the gaps view reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GapTurn {
+    pub at: String,
+    pub asset_id: String,
+    pub question: String,
+    pub citations: String,
+    pub confidence: f64,
+    pub escalated: bool,
+    pub feedback: Option<i64>,
+}
+
+/// Turns since `since` (RFC 3339) that were unsure, escalated or rated down, newest first, at most
+/// `limit`. Only the public chat's turns: patients' questions are never stored verbatim.
+pub async fn gap_turns(
+    store: &crate::store::Store,
+    since: &str,
+    threshold: f64,
+    limit: i64,
+) -> crate::Result<Vec<GapTurn>> {
+    Ok(sqlx::query_as(
+        "SELECT t.at, c.asset_id, t.question, t.citations, t.confidence, t.escalated != 0 AS escalated, t.feedback
+         FROM chat_turns t JOIN conversations c ON c.id = t.conversation_id
+         WHERE t.at >= ? AND (t.confidence < ? OR t.escalated != 0 OR t.feedback = -1)
+         ORDER BY t.id DESC LIMIT ?",
+    )
+    .bind(since)
+    .bind(threshold)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// The manual sections a turn's answer offered: (manual id, section, url).
+pub fn offered(citations_json: &str) -> Vec<(String, String, String)> {
+    serde_json::from_str::<Vec<serde_json::Value>>(citations_json)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c["manual"].as_str()?.to_string(),
+                c["section"].as_str()?.to_string(),
+                c["url"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// How often each value occurs, most frequent first.
+pub fn tally<'a>(values: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in values {
+        *counts.entry(v).or_default() += 1;
+    }
+    let mut out: Vec<(String, usize)> = counts
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn near_vectors_group_and_far_ones_stay_apart() {
+        let vectors = vec![
+            unit(&[1.0, 0.0, 0.0]),
+            unit(&[0.0, 1.0, 0.0]),
+            unit(&[0.95, 0.1, 0.0]),
+            unit(&[0.0, 0.0, 1.0]),
+            unit(&[0.9, 0.0, 0.2]),
+            unit(&[0.05, 1.0, 0.0]),
+        ];
+        let groups = cluster(&vectors, 0.9);
+        assert_eq!(groups, vec![vec![0, 2, 4], vec![1, 5], vec![3]]);
+        // A threshold nothing clears leaves every question alone; one everything clears, one group.
+        assert_eq!(cluster(&vectors, 1.1).len(), 6);
+        assert_eq!(cluster(&vectors, -1.0).len(), 1);
+        assert!(cluster(&[], 0.5).is_empty());
+    }
+
+    #[test]
+    fn average_linkage_does_not_chain() {
+        // a~b and b~c are close, a and c are not: single linkage would chain all three.
+        let a = unit(&[1.0, 0.0]);
+        let b = unit(&[0.8, 0.6]);
+        let c = unit(&[0.28, 0.96]);
+        let groups = cluster(&[a, b, c], 0.8);
+        assert_eq!(groups.len(), 2, "{groups:?}");
+    }
+
+    #[test]
+    fn offered_sections_come_from_the_stored_citations() {
+        let json = r#"[{"n":1,"manual":"vp300-service","manual_title":"T","revision":"C","section":"8 Fault codes","url":"/m/vp300-service#fault-codes","snippet":"x"}]"#;
+        assert_eq!(
+            offered(json),
+            vec![(
+                "vp300-service".to_string(),
+                "8 Fault codes".to_string(),
+                "/m/vp300-service#fault-codes".to_string()
+            )]
+        );
+        assert!(offered("not json").is_empty());
+        assert_eq!(
+            tally(["a", "b", "a"].into_iter()),
+            vec![("a".to_string(), 2), ("b".to_string(), 1)]
+        );
+    }
+}
+
+/// One group of questions as the view and the CSV show it.
+#[derive(Debug, Clone)]
+pub struct GapGroup {
+    pub count: usize,
+    /// Distinct questions, newest first.
+    pub questions: Vec<String>,
+    pub assets: Vec<(String, usize)>,
+    /// (manual, section, url) offered, with how often.
+    pub offered: Vec<((String, String, String), usize)>,
+    pub mean_confidence: f64,
+    pub escalated: usize,
+    pub thumbs_down: usize,
+    pub last_asked: String,
+}
+
+/// Groups `turns` (newest first) by what they ask; largest group first.
+pub fn group(turns: &[GapTurn], vectors: &[Vec<f32>], threshold: f32) -> Vec<GapGroup> {
+    cluster(vectors, threshold)
+        .into_iter()
+        .map(|members| {
+            let of: Vec<&GapTurn> = members.iter().map(|&i| &turns[i]).collect();
+            let mut questions: Vec<String> = Vec::new();
+            for t in &of {
+                if !questions
+                    .iter()
+                    .any(|q| q.eq_ignore_ascii_case(&t.question))
+                {
+                    questions.push(t.question.clone());
+                }
+            }
+            let mut offered_counts: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+            for t in &of {
+                for o in offered(&t.citations) {
+                    *offered_counts.entry(o).or_default() += 1;
+                }
+            }
+            let mut offered: Vec<_> = offered_counts.into_iter().collect();
+            offered.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            GapGroup {
+                count: of.len(),
+                questions,
+                assets: tally(of.iter().map(|t| t.asset_id.as_str())),
+                offered,
+                mean_confidence: of.iter().map(|t| t.confidence).sum::<f64>() / of.len() as f64,
+                escalated: of.iter().filter(|t| t.escalated).count(),
+                thumbs_down: of.iter().filter(|t| t.feedback == Some(-1)).count(),
+                last_asked: of.iter().map(|t| t.at.clone()).max().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// Questions considered per view (the newest).
+const MAX_TURNS: i64 = 500;
+
+#[derive(Debug, serde::Deserialize)]
+pub struct GapsQuery {
+    /// Look back this many days (1-395, default 30).
+    #[serde(default)]
+    pub days: Option<u32>,
+}
+
+/// The groups for the last `days` days, and how many patient questions were asked meanwhile.
+async fn groups_for(app: &crate::AppState, days: u32) -> crate::Result<(Vec<GapGroup>, i64)> {
+    let since = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let turns = gap_turns(&app.store, &since, app.chat.model.threshold, MAX_TURNS).await?;
+    let patient_questions: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'chat.asked' AND at >= ?",
+    )
+    .bind(&since)
+    .fetch_one(app.store.pool())
+    .await?;
+    if turns.is_empty() {
+        return Ok((Vec::new(), patient_questions));
+    }
+    let embedder = app.embedder.clone();
+    let questions: Vec<String> = turns.iter().map(|t| t.question.clone()).collect();
+    let vectors = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(questions.len());
+        for batch in questions.chunks(64) {
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            out.extend(embedder.embed_queries(&refs)?);
+        }
+        Ok::<_, scanaid_models::ModelError>(out)
+    })
+    .await?
+    .map_err(|e| crate::ServerError::Index(scanaid_indexer::IndexError::from(e)))?;
+    let threshold = same_question_threshold(app.embedder.model_id());
+    Ok((group(&turns, &vectors, threshold), patient_questions))
+}
+
+fn days_of(query: &GapsQuery) -> u32 {
+    query.days.unwrap_or(30).clamp(1, 395)
+}
+
+/// `GET /admin/gaps`: the groups, for content editors and admins.
+pub async fn page(
+    axum::extract::State(app): axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<GapsQuery>,
+) -> std::result::Result<axum::response::Response, crate::AppError> {
+    use askama::Template;
+    use axum::response::IntoResponse;
+    let me = match crate::account::require_role(
+        &app,
+        &headers,
+        &[crate::roles::Role::Editor, crate::roles::Role::Admin],
+        "What people could not find is for content editors.",
+    )
+    .await?
+    {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let days = days_of(&query);
+    let (groups, patient_questions) = groups_for(&app, days).await?;
+    let html = crate::views::GapsPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        days,
+        groups,
+        patient_questions,
+    }
+    .render()?;
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(html),
+    )
+        .into_response())
+}
+
+/// `GET /admin/gaps.csv`: the same groups as CSV.
+pub async fn csv(
+    axum::extract::State(app): axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<GapsQuery>,
+) -> std::result::Result<axum::response::Response, crate::AppError> {
+    use axum::response::IntoResponse;
+    if let Err(r) = crate::account::require_role(
+        &app,
+        &headers,
+        &[crate::roles::Role::Editor, crate::roles::Role::Admin],
+        "What people could not find is for content editors.",
+    )
+    .await?
+    {
+        return Ok(r);
+    }
+    let days = days_of(&query);
+    let (groups, _) = groups_for(&app, days).await?;
+    let mut writer = ::csv::Writer::from_writer(Vec::new());
+    let header = [
+        "group",
+        "times_asked",
+        "example",
+        "questions",
+        "assets",
+        "sections_offered",
+        "mean_confidence",
+        "escalated",
+        "thumbs_down",
+        "last_asked",
+    ];
+    writer.write_record(header).expect("writing to memory");
+    for (i, g) in groups.iter().enumerate() {
+        let join = |items: Vec<String>| items.join(" | ");
+        let row = [
+            (i + 1).to_string(),
+            g.count.to_string(),
+            g.questions[0].clone(),
+            join(g.questions.clone()),
+            join(g.assets.iter().map(|(a, n)| format!("{a} ({n})")).collect()),
+            join(
+                g.offered
+                    .iter()
+                    .map(|((m, s, _), n)| format!("{m}: {s} ({n})"))
+                    .collect(),
+            ),
+            format!("{:.3}", g.mean_confidence),
+            g.escalated.to_string(),
+            g.thumbs_down.to_string(),
+            g.last_asked.clone(),
+        ];
+        writer
+            .write_record(row.iter().map(|cell| defuse(cell)))
+            .expect("writing to memory");
+    }
+    let body = writer.into_inner().expect("writing to memory");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"content-gaps.csv\"",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// A cell a spreadsheet would run as a formula (questions are typed by the public) gets a leading
+/// apostrophe.
+fn defuse(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
