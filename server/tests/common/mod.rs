@@ -446,6 +446,13 @@ pub fn spawn_with_indexed_packets_e5() -> (TestApp, Vec<(String, Demo)>, tempfil
 
 /// A server whose manuals folder and index are copies it may change (publishing writes both).
 pub fn spawn_with_editable_manuals() -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
+    spawn_with_editable_manuals_and(ServerConfig::default())
+}
+
+/// `spawn_with_editable_manuals` with other settings.
+pub fn spawn_with_editable_manuals_and(
+    base: ServerConfig,
+) -> (TestApp, tempfile::TempDir, tempfile::TempDir) {
     let manuals = tempfile::tempdir().unwrap();
     copy_dir(&repo().join("manuals"), manuals.path());
     let index = tempfile::tempdir().unwrap();
@@ -453,7 +460,7 @@ pub fn spawn_with_editable_manuals() -> (TestApp, tempfile::TempDir, tempfile::T
     let config = ServerConfig {
         demo_manuals: Some(manuals.path().to_path_buf()),
         index_dir: Some(index.path().to_path_buf()),
-        ..ServerConfig::default()
+        ..base
     };
     let app = spawn_app_serving(RuleSet::default(), config, &bundled_index_dir(), embedder());
     (app, manuals, index)
