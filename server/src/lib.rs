@@ -32,6 +32,7 @@ pub mod roles;
 pub mod rules;
 pub mod rules_admin;
 pub mod scan;
+pub mod scans_view;
 pub mod site;
 pub mod store;
 pub mod support;
@@ -187,6 +188,7 @@ pub fn app(state: AppState) -> Router {
             get(api_tokens::page).post(api_tokens::change),
         )
         .route("/admin/gaps", get(gaps::page))
+        .route("/admin/scans", get(scans_view::page))
         .route("/admin/gaps.csv", get(gaps::csv))
         .route("/api/content/manuals", get(content_api::list))
         .route(

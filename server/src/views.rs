@@ -223,3 +223,19 @@ pub struct GapsPage {
     /// Patients' questions in the period: a count only, their words are never shown.
     pub patient_questions: i64,
 }
+
+#[derive(Template)]
+#[template(path = "admin_scans.html")]
+pub struct ScansPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub days: u32,
+    pub f: crate::scans_view::ScanFigures,
+    /// Server-drawn SVG (labels escaped where drawn).
+    pub asset_chart: String,
+    pub placement_chart: String,
+    pub role_chart: String,
+    pub hour_chart: String,
+    pub escalation_rate: f64,
+}

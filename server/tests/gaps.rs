@@ -124,3 +124,65 @@ fn the_gaps_view_groups_what_people_asked_and_exports_it() {
     assert_eq!(&rows[0][1], "3");
     assert!(rows[0][3].contains("bluetooth label printing from the infusion pump"));
 }
+
+#[test]
+fn the_scans_view_counts_by_asset_placement_hour_and_role() {
+    let app = spawn_app();
+    for _ in 0..3 {
+        assert_eq!(get(&app.url(&format!("/c/{PUMP_CODE}")), &[]).status, 200);
+    }
+    let technician = staff_cookie(&app, "tech-s", Role::Technician);
+    assert_eq!(
+        get(
+            &app.url(&format!("/c/{PUMP_CODE}")),
+            &[("cookie", &technician)]
+        )
+        .status,
+        200
+    );
+    assert_eq!(get(&app.url("/c/ZZZZZZZZ"), &[]).status, 404);
+    app.flush_events();
+
+    assert_eq!(
+        get(&app.url("/admin/scans"), &[("cookie", &technician)]).status,
+        403
+    );
+    let admin = staff_cookie(&app, "admin-s", Role::Admin);
+    let page = get(&app.url("/admin/scans?days=1"), &[("cookie", &admin)]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body = &page.body;
+    assert!(body.contains("<td id=\"total\">5</td>"), "{body}");
+    assert!(
+        body.contains("<td id=\"fallback-rate\">20.0%</td>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<td id=\"unknown-rate\">20.0%</td>"),
+        "{body}"
+    );
+    // Bars with their counts: the pump 4 times, its nameplate 4 times, anonymous 3 and technician 1.
+    assert!(body.contains(">pump-icu-07</text>"), "{body}");
+    assert!(body.contains(">nameplate</text>"), "{body}");
+    assert!(body.contains(">anonymous</text>") && body.contains(">technician</text>"));
+    let asset_chart = body
+        .split("By asset")
+        .nth(1)
+        .unwrap()
+        .split("</section>")
+        .next()
+        .unwrap();
+    assert!(asset_chart.contains(">4</text>"), "{asset_chart}");
+    let hours = body
+        .split("id=\"hours\"")
+        .nth(1)
+        .unwrap()
+        .split("</svg>")
+        .next()
+        .unwrap();
+    assert!(
+        hours.contains(" 4 scans") || hours.contains(" 5 scans"),
+        "{hours}"
+    );
+    // Nothing personal: no address, no code typed by the person.
+    assert!(!body.contains("ZZZZZZZZ"));
+}

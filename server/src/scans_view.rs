@@ -1,0 +1,289 @@
+//! The scans view (`/admin/scans`): scans per asset, placement, hour of day (in each site's time
+//! zone) and role over a chosen period, with the fallback and unknown-code rates, redirect and page
+//! latency, and the chat's escalation rate; bar charts drawn as server-side SVG (no script).
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Timelike, Utc};
+use serde::Deserialize;
+
+use crate::roles::Role;
+use crate::views::ScansPage;
+use crate::{AppError, AppState};
+
+/// Events read per view (the newest); the page says when the period held more.
+const MAX_EVENTS: i64 = 200_000;
+
+#[derive(Debug, Deserialize)]
+pub struct ScansQuery {
+    /// Look back this many days (1-395, default 7).
+    #[serde(default)]
+    pub days: Option<u32>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    at: String,
+    asset_id: Option<String>,
+    site_id: Option<String>,
+    placement: Option<String>,
+    role: String,
+    destination: String,
+    fallback: bool,
+    latency_us: i64,
+}
+
+/// The figures of one period.
+#[derive(Debug, Default)]
+pub struct ScanFigures {
+    pub total: usize,
+    pub truncated: bool,
+    pub fallback_rate: f64,
+    pub unknown_rate: f64,
+    pub redirects: usize,
+    pub redirect_p50_ms: f64,
+    pub redirect_p95_ms: f64,
+    pub page_p50_ms: f64,
+    pub page_p95_ms: f64,
+    pub by_asset: Vec<(String, usize)>,
+    pub by_placement: Vec<(String, usize)>,
+    pub by_role: Vec<(String, usize)>,
+    /// Scans per hour of the day at the scanned site (0-23).
+    pub by_hour: [usize; 24],
+    pub chat_turns: i64,
+    pub escalations: i64,
+}
+
+fn percentile_ms(sorted_us: &[i64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    sorted_us[((sorted_us.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+}
+
+fn ranked(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
+    let mut v: Vec<_> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// Figures for scans since `since`.
+pub async fn figures(app: &AppState, since: DateTime<Utc>) -> crate::Result<ScanFigures> {
+    let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT at, asset_id, site_id, placement, role, destination, fallback != 0 AS fallback, latency_us
+         FROM scan_events WHERE at >= ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(&since_text)
+    .bind(MAX_EVENTS + 1)
+    .fetch_all(app.store.pool())
+    .await?;
+    let zones: BTreeMap<String, chrono_tz::Tz> = app
+        .store
+        .sites()
+        .await?
+        .into_iter()
+        .filter_map(|s| s.timezone.parse().ok().map(|tz| (s.id, tz)))
+        .collect();
+    let mut f = ScanFigures {
+        truncated: rows.len() as i64 > MAX_EVENTS,
+        ..ScanFigures::default()
+    };
+    let rows = &rows[..rows.len().min(MAX_EVENTS as usize)];
+    f.total = rows.len();
+    let (mut by_asset, mut by_placement, mut by_role) =
+        (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let (mut redirect_us, mut page_us) = (Vec::new(), Vec::new());
+    let (mut fallbacks, mut unknown) = (0usize, 0usize);
+    for r in rows {
+        *by_asset
+            .entry(
+                r.asset_id
+                    .clone()
+                    .unwrap_or_else(|| "(no asset)".to_string()),
+            )
+            .or_insert(0) += 1;
+        *by_placement
+            .entry(
+                r.placement
+                    .clone()
+                    .unwrap_or_else(|| "(unknown code)".to_string()),
+            )
+            .or_insert(0) += 1;
+        *by_role.entry(r.role.clone()).or_insert(0) += 1;
+        if r.fallback {
+            fallbacks += 1;
+        }
+        if r.destination == "fallback:unknown" {
+            unknown += 1;
+        }
+        if r.destination.starts_with("redirect:") {
+            redirect_us.push(r.latency_us);
+        } else if !r.fallback {
+            page_us.push(r.latency_us);
+        }
+        if let Ok(at) = DateTime::parse_from_rfc3339(&r.at) {
+            let tz = r
+                .site_id
+                .as_ref()
+                .and_then(|s| zones.get(s))
+                .copied()
+                .unwrap_or(chrono_tz::UTC);
+            f.by_hour[at.with_timezone(&tz).hour() as usize] += 1;
+        }
+    }
+    redirect_us.sort_unstable();
+    page_us.sort_unstable();
+    let share = |n: usize| {
+        if f.total == 0 {
+            0.0
+        } else {
+            n as f64 / f.total as f64
+        }
+    };
+    f.fallback_rate = share(fallbacks);
+    f.unknown_rate = share(unknown);
+    f.redirects = redirect_us.len();
+    f.redirect_p50_ms = percentile_ms(&redirect_us, 0.5);
+    f.redirect_p95_ms = percentile_ms(&redirect_us, 0.95);
+    f.page_p50_ms = percentile_ms(&page_us, 0.5);
+    f.page_p95_ms = percentile_ms(&page_us, 0.95);
+    f.by_asset = ranked(by_asset);
+    f.by_placement = ranked(by_placement);
+    f.by_role = ranked(by_role);
+    let since_secs = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    f.chat_turns = sqlx::query_scalar("SELECT COUNT(*) FROM chat_turns WHERE at >= ?")
+        .bind(&since_secs)
+        .fetch_one(app.store.pool())
+        .await?;
+    f.escalations = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE created_at >= ?")
+        .bind(&since_secs)
+        .fetch_one(app.store.pool())
+        .await?;
+    Ok(f)
+}
+
+/// A horizontal bar chart: one labelled bar per (label, count).
+pub fn bars_svg(title: &str, data: &[(String, usize)]) -> String {
+    let max = data.iter().map(|d| d.1).max().unwrap_or(0).max(1);
+    let (row, label_w, bar_w) = (22, 170, 260);
+    let height = row * data.len().max(1) + 8;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{}\" viewBox=\"0 0 {} {height}\" width=\"100%\" class=\"chart\">",
+        escape(title),
+        label_w + bar_w + 60
+    );
+    for (i, (label, n)) in data.iter().enumerate() {
+        let y = i * row + 4;
+        let w = (*n as f64 / max as f64 * bar_w as f64).round().max(1.0);
+        let short: String = label.chars().take(26).collect();
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{}\" font-size=\"12\">{}</text><rect x=\"{label_w}\" y=\"{y}\" width=\"{w}\" height=\"{}\" fill=\"#2f6f9f\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{n}</text>",
+            y + 14,
+            escape(&short),
+            row - 6,
+            label_w as f64 + w + 6.0,
+            y + 14
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A 24-column chart of scans by hour of day.
+pub fn hours_svg(by_hour: &[usize; 24]) -> String {
+    let max = by_hour.iter().copied().max().unwrap_or(0).max(1);
+    let (col, h) = (18, 120);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"Scans by hour of day at the site\" viewBox=\"0 0 {} {}\" width=\"100%\" class=\"chart\" id=\"hours\">",
+        col * 24,
+        h + 18
+    );
+    for (hour, n) in by_hour.iter().enumerate() {
+        let bar = (*n as f64 / max as f64 * h as f64).round();
+        let x = hour * col;
+        svg.push_str(&format!(
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{bar}\" fill=\"#2f6f9f\"><title>{hour:02}:00 {n} scans</title></rect>",
+            x + 2,
+            h as f64 - bar,
+            col - 4
+        ));
+        if hour % 3 == 0 {
+            svg.push_str(&format!(
+                "<text x=\"{}\" y=\"{}\" font-size=\"10\">{hour:02}</text>",
+                x + 2,
+                h + 14
+            ));
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `GET /admin/scans`.
+pub async fn page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ScansQuery>,
+) -> Result<Response, AppError> {
+    let me = match crate::account::require_role(
+        &app,
+        &headers,
+        &[Role::Admin, Role::Editor],
+        "The scans view is for administrators and content editors.",
+    )
+    .await?
+    {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let days = query.days.unwrap_or(7).clamp(1, 395);
+    let f = figures(&app, app.now() - chrono::Duration::days(i64::from(days))).await?;
+    let html = ScansPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        days,
+        asset_chart: bars_svg("Scans per asset", &f.by_asset),
+        placement_chart: bars_svg("Scans per placement", &f.by_placement),
+        role_chart: bars_svg("Scans per role", &f.by_role),
+        hour_chart: hours_svg(&f.by_hour),
+        escalation_rate: if f.chat_turns == 0 {
+            0.0
+        } else {
+            f.escalations as f64 / f.chat_turns as f64
+        },
+        f,
+    }
+    .render()?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_escape_their_labels_and_scale_to_the_largest() {
+        let svg = bars_svg("t", &[("<b>".to_string(), 10), ("a&b".to_string(), 5)]);
+        assert!(svg.contains("&lt;b&gt;") && svg.contains("a&amp;b"));
+        assert!(!svg.contains("<b>"));
+        assert!(svg.contains("width=\"260\"") && svg.contains("width=\"130\""));
+        let mut hours = [0usize; 24];
+        hours[9] = 4;
+        let svg = hours_svg(&hours);
+        assert!(svg.contains("09:00 4 scans"));
+        assert_eq!(svg.matches("<rect").count(), 24);
+    }
+}
