@@ -262,3 +262,146 @@ fn a_patient_opens_their_spanish_instructions_asks_and_a_stranger_is_locked_out(
         "no form on a locked packet"
     );
 }
+
+/// Polls `script` (returning a string) until it returns `want`.
+fn wait_until(
+    browser: &common::webdriver::Browser,
+    script: &str,
+    want: &str,
+    timeout: std::time::Duration,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let got = browser.run(script);
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{script}: {got} after {timeout:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A content editor in a real browser: edit a manual, see the problems, publish, watch the job, ask
+/// the chat and get the new text cited, roll back, and get the old answer again.
+#[test]
+fn an_editor_publishes_a_manual_sees_it_cited_and_rolls_it_back() {
+    use common::webdriver::Driver;
+    use std::time::Duration;
+    let wait = Duration::from_secs(120);
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let password = "editor-browser-password";
+    {
+        let store = app.state.store.clone();
+        app.block_on(async move {
+            scanaid_server::auth::create_user(
+                &store,
+                "editor-b",
+                password,
+                scanaid_server::roles::Role::Editor,
+            )
+            .await
+        })
+        .unwrap();
+    }
+    let original =
+        std::fs::read_to_string(manuals.path().join("equipment/vp300-service.md")).unwrap();
+    let section = "\n## Flow sensor purge {#flow-sensor-purge}\n\nTo purge the flow sensor, flush it with 40 ml of sterile saline through the purge port marked FS-9, then run the self-test.\n";
+    let edited = original.replace(
+        "revision = \"C (2026-03-14)\"",
+        "revision = \"D (browser)\"",
+    ) + section;
+    let driver = Driver::start();
+    let editor = driver.phone(1024, 900, IPHONE);
+    editor.goto(&app.url("/signin"));
+    editor.wait_for("#username", wait).type_text("editor-b");
+    editor.wait_for("#password", wait).type_text(password);
+    editor.submit_and_wait("form button[type=submit]", wait);
+
+    // The manual in the editor; a broken link is listed with its line before anything is published.
+    editor.goto(&app.url("/admin/manuals/vp300-service"));
+    editor.wait_for("#markdown", wait);
+    let set_text = |text: &str| {
+        editor.run(&format!(
+            "document.getElementById('markdown').value = {}; return true;",
+            serde_json::to_string(text).unwrap()
+        ));
+    };
+    set_text(&format!("{edited}\nSee [the purge port](#purge-port).\n"));
+    editor.submit_and_wait("button[value=check]", wait);
+    let problem = editor.wait_for("#findings li", wait).text();
+    assert!(
+        problem.contains("#purge-port") && problem.starts_with("line "),
+        "{problem}"
+    );
+
+    // Fixed and published: the job page follows the build live and ends promoted.
+    set_text(&edited);
+    editor.submit_and_wait("#publish", wait);
+    assert!(
+        editor.current_url().contains("/admin/jobs/"),
+        "{}",
+        editor.current_url()
+    );
+    editor.wait_for("#job-progress", wait);
+    wait_until(
+        &editor,
+        "var s = document.getElementById('job-status'); return s ? s.textContent : '';",
+        "promoted",
+        wait,
+    );
+    let job_url = editor.current_url();
+    editor.wait_for("#rollback", wait);
+
+    // The chat on the pump's page cites the new section.
+    let ask = |question: &str| -> (String, Vec<String>) {
+        editor.goto(&app.url(&format!("/c/{PUMP_CODE}")));
+        editor.wait_for("#q", wait).type_text(question);
+        editor
+            .wait_for("form.ask button[type=submit]", wait)
+            .click();
+        editor.wait_for("#chat-log .turn .sentence", wait);
+        let answer = editor
+            .find_all("#chat-log .turn .sentence")
+            .iter()
+            .map(|s| s.text())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let links = editor
+            .find_all("#chat-log .turn a.cite")
+            .iter()
+            .filter_map(|a| a.attribute("href"))
+            .collect();
+        (answer, links)
+    };
+    let (answer, links) = ask("how do I purge the flow sensor with saline?");
+    assert!(answer.contains("40 ml"), "{answer}");
+    assert!(
+        links.iter().any(|l| l.ends_with("#flow-sensor-purge")),
+        "{links:?}"
+    );
+    let shot = screenshots_dir().join("editor-published-answer.png");
+    std::fs::write(&shot, editor.screenshot_png()).unwrap();
+
+    // Roll back from the job page: the old text is served again.
+    editor.goto(&job_url);
+    editor.submit_and_wait("#rollback button", wait);
+    wait_until(
+        &editor,
+        "var s = document.getElementById('job-status'); return s ? s.textContent : '';",
+        "rolled back",
+        wait,
+    );
+    let (answer, links) = ask("how do I purge the flow sensor with saline?");
+    assert!(!answer.contains("40 ml"), "{answer}");
+    assert!(
+        !links.iter().any(|l| l.ends_with("#flow-sensor-purge")),
+        "{links:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join("equipment/vp300-service.md")).unwrap(),
+        original
+    );
+}
