@@ -120,6 +120,9 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
         csrf: me.csrf.clone(),
         me: me.username.clone(),
         generation: index.generation.clone(),
+        indexed_at: chrono::DateTime::from_timestamp(index.meta.created_unix as i64, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default(),
         model: index.meta.model_id.clone(),
         manuals: rows,
         broken,

@@ -26,6 +26,7 @@ pub async fn script(Path(name): Path<String>) -> Response {
         "chat.js" => include_str!("../static/chat.js"),
         "support.js" => include_str!("../static/support.js"),
         "job.js" => include_str!("../static/job.js"),
+        "editor.js" => include_str!("../static/editor.js"),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };
     (

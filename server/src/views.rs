@@ -150,6 +150,8 @@ pub struct ManualsPage {
     pub csrf: String,
     pub me: String,
     pub generation: String,
+    /// When the served generation was built: every manual in it was indexed then.
+    pub indexed_at: String,
     pub model: String,
     pub manuals: Vec<ManualRow>,
     /// Files in the folder that are not usable manuals, with why.

@@ -337,8 +337,20 @@ fn an_editor_publishes_a_manual_sees_it_cited_and_rolls_it_back() {
         "{problem}"
     );
 
-    // Fixed and published: the job page follows the build live and ends promoted.
-    set_text(&edited);
+    // Fixed (the file loaded through the upload picker) and published: the job page follows the
+    // build live and ends promoted.
+    let upload = tempfile::tempdir().unwrap();
+    let file = upload.path().join("vp300-service.md");
+    std::fs::write(&file, &edited).unwrap();
+    editor
+        .wait_for("#upload", wait)
+        .type_text(file.to_str().unwrap());
+    wait_until(
+        &editor,
+        "return document.getElementById('markdown').value.indexOf('Flow sensor purge') >= 0 ? 'loaded' : 'not yet';",
+        "loaded",
+        wait,
+    );
     editor.submit_and_wait("#publish", wait);
     assert!(
         editor.current_url().contains("/admin/jobs/"),
