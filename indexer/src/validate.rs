@@ -27,6 +27,9 @@ pub struct Checked {
     pub findings: Vec<Finding>,
     pub sections: Vec<Section>,
     pub chunks: Vec<Chunk>,
+    /// Links to other manuals (`/m/ID` or `/m/ID#anchor`) with their lines: only the corpus can say
+    /// whether they resolve (`links_findings`).
+    pub manual_links: Vec<(usize, String)>,
 }
 
 impl Checked {
@@ -46,6 +49,7 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
                 findings: vec![finding_from_reason(&reason)],
                 sections: Vec::new(),
                 chunks: Vec::new(),
+                manual_links: Vec::new(),
             }
         }
     };
@@ -118,7 +122,8 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
             ),
         });
     }
-    findings.extend(markdown_findings(&manual, &anchors));
+    let (found, manual_links) = markdown_findings(&manual, &anchors);
+    findings.extend(found);
     findings.sort();
     findings.dedup();
     Checked {
@@ -126,11 +131,41 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
         findings,
         sections: chunked.sections,
         chunks: chunked.chunks,
+        manual_links,
     }
 }
 
-/// Anchors given twice, links to anchors that do not exist, images without alt text.
-fn markdown_findings(manual: &Manual, anchors: &BTreeSet<&str>) -> Vec<Finding> {
+/// Problems with links to other manuals: `anchors_of(id)` gives a manual's anchors, `None` when the
+/// corpus has no such manual.
+pub fn links_findings(
+    links: &[(usize, String)],
+    anchors_of: &dyn Fn(&str) -> Option<BTreeSet<String>>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (line, dest) in links {
+        let target = dest.trim_start_matches("/m/");
+        let (id, anchor) = target.split_once('#').unwrap_or((target, ""));
+        match anchors_of(id) {
+            None => out.push(Finding {
+                line: *line,
+                message: format!("link to {dest}, but there is no manual {id:?}"),
+            }),
+            Some(anchors) if !anchor.is_empty() && !anchors.contains(anchor) => out.push(Finding {
+                line: *line,
+                message: format!("link to {dest}, but manual {id:?} has no section #{anchor}"),
+            }),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// Anchors given twice, links to anchors that do not exist, images without alt text; and the links
+/// to other manuals, for the corpus to check.
+fn markdown_findings(
+    manual: &Manual,
+    anchors: &BTreeSet<&str>,
+) -> (Vec<Finding>, Vec<(usize, String)>) {
     let body = &manual.body;
     let line_of = |offset: usize| manual.body_line + body[..offset].matches('\n').count();
     let options = Options::ENABLE_TABLES
@@ -138,6 +173,7 @@ fn markdown_findings(manual: &Manual, anchors: &BTreeSet<&str>) -> Vec<Finding> 
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_FOOTNOTES;
     let mut findings = Vec::new();
+    let mut manual_links = Vec::new();
     let mut explicit: HashMap<String, usize> = HashMap::new();
     // An image being read: (its line, its destination, the alt text so far).
     let mut image: Option<(usize, String, String)> = None;
@@ -168,6 +204,17 @@ fn markdown_findings(manual: &Manual, anchors: &BTreeSet<&str>) -> Vec<Finding> 
                             ),
                         });
                     }
+                } else if dest_url.starts_with("/m/") {
+                    manual_links.push((line, dest_url.to_string()));
+                } else if !dest_url.contains(':') {
+                    // Not a scheme (https:, mailto:, tel:): a relative path, which does not resolve
+                    // from a manual's page.
+                    findings.push(Finding {
+                        line,
+                        message: format!(
+                            "link to {dest_url}: link another manual as /m/ID#anchor, or give a full https:// address"
+                        ),
+                    });
                 }
             }
             Event::Start(Tag::Image { dest_url, .. }) => {
@@ -193,7 +240,7 @@ fn markdown_findings(manual: &Manual, anchors: &BTreeSet<&str>) -> Vec<Finding> 
             _ => {}
         }
     }
-    findings
+    (findings, manual_links)
 }
 
 /// A parse failure ("line 3: broken front matter: ...") as a finding at its line.
@@ -274,6 +321,32 @@ mod tests {
             .findings
             .iter()
             .any(|f| f.message.contains("could never stop a publish")));
+    }
+
+    #[test]
+    fn links_to_other_manuals_are_checked_against_the_corpus() {
+        let text = format!(
+            "{CLEAN}\nSee [the oil](/m/rsc-service#oil-change), [nothing](/m/rsc-service#nowhere), [gone](/m/ghost) and [a file](other.md) and [web](https://example.org).\n"
+        );
+        let checked = check(&text);
+        assert_eq!(checked.manual_links.len(), 3, "{:?}", checked.manual_links);
+        let messages: Vec<&str> = checked
+            .findings
+            .iter()
+            .map(|f| f.message.as_str())
+            .collect();
+        assert!(
+            messages.iter().any(|m| m.contains("other.md")),
+            "{messages:?}"
+        );
+        let anchors_of = |id: &str| {
+            (id == "rsc-service").then(|| ["oil-change".to_string()].into_iter().collect())
+        };
+        let found = links_findings(&checked.manual_links, &anchors_of);
+        let found: Vec<&str> = found.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("no section #nowhere"));
+        assert!(found[1].contains("no manual \"ghost\""));
     }
 
     #[test]

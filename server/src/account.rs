@@ -218,6 +218,26 @@ pub async fn require_admin(
     .await
 }
 
+/// `require_role` for a form post: also the session's CSRF token must be the one posted.
+pub async fn require_role_posting(
+    app: &AppState,
+    headers: &HeaderMap,
+    allowed: &[Role],
+    refusal: &str,
+    csrf: &str,
+) -> Result<Result<SignedIn, Response>, AppError> {
+    let me = match require_role(app, headers, allowed, refusal).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    if !crate::auth::tokens_match(&me.csrf, csrf) {
+        return Ok(Err(forbidden(
+            "This form expired. Reload the page and try again.",
+        )?));
+    }
+    Ok(Ok(me))
+}
+
 /// A signed-in user with one of `allowed`; anybody else is sent to sign in, or told `refusal`.
 pub async fn require_role(
     app: &AppState,

@@ -68,6 +68,14 @@ impl Progress {
     }
 }
 
+/// A job's state: live when it runs in this process, else as the store has it.
+pub fn progress_of(app: &AppState, job: &Job) -> Progress {
+    app.jobs
+        .watch(job.id)
+        .map(|rx| rx.borrow().clone())
+        .unwrap_or_else(|| Progress::of(job))
+}
+
 /// Progress of the jobs running in this process.
 #[derive(Default)]
 pub struct LiveJobs {

@@ -18,7 +18,7 @@ use scanaid_indexer::chunking::estimate_tokens;
 use scanaid_indexer::validate::{check_manual, Checked};
 
 use crate::account::require_role;
-use crate::auth::{self, SignedIn};
+use crate::auth::SignedIn;
 use crate::content::{self, Progress};
 use crate::roles::Role;
 use crate::views::{ChunkRow, FindingRow, JobPage, ManualEditPage, ManualRow, ManualsPage};
@@ -36,6 +36,21 @@ async fn require_editor(
         headers,
         &[Role::Editor, Role::Admin],
         "The manuals are kept by content editors.",
+    )
+    .await
+}
+
+async fn require_editor_posting(
+    app: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Result<SignedIn, Response>, AppError> {
+    crate::account::require_role_posting(
+        app,
+        headers,
+        &[Role::Editor, Role::Admin],
+        "The manuals are kept by content editors.",
+        csrf,
     )
     .await
 }
@@ -195,13 +210,10 @@ pub async fn save(
     headers: HeaderMap,
     Form(form): Form<EditForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_editor(&app, &headers).await? {
+    let me = match require_editor_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(r) => return Ok(r),
     };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
     let Some(dir) = app.config.demo_manuals.clone() else {
         return crate::account::forbidden("This server was started without a manuals folder.");
     };
@@ -339,6 +351,24 @@ pub(crate) async fn check_against_corpus(
                 },
             );
         }
+        let anchors_of = |wanted: &str| -> Option<BTreeSet<String>> {
+            let of = |m: &scanaid_indexer::manual::Manual| {
+                scanaid_indexer::chunking::chunk_manual(m, Default::default())
+                    .sections
+                    .into_iter()
+                    .map(|s| s.anchor)
+                    .collect()
+            };
+            if wanted == id {
+                return Some(of(manual));
+            }
+            manuals.iter().find(|m| m.meta.id == wanted).map(of)
+        };
+        findings.extend(scanaid_indexer::validate::links_findings(
+            &checked.manual_links,
+            &anchors_of,
+        ));
+        findings.sort();
         file = Some(match manuals.iter().find(|m| m.meta.id == original) {
             // Renaming keeps the file; a new manual gets one named after its id.
             Some(existing) => relative(dir, &existing.path),
@@ -418,11 +448,7 @@ pub async fn job(
             "/admin/manuals",
         );
     };
-    let progress = app
-        .jobs
-        .watch(id)
-        .map(|rx| rx.borrow().clone())
-        .unwrap_or_else(|| Progress::of(&job));
+    let progress = content::progress_of(&app, &job);
     let served = app.index().generation.clone();
     let html = JobPage {
         lang: "en".to_string(),
@@ -510,13 +536,10 @@ pub async fn roll_back(
     UrlPath(id): UrlPath<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_editor(&app, &headers).await? {
+    let me = match require_editor_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(r) => return Ok(r),
     };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
     match content::rollback(&app, id, &me.username).await? {
         Ok(()) => Ok(Redirect::to(&format!("/admin/jobs/{id}")).into_response()),
         Err(content::Refused(reason)) => message(
@@ -535,20 +558,18 @@ pub async fn override_gate(
     UrlPath(id): UrlPath<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_role(
+    let me = match crate::account::require_role_posting(
         &app,
         &headers,
         &[Role::Admin],
         "Only an administrator can publish past the quality gate.",
+        &form.csrf,
     )
     .await?
     {
         Ok(me) => me,
         Err(r) => return Ok(r),
     };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
     match content::override_gate(&app, id, &me.username).await? {
         Ok(job) => Ok(Redirect::to(&format!("/admin/jobs/{job}")).into_response()),
         Err(content::Refused(reason)) => message(

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::chat::{error, json_body};
-use crate::content::{self, Progress};
+use crate::content;
 use crate::content_admin::{check_against_corpus, manual_files, relative};
 use crate::{AppError, AppState};
 
@@ -102,17 +102,12 @@ pub async fn check(
     UrlPath(id): UrlPath<String>,
     body: Result<Json<ManualBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
-    authorised!(app, headers);
-    let body = match json_body(body, "{\"markdown\": \"...\"}") {
-        Ok(b) => b,
+    let Submitted {
+        checked, findings, ..
+    } = match submitted(&app, &headers, &id, body).await? {
+        Ok(s) => s,
         Err(r) => return Ok(r),
     };
-    let Some(dir) = app.config.demo_manuals.clone() else {
-        return Ok(no_manuals());
-    };
-    let text = body.markdown.replace("\r\n", "\n");
-    let (checked, findings, _) = check_against_corpus(&app, &dir, &id, &text).await?;
-    let findings = with_id_check(&checked, findings, &id);
     Ok(Json(json!({
         "clean": checked.manual.is_some() && findings.is_empty(),
         "findings": findings.iter().map(|f| json!({"line": f.line, "message": f.message})).collect::<Vec<_>>(),
@@ -124,6 +119,45 @@ pub async fn check(
         })).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+/// A manual sent to the API, checked.
+struct Submitted {
+    actor: String,
+    text: String,
+    checked: scanaid_indexer::validate::Checked,
+    findings: Vec<scanaid_indexer::validate::Finding>,
+    file: Option<std::path::PathBuf>,
+}
+
+/// Authorises the call, reads the body and checks the manual as `id`; or the response to send.
+async fn submitted(
+    app: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    body: Result<Json<ManualBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Result<Submitted, Response>, AppError> {
+    let actor = match authorise(app, headers).await? {
+        Ok(actor) => actor,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let body = match json_body(body, "{\"markdown\": \"...\"}") {
+        Ok(b) => b,
+        Err(r) => return Ok(Err(r)),
+    };
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return Ok(Err(no_manuals()));
+    };
+    let text = body.markdown.replace("\r\n", "\n");
+    let (checked, findings, file) = check_against_corpus(app, &dir, id, &text).await?;
+    let findings = with_id_check(&checked, findings, id);
+    Ok(Ok(Submitted {
+        actor,
+        text,
+        checked,
+        findings,
+        file,
+    }))
 }
 
 /// The manual's id must be the one in the URL.
@@ -157,17 +191,16 @@ pub async fn publish(
     UrlPath(id): UrlPath<String>,
     body: Result<Json<ManualBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
-    let actor = authorised!(app, headers);
-    let body = match json_body(body, "{\"markdown\": \"...\"}") {
-        Ok(b) => b,
+    let Submitted {
+        actor,
+        text,
+        checked,
+        findings,
+        file,
+    } = match submitted(&app, &headers, &id, body).await? {
+        Ok(s) => s,
         Err(r) => return Ok(r),
     };
-    let Some(dir) = app.config.demo_manuals.clone() else {
-        return Ok(no_manuals());
-    };
-    let text = body.markdown.replace("\r\n", "\n");
-    let (checked, findings, file) = check_against_corpus(&app, &dir, &id, &text).await?;
-    let findings = with_id_check(&checked, findings, &id);
     let (Some(manual), Some(file), true) = (checked.manual.as_ref(), file, findings.is_empty())
     else {
         app.store
@@ -223,11 +256,7 @@ pub async fn job(
             format!("there is no job {id}"),
         ));
     };
-    let progress = app
-        .jobs
-        .watch(id)
-        .map(|rx| rx.borrow().clone())
-        .unwrap_or_else(|| Progress::of(&job));
+    let progress = content::progress_of(&app, &job);
     Ok(Json(json!({
         "job": job.id,
         "kind": job.kind,

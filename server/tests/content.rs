@@ -45,6 +45,20 @@ fn wait_for_job(app: &TestApp, cookie: &str, job: &str) -> serde_json::Value {
     serde_json::from_str(data).unwrap()
 }
 
+/// Posts the editor's form for the pump's service manual: `action` is `check` or `publish`.
+fn post_manual(app: &TestApp, cookie: &str, csrf: &str, text: &str, action: &str) -> Reply {
+    post_form(
+        &app.url("/admin/manuals"),
+        &[("cookie", cookie)],
+        &[
+            ("csrf", csrf),
+            ("original", "vp300-service"),
+            ("markdown", text),
+            ("action", action),
+        ],
+    )
+}
+
 fn ask(app: &TestApp, cookie: &str, question: &str) -> serde_json::Value {
     let body = serde_json::json!({"code": "tJ6bpUpB", "message": question}).to_string();
     let reply = post_json(&app.url("/api/chat"), &[("cookie", cookie)], &body);
@@ -102,16 +116,7 @@ fn editors_check_publish_and_roll_back_a_manual_while_the_site_keeps_serving() {
     // A text with problems: every one listed with its line, nothing published, nothing written.
     let broken = original.replace("models = [\"VP-300\"]", "models = [\"VP-3000\"]")
         + "\nSee [the purge](#no-such-anchor).\n\n![](purge.png)\n";
-    let refused = post_form(
-        &app.url("/admin/manuals"),
-        &[("cookie", &editor)],
-        &[
-            ("csrf", &csrf),
-            ("original", "vp300-service"),
-            ("markdown", &broken),
-            ("action", "publish"),
-        ],
-    );
+    let refused = post_manual(&app, &editor, &csrf, &broken, "publish");
     assert_eq!(refused.status, 422, "{}", refused.body);
     for expected in [
         "line 4: equipment model &#34;VP-3000&#34; is not the model of any registered asset",
@@ -132,16 +137,7 @@ fn editors_check_publish_and_roll_back_a_manual_while_the_site_keeps_serving() {
 
     // A clean edit: checked first (the chunk preview shows the new section), then published.
     let text = edited(&original);
-    let checked = post_form(
-        &app.url("/admin/manuals"),
-        &[("cookie", &editor)],
-        &[
-            ("csrf", &csrf),
-            ("original", "vp300-service"),
-            ("markdown", &text),
-            ("action", "check"),
-        ],
-    );
+    let checked = post_manual(&app, &editor, &csrf, &text, "check");
     assert_eq!(checked.status, 200);
     assert!(checked.body.contains("id=\"clean\""), "{}", checked.body);
     assert!(checked.body.contains("Flow sensor purge"));
@@ -152,16 +148,7 @@ fn editors_check_publish_and_roll_back_a_manual_while_the_site_keeps_serving() {
         "how do I purge the flow sensor with saline?"
     )));
 
-    let published = post_form(
-        &app.url("/admin/manuals"),
-        &[("cookie", &editor)],
-        &[
-            ("csrf", &csrf),
-            ("original", "vp300-service"),
-            ("markdown", &text),
-            ("action", "publish"),
-        ],
-    );
+    let published = post_manual(&app, &editor, &csrf, &text, "publish");
     assert_eq!(published.status, 303, "{}", published.body);
     let job_url = published.header("location").unwrap().to_string();
     let job = job_url.rsplit('/').next().unwrap().to_string();
@@ -279,16 +266,7 @@ fn with_check(original: &str, revision: &str) -> String {
 }
 
 fn publish_text(app: &TestApp, cookie: &str, csrf: &str, text: &str) -> String {
-    let reply = post_form(
-        &app.url("/admin/manuals"),
-        &[("cookie", cookie)],
-        &[
-            ("csrf", csrf),
-            ("original", "vp300-service"),
-            ("markdown", text),
-            ("action", "publish"),
-        ],
-    );
+    let reply = post_manual(app, cookie, csrf, text, "publish");
     assert_eq!(reply.status, 303, "{}", reply.body);
     reply
         .header("location")
