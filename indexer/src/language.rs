@@ -35,6 +35,13 @@ pub fn primary(tag: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Whether language tag `tag` (`es-MX`, `ES`) has the primary subtag `primary` (lower case),
+/// without allocating: fusion asks this of every candidate.
+pub fn has_primary(tag: &str, primary: &str) -> bool {
+    let head = tag.split(['-', '_']).next().unwrap_or_default();
+    head.eq_ignore_ascii_case(primary)
+}
+
 /// The language a question is written in, among the index's languages and `hint` (the person's
 /// language, when known). A reliable identification wins; when the text is too short or mixed to be
 /// sure, the hint; without a hint, the best guess. `None` when fewer than two of the candidate
@@ -143,5 +150,6 @@ mod tests {
         assert_eq!(primary("es-MX"), "es");
         assert_eq!(primary("EN"), "en");
         assert_eq!(primary("pt_BR"), "pt");
+        assert!(has_primary("es-MX", "es") && has_primary("EN", "en") && !has_primary("en", "es"));
     }
 }

@@ -11,7 +11,7 @@ use crate::error::{io_err, IndexError, Result};
 use crate::filters::{Filters, OwnerScope};
 use crate::fusion::{fuse, Fusion, LegScore};
 use crate::generation::{self, GenerationMeta};
-use crate::language::{primary, question_language};
+use crate::language::{has_primary, primary, question_language};
 use crate::lexical::{LexicalIndex, LexicalWeights, WeightedText};
 use crate::vector::{HnswParams, VectorIndex, EXACT_MAX};
 
@@ -327,7 +327,7 @@ impl SearchIndex {
                 let dense_of = |ord: u32| self.vectors.item_score(&q, ord as usize);
                 let asked_in = self.question_language(request);
                 let out_of_reach = |ord: u32| {
-                    asked_in.is_some_and(|l| primary(&self.chunks[ord as usize].language) != l)
+                    asked_in.is_some_and(|l| !has_primary(&self.chunks[ord as usize].language, l))
                 };
                 let fused = fuse(
                     &lexical,

@@ -16,7 +16,7 @@ CREATE INDEX manual_revisions_by_manual ON manual_revisions (manual_id, id);
 
 CREATE TABLE index_jobs (
     id INTEGER PRIMARY KEY,
-    -- 'publish' or 'rollback'
+    -- 'publish' (a rollback updates the job it undoes)
     kind TEXT NOT NULL,
     manual_id TEXT,
     -- The publish's text (manual_revisions), for a publish.

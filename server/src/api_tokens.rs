@@ -120,13 +120,18 @@ pub async fn change(
     headers: HeaderMap,
     Form(form): Form<TokenForm>,
 ) -> std::result::Result<Response, AppError> {
-    let me = match require_admin(&app, &headers).await? {
+    let me = match crate::account::require_role_posting(
+        &app,
+        &headers,
+        &[crate::roles::Role::Admin],
+        "This page is for administrators.",
+        &form.csrf,
+    )
+    .await?
+    {
         Ok(me) => me,
         Err(r) => return Ok(r),
     };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
     if !form.revoke.is_empty() {
         let revoked = match form.revoke.parse::<i64>() {
             Ok(id) => app.store.revoke_api_token(id).await?,

@@ -376,12 +376,10 @@ async fn start_job(
     by: &str,
     gated: bool,
 ) -> Result<i64> {
-    let kind = "publish";
     let previous = app.index().generation.clone();
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO index_jobs (kind, manual_id, revision_id, status, previous_generation, started_by, started_at) VALUES (?, ?, ?, 'running', ?, ?, ?) RETURNING id",
+        "INSERT INTO index_jobs (kind, manual_id, revision_id, status, previous_generation, started_by, started_at) VALUES ('publish', ?, ?, 'running', ?, ?, ?) RETURNING id",
     )
-    .bind(kind)
     .bind(manual_id)
     .bind(revision_id)
     .bind(&previous)

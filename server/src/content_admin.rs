@@ -17,7 +17,7 @@ use serde::Deserialize;
 use scanaid_indexer::chunking::estimate_tokens;
 use scanaid_indexer::validate::{check_manual, Checked};
 
-use crate::account::require_role;
+use crate::account::{require_role, CsrfForm};
 use crate::auth::SignedIn;
 use crate::content::{self, Progress};
 use crate::roles::Role;
@@ -27,7 +27,7 @@ use crate::{AppError, AppState};
 /// Largest manual accepted (the file itself; the form may be larger by its encoding).
 const MAX_MANUAL_BYTES: usize = 512 * 1024;
 
-async fn require_editor(
+pub(crate) async fn require_editor(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Result<Result<SignedIn, Response>, AppError> {
@@ -521,12 +521,6 @@ pub async fn job_events(
             .keep_alive(KeepAlive::default())
             .into_response(),
     ))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    pub csrf: String,
 }
 
 /// `POST /admin/jobs/{id}/rollback`: undoes that publish (the latest one).

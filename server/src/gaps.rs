@@ -286,14 +286,7 @@ pub async fn page(
 ) -> std::result::Result<axum::response::Response, crate::AppError> {
     use askama::Template;
     use axum::response::IntoResponse;
-    let me = match crate::account::require_role(
-        &app,
-        &headers,
-        &[crate::roles::Role::Editor, crate::roles::Role::Admin],
-        "What people could not find is for content editors.",
-    )
-    .await?
-    {
+    let me = match crate::content_admin::require_editor(&app, &headers).await? {
         Ok(me) => me,
         Err(r) => return Ok(r),
     };
@@ -322,14 +315,7 @@ pub async fn csv(
     axum::extract::Query(query): axum::extract::Query<GapsQuery>,
 ) -> std::result::Result<axum::response::Response, crate::AppError> {
     use axum::response::IntoResponse;
-    if let Err(r) = crate::account::require_role(
-        &app,
-        &headers,
-        &[crate::roles::Role::Editor, crate::roles::Role::Admin],
-        "What people could not find is for content editors.",
-    )
-    .await?
-    {
+    if let Err(r) = crate::content_admin::require_editor(&app, &headers).await? {
         return Ok(r);
     }
     let days = days_of(&query);

@@ -17,17 +17,20 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::events::{EventCounters, ScanEvent};
 
-type Labels = Vec<(&'static str, String)>;
-type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+/// Label sets of one or two (name, value) pairs, all static: looking a series up on the scan path
+/// allocates nothing.
+type Label = [(&'static str, &'static str); 1];
+type Labels2 = [(&'static str, &'static str); 2];
+type HistogramFamily = Family<Label, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
-    scans: Family<Labels, Counter>,
+    scans: Family<Labels2, Counter>,
     scan_seconds: HistogramFamily,
-    chat_turns: Family<Labels, Counter>,
+    chat_turns: Family<Labels2, Counter>,
     chat_seconds: HistogramFamily,
-    escalations: Family<Labels, Counter>,
-    index_builds: Family<Labels, Counter>,
+    escalations: Family<Label, Counter>,
+    index_builds: Family<Label, Counter>,
     index_build_seconds: Histogram,
     index_generation: Gauge,
     index_chunks: Gauge,
@@ -46,7 +49,7 @@ fn chat_buckets() -> Histogram {
 impl Metrics {
     pub fn new(events: Arc<EventCounters>) -> Self {
         let mut registry = Registry::with_prefix("scanaid");
-        let scans = Family::<Labels, Counter>::default();
+        let scans = Family::<Labels2, Counter>::default();
         registry.register(
             "scans",
             "Scans answered, by outcome (page, redirect, fallback, discharge) and role",
@@ -59,7 +62,7 @@ impl Metrics {
             Unit::Seconds,
             scan_seconds.clone(),
         );
-        let chat_turns = Family::<Labels, Counter>::default();
+        let chat_turns = Family::<Labels2, Counter>::default();
         registry.register(
             "chat_turns",
             "Chat messages answered, by scope (asset, patient) and outcome (answered, unsure, person)",
@@ -72,13 +75,13 @@ impl Metrics {
             Unit::Seconds,
             chat_seconds.clone(),
         );
-        let escalations = Family::<Labels, Counter>::default();
+        let escalations = Family::<Label, Counter>::default();
         registry.register(
             "escalations",
             "Tickets opened for a person, by reason (asked, unsure)",
             escalations.clone(),
         );
-        let index_builds = Family::<Labels, Counter>::default();
+        let index_builds = Family::<Label, Counter>::default();
         registry.register(
             "index_builds",
             "Index generations built by the server, by result (promoted, failed)",
@@ -121,14 +124,17 @@ impl Metrics {
     /// One counted scan (HEAD requests and link-preview bots are not scans).
     pub fn scan(&self, event: &ScanEvent) {
         let outcome = scan_outcome(event);
+        // The role as its static name (events carry it as text); anything else would be a bug.
+        let role = crate::roles::ALL_ROLES
+            .iter()
+            .map(|r| r.as_str())
+            .find(|r| *r == event.role)
+            .unwrap_or("other");
         self.scans
-            .get_or_create(&vec![
-                ("outcome", outcome.to_string()),
-                ("role", event.role.clone()),
-            ])
+            .get_or_create(&[("outcome", outcome), ("role", role)])
             .inc();
         self.scan_seconds
-            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .get_or_create(&[("outcome", outcome)])
             .observe(event.latency_us as f64 / 1e6);
     }
 
@@ -136,29 +142,22 @@ impl Metrics {
     /// (the person asked for one and nothing was looked up).
     pub fn chat_turn(&self, scope: &'static str, outcome: &'static str, seconds: f64) {
         self.chat_turns
-            .get_or_create(&vec![
-                ("scope", scope.to_string()),
-                ("outcome", outcome.to_string()),
-            ])
+            .get_or_create(&[("scope", scope), ("outcome", outcome)])
             .inc();
         self.chat_seconds
-            .get_or_create(&vec![("scope", scope.to_string())])
+            .get_or_create(&[("scope", scope)])
             .observe(seconds);
     }
 
     /// A ticket opened: `asked` (the person asked for someone) or `unsure` (low confidence).
     pub fn escalation(&self, reason: &'static str) {
-        self.escalations
-            .get_or_create(&vec![("reason", reason.to_string())])
-            .inc();
+        self.escalations.get_or_create(&[("reason", reason)]).inc();
     }
 
     /// An index build the server ran (packets, a publish), whether it was promoted.
     pub fn index_build(&self, promoted: bool, seconds: f64) {
         let result = if promoted { "promoted" } else { "failed" };
-        self.index_builds
-            .get_or_create(&vec![("result", result.to_string())])
-            .inc();
+        self.index_builds.get_or_create(&[("result", result)]).inc();
         if promoted {
             self.index_build_seconds.observe(seconds);
         }

@@ -45,12 +45,17 @@ pub async fn rebuild_locked(
     let started = std::time::Instant::now();
     let built = tokio::task::spawn_blocking(move || {
         let gate_lines = std::sync::Mutex::new(Vec::new());
-        let (manuals, _) = scanaid_indexer::manual::load_manuals(&manuals_dir).map_err(|e| {
-            scanaid_indexer::IndexError::Io {
-                path: manuals_dir.clone(),
-                source: e,
-            }
-        })?;
+        // The manuals' own questions, read only when they are asked (a gated publish).
+        let manuals = if gated {
+            scanaid_indexer::manual::load_manuals(&manuals_dir)
+                .map_err(|e| scanaid_indexer::IndexError::Io {
+                    path: manuals_dir.clone(),
+                    source: e,
+                })?
+                .0
+        } else {
+            Vec::new()
+        };
         let check = |new: &SearchIndex| -> Result<(), String> {
             let report = scanaid_indexer::gate::evaluate(
                 &manuals,
