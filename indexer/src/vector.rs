@@ -12,6 +12,9 @@ use crate::error::{io_err, IndexError, Result};
 
 /// Up to this many vectors, exact search (see the scale benchmark in the README for the crossover).
 pub const EXACT_MAX: usize = 20_000;
+/// From this many vectors an exact scan is split between two threads (below it, waking the second
+/// thread costs more than half the scan).
+const PARALLEL_EXACT_ROWS: usize = 4096;
 /// Below this share of allowed vectors a filtered query scans the allowed ones exactly: a graph walk
 /// that must skip most nodes loses recall.
 const SELECTIVE_FILTER: f64 = 0.05;
@@ -173,29 +176,57 @@ impl VectorIndex {
 
     /// Exact top `k` items by scanning every (allowed) vector.
     pub fn exact(&self, query: &[f32], k: usize, allowed: Option<&[bool]>) -> Vec<(u32, f32)> {
+        let items = match &self.groups {
+            Some(g) => g.starts.len() - 1,
+            None => self.data.len() / self.dim,
+        };
+        if self.data.len() / self.dim < PARALLEL_EXACT_ROWS || rayon::current_num_threads() < 2 {
+            return self.exact_items(query, k, allowed, 0..items).into_sorted();
+        }
+        // Two halves on two cores: the scan reads every vector, so it is bound by memory
+        // bandwidth one core cannot use alone.
+        let middle = items / 2;
+        let (mut first, second) = rayon::join(
+            || self.exact_items(query, k, allowed, 0..middle),
+            || self.exact_items(query, k, allowed, middle..items),
+        );
+        for (ord, score) in second.into_sorted() {
+            first.push(ord, score);
+        }
+        first.into_sorted()
+    }
+
+    /// The best `k` of the items in `range`.
+    fn exact_items(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: Option<&[bool]>,
+        range: std::ops::Range<usize>,
+    ) -> TopK {
         let mut top = TopK::new(k);
         match &self.groups {
             None => {
-                for (ord, row) in self.data.chunks_exact(self.dim).enumerate() {
+                for ord in range {
                     if allowed.is_some_and(|mask| !mask[ord]) {
                         continue;
                     }
-                    top.push(ord as u32, dot(query, row));
+                    top.push(ord as u32, dot(query, self.row(ord)));
                 }
             }
             Some(g) => {
-                for (item, w) in g.starts.windows(2).enumerate() {
+                for item in range {
                     if allowed.is_some_and(|mask| !mask[item]) {
                         continue;
                     }
-                    let best = (w[0] as usize..w[1] as usize)
+                    let best = (g.starts[item] as usize..g.starts[item + 1] as usize)
                         .map(|r| dot(query, self.row(r)))
                         .fold(f32::NEG_INFINITY, f32::max);
                     top.push(item as u32, best);
                 }
             }
         }
-        top.into_sorted()
+        top
     }
 
     /// Writes item offsets as little-endian u32.

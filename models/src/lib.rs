@@ -7,6 +7,7 @@ pub mod embedder;
 pub mod error;
 pub mod fetch;
 pub mod matmul_bench;
+mod packed;
 
 pub use embedder::{BertEmbedder, Embedder};
 pub use error::{ModelError, Result};
