@@ -78,7 +78,7 @@ impl DataOpts {
             store.seed_if_empty(&registry).await?;
             let resolved = store.resolve_code(code).await;
             store.close().await;
-            resolved
+            resolved.map(|r| r.map(|r| (*r).clone()))
         })?)
     }
 

@@ -779,7 +779,7 @@ async fn asset_of(
         let resolved = app.store.resolve_code(code).await?;
         return Ok(resolved
             .filter(|r| r.code.retired_at.is_none())
-            .and_then(|r| r.asset)
+            .and_then(|r| r.asset.clone())
             .map(|a| (a, Some(code.to_string()))));
     }
     match request.asset.as_deref() {

@@ -124,6 +124,8 @@ pub struct Inner {
     pub reindex: tokio::sync::Mutex<()>,
     /// Role page content per index generation (see `pages::PageCache`).
     pub pages: pages::PageCache,
+    /// Rendered role pages per index generation (see `pages::RenderedPages`).
+    pub rendered: pages::RenderedPages,
     /// Failed sign-ins per username.
     pub signin_limiter: AttemptLimiter,
     /// Failed sign-ins per client address prefix: higher, since a ward or a plant shares one address.
@@ -314,6 +316,7 @@ pub async fn open(
             Duration::from_secs(15 * 60),
         ),
         pages: pages::PageCache::default(),
+        rendered: pages::RenderedPages::default(),
         support: support::Hub::default(),
         reindex: tokio::sync::Mutex::new(()),
     }));

@@ -157,7 +157,7 @@ pub async fn page(
         } else {
             None
         };
-        match explain(&rules, &code, resolved.as_ref(), &query, app.now()) {
+        match explain(&rules, &code, resolved.as_deref(), &query, app.now()) {
             Ok(lines) => explanation = lines,
             Err(problem) => error = problem,
         }

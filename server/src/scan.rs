@@ -1,6 +1,7 @@
 //! `GET /c/{code}`: a scan. Resolves the code, works out who is scanning (role, language, device, first or
 //! returning), serves the page that fits, and records the scan without waiting for the disk.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use askama::Template;
@@ -14,6 +15,7 @@ use crate::events::ScanEvent;
 use crate::http;
 use crate::i18n;
 use crate::language;
+use crate::pages::RenderKey;
 use crate::registry::is_well_formed_code;
 use crate::roles::Role;
 use crate::rules::{Action, Facts};
@@ -82,7 +84,7 @@ pub async fn scan(
             event.placement = Some(resolved.code.placement.clone());
             crate::patient_pages::scan_packet(&app, &code, request.headers(), event).await?
         }
-        other => fallback(&app, &code, other.as_ref(), &context).await?,
+        other => fallback(&app, &code, other.as_deref(), &context).await?,
     };
 
     let headers = response.headers_mut();
@@ -162,7 +164,7 @@ pub fn facts(
 
 fn serve_asset(
     app: &AppState,
-    resolved: &ResolvedCode,
+    resolved: &Arc<ResolvedCode>,
     context: &ScanContext,
 ) -> Result<(Response, ScanEvent), AppError> {
     let asset = resolved.asset.as_ref().expect("checked by the caller");
@@ -227,6 +229,17 @@ fn serve_asset(
     } else {
         format!("page:{}", variant.as_str())
     };
+    let key = RenderKey {
+        code: resolved.code.code.clone(),
+        role: context.role,
+        variant,
+        language: lang.clone(),
+        signed_in: context.signed_in,
+        on_call_first,
+    };
+    if let Some(body) = app.rendered.get(&index.generation, resolved, &key) {
+        return Ok((Html(body).into_response(), event));
+    }
     let content = app
         .pages
         .content(&index, &manual_ids, context.role, variant, &lang);
@@ -255,7 +268,10 @@ fn serve_asset(
         contents: &content.contents,
     }
     .render()?;
-    Ok((Html(page).into_response(), event))
+    let body = axum::body::Bytes::from(page);
+    app.rendered
+        .put(&index.generation, resolved.clone(), key, body.clone());
+    Ok((Html(body).into_response(), event))
 }
 
 /// Unknown, malformed or retired codes: a page with the site's contact (or every site's, when the code

@@ -21,7 +21,7 @@ pub struct Store {
     pool: SqlitePool,
     /// Every code resolved, loaded on first use and dropped by any write to codes or assets: a scan
     /// then costs no query. (With several replicas on PostgreSQL this needs a change notification.)
-    resolved: Arc<RwLock<Option<Arc<HashMap<String, ResolvedCode>>>>>,
+    resolved: Arc<RwLock<Option<Arc<HashMap<String, Arc<ResolvedCode>>>>>>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -166,7 +166,8 @@ impl Store {
     }
 
     /// A code with its asset, site and queue, from the in-memory table of every code.
-    pub async fn resolve_code(&self, code: &str) -> Result<Option<ResolvedCode>> {
+    /// Shared, not copied: a scan reads it, and copying its strings was a dozen allocations a scan.
+    pub async fn resolve_code(&self, code: &str) -> Result<Option<Arc<ResolvedCode>>> {
         let cached = self.resolved.read().expect("cache lock").clone();
         let table = match cached {
             Some(table) => table,
@@ -174,7 +175,7 @@ impl Store {
                 let mut table = HashMap::new();
                 for c in self.codes().await? {
                     if let Some(r) = self.resolve_code_uncached(&c.code).await? {
-                        table.insert(c.code.clone(), r);
+                        table.insert(c.code.clone(), Arc::new(r));
                     }
                 }
                 let table = Arc::new(table);

@@ -65,6 +65,17 @@ fn an_anonymous_scan_gets_the_operator_page_and_is_recorded_without_personal_dat
         !page.body.contains("Fault codes"),
         "technician sections stay hidden from anonymous scans"
     );
+    let again = get(
+        &app.url(&format!("/c/{PUMP_CODE}")),
+        &[
+            ("user-agent", IPHONE),
+            ("accept-language", "en-US,en;q=0.9"),
+        ],
+    );
+    assert_eq!(
+        again.body, page.body,
+        "a repeated scan (served from the rendered-page cache) gets the same page"
+    );
     assert!(!page.body.contains("Replacing the battery pack"));
     assert!(
         page.body.contains("Biomedical Engineering"),
@@ -90,23 +101,27 @@ fn an_anonymous_scan_gets_the_operator_page_and_is_recorded_without_personal_dat
     let rows = app.rows("SELECT code, asset_id, site_id, placement, device, language, role, returning_visit, rule, destination, fallback, ip_prefix FROM scan_events");
     assert_eq!(
         rows,
-        vec![vec![
-            PUMP_CODE,
-            "pump-icu-07",
-            "mercy-general",
-            "nameplate",
-            "ios",
-            "en",
-            "anonymous",
-            "0",
-            "default",
-            "page:anonymous",
-            "0",
-            "127.0.0.0/24"
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>()]
+        vec![
+            vec![
+                PUMP_CODE,
+                "pump-icu-07",
+                "mercy-general",
+                "nameplate",
+                "ios",
+                "en",
+                "anonymous",
+                "0",
+                "default",
+                "page:anonymous",
+                "0",
+                "127.0.0.0/24"
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+            2
+        ],
+        "both scans are recorded, the cached one like the first"
     );
     let latency: i64 = app.rows("SELECT latency_us FROM scan_events")[0][0]
         .parse()

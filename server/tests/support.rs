@@ -393,6 +393,7 @@ fn a_queue_webhook_gets_signed_events_retried_until_delivered() {
             .unwrap()
             .unwrap()
             .asset
+            .clone()
             .unwrap()
             .queue_id
     };
