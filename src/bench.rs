@@ -62,6 +62,9 @@ pub struct VectorBench {
     /// embedding model produces; real embeddings are clustered by topic).
     #[arg(long, default_value_t = 1000)]
     pub clusters: usize,
+    /// HNSW search breadths to measure on the same graph: recall against latency.
+    #[arg(long, value_delimiter = ',', default_value = "128")]
+    pub ef_search: Vec<usize>,
 }
 
 pub fn run(cmd: BenchCmd) -> Result<std::process::ExitCode> {
@@ -184,38 +187,45 @@ fn embed(b: EmbedBench) -> Result<()> {
 fn vectors(b: VectorBench) -> Result<()> {
     use scanaid_indexer::vector::{HnswParams, VectorIndex};
     println!(
-        "| vectors | build s | memory MB | exact p50/p95 ms | hnsw p50/p95 ms | hnsw recall@10 |"
+        "| vectors | build s | memory MB | exact p50/p95 ms | ef_search | hnsw p50/p95 ms | hnsw recall@10 |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
+    let p = |v: &[f64], x| scanaid_evals::metrics::percentile(v, x);
     for &n in &b.sizes {
         let data = synthetic_vectors(n, b.dim, b.clusters, 42);
         let queries = synthetic_vectors(b.queries, b.dim, b.clusters, 7);
         let started = Instant::now();
-        let index = VectorIndex::new(b.dim, data, 0, HnswParams::default());
+        let mut index = VectorIndex::new(b.dim, data, 0, HnswParams::default());
         let build_s = started.elapsed().as_secs_f64();
         let rss = rss_mb();
-        let (mut exact_ms, mut graph_ms, mut found) = (Vec::new(), Vec::new(), 0usize);
-        for q in queries.chunks_exact(b.dim) {
-            let t = Instant::now();
-            let exact = index.exact(q, 10, None);
-            exact_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            let t = Instant::now();
-            let approx = index.search(q, 10, None);
-            graph_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            found += approx
-                .iter()
-                .filter(|h| exact.iter().any(|e| e.0 == h.0))
-                .count();
+        let mut exact_ms = Vec::new();
+        let exact: Vec<Vec<u32>> = queries
+            .chunks_exact(b.dim)
+            .map(|q| {
+                let t = Instant::now();
+                let hits = index.exact(q, 10, None);
+                exact_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                hits.into_iter().map(|h| h.0).collect()
+            })
+            .collect();
+        for &ef in &b.ef_search {
+            index.set_ef_search(ef);
+            let (mut graph_ms, mut found) = (Vec::new(), 0usize);
+            for (q, truth) in queries.chunks_exact(b.dim).zip(&exact) {
+                let t = Instant::now();
+                let approx = index.search(q, 10, None);
+                graph_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                found += approx.iter().filter(|h| truth.contains(&h.0)).count();
+            }
+            println!(
+                "| {n} | {build_s:.1} | {rss:.0} | {:.2} / {:.2} | {ef} | {:.2} / {:.2} | {:.3} |",
+                p(&exact_ms, 50.0),
+                p(&exact_ms, 95.0),
+                p(&graph_ms, 50.0),
+                p(&graph_ms, 95.0),
+                found as f64 / (10 * b.queries) as f64
+            );
         }
-        let p = |v: &[f64], x| scanaid_evals::metrics::percentile(v, x);
-        println!(
-            "| {n} | {build_s:.1} | {rss:.0} | {:.2} / {:.2} | {:.2} / {:.2} | {:.3} |",
-            p(&exact_ms, 50.0),
-            p(&exact_ms, 95.0),
-            p(&graph_ms, 50.0),
-            p(&graph_ms, 95.0),
-            found as f64 / (10 * b.queries) as f64
-        );
     }
     Ok(())
 }

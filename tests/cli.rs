@@ -206,6 +206,45 @@ fn the_bm25_scale_benchmark_runs_and_reports_each_size() {
 }
 
 #[test]
+fn the_vector_scale_benchmark_reports_recall_for_each_search_breadth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = scanaid(
+        &[
+            "bench",
+            "vectors",
+            "--sizes",
+            "2000",
+            "--queries",
+            "20",
+            "--dim",
+            "32",
+            "--clusters",
+            "20",
+            "--ef-search",
+            "16,200",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    let rows: Vec<Vec<String>> = t
+        .lines()
+        .filter(|l| l.starts_with("| 2000 |"))
+        .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "one row per ef_search: {t}");
+    assert_eq!(
+        (rows[0][5].as_str(), rows[1][5].as_str()),
+        ("16", "200"),
+        "{t}"
+    );
+    let recall = |row: &Vec<String>| row[7].parse::<f64>().unwrap();
+    // A wide search on 2,000 clustered vectors finds nearly all of the exact top 10.
+    assert!(recall(&rows[1]) >= 0.9, "{t}");
+    assert!(recall(&rows[1]) + 0.05 >= recall(&rows[0]), "{t}");
+}
+
+#[test]
 fn eval_answerability_keeps_its_interface_and_separates_off_topic_questions() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("support");
