@@ -137,13 +137,13 @@ impl VectorIndex {
         &self.data[ord * self.dim..(ord + 1) * self.dim]
     }
 
-    /// Top `k` items by inner product as (item, cosine), best first. `allowed[item]` false hides an item.
     /// Sets how many candidates a graph search keeps (recall against latency; the scale benchmark
     /// measures several on one graph).
     pub fn set_ef_search(&mut self, ef: usize) {
         self.params.ef_search = ef.max(1);
     }
 
+    /// Top `k` items by inner product as (item, cosine), best first. `allowed[item]` false hides an item.
     pub fn search(&self, query: &[f32], k: usize, allowed: Option<&[bool]>) -> Vec<(u32, f32)> {
         if k == 0 || self.is_empty() {
             return Vec::new();

@@ -18,7 +18,7 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
-use crate::packed::{self, Packed, F16};
+use crate::packed::{self, Packed, SendPtr, F16};
 
 /// Shape of a BERT encoder.
 #[derive(Debug, Clone, Copy)]
@@ -400,19 +400,6 @@ impl BertEncoder {
         } else {
             tasks.iter().for_each(run);
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to hand disjoint output regions to attention tasks (see `attention`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    // A method (not field access) so closures capture the whole Send + Sync wrapper.
-    fn get(&self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -112,16 +112,17 @@ impl<T: PanelElem> Packed<T> {
     }
 }
 
-/// A raw output pointer handed to tasks that write disjoint regions.
+/// A raw output pointer handed to tasks that write disjoint regions (here and in `bert.rs`'s
+/// attention).
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes a region of the output no other task writes (see `linear`).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: every user hands each task a region of the output no other task writes.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
 
-impl OutPtr {
+impl SendPtr {
     // A method (not field access) so closures capture the whole Send + Sync wrapper.
-    fn get(&self) -> *mut f32 {
+    pub(crate) fn get(&self) -> *mut f32 {
         self.0
     }
 }
@@ -137,7 +138,7 @@ pub(crate) fn linear<T: PanelElem>(
 ) {
     let (n, k) = (w.n, w.k);
     assert!(x.len() >= m * k && out.len() >= m * n && bias.len() == n);
-    let ptr = OutPtr(out.as_mut_ptr());
+    let ptr = SendPtr(out.as_mut_ptr());
     let panels = w.panels();
     if m <= ROW_CHUNK {
         if rayon::current_num_threads() > 1 && panels > 1 {
@@ -181,7 +182,7 @@ unsafe fn run_block<T: PanelElem>(
     w: &Packed<T>,
     panels: std::ops::Range<usize>,
     bias: &[f32],
-    out: OutPtr,
+    out: SendPtr,
 ) {
     let (n, k) = (w.n, w.k);
     for panel in panels {
