@@ -118,6 +118,7 @@ fn the_packed_forward_matches_candle_bert_model() {
             .zip(theirs)
             .map(|(a, b)| (a - b / norm).abs())
             .fold(0f32, f32::max);
-        assert!(max_diff < 1e-4, "vectors differ by {max_diff}");
+        // f16 weights: measured up to 8e-5 on these texts (f32 weights gave 2e-7).
+        assert!(max_diff < 2e-4, "vectors differ by {max_diff}");
     }
 }

@@ -372,10 +372,9 @@ async fn ensure_demo_admin(store: &Store) -> Result<Option<String>> {
     Ok(Some(password))
 }
 
-/// Serves until `shutdown` completes, then drains in-flight requests and writes every queued scan event
-/// before returning.
-/// Serves until `shutdown` resolves, then drains. `listener` is a `tokio::net::TcpListener`, or a
-/// `tls::TlsListener` for HTTPS.
+/// Serves until `shutdown` resolves, then drains in-flight requests and writes every queued scan
+/// event before returning. `listener` is a `tokio::net::TcpListener`, or a `tls::TlsListener` for
+/// HTTPS.
 pub async fn serve<L>(
     listener: L,
     running: Running,
