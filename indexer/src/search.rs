@@ -196,7 +196,8 @@ impl SearchIndex {
                 meta.n_chunks
             )));
         }
-        let vectors = VectorIndex::new(meta.dim, data, EXACT_MAX, HnswParams::default())
+        let rows = data.len() / meta.dim.max(1);
+        let vectors = VectorIndex::new(meta.dim, data, EXACT_MAX, HnswParams::for_rows(rows))
             .with_items(starts)
             .map_err(bad)?;
         let has_private = chunks.iter().any(|c| c.owner.is_some());
