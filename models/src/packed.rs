@@ -16,8 +16,9 @@ const MR: usize = 6;
 /// Rows per task when a batch is split by rows: the rows' inputs stay in L2 (48 x 1536 x 4 B).
 const ROW_CHUNK: usize = 48;
 
-/// An element type weights can be packed in: f32, or f16 bits (half the memory traffic; a query
-/// reads every weight once, so its cost is mostly that traffic).
+/// An element type weights can be packed in. The encoder packs f16 bits (half the memory traffic; a
+/// query reads every weight once, so its cost is mostly that traffic); f32 panels exist for the
+/// kernel's test, which checks the tiling exactly, without f16 rounding in the way.
 pub(crate) trait PanelElem: Copy + Send + Sync + 'static {
     fn from_f32(v: f32) -> Self;
     // Used by the portable kernel; the AVX2 one widens through `load8`.
@@ -33,6 +34,7 @@ pub(crate) trait PanelElem: Copy + Send + Sync + 'static {
     unsafe fn load8(ptr: *const Self) -> std::arch::x86_64::__m256;
 }
 
+#[cfg(test)]
 impl PanelElem for f32 {
     fn from_f32(v: f32) -> Self {
         v
