@@ -187,9 +187,9 @@ fn embed(b: EmbedBench) -> Result<()> {
 fn vectors(b: VectorBench) -> Result<()> {
     use scanaid_indexer::vector::{HnswParams, VectorIndex};
     println!(
-        "| vectors | build s | memory MB | exact p50/p95 ms | ef_search | hnsw p50/p95 ms | hnsw recall@10 |"
+        "| vectors | build s | graph save / load s | loaded graph's hits identical | memory MB | exact p50/p95 ms | ef_search | hnsw p50/p95 ms | hnsw recall@10 |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let p = |v: &[f64], x| scanaid_evals::metrics::percentile(v, x);
     for &n in &b.sizes {
         let data = synthetic_vectors(n, b.dim, b.clusters, 42);
@@ -198,6 +198,16 @@ fn vectors(b: VectorBench) -> Result<()> {
         let mut index = VectorIndex::new(b.dim, data, 0, HnswParams::default());
         let build_s = started.elapsed().as_secs_f64();
         let rss = rss_mb();
+        // What a generation pays instead of a rebuild when it is opened: the saved graph, loaded.
+        let saved = tempfile::tempdir()?;
+        let started = Instant::now();
+        index.save_graph(saved.path())?;
+        let save_s = started.elapsed().as_secs_f64();
+        let same_rows = synthetic_vectors(n, b.dim, b.clusters, 42);
+        let started = Instant::now();
+        let mut loaded =
+            VectorIndex::open(b.dim, same_rows, 0, HnswParams::default(), saved.path());
+        let load_s = started.elapsed().as_secs_f64();
         let mut exact_ms = Vec::new();
         let exact: Vec<Vec<u32>> = queries
             .chunks_exact(b.dim)
@@ -210,15 +220,18 @@ fn vectors(b: VectorBench) -> Result<()> {
             .collect();
         for &ef in &b.ef_search {
             index.set_ef_search(ef);
-            let (mut graph_ms, mut found) = (Vec::new(), 0usize);
+            loaded.set_ef_search(ef);
+            let (mut graph_ms, mut found, mut same) = (Vec::new(), 0usize, 0usize);
             for (q, truth) in queries.chunks_exact(b.dim).zip(&exact) {
                 let t = Instant::now();
                 let approx = index.search(q, 10, None);
                 graph_ms.push(t.elapsed().as_secs_f64() * 1000.0);
                 found += approx.iter().filter(|h| truth.contains(&h.0)).count();
+                same += usize::from(loaded.search(q, 10, None) == approx);
             }
             println!(
-                "| {n} | {build_s:.1} | {rss:.0} | {:.2} / {:.2} | {ef} | {:.2} / {:.2} | {:.3} |",
+                "| {n} | {build_s:.1} | {save_s:.1} / {load_s:.1} | {same}/{} | {rss:.0} | {:.2} / {:.2} | {ef} | {:.2} / {:.2} | {:.3} |",
+                b.queries,
                 p(&exact_ms, 50.0),
                 p(&exact_ms, 95.0),
                 p(&graph_ms, 50.0),

@@ -15,7 +15,7 @@ use crate::generation::{self, DocumentSummary, GenerationMeta, FORMAT_VERSION};
 use crate::lexical::build_lexical;
 use crate::manual::{load_manuals, Manual, ManualProblem};
 use crate::search::SearchIndex;
-use crate::vector::VectorIndex;
+use crate::vector::{HnswParams, VectorIndex, EXACT_MAX};
 
 /// Generations kept on disk (the current one and older ones for rollback).
 pub const KEEP_GENERATIONS: usize = 4;
@@ -216,6 +216,13 @@ pub fn build_generation_gated(
         build_lexical(&lexical_dir, &chunks)?;
         VectorIndex::write_vectors(&staging.join("vectors.f32"), &vectors)?;
         VectorIndex::write_starts(&staging.join("vector-items.u32"), &starts)?;
+        // A collection large enough for a graph gets it built once, here, and saved: readers
+        // load it (the verification below already does).
+        let rows = vectors.len() / dim.max(1);
+        if rows > EXACT_MAX {
+            VectorIndex::new(dim, vectors, EXACT_MAX, HnswParams::for_rows(rows))
+                .save_graph(&staging)?;
+        }
         write_chunks(&staging.join("chunks.jsonl"), &chunks)?;
         let meta = GenerationMeta {
             format_version: FORMAT_VERSION,

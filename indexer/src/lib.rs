@@ -10,6 +10,7 @@ pub mod filters;
 pub mod fusion;
 pub mod gate;
 pub mod generation;
+pub mod graph_file;
 pub mod identifiers;
 pub mod language;
 pub mod lexical;

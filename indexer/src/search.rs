@@ -197,7 +197,7 @@ impl SearchIndex {
             )));
         }
         let rows = data.len() / meta.dim.max(1);
-        let vectors = VectorIndex::new(meta.dim, data, EXACT_MAX, HnswParams::for_rows(rows))
+        let vectors = VectorIndex::open(meta.dim, data, EXACT_MAX, HnswParams::for_rows(rows), dir)
             .with_items(starts)
             .map_err(bad)?;
         let has_private = chunks.iter().any(|c| c.owner.is_some());

@@ -9,6 +9,7 @@ use std::path::Path;
 use hnsw_rs::prelude::{Distance, Hnsw};
 
 use crate::error::{io_err, IndexError, Result};
+use crate::graph_file;
 
 /// Up to this many vectors, exact search (see the scale benchmark in the README for the crossover).
 pub const EXACT_MAX: usize = 20_000;
@@ -80,6 +81,47 @@ impl VectorIndex {
             graph,
             params,
             groups: None,
+        }
+    }
+
+    /// Like `new`, but takes the graph saved in `dir` (`save_graph`) when there is a sound one, so a
+    /// large generation opens without rebuilding it. A graph that cannot be used is rebuilt, with a
+    /// warning saying why.
+    pub fn open(
+        dim: usize,
+        data: Vec<f32>,
+        exact_max: usize,
+        params: HnswParams,
+        dir: &Path,
+    ) -> Self {
+        let rows = data.len() / dim.max(1);
+        if rows > exact_max {
+            match graph_file::load(dir, rows, dim) {
+                Ok(Some(graph)) => {
+                    return Self {
+                        dim,
+                        data,
+                        graph: Some(graph),
+                        params,
+                        groups: None,
+                    }
+                }
+                Ok(None) => {}
+                Err(reason) => tracing::warn!(
+                    dir = %dir.display(),
+                    %reason,
+                    "the saved vector graph cannot be used; building it again"
+                ),
+            }
+        }
+        Self::new(dim, data, exact_max, params)
+    }
+
+    /// Saves the graph (if this index has one) into `dir` for `open`. Returns whether it did.
+    pub fn save_graph(&self, dir: &Path) -> Result<bool> {
+        match &self.graph {
+            Some(graph) => graph_file::save(graph, dir).map(|()| true),
+            None => Ok(false),
         }
     }
 
@@ -305,7 +347,9 @@ impl VectorIndex {
 
 fn build_graph(dim: usize, data: &[f32], params: HnswParams) -> Hnsw<'static, f32, InnerProduct> {
     let n = data.len() / dim;
-    let max_layer = 16.min((n as f64).ln().ceil().max(1.0) as usize);
+    // hnsw_rs's maximum (its dump format requires it); levels are drawn with scale 1 / ln(M), so a
+    // graph of n points reaches about log_M(n) of them anyway.
+    let max_layer = 16;
     let graph = Hnsw::new(
         params.max_connections,
         n,
@@ -466,6 +510,77 @@ mod tests {
         let hits = graph.search(&data[..16], 10, Some(&mask));
         assert_eq!(hits.len(), 10);
         assert!(hits.iter().all(|h| h.0 % 2 == 0));
+    }
+
+    #[test]
+    fn a_saved_graph_opens_without_a_rebuild_and_answers_exactly_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = random_unit_vectors(3000, 16, 5);
+        let built = VectorIndex::new(16, data.clone(), 100, HnswParams::default());
+        assert!(built.save_graph(dir.path()).unwrap());
+        let loaded = graph_file::load(dir.path(), 3000, 16).unwrap();
+        assert!(loaded.is_some(), "the saved graph was not found");
+        let opened = VectorIndex::open(16, data.clone(), 100, HnswParams::default(), dir.path());
+        assert!(opened.uses_graph());
+        let mask: Vec<bool> = (0..3000).map(|i| i % 3 != 0).collect();
+        for q in 0..40 {
+            let query = &data[16 * q..16 * (q + 1)];
+            // The same graph walks the same path: identical hits, filtered or not.
+            assert_eq!(
+                built.search(query, 10, None),
+                opened.search(query, 10, None)
+            );
+            assert_eq!(
+                built.search(query, 10, Some(&mask)),
+                opened.search(query, 10, Some(&mask))
+            );
+        }
+        // Wrong shape for this generation: refused, not used.
+        assert!(graph_file::load(dir.path(), 2999, 16).is_err());
+        // A small collection has no graph to save, and a directory without one opens as before.
+        let small = VectorIndex::new(16, data[..16 * 50].to_vec(), 100, HnswParams::default());
+        let empty = tempfile::tempdir().unwrap();
+        assert!(!small.save_graph(empty.path()).unwrap());
+        assert!(graph_file::load(empty.path(), 3000, 16).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_damaged_saved_graph_is_refused_and_rebuilt_without_a_panic() {
+        let data = random_unit_vectors(2000, 16, 9);
+        let built = VectorIndex::new(16, data.clone(), 100, HnswParams::default());
+        let dir = tempfile::tempdir().unwrap();
+        built.save_graph(dir.path()).unwrap();
+        let graph_path = dir.path().join("vectors.hnsw.graph");
+        let mut bytes = std::fs::read(&graph_path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        std::fs::write(&graph_path, &bytes).unwrap();
+        let err = graph_file::load(dir.path(), 2000, 16).err().unwrap();
+        assert!(err.contains("checksum"), "{err}");
+
+        // Files hnsw_rs cannot parse, with a manifest that matches them (hnsw_rs asserts on a bad
+        // magic number): the load reports it instead of panicking.
+        let garbage = tempfile::tempdir().unwrap();
+        let mut manifest = String::new();
+        for name in ["vectors.hnsw.graph", "vectors.hnsw.data"] {
+            let junk = vec![0xA5u8; 4096];
+            std::fs::write(garbage.path().join(name), &junk).unwrap();
+            let sum = {
+                use sha2::{Digest, Sha256};
+                format!("{:x}", Sha256::digest(&junk))
+            };
+            manifest.push_str(&format!("{sum}  {name}\n"));
+        }
+        std::fs::write(garbage.path().join("vectors.hnsw.sha256"), manifest).unwrap();
+        assert!(graph_file::load(garbage.path(), 2000, 16).is_err());
+
+        // Either way the index still opens, with a rebuilt graph that finds the rows.
+        for bad in [dir.path(), garbage.path()] {
+            let opened = VectorIndex::open(16, data.clone(), 100, HnswParams::default(), bad);
+            assert!(opened.uses_graph());
+            let hits = opened.search(&data[16 * 7..16 * 8], 5, None);
+            assert_eq!(hits[0].0, 7);
+        }
     }
 
     #[test]
