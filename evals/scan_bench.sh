@@ -59,6 +59,11 @@ start_scanaid() { # name port manuals
 }
 start_scanaid page 18081 manuals
 start_scanaid redirect 18082 "$WORK/manuals-redirect"
+# The web stack alone (axum, hyper, tokio as `serve` runs them), answering the same 302 and nothing
+# else: how much of the gap to nginx is the framework's.
+./target/release/scanaid bench http-floor --addr 127.0.0.1:18083 > "$WORK/floor.log" 2>&1 &
+echo $! > "$WORK/floor.pid"
+for _ in $(seq 1 50); do grep -q "listening" "$WORK/floor.log" && break; sleep 0.1; done
 
 run() { # label url
   echo "== $1"
@@ -68,6 +73,7 @@ run() { # label url
   wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$2" | tee "$WORK/$1.wrk" | grep -E "requests in|Requests/sec|50%|99%|Non-2xx|Socket errors" || true
 }
 run nginx-302 "http://127.0.0.1:18080/c/$CODE"
+run axum-302 "http://127.0.0.1:18083/c/$CODE"
 run scanaid-redirect "http://127.0.0.1:18082/c/$CODE"
 run scanaid-page "http://127.0.0.1:18081/c/$CODE"
 

@@ -24,6 +24,29 @@ pub enum BenchWhat {
     Bm25(Bm25Bench),
     /// Question to first streamed event and to the whole answer, over HTTP on loopback.
     Chat(crate::chat_bench::ChatBench),
+    /// Serves only `GET /c/{code}` -> 302, with the web stack and runtime `serve` uses and nothing
+    /// else (no store, rules, events or middleware): the ceiling the framework itself allows, for
+    /// `evals/scan_bench.sh` to measure beside nginx and the real server.
+    HttpFloor(HttpFloorBench),
+    /// Scan events written to a fresh SQLite store the way the event writer writes them
+    /// (`Store::insert_scan_events`, one transaction per batch): events/s and CPU per event.
+    Events(EventsBench),
+}
+
+#[derive(Args)]
+pub struct EventsBench {
+    /// Events written in all.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Events per batch (the writer gathers up to 12,800 within 20 ms).
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+}
+
+#[derive(Args)]
+pub struct HttpFloorBench {
+    #[arg(long, default_value = "127.0.0.1:18083")]
+    pub addr: std::net::SocketAddr,
 }
 
 #[derive(Args)]
@@ -73,8 +96,100 @@ pub fn run(cmd: BenchCmd) -> Result<std::process::ExitCode> {
         BenchWhat::Vectors(b) => vectors(b)?,
         BenchWhat::Bm25(b) => bm25(b)?,
         BenchWhat::Chat(c) => crate::chat_bench::run(c)?,
+        BenchWhat::HttpFloor(b) => http_floor(b)?,
+        BenchWhat::Events(b) => events(b)?,
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn events(b: EventsBench) -> Result<()> {
+    use scanaid_server::device::DeviceClass;
+    use scanaid_server::events::ScanEvent;
+    let dir = tempfile::tempdir()?;
+    crate::serve::runtime()?.block_on(async {
+        let store = scanaid_server::store::Store::open(dir.path()).await?;
+        let event = |i: usize| ScanEvent {
+            at: format!(
+                "2026-11-25T10:{:02}:{:02}.{:03}Z",
+                i / 60_000 % 60,
+                i / 1000 % 60,
+                i % 1000
+            ),
+            code: format!("tJ6bpU{:02}", i % 100),
+            asset_id: Some(format!("asset-{}", i % 12)),
+            site_id: Some("north-campus".to_string()),
+            placement: Some("nameplate".to_string()),
+            device: [DeviceClass::Ios, DeviceClass::Android, DeviceClass::Desktop][i % 3],
+            language: "en".to_string(),
+            role: "anonymous".to_string(),
+            returning: i % 4 == 0,
+            rule: "bench-redirect".to_string(),
+            destination: "https://example.org/".to_string(),
+            fallback: false,
+            latency_us: 40 + (i % 50) as u64,
+            ip_prefix: Some("127.0.0.0/24".to_string()),
+        };
+        let all: Vec<ScanEvent> = (0..b.events).map(event).collect();
+        let cpu0 = process_cpu_s();
+        let started = Instant::now();
+        for batch in all.chunks(b.batch.max(1)) {
+            store.insert_scan_events(batch).await?;
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = process_cpu_s() - cpu0;
+        let written = store.count_scan_events().await?;
+        anyhow::ensure!(
+            written as usize == b.events,
+            "wrote {written} of {} events",
+            b.events
+        );
+        println!(
+            "{} events in batches of {}: {:.0} events/s, {:.2} us of CPU per event (all threads)",
+            b.events,
+            b.batch,
+            b.events as f64 / wall,
+            cpu * 1e6 / b.events as f64
+        );
+        anyhow::Ok(())
+    })
+}
+
+/// CPU seconds this process has used, all threads (user + system).
+fn process_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces): utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn http_floor(b: HttpFloorBench) -> Result<()> {
+    use axum::http::{header, HeaderValue, StatusCode};
+    async fn redirect() -> impl axum::response::IntoResponse {
+        (
+            StatusCode::FOUND,
+            [
+                (
+                    header::LOCATION,
+                    HeaderValue::from_static("https://example.org/"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+    }
+    crate::serve::runtime()?.block_on(async {
+        let app = axum::Router::new().route("/c/{code}", axum::routing::get(redirect));
+        let listener = tokio::net::TcpListener::bind(b.addr).await?;
+        eprintln!("listening on http://{}", b.addr);
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
 }
 
 /// A passage of roughly `words` words of manual-like English.
