@@ -7,14 +7,14 @@
 //! noticing, so the files are checked against the manifest before hnsw_rs reads them, a load that
 //! still panics is caught, and the caller builds the graph instead.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::Hnsw;
-use sha2::{Digest, Sha256};
+use scanaid_models::fetch::sha256_file;
 
 use crate::error::{io_err, IndexError, Result};
 use crate::vector::InnerProduct;
@@ -41,7 +41,8 @@ pub fn save(graph: &Graph, dir: &Path) -> Result<()> {
     }
     let mut manifest = String::new();
     for name in FILES {
-        manifest.push_str(&format!("{}  {name}\n", sha256_file(&dir.join(name))?));
+        let sum = sha256_file(&dir.join(name)).map_err(IndexError::from)?;
+        manifest.push_str(&format!("{sum}  {name}\n"));
     }
     let path = dir.join(MANIFEST);
     let mut file = std::fs::File::create(&path).map_err(io_err(&path))?;
@@ -86,18 +87,4 @@ pub fn load(dir: &Path, rows: usize, dim: usize) -> std::result::Result<Option<G
         ));
     }
     Ok(Some(graph))
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
 }
