@@ -318,6 +318,7 @@ fn vectors(b: VectorBench) -> Result<()> {
         let started = Instant::now();
         index.save_graph(saved.path())?;
         let save_s = started.elapsed().as_secs_f64();
+        // The same rows again, drawn after the memory reading so it counts one copy, not two.
         let same_rows = synthetic_vectors(n, b.dim, b.clusters, 42);
         let started = Instant::now();
         let mut loaded =

@@ -218,9 +218,8 @@ pub fn build_generation_gated(
         VectorIndex::write_starts(&staging.join("vector-items.u32"), &starts)?;
         // A collection large enough for a graph gets it built once, here, and saved: readers
         // load it (the verification below already does).
-        let rows = vectors.len() / dim.max(1);
-        if rows > EXACT_MAX {
-            VectorIndex::new(dim, vectors, EXACT_MAX, HnswParams::for_rows(rows))
+        if texts.len() > EXACT_MAX {
+            VectorIndex::new(dim, vectors, EXACT_MAX, HnswParams::for_rows(texts.len()))
                 .save_graph(&staging)?;
         }
         write_chunks(&staging.join("chunks.jsonl"), &chunks)?;

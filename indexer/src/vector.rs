@@ -69,19 +69,7 @@ struct Groups {
 impl VectorIndex {
     /// Wraps row-major vectors (`n * dim` values). Builds a graph only above `exact_max` vectors.
     pub fn new(dim: usize, data: Vec<f32>, exact_max: usize, params: HnswParams) -> Self {
-        assert!(
-            dim > 0 && data.len() % dim == 0,
-            "vector data must be a whole number of rows"
-        );
-        let n = data.len() / dim;
-        let graph = (n > exact_max).then(|| build_graph(dim, &data, params));
-        Self {
-            dim,
-            data,
-            graph,
-            params,
-            groups: None,
-        }
+        Self::with_graph(dim, data, exact_max, params, None)
     }
 
     /// Like `new`, but takes the graph saved in `dir` (`save_graph`) when there is a sound one, so a
@@ -95,26 +83,43 @@ impl VectorIndex {
         dir: &Path,
     ) -> Self {
         let rows = data.len() / dim.max(1);
-        if rows > exact_max {
-            match graph_file::load(dir, rows, dim) {
-                Ok(Some(graph)) => {
-                    return Self {
-                        dim,
-                        data,
-                        graph: Some(graph),
-                        params,
-                        groups: None,
-                    }
-                }
-                Ok(None) => {}
-                Err(reason) => tracing::warn!(
+        let saved = if rows > exact_max {
+            graph_file::load(dir, rows, dim).unwrap_or_else(|reason| {
+                tracing::warn!(
                     dir = %dir.display(),
                     %reason,
                     "the saved vector graph cannot be used; building it again"
-                ),
-            }
+                );
+                None
+            })
+        } else {
+            None
+        };
+        Self::with_graph(dim, data, exact_max, params, saved)
+    }
+
+    /// The index over `data`, with `saved` as its graph or, above `exact_max` rows without one, a
+    /// graph built now.
+    fn with_graph(
+        dim: usize,
+        data: Vec<f32>,
+        exact_max: usize,
+        params: HnswParams,
+        saved: Option<graph_file::Graph>,
+    ) -> Self {
+        assert!(
+            dim > 0 && data.len() % dim == 0,
+            "vector data must be a whole number of rows"
+        );
+        let n = data.len() / dim;
+        let graph = saved.or_else(|| (n > exact_max).then(|| build_graph(dim, &data, params)));
+        Self {
+            dim,
+            data,
+            graph,
+            params,
+            groups: None,
         }
-        Self::new(dim, data, exact_max, params)
     }
 
     /// Saves the graph (if this index has one) into `dir` for `open`. Returns whether it did.
