@@ -19,6 +19,8 @@ use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
 use crate::packed::{self, Packed, SendPtr, F16};
+#[cfg(target_arch = "x86_64")]
+use crate::vnni::{self, PackedI16};
 
 /// Shape of a BERT encoder.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +42,30 @@ pub struct BertShape {
 /// `BertModel` (test `the_packed_forward_matches_candle_bert_model`).
 struct Linear {
     weights: Packed<F16>,
+    /// The same weights in 16-bit integers, for batches, where the CPU has AVX512-VNNI
+    /// (`vnni.rs`: twice the f32 arithmetic rate).
+    #[cfg(target_arch = "x86_64")]
+    int16: Option<PackedI16>,
     bias: Vec<f32>,
+    k: usize,
+}
+
+/// From this many rows a linear layer runs in 16-bit integers where it can: a batch. Below it (a
+/// query's tokens) the f16 kernel, whose cost is reading the weights, keeps f32 arithmetic.
+#[cfg(target_arch = "x86_64")]
+const INT16_MIN_ROWS: usize = 64;
+
+/// Which arithmetic a batch's linear layers run in on this CPU, for benchmarks and tests to say
+/// (and bound their tolerance by): `int16` where AVX512-VNNI exists, else f32 FMA on f16 weights.
+pub fn batch_arithmetic() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if vnni::available() {
+        return "int16 (AVX512-VNNI)";
+    }
+    match packed::Kernel::best() {
+        packed::Kernel::Avx512 => "f32 on f16 weights (AVX-512)",
+        packed::Kernel::Avx2 => "f32 on f16 weights (AVX2)",
+    }
 }
 
 impl Linear {
@@ -49,12 +74,19 @@ impl Linear {
         let n = bias.len();
         Self {
             weights: Packed::pack(&w, n, k),
+            #[cfg(target_arch = "x86_64")]
+            int16: vnni::available().then(|| PackedI16::pack(&w, n, k)),
             bias,
+            k,
         }
     }
 
     /// out (m x n) = x (m x k) times the weights, plus the bias.
     fn apply(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(int16) = self.int16.as_ref().filter(|_| m >= INT16_MIN_ROWS) {
+            return vnni::linear(x, m, self.k, int16, &self.bias, out);
+        }
         packed::linear(x, m, &self.weights, &self.bias, out)
     }
 }

@@ -8,6 +8,8 @@ pub mod error;
 pub mod fetch;
 pub mod matmul_bench;
 mod packed;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 
 pub use embedder::{BertEmbedder, Embedder};
 pub use error::{ModelError, Result};

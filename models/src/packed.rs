@@ -20,6 +20,8 @@ const ROW_CHUNK: usize = 48;
 /// query reads every weight once, so its cost is mostly that traffic); f32 panels exist for the
 /// kernel's test, which checks the tiling exactly, without f16 rounding in the way.
 pub(crate) trait PanelElem: Copy + Send + Sync + 'static {
+    /// Whether the element is f16 bits (read by the AVX-512 tile, which widens 16 at a time).
+    const IS_F16: bool;
     fn from_f32(v: f32) -> Self;
     // Used by the portable kernel; the AVX2 one widens through `load8`.
     #[allow(dead_code)]
@@ -36,6 +38,7 @@ pub(crate) trait PanelElem: Copy + Send + Sync + 'static {
 
 #[cfg(test)]
 impl PanelElem for f32 {
+    const IS_F16: bool = false;
     fn from_f32(v: f32) -> Self {
         v
     }
@@ -59,6 +62,7 @@ impl PanelElem for f32 {
 pub(crate) struct F16(#[allow(dead_code)] u16);
 
 impl PanelElem for F16 {
+    const IS_F16: bool = true;
     fn from_f32(v: f32) -> Self {
         F16(half::f16::from_f32(v).to_bits())
     }
@@ -138,6 +142,47 @@ pub(crate) fn linear<T: PanelElem>(
     bias: &[f32],
     out: &mut [f32],
 ) {
+    linear_on(Kernel::best(), x, m, w, bias, out)
+}
+
+/// Which register tile multiplies: both give the same sums in the same order (one FMA per input
+/// and output, inputs in order), so their outputs are bit-identical; the wide one does 16 columns
+/// per instruction instead of 8.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Kernel {
+    /// 6 rows x 16 columns in AVX2 registers (or the portable loop without AVX2).
+    Avx2,
+    /// 12 rows x 16 columns in AVX-512 registers, where the CPU has them (checked at run time,
+    /// since the build targets x86-64-v3 so that one binary runs on every machine we deploy to).
+    Avx512,
+}
+
+impl Kernel {
+    /// The widest kernel the CPU runs, unless `SCANAID_MATMUL_KERNEL=avx2` asks for the narrow one
+    /// (to compare the two on one machine in one run: `scanaid bench embed`).
+    pub(crate) fn best() -> Self {
+        static CHOSEN: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let narrow = std::env::var("SCANAID_MATMUL_KERNEL").is_ok_and(|v| v == "avx2");
+            #[cfg(target_arch = "x86_64")]
+            if !narrow && std::arch::is_x86_feature_detected!("avx512f") {
+                return Kernel::Avx512;
+            }
+            let _ = narrow;
+            Kernel::Avx2
+        })
+    }
+}
+
+/// `linear` with a chosen kernel (tests run both on machines that have both).
+pub(crate) fn linear_on<T: PanelElem>(
+    kernel: Kernel,
+    x: &[f32],
+    m: usize,
+    w: &Packed<T>,
+    bias: &[f32],
+    out: &mut [f32],
+) {
     let (n, k) = (w.n, w.k);
     assert!(x.len() >= m * k && out.len() >= m * n && bias.len() == n);
     let ptr = SendPtr(out.as_mut_ptr());
@@ -147,12 +192,12 @@ pub(crate) fn linear<T: PanelElem>(
             let half = panels / 2;
             // SAFETY: the halves write the disjoint column ranges of their panels.
             rayon::join(
-                || unsafe { run_block(x, 0, m, w, 0..half, bias, ptr) },
-                || unsafe { run_block(x, 0, m, w, half..panels, bias, ptr) },
+                || unsafe { run_block(kernel, x, 0, m, w, 0..half, bias, ptr) },
+                || unsafe { run_block(kernel, x, 0, m, w, half..panels, bias, ptr) },
             );
         } else {
             // SAFETY: one task writes the whole output.
-            unsafe { run_block(x, 0, m, w, 0..panels, bias, ptr) };
+            unsafe { run_block(kernel, x, 0, m, w, 0..panels, bias, ptr) };
         }
         return;
     }
@@ -161,6 +206,7 @@ pub(crate) fn linear<T: PanelElem>(
     (0..chunks).into_par_iter().for_each(|c| unsafe {
         let start = c * ROW_CHUNK;
         run_block(
+            kernel,
             x,
             start,
             (start + ROW_CHUNK).min(m),
@@ -178,6 +224,7 @@ pub(crate) fn linear<T: PanelElem>(
 /// `out` must point to a row-major buffer with at least `rows_end` rows of `w.n` columns, and no
 /// other thread may write those rows' columns of these panels meanwhile.
 unsafe fn run_block<T: PanelElem>(
+    kernel: Kernel,
     x: &[f32],
     rows_start: usize,
     rows_end: usize,
@@ -186,6 +233,11 @@ unsafe fn run_block<T: PanelElem>(
     bias: &[f32],
     out: SendPtr,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx512 {
+        return wide::run_block(x, rows_start, rows_end, w, panels, bias, out);
+    }
+    let _ = kernel;
     let (n, k) = (w.n, w.k);
     for panel in panels {
         let col0 = panel * NR;
@@ -296,6 +348,96 @@ unsafe fn tile<T: PanelElem, const M: usize>(
     }
 }
 
+/// The AVX-512 version of `run_block`: one 16-column panel fills one register, so a tile holds
+/// 12 rows (12 accumulators, enough independent FMAs to cover their latency on two FMA ports).
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use super::{Packed, PanelElem, SendPtr, NR};
+    use std::arch::x86_64::*;
+
+    /// Rows per register tile: 12 accumulators + 1 weight register of 32.
+    const MR: usize = 12;
+
+    /// # Safety
+    /// As `super::run_block`, and the CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn run_block<T: PanelElem>(
+        x: &[f32],
+        rows_start: usize,
+        rows_end: usize,
+        w: &Packed<T>,
+        panels: std::ops::Range<usize>,
+        bias: &[f32],
+        out: SendPtr,
+    ) {
+        let (n, k) = (w.n, w.k);
+        for panel in panels {
+            let col0 = panel * NR;
+            let cols = NR.min(n - col0);
+            let mut panel_bias = [0f32; NR];
+            panel_bias[..cols].copy_from_slice(&bias[col0..col0 + cols]);
+            let weights = w.panel(panel);
+            let mut row = rows_start;
+            while row < rows_end {
+                let rows = MR.min(rows_end - row);
+                let x_rows = &x[row * k..(row + rows) * k];
+                let dst = out.get().add(row * n + col0);
+                macro_rules! tiles {
+                    ($($m:literal)*) => {
+                        match rows {
+                            $($m => tile::<T, $m>(x_rows, k, weights, &panel_bias, dst, n, cols),)*
+                            _ => tile::<T, 1>(x_rows, k, weights, &panel_bias, dst, n, cols),
+                        }
+                    };
+                }
+                tiles!(12 11 10 9 8 7 6 5 4 3 2);
+                row += rows;
+            }
+        }
+    }
+
+    /// Sixteen panel elements widened to f32.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load16<T: PanelElem>(ptr: *const T) -> __m512 {
+        if T::IS_F16 {
+            _mm512_cvtph_ps(_mm256_loadu_si256(ptr as *const __m256i))
+        } else {
+            _mm512_loadu_ps(ptr as *const f32)
+        }
+    }
+
+    /// M rows times one panel plus bias (see `super::tile`).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile<T: PanelElem, const M: usize>(
+        x: &[f32],
+        k: usize,
+        panel: &[T],
+        bias: &[f32; NR],
+        dst: *mut f32,
+        ldo: usize,
+        cols: usize,
+    ) {
+        debug_assert!(x.len() >= M * k && panel.len() >= k * NR);
+        let mut acc = [_mm512_setzero_ps(); M];
+        let xp = x.as_ptr();
+        let wp = panel.as_ptr();
+        for p in 0..k {
+            let wv = load16(wp.add(p * NR));
+            for i in 0..M {
+                let xv = _mm512_set1_ps(*xp.add(i * k + p));
+                acc[i] = _mm512_fmadd_ps(xv, wv, acc[i]);
+            }
+        }
+        let b = _mm512_loadu_ps(bias.as_ptr());
+        let mask: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
+        for (i, a) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(dst.add(i * ldo), mask, _mm512_add_ps(*a, b));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,23 +471,46 @@ mod tests {
                 .collect();
             let bias: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
             let want = reference(&x, m, k, &w, n, &bias);
-            let mut out = vec![f32::NAN; m * n];
-            linear(&x, m, &Packed::<f32>::pack(&w, n, k), &bias, &mut out);
-            for (i, (got, want)) in out.iter().zip(&want).enumerate() {
-                assert!(
-                    (got - want).abs() < 1e-4,
-                    "f32 m={m} k={k} n={n} [{i}]: {got} vs {want}"
-                );
+            let run = |kernel: Kernel, f16: bool| {
+                let mut out = vec![f32::NAN; m * n];
+                if f16 {
+                    linear_on(
+                        kernel,
+                        &x,
+                        m,
+                        &Packed::<F16>::pack(&w, n, k),
+                        &bias,
+                        &mut out,
+                    );
+                } else {
+                    linear_on(
+                        kernel,
+                        &x,
+                        m,
+                        &Packed::<f32>::pack(&w, n, k),
+                        &bias,
+                        &mut out,
+                    );
+                }
+                out
+            };
+            for kernel in [Kernel::Avx2, Kernel::best()] {
+                for (i, (got, want)) in run(kernel, false).iter().zip(&want).enumerate() {
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "{kernel:?} f32 m={m} k={k} n={n} [{i}]: {got} vs {want}"
+                    );
+                }
+                for (i, (got, want)) in run(kernel, true).iter().zip(&want).enumerate() {
+                    // f16 weights: agreement to f16 rounding.
+                    assert!(
+                        (got - want).abs() < 2e-2,
+                        "{kernel:?} f16 m={m} k={k} n={n} [{i}]: {got} vs {want}"
+                    );
+                }
             }
-            let mut out = vec![f32::NAN; m * n];
-            linear(&x, m, &Packed::<F16>::pack(&w, n, k), &bias, &mut out);
-            for (i, (got, want)) in out.iter().zip(&want).enumerate() {
-                // f16 weights: agreement to f16 rounding.
-                assert!(
-                    (got - want).abs() < 2e-2,
-                    "f16 m={m} k={k} n={n} [{i}]: {got} vs {want}"
-                );
-            }
+            // Same sums in the same order: the kernels agree bit for bit (where both exist).
+            assert_eq!(run(Kernel::Avx2, true), run(Kernel::best(), true));
         }
     }
 }
