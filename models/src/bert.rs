@@ -33,30 +33,30 @@ pub struct BertShape {
     pub max_positions: usize,
 }
 
-/// A linear layer: its weights packed once, as f16, and its bias.
+/// A linear layer: its weights packed once, and its bias.
 ///
-/// Reading the weights is most of a query's cost. For batches f16 panels were measured about as
-/// fast as f32 ones (scifact windows, interleaved runs: 53.5 / 59.2 against 53.1 / 55.4 windows/s;
-/// the kernel is at the cores' FMA peak there), so one f16 copy serves both and the weights take
-/// half the memory of f32 alone (a third of keeping both). Vectors stay within 2e-4 of candle's f32
-/// `BertModel` (test `the_packed_forward_matches_candle_bert_model`).
+/// Where the CPU has AVX512-VNNI the weights are kept in 16-bit integers (`vnni.rs`: twice the f32
+/// arithmetic rate, for queries and batches alike: on scifact, interleaved runs, a query's
+/// embedding took 3.75 / 4.42 / 4.98 ms against 5.18 / 5.89 / 5.57 ms with f16 weights, same
+/// nDCG@10). Elsewhere they are f16: reading the weights is most of a query's cost, and for batches
+/// f16 panels were measured about as fast as f32 ones (scifact windows, interleaved runs: 53.5 /
+/// 59.2 against 53.1 / 55.4 windows/s; the kernel is at the cores' FMA peak there), so one f16
+/// copy serves both. Vectors stay within 2e-4 of candle's f32 `BertModel` with f16 weights and
+/// 1e-3 with int16 (test `the_packed_forward_matches_candle_bert_model`).
 struct Linear {
-    weights: Packed<F16>,
-    /// The same weights in 16-bit integers, for batches, where the CPU has AVX512-VNNI
-    /// (`vnni.rs`: twice the f32 arithmetic rate).
-    #[cfg(target_arch = "x86_64")]
-    int16: Option<PackedI16>,
+    weights: LinearWeights,
     bias: Vec<f32>,
     k: usize,
 }
 
-/// From this many rows a linear layer runs in 16-bit integers where it can: a batch. Below it (a
-/// query's tokens) the f16 kernel, whose cost is reading the weights, keeps f32 arithmetic.
-#[cfg(target_arch = "x86_64")]
-const INT16_MIN_ROWS: usize = 64;
+enum LinearWeights {
+    F16(Packed<F16>),
+    #[cfg(target_arch = "x86_64")]
+    Int16(PackedI16),
+}
 
-/// Which arithmetic a batch's linear layers run in on this CPU, for benchmarks and tests to say
-/// (and bound their tolerance by): `int16` where AVX512-VNNI exists, else f32 FMA on f16 weights.
+/// Which arithmetic the linear layers run in on this CPU, for benchmarks and tests to say (and
+/// bound their tolerance by): `int16` where AVX512-VNNI exists, else f32 FMA on f16 weights.
 pub fn batch_arithmetic() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     if vnni::available() {
@@ -72,22 +72,33 @@ impl Linear {
     /// `w` stored (n, k) row-major as in the checkpoint, `bias` of length n.
     fn new(w: Vec<f32>, bias: Vec<f32>, k: usize) -> Self {
         let n = bias.len();
+        #[cfg(target_arch = "x86_64")]
+        if vnni::available() {
+            return Self {
+                weights: LinearWeights::Int16(PackedI16::pack(&w, n, k)),
+                bias,
+                k,
+            };
+        }
         Self {
-            weights: Packed::pack(&w, n, k),
-            #[cfg(target_arch = "x86_64")]
-            int16: vnni::available().then(|| PackedI16::pack(&w, n, k)),
+            weights: LinearWeights::F16(Packed::pack(&w, n, k)),
             bias,
             k,
         }
     }
 
+    /// Output width.
+    fn n(&self) -> usize {
+        self.bias.len()
+    }
+
     /// out (m x n) = x (m x k) times the weights, plus the bias.
     fn apply(&self, x: &[f32], m: usize, out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(int16) = self.int16.as_ref().filter(|_| m >= INT16_MIN_ROWS) {
-            return vnni::linear(x, m, self.k, int16, &self.bias, out);
+        match &self.weights {
+            LinearWeights::F16(weights) => packed::linear(x, m, weights, &self.bias, out),
+            #[cfg(target_arch = "x86_64")]
+            LinearWeights::Int16(weights) => vnni::linear(x, m, self.k, weights, &self.bias, out),
         }
-        packed::linear(x, m, &self.weights, &self.bias, out)
     }
 }
 
@@ -215,7 +226,7 @@ impl BertEncoder {
         if h % shape.heads != 0
             || h % 8 != 0
             || shape.intermediate % 8 != 0
-            || encoder.layers[0].ff1.weights.n() != shape.intermediate
+            || encoder.layers[0].ff1.n() != shape.intermediate
         {
             return Err(ModelError::Encode(
                 "model weights do not match the configured BERT shape".into(),

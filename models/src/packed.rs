@@ -105,10 +105,6 @@ impl<T: PanelElem> Packed<T> {
         Self { n, k, data }
     }
 
-    pub(crate) fn n(&self) -> usize {
-        self.n
-    }
-
     fn panels(&self) -> usize {
         self.n.div_ceil(NR)
     }
