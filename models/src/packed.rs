@@ -235,6 +235,46 @@ unsafe fn run_block<T: PanelElem>(
     }
     let _ = kernel;
     let (n, k) = (w.n, w.k);
+    for_each_tile(
+        MR,
+        x,
+        rows_start,
+        rows_end,
+        w,
+        panels,
+        bias,
+        out,
+        |rows, x_rows, weights, b, dst, cols| match rows {
+            6 => tile::<T, 6>(x_rows, k, weights, b, dst, n, cols),
+            5 => tile::<T, 5>(x_rows, k, weights, b, dst, n, cols),
+            4 => tile::<T, 4>(x_rows, k, weights, b, dst, n, cols),
+            3 => tile::<T, 3>(x_rows, k, weights, b, dst, n, cols),
+            2 => tile::<T, 2>(x_rows, k, weights, b, dst, n, cols),
+            _ => tile::<T, 1>(x_rows, k, weights, b, dst, n, cols),
+        },
+    );
+}
+
+/// The walk both register tiles share: for each panel, its bias, then the rows in groups of up to
+/// `mr`, each handed to `tile` with its inputs, the panel, the output position and the panel's
+/// valid column count.
+///
+/// # Safety
+/// As `run_block`; `tile` must write only the group's rows and the panel's columns at `dst`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn for_each_tile<T: PanelElem>(
+    mr: usize,
+    x: &[f32],
+    rows_start: usize,
+    rows_end: usize,
+    w: &Packed<T>,
+    panels: std::ops::Range<usize>,
+    bias: &[f32],
+    out: SendPtr,
+    mut tile: impl FnMut(usize, &[f32], &[T], &[f32; NR], *mut f32, usize),
+) {
+    let (n, k) = (w.n, w.k);
     for panel in panels {
         let col0 = panel * NR;
         let cols = NR.min(n - col0);
@@ -243,17 +283,16 @@ unsafe fn run_block<T: PanelElem>(
         let weights = w.panel(panel);
         let mut row = rows_start;
         while row < rows_end {
-            let rows = MR.min(rows_end - row);
+            let rows = mr.min(rows_end - row);
             let x_rows = &x[row * k..(row + rows) * k];
-            let dst = out.get().add(row * n + col0);
-            match rows {
-                6 => tile::<T, 6>(x_rows, k, weights, &panel_bias, dst, n, cols),
-                5 => tile::<T, 5>(x_rows, k, weights, &panel_bias, dst, n, cols),
-                4 => tile::<T, 4>(x_rows, k, weights, &panel_bias, dst, n, cols),
-                3 => tile::<T, 3>(x_rows, k, weights, &panel_bias, dst, n, cols),
-                2 => tile::<T, 2>(x_rows, k, weights, &panel_bias, dst, n, cols),
-                _ => tile::<T, 1>(x_rows, k, weights, &panel_bias, dst, n, cols),
-            }
+            tile(
+                rows,
+                x_rows,
+                weights,
+                &panel_bias,
+                out.get().add(row * n + col0),
+                cols,
+            );
             row += rows;
         }
     }
@@ -367,29 +406,27 @@ mod wide {
         out: SendPtr,
     ) {
         let (n, k) = (w.n, w.k);
-        for panel in panels {
-            let col0 = panel * NR;
-            let cols = NR.min(n - col0);
-            let mut panel_bias = [0f32; NR];
-            panel_bias[..cols].copy_from_slice(&bias[col0..col0 + cols]);
-            let weights = w.panel(panel);
-            let mut row = rows_start;
-            while row < rows_end {
-                let rows = MR.min(rows_end - row);
-                let x_rows = &x[row * k..(row + rows) * k];
-                let dst = out.get().add(row * n + col0);
+        super::for_each_tile(
+            MR,
+            x,
+            rows_start,
+            rows_end,
+            w,
+            panels,
+            bias,
+            out,
+            |rows, x_rows, weights, b, dst, cols| {
                 macro_rules! tiles {
-                    ($($m:literal)*) => {
-                        match rows {
-                            $($m => tile::<T, $m>(x_rows, k, weights, &panel_bias, dst, n, cols),)*
-                            _ => tile::<T, 1>(x_rows, k, weights, &panel_bias, dst, n, cols),
-                        }
-                    };
-                }
-                tiles!(12 11 10 9 8 7 6 5 4 3 2);
-                row += rows;
+                ($($m:literal)*) => {
+                    match rows {
+                        $($m => tile::<T, $m>(x_rows, k, weights, b, dst, n, cols),)*
+                        _ => tile::<T, 1>(x_rows, k, weights, b, dst, n, cols),
+                    }
+                };
             }
-        }
+                tiles!(12 11 10 9 8 7 6 5 4 3 2);
+            },
+        );
     }
 
     /// Sixteen panel elements widened to f32.
