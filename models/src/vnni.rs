@@ -102,7 +102,8 @@ impl PackedI16 {
 }
 
 thread_local! {
-    /// A task's quantised rows, kept between calls (allocating them per call page-faults).
+    /// A task's quantised rows, kept between calls (allocating them per call page-faults); a call
+    /// takes the buffer and puts it back, so no borrow is held while it runs.
     static QUANTISED: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -126,38 +127,39 @@ pub(crate) fn linear(
     let run = |c: usize| {
         let start = c * ROW_CHUNK;
         let rows = ROW_CHUNK.min(m - start);
-        QUANTISED.with(|buffer| {
-            let mut buffer = buffer.borrow_mut();
-            buffer.resize(rows * w.k, 0);
-            let mut row_scale = [0f32; ROW_CHUNK];
-            // SAFETY: `available()` was checked; the task writes only its own rows of `out`.
-            unsafe {
-                quantise_rows(
-                    &x[start * k_in..(start + rows) * k_in],
-                    rows,
-                    k_in,
-                    w.k,
-                    &mut buffer,
-                    &mut row_scale,
+        // Taken out of the thread-local rather than borrowed in place: the join below may run
+        // other rayon work on this thread while it waits, and that work may come back here.
+        let mut buffer = QUANTISED.with(|kept| std::mem::take(&mut *kept.borrow_mut()));
+        buffer.resize(rows * w.k, 0);
+        let mut row_scale = [0f32; ROW_CHUNK];
+        // SAFETY: `available()` was checked; the task writes only its own rows of `out`.
+        unsafe {
+            quantise_rows(
+                &x[start * k_in..(start + rows) * k_in],
+                rows,
+                k_in,
+                w.k,
+                &mut buffer,
+                &mut row_scale,
+            );
+            let q = &buffer[..];
+            let scales = &row_scale[..rows];
+            let dst = SendPtr(ptr.get().add(start * w.n));
+            let panels = w.n.div_ceil(NR);
+            if chunks == 1 && panels > 1 && rayon::current_num_threads() > 1 {
+                // Few rows (a query): the panels are split between the cores instead,
+                // since one chunk of rows would leave the other core idle.
+                let half = panels / 2;
+                // SAFETY: the halves write the disjoint column ranges of their panels.
+                rayon::join(
+                    || run_rows(q, scales, w, 0..half, bias, dst.get()),
+                    || run_rows(q, scales, w, half..panels, bias, dst.get()),
                 );
-                let q = &buffer[..];
-                let scales = &row_scale[..rows];
-                let dst = SendPtr(ptr.get().add(start * w.n));
-                let panels = w.n.div_ceil(NR);
-                if chunks == 1 && panels > 1 && rayon::current_num_threads() > 1 {
-                    // Few rows (a query): the panels are split between the cores instead,
-                    // since one chunk of rows would leave the other core idle.
-                    let half = panels / 2;
-                    // SAFETY: the halves write the disjoint column ranges of their panels.
-                    rayon::join(
-                        || run_rows(q, scales, w, 0..half, bias, dst.get()),
-                        || run_rows(q, scales, w, half..panels, bias, dst.get()),
-                    );
-                } else {
-                    run_rows(q, scales, w, 0..panels, bias, dst.get());
-                }
+            } else {
+                run_rows(q, scales, w, 0..panels, bias, dst.get());
             }
-        });
+        }
+        QUANTISED.with(|kept| *kept.borrow_mut() = buffer);
     };
     if chunks == 1 {
         run(0);
@@ -369,6 +371,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Many calls at once from rayon tasks, each splitting its panels with a join, give the same
+    /// outputs as the calls one at a time. (A waiting join may run another task's call on the
+    /// same thread; the buffer is taken out of the thread-local for that. Three runs of this test
+    /// against the borrowing version did not happen to hit that interleaving.)
+    #[test]
+    fn calls_from_rayon_tasks_do_not_share_a_buffer() {
+        if !available() {
+            return;
+        }
+        let (m, k, n) = (5, 384, 1536);
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0)
+            .collect();
+        let packed = PackedI16::pack(&w, n, k);
+        let bias = vec![0.5f32; n];
+        let input = |t: usize| -> Vec<f32> {
+            (0..m * k)
+                .map(|i| ((i * 5 + t) % 11) as f32 / 7.0 - 0.7)
+                .collect()
+        };
+        let alone: Vec<Vec<f32>> = (0..256)
+            .map(|t| {
+                let mut out = vec![0f32; m * n];
+                linear(&input(t), m, k, &packed, &bias, &mut out);
+                out
+            })
+            .collect();
+        let from_tasks: Vec<Vec<f32>> = (0..256)
+            .into_par_iter()
+            .map(|t| {
+                let mut out = vec![0f32; m * n];
+                linear(&input(t), m, k, &packed, &bias, &mut out);
+                out
+            })
+            .collect();
+        assert_eq!(alone, from_tasks);
     }
 
     #[test]
