@@ -46,7 +46,6 @@ pub struct BertShape {
 struct Linear {
     weights: LinearWeights,
     bias: Vec<f32>,
-    k: usize,
 }
 
 enum LinearWeights {
@@ -55,9 +54,9 @@ enum LinearWeights {
     Int16(PackedI16),
 }
 
-/// Which arithmetic the linear layers run in on this CPU, for benchmarks and tests to say (and
-/// bound their tolerance by): `int16` where AVX512-VNNI exists, else f32 FMA on f16 weights.
-pub fn batch_arithmetic() -> &'static str {
+/// Which arithmetic the linear layers (queries and batches) run in on this CPU, for benchmarks and
+/// tests to say (and bound their tolerance by): `int16` where AVX512-VNNI exists, else f32 FMA on f16 weights.
+pub fn linear_arithmetic() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     if vnni::available() {
         return "int16 (AVX512-VNNI)";
@@ -77,13 +76,11 @@ impl Linear {
             return Self {
                 weights: LinearWeights::Int16(PackedI16::pack(&w, n, k)),
                 bias,
-                k,
             };
         }
         Self {
             weights: LinearWeights::F16(Packed::pack(&w, n, k)),
             bias,
-            k,
         }
     }
 
@@ -97,7 +94,7 @@ impl Linear {
         match &self.weights {
             LinearWeights::F16(weights) => packed::linear(x, m, weights, &self.bias, out),
             #[cfg(target_arch = "x86_64")]
-            LinearWeights::Int16(weights) => vnni::linear(x, m, self.k, weights, &self.bias, out),
+            LinearWeights::Int16(weights) => vnni::linear(x, m, weights, &self.bias, out),
         }
     }
 }

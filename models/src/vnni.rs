@@ -52,11 +52,23 @@ fn magnitude(k_padded: usize) -> f32 {
     (((i32::MAX as f64) / terms).sqrt().floor()).min(i16::MAX as f64) as f32
 }
 
+/// The factors onto and off a grid of `magnitude` levels for values whose largest magnitude is
+/// `largest`. A zero (or not finite) largest value maps everything to zero.
+fn grid(largest: f32, magnitude: f32) -> (f32, f32) {
+    if largest > 0.0 && largest.is_finite() {
+        (magnitude / largest, largest / magnitude)
+    } else {
+        (0.0, 0.0)
+    }
+}
+
 /// A weight matrix (n outputs x k inputs) as ceil(n / 16) panels of 16 columns, each column
 /// scaled to `magnitude` by its own factor. Inside a panel, inputs come in pairs: for each pair,
 /// 16 columns x 2 inputs, the order `vpdpwssd` multiplies in.
 pub(crate) struct PackedI16 {
     n: usize,
+    /// Inputs per row of x.
+    k_in: usize,
     /// k rounded up to even (the last input of an odd k pairs with a zero).
     k: usize,
     data: Vec<i16>,
@@ -75,12 +87,7 @@ impl PackedI16 {
         let mut column_scale = vec![0f32; panels * NR];
         for j in 0..n {
             let column = &w[j * k..(j + 1) * k];
-            let largest = column.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let (to_int, scale) = if largest > 0.0 {
-                (m / largest, largest / m)
-            } else {
-                (0.0, 0.0)
-            };
+            let (to_int, scale) = grid(column.iter().fold(0f32, |a, v| a.max(v.abs())), m);
             column_scale[j] = scale;
             let (panel, col) = (j / NR, j % NR);
             for (p, &v) in column.iter().enumerate() {
@@ -90,6 +97,7 @@ impl PackedI16 {
         }
         Self {
             n,
+            k_in: k,
             k: kp,
             data,
             column_scale,
@@ -107,20 +115,14 @@ thread_local! {
     static QUANTISED: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
 }
 
-/// out (m x n, row-major) = x (m x `k_in`, row-major) times the packed weights, plus `bias`.
+/// out (m x n, row-major) = x (m x `w.k_in`, row-major) times the packed weights, plus `bias`.
 /// Splits the rows between threads in chunks.
 ///
 /// The caller must have checked `available()`.
-pub(crate) fn linear(
-    x: &[f32],
-    m: usize,
-    k_in: usize,
-    w: &PackedI16,
-    bias: &[f32],
-    out: &mut [f32],
-) {
+pub(crate) fn linear(x: &[f32], m: usize, w: &PackedI16, bias: &[f32], out: &mut [f32]) {
     assert!(available(), "the int16 kernel needs AVX512-VNNI");
-    assert!(k_in.next_multiple_of(2) == w.k && x.len() >= m * k_in);
+    let k_in = w.k_in;
+    assert!(x.len() >= m * k_in);
     assert!(out.len() >= m * w.n && bias.len() == w.n);
     let ptr = SendPtr(out.as_mut_ptr());
     let chunks = m.div_ceil(ROW_CHUNK);
@@ -195,12 +197,7 @@ unsafe fn quantise_rows(
         for &v in &row[whole..] {
             largest = largest.max(v.abs());
         }
-        // A zero row (or one that is not finite) multiplies to zero.
-        let (to_int, scale) = if largest > 0.0 && largest.is_finite() {
-            (m / largest, largest / m)
-        } else {
-            (0.0, 0.0)
-        };
+        let (to_int, scale) = grid(largest, m);
         row_scale[r] = scale;
         let factor = _mm512_set1_ps(to_int);
         for c in (0..whole).step_by(16) {
@@ -357,7 +354,7 @@ mod tests {
                 .collect();
             let bias: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
             let mut out = vec![f32::NAN; m * n];
-            linear(&x, m, k, &PackedI16::pack(&w, n, k), &bias, &mut out);
+            linear(&x, m, &PackedI16::pack(&w, n, k), &bias, &mut out);
             for i in 0..m {
                 for j in 0..n {
                     let terms = (0..k).map(|p| (x[i * k + p] as f64, w[j * k + p] as f64));
@@ -396,7 +393,7 @@ mod tests {
         let alone: Vec<Vec<f32>> = (0..256)
             .map(|t| {
                 let mut out = vec![0f32; m * n];
-                linear(&input(t), m, k, &packed, &bias, &mut out);
+                linear(&input(t), m, &packed, &bias, &mut out);
                 out
             })
             .collect();
@@ -404,7 +401,7 @@ mod tests {
             .into_par_iter()
             .map(|t| {
                 let mut out = vec![0f32; m * n];
-                linear(&input(t), m, k, &packed, &bias, &mut out);
+                linear(&input(t), m, &packed, &bias, &mut out);
                 out
             })
             .collect();
