@@ -258,7 +258,7 @@ fn embed(b: EmbedBench) -> Result<()> {
     let linear = scanaid_models::matmul_bench::linear_gflops(32 * 256, 384, 1536, 5)?;
     println!("candle f32 matmul 1024^3: {matmul:.1} GFLOP/s; BERT-shaped linear (8192x384 * 384x1536): {linear:.1} GFLOP/s");
     println!(
-        "linear layers: {} (SCANAID_MATMUL_KERNEL=avx2|avx512|int16 picks another to compare)",
+        "linear layers: {} (SCANAID_MATMUL_KERNEL=avx2|avx512|int16|int16-avx2 picks another to compare)",
         scanaid_models::bert::linear_arithmetic()
     );
     println!("| tokens/passage | passages/s | tokens/s | GFLOP/s | share of matmul bound |");

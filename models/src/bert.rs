@@ -18,9 +18,9 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
-use crate::packed::{self, Packed, SendPtr, F16};
 #[cfg(target_arch = "x86_64")]
-use crate::vnni::{self, PackedI16};
+use crate::int16::{self, PackedI16};
+use crate::packed::{self, Packed, SendPtr, F16};
 
 /// Shape of a BERT encoder.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +35,7 @@ pub struct BertShape {
 
 /// A linear layer: its weights packed once, and its bias.
 ///
-/// Where the CPU has AVX512-VNNI the weights are kept in 16-bit integers (`vnni.rs`: twice the f32
+/// Where the CPU has AVX512-VNNI the weights are kept in 16-bit integers (`int16.rs`: twice the f32
 /// arithmetic rate, for queries and batches alike: on scifact, interleaved runs, a query's
 /// embedding took 3.75 / 4.42 / 4.98 ms against 5.18 / 5.89 / 5.57 ms with f16 weights, same
 /// nDCG@10). Elsewhere they are f16: reading the weights is most of a query's cost, and for batches
@@ -58,8 +58,8 @@ enum LinearWeights {
 /// tests to say (and bound their tolerance by): `int16` where AVX512-VNNI exists, else f32 FMA on f16 weights.
 pub fn linear_arithmetic() -> &'static str {
     #[cfg(target_arch = "x86_64")]
-    if vnni::available() {
-        return "int16 (AVX512-VNNI)";
+    if let Some(kernel) = int16::kernel() {
+        return kernel.name();
     }
     match packed::Kernel::best() {
         packed::Kernel::Avx512 => "f32 on f16 weights (AVX-512)",
@@ -72,7 +72,7 @@ impl Linear {
     fn new(w: Vec<f32>, bias: Vec<f32>, k: usize) -> Self {
         let n = bias.len();
         #[cfg(target_arch = "x86_64")]
-        if vnni::available() {
+        if int16::kernel().is_some() {
             return Self {
                 weights: LinearWeights::Int16(PackedI16::pack(&w, n, k)),
                 bias,
@@ -94,7 +94,7 @@ impl Linear {
         match &self.weights {
             LinearWeights::F16(weights) => packed::linear(x, m, weights, &self.bias, out),
             #[cfg(target_arch = "x86_64")]
-            LinearWeights::Int16(weights) => vnni::linear(x, m, weights, &self.bias, out),
+            LinearWeights::Int16(weights) => int16::linear(x, m, weights, &self.bias, out),
         }
     }
 }

@@ -6,10 +6,10 @@ pub mod e5s1;
 pub mod embedder;
 pub mod error;
 pub mod fetch;
+#[cfg(target_arch = "x86_64")]
+mod int16;
 pub mod matmul_bench;
 mod packed;
-#[cfg(target_arch = "x86_64")]
-mod vnni;
 
 pub use embedder::{BertEmbedder, Embedder};
 pub use error::{ModelError, Result};

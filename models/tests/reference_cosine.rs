@@ -112,8 +112,8 @@ fn the_packed_forward_matches_candle_bert_model() {
         .unwrap();
     let reference = pooled.to_vec2::<f32>().unwrap();
     // These texts are one batch of more than 64 tokens, so they run the linear layers' arithmetic: int16
-    // where AVX512-VNNI exists (measured up to 4.5e-4 per component on these texts), else f32 on
-    // f16 weights (measured up to 8e-5; f32 weights gave 2e-7).
+    // where AVX512-VNNI exists or SCANAID_MATMUL_KERNEL=int16 asks for it (measured up to 4.5e-4 per
+    // component on these texts), else f32 on f16 weights (measured up to 8e-5; f32 weights gave 2e-7).
     let arithmetic = scanaid_models::bert::linear_arithmetic();
     let bound = if arithmetic.starts_with("int16") {
         1e-3
