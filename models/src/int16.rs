@@ -242,6 +242,57 @@ fn quantise_tail(row: &[f32], whole: usize, to_int: f32, dst: &mut [i16]) {
     dst[row.len()..].iter_mut().for_each(|v| *v = 0);
 }
 
+/// One register tile's share of a `run_rows` call: `rows` quantised rows times one panel.
+struct TileAt<'a> {
+    rows: usize,
+    q: &'a [i16],
+    row_scale: &'a [f32],
+    /// The panel's first column, and how many of its 16 columns are real.
+    col0: usize,
+    cols: usize,
+    weights: &'a [i16],
+    /// Where the tile's first row and column go in `dst` (row stride `w.n`).
+    out: *mut f32,
+}
+
+/// The walk both kernels' `run_rows` share: panel by panel, then the rows in tiles of at most `mr`.
+/// `#[inline(always)]` so each kernel's tile closure is compiled inside its own
+/// `#[target_feature]` function, as `packed::for_each_tile` is.
+///
+/// # Safety
+/// `dst` must be valid for `row_scale.len()` x `w.n` values; `tile` must write only its tile.
+#[inline(always)]
+unsafe fn for_each_tile(
+    mr: usize,
+    q: &[i16],
+    row_scale: &[f32],
+    w: &PackedI16,
+    panels: std::ops::Range<usize>,
+    dst: *mut f32,
+    mut tile: impl FnMut(TileAt<'_>),
+) {
+    let rows = row_scale.len();
+    let (n, kp) = (w.n, w.k);
+    for panel in panels {
+        let col0 = panel * NR;
+        let weights = w.panel(panel);
+        let mut row = 0;
+        while row < rows {
+            let m = mr.min(rows - row);
+            tile(TileAt {
+                rows: m,
+                q: &q[row * kp..(row + m) * kp],
+                row_scale: &row_scale[row..row + m],
+                col0,
+                cols: NR.min(n - col0),
+                weights,
+                out: dst.add(row * n + col0),
+            });
+            row += m;
+        }
+    }
+}
+
 mod avx512 {
     use super::*;
 
@@ -306,33 +357,22 @@ mod avx512 {
         bias: &[f32],
         dst: *mut f32,
     ) {
-        let rows = row_scale.len();
         let (n, kp) = (w.n, w.k);
-        for panel in panels {
-            let col0 = panel * NR;
-            let cols = NR.min(n - col0);
-            let mask: __mmask16 = if cols == NR { !0 } else { (1u16 << cols) - 1 };
-            let panel_bias = _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(col0));
-            let column_scale = _mm512_loadu_ps(w.column_scale.as_ptr().add(col0));
-            let weights = w.panel(panel);
-            let mut row = 0;
-            while row < rows {
-                let m = MR.min(rows - row);
-                let tile_q = &q[row * kp..(row + m) * kp];
-                let scales = &row_scale[row..row + m];
-                let out = dst.add(row * n + col0);
-                macro_rules! tiles {
-                    ($($m:literal)*) => {
-                        match m {
-                            $($m => tile::<$m>(tile_q, kp, weights, scales, column_scale, panel_bias, mask, out, n),)*
-                            _ => tile::<1>(tile_q, kp, weights, scales, column_scale, panel_bias, mask, out, n),
-                        }
-                    };
-                }
-                tiles!(12 11 10 9 8 7 6 5 4 3 2);
-                row += m;
+        for_each_tile(MR, q, row_scale, w, panels, dst, |t| {
+            let mask: __mmask16 = if t.cols == NR { !0 } else { (1u16 << t.cols) - 1 };
+            let panel_bias = _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(t.col0));
+            let column_scale = _mm512_loadu_ps(w.column_scale.as_ptr().add(t.col0));
+            let (tile_q, weights, scales, out) = (t.q, t.weights, t.row_scale, t.out);
+            macro_rules! tiles {
+                ($($m:literal)*) => {
+                    match t.rows {
+                        $($m => tile::<$m>(tile_q, kp, weights, scales, column_scale, panel_bias, mask, out, n),)*
+                        _ => tile::<1>(tile_q, kp, weights, scales, column_scale, panel_bias, mask, out, n),
+                    }
+                };
             }
-        }
+            tiles!(12 11 10 9 8 7 6 5 4 3 2);
+        });
     }
 
     /// M quantised rows times one panel: integer sums, then scaled by row and column and biased.
@@ -474,33 +514,23 @@ mod avx2 {
         bias: &[f32],
         dst: *mut f32,
     ) {
-        let rows = row_scale.len();
         let (n, kp) = (w.n, w.k);
-        for panel in panels {
-            let col0 = panel * NR;
-            let cols = NR.min(n - col0);
+        for_each_tile(MR, q, row_scale, w, panels, dst, |t| {
+            let cols = t.cols;
             let mut panel_bias = [0f32; NR];
-            panel_bias[..cols].copy_from_slice(&bias[col0..col0 + cols]);
-            let column_scale = &w.column_scale[col0..col0 + NR];
-            let weights = w.panel(panel);
-            let mut row = 0;
-            while row < rows {
-                let m = MR.min(rows - row);
-                let tile_q = &q[row * kp..(row + m) * kp];
-                let scales = &row_scale[row..row + m];
-                let out = dst.add(row * n + col0);
-                macro_rules! tiles {
-                    ($($m:literal)*) => {
-                        match m {
-                            $($m => tile::<$m>(tile_q, kp, weights, scales, column_scale, &panel_bias, cols, out, n),)*
-                            _ => tile::<1>(tile_q, kp, weights, scales, column_scale, &panel_bias, cols, out, n),
-                        }
-                    };
-                }
-                tiles!(6 5 4 3 2);
-                row += m;
+            panel_bias[..cols].copy_from_slice(&bias[t.col0..t.col0 + cols]);
+            let column_scale = &w.column_scale[t.col0..t.col0 + NR];
+            let (tile_q, weights, scales, out) = (t.q, t.weights, t.row_scale, t.out);
+            macro_rules! tiles {
+                ($($m:literal)*) => {
+                    match t.rows {
+                        $($m => tile::<$m>(tile_q, kp, weights, scales, column_scale, &panel_bias, cols, out, n),)*
+                        _ => tile::<1>(tile_q, kp, weights, scales, column_scale, &panel_bias, cols, out, n),
+                    }
+                };
             }
-        }
+            tiles!(6 5 4 3 2);
+        });
     }
 
     /// M quantised rows times one panel: integer sums, then scaled by row and column and biased;
