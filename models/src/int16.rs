@@ -359,7 +359,11 @@ mod avx512 {
     ) {
         let (n, kp) = (w.n, w.k);
         for_each_tile(MR, q, row_scale, w, panels, dst, |t| {
-            let mask: __mmask16 = if t.cols == NR { !0 } else { (1u16 << t.cols) - 1 };
+            let mask: __mmask16 = if t.cols == NR {
+                !0
+            } else {
+                (1u16 << t.cols) - 1
+            };
             let panel_bias = _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(t.col0));
             let column_scale = _mm512_loadu_ps(w.column_scale.as_ptr().add(t.col0));
             let (tile_q, weights, scales, out) = (t.q, t.weights, t.row_scale, t.out);

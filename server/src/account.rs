@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::auth::{self, SignedIn, SESSION_COOKIE, SIGNIN_CSRF_COOKIE};
 use crate::http;
 use crate::roles::{Role, ALL_ROLES};
+use crate::signin_limits::{PER_ACCOUNT, PER_CLIENT};
 use crate::views::{AdminUsersPage, MessagePage, SignInPage, UserRow};
 use crate::{AppError, AppState};
 
@@ -96,10 +97,14 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
     let username = form.username.trim().to_ascii_lowercase();
     let account_key = format!("user:{username}");
     let client_key = format!("client:{client}");
-    let locked = app
-        .signin_limiter
-        .locked_for(&account_key)
-        .or_else(|| app.client_limiter.locked_for(&client_key));
+    let now = chrono::Utc::now();
+    let locked = match PER_ACCOUNT
+        .locked_for(&app.store, &account_key, now)
+        .await?
+    {
+        Some(wait) => Some(wait),
+        None => PER_CLIENT.locked_for(&app.store, &client_key, now).await?,
+    };
     if let Some(wait) = locked {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         return signin_page(
@@ -123,7 +128,7 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
     }
     match auth::sign_in(&app.store, &username, &form.password).await? {
         Some(token) => {
-            app.signin_limiter.record_success(&account_key);
+            PER_ACCOUNT.record_success(&app.store, &account_key).await?;
             let cookie =
                 http::set_cookie(SESSION_COOKIE, &token, "/", None, app.config.secure_cookies);
             let response = with_cookie(Redirect::to("/").into_response(), &cookie);
@@ -139,8 +144,13 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
             )))
         }
         None => {
-            app.signin_limiter.record_failure(&account_key);
-            app.client_limiter.record_failure(&client_key);
+            let now = chrono::Utc::now();
+            PER_ACCOUNT
+                .record_failure(&app.store, &account_key, now)
+                .await?;
+            PER_CLIENT
+                .record_failure(&app.store, &client_key, now)
+                .await?;
             tracing::info!(client = %client, "failed sign-in");
             signin_page(
                 &app,

@@ -1,5 +1,5 @@
 //! Staff sign-in: argon2id password hashes, sessions in the store (only a hash of the cookie's token is
-//! kept), CSRF tokens for forms, and limits on failed sign-ins per account and per client.
+//! kept), CSRF tokens for forms. The limits on failed sign-ins are in `signin_limits`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -187,8 +187,9 @@ fn dummy_hash() -> String {
         .clone()
 }
 
-/// Failed sign-ins per key (account or client): after `max_failures` within `window` the key is locked
-/// for `lockout`. Kept in memory: a restart forgets, which only ever unlocks early.
+/// Events per key within a window, in memory: after `max_failures` within `window` the key is locked
+/// for `lockout`. The chat's rate limits use it, where a restart forgetting costs nothing; sign-in
+/// failures are counted in the store instead (`signin_limits`), shared by every replica.
 pub struct AttemptLimiter {
     max_failures: u32,
     window: Duration,

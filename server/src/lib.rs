@@ -33,6 +33,7 @@ pub mod rules;
 pub mod rules_admin;
 pub mod scan;
 pub mod scans_view;
+pub mod signin_limits;
 pub mod site;
 pub mod store;
 pub mod support;
@@ -44,7 +45,6 @@ pub mod webhook;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -54,7 +54,6 @@ use scanaid_models::Embedder;
 
 pub use error::{AppError, Result, ServerError};
 
-use crate::auth::AttemptLimiter;
 use crate::events::EventSink;
 use crate::store::Store;
 
@@ -126,10 +125,6 @@ pub struct Inner {
     pub pages: pages::PageCache,
     /// Rendered role pages per index generation (see `pages::RenderedPages`).
     pub rendered: pages::RenderedPages,
-    /// Failed sign-ins per username.
-    pub signin_limiter: AttemptLimiter,
-    /// Failed sign-ins per client address prefix: higher, since a ward or a plant shares one address.
-    pub client_limiter: AttemptLimiter,
     /// Operational figures for `/metrics`.
     pub metrics: metrics::Metrics,
     /// Progress of the publish jobs running in this process.
@@ -305,16 +300,6 @@ pub async fn open(
         ),
         embedder,
         config,
-        signin_limiter: AttemptLimiter::new(
-            5,
-            Duration::from_secs(15 * 60),
-            Duration::from_secs(15 * 60),
-        ),
-        client_limiter: AttemptLimiter::new(
-            30,
-            Duration::from_secs(15 * 60),
-            Duration::from_secs(15 * 60),
-        ),
         pages: pages::PageCache::default(),
         rendered: pages::RenderedPages::default(),
         support: support::Hub::default(),

@@ -15,6 +15,7 @@ use crate::http;
 use crate::i18n::{self, Strings};
 use crate::patients::{Attempt, PacketRecord, MAX_FAILURES, PATIENT_COOKIE};
 use crate::roles::Role;
+use crate::signin_limits::PER_CLIENT;
 use crate::{AppError, AppState};
 
 #[derive(Template)]
@@ -203,7 +204,11 @@ pub async fn verify(
     };
     let client = crate::chat::client_of(&extensions);
     let client_key = format!("patient:{}", client.as_deref().unwrap_or("unknown"));
-    if app.client_limiter.locked_for(&client_key).is_some() {
+    if PER_CLIENT
+        .locked_for(&app.store, &client_key, chrono::Utc::now())
+        .await?
+        .is_some()
+    {
         app.store
             .audit(
                 "anonymous",
@@ -235,12 +240,16 @@ pub async fn verify(
             Ok(no_store(response))
         }
         Attempt::Wrong { left } => {
-            app.client_limiter.record_failure(&client_key);
+            PER_CLIENT
+                .record_failure(&app.store, &client_key, chrono::Utc::now())
+                .await?;
             let message = t.patient_wrong.replace("{left}", &left.to_string());
             verify_form(&packet, StatusCode::UNAUTHORIZED, &message, false)
         }
         Attempt::Locked => {
-            app.client_limiter.record_failure(&client_key);
+            PER_CLIENT
+                .record_failure(&app.store, &client_key, chrono::Utc::now())
+                .await?;
             let message = t.patient_locked.replace("{max}", &MAX_FAILURES.to_string());
             verify_form(&packet, StatusCode::LOCKED, &message, true)
         }

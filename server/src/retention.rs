@@ -1,7 +1,8 @@
 //! Retention limits: what people wrote (chat turns, tickets, agents' replies, webhook payloads) is
 //! deleted once its conversation has been quiet for `Retention::chat`; a contact a person left is
 //! cleared `contact_after_close` after their ticket closed; scan events (no personal data) go after
-//! `scan_events`; expired staff and patient sessions go at once. Runs at start and then hourly.
+//! `scan_events`; expired staff and patient sessions, and failed sign-in counts that no longer
+//! count, go at once. Runs at start and then hourly.
 
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct Purged {
     pub webhook_deliveries: u64,
     pub scan_events: u64,
     pub sessions: u64,
+    /// Failed sign-in counts whose window and lockout are both over.
+    pub signin_attempts: u64,
 }
 
 fn cutoff(now: chrono::DateTime<chrono::Utc>, age: Duration) -> String {
@@ -122,6 +125,7 @@ pub async fn purge(
         .execute(store.pool())
         .await?
         .rows_affected();
+    purged.signin_attempts = crate::signin_limits::purge_expired(store, now).await?;
     Ok(purged)
 }
 

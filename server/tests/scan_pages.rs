@@ -372,6 +372,58 @@ fn staff_sign_in_with_csrf_limits_and_role_pages() {
 }
 
 #[test]
+fn failed_sign_ins_count_across_replicas_and_a_lockout_survives_a_restart() {
+    let first = spawn_app();
+    let admin_password = first.admin_password.clone();
+    let store = first.state.store.clone();
+    assert!(first
+        .block_on(scanaid_server::auth::create_user(
+            &store,
+            "tech2",
+            "a long enough password",
+            scanaid_server::roles::Role::Technician,
+        ))
+        .unwrap());
+    let replica = spawn_replica(&first, scanaid_server::ServerConfig::default());
+
+    // Guesses spread over two replicas of one store count together: three on one and two on the
+    // other lock the account on both.
+    for _ in 0..3 {
+        assert_eq!(sign_in(&first, "tech2", "guess").status, 401);
+    }
+    for _ in 0..2 {
+        assert_eq!(sign_in(&replica, "Tech2", "guess").status, 401);
+    }
+    for app in [&first, &replica] {
+        let locked = sign_in(app, "tech2", "a long enough password");
+        assert_eq!(locked.status, 429, "{}", locked.body);
+        assert!(
+            locked.body.contains("Try again in 15 minute(s)"),
+            "{}",
+            locked.body
+        );
+    }
+    drop(replica);
+
+    // A restart does not lift the lock; another account from the same client still signs in.
+    let data = first.shutdown();
+    let again = restart_on(data, scanaid_server::ServerConfig::default());
+    assert!(again.admin_password.is_empty(), "no second demo admin");
+    assert_eq!(
+        sign_in(&again, "tech2", "a long enough password").status,
+        429
+    );
+    assert_eq!(sign_in(&again, "admin", &admin_password).status, 303);
+
+    // What was typed is not kept: only hashes of the keys.
+    let keys = again.rows("SELECT key_hash FROM signin_attempts");
+    assert!(!keys.is_empty());
+    assert!(keys
+        .iter()
+        .all(|k| k[0].len() == 64 && !k[0].contains("tech2") && !k[0].contains("127.0")));
+}
+
+#[test]
 fn sign_out_ends_the_session() {
     let app = spawn_app();
     let admin = session_cookie(&app, "admin", &app.admin_password);

@@ -107,7 +107,43 @@ pub fn spawn_app_serving(
     index_dir: &Path,
     embedder: Arc<dyn Embedder>,
 ) -> TestApp {
-    spawn(rules, config, index_dir, embedder, None)
+    spawn(rules, config, index_dir, embedder, None, DataDir::Fresh)
+}
+
+/// Where a test server keeps its store.
+enum DataDir {
+    /// A new, empty directory: the first start, which creates the demo admin.
+    Fresh,
+    /// A directory a stopped server left: a restart.
+    Reuse(tempfile::TempDir),
+    /// Another running server's directory: a second replica on one store.
+    Share(PathBuf),
+}
+
+/// The bundled-manuals server started again on what a stopped one left (`TestApp::shutdown`).
+/// `admin_password` is empty: the demo admin was made by the first start.
+pub fn restart_on(data: tempfile::TempDir, config: ServerConfig) -> TestApp {
+    spawn(
+        RuleSet::default(),
+        config,
+        &bundled_index_dir(),
+        embedder(),
+        None,
+        DataDir::Reuse(data),
+    )
+}
+
+/// A second bundled-manuals server on `first`'s store, as a replica behind a load balancer would
+/// be. Drop it before `first`, whose directory it uses.
+pub fn spawn_replica(first: &TestApp, config: ServerConfig) -> TestApp {
+    spawn(
+        RuleSet::default(),
+        config,
+        &bundled_index_dir(),
+        embedder(),
+        None,
+        DataDir::Share(first.data.path().to_path_buf()),
+    )
 }
 
 /// The bundled-manuals server over HTTPS with `tls`.
@@ -121,6 +157,7 @@ pub fn spawn_app_tls(
         &bundled_index_dir(),
         embedder(),
         Some(tls),
+        DataDir::Fresh,
     )
 }
 
@@ -130,17 +167,30 @@ fn spawn(
     index_dir: &Path,
     embedder: Arc<dyn Embedder>,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    data: DataDir,
 ) -> TestApp {
     let index = SearchIndex::open_for(index_dir, embedder.as_ref()).expect("index opens");
     let registry = Registry::load(&repo().join("manuals/assets.toml")).expect("registry");
-    let data = tempfile::tempdir().unwrap();
+    let fresh = matches!(data, DataDir::Fresh);
+    // A replica owns an empty placeholder; its store is in the first server's directory.
+    let (data, data_dir) = match data {
+        DataDir::Fresh => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            (dir, path)
+        }
+        DataDir::Reuse(dir) => {
+            let path = dir.path().to_path_buf();
+            (dir, path)
+        }
+        DataDir::Share(path) => (tempfile::tempdir().unwrap(), path),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let (shutdown, wait) = tokio::sync::oneshot::channel::<()>();
-    let data_dir = data.path().to_path_buf();
     let (addr, state, admin_password, server) = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -164,12 +214,13 @@ fn spawn(
             }
             None => tokio::spawn(scanaid_server::serve(listener, running, stop)),
         };
-        (
-            addr,
-            state,
-            admin.expect("a fresh store creates the demo admin"),
-            server,
-        )
+        let admin = if fresh {
+            admin.expect("a fresh store creates the demo admin")
+        } else {
+            assert!(admin.is_none(), "the store already has its admin");
+            String::new()
+        };
+        (addr, state, admin, server)
     });
     TestApp {
         addr,
