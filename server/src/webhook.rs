@@ -1,7 +1,9 @@
 //! Outbound webhooks, one optional receiver per support queue. Every ticket event is first stored as a
 //! delivery (so nothing is lost to a restart or a receiver that is down), then POSTed as JSON with an
 //! HMAC-SHA256 signature and retried with exponential backoff until the receiver answers 2xx.
-//! Delivery is at least once: a receiver drops repeats by the `x-scanaid-delivery` header.
+//! Delivery is at least once: a receiver drops repeats by the `x-scanaid-delivery` header. Each
+//! attempt is claimed in the store first (a lease), so several servers on one store do not send the
+//! same delivery together.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +28,11 @@ pub const DELIVERY_HEADER: &str = "x-scanaid-delivery";
 /// How long a receiver may take to answer before the attempt counts as failed.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries sent per pass; the rest wait for the next pass (immediately after).
-const BATCH: i64 = 32;
+const BATCH: usize = 32;
+/// How long a claimed delivery stays with the server that claimed it: longer than one attempt can
+/// take (`ATTEMPT_TIMEOUT` plus the wait for a blocking thread), short enough that a delivery whose
+/// server stopped mid-attempt goes out again soon.
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
 /// The longest the deliverer sleeps without being woken, so retries fall due on time.
 const IDLE_CHECK: Duration = Duration::from_secs(30);
 
@@ -65,7 +71,7 @@ impl Backoff {
 }
 
 /// A delivery due now, with where it goes.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct Due {
     id: i64,
     event: String,
@@ -126,16 +132,41 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn due_deliveries(&self) -> Result<Vec<Due>> {
-        Ok(sqlx::query_as(
-            "SELECT d.id, d.event, d.payload, d.attempts, q.webhook_url, q.webhook_secret
-             FROM webhook_deliveries d LEFT JOIN queues q ON q.id = d.queue_id
-             WHERE d.delivered_at IS NULL AND d.next_attempt_at <= ? ORDER BY d.id LIMIT ?",
+    /// Takes the oldest delivery due at `now` for this process: its next attempt moves to the end of
+    /// a lease, so another server on the same store does not send it too; if this one stops before
+    /// recording the outcome, the delivery falls due again when the lease ends. `None` when nothing
+    /// is due. (On PostgreSQL the outer WHERE repeats the test so a concurrent claimer that lost the
+    /// race updates nothing.)
+    async fn claim_due(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Option<Due>> {
+        let lease_end = now + chrono::Duration::from_std(CLAIM_LEASE).expect("fits");
+        let claimed: Option<(i64, String, String, String, i64)> = sqlx::query_as(
+            "UPDATE webhook_deliveries SET next_attempt_at = ?1
+             WHERE id = (SELECT id FROM webhook_deliveries
+                         WHERE delivered_at IS NULL AND next_attempt_at <= ?2 ORDER BY id LIMIT 1)
+               AND delivered_at IS NULL AND next_attempt_at <= ?2
+             RETURNING id, queue_id, event, payload, attempts",
         )
-        .bind(stamp(chrono::Utc::now()))
-        .bind(BATCH)
-        .fetch_all(self.pool())
-        .await?)
+        .bind(stamp(lease_end))
+        .bind(stamp(now))
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((id, queue_id, event, payload, attempts)) = claimed else {
+            return Ok(None);
+        };
+        let receiver: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT webhook_url, webhook_secret FROM queues WHERE id = ?")
+                .bind(&queue_id)
+                .fetch_optional(self.pool())
+                .await?;
+        let (webhook_url, webhook_secret) = receiver.unwrap_or((None, None));
+        Ok(Some(Due {
+            id,
+            event,
+            payload,
+            attempts,
+            webhook_url,
+            webhook_secret,
+        }))
     }
 
     /// When the next undelivered delivery falls due, if any is waiting.
@@ -215,10 +246,14 @@ fn attempt(url: &str, secret: &str, id: i64, event: &str, payload: &str) -> Outc
     }
 }
 
-/// Sends every due delivery once. Returns how many were sent successfully.
+/// Sends up to `BATCH` due deliveries once each, claiming each first. Returns how many were sent
+/// successfully.
 async fn deliver_due(store: &Store, backoff: Backoff) -> Result<usize> {
     let mut delivered = 0;
-    for due in store.due_deliveries().await? {
+    for _ in 0..BATCH {
+        let Some(due) = store.claim_due(chrono::Utc::now()).await? else {
+            break;
+        };
         let attempts = due.attempts + 1;
         let outcome = match (due.webhook_url, due.webhook_secret) {
             (Some(url), Some(secret)) => {
@@ -312,5 +347,57 @@ mod tests {
         assert_eq!(b.after(4), Duration::from_secs(40));
         assert_eq!(b.after(5), Duration::from_secs(60));
         assert_eq!(b.after(1000), Duration::from_secs(60));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_due_delivery_is_claimed_by_one_server_until_its_lease_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).await.unwrap();
+        let second = Store::open(dir.path()).await.unwrap();
+        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for n in 0..20 {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (queue_id, event, payload, created_at, next_attempt_at)
+                 VALUES ('q', 'ticket.opened', ?, ?, ?)",
+            )
+            .bind(format!("{{\"n\":{n}}}"))
+            .bind(stamp(t0))
+            .bind(stamp(t0))
+            .execute(first.pool())
+            .await
+            .unwrap();
+        }
+        // Two servers claim at once, 15 times each: every delivery goes to exactly one of them.
+        let claimers: Vec<_> = [first.clone(), second.clone()]
+            .into_iter()
+            .map(|store| {
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    for _ in 0..15 {
+                        if let Some(due) = store.claim_due(t0).await.unwrap() {
+                            got.push(due.id);
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for claimer in claimers {
+            ids.extend(claimer.await.unwrap());
+        }
+        ids.sort();
+        assert_eq!(ids, (1..=20).collect::<Vec<i64>>());
+        // Claimed and never settled (the server stopped): not due again until the lease ends.
+        let later = t0 + chrono::Duration::seconds(59);
+        assert!(second.claim_due(later).await.unwrap().is_none());
+        let after_lease = t0 + chrono::Duration::seconds(61);
+        let again = second.claim_due(after_lease).await.unwrap().unwrap();
+        assert_eq!(again.id, 1, "the oldest first");
+        assert_eq!(again.attempts, 0);
+        // Delivered is final.
+        second.delivery_done(again.id, 1).await.unwrap();
+        let next = first.claim_due(after_lease).await.unwrap().unwrap();
+        assert_eq!(next.id, 2);
     }
 }
