@@ -350,6 +350,7 @@ mod tests {
             asset: None,
             site: None,
             queue: None,
+            manual_ids: Vec::new(),
         })
     }
 

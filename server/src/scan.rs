@@ -169,14 +169,14 @@ fn serve_asset(
 ) -> Result<(Response, ScanEvent), AppError> {
     let asset = resolved.asset.as_ref().expect("checked by the caller");
     let index = app.index();
-    let manual_ids = asset.manual_ids();
+    let manual_ids = &resolved.manual_ids;
     // What the asset's manuals offer an anonymous reader tells which languages exist; the role's
     // own page is taken below, once the language and the rule's variant are known.
     let mut available = app
         .pages
         .content(
             &index,
-            &manual_ids,
+            manual_ids,
             Role::Anonymous,
             Role::Anonymous,
             language::DEFAULT_LANGUAGE,
@@ -242,7 +242,7 @@ fn serve_asset(
     }
     let content = app
         .pages
-        .content(&index, &manual_ids, context.role, variant, &lang);
+        .content(&index, manual_ids, context.role, variant, &lang);
     let ui_lang = if i18n::UI_LANGUAGES.contains(&lang.as_str()) {
         lang.clone()
     } else {

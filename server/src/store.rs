@@ -77,6 +77,8 @@ pub struct ResolvedCode {
     pub asset: Option<AssetRecord>,
     pub site: Option<SiteRecord>,
     pub queue: Option<QueueRecord>,
+    /// The asset's manuals (`AssetRecord::manual_ids`), parsed once here rather than on every scan.
+    pub manual_ids: Vec<String>,
 }
 
 fn now() -> String {
@@ -204,11 +206,16 @@ impl Store {
             Some(a) => (self.site(&a.site_id).await?, self.queue(&a.queue_id).await?),
             None => (None, None),
         };
+        let manual_ids = asset
+            .as_ref()
+            .map(AssetRecord::manual_ids)
+            .unwrap_or_default();
         Ok(Some(ResolvedCode {
             code,
             asset,
             site,
             queue,
+            manual_ids,
         }))
     }
 
@@ -470,4 +477,56 @@ impl Store {
 
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::DeviceClass;
+
+    fn event(n: usize) -> ScanEvent {
+        ScanEvent {
+            at: format!("2026-12-03T19:00:{:02}.000Z", n % 60),
+            code: format!("code{n}"),
+            asset_id: Some("pump-icu-07".to_string()),
+            site_id: None,
+            placement: Some("nameplate".to_string()),
+            device: DeviceClass::Android,
+            language: "es".to_string(),
+            role: "operator".to_string(),
+            returning: n % 2 == 1,
+            rule: "default".to_string(),
+            destination: "page:operator".to_string(),
+            fallback: false,
+            latency_us: n as u64,
+            ip_prefix: Some("10.1.2.0/24".to_string()),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_of_any_size_are_written_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let mut written = 0;
+        // Sizes around the 64 rows of one INSERT.
+        for size in [0, 1, 3, 4, 5, 17, 63, 64, 65, 150] {
+            let batch: Vec<ScanEvent> = (written..written + size).map(event).collect();
+            store.insert_scan_events(&batch).await.unwrap();
+            written += size;
+            assert_eq!(store.count_scan_events().await.unwrap(), written as i64);
+        }
+        let rows: Vec<(String, i64, i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT code, latency_us, returning_visit, site_id, device FROM scan_events ORDER BY id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        for (n, (code, latency, returning, site, device)) in rows.into_iter().enumerate() {
+            assert_eq!(code, format!("code{n}"));
+            assert_eq!(latency, n as i64);
+            assert_eq!(returning, (n % 2) as i64);
+            assert_eq!(site, None);
+            assert_eq!(device, DeviceClass::Android.as_str());
+        }
+    }
 }
