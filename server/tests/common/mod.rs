@@ -123,26 +123,23 @@ enum DataDir {
 /// The bundled-manuals server started again on what a stopped one left (`TestApp::shutdown`).
 /// `admin_password` is empty: the demo admin was made by the first start.
 pub fn restart_on(data: tempfile::TempDir, config: ServerConfig) -> TestApp {
-    spawn(
-        RuleSet::default(),
-        config,
-        &bundled_index_dir(),
-        embedder(),
-        None,
-        DataDir::Reuse(data),
-    )
+    spawn_bundled_on(config, DataDir::Reuse(data))
 }
 
 /// A second bundled-manuals server on `first`'s store, as a replica behind a load balancer would
 /// be. Drop it before `first`, whose directory it uses.
 pub fn spawn_replica(first: &TestApp, config: ServerConfig) -> TestApp {
+    spawn_bundled_on(config, DataDir::Share(first.data.path().to_path_buf()))
+}
+
+fn spawn_bundled_on(config: ServerConfig, data: DataDir) -> TestApp {
     spawn(
         RuleSet::default(),
         config,
         &bundled_index_dir(),
         embedder(),
         None,
-        DataDir::Share(first.data.path().to_path_buf()),
+        data,
     )
 }
 
