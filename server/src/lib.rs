@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin;
 pub mod api_tokens;
 pub mod auth;
+pub mod changes;
 pub mod chat;
 pub mod console;
 pub mod content;
@@ -259,6 +260,8 @@ pub struct Running {
     pub webhooks: tokio::task::JoinHandle<()>,
     /// Deletes what is past its retention limit (see `retention.rs`).
     pub retention: tokio::task::JoinHandle<()>,
+    /// Reloads codes and rules another server on the store changed (see `changes.rs`).
+    pub changes: tokio::task::JoinHandle<()>,
     /// Written on first start: the demo patients' codes and second factors.
     pub demo_patients: Option<PathBuf>,
 }
@@ -275,6 +278,8 @@ pub async fn open(
     let store = Store::open(&data_dir).await?;
     store.seed_if_empty(registry).await?;
     store.fail_interrupted_jobs().await?;
+    // Read before the rules and codes are loaded, so a change made meanwhile is picked up.
+    let marks = store.change_marks().await?;
     let rules = rules_in_force(&store, rules).await?;
     let demo_admin = ensure_demo_admin(&store).await?;
     let demo_patients = match &config.demo_manuals {
@@ -317,12 +322,14 @@ pub async fn open(
         tracing::info!("indexed the patients' packet documents into a new generation");
     }
     let retention = retention::start(state.store.clone(), state.config.retention);
+    let changes = changes::start(state.clone(), marks);
     Ok((
         Running {
             state,
             event_writer,
             webhooks,
             retention,
+            changes,
             demo_patients,
         },
         demo_admin,
@@ -375,6 +382,7 @@ where
         event_writer,
         webhooks,
         retention,
+        changes,
         ..
     } = running;
     let store = state.store.clone();
@@ -402,6 +410,7 @@ where
     // Undelivered webhook events stay in the store and go out after the next start.
     webhooks.abort();
     retention.abort();
+    changes.abort();
     store.close().await;
     Ok(())
 }

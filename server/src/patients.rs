@@ -181,7 +181,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        self.codes_changed();
+        self.codes_changed().await?;
         self.audit(
             &new.created_by,
             "packet.created",
@@ -376,7 +376,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.codes_changed();
+        self.codes_changed().await?;
         self.audit(
             by,
             "packet.deleted",

@@ -154,16 +154,32 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        self.forget_resolved();
+        self.codes_changed().await?;
         Ok(true)
     }
 
-    /// Codes were added or changed outside this module: the next scan reloads the code table.
-    pub(crate) fn codes_changed(&self) {
+    /// Codes were added or changed: this process's next scan reloads the code table, and every
+    /// other server on the store does once it sees the version move (`changes.rs`).
+    pub(crate) async fn codes_changed(&self) -> Result<()> {
+        sqlx::query("UPDATE registry_version SET version = version + 1 WHERE id = 1")
+            .execute(&self.pool)
+            .await?;
         self.forget_resolved();
+        Ok(())
     }
 
-    fn forget_resolved(&self) {
+    /// The registry's version and the newest saved rule set's id (0 when none): what another server
+    /// changing the codes or the rules moves.
+    pub async fn change_marks(&self) -> Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT version FROM registry_version WHERE id = 1),
+                    (SELECT COALESCE(MAX(id), 0) FROM rule_sets)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub(crate) fn forget_resolved(&self) {
         *self.resolved.write().expect("cache lock") = None;
     }
 
@@ -270,7 +286,7 @@ impl Store {
                 .bind(code)
                 .execute(&self.pool)
                 .await?;
-        self.forget_resolved();
+        self.codes_changed().await?;
         Ok(done.rows_affected() == 1)
     }
 

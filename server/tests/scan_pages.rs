@@ -423,6 +423,44 @@ fn failed_sign_ins_count_across_replicas_and_a_lockout_survives_a_restart() {
         .all(|k| k[0].len() == 64 && !k[0].contains("tech2") && !k[0].contains("127.0")));
 }
 
+/// Polls `check` every 100 ms until it holds or 20 s have passed (replicas pick up changes every
+/// `changes::EVERY`, 2 s).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_replica_picks_up_codes_and_rules_another_server_changed() {
+    let first = spawn_app();
+    let replica = spawn_replica(&first, scanaid_server::ServerConfig::default());
+    assert_eq!(get(&replica.url("/c/tJ6bpUpB"), &[]).status, 200);
+    assert_eq!(get(&replica.url("/c/azpMAym3"), &[]).status, 200);
+
+    // Rules saved through the first server's store (the admin form's path) reach the replica.
+    let store = first.state.store.clone();
+    let rules = "[[rule]]\nid = \"moved\"\ncode = \"tJ6bpUpB\"\nthen = { redirect = \"https://example.org/moved\" }\n";
+    first.block_on(async move { store.save_rules(rules, "admin").await.unwrap() });
+    eventually("the replica serves the saved rule", || {
+        get(&replica.url("/c/tJ6bpUpB"), &[]).header("location")
+            == Some("https://example.org/moved")
+    });
+
+    // A code retired on the first server is retired on the replica too.
+    let store = first.state.store.clone();
+    assert!(first.block_on(async move { store.retire_code("azpMAym3").await.unwrap() }));
+    eventually("the replica treats the code as retired", || {
+        get(&replica.url("/c/azpMAym3"), &[]).status == 410
+    });
+    drop(replica);
+}
+
 #[test]
 fn sign_out_ends_the_session() {
     let app = spawn_app();
