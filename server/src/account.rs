@@ -144,7 +144,6 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
             )))
         }
         None => {
-            let now = chrono::Utc::now();
             PER_ACCOUNT
                 .record_failure(&app.store, &account_key, now)
                 .await?;

@@ -42,17 +42,9 @@ async fn apply(
         );
     }
     if rules_now != rules {
-        match app.store.saved_rules().await {
-            Ok(Some((text, saved_at, saved_by))) => match crate::rules::RuleSet::parse(&text) {
-                Ok(saved) => {
-                    *app.rules.write().expect("rules lock") = Arc::new(saved);
-                    tracing::info!(%saved_at, %saved_by, "routing rules changed in the store; now in force");
-                }
-                // Saved rules are validated before they are stored; keep serving what is in force.
-                Err(error) => {
-                    tracing::error!(%error, %saved_at, "saved routing rules do not parse")
-                }
-            },
+        match crate::saved_rule_set(&app.store).await {
+            Ok(Some(saved)) => *app.rules.write().expect("rules lock") = Arc::new(saved),
+            // None saved, or not parseable (reported): keep serving what is in force.
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "reading the saved routing rules failed"),
         }

@@ -339,18 +339,24 @@ pub async fn open(
 /// The rules an admin saved last, else the corpus file's. A saved set that no longer parses (a newer
 /// rule syntax rolled back, say) is reported and the file's rules serve instead of none.
 pub async fn rules_in_force(store: &Store, from_file: rules::RuleSet) -> Result<rules::RuleSet> {
-    match store.saved_rules().await? {
-        None => Ok(from_file),
-        Some((text, saved_at, saved_by)) => match rules::RuleSet::parse(&text) {
-            Ok(saved) => {
-                tracing::info!(%saved_at, %saved_by, "routing rules from the store");
-                Ok(saved)
-            }
-            Err(error) => {
-                tracing::error!(%error, %saved_at, "saved routing rules do not parse; using the file's");
-                Ok(from_file)
-            }
-        },
+    Ok(saved_rule_set(store).await?.unwrap_or(from_file))
+}
+
+/// The rule set an admin saved last, if there is one and it parses (a set that does not parse is
+/// reported here).
+pub async fn saved_rule_set(store: &Store) -> Result<Option<rules::RuleSet>> {
+    let Some((text, saved_at, saved_by)) = store.saved_rules().await? else {
+        return Ok(None);
+    };
+    match rules::RuleSet::parse(&text) {
+        Ok(saved) => {
+            tracing::info!(%saved_at, %saved_by, "routing rules from the store");
+            Ok(Some(saved))
+        }
+        Err(error) => {
+            tracing::error!(%error, %saved_at, "saved routing rules do not parse; keeping the rules in force");
+            Ok(None)
+        }
     }
 }
 

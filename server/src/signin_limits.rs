@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::store::Store;
@@ -72,11 +71,7 @@ impl SigninLimit {
     }
 
     fn key_hash(&self, key: &str) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(self.scope.as_bytes());
-        hasher.update([0]);
-        hasher.update(key.as_bytes());
-        hex::encode(hasher.finalize())
+        crate::auth::token_hash(&format!("{}\0{key}", self.scope))
     }
 
     /// How much longer `key` stays locked, if it is locked at `now`.
