@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use candle_core::Tensor;
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use crate::attention_avx512;
 use crate::error::{ModelError, Result};
 #[cfg(target_arch = "x86_64")]
 use crate::int16::{self, PackedI16};
@@ -143,6 +145,18 @@ thread_local! {
     /// A thread's attention scores (len x len), kept between heads and calls: a fresh 256 KB
     /// buffer per head and layer page-faulted (`clear_page` was 4% of a batch's time).
     static ATTENTION_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// A thread's transposed keys (head width x len) for the AVX-512 attention, kept likewise.
+    static KEYS_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `SCANAID_ATTENTION=portable` runs long sequences' attention on gemm even where AVX-512 exists:
+/// to compare the two on one machine in one run, and for tests to check they agree.
+pub fn portable_attention_asked() -> bool {
+    static ASKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ASKED.get_or_init(|| std::env::var("SCANAID_ATTENTION").is_ok_and(|v| v == "portable"))
 }
 
 /// Up to this sequence length attention is computed with plain loops instead of gemm.
@@ -340,6 +354,10 @@ impl BertEncoder {
             .flat_map(|s| (0..heads).map(move |head| (s, head)))
             .collect();
         let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+        #[cfg(target_arch = "x86_64")]
+        let fast_attention = hd == attention_avx512::HEAD
+            && attention_avx512::runs_here()
+            && !portable_attention_asked();
         let run = |&(s, head): &(usize, usize)| {
             let (start, len) = (offsets[s], offsets[s + 1] - offsets[s]);
             if len == 0 {
@@ -348,6 +366,29 @@ impl BertEncoder {
             let q0 = start * 3 * h + head * hd;
             let k0 = q0 + h;
             let v0 = q0 + 2 * h;
+            #[cfg(target_arch = "x86_64")]
+            if fast_attention && len > SMALL_ATTENTION {
+                let mut kt = KEYS_SCRATCH.with(|kept| std::mem::take(&mut *kept.borrow_mut()));
+                let mut scores =
+                    ATTENTION_SCRATCH.with(|kept| std::mem::take(&mut *kept.borrow_mut()));
+                let at = attention_avx512::HeadAt {
+                    qkv: qkv.as_ptr(),
+                    stride: 3 * h,
+                    q0,
+                    k0,
+                    v0,
+                    len,
+                    // SAFETY: rows start..start+len of ctx, inside it.
+                    out: unsafe { ctx_ptr.get().add(start * h + head * hd) },
+                    out_stride: h,
+                };
+                // SAFETY: checked `runs_here`; task (s, head) alone writes its rows' columns
+                // head*hd..(head+1)*hd of ctx, and qkv holds every row it reads.
+                unsafe { attention_avx512::head(&at, scale, &mut kt, &mut scores) };
+                KEYS_SCRATCH.with(|slot| *slot.borrow_mut() = kt);
+                ATTENTION_SCRATCH.with(|slot| *slot.borrow_mut() = scores);
+                return;
+            }
             let mut kept = ATTENTION_SCRATCH.with(|kept| std::mem::take(&mut *kept.borrow_mut()));
             let scores = sized(&mut kept, len * len);
             if len <= SMALL_ATTENTION {
@@ -617,13 +658,19 @@ mod tests {
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.173)
                 .collect();
             let plain_sum: f64 = values.iter().map(|&v| v as f64).sum();
-            assert!((sum_of(&values) as f64 - plain_sum).abs() < 1e-3, "sum, len {len}");
+            assert!(
+                (sum_of(&values) as f64 - plain_sum).abs() < 1e-3,
+                "sum, len {len}"
+            );
             let plain_max = values.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             assert_eq!(max_of(&values), plain_max, "max, len {len}");
             let mean = (plain_sum / len as f64) as f32;
             let plain_sq: f64 = values.iter().map(|&v| ((v - mean) as f64).powi(2)).sum();
             let got = squared_deviation_of(&values, mean) as f64;
-            assert!((got - plain_sq).abs() < 1e-3 * plain_sq.max(1.0), "squares, len {len}");
+            assert!(
+                (got - plain_sq).abs() < 1e-3 * plain_sq.max(1.0),
+                "squares, len {len}"
+            );
         }
         // The largest value anywhere, the tail included.
         let mut v = vec![0f32; 35];

@@ -1,6 +1,8 @@
 //! Model weights (fetched from a package registry, pinned by sha256) and the candle sentence embedders.
 //! Knows nothing of indexes or HTTP.
 
+#[cfg(target_arch = "x86_64")]
+mod attention_avx512;
 pub mod bert;
 pub mod e5s1;
 pub mod embedder;
