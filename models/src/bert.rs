@@ -6,8 +6,9 @@
 //!   end to end; attention is computed per sequence over its own length);
 //! - fuses the Q, K and V projections into one matmul;
 //! - packs each weight matrix once, at load, as f16 for a register-tiled kernel (`packed.rs`);
-//! - computes a short sequence's attention with loops that vectorise over keys, and long ones with
-//!   gemm; element-wise work (GELU, softmax) uses a polynomial exp the compiler vectorises.
+//! - computes a short sequence's attention with loops that vectorise over keys, and long ones in
+//!   AVX-512 registers (`attention_avx512.rs`) or, without AVX-512, with gemm; element-wise work
+//!   (GELU, softmax) uses a polynomial exp the compiler vectorises.
 //!
 //! Its output matches candle's `BertModel` to f16 weight rounding, within 2e-4 per component of the
 //! unit vector (tested in tests/reference_cosine.rs).
