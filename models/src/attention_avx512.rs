@@ -14,10 +14,9 @@ use std::arch::x86_64::*;
 /// The head width this kernel is written for (MiniLM and multilingual-e5-small: 384 / 12).
 pub(crate) const HEAD: usize = 32;
 
-/// Whether this CPU runs the kernel.
+/// Whether this CPU runs the kernel (std caches the detection).
 pub(crate) fn runs_here() -> bool {
-    static HERE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HERE.get_or_init(|| is_x86_feature_detected!("avx512f"))
+    is_x86_feature_detected!("avx512f")
 }
 
 /// Where one head's Q, K and V rows are, and where its output rows go.
@@ -317,11 +316,6 @@ mod tests {
             }
         }
     }
-}
-
-#[cfg(test)]
-mod exp_tests {
-    use super::*;
 
     #[test]
     fn exp16_matches_exp() {

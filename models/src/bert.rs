@@ -146,16 +146,13 @@ thread_local! {
     /// A thread's attention scores (len x len), kept between heads and calls: a fresh 256 KB
     /// buffer per head and layer page-faulted (`clear_page` was 4% of a batch's time).
     static ATTENTION_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-thread_local! {
     /// A thread's transposed keys (head width x len) for the AVX-512 attention, kept likewise.
     static KEYS_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// `SCANAID_ATTENTION=portable` runs long sequences' attention on gemm even where AVX-512 exists:
-/// to compare the two on one machine in one run, and for tests to check they agree.
-pub fn portable_attention_asked() -> bool {
+/// to compare the two on one machine in one run.
+fn portable_attention_asked() -> bool {
     static ASKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ASKED.get_or_init(|| std::env::var("SCANAID_ATTENTION").is_ok_and(|v| v == "portable"))
 }
@@ -515,15 +512,21 @@ const LANES: usize = 16;
 
 /// The sum of `values`, accumulated in `LANES` interleaved partial sums.
 fn sum_of(values: &[f32]) -> f32 {
+    lane_sum(values, |v| v)
+}
+
+/// The sum of `term(v)` over `values`, in `LANES` interleaved partial sums.
+#[inline(always)]
+fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; LANES];
     let chunks = values.chunks_exact(LANES);
     let tail = chunks.remainder();
     for chunk in chunks {
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += v;
+            *lane += term(v);
         }
     }
-    lanes.iter().sum::<f32>() + tail.iter().sum::<f32>()
+    lanes.iter().sum::<f32>() + tail.iter().map(|&v| term(v)).sum::<f32>()
 }
 
 /// The largest of `values` (negative infinity for none), by `LANES` running maxima.
@@ -544,15 +547,7 @@ fn max_of(values: &[f32]) -> f32 {
 
 /// The sum of squared distances of `values` from `mean`, in `LANES` partial sums.
 fn squared_deviation_of(values: &[f32], mean: f32) -> f32 {
-    let mut lanes = [0f32; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += (v - mean) * (v - mean);
-        }
-    }
-    lanes.iter().sum::<f32>() + tail.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>()
+    lane_sum(values, |v| (v - mean) * (v - mean))
 }
 
 /// Below this many values, element-wise work stays on the calling thread: waking a second
