@@ -34,6 +34,22 @@ impl OneOrMany {
             OneOrMany::Many(v) => v.iter().map(|s| s.to_ascii_lowercase()).collect(),
         }
     }
+
+    /// Whether `have` is one of the values, compared as `values()` compares (lowercased), without
+    /// building that list: the scan path asks this for every rule in scope.
+    pub fn contains(&self, have: &str) -> bool {
+        let is = |wanted: &String| {
+            wanted.len() == have.len()
+                && wanted
+                    .bytes()
+                    .zip(have.bytes())
+                    .all(|(w, h)| w.to_ascii_lowercase() == h)
+        };
+        match self {
+            OneOrMany::One(v) => is(v),
+            OneOrMany::Many(v) => v.iter().any(is),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -139,16 +155,17 @@ pub struct RuleSet {
 /// Page variants a rule may name besides the roles.
 pub const PAGE_VARIANTS: &[&str] = &["on-call"];
 
-/// What is known about one scan, as rules see it.
+/// What is known about one scan, as rules see it. Borrowed from the resolved code and the scan's
+/// context: deciding a scan copies nothing.
 #[derive(Debug, Clone)]
-pub struct Facts {
-    pub code: String,
-    pub asset: String,
-    pub site: String,
-    pub placement: String,
-    pub role: String,
-    pub language: String,
-    pub device: String,
+pub struct Facts<'a> {
+    pub code: &'a str,
+    pub asset: &'a str,
+    pub site: &'a str,
+    pub placement: &'a str,
+    pub role: &'a str,
+    pub language: &'a str,
+    pub device: &'a str,
     pub returning: bool,
     /// The moment of the scan; rules read it in `timezone`.
     pub at: DateTime<Utc>,
@@ -238,6 +255,15 @@ impl RuleSet {
         }
     }
 
+    /// The rule that decides this scan (None: the person's role page). What `decide` finds, without
+    /// writing its explanation: the scan path calls this, `explain` calls `decide`.
+    pub fn choose(&self, facts: &Facts) -> Option<&Rule> {
+        self.rules.iter().find(|rule| {
+            out_of_scope_of(rule, facts).is_none()
+                && rule.when.as_ref().is_none_or(|c| holds(c, facts))
+        })
+    }
+
     /// The first rule in scope whose condition holds, with the reasons for every rule before it.
     pub fn decide(&self, facts: &Facts) -> Decision {
         let mut trace = Vec::new();
@@ -307,10 +333,15 @@ impl RuleSet {
 }
 
 fn out_of_scope(rule: &Rule, facts: &Facts) -> Option<String> {
+    out_of_scope_of(rule, facts).map(|(what, id)| format!("{what} {id}"))
+}
+
+/// Which scope (kind and id) of `rule` this scan is outside, if any.
+fn out_of_scope_of<'r>(rule: &'r Rule, facts: &Facts) -> Option<(&'static str, &'r str)> {
     match (&rule.code, &rule.asset, &rule.site) {
-        (Some(c), _, _) if *c != facts.code => Some(format!("code {c}")),
-        (_, Some(a), _) if *a != facts.asset => Some(format!("asset {a}")),
-        (_, _, Some(s)) if *s != facts.site => Some(format!("site {s}")),
+        (Some(c), _, _) if c != facts.code => Some(("code", c)),
+        (_, Some(a), _) if a != facts.asset => Some(("asset", a)),
+        (_, _, Some(s)) if s != facts.site => Some(("site", s)),
         _ => None,
     }
 }
@@ -320,6 +351,29 @@ fn out_of_scope(rule: &Rule, facts: &Facts) -> Option<String> {
 fn covers(wide: &Rule, narrow: &Rule) -> bool {
     let unscoped = wide.code.is_none() && wide.asset.is_none() && wide.site.is_none();
     unscoped || (wide.code == narrow.code && wide.asset == narrow.asset && wide.site == narrow.site)
+}
+
+/// Whether `condition` holds: `eval(..).is_ok()` without the words (a test checks they agree).
+fn holds(condition: &Condition, facts: &Facts) -> bool {
+    match condition {
+        Condition::Role(r) => r.contains(facts.role),
+        Condition::Language(l) => l.contains(facts.language),
+        Condition::Device(d) => d.contains(facts.device),
+        Condition::Placement(p) => p.contains(facts.placement),
+        Condition::Returning(want) => *want == facts.returning,
+        Condition::Time(window) => {
+            let local = facts.at.with_timezone(&facts.timezone);
+            in_window(window, local.weekday(), local.time())
+        }
+        Condition::Dates(range) => {
+            let day = facts.at.with_timezone(&facts.timezone).date_naive();
+            let (from, to) = range.bounds();
+            from.is_none_or(|f| day >= f) && to.is_none_or(|t| day <= t)
+        }
+        Condition::All(list) => list.iter().all(|c| holds(c, facts)),
+        Condition::Any(list) => list.iter().any(|c| holds(c, facts)),
+        Condition::Not(inner) => !holds(inner, facts),
+    }
 }
 
 /// Ok(why it holds) or Err(why it does not), in words a person reads.
@@ -336,10 +390,10 @@ fn eval(condition: &Condition, facts: &Facts) -> Result<String, String> {
         }
     };
     match condition {
-        Condition::Role(r) => within("role", r, &facts.role),
-        Condition::Language(l) => within("language", l, &facts.language),
-        Condition::Device(d) => within("device", d, &facts.device),
-        Condition::Placement(p) => within("placement", p, &facts.placement),
+        Condition::Role(r) => within("role", r, facts.role),
+        Condition::Language(l) => within("language", l, facts.language),
+        Condition::Device(d) => within("device", d, facts.device),
+        Condition::Placement(p) => within("placement", p, facts.placement),
         Condition::Returning(want) => {
             let have = if facts.returning {
                 "returning"
@@ -436,11 +490,33 @@ const WEEK: [Weekday; 7] = [
     Weekday::Sun,
 ];
 
+const DAY_PREFIXES: [&[u8]; 7] = [b"mon", b"tue", b"wed", b"thu", b"fri", b"sat", b"sun"];
+
+/// A day by its first three letters, any case (`Mon`, `monday`, `TUE`).
 fn parse_day(s: &str) -> Option<Weekday> {
-    let s = s.trim().to_ascii_lowercase();
-    WEEK.iter()
-        .copied()
-        .find(|d| s.len() >= 3 && format!("{d:?}").to_ascii_lowercase().starts_with(&s[..3]))
+    let s = s.trim().as_bytes();
+    let prefix = s.get(..3)?;
+    DAY_PREFIXES
+        .iter()
+        .position(|p| prefix.eq_ignore_ascii_case(p))
+        .map(|i| WEEK[i])
+}
+
+/// `parse_days` as a set of bits (bit 0 Monday), without allocating: what a scan checks.
+fn day_set(specs: &[String]) -> Option<u8> {
+    let mut set = 0u8;
+    for spec in specs {
+        let (a, b) = spec.split_once('-').unwrap_or((spec, spec));
+        let (mut d, end) = (parse_day(a)?, parse_day(b)?);
+        loop {
+            set |= 1 << d.num_days_from_monday();
+            if d == end {
+                break;
+            }
+            d = d.succ();
+        }
+    }
+    Some(set)
 }
 
 /// `Mon-Fri`, `Sat`, `Fri-Mon` (wrapping) into a set of days.
@@ -469,27 +545,44 @@ pub fn parse_days(specs: &[String]) -> Result<Vec<Weekday>, String> {
 
 /// `07:00-18:00` into (start, end); `24:00` is the end of the day.
 pub fn parse_hours(spec: &str) -> Result<(NaiveTime, Option<NaiveTime>), String> {
-    let bad = || format!("hours {spec:?}: use HH:MM-HH:MM, e.g. 07:00-18:00 or 18:00-07:00");
-    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
-    let start = NaiveTime::parse_from_str(a.trim(), "%H:%M").map_err(|_| bad())?;
+    hours_of(spec)
+        .ok_or_else(|| format!("hours {spec:?}: use HH:MM-HH:MM, e.g. 07:00-18:00 or 18:00-07:00"))
+}
+
+/// `parse_hours` without the error text (a scan reads windows that were validated at load).
+fn hours_of(spec: &str) -> Option<(NaiveTime, Option<NaiveTime>)> {
+    let (a, b) = spec.split_once('-')?;
+    let start = clock_time(a.trim())?;
     let end = if b.trim() == "24:00" {
         None
     } else {
-        Some(NaiveTime::parse_from_str(b.trim(), "%H:%M").map_err(|_| bad())?)
+        Some(clock_time(b.trim())?)
     };
-    Ok((start, end))
+    Some((start, end))
+}
+
+/// `H:MM` or `HH:MM`, 00:00 to 23:59.
+fn clock_time(s: &str) -> Option<NaiveTime> {
+    let (h, m) = s.split_once(':')?;
+    let digits = |t: &str, max_len: usize| {
+        (!t.is_empty() && t.len() <= max_len && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse::<u32>().ok())
+            .flatten()
+    };
+    let (h, m) = (digits(h, 2)?, digits(m, 2).filter(|_| m.len() == 2)?);
+    NaiveTime::from_hms_opt(h, m, 0)
 }
 
 fn in_window(window: &TimeWindow, day: Weekday, time: NaiveTime) -> bool {
     // Validated at load; an unparsable window never matches.
-    let Ok(days) = parse_days(&window.days) else {
+    let Some(days) = day_set(&window.days) else {
         return false;
     };
-    let day_ok = |d: Weekday| days.is_empty() || days.contains(&d);
+    let day_ok = |d: Weekday| days == 0 || days & (1 << d.num_days_from_monday()) != 0;
     let Some(hours) = &window.hours else {
         return day_ok(day);
     };
-    let Ok((start, end)) = parse_hours(hours) else {
+    let Some((start, end)) = hours_of(hours) else {
         return false;
     };
     match end {
@@ -616,15 +709,15 @@ fn never(c: &Condition) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn facts(role: &str, at: &str) -> Facts {
+    fn facts<'a>(role: &'a str, at: &str) -> Facts<'a> {
         Facts {
-            code: "tJ6bpUpB".into(),
-            asset: "pump-icu-07".into(),
-            site: "mercy-general".into(),
-            placement: "nameplate".into(),
-            role: role.into(),
-            language: "en".into(),
-            device: "ios".into(),
+            code: "tJ6bpUpB",
+            asset: "pump-icu-07",
+            site: "mercy-general",
+            placement: "nameplate",
+            role,
+            language: "en",
+            device: "ios",
             returning: false,
             at: at.parse().unwrap(),
             timezone: "America/Chicago".parse().unwrap(),
@@ -699,7 +792,7 @@ then = { deep_link = "vendorapp://asset" }
     fn devices_and_returning_scans() {
         let set = RuleSet::parse(RULES).unwrap();
         let mut f = facts("technician", "2026-11-24T16:00:00Z");
-        f.device = "android".into();
+        f.device = "android";
         assert_eq!(set.decide(&f).rule, None, "a first scan");
         f.returning = true;
         assert_eq!(set.decide(&f).rule.as_deref(), Some("android-app"));
@@ -809,13 +902,79 @@ then = { page = "technician" }
         assert_eq!(set.analyse(), Vec::<String>::new());
     }
 
+    #[test]
+    fn clock_times_and_day_sets_read_what_validation_accepts() {
+        let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        assert_eq!(parse_hours("07:00-18:30"), Ok((t(7, 0), Some(t(18, 30)))));
+        assert_eq!(parse_hours(" 7:05 - 24:00 "), Ok((t(7, 5), None)));
+        for bad in [
+            "7-18",
+            "07:0-18:00",
+            "24:00-07:00",
+            "07:60-08:00",
+            "aa:bb-cc:dd",
+            "07:00",
+            "é:00-1:00",
+        ] {
+            assert!(parse_hours(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(day_set(&["Mon-Fri".into()]), Some(0b001_1111));
+        assert_eq!(day_set(&["sunday".into(), "Sat".into()]), Some(0b110_0000));
+        assert_eq!(day_set(&["Fri-Mon".into()]), Some(0b111_0001));
+        assert_eq!(day_set(&[]), Some(0));
+        for bad in ["Mo", "Funday", "Mé-Fri", ""] {
+            assert_eq!(day_set(&[bad.into()]), None, "{bad:?} should be refused");
+            assert!(parse_days(&[bad.into()]).is_err());
+        }
+    }
+
+    /// Every condition of a rule set, nested ones included.
+    fn conditions(set: &RuleSet) -> Vec<&Condition> {
+        fn walk<'c>(c: &'c Condition, out: &mut Vec<&'c Condition>) {
+            out.push(c);
+            match c {
+                Condition::All(list) | Condition::Any(list) => {
+                    list.iter().for_each(|c| walk(c, out))
+                }
+                Condition::Not(inner) => walk(inner, out),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        set.rules
+            .iter()
+            .filter_map(|r| r.when.as_ref())
+            .for_each(|c| walk(c, &mut out));
+        out
+    }
+
     proptest::proptest! {
+        /// The scan path's `choose` and `explain`'s `decide` are two ways of reading the same rules:
+        /// they must pick the same rule, and `holds` must agree with `eval` on every condition.
         #[test]
-        fn deciding_is_deterministic(hour in 0u32..24, minute in 0u32..60, day in 1u32..28, role in 0usize..3) {
-            let set = RuleSet::parse(RULES).unwrap();
-            let at = format!("2026-11-{day:02}T{hour:02}:{minute:02}:00Z");
-            let f = facts(["anonymous", "technician", "operator"][role], &at);
-            proptest::prop_assert_eq!(set.decide(&f), set.decide(&f));
+        fn choosing_agrees_with_the_explained_decision(
+            hour in 0u32..24, minute in 0u32..60, day in 1u32..31,
+            role in 0usize..5, device in 0usize..3, placement in 0usize..3, site in 0usize..3,
+            returning: bool,
+        ) {
+            let bundled = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manuals/rules.toml"),
+            ).unwrap();
+            let at = format!("2026-12-{day:02}T{hour:02}:{minute:02}:00Z");
+            let mut f = facts(["anonymous", "technician", "operator", "clinician", "agent"][role], &at);
+            f.device = ["ios", "android", "desktop"][device];
+            f.placement = ["nameplate", "service-panel", "brochure"][placement];
+            f.site = ["mercy-general", "kestrel-plant-2", "meridian-tower"][site];
+            f.returning = returning;
+            for text in [RULES, bundled.as_str()] {
+                let set = RuleSet::parse(text).unwrap();
+                let decided = set.decide(&f);
+                proptest::prop_assert_eq!(set.choose(&f).map(|r| r.id.clone()), decided.rule.clone());
+                proptest::prop_assert_eq!(set.choose(&f).map(|r| r.then.clone()), decided.action);
+                for c in conditions(&set) {
+                    proptest::prop_assert_eq!(holds(c, &f), eval(c, &f).is_ok(), "{:?}", c);
+                }
+            }
         }
     }
 }

@@ -136,23 +136,23 @@ fn base_event(code: &str, context: &ScanContext, language: &str) -> ScanEvent {
     }
 }
 
-/// The facts rules decide on, for a resolved code and the person scanning.
-pub fn facts(
-    resolved: &ResolvedCode,
+/// The facts rules decide on, for a resolved code and the person scanning (borrowed from both).
+pub fn facts<'a>(
+    resolved: &'a ResolvedCode,
     context: &ScanContext,
-    language: &str,
+    language: &'a str,
     at: chrono::DateTime<chrono::Utc>,
-) -> Facts {
+) -> Facts<'a> {
     let asset = resolved.asset.as_ref();
     let site = resolved.site.as_ref();
     Facts {
-        code: resolved.code.code.clone(),
-        asset: asset.map(|a| a.id.clone()).unwrap_or_default(),
-        site: site.map(|s| s.id.clone()).unwrap_or_default(),
-        placement: resolved.code.placement.clone(),
-        role: context.role.as_str().to_string(),
-        language: language.to_string(),
-        device: context.device.as_str().to_string(),
+        code: &resolved.code.code,
+        asset: asset.map_or("", |a| a.id.as_str()),
+        site: site.map_or("", |s| s.id.as_str()),
+        placement: &resolved.code.placement,
+        role: context.role.as_str(),
+        language,
+        device: context.device.as_str(),
         returning: context.returning,
         at,
         // Validated when the registry was loaded; UTC only if a site was edited into something odd.
@@ -191,18 +191,14 @@ fn serve_asset(
         context.accept_language.as_deref(),
         &available,
     );
-    let decision = app
-        .rules()
-        .decide(&facts(resolved, context, &lang, app.now()));
+    let rules = app.rules();
+    let chosen = rules.choose(&facts(resolved, context, &lang, app.now()));
     let mut event = base_event(&resolved.code.code, context, &lang);
     event.asset_id = Some(asset.id.clone());
     event.site_id = Some(asset.site_id.clone());
     event.placement = Some(resolved.code.placement.clone());
-    event.rule = decision
-        .rule
-        .clone()
-        .unwrap_or_else(|| "default".to_string());
-    let (variant, on_call_first) = match &decision.action {
+    event.rule = chosen.map_or_else(|| "default".to_string(), |r| r.id.clone());
+    let (variant, on_call_first) = match chosen.map(|r| &r.then) {
         Some(Action::Redirect(url)) | Some(Action::DeepLink(url)) => {
             event.destination = format!("redirect:{url}");
             // 302: temporary, so the label keeps pointing at us and rules can change.
@@ -213,7 +209,7 @@ fn serve_asset(
                         path: "rules".into(),
                         reason: format!(
                             "rule {:?} has a redirect that is not a valid header",
-                            decision.rule
+                            event.rule
                         ),
                     }))
                 }
