@@ -38,13 +38,24 @@ pub fn negotiate(
     accept_language: Option<&str>,
     available: &[String],
 ) -> String {
+    negotiate_among(query_lang, accept_language, |lang| {
+        available.iter().any(|a| a == lang)
+    })
+}
+
+/// `negotiate` with the available languages as a test, so a caller need not build their list.
+pub fn negotiate_among(
+    query_lang: Option<&str>,
+    accept_language: Option<&str>,
+    is_available: impl Fn(&str) -> bool,
+) -> String {
     let wanted = query_lang
         .map(|l| vec![l.split('-').next().unwrap_or("").to_ascii_lowercase()])
         .into_iter()
         .flatten()
         .chain(accept_language.map(preferences).unwrap_or_default());
     for lang in wanted {
-        if available.iter().any(|a| *a == lang) {
+        if is_available(&lang) {
             return lang;
         }
     }

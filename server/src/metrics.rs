@@ -5,7 +5,7 @@
 //! and nothing personal reaches a monitoring system.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -23,10 +23,24 @@ type Label = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
 type HistogramFamily = Family<Label, Histogram, fn() -> Histogram>;
 
+/// Scan outcomes, in `scan_outcome`'s vocabulary.
+const SCAN_OUTCOMES: [&str; 4] = ["page", "redirect", "fallback", "discharge"];
+/// The roles' names and `other`.
+const SCAN_ROLES: usize = crate::roles::ALL_ROLES.len() + 1;
+
+/// One scan's series, looked up in its family once and then kept: a family lookup hashes the labels
+/// under a lock, which every scan paid for before.
+struct ScanSeries {
+    count: OnceLock<Counter>,
+    seconds: OnceLock<Histogram>,
+}
+
 pub struct Metrics {
     registry: Registry,
     scans: Family<Labels2, Counter>,
     scan_seconds: HistogramFamily,
+    /// `[outcome][role]` counters and `[outcome]` histograms (only `seconds` of role 0 is used).
+    scan_series: Vec<ScanSeries>,
     chat_turns: Family<Labels2, Counter>,
     chat_seconds: HistogramFamily,
     escalations: Family<Label, Counter>,
@@ -111,6 +125,12 @@ impl Metrics {
             registry,
             scans,
             scan_seconds,
+            scan_series: (0..SCAN_OUTCOMES.len() * SCAN_ROLES)
+                .map(|_| ScanSeries {
+                    count: OnceLock::new(),
+                    seconds: OnceLock::new(),
+                })
+                .collect(),
             chat_turns,
             chat_seconds,
             escalations,
@@ -124,17 +144,33 @@ impl Metrics {
     /// One counted scan (HEAD requests and link-preview bots are not scans).
     pub fn scan(&self, event: &ScanEvent) {
         let outcome = scan_outcome(event);
-        // The role as its static name (events carry it as text); anything else would be a bug.
-        let role = crate::roles::ALL_ROLES
+        let o = SCAN_OUTCOMES
             .iter()
-            .map(|r| r.as_str())
-            .find(|r| *r == event.role)
-            .unwrap_or("other");
-        self.scans
-            .get_or_create(&[("outcome", outcome), ("role", role)])
+            .position(|x| *x == outcome)
+            .expect("scan_outcome's vocabulary");
+        // The role as its static name (events carry it as text); anything else would be a bug.
+        let r = crate::roles::ALL_ROLES
+            .iter()
+            .position(|r| r.as_str() == event.role)
+            .unwrap_or(SCAN_ROLES - 1);
+        let role = crate::roles::ALL_ROLES
+            .get(r)
+            .map_or("other", |r| r.as_str());
+        self.scan_series[o * SCAN_ROLES + r]
+            .count
+            .get_or_init(|| {
+                self.scans
+                    .get_or_create(&[("outcome", outcome), ("role", role)])
+                    .clone()
+            })
             .inc();
-        self.scan_seconds
-            .get_or_create(&[("outcome", outcome)])
+        self.scan_series[o * SCAN_ROLES]
+            .seconds
+            .get_or_init(|| {
+                self.scan_seconds
+                    .get_or_create(&[("outcome", outcome)])
+                    .clone()
+            })
             .observe(event.latency_us as f64 / 1e6);
     }
 

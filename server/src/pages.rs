@@ -99,18 +99,37 @@ pub struct PageCache {
     state: RwLock<CacheState>,
 }
 
+/// Pages by the hash of their key, each bucket holding the full keys: a scan looks its page up with
+/// the key's parts as borrowed, without building a key (a copy of the manual ids and the language).
 #[derive(Default)]
 struct CacheState {
     generation: String,
-    pages: HashMap<PageKey, Arc<PageContent>>,
+    pages: HashMap<u64, Vec<(PageKey, Arc<PageContent>)>>,
+    len: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PageKey {
     manual_ids: Vec<String>,
     role: Role,
     variant: Role,
     language: String,
+}
+
+impl PageKey {
+    fn is(&self, manual_ids: &[String], role: Role, variant: Role, language: &str) -> bool {
+        self.role == role
+            && self.variant == variant
+            && self.language == language
+            && self.manual_ids == manual_ids
+    }
+}
+
+fn key_hash(manual_ids: &[String], role: Role, variant: Role, language: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (manual_ids, role, variant, language).hash(&mut h);
+    h.finish()
 }
 
 /// Entries kept before the cache starts over. Keys are bounded by assets x roles x languages, so this
@@ -127,16 +146,15 @@ impl PageCache {
         variant: Role,
         language: &str,
     ) -> Arc<PageContent> {
-        let key = PageKey {
-            manual_ids: manual_ids.to_vec(),
-            role,
-            variant,
-            language: language.to_string(),
-        };
+        let hash = key_hash(manual_ids, role, variant, language);
         {
             let state = self.state.read().expect("page cache lock");
             if state.generation == index.generation {
-                if let Some(found) = state.pages.get(&key) {
+                let bucket = state.pages.get(&hash).map_or(&[][..], |b| b.as_slice());
+                if let Some((_, found)) = bucket
+                    .iter()
+                    .find(|(k, _)| k.is(manual_ids, role, variant, language))
+                {
                     return found.clone();
                 }
             }
@@ -145,11 +163,24 @@ impl PageCache {
             index, manual_ids, role, variant, language,
         ));
         let mut state = self.state.write().expect("page cache lock");
-        if state.generation != index.generation || state.pages.len() >= MAX_CACHED_PAGES {
+        if state.generation != index.generation || state.len >= MAX_CACHED_PAGES {
             state.generation = index.generation.clone();
             state.pages.clear();
+            state.len = 0;
         }
-        state.pages.insert(key, built.clone());
+        let bucket = state.pages.entry(hash).or_default();
+        // Another scan may have built the same page meanwhile; keep one copy.
+        bucket.retain(|(k, _)| !k.is(manual_ids, role, variant, language));
+        bucket.push((
+            PageKey {
+                manual_ids: manual_ids.to_vec(),
+                role,
+                variant,
+                language: language.to_string(),
+            },
+            built.clone(),
+        ));
+        state.len = state.pages.values().map(Vec::len).sum();
         built
     }
 }

@@ -172,24 +172,17 @@ fn serve_asset(
     let manual_ids = &resolved.manual_ids;
     // What the asset's manuals offer an anonymous reader tells which languages exist; the role's
     // own page is taken below, once the language and the rule's variant are known.
-    let mut available = app
-        .pages
-        .content(
-            &index,
-            manual_ids,
-            Role::Anonymous,
-            Role::Anonymous,
-            language::DEFAULT_LANGUAGE,
-        )
-        .languages
-        .clone();
-    available.push(language::DEFAULT_LANGUAGE.to_string());
-    available.sort();
-    available.dedup();
-    let lang = language::negotiate(
+    let public = app.pages.content(
+        &index,
+        manual_ids,
+        Role::Anonymous,
+        Role::Anonymous,
+        language::DEFAULT_LANGUAGE,
+    );
+    let lang = language::negotiate_among(
         context.language_query.as_deref(),
         context.accept_language.as_deref(),
-        &available,
+        |l| l == language::DEFAULT_LANGUAGE || public.languages.iter().any(|a| a == l),
     );
     let rules = app.rules();
     let chosen = rules.choose(&facts(resolved, context, &lang, app.now()));
