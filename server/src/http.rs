@@ -88,17 +88,28 @@ pub fn ip_prefix(ip: IpAddr) -> String {
     }
 }
 
-/// Headers every response carries. No inline scripts anywhere, so the policy can forbid them.
+/// The one middleware every request passes: refuses oversized bodies, then adds the security
+/// headers to whatever answers. One layer rather than two, because each `from_fn` layer clones the
+/// routes and boxes a future for every request.
+pub async fn guard(request: Request, next: Next) -> Response {
+    let mut response = match oversized(&request) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
+    };
+    add_security_headers(response.headers_mut());
+    response
+}
+
 /// Refuses a request whose declared `Content-Length` is over `MAX_BODY_BYTES` before reading any of
 /// it, with a short page saying what happened. The body limit layer still guards bodies sent
 /// without a length (chunked); this answers the common case at once, so a client is not left
 /// writing into a connection the server has already given up on.
-pub async fn reject_oversized_bodies(request: Request, next: Next) -> Response {
+fn oversized(request: &Request) -> Option<Response> {
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| v.trim().parse::<u64>().ok())?;
     // Manuals are long documents; everything else is a question or a short form.
     let path = request.uri().path();
     let limit = if path.starts_with("/admin/manuals") || path.starts_with("/api/content/manuals") {
@@ -106,17 +117,16 @@ pub async fn reject_oversized_bodies(request: Request, next: Next) -> Response {
     } else {
         crate::MAX_BODY_BYTES
     };
-    if declared.is_some_and(|n| n > limit as u64) {
-        return (
+    (declared > limit as u64).then(|| {
+        (
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             [("cache-control", "no-store"), ("connection", "close")],
             axum::response::Html(
                 "<!doctype html><meta name=viewport content=\"width=device-width\"><title>Too long</title><p>That request was too long. Questions and forms must be under 64 KB; please shorten it and try again.</p><p><a href=\"/\">Home</a></p>",
             ),
         )
-            .into_response();
-    }
-    next.run(request).await
+            .into_response()
+    })
 }
 
 /// Tells browsers to use HTTPS only, for a year: added when the server is told it is served over
@@ -131,19 +141,19 @@ pub async fn strict_transport_security(request: Request, next: Next) -> Response
     response
 }
 
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
-        if !h.contains_key(k) {
-            h.insert(k, HeaderValue::from_static(v));
-        }
-    };
-    set(h, "content-security-policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'");
-    set(h, "x-content-type-options", "nosniff");
-    set(h, "referrer-policy", "no-referrer");
-    set(h, "x-frame-options", "DENY");
-    response
+/// Headers every response carries (a handler's own value wins). No inline scripts anywhere, so the
+/// policy can forbid them.
+fn add_security_headers(h: &mut HeaderMap) {
+    use axum::http::header;
+    let policies = [
+        (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    for (name, value) in policies {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    }
 }
 
 #[cfg(test)]

@@ -242,8 +242,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(site::health))
         .fallback(site::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(http::reject_oversized_bodies))
-        .layer(axum::middleware::from_fn(http::security_headers))
+        .layer(axum::middleware::from_fn(http::guard))
         .with_state(state);
     if served_over_tls {
         router.layer(axum::middleware::from_fn(http::strict_transport_security))
