@@ -29,7 +29,7 @@ pub enum BenchWhat {
     /// `evals/scan_bench.sh` to measure beside nginx and the real server.
     HttpFloor(HttpFloorBench),
     /// Scan events written to a fresh SQLite store the way the event writer writes them
-    /// (`Store::insert_scan_events`, one transaction per batch): events/s and CPU per event.
+    /// (`EventWriter::insert`, one transaction per batch): events/s and CPU per event.
     Events(EventsBench),
 }
 
@@ -132,8 +132,9 @@ fn events(b: EventsBench) -> Result<()> {
         let all: Vec<ScanEvent> = (0..b.events).map(event).collect();
         let cpu0 = process_cpu_s();
         let started = Instant::now();
+        let mut writer = scanaid_server::events::EventWriter::open(store.path())?;
         for batch in all.chunks(b.batch.max(1)) {
-            store.insert_scan_events(batch).await?;
+            writer.insert(batch)?;
         }
         let wall = started.elapsed().as_secs_f64();
         let cpu = process_cpu_s() - cpu0;

@@ -18,6 +18,8 @@ pub enum ServerError {
     Registry { path: PathBuf, reason: String },
     #[error("store: {0}")]
     Store(#[from] sqlx::Error),
+    #[error("scan-event store: {0}")]
+    EventStore(#[from] rusqlite::Error),
     #[error("store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("index: {0}")]

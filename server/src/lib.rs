@@ -287,7 +287,7 @@ pub async fn open(
         }
         None => None,
     };
-    let (events, event_writer) = EventSink::start(store.clone(), config.event_queue);
+    let (events, event_writer) = EventSink::start(&store, config.event_queue)?;
     let metrics = metrics::Metrics::new(events.counters.clone());
     let state = AppState(Arc::new(Inner {
         metrics,

@@ -2,7 +2,7 @@
 //! sqlx so that a PostgreSQL backend can follow for deployments with several replicas.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -11,7 +11,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::error::{Result, ServerError};
-use crate::events::ScanEvent;
 use crate::registry::Registry;
 
 pub const DATABASE_FILE: &str = "scanaid.db";
@@ -19,6 +18,8 @@ pub const DATABASE_FILE: &str = "scanaid.db";
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// The database file, for the scan-event writer's own connection.
+    path: PathBuf,
     /// Every code resolved, loaded on first use and dropped by any write to codes or assets: a scan
     /// then costs no query. (With several replicas on PostgreSQL this needs a change notification.)
     resolved: Arc<RwLock<Option<Arc<HashMap<String, Arc<ResolvedCode>>>>>>,
@@ -108,6 +109,7 @@ impl Store {
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self {
             pool,
+            path,
             resolved: Arc::new(RwLock::new(None)),
         })
     }
@@ -290,33 +292,9 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Writes a batch of scan events in one transaction (one fsync for the lot).
-    pub async fn insert_scan_events(&self, events: &[ScanEvent]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        // One multi-row INSERT per slice: each statement is a round trip to SQLite's worker thread,
-        // which cost more than the row itself. 14 parameters x 64 rows stays far under SQLite's limit.
-        for rows in events.chunks(64) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO scan_events (at, code, asset_id, site_id, placement, device, language, role, returning_visit, rule, destination, fallback, latency_us, ip_prefix) ");
-            insert.push_values(rows, |mut row, e| {
-                row.push_bind(&e.at)
-                    .push_bind(&e.code)
-                    .push_bind(&e.asset_id)
-                    .push_bind(&e.site_id)
-                    .push_bind(&e.placement)
-                    .push_bind(e.device.as_str())
-                    .push_bind(&e.language)
-                    .push_bind(&e.role)
-                    .push_bind(e.returning)
-                    .push_bind(&e.rule)
-                    .push_bind(&e.destination)
-                    .push_bind(e.fallback)
-                    .push_bind(e.latency_us as i64)
-                    .push_bind(&e.ip_prefix);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+    /// The database file (the scan-event writer opens its own connection to it).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The rule set admins saved last, if any: (TOML, saved at, saved by).
@@ -493,56 +471,4 @@ impl Store {
 
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::device::DeviceClass;
-
-    fn event(n: usize) -> ScanEvent {
-        ScanEvent {
-            at: format!("2026-12-03T19:00:{:02}.000Z", n % 60),
-            code: format!("code{n}"),
-            asset_id: Some("pump-icu-07".to_string()),
-            site_id: None,
-            placement: Some("nameplate".to_string()),
-            device: DeviceClass::Android,
-            language: "es".to_string(),
-            role: "operator".to_string(),
-            returning: n % 2 == 1,
-            rule: "default".to_string(),
-            destination: "page:operator".to_string(),
-            fallback: false,
-            latency_us: n as u64,
-            ip_prefix: Some("10.1.2.0/24".to_string()),
-        }
-    }
-
-    #[tokio::test]
-    async fn batches_of_any_size_are_written_whole_and_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let mut written = 0;
-        // Sizes around the 64 rows of one INSERT.
-        for size in [0, 1, 3, 4, 5, 17, 63, 64, 65, 150] {
-            let batch: Vec<ScanEvent> = (written..written + size).map(event).collect();
-            store.insert_scan_events(&batch).await.unwrap();
-            written += size;
-            assert_eq!(store.count_scan_events().await.unwrap(), written as i64);
-        }
-        let rows: Vec<(String, i64, i64, Option<String>, String)> = sqlx::query_as(
-            "SELECT code, latency_us, returning_visit, site_id, device FROM scan_events ORDER BY id",
-        )
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-        for (n, (code, latency, returning, site, device)) in rows.into_iter().enumerate() {
-            assert_eq!(code, format!("code{n}"));
-            assert_eq!(latency, n as i64);
-            assert_eq!(returning, (n % 2) as i64);
-            assert_eq!(site, None);
-            assert_eq!(device, DeviceClass::Android.as_str());
-        }
-    }
 }
