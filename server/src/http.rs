@@ -38,9 +38,20 @@ pub fn set_cookie(
     max_age_s: Option<u64>,
     secure: bool,
 ) -> String {
-    let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
+    let mut c = String::with_capacity(name.len() + value.len() + path.len() + 64);
+    for part in [
+        name,
+        "=",
+        value,
+        "; Path=",
+        path,
+        "; HttpOnly; SameSite=Lax",
+    ] {
+        c.push_str(part);
+    }
     if let Some(age) = max_age_s {
-        c.push_str(&format!("; Max-Age={age}"));
+        use std::fmt::Write;
+        let _ = write!(c, "; Max-Age={age}");
     }
     if secure {
         c.push_str("; Secure");
@@ -75,8 +86,15 @@ pub fn peer_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
 pub fn ip_prefix(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => {
+            // By hand rather than `format!`: every scan stores one.
             let o = v4.octets();
-            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+            let mut prefix = String::with_capacity(18);
+            for octet in &o[..3] {
+                push_decimal(&mut prefix, u32::from(*octet));
+                prefix.push('.');
+            }
+            prefix.push_str("0/24");
+            prefix
         }
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => ip_prefix(IpAddr::V4(v4)),
@@ -141,6 +159,22 @@ pub async fn strict_transport_security(request: Request, next: Next) -> Response
     response
 }
 
+/// Appends `n` in decimal.
+pub fn push_decimal(out: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| d as char));
+}
+
 /// Headers every response carries (a handler's own value wins). No inline scripts anywhere, so the
 /// policy can forbid them.
 fn add_security_headers(h: &mut HeaderMap) {
@@ -168,6 +202,28 @@ mod tests {
             "2001:db8:abcd::/48"
         );
         assert_eq!(ip_prefix("::ffff:10.1.2.3".parse().unwrap()), "10.1.2.0/24");
+    }
+
+    #[test]
+    fn decimals_and_cookies_read_as_format_would_write_them() {
+        for n in [0, 7, 10, 99, 100, 255, 65_535, u32::MAX] {
+            let mut s = String::from("x");
+            push_decimal(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+        assert_eq!(
+            set_cookie("a", "b.c", "/c", Some(31_536_000), true),
+            "a=b.c; Path=/c; HttpOnly; SameSite=Lax; Max-Age=31536000; Secure"
+        );
+        assert_eq!(
+            set_cookie("s", "", "/", None, false),
+            "s=; Path=/; HttpOnly; SameSite=Lax"
+        );
+        assert_eq!(ip_prefix("0.0.0.9".parse().unwrap()), "0.0.0.0/24");
+        assert_eq!(
+            ip_prefix("255.255.255.255".parse().unwrap()),
+            "255.255.255.0/24"
+        );
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub async fn scan(
 
 fn base_event(code: &str, context: &ScanContext, language: &str) -> ScanEvent {
     ScanEvent {
-        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        at: crate::events::rfc3339_millis(chrono::Utc::now()),
         code: code.chars().take(32).collect(),
         asset_id: None,
         site_id: None,
