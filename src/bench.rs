@@ -38,7 +38,7 @@ pub struct EventsBench {
     /// Events written in all.
     #[arg(long, default_value_t = 200_000)]
     pub events: usize,
-    /// Events per batch (the writer gathers up to 12,800 within 20 ms).
+    /// Events per batch (the writer gathers up to 12,800 within 2 ms).
     #[arg(long, default_value_t = 1_000)]
     pub batch: usize,
 }

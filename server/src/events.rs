@@ -330,6 +330,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_that_fails_midway_writes_none_of_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let mut writer = EventWriter::open(store.path()).unwrap();
+        // The sixth row of the batch is refused, after five were inserted.
+        sqlx::query("CREATE TRIGGER refuse_code5 BEFORE INSERT ON scan_events WHEN NEW.code = 'code5' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let batch: Vec<ScanEvent> = (0..10).map(event).collect();
+        assert!(writer.insert(&batch).is_err());
+        assert_eq!(store.count_scan_events().await.unwrap(), 0);
+        writer.insert(&batch[..5]).unwrap();
+        assert_eq!(store.count_scan_events().await.unwrap(), 5);
+    }
+
+    #[tokio::test]
     async fn a_failed_batch_writes_nothing_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();

@@ -23,7 +23,7 @@ type Label = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
 type HistogramFamily = Family<Label, Histogram, fn() -> Histogram>;
 
-/// Scan outcomes, in `scan_outcome`'s vocabulary.
+/// Scan outcomes, the labels of `scan_outcome`'s indices.
 const SCAN_OUTCOMES: [&str; 4] = ["page", "redirect", "fallback", "discharge"];
 /// The roles' names and `other`.
 const SCAN_ROLES: usize = crate::roles::ALL_ROLES.len() + 1;
@@ -143,11 +143,8 @@ impl Metrics {
 
     /// One counted scan (HEAD requests and link-preview bots are not scans).
     pub fn scan(&self, event: &ScanEvent) {
-        let outcome = scan_outcome(event);
-        let o = SCAN_OUTCOMES
-            .iter()
-            .position(|x| *x == outcome)
-            .expect("scan_outcome's vocabulary");
+        let o = scan_outcome(event);
+        let outcome = SCAN_OUTCOMES[o];
         // The role as its static name (events carry it as text); anything else would be a bug.
         let r = crate::roles::ALL_ROLES
             .iter()
@@ -251,15 +248,16 @@ fn may_scrape(peer: Option<std::net::IpAddr>, token: Option<&str>, bearer: Optio
 }
 
 /// The outcome label of a scan event.
-fn scan_outcome(event: &ScanEvent) -> &'static str {
+/// The scan's outcome, as an index into `SCAN_OUTCOMES`.
+fn scan_outcome(event: &ScanEvent) -> usize {
     if event.fallback {
-        "fallback"
+        2
     } else if event.rule == "discharge" {
-        "discharge"
+        3
     } else if event.destination.starts_with("redirect:") {
-        "redirect"
+        1
     } else {
-        "page"
+        0
     }
 }
 

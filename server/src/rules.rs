@@ -561,15 +561,20 @@ fn hours_of(spec: &str) -> Option<(NaiveTime, Option<NaiveTime>)> {
     Some((start, end))
 }
 
-/// `H:MM` or `HH:MM`, 00:00 to 23:59.
+/// `HH:MM`, 00:00 to 23:59, read as chrono's `%H:%M` reads it (which rule files were first checked
+/// with): each number one or two digits, whitespace allowed before a number, nothing else.
 fn clock_time(s: &str) -> Option<NaiveTime> {
-    let (h, m) = s.split_once(':')?;
-    let digits = |t: &str, max_len: usize| {
-        (!t.is_empty() && t.len() <= max_len && t.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| t.parse::<u32>().ok())
-            .flatten()
-    };
-    let (h, m) = (digits(h, 2)?, digits(m, 2).filter(|_| m.len() == 2)?);
+    fn number(s: &str) -> Option<(u32, &str)> {
+        let s = s.trim_start();
+        let digits = s.bytes().take(2).take_while(u8::is_ascii_digit).count();
+        let value = s.get(..digits).filter(|d| !d.is_empty())?.parse().ok()?;
+        Some((value, &s[digits..]))
+    }
+    let (h, rest) = number(s)?;
+    let (m, rest) = number(rest.strip_prefix(':')?)?;
+    if !rest.is_empty() {
+        return None;
+    }
     NaiveTime::from_hms_opt(h, m, 0)
 }
 
@@ -907,16 +912,45 @@ then = { page = "technician" }
         let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
         assert_eq!(parse_hours("07:00-18:30"), Ok((t(7, 0), Some(t(18, 30)))));
         assert_eq!(parse_hours(" 7:05 - 24:00 "), Ok((t(7, 5), None)));
+        assert_eq!(parse_hours("7:5-18: 30"), Ok((t(7, 5), Some(t(18, 30)))));
         for bad in [
             "7-18",
-            "07:0-18:00",
             "24:00-07:00",
             "07:60-08:00",
             "aa:bb-cc:dd",
             "07:00",
             "é:00-1:00",
+            "007:00-08:00",
+            "07 :00-08:00",
+            "07:00x-08:00",
         ] {
             assert!(parse_hours(bad).is_err(), "{bad:?} should be refused");
+        }
+        // What chrono's `%H:%M` accepts, `clock_time` accepts, and the other way round.
+        for text in [
+            "07:00",
+            "7:5",
+            "07: 30",
+            " 7:05",
+            "23:59",
+            "24:00",
+            "00:60",
+            "7",
+            ":30",
+            "07:",
+            "1:2:3",
+            "007:00",
+            "07:000",
+            "+7:00",
+            "07 :00",
+            "\u{663}:00",
+            "07:\t30",
+        ] {
+            assert_eq!(
+                clock_time(text),
+                NaiveTime::parse_from_str(text, "%H:%M").ok(),
+                "{text:?}"
+            );
         }
         assert_eq!(day_set(&["Mon-Fri".into()]), Some(0b001_1111));
         assert_eq!(day_set(&["sunday".into(), "Sat".into()]), Some(0b110_0000));
@@ -948,7 +982,28 @@ then = { page = "technician" }
         out
     }
 
+    /// Values written in any case, and `any` / `not` nests: `contains` must lowercase as `values()` does.
+    const MIXED_CASE_RULES: &str = r#"
+[[rule]]
+id = "mixed-case-roles"
+when = { any = [ { all = [ { role = ["Technician", "AGENT"] }, { placement = "Service-Panel" } ] }, { not = { device = ["IOS", "Desktop"] } } ] }
+then = { page = "technician" }
+
+[[rule]]
+id = "weekend-nights"
+when = { time = { days = ["SAT-sun"], hours = "20:00-6:00" } }
+then = { page = "on-call" }
+"#;
+
     proptest::proptest! {
+        #[test]
+        fn day_sets_agree_with_the_day_lists(specs in proptest::collection::vec("(Mon|tue|WED|thursday|Fri|sat|Sun|xx|mo|é)(-(Mon|Tue|wed|Thu|FRI|Sat|sun|yy))?", 0..4)) {
+            let listed = parse_days(&specs).ok().map(|days| {
+                days.iter().fold(0u8, |set, d| set | 1 << d.num_days_from_monday())
+            });
+            proptest::prop_assert_eq!(day_set(&specs), listed);
+        }
+
         /// The scan path's `choose` and `explain`'s `decide` are two ways of reading the same rules:
         /// they must pick the same rule, and `holds` must agree with `eval` on every condition.
         #[test]
@@ -966,7 +1021,7 @@ then = { page = "technician" }
             f.placement = ["nameplate", "service-panel", "brochure"][placement];
             f.site = ["mercy-general", "kestrel-plant-2", "meridian-tower"][site];
             f.returning = returning;
-            for text in [RULES, bundled.as_str()] {
+            for text in [RULES, bundled.as_str(), MIXED_CASE_RULES] {
                 let set = RuleSet::parse(text).unwrap();
                 let decided = set.decide(&f);
                 proptest::prop_assert_eq!(set.choose(&f).map(|r| r.id.clone()), decided.rule.clone());

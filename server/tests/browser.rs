@@ -128,7 +128,9 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
     agent.goto(&app.url("/signin"));
     agent.wait_for("#username", wait).type_text("agent-b");
     agent.wait_for("#password", wait).type_text(password);
-    agent.wait_for("form button[type=submit]", wait).click();
+    // Waits for the page the sign-in leads to: going on while the form's POST is in flight cancels it
+    // (a CI run under load went to /support unsigned and was sent back to /signin).
+    agent.submit_and_wait("form button[type=submit]", wait);
     agent.wait_for("header .top, header.top", wait);
     agent.goto(&app.url("/support"));
     agent.wait_for("#tickets", wait);
