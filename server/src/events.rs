@@ -7,10 +7,9 @@
 //! sent to sqlx's worker thread and bound into a 64-row statement built per batch: with the copies
 //! and the hops that cost about as much as SQLite's insert itself (README, "Scan throughput").
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-use std::path::Path;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -108,7 +107,7 @@ const BATCH: usize = 12_800;
 /// then written in a burst of well under a millisecond, where a 20 ms batch (about 2,000 rows at
 /// 100,000 scans/s) held a core for a few milliseconds and raised the scans' p99 from about 1.5 to
 /// 3.5-4.8 ms at the same rate (`evals/scan_bench.sh`-style runs, README "Scan throughput").
-const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+const LINGER: Duration = Duration::from_millis(2);
 
 impl EventSink {
     /// Opens the writer's connection to `store`'s database and starts its thread; `capacity` bounds

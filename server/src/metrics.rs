@@ -28,19 +28,15 @@ const SCAN_OUTCOMES: [&str; 4] = ["page", "redirect", "fallback", "discharge"];
 /// The roles' names and `other`.
 const SCAN_ROLES: usize = crate::roles::ALL_ROLES.len() + 1;
 
-/// One scan's series, looked up in its family once and then kept: a family lookup hashes the labels
-/// under a lock, which every scan paid for before.
-struct ScanSeries {
-    count: OnceLock<Counter>,
-    seconds: OnceLock<Histogram>,
-}
-
 pub struct Metrics {
     registry: Registry,
     scans: Family<Labels2, Counter>,
     scan_seconds: HistogramFamily,
-    /// `[outcome][role]` counters and `[outcome]` histograms (only `seconds` of role 0 is used).
-    scan_series: Vec<ScanSeries>,
+    /// The scan series, each looked up in its family once and then kept (a family lookup hashes
+    /// the labels under a lock, which every scan paid for before): counters by
+    /// `outcome * SCAN_ROLES + role`, durations by outcome.
+    scan_counts: Vec<OnceLock<Counter>>,
+    scan_durations: [OnceLock<Histogram>; SCAN_OUTCOMES.len()],
     chat_turns: Family<Labels2, Counter>,
     chat_seconds: HistogramFamily,
     escalations: Family<Label, Counter>,
@@ -125,12 +121,10 @@ impl Metrics {
             registry,
             scans,
             scan_seconds,
-            scan_series: (0..SCAN_OUTCOMES.len() * SCAN_ROLES)
-                .map(|_| ScanSeries {
-                    count: OnceLock::new(),
-                    seconds: OnceLock::new(),
-                })
+            scan_counts: (0..SCAN_OUTCOMES.len() * SCAN_ROLES)
+                .map(|_| OnceLock::new())
                 .collect(),
+            scan_durations: Default::default(),
             chat_turns,
             chat_seconds,
             escalations,
@@ -153,16 +147,14 @@ impl Metrics {
         let role = crate::roles::ALL_ROLES
             .get(r)
             .map_or("other", |r| r.as_str());
-        self.scan_series[o * SCAN_ROLES + r]
-            .count
+        self.scan_counts[o * SCAN_ROLES + r]
             .get_or_init(|| {
                 self.scans
                     .get_or_create(&[("outcome", outcome), ("role", role)])
                     .clone()
             })
             .inc();
-        self.scan_series[o * SCAN_ROLES]
-            .seconds
+        self.scan_durations[o]
             .get_or_init(|| {
                 self.scan_seconds
                     .get_or_create(&[("outcome", outcome)])
@@ -247,7 +239,6 @@ fn may_scrape(peer: Option<std::net::IpAddr>, token: Option<&str>, bearer: Optio
     }
 }
 
-/// The outcome label of a scan event.
 /// The scan's outcome, as an index into `SCAN_OUTCOMES`.
 fn scan_outcome(event: &ScanEvent) -> usize {
     if event.fallback {

@@ -105,7 +105,6 @@ pub struct PageCache {
 struct CacheState {
     generation: String,
     pages: HashMap<u64, Vec<(PageKey, Arc<PageContent>)>>,
-    len: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,10 +162,10 @@ impl PageCache {
             index, manual_ids, role, variant, language,
         ));
         let mut state = self.state.write().expect("page cache lock");
-        if state.generation != index.generation || state.len >= MAX_CACHED_PAGES {
+        let cached: usize = state.pages.values().map(Vec::len).sum();
+        if state.generation != index.generation || cached >= MAX_CACHED_PAGES {
             state.generation = index.generation.clone();
             state.pages.clear();
-            state.len = 0;
         }
         let bucket = state.pages.entry(hash).or_default();
         // Another scan may have built the same page meanwhile; keep one copy.
@@ -180,7 +179,6 @@ impl PageCache {
             },
             built.clone(),
         ));
-        state.len = state.pages.values().map(Vec::len).sum();
         built
     }
 }

@@ -502,42 +502,31 @@ fn parse_day(s: &str) -> Option<Weekday> {
         .map(|i| WEEK[i])
 }
 
+/// The days one spec names, in order: `Mon`, `Mon-Fri`, or `Fri-Mon` (wrapping past Sunday).
+fn day_range(spec: &str) -> Option<impl Iterator<Item = Weekday>> {
+    let (a, b) = spec.split_once('-').unwrap_or((spec, spec));
+    let (start, end) = (parse_day(a)?, parse_day(b)?);
+    let n = (end.num_days_from_monday() + 7 - start.num_days_from_monday()) % 7 + 1;
+    Some(std::iter::successors(Some(start), |d| Some(d.succ())).take(n as usize))
+}
+
 /// `parse_days` as a set of bits (bit 0 Monday), without allocating: what a scan checks.
 fn day_set(specs: &[String]) -> Option<u8> {
-    let mut set = 0u8;
-    for spec in specs {
-        let (a, b) = spec.split_once('-').unwrap_or((spec, spec));
-        let (mut d, end) = (parse_day(a)?, parse_day(b)?);
-        loop {
-            set |= 1 << d.num_days_from_monday();
-            if d == end {
-                break;
-            }
-            d = d.succ();
-        }
-    }
-    Some(set)
+    specs.iter().try_fold(0u8, |set, spec| {
+        Some(day_range(spec)?.fold(set, |set, d| set | 1 << d.num_days_from_monday()))
+    })
 }
 
 /// `Mon-Fri`, `Sat`, `Fri-Mon` (wrapping) into a set of days.
 pub fn parse_days(specs: &[String]) -> Result<Vec<Weekday>, String> {
     let mut days = Vec::new();
     for spec in specs {
-        let (a, b) = spec.split_once('-').unwrap_or((spec, spec));
-        let (Some(start), Some(end)) = (parse_day(a), parse_day(b)) else {
-            return Err(format!(
-                "days {spec:?}: use Mon..Sun or a range like Mon-Fri"
-            ));
-        };
-        let mut d = start;
-        loop {
+        let range = day_range(spec)
+            .ok_or_else(|| format!("days {spec:?}: use Mon..Sun or a range like Mon-Fri"))?;
+        for d in range {
             if !days.contains(&d) {
                 days.push(d);
             }
-            if d == end {
-                break;
-            }
-            d = d.succ();
         }
     }
     Ok(days)
