@@ -109,22 +109,18 @@ fn events(b: EventsBench) -> Result<()> {
     crate::serve::runtime()?.block_on(async {
         let store = scanaid_server::store::Store::open(dir.path()).await?;
         let event = |i: usize| ScanEvent {
-            at: format!(
-                "2026-11-25T10:{:02}:{:02}.{:03}Z",
-                i / 60_000 % 60,
-                i / 1000 % 60,
-                i % 1000
-            ),
+            at: chrono::DateTime::from_timestamp_millis(1_795_600_000_000 + i as i64)
+                .unwrap_or_default(),
             code: format!("tJ6bpU{:02}", i % 100),
             asset_id: Some(format!("asset-{}", i % 12)),
             site_id: Some("north-campus".to_string()),
             placement: Some("nameplate".to_string()),
             device: [DeviceClass::Ios, DeviceClass::Android, DeviceClass::Desktop][i % 3],
-            language: "en".to_string(),
-            role: "anonymous".to_string(),
+            language: "en".into(),
+            role: "anonymous",
             returning: i % 4 == 0,
-            rule: "bench-redirect".to_string(),
-            destination: "https://example.org/".to_string(),
+            rule: "bench-redirect".into(),
+            destination: "redirect:https://example.org/".into(),
             fallback: false,
             latency_us: 40 + (i % 50) as u64,
             ip_prefix: Some("127.0.0.0/24".to_string()),
@@ -456,7 +452,7 @@ fn bm25(b: Bm25Bench) -> Result<()> {
             manual_id: format!("m{}", i / 50),
             manual_title: "Synthetic manual".to_string(),
             revision: "1".to_string(),
-            language: "en".to_string(),
+            language: "en".into(),
             models: Vec::new(),
             audiences: Vec::new(),
             owner: None,

@@ -7,6 +7,7 @@
 //! sent to sqlx's worker thread and bound into a 64-row statement built per batch: with the copies
 //! and the hops that cost about as much as SQLite's insert itself (README, "Scan throughput").
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,20 +20,25 @@ use crate::store::Store;
 use crate::ServerError;
 
 /// One scan, as stored. No names, no message text, no full IP address.
+///
+/// Values that come from a fixed set (`default`, `page:operator`, a role's name) are static text rather
+/// than a copy per scan, and the time is written out by the writer thread: each scan used to allocate
+/// a dozen strings here, and free them on another thread.
 #[derive(Debug, Clone)]
 pub struct ScanEvent {
-    pub at: String,
+    /// Stored as RFC 3339 text with milliseconds, in UTC.
+    pub at: chrono::DateTime<chrono::Utc>,
     pub code: String,
     pub asset_id: Option<String>,
     pub site_id: Option<String>,
     pub placement: Option<String>,
     pub device: DeviceClass,
-    pub language: String,
-    pub role: String,
+    pub language: Cow<'static, str>,
+    pub role: &'static str,
     pub returning: bool,
     /// The rule that fired, or `default` / `fallback`.
-    pub rule: String,
-    pub destination: String,
+    pub rule: Cow<'static, str>,
+    pub destination: Cow<'static, str>,
     pub fallback: bool,
     pub latency_us: u64,
     pub ip_prefix: Option<String>,
@@ -41,11 +47,19 @@ pub struct ScanEvent {
 /// `t.to_rfc3339_opts(SecondsFormat::Millis, true)` (`2026-12-04T03:37:41.123Z`), written by hand for
 /// years 0 to 9999: chrono's formatting machinery was a tenth of building a scan's event.
 pub fn rfc3339_millis(t: chrono::DateTime<chrono::Utc>) -> String {
+    let mut out = [0u8; 24];
+    match write_rfc3339_millis(t, &mut out) {
+        Some(text) => text.to_string(),
+        None => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }
+}
+
+/// The same into `out`, without allocating; `None` outside years 0 to 9999.
+fn write_rfc3339_millis(t: chrono::DateTime<chrono::Utc>, out: &mut [u8; 24]) -> Option<&str> {
     use chrono::{Datelike, Timelike};
     if !(0..=9999).contains(&t.year()) {
-        return t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        return None;
     }
-    let mut out = [0u8; 24];
     let mut put = |at: usize, width: usize, mut n: u32| {
         for i in (at..at + width).rev() {
             out[i] = b'0' + (n % 10) as u8;
@@ -75,7 +89,7 @@ pub fn rfc3339_millis(t: chrono::DateTime<chrono::Utc>) -> String {
     ] {
         out[i] = c;
     }
-    out.iter().map(|&b| b as char).collect()
+    std::str::from_utf8(out).ok()
 }
 
 enum Message {
@@ -228,9 +242,14 @@ impl EventWriter {
         let tx = self.connection.transaction()?;
         {
             let mut insert = tx.prepare_cached(INSERT)?;
+            let mut at_text = [0u8; 24];
             for e in events {
+                let at: Cow<str> = match write_rfc3339_millis(e.at, &mut at_text) {
+                    Some(text) => Cow::Borrowed(text),
+                    None => Cow::Owned(rfc3339_millis(e.at)),
+                };
                 insert.execute(rusqlite::params![
-                    e.at,
+                    at,
                     e.code,
                     e.asset_id,
                     e.site_id,
@@ -271,17 +290,17 @@ mod tests {
 
     fn event(n: usize) -> ScanEvent {
         ScanEvent {
-            at: format!("2026-12-03T19:00:{:02}.000Z", n % 60),
+            at: chrono::DateTime::from_timestamp(1_796_324_400 + (n % 60) as i64, 0).unwrap(),
             code: format!("code{n}"),
             asset_id: Some("pump-icu-07".to_string()),
             site_id: None,
             placement: Some("nameplate".to_string()),
             device: DeviceClass::Android,
-            language: "es".to_string(),
-            role: "operator".to_string(),
+            language: "es".into(),
+            role: "operator",
             returning: n % 2 == 1,
-            rule: "default".to_string(),
-            destination: "page:operator".to_string(),
+            rule: "default".into(),
+            destination: "page:operator".into(),
             fallback: false,
             latency_us: n as u64,
             ip_prefix: Some("10.1.2.0/24".to_string()),

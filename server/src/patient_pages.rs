@@ -70,18 +70,18 @@ pub async fn scan_packet(
             reason: format!("discharge code {code} has no packet"),
         }));
     };
-    event.rule = "discharge".to_string();
-    event.role = "patient".to_string();
-    event.language = packet.language.clone();
+    event.rule = "discharge".into();
+    event.role = crate::roles::Role::Patient.as_str();
+    event.language = packet.language.clone().into();
     if session_packet(app, headers).await?.as_deref() == Some(packet.id.as_str()) {
-        event.destination = "discharge:instructions".to_string();
+        event.destination = "discharge:instructions".into();
         let token = http::cookie(headers, PATIENT_COOKIE).unwrap_or_default();
         return Ok((
             instructions(app, &packet, token, Asked::default()).await?,
             event,
         ));
     }
-    event.destination = "discharge:verify".to_string();
+    event.destination = "discharge:verify".into();
     Ok((
         verify_form(&packet, StatusCode::OK, "", packet.locked_at.is_some())?,
         event,

@@ -1,6 +1,7 @@
 //! `GET /c/{code}`: a scan. Resolves the code, works out who is scanning (role, language, device, first or
 //! returning), serves the page that fits, and records the scan without waiting for the disk.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,7 +55,7 @@ pub async fn scan(
     let user_agent = http::user_agent(headers);
     // HEAD requests and link previews get the page but are not scans.
     let counted = request.method() != Method::HEAD && !device::is_bot(user_agent);
-    let seen = http::cookie(headers, SEEN_COOKIE).unwrap_or("").to_string();
+    let seen = http::cookie(headers, SEEN_COOKIE).unwrap_or("");
     let signed_in = crate::account::current_user(&app, headers)
         .await?
         .map(|(user, _)| user);
@@ -62,7 +63,10 @@ pub async fn scan(
         role: signed_in.as_ref().map_or(Role::Anonymous, |s| s.role),
         signed_in: signed_in.is_some(),
         language_query: query.lang.filter(|l| l.len() <= 16),
-        accept_language: http::header(headers, "accept-language").map(str::to_string),
+        accept_language: headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         device: DeviceClass::from_user_agent(user_agent),
         returning: seen.split('.').any(|c| c == code),
     };
@@ -80,7 +84,7 @@ pub async fn scan(
         Some(resolved)
             if resolved.code.retired_at.is_none() && resolved.code.kind == "discharge" =>
         {
-            let mut event = base_event(&code, &context, crate::language::DEFAULT_LANGUAGE);
+            let mut event = base_event(&code, &context, crate::language::DEFAULT_LANGUAGE.into());
             event.placement = Some(resolved.code.placement.clone());
             crate::patient_pages::scan_packet(&app, &code, request.headers(), event).await?
         }
@@ -117,22 +121,46 @@ pub async fn scan(
     Ok(response)
 }
 
-fn base_event(code: &str, context: &ScanContext, language: &str) -> ScanEvent {
+fn base_event(code: &str, context: &ScanContext, language: Cow<'static, str>) -> ScanEvent {
     ScanEvent {
-        at: crate::events::rfc3339_millis(chrono::Utc::now()),
+        at: chrono::Utc::now(),
         code: code.chars().take(32).collect(),
         asset_id: None,
         site_id: None,
         placement: None,
         device: context.device,
-        language: language.to_string(),
-        role: context.role.as_str().to_string(),
+        language,
+        role: context.role.as_str(),
         returning: context.returning,
-        rule: String::new(),
-        destination: String::new(),
+        rule: Cow::Borrowed(""),
+        destination: Cow::Borrowed(""),
         fallback: false,
         latency_us: 0,
         ip_prefix: None,
+    }
+}
+
+/// A served page as an event records it: `page:` and the variant's role, as static text.
+fn page_destination(variant: Role) -> &'static str {
+    match variant {
+        Role::Anonymous => "page:anonymous",
+        Role::Operator => "page:operator",
+        Role::Technician => "page:technician",
+        Role::Biomed => "page:biomed",
+        Role::Clinician => "page:clinician",
+        Role::Patient => "page:patient",
+        Role::Agent => "page:agent",
+        Role::Editor => "page:editor",
+        Role::Admin => "page:admin",
+    }
+}
+
+/// A negotiated language as an event keeps it: the manuals' and the interface's languages are a
+/// short list, so those are static text; anything else is copied.
+fn language_text(lang: &str) -> Cow<'static, str> {
+    match i18n::UI_LANGUAGES.iter().find(|l| **l == lang) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(lang.to_string()),
     }
 }
 
@@ -186,14 +214,14 @@ fn serve_asset(
     );
     let rules = app.rules();
     let chosen = rules.choose(&facts(resolved, context, &lang, app.now()));
-    let mut event = base_event(&resolved.code.code, context, &lang);
+    let mut event = base_event(&resolved.code.code, context, language_text(&lang));
     event.asset_id = Some(asset.id.clone());
     event.site_id = Some(asset.site_id.clone());
     event.placement = Some(resolved.code.placement.clone());
-    event.rule = chosen.map_or_else(|| "default".to_string(), |r| r.id.clone());
+    event.rule = chosen.map_or(Cow::Borrowed("default"), |r| Cow::Owned(r.id.clone()));
     let (variant, on_call_first) = match chosen.map(|r| &r.then) {
         Some(Action::Redirect(url)) | Some(Action::DeepLink(url)) => {
-            event.destination = format!("redirect:{url}");
+            event.destination = Cow::Owned(format!("redirect:{url}"));
             // 302: temporary, so the label keeps pointing at us and rules can change.
             let response = match HeaderValue::from_str(url) {
                 Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
@@ -213,11 +241,11 @@ fn serve_asset(
         Some(Action::Page(page)) => (page.parse::<Role>().unwrap_or(context.role), false),
         None => (context.role, false),
     };
-    event.destination = if on_call_first {
-        "page:on-call".to_string()
+    event.destination = Cow::Borrowed(if on_call_first {
+        "page:on-call"
     } else {
-        format!("page:{}", variant.as_str())
-    };
+        page_destination(variant)
+    });
     let key = RenderKey {
         code: resolved.code.code.clone(),
         role: context.role,
@@ -301,19 +329,18 @@ async fn fallback(
     } else {
         StatusCode::NOT_FOUND
     };
-    let mut event = base_event(code, context, &lang);
+    let mut event = base_event(code, context, language_text(&lang));
     if let Some(r) = resolved {
         event.asset_id = r.code.asset_id.clone();
         event.site_id = r.site.as_ref().map(|s| s.id.clone());
         event.placement = Some(r.code.placement.clone());
     }
-    event.rule = "fallback".to_string();
-    event.destination = if retired {
+    event.rule = Cow::Borrowed("fallback");
+    event.destination = Cow::Borrowed(if retired {
         "fallback:retired"
     } else {
         "fallback:unknown"
-    }
-    .to_string();
+    });
     event.fallback = true;
     Ok(((status, Html(page)).into_response(), event))
 }
