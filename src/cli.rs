@@ -211,6 +211,17 @@ pub enum EvalWhat {
     /// Answer-or-escalate: the confidence model scored by cross-validation on a folder with
     /// answerability.tsv (AUROC, calibration, escalation precision/recall).
     Answerability(EvalAnswerabilityCmd),
+    /// Two `eval retrieval --json` reports of the same queries compared query by query: the mean
+    /// nDCG@10 difference with a paired bootstrap 95% interval and a randomisation test's p-value.
+    Compare(EvalCompareCmd),
+}
+
+#[derive(Args)]
+pub struct EvalCompareCmd {
+    /// The baseline's report.
+    pub base: PathBuf,
+    /// The changed run's report.
+    pub new: PathBuf,
 }
 
 #[derive(Args)]
@@ -322,7 +333,7 @@ pub struct EvalRetrievalCmd {
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Fusion method for hybrid mode: zscore, minmax or rrf (default: the product setting).
+    /// Fusion method for hybrid mode: zscore, minmax, tm2c2 or rrf (default: the product setting).
     #[arg(long, default_value = "default")]
     pub fusion: String,
     /// Dense weight of z-score or min-max fusion (default: the fitted product setting).
@@ -364,6 +375,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(EvalCmd {
             what: EvalWhat::Answers(cmd),
         }) => eval_answers(cmd),
+        Command::Eval(EvalCmd {
+            what: EvalWhat::Compare(cmd),
+        }) => eval_compare(cmd),
         Command::Serve(cmd) => crate::serve::serve(cmd),
         Command::Codes(cmd) => crate::serve::codes(cmd),
         Command::Rules(cmd) => crate::rules_cmd::run(cmd),
@@ -737,12 +751,42 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn eval_compare(cmd: EvalCompareCmd) -> Result<ExitCode> {
+    use scanaid_evals::compare::{compare, read_per_query, RESAMPLES};
+    let base = read_per_query(&cmd.base)?;
+    let new = read_per_query(&cmd.new)?;
+    let c = compare(&base, &new).map_err(|reason| {
+        anyhow::anyhow!(
+            "{} and {} cannot be compared: {reason}",
+            cmd.base.display(),
+            cmd.new.display()
+        )
+    })?;
+    println!(
+        "| queries | base nDCG@10 | new nDCG@10 | difference | 95% interval (paired bootstrap) | p (randomisation) | better / worse / equal |\n|---|---|---|---|---|---|---|\n| {} | {:.4} | {:.4} | {:+.4} | {:+.4} to {:+.4} | {:.4} | {} / {} / {} |",
+        c.n_queries,
+        c.base_mean,
+        c.new_mean,
+        c.mean_difference,
+        c.ci95.0,
+        c.ci95.1,
+        c.p_value,
+        c.better,
+        c.worse,
+        c.equal
+    );
+    println!("({RESAMPLES} resamples each, fixed seed)");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {
     let data = scanaid_evals::beir::load(&cmd.data, &cmd.split)?;
     let embedder = cmd.model.embedder()?;
     let mut settings = SearchSettings::default();
     let default_weight = match settings.fusion {
-        Fusion::MinMax { dense_weight } | Fusion::ZScore { dense_weight } => dense_weight,
+        Fusion::MinMax { dense_weight }
+        | Fusion::ZScore { dense_weight }
+        | Fusion::TheoreticalMinMax { dense_weight } => dense_weight,
         Fusion::Rrf { .. } => 0.5,
     };
     settings.fusion = match cmd.fusion.as_str() {
@@ -754,7 +798,10 @@ fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {
         "zscore" => Fusion::ZScore {
             dense_weight: cmd.dense_weight.unwrap_or(default_weight),
         },
-        other => bail!("unknown fusion {other:?}: use zscore, minmax or rrf"),
+        "tm2c2" => Fusion::TheoreticalMinMax {
+            dense_weight: cmd.dense_weight.unwrap_or(default_weight),
+        },
+        other => bail!("unknown fusion {other:?}: use zscore, minmax, tm2c2 or rrf"),
     };
     if let Some(w) = cmd.title_weight {
         settings.lexical.title = w;

@@ -157,7 +157,36 @@ fn eval_retrieval_keeps_its_interface() {
             report["ndcg@10"], 1.0,
             "{mode}: both queries find their passage first"
         );
+        assert_eq!(
+            report["per_query_ndcg@10"],
+            serde_json::json!({"q1": 1.0, "q2": 1.0})
+        );
     }
+    // Two reports compared query by query; a report without per-query scores is refused by name.
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let out = scanaid(
+        &["eval", "compare", &path("bm25.json"), &path("hybrid.json")],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "| 2 | 1.0000 | 1.0000 | +0.0000 | +0.0000 to +0.0000 | 1.0000 | 0 / 0 / 2 |"
+        ),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(dir.path().join("old.json"), "{\"ndcg@10\": 0.5}").unwrap();
+    let out = scanaid(
+        &["eval", "compare", &path("old.json"), &path("hybrid.json")],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("old.json") && text(&out).contains("no \"per_query_ndcg@10\""),
+        "{}",
+        text(&out)
+    );
     // Bad data names the file and line.
     std::fs::write(
         data.join("qrels/test.tsv"),

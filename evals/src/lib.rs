@@ -4,6 +4,7 @@
 pub mod answerability;
 pub mod answers;
 pub mod beir;
+pub mod compare;
 pub mod error;
 pub mod manual_questions;
 pub mod metrics;

@@ -61,6 +61,9 @@ pub struct RetrievalReport {
     pub index_s: f64,
     pub index_cached: bool,
     pub embed_passages_per_s: f64,
+    /// nDCG@10 of every judged query, for paired comparisons (`scanaid eval compare`).
+    #[serde(rename = "per_query_ndcg@10")]
+    pub per_query_ndcg10: crate::compare::PerQuery,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -256,10 +259,13 @@ pub fn evaluate(
     )?;
     let empty = HashMap::new();
     let mut sums = [0.0f64; 4];
+    let mut per_query_ndcg10 = crate::compare::PerQuery::new();
     for run in &runs {
         let qrels = data.qrels.get(&run.query_id).unwrap_or(&empty);
         let ranked: Vec<&str> = run.ranked.iter().map(String::as_str).collect();
-        sums[0] += ndcg_at_k(&ranked, qrels, 10);
+        let ndcg10 = ndcg_at_k(&ranked, qrels, 10);
+        per_query_ndcg10.insert(run.query_id.clone(), ndcg10);
+        sums[0] += ndcg10;
         sums[1] += recall_at_k(&ranked, qrels, 10);
         sums[2] += recall_at_k(&ranked, qrels, 100);
         sums[3] += mrr_at_k(&ranked, qrels, 10);
@@ -298,5 +304,6 @@ pub fn evaluate(
         index_s,
         index_cached,
         embed_passages_per_s: rate,
+        per_query_ndcg10,
     })
 }

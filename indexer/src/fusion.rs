@@ -18,6 +18,12 @@ pub enum Fusion {
     /// `(1 - dense_weight) * bm25 + dense_weight * dense`; a missing candidate counts as that list's
     /// minimum.
     ZScore { dense_weight: f32 },
+    /// Bruch et al.'s TM2C2 ("An Analysis of Fusion Functions for Hybrid Retrieval", 2023): each
+    /// leg scaled from its theoretical minimum (0 for BM25, -1 for a cosine) to the best score
+    /// it returned for this query, then `(1 - dense_weight) * bm25 + dense_weight * dense`. A
+    /// candidate missing from the BM25 list scores 0 there (it matched no term, or too few);
+    /// one missing from the dense list gets its exact dense score.
+    TheoreticalMinMax { dense_weight: f32 },
 }
 
 impl Default for Fusion {
@@ -141,6 +147,18 @@ pub fn fuse(
                 }
             }
         }
+        Fusion::TheoreticalMinMax { dense_weight } => {
+            let b_max = bm25.iter().map(|x| x.1).fold(0.0f32, f32::max);
+            let d_max = dense.iter().map(|x| x.1).fold(-1.0f32, f32::max);
+            for f in &mut fused {
+                let b = f.bm25.map_or(0.0, |l| normalise(l.score, 0.0, b_max));
+                let d = f.dense.map_or(0.0, |l| normalise(l.score, -1.0, d_max));
+                f.score = (1.0 - dense_weight) * b + dense_weight * d;
+                if blind(f.ord) {
+                    f.score = f.score.max(d);
+                }
+            }
+        }
     }
     fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.ord.cmp(&b.ord)));
     fused
@@ -183,6 +201,26 @@ fn normalise(score: f32, min: f32, max: f32) -> f32 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn theoretical_min_max_by_hand() {
+        let dense_of = |ord: u32| if ord == 1 { 0.0 } else { f32::NAN };
+        let out = fuse(
+            &[(1, 10.0), (2, 5.0)],
+            &[(2, 0.6), (3, 0.2)],
+            Fusion::TheoreticalMinMax { dense_weight: 0.5 },
+            Some(&dense_of),
+            None,
+        );
+        let got: Vec<(u32, f32)> = out.iter().map(|f| (f.ord, f.score)).collect();
+        // BM25 from 0 to 10, dense from -1 to 0.6 (a span of 1.6); 3 is missing from BM25: 0 there.
+        // 1: 0.5 * 1 + 0.5 * (1.0 / 1.6); 2: 0.5 * 0.5 + 0.5 * 1; 3: 0.5 * 0 + 0.5 * (1.2 / 1.6)
+        let want = [(1, 0.8125), (2, 0.75), (3, 0.375)];
+        for ((ord, score), (want_ord, want_score)) in got.iter().zip(want) {
+            assert_eq!(*ord, want_ord);
+            assert!((score - want_score).abs() < 1e-6, "{ord}: {score}");
+        }
+    }
 
     #[test]
     fn rrf_by_hand() {
@@ -259,11 +297,16 @@ mod tests {
         fn fused_lists_are_sorted_without_duplicates(
             bm25 in proptest::collection::vec((0u32..50, 0f32..20.0), 0..30),
             dense in proptest::collection::vec((0u32..50, -1f32..1.0), 0..30),
-            rrf in any::<bool>(),
+            method in 0usize..4,
         ) {
             let mut bm25 = bm25; bm25.sort_by(|a, b| b.1.total_cmp(&a.1)); let mut seen = std::collections::HashSet::new(); bm25.retain(|x| seen.insert(x.0));
             let mut dense = dense; dense.sort_by(|a, b| b.1.total_cmp(&a.1)); let mut seen = std::collections::HashSet::new(); dense.retain(|x| seen.insert(x.0));
-            let fusion = if rrf { Fusion::Rrf { k: 60.0 } } else { Fusion::MinMax { dense_weight: 0.3 } };
+            let fusion = [
+                Fusion::Rrf { k: 60.0 },
+                Fusion::MinMax { dense_weight: 0.3 },
+                Fusion::ZScore { dense_weight: 0.5 },
+                Fusion::TheoreticalMinMax { dense_weight: 0.8 },
+            ][method];
             let out = fuse(&bm25, &dense, fusion, None, None);
             prop_assert!(out.windows(2).all(|w| w[0].score >= w[1].score));
             let mut ords: Vec<u32> = out.iter().map(|f| f.ord).collect();
