@@ -118,7 +118,7 @@ fn events(b: EventsBench) -> Result<()> {
             device: [DeviceClass::Ios, DeviceClass::Android, DeviceClass::Desktop][i % 3],
             language: "en".into(),
             role: "anonymous",
-            returning: i % 4 == 0,
+            returning: i.is_multiple_of(4),
             rule: "bench-redirect".into(),
             destination: "redirect:https://example.org/".into(),
             fallback: false,

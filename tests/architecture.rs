@@ -18,7 +18,7 @@ fn dependencies(crate_dir: &str) -> Vec<String> {
             continue;
         }
         if in_deps {
-            if let Some((name, _)) = line.split_once(|c| c == '=' || c == '.') {
+            if let Some((name, _)) = line.split_once(['=', '.']) {
                 let name = name.trim();
                 if !name.is_empty() && !name.starts_with('#') {
                     out.push(name.to_string());

@@ -160,7 +160,7 @@ pub fn evaluate(
                 covered += 1;
             }
         }
-        if answer.citations.iter().any(|c| expected(c)) {
+        if answer.citations.iter().any(&expected) {
             cites_expected += 1;
         }
         if let Some(first) = answer.sentences.first() {

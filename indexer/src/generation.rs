@@ -157,8 +157,7 @@ pub fn rollback(index_dir: &Path) -> Result<(String, String)> {
     let older = list(index_dir)?
         .into_iter()
         .filter(|g| g.as_str() < now.as_str())
-        .filter(|g| read_meta(&generation_dir(index_dir, g)).is_ok())
-        .next_back()
+        .rfind(|g| read_meta(&generation_dir(index_dir, g)).is_ok())
         .ok_or_else(|| IndexError::NoRollback(format!("{now} is the oldest kept generation")))?;
     point_current(index_dir, &older)?;
     Ok((now, older))

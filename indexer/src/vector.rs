@@ -108,7 +108,7 @@ impl VectorIndex {
         saved: Option<graph_file::Graph>,
     ) -> Self {
         assert!(
-            dim > 0 && data.len() % dim == 0,
+            dim > 0 && data.len().is_multiple_of(dim),
             "vector data must be a whole number of rows"
         );
         let n = data.len() / dim;

@@ -206,7 +206,7 @@ pub fn load(path: &Path) -> Result<E5s1> {
         let raw = &bytes[entry.offset..entry.offset + entry.bytes];
         let n = rows * cols;
         let values = if entry.quantised {
-            if entry.bytes != n / Q4_BLOCK * Q4_BLOCK_BYTES || n % Q4_BLOCK != 0 {
+            if entry.bytes != n / Q4_BLOCK * Q4_BLOCK_BYTES || !n.is_multiple_of(Q4_BLOCK) {
                 return Err(ModelError::Encode(format!(
                     "E5S1 tensor {name}: {} bytes for {n} Q4_0 values",
                     entry.bytes

@@ -92,12 +92,10 @@ fn the_packed_forward_matches_candle_bert_model() {
         flat.extend(
             s.iter()
                 .copied()
-                .chain(std::iter::repeat(0).take(len - s.len())),
+                .chain(std::iter::repeat_n(0, len - s.len())),
         );
         mask.extend(
-            std::iter::repeat(1u32)
-                .take(s.len())
-                .chain(std::iter::repeat(0).take(len - s.len())),
+            std::iter::repeat_n(1u32, s.len()).chain(std::iter::repeat_n(0, len - s.len())),
         );
     }
     let n = ids.len();

@@ -634,8 +634,8 @@ pub async fn answer_turn(
         answer,
         sentences,
         citations,
-        confidence: confidence,
-        unsure: unsure,
+        confidence,
+        unsure,
         escalated,
         ticket,
     }))

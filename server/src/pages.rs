@@ -199,7 +199,7 @@ pub fn role_page_content(
     let mine: Vec<&Chunk> = index
         .chunks()
         .iter()
-        .filter(|c| c.owner.is_none() && manual_ids.iter().any(|m| *m == c.manual_id))
+        .filter(|c| c.owner.is_none() && manual_ids.contains(&c.manual_id))
         .collect();
     let mut languages: Vec<String> = mine.iter().map(|c| c.language.clone()).collect();
     languages.sort();

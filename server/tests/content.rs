@@ -607,7 +607,7 @@ fn scans_and_questions_during_a_full_reindex_never_fail_or_mix_generations() {
             n += 1;
             let during = running.load(std::sync::atomic::Ordering::SeqCst);
             let started = std::time::Instant::now();
-            if (n + worker) % 4 == 0 {
+            if (n + worker).is_multiple_of(4) {
                 let answer = ask(&app, &technician, "how do I replace the battery pack?");
                 let revisions: std::collections::BTreeSet<&str> = answer["citations"]
                     .as_array()

@@ -575,7 +575,7 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
     );
 
     // The patient opens it with the factors the clinician set and was given.
-    let (opened, session) = try_open(&app, &code, "1970-05-05", &pin);
+    let (opened, session) = try_open(&app, &code, "1970-05-05", pin);
     assert_eq!(opened.status, 303, "{}", opened.body);
     let session = session.unwrap();
     let page = get(&app.url(&format!("/c/{code}")), &[("cookie", &session)]);
