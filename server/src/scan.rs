@@ -155,8 +155,8 @@ fn page_destination(variant: Role) -> &'static str {
     }
 }
 
-/// A negotiated language as an event keeps it: the manuals' and the interface's languages are a
-/// short list, so those are static text; anything else is copied.
+/// A negotiated language as an event keeps it: the interface's languages are static text; any other
+/// language a manual offers is copied.
 fn language_text(lang: &str) -> Cow<'static, str> {
     match i18n::UI_LANGUAGES.iter().find(|l| **l == lang) {
         Some(known) => Cow::Borrowed(known),
