@@ -752,10 +752,21 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
 }
 
 fn eval_compare(cmd: EvalCompareCmd) -> Result<ExitCode> {
-    use scanaid_evals::compare::{compare, read_per_query, RESAMPLES};
-    let base = read_per_query(&cmd.base)?;
-    let new = read_per_query(&cmd.new)?;
-    let c = compare(&base, &new).map_err(|reason| {
+    use scanaid_evals::compare::{compare, read_report, RESAMPLES};
+    let base = read_report(&cmd.base)?;
+    let new = read_report(&cmd.new)?;
+    if (&base.dataset, &base.split) != (&new.dataset, &new.split) {
+        bail!(
+            "{} is {} ({}) and {} is {} ({}): compare runs of the same queries",
+            cmd.base.display(),
+            base.dataset,
+            base.split,
+            cmd.new.display(),
+            new.dataset,
+            new.split
+        );
+    }
+    let c = compare(&base.per_query, &new.per_query).map_err(|reason| {
         anyhow::anyhow!(
             "{} and {} cannot be compared: {reason}",
             cmd.base.display(),

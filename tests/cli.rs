@@ -176,7 +176,11 @@ fn eval_retrieval_keeps_its_interface() {
         "{}",
         text(&out)
     );
-    std::fs::write(dir.path().join("old.json"), "{\"ndcg@10\": 0.5}").unwrap();
+    std::fs::write(
+        dir.path().join("old.json"),
+        "{\"dataset\": \"tiny\", \"split\": \"test\", \"ndcg@10\": 0.5}",
+    )
+    .unwrap();
     let out = scanaid(
         &["eval", "compare", &path("old.json"), &path("hybrid.json")],
         dir.path(),
@@ -184,6 +188,22 @@ fn eval_retrieval_keeps_its_interface() {
     assert!(!out.status.success());
     assert!(
         text(&out).contains("old.json") && text(&out).contains("no \"per_query_ndcg@10\""),
+        "{}",
+        text(&out)
+    );
+    // Reports of another split are refused, whatever their query ids.
+    let mut report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("hybrid.json")).unwrap())
+            .unwrap();
+    report["split"] = "train".into();
+    std::fs::write(dir.path().join("train.json"), report.to_string()).unwrap();
+    let out = scanaid(
+        &["eval", "compare", &path("train.json"), &path("hybrid.json")],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is tiny (train)") && text(&out).contains("is tiny (test)"),
         "{}",
         text(&out)
     );

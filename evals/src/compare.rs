@@ -88,26 +88,53 @@ pub fn compare(base: &PerQuery, new: &PerQuery) -> std::result::Result<Compariso
     })
 }
 
-/// Reads `per_query_ndcg@10` from a report `scanaid eval retrieval --json` wrote.
-pub fn read_per_query(path: &Path) -> Result<PerQuery> {
+/// One report's scores, and what they were measured on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportScores {
+    pub dataset: String,
+    pub split: String,
+    pub per_query: PerQuery,
+}
+
+/// Reads `dataset`, `split` and `per_query_ndcg@10` from a report `scanaid eval retrieval --json`
+/// wrote.
+pub fn read_report(path: &Path) -> Result<ReportScores> {
     let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let bad = |message: String| EvalError::Malformed {
+    let bad = |line: usize, message: String| EvalError::Malformed {
         path: path.to_path_buf(),
-        line: 1,
+        line,
         message,
     };
     let report: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| bad(e.line(), format!("not JSON: {e}")))?;
+    let text_field = |name: &str| {
+        report
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| bad(1, format!("no \"{name}\"")))
+    };
+    let (dataset, split) = (text_field("dataset")?, text_field("split")?);
     let scores = report.get("per_query_ndcg@10").ok_or_else(|| {
-        bad("no \"per_query_ndcg@10\" (written by `scanaid eval retrieval --json` since 2026-12-06)".into())
+        bad(
+            1,
+            "no \"per_query_ndcg@10\" (written by `scanaid eval retrieval --json` since 2026-12-06)"
+                .into(),
+        )
     })?;
-    serde_json::from_value(scores.clone()).map_err(|e| {
-        bad(format!(
-            "\"per_query_ndcg@10\" is not a map of query id to number: {e}"
-        ))
+    let per_query = serde_json::from_value(scores.clone()).map_err(|e| {
+        bad(
+            1,
+            format!("\"per_query_ndcg@10\" is not a map of query id to number: {e}"),
+        )
+    })?;
+    Ok(ReportScores {
+        dataset,
+        split,
+        per_query,
     })
 }
 

@@ -152,7 +152,11 @@ pub fn fuse(
             let d_max = dense.iter().map(|x| x.1).fold(-1.0f32, f32::max);
             for f in &mut fused {
                 let b = f.bm25.map_or(0.0, |l| normalise(l.score, 0.0, b_max));
-                let d = f.dense.map_or(0.0, |l| normalise(l.score, -1.0, d_max));
+                // With no dense list (no embedder's answer) there is nothing to scale against.
+                let d = match f.dense {
+                    Some(l) if !dense.is_empty() => normalise(l.score, -1.0, d_max),
+                    _ => 0.0,
+                };
                 f.score = (1.0 - dense_weight) * b + dense_weight * d;
                 if blind(f.ord) {
                     f.score = f.score.max(d);

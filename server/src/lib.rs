@@ -161,8 +161,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest form the manual editor posts (a manual, URL-encoded).
 pub const MAX_MANUAL_FORM_BYTES: usize = 1024 * 1024;
 
-/// Every route, without the layers `service` puts around them.
-pub fn app(state: AppState) -> Router {
+/// Every route, without the guard and the body limit: serve (and test) `service`, which adds them.
+fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(site::home))
         .route("/metrics", get(metrics::exposition))
@@ -246,8 +246,8 @@ pub fn app(state: AppState) -> Router {
 
 /// The routes as the server runs them: behind the guard (body limits, security headers) and the
 /// default body limit. Both wrap the router once, outside it: `Router::layer` wraps every route
-/// instead, and each such layer was another boxed service cloned per request (about a tenth of a
-/// redirect scan's throughput for the two; README, "Scan throughput").
+/// instead, and each such layer was another boxed service cloned per request (README, "Scan
+/// throughput").
 pub fn service(
     state: AppState,
 ) -> impl tower::Service<
