@@ -65,7 +65,12 @@ pub fn user_agent(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A header's value as text. `name` may be a `HeaderName` constant (found without parsing the name,
+/// as the scan path does) or a string.
+pub fn header<'a>(
+    headers: &'a HeaderMap,
+    name: impl axum::http::header::AsHeaderName,
+) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

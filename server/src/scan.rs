@@ -63,10 +63,7 @@ pub async fn scan(
         role: signed_in.as_ref().map_or(Role::Anonymous, |s| s.role),
         signed_in: signed_in.is_some(),
         language_query: query.lang.filter(|l| l.len() <= 16),
-        accept_language: headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        accept_language: http::header(headers, header::ACCEPT_LANGUAGE).map(str::to_string),
         device: DeviceClass::from_user_agent(user_agent),
         returning: seen.split('.').any(|c| c == code),
     };
