@@ -333,6 +333,9 @@ pub struct EvalRetrievalCmd {
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write every query's ranking here in TREC run format (`qid Q0 docid rank score tag`).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
     /// Fusion method for hybrid mode: zscore, minmax, tm2c2 or rrf (default: the product setting).
     #[arg(long, default_value = "default")]
     pub fusion: String,
@@ -825,6 +828,7 @@ fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {
         settings,
         use_history: !cmd.no_history,
         cache_dir: eval_cache_dir(cmd.cache_dir),
+        run_file: cmd.run,
     };
     let mut bar = progress::embedding_bar("embedding");
     let report = scanaid_evals::retrieval::evaluate(

@@ -27,6 +27,9 @@ pub struct RetrievalOptions {
     pub use_history: bool,
     /// Where indexes of evaluated corpora are kept between runs.
     pub cache_dir: PathBuf,
+    /// Write every query's ranking here in TREC run format (`qid Q0 docid rank score tag`), for
+    /// trec_eval or for fusing runs offline.
+    pub run_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -219,6 +222,24 @@ pub fn run_queries(
     Ok(runs)
 }
 
+/// Writes `runs` in TREC run format: one line per ranked passage, `qid Q0 docid rank score tag`,
+/// the query's own id left out as in `QueryRun::ranked`.
+fn write_trec_run(path: &Path, runs: &[QueryRun], tag: &str) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for run in runs {
+        let scored = run.hits.iter().filter(|h| h.chunk_id != run.query_id);
+        for (rank, hit) in scored.enumerate() {
+            let (id, score) = (&hit.chunk_id, hit.score);
+            let _ = writeln!(text, "{} Q0 {id} {} {score} {tag}", run.query_id, rank + 1);
+        }
+    }
+    std::fs::write(path, text).map_err(|source| EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// The engine request for a BEIR query: every owner, with or without its history, top 100.
 pub(crate) fn request(q: &crate::beir::Query, mode: Mode, use_history: bool) -> SearchRequest {
     SearchRequest {
@@ -257,6 +278,9 @@ pub fn evaluate(
         options.use_history,
         true,
     )?;
+    if let Some(path) = &options.run_file {
+        write_trec_run(path, &runs, &format!("scanaid-{:?}", options.mode).to_lowercase())?;
+    }
     let empty = HashMap::new();
     let mut sums = [0.0f64; 4];
     let mut per_query_ndcg10 = crate::compare::PerQuery::new();
