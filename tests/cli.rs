@@ -142,7 +142,10 @@ fn eval_retrieval_keeps_its_interface() {
         for line in run.lines() {
             let cols: Vec<&str> = line.split(' ').collect();
             assert_eq!(cols.len(), 6, "{line}");
-            assert_eq!((cols[1], cols[5]), ("Q0", format!("scanaid-{mode}").as_str()));
+            assert_eq!(
+                (cols[1], cols[5]),
+                ("Q0", format!("scanaid-{mode}").as_str())
+            );
             let (rank, score): (u32, f64) = (cols[3].parse().unwrap(), cols[4].parse().unwrap());
             match &last {
                 Some((q, r, s)) if q == cols[0] => assert!(rank == r + 1 && score <= *s, "{run}"),
@@ -150,7 +153,10 @@ fn eval_retrieval_keeps_its_interface() {
             }
             last = Some((cols[0].to_string(), rank, score));
         }
-        assert!(run.starts_with("q1 Q0 d1 1 ") && run.contains("\nq2 Q0 d2 1 "), "{run}");
+        assert!(
+            run.starts_with("q1 Q0 d1 1 ") && run.contains("\nq2 Q0 d2 1 "),
+            "{run}"
+        );
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         for key in [

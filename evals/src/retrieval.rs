@@ -230,8 +230,8 @@ fn write_trec_run(path: &Path, runs: &[QueryRun], tag: &str) -> Result<()> {
     for run in runs {
         let scored = run.hits.iter().filter(|h| h.chunk_id != run.query_id);
         for (rank, hit) in scored.enumerate() {
-            let (id, score) = (&hit.chunk_id, hit.score);
-            let _ = writeln!(text, "{} Q0 {id} {} {score} {tag}", run.query_id, rank + 1);
+            let (query, id, score) = (&run.query_id, &hit.chunk_id, hit.score);
+            let _ = writeln!(text, "{query} Q0 {id} {} {score} {tag}", rank + 1);
         }
     }
     std::fs::write(path, text).map_err(|source| EvalError::Io {
@@ -279,7 +279,11 @@ pub fn evaluate(
         true,
     )?;
     if let Some(path) = &options.run_file {
-        write_trec_run(path, &runs, &format!("scanaid-{:?}", options.mode).to_lowercase())?;
+        write_trec_run(
+            path,
+            &runs,
+            &format!("scanaid-{:?}", options.mode).to_lowercase(),
+        )?;
     }
     let empty = HashMap::new();
     let mut sums = [0.0f64; 4];
