@@ -56,6 +56,14 @@ pub struct ModelOpts {
     /// questions and manuals in different languages).
     #[arg(long = "embedding-model", env = "SCANAID_EMBEDDING_MODEL", global = true, default_value = "auto", value_parser = ["auto", "minilm", "e5"])]
     pub embedding_model: String,
+    /// A tuned encoder delta to merge into MiniLM at load (research: written by
+    /// evals/experiments/finetune_minilm.py --save-delta; see models/src/delta.rs).
+    #[arg(
+        long = "embedding-delta",
+        env = "SCANAID_EMBEDDING_DELTA",
+        global = true
+    )]
+    pub embedding_delta: Option<PathBuf>,
 }
 
 /// The embedding model `auto` picks for a folder of manuals: MiniLM when every manual is in English,
@@ -131,10 +139,22 @@ impl ModelOpts {
         if outcome == FetchOutcome::Fetched {
             eprintln!("fetched {} into {}", spec.name, model_dir.display());
         }
+        let delta = match (&self.embedding_delta, name) {
+            (None, _) => None,
+            (Some(path), "minilm") => Some(
+                scanaid_models::EncoderDelta::from_file(path)
+                    .context("loading the encoder delta")?,
+            ),
+            (Some(_), other) => {
+                anyhow::bail!(
+                    "--embedding-delta applies to MiniLM only, and this command uses {other}"
+                )
+            }
+        };
         let embedder = if name == "e5" {
             BertEmbedder::load_e5s1(&model_dir, spec)
         } else {
-            BertEmbedder::load(&model_dir, spec)
+            BertEmbedder::load_tuned(&model_dir, spec, delta.as_ref())
         }
         .context("loading the embedding model")?;
         Ok(Arc::new(embedder))

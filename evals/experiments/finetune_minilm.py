@@ -101,7 +101,7 @@ def add_lora(model, rank):
 
 
 def train(model, args):
-    docs, qs, rel = corpus(args.data), queries(args.data), qrels(args.data, "train")
+    docs, qs, rel = corpus(args.data), queries(args.data), qrels(args.data, args.split)
     ranked = collections.defaultdict(list)
     for line in open(args.negatives):
         q, _, d, *_ = line.split()
@@ -110,8 +110,15 @@ def train(model, args):
     for q, relevant in rel.items():
         negatives = [d for d in ranked[q][:30] if d not in relevant][:10]
         examples += [(qs[q], docs[d], negatives) for d in relevant]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    if args.freeze_embeddings:
+        for p in model.embeddings.parameters():
+            p.requires_grad = False
+    # Weight decay on matrices only: decaying biases, layer norms or the embedding table pulls rows the
+    # training never touches towards zero.
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if p.dim() == 2 and "embeddings" not in n], "weight_decay": 0.01},
+              {"params": [p for n, p in named if p.dim() != 2 or "embeddings" in n], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=args.lr)
     steps = args.epochs * math.ceil(len(examples) / args.batch)
     warm = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -152,10 +159,42 @@ def dense_run(model, data, split, path):
                 out.write(f"{q} Q0 {d} {rank} {s} finetuned\n")
 
 
+def save_delta(model, path, recipe):
+    """The tuned encoder as a 4-bit delta from the base weights, the file `scanaid` merges at load
+    (models/src/delta.rs reads this layout): per encoder matrix `NAME.delta_q4` (u8, two signed 4-bit
+    values a byte, low nibble first, stored as q + 8 with q in -7..7) and `NAME.delta_scale` (f16, one
+    scale per 32 consecutive inputs of a row); per bias or layer-norm vector `NAME.delta` (f16). The
+    embeddings are not in it: frozen, or left at the base values."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    original = safe_open(os.path.join(MODEL_DIR, "model.safetensors"), "pt")
+    state = model.state_dict()
+    out = {}
+    for name in original.keys():
+        if not name.startswith("encoder.") or name not in state:
+            continue
+        delta = (state[name].float() - original.get_tensor(name).float()).contiguous()
+        if delta.dim() == 2:
+            rows, cols = delta.shape
+            groups = delta.reshape(rows, cols // 32, 32)
+            scale = (groups.abs().amax(-1) / 7).half().float()
+            q = torch.round(groups / scale.clamp_min(1e-12).unsqueeze(-1)).clamp(-7, 7)
+            nibbles = (q + 8).to(torch.uint8).reshape(rows, cols)
+            out[name + ".delta_q4"] = (nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)).contiguous()
+            out[name + ".delta_scale"] = scale.half().contiguous()
+        else:
+            out[name + ".delta"] = delta.half()
+    save_file(out, path, metadata={"format": "scanaid-delta-q4", "base": "all-MiniLM-L6-v2",
+                                   "recipe": recipe})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../../../shared/evaldata/scifact")
+    ap.add_argument("--split", default="train", help="the qrels file to train on (holdout_split.py writes `fit`)")
     ap.add_argument("--negatives", required=True, help="a TREC run of the train split")
+    ap.add_argument("--freeze-embeddings", action="store_true")
+    ap.add_argument("--save-delta", help="write the tuned encoder as a 4-bit delta file (see save_delta)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--batch", type=int, default=32)
@@ -181,6 +220,10 @@ def main():
                    for k in original.keys()}
         os.makedirs(args.save, exist_ok=True)
         save_file(tensors, os.path.join(args.save, "model.safetensors"), metadata={"format": "pt"})
+    if args.save_delta:
+        recipe = (f"split={args.split} negatives={os.path.basename(args.negatives)} epochs={args.epochs} "
+                  f"lr={args.lr} batch={args.batch} lora={args.lora} freeze_embeddings={args.freeze_embeddings}")
+        save_delta(model, args.save_delta, recipe)
     for triple in args.eval:
         data, split, path = triple.split(":")
         dense_run(model, data, split, path)

@@ -8,6 +8,7 @@ use candle_core::Device;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::{BertEncoder, BertShape};
+use crate::delta::EncoderDelta;
 use crate::error::{io_err, ModelError, Result};
 use crate::fetch::{verify_model, ModelSpec};
 
@@ -54,6 +55,12 @@ pub struct BertEmbedder {
 impl BertEmbedder {
     /// Loads a verified model directory (model.safetensors, config.json, tokenizer.json).
     pub fn load(dir: &Path, spec: &ModelSpec) -> Result<Self> {
+        Self::load_tuned(dir, spec, None)
+    }
+
+    /// Loads a verified model directory with a tuned encoder delta merged into its weights (`delta.rs`);
+    /// the model id then names the delta too.
+    pub fn load_tuned(dir: &Path, spec: &ModelSpec, delta: Option<&EncoderDelta>) -> Result<Self> {
         verify_model(dir, spec)?;
         let config_path = dir.join("config.json");
         let config_text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
@@ -80,13 +87,18 @@ impl BertEmbedder {
             max_positions: config.max_position_embeddings,
         };
         let weights = dir.join("model.safetensors");
-        let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)?;
+        let mut tensors = candle_core::safetensors::load(&weights, &Device::Cpu)?;
+        let mut model_id = spec.name.to_string();
+        if let Some(delta) = delta {
+            delta.apply(&mut tensors)?;
+            model_id = format!("{model_id}+{}", delta.id());
+        }
         let encoder = BertEncoder::from_tensors(&tensors, shape)?;
         let tokenizer = load_tokenizer(&dir.join("tokenizer.json"))?;
         Ok(Self {
             encoder,
             tokenizer,
-            model_id: spec.name.to_string(),
+            model_id,
             query_prefix: "",
             passage_prefix: "",
         })

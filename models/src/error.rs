@@ -43,6 +43,8 @@ pub enum ModelError {
     Encode(String),
     #[error("model config {path}: {message}")]
     Config { path: PathBuf, message: String },
+    #[error("encoder delta {origin}: {message}")]
+    Delta { origin: String, message: String },
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
 }

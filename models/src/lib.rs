@@ -4,6 +4,7 @@
 #[cfg(target_arch = "x86_64")]
 mod attention_avx512;
 pub mod bert;
+pub mod delta;
 pub mod e5s1;
 pub mod embedder;
 pub mod error;
@@ -13,6 +14,7 @@ mod int16;
 pub mod matmul_bench;
 mod packed;
 
+pub use delta::EncoderDelta;
 pub use embedder::{BertEmbedder, Embedder};
 pub use error::{ModelError, Result};
 pub use fetch::{default_models_dir, ensure_model, ModelSpec, MINILM_L6_V2, MULTILINGUAL_E5_SMALL};
