@@ -52,11 +52,12 @@ pub struct ModelOpts {
     #[arg(long, env = "SCANAID_MODELS_DIR", global = true)]
     pub models_dir: Option<PathBuf>,
     /// Embedding model: `auto` (the default: chosen from the manuals' languages, see
-    /// `choose_model`), `minilm` (all-MiniLM-L6-v2, English) or `e5` (multilingual-e5-small, Q4_0:
-    /// questions and manuals in different languages).
-    #[arg(long = "embedding-model", env = "SCANAID_EMBEDDING_MODEL", global = true, default_value = "auto", value_parser = ["auto", "minilm", "e5"])]
+    /// `choose_model`), `minilm` (all-MiniLM-L6-v2 with the bundled tuned encoder delta, English),
+    /// `minilm-base` (all-MiniLM-L6-v2 as published) or `e5` (multilingual-e5-small, Q4_0: questions
+    /// and manuals in different languages).
+    #[arg(long = "embedding-model", env = "SCANAID_EMBEDDING_MODEL", global = true, default_value = "auto", value_parser = ["auto", "minilm", "minilm-base", "e5"])]
     pub embedding_model: String,
-    /// A tuned encoder delta to merge into MiniLM at load (research: written by
+    /// An encoder delta to merge into MiniLM at load instead of the bundled one (research: written by
     /// evals/experiments/finetune_minilm.py --save-delta; see models/src/delta.rs).
     #[arg(
         long = "embedding-delta",
@@ -64,6 +65,15 @@ pub struct ModelOpts {
         global = true
     )]
     pub embedding_delta: Option<PathBuf>,
+}
+
+/// The model an explicit `--embedding-model` value names.
+fn named_model(value: &str) -> &'static str {
+    match value {
+        "e5" => "e5",
+        "minilm-base" => "minilm-base",
+        _ => "minilm",
+    }
 }
 
 /// The embedding model `auto` picks for a folder of manuals: MiniLM when every manual is in English,
@@ -90,19 +100,14 @@ impl ModelOpts {
     /// The embedder for a command with no manuals folder (`auto` is MiniLM: the evaluation sets
     /// are English).
     pub fn embedder(&self) -> Result<Arc<dyn Embedder>> {
-        let name = match self.embedding_model.as_str() {
-            "e5" => "e5",
-            _ => "minilm",
-        };
-        self.load(name)
+        self.load(named_model(&self.embedding_model))
     }
 
     /// The embedder for the manuals in `manuals` (`auto` decides by their languages).
     pub fn embedder_for(&self, manuals: &Path) -> Result<Arc<dyn Embedder>> {
         let name = match self.embedding_model.as_str() {
             "auto" => choose_model(manuals)?,
-            "e5" => "e5",
-            _ => "minilm",
+            other => named_model(other),
         };
         self.load(name)
     }
@@ -118,6 +123,9 @@ impl ModelOpts {
             .model_id;
         let name = if built_with == scanaid_models::MULTILINGUAL_E5_SMALL.name {
             "e5"
+        } else if built_with == MINILM_L6_V2.name {
+            // Built before the tuned delta shipped: keep searching it with the model it was built with.
+            "minilm-base"
         } else {
             "minilm"
         };
@@ -140,14 +148,19 @@ impl ModelOpts {
             eprintln!("fetched {} into {}", spec.name, model_dir.display());
         }
         let delta = match (&self.embedding_delta, name) {
-            (None, _) => None,
             (Some(path), "minilm") => Some(
                 scanaid_models::EncoderDelta::from_file(path)
                     .context("loading the encoder delta")?,
             ),
+            (None, "minilm") => Some(
+                scanaid_models::delta::MINILM_TUNED
+                    .load()
+                    .context("loading the bundled encoder delta")?,
+            ),
+            (None, _) => None,
             (Some(_), other) => {
                 anyhow::bail!(
-                    "--embedding-delta applies to MiniLM only, and this command uses {other}"
+                    "--embedding-delta applies to `--embedding-model minilm` only, and this command uses {other}"
                 )
             }
         };

@@ -24,6 +24,40 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{io_err, ModelError, Result};
 
+/// all-MiniLM-L6-v2's encoder fine-tuned on scifact's train split: what `--embedding-model minilm`
+/// (and `auto` for English manuals) runs. How it was made and what it does on every evaluation set:
+/// README, "Tuned MiniLM".
+pub const MINILM_TUNED: BuiltInDelta = BuiltInDelta {
+    file: "models/tuned/all-MiniLM-L6-v2.scifact-train.delta",
+    bytes: include_bytes!("../tuned/all-MiniLM-L6-v2.scifact-train.delta"),
+    sha256: "157b6d3e1475a092465c669e06ccdfe26f7a0a8bb6a6e923866628755e48377c",
+};
+
+/// A delta compiled into the binary, pinned by sha256 like the fetched weights.
+#[derive(Clone, Copy)]
+pub struct BuiltInDelta {
+    pub file: &'static str,
+    pub bytes: &'static [u8],
+    pub sha256: &'static str,
+}
+
+impl BuiltInDelta {
+    /// Verifies the checksum and parses the delta.
+    pub fn load(&self) -> Result<EncoderDelta> {
+        let actual = hex::encode(Sha256::digest(self.bytes));
+        if actual != self.sha256 {
+            return Err(ModelError::Delta {
+                origin: self.file.to_string(),
+                message: format!(
+                    "fails its checksum: expected sha256 {}, found {actual} (the file changed without its pin in delta.rs)",
+                    self.sha256
+                ),
+            });
+        }
+        EncoderDelta::from_bytes(self.bytes, self.file)
+    }
+}
+
 /// The `format` a delta file's metadata must name.
 pub const DELTA_FORMAT: &str = "scanaid-delta-q4";
 /// Inputs of a row that share one scale.

@@ -96,3 +96,52 @@ fn a_nonzero_delta_moves_the_vectors() {
         );
     }
 }
+
+/// The delta `--embedding-model minilm` ships: it matches its pin, fits the real model's tensors, moves
+/// the vectors, and keeps MODELS.md's reference pair related (0.5674 for the base model).
+#[test]
+fn the_bundled_delta_is_pinned_and_fits_the_real_model() {
+    let (dir, _) = ensure_model(&models_dir(), &MINILM_L6_V2).unwrap();
+    let delta = scanaid_models::delta::MINILM_TUNED
+        .load()
+        .expect("the bundled delta matches its pin");
+    let base = BertEmbedder::load(&dir, &MINILM_L6_V2).unwrap();
+    let tuned = BertEmbedder::load_tuned(&dir, &MINILM_L6_V2, Some(&delta)).unwrap();
+    assert!(tuned.model_id().starts_with("all-MiniLM-L6-v2+delta-"));
+    let texts = [
+        "How do I reschedule my appointment?",
+        "I need to change the date of my doctor's visit.",
+        "The compressor discharge temperature is too high.",
+    ];
+    let (a, b) = (
+        base.embed_passages(&texts).unwrap(),
+        tuned.embed_passages(&texts).unwrap(),
+    );
+    for (x, y) in a.iter().zip(&b) {
+        let cos = scanaid_models::embedder::cosine(x, y);
+        assert!(
+            cos < 0.9999 && cos > 0.8,
+            "tuned against base vector: {cos}"
+        );
+    }
+    let related = scanaid_models::embedder::cosine(&b[0], &b[1]);
+    let unrelated = scanaid_models::embedder::cosine(&b[0], &b[2]);
+    assert!(
+        related > 0.4 && unrelated < 0.3,
+        "related {related}, unrelated {unrelated}"
+    );
+}
+
+#[test]
+fn a_bundled_delta_that_fails_its_pin_is_a_clear_error() {
+    let pinned = &scanaid_models::delta::MINILM_TUNED;
+    let changed = scanaid_models::delta::BuiltInDelta {
+        sha256: "00",
+        ..*pinned
+    };
+    let err = changed.load().err().expect("a wrong pin fails").to_string();
+    assert!(
+        err.contains("fails its checksum") && err.contains(pinned.file),
+        "{err}"
+    );
+}
