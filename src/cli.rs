@@ -435,6 +435,13 @@ fn models(cmd: ModelsCmd) -> Result<ExitCode> {
                 };
                 println!("{}: {what} ({})", spec.name, model_dir.display());
             }
+            let tuned = &scanaid_models::delta::MINILM_TUNED;
+            let delta = tuned.load()?;
+            println!(
+                "{}: built into this binary, verified ({}, the encoder delta `--embedding-model minilm` merges)",
+                tuned.file,
+                delta.id()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -605,3 +605,88 @@ fn the_chat_latency_benchmark_asks_over_http_and_reports_both_events() {
     assert!(report["json_full_answer"]["p95_ms"].as_f64().unwrap() > 0.0);
     assert!(text(&out).contains("SSE first event"));
 }
+
+/// The tuned MiniLM is the default, the published one is a flag away, and a bad delta file is an error
+/// that names the file, never a panic.
+#[test]
+fn the_tuned_minilm_is_the_default_and_bad_deltas_are_clear_errors() {
+    let out = scanaid(&["models", "fetch"], Path::new("."));
+    assert!(
+        out.status.success()
+            && text(&out)
+                .contains("all-MiniLM-L6-v2.scifact-train.delta: built into this binary, verified"),
+        "{}",
+        text(&out)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    std::fs::create_dir_all(data.join("qrels")).unwrap();
+    std::fs::write(
+        data.join("corpus.jsonl"),
+        "{\"_id\": \"d1\", \"title\": \"Oil\", \"text\": \"Change the compressor oil every 4000 hours.\"}\n{\"_id\": \"d2\", \"title\": \"Belt\", \"text\": \"Check the fan belt tension monthly.\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("queries.jsonl"),
+        "{\"_id\": \"q1\", \"text\": \"how often is the oil changed\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("bad.delta"), "this is not a delta").unwrap();
+    let eval = |extra: &[&str], json: &str| {
+        let mut args = vec![
+            "eval",
+            "retrieval",
+            "--data",
+            "tiny",
+            "--mode",
+            "dense",
+            "--cache-dir",
+            "cache",
+            "--json",
+            json,
+        ];
+        args.extend_from_slice(extra);
+        scanaid(&args, dir.path())
+    };
+    let model_of = |json: &str| -> String {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(json)).unwrap()).unwrap();
+        report["model"].as_str().unwrap().to_string()
+    };
+
+    let out = eval(&[], "tuned.json");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        model_of("tuned.json").starts_with("all-MiniLM-L6-v2+delta-"),
+        "{}",
+        model_of("tuned.json")
+    );
+    let out = eval(&["--embedding-model", "minilm-base"], "base.json");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(model_of("base.json"), "all-MiniLM-L6-v2");
+
+    let out = eval(&["--embedding-delta", "bad.delta"], "bad.json");
+    let said = text(&out);
+    assert!(
+        !out.status.success()
+            && said.contains("loading the encoder delta")
+            && said.contains("bad.delta: not a safetensors file")
+            && !said.contains("panicked"),
+        "{said}"
+    );
+    let out = eval(
+        &["--embedding-model", "e5", "--embedding-delta", "bad.delta"],
+        "e5.json",
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("applies to `--embedding-model minilm` only"),
+        "{}",
+        text(&out)
+    );
+}
