@@ -135,18 +135,7 @@ impl ModelOpts {
     /// Fetches the embedder's weights on first use, then loads it.
     fn load(&self, name: &str) -> Result<Arc<dyn Embedder>> {
         let dir = self.dir();
-        let spec = if name == "e5" {
-            &scanaid_models::MULTILINGUAL_E5_SMALL
-        } else {
-            &MINILM_L6_V2
-        };
-        let spinner = progress::spinner(&format!("checking model {}", spec.name));
-        let fetched = scanaid_models::ensure_model(&dir, spec);
-        spinner.finish_and_clear();
-        let (model_dir, outcome) = fetched.context("fetching the embedding model")?;
-        if outcome == FetchOutcome::Fetched {
-            eprintln!("fetched {} into {}", spec.name, model_dir.display());
-        }
+        // The delta first: a bad file or flag is reported before any model is fetched.
         let delta = match (&self.embedding_delta, name) {
             (Some(path), "minilm") => Some(
                 scanaid_models::EncoderDelta::from_file(path)
@@ -164,6 +153,18 @@ impl ModelOpts {
                 )
             }
         };
+        let spec = if name == "e5" {
+            &scanaid_models::MULTILINGUAL_E5_SMALL
+        } else {
+            &MINILM_L6_V2
+        };
+        let spinner = progress::spinner(&format!("checking model {}", spec.name));
+        let fetched = scanaid_models::ensure_model(&dir, spec);
+        spinner.finish_and_clear();
+        let (model_dir, outcome) = fetched.context("fetching the embedding model")?;
+        if outcome == FetchOutcome::Fetched {
+            eprintln!("fetched {} into {}", spec.name, model_dir.display());
+        }
         let embedder = if name == "e5" {
             BertEmbedder::load_e5s1(&model_dir, spec)
         } else {

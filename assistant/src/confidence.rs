@@ -124,23 +124,28 @@ pub struct ShippedModel {
 }
 
 impl ShippedModel {
-    /// The model in `assistant/confidence-model.json`, written by
-    /// `scanaid eval answerability --features all --write-model assistant/confidence-model.json`
-    /// (the bundled manuals' answerable and unanswerable questions).
+    /// The model in `assistant/confidence-model.json`, written by `scanaid eval answerability
+    /// --features all --embedding-model minilm --write-model assistant/confidence-model.json` (the
+    /// bundled manuals' answerable and unanswerable questions, with the tuned MiniLM that ships).
     pub fn bundled() -> Self {
         serde_json::from_str(include_str!("../confidence-model.json"))
             .expect("assistant/confidence-model.json is valid (tested)")
     }
 
-    /// The model fitted on the evidence of the embedding model `model_id` (the name in its
-    /// `ModelSpec`). Cosines do not carry over between embedding models: multilingual-e5's sit higher
-    /// than MiniLM's, and MiniLM's model over e5's evidence escalated only 22% of the unanswerable
+    /// The model fitted on the evidence of the embedding model `model_id` (an `Embedder::model_id`).
+    /// Cosines do not carry over between embedding models: multilingual-e5's sit higher than
+    /// MiniLM's, and MiniLM's model over e5's evidence escalated only 22% of the unanswerable
     /// questions (README, "Answer or escalate"). `assistant/confidence-model-e5.json` is written by
-    /// the same command with `--embedding-model e5`.
+    /// the same command with `--embedding-model e5`, and `confidence-model-minilm-base.json` (the
+    /// model that shipped before the tuned MiniLM) with `--embedding-model minilm-base`. Any other
+    /// id (the tuned MiniLM, or a research delta) gets the tuned MiniLM's model.
     pub fn for_model(model_id: &str) -> Self {
         if model_id.starts_with("multilingual-e5") {
             serde_json::from_str(include_str!("../confidence-model-e5.json"))
                 .expect("assistant/confidence-model-e5.json is valid (tested)")
+        } else if model_id == "all-MiniLM-L6-v2" {
+            serde_json::from_str(include_str!("../confidence-model-minilm-base.json"))
+                .expect("assistant/confidence-model-minilm-base.json is valid (tested)")
         } else {
             Self::bundled()
         }
@@ -157,11 +162,14 @@ mod tests {
 
     #[test]
     fn the_bundled_models_load_and_weigh_only_the_features_they_name() {
-        let minilm = ShippedModel::for_model("all-MiniLM-L6-v2");
+        let tuned = ShippedModel::for_model("all-MiniLM-L6-v2+delta-157b6d3e1475a092");
+        let base = ShippedModel::for_model("all-MiniLM-L6-v2");
         let e5 = ShippedModel::for_model("multilingual-e5-small-q4");
-        assert_eq!(minilm, ShippedModel::bundled());
-        assert_ne!(minilm, e5);
-        for shipped in [minilm, e5] {
+        assert_eq!(tuned, ShippedModel::bundled());
+        assert_ne!(tuned, base);
+        assert_ne!(tuned, e5);
+        assert_ne!(base, e5);
+        for shipped in [tuned, base, e5] {
             assert!(shipped.threshold > 0.0 && shipped.threshold < 1.0);
             for (j, name) in crate::evidence::FEATURE_NAMES.iter().enumerate() {
                 let named = shipped.features.iter().any(|f| f == name);

@@ -171,8 +171,9 @@ def save_delta(model, path, recipe):
     state = model.state_dict()
     out = {}
     for name in original.keys():
-        if not name.startswith("encoder.") or name not in state:
+        if not name.startswith("encoder."):
             continue
+        assert name in state, f"the model has no {name}: a renamed tensor would be left out of the delta"
         delta = (state[name].float() - original.get_tensor(name).float()).contiguous()
         if delta.dim() == 2:
             rows, cols = delta.shape

@@ -25,13 +25,19 @@ fn models_dir() -> PathBuf {
         .unwrap_or_else(scanaid_models::default_models_dir)
 }
 
-/// MiniLM, which most tests serve with.
+/// MiniLM as `--embedding-model minilm` ships it (with the bundled tuned encoder delta), which most
+/// tests serve with.
 pub fn embedder() -> Arc<dyn Embedder> {
     static EMBEDDER: OnceLock<Arc<dyn Embedder>> = OnceLock::new();
     EMBEDDER
         .get_or_init(|| {
             let (dir, _) = ensure_model(&models_dir(), &MINILM_L6_V2).expect("model fetched");
-            Arc::new(BertEmbedder::load(&dir, &MINILM_L6_V2).expect("model loads"))
+            let delta = scanaid_models::delta::MINILM_TUNED
+                .load()
+                .expect("the bundled delta loads");
+            Arc::new(
+                BertEmbedder::load_tuned(&dir, &MINILM_L6_V2, Some(&delta)).expect("model loads"),
+            )
         })
         .clone()
 }
