@@ -177,11 +177,6 @@ impl EncoderDelta {
         })
     }
 
-    /// The file's sha256, hex.
-    pub fn sha256(&self) -> &str {
-        &self.sha256
-    }
-
     /// How the delta appears in a model id: indexes built with one delta are never searched with another.
     pub fn id(&self) -> String {
         format!("delta-{}", &self.sha256[..16])
@@ -189,19 +184,19 @@ impl EncoderDelta {
 
     /// Adds the delta to the base tensors. Every tensor it names must exist with the same shape.
     pub fn apply(&self, tensors: &mut HashMap<String, Tensor>) -> Result<()> {
+        let bad = |message: String| ModelError::Delta {
+            origin: self.origin.clone(),
+            message,
+        };
         for (name, shape, change) in &self.changes {
-            let base = tensors.get(name).ok_or_else(|| ModelError::Delta {
-                origin: self.origin.clone(),
-                message: format!("the base model has no tensor {name}"),
-            })?;
+            let base = tensors
+                .get(name)
+                .ok_or_else(|| bad(format!("the base model has no tensor {name}")))?;
             if base.dims() != shape.as_slice() {
-                return Err(ModelError::Delta {
-                    origin: self.origin.clone(),
-                    message: format!(
-                        "{name} has shape {shape:?} in the delta but {:?} in the base model",
-                        base.dims()
-                    ),
-                });
+                return Err(bad(format!(
+                    "{name} has shape {shape:?} in the delta but {:?} in the base model",
+                    base.dims()
+                )));
             }
             let mut values = base.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             for (v, d) in values.iter_mut().zip(change) {
