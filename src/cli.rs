@@ -373,7 +373,8 @@ pub struct EvalRetrievalCmd {
     /// Fusion method for hybrid mode: zscore, minmax, tm2c2 or rrf (default: the product setting).
     #[arg(long, default_value = "default")]
     pub fusion: String,
-    /// Dense weight of z-score or min-max fusion (default: the fitted product setting).
+    /// Dense weight of z-score, min-max or tm2c2 fusion, the product's method included (default: the
+    /// fitted product setting).
     #[arg(long)]
     pub dense_weight: Option<f32>,
     /// RRF's k.
@@ -845,7 +846,15 @@ fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {
         Fusion::Rrf { .. } => 0.5,
     };
     settings.fusion = match cmd.fusion.as_str() {
-        "default" => settings.fusion,
+        // `--dense-weight` alone re-weights the product's own method.
+        "default" => match (settings.fusion, cmd.dense_weight) {
+            (Fusion::ZScore { .. }, Some(w)) => Fusion::ZScore { dense_weight: w },
+            (Fusion::MinMax { .. }, Some(w)) => Fusion::MinMax { dense_weight: w },
+            (Fusion::TheoreticalMinMax { .. }, Some(w)) => {
+                Fusion::TheoreticalMinMax { dense_weight: w }
+            }
+            (fusion, _) => fusion,
+        },
         "rrf" => Fusion::Rrf { k: cmd.rrf_k },
         "minmax" => Fusion::MinMax {
             dense_weight: cmd.dense_weight.unwrap_or(default_weight),

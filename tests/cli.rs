@@ -185,6 +185,27 @@ fn eval_retrieval_keeps_its_interface() {
             serde_json::json!({"q1": 1.0, "q2": 1.0})
         );
     }
+    // `--dense-weight` without `--fusion` re-weights the product's method instead of being ignored.
+    let out = scanaid(
+        &[
+            "eval",
+            "retrieval",
+            "--data",
+            data.to_str().unwrap(),
+            "--dense-weight",
+            "0.8",
+            "--json",
+            "weighted.json",
+            "--cache-dir",
+            "cache",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("weighted.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["fusion"], "ZScore { dense_weight: 0.8 }", "{report}");
     // Two reports compared query by query; a report without per-query scores is refused by name.
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let out = scanaid(
