@@ -736,8 +736,8 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
         100.0 * report.bundled_model.unsure_unanswerable
     );
     println!(
-        "ECE a perfectly calibrated model would show on these questions (sampling noise): {:.3}",
-        report.ece_if_calibrated
+        "ECE a perfectly calibrated model would show on these questions (sampling noise): {:.3} on average, at most {:.3} in 95% of draws",
+        report.ece_if_calibrated, report.ece_if_calibrated_p95
     );
     println!("features: {}", report.features.join(", "));
     println!(

@@ -51,6 +51,9 @@ pub struct AnswerabilityReport {
     /// The ECE a perfectly calibrated model would still show on this many questions with these
     /// confidences (mean over simulated label draws): the sampling noise floor to read `ece` against.
     pub ece_if_calibrated: f64,
+    /// The 95th percentile of those draws: an `ece` below it is within what sampling alone gives a
+    /// perfectly calibrated model on these questions.
+    pub ece_if_calibrated_p95: f64,
     /// Features the model used.
     pub features: Vec<String>,
     /// Of the questions escalated, the share that were truly unanswerable (out of fold).
@@ -311,6 +314,7 @@ fn cross_validate(
     let full = fit(&rows.iter().collect::<Vec<_>>(), fit_options);
     let full_predictions: Vec<f64> = rows.iter().map(|r| full.predict(&r.features)).collect();
     let reliability = reliability(&out_of_fold, &truth, 10);
+    let noise = calibrated_ece_noise(&out_of_fold, 2000);
     Ok(AnswerabilityReport {
         dataset: name.to_string(),
         n_queries: rows.len(),
@@ -319,7 +323,8 @@ fn cross_validate(
         history: options.use_history,
         auroc: auroc(&out_of_fold, &truth),
         ece: expected_calibration_error(&reliability, rows.len()),
-        ece_if_calibrated: calibrated_ece_floor(&out_of_fold, 2000),
+        ece_if_calibrated: noise.0,
+        ece_if_calibrated_p95: noise.1,
         features: FEATURE_NAMES
             .iter()
             .zip(options.use_feature)
@@ -490,6 +495,12 @@ pub fn expected_calibration_error(bins: &[ReliabilityBin], total: usize) -> f64 
 /// Mean ECE of `confidence` against labels drawn from it (each question answerable with probability
 /// equal to its confidence), over `draws` draws from a fixed-seed generator.
 pub fn calibrated_ece_floor(confidence: &[f64], draws: usize) -> f64 {
+    calibrated_ece_noise(confidence, draws).0
+}
+
+/// (mean, 95th percentile) of the ECE of `confidence` against labels drawn from it, over `draws`
+/// draws from a fixed-seed generator.
+pub fn calibrated_ece_noise(confidence: &[f64], draws: usize) -> (f64, f64) {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut uniform = || {
         state ^= state << 13;
@@ -497,13 +508,19 @@ pub fn calibrated_ece_floor(confidence: &[f64], draws: usize) -> f64 {
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
-    let mut total = 0.0;
-    for _ in 0..draws {
-        let labels: Vec<bool> = confidence.iter().map(|&c| uniform() < c).collect();
-        total +=
-            expected_calibration_error(&reliability(confidence, &labels, 10), confidence.len());
+    let mut eces: Vec<f64> = (0..draws)
+        .map(|_| {
+            let labels: Vec<bool> = confidence.iter().map(|&c| uniform() < c).collect();
+            expected_calibration_error(&reliability(confidence, &labels, 10), confidence.len())
+        })
+        .collect();
+    if eces.is_empty() {
+        return (0.0, 0.0);
     }
-    total / draws.max(1) as f64
+    eces.sort_by(|a, b| a.total_cmp(b));
+    let mean = eces.iter().sum::<f64>() / eces.len() as f64;
+    let p95 = eces[((eces.len() as f64 * 0.95).ceil() as usize).clamp(1, eces.len()) - 1];
+    (mean, p95)
 }
 
 /// A reliability diagram as a small standalone SVG: one bar per bin at its answerable rate, a dot at
@@ -613,6 +630,9 @@ mod tests {
             calibrated_ece_floor(&many, 300),
         );
         assert!(a > 0.05 && b < 0.02 && b < a, "{a} {b}");
+        let (mean, p95) = calibrated_ece_noise(&few, 300);
+        assert_eq!(mean, a, "the same draws");
+        assert!(p95 > mean && p95 < 1.0, "{mean} {p95}");
     }
 
     #[test]
