@@ -65,7 +65,8 @@ pub fn run(cmd: RulesCmd) -> Result<ExitCode> {
 
 fn check(cmd: RulesCheckCmd) -> Result<ExitCode> {
     let rules = cmd.data.rules()?;
-    let findings = rules.analyse();
+    let mut findings = rules.analyse();
+    findings.extend(rules.unknown_scopes(&cmd.data.known_scopes()?));
     println!("{} rule(s) valid", rules.rules.len());
     for f in &findings {
         println!("warning: {f}");

@@ -82,6 +82,18 @@ impl DataOpts {
         })?)
     }
 
+    /// The sites, assets and codes rules may be scoped to, as the store holds them.
+    pub fn known_scopes(&self) -> Result<scanaid_server::rules::KnownScopes> {
+        let registry = self.registry()?;
+        Ok(runtime()?.block_on(async {
+            let store = scanaid_server::store::Store::open(&self.data_dir).await?;
+            store.seed_if_empty(&registry).await?;
+            let known = scanaid_server::rules::KnownScopes::of(&store).await;
+            store.close().await;
+            known
+        })?)
+    }
+
     fn index_dir(&self) -> PathBuf {
         self.index
             .clone()
@@ -168,6 +180,14 @@ pub(crate) fn open_or_build_index(
     })
 }
 
+/// Creates `dir` if needed and lets only this user enter it (mode 0700).
+fn private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
+}
+
 pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     let registry = cmd.data.registry()?;
     let rules = cmd.data.rules()?;
@@ -180,8 +200,12 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // The store and the index hold patients' documents and conversations: only this user may
+    // enter their folders (an install made before this is closed up at the next start).
+    private_dir(&cmd.data.data_dir)?;
     let embedder = cmd.model.embedder_for(&cmd.data.manuals)?;
     let index = open_or_build_index(&cmd.data, embedder.as_ref())?;
+    private_dir(&cmd.data.index_dir())?;
     let config = ServerConfig {
         public_url: cmd
             .data
@@ -224,7 +248,10 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         if let Some(password) = demo_admin {
             // Printed once, on the terminal only: it is not logged and not stored in clear.
             println!("created the demo administrator: username admin, password {password}");
-            println!("sign in at {}/signin and change it", config.public_url);
+            println!(
+                "sign in at {}/signin and change it at {}/account/password",
+                config.public_url, config.public_url
+            );
         }
         println!(
             "scanaid listening on {scheme}://{}  (Ctrl-C to stop)",

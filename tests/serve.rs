@@ -90,6 +90,12 @@ fn serve_answers_scans_and_writes_every_event_before_exiting_on_sigterm() {
     copy_dir(&shared, copy.path());
     let index = copy.path().to_path_buf();
     let data = tempfile::tempdir().unwrap();
+    // As an install made under a usual umask would have them: anyone may enter.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |dir: &Path| std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+    for dir in [data.path(), index.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_scanaid"))
         .args([
             "serve",
@@ -117,6 +123,9 @@ fn serve_answers_scans_and_writes_every_event_before_exiting_on_sigterm() {
         }
     }
     let addr = addr.expect("the server says where it listens");
+    // The folders with patients' documents and conversations are closed to other users.
+    assert_eq!(mode(data.path()), 0o700);
+    assert_eq!(mode(&index), 0o700);
     assert!(
         printed_password,
         "first start prints the demo admin's password once"
@@ -200,6 +209,32 @@ fn rules_explain_says_which_rule_fires_and_why_the_others_did_not() {
         check.status.success(),
         "the bundled rules have no dead rule: {}",
         String::from_utf8_lossy(&check.stdout)
+    );
+    // A rule scoped to a site the registry does not have is reported, not silently dead.
+    let manuals = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("manuals"), manuals.path());
+    let rules = manuals.path().join("rules.toml");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    assert!(text.contains("site = \"mercy-general\""));
+    std::fs::write(
+        &rules,
+        text.replacen("site = \"mercy-general\"", "site = \"mercy-generl\"", 1),
+    )
+    .unwrap();
+    let other_data = tempfile::tempdir().unwrap();
+    let typo = scanaid(&[
+        "rules",
+        "check",
+        "--data",
+        other_data.path().to_str().unwrap(),
+        "--manuals",
+        manuals.path().to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&typo.stdout);
+    assert_eq!(typo.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("it is scoped to site \"mercy-generl\", which the registry does not have"),
+        "{out}"
     );
     let evening = scanaid(&[
         "rules",

@@ -7,6 +7,17 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// What a manual says about itself in its front matter.
+/// The audiences a section can be written for. Readers' roles are granted some of these (the
+/// server's `Role::audiences`); a name outside this list would hide its section from everyone.
+pub const AUDIENCES: &[&str] = &[
+    "operator",
+    "technician",
+    "biomed",
+    "clinician",
+    "patient",
+    "public",
+];
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManualMeta {

@@ -95,6 +95,37 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
         }
     }
 
+    // A misspelt audience hides its sections from every reader without any other sign.
+    let unknown = |audiences: &[String]| -> Vec<String> {
+        audiences
+            .iter()
+            .filter(|a| !crate::manual::AUDIENCES.contains(&a.as_str()))
+            .cloned()
+            .collect()
+    };
+    let known_list = crate::manual::AUDIENCES.join(", ");
+    for name in unknown(&manual.meta.audience) {
+        findings.push(Finding {
+            line: front_line("audience"),
+            message: format!(
+                "audience {name:?} is not one readers can hold (known: {known_list}), so nobody could read what it covers"
+            ),
+        });
+    }
+    for section in &chunked.sections {
+        for name in unknown(&section.audiences) {
+            if manual.meta.audience.contains(&name) {
+                continue; // inherited from the front matter: said once, above
+            }
+            findings.push(Finding {
+                line: section.line,
+                message: format!(
+                    "audience {name:?} is not one readers can hold (known: {known_list}), so nobody could read this section"
+                ),
+            });
+        }
+    }
+
     for check in &manual.meta.checks {
         if !anchors.contains(check.anchor.as_str()) {
             findings.push(Finding {
@@ -297,6 +328,37 @@ mod tests {
         assert!(has(9, "no destination"), "{lines:?}");
         assert!(has(11, "{#faults} is already used on line 7"), "{lines:?}");
         assert!(has(13, "no alt text"), "{lines:?}");
+        assert!(!checked.is_clean());
+    }
+
+    #[test]
+    fn misspelt_audiences_are_findings_at_their_lines() {
+        let text = "+++\nid = \"pump\"\ntitle = \"Pump\"\naudience = [\"technicain\"]\nrevision = \"1\"\n+++\n# Faults\n\nText.\n\n# Cleaning {audience=operator,clinican}\n\nWipe.\n";
+        let checked = check(text);
+        let lines: Vec<(usize, &str)> = checked
+            .findings
+            .iter()
+            .map(|f| (f.line, f.message.as_str()))
+            .collect();
+        assert!(
+            lines.contains(&(4, "audience \"technicain\" is not one readers can hold (known: operator, technician, biomed, clinician, patient, public), so nobody could read what it covers")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == 11 && m.contains("\"clinican\"") && m.contains("this section")),
+            "{lines:?}"
+        );
+        // Said once for the front matter, not again for the section that inherits it.
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|(_, m)| m.contains("technicain"))
+                .count(),
+            1,
+            "{lines:?}"
+        );
         assert!(!checked.is_clean());
     }
 

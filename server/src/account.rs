@@ -364,3 +364,125 @@ pub async fn add_user(
         .await
     }
 }
+
+/// Every staff role: they all have a password to change.
+fn staff_roles() -> Vec<Role> {
+    ALL_ROLES.iter().copied().filter(|r| r.is_staff()).collect()
+}
+
+fn password_page(
+    me: &SignedIn,
+    status: StatusCode,
+    message: &str,
+    error: &str,
+) -> Result<Response, AppError> {
+    let page = crate::views::AccountPasswordPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: me.username.clone(),
+        message: message.to_string(),
+        error: error.to_string(),
+    }
+    .render()?;
+    Ok(no_store((status, Html(page)).into_response()))
+}
+
+/// `GET /account/password`: the form, for any signed-in staff member.
+pub async fn password_form(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    match require_role(
+        &app,
+        &headers,
+        &staff_roles(),
+        "Only staff accounts have a password.",
+    )
+    .await?
+    {
+        Ok(me) => password_page(&me, StatusCode::OK, "", ""),
+        Err(response) => Ok(response),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub current: String,
+    #[serde(default)]
+    pub new: String,
+    #[serde(default)]
+    pub confirm: String,
+}
+
+/// `POST /account/password`. A wrong current password counts as a failed sign-in of the account
+/// (so the form cannot be used to guess it), and the account's sign-in lock applies here too.
+pub async fn change_password(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, AppError> {
+    let me = match require_role_posting(
+        &app,
+        &headers,
+        &staff_roles(),
+        "Only staff accounts have a password.",
+        &form.csrf,
+    )
+    .await?
+    {
+        Ok(me) => me,
+        Err(response) => return Ok(response),
+    };
+    let account_key = format!("user:{}", me.username);
+    let now = chrono::Utc::now();
+    if let Some(wait) = PER_ACCOUNT
+        .locked_for(&app.store, &account_key, now)
+        .await?
+    {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        return password_page(
+            &me,
+            StatusCode::TOO_MANY_REQUESTS,
+            "",
+            &format!("Too many wrong passwords. Try again in {minutes} minute(s), or ask an administrator."),
+        );
+    }
+    let problem = if form.current.is_empty() || form.current.len() > 256 {
+        Some("Enter your current password.")
+    } else if form.new.chars().count() < 12 || form.new.len() > 256 {
+        Some("The new password must be 12 characters or more.")
+    } else if form.new != form.confirm {
+        Some("The two new passwords differ. Type the same one twice.")
+    } else if form.new == form.current {
+        Some("The new password is the current one. Choose another.")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return password_page(&me, StatusCode::UNPROCESSABLE_ENTITY, "", problem);
+    }
+    let token = http::cookie(&headers, SESSION_COOKIE).unwrap_or_default();
+    if auth::change_password(&app.store, &me.username, &form.current, &form.new, token).await? {
+        PER_ACCOUNT.record_success(&app.store, &account_key).await?;
+        tracing::info!(user = %me.username, "password changed");
+        password_page(
+            &me,
+            StatusCode::OK,
+            "Your password was changed. Your other sessions were signed out.",
+            "",
+        )
+    } else {
+        PER_ACCOUNT
+            .record_failure(&app.store, &account_key, now)
+            .await?;
+        password_page(
+            &me,
+            StatusCode::FORBIDDEN,
+            "",
+            "Your current password is not right.",
+        )
+    }
+}

@@ -173,6 +173,47 @@ pub async fn create_user(
     Ok(done.rows_affected() == 1)
 }
 
+/// Replaces `username`'s password with `new` when `current` is right (false, and nothing
+/// changes, when it is not). Every other session of the user ends: whoever knew the old password
+/// is signed out; `keep_token`'s session, the one asking, stays.
+pub async fn change_password(
+    store: &Store,
+    username: &str,
+    current: &str,
+    new: &str,
+    keep_token: &str,
+) -> Result<bool> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(store.pool())
+            .await?;
+    let Some((user_id, hash)) = row else {
+        return Ok(false);
+    };
+    let (current, new) = (current.to_string(), new.to_string());
+    let new_hash = tokio::task::spawn_blocking(move || {
+        verify_password(&current, &hash).then(|| hash_password(&new))
+    })
+    .await?;
+    let Some(new_hash) = new_hash else {
+        return Ok(false);
+    };
+    let mut tx = store.pool().begin().await?;
+    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        .bind(new_hash)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?")
+        .bind(user_id)
+        .bind(token_hash(keep_token))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 pub async fn count_users(store: &Store) -> Result<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
         .fetch_one(store.pool())

@@ -79,6 +79,12 @@ impl ChatEngine {
         }
         locked
     }
+
+    /// Counts the message that opened `conversation` (it had no id to be counted under before).
+    pub(crate) fn count_opening_message(&self, conversation: &str) {
+        self.per_conversation
+            .record_failure(&format!("conversation:{conversation}"));
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -497,6 +503,7 @@ pub async fn answer_turn(
             app.store
                 .create_conversation(&id, &asset.id, code.as_deref(), role.as_str())
                 .await?;
+            app.chat.count_opening_message(&id);
             (asset, code, id, Vec::new())
         }
     };

@@ -230,6 +230,10 @@ fn app(state: AppState) -> Router {
         .route("/support/tickets/{id}/close", post(console::close))
         .route("/signin", get(account::signin_form).post(account::signin))
         .route("/signout", post(account::signout))
+        .route(
+            "/account/password",
+            get(account::password_form).post(account::change_password),
+        )
         .route("/admin/users", get(account::users).post(account::add_user))
         .route("/admin/codes", get(admin::codes))
         .route(

@@ -204,12 +204,14 @@ pub fn role_page_content(
     let mut languages: Vec<String> = mine.iter().map(|c| c.language.clone()).collect();
     languages.sort();
     languages.dedup();
-    // The served language when the asset has manuals in it; otherwise everything there is.
-    let in_language = mine.iter().any(|c| c.language == language);
-    let visible: Vec<&Chunk> = mine
+    let readable: Vec<&Chunk> = mine
         .into_iter()
-        .filter(|c| !in_language || c.language == language)
         .filter(|c| role.may_read(&c.audiences))
+        .collect();
+    let shown = manuals_in_language(&readable, role, language);
+    let visible: Vec<&Chunk> = readable
+        .into_iter()
+        .filter(|c| shown.contains(&c.manual_id))
         .collect();
     let groups = top_level_sections(&visible);
     let keywords = priorities(variant);
@@ -302,6 +304,63 @@ fn top_level_sections<'a>(chunks: &[&'a Chunk]) -> Vec<Group<'a>> {
     groups
 }
 
+/// What one manual offers a reader: its language, equipment models, and which of the reader's
+/// audiences its readable sections are written for.
+struct ManualOffer<'a> {
+    id: &'a str,
+    language: &'a str,
+    models: std::collections::BTreeSet<&'a str>,
+    audiences: std::collections::BTreeSet<&'static str>,
+}
+
+/// The manuals to show from `readable` (the chunks `role` may read) for a reader of `language`:
+/// every manual in that language, and a manual in another language unless one in that language
+/// covers it (shares an equipment model, or neither names one, and serves every audience of the
+/// reader's that it serves). So a Spanish-reading technician still gets the service manual that
+/// exists only in English, while a Spanish-reading operator gets the Spanish operator manual and
+/// not the English service manual's operator sections beside it.
+fn manuals_in_language<'a>(readable: &[&'a Chunk], role: Role, language: &str) -> Vec<String> {
+    let mut offers: Vec<ManualOffer<'a>> = Vec::new();
+    for c in readable {
+        let at = match offers.iter().position(|m| m.id == c.manual_id) {
+            Some(at) => at,
+            None => {
+                offers.push(ManualOffer {
+                    id: &c.manual_id,
+                    language: &c.language,
+                    models: Default::default(),
+                    audiences: Default::default(),
+                });
+                offers.len() - 1
+            }
+        };
+        let offer = &mut offers[at];
+        offer.models.extend(c.models.iter().map(String::as_str));
+        // A section without an audience is for everyone, so for every audience of the reader's.
+        offer.audiences.extend(
+            role.audiences()
+                .iter()
+                .copied()
+                .filter(|a| c.audiences.is_empty() || c.audiences.iter().any(|x| x == a)),
+        );
+    }
+    let covers = |n: &ManualOffer<'_>, m: &ManualOffer<'_>| {
+        let same_equipment = (n.models.is_empty() && m.models.is_empty())
+            || n.models.intersection(&m.models).next().is_some();
+        same_equipment && m.audiences.is_subset(&n.audiences)
+    };
+    offers
+        .iter()
+        .filter(|m| {
+            m.language == language
+                || !offers
+                    .iter()
+                    .any(|n| n.language == language && covers(n, m))
+        })
+        .map(|m| m.id.to_string())
+        .collect()
+}
+
 /// A chunk's markdown, headed by the sub-heading it sits under when that differs from the previous
 /// chunk's, so steps keep their procedure's name and a long table is not re-titled at every chunk.
 fn section_markdown(chunk: &Chunk, group_depth: usize, previous: Option<&[String]>) -> String {
@@ -314,20 +373,56 @@ fn section_markdown(chunk: &Chunk, group_depth: usize, previous: Option<&[String
 }
 
 /// Renders manual markdown. Raw HTML in a manual is shown as text, never passed through: manuals are
-/// edited by many hands and a page must not run what someone pasted.
+/// edited by many hands and a page must not run what someone pasted. For the same reason a link
+/// keeps its target only when it is a web, mail or phone address or a path on this site
+/// (`javascript:` and `data:` links become their plain text), and an image only when it is on
+/// this site: an image from elsewhere would tell that server who is reading (its alt text is shown).
 pub fn markdown_to_html(markdown: &str) -> String {
-    use pulldown_cmark::{html, Event, Options, Parser};
+    use pulldown_cmark::{html, Event, Options, Parser, Tag, TagEnd};
+    let mut dropped_link = false;
+    let mut dropped_image = false;
     let parser = Parser::new_ext(
         markdown,
         Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_HEADING_ATTRIBUTES,
     )
-    .map(|event| match event {
-        Event::Html(text) | Event::InlineHtml(text) => Event::Text(text),
-        other => other,
+    .filter_map(|event| match event {
+        Event::Html(text) | Event::InlineHtml(text) => Some(Event::Text(text)),
+        Event::Start(Tag::Link { ref dest_url, .. }) if !safe_link(dest_url) => {
+            dropped_link = true;
+            None
+        }
+        Event::End(TagEnd::Link) if dropped_link => {
+            dropped_link = false;
+            None
+        }
+        Event::Start(Tag::Image { ref dest_url, .. }) if !on_this_site(dest_url) => {
+            dropped_image = true;
+            None
+        }
+        Event::End(TagEnd::Image) if dropped_image => {
+            dropped_image = false;
+            None
+        }
+        other => Some(other),
     });
     let mut out = String::new();
     html::push_html(&mut out, parser);
     out
+}
+
+/// A path on this site or an anchor on this page (not `//host/...`, which is another server).
+fn on_this_site(url: &str) -> bool {
+    let url = url.trim();
+    (url.starts_with('/') && !url.starts_with("//")) || url.starts_with('#')
+}
+
+/// A link target a reader may follow: this site, or an http(s), mailto or tel address.
+fn safe_link(url: &str) -> bool {
+    let lower = url.trim().to_ascii_lowercase();
+    on_this_site(&lower)
+        || ["https://", "http://", "mailto:", "tel:"]
+            .iter()
+            .any(|scheme| lower.starts_with(scheme))
 }
 
 /// The sections of one manual a role may read, for the manual page: (heading path, anchor, html).
@@ -425,6 +520,40 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(html.contains("<strong>bold</strong>"), "{html}");
+    }
+
+    #[test]
+    fn only_safe_links_and_this_sites_images_keep_their_targets() {
+        let html = markdown_to_html(
+            "[x](javascript:alert(1)) [y](JavaScript:alert(2)) [d](data:text/html,hi) \
+             [web](https://example.org/a) [call](tel:+15551234) [here](/m/vp300-service#alarms) \
+             ![tracker](http://evil.example/p.png) ![pump](/static/pump.png) ![far](//evil.example/q.png)",
+        );
+        for bad in ["javascript:", "JavaScript:", "data:", "evil.example"] {
+            assert!(!html.contains(bad), "{bad} in {html}");
+        }
+        // Dropped links and images leave their text.
+        assert!(html.starts_with("<p>x y d <a"), "{html}");
+        assert!(
+            html.contains(" tracker <img") && html.contains(" far</p>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<a href="https://example.org/a">web</a>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<a href="tel:+15551234">call</a>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<a href="/m/vp300-service#alarms">here</a>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<img src="/static/pump.png" alt="pump""#),
+            "{html}"
+        );
     }
 
     #[test]

@@ -82,8 +82,17 @@ pub async fn scan_packet(
         ));
     }
     event.destination = "discharge:verify".into();
+    // A locked packet scanned again says why there is no form and whom to call.
+    let locked = packet.locked_at.is_some();
+    let message = if locked {
+        i18n::strings(&packet.language)
+            .patient_locked
+            .replace("{max}", &MAX_FAILURES.to_string())
+    } else {
+        String::new()
+    };
     Ok((
-        verify_form(&packet, StatusCode::OK, "", packet.locked_at.is_some())?,
+        verify_form(&packet, StatusCode::OK, &message, locked)?,
         event,
     ))
 }

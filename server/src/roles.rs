@@ -99,6 +99,20 @@ mod tests {
     }
 
     #[test]
+    fn every_audience_a_role_reads_is_one_a_manual_can_name() {
+        // The manual checker refuses audiences outside this list; a role granted another would
+        // be granted nothing.
+        for role in ALL_ROLES {
+            for audience in role.audiences() {
+                assert!(
+                    scanaid_indexer::manual::AUDIENCES.contains(audience),
+                    "{role:?}: {audience}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn operators_never_read_technician_sections_and_technicians_do() {
         let technical = a(&["technician", "biomed"]);
         assert!(!Role::Anonymous.may_read(&technical));

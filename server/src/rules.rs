@@ -332,6 +332,49 @@ impl RuleSet {
     }
 }
 
+/// The sites, assets and codes a rule's scope may name (the registry as the store holds it).
+#[derive(Debug, Clone, Default)]
+pub struct KnownScopes {
+    pub sites: std::collections::BTreeSet<String>,
+    pub assets: std::collections::BTreeSet<String>,
+    pub codes: std::collections::BTreeSet<String>,
+}
+
+impl KnownScopes {
+    /// From the store: every site, every asset and every code, retired ones included (a rule for
+    /// a retired code is not a typo).
+    pub async fn of(store: &crate::store::Store) -> crate::error::Result<Self> {
+        Ok(Self {
+            sites: store.sites().await?.into_iter().map(|s| s.id).collect(),
+            assets: store.asset_ids().await?.into_iter().collect(),
+            codes: store.codes().await?.into_iter().map(|c| c.code).collect(),
+        })
+    }
+}
+
+impl RuleSet {
+    /// Rules scoped to a site, asset or code the registry does not have: a typo there means the
+    /// rule silently never fires.
+    pub fn unknown_scopes(&self, known: &KnownScopes) -> Vec<String> {
+        let mut findings = Vec::new();
+        for rule in &self.rules {
+            let (kind, id, ids) = match (&rule.code, &rule.asset, &rule.site) {
+                (Some(c), _, _) => ("code", c, &known.codes),
+                (_, Some(a), _) => ("asset", a, &known.assets),
+                (_, _, Some(s)) => ("site", s, &known.sites),
+                _ => continue,
+            };
+            if !ids.contains(id) {
+                findings.push(format!(
+                    "{} can never fire: it is scoped to {kind} {id:?}, which the registry does not have",
+                    rule.id
+                ));
+            }
+        }
+        findings
+    }
+}
+
 fn out_of_scope(rule: &Rule, facts: &Facts) -> Option<String> {
     out_of_scope_of(rule, facts).map(|(what, id)| format!("{what} {id}"))
 }
@@ -886,6 +929,49 @@ then = { page = "technician" }
         ));
         assert!(findings[1].starts_with("backwards-dates can never fire"));
         assert!(findings[2].starts_with("never-reached is shadowed by catch-all"));
+    }
+
+    #[test]
+    fn rules_scoped_to_what_the_registry_lacks_are_reported() {
+        let text = r#"
+[[rule]]
+id = "typo-site"
+site = "mercy-generl"
+then = { page = "technician" }
+
+[[rule]]
+id = "good-site"
+site = "mercy-general"
+then = { page = "technician" }
+
+[[rule]]
+id = "typo-asset"
+asset = "pump-icu-99"
+then = { page = "operator" }
+
+[[rule]]
+id = "typo-code"
+code = "ZZZZZZZZ"
+then = { page = "operator" }
+
+[[rule]]
+id = "everywhere"
+then = { page = "operator" }
+"#;
+        let set = RuleSet::parse(text).unwrap();
+        let known = KnownScopes {
+            sites: ["mercy-general".to_string()].into(),
+            assets: ["pump-icu-07".to_string()].into(),
+            codes: ["tJ6bpUpB".to_string()].into(),
+        };
+        assert_eq!(
+            set.unknown_scopes(&known),
+            vec![
+                "typo-site can never fire: it is scoped to site \"mercy-generl\", which the registry does not have",
+                "typo-asset can never fire: it is scoped to asset \"pump-icu-99\", which the registry does not have",
+                "typo-code can never fire: it is scoped to code \"ZZZZZZZZ\", which the registry does not have",
+            ]
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::account::require_admin;
 use crate::auth::{self, SignedIn};
 use crate::device::DeviceClass;
 use crate::roles::{Role, ALL_ROLES};
-use crate::rules::RuleSet;
+use crate::rules::{KnownScopes, RuleSet};
 use crate::scan::{facts, ScanContext};
 use crate::store::ResolvedCode;
 use crate::views::AdminRulesPage;
@@ -287,7 +287,12 @@ async fn render(
         error,
         toml: toml.to_string(),
         saved,
-        warnings: app.rules().analyse(),
+        warnings: {
+            let rules = app.rules();
+            let mut warnings = rules.analyse();
+            warnings.extend(rules.unknown_scopes(&KnownScopes::of(&app.store).await?));
+            warnings
+        },
         history: app.store.rule_history(20).await?,
         query,
         explanation,

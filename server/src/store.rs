@@ -272,6 +272,15 @@ impl Store {
         .await?)
     }
 
+    /// Every asset's id.
+    pub async fn asset_ids(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar::<_, String>("SELECT id FROM assets ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Every code with its asset, for `scanaid codes` and label printing.
     pub async fn codes(&self) -> Result<Vec<CodeRecord>> {
         Ok(sqlx::query_as::<_, CodeRecord>(

@@ -100,6 +100,16 @@ pub struct AdminUsersPage {
 }
 
 #[derive(Template)]
+#[template(path = "account_password.html")]
+pub struct AccountPasswordPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub message: String,
+    pub error: String,
+}
+
+#[derive(Template)]
 #[template(path = "admin_rules.html")]
 pub struct AdminRulesPage {
     pub lang: String,

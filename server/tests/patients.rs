@@ -208,6 +208,11 @@ fn wrong_pins_lock_a_packet_until_a_clinician_resets_it() {
     // Locked means locked: the right pair does not open it now.
     let form = get(&app.url(&format!("/c/{}", john.code)), &[]);
     assert!(!form.body.contains("id=\"verify\""));
+    assert!(
+        form.body.contains("locked after 5 wrong attempts") && form.body.contains("Call the phone"),
+        "scanned again, the page says why and whom to call: {}",
+        form.body
+    );
     let (still, session) = try_open_without_form(&app, &john.code, &john.dob, &john.pin);
     assert_eq!(still.status, 423);
     assert!(session.is_none());
@@ -289,6 +294,36 @@ fn ask_as(app: &TestApp, session: &str, body: &str) -> (u16, serde_json::Value) 
     let reply = post_json(&app.url("/api/patient/chat"), &[("cookie", session)], body);
     let json = serde_json::from_str(&reply.body).unwrap_or(serde_json::Value::Null);
     (reply.status, json)
+}
+
+#[test]
+fn anonymous_traffic_from_the_same_address_never_silences_a_signed_in_patient() {
+    let (app, demos) = spawn_demo(scanaid_server::ServerConfig {
+        chat_per_client: 2,
+        demo_manuals: Some(repo().join("manuals")),
+        ..Default::default()
+    });
+    // Anonymous questions from this address (a ward's, say) until its limit holds.
+    let anonymous = |message: &str| {
+        let body = serde_json::json!({"code": PUMP_CODE, "message": message}).to_string();
+        post_json(&app.url("/api/chat"), &[], &body).status
+    };
+    assert_eq!(anonymous("how do I clean the pump"), 200);
+    assert_eq!(anonymous("which disinfectant"), 200);
+    assert_eq!(
+        anonymous("and the screen?"),
+        429,
+        "the address is over its limit"
+    );
+    // The patient, signed in from the same address, is counted per packet only.
+    let ana = demo(&demos, "Ana García");
+    let (_, session) = try_open(&app, &ana.code, &ana.dob, &ana.pin);
+    let (status, answer) = ask_as(
+        &app,
+        &session.expect("Ana opens her packet"),
+        r#"{"message": "¿cuándo es mi revisión?"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
 }
 
 #[test]

@@ -255,6 +255,78 @@ fn the_language_comes_from_the_query_then_the_header() {
 }
 
 #[test]
+fn staff_change_their_password_and_their_other_sessions_end() {
+    let app = spawn_app();
+    assert_eq!(
+        get(&app.url("/account/password"), &[]).status,
+        303,
+        "signed out: to sign-in"
+    );
+    let mine = session_cookie(&app, "admin", &app.admin_password);
+    let elsewhere = session_cookie(&app, "admin", &app.admin_password);
+    let page = get(&app.url("/account/password"), &[("cookie", &mine)]);
+    assert_eq!(page.status, 200);
+    let csrf = page.hidden("csrf").expect("a CSRF field");
+    let change = |csrf: &str, current: &str, new: &str, confirm: &str| {
+        post_form(
+            &app.url("/account/password"),
+            &[("cookie", &mine)],
+            &[
+                ("csrf", csrf),
+                ("current", current),
+                ("new", new),
+                ("confirm", confirm),
+            ],
+        )
+    };
+    let new = "a new long passphrase";
+    let refused = change("forged", &app.admin_password, new, new);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let differ = change(&csrf, &app.admin_password, new, "another long passphrase");
+    assert_eq!(differ.status, 422);
+    assert!(
+        differ.body.contains("The two new passwords differ"),
+        "{}",
+        differ.body
+    );
+    let short = change(&csrf, &app.admin_password, "short", "short");
+    assert_eq!(short.status, 422);
+    assert!(
+        short.body.contains("12 characters or more"),
+        "{}",
+        short.body
+    );
+    let wrong = change(&csrf, "not the password at all", new, new);
+    assert_eq!(wrong.status, 403);
+    assert!(
+        wrong.body.contains("current password is not right"),
+        "{}",
+        wrong.body
+    );
+    // Nothing changed so far: the old password still signs in.
+    assert_eq!(sign_in(&app, "admin", &app.admin_password).status, 303);
+
+    let done = change(&csrf, &app.admin_password, new, new);
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains("Your password was changed"),
+        "{}",
+        done.body
+    );
+    // This session goes on; the other one, and any the old password opened, ended.
+    assert_eq!(
+        get(&app.url("/admin/users"), &[("cookie", &mine)]).status,
+        200
+    );
+    assert_eq!(
+        get(&app.url("/admin/users"), &[("cookie", &elsewhere)]).status,
+        303
+    );
+    assert_eq!(sign_in(&app, "admin", &app.admin_password).status, 401);
+    assert_eq!(sign_in(&app, "admin", new).status, 303);
+}
+
+#[test]
 fn staff_sign_in_with_csrf_limits_and_role_pages() {
     let app = spawn_app();
     // No CSRF cookie: refused, nothing signed in.
@@ -752,6 +824,44 @@ fn page_content_is_built_once_per_generation_and_matches_a_fresh_build() {
     let rebuilt = cache.content(&next, &manuals, Role::Technician, Role::Technician, "en");
     assert!(!Arc::ptr_eq(&first, &rebuilt));
     assert_eq!(summary(&rebuilt), summary(&fresh));
+}
+
+#[test]
+fn a_manual_only_in_another_language_is_shown_unless_one_in_the_readers_covers_it() {
+    use scanaid_server::pages::role_page_content;
+    use scanaid_server::roles::Role;
+    let embedder = embedder();
+    let index = scanaid_indexer::SearchIndex::open_for(&bundled_index_dir(), embedder.as_ref())
+        .expect("index opens");
+    // The pump has an English service manual and a Spanish operator manual.
+    let manuals = vec!["vp300-service".to_string(), "vp300-operador-es".to_string()];
+    let from = |role: Role, language: &str| {
+        let content = role_page_content(&index, &manuals, role, role, language);
+        let mut ids: Vec<String> = content
+            .highlights
+            .iter()
+            .chain(&content.contents)
+            .map(|s| s.manual_id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    // A technician who reads Spanish keeps the service content, which exists only in English.
+    assert_eq!(
+        from(Role::Technician, "es"),
+        vec!["vp300-operador-es", "vp300-service"]
+    );
+    // In English the service manual covers what the Spanish one offers a technician.
+    assert_eq!(from(Role::Technician, "en"), vec!["vp300-service"]);
+    // An operator gets one manual in either language, never the other beside it.
+    assert_eq!(from(Role::Operator, "es"), vec!["vp300-operador-es"]);
+    assert_eq!(from(Role::Operator, "en"), vec!["vp300-service"]);
+    // No manual in the reader's language: everything the role may read.
+    assert_eq!(
+        from(Role::Technician, "fr"),
+        vec!["vp300-operador-es", "vp300-service"]
+    );
 }
 
 #[test]
