@@ -275,15 +275,22 @@ fn markdown_findings(
 }
 
 /// A parse failure ("line 3: broken front matter: ...") as a finding at its line.
+/// A parse error as a finding: its leading `line N: ` becomes the finding's line (the message
+/// would otherwise say the line twice wherever findings are shown with their lines).
 fn finding_from_reason(reason: &str) -> Finding {
-    let line = reason
-        .strip_prefix("line ")
-        .and_then(|rest| rest.split(':').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    Finding {
-        line,
-        message: reason.to_string(),
+    let parsed = reason.strip_prefix("line ").and_then(|rest| {
+        let (n, message) = rest.split_once(": ")?;
+        Some((n.parse().ok()?, message))
+    });
+    match parsed {
+        Some((line, message)) => Finding {
+            line,
+            message: message.to_string(),
+        },
+        None => Finding {
+            line: 0,
+            message: reason.to_string(),
+        },
     }
 }
 
@@ -417,6 +424,13 @@ mod tests {
         assert!(checked.manual.is_none());
         assert_eq!(checked.findings.len(), 1);
         assert_eq!(checked.findings[0].line, 3, "{:?}", checked.findings);
+        assert!(
+            checked.findings[0]
+                .message
+                .starts_with("broken front matter"),
+            "the line is said once, as the finding's: {:?}",
+            checked.findings
+        );
         let checked = check("# no front matter\n");
         assert_eq!(checked.findings[0].line, 1);
         let checked = check_manual(Path::new("m.md"), &[0xff, 0xfe, 0x00], &models());

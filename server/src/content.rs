@@ -327,7 +327,8 @@ pub async fn rollback(
     let served = app.index().generation.clone();
     if job.generation.as_deref() != Some(served.as_str()) {
         return Ok(Err(Refused(format!(
-            "generation {served} is served now, not the one job {job_id} built: roll back later publishes first"
+            "job {job_id} built generation {}, but {served} is served now: the index was rebuilt after it (a later publish, a rollback or a patient packet), and only the generation being served can be rolled back",
+            job.generation.as_deref().unwrap_or("-")
         ))));
     }
     let (Some(previous), Some(revision_id)) = (job.previous_generation.clone(), job.revision_id)
@@ -336,6 +337,11 @@ pub async fn rollback(
             "job {job_id} has nothing to return to"
         ))));
     };
+    if !generation_kept(app, &previous) {
+        return Ok(Err(Refused(format!(
+            "generation {previous}, which job {job_id} replaced, is no longer kept (only the latest few are), so it cannot be served again"
+        ))));
+    }
     if let Err(e) = crate::reindex::serve_generation(app, &previous).await {
         return Ok(Err(Refused(format!(
             "generation {previous} cannot be served again: {}",
@@ -356,6 +362,15 @@ pub async fn rollback(
         )
         .await?;
     Ok(Ok(()))
+}
+
+/// Whether `generation` is still on disk to be served again.
+pub fn generation_kept(app: &AppState, generation: &str) -> bool {
+    app.config.index_dir.as_ref().is_some_and(|dir| {
+        scanaid_indexer::generation::generation_dir(dir, generation)
+            .join("meta.json")
+            .is_file()
+    })
 }
 
 async fn has_running_job(app: &AppState) -> Result<bool> {

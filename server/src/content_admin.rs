@@ -456,7 +456,11 @@ pub async fn job(
         me: me.username.clone(),
         can_roll_back: job.kind == "publish"
             && progress.status == "promoted"
-            && job.generation.as_deref() == Some(served.as_str()),
+            && job.generation.as_deref() == Some(served.as_str())
+            && job
+                .previous_generation
+                .as_deref()
+                .is_some_and(|g| content::generation_kept(&app, g)),
         can_override: me.role == Role::Admin && progress.status == "blocked",
         running: !progress.finished(),
         progress,

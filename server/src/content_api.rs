@@ -281,6 +281,12 @@ pub async fn rollback(
     UrlPath(id): UrlPath<i64>,
 ) -> Result<Response, AppError> {
     let actor = authorised!(app, headers);
+    if app.store.job(id).await?.is_none() {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            format!("there is no job {id}"),
+        ));
+    }
     match content::rollback(&app, id, &actor).await? {
         Ok(()) => Ok(Json(json!({
             "job": id,

@@ -203,15 +203,31 @@ fn oversized(request: &Request) -> Option<Response> {
     } else {
         crate::MAX_BODY_BYTES
     };
+    let what = if limit == crate::MAX_BODY_BYTES {
+        "Questions and forms must be"
+    } else {
+        "A manual must be"
+    };
+    let size = if limit >= 1024 * 1024 {
+        format!("{} MB", limit / (1024 * 1024))
+    } else {
+        format!("{} KB", limit / 1024)
+    };
+    let message =
+        format!("That request was too long. {what} under {size}; please shorten it and try again.");
+    let headers = [("cache-control", "no-store"), ("connection", "close")];
     (declared > limit as u64).then(|| {
-        (
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            [("cache-control", "no-store"), ("connection", "close")],
-            axum::response::Html(
-                "<!doctype html><meta name=viewport content=\"width=device-width\"><title>Too long</title><p>That request was too long. Questions and forms must be under 64 KB; please shorten it and try again.</p><p><a href=\"/\">Home</a></p>",
-            ),
-        )
-            .into_response()
+        let status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+        // The JSON API answers in JSON, as for every other error there.
+        if path.starts_with("/api/") {
+            let body = serde_json::json!({ "error": message });
+            (status, headers, axum::Json(body)).into_response()
+        } else {
+            let page = format!(
+                "<!doctype html><meta name=viewport content=\"width=device-width\"><title>Too long</title><p>{message}</p><p><a href=\"/\">Home</a></p>"
+            );
+            (status, headers, axum::response::Html(page)).into_response()
+        }
     })
 }
 

@@ -303,7 +303,11 @@ async fn fallback(
         &available,
     );
     let retired = resolved.is_some_and(|r| r.code.retired_at.is_some());
+    // A deleted discharge packet: the patient is told to call the number on their papers, not shown
+    // the equipment sites' contacts.
+    let patient = resolved.is_some_and(|r| r.code.kind == "discharge");
     let sites = match resolved.and_then(|r| r.site.clone()) {
+        _ if patient => Vec::new(),
         Some(site) => vec![site],
         None => app.store.sites().await?,
     };
@@ -312,13 +316,16 @@ async fn fallback(
         t,
         lang: lang.clone(),
         heading: t.fallback_title.to_string(),
-        intro: if retired {
+        intro: if patient {
+            t.fallback_packet_gone
+        } else if retired {
             t.fallback_retired
         } else {
             t.fallback_unknown
         }
         .to_string(),
         sites,
+        patient,
     }
     .render()?;
     let status = if retired {

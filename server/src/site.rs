@@ -94,6 +94,7 @@ pub async fn home(
         heading: "scanaid".to_string(),
         intro: t.home_intro.to_string(),
         sites: app.store.sites().await?,
+        patient: false,
     }
     .render()?;
     Ok(Html(page).into_response())

@@ -36,6 +36,8 @@ pub struct FallbackPage {
     pub heading: String,
     pub intro: String,
     pub sites: Vec<SiteRecord>,
+    /// A patient's (discharge) code: no manual search and no sites' contacts, which are not theirs.
+    pub patient: bool,
 }
 
 pub struct ManualSection {

@@ -76,7 +76,7 @@ fn cites_purge_section(answer: &serde_json::Value) -> bool {
 
 #[test]
 fn editors_check_publish_and_roll_back_a_manual_while_the_site_keeps_serving() {
-    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let (app, manuals, index) = spawn_with_editable_manuals();
     let editor = staff_cookie(&app, "editor1", Role::Editor);
     let technician = staff_cookie(&app, "tech1", Role::Technician);
     let original = std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap();
@@ -189,6 +189,28 @@ fn editors_check_publish_and_roll_back_a_manual_while_the_site_keeps_serving() {
     );
     let page = get(&app.url(&job_url), &[("cookie", &editor)]);
     assert!(page.body.contains("id=\"rollback\""), "{}", page.body);
+
+    // With the generation it replaced gone from disk, the job offers no rollback and says why.
+    let kept = index.path().join("generations").join(&before);
+    let aside = index.path().join("aside");
+    std::fs::rename(&kept, &aside).unwrap();
+    let page = get(&app.url(&job_url), &[("cookie", &editor)]);
+    assert!(!page.body.contains("id=\"rollback\""), "{}", page.body);
+    let refused = post_form(
+        &app.url(&format!("{job_url}/rollback")),
+        &[("cookie", &editor)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(refused.status, 409);
+    assert!(
+        refused
+            .body
+            .contains(&format!("generation {before}, which job"))
+            && refused.body.contains("is no longer kept"),
+        "{}",
+        refused.body
+    );
+    std::fs::rename(&aside, &kept).unwrap();
 
     // Roll back: the previous generation at once, the previous text in the file, the old answer.
     let rolled = post_form(
@@ -550,6 +572,15 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
     };
     assert_eq!(job["status"], "promoted", "{job}");
     assert_eq!(job["generation"], app.state.index().generation.as_str());
+    let (status, missing, _) = api(
+        &app,
+        "POST",
+        "/api/content/jobs/999999/rollback",
+        token,
+        None,
+    );
+    assert_eq!(status, 404, "{missing}");
+    assert_eq!(missing["error"], "there is no job 999999");
     let (status, rolled, _) = api(&app, "POST", &format!("{url}/rollback"), token, None);
     assert_eq!(status, 200, "{rolled}");
     assert_eq!(rolled["generation"], job["previous_generation"]);

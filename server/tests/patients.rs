@@ -711,6 +711,18 @@ fn a_packet_deleted_on_request_leaves_nothing_personal_and_opens_nothing() {
     );
     assert!(!page.body.contains("Lily"));
     assert!(!page.body.contains("id=\"verify\""));
+    assert_eq!(page.status, 410);
+    assert!(
+        page.body
+            .contains("call the phone number on your discharge papers"),
+        "a patient's page, not an equipment one: {}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("equipment") && !page.body.contains("Kestrel"),
+        "no equipment wording, no sites' contacts: {}",
+        page.body
+    );
     let (status, _) = ask_as(&app, &session, r#"{"message": "green zone"}"#);
     assert_eq!(status, 401);
 

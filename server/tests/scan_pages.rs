@@ -581,6 +581,24 @@ fn search_answers_from_the_manuals_and_bad_requests_get_clear_errors() {
     );
     assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
     assert!(refused.contains("too long"), "{refused}");
+    assert!(refused.contains("under 64 KB"), "{refused}");
+    // The JSON API says it in JSON; a manual's limit is a manual's.
+    let refused = raw_request(
+        &app,
+        "POST /api/chat HTTP/1.1\r\nHost: scanaid\r\nContent-Type: application/json\r\nContent-Length: 81920\r\nConnection: close\r\n\r\n",
+    );
+    assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
+    assert!(
+        refused.contains("application/json")
+            && refused.contains("{\"error\":\"That request was too long."),
+        "{refused}"
+    );
+    let refused = raw_request(
+        &app,
+        "POST /admin/manuals/check HTTP/1.1\r\nHost: scanaid\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n",
+    );
+    assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
+    assert!(refused.contains("A manual must be under 1 MB"), "{refused}");
     // A body sent without a declared length (chunked) still stops at the limit.
     let mut chunked = String::from("POST /search HTTP/1.1\r\nHost: scanaid\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
     let piece = "y".repeat(16 * 1024);
