@@ -795,6 +795,31 @@ async fn asset_of(
     }
 }
 
+/// Support hours as the registry writes them (`Mon-Fri 07:00-18:00`), with the English weekday
+/// abbreviations in the person's language.
+fn in_weekdays_of(hours: &str, t: &crate::i18n::Strings) -> String {
+    const ENGLISH: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let mut out = String::with_capacity(hours.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        match ENGLISH.iter().position(|d| *d == word.as_str()) {
+            Some(i) => out.push_str(t.weekdays[i]),
+            None => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in hours.chars() {
+        if c.is_alphabetic() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// What the person is told when a ticket opens: who will answer, and when, in the site's time.
 fn ticket_view(
     id: i64,
@@ -811,16 +836,18 @@ fn ticket_view(
         .replace("{queue}", &name)
         .replace("{id}", &id.to_string());
     if !hours.is_empty() {
+        let shown_hours = in_weekdays_of(&hours, t);
         let when = match timezone.and_then(|tz| tz.parse::<chrono_tz::Tz>().ok()) {
-            Some(tz) => t
-                .ticket_hours_local
-                .replace("{hours}", &hours)
-                .replace("{zone}", tz.name())
-                .replace(
-                    "{now}",
-                    &now.with_timezone(&tz).format("%a %H:%M").to_string(),
-                ),
-            None => hours.clone(),
+            Some(tz) => {
+                use chrono::Datelike;
+                let local = now.with_timezone(&tz);
+                let day = t.weekdays[local.weekday().num_days_from_monday() as usize];
+                t.ticket_hours_local
+                    .replace("{hours}", &shown_hours)
+                    .replace("{zone}", tz.name())
+                    .replace("{now}", &format!("{day} {}", local.format("%H:%M")))
+            }
+            None => shown_hours,
         };
         next.push_str(&format!(" ({when})"));
     }
@@ -870,6 +897,13 @@ mod tests {
             es.next
                 .starts_with("Biomedical Engineering verá la incidencia 12"),
             "{}",
+            es.next
+        );
+        assert!(
+            es.next.contains(
+                "(lun-vie 07:00-18:00, hora de America/Chicago; allí es ahora mar 21:00)"
+            ),
+            "weekdays in Spanish too: {}",
             es.next
         );
         let no_queue = ticket_view(3, None, None, crate::i18n::strings("en"), now);

@@ -199,6 +199,15 @@ pub async fn verify(
     if !auth::tokens_match(expected, &form.csrf) {
         return verify_form(&packet, StatusCode::FORBIDDEN, t.form_expired, false);
     }
+    if crate::patients::dob_is_ambiguous(&form.dob) {
+        // Not a guess either: the date reads two ways.
+        return verify_form(
+            &packet,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            t.patient_dob_ambiguous,
+            false,
+        );
+    }
     let (Some(dob), Some(pin)) = (
         crate::patients::normalise_dob(&form.dob),
         crate::patients::normalise_pin(&form.pin),

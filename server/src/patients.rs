@@ -42,13 +42,30 @@ pub fn new_pin() -> String {
 }
 
 /// A date of birth as typed (`YYYY-MM-DD`, what a date input sends, or `DD/MM/YYYY`), normalised;
-/// `None` when it is not a real date.
+/// `None` when it is not a real date, or when it is ambiguous (see `dob_is_ambiguous`).
 pub fn normalise_dob(input: &str) -> Option<String> {
     let input = input.trim();
+    if dob_is_ambiguous(input) {
+        return None;
+    }
     let date = chrono::NaiveDate::parse_from_str(input, "%Y-%m-%d")
         .or_else(|_| chrono::NaiveDate::parse_from_str(input, "%d/%m/%Y"))
         .ok()?;
     Some(date.format("%Y-%m-%d").to_string())
+}
+
+/// A slashed date whose first two numbers could each be the day or the month (`02/11/1949`: 2
+/// November, or February 11 as written in the US). Read one way it would cost a patient one of
+/// their few attempts for a date they typed right, so they are asked for year-month-day instead.
+pub fn dob_is_ambiguous(input: &str) -> bool {
+    let parts: Vec<&str> = input.trim().split('/').collect();
+    let [a, b, _year] = parts.as_slice() else {
+        return false;
+    };
+    match (a.parse::<u32>(), b.parse::<u32>()) {
+        (Ok(a), Ok(b)) => (1..=12).contains(&a) && (1..=12).contains(&b) && a != b,
+        _ => false,
+    }
 }
 
 /// A PIN as typed, digits only (spaces people type from the slip are dropped).
@@ -547,6 +564,11 @@ mod tests {
         assert_eq!(normalise_dob("1958-03-14").as_deref(), Some("1958-03-14"));
         assert_eq!(normalise_dob(" 14/03/1958 ").as_deref(), Some("1958-03-14"));
         assert_eq!(normalise_dob("1958-02-30"), None);
+        // Day or month first? Not guessed: asked again.
+        assert!(dob_is_ambiguous("02/11/1949"));
+        assert_eq!(normalise_dob("02/11/1949"), None);
+        assert_eq!(normalise_dob("11/11/1949").as_deref(), Some("1949-11-11"));
+        assert!(!dob_is_ambiguous("1949-11-02"));
         assert_eq!(normalise_dob("yesterday"), None);
         assert_eq!(normalise_pin("123 456").as_deref(), Some("123456"));
         assert_eq!(normalise_pin("12345"), None);

@@ -75,6 +75,19 @@ fn a_patient_opens_their_own_packet_with_the_second_factor_and_nobody_elses() {
     assert!(session.is_none());
     let (malformed, _) = try_open(&app, &ana.code, "not a date", &ana.pin);
     assert_eq!(malformed.status, 422);
+    // A slashed date that reads two ways (John's 2 November, or February 11 as written in the US)
+    // is asked again in an unambiguous form, and is not counted either.
+    let (ambiguous, _) = try_open(&app, &john.code, "02/11/1949", &john.pin);
+    assert_eq!(ambiguous.status, 422);
+    assert!(
+        ambiguous.body.contains("could be read two ways"),
+        "{}",
+        ambiguous.body
+    );
+    assert_eq!(
+        app.rows("SELECT k.failed_attempts FROM packets k JOIN patients p ON p.id = k.patient_id WHERE p.display_name = 'John Miller'"),
+        vec![vec!["0"]]
+    );
     let (wrong_dob, _) = try_open(&app, &ana.code, "1960-01-01", &ana.pin);
     assert_eq!(
         wrong_dob.status, 401,
