@@ -263,8 +263,8 @@ pub async fn run_assistant(
 }
 
 /// Answers from the manuals in the person's language when they answer it; otherwise from every
-/// language the asset's manuals are in (technical content often exists in one language only), keeping
-/// whichever answer the assistant is more confident of.
+/// language the asset's manuals are in (technical content often exists in one language only), when
+/// that answer is confident and more so than the first.
 fn reply_preferring(
     index: &scanaid_indexer::SearchIndex,
     embedder: &dyn scanaid_models::Embedder,
@@ -287,12 +287,24 @@ fn reply_preferring(
         return Ok(first);
     }
     let any = scanaid_assistant::reply(index, &embedder, model, search)?;
-    Ok(if any.confidence > first.confidence {
-        any
-    } else {
-        first
-    })
+    // Another language's answer when it is confident, or clearly likelier to answer than the first.
+    // An unsure answer in a language the person did not ask in, no better than theirs (a greeting
+    // "answered" by a Spanish section: 0.005 against 0.004), helps nobody; their own language's
+    // unsure reply offers them a person. An English leaflet for a Spanish question about salt that
+    // the patient's Spanish papers do not cover (0.18 against 0.08) is worth showing.
+    let clearly_better = any.confidence - first.confidence >= LANGUAGE_SWITCH_MARGIN;
+    Ok(
+        if any.confidence > first.confidence && (!any.unsure || clearly_better) {
+            any
+        } else {
+            first
+        },
+    )
 }
+
+/// How much likelier to be answerable (the confidence scale) another language's unsure answer must be
+/// than the answer in the person's language to be shown instead.
+const LANGUAGE_SWITCH_MARGIN: f64 = 0.05;
 
 /// An embedder that remembers its last query embedding, so a second search with the same question
 /// does not run the model again.
@@ -749,9 +761,14 @@ pub async fn chat_form(
                 .into_response())
         }
         Err((status, message)) => {
+            let heading = match status {
+                StatusCode::TOO_MANY_REQUESTS => "Please wait a little",
+                StatusCode::SERVICE_UNAVAILABLE => "The assistant is busy",
+                _ => "Please check your question",
+            };
             let page = crate::views::MessagePage {
                 lang,
-                heading: "Please check your question".to_string(),
+                heading: heading.to_string(),
                 message,
                 back: "/".to_string(),
             }

@@ -243,14 +243,22 @@ pub async fn publish(
     }
 }
 
+/// The job a path names, if it names one (a non-number names none: 404, not a bare 400).
+async fn job_of(app: &AppState, id: &str) -> Result<Option<crate::content::Job>, AppError> {
+    match id.parse::<i64>() {
+        Ok(id) => Ok(app.store.job(id).await?),
+        Err(_) => Ok(None),
+    }
+}
+
 /// `GET /api/content/jobs/{id}`.
 pub async fn job(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<i64>,
+    UrlPath(id): UrlPath<String>,
 ) -> Result<Response, AppError> {
     authorised!(app, headers);
-    let Some(job) = app.store.job(id).await? else {
+    let Some(job) = job_of(&app, &id).await? else {
         return Ok(error(
             StatusCode::NOT_FOUND,
             format!("there is no job {id}"),

@@ -239,9 +239,10 @@ const MAX_TURNS: i64 = 500;
 
 #[derive(Debug, serde::Deserialize)]
 pub struct GapsQuery {
-    /// Look back this many days (1-395, default 30).
+    /// Look back this many days (1-395, default 30). Text, so a mistyped value (`-5`, `abc`) gets
+    /// the nearest sensible view instead of a bare 400.
     #[serde(default)]
-    pub days: Option<u32>,
+    pub days: Option<String>,
 }
 
 /// The groups for the last `days` days, and how many patient questions were asked meanwhile.
@@ -275,7 +276,10 @@ async fn groups_for(app: &crate::AppState, days: u32) -> crate::Result<(Vec<GapG
 }
 
 fn days_of(query: &GapsQuery) -> u32 {
-    query.days.unwrap_or(30).clamp(1, 395)
+    match query.days.as_deref().map(|d| d.trim().parse::<i64>()) {
+        Some(Ok(days)) => days.clamp(1, 395) as u32,
+        _ => 30,
+    }
 }
 
 /// `GET /admin/gaps`: the groups, for content editors and admins.

@@ -16,6 +16,23 @@ fn ask(app: &TestApp, body: Value) -> (u16, Value) {
 }
 
 #[test]
+fn an_unsure_reply_stays_in_the_language_asked_in() {
+    // The pump's manuals are an English service manual and a Spanish operator manual. A greeting
+    // in English is answered by nothing: the reply is unsure, and it does not fall back to a
+    // Spanish section because that one happened to score higher.
+    let app = spawn_app();
+    let (status, reply) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "hi", "lang": "en"}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["unsure"], true, "{reply}");
+    for c in reply["citations"].as_array().unwrap() {
+        assert_ne!(c["manual"], "vp300-operador-es", "{reply}");
+    }
+}
+
+#[test]
 fn an_answer_cites_the_sections_its_sentences_are_copied_from() {
     let app = spawn_app();
     let (status, reply) = ask(

@@ -118,6 +118,19 @@ fn the_gaps_view_groups_what_people_asked_and_exports_it() {
     assert!(first.contains("pump-icu-07 (3)"), "{first}");
     assert!(!first.contains("pole clamp knob"), "{first}");
     assert!(page.body.contains("id=\"patients\""));
+    // A mistyped look-back is the nearest sensible view, not a bare 400.
+    for (days, shown) in [
+        ("-5", "last 1 days"),
+        ("abc", "last 30 days"),
+        ("9999", "last 395 days"),
+    ] {
+        let page = get(
+            &app.url(&format!("/admin/gaps?days={days}")),
+            &[("cookie", &editor)],
+        );
+        assert_eq!(page.status, 200, "{days}");
+        assert!(page.body.contains(shown), "{days}: {}", page.body);
+    }
 
     let csv = get(&app.url("/admin/gaps.csv"), &[("cookie", &editor)]);
     assert_eq!(csv.status, 200);
