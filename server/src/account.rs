@@ -272,19 +272,27 @@ async fn users_page(
             .fetch_all(app.store.pool())
             .await
             .map_err(crate::ServerError::from)?;
+    let now = chrono::Utc::now();
+    let mut users = Vec::with_capacity(rows.len());
+    for (username, role, created_at) in rows {
+        let locked = PER_ACCOUNT
+            .locked_for(&app.store, &format!("user:{username}"), now)
+            .await?
+            .map(|wait| format!("locked for {} min", wait.as_secs().div_ceil(60).max(1)))
+            .unwrap_or_default();
+        users.push(UserRow {
+            username,
+            role,
+            created_at,
+            locked,
+        });
+    }
     let page = AdminUsersPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
         me: me.username.clone(),
         message: message.to_string(),
-        users: rows
-            .into_iter()
-            .map(|(username, role, created_at)| UserRow {
-                username,
-                role,
-                created_at,
-            })
-            .collect(),
+        users,
         roles: ALL_ROLES
             .iter()
             .filter(|r| r.is_staff())
@@ -484,5 +492,104 @@ pub async fn change_password(
             "",
             "Your current password is not right.",
         )
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserActionForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// For removal: the word "remove", typed, so a stray click removes nobody.
+    #[serde(default)]
+    pub confirm: String,
+}
+
+/// `POST /admin/users/{username}/unlock`: lifts the lock that failed sign-ins put on an account.
+pub async fn unlock_user(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(username): axum::extract::Path<String>,
+    Form(form): Form<UserActionForm>,
+) -> Result<Response, AppError> {
+    let me = match require_role_posting(
+        &app,
+        &headers,
+        &[Role::Admin],
+        "This page is for administrators.",
+        &form.csrf,
+    )
+    .await?
+    {
+        Ok(me) => me,
+        Err(response) => return Ok(response),
+    };
+    PER_ACCOUNT
+        .record_success(&app.store, &format!("user:{username}"))
+        .await?;
+    tracing::info!(admin = %me.username, user = %username, "account unlocked");
+    users_page(
+        &app,
+        &me,
+        StatusCode::OK,
+        &format!("Unlocked {username}: they can sign in again."),
+    )
+    .await
+}
+
+/// `POST /admin/users/{username}/remove`: deletes a staff account and ends its sessions. An admin
+/// cannot remove their own account (so there is always one admin left).
+pub async fn remove_user(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(username): axum::extract::Path<String>,
+    Form(form): Form<UserActionForm>,
+) -> Result<Response, AppError> {
+    let me = match require_role_posting(
+        &app,
+        &headers,
+        &[Role::Admin],
+        "This page is for administrators.",
+        &form.csrf,
+    )
+    .await?
+    {
+        Ok(me) => me,
+        Err(response) => return Ok(response),
+    };
+    if username == me.username {
+        return users_page(
+            &app,
+            &me,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "You cannot remove your own account; another administrator can.",
+        )
+        .await;
+    }
+    if form.confirm.trim() != "remove" {
+        return users_page(
+            &app,
+            &me,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("Type remove beside {username} to remove the account."),
+        )
+        .await;
+    }
+    if auth::remove_user(&app.store, &username).await? {
+        tracing::info!(admin = %me.username, user = %username, "user removed");
+        users_page(
+            &app,
+            &me,
+            StatusCode::OK,
+            &format!("Removed {username}; their sessions ended."),
+        )
+        .await
+    } else {
+        users_page(
+            &app,
+            &me,
+            StatusCode::NOT_FOUND,
+            &format!("There is no user {username}."),
+        )
+        .await
     }
 }

@@ -214,6 +214,21 @@ pub async fn change_password(
     Ok(true)
 }
 
+/// Deletes `username` and ends their sessions; false when there is no such user.
+pub async fn remove_user(store: &Store, username: &str) -> Result<bool> {
+    let mut tx = store.pool().begin().await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ?)")
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM users WHERE username = ?")
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn count_users(store: &Store) -> Result<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
         .fetch_one(store.pool())

@@ -235,6 +235,8 @@ fn app(state: AppState) -> Router {
             get(account::password_form).post(account::change_password),
         )
         .route("/admin/users", get(account::users).post(account::add_user))
+        .route("/admin/users/{username}/unlock", post(account::unlock_user))
+        .route("/admin/users/{username}/remove", post(account::remove_user))
         .route("/admin/codes", get(admin::codes))
         .route(
             "/admin/rules",

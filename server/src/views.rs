@@ -88,6 +88,8 @@ pub struct UserRow {
     pub username: String,
     pub role: String,
     pub created_at: String,
+    /// "locked for N min" while failed sign-ins lock the account; empty otherwise.
+    pub locked: String,
 }
 
 #[derive(Template)]

@@ -327,6 +327,87 @@ fn staff_change_their_password_and_their_other_sessions_end() {
 }
 
 #[test]
+fn admins_unlock_and_remove_staff_accounts() {
+    let app = spawn_app();
+    let admin = session_cookie(&app, "admin", &app.admin_password);
+    let csrf = get(&app.url("/admin/users"), &[("cookie", &admin)])
+        .hidden("csrf")
+        .unwrap();
+    let password = "a long enough password";
+    let added = post_form(
+        &app.url("/admin/users"),
+        &[("cookie", &admin)],
+        &[
+            ("csrf", &csrf),
+            ("username", "tech2"),
+            ("password", password),
+            ("role", "technician"),
+        ],
+    );
+    assert_eq!(added.status, 200, "{}", added.body);
+    let tech = session_cookie(&app, "tech2", password);
+    let action = |path: &str, fields: &[(&str, &str)]| {
+        post_form(&app.url(path), &[("cookie", &admin)], fields)
+    };
+
+    // Five wrong passwords lock the account; the admin sees it and lifts the lock.
+    for _ in 0..5 {
+        assert_eq!(
+            sign_in(&app, "tech2", "not the password at all").status,
+            401
+        );
+    }
+    assert_eq!(sign_in(&app, "tech2", password).status, 429);
+    let users = get(&app.url("/admin/users"), &[("cookie", &admin)]);
+    assert!(users.body.contains("locked for 15 min"), "{}", users.body);
+    let forged = action("/admin/users/tech2/unlock", &[("csrf", "forged")]);
+    assert_eq!(forged.status, 403);
+    let unlocked = action("/admin/users/tech2/unlock", &[("csrf", &csrf)]);
+    assert_eq!(unlocked.status, 200);
+    assert!(
+        unlocked.body.contains("Unlocked tech2"),
+        "{}",
+        unlocked.body
+    );
+    assert_eq!(sign_in(&app, "tech2", password).status, 303);
+
+    // Removing needs the word typed, never removes the admin's own account, and ends the sessions.
+    let own = action(
+        "/admin/users/admin/remove",
+        &[("csrf", &csrf), ("confirm", "remove")],
+    );
+    assert_eq!(own.status, 422);
+    let unconfirmed = action("/admin/users/tech2/remove", &[("csrf", &csrf)]);
+    assert_eq!(unconfirmed.status, 422);
+    assert_eq!(
+        get(&app.url("/account/password"), &[("cookie", &tech)]).status,
+        200
+    );
+    let removed = action(
+        "/admin/users/tech2/remove",
+        &[("csrf", &csrf), ("confirm", "remove")],
+    );
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert!(removed.body.contains("Removed tech2"), "{}", removed.body);
+    assert!(
+        !removed.body.contains("id=\"user-tech2\""),
+        "{}",
+        removed.body
+    );
+    assert_eq!(
+        get(&app.url("/account/password"), &[("cookie", &tech)]).status,
+        303,
+        "the removed account's session ended"
+    );
+    assert_eq!(sign_in(&app, "tech2", password).status, 401);
+    let nobody = action(
+        "/admin/users/nobody/remove",
+        &[("csrf", &csrf), ("confirm", "remove")],
+    );
+    assert_eq!(nobody.status, 404);
+}
+
+#[test]
 fn staff_sign_in_with_csrf_limits_and_role_pages() {
     let app = spawn_app();
     // No CSRF cookie: refused, nothing signed in.
