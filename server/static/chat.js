@@ -117,13 +117,14 @@
     return { name: name, data: data.length ? JSON.parse(data.join("\n")) : null };
   }
 
-  async function ask(message) {
+  async function ask(message, contact) {
     var box = el("section", "card turn");
     box.dataset.turn = String(log.children.length + 1);
     box.appendChild(el("p", "meta", t.youAsked + ": " + message));
     log.appendChild(box);
     var body = { asset: form.elements.asset.value, message: message, lang: form.elements.lang.value };
     if (conversation) body.conversation = conversation;
+    if (contact) body.contact = contact;
     var citations = [];
     try {
       var res = await fetch("/api/chat", {
@@ -169,7 +170,8 @@
   if (personForm) {
     personForm.addEventListener("submit", function (e) {
       e.preventDefault();
-      ask(personForm.elements.message.value);
+      var contact = personForm.elements.contact;
+      ask(personForm.elements.message.value, contact ? contact.value.trim() : "");
     });
   }
 })();

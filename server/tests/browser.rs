@@ -169,8 +169,11 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
         "the cited section is scrolled into view (top at {top}px)"
     );
 
-    // Back on the asset's page, the person asks for a person.
+    // Back on the asset's page, the person asks for a person, leaving a number to call back.
     person.back();
+    person
+        .wait_for("#person-contact", wait)
+        .type_text("+1 555 0100");
     person.wait_for("#talk-to-person button", wait).click();
     let ticket_note = person.wait_for("#chat-log .ticket", wait);
     let ticket: i64 = ticket_note
@@ -195,6 +198,12 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
         "I can see the pump; a technician is coming to bed 7."
     );
     assert!(person.current_url().contains(&format!("/c/{PUMP_CODE}")));
+
+    assert_eq!(
+        app.rows(&format!("SELECT contact FROM tickets WHERE id = {ticket}")),
+        vec![vec!["+1 555 0100"]],
+        "the contact left on the page reaches the ticket"
+    );
 
     let shot = screenshots_dir().join("chat-agent-reply-375x812.png");
     std::fs::write(&shot, person.screenshot_png()).unwrap();
