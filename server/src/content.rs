@@ -253,6 +253,58 @@ pub async fn publish(
     Ok(Ok(job))
 }
 
+/// Deletes manual `manual_id` (its file, relative to the manuals folder): the file goes, the text is
+/// kept as a revision whose new text is empty, and the re-index job starts, gated like a publish
+/// (the other manuals' checks must still pass). Rolling the job back puts the file back.
+pub async fn delete_manual(
+    app: &AppState,
+    manual_id: &str,
+    file: &Path,
+    editor: &str,
+) -> std::result::Result<std::result::Result<i64, Refused>, AppError> {
+    let Some(manuals_dir) = app.config.demo_manuals.clone() else {
+        return Ok(Err(Refused(
+            "this server was started without a manuals folder; nothing can be deleted".into(),
+        )));
+    };
+    if has_running_job(app).await? {
+        return Ok(Err(Refused(
+            "another publish or rollback is running; wait for it to finish".into(),
+        )));
+    }
+    let path = manuals_dir.join(file);
+    let previous = std::fs::read_to_string(&path).map_err(|source| crate::ServerError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    std::fs::remove_file(&path).map_err(|source| crate::ServerError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let revision_id: i64 = sqlx::query_scalar(
+        "INSERT INTO manual_revisions (manual_id, revision, markdown, previous_markdown, file, published_by, published_at) VALUES (?, 'deleted', '', ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(manual_id)
+    .bind(&previous)
+    .bind(file.to_string_lossy().as_ref())
+    .bind(editor)
+    .bind(now())
+    .fetch_one(app.store.pool())
+    .await
+    .map_err(crate::ServerError::from)?;
+    app.store
+        .content_audit(
+            editor,
+            "delete",
+            Some(manual_id),
+            None,
+            &file.to_string_lossy(),
+        )
+        .await?;
+    let job = start_job(app, Some(manual_id), Some(revision_id), editor, true).await?;
+    Ok(Ok(job))
+}
+
 /// Publishes a text the quality gate stopped, without the gate: for admins, logged.
 pub async fn override_gate(
     app: &AppState,
@@ -287,7 +339,12 @@ pub async fn override_gate(
             .fetch_one(app.store.pool())
             .await
             .map_err(crate::ServerError::from)?;
-    write_atomically(&manuals_dir.join(&file), &markdown)?;
+    if markdown.is_empty() {
+        // A deletion the gate stopped: delete again.
+        let _ = std::fs::remove_file(manuals_dir.join(&file));
+    } else {
+        write_atomically(&manuals_dir.join(&file), &markdown)?;
+    }
     app.store
         .content_audit(
             admin,

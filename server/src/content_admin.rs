@@ -549,6 +549,59 @@ pub async fn roll_back(
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// The manual's id, typed, so a stray click deletes nothing.
+    #[serde(default)]
+    pub confirm: String,
+}
+
+/// `POST /admin/manuals/{id}/delete`: removes a manual from the corpus and re-indexes (a job that
+/// can be rolled back like a publish).
+pub async fn delete(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Form(form): Form<DeleteForm>,
+) -> Result<Response, AppError> {
+    let me = match require_editor_posting(&app, &headers, &form.csrf).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return crate::account::forbidden("This server was started without a manuals folder.");
+    };
+    let (manuals, _) = manual_files(&dir);
+    let Some(manual) = manuals.iter().find(|m| m.meta.id == id) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "No such manual",
+            &format!("There is no manual {id:?}. The list shows every manual."),
+            "/admin/manuals",
+        );
+    };
+    if form.confirm.trim() != id {
+        return message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not deleted",
+            &format!("Type the manual's id, {id}, to delete it. Nothing changed."),
+            &format!("/admin/manuals/{id}"),
+        );
+    }
+    let file = relative(&dir, &manual.path);
+    match content::delete_manual(&app, &id, &file, &me.username).await? {
+        Ok(job) => Ok(Redirect::to(&format!("/admin/jobs/{job}")).into_response()),
+        Err(content::Refused(reason)) => message(
+            StatusCode::CONFLICT,
+            "Not deleted",
+            &format!("{reason}. Nothing changed."),
+            &format!("/admin/manuals/{id}"),
+        ),
+    }
+}
+
 /// `POST /admin/jobs/{id}/override`: publishes a text the quality gate stopped (admins only; logged).
 pub async fn override_gate(
     State(app): State<AppState>,

@@ -174,6 +174,7 @@ fn app(state: AppState) -> Router {
         )
         .route("/admin/manuals/new", get(content_admin::new_manual))
         .route("/admin/manuals/{id}", get(content_admin::edit))
+        .route("/admin/manuals/{id}/delete", post(content_admin::delete))
         .route("/admin/jobs/{id}", get(content_admin::job))
         .route("/admin/jobs/{id}/events", get(content_admin::job_events))
         .route("/admin/jobs/{id}/rollback", post(content_admin::roll_back))

@@ -254,6 +254,76 @@ fn editors_check_publish_and_roll_back_a_manual_while_the_site_keeps_serving() {
 }
 
 #[test]
+fn editors_delete_a_manual_and_can_roll_the_deletion_back() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor-d", Role::Editor);
+    let id = "rsc37-instruction";
+    let file = manuals.path().join("equipment/rsc37-instruction.md");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let indexed = |app: &TestApp| {
+        app.state
+            .index()
+            .chunks()
+            .iter()
+            .filter(|c| c.manual_id == id)
+            .count()
+    };
+    assert!(indexed(&app) > 0);
+    let page = get(
+        &app.url(&format!("/admin/manuals/{id}")),
+        &[("cookie", &editor)],
+    );
+    assert!(page.body.contains("id=\"delete-manual\""), "{}", page.body);
+    let csrf = page.hidden("csrf").unwrap();
+    let delete = |confirm: &str| {
+        post_form(
+            &app.url(&format!("/admin/manuals/{id}/delete")),
+            &[("cookie", &editor)],
+            &[("csrf", &csrf), ("confirm", confirm)],
+        )
+    };
+
+    // The id must be typed; otherwise nothing changes.
+    let unconfirmed = delete("yes");
+    assert_eq!(unconfirmed.status, 422);
+    assert!(file.is_file());
+
+    let deleted = delete(id);
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    let job_url = deleted.header("location").unwrap().to_string();
+    let job = job_url.rsplit('/').next().unwrap().to_string();
+    let done = wait_for_job(&app, &editor, &job);
+    assert_eq!(done["status"], "promoted", "{done}");
+    assert!(!file.exists(), "the file is gone");
+    assert_eq!(indexed(&app), 0, "its sections left the index");
+    assert_eq!(
+        get(
+            &app.url(&format!("/admin/manuals/{id}")),
+            &[("cookie", &editor)]
+        )
+        .status,
+        404
+    );
+
+    // Rolled back: the file and its sections are back.
+    let rolled = post_form(
+        &app.url(&format!("{job_url}/rollback")),
+        &[("cookie", &editor)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(rolled.status, 303, "{}", rolled.body);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    assert!(indexed(&app) > 0);
+    assert_eq!(
+        app.rows("SELECT actor, action, COALESCE(manual_id, '') FROM content_audit ORDER BY id"),
+        vec![
+            vec!["editor-d", "delete", id],
+            vec!["editor-d", "rollback", id],
+        ]
+    );
+}
+
+#[test]
 fn every_bundled_manual_passes_the_editors_checks() {
     let registry =
         scanaid_server::registry::Registry::load(&repo().join("manuals/assets.toml")).unwrap();
