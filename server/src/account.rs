@@ -227,6 +227,22 @@ pub async fn require_admin(
     .await
 }
 
+/// `require_admin` for a form post (the session's CSRF token must be the one posted).
+async fn require_admin_posting(
+    app: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Result<SignedIn, Response>, AppError> {
+    require_role_posting(
+        app,
+        headers,
+        &[Role::Admin],
+        "This page is for administrators.",
+        csrf,
+    )
+    .await
+}
+
 /// `require_role` for a form post: also the session's CSRF token must be the one posted.
 pub async fn require_role_posting(
     app: &AppState,
@@ -511,15 +527,7 @@ pub async fn unlock_user(
     axum::extract::Path(username): axum::extract::Path<String>,
     Form(form): Form<UserActionForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_role_posting(
-        &app,
-        &headers,
-        &[Role::Admin],
-        "This page is for administrators.",
-        &form.csrf,
-    )
-    .await?
-    {
+    let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(response) => return Ok(response),
     };
@@ -544,15 +552,7 @@ pub async fn remove_user(
     axum::extract::Path(username): axum::extract::Path<String>,
     Form(form): Form<UserActionForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_role_posting(
-        &app,
-        &headers,
-        &[Role::Admin],
-        "This page is for administrators.",
-        &form.csrf,
-    )
-    .await?
-    {
+    let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(response) => return Ok(response),
     };

@@ -212,17 +212,10 @@ pub async fn publish(
     markdown: &str,
     editor: &str,
 ) -> std::result::Result<std::result::Result<i64, Refused>, AppError> {
-    let Some(manuals_dir) = app.config.demo_manuals.clone() else {
-        return Ok(Err(Refused(
-            "this server was started without a manuals folder; nothing can be published".into(),
-        )));
+    let manuals_dir = match folder_to_change(app).await? {
+        Ok(dir) => dir,
+        Err(refused) => return Ok(Err(refused)),
     };
-    // One publish or rollback at a time, so each job knows the generation it replaces.
-    if has_running_job(app).await? {
-        return Ok(Err(Refused(
-            "another publish or rollback is running; wait for it to finish".into(),
-        )));
-    }
     let path = manuals_dir.join(file);
     let previous = std::fs::read_to_string(&path).ok();
     write_atomically(&path, markdown)?;
@@ -262,16 +255,10 @@ pub async fn delete_manual(
     file: &Path,
     editor: &str,
 ) -> std::result::Result<std::result::Result<i64, Refused>, AppError> {
-    let Some(manuals_dir) = app.config.demo_manuals.clone() else {
-        return Ok(Err(Refused(
-            "this server was started without a manuals folder; nothing can be deleted".into(),
-        )));
+    let manuals_dir = match folder_to_change(app).await? {
+        Ok(dir) => dir,
+        Err(refused) => return Ok(Err(refused)),
     };
-    if has_running_job(app).await? {
-        return Ok(Err(Refused(
-            "another publish or rollback is running; wait for it to finish".into(),
-        )));
-    }
     let path = manuals_dir.join(file);
     let previous = std::fs::read_to_string(&path).map_err(|source| crate::ServerError::Io {
         path: path.clone(),
@@ -428,6 +415,24 @@ pub fn generation_kept(app: &AppState, generation: &str) -> bool {
             .join("meta.json")
             .is_file()
     })
+}
+
+/// The manuals folder, when a change to it may start now: the server has one, and no other publish,
+/// deletion or rollback is running (so each job knows the generation it replaces).
+async fn folder_to_change(
+    app: &AppState,
+) -> std::result::Result<std::result::Result<PathBuf, Refused>, AppError> {
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return Ok(Err(Refused(
+            "this server was started without a manuals folder; manuals cannot be changed".into(),
+        )));
+    };
+    if has_running_job(app).await? {
+        return Ok(Err(Refused(
+            "another publish or rollback is running; wait for it to finish".into(),
+        )));
+    }
+    Ok(Ok(dir))
 }
 
 async fn has_running_job(app: &AppState) -> Result<bool> {

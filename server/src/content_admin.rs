@@ -83,6 +83,28 @@ pub(crate) fn manual_files(dir: &Path) -> (Vec<scanaid_indexer::manual::Manual>,
     }
 }
 
+/// The manuals folder and the manual with id `id` in it, or the page that says why there is none.
+fn manual_named(
+    app: &AppState,
+    id: &str,
+) -> Result<Result<(PathBuf, scanaid_indexer::manual::Manual), Response>, AppError> {
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return Ok(Err(crate::account::forbidden(
+            "This server was started without a manuals folder.",
+        )?));
+    };
+    let (manuals, _) = manual_files(&dir);
+    match manuals.into_iter().find(|m| m.meta.id == id) {
+        Some(manual) => Ok(Ok((dir, manual))),
+        None => Ok(Err(message(
+            StatusCode::NOT_FOUND,
+            "No such manual",
+            &format!("There is no manual {id:?}. The list shows every manual."),
+            "/admin/manuals",
+        )?)),
+    }
+}
+
 pub(crate) fn relative(dir: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(dir).unwrap_or(path).to_path_buf()
 }
@@ -171,17 +193,9 @@ pub async fn edit(
         Ok(me) => me,
         Err(r) => return Ok(r),
     };
-    let Some(dir) = app.config.demo_manuals.clone() else {
-        return crate::account::forbidden("This server was started without a manuals folder.");
-    };
-    let (manuals, _) = manual_files(&dir);
-    let Some(manual) = manuals.iter().find(|m| m.meta.id == id) else {
-        return message(
-            StatusCode::NOT_FOUND,
-            "No such manual",
-            &format!("There is no manual {id:?}. The list shows every manual."),
-            "/admin/manuals",
-        );
+    let (_, manual) = match manual_named(&app, &id)? {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
     };
     let text = std::fs::read_to_string(&manual.path).map_err(|source| crate::ServerError::Io {
         path: manual.path.clone(),
@@ -570,17 +584,9 @@ pub async fn delete(
         Ok(me) => me,
         Err(r) => return Ok(r),
     };
-    let Some(dir) = app.config.demo_manuals.clone() else {
-        return crate::account::forbidden("This server was started without a manuals folder.");
-    };
-    let (manuals, _) = manual_files(&dir);
-    let Some(manual) = manuals.iter().find(|m| m.meta.id == id) else {
-        return message(
-            StatusCode::NOT_FOUND,
-            "No such manual",
-            &format!("There is no manual {id:?}. The list shows every manual."),
-            "/admin/manuals",
-        );
+    let (dir, manual) = match manual_named(&app, &id)? {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
     };
     if form.confirm.trim() != id {
         return message(
