@@ -246,6 +246,17 @@ fn markdown_findings(
                             "link to {dest_url}: link another manual as /m/ID#anchor, or give a full https:// address"
                         ),
                     });
+                } else if !["https:", "http:", "mailto:", "tel:"]
+                    .iter()
+                    .any(|scheme| dest_url.trim().to_ascii_lowercase().starts_with(scheme))
+                {
+                    // Pages keep only these (the server's `markdown_to_html`); say so before publishing.
+                    findings.push(Finding {
+                        line,
+                        message: format!(
+                            "link to {dest_url}: pages keep only https://, http://, mailto: and tel: links, so this one would show as plain text"
+                        ),
+                    });
                 }
             }
             Event::Start(Tag::Image { dest_url, .. }) => {
@@ -320,7 +331,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_listed_with_its_line() {
-        let text = "+++\nid = \"pump\"\ntitle = \"Pump\"\nmodels = [\"VP-3000\"]\nrevision = \"1\"\n+++\n# Faults {#faults}\n\nSee [the battery](#batery) and [nothing]().\n\n# Again {#faults}\n\n![](door.png)\n";
+        let text = "+++\nid = \"pump\"\ntitle = \"Pump\"\nmodels = [\"VP-3000\"]\nrevision = \"1\"\n+++\n# Faults {#faults}\n\nSee [the battery](#batery) and [nothing](). [Run](javascript:alert(1)).\n\n# Again {#faults}\n\n![](door.png)\n";
         let checked = check(text);
         let lines: Vec<(usize, &str)> = checked
             .findings
@@ -333,6 +344,10 @@ mod tests {
         assert!(has(7, "no audience"), "{lines:?}");
         assert!(has(9, "#batery"), "{lines:?}");
         assert!(has(9, "no destination"), "{lines:?}");
+        assert!(
+            has(9, "javascript:alert(1): pages keep only https://"),
+            "{lines:?}"
+        );
         assert!(has(11, "{#faults} is already used on line 7"), "{lines:?}");
         assert!(has(13, "no alt text"), "{lines:?}");
         assert!(!checked.is_clean());
