@@ -243,6 +243,38 @@ pub async fn publish(
     }
 }
 
+/// `DELETE /api/content/manuals/{id}`: removes the manual and starts the gated re-index (202 with
+/// the job, which can be rolled back like a publish); 404 for an unknown manual.
+pub async fn delete(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, AppError> {
+    let actor = authorised!(app, headers);
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return Ok(no_manuals());
+    };
+    let (manuals, _) = manual_files(&dir);
+    let Some(manual) = manuals.iter().find(|m| m.meta.id == id) else {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            format!("there is no manual {id:?}"),
+        ));
+    };
+    let file = relative(&dir, &manual.path);
+    match content::delete_manual(&app, &id, &file, &actor).await? {
+        Ok(job) => Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, format!("/api/content/jobs/{job}"))],
+            Json(
+                json!({"job": job, "status": "running", "url": format!("/api/content/jobs/{job}")}),
+            ),
+        )
+            .into_response()),
+        Err(content::Refused(reason)) => Ok(error(StatusCode::CONFLICT, reason)),
+    }
+}
+
 /// The job a path names, if it names one (a non-number names none: 404, not a bare 400).
 async fn job_of(app: &AppState, id: &str) -> Result<Option<crate::content::Job>, AppError> {
     match id.parse::<i64>() {

@@ -193,6 +193,7 @@ fn app(state: AppState) -> Router {
         .route(
             "/api/content/manuals/{id}",
             axum::routing::put(content_api::publish)
+                .delete(content_api::delete)
                 .layer(DefaultBodyLimit::max(MAX_MANUAL_FORM_BYTES)),
         )
         .route(

@@ -662,6 +662,47 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
         original
     );
 
+    // A pipeline deletes a manual the same way, and rolls the deletion back.
+    let (status, missing, _) = api(
+        &app,
+        "DELETE",
+        "/api/content/manuals/no-such-manual",
+        token,
+        None,
+    );
+    assert_eq!(status, 404, "{missing}");
+    let gone = manuals.path().join("equipment/rsc37-instruction.md");
+    let kept = std::fs::read_to_string(&gone).unwrap();
+    let (status, accepted, _) = api(
+        &app,
+        "DELETE",
+        "/api/content/manuals/rsc37-instruction",
+        token,
+        None,
+    );
+    assert_eq!(status, 202, "{accepted}");
+    let url = accepted["url"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let job = loop {
+        let (_, job, _) = api(&app, "GET", &url, token, None);
+        if job["status"] != "running" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(job["status"], "promoted", "{job}");
+    assert!(!gone.exists());
+    assert!(app
+        .state
+        .index()
+        .chunks()
+        .iter()
+        .all(|c| c.manual_id != "rsc37-instruction"));
+    let (status, rolled, _) = api(&app, "POST", &format!("{url}/rollback"), token, None);
+    assert_eq!(status, 200, "{rolled}");
+    assert_eq!(std::fs::read_to_string(&gone).unwrap(), kept);
+
     // The audit trail names the pipeline; a revoked token is refused.
     let actors = app.rows("SELECT DISTINCT actor FROM content_audit");
     assert_eq!(actors, vec![vec!["token:ci-pipeline".to_string()]]);
