@@ -219,31 +219,72 @@ pub async fn publish(
     let path = manuals_dir.join(file);
     let previous = std::fs::read_to_string(&path).ok();
     write_atomically(&path, markdown)?;
-    let at = now();
+    let change = Change {
+        manual_id,
+        revision,
+        markdown,
+        previous: previous.as_deref(),
+        file,
+        editor,
+    };
+    Ok(Ok(record_and_reindex(
+        app,
+        change,
+        "publish",
+        Some(revision),
+    )
+    .await?))
+}
+
+/// One change to the manuals folder, as `manual_revisions` keeps it.
+struct Change<'a> {
+    manual_id: &'a str,
+    revision: &'a str,
+    /// The new text; empty for a deletion.
+    markdown: &'a str,
+    previous: Option<&'a str>,
+    file: &'a Path,
+    editor: &'a str,
+}
+
+/// Records a change already made to the folder (its revision and the audit entry) and starts the
+/// gated re-index job for it; returns the job id.
+async fn record_and_reindex(
+    app: &AppState,
+    change: Change<'_>,
+    action: &str,
+    audit_revision: Option<&str>,
+) -> Result<i64> {
+    let file = change.file.to_string_lossy();
     let revision_id: i64 = sqlx::query_scalar(
         "INSERT INTO manual_revisions (manual_id, revision, markdown, previous_markdown, file, published_by, published_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
-    .bind(manual_id)
-    .bind(revision)
-    .bind(markdown)
-    .bind(&previous)
-    .bind(file.to_string_lossy().as_ref())
-    .bind(editor)
-    .bind(&at)
+    .bind(change.manual_id)
+    .bind(change.revision)
+    .bind(change.markdown)
+    .bind(change.previous)
+    .bind(file.as_ref())
+    .bind(change.editor)
+    .bind(now())
     .fetch_one(app.store.pool())
-    .await
-    .map_err(crate::ServerError::from)?;
+    .await?;
     app.store
         .content_audit(
-            editor,
-            "publish",
-            Some(manual_id),
-            Some(revision),
-            &file.to_string_lossy(),
+            change.editor,
+            action,
+            Some(change.manual_id),
+            audit_revision,
+            &file,
         )
         .await?;
-    let job = start_job(app, Some(manual_id), Some(revision_id), editor, true).await?;
-    Ok(Ok(job))
+    start_job(
+        app,
+        Some(change.manual_id),
+        Some(revision_id),
+        change.editor,
+        true,
+    )
+    .await
 }
 
 /// Deletes manual `manual_id` (its file, relative to the manuals folder): the file goes, the text is
@@ -268,28 +309,15 @@ pub async fn delete_manual(
         path: path.clone(),
         source,
     })?;
-    let revision_id: i64 = sqlx::query_scalar(
-        "INSERT INTO manual_revisions (manual_id, revision, markdown, previous_markdown, file, published_by, published_at) VALUES (?, 'deleted', '', ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(manual_id)
-    .bind(&previous)
-    .bind(file.to_string_lossy().as_ref())
-    .bind(editor)
-    .bind(now())
-    .fetch_one(app.store.pool())
-    .await
-    .map_err(crate::ServerError::from)?;
-    app.store
-        .content_audit(
-            editor,
-            "delete",
-            Some(manual_id),
-            None,
-            &file.to_string_lossy(),
-        )
-        .await?;
-    let job = start_job(app, Some(manual_id), Some(revision_id), editor, true).await?;
-    Ok(Ok(job))
+    let change = Change {
+        manual_id,
+        revision: "deleted",
+        markdown: "",
+        previous: Some(&previous),
+        file,
+        editor,
+    };
+    Ok(Ok(record_and_reindex(app, change, "delete", None).await?))
 }
 
 /// Publishes a text the quality gate stopped, without the gate: for admins, logged.

@@ -221,7 +221,7 @@ pub async fn publish(
         )
             .into_response());
     };
-    match content::publish(
+    let started = content::publish(
         &app,
         &manual.meta.id,
         &manual.meta.revision,
@@ -229,17 +229,22 @@ pub async fn publish(
         &text,
         &actor,
     )
-    .await?
-    {
-        Ok(job) => Ok((
+    .await?;
+    Ok(job_started(started))
+}
+
+/// 202 with the job a publish or deletion started, or 409 saying why it could not start.
+fn job_started(started: std::result::Result<i64, content::Refused>) -> Response {
+    match started {
+        Ok(job) => (
             StatusCode::ACCEPTED,
             [(header::LOCATION, format!("/api/content/jobs/{job}"))],
             Json(
                 json!({"job": job, "status": "running", "url": format!("/api/content/jobs/{job}")}),
             ),
         )
-            .into_response()),
-        Err(content::Refused(reason)) => Ok(error(StatusCode::CONFLICT, reason)),
+            .into_response(),
+        Err(content::Refused(reason)) => error(StatusCode::CONFLICT, reason),
     }
 }
 
@@ -262,17 +267,9 @@ pub async fn delete(
         ));
     };
     let file = relative(&dir, &manual.path);
-    match content::delete_manual(&app, &id, &file, &actor).await? {
-        Ok(job) => Ok((
-            StatusCode::ACCEPTED,
-            [(header::LOCATION, format!("/api/content/jobs/{job}"))],
-            Json(
-                json!({"job": job, "status": "running", "url": format!("/api/content/jobs/{job}")}),
-            ),
-        )
-            .into_response()),
-        Err(content::Refused(reason)) => Ok(error(StatusCode::CONFLICT, reason)),
-    }
+    Ok(job_started(
+        content::delete_manual(&app, &id, &file, &actor).await?,
+    ))
 }
 
 /// The job a path names, if it names one (a non-number names none: 404, not a bare 400).
