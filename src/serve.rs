@@ -25,10 +25,14 @@ pub struct DataOpts {
     /// Index directory (default: the data directory's `index`).
     #[arg(long, env = "SCANAID_INDEX")]
     pub index: Option<PathBuf>,
-    /// Base URL printed on labels and in `codes` (default: http:// and the listening address).
+    /// Base URL printed on labels and in `codes` (default: for `serve`, http:// and the listening
+    /// address; for `codes` and `qr`, the URL the last `serve` on this data directory used).
     #[arg(long, env = "SCANAID_PUBLIC_URL")]
     pub public_url: Option<String>,
 }
+
+/// Where `serve` leaves the base URL it serves at, in the data directory, for `codes` and `qr`.
+const PUBLIC_URL_FILE: &str = "public-url";
 
 impl DataOpts {
     pub fn registry(&self) -> Result<Registry> {
@@ -63,10 +67,18 @@ impl DataOpts {
         })?)
     }
 
-    /// The base URL of printed codes (default: the default listening address).
+    /// The base URL of printed codes: `--public-url`, else the one the last `serve` on this data
+    /// directory used (a server on another port prints labels that reach it), else the default
+    /// listening address.
     fn public_url_or_default(&self) -> String {
         self.public_url
             .clone()
+            .or_else(|| {
+                std::fs::read_to_string(self.data_dir.join(PUBLIC_URL_FILE))
+                    .ok()
+                    .map(|url| url.trim().to_string())
+                    .filter(|url| !url.is_empty())
+            })
             .unwrap_or_else(|| "http://127.0.0.1:8080".to_string())
     }
 
@@ -206,12 +218,9 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     let embedder = cmd.model.embedder_for(&cmd.data.manuals)?;
     let index = open_or_build_index(&cmd.data, embedder.as_ref())?;
     private_dir(&cmd.data.index_dir())?;
-    let config = ServerConfig {
-        public_url: cmd
-            .data
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("{scheme}://{}", cmd.addr)),
+    let mut config = ServerConfig {
+        // Set once the listener is bound (below), unless given.
+        public_url: cmd.data.public_url.clone().unwrap_or_default(),
         // Over TLS, cookies are Secure and HSTS is sent.
         secure_cookies: cmd.secure_cookies || tls.is_some(),
         demo_manuals: Some(cmd.data.manuals.clone()),
@@ -228,6 +237,14 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(&cmd.addr)
             .await
             .with_context(|| format!("listening on {}", cmd.addr))?;
+        if config.public_url.is_empty() {
+            // The bound address, so `--addr 127.0.0.1:0` gets the port it was given.
+            config.public_url = format!("{scheme}://{}", listener.local_addr()?);
+        }
+        // `codes` and `qr` read it, so labels printed later reach this server.
+        let remembered = cmd.data.data_dir.join(PUBLIC_URL_FILE);
+        std::fs::write(&remembered, format!("{}\n", config.public_url))
+            .with_context(|| format!("writing {}", remembered.display()))?;
         let (running, demo_admin) = scanaid_server::open(
             cmd.data.data_dir.clone(),
             &registry,

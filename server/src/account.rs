@@ -107,12 +107,15 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
     };
     if let Some(wait) = locked {
         let minutes = wait.as_secs().div_ceil(60).max(1);
-        return signin_page(
-            &app,
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many failed sign-ins. Try again in {minutes} minute(s), or ask an administrator."),
-            &username,
-        );
+        return Ok(crate::http::with_retry_after(
+            signin_page(
+                &app,
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many failed sign-ins. Try again in {minutes} minute(s), or ask an administrator."),
+                &username,
+            )?,
+            Some(wait),
+        ));
     }
     if username.is_empty()
         || username.len() > 64
@@ -467,12 +470,15 @@ pub async fn change_password(
         .await?
     {
         let minutes = wait.as_secs().div_ceil(60).max(1);
-        return password_page(
-            &me,
-            StatusCode::TOO_MANY_REQUESTS,
-            "",
-            &format!("Too many wrong passwords. Try again in {minutes} minute(s), or ask an administrator."),
-        );
+        return Ok(crate::http::with_retry_after(
+            password_page(
+                &me,
+                StatusCode::TOO_MANY_REQUESTS,
+                "",
+                &format!("Too many wrong passwords. Try again in {minutes} minute(s), or ask an administrator."),
+            )?,
+            Some(wait),
+        ));
     }
     let problem = if form.current.is_empty() || form.current.len() > 256 {
         Some("Enter your current password.")

@@ -232,11 +232,11 @@ pub async fn run_assistant(
 ) -> Result<Result<scanaid_assistant::Reply, Refusal>, AppError> {
     let Ok(permit) = tokio::time::timeout(BUSY_WAIT, app.chat.slots.clone().acquire_owned()).await
     else {
-        return Ok(Err((
+        return Ok(Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the assistant is busy; try again in a moment, or call the number on the label"
-                .to_string(),
-        )));
+            "the assistant is busy; try again in a moment, or call the number on the label",
+        )
+        .retry_after(BUSY_WAIT)));
     };
     let permit = permit.expect("the chat semaphore is never closed");
     let index = app.index();
@@ -256,7 +256,7 @@ pub async fn run_assistant(
     match answered {
         Ok(reply) => Ok(Ok(reply)),
         Err(scanaid_indexer::IndexError::BadRequest(reason)) => {
-            Ok(Err((StatusCode::UNPROCESSABLE_ENTITY, reason)))
+            Ok(Err(Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, reason)))
         }
         Err(e) => Err(e.into()),
     }
@@ -396,7 +396,7 @@ pub async fn chat(
         match answer_turn(&app, role, client_of(&extensions), request).await? {
             Ok(reply) if streamed => stream(reply),
             Ok(reply) => Json(reply).into_response(),
-            Err((status, message)) => error(status, message),
+            Err(refusal) => refusal.into_json(),
         },
     )
 }
@@ -432,8 +432,36 @@ fn stream(reply: ChatReply) -> Response {
     .into_response()
 }
 
-/// A turn that could not be answered because of the request: the status and what to tell the person.
-pub type Refusal = (StatusCode, String);
+/// A turn that could not be answered because of the request: the status, what to tell the person and,
+/// when waiting will help (a limit, a busy assistant), how long (sent as `Retry-After`).
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn retry_after(self, wait: Duration) -> Self {
+        Refusal {
+            retry_after: Some(wait),
+            ..self
+        }
+    }
+
+    /// The refusal as the JSON API answers it: `{"error", "busy"}` with its status.
+    pub fn into_json(self) -> Response {
+        crate::http::with_retry_after(error(self.status, self.message), self.retry_after)
+    }
+}
 
 /// Answers one turn for a reader of `role`: the core both the JSON API and the page's form use.
 pub async fn answer_turn(
@@ -444,7 +472,7 @@ pub async fn answer_turn(
 ) -> Result<Result<ChatReply, Refusal>, AppError> {
     // Inside a turn, a refusal is a value the caller renders (JSON or a page).
     fn error(status: StatusCode, message: impl Into<String>) -> Result<ChatReply, Refusal> {
-        Err((status, message.into()))
+        Err(Refusal::new(status, message))
     }
     let message = request.message.trim().to_string();
     if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
@@ -479,12 +507,13 @@ pub async fn answer_turn(
         .over_limit(request.conversation.as_deref(), client.as_deref())
     {
         let minutes = wait.as_secs().div_ceil(60).max(1);
-        return Ok(error(
+        return Ok(Err(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "too many messages; try again in {minutes} min, or call the number on the label"
             ),
-        ));
+        )
+        .retry_after(wait)));
     }
 
     // The asset: from the conversation, the code, or the asset id, in that order.
@@ -760,8 +789,8 @@ pub async fn chat_form(
             )
                 .into_response())
         }
-        Err((status, message)) => {
-            let heading = match status {
+        Err(refusal) => {
+            let heading = match refusal.status {
                 StatusCode::TOO_MANY_REQUESTS => "Please wait a little",
                 StatusCode::SERVICE_UNAVAILABLE => "The assistant is busy",
                 _ => "Please check your question",
@@ -769,11 +798,14 @@ pub async fn chat_form(
             let page = crate::views::MessagePage {
                 lang,
                 heading: heading.to_string(),
-                message,
+                message: refusal.message,
                 back: "/".to_string(),
             }
             .render()?;
-            Ok((status, axum::response::Html(page)).into_response())
+            Ok(crate::http::with_retry_after(
+                (refusal.status, axum::response::Html(page)).into_response(),
+                refusal.retry_after,
+            ))
         }
     }
 }

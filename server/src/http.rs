@@ -58,6 +58,18 @@ pub fn set_cookie(
     c
 }
 
+/// Adds `Retry-After` (whole seconds, at least 1) to a refusal that a wait will lift: a rate limit or
+/// a lockout (429) or a busy assistant (503), so clients back off for as long as needed and no longer.
+pub fn with_retry_after(mut response: Response, wait: Option<std::time::Duration>) -> Response {
+    if let Some(wait) = wait {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
 pub fn user_agent(headers: &HeaderMap) -> &str {
     headers
         .get(axum::http::header::USER_AGENT)

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use scanaid_indexer::manual::{Manual, ManualMeta};
 use scanaid_indexer::{Filters, Mode, OwnerScope, SearchRequest};
 
-use crate::chat::{CitationView, SentenceView, MAX_MESSAGE_CHARS};
+use crate::chat::{CitationView, Refusal, SentenceView, MAX_MESSAGE_CHARS};
 use crate::patients::PATIENT_COOKIE;
 use crate::{http, AppError, AppState};
 
@@ -138,7 +138,10 @@ pub async fn ask(
     Ok(
         match answer_patient(&app, &packet, &question, client.as_deref()).await? {
             Ok(answer) => crate::account::no_store(Json(answer).into_response()),
-            Err((status, message)) => refuse(status, &message),
+            Err(refusal) => crate::http::with_retry_after(
+                refuse(refusal.status, &refusal.message),
+                refusal.retry_after,
+            ),
         },
     )
 }
@@ -164,26 +167,25 @@ pub async fn answer_patient(
     packet: &crate::patients::PacketRecord,
     question: &str,
     client: Option<&str>,
-) -> Result<Result<PatientAnswer, crate::chat::Refusal>, AppError> {
+) -> Result<Result<PatientAnswer, Refusal>, AppError> {
     let question = question.trim().to_string();
     if question.is_empty() || question.chars().count() > MAX_MESSAGE_CHARS {
-        return Ok(Err((
+        return Ok(Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("a question is 1 to {MAX_MESSAGE_CHARS} characters"),
         )));
     }
-    if app
+    // Per packet only: a signed-in patient shares the ward's address with everyone else's phones,
+    // and anonymous traffic from it must not silence them.
+    if let Some(wait) = app
         .chat
-        // Per packet only: a signed-in patient shares the ward's address with everyone else's
-        // phones, and anonymous traffic from it must not silence them.
         .over_limit(Some(&format!("packet:{}", packet.id)), None)
-        .is_some()
     {
-        return Ok(Err((
+        return Ok(Err(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "too many questions; try again in a few minutes, or call the number on your papers"
-                .to_string(),
-        )));
+            "too many questions; try again in a few minutes, or call the number on your papers",
+        )
+        .retry_after(wait)));
     }
     let search = SearchRequest {
         query: question,

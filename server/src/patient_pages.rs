@@ -222,10 +222,9 @@ pub async fn verify(
     };
     let client = crate::chat::client_of(&extensions);
     let client_key = format!("patient:{}", client.as_deref().unwrap_or("unknown"));
-    if PER_CLIENT
+    if let Some(wait) = PER_CLIENT
         .locked_for(&app.store, &client_key, chrono::Utc::now())
         .await?
-        .is_some()
     {
         app.store
             .audit(
@@ -236,12 +235,15 @@ pub async fn verify(
                 client.as_deref(),
             )
             .await?;
-        return verify_form(
-            &packet,
-            StatusCode::TOO_MANY_REQUESTS,
-            t.patient_client_limit,
-            false,
-        );
+        return Ok(crate::http::with_retry_after(
+            verify_form(
+                &packet,
+                StatusCode::TOO_MANY_REQUESTS,
+                t.patient_client_limit,
+                false,
+            )?,
+            Some(wait),
+        ));
     }
     match app
         .store
@@ -309,10 +311,10 @@ pub async fn ask_form(
                 answer: Some(answer),
                 error: String::new(),
             },
-            Err((_, message)) => Asked {
+            Err(refusal) => Asked {
                 question: form.message.trim().to_string(),
                 answer: None,
-                error: message,
+                error: refusal.message,
             },
         };
     instructions(&app, &packet, token, asked).await

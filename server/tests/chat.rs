@@ -283,6 +283,23 @@ fn a_conversation_over_its_message_limit_waits_and_is_told_how_long() {
         limited["error"].as_str().unwrap().contains("min"),
         "{limited}"
     );
+    // Clients are told the wait in seconds too: at most the limit's window.
+    let again = post_json(
+        &app.url("/api/chat"),
+        &[],
+        &serde_json::json!({"conversation": conversation, "message": "and the screen?"})
+            .to_string(),
+    );
+    assert_eq!(again.status, 429);
+    let wait: u64 = again
+        .header("retry-after")
+        .expect("a 429 says when to retry")
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=scanaid_server::chat::RATE_WINDOW.as_secs()).contains(&wait),
+        "{wait}"
+    );
     // A new conversation is not held back by another one's limit.
     let (status, _) = ask(
         &app,
