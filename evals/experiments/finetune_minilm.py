@@ -108,8 +108,14 @@ def train(model, args):
         ranked[q].append(d)
     examples = []
     for q, relevant in rel.items():
-        negatives = [d for d in ranked[q][:30] if d not in relevant][:10]
+        negatives = [docs[d] for d in ranked[q][:30] if d not in relevant][:10]
         examples += [(qs[q], docs[d], negatives) for d in relevant]
+    # Other sources (manual_pairs.py) train in batches of their own: in one batch with scifact's pairs,
+    # their in-batch negatives would be a different domain and teach nothing.
+    sources = [examples]
+    for path in args.extra:
+        pairs = [json.loads(line) for line in open(path)]
+        sources.append([(p["query"], p["positive"], p["negatives"]) for p in pairs])
     if args.freeze_embeddings:
         for p in model.embeddings.parameters():
             p.requires_grad = False
@@ -119,19 +125,23 @@ def train(model, args):
     groups = [{"params": [p for n, p in named if p.dim() == 2 and "embeddings" not in n], "weight_decay": 0.01},
               {"params": [p for n, p in named if p.dim() != 2 or "embeddings" in n], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=args.lr)
-    steps = args.epochs * math.ceil(len(examples) / args.batch)
+    steps = args.epochs * sum(math.ceil(len(x) / args.batch) for x in sources)
     warm = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1, (s + 1) / warm) * max(0, (steps - s) / steps))
     model.train()
     step = 0
     for epoch in range(args.epochs):
-        random.shuffle(examples)
+        batches = []
+        for source in sources:
+            random.shuffle(source)
+            batches += [source[i:i + args.batch] for i in range(0, len(source), args.batch)]
+        if len(sources) > 1:
+            random.shuffle(batches)
         started = time.time()
-        for i in range(0, len(examples), args.batch):
-            b = examples[i:i + args.batch]
+        for b in batches:
             qv = encode(model, [x[0] for x in b], batch=len(b), grad=True)
-            texts = [x[1] for x in b] + [docs[random.choice(x[2])] for x in b if x[2]]
+            texts = [x[1] for x in b] + [random.choice(x[2]) for x in b if x[2]]
             dv = encode(model, texts, batch=len(texts), grad=True)
             loss = F.cross_entropy(20 * qv @ dv.T, torch.arange(len(b)))
             opt.zero_grad()
@@ -201,6 +211,8 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lora", type=int, default=0)
     ap.add_argument("--save")
+    ap.add_argument("--extra", nargs="*", default=[],
+                    help="JSONL files of {query, positive, negatives} pairs (manual_pairs.py) to train on too")
     ap.add_argument("--eval", nargs="*", default=[], help="DATA:SPLIT:RUNFILE triples")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -223,7 +235,8 @@ def main():
         save_file(tensors, os.path.join(args.save, "model.safetensors"), metadata={"format": "pt"})
     if args.save_delta:
         recipe = (f"split={args.split} negatives={os.path.basename(args.negatives)} epochs={args.epochs} "
-                  f"lr={args.lr} batch={args.batch} lora={args.lora} freeze_embeddings={args.freeze_embeddings}")
+                  f"lr={args.lr} batch={args.batch} lora={args.lora} freeze_embeddings={args.freeze_embeddings}"
+                  + "".join(f" extra={os.path.basename(p)}" for p in args.extra))
         save_delta(model, args.save_delta, recipe)
     for triple in args.eval:
         data, split, path = triple.split(":")
