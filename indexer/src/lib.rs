@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod chunking;
+pub mod cross_refs;
 pub mod embed_cache;
 pub mod error;
 pub mod filters;

@@ -1,8 +1,8 @@
 //! Checking a manual before it is published: everything wrong with it at once, each with its line,
 //! and how it will be chunked. A manual with problems is never published (the editor sees the list);
 //! the checks are the ones a reader would notice: front matter, anchors used twice, links to anchors
-//! that do not exist, sections nobody may read, equipment models no asset has, images without alt
-//! text.
+//! that do not exist, "see section 11.2" where no heading is numbered 11.2, sections nobody may
+//! read, equipment models no asset has, images without alt text.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -10,6 +10,7 @@ use std::path::Path;
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 use crate::chunking::{chunk_manual, Chunk, ChunkingConfig, Section};
+use crate::cross_refs::{heading_number, section_references};
 use crate::manual::{parse_manual, Manual};
 
 /// One problem, at a 1-based line of the file (0 when it concerns the whole file).
@@ -153,7 +154,13 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
             ),
         });
     }
-    let (found, manual_links) = markdown_findings(&manual, &anchors);
+    let numbers: BTreeSet<&str> = chunked
+        .sections
+        .iter()
+        .filter_map(|s| s.heading_path.last())
+        .filter_map(|h| heading_number(h))
+        .collect();
+    let (found, manual_links) = markdown_findings(&manual, &anchors, &numbers);
     findings.extend(found);
     findings.sort();
     findings.dedup();
@@ -191,11 +198,13 @@ pub fn links_findings(
     out
 }
 
-/// Anchors given twice, links to anchors that do not exist, images without alt text; and the links
-/// to other manuals, for the corpus to check.
+/// Anchors given twice, links to anchors that do not exist, references to section numbers no heading
+/// carries (when the headings are numbered at all: otherwise "section 3" may well mean another
+/// document's), images without alt text; and the links to other manuals, for the corpus to check.
 fn markdown_findings(
     manual: &Manual,
     anchors: &BTreeSet<&str>,
+    numbers: &BTreeSet<&str>,
 ) -> (Vec<Finding>, Vec<(usize, String)>) {
     let body = &manual.body;
     let line_of = |offset: usize| manual.body_line + body[..offset].matches('\n').count();
@@ -208,8 +217,25 @@ fn markdown_findings(
     let mut explicit: HashMap<String, usize> = HashMap::new();
     // An image being read: (its line, its destination, the alt text so far).
     let mut image: Option<(usize, String, String)> = None;
+    let mut in_code = false;
     for (event, range) in Parser::new_ext(body, options).into_offset_iter() {
+        if let Event::Text(text) = &event {
+            if !in_code && !numbers.is_empty() {
+                for number in section_references(text) {
+                    if !numbers.contains(number.as_str()) {
+                        findings.push(Finding {
+                            line: line_of(range.start),
+                            message: format!(
+                                "the text refers to section {number}, but no heading is numbered {number}"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         match event {
+            Event::Start(Tag::CodeBlock(_)) => in_code = true,
+            Event::End(TagEnd::CodeBlock) => in_code = false,
             Event::Start(Tag::Heading { id: Some(id), .. }) => {
                 let line = line_of(range.start);
                 if let Some(first) = explicit.insert(id.to_string(), line) {
@@ -351,6 +377,34 @@ mod tests {
         assert!(has(11, "{#faults} is already used on line 7"), "{lines:?}");
         assert!(has(13, "no alt text"), "{lines:?}");
         assert!(!checked.is_clean());
+    }
+
+    #[test]
+    fn references_to_sections_the_manual_lacks_are_findings_at_their_lines() {
+        let numbered = "+++\nid = \"pump\"\ntitle = \"Pump\"\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# 1 Safety\n\nTest as in section 2.1 and sections 2.2 and 3.\n\n# 2 Repair\n\n## 2.1 Battery\n\nSee section 1.\n\n```\nsection 9 in a code block is not a reference\n```\n";
+        let checked = check(numbered);
+        assert_eq!(
+            checked.findings,
+            [
+                Finding {
+                    line: 9,
+                    message: "the text refers to section 2.2, but no heading is numbered 2.2"
+                        .to_string()
+                },
+                Finding {
+                    line: 9,
+                    message: "the text refers to section 3, but no heading is numbered 3"
+                        .to_string()
+                },
+            ]
+        );
+        // Without numbered headings, "section 3" may mean another document's: not checked.
+        let unnumbered = CLEAN.replace("1. Open the door.", "1. Open the door as in section 3.");
+        assert!(
+            check(&unnumbered).is_clean(),
+            "{:?}",
+            check(&unnumbered).findings
+        );
     }
 
     #[test]
