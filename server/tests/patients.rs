@@ -313,6 +313,7 @@ fn ask_as(app: &TestApp, session: &str, body: &str) -> (u16, serde_json::Value) 
 fn anonymous_traffic_from_the_same_address_never_silences_a_signed_in_patient() {
     let (app, demos) = spawn_demo(scanaid_server::ServerConfig {
         chat_per_client: 2,
+        chat_per_conversation: 2,
         demo_manuals: Some(repo().join("manuals")),
         ..Default::default()
     });
@@ -331,12 +332,27 @@ fn anonymous_traffic_from_the_same_address_never_silences_a_signed_in_patient() 
     // The patient, signed in from the same address, is counted per packet only.
     let ana = demo(&demos, "Ana García");
     let (_, session) = try_open(&app, &ana.code, &ana.dob, &ana.pin);
-    let (status, answer) = ask_as(
-        &app,
-        &session.expect("Ana opens her packet"),
-        r#"{"message": "¿cuándo es mi revisión?"}"#,
-    );
+    let session = session.expect("Ana opens her packet");
+    let (status, answer) = ask_as(&app, &session, r#"{"message": "¿cuándo es mi revisión?"}"#);
     assert_eq!(status, 200, "{answer}");
+    // Her own limit (2 here) holds, and says how long to wait.
+    let (status, answer) = ask_as(&app, &session, r#"{"message": "¿puedo ducharme?"}"#);
+    assert_eq!(status, 200, "{answer}");
+    let limited = post_json(
+        &app.url("/api/patient/chat"),
+        &[("cookie", &session)],
+        r#"{"message": "¿y conducir?"}"#,
+    );
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let wait: u64 = limited
+        .header("retry-after")
+        .expect("the limit says when to retry")
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=scanaid_server::chat::RATE_WINDOW.as_secs()).contains(&wait),
+        "{wait}"
+    );
 }
 
 #[test]
