@@ -1,9 +1,14 @@
-//! Numbered cross-references in a manual's text ("see section 11.2", "sections 4.3 and 4.4"): which
-//! section numbers the text names, and which numbers its headings carry, so the checker can say when
-//! a reference points at a section the manual does not have (renumbered, removed, or never written).
+//! Numbered cross-references in a manual's text ("see section 11.2", "sections 4.3 and 4.4", "as in
+//! section 11.5, steps 1 to 3"): which section numbers and steps the text names, which numbers its
+//! headings carry and how many steps each numbered section has, so the checker can say when a
+//! reference points at a section or step the manual does not have (renumbered, removed, or never
+//! written).
 
 /// Words that introduce section numbers, lowercased: English, Spanish and French.
 const SECTION_WORDS: &[&str] = &["section", "sections", "sección", "secciones", "seccion"];
+
+/// Words that introduce step numbers after a section number ("section 11.5, steps 1 to 3").
+const STEP_WORDS: &[&str] = &["step", "steps", "paso", "pasos", "étape", "étapes"];
 
 /// Words that continue a list of numbers ("11.1, 11.2 and 11.9", "3 to 5"); the numbers after them
 /// are references too.
@@ -20,12 +25,21 @@ pub fn heading_number(heading: &str) -> Option<&str> {
     (number.starts_with(|c: char| c.is_ascii_digit()) && followed_by_words).then_some(number)
 }
 
+/// One section the text refers to, with the steps of it the text names (often none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub section: String,
+    pub steps: Vec<u32>,
+}
+
 /// Section numbers `text` refers to, in order: every number after "section(s)" and the numbers
-/// listed after it ("Sections 11.1, 11.2 and 11.9" gives all three; "section 11.5, steps 1 to 3"
-/// gives 11.5 only, because "steps" ends the list).
-pub fn section_references(text: &str) -> Vec<String> {
+/// listed after it ("Sections 11.1, 11.2 and 11.9" gives all three); steps named right after a
+/// section number belong to it ("section 11.5, steps 1 to 3" gives 11.5 with steps 1 and 3).
+pub fn section_references(text: &str) -> Vec<Reference> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let mut out = Vec::new();
+    let token = |i: usize| words[i].trim_end_matches([',', ';', ':', ')', ']', '.']);
+    let is_list_word = |t: &str| LIST_WORDS.contains(&t.to_lowercase().as_str());
+    let mut out: Vec<Reference> = Vec::new();
     let mut i = 0;
     while i < words.len() {
         let word = words[i].trim_start_matches(['(', '[']).to_lowercase();
@@ -35,13 +49,28 @@ pub fn section_references(text: &str) -> Vec<String> {
         }
         let mut listed = false;
         while i < words.len() {
-            let token = words[i].trim_end_matches([',', ';', ':', ')', ']', '.']);
-            if let Some(number) = as_section_number(token) {
-                // "11.1," continues the list; in "11.5, steps" the next word ends it.
-                out.push(number.to_string());
+            if let Some(number) = as_section_number(token(i)) {
+                // "11.1," continues the list; in "11.5, steps" the step numbers follow.
+                out.push(Reference {
+                    section: number.to_string(),
+                    steps: Vec::new(),
+                });
                 listed = true;
                 i += 1;
-            } else if listed && LIST_WORDS.contains(&token.to_lowercase().as_str()) {
+            } else if listed && STEP_WORDS.contains(&token(i).to_lowercase().as_str()) {
+                i += 1;
+                while i < words.len() {
+                    if let Ok(step) = token(i).parse::<u32>() {
+                        if let Some(last) = out.last_mut() {
+                            last.steps.push(step);
+                        }
+                    } else if !is_list_word(token(i)) {
+                        break;
+                    }
+                    i += 1;
+                }
+                break;
+            } else if listed && is_list_word(token(i)) {
                 i += 1;
             } else {
                 break;
@@ -49,6 +78,19 @@ pub fn section_references(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The number of the last top-level numbered step ("12. Record the date") in `lines`, the lines of
+/// one section; 0 when it has none.
+pub fn last_step(lines: &[&str]) -> u32 {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let (number, _) = line.split_once(". ")?;
+            number.parse::<u32>().ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// "11.2" or "4": digits separated by single dots.
@@ -73,30 +115,77 @@ mod tests {
         assert_eq!(heading_number("E-204 Occlusion"), None);
     }
 
+    fn sections(text: &str) -> Vec<String> {
+        section_references(text)
+            .into_iter()
+            .map(|r| r.section)
+            .collect()
+    }
+
+    fn steps(text: &str) -> Vec<(String, Vec<u32>)> {
+        section_references(text)
+            .into_iter()
+            .map(|r| (r.section, r.steps))
+            .collect()
+    }
+
     #[test]
     fn references_and_lists() {
         assert_eq!(
-            section_references("run the test in section 11.2, and record it"),
+            sections("run the test in section 11.2, and record it"),
             ["11.2"]
         );
         assert_eq!(
-            section_references("| Biomed | Sections 11.1, 11.2 and 11.9 |"),
+            sections("| Biomed | Sections 11.1, 11.2 and 11.9 |"),
             ["11.1", "11.2", "11.9"]
         );
         assert_eq!(
-            section_references("Open the housing as in section 11.5, steps 1 to 3."),
-            ["11.5"]
-        );
-        assert_eq!(
-            section_references("Replace battery PN 300-4120 (section 11.2)"),
+            sections("Replace battery PN 300-4120 (section 11.2)"),
             ["11.2"]
         );
-        assert_eq!(section_references("see sections 3 to 5."), ["3", "5"]);
+        assert_eq!(sections("see sections 3 to 5."), ["3", "5"]);
+        assert_eq!(sections("véase la sección 4.1 y 4.2"), ["4.1", "4.2"]);
+        assert!(sections("this section explains the pump").is_empty());
+        assert!(sections("section A of the form").is_empty());
+    }
+
+    #[test]
+    fn steps_belong_to_the_section_just_named() {
         assert_eq!(
-            section_references("véase la sección 4.1 y 4.2"),
-            ["4.1", "4.2"]
+            steps("Open the housing as in section 11.5, steps 1 to 3."),
+            [("11.5".to_string(), vec![1, 3])]
         );
-        assert!(section_references("this section explains the pump").is_empty());
-        assert!(section_references("section A of the form").is_empty());
+        assert_eq!(
+            steps("(section 11.2, steps 2 to 4). Then see section 9.2, step 10 and 13, and refit"),
+            [
+                ("11.2".to_string(), vec![2, 4]),
+                ("9.2".to_string(), vec![10, 13])
+            ]
+        );
+        assert_eq!(
+            steps("refit them as in section 11.5, step 9, and connect AC power"),
+            [("11.5".to_string(), vec![9])]
+        );
+        assert_eq!(
+            steps("como en la sección 4.1, pasos 2 a 3"),
+            [("4.1".to_string(), vec![2, 3])]
+        );
+        assert_eq!(steps("section 3 steps"), [("3".to_string(), vec![])]);
+    }
+
+    #[test]
+    fn last_steps() {
+        assert_eq!(
+            last_step(&[
+                "Tools: none.",
+                "",
+                "1. Drain.",
+                "2. Open.",
+                "   3. nested",
+                "10. Close."
+            ]),
+            10
+        );
+        assert_eq!(last_step(&["No steps here. At all."]), 0);
     }
 }

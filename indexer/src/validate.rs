@@ -1,8 +1,8 @@
 //! Checking a manual before it is published: everything wrong with it at once, each with its line,
 //! and how it will be chunked. A manual with problems is never published (the editor sees the list);
 //! the checks are the ones a reader would notice: front matter, anchors used twice, links to anchors
-//! that do not exist, "see section 11.2" where no heading is numbered 11.2, sections nobody may
-//! read, equipment models no asset has, images without alt text.
+//! that do not exist, "see section 11.2" where no heading is numbered 11.2 (or "steps 1 to 3" where
+//! it has two), sections nobody may read, equipment models no asset has, images without alt text.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -10,7 +10,7 @@ use std::path::Path;
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 use crate::chunking::{chunk_manual, Chunk, ChunkingConfig, Section};
-use crate::cross_refs::{heading_number, section_references};
+use crate::cross_refs::{heading_number, last_step, section_references, Reference};
 use crate::manual::{parse_manual, Manual};
 
 /// One problem, at a 1-based line of the file (0 when it concerns the whole file).
@@ -154,13 +154,8 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
             ),
         });
     }
-    let numbers: BTreeSet<&str> = chunked
-        .sections
-        .iter()
-        .filter_map(|s| s.heading_path.last())
-        .filter_map(|h| heading_number(h))
-        .collect();
-    let (found, manual_links) = markdown_findings(&manual, &anchors, &numbers);
+    let numbered = numbered_sections(&chunked.sections, &text);
+    let (found, manual_links) = markdown_findings(&manual, &anchors, &numbered);
     findings.extend(found);
     findings.sort();
     findings.dedup();
@@ -171,6 +166,24 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
         chunks: chunked.chunks,
         manual_links,
     }
+}
+
+/// Each numbered section's number with the number of its last top-level step (0 when it has none):
+/// what "see section 11.5, steps 1 to 3" must find. A section runs from its heading to the next one.
+fn numbered_sections(sections: &[Section], text: &str) -> HashMap<String, u32> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = HashMap::new();
+    for (i, section) in sections.iter().enumerate() {
+        let Some(number) = section.heading_path.last().and_then(|h| heading_number(h)) else {
+            continue;
+        };
+        let end = sections
+            .get(i + 1)
+            .map_or(lines.len(), |next| next.line.saturating_sub(1));
+        let start = section.line.min(end);
+        out.insert(number.to_string(), last_step(&lines[start..end]));
+    }
+    out
 }
 
 /// Problems with links to other manuals: `anchors_of(id)` gives a manual's anchors, `None` when the
@@ -204,7 +217,7 @@ pub fn links_findings(
 fn markdown_findings(
     manual: &Manual,
     anchors: &BTreeSet<&str>,
-    numbers: &BTreeSet<&str>,
+    numbered: &HashMap<String, u32>,
 ) -> (Vec<Finding>, Vec<(usize, String)>) {
     let body = &manual.body;
     let line_of = |offset: usize| manual.body_line + body[..offset].matches('\n').count();
@@ -220,17 +233,14 @@ fn markdown_findings(
     let mut in_code = false;
     for (event, range) in Parser::new_ext(body, options).into_offset_iter() {
         if let Event::Text(text) = &event {
-            if !in_code && !numbers.is_empty() {
-                for number in section_references(text) {
-                    if !numbers.contains(number.as_str()) {
-                        findings.push(Finding {
-                            line: line_of(range.start),
-                            message: format!(
-                                "the text refers to section {number}, but no heading is numbered {number}"
-                            ),
-                        });
-                    }
-                }
+            if !in_code && !numbered.is_empty() {
+                let line = line_of(range.start);
+                findings.extend(
+                    section_references(text)
+                        .iter()
+                        .filter_map(|r| reference_problem(r, numbered))
+                        .map(|message| Finding { line, message }),
+                );
             }
         }
         match event {
@@ -311,6 +321,29 @@ fn markdown_findings(
     (findings, manual_links)
 }
 
+/// What is wrong with a reference to a numbered section or its steps, if anything.
+fn reference_problem(reference: &Reference, numbered: &HashMap<String, u32>) -> Option<String> {
+    let section = &reference.section;
+    let Some(&last) = numbered.get(section) else {
+        return Some(format!(
+            "the text refers to section {section}, but no heading is numbered {section}"
+        ));
+    };
+    let beyond = reference
+        .steps
+        .iter()
+        .copied()
+        .filter(|&s| s == 0 || s > last)
+        .max()?;
+    Some(if last == 0 {
+        format!(
+            "the text refers to step {beyond} of section {section}, which has no numbered steps"
+        )
+    } else {
+        format!("the text refers to step {beyond} of section {section}, which has {last} steps")
+    })
+}
+
 /// A parse failure ("line 3: broken front matter: ...") as a finding at its line.
 /// A parse error as a finding: its leading `line N: ` becomes the finding's line (the message
 /// would otherwise say the line twice wherever findings are shown with their lines).
@@ -381,7 +414,7 @@ mod tests {
 
     #[test]
     fn references_to_sections_the_manual_lacks_are_findings_at_their_lines() {
-        let numbered = "+++\nid = \"pump\"\ntitle = \"Pump\"\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# 1 Safety\n\nTest as in section 2.1 and sections 2.2 and 3.\n\n# 2 Repair\n\n## 2.1 Battery\n\nSee section 1.\n\n```\nsection 9 in a code block is not a reference\n```\n";
+        let numbered = "+++\nid = \"pump\"\ntitle = \"Pump\"\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# 1 Safety\n\nTest as in section 2.1 and sections 2.2 and 3.\n\n# 2 Repair\n\n## 2.1 Battery\n\n1. Open.\n2. Swap as in section 1, step 1.\n3. Close as in section 2.1, steps 1 to 4.\n\n```\nsection 9 in a code block is not a reference\n```\n";
         let checked = check(numbered);
         assert_eq!(
             checked.findings,
@@ -394,6 +427,16 @@ mod tests {
                 Finding {
                     line: 9,
                     message: "the text refers to section 3, but no heading is numbered 3"
+                        .to_string()
+                },
+                Finding {
+                    line: 16,
+                    message: "the text refers to step 1 of section 1, which has no numbered steps"
+                        .to_string()
+                },
+                Finding {
+                    line: 17,
+                    message: "the text refers to step 4 of section 2.1, which has 3 steps"
                         .to_string()
                 },
             ]
