@@ -291,11 +291,7 @@ fn a_conversation_over_its_message_limit_waits_and_is_told_how_long() {
             .to_string(),
     );
     assert_eq!(again.status, 429);
-    let wait: u64 = again
-        .header("retry-after")
-        .expect("a 429 says when to retry")
-        .parse()
-        .unwrap();
+    let wait = again.retry_after_secs();
     assert!(
         (1..=scanaid_server::chat::RATE_WINDOW.as_secs()).contains(&wait),
         "{wait}"

@@ -344,11 +344,7 @@ fn anonymous_traffic_from_the_same_address_never_silences_a_signed_in_patient() 
         r#"{"message": "¿y conducir?"}"#,
     );
     assert_eq!(limited.status, 429, "{}", limited.body);
-    let wait: u64 = limited
-        .header("retry-after")
-        .expect("the limit says when to retry")
-        .parse()
-        .unwrap();
+    let wait = limited.retry_after_secs();
     assert!(
         (1..=scanaid_server::chat::RATE_WINDOW.as_secs()).contains(&wait),
         "{wait}"

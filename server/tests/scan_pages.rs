@@ -522,11 +522,7 @@ fn staff_sign_in_with_csrf_limits_and_role_pages() {
     let locked = sign_in(&app, "tech1", "a long enough password");
     assert_eq!(locked.status, 429);
     assert!(locked.body.contains("Too many failed sign-ins"));
-    let wait: u64 = locked
-        .header("retry-after")
-        .expect("a lockout says when to retry")
-        .parse()
-        .unwrap();
+    let wait = locked.retry_after_secs();
     assert!((14 * 60..=15 * 60).contains(&wait), "{wait}");
 }
 

@@ -312,6 +312,16 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `Retry-After` header in whole seconds; panics (failing the test) when a refusal lacks it.
+    pub fn retry_after_secs(&self) -> u64 {
+        let value = self
+            .header("retry-after")
+            .unwrap_or_else(|| panic!("a {} says when to retry: {:?}", self.status, self.headers));
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("Retry-After is whole seconds, not {value:?}"))
+    }
+
     pub fn all_headers(&self, name: &str) -> Vec<&str> {
         self.headers
             .iter()
