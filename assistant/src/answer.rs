@@ -77,11 +77,16 @@ pub fn split_units(text: &str) -> Vec<Unit> {
         } else {
             UnitKind::Sentence
         };
-        let same_block = match (previous, kind) {
-            (Some(UnitKind::TableRow | UnitKind::TableHeader), UnitKind::TableRow) => true,
-            (Some(UnitKind::Step | UnitKind::Bullet), UnitKind::Step | UnitKind::Bullet) => true,
-            _ => false,
-        };
+        let same_block = matches!(
+            (previous, kind),
+            (
+                Some(UnitKind::TableRow | UnitKind::TableHeader),
+                UnitKind::TableRow
+            ) | (
+                Some(UnitKind::Step | UnitKind::Bullet),
+                UnitKind::Step | UnitKind::Bullet
+            )
+        );
         if !same_block {
             block += 1;
         }

@@ -106,8 +106,8 @@ impl Logistic {
     /// P(answerable) for one row of evidence.
     pub fn predict(&self, row: &[f64; N_FEATURES]) -> f64 {
         let mut z = self.bias;
-        for j in 0..N_FEATURES {
-            z += self.weights[j] * (row[j] - self.mean[j]) / self.scale[j];
+        for (j, x) in row.iter().enumerate() {
+            z += self.weights[j] * (x - self.mean[j]) / self.scale[j];
         }
         sigmoid(z)
     }

@@ -147,6 +147,9 @@ pub struct ChunkedManual {
     pub chunks: Vec<Chunk>,
 }
 
+/// A heading being read: its level, explicit `{#id}`, `{audience=...}` list and 1-based line.
+type OpenHeading = (HeadingLevel, Option<String>, Option<Vec<String>>, usize);
+
 /// Splits a manual into sections and chunks.
 pub fn chunk_manual(manual: &Manual, config: ChunkingConfig) -> ChunkedManual {
     let body = &manual.body;
@@ -174,7 +177,7 @@ pub fn chunk_manual(manual: &Manual, config: ChunkingConfig) -> ChunkedManual {
     };
     let mut units: Vec<Unit> = Vec::new();
     let mut depth = 0usize;
-    let mut in_heading: Option<(HeadingLevel, Option<String>, Option<Vec<String>>, usize)> = None;
+    let mut in_heading: Option<OpenHeading> = None;
     let mut heading_text = String::new();
     let mut top_kind: Option<&'static str> = None;
 

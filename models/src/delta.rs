@@ -298,10 +298,11 @@ mod tests {
         ]);
         delta.apply(&mut tensors).unwrap();
         let w = tensors["w"].to_vec2::<f32>().unwrap();
-        for c in 0..64 {
+        assert_eq!((w[0].len(), w[1].len()), (64, 64));
+        for (c, (&first, &second)) in w[0].iter().zip(&w[1]).enumerate() {
             let scale = if c < 32 { 0.5 } else { 0.25 };
-            assert_eq!(w[0][c], 1.0 + ((c % 15) as f32 - 7.0) * scale, "column {c}");
-            assert_eq!(w[1][c], 2.0);
+            assert_eq!(first, 1.0 + ((c % 15) as f32 - 7.0) * scale, "column {c}");
+            assert_eq!(second, 2.0);
         }
         assert_eq!(tensors["b"].to_vec1::<f32>().unwrap(), vec![0.5, -1.0, 2.0]);
         assert_eq!(tensors["other"].to_vec1::<f32>().unwrap(), vec![1.0, 1.0]);

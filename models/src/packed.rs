@@ -7,6 +7,10 @@
 //! in) layout needs a horizontal reduction per output. Packing once removes both. Measured in
 //! `scanaid bench embed` against the previous kernels (see README, "Speed").
 
+// The tiles' row number addresses the registers and the memory rows at once; index loops say
+// that more plainly than zipped iterators.
+#![allow(clippy::needless_range_loop)]
+
 use rayon::prelude::*;
 
 /// Output columns per panel: two AVX registers of eight f32.
@@ -219,6 +223,7 @@ pub(crate) fn linear_on<T: PanelElem>(
 /// # Safety
 /// `out` must point to a row-major buffer with at least `rows_end` rows of `w.n` columns, and no
 /// other thread may write those rows' columns of these panels meanwhile.
+#[allow(clippy::too_many_arguments)]
 unsafe fn run_block<T: PanelElem>(
     kernel: Kernel,
     x: &[f32],

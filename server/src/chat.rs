@@ -211,6 +211,8 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 }
 
 /// The JSON body, or a JSON error saying why it is not `what` (malformed, unknown fields, wrong type).
+// The error is the finished response handlers return as it is, made only for a bad request.
+#[allow(clippy::result_large_err)]
 pub(crate) fn json_body<T>(
     body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
     what: &str,
@@ -310,8 +312,10 @@ const LANGUAGE_SWITCH_MARGIN: f64 = 0.05;
 /// does not run the model again.
 struct RememberedQueries<'a> {
     inner: &'a dyn scanaid_models::Embedder,
-    last: std::sync::Mutex<Option<(Vec<String>, Vec<Vec<f32>>)>>,
+    last: std::sync::Mutex<Option<QueriesAndVectors>>,
 }
+
+type QueriesAndVectors = (Vec<String>, Vec<Vec<f32>>);
 
 impl scanaid_models::Embedder for RememberedQueries<'_> {
     fn model_id(&self) -> &str {

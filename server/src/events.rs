@@ -331,7 +331,8 @@ mod tests {
             // Read through the store's own pool: the rows are committed, not just in this connection.
             assert_eq!(store.count_scan_events().await.unwrap(), written as i64);
         }
-        let rows: Vec<(String, i64, i64, Option<String>, String, Option<String>)> = sqlx::query_as(
+        type Row = (String, i64, i64, Option<String>, String, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT code, latency_us, returning_visit, site_id, device, ip_prefix FROM scan_events ORDER BY id",
         )
         .fetch_all(store.pool())

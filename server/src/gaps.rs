@@ -45,6 +45,8 @@ pub fn cluster(vectors: &[Vec<f32>], threshold: f32) -> Vec<Vec<usize>> {
         let moved = std::mem::take(&mut members[b]);
         members[a].extend(moved);
         alive[b] = false;
+        // The matrix is symmetric: row a and column a change together.
+        #[allow(clippy::needless_range_loop)]
         for c in 0..n {
             let s = sums[a][c] + sums[b][c];
             sums[a][c] = s;

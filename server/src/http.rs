@@ -79,10 +79,7 @@ pub fn user_agent(headers: &HeaderMap) -> &str {
 
 /// A header's value as text. `name` may be a `HeaderName` constant (found without parsing the name,
 /// as the scan path does) or a string.
-pub fn header<'a>(
-    headers: &'a HeaderMap,
-    name: impl axum::http::header::AsHeaderName,
-) -> Option<&'a str> {
+pub fn header(headers: &HeaderMap, name: impl axum::http::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -22,8 +22,11 @@ pub struct Store {
     path: PathBuf,
     /// Every code resolved, loaded on first use and dropped by any write to codes or assets: a scan
     /// then costs no query. (With several replicas on PostgreSQL this needs a change notification.)
-    resolved: Arc<RwLock<Option<Arc<HashMap<String, Arc<ResolvedCode>>>>>>,
+    resolved: Arc<RwLock<Option<Arc<CodeTable>>>>,
 }
+
+/// Every code's resolution, by code.
+type CodeTable = HashMap<String, Arc<ResolvedCode>>;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SiteRecord {

@@ -126,7 +126,8 @@ struct Watch {
     closing: watch::Receiver<bool>,
 }
 
-/// What a watcher gets next.
+/// What a watcher gets next. Short-lived and one at a time, so the event is not boxed.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Event(SupportEvent),
     /// Events were dropped because the watcher fell behind: catch up from the store.

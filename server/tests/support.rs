@@ -315,9 +315,12 @@ fn the_console_is_for_agents_and_bad_requests_get_clear_answers() {
 
 /// A webhook receiver on loopback that fails its first `fail_first` requests with 500 and records
 /// every request (headers lower-cased, body).
+type Headers = Vec<(String, String)>;
+
 struct Receiver {
     url: String,
-    requests: mpsc::Receiver<(Vec<(String, String)>, String, u16)>,
+    /// Each request's headers, its body, and the status it was answered with.
+    requests: mpsc::Receiver<(Headers, String, u16)>,
 }
 
 fn receiver_on(listener: std::net::TcpListener, fail_first: usize) -> Receiver {
