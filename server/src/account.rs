@@ -106,16 +106,7 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
         None => PER_CLIENT.locked_for(&app.store, &client_key, now).await?,
     };
     if let Some(wait) = locked {
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        return Ok(crate::http::with_retry_after(
-            signin_page(
-                &app,
-                StatusCode::TOO_MANY_REQUESTS,
-                &format!("Too many failed sign-ins. Try again in {minutes} minute(s), or ask an administrator."),
-                &username,
-            )?,
-            Some(wait),
-        ));
+        return locked_out(&app, wait, &username);
     }
     if username.is_empty()
         || username.len() > 64
@@ -129,9 +120,21 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
             &username,
         );
     }
+    // Counted as failures before the password is checked (see `count_attempt`); a right one is
+    // taken back below.
+    let over_account = PER_ACCOUNT
+        .count_attempt(&app.store, &account_key, now)
+        .await?;
+    let over_client = PER_CLIENT
+        .count_attempt(&app.store, &client_key, now)
+        .await?;
+    if let Some(wait) = over_account.or(over_client) {
+        return locked_out(&app, wait, &username);
+    }
     match auth::sign_in(&app.store, &username, &form.password).await? {
         Some(token) => {
             PER_ACCOUNT.record_success(&app.store, &account_key).await?;
+            PER_CLIENT.take_back(&app.store, &client_key).await?;
             let cookie =
                 http::set_cookie(SESSION_COOKIE, &token, "/", None, app.config.secure_cookies);
             let response = with_cookie(Redirect::to("/").into_response(), &cookie);
@@ -147,12 +150,6 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
             )))
         }
         None => {
-            PER_ACCOUNT
-                .record_failure(&app.store, &account_key, now)
-                .await?;
-            PER_CLIENT
-                .record_failure(&app.store, &client_key, now)
-                .await?;
             tracing::info!(client = %client, "failed sign-in");
             signin_page(
                 &app,
@@ -162,6 +159,24 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
             )
         }
     }
+}
+
+/// The sign-in page refusing for `wait` more: too many failures for the account or the address.
+fn locked_out(
+    app: &AppState,
+    wait: std::time::Duration,
+    username: &str,
+) -> Result<Response, AppError> {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    Ok(crate::http::with_retry_after(
+        signin_page(
+            app,
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed sign-ins. Try again in {minutes} minute(s), or ask an administrator."),
+            username,
+        )?,
+        Some(wait),
+    ))
 }
 
 use axum::extract::FromRequest;
@@ -465,12 +480,9 @@ pub async fn change_password(
     };
     let account_key = format!("user:{}", me.username);
     let now = chrono::Utc::now();
-    if let Some(wait) = PER_ACCOUNT
-        .locked_for(&app.store, &account_key, now)
-        .await?
-    {
+    let too_many = |wait: std::time::Duration| -> Result<Response, AppError> {
         let minutes = wait.as_secs().div_ceil(60).max(1);
-        return Ok(crate::http::with_retry_after(
+        Ok(crate::http::with_retry_after(
             password_page(
                 &me,
                 StatusCode::TOO_MANY_REQUESTS,
@@ -478,7 +490,13 @@ pub async fn change_password(
                 &format!("Too many wrong passwords. Try again in {minutes} minute(s), or ask an administrator."),
             )?,
             Some(wait),
-        ));
+        ))
+    };
+    if let Some(wait) = PER_ACCOUNT
+        .locked_for(&app.store, &account_key, now)
+        .await?
+    {
+        return too_many(wait);
     }
     let problem = if form.current.is_empty() || form.current.len() > 256 {
         Some("Enter your current password.")
@@ -494,6 +512,13 @@ pub async fn change_password(
     if let Some(problem) = problem {
         return password_page(&me, StatusCode::UNPROCESSABLE_ENTITY, "", problem);
     }
+    // Counted before the check, as at sign-in.
+    if let Some(wait) = PER_ACCOUNT
+        .count_attempt(&app.store, &account_key, now)
+        .await?
+    {
+        return too_many(wait);
+    }
     let token = http::cookie(&headers, SESSION_COOKIE).unwrap_or_default();
     if auth::change_password(&app.store, &me.username, &form.current, &form.new, token).await? {
         PER_ACCOUNT.record_success(&app.store, &account_key).await?;
@@ -505,9 +530,6 @@ pub async fn change_password(
             "",
         )
     } else {
-        PER_ACCOUNT
-            .record_failure(&app.store, &account_key, now)
-            .await?;
         password_page(
             &me,
             StatusCode::FORBIDDEN,

@@ -19,6 +19,26 @@ pub const SIGNIN_CSRF_COOKIE: &str = "scanaid_csrf";
 /// A session ends after this long without a request.
 pub const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
 
+/// argon2 (about 19 MiB and tens of milliseconds per hash) runs at most this many at a time, one
+/// per core: a burst of sign-ins or PIN tries waits here, holding no thread, instead of filling the
+/// blocking pool (and gigabytes of memory) and starving the chat, which runs on the same pool.
+static PASSWORD_WORK: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    });
+
+/// Runs password hashing or checking off the async workers, a bounded number at a time.
+pub async fn password_work<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let _slot = PASSWORD_WORK
+        .acquire()
+        .await
+        .expect("the password work semaphore is never closed");
+    Ok(tokio::task::spawn_blocking(work).await?)
+}
+
 pub fn hash_password(password: &str) -> String {
     use rand::RngCore;
     let mut salt_bytes = [0u8; 16];
@@ -123,10 +143,8 @@ pub async fn sign_in(store: &Store, username: &str, password: &str) -> Result<Op
         None => (-1, None),
     };
     let password = password.to_string();
-    let ok = tokio::task::spawn_blocking(move || {
-        verify_password(&password, &hash.unwrap_or_else(dummy_hash))
-    })
-    .await?;
+    let ok =
+        password_work(move || verify_password(&password, &hash.unwrap_or_else(dummy_hash))).await?;
     if !ok || user_id < 0 {
         return Ok(None);
     }
@@ -160,7 +178,7 @@ pub async fn create_user(
     role: Role,
 ) -> Result<bool> {
     let password = password.to_string();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
+    let hash = password_work(move || hash_password(&password)).await?;
     let done = sqlx::query(
         "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?) ON CONFLICT(username) DO NOTHING",
     )
@@ -192,10 +210,9 @@ pub async fn change_password(
         return Ok(false);
     };
     let (current, new) = (current.to_string(), new.to_string());
-    let new_hash = tokio::task::spawn_blocking(move || {
-        verify_password(&current, &hash).then(|| hash_password(&new))
-    })
-    .await?;
+    let new_hash =
+        password_work(move || verify_password(&current, &hash).then(|| hash_password(&new)))
+            .await?;
     let Some(new_hash) = new_hash else {
         return Ok(false);
     };

@@ -92,7 +92,7 @@ pub async fn scan_packet(
         String::new()
     };
     Ok((
-        verify_form(&packet, StatusCode::OK, &message, locked)?,
+        verify_form(app, &packet, StatusCode::OK, &message, locked)?,
         event,
     ))
 }
@@ -137,6 +137,7 @@ async fn instructions(
 
 /// The second-factor form, with a fresh double-submit CSRF token (there is no session yet).
 fn verify_form(
+    app: &AppState,
     packet: &PacketRecord,
     status: StatusCode,
     error: &str,
@@ -153,7 +154,13 @@ fn verify_form(
     }
     .render()?;
     let mut response = no_store((status, Html(page)).into_response());
-    let cookie = http::set_cookie(SIGNIN_CSRF_COOKIE, &csrf, "/c", Some(3600), false);
+    let cookie = http::set_cookie(
+        SIGNIN_CSRF_COOKIE,
+        &csrf,
+        "/c",
+        Some(3600),
+        app.config.secure_cookies,
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -189,6 +196,7 @@ pub async fn verify(
     let t = i18n::strings(&packet.language);
     let Ok(Form(form)) = form else {
         return verify_form(
+            &app,
             &packet,
             StatusCode::UNPROCESSABLE_ENTITY,
             t.patient_fill_both,
@@ -197,11 +205,12 @@ pub async fn verify(
     };
     let expected = http::cookie(&headers, SIGNIN_CSRF_COOKIE).unwrap_or("");
     if !auth::tokens_match(expected, &form.csrf) {
-        return verify_form(&packet, StatusCode::FORBIDDEN, t.form_expired, false);
+        return verify_form(&app, &packet, StatusCode::FORBIDDEN, t.form_expired, false);
     }
     if crate::patients::dob_is_ambiguous(&form.dob) {
         // Not a guess either: the date reads two ways.
         return verify_form(
+            &app,
             &packet,
             StatusCode::UNPROCESSABLE_ENTITY,
             t.patient_dob_ambiguous,
@@ -214,6 +223,7 @@ pub async fn verify(
     ) else {
         // Not a guess at all (a typo in the format): not counted.
         return verify_form(
+            &app,
             &packet,
             StatusCode::UNPROCESSABLE_ENTITY,
             t.patient_fill_both,
@@ -222,10 +232,17 @@ pub async fn verify(
     };
     let client = crate::chat::client_of(&extensions);
     let client_key = format!("patient:{}", client.as_deref().unwrap_or("unknown"));
-    if let Some(wait) = PER_CLIENT
-        .locked_for(&app.store, &client_key, chrono::Utc::now())
-        .await?
-    {
+    // Counted before the PIN is checked (see `count_attempt`); a right try is taken back below.
+    let now = chrono::Utc::now();
+    let locked = match PER_CLIENT.locked_for(&app.store, &client_key, now).await? {
+        Some(wait) => Some(wait),
+        None => {
+            PER_CLIENT
+                .count_attempt(&app.store, &client_key, now)
+                .await?
+        }
+    };
+    if let Some(wait) = locked {
         app.store
             .audit(
                 "anonymous",
@@ -237,6 +254,7 @@ pub async fn verify(
             .await?;
         return Ok(crate::http::with_retry_after(
             verify_form(
+                &app,
                 &packet,
                 StatusCode::TOO_MANY_REQUESTS,
                 t.patient_client_limit,
@@ -251,6 +269,7 @@ pub async fn verify(
         .await?
     {
         Attempt::Opened(token) => {
+            PER_CLIENT.take_back(&app.store, &client_key).await?;
             let mut response = Redirect::to(&format!("/c/{code}")).into_response();
             let cookie =
                 http::set_cookie(PATIENT_COOKIE, &token, "/", None, app.config.secure_cookies);
@@ -260,18 +279,12 @@ pub async fn verify(
             Ok(no_store(response))
         }
         Attempt::Wrong { left } => {
-            PER_CLIENT
-                .record_failure(&app.store, &client_key, chrono::Utc::now())
-                .await?;
             let message = t.patient_wrong.replace("{left}", &left.to_string());
-            verify_form(&packet, StatusCode::UNAUTHORIZED, &message, false)
+            verify_form(&app, &packet, StatusCode::UNAUTHORIZED, &message, false)
         }
         Attempt::Locked => {
-            PER_CLIENT
-                .record_failure(&app.store, &client_key, chrono::Utc::now())
-                .await?;
             let message = t.patient_locked.replace("{max}", &MAX_FAILURES.to_string());
-            verify_form(&packet, StatusCode::LOCKED, &message, true)
+            verify_form(&app, &packet, StatusCode::LOCKED, &message, true)
         }
     }
 }

@@ -162,7 +162,7 @@ impl Store {
         let packet_id = random_token(12);
         let hash = {
             let secret = secret(&new.dob, &pin);
-            tokio::task::spawn_blocking(move || hash_password(&secret)).await?
+            crate::auth::password_work(move || hash_password(&secret)).await?
         };
         let at = now();
         let mut tx = self.pool().begin().await?;
@@ -256,6 +256,11 @@ impl Store {
 
     /// Checks a date of birth and PIN against a packet: opens a session, or counts a failure and
     /// locks the packet at `MAX_FAILURES`. Audited either way.
+    ///
+    /// The try is counted (and the packet locked at the limit) before the PIN is checked, in one
+    /// statement that only an unlocked packet passes: guesses sent all at once cannot slip past the
+    /// lock while the first checks run, so at most `MAX_FAILURES` tries are ever checked. A right
+    /// one takes the count back, as a success always did.
     pub async fn try_packet(
         &self,
         packet: &PacketRecord,
@@ -263,7 +268,21 @@ impl Store {
         pin: &str,
         ip_prefix: Option<&str>,
     ) -> Result<Attempt> {
-        if packet.locked_at.is_some() {
+        let counted: Option<i64> = if packet.locked_at.is_some() {
+            None
+        } else {
+            sqlx::query_scalar(
+                "UPDATE packets SET failed_attempts = failed_attempts + 1,
+                     locked_at = CASE WHEN failed_attempts + 1 >= ? THEN ? ELSE locked_at END
+                 WHERE id = ? AND locked_at IS NULL RETURNING failed_attempts",
+            )
+            .bind(MAX_FAILURES)
+            .bind(now())
+            .bind(&packet.id)
+            .fetch_optional(self.pool())
+            .await?
+        };
+        let Some(tries) = counted else {
             self.audit(
                 "anonymous",
                 "access.refused_locked",
@@ -273,11 +292,12 @@ impl Store {
             )
             .await?;
             return Ok(Attempt::Locked);
-        }
+        };
         let (secret, hash) = (secret(dob, pin), packet.secret_hash.clone());
-        let right = tokio::task::spawn_blocking(move || verify_password(&secret, &hash)).await?;
+        let right = crate::auth::password_work(move || verify_password(&secret, &hash)).await?;
         if right {
-            sqlx::query("UPDATE packets SET failed_attempts = 0 WHERE id = ?")
+            // Lifts the lock this very try set when it was the last one allowed.
+            sqlx::query("UPDATE packets SET failed_attempts = 0, locked_at = NULL WHERE id = ?")
                 .bind(&packet.id)
                 .execute(self.pool())
                 .await?;
@@ -294,32 +314,21 @@ impl Store {
                 .await?;
             return Ok(Attempt::Opened(token));
         }
-        // Counted and locked in one statement, so two guesses at once cannot both slip under the limit.
-        let failures: i64 = sqlx::query_scalar(
-            "UPDATE packets SET failed_attempts = failed_attempts + 1,
-                 locked_at = CASE WHEN failed_attempts + 1 >= ? THEN ? ELSE locked_at END
-             WHERE id = ? RETURNING failed_attempts",
-        )
-        .bind(MAX_FAILURES)
-        .bind(now())
-        .bind(&packet.id)
-        .fetch_one(self.pool())
-        .await?;
         self.audit(
             "anonymous",
             "access.failed",
             Some(&packet.id),
-            &format!("attempt {failures} of {MAX_FAILURES}"),
+            &format!("attempt {tries} of {MAX_FAILURES}"),
             ip_prefix,
         )
         .await?;
-        if failures >= MAX_FAILURES {
+        if tries >= MAX_FAILURES {
             self.audit("system", "packet.locked", Some(&packet.id), "", ip_prefix)
                 .await?;
             return Ok(Attempt::Locked);
         }
         Ok(Attempt::Wrong {
-            left: MAX_FAILURES - failures,
+            left: MAX_FAILURES - tries,
         })
     }
 

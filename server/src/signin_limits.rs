@@ -99,6 +99,42 @@ impl SigninLimit {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Duration>> {
+        let failures = self.count(store, key, now).await?;
+        Ok((failures >= i64::from(self.max_failures)).then_some(self.lockout))
+    }
+
+    /// Counts an attempt as a failure *before* it is checked, so a burst of guesses sent at once
+    /// cannot all pass the lock check while the first of them are still being checked: at most
+    /// `max_failures` attempts per window are ever checked. Returns how long the key is locked when
+    /// this attempt is past the limit, and then it must not be checked. A right attempt takes its
+    /// count back with `record_success` (forgetting every failure) or `take_back` (only its own).
+    pub async fn count_attempt(
+        &self,
+        store: &Store,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>> {
+        let failures = self.count(store, key, now).await?;
+        Ok((failures > i64::from(self.max_failures)).then_some(self.lockout))
+    }
+
+    /// Takes back one attempt `count_attempt` counted, which turned out right; lifts the lock it
+    /// set when it was the one that reached the limit.
+    pub async fn take_back(&self, store: &Store, key: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE signin_attempts SET failures = failures - 1,
+               locked_until_ms = CASE WHEN failures - 1 < ?2 THEN NULL ELSE locked_until_ms END
+             WHERE key_hash = ?1 AND failures > 0",
+        )
+        .bind(self.key_hash(key))
+        .bind(i64::from(self.max_failures))
+        .execute(store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Counts one failure and locks the key when it reaches the limit; returns the count.
+    async fn count(&self, store: &Store, key: &str, now: DateTime<Utc>) -> Result<i64> {
         let hash = self.key_hash(key);
         let now_ms = millis(now);
         let window_ms = duration_ms(self.window);
@@ -110,7 +146,7 @@ impl SigninLimit {
             .fetch_one(store.pool())
             .await?;
         if failures < i64::from(self.max_failures) {
-            return Ok(None);
+            return Ok(failures);
         }
         // Setting the lock twice (two replicas reaching the limit together) only moves its end by
         // the time between them.
@@ -124,7 +160,7 @@ impl SigninLimit {
         .bind(until_ms)
         .execute(store.pool())
         .await?;
-        Ok(Some(self.lockout))
+        Ok(failures)
     }
 
     /// A success forgets the key's failures.
@@ -208,6 +244,69 @@ mod tests {
             LIMIT.record_failure(&store, "bob", at(2)).await.unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn attempts_counted_before_their_check_refuse_past_the_limit_and_a_right_one_is_taken_back(
+    ) {
+        let (store, _dir) = store().await;
+        // LIMIT allows 3: those three are checked, a fourth at once is not.
+        for second in 0..3 {
+            assert_eq!(
+                LIMIT
+                    .count_attempt(&store, "ward", at(second))
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+        assert_eq!(
+            LIMIT.count_attempt(&store, "ward", at(3)).await.unwrap(),
+            Some(LIMIT.lockout)
+        );
+        assert!(LIMIT
+            .locked_for(&store, "ward", at(4))
+            .await
+            .unwrap()
+            .is_some());
+
+        // Two attempts; the second, which reached the limit and set the lock, was right.
+        let (store, _dir) = self::store().await;
+        for second in 0..2 {
+            LIMIT
+                .count_attempt(&store, "desk", at(second))
+                .await
+                .unwrap();
+        }
+        assert!(LIMIT
+            .locked_for(&store, "desk", at(2))
+            .await
+            .unwrap()
+            .is_none());
+        LIMIT.count_attempt(&store, "desk", at(2)).await.unwrap();
+        assert!(LIMIT
+            .locked_for(&store, "desk", at(2))
+            .await
+            .unwrap()
+            .is_some());
+        LIMIT.take_back(&store, "desk").await.unwrap();
+        assert!(LIMIT
+            .locked_for(&store, "desk", at(3))
+            .await
+            .unwrap()
+            .is_none());
+        // Its own count only: the next attempt is the third again, checked and locking.
+        assert_eq!(
+            LIMIT.count_attempt(&store, "desk", at(4)).await.unwrap(),
+            None
+        );
+        assert!(LIMIT
+            .locked_for(&store, "desk", at(5))
+            .await
+            .unwrap()
+            .is_some());
+        // Taking back a key with no row changes nothing.
+        LIMIT.take_back(&store, "nobody").await.unwrap();
     }
 
     #[tokio::test]

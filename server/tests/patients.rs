@@ -276,6 +276,50 @@ fn wrong_pins_lock_a_packet_until_a_clinician_resets_it() {
     assert!(page.body.contains("82.4 kg"));
 }
 
+#[test]
+fn guesses_sent_all_at_once_get_no_more_checks_than_the_limit() {
+    // Every try is counted before its PIN is checked, so a burst cannot slip past the lock while
+    // the first checks are still running.
+    let (app, demos) = spawn_with_demo_packets();
+    let john = demo(&demos, "John Miller");
+    let replies: Vec<Reply> = std::thread::scope(|scope| {
+        let tries: Vec<_> = (0..24)
+            .map(|i| {
+                let pin = format!("{:06}", 900_000 + i);
+                assert_ne!(pin, john.pin);
+                let (app, john) = (&app, john);
+                scope.spawn(move || try_open_without_form(app, &john.code, &john.dob, &pin).0)
+            })
+            .collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 401).count(),
+        4,
+        "four tries are told how many are left, the fifth locks: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 423),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        app.rows("SELECT COUNT(*) FROM audit_log WHERE action = 'access.failed'"),
+        vec![vec!["5".to_string()]],
+        "only five PINs were checked"
+    );
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT failed_attempts, locked_at IS NOT NULL FROM packets WHERE code = '{}'",
+            john.code
+        )),
+        vec![vec!["5".to_string(), "1".to_string()]]
+    );
+    let (still, session) = try_open_without_form(&app, &john.code, &john.dob, &john.pin);
+    assert_eq!(still.status, 423);
+    assert!(session.is_none());
+}
+
 /// Posts the factors with a CSRF pair made up by the client (a locked packet shows no form).
 fn try_open_without_form(
     app: &TestApp,

@@ -527,6 +527,36 @@ fn staff_sign_in_with_csrf_limits_and_role_pages() {
 }
 
 #[test]
+fn passwords_sent_all_at_once_get_no_more_checks_than_the_limit() {
+    // Each try is counted before its password is checked, so a burst cannot slip past the lock
+    // while the first checks are still running.
+    let app = spawn_app();
+    let replies: Vec<Reply> = std::thread::scope(|scope| {
+        let tries: Vec<_> = (0..24)
+            .map(|i| {
+                let app = &app;
+                scope.spawn(move || sign_in(app, "admin", &format!("guess number {i}")))
+            })
+            .collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 401).count(),
+        5,
+        "five passwords were checked: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 429),
+        "{statuses:?}"
+    );
+    // Locked: the right password waits out the lock too.
+    let locked = sign_in(&app, "admin", &app.admin_password);
+    assert_eq!(locked.status, 429);
+    assert!(locked.retry_after_secs() > 0);
+}
+
+#[test]
 fn failed_sign_ins_count_across_replicas_and_a_lockout_survives_a_restart() {
     let first = spawn_app();
     let admin_password = first.admin_password.clone();
