@@ -76,8 +76,33 @@ pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
     if wanted == indexed {
         return Ok(false);
     }
+    let removed = indexed.difference(&wanted).next().is_some();
+    drop(index);
     crate::reindex::rebuild_locked(app, Box::new(|_, _| {}), false).await?;
+    if removed {
+        forget_older_generations(app).await?;
+    }
     Ok(true)
+}
+
+/// Deletes every index generation but the one served. Older generations are kept for rollback,
+/// but they hold the text of documents deleted since (a patient's, deleted on request), which must
+/// not stay on disk until three more builds happen to push them out.
+async fn forget_older_generations(app: &AppState) -> Result<(), AppError> {
+    let Some(index_dir) = app.config.index_dir.clone() else {
+        return Ok(());
+    };
+    let dropped = tokio::task::spawn_blocking(move || {
+        let _writer = scanaid_indexer::generation::lock_writers(&index_dir)?;
+        scanaid_indexer::generation::prune(&index_dir, 1)
+    })
+    .await?
+    .map_err(crate::ServerError::from)?;
+    tracing::info!(
+        ?dropped,
+        "older index generations deleted after a packet's deletion"
+    );
+    Ok(())
 }
 
 /// `ensure_packets_indexed` on a task of its own, for a request that changed packets and must not

@@ -63,12 +63,10 @@ pub async fn scan_packet(
     code: &str,
     headers: &HeaderMap,
     mut event: ScanEvent,
-) -> Result<(Response, ScanEvent), AppError> {
+) -> Result<Option<(Response, ScanEvent)>, AppError> {
+    // `None` when the packet was deleted a moment ago and the code cache has not caught up.
     let Some(packet) = app.store.packet_by_code(code).await? else {
-        return Err(AppError(crate::ServerError::Registry {
-            path: "codes".into(),
-            reason: format!("discharge code {code} has no packet"),
-        }));
+        return Ok(None);
     };
     event.rule = "discharge".into();
     event.role = crate::roles::Role::Patient.as_str();
@@ -76,10 +74,10 @@ pub async fn scan_packet(
     if session_packet(app, headers).await?.as_deref() == Some(packet.id.as_str()) {
         event.destination = "discharge:instructions".into();
         let token = http::cookie(headers, PATIENT_COOKIE).unwrap_or_default();
-        return Ok((
+        return Ok(Some((
             instructions(app, &packet, token, Asked::default()).await?,
             event,
-        ));
+        )));
     }
     event.destination = "discharge:verify".into();
     // A locked packet scanned again says why there is no form and whom to call.
@@ -91,10 +89,10 @@ pub async fn scan_packet(
     } else {
         String::new()
     };
-    Ok((
+    Ok(Some((
         verify_form(app, &packet, StatusCode::OK, &message, locked)?,
         event,
-    ))
+    )))
 }
 
 /// A question asked on the page and what came of it.

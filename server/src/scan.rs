@@ -81,9 +81,16 @@ pub async fn scan(
         Some(resolved)
             if resolved.code.retired_at.is_none() && resolved.code.kind == "discharge" =>
         {
-            let mut event = base_event(&code, &context, crate::language::DEFAULT_LANGUAGE.into());
+            let mut event = base_event(
+                DISCHARGE_EVENT_CODE,
+                &context,
+                crate::language::DEFAULT_LANGUAGE.into(),
+            );
             event.placement = Some(resolved.code.placement.clone());
-            crate::patient_pages::scan_packet(&app, &code, request.headers(), event).await?
+            match crate::patient_pages::scan_packet(&app, &code, request.headers(), event).await? {
+                Some(served) => served,
+                None => fallback(&app, &code, Some(&resolved), &context).await?,
+            }
         }
         other => fallback(&app, &code, other.as_deref(), &context).await?,
     };
@@ -117,6 +124,11 @@ pub async fn scan(
     }
     Ok(response)
 }
+
+/// What a scan event records as the code of a discharge packet's label. A packet's code is its
+/// patient's: scan analytics keep that a discharge code was scanned, never which one, so the events
+/// cannot be joined to a patient (and nothing is left of them after a packet is deleted).
+const DISCHARGE_EVENT_CODE: &str = "discharge";
 
 fn base_event(code: &str, context: &ScanContext, language: Cow<'static, str>) -> ScanEvent {
     ScanEvent {
@@ -333,7 +345,8 @@ async fn fallback(
     } else {
         StatusCode::NOT_FOUND
     };
-    let mut event = base_event(code, context, language_text(&lang));
+    let logged_code = if patient { DISCHARGE_EVENT_CODE } else { code };
+    let mut event = base_event(logged_code, context, language_text(&lang));
     if let Some(r) = resolved {
         event.asset_id = r.code.asset_id.clone();
         event.site_id = r.site.as_ref().map(|s| s.id.clone());

@@ -104,7 +104,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Deleted rows (a patient's, on request) are overwritten, not left in free pages.
+            .pragma("secure_delete", "on");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

@@ -725,11 +725,19 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
 
 #[test]
 fn a_packet_deleted_on_request_leaves_nothing_personal_and_opens_nothing() {
-    let (app, demos, _index) = spawn_with_indexed_packets();
+    let (app, demos, index) = spawn_with_indexed_packets();
     let lily = demo(&demos, "Lily Chen");
     let packet = packet_of(&app, "Lily Chen");
     let (_, session) = try_open(&app, &lily.code, &lily.dob, &lily.pin);
     let session = session.unwrap();
+    // Her documents' text is on disk in the index, in plain text in its chunk list.
+    let her_heading = "Lily's personal plan";
+    assert!(!files_containing(index.path(), her_heading).is_empty());
+    // Deleted rows are overwritten in the database file, not left in its free pages.
+    assert_eq!(
+        app.rows("PRAGMA secure_delete"),
+        vec![vec!["1".to_string()]]
+    );
     let clinician = staff_cookie(&app, "nurse3", Role::Clinician);
     let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
     let csrf = list.hidden("csrf").unwrap();
@@ -794,6 +802,19 @@ fn a_packet_deleted_on_request_leaves_nothing_personal_and_opens_nothing() {
     );
     let (status, _) = ask_as(&app, &session, r#"{"message": "green zone"}"#);
     assert_eq!(status, 401);
+    // Scan analytics never held her packet's code, only that a discharge code was scanned.
+    app.flush_events();
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM scan_events WHERE code = '{}'",
+            lily.code
+        )),
+        vec![vec!["0".to_string()]]
+    );
+    assert_ne!(
+        app.rows("SELECT COUNT(*) FROM scan_events WHERE code = 'discharge'"),
+        vec![vec!["0".to_string()]]
+    );
 
     // The index drops her documents once the background build is done.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -810,6 +831,40 @@ fn a_packet_deleted_on_request_leaves_nothing_personal_and_opens_nothing() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // Nor do the older generations kept for rollback keep her text on disk.
+    loop {
+        let left = files_containing(index.path(), her_heading);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "her documents' text is still on disk in {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Files under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 #[test]
