@@ -225,6 +225,13 @@ impl RuleSet {
                         ));
                     }
                 }
+                Action::Redirect(url) | Action::DeepLink(url) if !fits_a_header(url) => {
+                    problems.push(format!(
+                        "rule {}: {url:?} holds a line break, a control character or a non-ASCII \
+                         one; a URL sent in a Location header cannot (percent-encode it)",
+                        rule.id
+                    ));
+                }
                 Action::Redirect(url) => {
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
                         problems.push(format!(
@@ -561,6 +568,11 @@ fn day_set(specs: &[String]) -> Option<u8> {
 }
 
 /// `Mon-Fri`, `Sat`, `Fri-Mon` (wrapping) into a set of days.
+/// Whether `url` can go into a `Location` header as it is: visible ASCII only, as a URI's text is.
+fn fits_a_header(url: &str) -> bool {
+    url.bytes().all(|b| b.is_ascii_graphic())
+}
+
 pub fn parse_days(specs: &[String]) -> Result<Vec<Weekday>, String> {
     let mut days = Vec::new();
     for spec in specs {
@@ -889,6 +901,34 @@ then = { redirect = "javascript:alert(1)" }
             assert!(err.contains(want), "missing {want:?} in {err}");
         }
         assert!(RuleSet::parse("[[rule]]\nid = 1").is_err());
+    }
+
+    #[test]
+    fn a_redirect_or_deep_link_that_cannot_be_a_location_header_is_refused() {
+        for url in [
+            "https://vendor.example/recall\n",
+            "https://vendor.example/re call",
+            "https://vendor.example/\u{1}",
+            "vendorapp://asset/é",
+        ] {
+            let action = if url.starts_with("https") {
+                "redirect"
+            } else {
+                "deep_link"
+            };
+            let text = format!(
+                "[[rule]]\nid = \"r\"\nthen = {{ {action} = {} }}\n",
+                toml::Value::from(url)
+            );
+            let err = RuleSet::parse(&text).unwrap_err();
+            assert!(err.contains("cannot (percent-encode it)"), "{url:?}: {err}");
+        }
+        // Every redirect and deep link that passes validation makes a header value.
+        for rule in RuleSet::parse(RULES).unwrap().rules {
+            if let Action::Redirect(url) | Action::DeepLink(url) = &rule.then {
+                assert!(axum::http::HeaderValue::from_str(url).is_ok());
+            }
+        }
     }
 
     #[test]
