@@ -148,20 +148,32 @@ fn describe_toml_error(error: &toml::de::Error, front: &str) -> String {
     }
 }
 
+/// Quality checks (`[[check]]`) one manual may carry.
+pub const MAX_CHECKS: usize = 50;
+
 fn validate_meta(meta: &ManualMeta) -> Result<(), String> {
+    // A leading dot would make a hidden file, which the corpus never reads.
     let id_ok = !meta.id.is_empty()
+        && !meta.id.starts_with('.')
         && meta
             .id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !id_ok {
         return Err(format!(
-            "front matter: id {:?} must be non-empty and use only letters, digits, '-', '_' or '.'",
+            "front matter: id {:?} must be non-empty, use only letters, digits, '-', '_' or '.', and not start with '.'",
             meta.id
         ));
     }
     if meta.title.trim().is_empty() {
         return Err("front matter: title is empty".to_string());
+    }
+    if meta.checks.len() > MAX_CHECKS {
+        // Every gated publish re-runs every manual's checks (two searches each).
+        return Err(format!(
+            "front matter: {} quality checks; a manual may have at most {MAX_CHECKS}",
+            meta.checks.len()
+        ));
     }
     if meta.revision.trim().is_empty() {
         return Err("front matter: revision is empty".to_string());
@@ -277,6 +289,16 @@ mod tests {
             b"+++\nid = \"x\"\ntitle = \"T\"\nrevision = \"1\"\n+++\n\n",
             "no content",
         );
+        check_err(
+            b"+++\nid = \".x\"\ntitle = \"T\"\nrevision = \"1\"\n+++\n# A\n",
+            "not start with '.'",
+        );
+        let checks = |n: usize| {
+            let tables = "[[check]]\nquestion = \"q\"\nanchor = \"a\"\n".repeat(n);
+            format!("+++\nid = \"x\"\ntitle = \"T\"\nrevision = \"1\"\n{tables}+++\n# A\n")
+        };
+        check_err(checks(MAX_CHECKS + 1).as_bytes(), "at most 50");
+        assert!(parse_manual(Path::new("m.md"), checks(MAX_CHECKS).as_bytes()).is_ok());
     }
 
     #[test]

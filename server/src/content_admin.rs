@@ -319,8 +319,28 @@ pub(crate) async fn check_against_corpus(
         .map_err(crate::ServerError::from)?
         .into_iter()
         .collect();
+    // Parsing, chunking and link checking a manual of up to MAX_MANUAL_BYTES is CPU work: off the
+    // async workers, which serve scans.
+    let (dir, original, text) = (dir.to_path_buf(), original.to_string(), text.to_string());
+    Ok(
+        tokio::task::spawn_blocking(move || check_in_corpus(&dir, &original, &text, &known_models))
+            .await?,
+    )
+}
+
+/// `check_against_corpus`'s work, given the equipment models the registry knows.
+fn check_in_corpus(
+    dir: &Path,
+    original: &str,
+    text: &str,
+    known_models: &BTreeSet<String>,
+) -> (
+    Checked,
+    Vec<scanaid_indexer::validate::Finding>,
+    Option<PathBuf>,
+) {
     let mut checked = if text.len() > MAX_MANUAL_BYTES {
-        let mut c = check_manual(Path::new("edited.md"), b"", &known_models);
+        let mut c = check_manual(Path::new("edited.md"), b"", known_models);
         c.manual = None;
         c.findings = vec![scanaid_indexer::validate::Finding {
             line: 0,
@@ -332,7 +352,7 @@ pub(crate) async fn check_against_corpus(
         }];
         c
     } else {
-        check_manual(Path::new("edited.md"), text.as_bytes(), &known_models)
+        check_manual(Path::new("edited.md"), text.as_bytes(), known_models)
     };
     let mut findings = std::mem::take(&mut checked.findings);
     let mut file = None;
@@ -365,18 +385,26 @@ pub(crate) async fn check_against_corpus(
                 },
             );
         }
+        // Each manual is chunked once however many links point into it.
+        let known_anchors = std::cell::RefCell::new(BTreeMap::new());
         let anchors_of = |wanted: &str| -> Option<BTreeSet<String>> {
-            let of = |m: &scanaid_indexer::manual::Manual| {
+            let of = |m: &scanaid_indexer::manual::Manual| -> BTreeSet<String> {
                 scanaid_indexer::chunking::chunk_manual(m, Default::default())
                     .sections
                     .into_iter()
                     .map(|s| s.anchor)
                     .collect()
             };
-            if wanted == id {
-                return Some(of(manual));
-            }
-            manuals.iter().find(|m| m.meta.id == wanted).map(of)
+            known_anchors
+                .borrow_mut()
+                .entry(wanted.to_string())
+                .or_insert_with(|| {
+                    if wanted == id {
+                        return Some(of(manual));
+                    }
+                    manuals.iter().find(|m| m.meta.id == wanted).map(of)
+                })
+                .clone()
         };
         findings.extend(scanaid_indexer::validate::links_findings(
             &checked.manual_links,
@@ -386,10 +414,28 @@ pub(crate) async fn check_against_corpus(
         file = Some(match manuals.iter().find(|m| m.meta.id == original) {
             // Renaming keeps the file; a new manual gets one named after its id.
             Some(existing) => relative(dir, &existing.path),
-            None => PathBuf::from(format!("{id}.md")),
+            None => {
+                let new = PathBuf::from(format!("{id}.md"));
+                // A renamed manual keeps its old file name, and a file that does not parse has
+                // no id to clash with: writing there would silently replace either.
+                if holder.is_none() && dir.join(&new).exists() {
+                    findings.insert(
+                        0,
+                        scanaid_indexer::validate::Finding {
+                            line: 2,
+                            message: format!(
+                                "the file {} already exists and holds another manual (or one that \
+                                 is not usable: fix or remove it first); choose another id",
+                                new.display()
+                            ),
+                        },
+                    );
+                }
+                new
+            }
         });
     }
-    Ok((checked, findings, file))
+    (checked, findings, file)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -324,6 +324,52 @@ fn editors_delete_a_manual_and_can_roll_the_deletion_back() {
 }
 
 #[test]
+fn a_new_manual_never_overwrites_a_file_that_holds_another() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor-n", Role::Editor);
+    let page = get(&app.url("/admin/manuals/new"), &[("cookie", &editor)]);
+    let csrf = page.hidden("csrf").unwrap();
+    // A file whose name is free as an id: a renamed manual keeps its old file name, and a file
+    // that does not parse has no id at all.
+    let taken = manuals.path().join("pump-notes.md");
+    let kept = "notes someone is still fixing, without front matter\n";
+    std::fs::write(&taken, kept).unwrap();
+    let new_manual = |id: &str| {
+        format!(
+            "+++\nid = \"{id}\"\ntitle = \"Pump notes\"\naudience = [\"technician\"]\n\
+             language = \"en\"\nrevision = \"1\"\n+++\n\n# Pump notes\n\n## Priming\n\nOpen the vent.\n"
+        )
+    };
+    let post = |text: &str, action: &str| {
+        post_form(
+            &app.url("/admin/manuals"),
+            &[("cookie", &editor)],
+            &[
+                ("csrf", &csrf),
+                ("original", ""),
+                ("markdown", text),
+                ("action", action),
+            ],
+        )
+    };
+    let checked = post(&new_manual("pump-notes"), "check");
+    assert!(
+        checked.body.contains("pump-notes.md already exists"),
+        "{}",
+        checked.body
+    );
+    let refused = post(&new_manual("pump-notes"), "publish");
+    assert!(refused.body.contains("Not published"), "{}", refused.body);
+    assert_eq!(std::fs::read_to_string(&taken).unwrap(), kept);
+    // A hidden file would never be read back: such an id is refused.
+    let hidden = post(&new_manual(".pump-notes"), "check");
+    assert!(hidden.body.contains("not start with"), "{}", hidden.body);
+    // Another id is free.
+    let fine = post(&new_manual("pump-notes-2"), "check");
+    assert!(!fine.body.contains("already exists"), "{}", fine.body);
+}
+
+#[test]
 fn every_bundled_manual_passes_the_editors_checks() {
     let registry =
         scanaid_server::registry::Registry::load(&repo().join("manuals/assets.toml")).unwrap();
