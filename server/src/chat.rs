@@ -27,7 +27,7 @@ const HISTORY_TURNS: usize = 3;
 /// Answers computed at once; the machine has two cores and one answer uses both.
 pub const CHAT_SLOTS: usize = 2;
 /// How long a request waits for a slot before it is told the assistant is busy.
-const BUSY_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 /// The window the message limits count in.
 pub const RATE_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -59,7 +59,11 @@ impl ChatEngine {
         conversation: Option<&str>,
         client: Option<&str>,
     ) -> Option<Duration> {
-        let conversation = conversation.map(|c| format!("conversation:{c}"));
+        // Only a real conversation id is a key: any other string (up to the body limit) would be
+        // remembered by the limiter for nothing.
+        let conversation = conversation
+            .filter(|c| crate::support::is_conversation_id(c))
+            .map(|c| format!("conversation:{c}"));
         let client = client.map(|c| format!("client:{c}"));
         let locked = conversation
             .as_deref()

@@ -148,9 +148,13 @@ pub const MAX_QUERY_CHARS: usize = 500;
 
 /// Searches the manuals (the asset's own when one is given) within what the role may read. A POST, so the
 /// question never lands in a URL, a log line or a browser history.
+///
+/// A search embeds the question, as a chat message does, so it counts against the same per-client
+/// message limit and runs on one of the same inference slots.
 pub async fn search(
     State(app): State<AppState>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Form(form): Form<SearchForm>,
 ) -> Result<Response, AppError> {
     let role = role_of(&app, &headers).await?;
@@ -189,11 +193,50 @@ pub async fn search(
         mode: Mode::Hybrid,
         language: Some(lang.to_string()),
     };
+    let refused = |status: StatusCode, heading: &str, message: &str, wait: std::time::Duration| {
+        let page = MessagePage {
+            lang: lang.clone(),
+            heading: heading.to_string(),
+            message: message.to_string(),
+            back: "/".to_string(),
+        }
+        .render()?;
+        Ok::<_, AppError>(crate::http::with_retry_after(
+            (status, Html(page)).into_response(),
+            Some(wait),
+        ))
+    };
+    let client = crate::chat::client_of(&extensions);
+    if let Some(wait) = app.chat.over_limit(None, client.as_deref()) {
+        return refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many questions",
+            "Too many questions from this network in the last few minutes. Try again shortly.",
+            wait,
+        );
+    }
+    let Ok(slot) = tokio::time::timeout(
+        crate::chat::BUSY_WAIT,
+        app.chat.slots.clone().acquire_owned(),
+    )
+    .await
+    else {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Busy",
+            "The search is busy; try again in a moment, or call the number on the label.",
+            crate::chat::BUSY_WAIT,
+        );
+    };
     let index = app.index();
     let embedder = app.embedder.clone();
     let searched = {
         let index = index.clone();
-        tokio::task::spawn_blocking(move || index.search(&request, Some(embedder.as_ref()))).await?
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            index.search(&request, Some(embedder.as_ref()))
+        })
+        .await?
     };
     let hits = match searched {
         Ok(hits) => hits,

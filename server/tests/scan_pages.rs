@@ -666,6 +666,39 @@ fn sign_out_ends_the_session() {
 }
 
 #[test]
+fn searches_count_against_the_clients_message_limit() {
+    // A search embeds its question as a chat message does: it shares the per-client limit.
+    let app = spawn_app_with(scanaid_server::ServerConfig {
+        chat_per_client: 2,
+        ..Default::default()
+    });
+    let search = |q: &str| post_form(&app.url("/search"), &[], &[("q", q)]);
+    assert_eq!(search("how do I clean the pump").status, 200);
+    assert_eq!(search("occlusion alarm").status, 200);
+    let limited = search("battery life");
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(
+        limited.body.contains("Too many questions"),
+        "{}",
+        limited.body
+    );
+    assert!(limited.retry_after_secs() >= 1);
+    // Not counted: a question refused for its form.
+    let app = spawn_app_with(scanaid_server::ServerConfig {
+        chat_per_client: 1,
+        ..Default::default()
+    });
+    assert_eq!(
+        post_form(&app.url("/search"), &[], &[("q", " ")]).status,
+        422
+    );
+    assert_eq!(
+        post_form(&app.url("/search"), &[], &[("q", "occlusion alarm")]).status,
+        200
+    );
+}
+
+#[test]
 fn search_answers_from_the_manuals_and_bad_requests_get_clear_errors() {
     let app = spawn_app();
     let found = post_form(
