@@ -143,11 +143,18 @@ impl crate::store::Store {
     }
 
     /// Jobs a stopped server left running: they never promoted anything, and would block publishing.
-    pub async fn fail_interrupted_jobs(&self) -> Result<()> {
-        sqlx::query("UPDATE index_jobs SET status = 'failed', finished_at = ?, report = 'interrupted: the server stopped before the job finished; nothing changed for readers' WHERE status = 'running'")
+    /// Marks them failed and puts back, in `manuals_dir`, the text each one had written there, so
+    /// the folder holds what the site serves before anything builds from it again.
+    pub async fn fail_interrupted_jobs(&self, manuals_dir: Option<&Path>) -> Result<()> {
+        let revisions: Vec<Option<i64>> = sqlx::query_scalar("UPDATE index_jobs SET status = 'failed', finished_at = ?, report = 'interrupted: the server stopped before the job finished; nothing changed for readers, and the file has its previous text' WHERE status = 'running' RETURNING revision_id")
             .bind(now())
-            .execute(self.pool())
+            .fetch_all(self.pool())
             .await?;
+        if let Some(dir) = manuals_dir {
+            for revision in revisions.into_iter().flatten() {
+                restore_revision(self, dir, revision).await?;
+            }
+        }
         Ok(())
     }
 
@@ -212,6 +219,7 @@ pub async fn publish(
     markdown: &str,
     editor: &str,
 ) -> std::result::Result<std::result::Result<i64, Refused>, AppError> {
+    let _changing = app.folder_change.lock().await;
     let manuals_dir = match folder_to_change(app).await? {
         Ok(dir) => dir,
         Err(refused) => return Ok(Err(refused)),
@@ -296,6 +304,7 @@ pub async fn delete_manual(
     file: &Path,
     editor: &str,
 ) -> std::result::Result<std::result::Result<i64, Refused>, AppError> {
+    let _changing = app.folder_change.lock().await;
     let manuals_dir = match folder_to_change(app).await? {
         Ok(dir) => dir,
         Err(refused) => return Ok(Err(refused)),
@@ -326,6 +335,7 @@ pub async fn override_gate(
     job_id: i64,
     admin: &str,
 ) -> std::result::Result<std::result::Result<i64, Refused>, AppError> {
+    let _changing = app.folder_change.lock().await;
     let Some(job) = app.store.job(job_id).await? else {
         return Ok(Err(Refused(format!("there is no job {job_id}"))));
     };
@@ -387,6 +397,7 @@ pub async fn rollback(
     job_id: i64,
     admin: &str,
 ) -> std::result::Result<std::result::Result<(), Refused>, AppError> {
+    let _changing = app.folder_change.lock().await;
     let Some(job) = app.store.job(job_id).await? else {
         return Ok(Err(Refused(format!("there is no job {job_id}"))));
     };
@@ -514,7 +525,16 @@ async fn start_job(
                 p.total = total;
             });
         });
-        let built = crate::reindex::rebuild(&app, progress, gated).await;
+        let building = app.reindex.lock().await;
+        let built = crate::reindex::rebuild_locked(&app, progress, gated).await;
+        // Whatever stopped the job (the gate, a failed build), the folder goes back to what the
+        // site serves, before any other build (a patient packet's) can read it.
+        if built.is_err() {
+            if let Err(e) = restore_previous(&app, revision_id).await {
+                tracing::error!(error = ?e, job = id, "restoring the file of a job that did not promote");
+            }
+        }
+        drop(building);
         let (status, generation, report) = match built {
             Ok(crate::reindex::Rebuilt { report: r, gate }) => (
                 "promoted",
@@ -549,9 +569,6 @@ async fn start_job(
             Err(crate::AppError(crate::ServerError::Index(scanaid_indexer::IndexError::Gate(
                 gate,
             )))) => {
-                if let Err(e) = restore_previous(&app, revision_id).await {
-                    tracing::error!(error = ?e, job = id, "restoring a gated manual's file");
-                }
                 let _ = app
                     .store
                     .content_audit(
@@ -571,7 +588,10 @@ async fn start_job(
             Err(e) => (
                 "failed",
                 String::new(),
-                format!("nothing changed for readers: {}", e.0),
+                format!(
+                    "nothing changed for readers, and the file has its previous text: {}",
+                    e.0
+                ),
             ),
         };
         if let Err(e) = app.store.finish_job(id, status, &generation, &report).await {
@@ -592,7 +612,12 @@ async fn restore_previous(app: &AppState, revision_id: Option<i64>) -> Result<()
     let (Some(revision_id), Some(dir)) = (revision_id, app.config.demo_manuals.clone()) else {
         return Ok(());
     };
-    if let Some((file, before)) = app.store.revision_before(revision_id).await? {
+    restore_revision(&app.store, &dir, revision_id).await
+}
+
+/// Puts back, in `dir`, the text revision `revision_id` replaced.
+async fn restore_revision(store: &crate::store::Store, dir: &Path, revision_id: i64) -> Result<()> {
+    if let Some((file, before)) = store.revision_before(revision_id).await? {
         let path = dir.join(file);
         match before {
             Some(text) => write_atomically(&path, &text)?,

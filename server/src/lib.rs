@@ -122,6 +122,9 @@ pub struct Inner {
     pub support: support::Hub,
     /// Held while a new index generation is built, so two builds never race in one directory.
     pub reindex: tokio::sync::Mutex<()>,
+    /// Held by a publish, deletion, override or rollback from its check that no job is running
+    /// until its own job is recorded, so two changes to the manuals folder never both pass it.
+    pub folder_change: tokio::sync::Mutex<()>,
     /// Role page content per index generation (see `pages::PageCache`).
     pub pages: pages::PageCache,
     /// Rendered role pages per index generation (see `pages::RenderedPages`).
@@ -299,7 +302,9 @@ pub async fn open(
 ) -> Result<(Running, Option<String>)> {
     let store = Store::open(&data_dir).await?;
     store.seed_if_empty(registry).await?;
-    store.fail_interrupted_jobs().await?;
+    store
+        .fail_interrupted_jobs(config.demo_manuals.as_deref())
+        .await?;
     // Read before the rules and codes are loaded, so a change made meanwhile is picked up.
     let marks = store.change_marks().await?;
     let rules = rules_in_force(&store, rules).await?;
@@ -331,6 +336,7 @@ pub async fn open(
         rendered: pages::RenderedPages::default(),
         support: support::Hub::default(),
         reindex: tokio::sync::Mutex::new(()),
+        folder_change: tokio::sync::Mutex::new(()),
     }));
     let webhooks = webhook::start(
         state.store.clone(),

@@ -370,6 +370,42 @@ fn a_new_manual_never_overwrites_a_file_that_holds_another() {
 }
 
 #[test]
+fn a_job_the_server_stopped_in_gets_its_file_back_at_the_next_start() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let relative = "equipment/rsc37-instruction.md";
+    let file = manuals.path().join(relative);
+    let original = std::fs::read_to_string(&file).unwrap();
+    // What a publish had done when the server stopped: the new text written and recorded, its
+    // job still running.
+    let unpublished = format!("{original}\n## Never promoted\n\nThis text was never served.\n");
+    std::fs::write(&file, &unpublished).unwrap();
+    app.rows(&format!(
+        "INSERT INTO manual_revisions (manual_id, revision, markdown, previous_markdown, file, published_by, published_at) \
+         VALUES ('rsc37-instruction', 'X', '{}', '{}', '{relative}', 'editor-x', '2026-12-06T00:00:00Z')",
+        unpublished.replace('\'', "''"),
+        original.replace('\'', "''")
+    ));
+    app.rows(
+        "INSERT INTO index_jobs (kind, manual_id, revision_id, status, previous_generation, started_by, started_at) \
+         SELECT 'publish', 'rsc37-instruction', MAX(id), 'running', NULL, 'editor-x', '2026-12-06T00:00:00Z' FROM manual_revisions",
+    );
+    let config = app.state.config.clone();
+    let data = app.shutdown();
+    let again = restart_on(data, config);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        original,
+        "the folder holds what the site serves again"
+    );
+    let job = again.rows("SELECT status, report FROM index_jobs");
+    assert_eq!(job[0][0], "failed");
+    assert!(
+        job[0][1].contains("the file has its previous text"),
+        "{job:?}"
+    );
+}
+
+#[test]
 fn every_bundled_manual_passes_the_editors_checks() {
     let registry =
         scanaid_server::registry::Registry::load(&repo().join("manuals/assets.toml")).unwrap();
