@@ -127,6 +127,14 @@ pub struct ServeCmd {
     /// Bearer token a Prometheus on another machine sends to read /metrics (this machine needs none).
     #[arg(long, env = "SCANAID_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    /// A reverse proxy in front of scanaid (repeat for a chain, e.g. --trusted-proxy 127.0.0.1):
+    /// its X-Forwarded-For is believed, so limits and analytics see each client, not the proxy.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SCANAID_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "SCANAID_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
@@ -223,6 +231,7 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         public_url: cmd.data.public_url.clone().unwrap_or_default(),
         // Over TLS, cookies are Secure and HSTS is sent.
         secure_cookies: cmd.secure_cookies || tls.is_some(),
+        trusted_proxies: cmd.trusted_proxies.clone(),
         demo_manuals: Some(cmd.data.manuals.clone()),
         metrics_token: cmd.metrics_token.clone(),
         index_dir: Some(cmd.data.index_dir()),

@@ -59,11 +59,7 @@ impl ChatEngine {
         conversation: Option<&str>,
         client: Option<&str>,
     ) -> Option<Duration> {
-        // Only a real conversation id is a key: any other string (up to the body limit) would be
-        // remembered by the limiter for nothing.
-        let conversation = conversation
-            .filter(|c| crate::support::is_conversation_id(c))
-            .map(|c| format!("conversation:{c}"));
+        let conversation = conversation.map(|c| format!("conversation:{c}"));
         let client = client.map(|c| format!("client:{c}"));
         let locked = conversation
             .as_deref()
@@ -512,7 +508,15 @@ pub async fn answer_turn(
 
     if let Some(wait) = app
         .chat
-        .over_limit(request.conversation.as_deref(), client.as_deref())
+        // Only a well-formed conversation id is a key: any other string sent as one (up to the
+        // body limit) would be remembered by the limiter for nothing; it is refused below.
+        .over_limit(
+            request
+                .conversation
+                .as_deref()
+                .filter(|c| crate::support::is_conversation_id(c)),
+            client.as_deref(),
+        )
     {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         return Ok(Err(Refusal::new(
@@ -803,11 +807,21 @@ pub async fn chat_form(
                 StatusCode::SERVICE_UNAVAILABLE => "The assistant is busy",
                 _ => "Please check your question",
             };
-            let page = crate::views::MessagePage {
+            let conversation_unusable =
+                matches!(refusal.status, StatusCode::NOT_FOUND | StatusCode::GONE);
+            let page = crate::views::ChatRefusedPage {
+                t: crate::i18n::strings(&lang),
                 lang,
                 heading: heading.to_string(),
                 message: refusal.message,
-                back: "/".to_string(),
+                asset_id: form.asset,
+                conversation: if conversation_unusable {
+                    String::new()
+                } else {
+                    form.conversation
+                },
+                question: form.message,
+                contact: form.contact,
             }
             .render()?;
             Ok(crate::http::with_retry_after(

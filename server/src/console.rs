@@ -75,6 +75,9 @@ pub struct TicketPage {
     pub confidence: String,
     pub entries: Vec<Entry>,
     pub message: String,
+    /// A reply that was not sent (too long, or the ticket closed meanwhile), shown back so the
+    /// agent's text is not lost.
+    pub draft: String,
 }
 
 /// An instant in the asset's site time zone, as an agent reads it.
@@ -140,7 +143,7 @@ pub async fn ticket(
         Ok(me) => me,
         Err(refused) => return Ok(refused),
     };
-    ticket_page(&app, &me, id, StatusCode::OK, "").await
+    ticket_page(&app, &me, id, StatusCode::OK, "", "").await
 }
 
 async fn ticket_page(
@@ -149,6 +152,7 @@ async fn ticket_page(
     id: i64,
     status: StatusCode,
     message: &str,
+    draft: &str,
 ) -> Result<Response, AppError> {
     let Some(ticket) = app.store.ticket(id).await? else {
         return not_found(id);
@@ -197,6 +201,7 @@ async fn ticket_page(
         ticket,
         entries,
         message: message.to_string(),
+        draft: draft.to_string(),
     }
     .render()?;
     Ok(no_store((status, Html(body)).into_response()))
@@ -241,10 +246,24 @@ pub async fn reply(
     let Some(ticket) = app.store.ticket(id).await? else {
         return not_found(id);
     };
-    let body = form.body.trim();
+    // Browsers send a textarea's line breaks as CRLF but count them as one character against
+    // its maxlength: counted here as the agent saw them.
+    let body = form.body.replace("\r\n", "\n");
+    let body = body.trim();
     if body.is_empty() || body.chars().count() > MAX_REPLY_CHARS {
-        let message = format!("A reply is 1 to {MAX_REPLY_CHARS} characters.");
-        return ticket_page(&app, &me, id, StatusCode::UNPROCESSABLE_ENTITY, &message).await;
+        let message = format!(
+            "A reply is 1 to {MAX_REPLY_CHARS} characters; this one has {}.",
+            body.chars().count()
+        );
+        return ticket_page(
+            &app,
+            &me,
+            id,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &message,
+            body,
+        )
+        .await;
     }
     if ticket.status == "closed" {
         return ticket_page(
@@ -253,6 +272,7 @@ pub async fn reply(
             id,
             StatusCode::CONFLICT,
             "This ticket is closed; the person would not see a reply.",
+            body,
         )
         .await;
     }

@@ -95,6 +95,57 @@ pub fn peer_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|c| c.0 .0.ip())
 }
 
+/// When `request` comes from a trusted proxy, makes its peer address the client the proxies name
+/// in `X-Forwarded-For`, so every limit, the scan events and `/metrics` see the real client. The
+/// header is read from the right, skipping trusted proxies: entries further left were written by
+/// the client itself and are not believed. A header that names no usable address leaves the
+/// proxy's own address (all such requests then share one limit, as without the setting).
+fn believe_forwarded_for(request: &mut Request, trusted: &[IpAddr]) {
+    let Some(ConnectInfo(PeerAddr(proxy))) =
+        request.extensions().get::<ConnectInfo<PeerAddr>>().copied()
+    else {
+        return;
+    };
+    if !trusted.contains(&canonical(proxy.ip())) {
+        return;
+    }
+    let headers = request.headers().get_all("x-forwarded-for");
+    let entries: Vec<&str> = headers
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let client = entries
+        .iter()
+        .rev()
+        .map(|entry| forwarded_address(entry))
+        .find(|ip| !ip.is_some_and(|ip| trusted.contains(&ip)));
+    if let Some(Some(client)) = client {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(PeerAddr(std::net::SocketAddr::new(client, 0))));
+    }
+}
+
+/// An address as `X-Forwarded-For` writes it: `203.0.113.7`, `2001:db8::1`, or with a port
+/// (`203.0.113.7:4711`, `[2001:db8::1]:4711`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .map(canonical)
+}
+
+/// An IPv4 address seen through an IPv6 socket (`::ffff:127.0.0.1`) as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// What may be kept of an address: the /24 of IPv4, the /48 of IPv6. Never the whole address.
 pub fn ip_prefix(ip: IpAddr) -> String {
     match ip {
@@ -125,9 +176,11 @@ pub fn ip_prefix(ip: IpAddr) -> String {
 /// A plain tower layer rather than `axum::middleware::from_fn`, which clones the routes' service and
 /// boxes a future for every request (with the scan events' static text, this cut a redirect scan's
 /// server CPU by about 15%; README, "Scan throughput").
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct GuardLayer {
     pub strict_transport_security: bool,
+    /// See `ServerConfig::trusted_proxies`.
+    pub trusted_proxies: std::sync::Arc<[IpAddr]>,
 }
 
 impl<S> tower::Layer<S> for GuardLayer {
@@ -136,6 +189,7 @@ impl<S> tower::Layer<S> for GuardLayer {
         Guard {
             inner,
             strict_transport_security: self.strict_transport_security,
+            trusted_proxies: self.trusted_proxies.clone(),
         }
     }
 }
@@ -144,6 +198,7 @@ impl<S> tower::Layer<S> for GuardLayer {
 pub struct Guard<S> {
     inner: S,
     strict_transport_security: bool,
+    trusted_proxies: std::sync::Arc<[IpAddr]>,
 }
 
 type Answered = Result<Response, std::convert::Infallible>;
@@ -166,8 +221,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
         use futures_util::future::{Either, FutureExt};
+        if !self.trusted_proxies.is_empty() {
+            believe_forwarded_for(&mut request, &self.trusted_proxies);
+        }
         let with_headers: fn(Answered) -> Answered = if self.strict_transport_security {
             |answered| answered.map(|r| secured(r, true))
         } else {
@@ -207,16 +265,14 @@ fn oversized(request: &Request) -> Option<Response> {
         .and_then(|v| v.trim().parse::<u64>().ok())?;
     // Manuals are long documents; everything else is a question or a short form.
     let path = request.uri().path();
-    let limit = if path.starts_with("/admin/manuals") || path.starts_with("/api/content/manuals") {
-        crate::MAX_MANUAL_FORM_BYTES
-    } else {
-        crate::MAX_BODY_BYTES
-    };
-    let what = if limit == crate::MAX_BODY_BYTES {
-        "Questions and forms must be"
-    } else {
-        "A manual must be"
-    };
+    let (limit, what) =
+        if path.starts_with("/admin/manuals") || path.starts_with("/api/content/manuals") {
+            (crate::MAX_MANUAL_FORM_BYTES, "A manual must be")
+        } else if path == "/admin/rules" {
+            (crate::MAX_MANUAL_FORM_BYTES, "The rules must be")
+        } else {
+            (crate::MAX_BODY_BYTES, "Questions and forms must be")
+        };
     let size = if limit >= 1024 * 1024 {
         format!("{} MB", limit / (1024 * 1024))
     } else {

@@ -87,6 +87,11 @@ pub struct ServerConfig {
     /// Bearer token `/metrics` asks of clients not on this machine (loopback needs none); without
     /// it, only loopback may scrape.
     pub metrics_token: Option<String>,
+    /// Reverse proxies in front of the server whose `X-Forwarded-For` is believed: a request from
+    /// one is taken to come from the client the header names. Without this, behind a proxy every
+    /// client would share the proxy's address: one sign-in, PIN and chat limit for everybody, and
+    /// `/metrics` open to anyone through a proxy on this machine. Empty: the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +108,7 @@ impl Default for ServerConfig {
             demo_manuals: None,
             index_dir: None,
             metrics_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -161,7 +167,8 @@ impl AppState {
 
 /// Largest request body accepted (forms and JSON); more gets 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Largest form the manual editor posts (a manual, URL-encoded).
+/// Largest form the manual editor posts (a manual, URL-encoded), and the rules editor: their own
+/// limits on the text are checked inside, where the editor can show the text back with the reason.
 pub const MAX_MANUAL_FORM_BYTES: usize = 1024 * 1024;
 
 /// Every route, without the guard and the body limit: serve (and test) `service`, which adds them.
@@ -245,7 +252,9 @@ fn app(state: AppState) -> Router {
         .route("/admin/codes", get(admin::codes))
         .route(
             "/admin/rules",
-            get(rules_admin::page).post(rules_admin::save),
+            get(rules_admin::page)
+                .post(rules_admin::save)
+                .layer(DefaultBodyLimit::max(MAX_MANUAL_FORM_BYTES)),
         )
         .route("/admin/codes/{label}", get(admin::label))
         .route("/static/site.css", get(site::stylesheet))
@@ -273,6 +282,7 @@ pub fn service(
     use tower::Layer;
     let guard = http::GuardLayer {
         strict_transport_security: state.config.secure_cookies,
+        trusted_proxies: state.config.trusted_proxies.clone().into(),
     };
     guard.layer(DefaultBodyLimit::max(MAX_BODY_BYTES).layer(app(state)))
 }

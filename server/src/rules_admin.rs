@@ -20,7 +20,8 @@ use crate::store::ResolvedCode;
 use crate::views::AdminRulesPage;
 use crate::{AppError, AppState};
 
-/// Largest rule file accepted from the editor (the form limit is larger; this is about the rules).
+/// Largest rule file accepted from the editor. The form's limit is far larger (URL-encoding grows a
+/// rule file by about a third), so a text over this one is shown back with the reason, not lost.
 const MAX_RULES_BYTES: usize = 48 * 1024;
 
 /// A scan to explain: who, in which language, on what, when.

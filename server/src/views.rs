@@ -131,6 +131,22 @@ pub struct AdminRulesPage {
     pub roles: Vec<&'static str>,
 }
 
+/// A question the page's form sent that was not answered (a limit, a busy assistant, a message
+/// too long): why, and the question back in a form to send again, on the same asset.
+#[derive(Template)]
+#[template(path = "chat_refused.html")]
+pub struct ChatRefusedPage {
+    pub t: &'static Strings,
+    pub lang: String,
+    pub heading: String,
+    pub message: String,
+    pub asset_id: String,
+    /// Empty when the conversation itself was the problem (unknown or gone): a new one starts.
+    pub conversation: String,
+    pub question: String,
+    pub contact: String,
+}
+
 #[derive(Template)]
 #[template(path = "chat.html")]
 pub struct ChatPage {

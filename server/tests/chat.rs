@@ -256,6 +256,45 @@ fn the_page_form_answers_without_javascript_and_offers_a_person() {
         &[("asset", "pump-icu-07"), ("message", "")],
     );
     assert_eq!(bad.status, 422);
+    // A refused question comes back in a form to send again, on the same asset and conversation.
+    let long = format!("why does the pump {}", "beep ".repeat(250));
+    let refused = post_form(
+        &app.url("/chat"),
+        &[],
+        &[
+            ("asset", "pump-icu-07"),
+            ("conversation", &conversation),
+            ("message", &long),
+            ("lang", "en"),
+        ],
+    );
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused.body.contains("1 to 1000 characters"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.hidden("asset").as_deref(), Some("pump-icu-07"));
+    assert_eq!(refused.hidden("conversation"), Some(conversation.clone()));
+    assert!(
+        refused.body.contains(&format!("value=\"{long}\"")),
+        "the question is kept: {}",
+        refused.body
+    );
+    // A conversation that no longer exists is dropped from the form; the asset stays.
+    let unknown = post_form(
+        &app.url("/chat"),
+        &[],
+        &[
+            ("asset", "pump-icu-07"),
+            ("conversation", "0123456789abcdef0123456789abcdef"),
+            ("message", "and the battery?"),
+            ("lang", "en"),
+        ],
+    );
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.hidden("conversation").as_deref(), Some(""));
+    assert!(unknown.body.contains("value=\"and the battery?\""));
 }
 
 #[test]

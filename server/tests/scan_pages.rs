@@ -699,6 +699,80 @@ fn searches_count_against_the_clients_message_limit() {
 }
 
 #[test]
+fn behind_a_trusted_proxy_each_client_is_told_apart_and_others_cannot_claim_an_address() {
+    let forwarded = |app: &TestApp, chain: &str| {
+        assert_eq!(
+            get(
+                &app.url(&format!("/c/{PUMP_CODE}")),
+                &[("x-forwarded-for", chain)]
+            )
+            .status,
+            200
+        );
+        app.flush_events();
+        let rows = app.rows("SELECT ip_prefix FROM scan_events ORDER BY id DESC LIMIT 1");
+        rows[0][0].clone()
+    };
+    // Not configured: the header is ignored, whatever it says.
+    let direct = spawn_app();
+    assert_eq!(forwarded(&direct, "203.0.113.7"), "127.0.0.0/24");
+    assert_eq!(
+        get(
+            &direct.url("/metrics"),
+            &[("x-forwarded-for", "203.0.113.7")]
+        )
+        .status,
+        200,
+        "a local scraper cannot be made remote by a header either"
+    );
+
+    let app = spawn_app_with(scanaid_server::ServerConfig {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..Default::default()
+    });
+    assert_eq!(forwarded(&app, "203.0.113.7"), "203.0.113.0/24");
+    // The proxy appends the address it saw; what the client wrote further left is not believed.
+    assert_eq!(
+        forwarded(&app, "10.9.8.7, 198.51.100.20"),
+        "198.51.100.0/24"
+    );
+    assert_eq!(forwarded(&app, "[2001:db8:1:2::9]:4711"), "2001:db8:1::/48");
+    // Nothing usable: the proxy's own address, as before.
+    assert_eq!(forwarded(&app, "unknown"), "127.0.0.0/24");
+    // Through the proxy, /metrics is a remote client's request, needing the token.
+    assert_ne!(
+        get(&app.url("/metrics"), &[("x-forwarded-for", "203.0.113.7")]).status,
+        200
+    );
+    // Each client has its own sign-in limit: one locked out does not lock out another.
+    let sign_in_from = |client: &str, password: &str| {
+        let form = get(&app.url("/signin"), &[("x-forwarded-for", client)]);
+        let cookie = form.set_cookie("scanaid_csrf").unwrap();
+        let csrf = form.hidden("csrf").unwrap();
+        post_form(
+            &app.url("/signin"),
+            &[
+                ("cookie", &format!("scanaid_csrf={cookie}")),
+                ("x-forwarded-for", client),
+            ],
+            &[
+                ("csrf", &csrf),
+                ("username", &format!("nobody-{}", password.len())),
+                ("password", password),
+            ],
+        )
+        .status
+    };
+    for n in 0..30 {
+        // 30 failures over 6 accounts (5 each would lock those accounts) lock the address.
+        assert_eq!(sign_in_from("198.51.100.20", &"x".repeat(1 + n % 6)), 401);
+    }
+    // A seventh account, not locked itself: the address is.
+    assert_eq!(sign_in_from("198.51.100.20", &"x".repeat(7)), 429);
+    assert_eq!(sign_in_from("203.0.113.7", &"x".repeat(8)), 401);
+}
+
+#[test]
 fn search_answers_from_the_manuals_and_bad_requests_get_clear_errors() {
     let app = spawn_app();
     let found = post_form(
@@ -1092,6 +1166,20 @@ fn admins_explain_check_and_save_routing_rules() {
     assert_eq!(refused.status, 422);
     assert!(refused.body.contains("Not saved"), "{}", refused.body);
     assert!(refused.body.contains("teleport"), "the edit is not lost");
+    // Rules under their own limit are read whatever URL-encoding makes of them (a comment of '='
+    // signs triples in the form), and rules over it come back with the reason, not a 413 page.
+    let padded = format!("# {}\n{broken}", "=".repeat(30 * 1024));
+    let read = post_form(&rules_url, &cookie, &[("csrf", &csrf), ("toml", &padded)]);
+    assert_eq!(read.status, 422, "{}", read.body);
+    assert!(read.body.contains("teleport"), "{}", read.body);
+    let long = format!("# {}\n{broken}", "=".repeat(60 * 1024));
+    let over = post_form(&rules_url, &cookie, &[("csrf", &csrf), ("toml", &long)]);
+    assert_eq!(over.status, 422, "{}", over.body);
+    assert!(over.body.contains("KB"), "says the limit: {}", over.body);
+    assert!(
+        over.body.contains(&"=".repeat(60 * 1024)),
+        "the edit is not lost"
+    );
     assert!(get(&app.url(&format!("/c/{PUMP_CODE}")), &[])
         .body
         .contains("who to call now"));

@@ -227,6 +227,11 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
         &[("csrf", &csrf), ("body", "hello?")],
     );
     assert_eq!(refused.status, 409);
+    assert!(
+        refused.body.contains("Your reply, not sent") && refused.body.contains("hello?"),
+        "the agent still has the text: {}",
+        refused.body
+    );
 
     // Shutting down ends every open stream instead of waiting on them.
     drop(app.shutdown());
@@ -291,11 +296,23 @@ fn the_console_is_for_agents_and_bad_requests_get_clear_answers() {
         &[("csrf", &csrf), ("body", &long)],
     );
     assert_eq!(too_long.status, 422);
+    assert!(
+        too_long.body.contains(&format!(">{long}</textarea>")),
+        "the refused reply is back in the box to shorten"
+    );
     assert_eq!(
         app.rows("SELECT COUNT(*) FROM ticket_messages")[0][0],
         "0",
         "nothing refused was stored"
     );
+    // 4,000 characters typed over lines arrive with CRLF breaks (over 4,000 bytes): they fit.
+    let lines = format!("{}\r\n", "y".repeat(99)).repeat(40);
+    let fits = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/reply")),
+        &[("cookie", &agent)],
+        &[("csrf", &csrf), ("body", &lines)],
+    );
+    assert_eq!(fits.status, 303, "{}", fits.body);
 
     // The person's stream: unknown or malformed conversations are 404 JSON, not a hanging stream.
     for bad in ["0123456789abcdef0123456789abcdef", "nothex", "..%2f"] {
