@@ -286,3 +286,50 @@ fn write_chunks(path: &Path, chunks: &[Chunk]) -> Result<()> {
     let file = w.into_inner().map_err(|e| io_err(path)(e.into_error()))?;
     file.sync_all().map_err(io_err(path))
 }
+
+/// What `forget_all_but_current` deleted.
+#[derive(Debug, Default, PartialEq)]
+pub struct Forgotten {
+    pub generations: Vec<String>,
+    pub embeddings: usize,
+    pub cache_files: usize,
+}
+
+/// Deletes every generation but the one served, and every cached embedding the served one does not
+/// use (a cache file of a model it was not built with goes whole). For a deletion that must leave
+/// nothing behind, such as a patient's documents deleted on request: older generations hold their
+/// text, and the cache their vectors. Rollback then has nothing to return to, and the next build
+/// with another model embeds everything again.
+pub fn forget_all_but_current(index_dir: &Path) -> Result<Forgotten> {
+    let _writer = generation::lock_writers(index_dir)?;
+    let Some(current) = generation::current(index_dir)? else {
+        return Ok(Forgotten::default());
+    };
+    let mut forgotten = Forgotten {
+        generations: generation::prune(index_dir, 1)?,
+        ..Forgotten::default()
+    };
+    let dir = generation::generation_dir(index_dir, &current);
+    let meta = generation::read_meta(&dir)?;
+    let chunks = crate::search::read_chunks(&dir.join("chunks.jsonl"))?;
+    let used: std::collections::HashSet<embed_cache::Key> = chunks
+        .iter()
+        .flat_map(|c| c.embedding_windows(meta.embed_window_tokens))
+        .map(|text| embed_cache::key(&meta.model_id, &text))
+        .collect();
+    let cache_dir = index_dir.join("embedding-cache");
+    let ours = embed_cache::file_name(&meta.model_id, meta.dim);
+    if let Ok(entries) = std::fs::read_dir(&cache_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy() != ours {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(crate::error::io_err(&path))?;
+                forgotten.cache_files += 1;
+            }
+        }
+    }
+    let mut cache = EmbeddingCache::open(&cache_dir, &meta.model_id, meta.dim)?;
+    forgotten.embeddings = cache.retain_only(&used)?;
+    Ok(forgotten)
+}

@@ -2,7 +2,7 @@
 //! rebuild re-embeds only chunks whose text changed. Append-only; a torn tail record (a crash during
 //! a write) is ignored on load.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -29,21 +29,26 @@ pub fn key(model_id: &str, text: &str) -> Key {
     h.finalize().into()
 }
 
+/// The cache file of one model's vectors of one dimension.
+pub fn file_name(model_id: &str, dim: usize) -> String {
+    let safe: String = model_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}.{dim}.bin")
+}
+
 impl EmbeddingCache {
     /// Opens (or starts) the cache file for `model_id` under `dir`.
     pub fn open(dir: &Path, model_id: &str, dim: usize) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let safe: String = model_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = dir.join(format!("{safe}.{dim}.bin"));
+        let path = dir.join(file_name(model_id, dim));
         let mut entries = HashMap::new();
         if path.exists() {
             let mut bytes = Vec::new();
@@ -87,6 +92,37 @@ impl EmbeddingCache {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Keeps only the entries `keep` names and rewrites the file without the others (through a
+    /// temporary file renamed over it, so a crash leaves the old file or the new one); returns how
+    /// many went. The vectors of deleted documents (a patient's) must not outlive them.
+    pub fn retain_only(&mut self, keep: &HashSet<Key>) -> Result<usize> {
+        let before = self.entries.len();
+        self.entries.retain(|k, _| keep.contains(k));
+        self.pending.clear();
+        let removed = before - self.entries.len();
+        if removed == 0 {
+            return Ok(0);
+        }
+        let tmp = self.path.with_extension("bin.tmp");
+        {
+            let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut w = std::io::BufWriter::new(file);
+            w.write_all(MAGIC).map_err(io_err(&tmp))?;
+            for (k, v) in &self.entries {
+                w.write_all(k).map_err(io_err(&tmp))?;
+                for x in v {
+                    w.write_all(&x.to_le_bytes()).map_err(io_err(&tmp))?;
+                }
+            }
+            w.into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|f| f.sync_all())
+                .map_err(io_err(&tmp))?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
+        Ok(removed)
     }
 
     /// Appends the new entries to the file.

@@ -430,7 +430,7 @@ pub fn user_turns(history: &[String], n: usize) -> Vec<String> {
     turns
 }
 
-fn read_chunks(path: &Path) -> Result<Vec<Chunk>> {
+pub(crate) fn read_chunks(path: &Path) -> Result<Vec<Chunk>> {
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {

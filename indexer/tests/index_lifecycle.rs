@@ -357,3 +357,74 @@ fn builders_at_the_same_time_take_turns_and_each_promotes_a_whole_generation() {
     let index = SearchIndex::open(index_dir.path()).unwrap();
     assert_eq!(index.len(), index.meta.n_chunks);
 }
+
+#[test]
+fn forgetting_all_but_the_current_generation_leaves_no_text_or_vector_of_a_deleted_manual() {
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    write(manuals.path(), "pump.md", PUMP);
+    write(manuals.path(), "rsc.md", COMPRESSOR);
+    let build = || {
+        index_manuals(
+            manuals.path(),
+            index_dir.path(),
+            embedder().as_ref(),
+            ChunkingConfig::default(),
+            &mut noop,
+        )
+        .unwrap()
+    };
+    let both = build();
+    // A cache file of another model: its vectors serve no kept generation.
+    let cache_dir = index_dir.path().join("embedding-cache");
+    std::fs::write(cache_dir.join("other-model.384.bin"), b"SAEMB01\n").unwrap();
+    std::fs::remove_file(manuals.path().join("rsc.md")).unwrap();
+    let pump_only = build();
+    assert_eq!(pump_only.n_embedded, 0, "the pump's vectors are reused");
+    let cached = |dir: &std::path::Path| -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::metadata(e.path()).unwrap().len() as usize)
+            .sum()
+    };
+    let record = 32 + 4 * embedder().dim();
+    assert_eq!(
+        (cached(&cache_dir) - 2 * 8) / record,
+        both.n_chunks,
+        "every chunk of both manuals has its vector cached (one window each)"
+    );
+
+    let forgotten = scanaid_indexer::build::forget_all_but_current(index_dir.path()).unwrap();
+    assert_eq!(forgotten.generations, vec![both.generation.clone()]);
+    assert_eq!(forgotten.embeddings, both.n_chunks - pump_only.n_chunks);
+    assert_eq!(forgotten.cache_files, 1);
+    assert_eq!(
+        generation::list(index_dir.path()).unwrap(),
+        vec![pump_only.generation.clone()]
+    );
+    assert_eq!((cached(&cache_dir) - 8) / record, pump_only.n_chunks);
+    // No file holds the deleted manual's text any more.
+    let marker = "18 litres";
+    assert!(COMPRESSOR.contains(marker) && !PUMP.contains(marker));
+    let mut pending = vec![index_dir.path().to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                    "{} still holds the deleted manual's text",
+                    path.display()
+                );
+            }
+        }
+    }
+    // The index still serves, and the next build reuses every vector it kept.
+    let index = SearchIndex::open(index_dir.path()).unwrap();
+    assert_eq!(index.generation, pump_only.generation);
+    assert_eq!(build().n_embedded, 0);
+}

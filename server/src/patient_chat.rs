@@ -85,22 +85,22 @@ pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
     Ok(true)
 }
 
-/// Deletes every index generation but the one served. Older generations are kept for rollback,
-/// but they hold the text of documents deleted since (a patient's, deleted on request), which must
-/// not stay on disk until three more builds happen to push them out.
+/// Deletes every index generation but the one served, and the cached embeddings it does not use.
+/// Older generations are kept for rollback, but they hold the text of documents deleted since (a
+/// patient's, deleted on request), and the cache their vectors: neither may stay on disk until
+/// later builds happen to push them out.
 async fn forget_older_generations(app: &AppState) -> Result<(), AppError> {
     let Some(index_dir) = app.config.index_dir.clone() else {
         return Ok(());
     };
-    let dropped = tokio::task::spawn_blocking(move || {
-        let _writer = scanaid_indexer::generation::lock_writers(&index_dir)?;
-        scanaid_indexer::generation::prune(&index_dir, 1)
+    let forgotten = tokio::task::spawn_blocking(move || {
+        scanaid_indexer::build::forget_all_but_current(&index_dir)
     })
     .await?
     .map_err(crate::ServerError::from)?;
     tracing::info!(
-        ?dropped,
-        "older index generations deleted after a packet's deletion"
+        ?forgotten,
+        "older index generations and unused embeddings deleted after a packet's deletion"
     );
     Ok(())
 }
