@@ -1,0 +1,79 @@
+//! Extractive answers over a real index (the real MiniLM embedder): a sentence that leads into a list
+//! brings the list, so an answer never ends on "...when any of these happen:".
+
+use std::sync::Arc;
+
+use scanaid_assistant::extract;
+use scanaid_indexer::{index_manuals, ChunkingConfig, Mode, SearchIndex, SearchRequest};
+use scanaid_models::{ensure_model, BertEmbedder, Embedder, MINILM_L6_V2};
+
+const PLAN: &str = r#"+++
+id = "asthma-plan"
+title = "Asthma action plan"
+audience = ["patient"]
+revision = "1"
++++
+# Red zone
+
+Your child is in the red zone when any of these happen:
+- Lips or fingernails look blue or gray.
+- Breathing is so hard that walking or talking is difficult.
+- The reliever inhaler does not help within 15 minutes.
+
+Call 911 right away.
+
+# Green zone
+
+Give the preventer inhaler every morning and evening, even on good days.
+"#;
+
+fn embedder() -> Arc<dyn Embedder> {
+    let models = std::env::var_os("SCANAID_MODELS_DIR")
+        .map(Into::into)
+        .unwrap_or_else(scanaid_models::default_models_dir);
+    let (dir, _) = ensure_model(&models, &MINILM_L6_V2).expect("model fetched");
+    Arc::new(BertEmbedder::load(&dir, &MINILM_L6_V2).expect("model loads"))
+}
+
+#[test]
+fn a_sentence_leading_into_a_list_brings_the_list() {
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    std::fs::write(manuals.path().join("plan.md"), PLAN).unwrap();
+    let embedder = embedder();
+    index_manuals(
+        manuals.path(),
+        index_dir.path(),
+        embedder.as_ref(),
+        ChunkingConfig::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let index = SearchIndex::open(index_dir.path()).unwrap();
+    let question = "when is my child in the red zone";
+    let hits = index
+        .search(
+            &SearchRequest::new(question, Mode::Hybrid, 5),
+            Some(embedder.as_ref()),
+        )
+        .unwrap();
+    let answer: Vec<String> = extract(&index, question, &hits)
+        .sentences
+        .into_iter()
+        .map(|s| s.text)
+        .collect();
+    let lead_in = "Your child is in the red zone when any of these happen:";
+    let at = answer
+        .iter()
+        .position(|s| s == lead_in)
+        .unwrap_or_else(|| panic!("{answer:?}"));
+    assert_eq!(
+        answer[at + 1..at + 4],
+        [
+            "- Lips or fingernails look blue or gray.",
+            "- Breathing is so hard that walking or talking is difficult.",
+            "- The reliever inhaler does not help within 15 minutes.",
+        ],
+        "{answer:?}"
+    );
+}
