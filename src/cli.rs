@@ -270,8 +270,11 @@ pub struct EvalAnswersCmd {
     /// Questions as JSON lines: {"id", "question", "manual", "anchor"}.
     #[arg(long, default_value = "evals/data/manual-questions.jsonl")]
     pub questions: PathBuf,
-    #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
-    pub index: PathBuf,
+    /// Index to build the manuals into (default: a folder of its own in the eval cache, never the
+    /// server's index: an eval's generation would replace the one served, without the patients'
+    /// documents, and push out the generations a rollback needs).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
     /// Where evaluated corpora's indexes are cached (with `--data`).
     #[arg(long, env = "SCANAID_EVAL_CACHE")]
     pub cache_dir: Option<PathBuf>,
@@ -307,8 +310,11 @@ pub struct EvalAnswerabilityCmd {
     /// (the figures are also given for each set).
     #[arg(long)]
     pub with_manuals: bool,
-    #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
-    pub index: PathBuf,
+    /// Index to build the manuals into (default: a folder of its own in the eval cache, never the
+    /// server's index: an eval's generation would replace the one served, without the patients'
+    /// documents, and push out the generations a rollback needs).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -344,8 +350,11 @@ pub struct EvalManualsCmd {
     /// Questions as JSON lines: {"id", "question", "manual", "anchor"}.
     #[arg(long, default_value = "evals/data/manual-questions.jsonl")]
     pub questions: PathBuf,
-    #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
-    pub index: PathBuf,
+    /// Index to build the manuals into (default: a folder of its own in the eval cache, never the
+    /// server's index: an eval's generation would replace the one served, without the patients'
+    /// documents, and push out the generations a rollback needs).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
     #[arg(long, default_value = "hybrid")]
     pub mode: Mode,
     /// Write the report as JSON here.
@@ -502,8 +511,9 @@ pub fn build_index(
 fn eval_manuals(cmd: EvalManualsCmd) -> Result<ExitCode> {
     let questions = scanaid_evals::manual_questions::load_questions(&cmd.questions)?;
     let embedder = cmd.model.embedder_for(&cmd.manuals)?;
-    build_index(&cmd.manuals, &cmd.index, embedder.as_ref())?;
-    let index = SearchIndex::open_for(&cmd.index, embedder.as_ref())?;
+    let index_dir = eval_manuals_index(cmd.index.clone(), embedder.model_id());
+    build_index(&cmd.manuals, &index_dir, embedder.as_ref())?;
+    let index = SearchIndex::open_for(&index_dir, embedder.as_ref())?;
     let report =
         scanaid_evals::manual_questions::evaluate(&index, embedder.as_ref(), &questions, cmd.mode)?;
     for miss in &report.misses {
@@ -562,6 +572,23 @@ fn search(cmd: SearchCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The index an eval over the manuals builds: `--index`, or one per model in the eval cache.
+fn eval_manuals_index(given: Option<PathBuf>, model_id: &str) -> PathBuf {
+    given.unwrap_or_else(|| {
+        let safe: String = model_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        eval_cache_dir(None).join(format!("manuals-{safe}"))
+    })
+}
+
 fn eval_cache_dir(given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| {
         dirs::cache_dir()
@@ -592,8 +619,9 @@ fn eval_answers(cmd: EvalAnswersCmd) -> Result<ExitCode> {
         }
         None => {
             let questions = scanaid_evals::manual_questions::load_questions(&cmd.questions)?;
-            build_index(&cmd.manuals, &cmd.index, embedder.as_ref())?;
-            let index = SearchIndex::open_for(&cmd.index, embedder.as_ref())?;
+            let index_dir = eval_manuals_index(cmd.index.clone(), embedder.model_id());
+            build_index(&cmd.manuals, &index_dir, embedder.as_ref())?;
+            let index = SearchIndex::open_for(&index_dir, embedder.as_ref())?;
             (
                 index,
                 answers::from_manual_questions(&questions),
@@ -671,8 +699,9 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
     let manuals = if cmd.data.is_none() || cmd.with_manuals {
         let answerable = scanaid_evals::manual_questions::load_questions(&cmd.questions)?;
         let unanswerable = scanaid_evals::answerability::load_unanswerable(&cmd.unanswerable)?;
-        build_index(&cmd.manuals, &cmd.index, embedder.as_ref())?;
-        let index = SearchIndex::open_for(&cmd.index, embedder.as_ref())?;
+        let index_dir = eval_manuals_index(cmd.index.clone(), embedder.model_id());
+        build_index(&cmd.manuals, &index_dir, embedder.as_ref())?;
+        let index = SearchIndex::open_for(&index_dir, embedder.as_ref())?;
         Some((index, answerable, unanswerable))
     } else {
         None

@@ -220,6 +220,25 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Bound before the slow steps (the model, the index), so a port in use fails at once and a
+    // second `serve` never re-indexes the running one's index first.
+    let std_listener = std::net::TcpListener::bind(&cmd.addr).with_context(|| {
+        format!(
+            "listening on {} (is scanaid already running? choose another address with --addr or SCANAID_ADDR)",
+            cmd.addr
+        )
+    })?;
+    std_listener
+        .set_nonblocking(true)
+        .context("configuring the listener")?;
+    let bound = std_listener.local_addr()?;
+    if bound.ip().is_unspecified() && cmd.data.public_url.is_none() {
+        eprintln!(
+            "warning: listening on every interface, but labels and packets would encode {scheme}://{bound}, \
+             which no phone can open; pass --public-url {scheme}://<this machine's name or address>:{}",
+            bound.port()
+        );
+    }
     // The store and the index hold patients' documents and conversations: only this user may
     // enter their folders (an install made before this is closed up at the next start).
     private_dir(&cmd.data.data_dir)?;
@@ -243,8 +262,7 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         ..ServerConfig::default()
     };
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&cmd.addr)
-            .await
+        let listener = tokio::net::TcpListener::from_std(std_listener)
             .with_context(|| format!("listening on {}", cmd.addr))?;
         if config.public_url.is_empty() {
             // The bound address, so `--addr 127.0.0.1:0` gets the port it was given.
@@ -264,10 +282,10 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         )
         .await
         .context("opening the store")?;
-        if let Some(file) = &running.demo_patients {
+        if let Some((file, made)) = &running.demo_patients {
             // The file, not its contents: second factors never go to the terminal or the logs.
             println!(
-                "created 3 demo discharge packets; their codes, dates of birth and PINs are in {}",
+                "created {made} demo discharge packet(s); their codes, dates of birth and PINs are in {}",
                 file.display()
             );
         }
@@ -284,8 +302,9 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
             listener.local_addr()?
         );
         println!(
-            "codes: scanaid codes --data {}",
-            cmd.data.data_dir.display()
+            "codes: scanaid codes --data {} --manuals {}",
+            cmd.data.data_dir.display(),
+            cmd.data.manuals.display()
         );
         match tls {
             Some(tls) => {

@@ -365,3 +365,28 @@ fn printed_labels_decode_to_their_code_url_with_a_real_qr_decoder() {
     ]);
     assert!(String::from_utf8_lossy(&bad_ext.stderr).contains(".svg or .png"));
 }
+
+#[test]
+fn a_port_in_use_fails_at_once_and_says_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let index = tempfile::tempdir().unwrap();
+    let out = scanaid(&[
+        "serve",
+        "--addr",
+        &addr,
+        "--data",
+        data.path().to_str().unwrap(),
+        "--index",
+        index.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is scanaid already running?") && stderr.contains("--addr"),
+        "{stderr}"
+    );
+    // Refused before the slow steps: nothing was indexed into the empty index folder.
+    assert_eq!(std::fs::read_dir(index.path()).unwrap().count(), 0);
+}

@@ -10,6 +10,9 @@ pub enum EvalError {
         "{path}: missing (a BEIR folder has corpus.jsonl, queries.jsonl and qrels/<split>.tsv)"
     )]
     Missing { path: PathBuf },
+    /// A question set that is not there: run from the repository, or name the file.
+    #[error("{path}: missing (run from the scanaid folder, or give the question file with --questions FILE)")]
+    MissingQuestions { path: PathBuf },
     #[error("{path}:{line}: {message}")]
     Malformed {
         path: PathBuf,

@@ -49,6 +49,11 @@ pub struct ManualReport {
 }
 
 pub fn load_questions(path: &Path) -> Result<Vec<ManualQuestion>> {
+    if !path.is_file() {
+        return Err(crate::error::EvalError::MissingQuestions {
+            path: path.to_path_buf(),
+        });
+    }
     crate::beir::jsonl(path)
 }
 

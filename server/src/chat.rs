@@ -358,8 +358,13 @@ pub fn asks_for_a_person(message: &str) -> bool {
         "call me",
         "hablar con una persona",
         "hablar con alguien",
-        "una persona",
-        "un agente",
+        // Whole requests only: "una persona" or "un agente" alone are in ordinary questions ("¿puede
+        // una persona sola mover la bomba?", "un agente desinfectante").
+        "hablar con un agente",
+        "con una persona real",
+        "quiero una persona",
+        "atención en vivo",
+        "llámenme",
     ]
     .iter()
     .any(|p| m.contains(p))
@@ -1019,7 +1024,16 @@ mod tests {
     fn people_asking_for_a_person_are_heard() {
         assert!(asks_for_a_person("Can I talk to a person please"));
         assert!(asks_for_a_person("quiero hablar con una persona"));
+        assert!(asks_for_a_person("Hablar con una persona"));
+        assert!(asks_for_a_person("¿Puedo hablar con un agente?"));
         assert!(!asks_for_a_person("how do I prime the pump"));
+        // Ordinary questions that only contain the words.
+        assert!(!asks_for_a_person(
+            "¿Puedo limpiarla con un agente desinfectante?"
+        ));
+        assert!(!asks_for_a_person(
+            "¿Puede una persona sola mover la bomba?"
+        ));
     }
 
     #[test]

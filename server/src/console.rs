@@ -3,7 +3,7 @@
 //! live, and closing. Pages work without JavaScript; `static/support.js` keeps them live.
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -136,7 +136,7 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
 /// `GET /support/tickets/{id}`.
 pub async fn ticket(
     State(app): State<AppState>,
-    Path(id): Path<i64>,
+    crate::http::NumericId(id): crate::http::NumericId,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let me = match require_agent(&app, &headers).await? {
@@ -232,7 +232,7 @@ pub struct ReplyForm {
 /// sent to the queue's webhook.
 pub async fn reply(
     State(app): State<AppState>,
-    Path(id): Path<i64>,
+    crate::http::NumericId(id): crate::http::NumericId,
     headers: HeaderMap,
     Form(form): Form<ReplyForm>,
 ) -> Result<Response, AppError> {
@@ -291,7 +291,7 @@ pub async fn reply(
 /// `POST /support/tickets/{id}/close`.
 pub async fn close(
     State(app): State<AppState>,
-    Path(id): Path<i64>,
+    crate::http::NumericId(id): crate::http::NumericId,
     headers: HeaderMap,
     Form(form): Form<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {

@@ -494,7 +494,7 @@ async fn editor(
 pub async fn job(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<i64>,
+    crate::http::NumericId(id): crate::http::NumericId,
 ) -> Result<Response, AppError> {
     let me = match require_editor(&app, &headers).await? {
         Ok(me) => me,
@@ -534,7 +534,7 @@ pub async fn job(
 pub async fn job_events(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<i64>,
+    crate::http::NumericId(id): crate::http::NumericId,
 ) -> Result<Response, AppError> {
     if let Err(r) = require_editor(&app, &headers).await? {
         return Ok(r);
@@ -591,7 +591,7 @@ pub async fn job_events(
 pub async fn roll_back(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<i64>,
+    crate::http::NumericId(id): crate::http::NumericId,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     let me = match require_editor_posting(&app, &headers, &form.csrf).await? {
@@ -658,7 +658,7 @@ pub async fn delete(
 pub async fn override_gate(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<i64>,
+    crate::http::NumericId(id): crate::http::NumericId,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     let me = match crate::account::require_role_posting(

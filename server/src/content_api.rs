@@ -315,9 +315,16 @@ pub async fn job(
 pub async fn rollback(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<i64>,
+    UrlPath(raw): UrlPath<String>,
 ) -> Result<Response, AppError> {
     let actor = authorised!(app, headers);
+    // Read by hand, as `job` does: a malformed id is an unknown job, in JSON.
+    let Ok(id) = raw.parse::<i64>() else {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            format!("there is no job {raw}"),
+        ));
+    };
     if app.store.job(id).await?.is_none() {
         return Ok(error(
             StatusCode::NOT_FOUND,

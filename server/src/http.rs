@@ -327,6 +327,44 @@ fn add_security_headers(h: &mut HeaderMap) {
     }
 }
 
+/// A numeric id from the path (`/support/tickets/{id}`, `/admin/jobs/{id}`): anything else there is
+/// answered as an unknown id is, with a 404 page, instead of axum's plain-text 400.
+pub struct NumericId(pub i64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for NumericId {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<i64>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(NumericId(id)),
+            Err(_) => Err(no_such_page()),
+        }
+    }
+}
+
+/// The 404 page for an address that names nothing.
+pub fn no_such_page() -> Response {
+    use askama::Template;
+    let page = crate::views::MessagePage {
+        lang: "en".to_string(),
+        heading: "Not found".to_string(),
+        message: "There is nothing at this address. Check the link, or start from the home page."
+            .to_string(),
+        back: "/".to_string(),
+    }
+    .render()
+    .unwrap_or_else(|_| "Not found".to_string());
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(page),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

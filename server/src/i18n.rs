@@ -56,6 +56,12 @@ pub struct Strings {
     pub patient_client_limit: &'static str,
     pub patient_private: &'static str,
     pub patient_ask: &'static str,
+    /// A patient's question refused: empty or too long ({max} is the limit).
+    pub patient_question_length: &'static str,
+    /// A patient's questions over their limit.
+    pub patient_too_many: &'static str,
+    /// Every inference slot busy.
+    pub patient_busy: &'static str,
     pub patient_unsure: &'static str,
 }
 
@@ -110,6 +116,9 @@ pub const EN: Strings = Strings {
     patient_client_limit: "Too many attempts from this connection. Wait 15 minutes, or call the phone number on your discharge papers.",
     patient_private: "Only you can see this page. Sign out when you are done, especially on a shared phone.",
     patient_ask: "Ask about your instructions",
+    patient_question_length: "A question is 1 to {max} characters.",
+    patient_too_many: "Too many questions in a few minutes. Please wait a little, or call the number on your papers.",
+    patient_busy: "The assistant is busy. Please try again in a moment, or call the number on your papers.",
     patient_unsure: "I am not sure your instructions answer this. For anything urgent, call the number on your papers.",
 };
 
@@ -156,7 +165,7 @@ pub const ES: Strings = Strings {
     pin_label: "PIN (6 cifras)",
     open_button: "Abrir mis instrucciones",
     sign_out: "Cerrar sesión",
-    patient_fill_both: "Escriba su fecha de nacimiento (por ejemplo 14/03/1958) y el PIN de 6 cifras de su hoja.",
+    patient_fill_both: "Escriba su fecha de nacimiento como año-mes-día (por ejemplo 1958-03-14) y el PIN de 6 cifras de su hoja.",
     form_expired: "Este formulario ha caducado. Inténtelo de nuevo.",
     patient_wrong: "La fecha de nacimiento y el PIN no coinciden. Le quedan {left} intento(s) antes de que se bloqueen estas instrucciones.",
     patient_dob_ambiguous: "Esa fecha puede leerse de dos maneras. Escríbala como año-mes-día, por ejemplo 1949-11-02 para el 2 de noviembre de 1949, o elíjala en el calendario. Este intento no cuenta.",
@@ -164,6 +173,9 @@ pub const ES: Strings = Strings {
     patient_client_limit: "Demasiados intentos desde esta conexión. Espere 15 minutos o llame al teléfono de sus papeles de alta.",
     patient_private: "Solo usted puede ver esta página. Cierre la sesión al terminar, sobre todo en un teléfono compartido.",
     patient_ask: "Pregunte sobre sus instrucciones",
+    patient_question_length: "Una pregunta tiene de 1 a {max} caracteres.",
+    patient_too_many: "Demasiadas preguntas en pocos minutos. Espere un poco o llame al teléfono de sus papeles.",
+    patient_busy: "El asistente está ocupado. Inténtelo de nuevo en un momento o llame al teléfono de sus papeles.",
     patient_unsure: "No estoy seguro de que sus instrucciones respondan a esto. Si es urgente, llame al teléfono de sus papeles.",
 };
 
@@ -174,5 +186,35 @@ pub fn strings(language: &str) -> &'static Strings {
     match language {
         "es" => &ES,
         _ => &EN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_date_each_language_shows_as_an_example_is_one_the_form_accepts() {
+        for language in UI_LANGUAGES {
+            let text = strings(language).patient_fill_both;
+            let example = text
+                .split(|c: char| c.is_whitespace() || c == ')' || c == '(')
+                .find(|w| w.chars().filter(|c| c.is_ascii_digit()).count() == 8)
+                .unwrap_or_else(|| panic!("{language}: no example date in {text:?}"));
+            // Year first: a day-first example (14/03/1958) teaches a form that is refused as
+            // ambiguous for every day up to the 12th.
+            assert!(
+                example.len() == 10 && example.as_bytes()[4] == b'-',
+                "{language}: {example} is not year-month-day"
+            );
+            assert!(
+                !crate::patients::dob_is_ambiguous(example),
+                "{language}: {example} reads two ways"
+            );
+            assert!(
+                crate::patients::normalise_dob(example).is_some(),
+                "{language}: {example} is refused"
+            );
+        }
     }
 }

@@ -297,8 +297,9 @@ pub struct Running {
     pub retention: tokio::task::JoinHandle<()>,
     /// Reloads codes and rules another server on the store changed (see `changes.rs`).
     pub changes: tokio::task::JoinHandle<()>,
-    /// Written on first start: the demo patients' codes and second factors.
-    pub demo_patients: Option<PathBuf>,
+    /// Written on first start: the file with the demo patients' codes and second factors, and how
+    /// many packets it lists.
+    pub demo_patients: Option<(PathBuf, usize)>,
 }
 
 /// Opens the store, seeds it on first start, starts the event writer.
@@ -318,7 +319,6 @@ pub async fn open(
     // Read before the rules and codes are loaded, so a change made meanwhile is picked up.
     let marks = store.change_marks().await?;
     let rules = rules_in_force(&store, rules).await?;
-    let demo_admin = ensure_demo_admin(&store).await?;
     let demo_patients = match &config.demo_manuals {
         Some(manuals) => {
             patients::seed_demo_packets(&store, manuals, &data_dir, &config.public_url).await?
@@ -359,6 +359,9 @@ pub async fn open(
     {
         tracing::info!("indexed the patients' packet documents into a new generation");
     }
+    // Last of the fallible steps: the password is shown once, so the account is made only when the
+    // start cannot fail after it (else it would exist with a password nobody saw).
+    let demo_admin = ensure_demo_admin(&state.store).await?;
     let retention = retention::start(state.store.clone(), state.config.retention);
     let changes = changes::start(state.clone(), marks);
     Ok((

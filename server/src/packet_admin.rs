@@ -23,6 +23,9 @@ pub struct LeafletChoice {
     pub id: String,
     pub title: String,
     pub language: String,
+    /// Ticked: a form shown again with its errors keeps the leaflets chosen, so fixing the name
+    /// cannot create a packet without them.
+    pub chosen: bool,
 }
 
 #[derive(Template)]
@@ -87,6 +90,7 @@ fn form_page(
         templates: leaflets(app)
             .into_iter()
             .map(|m| LeafletChoice {
+                chosen: form.templates.contains(&m.meta.id),
                 id: m.meta.id,
                 title: m.meta.title,
                 language: m.meta.language,
@@ -137,7 +141,8 @@ impl NewPacketForm {
                 "name" => form.name = v,
                 "dob" => form.dob = v,
                 "language" => form.language = v,
-                "note" => form.note = v,
+                // A textarea's line breaks arrive as CRLF but count as one against its maxlength.
+                "note" => form.note = v.replace("\r\n", "\n"),
                 "template" => form.templates.push(v),
                 _ => {}
             }

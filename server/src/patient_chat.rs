@@ -193,11 +193,14 @@ pub async fn answer_patient(
     question: &str,
     client: Option<&str>,
 ) -> Result<Result<PatientAnswer, Refusal>, AppError> {
+    // Refusals are told in the packet's language, as the rest of the patient's page is.
+    let t = crate::i18n::strings(&packet.language);
     let question = question.trim().to_string();
     if question.is_empty() || question.chars().count() > MAX_MESSAGE_CHARS {
         return Ok(Err(Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("a question is 1 to {MAX_MESSAGE_CHARS} characters"),
+            t.patient_question_length
+                .replace("{max}", &MAX_MESSAGE_CHARS.to_string()),
         )));
     }
     // Per packet only: a signed-in patient shares the ward's address with everyone else's phones,
@@ -208,7 +211,7 @@ pub async fn answer_patient(
     {
         return Ok(Err(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "too many questions; try again in a few minutes, or call the number on your papers",
+            t.patient_too_many,
         )
         .retry_after(wait)));
     }
@@ -228,6 +231,12 @@ pub async fn answer_patient(
     let reply = match crate::chat::run_assistant(app, search, Some(packet.language.clone())).await?
     {
         Ok(reply) => reply,
+        Err(refusal) if refusal.status == StatusCode::SERVICE_UNAVAILABLE => {
+            return Ok(Err(Refusal {
+                message: t.patient_busy.to_string(),
+                ..refusal
+            }))
+        }
         Err(refusal) => return Ok(Err(refusal)),
     };
     let outcome = if reply.unsure { "unsure" } else { "answered" };

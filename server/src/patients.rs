@@ -473,13 +473,13 @@ const DEMO: &[(&str, &str, &str, &str, &str)] = &[
 
 /// On a store with no packets, creates the demo patients' packets from the bundled leaflets in
 /// `manuals_dir/patient` and writes their codes and second factors to `data_dir/DEMO_FILE` (mode
-/// 0600). Returns the file written, if any.
+/// 0600). Returns the file written and how many packets it lists, when any were made.
 pub async fn seed_demo_packets(
     store: &Store,
     manuals_dir: &Path,
     data_dir: &Path,
     public_url: &str,
-) -> Result<Option<PathBuf>> {
+) -> Result<Option<(PathBuf, usize)>> {
     let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM packets")
         .fetch_one(store.pool())
         .await?;
@@ -496,12 +496,14 @@ pub async fn seed_demo_packets(
             tracing::warn!(path = %path.display(), "demo packet template missing; skipped");
             continue;
         };
-        let leaflet = scanaid_indexer::manual::parse_manual(&path, &bytes).map_err(|reason| {
-            ServerError::Registry {
-                path: path.clone(),
-                reason,
+        // A broken leaflet is skipped, as the index build skips it: it must not stop the start.
+        let leaflet = match scanaid_indexer::manual::parse_manual(&path, &bytes) {
+            Ok(leaflet) => leaflet,
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), %reason, "demo packet template unusable; skipped");
+                continue;
             }
-        })?;
+        };
         let created = store
             .create_packet(&NewPacket {
                 patient_name: name.to_string(),
@@ -533,12 +535,16 @@ pub async fn seed_demo_packets(
             created.pin
         ));
     }
+    let made = lines.len() - 2;
+    if made == 0 {
+        return Ok(None);
+    }
     let file = data_dir.join(DEMO_FILE);
     write_private(&file, &(lines.join("\n") + "\n")).map_err(|source| ServerError::Io {
         path: file.clone(),
         source,
     })?;
-    Ok(Some(file))
+    Ok(Some((file, made)))
 }
 
 /// Writes a file only its owner can read.

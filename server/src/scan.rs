@@ -28,7 +28,7 @@ use crate::{AppError, AppState};
 pub const SEEN_COOKIE: &str = "scanaid_seen";
 const SEEN_MAX: usize = 32;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ScanQuery {
     pub lang: Option<String>,
 }
@@ -47,9 +47,11 @@ pub struct ScanContext {
 pub async fn scan(
     State(app): State<AppState>,
     Path(code): Path<String>,
-    Query(query): Query<ScanQuery>,
+    query: Result<Query<ScanQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, AppError> {
+    // A query string the scan cannot read (`?lang=a&lang=b`) is ignored: the label still opens.
+    let query = query.map(|Query(q)| q).unwrap_or_default();
     let started = Instant::now();
     let headers = request.headers();
     let user_agent = http::user_agent(headers);

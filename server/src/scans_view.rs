@@ -235,8 +235,10 @@ fn escape(text: &str) -> String {
 pub async fn page(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ScansQuery>,
+    query: Result<Query<ScansQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
+    // `?days=abc` reads as the default period rather than a plain-text 400.
+    let query = query.map(|Query(q)| q).unwrap_or(ScansQuery { days: None });
     let me = match crate::account::require_role(
         &app,
         &headers,

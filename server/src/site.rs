@@ -137,6 +137,7 @@ pub async fn manual(
 
 #[derive(Debug, Deserialize)]
 pub struct SearchForm {
+    #[serde(default)]
     pub q: String,
     #[serde(default)]
     pub asset: String,

@@ -736,6 +736,9 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
     let (status, missing, _) = api(&app, "GET", "/api/content/jobs/abc", token, None);
     assert_eq!(status, 404, "{missing}");
     assert_eq!(missing["error"], "there is no job abc");
+    let (status, missing, _) = api(&app, "POST", "/api/content/jobs/abc/rollback", token, None);
+    assert_eq!(status, 404, "{missing}");
+    assert_eq!(missing["error"], "there is no job abc");
     let (status, rolled, _) = api(&app, "POST", &format!("{url}/rollback"), token, None);
     assert_eq!(status, 200, "{rolled}");
     assert_eq!(rolled["generation"], job["previous_generation"]);

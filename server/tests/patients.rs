@@ -377,6 +377,23 @@ fn anonymous_traffic_from_the_same_address_never_silences_a_signed_in_patient() 
     let ana = demo(&demos, "Ana García");
     let (_, session) = try_open(&app, &ana.code, &ana.dob, &ana.pin);
     let session = session.expect("Ana opens her packet");
+    // A blank question on the page's form is told why, in her language, and not counted.
+    let page = get(
+        &app.url(&format!("/c/{}", ana.code)),
+        &[("cookie", &session)],
+    );
+    let blank = post_form(
+        &app.url("/patient/ask"),
+        &[("cookie", &session)],
+        &[("csrf", &page.hidden("csrf").unwrap()), ("message", "   ")],
+    );
+    assert!(
+        blank
+            .body
+            .contains("Una pregunta tiene de 1 a 1000 caracteres"),
+        "{}",
+        blank.body
+    );
     let (status, answer) = ask_as(&app, &session, r#"{"message": "¿cuándo es mi revisión?"}"#);
     assert_eq!(status, 200, "{answer}");
     // Her own limit (2 here) holds, and says how long to wait.
@@ -388,6 +405,11 @@ fn anonymous_traffic_from_the_same_address_never_silences_a_signed_in_patient() 
         r#"{"message": "¿y conducir?"}"#,
     );
     assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(
+        limited.body.contains("Demasiadas preguntas"),
+        "told in her packet's language: {}",
+        limited.body
+    );
     let wait = limited.retry_after_secs();
     assert!(
         (1..=scanaid_server::chat::RATE_WINDOW.as_secs()).contains(&wait),
@@ -645,6 +667,32 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
         assert!(bad.body.contains(problem), "{problem}: {}", bad.body);
     }
     assert_eq!(app.rows("SELECT COUNT(*) FROM packets")[0][0], before);
+    // Shown again with its errors, the form keeps the leaflets ticked, so fixing the name cannot
+    // create a packet without them; a note typed over lines (CRLF) counts as the box counted it.
+    let kept = post_form(
+        &app.url("/patients/new"),
+        &[("cookie", &clinician)],
+        &[
+            ("csrf", &csrf),
+            ("name", ""),
+            ("dob", "1970-05-05"),
+            ("language", "es"),
+            ("template", "rodilla-regreso-a-casa-es"),
+            ("note", &format!("{}\r\n", "x".repeat(9)).repeat(1900)),
+        ],
+    );
+    assert_eq!(kept.status, 422);
+    assert!(
+        kept.body
+            .contains("value=\"rodilla-regreso-a-casa-es\" checked"),
+        "{}",
+        kept.body
+    );
+    assert!(
+        !kept.body.contains("personal note is at most"),
+        "{}",
+        kept.body
+    );
 
     let made = post_form(
         &app.url("/patients/new"),

@@ -773,6 +773,37 @@ fn behind_a_trusted_proxy_each_client_is_told_apart_and_others_cannot_claim_an_a
 }
 
 #[test]
+fn addresses_and_queries_that_name_nothing_get_pages_not_plain_text() {
+    let app = spawn_app();
+    // A query string a scan cannot read is ignored: the label still opens its page.
+    let scan = get(&app.url(&format!("/c/{PUMP_CODE}?lang=en&lang=es")), &[]);
+    assert_eq!(scan.status, 200, "{}", scan.body);
+    // A search form without its question is asked again, not a bare 400.
+    let search = post_form(&app.url("/search"), &[], &[("asset", "pump-icu-07")]);
+    assert_eq!(search.status, 422);
+    assert!(search.body.contains("Type a question"), "{}", search.body);
+    let admin = staff_cookie(&app, "admin-x", scanaid_server::roles::Role::Admin);
+    let agent = staff_cookie(&app, "agent-x", scanaid_server::roles::Role::Agent);
+    // An unreadable period is the default one.
+    let scans = get(&app.url("/admin/scans?days=abc"), &[("cookie", &admin)]);
+    assert_eq!(scans.status, 200, "{}", scans.body);
+    // An id that is not a number names nothing: the 404 page, as an unknown id gets.
+    for (path, cookie) in [
+        ("/support/tickets/abc", &agent),
+        ("/admin/jobs/abc", &admin),
+    ] {
+        let page = get(&app.url(path), &[("cookie", cookie)]);
+        assert_eq!(page.status, 404, "{path}: {}", page.body);
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "{path}"
+        );
+        assert!(page.body.contains("Not found"), "{path}: {}", page.body);
+    }
+}
+
+#[test]
 fn search_answers_from_the_manuals_and_bad_requests_get_clear_errors() {
     let app = spawn_app();
     let found = post_form(
