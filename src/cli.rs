@@ -585,7 +585,8 @@ fn eval_manuals_index(given: Option<PathBuf>, model_id: &str) -> PathBuf {
                 }
             })
             .collect();
-        eval_cache_dir(None).join(format!("manuals-{safe}"))
+        let cache = std::env::var_os("SCANAID_EVAL_CACHE").map(PathBuf::from);
+        eval_cache_dir(cache).join(format!("manuals-{safe}"))
     })
 }
 

@@ -468,22 +468,34 @@ fn eval_answers_cites_every_sentence_and_keeps_steps_in_order() {
         ),
     )
     .unwrap();
-    let out = scanaid(
-        &[
+    // Without --index, the eval builds its own index in the eval cache: never the server's
+    // (`data/index`, or SCANAID_INDEX, which the server reads).
+    let out = Command::new(env!("CARGO_BIN_EXE_scanaid"))
+        .args([
             "eval",
             "answers",
             "--manuals",
             "manuals",
-            "--index",
-            "idx",
             "--questions",
             "questions.jsonl",
             "--json",
             "answers.json",
-        ],
-        dir.path(),
-    );
+        ])
+        .current_dir(dir.path())
+        .env("SCANAID_EVAL_CACHE", dir.path().join("cache"))
+        .env("SCANAID_INDEX", dir.path().join("served"))
+        .output()
+        .expect("the binary runs");
     assert!(out.status.success(), "{}", text(&out));
+    assert!(!dir.path().join("data").exists() && !dir.path().join("served").exists());
+    let built: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        built.len() == 1 && built[0].starts_with("manuals-"),
+        "{built:?}"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("answers.json")).unwrap())
             .unwrap();

@@ -390,3 +390,46 @@ fn a_port_in_use_fails_at_once_and_says_what_to_do() {
     // Refused before the slow steps: nothing was indexed into the empty index folder.
     assert_eq!(std::fs::read_dir(index.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn serving_on_every_interface_without_a_public_url_warns_before_anything_slow() {
+    let data = tempfile::tempdir().unwrap();
+    let index = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scanaid"))
+        .args([
+            "serve",
+            "--addr",
+            "0.0.0.0:0",
+            "--data",
+            data.path().to_str().unwrap(),
+            "--index",
+            index.path().to_str().unwrap(),
+        ])
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read on a thread, so a missing warning fails the test instead of waiting on the server.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let warned = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) if line.contains("no phone can open") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let warned = warned.unwrap_or_else(|| panic!("no warning in {seen:?}"));
+    assert!(warned.contains("--public-url"), "{warned}");
+}

@@ -963,3 +963,29 @@ fn with_multilingual_e5_a_spanish_question_finds_the_english_leaflet_that_answer
         "{answer}"
     );
 }
+
+#[test]
+fn a_broken_leaflet_is_skipped_and_the_first_start_still_makes_the_admin() {
+    let manuals = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("manuals"), manuals.path());
+    std::fs::write(
+        manuals.path().join("patient/child-asthma-action-plan.md"),
+        "an edit that lost its front matter\n",
+    )
+    .unwrap();
+    let app = spawn_app_with(scanaid_server::ServerConfig {
+        demo_manuals: Some(manuals.path().to_path_buf()),
+        ..Default::default()
+    });
+    assert!(
+        !app.admin_password.is_empty(),
+        "the one-time password was made and handed over"
+    );
+    let listed = std::fs::read_to_string(app.data.path().join("demo-patients.txt")).unwrap();
+    let names: Vec<&str> = listed
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(names, ["Ana García", "John Miller"], "{listed}");
+}
