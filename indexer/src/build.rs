@@ -309,6 +309,7 @@ pub fn forget_all_but_current(index_dir: &Path) -> Result<Forgotten> {
         generations: generation::prune(index_dir, 1)?,
         ..Forgotten::default()
     };
+    generation::remove_stale_staging(index_dir)?;
     let dir = generation::generation_dir(index_dir, &current);
     let meta = generation::read_meta(&dir)?;
     let chunks = crate::search::read_chunks(&dir.join("chunks.jsonl"))?;

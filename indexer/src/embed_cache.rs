@@ -55,8 +55,28 @@ impl EmbeddingCache {
             std::fs::File::open(&path)
                 .and_then(|mut f| f.read_to_end(&mut bytes))
                 .map_err(io_err(&path))?;
+            let record = 32 + 4 * dim;
+            // A write cut short leaves a partial last record (or, before the first, no header):
+            // cut the file back to what reads whole, or later appends would land misaligned and
+            // never be read again (and `retain_only` would not see what it must delete).
+            let whole = if bytes.starts_with(MAGIC) {
+                MAGIC.len() + (bytes.len() - MAGIC.len()) / record * record
+            } else {
+                0
+            };
+            if whole != bytes.len() {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                file.set_len(whole as u64).map_err(io_err(&path))?;
+                if whole == 0 {
+                    // Nothing readable: start the file again, header first.
+                    std::fs::write(&path, MAGIC).map_err(io_err(&path))?;
+                }
+                bytes.truncate(whole);
+            }
             if bytes.starts_with(MAGIC) {
-                let record = 32 + 4 * dim;
                 for rec in bytes[MAGIC.len()..].chunks_exact(record) {
                     let mut k = [0u8; 32];
                     k.copy_from_slice(&rec[..32]);
@@ -130,7 +150,7 @@ impl EmbeddingCache {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let fresh = !self.path.exists();
+        let fresh = std::fs::metadata(&self.path).map_or(true, |m| m.len() == 0);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -148,5 +168,59 @@ impl EmbeddingCache {
         }
         w.flush().map_err(io_err(&self.path))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector(x: f32) -> Vec<f32> {
+        vec![x; 4]
+    }
+
+    #[test]
+    fn a_write_cut_short_is_cut_back_and_later_appends_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = key("m", "a");
+        let b = key("m", "b");
+        let mut cache = EmbeddingCache::open(dir.path(), "m", 4).unwrap();
+        cache.insert(a, vector(1.0));
+        cache.flush().unwrap();
+        // A crash in the middle of the next record.
+        let path = dir.path().join(file_name("m", 4));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&[7u8; 10]).unwrap();
+        drop(f);
+        let mut cache = EmbeddingCache::open(dir.path(), "m", 4).unwrap();
+        assert_eq!(cache.get(&a), Some(&vector(1.0)));
+        cache.insert(b, vector(2.0));
+        cache.flush().unwrap();
+        let cache = EmbeddingCache::open(dir.path(), "m", 4).unwrap();
+        assert_eq!(cache.get(&a), Some(&vector(1.0)));
+        assert_eq!(
+            cache.get(&b),
+            Some(&vector(2.0)),
+            "the append after the repair reads back"
+        );
+    }
+
+    #[test]
+    fn a_file_without_its_header_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name("m", 4));
+        // Created, then the process died before the header was written; or a damaged header.
+        for start in [&b""[..], &b"garbage-bytes"[..]] {
+            std::fs::write(&path, start).unwrap();
+            let mut cache = EmbeddingCache::open(dir.path(), "m", 4).unwrap();
+            assert!(cache.is_empty());
+            cache.insert(key("m", "b"), vector(2.0));
+            cache.flush().unwrap();
+            let cache = EmbeddingCache::open(dir.path(), "m", 4).unwrap();
+            assert_eq!(cache.get(&key("m", "b")), Some(&vector(2.0)));
+        }
     }
 }

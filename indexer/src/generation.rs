@@ -106,12 +106,33 @@ pub fn stage(index_dir: &Path) -> Result<(String, PathBuf)> {
         .unwrap_or(0)
         + 1;
     let name = format!("g{next:06}");
+    remove_stale_staging(index_dir)?;
     let staging = dir.join(format!(".building-{name}-{}", std::process::id()));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
-    }
     std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
     Ok((name, staging))
+}
+
+/// Deletes what builds that died (killed, out of memory, power lost) left half-built: their text
+/// and vectors would otherwise stay on disk for good, unseen by `list`, `prune` and rollback. The
+/// caller holds `lock_writers`, so no build is running; returns how many went.
+pub fn remove_stale_staging(index_dir: &Path) -> Result<usize> {
+    let dir = generations_dir(index_dir);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".building-")
+        {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Moves a verified staging directory into place and points `CURRENT` at it.
@@ -186,6 +207,9 @@ pub fn write_meta(dir: &Path, meta: &GenerationMeta) -> Result<()> {
     std::fs::write(&path, text).map_err(io_err(&path))
 }
 
+/// The largest embedding dimension a generation may declare (the models here have 384).
+pub const MAX_DIM: usize = 65_536;
+
 pub fn read_meta(dir: &Path) -> Result<GenerationMeta> {
     let path = dir.join("meta.json");
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
@@ -199,6 +223,16 @@ pub fn read_meta(dir: &Path) -> Result<GenerationMeta> {
             message: format!(
                 "index format {} but this scanaid reads format {FORMAT_VERSION}; rebuild with `scanaid index`",
                 meta.format_version
+            ),
+        });
+    }
+    // Sizes read from a file are checked before anything is computed from them.
+    if !(1..=MAX_DIM).contains(&meta.dim) {
+        return Err(IndexError::Meta {
+            path,
+            message: format!(
+                "vector dimension {} is outside 1 to {MAX_DIM}; the file is damaged, rebuild with `scanaid index`",
+                meta.dim
             ),
         });
     }

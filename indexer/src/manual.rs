@@ -168,6 +168,17 @@ fn validate_meta(meta: &ManualMeta) -> Result<(), String> {
     if meta.title.trim().is_empty() {
         return Err("front matter: title is empty".to_string());
     }
+    if let Some(check) = meta
+        .checks
+        .iter()
+        .find(|c| c.question.trim().is_empty() || c.anchor.trim().is_empty())
+    {
+        // An empty question would stop every gated publish with an error naming no manual.
+        return Err(format!(
+            "front matter: a quality check needs a question and an anchor (question {:?}, anchor {:?})",
+            check.question, check.anchor
+        ));
+    }
     if meta.checks.len() > MAX_CHECKS {
         // Every gated publish re-runs every manual's checks (two searches each).
         return Err(format!(
@@ -298,6 +309,10 @@ mod tests {
             format!("+++\nid = \"x\"\ntitle = \"T\"\nrevision = \"1\"\n{tables}+++\n# A\n")
         };
         check_err(checks(MAX_CHECKS + 1).as_bytes(), "at most 50");
+        check_err(
+            b"+++\nid = \"x\"\ntitle = \"T\"\nrevision = \"1\"\n[[check]]\nquestion = \" \"\nanchor = \"a\"\n+++\n# A\n",
+            "needs a question and an anchor",
+        );
         assert!(parse_manual(Path::new("m.md"), checks(MAX_CHECKS).as_bytes()).is_ok());
     }
 

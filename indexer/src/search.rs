@@ -178,7 +178,8 @@ impl SearchIndex {
         }
         let data = VectorIndex::read_vectors(&dir.join("vectors.f32"), meta.dim)?;
         let starts = VectorIndex::read_starts(&dir.join("vector-items.u32"))?;
-        if data.len() != meta.n_vectors * meta.dim || starts.len() != meta.n_chunks + 1 {
+        let expected = meta.n_vectors.checked_mul(meta.dim);
+        if expected != Some(data.len()) || starts.len() != meta.n_chunks.saturating_add(1) {
             return Err(bad(format!(
                 "{} vectors and {} offsets for {} chunks, meta says {} vectors",
                 data.len() / meta.dim.max(1),
@@ -272,7 +273,12 @@ impl SearchIndex {
         }
         let history = user_turns(&request.history, self.settings.history_turns);
         let mask = self.allow_mask(&request.filters);
-        let k = self.settings.candidates.max(request.limit);
+        // Never more candidates than chunks: a huge limit must not reserve memory for them.
+        let k = self
+            .settings
+            .candidates
+            .max(request.limit)
+            .min(self.len().max(1));
         let bm25 = || -> Result<Vec<(u32, f32)>> {
             let mut parts = vec![WeightedText {
                 text: &request.query,

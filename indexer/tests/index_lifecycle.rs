@@ -395,6 +395,10 @@ fn forgetting_all_but_the_current_generation_leaves_no_text_or_vector_of_a_delet
         "every chunk of both manuals has its vector cached (one window each)"
     );
 
+    // What a build killed half-way left: the deleted manual's text, unseen by `list` and `prune`.
+    let stale = generation::generations_dir(index_dir.path()).join(".building-g000099-1");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("chunks.jsonl"), COMPRESSOR).unwrap();
     let forgotten = scanaid_indexer::build::forget_all_but_current(index_dir.path()).unwrap();
     assert_eq!(forgotten.generations, vec![both.generation.clone()]);
     assert_eq!(forgotten.embeddings, both.n_chunks - pump_only.n_chunks);
@@ -427,4 +431,46 @@ fn forgetting_all_but_the_current_generation_leaves_no_text_or_vector_of_a_delet
     let index = SearchIndex::open(index_dir.path()).unwrap();
     assert_eq!(index.generation, pump_only.generation);
     assert_eq!(build().n_embedded, 0);
+}
+
+#[test]
+fn a_huge_limit_and_a_damaged_dimension_are_errors_or_capped_never_a_panic() {
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    write(manuals.path(), "pump.md", PUMP);
+    let report = index_manuals(
+        manuals.path(),
+        index_dir.path(),
+        embedder().as_ref(),
+        ChunkingConfig::default(),
+        &mut noop,
+    )
+    .unwrap();
+    let index = SearchIndex::open(index_dir.path()).unwrap();
+    for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
+        let hits = index
+            .search(
+                &SearchRequest::new("battery", mode, usize::MAX),
+                Some(embedder().as_ref()),
+            )
+            .unwrap();
+        assert!(!hits.is_empty() && hits.len() <= index.len(), "{mode:?}");
+    }
+    // A meta.json whose dimension is 0 (or absurd) is refused with the file named.
+    let dir = generation::generation_dir(index_dir.path(), &report.generation);
+    let meta_path = dir.join("meta.json");
+    let meta = std::fs::read_to_string(&meta_path).unwrap();
+    for dim in ["0", "18446744073709551615"] {
+        let damaged = meta.replacen("\"dim\": 384", &format!("\"dim\": {dim}"), 1);
+        assert_ne!(damaged, meta, "the dimension is where the test expects it");
+        std::fs::write(&meta_path, damaged).unwrap();
+        let err = match SearchIndex::open(index_dir.path()) {
+            Ok(_) => panic!("a damaged dimension {dim} opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("meta.json") && err.contains("dimension"),
+            "{err}"
+        );
+    }
 }
