@@ -277,6 +277,8 @@ pub fn chunk_manual(manual: &Manual, config: ChunkingConfig) -> ChunkedManual {
                 }
             }
             Event::Text(t) | Event::Code(t) if in_heading.is_some() => heading_text.push_str(&t),
+            // A heading written over two lines (setext) keeps a space between them.
+            Event::SoftBreak | Event::HardBreak if in_heading.is_some() => heading_text.push(' '),
             Event::Html(_) | Event::Text(_) | Event::Rule | Event::InlineHtml(_) if depth == 0 => {
                 // Loose top-level events (rare): keep their text.
                 push_unit(&mut units, range, UnitKind::Block);
@@ -574,6 +576,32 @@ mod tests {
             target_tokens: 30,
             max_tokens: 40,
         }
+    }
+
+    #[test]
+    fn a_heading_over_two_lines_keeps_its_words_apart_and_crlf_reads_as_lf() {
+        let unix =
+            manual("Replace the\nbattery pack\n============\n\nUndo the screws.\nLift the door.\n");
+        let out = chunk_manual(&unix, ChunkingConfig::default());
+        let section = out.sections.last().unwrap();
+        assert_eq!(section.heading_path, ["Replace the battery pack"]);
+        assert_eq!(section.anchor, "replace-the-battery-pack");
+        // The same manual saved with Windows line endings: the same chunks, ids and no '\r'.
+        let text = format!(
+            "+++\nid = \"m\"\ntitle = \"Pump Manual\"\naudience = [\"operator\"]\nrevision = \"A\"\n+++\n{}",
+            "Replace the\nbattery pack\n============\n\nUndo the screws.\nLift the door.\n"
+        )
+        .replace('\n', "\r\n");
+        let windows = parse_manual(Path::new("m.md"), text.as_bytes()).unwrap();
+        let (a, b) = (
+            chunk_manual(&unix, ChunkingConfig::default()).chunks,
+            chunk_manual(&windows, ChunkingConfig::default()).chunks,
+        );
+        assert_eq!(
+            a.iter().map(|c| (&c.chunk_id, &c.text)).collect::<Vec<_>>(),
+            b.iter().map(|c| (&c.chunk_id, &c.text)).collect::<Vec<_>>()
+        );
+        assert!(b.iter().all(|c| !c.text.contains('\r')));
     }
 
     #[test]

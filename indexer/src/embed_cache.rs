@@ -1,6 +1,6 @@
 //! Embeddings keyed by the sha256 of (model, embedding text), kept beside the generations so a
 //! rebuild re-embeds only chunks whose text changed. Append-only; a torn tail record (a crash during
-//! a write) is ignored on load.
+//! a write) is cut off on open, so the next append starts on a record boundary.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};

@@ -204,7 +204,16 @@ pub fn prune(index_dir: &Path, keep: usize) -> Result<Vec<String>> {
 pub fn write_meta(dir: &Path, meta: &GenerationMeta) -> Result<()> {
     let path = dir.join("meta.json");
     let text = serde_json::to_string_pretty(meta).expect("meta serialises");
-    std::fs::write(&path, text).map_err(io_err(&path))
+    write_synced(&path, text.as_bytes())
+}
+
+/// Writes a file of a generation and flushes it to disk: `CURRENT` may name the generation right
+/// after, and a power loss must not leave it pointing at an empty file.
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
 }
 
 /// The largest embedding dimension a generation may declare (the models here have 384).

@@ -86,6 +86,9 @@ pub fn parse_manual(path: &Path, bytes: &[u8]) -> Result<Manual, String> {
     if bytes.is_empty() || bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err("empty file".to_string());
     }
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return Err("UTF-16 text; save it as UTF-8".to_string());
+    }
     if bytes.contains(&0) {
         return Err("binary file (contains NUL bytes), not markdown".to_string());
     }
@@ -96,6 +99,15 @@ pub fn parse_manual(path: &Path, bytes: &[u8]) -> Result<Manual, String> {
         )
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Windows line endings read as Unix ones: the same manual saved either way has the same
+    // chunks (and chunk ids, and cached embeddings), and no '\r' reaches a page.
+    let unix;
+    let text = if text.contains('\r') {
+        unix = text.replace("\r\n", "\n");
+        unix.as_str()
+    } else {
+        text
+    };
     let mut lines = text.split_inclusive('\n');
     let first = lines.next().unwrap_or("");
     if first.trim_end() != "+++" {
@@ -167,6 +179,17 @@ fn validate_meta(meta: &ManualMeta) -> Result<(), String> {
     }
     if meta.title.trim().is_empty() {
         return Err("front matter: title is empty".to_string());
+    }
+    if meta
+        .owner
+        .as_deref()
+        .is_some_and(|o| o.is_empty() || o.starts_with('~'))
+    {
+        // `~`-names are the index's own (the public owner); an owner may not take one.
+        return Err(format!(
+            "front matter: owner {:?} must be non-empty and not start with '~'",
+            meta.owner.as_deref().unwrap_or_default()
+        ));
     }
     if let Some(check) = meta
         .checks
@@ -280,7 +303,7 @@ mod tests {
         check_err(b"", "empty file");
         check_err(b"  \n\n", "empty file");
         check_err(b"\x00\x01PNG", "binary file");
-        check_err(b"\xff\xfe bad", "not UTF-8");
+        check_err(b"ab\xff\xfe bad", "not UTF-8");
         check_err(b"# No front matter\n", "front matter missing");
         check_err(b"+++\nid = \"x\"\n", "not closed");
         check_err(
@@ -309,6 +332,11 @@ mod tests {
             format!("+++\nid = \"x\"\ntitle = \"T\"\nrevision = \"1\"\n{tables}+++\n# A\n")
         };
         check_err(checks(MAX_CHECKS + 1).as_bytes(), "at most 50");
+        check_err(b"\xff\xfe+\x00+\x00+\x00", "UTF-16");
+        check_err(
+            b"+++\nid = \"x\"\ntitle = \"T\"\nrevision = \"1\"\nowner = \"~public\"\n+++\n# A\n",
+            "must be non-empty and not start with '~'",
+        );
         check_err(
             b"+++\nid = \"x\"\ntitle = \"T\"\nrevision = \"1\"\n[[check]]\nquestion = \" \"\nanchor = \"a\"\n+++\n# A\n",
             "needs a question and an anchor",

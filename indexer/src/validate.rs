@@ -545,7 +545,13 @@ mod tests {
         );
         let checked = check("# no front matter\n");
         assert_eq!(checked.findings[0].line, 1);
-        let checked = check_manual(Path::new("m.md"), &[0xff, 0xfe, 0x00], &models());
+        let checked = check_manual(
+            Path::new("m.md"),
+            &[0x89, b'P', b'N', b'G', 0x00],
+            &models(),
+        );
         assert!(checked.findings[0].message.contains("binary"));
+        let checked = check_manual(Path::new("m.md"), &[0xff, 0xfe, b'#', 0x00], &models());
+        assert!(checked.findings[0].message.contains("UTF-16"));
     }
 }

@@ -299,7 +299,7 @@ impl VectorIndex {
     /// Writes item offsets as little-endian u32.
     pub fn write_starts(path: &Path, starts: &[u32]) -> Result<()> {
         let bytes: Vec<u8> = starts.iter().flat_map(|s| s.to_le_bytes()).collect();
-        std::fs::write(path, bytes).map_err(io_err(path))
+        crate::generation::write_synced(path, &bytes)
     }
 
     pub fn read_starts(path: &Path) -> Result<Vec<u32>> {

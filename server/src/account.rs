@@ -111,7 +111,7 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
     if username.is_empty()
         || username.len() > 64
         || form.password.is_empty()
-        || form.password.len() > 256
+        || form.password.chars().count() > 256
     {
         return signin_page(
             &app,
@@ -376,7 +376,7 @@ pub async fn add_user(
     let role = form.role.parse::<Role>().ok().filter(|r| r.is_staff());
     let problem = if !valid_name {
         Some("Usernames are 2-64 characters: letters, digits, dot, dash, underscore.")
-    } else if form.password.chars().count() < 12 || form.password.len() > 256 {
+    } else if form.password.chars().count() < 12 || form.password.chars().count() > 256 {
         Some("Passwords are 12 characters or more.")
     } else if role.is_none() {
         Some("Choose one of the listed roles.")
@@ -498,9 +498,9 @@ pub async fn change_password(
     {
         return too_many(wait);
     }
-    let problem = if form.current.is_empty() || form.current.len() > 256 {
+    let problem = if form.current.is_empty() || form.current.chars().count() > 256 {
         Some("Enter your current password.")
-    } else if form.new.chars().count() < 12 || form.new.len() > 256 {
+    } else if form.new.chars().count() < 12 || form.new.chars().count() > 256 {
         Some("The new password must be 12 characters or more.")
     } else if form.new != form.confirm {
         Some("The two new passwords differ. Type the same one twice.")

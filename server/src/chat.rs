@@ -483,11 +483,19 @@ pub async fn answer_turn(
     fn error(status: StatusCode, message: impl Into<String>) -> Result<ChatReply, Refusal> {
         Err(Refusal::new(status, message))
     }
+    let lang = request
+        .lang
+        .clone()
+        .filter(|l| l.len() <= 16 && l.chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
+        .unwrap_or_else(|| "en".to_string());
+    // Refusals in the reader's language, as the page around them.
+    let t = crate::i18n::strings(&lang);
     let message = request.message.trim().to_string();
     if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
         return Ok(error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("a message is 1 to {MAX_MESSAGE_CHARS} characters"),
+            t.chat_length
+                .replace("{max}", &MAX_MESSAGE_CHARS.to_string()),
         ));
     }
     let contact = request
@@ -502,14 +510,10 @@ pub async fn answer_turn(
     {
         return Ok(error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("a contact is one line of up to {MAX_CONTACT_CHARS} characters"),
+            t.chat_contact
+                .replace("{max}", &MAX_CONTACT_CHARS.to_string()),
         ));
     }
-    let lang = request
-        .lang
-        .clone()
-        .filter(|l| l.len() <= 16 && l.chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
-        .unwrap_or_else(|| "en".to_string());
 
     if let Some(wait) = app
         .chat
@@ -526,9 +530,7 @@ pub async fn answer_turn(
         let minutes = wait.as_secs().div_ceil(60).max(1);
         return Ok(Err(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many messages; try again in {minutes} min, or call the number on the label"
-            ),
+            t.chat_too_many.replace("{minutes}", &minutes.to_string()),
         )
         .retry_after(wait)));
     }
@@ -543,19 +545,11 @@ pub async fn answer_turn(
                 let turns = app.store.chat_turns(id).await?;
                 (asset, code, id.clone(), history_of(&turns))
             }
-            None => {
-                return Ok(error(
-                    StatusCode::NOT_FOUND,
-                    "unknown conversation: start a new one without it",
-                ))
-            }
+            None => return Ok(error(StatusCode::NOT_FOUND, t.chat_unknown_conversation)),
         },
         None => {
             let Some((asset, code)) = asset_of(app, &request).await? else {
-                return Ok(error(
-                    StatusCode::NOT_FOUND,
-                    "unknown code or asset: scan the label again",
-                ));
+                return Ok(error(StatusCode::NOT_FOUND, t.chat_unknown_asset));
             };
             let id = crate::auth::random_token(16);
             app.store
@@ -594,6 +588,12 @@ pub async fn answer_turn(
             .map(|_| lang.split('-').next().unwrap_or("en").to_ascii_lowercase());
         match run_assistant(app, search, preferred_language).await? {
             Ok(reply) => (reply.extract, reply.confidence, reply.unsure),
+            Err(refusal) if refusal.status == StatusCode::SERVICE_UNAVAILABLE => {
+                return Ok(Err(Refusal {
+                    message: t.chat_busy.to_string(),
+                    ..refusal
+                }))
+            }
             Err(refusal) => return Ok(Err(refusal)),
         }
     };
@@ -807,10 +807,11 @@ pub async fn chat_form(
                 .into_response())
         }
         Err(refusal) => {
+            let t = crate::i18n::strings(&lang);
             let heading = match refusal.status {
-                StatusCode::TOO_MANY_REQUESTS => "Please wait a little",
-                StatusCode::SERVICE_UNAVAILABLE => "The assistant is busy",
-                _ => "Please check your question",
+                StatusCode::TOO_MANY_REQUESTS => t.heading_wait,
+                StatusCode::SERVICE_UNAVAILABLE => t.heading_busy,
+                _ => t.heading_check,
             };
             let conversation_unusable =
                 matches!(refusal.status, StatusCode::NOT_FOUND | StatusCode::GONE);
@@ -873,7 +874,7 @@ async fn asset_of(
 
 /// Support hours as the registry writes them (`Mon-Fri 07:00-18:00`), with the English weekday
 /// abbreviations in the person's language.
-fn in_weekdays_of(hours: &str, t: &crate::i18n::Strings) -> String {
+pub(crate) fn in_weekdays_of(hours: &str, t: &crate::i18n::Strings) -> String {
     const ENGLISH: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     let mut out = String::with_capacity(hours.len());
     let mut word = String::new();

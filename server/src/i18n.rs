@@ -2,6 +2,8 @@
 
 pub struct Strings {
     pub viewing_as: &'static str,
+    /// Each role's name as the page shows it, in `roles::ALL_ROLES` order.
+    pub role_names: [&'static str; 9],
     pub ask_label: &'static str,
     pub ask_placeholder: &'static str,
     pub ask_button: &'static str,
@@ -62,11 +64,46 @@ pub struct Strings {
     pub patient_too_many: &'static str,
     /// Every inference slot busy.
     pub patient_busy: &'static str,
+    /// A message refused for its length ({max} is the limit).
+    pub chat_length: &'static str,
+    /// A contact refused ({max} is the limit).
+    pub chat_contact: &'static str,
+    /// Too many messages ({minutes} is the wait).
+    pub chat_too_many: &'static str,
+    /// Every inference slot busy.
+    pub chat_busy: &'static str,
+    /// A conversation id nobody has.
+    pub chat_unknown_conversation: &'static str,
+    /// A code or asset nobody has.
+    pub chat_unknown_asset: &'static str,
+    /// Heading of a refusal for a limit.
+    pub heading_wait: &'static str,
+    /// Heading of a refusal when busy.
+    pub heading_busy: &'static str,
+    /// Heading of a refusal for the question itself.
+    pub heading_check: &'static str,
+    /// Heading of the search's limit page.
+    pub heading_too_many: &'static str,
+    /// A search refused for its length ({max} is the limit).
+    pub search_length: &'static str,
+    /// The search's limit.
+    pub search_too_many: &'static str,
     pub patient_unsure: &'static str,
 }
 
 pub const EN: Strings = Strings {
     viewing_as: "Viewing as",
+    role_names: [
+        "anonymous",
+        "operator",
+        "technician",
+        "biomedical engineer",
+        "clinician",
+        "patient",
+        "support agent",
+        "editor",
+        "administrator",
+    ],
     ask_label: "Ask the manual",
     ask_placeholder: "e.g. what does E-204 mean?",
     ask_button: "Ask",
@@ -119,11 +156,34 @@ pub const EN: Strings = Strings {
     patient_question_length: "A question is 1 to {max} characters.",
     patient_too_many: "Too many questions in a few minutes. Please wait a little, or call the number on your papers.",
     patient_busy: "The assistant is busy. Please try again in a moment, or call the number on your papers.",
+    chat_length: "a message is 1 to {max} characters",
+    chat_contact: "a contact is one line of up to {max} characters",
+    chat_too_many: "too many messages; try again in {minutes} min, or call the number on the label",
+    chat_busy: "the assistant is busy; try again in a moment, or call the number on the label",
+    chat_unknown_conversation: "unknown conversation: start a new one without it",
+    chat_unknown_asset: "unknown code or asset: scan the label again",
+    heading_wait: "Please wait a little",
+    heading_busy: "The assistant is busy",
+    heading_check: "Please check your question",
+    heading_too_many: "Too many questions",
+    search_length: "Type a question of 1 to {max} characters.",
+    search_too_many: "Too many questions from this network in the last few minutes. Try again shortly.",
     patient_unsure: "I am not sure your instructions answer this. For anything urgent, call the number on your papers.",
 };
 
 pub const ES: Strings = Strings {
     viewing_as: "Viendo como",
+    role_names: [
+        "visitante",
+        "operador",
+        "técnico",
+        "ingeniero biomédico",
+        "clínico",
+        "paciente",
+        "agente de soporte",
+        "editor",
+        "administrador",
+    ],
     ask_label: "Pregunte al manual",
     ask_placeholder: "p. ej., ¿qué significa E-204?",
     ask_button: "Preguntar",
@@ -176,10 +236,33 @@ pub const ES: Strings = Strings {
     patient_question_length: "Una pregunta tiene de 1 a {max} caracteres.",
     patient_too_many: "Demasiadas preguntas en pocos minutos. Espere un poco o llame al teléfono de sus papeles.",
     patient_busy: "El asistente está ocupado. Inténtelo de nuevo en un momento o llame al teléfono de sus papeles.",
+    chat_length: "un mensaje tiene de 1 a {max} caracteres",
+    chat_contact: "un contacto es una línea de hasta {max} caracteres",
+    chat_too_many: "demasiados mensajes; inténtelo de nuevo en {minutes} min o llame al número de la etiqueta",
+    chat_busy: "el asistente está ocupado; inténtelo de nuevo en un momento o llame al número de la etiqueta",
+    chat_unknown_conversation: "conversación desconocida: empiece una nueva",
+    chat_unknown_asset: "código o equipo desconocido: escanee la etiqueta de nuevo",
+    heading_wait: "Espere un poco",
+    heading_busy: "El asistente está ocupado",
+    heading_check: "Revise su pregunta",
+    heading_too_many: "Demasiadas preguntas",
+    search_length: "Escriba una pregunta de 1 a {max} caracteres.",
+    search_too_many: "Demasiadas preguntas desde esta red en los últimos minutos. Inténtelo de nuevo en breve.",
     patient_unsure: "No estoy seguro de que sus instrucciones respondan a esto. Si es urgente, llame al teléfono de sus papeles.",
 };
 
 /// Languages with interface strings.
+impl Strings {
+    /// `role`'s name in this language.
+    pub fn role_name(&self, role: crate::roles::Role) -> &'static str {
+        let at = crate::roles::ALL_ROLES
+            .iter()
+            .position(|r| *r == role)
+            .expect("every role is in ALL_ROLES");
+        self.role_names[at]
+    }
+}
+
 pub const UI_LANGUAGES: &[&str] = &["en", "es"];
 
 pub fn strings(language: &str) -> &'static Strings {

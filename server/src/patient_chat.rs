@@ -242,11 +242,11 @@ pub async fn answer_patient(
     let outcome = if reply.unsure { "unsure" } else { "answered" };
     app.metrics
         .chat_turn("patient", outcome, started.elapsed().as_secs_f64());
-    let own_page = format!("/c/{}", packet.code);
-    // Their own documents are on their packet's page; leaflets have public pages.
+    // Their own documents are on the page the answer is shown on: a citation jumps to the document
+    // there (reloading the page would lose the answer). Leaflets have public pages.
     let (sentences, citations) = crate::chat::views_of(&reply.extract, |c| {
         if c.manual_id.starts_with("packet-") {
-            own_page.clone()
+            format!("#{}", c.manual_id)
         } else {
             CitationView::section_url(c)
         }

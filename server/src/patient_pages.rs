@@ -30,6 +30,8 @@ pub struct VerifyPage {
 }
 
 pub struct DocumentView {
+    /// The element id its citations point at (`#packet-...`, the document's id in the index).
+    pub id: String,
     pub title: String,
     pub html: String,
 }
@@ -115,6 +117,7 @@ async fn instructions(
         .await?
         .into_iter()
         .map(|d| DocumentView {
+            id: crate::patient_chat::document_id(&packet.id, d.id),
             title: d.title,
             html: crate::pages::markdown_to_html(&d.markdown),
         })

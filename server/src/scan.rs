@@ -281,7 +281,7 @@ fn serve_asset(
     let page = AssetPage {
         t: i18n::strings(&ui_lang),
         lang: lang.clone(),
-        role: context.role.as_str(),
+        role: i18n::strings(&ui_lang).role_name(context.role),
         signed_in: context.signed_in,
         asset,
         site_name: site.map(|s| s.name.clone()).unwrap_or_default(),
@@ -289,7 +289,9 @@ fn serve_asset(
         contact: site.map(|s| s.contact.clone()).unwrap_or_default(),
         on_call: site.map(|s| s.on_call.clone()).unwrap_or_default(),
         queue_name: queue.map(|q| q.name.clone()).unwrap_or_default(),
-        queue_hours: queue.map(|q| q.hours.clone()).unwrap_or_default(),
+        queue_hours: queue
+            .map(|q| crate::chat::in_weekdays_of(&q.hours, i18n::strings(&ui_lang)))
+            .unwrap_or_default(),
         on_call_first,
         languages: &content.languages,
         highlights: &content.highlights,

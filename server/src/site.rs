@@ -161,11 +161,14 @@ pub async fn search(
     let role = role_of(&app, &headers).await?;
     let lang = ui_language(Some(form.lang.as_str()).filter(|l| !l.is_empty()), &headers);
     let query = form.q.trim().to_string();
+    let t = i18n::strings(&lang);
     if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
         let page = MessagePage {
             lang,
-            heading: "Please check your question".to_string(),
-            message: format!("Type a question of 1 to {MAX_QUERY_CHARS} characters."),
+            heading: t.heading_check.to_string(),
+            message: t
+                .search_length
+                .replace("{max}", &MAX_QUERY_CHARS.to_string()),
             back: "/".to_string(),
         }
         .render()?;
@@ -211,8 +214,8 @@ pub async fn search(
     if let Some(wait) = app.chat.over_limit(None, client.as_deref()) {
         return refused(
             StatusCode::TOO_MANY_REQUESTS,
-            "Too many questions",
-            "Too many questions from this network in the last few minutes. Try again shortly.",
+            t.heading_too_many,
+            t.search_too_many,
             wait,
         );
     }
@@ -224,8 +227,8 @@ pub async fn search(
     else {
         return refused(
             StatusCode::SERVICE_UNAVAILABLE,
-            "Busy",
-            "The search is busy; try again in a moment, or call the number on the label.",
+            t.heading_busy,
+            t.chat_busy,
             crate::chat::BUSY_WAIT,
         );
     };

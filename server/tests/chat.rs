@@ -294,6 +294,31 @@ fn the_page_form_answers_without_javascript_and_offers_a_person() {
     );
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.hidden("conversation").as_deref(), Some(""));
+    // A Spanish reader is told in Spanish, on the page and in the JSON the script shows.
+    let spanish = post_form(
+        &app.url("/chat"),
+        &[],
+        &[("asset", "pump-icu-07"), ("message", " "), ("lang", "es")],
+    );
+    assert_eq!(spanish.status, 422);
+    assert!(
+        spanish.body.contains("Revise su pregunta")
+            && spanish
+                .body
+                .contains("un mensaje tiene de 1 a 1000 caracteres"),
+        "{}",
+        spanish.body
+    );
+    let json = post_json(
+        &app.url("/api/chat"),
+        &[],
+        r#"{"code": "tJ6bpUpB", "message": "", "lang": "es"}"#,
+    );
+    assert!(
+        json.body.contains("un mensaje tiene de 1 a 1000"),
+        "{}",
+        json.body
+    );
     assert!(unknown.body.contains("value=\"and the battery?\""));
 }
 

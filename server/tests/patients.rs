@@ -462,6 +462,22 @@ fn a_patients_questions_are_answered_from_their_own_documents_and_never_anyone_e
         answer["answer"].as_str().unwrap().contains("día 10"),
         "{answer}"
     );
+    // A citation of her own document jumps to it on her page, which carries that id.
+    let page = get(
+        &app.url(&format!("/c/{}", ana.code)),
+        &[("cookie", &ana_session)],
+    );
+    for c in answer["citations"].as_array().unwrap() {
+        let url = c["url"].as_str().unwrap();
+        if let Some(id) = url.strip_prefix('#') {
+            assert!(
+                page.body.contains(&format!("id=\"{id}\"")),
+                "{url} names no element of her page"
+            );
+        } else {
+            assert!(url.starts_with("/m/"), "{url}");
+        }
+    }
 
     // John's own question finds his plan (so the leak checks below can fail)...
     let johns_text = "Your dry weight at discharge was 82.4 kg: call the heart failure nurse if you gain more than 1 kg in a day";

@@ -232,6 +232,19 @@ fn the_language_comes_from_the_query_then_the_header() {
         spanish.body.contains("Pregunte al manual"),
         "interface strings in Spanish"
     );
+    // The role and the support hours too, not the registry's English.
+    assert!(
+        spanish.body.contains("Viendo como: visitante"),
+        "{}",
+        spanish.body
+    );
+    assert!(!spanish.body.contains("Mon-Fri"), "{}", spanish.body);
+    // The language links name their language, and say which one is current.
+    assert!(
+        spanish.body.contains("aria-current=\"true\">Español</a>"),
+        "{}",
+        spanish.body
+    );
     assert!(
         spanish.body.contains("Inicio rápido"),
         "the Spanish operator manual: {}",
