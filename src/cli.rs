@@ -575,18 +575,9 @@ fn search(cmd: SearchCmd) -> Result<ExitCode> {
 /// The index an eval over the manuals builds: `--index`, or one per model in the eval cache.
 fn eval_manuals_index(given: Option<PathBuf>, model_id: &str) -> PathBuf {
     given.unwrap_or_else(|| {
-        let safe: String = model_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         let cache = std::env::var_os("SCANAID_EVAL_CACHE").map(PathBuf::from);
-        eval_cache_dir(cache).join(format!("manuals-{safe}"))
+        let stem = scanaid_indexer::embed_cache::file_stem(model_id);
+        eval_cache_dir(cache).join(format!("manuals-{stem}"))
     })
 }
 

@@ -31,7 +31,12 @@ pub fn key(model_id: &str, text: &str) -> Key {
 
 /// The cache file of one model's vectors of one dimension.
 pub fn file_name(model_id: &str, dim: usize) -> String {
-    let safe: String = model_id
+    format!("{}.{dim}.bin", file_stem(model_id))
+}
+
+/// A model id as a file name: letters, digits, '-' and '.' kept, anything else '_'.
+pub fn file_stem(model_id: &str) -> String {
+    model_id
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
@@ -40,8 +45,7 @@ pub fn file_name(model_id: &str, dim: usize) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("{safe}.{dim}.bin")
+        .collect()
 }
 
 impl EmbeddingCache {

@@ -14,6 +14,21 @@ use common::{embedder, write, COMPRESSOR, PUMP};
 
 fn noop(_: usize, _: usize) {}
 
+/// Indexes `manuals` into `index` with the default chunking and the real embedder.
+fn build_default(
+    manuals: &std::path::Path,
+    index: &std::path::Path,
+) -> scanaid_indexer::build::BuildReport {
+    index_manuals(
+        manuals,
+        index,
+        embedder().as_ref(),
+        ChunkingConfig::default(),
+        &mut noop,
+    )
+    .unwrap()
+}
+
 fn top_text(index: &SearchIndex, query: &str, mode: Mode) -> String {
     let hits = index
         .search(
@@ -364,16 +379,7 @@ fn forgetting_all_but_the_current_generation_leaves_no_text_or_vector_of_a_delet
     let index_dir = tempfile::tempdir().unwrap();
     write(manuals.path(), "pump.md", PUMP);
     write(manuals.path(), "rsc.md", COMPRESSOR);
-    let build = || {
-        index_manuals(
-            manuals.path(),
-            index_dir.path(),
-            embedder().as_ref(),
-            ChunkingConfig::default(),
-            &mut noop,
-        )
-        .unwrap()
-    };
+    let build = || build_default(manuals.path(), index_dir.path());
     let both = build();
     // A cache file of another model: its vectors serve no kept generation.
     let cache_dir = index_dir.path().join("embedding-cache");
@@ -438,14 +444,7 @@ fn a_huge_limit_and_a_damaged_dimension_are_errors_or_capped_never_a_panic() {
     let manuals = tempfile::tempdir().unwrap();
     let index_dir = tempfile::tempdir().unwrap();
     write(manuals.path(), "pump.md", PUMP);
-    let report = index_manuals(
-        manuals.path(),
-        index_dir.path(),
-        embedder().as_ref(),
-        ChunkingConfig::default(),
-        &mut noop,
-    )
-    .unwrap();
+    let report = build_default(manuals.path(), index_dir.path());
     let index = SearchIndex::open(index_dir.path()).unwrap();
     for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
         let hits = index
