@@ -88,6 +88,10 @@ pub struct Strings {
     pub search_length: &'static str,
     /// The search's limit.
     pub search_too_many: &'static str,
+    /// The page after a patient signs out, or finds their session ended.
+    pub patient_signed_out_title: &'static str,
+    pub patient_signed_out: &'static str,
+    pub patient_session_ended: &'static str,
     pub patient_unsure: &'static str,
 }
 
@@ -168,6 +172,9 @@ pub const EN: Strings = Strings {
     heading_too_many: "Too many questions",
     search_length: "Type a question of 1 to {max} characters.",
     search_too_many: "Too many questions from this network in the last few minutes. Try again shortly.",
+    patient_signed_out_title: "You are signed out",
+    patient_signed_out: "Your instructions are closed on this phone. To open them again, scan the code on your papers.",
+    patient_session_ended: "Your session ended after a while without use, so your question was not sent. Scan the code on your papers to open your instructions again.",
     patient_unsure: "I am not sure your instructions answer this. For anything urgent, call the number on your papers.",
 };
 
@@ -248,6 +255,9 @@ pub const ES: Strings = Strings {
     heading_too_many: "Demasiadas preguntas",
     search_length: "Escriba una pregunta de 1 a {max} caracteres.",
     search_too_many: "Demasiadas preguntas desde esta red en los últimos minutos. Inténtelo de nuevo en breve.",
+    patient_signed_out_title: "Ha cerrado la sesión",
+    patient_signed_out: "Sus instrucciones quedan cerradas en este teléfono. Para abrirlas de nuevo, escanee el código de sus papeles.",
+    patient_session_ended: "Su sesión terminó tras un tiempo sin uso, así que su pregunta no se envió. Escanee el código de sus papeles para abrir sus instrucciones de nuevo.",
     patient_unsure: "No estoy seguro de que sus instrucciones respondan a esto. Si es urgente, llame al teléfono de sus papeles.",
 };
 

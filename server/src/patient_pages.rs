@@ -310,7 +310,15 @@ pub async fn ask_form(
         http::cookie(&headers, PATIENT_COOKIE),
         crate::patient_chat::session_packet(&app, &headers).await?,
     ) else {
-        return Ok(Redirect::to("/").into_response());
+        // The session ended (idle too long, or signed out elsewhere): say so, not the home page.
+        let lang = ui_language_of(&headers);
+        let t = i18n::strings(&lang);
+        return patient_message(
+            StatusCode::UNAUTHORIZED,
+            &lang,
+            t.patient_signed_out_title,
+            t.patient_session_ended,
+        );
     };
     if !auth::tokens_match(&auth::csrf_for_session(token), &form.csrf) {
         return crate::account::forbidden("This form expired. Reload the page and try again.");
@@ -334,12 +342,39 @@ pub async fn ask_form(
     instructions(&app, &packet, token, asked).await
 }
 
+/// A short page for a patient, without the equipment sites' contacts or search.
+fn patient_message(
+    status: StatusCode,
+    lang: &str,
+    heading: &str,
+    message: &str,
+) -> Result<Response, AppError> {
+    let page = crate::views::MessagePage {
+        lang: lang.to_string(),
+        heading: heading.to_string(),
+        message: message.to_string(),
+        // No way on to the equipment pages: the patient's next step is the code on their papers.
+        back: String::new(),
+    }
+    .render()?;
+    Ok(no_store((status, Html(page)).into_response()))
+}
+
+/// The interface language the browser asks for.
+fn ui_language_of(headers: &HeaderMap) -> String {
+    let available: Vec<String> = i18n::UI_LANGUAGES.iter().map(|s| s.to_string()).collect();
+    crate::language::negotiate(None, http::header(headers, "accept-language"), &available)
+}
+
 /// `POST /patient/signout`.
 pub async fn sign_out(
     State(app): State<AppState>,
     headers: HeaderMap,
     Form(form): Form<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
+    // The page says so in the packet's language, with no equipment sites' contacts: it is shown
+    // on a phone a patient may hand on.
+    let mut language = None;
     if let Some(token) = http::cookie(&headers, PATIENT_COOKIE) {
         if !auth::tokens_match(&auth::csrf_for_session(token), &form.csrf) {
             return crate::account::forbidden("This form expired. Reload the page and try again.");
@@ -348,10 +383,18 @@ pub async fn sign_out(
             app.store
                 .audit("patient", "access.signed_out", Some(&packet), "", None)
                 .await?;
+            language = app.store.packet(&packet).await?.map(|p| p.language);
         }
         app.store.end_patient_session(token).await?;
     }
-    let mut response = Redirect::to("/").into_response();
+    let lang = language.unwrap_or_else(|| ui_language_of(&headers));
+    let t = i18n::strings(&lang);
+    let mut response = patient_message(
+        StatusCode::OK,
+        &lang,
+        t.patient_signed_out_title,
+        t.patient_signed_out,
+    )?;
     let cookie = http::set_cookie(PATIENT_COOKIE, "", "/", Some(0), app.config.secure_cookies);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
