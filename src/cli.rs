@@ -194,9 +194,13 @@ pub struct IndexCmd {
     /// Folder of markdown manuals with front matter.
     #[arg(long, env = "SCANAID_MANUALS", default_value = "manuals")]
     pub manuals: PathBuf,
-    /// Index directory (generations live inside it).
-    #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
-    pub index: PathBuf,
+    /// Index directory (generations live inside it; default: the data directory's `index`, as
+    /// `serve` uses).
+    #[arg(long, env = "SCANAID_INDEX")]
+    pub index: Option<PathBuf>,
+    /// Data directory whose `index` is meant when `--index` is not given.
+    #[arg(long = "data", env = "SCANAID_DATA", default_value = "data")]
+    pub data_dir: PathBuf,
     /// Point the index back at the previous generation instead of building.
     #[arg(long)]
     pub rollback: bool,
@@ -211,8 +215,12 @@ pub struct IndexCmd {
 pub struct SearchCmd {
     /// The question.
     pub query: String,
-    #[arg(long, env = "SCANAID_INDEX", default_value = "data/index")]
-    pub index: PathBuf,
+    /// Index directory (default: the data directory's `index`, as `serve` uses).
+    #[arg(long, env = "SCANAID_INDEX")]
+    pub index: Option<PathBuf>,
+    /// Data directory whose `index` is meant when `--index` is not given.
+    #[arg(long = "data", env = "SCANAID_DATA", default_value = "data")]
+    pub data_dir: PathBuf,
     #[arg(long, default_value = "hybrid")]
     pub mode: Mode,
     #[arg(long, default_value_t = 5)]
@@ -459,13 +467,14 @@ fn models(cmd: ModelsCmd) -> Result<ExitCode> {
 }
 
 fn index(cmd: IndexCmd) -> Result<ExitCode> {
+    let index_dir = cmd.index.unwrap_or_else(|| cmd.data_dir.join("index"));
     if cmd.rollback {
-        let (from, to) = scanaid_indexer::generation::rollback(&cmd.index)?;
-        println!("rolled back {}: {from} -> {to}", cmd.index.display());
+        let (from, to) = scanaid_indexer::generation::rollback(&index_dir)?;
+        println!("rolled back {}: {from} -> {to}", index_dir.display());
         return Ok(ExitCode::SUCCESS);
     }
     let embedder = cmd.model.embedder_for(&cmd.manuals)?;
-    let report = build_index(&cmd.manuals, &cmd.index, embedder.as_ref())?;
+    let report = build_index(&cmd.manuals, &index_dir, embedder.as_ref())?;
     if cmd.strict && !report.problems.is_empty() {
         return Ok(ExitCode::from(2));
     }
@@ -539,8 +548,9 @@ fn eval_manuals(cmd: EvalManualsCmd) -> Result<ExitCode> {
 }
 
 fn search(cmd: SearchCmd) -> Result<ExitCode> {
-    let embedder = cmd.model.embedder_of(&cmd.index)?;
-    let index = SearchIndex::open_for(&cmd.index, embedder.as_ref())?;
+    let index_dir = cmd.index.unwrap_or_else(|| cmd.data_dir.join("index"));
+    let embedder = cmd.model.embedder_of(&index_dir)?;
+    let index = SearchIndex::open_for(&index_dir, embedder.as_ref())?;
     let mut request = SearchRequest::new(cmd.query, cmd.mode, cmd.limit);
     if let Some(m) = cmd.model_number {
         request.filters.models = vec![m];

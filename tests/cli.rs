@@ -723,3 +723,26 @@ fn the_tuned_minilm_is_the_default_and_bad_deltas_are_clear_errors() {
         text(&out)
     );
 }
+
+#[test]
+fn index_and_search_use_the_data_directorys_index_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("manuals")).unwrap();
+    std::fs::write(dir.path().join("manuals/dw.md"), MANUAL).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scanaid"))
+        .args(["index", "--manuals", "manuals"])
+        .current_dir(dir.path())
+        .env("SCANAID_DATA", dir.path().join("site"))
+        .env_remove("SCANAID_INDEX")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.path().join("site/index/CURRENT").is_file());
+    assert!(!dir.path().join("data").exists(), "not ./data/index");
+    let out = scanaid(
+        &["search", "--data", "site", "what does f05 mean"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("F-05"), "{}", text(&out));
+}
