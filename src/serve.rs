@@ -180,22 +180,32 @@ pub(crate) fn open_or_build_index(
         );
         crate::cli::build_index(&data.manuals, &index_dir, embedder)?;
     }
-    if let Err(scanaid_indexer::IndexError::ModelMismatch { built_with, .. }) =
-        SearchIndex::open_for(&index_dir, embedder)
-    {
+    use scanaid_indexer::IndexError;
+    match SearchIndex::open_for(&index_dir, embedder) {
         // Another embedding model was chosen since (`--embedding-model`, or `auto` after the
         // manuals' languages changed): a new generation, the old one kept for rollback.
-        eprintln!(
-            "the index was built with {built_with}; re-indexing with {}",
-            embedder.model_id()
-        );
-        crate::cli::build_index(&data.manuals, &index_dir, embedder)?;
+        Err(IndexError::ModelMismatch { built_with, .. }) => {
+            eprintln!(
+                "the index was built with {built_with}; re-indexing with {}",
+                embedder.model_id()
+            );
+            crate::cli::build_index(&data.manuals, &index_dir, embedder)?;
+        }
+        // Built by another scanaid (another analyzer or format), or its meta.json is damaged: a
+        // rebuild from the manuals makes one this scanaid reads; the old one stays on disk.
+        Err(e @ (IndexError::Incompatible { .. } | IndexError::Meta { .. })) => {
+            eprintln!("the index cannot be used as it is ({e}); re-indexing");
+            crate::cli::build_index(&data.manuals, &index_dir, embedder)?;
+        }
+        _ => {}
     }
     SearchIndex::open_for(&index_dir, embedder).with_context(|| {
         format!(
-            "opening the index in {} (rebuild it with `scanaid index --index {}`)",
+            "opening the index in {} (rebuild it with `scanaid index --index {} --manuals {}`, \
+             and the same --embedding-model as serve)",
             index_dir.display(),
-            index_dir.display()
+            index_dir.display(),
+            data.manuals.display()
         )
     })
 }

@@ -433,3 +433,66 @@ fn serving_on_every_interface_without_a_public_url_warns_before_anything_slow() 
     let warned = warned.unwrap_or_else(|| panic!("no warning in {seen:?}"));
     assert!(warned.contains("--public-url"), "{warned}");
 }
+
+#[test]
+fn an_index_this_scanaid_cannot_read_is_rebuilt_at_start() {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&bundled_index(), copy.path());
+    // As an older scanaid would have left it: another format version.
+    let current = std::fs::read_to_string(copy.path().join("CURRENT")).unwrap();
+    let meta_path = copy
+        .path()
+        .join("generations")
+        .join(current.trim())
+        .join("meta.json");
+    let meta = std::fs::read_to_string(&meta_path).unwrap();
+    let older = meta.replacen("\"format_version\": ", "\"format_version\": 9", 1);
+    assert_ne!(older, meta);
+    std::fs::write(&meta_path, older).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scanaid"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data",
+            data.path().to_str().unwrap(),
+            "--index",
+            copy.path().to_str().unwrap(),
+        ])
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut seen = Vec::new();
+    let listening = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(240)) {
+            Ok(line) if line.starts_with("scanaid listening on") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(listening, "the server did not start: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("cannot be used as it is") && l.contains("re-indexing")),
+        "{seen:?}"
+    );
+}
