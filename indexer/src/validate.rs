@@ -154,6 +154,25 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
             ),
         });
     }
+    // An explicit `{#id}` that an earlier heading's generated anchor already took gets a suffix,
+    // so links and checks naming #id would silently reach that other heading.
+    for section in &chunked.sections {
+        let heading = text
+            .lines()
+            .nth(section.line.saturating_sub(1))
+            .unwrap_or("");
+        if let Some(id) = explicit_id(heading) {
+            if id != section.anchor {
+                findings.push(Finding {
+                    line: section.line,
+                    message: format!(
+                        "anchor {{#{id}}} is already the anchor of an earlier heading, so this one became #{}: choose another id",
+                        section.anchor
+                    ),
+                });
+            }
+        }
+    }
     let numbered = numbered_sections(&chunked.sections, &text);
     let (found, manual_links) = markdown_findings(&manual, &anchors, &numbered);
     findings.extend(found);
@@ -170,6 +189,19 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
 
 /// Each numbered section's number with the number of its last top-level step (0 when it has none):
 /// what "see section 11.5, steps 1 to 3" must find. A section runs from its heading to the next one.
+/// The `{#id}` a heading line gives itself, if any.
+fn explicit_id(heading: &str) -> Option<&str> {
+    let heading = heading.trim_start();
+    if !heading.starts_with('#') {
+        return None;
+    }
+    let (_, after) = heading.rsplit_once("{#")?;
+    let id = after
+        .split(|c: char| c == '}' || c.is_whitespace())
+        .next()?;
+    (!id.is_empty()).then_some(id)
+}
+
 fn numbered_sections(sections: &[Section], text: &str) -> HashMap<String, u32> {
     let lines: Vec<&str> = text.lines().collect();
     let mut out = HashMap::new();
@@ -376,6 +408,26 @@ mod tests {
 
     fn check(text: &str) -> Checked {
         check_manual(Path::new("m.md"), text.as_bytes(), &models())
+    }
+
+    #[test]
+    fn an_explicit_id_an_earlier_heading_already_took_is_a_finding() {
+        let checked = check(
+            "+++\nid = \"pump\"\ntitle = \"Pump\"\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# Battery\n\nText.\n\n## Swap {#battery}\n\nMore.\n",
+        );
+        let found: Vec<_> = checked
+            .findings
+            .iter()
+            .filter(|f| f.message.contains("{#battery}"))
+            .collect();
+        assert_eq!(found.len(), 1, "{:?}", checked.findings);
+        assert_eq!(found[0].line, 11);
+        assert!(found[0].message.contains("#battery-1"), "{:?}", found);
+        assert!(
+            check(CLEAN).findings.is_empty(),
+            "{:?}",
+            check(CLEAN).findings
+        );
     }
 
     const CLEAN: &str = "+++\nid = \"pump\"\ntitle = \"Pump\"\nmodels = [\"VP-300\"]\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# Faults {#faults}\n\nSee [the battery](#battery).\n\n# Battery {#battery}\n\n![Battery door open](door.png)\n\n1. Open the door.\n";

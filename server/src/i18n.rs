@@ -92,6 +92,9 @@ pub struct Strings {
     pub patient_signed_out_title: &'static str,
     pub patient_signed_out: &'static str,
     pub patient_session_ended: &'static str,
+    /// The PIN slip handed to the patient with their papers.
+    pub pin_slip_heading: &'static str,
+    pub pin_slip_text: &'static str,
     pub patient_unsure: &'static str,
 }
 
@@ -175,6 +178,8 @@ pub const EN: Strings = Strings {
     patient_signed_out_title: "You are signed out",
     patient_signed_out: "Your instructions are closed on this phone. To open them again, scan the code on your papers.",
     patient_session_ended: "Your session ended after a while without use, so your question was not sent. Scan the code on your papers to open your instructions again.",
+    pin_slip_heading: "Your PIN",
+    pin_slip_text: "With your date of birth, this PIN opens your instructions at the address on your papers. Keep it apart from them.",
     patient_unsure: "I am not sure your instructions answer this. For anything urgent, call the number on your papers.",
 };
 
@@ -258,6 +263,8 @@ pub const ES: Strings = Strings {
     patient_signed_out_title: "Ha cerrado la sesión",
     patient_signed_out: "Sus instrucciones quedan cerradas en este teléfono. Para abrirlas de nuevo, escanee el código de sus papeles.",
     patient_session_ended: "Su sesión terminó tras un tiempo sin uso, así que su pregunta no se envió. Escanee el código de sus papeles para abrir sus instrucciones de nuevo.",
+    pin_slip_heading: "Su PIN",
+    pin_slip_text: "Con su fecha de nacimiento, este PIN abre sus instrucciones en la dirección de sus papeles. Guárdelo aparte de ellos.",
     patient_unsure: "No estoy seguro de que sus instrucciones respondan a esto. Si es urgente, llame al teléfono de sus papeles.",
 };
 

@@ -53,6 +53,9 @@ pub struct CreatedPage {
     pub pin: String,
     pub label_svg: String,
     pub documents: usize,
+    /// The slip is the patient's: in the packet's language.
+    pub packet_lang: String,
+    pub slip: &'static crate::i18n::Strings,
 }
 
 /// The bundled patient leaflets (`manuals/patient/*.md`), parsed.
@@ -268,6 +271,8 @@ pub async fn create(
         pin: created.pin,
         label_svg,
         documents,
+        slip: crate::i18n::strings(&form.language),
+        packet_lang: form.language.clone(),
     }
     .render()?;
     Ok(no_store(Html(page).into_response()))

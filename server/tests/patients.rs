@@ -742,6 +742,15 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
     );
     assert_eq!(made.status, 200, "{}", made.body);
     assert!(made.body.contains("<svg"), "the printable label");
+    // María's packet is in Spanish, and so is the slip she is handed with her PIN.
+    assert!(
+        made.body
+            .contains("<section class=\"card pin-slip\" id=\"pin-slip\" lang=\"es\">")
+            && made.body.contains("Su PIN")
+            && made.body.contains("Con su fecha de nacimiento"),
+        "{}",
+        made.body
+    );
     let pin = between(&made.body, "<p class=\"big\" id=\"pin\">", "<");
     let url = between(&made.body, "<code id=\"packet-url\">", "<");
     let code = url.rsplit('/').next().unwrap().to_string();
