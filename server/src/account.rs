@@ -218,6 +218,32 @@ pub async fn signout(
     )))
 }
 
+/// `GET /signout`: the confirmation form, for pages that cannot carry a CSRF token themselves (the
+/// equipment pages are rendered once per role, not per person). Signed out already: home.
+pub async fn signout_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let Some((user, _)) = current_user(&app, &headers).await? else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let page = SignOutPage {
+        lang: "en".to_string(),
+        me: user.username,
+        csrf: user.csrf,
+    }
+    .render()?;
+    Ok(no_store(Html(page).into_response()))
+}
+
+#[derive(Template)]
+#[template(path = "signout.html")]
+struct SignOutPage {
+    lang: String,
+    me: String,
+    csrf: String,
+}
+
 pub(crate) fn forbidden(message: &str) -> Result<Response, AppError> {
     let page = MessagePage {
         lang: "en".to_string(),

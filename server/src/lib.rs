@@ -241,7 +241,10 @@ fn app(state: AppState) -> Router {
         .route("/support/tickets/{id}/reply", post(console::reply))
         .route("/support/tickets/{id}/close", post(console::close))
         .route("/signin", get(account::signin_form).post(account::signin))
-        .route("/signout", post(account::signout))
+        .route(
+            "/signout",
+            get(account::signout_page).post(account::signout),
+        )
         .route(
             "/account/password",
             get(account::password_form).post(account::change_password),

@@ -527,6 +527,31 @@ fn staff_sign_in_with_csrf_limits_and_role_pages() {
         app.rows("SELECT role, destination FROM scan_events"),
         vec![vec!["technician", "page:technician"]]
     );
+    // On a shared tablet, the equipment page offers sign-out (a confirmation form, since the
+    // page itself is rendered per role and carries no one's CSRF token).
+    let shared = session_cookie(&app, "tech1", "a long enough password");
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("cookie", &shared)]);
+    assert!(page.body.contains("id=\"sign-out-link\""), "{}", page.body);
+    let confirm = get(&app.url("/signout"), &[("cookie", &shared)]);
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("Sign out tech1?"), "{}", confirm.body);
+    let out = post_form(
+        &app.url("/signout"),
+        &[("cookie", &shared)],
+        &[("csrf", &confirm.hidden("csrf").unwrap())],
+    );
+    assert_eq!(out.status, 303);
+    let after = get(&app.url(&format!("/c/{PUMP_CODE}")), &[("cookie", &shared)]);
+    assert!(
+        !after.body.contains("Viewing as: technician"),
+        "{}",
+        after.body
+    );
+    assert_eq!(
+        get(&app.url("/signout"), &[]).status,
+        303,
+        "signed out: home"
+    );
 
     // Five failures lock the account, even for the right password, with a clear message.
     for _ in 0..5 {
