@@ -395,39 +395,8 @@ fn a_port_in_use_fails_at_once_and_says_what_to_do() {
 fn serving_on_every_interface_without_a_public_url_warns_before_anything_slow() {
     let data = tempfile::tempdir().unwrap();
     let index = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scanaid"))
-        .args([
-            "serve",
-            "--addr",
-            "0.0.0.0:0",
-            "--data",
-            data.path().to_str().unwrap(),
-            "--index",
-            index.path().to_str().unwrap(),
-        ])
-        .current_dir(repo())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read on a thread, so a missing warning fails the test instead of waiting on the server.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let warned = loop {
-        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
-            Ok(line) if line.contains("no phone can open") => break Some(line),
-            Ok(line) => seen.push(line),
-            Err(_) => break None,
-        }
-    };
+    let (mut child, lines) = serve_reading_output("0.0.0.0:0", data.path(), index.path());
+    let (warned, seen) = wait_for_line(&lines, |l| l.contains("no phone can open"), 60);
     child.kill().unwrap();
     child.wait().unwrap();
     let warned = warned.unwrap_or_else(|| panic!("no warning in {seen:?}"));
@@ -450,15 +419,35 @@ fn an_index_this_scanaid_cannot_read_is_rebuilt_at_start() {
     assert_ne!(older, meta);
     std::fs::write(&meta_path, older).unwrap();
     let data = tempfile::tempdir().unwrap();
+    let (mut child, lines) = serve_reading_output("127.0.0.1:0", data.path(), copy.path());
+    let (listening, seen) = wait_for_line(&lines, |l| l.starts_with("scanaid listening on"), 240);
+    let listening = listening.is_some();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(listening, "the server did not start: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("cannot be used as it is") && l.contains("re-indexing")),
+        "{seen:?}"
+    );
+}
+
+/// `scanaid serve` on `addr` with `data` and `index`, its stdout and stderr lines arriving on one
+/// channel (read on threads, so a line that never comes fails a test instead of hanging it).
+fn serve_reading_output(
+    addr: &str,
+    data: &Path,
+    index: &Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_scanaid"))
         .args([
             "serve",
             "--addr",
-            "127.0.0.1:0",
+            addr,
             "--data",
-            data.path().to_str().unwrap(),
+            data.to_str().unwrap(),
             "--index",
-            copy.path().to_str().unwrap(),
+            index.to_str().unwrap(),
         ])
         .current_dir(repo())
         .stdout(Stdio::piped())
@@ -479,20 +468,21 @@ fn an_index_this_scanaid_cannot_read_is_rebuilt_at_start() {
             }
         });
     }
+    (child, rx)
+}
+
+/// The first line `wanted` accepts within `secs` seconds of silence, and every line before it.
+fn wait_for_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    wanted: impl Fn(&str) -> bool,
+    secs: u64,
+) -> (Option<String>, Vec<String>) {
     let mut seen = Vec::new();
-    let listening = loop {
-        match rx.recv_timeout(std::time::Duration::from_secs(240)) {
-            Ok(line) if line.starts_with("scanaid listening on") => break true,
+    loop {
+        match lines.recv_timeout(std::time::Duration::from_secs(secs)) {
+            Ok(line) if wanted(&line) => return (Some(line), seen),
             Ok(line) => seen.push(line),
-            Err(_) => break false,
+            Err(_) => return (None, seen),
         }
-    };
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(listening, "the server did not start: {seen:?}");
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("cannot be used as it is") && l.contains("re-indexing")),
-        "{seen:?}"
-    );
+    }
 }

@@ -311,7 +311,7 @@ pub async fn ask_form(
         crate::patient_chat::session_packet(&app, &headers).await?,
     ) else {
         // The session ended (idle too long, or signed out elsewhere): say so, not the home page.
-        let lang = ui_language_of(&headers);
+        let lang = crate::site::ui_language(None, &headers);
         let t = i18n::strings(&lang);
         return patient_message(
             StatusCode::UNAUTHORIZED,
@@ -360,12 +360,6 @@ fn patient_message(
     Ok(no_store((status, Html(page)).into_response()))
 }
 
-/// The interface language the browser asks for.
-fn ui_language_of(headers: &HeaderMap) -> String {
-    let available: Vec<String> = i18n::UI_LANGUAGES.iter().map(|s| s.to_string()).collect();
-    crate::language::negotiate(None, http::header(headers, "accept-language"), &available)
-}
-
 /// `POST /patient/signout`.
 pub async fn sign_out(
     State(app): State<AppState>,
@@ -387,7 +381,7 @@ pub async fn sign_out(
         }
         app.store.end_patient_session(token).await?;
     }
-    let lang = language.unwrap_or_else(|| ui_language_of(&headers));
+    let lang = language.unwrap_or_else(|| crate::site::ui_language(None, &headers));
     let t = i18n::strings(&lang);
     let mut response = patient_message(
         StatusCode::OK,

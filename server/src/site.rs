@@ -70,7 +70,7 @@ pub async fn role_of(app: &AppState, headers: &HeaderMap) -> Result<Role, AppErr
         .map_or(Role::Anonymous, |(user, _)| user.role))
 }
 
-fn ui_language(query: Option<&str>, headers: &HeaderMap) -> String {
+pub(crate) fn ui_language(query: Option<&str>, headers: &HeaderMap) -> String {
     let available: Vec<String> = i18n::UI_LANGUAGES.iter().map(|s| s.to_string()).collect();
     language::negotiate(query, http::header(headers, "accept-language"), &available)
 }
