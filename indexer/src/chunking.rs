@@ -1,7 +1,7 @@
 //! Manuals to sections and chunks. A section is the text under one heading (with its heading path and
 //! a stable anchor); a chunk is a run of whole blocks of one section sized for the embedder. A table
-//! row, a list item and a numbered step are never split; only an over-long paragraph is split, at
-//! sentence ends. Chunk ids hash the manual, anchor and text, so unchanged text keeps its id.
+//! row, a list item and a numbered step are never split; an over-long paragraph is split at sentence
+//! ends, an over-long code block or quote at line ends. Chunk ids hash the manual, anchor and text, so unchanged text keeps its id.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -88,7 +88,8 @@ impl Chunk {
 pub struct ChunkingConfig {
     /// Blocks are packed into a chunk until the next one would pass this.
     pub target_tokens: usize,
-    /// A paragraph longer than this is split at sentence ends; a short tail chunk merges back below it.
+    /// A block longer than this is split (a paragraph at sentence ends, code and quotes at line ends);
+    /// a short tail chunk merges back below it.
     pub max_tokens: usize,
 }
 
@@ -125,6 +126,11 @@ pub struct Section {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum UnitKind {
+    /// A plain paragraph: split at sentence ends when over-long.
+    Paragraph,
+    /// A code block (fenced or indented): split only at line ends, each piece fenced again.
+    Code,
+    /// Any other top-level block (a quote, HTML): split only at line ends, keeping them.
     Block,
     Item,
     TableHeader,
@@ -181,7 +187,12 @@ pub fn chunk_manual(manual: &Manual, config: ChunkingConfig) -> ChunkedManual {
     let mut heading_text = String::new();
     let mut top_kind: Option<&'static str> = None;
 
-    let push_unit = |units: &mut Vec<Unit>, range: Range<usize>, kind: UnitKind| {
+    let push_unit = |units: &mut Vec<Unit>, mut range: Range<usize>, kind: UnitKind| {
+        if kind == UnitKind::Code {
+            // An indented block's range starts after its first line's indentation; the unit starts
+            // at the line so every line of it keeps the same indentation.
+            range.start = line_starts[line_starts.partition_point(|&s| s <= range.start) - 1];
+        }
         let text = body[range.clone()].trim_end().to_string();
         if !text.trim().is_empty() {
             units.push(Unit {
@@ -219,7 +230,12 @@ pub fn chunk_manual(manual: &Manual, config: ChunkingConfig) -> ChunkedManual {
                         Tag::Table(_) => top_kind = Some("table"),
                         _ => {
                             top_kind = Some("block");
-                            push_unit(&mut units, range.clone(), UnitKind::Block);
+                            let kind = match &tag {
+                                Tag::Paragraph => UnitKind::Paragraph,
+                                Tag::CodeBlock(_) => UnitKind::Code,
+                                _ => UnitKind::Block,
+                            };
+                            push_unit(&mut units, range.clone(), kind);
                         }
                     }
                 } else if depth == 1 {
@@ -396,43 +412,145 @@ fn flush_section(
     }
 }
 
-/// Splits paragraphs (never items, rows or steps) longer than `max_tokens` at sentence ends.
+/// Splits blocks longer than `max_tokens` (never items, rows or steps): a paragraph at sentence ends,
+/// a code block or a quote at line ends so its lines stay lines (a fenced piece is fenced again).
 fn split_long_paragraphs(units: Vec<Unit>, max_tokens: usize) -> Vec<Unit> {
     let mut out = Vec::with_capacity(units.len());
     for unit in units {
-        if unit.kind != UnitKind::Block
-            || estimate_tokens(&unit.text) <= max_tokens
-            || unit.text.starts_with("```")
-        {
+        if estimate_tokens(&unit.text) <= max_tokens {
             out.push(unit);
             continue;
         }
-        let mut piece = String::new();
-        let mut first = true;
-        for sentence in sentences(&unit.text) {
-            if !piece.is_empty() && estimate_tokens(&piece) + estimate_tokens(sentence) > max_tokens
-            {
-                out.push(Unit {
-                    text: std::mem::take(&mut piece),
-                    continues: !first,
-                    ..unit.clone()
-                });
-                first = false;
-            }
-            if !piece.is_empty() {
-                piece.push(' ');
-            }
-            piece.push_str(sentence);
-        }
-        if !piece.is_empty() {
-            out.push(Unit {
-                text: piece,
-                continues: !first,
-                ..unit
-            });
+        match unit.kind {
+            UnitKind::Paragraph => split_at_sentences(unit, max_tokens, &mut out),
+            UnitKind::Code => split_code(unit, max_tokens, &mut out),
+            UnitKind::Block => split_at_lines(unit, max_tokens, &mut out),
+            UnitKind::Item | UnitKind::TableHeader | UnitKind::TableRow => out.push(unit),
         }
     }
     out
+}
+
+/// Pieces of at most `max_tokens` made of whole sentences; every piece after the first continues
+/// the paragraph (joined by a space).
+fn split_at_sentences(unit: Unit, max_tokens: usize, out: &mut Vec<Unit>) {
+    let mut piece = String::new();
+    let mut continues = unit.continues;
+    for sentence in sentences(&unit.text) {
+        if !piece.is_empty() && estimate_tokens(&piece) + estimate_tokens(sentence) > max_tokens {
+            out.push(Unit {
+                text: std::mem::take(&mut piece),
+                continues,
+                ..unit.clone()
+            });
+            continues = true;
+        }
+        if !piece.is_empty() {
+            piece.push(' ');
+        }
+        piece.push_str(sentence);
+    }
+    if !piece.is_empty() {
+        out.push(Unit {
+            text: piece,
+            continues,
+            ..unit
+        });
+    }
+}
+
+/// Pieces of whole lines (joined by line breaks, so nothing is reflowed); a single line over the
+/// limit is split at its sentences.
+fn split_at_lines(unit: Unit, max_tokens: usize, out: &mut Vec<Unit>) {
+    let mut piece: Vec<&str> = Vec::new();
+    let mut piece_tokens = 0;
+    let mut pieces: Vec<Unit> = Vec::new();
+    let flush = |piece: &mut Vec<&str>, pieces: &mut Vec<Unit>| {
+        if !piece.is_empty() {
+            pieces.push(Unit {
+                text: piece.join("\n"),
+                continues: false,
+                ..unit.clone()
+            });
+            piece.clear();
+        }
+    };
+    for line in unit.text.lines() {
+        let tokens = estimate_tokens(line);
+        if tokens > max_tokens {
+            flush(&mut piece, &mut pieces);
+            piece_tokens = 0;
+            let line_unit = Unit {
+                text: line.to_string(),
+                continues: false,
+                ..unit.clone()
+            };
+            split_at_sentences(line_unit, max_tokens, &mut pieces);
+            continue;
+        }
+        if !piece.is_empty() && piece_tokens + tokens > max_tokens {
+            flush(&mut piece, &mut pieces);
+            piece_tokens = 0;
+        }
+        piece.push(line);
+        piece_tokens += tokens;
+    }
+    flush(&mut piece, &mut pieces);
+    if let Some(first) = pieces.first_mut() {
+        first.continues = unit.continues;
+    }
+    out.extend(pieces);
+}
+
+/// A fenced code block's lines in pieces, each between the block's own opening and closing fence
+/// lines so every piece is still a code block; an indented block is split at lines as it is.
+fn split_code(unit: Unit, max_tokens: usize, out: &mut Vec<Unit>) {
+    let lines: Vec<&str> = unit.text.lines().collect();
+    let opening = lines.first().map(|l| l.trim_start()).unwrap_or_default();
+    let fence: String = opening
+        .chars()
+        .take_while(|&c| c == '`' || c == '~')
+        .collect();
+    if fence.len() < 3 {
+        return split_at_lines(unit, max_tokens, out);
+    }
+    let fence_char = fence.chars().next().unwrap_or('`');
+    let closed = lines.len() > 1
+        && lines.last().is_some_and(|l| {
+            let l = l.trim();
+            l.len() >= fence.len() && l.chars().all(|c| c == fence_char)
+        });
+    let body = &lines[1..if closed { lines.len() - 1 } else { lines.len() }];
+    let closing = if closed {
+        lines[lines.len() - 1]
+    } else {
+        fence.as_str()
+    };
+    let budget = max_tokens
+        .saturating_sub(estimate_tokens(lines[0]) + estimate_tokens(closing))
+        .max(1);
+    let mut start = 0;
+    while start < body.len() {
+        let mut end = start;
+        let mut tokens = 0;
+        while end < body.len() && (end == start || tokens + estimate_tokens(body[end]) <= budget) {
+            tokens += estimate_tokens(body[end]);
+            end += 1;
+        }
+        let mut text = String::from(lines[0]);
+        for line in &body[start..end] {
+            text.push('\n');
+            text.push_str(line);
+        }
+        text.push('\n');
+        text.push_str(closing);
+        out.push(Unit {
+            text,
+            continues: start == 0 && unit.continues,
+            ..unit.clone()
+        });
+        start = end;
+    }
 }
 
 /// Sentences of a paragraph: split after `.`, `!` or `?` followed by whitespace; whitespace runs
@@ -733,6 +851,74 @@ mod tests {
     }
 
     #[test]
+    fn long_code_blocks_and_quotes_split_only_at_line_ends() {
+        let code_lines: Vec<String> = (0..60)
+            .map(|i| format!("    set register_{i} = 0x{i:02x}  # calibration word {i}"))
+            .collect();
+        let fenced = format!("~~~ini\n{}\n~~~", code_lines.join("\n"));
+        let indented: String = code_lines.iter().map(|l| format!("    {l}\n")).collect();
+        let quote_lines: Vec<String> = (0..40)
+            .map(|i| format!("> Warning {i}: keep the cover closed while the pump runs."))
+            .collect();
+        let body = format!(
+            "# Config\n\n{fenced}\n\n# Raw\n\n{indented}\n# Quote\n\n{}\n",
+            quote_lines.join("\n")
+        );
+        let out = chunk_manual(&manual(&body), small());
+        let in_section = |anchor: &str| -> Vec<&Chunk> {
+            out.chunks.iter().filter(|c| c.anchor == anchor).collect()
+        };
+        let config = in_section("config");
+        assert!(
+            config.len() > 2,
+            "a 60-line block over the limit is split: {config:?}"
+        );
+        for chunk in &config {
+            assert!(
+                chunk.text.starts_with("~~~ini\n") && chunk.text.ends_with("\n~~~"),
+                "every piece is still a fenced block: {:?}",
+                chunk.text
+            );
+        }
+        for line in &code_lines {
+            let found = config
+                .iter()
+                .filter(|c| c.text.lines().any(|l| l == line))
+                .count();
+            assert_eq!(found, 1, "code line kept whole, as a line, once: {line:?}");
+        }
+        let raw = in_section("raw");
+        assert!(raw.len() > 1);
+        for line in &code_lines {
+            let indented_line = format!("    {line}");
+            assert!(
+                raw.iter()
+                    .any(|c| c.text.lines().any(|l| l.ends_with(&indented_line))),
+                "indented code keeps its lines and indentation: {line:?}"
+            );
+        }
+        let quote = in_section("quote");
+        assert!(quote.len() > 1);
+        for line in &quote_lines {
+            assert!(
+                quote.iter().any(|c| c.text.lines().any(|l| l == line)),
+                "quote line kept as a line: {line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_quote_of_one_long_line_splits_at_its_sentences() {
+        let line: String = (0..40)
+            .map(|i| format!("Quoted sentence {i} is here."))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = chunk_manual(&manual(&format!("# Q\n\n> {line}\n")), small());
+        assert!(out.chunks.len() > 1);
+        assert!(out.chunks.iter().all(|c| c.text.ends_with("is here.")));
+    }
+
+    #[test]
     fn slugs() {
         assert_eq!(
             slugify("3.2 Replace the O-ring (PN 4471-B)"),
@@ -759,6 +945,10 @@ mod tests {
                     proptest::collection::vec("[a-z]{1,8}( [a-z]{1,8}){0,12}", 1..8)
                         .prop_map(|items| items.iter().enumerate().map(|(i, t)| format!("{}. {t}\n", i + 1)).collect::<String>() + "\n"),
                     "[a-z]{1,10}( [a-z]{1,10}){0,3}".prop_map(|h| format!("## {h}\n\n")),
+                    proptest::collection::vec("[a-z]{1,8}( [a-z]{1,8}){0,8}", 1..40)
+                        .prop_map(|lines| format!("```\n{}\n```\n\n", lines.join("\n"))),
+                    proptest::collection::vec("[a-z]{1,8}( [a-z]{1,8}){0,8}", 1..40)
+                        .prop_map(|lines| format!("> {}\n\n", lines.join("\n> "))),
                     proptest::collection::vec("[a-z]{1,8} [0-9]{1,4}", 1..6)
                         .prop_map(|rows| format!("| k | v |\n|---|---|\n{}\n", rows.iter().map(|r| format!("| {r} | x |\n")).collect::<String>())),
                 ],
@@ -781,6 +971,10 @@ mod tests {
             prop_assert_eq!(anchors.len(), out.sections.len());
             let ids: std::collections::HashSet<&String> = out.chunks.iter().map(|c| &c.chunk_id).collect();
             prop_assert_eq!(ids.len(), out.chunks.len());
+            // Code and quote lines stay lines: each is a whole line of some chunk.
+            for line in body.lines().filter(|l| l.starts_with("> ")) {
+                prop_assert!(out.chunks.iter().any(|c| c.text.lines().any(|l| l == line)), "quote line reflowed: {line:?}");
+            }
             // Numbered steps whole: each "N. ..." line of the body is inside one chunk.
             for line in body.lines().filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit())) {
                 prop_assert!(out.chunks.iter().any(|c| c.text.contains(line.trim_end())), "step split: {line:?}");
