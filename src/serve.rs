@@ -144,6 +144,12 @@ pub struct ServeCmd {
     /// Days scan events are kept.
     #[arg(long, env = "SCANAID_SCAN_RETENTION_DAYS", default_value_t = 395, value_parser = clap::value_parser!(u32).range(1..))]
     pub scan_retention_days: u32,
+    /// Days a ticket nobody wrote on, replied to or changed stays open before it is closed.
+    #[arg(long, env = "SCANAID_TICKET_IDLE_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ticket_idle_days: u32,
+    /// Days audit log entries (patient packet access, sign-ins) are kept.
+    #[arg(long, env = "SCANAID_AUDIT_RETENTION_DAYS", default_value_t = 395, value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_retention_days: u32,
     #[command(flatten)]
     pub data: DataOpts,
     #[command(flatten)]
@@ -267,6 +273,8 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
         retention: scanaid_server::retention::Retention {
             chat: days(cmd.chat_retention_days),
             scan_events: days(cmd.scan_retention_days),
+            ticket_idle: days(cmd.ticket_idle_days),
+            audit: days(cmd.audit_retention_days),
             ..Default::default()
         },
         ..ServerConfig::default()

@@ -161,7 +161,7 @@ pub fn views_of(
     (sentences, citations)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SentenceView {
     pub text: String,
     pub citation: usize,
@@ -576,6 +576,9 @@ pub async fn answer_turn(
         language: request.lang.as_ref().map(|_| lang.clone()),
     };
     let asked = asks_for_a_person(&message);
+    // Whether an agent has this conversation: then a message is for them even when the assistant
+    // is busy. Looked up again after the answer (a ticket may close meanwhile).
+    let has_agent = app.store.open_ticket(&conversation).await?.is_some();
     let started = std::time::Instant::now();
     // "Talk to a person" and nothing more: there is nothing to look up, the ticket is the answer.
     let (extract, confidence, unsure) = if asked && !asks_more_than_a_person(&message) {
@@ -588,6 +591,13 @@ pub async fn answer_turn(
             .map(|_| lang.split('-').next().unwrap_or("en").to_ascii_lowercase());
         match run_assistant(app, search, preferred_language).await? {
             Ok(reply) => (reply.extract, reply.confidence, reply.unsure),
+            // Busy: a message for a person (one asking for them, or on a conversation an agent has)
+            // still reaches them, without the assistant's answer, instead of being refused.
+            Err(refusal)
+                if refusal.status == StatusCode::SERVICE_UNAVAILABLE && (asked || has_agent) =>
+            {
+                (scanaid_assistant::Extract::default(), 0.0, false)
+            }
             Err(refusal) if refusal.status == StatusCode::SERVICE_UNAVAILABLE => {
                 return Ok(Err(Refusal {
                     message: t.chat_busy.to_string(),
@@ -605,7 +615,7 @@ pub async fn answer_turn(
         .collect::<Vec<_>>()
         .join("\n");
     let escalated = asked || unsure;
-    let outcome = if asked && extract.sentences.is_empty() {
+    let outcome = if (asked || has_agent) && extract.sentences.is_empty() {
         "person"
     } else if unsure {
         "unsure"
@@ -615,6 +625,11 @@ pub async fn answer_turn(
     app.metrics
         .chat_turn("asset", outcome, started.elapsed().as_secs_f64());
     let citations_json = serde_json::to_string(&citations).expect("serialises");
+    let shown_json = serde_json::to_string(&Shown {
+        sentences: &sentences,
+        unsure,
+    })
+    .expect("serialises");
     let turn = app
         .store
         .add_chat_turn(
@@ -622,6 +637,7 @@ pub async fn answer_turn(
             &message,
             &answer,
             &citations_json,
+            &shown_json,
             confidence,
             escalated,
         )
@@ -650,9 +666,7 @@ pub async fn answer_turn(
                 } else {
                     "assistant unsure"
                 };
-                app.metrics
-                    .escalation(if asked { "asked" } else { "unsure" });
-                let id = app
+                let (id, opened) = app
                     .store
                     .create_ticket(
                         &conversation,
@@ -667,11 +681,21 @@ pub async fn answer_turn(
                 if let Some(contact) = contact.as_deref() {
                     app.store.set_ticket_contact(id, contact).await?;
                 }
+                if opened {
+                    app.metrics
+                        .escalation(if asked { "asked" } else { "unsure" });
+                }
                 if let Some(ticket) = app.store.ticket(id).await? {
+                    // Another message of the same conversation opened it a moment ago: this one
+                    // is news on it.
+                    let event = if opened {
+                        "ticket.opened"
+                    } else {
+                        "ticket.message"
+                    };
                     crate::support::publish(
                         app,
-                        crate::support::SupportEvent::of("ticket.opened", &ticket)
-                            .with_text(&message),
+                        crate::support::SupportEvent::of(event, &ticket).with_text(&message),
                     )
                     .await?;
                 }
@@ -704,6 +728,138 @@ pub async fn answer_turn(
         escalated,
         ticket,
     }))
+}
+
+/// What a turn showed the person, stored with it (`chat_turns.shown`).
+#[derive(Debug, Serialize)]
+struct Shown<'a> {
+    sentences: &'a [SentenceView],
+    unsure: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct StoredShown {
+    sentences: Vec<SentenceView>,
+    unsure: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRequest {
+    pub conversation: String,
+}
+
+/// One turn as a reloaded chat shows it again.
+#[derive(Debug, Serialize)]
+pub struct HistoryTurn {
+    pub turn: i64,
+    pub question: String,
+    pub sentences: Vec<SentenceView>,
+    pub citations: Vec<CitationView>,
+    pub unsure: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryReply {
+    pub conversation: String,
+    pub turns: Vec<HistoryTurn>,
+    /// Agents' replies on any of the conversation's tickets, oldest first.
+    pub replies: Vec<serde_json::Value>,
+    /// The ticket still open, if any: the chat listens for replies again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<TicketView>,
+}
+
+/// `POST /api/chat/history`: a conversation as the person's chat showed it (their questions, the
+/// answers with citations, agents' replies, the open ticket), so a phone that reloaded the page or
+/// dropped the tab picks it up again. The id travels in the body, not the URL; knowing it is what
+/// allows it, as for the chat itself. The reader's language is the conversation's ticket's, else
+/// `lang`.
+pub async fn history(
+    State(app): State<AppState>,
+    body: Result<Json<HistoryRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, AppError> {
+    let request = match json_body(body, "history") {
+        Ok(request) => request,
+        Err(refused) => return Ok(refused),
+    };
+    let id = request.conversation;
+    if !crate::support::is_conversation_id(&id) {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown conversation"));
+    }
+    let Some((asset_id, _)) = app.store.conversation(&id).await? else {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown conversation"));
+    };
+    let turns = app
+        .store
+        .shown_turns(&id)
+        .await?
+        .into_iter()
+        .map(|(turn, question, answer, citations, shown)| {
+            let citations: Vec<CitationView> = serde_json::from_str(&citations).unwrap_or_default();
+            let (sentences, unsure) = match shown
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<StoredShown>(s).ok())
+            {
+                Some(shown) => (shown.sentences, shown.unsure),
+                // A turn from before `shown` was stored: its answer text as one paragraph.
+                None if answer.is_empty() => (Vec::new(), false),
+                None => (
+                    vec![SentenceView {
+                        text: answer,
+                        citation: 0,
+                    }],
+                    false,
+                ),
+            };
+            HistoryTurn {
+                turn,
+                question,
+                sentences,
+                citations,
+                unsure,
+            }
+        })
+        .collect();
+    let replies = app
+        .store
+        .replies_to_conversation(&id, 0)
+        .await?
+        .into_iter()
+        // As the live stream sends them: never the agent's name.
+        .map(|m| serde_json::json!({"id": m.id, "ticket": m.ticket_id, "text": m.body, "at": m.at}))
+        .collect();
+    let ticket = match app.store.open_ticket(&id).await? {
+        Some(ticket_id) => {
+            let record = app.store.ticket(ticket_id).await?;
+            let language = record.as_ref().map_or("en", |r| r.language.as_str());
+            let queue = match app.store.asset(&asset_id).await? {
+                Some(asset) => app.store.queue(&asset.queue_id).await?,
+                None => None,
+            };
+            let timezone = match &queue {
+                Some(q) => app.store.site(&q.site_id).await?.map(|s| s.timezone),
+                None => None,
+            };
+            Some(ticket_view(
+                ticket_id,
+                queue.as_ref(),
+                timezone.as_deref(),
+                crate::i18n::strings(language),
+                app.now(),
+            ))
+        }
+        None => None,
+    };
+    Ok(crate::account::no_store(
+        Json(HistoryReply {
+            conversation: id,
+            turns,
+            replies,
+            ticket,
+        })
+        .into_response(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -276,7 +276,23 @@ pub async fn reply(
         )
         .await;
     }
-    app.store.add_ticket_reply(id, &me.username, body).await?;
+    if app
+        .store
+        .add_ticket_reply(id, &me.username, body)
+        .await?
+        .is_none()
+    {
+        // Closed by someone else after this agent's page was drawn: nothing stored, draft kept.
+        return ticket_page(
+            &app,
+            &me,
+            id,
+            StatusCode::CONFLICT,
+            "This ticket was closed meanwhile; the person would not see a reply.",
+            body,
+        )
+        .await;
+    }
     let ticket = app.store.ticket(id).await?.unwrap_or(ticket);
     publish(
         &app,

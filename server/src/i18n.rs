@@ -35,6 +35,8 @@ pub struct Strings {
     pub helpful: &'static str,
     pub not_helpful: &'static str,
     pub chat_failed: &'static str,
+    /// The button that leaves a conversation the chat picked up again after a reload.
+    pub new_conversation: &'static str,
     pub leave_contact: &'static str,
     /// `{queue}` and `{id}` are filled in.
     pub ticket_next: &'static str,
@@ -142,6 +144,7 @@ pub const EN: Strings = Strings {
     helpful: "Helpful",
     not_helpful: "Not helpful",
     chat_failed: "That did not go through. Check the connection and try again, or call the number below.",
+    new_conversation: "Start a new conversation",
     leave_contact: "Phone or email, if you want a call back (optional)",
     ticket_next: "{queue} will see ticket {id} with this conversation and answer here",
     ticket_hours_local: "{hours}, {zone} time; it is {now} there now",
@@ -227,6 +230,7 @@ pub const ES: Strings = Strings {
     helpful: "Útil",
     not_helpful: "No útil",
     chat_failed: "No se pudo enviar. Compruebe la conexión e inténtelo de nuevo, o llame al número de abajo.",
+    new_conversation: "Empezar una conversación nueva",
     leave_contact: "Teléfono o correo, si quiere que le llamen (opcional)",
     ticket_next: "{queue} verá la incidencia {id} con esta conversación y responderá aquí",
     ticket_hours_local: "{hours}, hora de {zone}; allí es ahora {now}",

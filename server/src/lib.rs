@@ -230,6 +230,7 @@ fn app(state: AppState) -> Router {
         .route("/search", post(site::search))
         .route("/api/chat", post(chat::chat))
         .route("/api/chat/feedback", post(chat::feedback))
+        .route("/api/chat/history", post(chat::history))
         .route(
             "/api/chat/{conversation}/events",
             get(support::person_events),

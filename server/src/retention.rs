@@ -1,8 +1,10 @@
 //! Retention limits: what people wrote (chat turns, tickets, agents' replies, webhook payloads) is
-//! deleted once its conversation has been quiet for `Retention::chat`; a contact a person left is
-//! cleared `contact_after_close` after their ticket closed; scan events (no personal data) go after
-//! `scan_events`; expired staff and patient sessions, and failed sign-in counts that no longer
-//! count, go at once. Runs at start and then hourly.
+//! deleted once its conversation has been quiet for `Retention::chat`; a ticket nobody touched for
+//! `ticket_idle` is closed (so its conversation can age out); a contact a person left is cleared
+//! `contact_after_close` after their ticket closed; a webhook delivery its receiver never took goes
+//! with the chat limit; scan events (no personal data) go after `scan_events`, the audit log after
+//! `audit`; expired staff and patient sessions, and failed sign-in counts that no longer count, go at
+//! once. Runs at start and then hourly.
 
 use std::time::Duration;
 
@@ -22,6 +24,11 @@ pub struct Retention {
     pub contact_after_close: Duration,
     /// Scan events older than this are deleted (13 months keeps a year-on-year comparison).
     pub scan_events: Duration,
+    /// A ticket not closed with no message, reply or change for this long is closed by the purge:
+    /// otherwise a ticket nobody closes keeps its conversation, and the contact, for ever.
+    pub ticket_idle: Duration,
+    /// Audit log entries (who opened which patient packet, sign-ins) older than this are deleted.
+    pub audit: Duration,
 }
 
 impl Default for Retention {
@@ -30,6 +37,8 @@ impl Default for Retention {
             chat: DAY * 90,
             contact_after_close: DAY * 14,
             scan_events: DAY * 395,
+            ticket_idle: DAY * 30,
+            audit: DAY * 395,
         }
     }
 }
@@ -38,9 +47,12 @@ impl Default for Retention {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Purged {
     pub conversations: u64,
+    /// Tickets closed for being idle past `ticket_idle`.
+    pub tickets_closed: u64,
     pub contacts_cleared: u64,
     pub webhook_deliveries: u64,
     pub scan_events: u64,
+    pub audit_entries: u64,
     pub sessions: u64,
     /// Failed sign-in counts whose window and lockout are both over.
     pub signin_attempts: u64,
@@ -61,7 +73,21 @@ pub async fn purge(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Purged> {
     let chat_cutoff = cutoff(now, policy.chat);
-    let mut purged = Purged::default();
+    // Idle tickets close first, so a conversation whose ticket closes here can age out below when
+    // it is also past the chat limit (`updated_at` is left alone: closing is not activity).
+    let tickets_closed = sqlx::query(
+        "UPDATE tickets SET status = 'closed', closed_by = 'retention', closed_at = ?2
+         WHERE status != 'closed' AND COALESCE(updated_at, created_at) < ?1",
+    )
+    .bind(cutoff(now, policy.ticket_idle))
+    .bind(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+    let mut purged = Purged {
+        tickets_closed,
+        ..Purged::default()
+    };
 
     let stale: Vec<String> = sqlx::query_scalar(
         "SELECT c.id FROM conversations c
@@ -100,17 +126,23 @@ pub async fn purge(
     .await?
     .rows_affected();
 
-    // Delivered payloads carry what people wrote. Undelivered ones are kept until delivered.
-    purged.webhook_deliveries = sqlx::query(
-        "DELETE FROM webhook_deliveries WHERE delivered_at IS NOT NULL AND delivered_at < ?",
-    )
-    .bind(&chat_cutoff)
-    .execute(store.pool())
-    .await?
-    .rows_affected();
+    // Payloads carry what people wrote: delivered ones go with the chat limit, and so do ones a
+    // receiver never took (a removed or dead receiver would otherwise keep them for ever).
+    purged.webhook_deliveries =
+        sqlx::query("DELETE FROM webhook_deliveries WHERE COALESCE(delivered_at, created_at) < ?")
+            .bind(&chat_cutoff)
+            .execute(store.pool())
+            .await?
+            .rows_affected();
 
     purged.scan_events = sqlx::query("DELETE FROM scan_events WHERE at < ?")
         .bind(cutoff(now, policy.scan_events))
+        .execute(store.pool())
+        .await?
+        .rows_affected();
+
+    purged.audit_entries = sqlx::query("DELETE FROM audit_log WHERE at < ?")
+        .bind(cutoff(now, policy.audit))
         .execute(store.pool())
         .await?
         .rows_affected();

@@ -392,6 +392,20 @@ impl Store {
         .await?)
     }
 
+    /// A conversation's turns as the person's chat showed them: (turn, question, answer text,
+    /// citations JSON, shown JSON or NULL for older turns), oldest first.
+    pub async fn shown_turns(
+        &self,
+        conversation: &str,
+    ) -> Result<Vec<(i64, String, String, String, Option<String>)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, question, answer, citations, shown FROM chat_turns WHERE conversation_id = ? ORDER BY id",
+        )
+        .bind(conversation)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub async fn add_chat_turn(
         &self,
@@ -399,15 +413,17 @@ impl Store {
         question: &str,
         answer: &str,
         citations_json: &str,
+        shown_json: &str,
         confidence: f64,
         escalated: bool,
     ) -> Result<i64> {
-        let done = sqlx::query("INSERT INTO chat_turns (conversation_id, at, question, answer, citations, confidence, escalated) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        let done = sqlx::query("INSERT INTO chat_turns (conversation_id, at, question, answer, citations, shown, confidence, escalated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(conversation)
             .bind(now_rfc3339())
             .bind(question)
             .bind(answer)
             .bind(citations_json)
+            .bind(shown_json)
             .bind(confidence)
             .bind(escalated)
             .execute(&self.pool)
@@ -442,6 +458,19 @@ impl Store {
         .await?)
     }
 
+    /// A conversation's newest ticket and its status, if it ever had one.
+    pub async fn latest_ticket(&self, conversation: &str) -> Result<Option<(i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, status FROM tickets WHERE conversation_id = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(conversation)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Opens a ticket for a conversation, or finds the live one it already has: the store allows one
+    /// ticket not closed per conversation, so two escalations at the same moment share one. The flag
+    /// says whether this call opened it.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_ticket(
         &self,
@@ -452,8 +481,8 @@ impl Store {
         language: &str,
         confidence: f64,
         reason: &str,
-    ) -> Result<i64> {
-        let done = sqlx::query("INSERT INTO tickets (conversation_id, asset_id, code, role, language, confidence, reason, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?)")
+    ) -> Result<(i64, bool)> {
+        let done = sqlx::query("INSERT INTO tickets (conversation_id, asset_id, code, role, language, confidence, reason, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?) ON CONFLICT DO NOTHING")
             .bind(conversation)
             .bind(asset_id)
             .bind(code)
@@ -464,7 +493,25 @@ impl Store {
             .bind(now_rfc3339())
             .execute(&self.pool)
             .await?;
-        Ok(done.last_insert_rowid())
+        if done.rows_affected() == 1 {
+            return Ok((done.last_insert_rowid(), true));
+        }
+        match self.open_ticket(conversation).await? {
+            Some(id) => Ok((id, false)),
+            // Closed between the insert and the look-up: open a fresh one.
+            None => {
+                Box::pin(self.create_ticket(
+                    conversation,
+                    asset_id,
+                    code,
+                    role,
+                    language,
+                    confidence,
+                    reason,
+                ))
+                .await
+            }
+        }
     }
 
     pub async fn count_scan_events(&self) -> Result<i64> {

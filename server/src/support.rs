@@ -151,7 +151,9 @@ impl Watch {
     }
 }
 
-/// Records a ticket event for the queue's webhook (when it has one) and tells every watcher.
+/// Tells every watcher of a ticket event, then records it for the queue's webhook (when it has one).
+/// What the event reports is stored already, so a failure to record the webhook delivery is logged,
+/// not returned: the caller's change happened, and the watchers have seen it.
 pub async fn publish(app: &AppState, event: SupportEvent) -> Result<(), AppError> {
     let mut payload = serde_json::to_value(&event).expect("events serialise");
     payload["console_url"] = serde_json::Value::String(format!(
@@ -159,16 +161,16 @@ pub async fn publish(app: &AppState, event: SupportEvent) -> Result<(), AppError
         app.config.public_url.trim_end_matches('/'),
         event.ticket
     ));
-    if app
-        .store
-        .enqueue_webhook(&event.queue, event.event, &payload)
-        .await?
-        .is_some()
-    {
-        app.support.webhook_wake.notify_one();
-    }
+    let (queue, name) = (event.queue.clone(), event.event);
     // No watcher is not an error.
     let _ = app.support.sender.send(event);
+    match app.store.enqueue_webhook(&queue, name, &payload).await {
+        Ok(Some(_)) => app.support.webhook_wake.notify_one(),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::error!(%error, queue = %queue, event = name, "recording a webhook delivery failed")
+        }
+    }
     Ok(())
 }
 
@@ -251,6 +253,13 @@ fn person_reply(message: &TicketMessage) -> Event {
         .expect("replies serialise")
 }
 
+fn closed_event(ticket: i64) -> Event {
+    Event::default()
+        .event("closed")
+        .json_data(serde_json::json!({ "ticket": ticket }))
+        .expect("serialises")
+}
+
 /// True for a conversation id as the chat makes them (32 hex digits), checked before any lookup.
 pub fn is_conversation_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
@@ -285,6 +294,12 @@ pub async fn person_events(
         pending: VecDeque::new(),
     };
     state.catch_up().await?;
+    // A ticket closed while this person was away: say so now, not never (the close event is gone).
+    if let Some((ticket, status)) = app.store.latest_ticket(&state.conversation).await? {
+        if status == "closed" {
+            state.pending.push_back(closed_event(ticket));
+        }
+    }
     let stream = futures_util::stream::unfold(state, |mut state| async move {
         loop {
             if let Some(event) = state.pending.pop_front() {
@@ -293,11 +308,7 @@ pub async fn person_events(
             match state.watch.next().await {
                 Next::Event(e) if e.conversation != state.conversation => {}
                 Next::Event(e) if e.event == "ticket.closed" => {
-                    let closed = Event::default()
-                        .event("closed")
-                        .json_data(serde_json::json!({"ticket": e.ticket}))
-                        .expect("serialises");
-                    state.pending.push_back(closed);
+                    state.pending.push_back(closed_event(e.ticket));
                 }
                 Next::Event(_) | Next::Behind => {
                     if let Err(error) = state.catch_up().await {

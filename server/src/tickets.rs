@@ -21,7 +21,8 @@ pub struct TicketRecord {
     pub language: String,
     pub confidence: f64,
     pub reason: String,
-    /// `open` (nobody answered yet), `answered` (an agent replied), `closed`.
+    /// `open` (nobody answered yet), `answered` (an agent replied), `waiting` (the person wrote
+    /// after an agent's reply), `closed`.
     pub status: String,
     pub created_at: String,
     pub updated_at: Option<String>,
@@ -66,12 +67,14 @@ impl Store {
         .await?)
     }
 
-    /// Tickets not closed, oldest first (the order they should be picked up), then up to
-    /// `closed_limit` closed ones, newest first.
+    /// Tickets not closed, those waiting for an agent first (open or `waiting`), each group by how
+    /// long it has waited (the order they should be picked up), then up to `closed_limit` closed
+    /// ones, newest first.
     pub async fn tickets_for_console(&self, closed_limit: i64) -> Result<Vec<TicketRecord>> {
         let mut open: Vec<TicketRecord> = sqlx::query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t JOIN assets a ON a.id = t.asset_id JOIN sites s ON s.id = a.site_id
-             WHERE t.status != 'closed' ORDER BY t.id"
+             WHERE t.status != 'closed'
+             ORDER BY t.status = 'answered', COALESCE(t.updated_at, t.created_at), t.id"
         ))
         .fetch_all(self.pool())
         .await?;
@@ -125,15 +128,26 @@ impl Store {
         .await?)
     }
 
-    /// Stores an agent's reply and marks the ticket answered.
+    /// Stores an agent's reply and marks the ticket answered; `None` (nothing stored) when the
+    /// ticket is closed, even if it closed a moment ago, after the agent's page was drawn.
     pub async fn add_ticket_reply(
         &self,
         ticket: i64,
         author: &str,
         body: &str,
-    ) -> Result<TicketMessage> {
+    ) -> Result<Option<TicketMessage>> {
         let at = now();
         let mut tx = self.pool().begin().await?;
+        let marked = sqlx::query(
+            "UPDATE tickets SET status = 'answered', updated_at = ? WHERE id = ? AND status != 'closed'",
+        )
+        .bind(&at)
+        .bind(ticket)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 0 {
+            return Ok(None);
+        }
         let done = sqlx::query(
             "INSERT INTO ticket_messages (ticket_id, at, author, body) VALUES (?, ?, ?, ?)",
         )
@@ -143,21 +157,14 @@ impl Store {
         .bind(body)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE tickets SET status = 'answered', updated_at = ? WHERE id = ? AND status != 'closed'",
-        )
-        .bind(&at)
-        .bind(ticket)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok(TicketMessage {
+        Ok(Some(TicketMessage {
             id: done.last_insert_rowid(),
             ticket_id: ticket,
             at,
             author: author.to_string(),
             body: body.to_string(),
-        })
+        }))
     }
 
     /// Closes a ticket; false when it was closed already.
@@ -176,13 +183,18 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Marks a ticket as having news from the person (a new message), so the console shows it again.
+    /// Marks a ticket as having news from the person (a new message): an answered one is waiting for
+    /// an agent again, and the console lists it by how long it has waited.
     pub async fn touch_ticket(&self, ticket: i64) -> Result<()> {
-        sqlx::query("UPDATE tickets SET updated_at = ? WHERE id = ?")
-            .bind(now())
-            .bind(ticket)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE tickets SET updated_at = ?,
+             status = CASE status WHEN 'answered' THEN 'waiting' ELSE status END
+             WHERE id = ?",
+        )
+        .bind(now())
+        .bind(ticket)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

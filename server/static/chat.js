@@ -1,7 +1,9 @@
 // The chat on a role page, with JavaScript: the question goes to /api/chat as server-sent events
 // (sources first, then the answer), every sentence links to the manual section it came from, each
 // answer can be rated, and once a ticket is open the support agent's replies appear as they are
-// sent. Without this script the same forms post to /chat and get a page back.
+// sent. The conversation survives a reload or a phone dropping the tab: its id is kept in this tab's
+// sessionStorage (per asset) and the chat is shown again from /api/chat/history. Without this script
+// the same forms post to /chat and get a page back.
 (function () {
   "use strict";
   var form = document.querySelector("form[data-chat]");
@@ -11,6 +13,12 @@
   var t = form.dataset;
   var conversation = "";
   var replies = null;
+  var key = "scanaid.chat." + form.elements.asset.value;
+
+  // Storage can be off (private browsing, a full quota): the chat then works without surviving a reload.
+  function remember() { try { sessionStorage.setItem(key, conversation); } catch (e) { /* not kept */ } }
+  function saved() { try { return sessionStorage.getItem(key); } catch (e) { return null; } }
+  function forget() { try { sessionStorage.removeItem(key); } catch (e) { /* nothing kept */ } }
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -53,18 +61,35 @@
     answer.sentences.forEach(function (s) {
       var p = el("p", "sentence", s.text + " ");
       var c = byN[s.citation];
-      var a = el("a", "cite", "[" + s.citation + "]");
-      if (c) a.href = c.url;
-      p.appendChild(a);
+      // Citation 0: an answer stored before sentences were kept, shown again as plain text.
+      if (s.citation) {
+        var a = el("a", "cite", "[" + s.citation + "]");
+        if (c) a.href = c.url;
+        p.appendChild(a);
+      }
       body.appendChild(p);
     });
     box.insertBefore(body, box.querySelector("h3"));
   }
 
-  function showDone(box, reply) {
-    conversation = reply.conversation;
+  function adopt(id) {
+    conversation = id;
     form.elements.conversation.value = conversation;
     if (personForm) personForm.elements.conversation.value = conversation;
+    remember();
+  }
+
+  function showTicket(box, ticket) {
+    var p = el("p", "ticket");
+    p.setAttribute("role", "status");
+    p.appendChild(el("strong", "", t.ticket + " " + ticket.id));
+    p.appendChild(document.createTextNode(": " + ticket.next));
+    box.appendChild(p);
+    if (personForm) personForm.hidden = true;
+    listen();
+  }
+
+  function showRating(box, turn) {
     var rate = el("p", "rate");
     var up = el("button", "small", t.helpful);
     var down = el("button", "small", t.notHelpful);
@@ -72,19 +97,33 @@
     up.dataset.vote = "up";
     down.dataset.vote = "down";
     [up, down].forEach(function (b) {
-      b.addEventListener("click", function () { feedback(box, reply.turn, b.dataset.vote, [up, down]); });
+      b.addEventListener("click", function () { feedback(box, turn, b.dataset.vote, [up, down]); });
       rate.appendChild(b);
     });
-    if (reply.sentences.length) box.appendChild(rate);
-    if (reply.ticket) {
-      var p = el("p", "ticket");
-      p.setAttribute("role", "status");
-      p.appendChild(el("strong", "", t.ticket + " " + reply.ticket.id));
-      p.appendChild(document.createTextNode(": " + reply.ticket.next));
-      box.appendChild(p);
-      if (personForm) personForm.hidden = true;
-      listen();
-    }
+    box.appendChild(rate);
+  }
+
+  function showDone(box, reply) {
+    adopt(reply.conversation);
+    if (reply.sentences.length) showRating(box, reply.turn);
+    if (reply.ticket) showTicket(box, reply.ticket);
+  }
+
+  function showReply(r) {
+    if (document.getElementById("reply-" + r.id)) return;
+    var box = el("section", "card turn agent-reply");
+    box.id = "reply-" + r.id;
+    box.appendChild(el("p", "meta", t.support));
+    box.appendChild(el("p", "text", r.text));
+    log.appendChild(box);
+  }
+
+  function turnBox(question) {
+    var box = el("section", "card turn");
+    box.dataset.turn = String(log.children.length + 1);
+    box.appendChild(el("p", "meta", t.youAsked + ": " + question));
+    log.appendChild(box);
+    return box;
   }
 
   // Agents' replies to this conversation, live; the browser reconnects by itself and the server
@@ -92,19 +131,13 @@
   function listen() {
     if (replies || !conversation) return;
     replies = new EventSource("/api/chat/" + conversation + "/events");
-    replies.addEventListener("reply", function (m) {
-      var r = JSON.parse(m.data);
-      if (document.getElementById("reply-" + r.id)) return;
-      var box = el("section", "card turn agent-reply");
-      box.id = "reply-" + r.id;
-      box.appendChild(el("p", "meta", t.support));
-      box.appendChild(el("p", "text", r.text));
-      log.appendChild(box);
-    });
+    replies.addEventListener("reply", function (m) { showReply(JSON.parse(m.data)); });
     replies.addEventListener("closed", function () {
       log.appendChild(el("p", "meta", t.closed));
       replies.close();
       replies = null;
+      // A new question may need a person again.
+      if (personForm) personForm.hidden = false;
     });
   }
 
@@ -117,11 +150,49 @@
     return { name: name, data: data.length ? JSON.parse(data.join("\n")) : null };
   }
 
+  // The conversation this tab had on this asset, shown again as it was, with the agents' replies
+  // and, while a ticket is open, listening for more. One the store no longer has is forgotten.
+  async function restore() {
+    var id = saved();
+    if (!id) return;
+    var res;
+    try {
+      res = await fetch("/api/chat/history", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ conversation: id })
+      });
+    } catch (e) { return; }
+    if (res.status === 404) { forget(); return; }
+    if (!res.ok) return;
+    var h = await res.json();
+    if (log.children.length) return; // the person asked something meanwhile
+    adopt(h.conversation);
+    var box = null;
+    h.turns.forEach(function (turn) {
+      box = turnBox(turn.question);
+      showCitations(box, turn.citations);
+      showAnswer(box, turn, turn.citations);
+      if (turn.sentences.length) showRating(box, turn.turn);
+    });
+    h.replies.forEach(showReply);
+    if (h.ticket && box) showTicket(box, h.ticket);
+    var again = el("button", "small", t.newConversation);
+    again.type = "button";
+    again.id = "new-conversation";
+    again.addEventListener("click", function () {
+      forget();
+      if (replies) { replies.close(); replies = null; }
+      conversation = "";
+      form.elements.conversation.value = "";
+      if (personForm) { personForm.elements.conversation.value = ""; personForm.hidden = false; }
+      while (log.firstChild) log.removeChild(log.firstChild);
+    });
+    log.insertBefore(el("p", "restored"), log.firstChild).appendChild(again);
+  }
+
   async function ask(message, contact) {
-    var box = el("section", "card turn");
-    box.dataset.turn = String(log.children.length + 1);
-    box.appendChild(el("p", "meta", t.youAsked + ": " + message));
-    log.appendChild(box);
+    var box = turnBox(message);
     var body = { asset: form.elements.asset.value, message: message, lang: form.elements.lang.value };
     if (conversation) body.conversation = conversation;
     if (contact) body.contact = contact;
@@ -167,6 +238,7 @@
     input.value = "";
     ask(message);
   });
+  restore();
   if (personForm) {
     personForm.addEventListener("submit", function (e) {
       e.preventDefault();

@@ -41,8 +41,8 @@
     cell(row, Math.round(e.confidence * 100) + "%");
     cell(row, new Date(e.at).toLocaleString());
     var body = document.getElementById("tickets");
-    // Open tickets are listed oldest first: a new one goes after the last open one.
-    var closed = body.querySelector("tr.status-closed");
+    // Tickets waiting for an agent come first, longest-waiting at the top: a new one goes after them.
+    var closed = body.querySelector("tr.status-answered, tr.status-closed");
     body.insertBefore(row, closed);
   }
 
@@ -69,8 +69,22 @@
     var e = JSON.parse(m.data);
     if (ticketId) onTicket(e); else onQueue(e);
   });
-  // Fell behind: what is shown may be stale, so show the store's view.
-  source.addEventListener("resync", function () { location.reload(); });
-  source.onopen = function () { if (status) status.textContent = "Live: new tickets appear here as they are opened."; };
-  source.onerror = function () { if (status) status.textContent = "Reconnecting..."; };
+  // What is shown may be stale (the console fell behind, or events went by while it was
+  // disconnected: they are not replayed), so show the store's view, unless that would throw away a
+  // reply being typed; then say so.
+  var lost = false;
+  function refresh() {
+    var draft = document.getElementById("reply");
+    if (draft && draft.value.trim()) {
+      if (status) status.textContent = "Reconnected. Messages may have arrived meanwhile: send or copy your reply, then reload.";
+      return;
+    }
+    location.reload();
+  }
+  source.addEventListener("resync", refresh);
+  source.onopen = function () {
+    if (lost) { lost = false; refresh(); return; }
+    if (status) status.textContent = ticketId ? "Live: the person's messages appear here as they are sent." : "Live: new tickets appear here as they are opened.";
+  };
+  source.onerror = function () { lost = true; if (status) status.textContent = "Reconnecting..."; };
 })();

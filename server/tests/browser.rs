@@ -199,6 +199,43 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
     );
     assert!(person.current_url().contains(&format!("/c/{PUMP_CODE}")));
 
+    // The phone reloads the page (or dropped the tab): the conversation comes back, with the
+    // agent's reply and the ticket, and the next reply still arrives live.
+    person.goto(&app.url(&format!("/c/{PUMP_CODE}")));
+    let restored = person.wait_for("#chat-log .agent-reply .text", wait);
+    assert_eq!(
+        restored.text(),
+        "I can see the pump; a technician is coming to bed 7."
+    );
+    assert!(person
+        .find_all("#chat-log .turn .meta")
+        .iter()
+        .any(|m| m.text().contains("how do I clean the pump")));
+    assert!(!person
+        .find_all("#chat-log .turn .sentence a.cite")
+        .is_empty());
+    person.wait_for("#chat-log .ticket", wait);
+    agent
+        .wait_for("#reply", wait)
+        .type_text("The technician is at the lift now.");
+    agent.wait_for("#send-reply", wait).click();
+    person.wait_for_text(
+        "#chat-log .agent-reply:last-child .text",
+        "The technician is at the lift now.",
+        wait,
+    );
+    // Starting over leaves the conversation, and a reload no longer brings it back.
+    person.wait_for("#new-conversation", wait).click();
+    assert!(person.find_all("#chat-log .turn").is_empty());
+    person.goto(&app.url(&format!("/c/{PUMP_CODE}")));
+    person.wait_for("#q", wait);
+    assert_eq!(
+        person.run("return sessionStorage.length;"),
+        0,
+        "nothing kept to restore after starting over"
+    );
+    assert!(person.find_all("#chat-log .turn").is_empty());
+
     assert_eq!(
         app.rows(&format!("SELECT contact FROM tickets WHERE id = {ticket}")),
         vec![vec!["+1 555 0100"]],
@@ -385,15 +422,16 @@ fn an_editor_publishes_a_manual_sees_it_cited_and_rolls_it_back() {
         editor
             .wait_for("form.ask button[type=submit]", wait)
             .click();
-        editor.wait_for("#chat-log .turn .sentence", wait);
+        // The last turn: this tab's earlier conversation on the page is shown again above it.
+        editor.wait_for("#chat-log > .turn:last-child .sentence", wait);
         let answer = editor
-            .find_all("#chat-log .turn .sentence")
+            .find_all("#chat-log > .turn:last-child .sentence")
             .iter()
             .map(|s| s.text())
             .collect::<Vec<_>>()
             .join(" ");
         let links = editor
-            .find_all("#chat-log .turn a.cite")
+            .find_all("#chat-log > .turn:last-child a.cite")
             .iter()
             .filter_map(|a| a.attribute("href"))
             .collect();

@@ -204,6 +204,31 @@ fn a_full_assistant_says_it_is_busy_instead_of_hanging() {
     );
     assert_eq!(status, 503, "{busy}");
     assert_eq!(busy["busy"], true);
+    // A message for a person is not refused for the assistant being busy: asking for one (with
+    // more said) opens the ticket, and what follows on it reaches the agent.
+    let (status, asked) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "the pump shows E-204, can I talk to a person"}),
+    );
+    assert_eq!(status, 200, "{asked}");
+    let ticket = asked["ticket"]["id"].as_i64().expect("a ticket while busy");
+    let conversation = asked["conversation"].as_str().unwrap();
+    let (status, follow_up) = ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "it is in bed 7"}),
+    );
+    assert_eq!(status, 200, "{follow_up}");
+    assert_eq!(follow_up["ticket"]["id"].as_i64(), Some(ticket));
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT question FROM chat_turns WHERE conversation_id = '{conversation}' ORDER BY id"
+        )),
+        vec![
+            vec!["the pump shows E-204, can I talk to a person"],
+            vec!["it is in bed 7"]
+        ],
+        "both stored for the agent's transcript"
+    );
     drop(held);
     let (status, _) = ask(
         &app,

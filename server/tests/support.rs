@@ -185,6 +185,41 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
         !reply_event.data.to_string().contains("agent1"),
         "the person is not told the agent's username"
     );
+    // A chat reloaded on the phone gets the conversation back as it was shown: the question, the
+    // answer's sentences with their citation numbers, the agent's reply (not the agent's name),
+    // and the open ticket to listen on.
+    let history = post_json(
+        &app.url("/api/chat/history"),
+        &[],
+        &serde_json::json!({ "conversation": conversation }).to_string(),
+    );
+    assert_eq!(history.status, 200, "{}", history.body);
+    let history: Value = serde_json::from_str(&history.body).unwrap();
+    let turns = history["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 1);
+    assert_eq!(
+        turns[0]["question"],
+        "the pump keeps alarming, can I talk to a person"
+    );
+    assert_eq!(turns[0]["sentences"], reply["sentences"]);
+    assert_eq!(turns[0]["citations"], reply["citations"]);
+    assert_eq!(turns[0]["unsure"], reply["unsure"]);
+    assert_eq!(
+        history["replies"][0]["text"],
+        "Check the door latch first; I am on my way."
+    );
+    assert!(!history.to_string().contains("agent1"));
+    assert_eq!(history["ticket"]["id"], ticket);
+    for unknown in [
+        serde_json::json!({ "conversation": "0".repeat(32) }),
+        serde_json::json!({ "conversation": "../../etc" }),
+    ] {
+        let refused = post_json(&app.url("/api/chat/history"), &[], &unknown.to_string());
+        assert_eq!(refused.status, 404, "{}", refused.body);
+    }
+    let malformed = post_json(&app.url("/api/chat/history"), &[], "{\"conversation\": 7}");
+    assert_eq!(malformed.status, 422, "{}", malformed.body);
+
     let answered = ticket_event(&console, "ticket.reply", ticket);
     assert_eq!(answered.data["status"], "answered");
     assert_eq!(answered.data["by"], "agent1");
@@ -242,6 +277,130 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
             Err(_) => panic!("the console stream is still open after shutdown"),
         }
     }
+}
+
+/// Where two people or two requests meet: escalations at the same moment share one ticket, a
+/// reply to a ticket closed meanwhile is refused and not stored, a person writing after an agent's
+/// reply puts the ticket back at the head of the queue, and a person coming back after the close is
+/// told it closed.
+#[test]
+fn simultaneous_escalations_share_a_ticket_and_the_queue_shows_who_waits() {
+    let app = spawn_app();
+    let agent = staff_cookie(&app, "agent4", Role::Agent);
+    let (_, first) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    let conversation = first["conversation"].as_str().unwrap().to_string();
+
+    // Four "talk to a person" messages of one conversation at once: one ticket.
+    let url = app.url("/api/chat");
+    let askers: Vec<_> = (0..4)
+        .map(|i| {
+            let (url, conversation) = (url.clone(), conversation.clone());
+            std::thread::spawn(move || {
+                let body = serde_json::json!({"conversation": conversation, "message": format!("talk to a person please ({i})")});
+                let reply = post_json(&url, &[], &body.to_string());
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                serde_json::from_str::<Value>(&reply.body).unwrap()["ticket"]["id"]
+                    .as_i64()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let tickets: std::collections::BTreeSet<i64> =
+        askers.into_iter().map(|a| a.join().unwrap()).collect();
+    assert_eq!(
+        tickets.len(),
+        1,
+        "one ticket for one conversation: {tickets:?}"
+    );
+    let shared = *tickets.first().unwrap();
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM tickets WHERE conversation_id = '{conversation}'"
+        )),
+        vec![vec!["1"]]
+    );
+
+    // A reply that reaches the store after the ticket closed is refused and nothing is stored.
+    let store = app.state.store.clone();
+    let stored = app
+        .block_on(async move {
+            store.close_ticket(shared, "agent4").await?;
+            store.add_ticket_reply(shared, "agent4", "too late").await
+        })
+        .unwrap();
+    assert!(stored.is_none());
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM ticket_messages WHERE ticket_id = {shared}"
+        )),
+        vec![vec!["0"]]
+    );
+    // The person comes back after the close: their stream says it closed, at once.
+    let back = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    let told = next_matching(&back, |_| true);
+    assert_eq!(
+        (told.event.as_str(), &told.data["ticket"]),
+        ("closed", &Value::from(shared))
+    );
+
+    // The queue: answered C, then A (answered, then the person writes again), then B (open).
+    let escalate = |message: &str| {
+        let (status, reply) = ask(
+            &app,
+            serde_json::json!({"code": PUMP_CODE, "message": message}),
+        );
+        assert_eq!(status, 200, "{reply}");
+        (
+            reply["ticket"]["id"].as_i64().unwrap(),
+            reply["conversation"].as_str().unwrap().to_string(),
+        )
+    };
+    let reply_to = |ticket: i64| {
+        let page = get(
+            &app.url(&format!("/support/tickets/{ticket}")),
+            &[("cookie", &agent)],
+        );
+        let csrf = page.hidden("csrf").unwrap();
+        let sent = post_form(
+            &app.url(&format!("/support/tickets/{ticket}/reply")),
+            &[("cookie", &agent)],
+            &[("csrf", &csrf), ("body", "On it.")],
+        );
+        assert_eq!(sent.status, 303, "{}", sent.body);
+    };
+    let (c, _) = escalate("talk to a person about the stand");
+    reply_to(c);
+    let (a, a_conversation) = escalate("talk to a person about the battery");
+    reply_to(a);
+    let (b, _) = escalate("talk to a person about the alarm");
+    let (status, _) = ask(
+        &app,
+        serde_json::json!({"conversation": a_conversation, "message": "it still beeps, what now?"}),
+    );
+    assert_eq!(status, 200);
+    let status_of =
+        |t: i64| app.rows(&format!("SELECT status FROM tickets WHERE id = {t}"))[0][0].clone();
+    assert_eq!(
+        (status_of(a), status_of(b), status_of(c)),
+        (
+            "waiting".to_string(),
+            "open".to_string(),
+            "answered".to_string()
+        )
+    );
+    let queue = get(&app.url("/support"), &[("cookie", &agent)]).body;
+    let position = |t: i64| {
+        queue
+            .find(&format!("id=\"ticket-{t}\""))
+            .unwrap_or_else(|| panic!("ticket {t} listed"))
+    };
+    assert!(
+        position(b) < position(a) && position(a) < position(c),
+        "waiting for an agent first, by how long they waited; answered after"
+    );
 }
 
 #[test]
@@ -442,6 +601,11 @@ fn a_queue_webhook_gets_signed_events_retried_until_delivered() {
         if row[0].parse::<i64>().unwrap() >= 2 {
             assert_eq!(row[1], "NULL");
             assert!(row[2].contains("could not reach"), "{row:?}");
+            // The URL (a webhook's may carry its secret) is neither stored nor, so, logged.
+            assert!(
+                !row[2].contains("/hooks/") && !row[2].contains(&addr.port().to_string()),
+                "{row:?}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no retries: {row:?}");
@@ -537,7 +701,7 @@ fn a_webhook_needs_an_http_url_and_a_secret() {
 }
 
 #[test]
-fn retention_deletes_quiet_conversations_and_old_contacts_but_keeps_open_tickets() {
+fn retention_deletes_quiet_conversations_old_contacts_idle_tickets_and_untaken_payloads() {
     use scanaid_server::retention::{purge, Retention};
     let app = spawn_app();
     let agent = staff_cookie(&app, "agent3", Role::Agent);
@@ -607,16 +771,37 @@ fn retention_deletes_quiet_conversations_and_old_contacts_but_keeps_open_tickets
         "NULL"
     );
 
-    // After 91 quiet days the closed and the plain conversation go with everything in them; the
-    // conversation whose ticket is still open stays.
-    let purged = run(91);
-    assert_eq!(purged.conversations, 2);
-    let left = app.rows("SELECT id FROM conversations");
+    // Payloads a receiver never took, and audit entries, have limits too.
+    app.rows(&format!(
+        "INSERT INTO webhook_deliveries (queue_id, event, payload, created_at, next_attempt_at)
+         VALUES ('q', 'ticket.opened', '{{\"text\": \"talk to a person\"}}', '{now}', '{now}')
+         RETURNING id",
+        now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    ));
+    app.rows(&format!(
+        "INSERT INTO audit_log (at, actor, action) VALUES ('{}', 'agent3', 'signin') RETURNING id",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    ));
+
+    // A ticket still open is kept while it is touched; nobody touched this one, so after 30 days
+    // the purge closes it, leaving the conversation's own clock alone.
+    assert_eq!(run(29).tickets_closed, 0);
+    let idle = run(31);
+    assert_eq!((idle.tickets_closed, idle.conversations), (1, 0));
+    let open_ticket = open["ticket"]["id"].as_i64().unwrap();
     assert_eq!(
-        left,
-        vec![vec![open["conversation"].as_str().unwrap().to_string()]]
+        app.rows(&format!(
+            "SELECT status, closed_by, updated_at IS NULL FROM tickets WHERE id = {open_ticket}"
+        ))[0],
+        vec!["closed", "retention", "1"]
     );
-    for gone in [&closed, &plain] {
+
+    // After 91 quiet days every conversation goes with everything in it, and so does the payload
+    // nobody took.
+    let purged = run(91);
+    assert_eq!((purged.conversations, purged.webhook_deliveries), (3, 1));
+    assert!(app.rows("SELECT id FROM conversations").is_empty());
+    for gone in [&closed, &plain, &open] {
         let id = gone["conversation"].as_str().unwrap();
         assert_eq!(
             app.rows(&format!(
@@ -626,8 +811,11 @@ fn retention_deletes_quiet_conversations_and_old_contacts_but_keeps_open_tickets
         );
     }
     assert_eq!(count("ticket_messages"), "0");
-    assert_eq!(count("tickets"), "1");
+    assert_eq!(count("tickets"), "0");
     assert_eq!(count("scan_events"), "1", "scan events are kept 13 months");
-    assert_eq!(run(396).scan_events, 1);
+    assert_eq!(count("audit_log"), "1", "the audit log is kept 13 months");
+    let year_on = run(396);
+    assert_eq!((year_on.scan_events, year_on.audit_entries), (1, 1));
     assert_eq!(count("scan_events"), "0");
+    assert_eq!(count("audit_log"), "0");
 }

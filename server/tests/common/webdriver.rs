@@ -175,6 +175,22 @@ impl Browser {
         }
     }
 
+    /// Waits up to `timeout` for an element matching `css` to read `text`.
+    pub fn wait_for_text(&self, css: &str, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.find_all(css).iter().any(|e| e.text() == text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {css:?} read {text:?} within {timeout:?} on {}",
+                self.current_url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Clicks `css` (a button that submits a form) and waits until the page it leads to has loaded:
     /// under load the old page can still be there when the click returns, and reading it then
     /// would read the answer to the previous submission.
