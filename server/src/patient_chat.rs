@@ -1,7 +1,9 @@
 //! Patients' own documents in retrieval, and their chat. Packet documents are indexed with the packet
-//! as `owner`; a patient's question searches with `OwnerScope::PublicAnd(their packet)` and only the
-//! `patient` audience, so it reaches their documents and public patient education and nothing else.
-//! Every other route searches `OwnerScope::Public` and never sees an owned chunk.
+//! as `owner`; a patient's question searches only the documents of their own packet (the care team's
+//! note and the leaflets copied into it), never the public leaflets: those are for other conditions
+//! (a heart-failure patient asking about showering must not get the knee-surgery wound advice), and a
+//! leaflet in their packet is there already. Every other route searches `OwnerScope::Public` and
+//! never sees an owned chunk.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -215,10 +217,22 @@ pub async fn answer_patient(
         )
         .retry_after(wait)));
     }
+    let mut own_documents: Vec<String> = app
+        .store
+        .packet_documents(&packet.id)
+        .await?
+        .iter()
+        .map(|d| document_id(&packet.id, d.id))
+        .collect();
+    if own_documents.is_empty() {
+        // An empty list would mean "every manual": name one no document has (ids start at 1).
+        own_documents.push(document_id(&packet.id, 0));
+    }
     let search = SearchRequest {
         query: question,
         history: Vec::new(),
         filters: Filters {
+            manuals: own_documents,
             audiences: vec!["patient".to_string()],
             owner: OwnerScope::PublicAnd(packet.id.clone()),
             ..Filters::default()

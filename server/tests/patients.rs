@@ -498,6 +498,41 @@ fn a_patients_questions_are_answered_from_their_own_documents_and_never_anyone_e
     assert_eq!(status, 200);
     assert!(johns.to_string().contains("82.4 kg"), "{johns}");
 
+    // John's answers come from his own packet only: never another condition's leaflet (the knee
+    // surgery's wound care answering "can I shower" for heart failure), and never a sentence twice
+    // (his packet's copy of a leaflet and the public leaflet).
+    for question in [
+        "can I take a shower",
+        "when can I drive again",
+        "when should I call 911",
+    ] {
+        let body = serde_json::json!({ "message": question }).to_string();
+        let (status, answer) = ask_as(&app, &john_session, &body);
+        assert_eq!(status, 200, "{answer}");
+        for c in answer["citations"].as_array().unwrap() {
+            assert!(
+                c["manual"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("packet-{john_packet}-")),
+                "{question:?} cited {} outside his packet: {answer}",
+                c["manual"]
+            );
+        }
+        let sentences: Vec<&str> = answer["sentences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["text"].as_str().unwrap())
+            .collect();
+        let distinct: std::collections::BTreeSet<&&str> = sentences.iter().collect();
+        assert_eq!(distinct.len(), sentences.len(), "{question:?}: {answer}");
+        assert!(
+            !answer.to_string().to_lowercase().contains("knee"),
+            "{answer}"
+        );
+    }
+
     // ...but Ana quoting it verbatim gets nothing of John's: not in sentences, snippets or citations.
     let (status, leaked) = ask_as(&app, &ana_session, &body);
     assert_eq!(status, 200);
@@ -552,7 +587,7 @@ fn a_patients_questions_are_answered_from_their_own_documents_and_never_anyone_e
     assert_eq!(status, 400);
     assert_eq!(
         app.rows("SELECT COUNT(*) FROM audit_log WHERE action = 'chat.asked'")[0][0],
-        "3",
+        "6",
         "each answered question is audited, without its text"
     );
 }
@@ -956,42 +991,72 @@ fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathB
 }
 
 #[test]
-fn with_multilingual_e5_a_spanish_question_finds_the_english_leaflet_that_answers_it() {
+fn with_multilingual_e5_a_spanish_question_finds_the_english_leaflet_in_her_packet() {
     // As `scanaid serve` runs the bundled manuals: multilingual-e5, language-aware fusion.
     let (app, demos, _index) = spawn_with_indexed_packets_e5();
     let ana = demo(&demos, "Ana García");
     let (_, session) = try_open(&app, &ana.code, &ana.dob, &ana.pin);
     let session = session.expect("Ana signs in");
 
-    // Only the English heart-failure leaflet (public patient education) speaks of salt; Ana's
-    // Spanish knee documents do not.
-    let (status, answer) = ask_as(
-        &app,
-        &session,
-        r#"{"message": "¿cuánta sal puedo comer al día?"}"#,
+    // Ana's packet is her knee surgery: the heart-failure leaflet's salt limit is not hers, though
+    // it is public patient education that answers the words of her question.
+    let salt = r#"{"message": "¿cuánta sal puedo comer al día?"}"#;
+    let (status, answer) = ask_as(&app, &session, salt);
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        !answer.to_string().contains("heart-failure"),
+        "another condition's leaflet answered her: {answer}"
     );
+
+    // A Spanish-speaking heart-failure patient whose care team gave her the English leaflet:
+    // her Spanish question finds it, in her packet, across the languages.
+    let leaflet_path = repo().join("manuals/patient/heart-failure-daily-care.md");
+    let leaflet = scanaid_indexer::manual::parse_manual(
+        &leaflet_path,
+        &std::fs::read(&leaflet_path).unwrap(),
+    )
+    .unwrap();
+    let store = app.state.store.clone();
+    let created = app
+        .block_on(async move {
+            store
+                .create_packet(&scanaid_server::patients::NewPacket {
+                    patient_name: "Rosa Díaz".to_string(),
+                    dob: "1950-05-02".to_string(),
+                    language: "es".to_string(),
+                    documents: vec![scanaid_server::patients::NewDocument {
+                        title: leaflet.meta.title.clone(),
+                        markdown: leaflet.body.clone(),
+                        template: Some(leaflet.meta.id.clone()),
+                    }],
+                    created_by: "test".to_string(),
+                })
+                .await
+        })
+        .unwrap();
+    let state = app.state.clone();
+    assert!(app
+        .block_on(async move { scanaid_server::patient_chat::ensure_packets_indexed(&state).await })
+        .unwrap());
+    let (_, rosa) = try_open(&app, &created.code, "1950-05-02", &created.pin);
+    let rosa = rosa.expect("Rosa signs in");
+    let (status, answer) = ask_as(&app, &rosa, salt);
     assert_eq!(status, 200, "{answer}");
     let first = &answer["citations"][0];
-    assert_eq!(first["manual"], "heart-failure-daily-care", "{answer}");
     assert!(
-        first["url"].as_str().unwrap().ends_with("#eat-less-salt"),
-        "{answer}"
-    );
-    assert!(
-        answer["answer"]
+        first["manual"]
             .as_str()
             .unwrap()
-            .to_lowercase()
-            .contains("salt")
-            || answer["answer"]
-                .as_str()
-                .unwrap()
-                .to_lowercase()
-                .contains("sodium"),
+            .starts_with(&format!("packet-{}-", created.packet_id)),
+        "{answer}"
+    );
+    let text = answer["answer"].as_str().unwrap().to_lowercase();
+    assert!(
+        text.contains("salt") || text.contains("sodium"),
         "the cited English text is the answer: {answer}"
     );
 
-    // Her own Spanish plan still answers her own questions first.
+    // Ana's own Spanish plan still answers her own questions.
     let (status, answer) = ask_as(
         &app,
         &session,
