@@ -178,10 +178,91 @@ pub struct Extract {
     pub citations: Vec<Citation>,
 }
 
-/// Passages read, most pieces picked, and most steps of one procedure kept.
+/// Passages read, most pieces picked, and most steps of one procedure kept (a procedure cut short
+/// is worse than a long answer: a lockout without its first steps is unsafe).
 const PASSAGES: usize = 3;
 const MAX_PIECES: usize = 4;
-const MAX_STEPS: usize = 12;
+const MAX_STEPS: usize = 24;
+
+/// The number a step starts with (`12. Open the valve` -> 12).
+fn step_number(text: &str) -> Option<u32> {
+    let digits: String = text.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// The whole procedure a step belongs to, as (chunk ord, step) in manual order. The chunker packs a
+/// long procedure into several chunks of one section, so the block of steps in chunk `ord` may
+/// continue in the chunk before or after it: it does when that chunk is of the same manual and
+/// section and its steps number on from this block's (7 after 6), which keeps two procedures of one
+/// section apart.
+fn whole_procedure(
+    index: &SearchIndex,
+    ord: u32,
+    units: &[Unit],
+    block: usize,
+) -> Vec<(u32, Unit)> {
+    let steps_of = |ord: u32, units: &[Unit], block: usize| -> Vec<(u32, Unit)> {
+        units
+            .iter()
+            .filter(|u| u.block == block && u.kind == UnitKind::Step)
+            .map(|u| (ord, *u))
+            .collect()
+    };
+    let number_at =
+        |(ord, unit): (u32, Unit)| step_number(&index.chunk(ord).text[unit.start..unit.end]);
+    let same_section = |a: u32, b: u32| {
+        let (a, b) = (index.chunk(a), index.chunk(b));
+        a.manual_id == b.manual_id && a.anchor == b.anchor
+    };
+    let mut procedure = steps_of(ord, units, block);
+    // Backwards while the procedure opens its chunk.
+    let (mut first_ord, mut first_units) = (ord, units.to_vec());
+    while let Some(&first) = procedure.first() {
+        let opens_chunk = first_units.first().is_some_and(|u| *u == first.1);
+        if !opens_chunk || first_ord == 0 || !same_section(first_ord - 1, first_ord) {
+            break;
+        }
+        let previous = first_ord - 1;
+        let previous_units = split_units(&index.chunk(previous).text);
+        let Some(last) = previous_units.last().filter(|u| u.kind == UnitKind::Step) else {
+            break;
+        };
+        let numbers_on = matches!(
+            (number_at((previous, *last)), number_at(first)),
+            (Some(a), Some(b)) if a + 1 == b
+        );
+        if !numbers_on {
+            break;
+        }
+        let mut earlier = steps_of(previous, &previous_units, last.block);
+        earlier.extend(procedure);
+        procedure = earlier;
+        (first_ord, first_units) = (previous, previous_units);
+    }
+    // Forwards while the procedure closes its chunk.
+    let (mut last_ord, mut last_units) = (ord, units.to_vec());
+    while let Some(&last) = procedure.last() {
+        let closes_chunk = last_units.last().is_some_and(|u| *u == last.1);
+        let next = last_ord + 1;
+        if !closes_chunk || next as usize >= index.chunks().len() || !same_section(last_ord, next) {
+            break;
+        }
+        let next_units = split_units(&index.chunk(next).text);
+        let Some(first) = next_units.first().filter(|u| u.kind == UnitKind::Step) else {
+            break;
+        };
+        let numbers_on = matches!(
+            (number_at(last), number_at((next, *first))),
+            (Some(a), Some(b)) if a + 1 == b
+        );
+        if !numbers_on {
+            break;
+        }
+        procedure.extend(steps_of(next, &next_units, first.block));
+        (last_ord, last_units) = (next, next_units);
+    }
+    procedure
+}
 
 /// Picks the pieces of the top `hits` that answer `question`. A piece scores by the idf of the
 /// question's terms it contains, more for an identifier the question names (E-204, PN 4471-B), a
@@ -201,11 +282,14 @@ pub fn extract(index: &SearchIndex, question: &str, hits: &[Hit]) -> Extract {
         unit: Unit,
         score: f32,
     }
-    let passages: Vec<&Hit> = hits.iter().take(PASSAGES).collect();
+    // The passages read: the top hits, then any chunk a procedure continues into. `group` is the hit
+    // a passage belongs to: passages are shown by it, then in manual order.
+    let mut ords: Vec<u32> = hits.iter().take(PASSAGES).map(|h| h.ord).collect();
+    let mut group: Vec<usize> = (0..ords.len()).collect();
     let mut units_of: Vec<Vec<Unit>> = Vec::new();
     let mut candidates: Vec<Candidate> = Vec::new();
-    for (p, hit) in passages.iter().enumerate() {
-        let text = &index.chunk(hit.ord).text;
+    for (p, &ord) in ords.iter().enumerate() {
+        let text = &index.chunk(ord).text;
         let units = split_units(text);
         for unit in &units {
             let piece = &text[unit.start..unit.end];
@@ -233,7 +317,7 @@ pub fn extract(index: &SearchIndex, question: &str, hits: &[Hit]) -> Extract {
         }
         units_of.push(units);
     }
-    if passages.is_empty() {
+    if ords.is_empty() {
         return Extract::default();
     }
 
@@ -249,13 +333,41 @@ pub fn extract(index: &SearchIndex, question: &str, hits: &[Hit]) -> Extract {
             chosen.extend(units_of[0].iter().take(2).map(|u| (0, *u)));
         }
         Some(best) if best.unit.kind == UnitKind::Step => {
-            chosen.extend(
-                units_of[best.passage]
-                    .iter()
-                    .filter(|u| u.block == best.unit.block && u.kind == UnitKind::Step)
-                    .take(MAX_STEPS)
-                    .map(|u| (best.passage, *u)),
+            let procedure = whole_procedure(
+                index,
+                ords[best.passage],
+                &units_of[best.passage],
+                best.unit.block,
             );
+            // Around the best step when the procedure is longer than an answer takes.
+            let at = procedure
+                .iter()
+                .position(|&(o, u)| o == ords[best.passage] && u == best.unit)
+                .unwrap_or(0);
+            let from = at
+                .saturating_sub(MAX_STEPS / 2)
+                .min(procedure.len().saturating_sub(MAX_STEPS));
+            let mut spanned: Vec<usize> = Vec::new();
+            for (ord, unit) in procedure.into_iter().skip(from).take(MAX_STEPS) {
+                let p = match ords.iter().position(|&o| o == ord) {
+                    Some(p) => p,
+                    None => {
+                        ords.push(ord);
+                        group.push(best.passage);
+                        units_of.push(split_units(&index.chunk(ord).text));
+                        ords.len() - 1
+                    }
+                };
+                spanned.push(p);
+                chosen.push((p, unit));
+            }
+            // The chunks of one procedure are shown together, in manual order, even when several of
+            // them were hits of their own.
+            if let Some(first) = spanned.iter().map(|&p| group[p]).min() {
+                for p in spanned {
+                    group[p] = first;
+                }
+            }
             if !chosen.iter().any(|(_, u)| *u == best.unit) {
                 chosen.push((best.passage, best.unit));
             }
@@ -284,7 +396,7 @@ pub fn extract(index: &SearchIndex, question: &str, hits: &[Hit]) -> Extract {
         .iter()
         .filter(|(p, u)| {
             u.kind == UnitKind::Sentence
-                && index.chunk(passages[*p].ord).text[u.start..u.end].ends_with(':')
+                && index.chunk(ords[*p]).text[u.start..u.end].ends_with(':')
         })
         .copied()
         .collect();
@@ -308,19 +420,20 @@ pub fn extract(index: &SearchIndex, question: &str, hits: &[Hit]) -> Extract {
         }
     }
     // Passages in rank order (measured: ordering them by their best piece's score instead put the
-    // expected section first less often, 0.43 against 0.56 of our questions), pieces of one passage in
-    // manual order, so steps stay in procedure order.
-    chosen.sort_by_key(|(p, u)| (*p, u.start));
+    // expected section first less often, 0.43 against 0.56 of our questions), the chunks a procedure
+    // runs over with the passage they continue, in manual order, pieces of one passage in manual
+    // order, so steps stay in procedure order.
+    chosen.sort_by_key(|(p, u)| (group[*p], ords[*p], u.start));
     chosen.dedup();
 
     let mut out = Extract::default();
-    let mut number_of: Vec<Option<usize>> = vec![None; passages.len()];
+    let mut number_of: Vec<Option<usize>> = vec![None; ords.len()];
     for (p, unit) in chosen {
-        let chunk = index.chunk(passages[p].ord);
+        let chunk = index.chunk(ords[p]);
         let n = *number_of[p].get_or_insert_with(|| {
             out.citations.push(Citation {
                 n: out.citations.len() + 1,
-                ord: passages[p].ord,
+                ord: ords[p],
                 manual_id: chunk.manual_id.clone(),
                 manual_title: chunk.manual_title.clone(),
                 revision: chunk.revision.clone(),

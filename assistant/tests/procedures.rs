@@ -1,0 +1,118 @@
+//! A procedure longer than a chunk comes back whole (over a real index, the real MiniLM embedder):
+//! the chunker packs its steps into several chunks of one section, and an answer that took only the
+//! best step's chunk started at step 5 of a lockout.
+
+use std::sync::Arc;
+
+use scanaid_assistant::extract;
+use scanaid_indexer::{index_manuals, ChunkingConfig, Mode, SearchIndex, SearchRequest};
+use scanaid_models::{ensure_model, BertEmbedder, Embedder, MINILM_L6_V2};
+
+fn embedder() -> Arc<dyn Embedder> {
+    let models = std::env::var_os("SCANAID_MODELS_DIR")
+        .map(Into::into)
+        .unwrap_or_else(scanaid_models::default_models_dir);
+    let (dir, _) = ensure_model(&models, &MINILM_L6_V2).expect("model fetched");
+    Arc::new(BertEmbedder::load(&dir, &MINILM_L6_V2).expect("model loads"))
+}
+
+/// Twelve long steps of one lockout, then a second, unrelated procedure in the same section that
+/// numbers from 1 again, then another section.
+fn manual() -> String {
+    let things = [
+        "the wash pump",
+        "the booster heater",
+        "the rinse pump",
+        "the drain valve",
+        "the door switch",
+        "the main isolator",
+        "the water inlet",
+        "the detergent pump",
+        "the control board",
+        "the terminal block",
+        "the tank heater",
+        "the panels",
+    ];
+    let mut text = String::from(
+        "+++\nid = \"hood-dw\"\ntitle = \"Hood dishwasher service\"\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# Lockout before service\n\n",
+    );
+    for (i, thing) in things.iter().enumerate() {
+        text.push_str(&format!(
+            "{}. Isolate {thing} following the site lockout rules, check that {thing} cannot start, and record {thing} on the lockout card with the time before going on.\n",
+            i + 1
+        ));
+    }
+    text.push_str("\nAfter the work, restore the machine:\n\n");
+    for (i, thing) in [
+        "Refit the guards.",
+        "Remove your padlock.",
+        "Run a test cycle.",
+    ]
+    .iter()
+    .enumerate()
+    {
+        text.push_str(&format!("{}. {thing}\n", i + 1));
+    }
+    text.push_str("\n# Cleaning\n\nWipe the hood with a damp cloth every day.\n");
+    text
+}
+
+#[test]
+fn a_procedure_split_over_chunks_comes_back_whole_and_in_order() {
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    std::fs::write(manuals.path().join("hood.md"), manual()).unwrap();
+    let embedder = embedder();
+    index_manuals(
+        manuals.path(),
+        index_dir.path(),
+        embedder.as_ref(),
+        ChunkingConfig::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let index = SearchIndex::open(index_dir.path()).unwrap();
+    let lockout_chunks = index
+        .chunks()
+        .iter()
+        .filter(|c| c.anchor == "lockout-before-service")
+        .count();
+    assert!(
+        lockout_chunks >= 3,
+        "the procedure spans chunks: {lockout_chunks}"
+    );
+
+    // Words only step 9 has: the best piece is in a chunk that starts mid-procedure.
+    let question = "how do I isolate the control board";
+    let hits = index
+        .search(
+            &SearchRequest::new(question, Mode::Hybrid, 5),
+            Some(embedder.as_ref()),
+        )
+        .unwrap();
+    let answer = extract(&index, question, &hits);
+    let numbers: Vec<u32> = answer
+        .sentences
+        .iter()
+        .map(|s| s.text.split('.').next().unwrap().parse().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=12).collect::<Vec<_>>(),
+        "{:#?}",
+        answer.sentences
+    );
+    assert!(
+        answer.sentences.iter().all(|s| s.text.contains("Isolate")),
+        "the restore steps are another procedure"
+    );
+    // Every step is cited to the chunk it is copied from.
+    for s in &answer.sentences {
+        let cited = &answer.citations[s.citation - 1];
+        assert!(
+            index.chunk(cited.ord).text.contains(&s.text),
+            "{s:?} not in its cited chunk"
+        );
+        assert_eq!(cited.anchor, "lockout-before-service");
+    }
+}
