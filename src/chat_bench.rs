@@ -108,7 +108,7 @@ pub fn run(cmd: ChatBench) -> Result<()> {
 
     // Baseline: the assistant in-process, as the server calls it (all audiences, like the agent
     // the HTTP requests sign in as).
-    let model = scanaid_assistant::confidence::ShippedModel::for_model(embedder.model_id());
+    let (model, _) = scanaid_assistant::confidence::ShippedModel::for_model(embedder.model_id());
     let audiences: Vec<String> = Role::Agent
         .audiences()
         .iter()

@@ -632,7 +632,17 @@ fn eval_answers(cmd: EvalAnswersCmd) -> Result<ExitCode> {
         }
     };
     let model = match &cmd.confidence_model {
-        None => scanaid_assistant::confidence::ShippedModel::for_model(embedder.model_id()),
+        None => {
+            let (model, fitted) =
+                scanaid_assistant::confidence::ShippedModel::for_model(embedder.model_id());
+            if !fitted {
+                eprintln!(
+                    "note: no confidence model was fitted for {}; the tuned MiniLM's is used, so the confidence figures are not calibrated for it",
+                    embedder.model_id()
+                );
+            }
+            model
+        }
         Some(path) => serde_json::from_str(
             &std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?,

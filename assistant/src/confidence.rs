@@ -132,22 +132,43 @@ impl ShippedModel {
             .expect("assistant/confidence-model.json is valid (tested)")
     }
 
-    /// The model fitted on the evidence of the embedding model `model_id` (an `Embedder::model_id`).
-    /// Cosines do not carry over between embedding models: multilingual-e5's sit higher than
-    /// MiniLM's, and MiniLM's model over e5's evidence escalated only 22% of the unanswerable
-    /// questions (README, "Answer or escalate"). `assistant/confidence-model-e5.json` is written by
-    /// the same command with `--embedding-model e5`, and `confidence-model-minilm-base.json` (the
-    /// model that shipped before the tuned MiniLM) with `--embedding-model minilm-base`. Any other
-    /// id (the tuned MiniLM, or a research delta) gets the tuned MiniLM's model.
-    pub fn for_model(model_id: &str) -> Self {
+    /// The model fitted on the evidence of the embedding model `model_id` (an `Embedder::model_id`),
+    /// or `None` when none was. Cosines do not carry over between embedding models:
+    /// multilingual-e5's sit higher than MiniLM's, and MiniLM's model over e5's evidence escalated
+    /// only 22% of the unanswerable questions (README, "Answer or escalate").
+    /// `assistant/confidence-model-e5.json` is written by the same command with `--embedding-model
+    /// e5`, and `confidence-model-minilm-base.json` (the model that shipped before the tuned MiniLM)
+    /// with `--embedding-model minilm-base`.
+    pub fn fitted_for(model_id: &str) -> Option<Self> {
+        let tuned = format!(
+            "{}+delta-{}",
+            scanaid_models::MINILM_L6_V2.name,
+            &scanaid_models::delta::MINILM_TUNED.sha256[..16]
+        );
         if model_id.starts_with("multilingual-e5") {
-            serde_json::from_str(include_str!("../confidence-model-e5.json"))
-                .expect("assistant/confidence-model-e5.json is valid (tested)")
-        } else if model_id == "all-MiniLM-L6-v2" {
-            serde_json::from_str(include_str!("../confidence-model-minilm-base.json"))
-                .expect("assistant/confidence-model-minilm-base.json is valid (tested)")
+            Some(
+                serde_json::from_str(include_str!("../confidence-model-e5.json"))
+                    .expect("assistant/confidence-model-e5.json is valid (tested)"),
+            )
+        } else if model_id == scanaid_models::MINILM_L6_V2.name {
+            Some(
+                serde_json::from_str(include_str!("../confidence-model-minilm-base.json"))
+                    .expect("assistant/confidence-model-minilm-base.json is valid (tested)"),
+            )
+        } else if model_id == tuned {
+            Some(Self::bundled())
         } else {
-            Self::bundled()
+            None
+        }
+    }
+
+    /// `fitted_for`, or for a model no confidence model was fitted on (a research delta) the tuned
+    /// MiniLM's, saying so in the returned flag: its thresholds then mean less, and callers tell
+    /// their users.
+    pub fn for_model(model_id: &str) -> (Self, bool) {
+        match Self::fitted_for(model_id) {
+            Some(model) => (model, true),
+            None => (Self::bundled(), false),
         }
     }
 }
@@ -162,10 +183,24 @@ mod tests {
 
     #[test]
     fn the_bundled_models_load_and_weigh_only_the_features_they_name() {
-        let tuned = ShippedModel::for_model("all-MiniLM-L6-v2+delta-157b6d3e1475a092");
-        let base = ShippedModel::for_model("all-MiniLM-L6-v2");
-        let e5 = ShippedModel::for_model("multilingual-e5-small-q4");
+        let fitted = |id: &str| ShippedModel::fitted_for(id).unwrap_or_else(|| panic!("{id}"));
+        let tuned = fitted("all-MiniLM-L6-v2+delta-157b6d3e1475a092");
+        let base = fitted("all-MiniLM-L6-v2");
+        let e5 = fitted("multilingual-e5-small-q4");
         assert_eq!(tuned, ShippedModel::bundled());
+        // Another delta (research) or a typo has no fitted model, and `for_model` says so.
+        for unfitted in [
+            "all-MiniLM-L6-v2+delta-0123456789abcdef",
+            "all-minilm-l6-v2",
+            "",
+        ] {
+            assert_eq!(ShippedModel::fitted_for(unfitted), None, "{unfitted:?}");
+            assert_eq!(
+                ShippedModel::for_model(unfitted),
+                (ShippedModel::bundled(), false)
+            );
+        }
+        assert!(ShippedModel::for_model("all-MiniLM-L6-v2").1);
         assert_ne!(tuned, base);
         assert_ne!(tuned, e5);
         assert_ne!(base, e5);

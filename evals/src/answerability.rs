@@ -145,7 +145,7 @@ pub fn evaluate(
     if let Some(manuals) = &options.with_manuals {
         rows.extend(manual_rows(manuals, embedder)?);
     }
-    let shipped = ShippedModel::for_model(embedder.model_id());
+    let (shipped, _) = ShippedModel::for_model(embedder.model_id());
     cross_validate(&data.name, rows, &shipped, options)
 }
 
@@ -177,7 +177,7 @@ pub fn evaluate_manuals(
     options: &AnswerabilityOptions,
 ) -> Result<AnswerabilityReport> {
     check_folds(options)?;
-    let shipped = ShippedModel::for_model(embedder.model_id());
+    let (shipped, _) = ShippedModel::for_model(embedder.model_id());
     let rows = manual_rows(manuals, embedder)?;
     let mut report = cross_validate("bundled manuals", rows, &shipped, options)?;
     report.history = false; // single questions, no conversations

@@ -193,7 +193,15 @@ pub fn chunk_manual(manual: &Manual, config: ChunkingConfig) -> ChunkedManual {
             // at the line so every line of it keeps the same indentation.
             range.start = line_starts[line_starts.partition_point(|&s| s <= range.start) - 1];
         }
-        let text = body[range.clone()].trim_end().to_string();
+        let mut text = body[range.clone()].trim_end().to_string();
+        if kind == UnitKind::TableHeader {
+            // The delimiter row under a table's header belongs to no event; without it the chunk's
+            // text no longer says which row is the header (answers show rows without column names).
+            if let Some(rule) = delimiter_row_after(body, range.end) {
+                text.push('\n');
+                text.push_str(rule);
+            }
+        }
         if !text.trim().is_empty() {
             units.push(Unit {
                 text,
@@ -314,6 +322,23 @@ pub fn chunk_manual(manual: &Manual, config: ChunkingConfig) -> ChunkedManual {
     out
 }
 
+/// The table delimiter row (`|---|:--:|`) on the line at or after `offset`, trimmed, if that line is one.
+fn delimiter_row_after(body: &str, offset: usize) -> Option<&str> {
+    let rest = body.get(offset..)?;
+    // The header's range may end at its line break or just before it.
+    let rest = match rest.find('\n') {
+        Some(i) if rest[..i].trim().is_empty() => &rest[i + 1..],
+        _ => rest,
+    };
+    let line = rest.lines().next()?.trim();
+    let is_rule = line.contains('-')
+        && line.contains('|')
+        && line
+            .chars()
+            .all(|c| matches!(c, '|' | '-' | ':' | ' ' | '\t'));
+    is_rule.then_some(line)
+}
+
 fn split_list(value: &str) -> Vec<String> {
     value
         .split([',', ' ', '+'])
@@ -344,7 +369,16 @@ fn flush_section(
     for unit in units {
         let tokens = estimate_tokens(&unit.text);
         if !current.is_empty() && current_tokens + tokens > config.target_tokens {
-            packed.push(std::mem::take(&mut current));
+            // A header whose first row does not fit stays with its rows (the next chunk repeats
+            // it), not at the end of this chunk with none.
+            if unit.kind == UnitKind::TableRow
+                && current.last().is_some_and(|u| u.kind == UnitKind::TableHeader)
+            {
+                current.pop();
+            }
+            if !current.is_empty() {
+                packed.push(std::mem::take(&mut current));
+            }
             current_tokens = 0;
         }
         match unit.kind {
@@ -808,8 +842,8 @@ mod tests {
         }
         for c in out.chunks.iter().filter(|c| c.anchor == "fault-codes") {
             assert!(
-                c.text.starts_with("| Code | Meaning | Action |"),
-                "every table chunk repeats the header: {}",
+                c.text.starts_with("| Code | Meaning | Action |\n|---|---|---|\n"),
+                "every table chunk repeats the header with its delimiter row, so the header reads as one: {}",
                 c.text
             );
         }

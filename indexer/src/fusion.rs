@@ -220,6 +220,7 @@ mod tests {
         // BM25 from 0 to 10, dense from -1 to 0.6 (a span of 1.6); 3 is missing from BM25: 0 there.
         // 1: 0.5 * 1 + 0.5 * (1.0 / 1.6); 2: 0.5 * 0.5 + 0.5 * 1; 3: 0.5 * 0 + 0.5 * (1.2 / 1.6)
         let want = [(1, 0.8125), (2, 0.75), (3, 0.375)];
+        assert_eq!(got.len(), want.len(), "{got:?}");
         for ((ord, score), (want_ord, want_score)) in got.iter().zip(want) {
             assert_eq!(*ord, want_ord);
             assert!((score - want_score).abs() < 1e-6, "{ord}: {score}");

@@ -213,6 +213,12 @@ fn filters_apply_inside_both_legs_before_top_k() {
     }
     write(manuals.path(), "many.md", &body);
     write(manuals.path(), "rsc.md", COMPRESSOR);
+    // A patient's document: owned, so invisible unless a search's scope names its owner.
+    write(
+        manuals.path(),
+        "private.md",
+        "+++\nid = \"packet-p1-1\"\ntitle = \"Your plan\"\naudience = [\"patient\"]\nrevision = \"1\"\nowner = \"p1\"\n+++\n# Your battery of tests\n\nYour battery of blood tests is on Monday at the clinic.\n",
+    );
     index_manuals(
         manuals.path(),
         index_dir.path(),
@@ -235,24 +241,41 @@ fn filters_apply_inside_both_legs_before_top_k() {
                 .all(|h| index.chunk(h.ord).audiences == vec!["operator"]),
             "{mode:?}"
         );
-        let mut req = SearchRequest::new("oil", mode, 10);
+        // Words both manuals have: unfiltered, the compressor's manual is among the hits (so the
+        // filtered check below can fail); filtered to the pump's model, only the pump's remain.
+        let mut req = SearchRequest::new("oil and battery", mode, 10);
+        let unfiltered = index.search(&req, Some(embedder().as_ref())).unwrap();
+        assert!(
+            unfiltered
+                .iter()
+                .any(|h| index.chunk(h.ord).manual_id == "rsc-service"),
+            "{mode:?}: the compressor's manual matches unfiltered"
+        );
         req.filters.models = vec!["VP-300".into()];
         let hits = index.search(&req, Some(embedder().as_ref())).unwrap();
+        assert!(!hits.is_empty(), "{mode:?}");
         assert!(
             hits.iter().all(|h| index.chunk(h.ord).manual_id == "many"),
             "{mode:?}: model filter"
         );
     }
-    // Owner scoping: private material is invisible unless the scope allows it.
-    let mut req = SearchRequest::new("battery", Mode::Hybrid, 50);
-    req.filters = Filters {
-        owner: OwnerScope::Everything,
-        ..Filters::default()
+    // Owner scoping: the owned document is invisible to public searches, visible to its owner's
+    // scope and to `Everything`, and never to another owner's.
+    let owned_in = |owner: OwnerScope| -> bool {
+        let mut req = SearchRequest::new("battery of blood tests", Mode::Hybrid, 50);
+        req.filters = Filters {
+            owner,
+            ..Filters::default()
+        };
+        let hits = index.search(&req, Some(embedder().as_ref())).unwrap();
+        assert!(!hits.is_empty());
+        hits.iter()
+            .any(|h| index.chunk(h.ord).owner.as_deref() == Some("p1"))
     };
-    assert!(!index
-        .search(&req, Some(embedder().as_ref()))
-        .unwrap()
-        .is_empty());
+    assert!(!owned_in(OwnerScope::Public));
+    assert!(!owned_in(OwnerScope::PublicAnd("p2".into())));
+    assert!(owned_in(OwnerScope::PublicAnd("p1".into())));
+    assert!(owned_in(OwnerScope::Everything));
 }
 
 #[test]
@@ -325,9 +348,10 @@ fn readers_never_observe_a_partial_generation_while_another_is_promoted() {
         generation::current(index_dir.path()).unwrap().as_deref(),
         Some("g000005")
     );
-    assert!(
-        generation::list(index_dir.path()).unwrap().len()
-            <= scanaid_indexer::build::KEEP_GENERATIONS
+    // Pruned to exactly the newest KEEP_GENERATIONS (4), the served one among them.
+    assert_eq!(
+        generation::list(index_dir.path()).unwrap(),
+        ["g000002", "g000003", "g000004", "g000005"]
     );
 }
 

@@ -46,7 +46,13 @@ impl ChatEngine {
     pub fn new(per_conversation: u32, per_client: u32, model_id: &str) -> Self {
         Self {
             slots: Arc::new(tokio::sync::Semaphore::new(CHAT_SLOTS)),
-            model: Arc::new(ShippedModel::for_model(model_id)),
+            model: Arc::new({
+                let (model, fitted) = ShippedModel::for_model(model_id);
+                if !fitted {
+                    tracing::warn!(model_id, "no confidence model was fitted for this embedding model; using the tuned MiniLM's, so escalation thresholds are not calibrated for it");
+                }
+                model
+            }),
             per_conversation: AttemptLimiter::new(per_conversation, RATE_WINDOW, RATE_WINDOW),
             per_client: AttemptLimiter::new(per_client, RATE_WINDOW, RATE_WINDOW),
         }
@@ -295,8 +301,13 @@ fn reply_preferring(
     // unsure reply offers them a person. An English leaflet for a Spanish question about salt that
     // the patient's Spanish papers do not cover (0.18 against 0.08) is worth showing.
     let clearly_better = any.confidence - first.confidence >= LANGUAGE_SWITCH_MARGIN;
+    // Nothing at all in their language (an English-only dishwasher, a Spanish question): the closest
+    // sections in another language, marked unsure, beat an empty answer.
+    let nothing_in_language = first.extract.sentences.is_empty();
     Ok(
-        if any.confidence > first.confidence && (!any.unsure || clearly_better) {
+        if nothing_in_language && !any.extract.sentences.is_empty()
+            || any.confidence > first.confidence && (!any.unsure || clearly_better)
+        {
             any
         } else {
             first

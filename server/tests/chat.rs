@@ -76,10 +76,12 @@ fn an_answer_cites_the_sections_its_sentences_are_copied_from() {
     );
     let confidence = reply["confidence"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&confidence));
-    // The cited section opens for the reader.
+    // The cited section opens for the reader, and the page has the anchor the link names.
     let url = citations[0]["url"].as_str().unwrap();
-    let page = get(&app.url(url.split('#').next().unwrap()), &[]);
+    let (path, anchor) = url.split_once('#').expect("a section link");
+    let page = get(&app.url(path), &[]);
     assert_eq!(page.status, 200);
+    assert!(page.body.contains(&format!("id=\"{anchor}\"")), "{url}");
 }
 
 #[test]
@@ -508,5 +510,22 @@ fn answers_come_from_manuals_in_the_persons_language_when_there_are_some() {
     assert!(
         cited.first().is_some_and(|m| m == "vp300-operador-es"),
         "a Spanish reader is answered from the Spanish manual: {cited:?}"
+    );
+    // A Spanish question on equipment whose only manual is English: the closest English sections,
+    // not an empty answer.
+    let (status, english_only) = ask(
+        &app,
+        serde_json::json!({"asset": "dish-mercy-cafeteria", "message": "¿cómo vacío la máquina al final del turno?", "lang": "es"}),
+    );
+    assert_eq!(status, 200, "{english_only}");
+    assert!(
+        !english_only["sentences"].as_array().unwrap().is_empty(),
+        "{english_only}"
+    );
+    assert!(
+        manuals_cited(&english_only)
+            .iter()
+            .all(|m| m == "dw500h-manual"),
+        "{english_only}"
     );
 }

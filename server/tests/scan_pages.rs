@@ -488,6 +488,12 @@ fn staff_sign_in_with_csrf_limits_and_role_pages() {
         "technicians get the fault codes first"
     );
     assert!(page.body.contains("E-"), "with the codes themselves");
+    // Sections are rendered from chunk text, which must keep a table's delimiter row: without it the
+    // fault code table was shown as lines of pipes.
+    assert!(
+        page.body.contains("<th>Code</th>") && page.body.contains("<td>E-101</td>"),
+        "the fault code table renders as a table"
+    );
     assert!(
         page.body.len() < 30 * 1024,
         "first render {} bytes",
