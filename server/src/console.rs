@@ -177,10 +177,20 @@ async fn ticket_page(
             citations,
         });
     }
-    for reply in app.store.ticket_messages(id).await? {
+    // Every reply the person was sent in this conversation, also on its earlier tickets: the person
+    // saw them all, and the agent answering now should too.
+    for reply in app
+        .store
+        .replies_to_conversation(&ticket.conversation_id, 0)
+        .await?
+    {
         entries.push(Entry {
             who: "agent",
-            label: format!("Support ({})", reply.author),
+            label: if reply.ticket_id == id {
+                format!("Support ({})", reply.author)
+            } else {
+                format!("Support ({}), on earlier ticket {}", reply.author, reply.ticket_id)
+            },
             at: reply.at,
             text: reply.body,
             citations: Vec::new(),

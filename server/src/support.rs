@@ -85,6 +85,9 @@ impl SupportEvent {
 /// Carries ticket events to watchers, and wakes the webhook deliverer.
 pub struct Hub {
     sender: broadcast::Sender<SupportEvent>,
+    /// Open person streams per conversation: each gets a copy of every event and reads the store
+    /// when it falls behind, so one conversation may not open them without end.
+    person_streams: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     /// Set when the server shuts down: every open stream ends, so the shutdown is not held up by
     /// browsers that keep listening.
     closing: watch::Sender<bool>,
@@ -95,6 +98,7 @@ impl Default for Hub {
     fn default() -> Self {
         Self {
             sender: broadcast::channel(HUB_CAPACITY).0,
+            person_streams: Arc::default(),
             closing: watch::channel(false).0,
             webhook_wake: Arc::new(Notify::new()),
         }
@@ -216,6 +220,8 @@ struct PersonReply {
 
 /// State of one person's stream.
 struct PersonStream {
+    /// Counts this stream against its conversation's limit until it is dropped.
+    _slot: StreamSlot,
     watch: Watch,
     store: Store,
     conversation: String,
@@ -253,6 +259,43 @@ fn person_reply(message: &TicketMessage) -> Event {
         .expect("replies serialise")
 }
 
+/// Live streams one conversation may hold open at once: a phone, a second tab, and a reconnect that
+/// overlaps the connection it replaces.
+pub const PERSON_STREAMS_PER_CONVERSATION: usize = 4;
+
+/// One open person stream, counted while it lives.
+struct StreamSlot {
+    streams: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    conversation: String,
+}
+
+impl StreamSlot {
+    fn take(hub: &Hub, conversation: &str) -> Option<Self> {
+        let mut open = hub.person_streams.lock().expect("stream count lock");
+        let count = open.entry(conversation.to_string()).or_insert(0);
+        if *count >= PERSON_STREAMS_PER_CONVERSATION {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            streams: hub.person_streams.clone(),
+            conversation: conversation.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.lock().expect("stream count lock");
+        if let Some(count) = open.get_mut(&self.conversation) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.conversation);
+            }
+        }
+    }
+}
+
 fn closed_event(ticket: i64) -> Event {
     Event::default()
         .event("closed")
@@ -281,12 +324,20 @@ pub async fn person_events(
         )
             .into_response());
     }
+    let Some(slot) = StreamSlot::take(&app.support, &conversation) else {
+        return Ok((
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({"error": "too many open streams for this conversation"})),
+        )
+            .into_response());
+    };
     let last_sent = crate::http::header(&headers, "last-event-id")
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(0);
     // Watch first, then read the store: a reply sent in between is then both read and announced,
     // and the id check drops the repeat, instead of being missed.
     let mut state = PersonStream {
+        _slot: slot,
         watch: app.support.watch(),
         store: app.store.clone(),
         conversation,

@@ -100,16 +100,6 @@ impl Store {
         .await?)
     }
 
-    /// Agents' replies on a ticket, oldest first.
-    pub async fn ticket_messages(&self, ticket: i64) -> Result<Vec<TicketMessage>> {
-        Ok(sqlx::query_as(
-            "SELECT id, ticket_id, at, author, body FROM ticket_messages WHERE ticket_id = ? ORDER BY id",
-        )
-        .bind(ticket)
-        .fetch_all(self.pool())
-        .await?)
-    }
-
     /// Agents' replies on any ticket of a conversation after message `after`, oldest first: what a
     /// person's chat has not shown yet.
     pub async fn replies_to_conversation(

@@ -200,11 +200,14 @@ fn a_full_assistant_says_it_is_busy_instead_of_hanging() {
     let held = slots
         .try_acquire_many_owned(scanaid_server::chat::CHAT_SLOTS as u32)
         .expect("the test takes every slot");
-    let (status, busy) = ask(
-        &app,
-        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    let busy = post_json(
+        &app.url("/api/chat"),
+        &[],
+        &serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}).to_string(),
     );
-    assert_eq!(status, 503, "{busy}");
+    assert_eq!(busy.status, 503, "{}", busy.body);
+    assert!(busy.retry_after_secs() >= 1, "a busy answer says when to retry");
+    let busy: Value = serde_json::from_str(&busy.body).unwrap();
     assert_eq!(busy["busy"], true);
     // A message for a person is not refused for the assistant being busy: asking for one (with
     // more said) opens the ticket, and what follows on it reaches the agent.

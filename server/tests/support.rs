@@ -232,6 +232,10 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
         &app.url(&format!("/api/chat/{conversation}/events")),
         &[("last-event-id", reply_event.id.as_deref().unwrap())],
     );
+    // Four streams per conversation at most (a phone, a tab, a reconnect overlapping the old one).
+    let _fourth = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    let fifth = get(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    assert_eq!(fifth.status, 429, "{}", fifth.body);
 
     // The person writes again on the ticket: the agent sees it.
     let (status, _) = ask(
@@ -266,6 +270,26 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
         refused.body.contains("Your reply, not sent") && refused.body.contains("hello?"),
         "the agent still has the text: {}",
         refused.body
+    );
+
+    // The person asks for someone again: a new ticket, whose page shows the earlier ticket's reply
+    // too (the person saw it; the agent answering now should).
+    let (status, again) = ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "talk to a person please"}),
+    );
+    assert_eq!(status, 200, "{again}");
+    let second = again["ticket"]["id"].as_i64().unwrap();
+    assert_ne!(second, ticket);
+    let page = get(
+        &app.url(&format!("/support/tickets/{second}")),
+        &[("cookie", &agent)],
+    );
+    assert!(
+        page.body.contains("Check the door latch first; I am on my way.")
+            && page.body.contains(&format!("on earlier ticket {ticket}")),
+        "{}",
+        page.body
     );
 
     // Shutting down ends every open stream instead of waiting on them.
