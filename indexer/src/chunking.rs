@@ -372,7 +372,9 @@ fn flush_section(
             // A header whose first row does not fit stays with its rows (the next chunk repeats
             // it), not at the end of this chunk with none.
             if unit.kind == UnitKind::TableRow
-                && current.last().is_some_and(|u| u.kind == UnitKind::TableHeader)
+                && current
+                    .last()
+                    .is_some_and(|u| u.kind == UnitKind::TableHeader)
             {
                 current.pop();
             }

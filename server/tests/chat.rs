@@ -206,7 +206,10 @@ fn a_full_assistant_says_it_is_busy_instead_of_hanging() {
         &serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}).to_string(),
     );
     assert_eq!(busy.status, 503, "{}", busy.body);
-    assert!(busy.retry_after_secs() >= 1, "a busy answer says when to retry");
+    assert!(
+        busy.retry_after_secs() >= 1,
+        "a busy answer says when to retry"
+    );
     let busy: Value = serde_json::from_str(&busy.body).unwrap();
     assert_eq!(busy["busy"], true);
     // A message for a person is not refused for the assistant being busy: asking for one (with

@@ -286,7 +286,8 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
         &[("cookie", &agent)],
     );
     assert!(
-        page.body.contains("Check the door latch first; I am on my way.")
+        page.body
+            .contains("Check the door latch first; I am on my way.")
             && page.body.contains(&format!("on earlier ticket {ticket}")),
         "{}",
         page.body
