@@ -95,7 +95,7 @@ fn a_follow_up_stays_in_its_conversation() {
     assert!(conversation.len() >= 16, "a random id");
     let (status, second) = ask(
         &app,
-        serde_json::json!({"conversation": conversation, "message": "and which disinfectants are allowed?"}),
+        serde_json::json!({"conversation": conversation, "message": "what should I use for it?"}),
     );
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["conversation"], conversation.as_str());
@@ -104,6 +104,32 @@ fn a_follow_up_stays_in_its_conversation() {
             "SELECT COUNT(*) FROM chat_turns WHERE conversation_id = '{conversation}'"
         )),
         vec![vec!["2"]]
+    );
+    // The follow-up is read with the conversation: "what should I use for it?" after a cleaning
+    // question is about cleaning the pump. Asked alone, it is about something else.
+    let sections = |reply: &Value| -> Vec<String> {
+        reply["citations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["section"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let with_history = sections(&second);
+    assert!(
+        with_history.first().is_some_and(|s| s.contains("Cleaning")),
+        "{with_history:?}"
+    );
+    let (_, alone) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "what should I use for it?"}),
+    );
+    assert!(
+        !sections(&alone)
+            .first()
+            .is_some_and(|s| s.contains("Cleaning")),
+        "without the conversation the follow-up has no context: {:?}",
+        sections(&alone)
     );
     let (status, unknown) = ask(
         &app,
