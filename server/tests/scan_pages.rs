@@ -926,6 +926,17 @@ fn manual_pages_show_only_what_the_role_may_read() {
 fn shutdown_writes_every_queued_scan_event() {
     let app = spawn_app();
     let url = app.url(&format!("/c/{PUMP_CODE}"));
+    // Another connection holds the write lock, so the events wait in the queue: the shutdown below
+    // starts with them unwritten, and only its drain can write them.
+    let pool = app.state.store.pool().clone();
+    let lock = app.block_on(async move {
+        let mut connection = pool.acquire().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        connection
+    });
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
@@ -940,7 +951,24 @@ fn shutdown_writes_every_queued_scan_event() {
         t.join().unwrap();
     }
     let counters = app.state.events.counters.clone();
+    assert!(
+        counters.written.load(std::sync::atomic::Ordering::Relaxed) < 200,
+        "events are still queued when the shutdown starts"
+    );
+    // The lock goes half a second into the shutdown (the store waits up to 5 s for it).
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let mut lock = lock;
+                sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+            });
+    });
     let data = app.shutdown();
+    release.join().unwrap();
     assert_eq!(
         counters.dropped.load(std::sync::atomic::Ordering::Relaxed),
         0
@@ -962,11 +990,35 @@ fn a_full_event_queue_drops_and_counts_instead_of_waiting() {
         event_queue: 1,
         ..Default::default()
     });
+    // Another connection holds the database's write lock (well inside the store's 5 s busy
+    // timeout): the writer is stuck on its first batch, so the one-slot queue fills at once.
+    let pool = app.state.store.pool().clone();
+    let lock = app.block_on(async move {
+        let mut connection = pool.acquire().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        connection
+    });
     for _ in 0..20 {
-        assert_eq!(get(&app.url(&format!("/c/{PUMP_CODE}")), &[]).status, 200);
+        assert_eq!(
+            get(&app.url(&format!("/c/{PUMP_CODE}")), &[]).status,
+            200,
+            "a scan is served while its event cannot be written"
+        );
     }
-    app.flush_events();
     let c = &app.state.events.counters;
+    let dropped_while_locked = c.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        dropped_while_locked >= 10,
+        "the full queue dropped events instead of waiting: {dropped_while_locked}"
+    );
+    app.block_on(async move {
+        let mut lock = lock;
+        sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    });
+    app.flush_events();
     let queued = c.queued.load(std::sync::atomic::Ordering::Relaxed);
     let dropped = c.dropped.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(queued + dropped, 20);
