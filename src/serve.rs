@@ -113,6 +113,28 @@ impl DataOpts {
     }
 }
 
+/// The server's settings from the command line; `over_tls` when it serves HTTPS itself.
+fn server_config(cmd: &ServeCmd, over_tls: bool) -> ServerConfig {
+    ServerConfig {
+        // Set once the listener is bound, unless given.
+        public_url: cmd.data.public_url.clone().unwrap_or_default(),
+        // Over TLS, cookies are Secure and HSTS is sent.
+        secure_cookies: cmd.secure_cookies || over_tls,
+        trusted_proxies: cmd.trusted_proxies.clone(),
+        demo_manuals: Some(cmd.data.manuals.clone()),
+        metrics_token: cmd.metrics_token.clone(),
+        index_dir: Some(cmd.data.index_dir()),
+        retention: scanaid_server::retention::Retention {
+            chat: days(cmd.chat_retention_days),
+            scan_events: days(cmd.scan_retention_days),
+            ticket_idle: days(cmd.ticket_idle_days),
+            audit: days(cmd.audit_retention_days),
+            ..Default::default()
+        },
+        ..ServerConfig::default()
+    }
+}
+
 #[derive(Args)]
 pub struct ServeCmd {
     /// Address to listen on.
@@ -261,24 +283,7 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     let embedder = cmd.model.embedder_for(&cmd.data.manuals)?;
     let index = open_or_build_index(&cmd.data, embedder.as_ref())?;
     private_dir(&cmd.data.index_dir())?;
-    let mut config = ServerConfig {
-        // Set once the listener is bound (below), unless given.
-        public_url: cmd.data.public_url.clone().unwrap_or_default(),
-        // Over TLS, cookies are Secure and HSTS is sent.
-        secure_cookies: cmd.secure_cookies || tls.is_some(),
-        trusted_proxies: cmd.trusted_proxies.clone(),
-        demo_manuals: Some(cmd.data.manuals.clone()),
-        metrics_token: cmd.metrics_token.clone(),
-        index_dir: Some(cmd.data.index_dir()),
-        retention: scanaid_server::retention::Retention {
-            chat: days(cmd.chat_retention_days),
-            scan_events: days(cmd.scan_retention_days),
-            ticket_idle: days(cmd.ticket_idle_days),
-            audit: days(cmd.audit_retention_days),
-            ..Default::default()
-        },
-        ..ServerConfig::default()
-    };
+    let mut config = server_config(&cmd, tls.is_some());
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener)
             .with_context(|| format!("listening on {}", cmd.addr))?;
@@ -472,4 +477,40 @@ pub fn qr(cmd: QrCmd) -> Result<ExitCode> {
         label.title
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        serve: ServeCmd,
+    }
+
+    fn parsed(args: &[&str]) -> ServeCmd {
+        Command::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap()
+            .serve
+    }
+
+    #[test]
+    fn serving_tls_makes_cookies_secure_and_the_retention_flags_reach_the_server() {
+        let plain = parsed(&[]);
+        assert!(!server_config(&plain, false).secure_cookies);
+        assert!(
+            server_config(&plain, true).secure_cookies,
+            "HTTPS served here implies Secure cookies and HSTS"
+        );
+        assert!(server_config(&parsed(&["--secure-cookies"]), false).secure_cookies);
+        let config = server_config(
+            &parsed(&["--ticket-idle-days", "7", "--audit-retention-days", "30"]),
+            false,
+        );
+        assert_eq!(config.retention.ticket_idle, days(7));
+        assert_eq!(config.retention.audit, days(30));
+        assert!(Command::try_parse_from(["serve", "--ticket-idle-days", "0"]).is_err());
+    }
 }
