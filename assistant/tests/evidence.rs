@@ -1,0 +1,116 @@
+//! The confidence model's eight features, each computed by hand for hits built by hand over a real
+//! index (the real MiniLM embedder builds it; `analyse` and the chunk texts are the index's own).
+
+use std::sync::Arc;
+
+use scanaid_assistant::{evidence, FEATURE_NAMES};
+use scanaid_indexer::{index_manuals, ChunkingConfig, Hit, LegScore, SearchIndex};
+use scanaid_models::{ensure_model, BertEmbedder, Embedder, MINILM_L6_V2};
+
+const MANUAL: &str = r#"+++
+id = "pump"
+title = "Pump manual"
+audience = ["technician"]
+revision = "1"
++++
+# Battery
+
+Replace the battery pack.
+
+# Filter
+
+Clean the air filter.
+
+# Door
+
+Close the door latch.
+"#;
+
+fn embedder() -> Arc<dyn Embedder> {
+    let models = std::env::var_os("SCANAID_MODELS_DIR")
+        .map(Into::into)
+        .unwrap_or_else(scanaid_models::default_models_dir);
+    let (dir, _) = ensure_model(&models, &MINILM_L6_V2).expect("model fetched");
+    Arc::new(BertEmbedder::load(&dir, &MINILM_L6_V2).expect("model loads"))
+}
+
+fn hit(ord: u32, bm25: Option<(u32, f32)>, dense: Option<(u32, f32)>) -> Hit {
+    let leg = |l: Option<(u32, f32)>| l.map(|(rank, score)| LegScore { rank, score });
+    Hit {
+        ord,
+        chunk_id: String::new(),
+        score: 0.0,
+        bm25: leg(bm25),
+        dense: leg(dense),
+    }
+}
+
+fn feature(values: &[f64], name: &str) -> f64 {
+    values[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()]
+}
+
+#[test]
+fn each_feature_is_what_its_name_says() {
+    let manuals = tempfile::tempdir().unwrap();
+    let index_dir = tempfile::tempdir().unwrap();
+    std::fs::write(manuals.path().join("pump.md"), MANUAL).unwrap();
+    index_manuals(
+        manuals.path(),
+        index_dir.path(),
+        embedder().as_ref(),
+        ChunkingConfig::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let index = SearchIndex::open(index_dir.path()).unwrap();
+    let ord = |anchor: &str| {
+        index
+            .chunks()
+            .iter()
+            .position(|c| c.anchor == anchor)
+            .unwrap() as u32
+    };
+    let (battery, filter, door) = (ord("battery"), ord("filter"), ord("door"));
+    // "replace", "battery", "filter" once analysed ("the" is a stop word).
+    let question = "replace the battery filter";
+    assert_eq!(index.analyse(question).len(), 3);
+
+    // BM25 likes the battery section best, the dense leg the filter section; the door section is
+    // only in the dense list.
+    let hits = [
+        hit(battery, Some((1, 6.0)), Some((2, 0.5))),
+        hit(filter, Some((2, 3.0)), Some((1, 0.8))),
+        hit(door, None, Some((3, 0.2))),
+    ];
+    let v = evidence(&index, question, &hits).values;
+    close_in(&v, "top_cosine", 0.8);
+    close_in(&v, "cosine_margin", 0.3);
+    close_in(&v, "mean_cosine_top5", 0.5);
+    close_in(&v, "top_bm25_per_term", 2.0);
+    close_in(&v, "bm25_margin", 0.5);
+    close_in(&v, "legs_agree", 0.0);
+    close_in(&v, "overlap_top5", 0.4); // battery and filter are in both legs' top 5
+    close_in(&v, "term_coverage_top3", 1.0); // replace, battery (battery) and filter (filter)
+
+    // The same best passage in both legs: they agree. Only the door section: no question term
+    // is covered.
+    let agreeing = [hit(battery, Some((1, 6.0)), Some((1, 0.9)))];
+    let v = evidence(&index, question, &agreeing).values;
+    close_in(&v, "legs_agree", 1.0);
+    close_in(&v, "cosine_margin", 0.9);
+    close_in(&v, "bm25_margin", 1.0);
+    let door_only = [hit(door, None, Some((1, 0.3)))];
+    let v = evidence(&index, question, &door_only).values;
+    close_in(&v, "term_coverage_top3", 0.0);
+    close_in(&v, "top_bm25_per_term", 0.0);
+    close_in(&v, "legs_agree", 0.0);
+
+    // No hits: every feature is 0, none is NaN.
+    let v = evidence(&index, question, &[]).values;
+    assert!(v.iter().all(|x| *x == 0.0), "{v:?}");
+}
+
+fn close_in(values: &[f64], name: &str, want: f64) {
+    let got = feature(values, name);
+    assert!((got - want).abs() < 1e-6, "{name}: {got}, want {want}");
+}
