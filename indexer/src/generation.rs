@@ -247,3 +247,31 @@ pub fn read_meta(dir: &Path) -> Result<GenerationMeta> {
     }
     Ok(meta)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_a_build_removes_what_killed_builds_left_and_numbers_on() {
+        let index_dir = tempfile::tempdir().unwrap();
+        let dir = generations_dir(index_dir.path());
+        std::fs::create_dir_all(dir.join("g000003")).unwrap();
+        let dead = dir.join(".building-g000004-4242");
+        std::fs::create_dir_all(&dead).unwrap();
+        std::fs::write(dead.join("chunks.jsonl"), "a deleted manual's text").unwrap();
+
+        let (name, staging) = stage(index_dir.path()).unwrap();
+        assert_eq!(
+            name, "g000004",
+            "numbered after the last promoted generation"
+        );
+        assert!(!dead.exists(), "the dead build's folder is gone");
+        assert!(staging.is_dir());
+        assert_eq!(
+            list(index_dir.path()).unwrap(),
+            ["g000003"],
+            "staging is not listed"
+        );
+    }
+}

@@ -195,6 +195,13 @@ fn unknown_malformed_and_retired_codes_get_a_helpful_fallback() {
             vec!["1", "fallback:retired", "pump-icu-07"],
         ]
     );
+
+    // The registry is seeded from assets.toml only on the first start: after a restart the code
+    // an admin retired is still retired, not put back by the seed.
+    let data = app.shutdown();
+    let again = restart_on(data, scanaid_server::ServerConfig::default());
+    assert_eq!(get(&again.url("/c/azpMAym3"), &[]).status, 410);
+    assert_eq!(get(&again.url(&format!("/c/{PUMP_CODE}")), &[]).status, 200);
 }
 
 #[test]
