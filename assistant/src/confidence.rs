@@ -145,7 +145,7 @@ impl ShippedModel {
             scanaid_models::MINILM_L6_V2.name,
             &scanaid_models::delta::MINILM_TUNED.sha256[..16]
         );
-        if model_id.starts_with("multilingual-e5") {
+        if model_id == scanaid_models::MULTILINGUAL_E5_SMALL.name {
             Some(
                 serde_json::from_str(include_str!("../confidence-model-e5.json"))
                     .expect("assistant/confidence-model-e5.json is valid (tested)"),
@@ -191,6 +191,7 @@ mod tests {
         // Another delta (research) or a typo has no fitted model, and `for_model` says so.
         for unfitted in [
             "all-MiniLM-L6-v2+delta-0123456789abcdef",
+            "multilingual-e5-small-q4+delta-0123456789abcdef",
             "all-minilm-l6-v2",
             "",
         ] {

@@ -521,7 +521,19 @@ fn split_at_lines(unit: Unit, max_tokens: usize, out: &mut Vec<Unit>) {
                 continues: false,
                 ..unit.clone()
             };
+            // A quote's marker (`> `, `>> `) starts every piece, so each still reads as the quote.
+            let marker: String = if line.starts_with('>') {
+                line.chars()
+                    .take_while(|c| *c == '>' || *c == ' ')
+                    .collect()
+            } else {
+                String::new()
+            };
+            let first = pieces.len();
             split_at_sentences(line_unit, max_tokens, &mut pieces);
+            for piece in pieces.iter_mut().skip(first + 1) {
+                piece.text.insert_str(0, &marker);
+            }
             continue;
         }
         if !piece.is_empty() && piece_tokens + tokens > max_tokens {
@@ -952,6 +964,12 @@ mod tests {
         let out = chunk_manual(&manual(&format!("# Q\n\n> {line}\n")), small());
         assert!(out.chunks.len() > 1);
         assert!(out.chunks.iter().all(|c| c.text.ends_with("is here.")));
+        assert!(
+            out.chunks
+                .iter()
+                .all(|c| c.text.starts_with("> Quoted sentence")),
+            "every piece is still the quote"
+        );
     }
 
     #[test]

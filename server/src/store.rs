@@ -392,14 +392,10 @@ impl Store {
         .await?)
     }
 
-    /// A conversation's turns as the person's chat showed them: (turn, question, answer text,
-    /// citations JSON, shown JSON or NULL for older turns), oldest first.
-    pub async fn shown_turns(
-        &self,
-        conversation: &str,
-    ) -> Result<Vec<(i64, String, String, String, Option<String>)>> {
+    /// A conversation's turns as the person's chat showed them, oldest first.
+    pub async fn shown_turns(&self, conversation: &str) -> Result<Vec<ShownTurn>> {
         Ok(sqlx::query_as(
-            "SELECT id, question, answer, citations, shown FROM chat_turns WHERE conversation_id = ? ORDER BY id",
+            "SELECT id, at, question, answer, citations, shown FROM chat_turns WHERE conversation_id = ? ORDER BY id",
         )
         .bind(conversation)
         .fetch_all(&self.pool)
@@ -458,6 +454,16 @@ impl Store {
         .await?)
     }
 
+    /// The role a conversation was started under.
+    pub async fn conversation_role(&self, conversation: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT role FROM conversations WHERE id = ?")
+                .bind(conversation)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// A conversation's newest ticket and its status, if it ever had one.
     pub async fn latest_ticket(&self, conversation: &str) -> Result<Option<(i64, String)>> {
         Ok(sqlx::query_as(
@@ -482,7 +488,8 @@ impl Store {
         confidence: f64,
         reason: &str,
     ) -> Result<(i64, bool)> {
-        let done = sqlx::query("INSERT INTO tickets (conversation_id, asset_id, code, role, language, confidence, reason, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?) ON CONFLICT DO NOTHING")
+        let at = now_rfc3339();
+        let done = sqlx::query("INSERT INTO tickets (conversation_id, asset_id, code, role, language, confidence, reason, status, created_at, waiting_since) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) ON CONFLICT DO NOTHING")
             .bind(conversation)
             .bind(asset_id)
             .bind(code)
@@ -490,7 +497,8 @@ impl Store {
             .bind(language)
             .bind(confidence)
             .bind(reason)
-            .bind(now_rfc3339())
+            .bind(&at)
+            .bind(&at)
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 1 {
@@ -529,6 +537,10 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// A stored turn: (turn, when, question, answer text, citations JSON, shown JSON or NULL for
+/// turns stored before `shown` was).
+pub type ShownTurn = (i64, String, String, String, String, Option<String>);
 
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

@@ -87,7 +87,7 @@ pub struct Hub {
     sender: broadcast::Sender<SupportEvent>,
     /// Open person streams per conversation: each gets a copy of every event and reads the store
     /// when it falls behind, so one conversation may not open them without end.
-    person_streams: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    person_streams: Arc<std::sync::Mutex<PersonStreams>>,
     /// Set when the server shuts down: every open stream ends, so the shutdown is not held up by
     /// browsers that keep listening.
     closing: watch::Sender<bool>,
@@ -221,7 +221,7 @@ struct PersonReply {
 /// State of one person's stream.
 struct PersonStream {
     /// Counts this stream against its conversation's limit until it is dropped.
-    _slot: StreamSlot,
+    slot: StreamSlot,
     watch: Watch,
     store: Store,
     conversation: String,
@@ -263,34 +263,55 @@ fn person_reply(message: &TicketMessage) -> Event {
 /// overlaps the connection it replaces.
 pub const PERSON_STREAMS_PER_CONVERSATION: usize = 4;
 
-/// One open person stream, counted while it lives.
+/// The open person streams of each conversation, oldest first, each with the signal that ends it.
+#[derive(Default)]
+struct PersonStreams {
+    next_id: u64,
+    open: std::collections::HashMap<String, VecDeque<(u64, Arc<Notify>)>>,
+}
+
+/// One open person stream, counted while it lives. A conversation over its limit ends its oldest
+/// stream rather than refusing the newest: the oldest is the likelier dead one (a phone that changed
+/// networks leaves a connection the server learns of only minutes later), and a refused
+/// EventSource gives up for good.
 struct StreamSlot {
-    streams: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    streams: Arc<std::sync::Mutex<PersonStreams>>,
     conversation: String,
+    id: u64,
+    /// Notified when a newer stream of the conversation took this one's place.
+    ended: Arc<Notify>,
 }
 
 impl StreamSlot {
-    fn take(hub: &Hub, conversation: &str) -> Option<Self> {
-        let mut open = hub.person_streams.lock().expect("stream count lock");
-        let count = open.entry(conversation.to_string()).or_insert(0);
-        if *count >= PERSON_STREAMS_PER_CONVERSATION {
-            return None;
+    fn take(hub: &Hub, conversation: &str) -> Self {
+        let mut streams = hub.person_streams.lock().expect("stream count lock");
+        streams.next_id += 1;
+        let id = streams.next_id;
+        let ended = Arc::new(Notify::new());
+        let open = streams.open.entry(conversation.to_string()).or_default();
+        while open.len() >= PERSON_STREAMS_PER_CONVERSATION {
+            if let Some((_, oldest)) = open.pop_front() {
+                // A permit is kept if that stream is not waiting right now.
+                oldest.notify_one();
+            }
         }
-        *count += 1;
-        Some(Self {
+        open.push_back((id, ended.clone()));
+        Self {
             streams: hub.person_streams.clone(),
             conversation: conversation.to_string(),
-        })
+            id,
+            ended,
+        }
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut open = self.streams.lock().expect("stream count lock");
-        if let Some(count) = open.get_mut(&self.conversation) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.conversation);
+        let mut streams = self.streams.lock().expect("stream count lock");
+        if let Some(open) = streams.open.get_mut(&self.conversation) {
+            open.retain(|(id, _)| *id != self.id);
+            if open.is_empty() {
+                streams.open.remove(&self.conversation);
             }
         }
     }
@@ -324,20 +345,14 @@ pub async fn person_events(
         )
             .into_response());
     }
-    let Some(slot) = StreamSlot::take(&app.support, &conversation) else {
-        return Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(serde_json::json!({"error": "too many open streams for this conversation"})),
-        )
-            .into_response());
-    };
+    let slot = StreamSlot::take(&app.support, &conversation);
     let last_sent = crate::http::header(&headers, "last-event-id")
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(0);
     // Watch first, then read the store: a reply sent in between is then both read and announced,
     // and the id check drops the repeat, instead of being missed.
     let mut state = PersonStream {
-        _slot: slot,
+        slot,
         watch: app.support.watch(),
         store: app.store.clone(),
         conversation,
@@ -356,7 +371,12 @@ pub async fn person_events(
             if let Some(event) = state.pending.pop_front() {
                 return Some((Ok::<_, Infallible>(event), state));
             }
-            match state.watch.next().await {
+            let ended = state.slot.ended.clone();
+            let next = tokio::select! {
+                next = state.watch.next() => next,
+                _ = ended.notified() => return None,
+            };
+            match next {
                 Next::Event(e) if e.conversation != state.conversation => {}
                 Next::Event(e) if e.event == "ticket.closed" => {
                     state.pending.push_back(closed_event(e.ticket));

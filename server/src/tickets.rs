@@ -67,14 +67,14 @@ impl Store {
         .await?)
     }
 
-    /// Tickets not closed, those waiting for an agent first (open or `waiting`), each group by how
-    /// long it has waited (the order they should be picked up), then up to `closed_limit` closed
-    /// ones, newest first.
+    /// Tickets not closed, those waiting for an agent first (open or `waiting`), longest-waiting
+    /// first (`waiting_since`: the opening, or the person's first message after an agent's reply),
+    /// then the answered ones, then up to `closed_limit` closed ones, newest first.
     pub async fn tickets_for_console(&self, closed_limit: i64) -> Result<Vec<TicketRecord>> {
         let mut open: Vec<TicketRecord> = sqlx::query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t JOIN assets a ON a.id = t.asset_id JOIN sites s ON s.id = a.site_id
              WHERE t.status != 'closed'
-             ORDER BY t.status = 'answered', COALESCE(t.updated_at, t.created_at), t.id"
+             ORDER BY t.status = 'answered', COALESCE(t.waiting_since, t.created_at), t.id"
         ))
         .fetch_all(self.pool())
         .await?;
@@ -176,12 +176,17 @@ impl Store {
     /// Marks a ticket as having news from the person (a new message): an answered one is waiting for
     /// an agent again, and the console lists it by how long it has waited.
     pub async fn touch_ticket(&self, ticket: i64) -> Result<()> {
+        // Waiting since now only when an agent had answered: a person writing again on a ticket
+        // nobody has picked up keeps their place in the queue.
+        let at = now();
         sqlx::query(
             "UPDATE tickets SET updated_at = ?,
+             waiting_since = CASE status WHEN 'answered' THEN ? ELSE waiting_since END,
              status = CASE status WHEN 'answered' THEN 'waiting' ELSE status END
              WHERE id = ?",
         )
-        .bind(now())
+        .bind(&at)
+        .bind(&at)
         .bind(ticket)
         .execute(self.pool())
         .await?;

@@ -132,6 +132,14 @@
     if (replies || !conversation) return;
     replies = new EventSource("/api/chat/" + conversation + "/events");
     replies.addEventListener("reply", function (m) { showReply(JSON.parse(m.data)); });
+    // The browser retries a dropped stream by itself, but not one the server refused: start over
+    // after a pause (replies this page shows already are skipped by their ids).
+    replies.onerror = function () {
+      if (replies && replies.readyState === EventSource.CLOSED) {
+        replies = null;
+        setTimeout(listen, 5000);
+      }
+    };
     replies.addEventListener("closed", function () {
       log.appendChild(el("p", "meta", t.closed));
       replies.close();
@@ -168,15 +176,22 @@
     var h = await res.json();
     if (log.children.length) return; // the person asked something meanwhile
     adopt(h.conversation);
+    // Turns and agents' replies in the order they happened (times are UTC RFC 3339, so they sort
+    // as text).
+    var items = h.turns.map(function (turn) { return { at: turn.at, turn: turn }; })
+      .concat(h.replies.map(function (r) { return { at: r.at, reply: r }; }))
+      .sort(function (a, b) { return a.at < b.at ? -1 : a.at > b.at ? 1 : 0; });
     var box = null;
-    h.turns.forEach(function (turn) {
+    items.forEach(function (item) {
+      if (item.reply) { showReply(item.reply); return; }
+      var turn = item.turn;
       box = turnBox(turn.question);
       showCitations(box, turn.citations);
       showAnswer(box, turn, turn.citations);
       if (turn.sentences.length) showRating(box, turn.turn);
     });
-    h.replies.forEach(showReply);
     if (h.ticket && box) showTicket(box, h.ticket);
+    if (h.closed) log.appendChild(el("p", "meta", t.closed));
     var again = el("button", "small", t.newConversation);
     again.type = "button";
     again.id = "new-conversation";
