@@ -1,11 +1,11 @@
 //! The confidence model's eight features, each computed by hand for hits built by hand over a real
 //! index (the real MiniLM embedder builds it; `analyse` and the chunk texts are the index's own).
 
-use std::sync::Arc;
+mod common;
 
+use common::{embedder, index_of};
 use scanaid_assistant::{evidence, FEATURE_NAMES};
-use scanaid_indexer::{index_manuals, ChunkingConfig, Hit, LegScore, SearchIndex};
-use scanaid_models::{ensure_model, BertEmbedder, Embedder, MINILM_L6_V2};
+use scanaid_indexer::{Hit, LegScore};
 
 const MANUAL: &str = r#"+++
 id = "pump"
@@ -26,14 +26,6 @@ Clean the air filter.
 Close the door latch.
 "#;
 
-fn embedder() -> Arc<dyn Embedder> {
-    let models = std::env::var_os("SCANAID_MODELS_DIR")
-        .map(Into::into)
-        .unwrap_or_else(scanaid_models::default_models_dir);
-    let (dir, _) = ensure_model(&models, &MINILM_L6_V2).expect("model fetched");
-    Arc::new(BertEmbedder::load(&dir, &MINILM_L6_V2).expect("model loads"))
-}
-
 fn hit(ord: u32, bm25: Option<(u32, f32)>, dense: Option<(u32, f32)>) -> Hit {
     let leg = |l: Option<(u32, f32)>| l.map(|(rank, score)| LegScore { rank, score });
     Hit {
@@ -51,18 +43,7 @@ fn feature(values: &[f64], name: &str) -> f64 {
 
 #[test]
 fn each_feature_is_what_its_name_says() {
-    let manuals = tempfile::tempdir().unwrap();
-    let index_dir = tempfile::tempdir().unwrap();
-    std::fs::write(manuals.path().join("pump.md"), MANUAL).unwrap();
-    index_manuals(
-        manuals.path(),
-        index_dir.path(),
-        embedder().as_ref(),
-        ChunkingConfig::default(),
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let index = SearchIndex::open(index_dir.path()).unwrap();
+    let (index, _dir) = index_of(&[("pump.md", MANUAL)], embedder().as_ref());
     let ord = |anchor: &str| {
         index
             .chunks()

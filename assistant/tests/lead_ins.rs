@@ -1,11 +1,11 @@
 //! Extractive answers over a real index (the real MiniLM embedder): a sentence that leads into a list
 //! brings the list, so an answer never ends on "...when any of these happen:".
 
-use std::sync::Arc;
+mod common;
 
+use common::{embedder, index_of};
 use scanaid_assistant::extract;
-use scanaid_indexer::{index_manuals, ChunkingConfig, Mode, SearchIndex, SearchRequest};
-use scanaid_models::{ensure_model, BertEmbedder, Embedder, MINILM_L6_V2};
+use scanaid_indexer::{Mode, SearchRequest};
 
 const PLAN: &str = r#"+++
 id = "asthma-plan"
@@ -27,29 +27,10 @@ Call 911 right away.
 Give the preventer inhaler every morning and evening, even on good days.
 "#;
 
-fn embedder() -> Arc<dyn Embedder> {
-    let models = std::env::var_os("SCANAID_MODELS_DIR")
-        .map(Into::into)
-        .unwrap_or_else(scanaid_models::default_models_dir);
-    let (dir, _) = ensure_model(&models, &MINILM_L6_V2).expect("model fetched");
-    Arc::new(BertEmbedder::load(&dir, &MINILM_L6_V2).expect("model loads"))
-}
-
 #[test]
 fn a_sentence_leading_into_a_list_brings_the_list() {
-    let manuals = tempfile::tempdir().unwrap();
-    let index_dir = tempfile::tempdir().unwrap();
-    std::fs::write(manuals.path().join("plan.md"), PLAN).unwrap();
     let embedder = embedder();
-    index_manuals(
-        manuals.path(),
-        index_dir.path(),
-        embedder.as_ref(),
-        ChunkingConfig::default(),
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let index = SearchIndex::open(index_dir.path()).unwrap();
+    let (index, _dir) = index_of(&[("plan.md", PLAN)], embedder.as_ref());
     let question = "when is my child in the red zone";
     let hits = index
         .search(

@@ -2,19 +2,11 @@
 //! the chunker packs its steps into several chunks of one section, and an answer that took only the
 //! best step's chunk started at step 5 of a lockout.
 
-use std::sync::Arc;
+mod common;
 
+use common::{embedder, index_of};
 use scanaid_assistant::extract;
-use scanaid_indexer::{index_manuals, ChunkingConfig, Mode, SearchIndex, SearchRequest};
-use scanaid_models::{ensure_model, BertEmbedder, Embedder, MINILM_L6_V2};
-
-fn embedder() -> Arc<dyn Embedder> {
-    let models = std::env::var_os("SCANAID_MODELS_DIR")
-        .map(Into::into)
-        .unwrap_or_else(scanaid_models::default_models_dir);
-    let (dir, _) = ensure_model(&models, &MINILM_L6_V2).expect("model fetched");
-    Arc::new(BertEmbedder::load(&dir, &MINILM_L6_V2).expect("model loads"))
-}
+use scanaid_indexer::{Mode, SearchRequest};
 
 /// Twelve long steps of one lockout, then a second, unrelated procedure in the same section that
 /// numbers from 1 again, then another section.
@@ -59,19 +51,8 @@ fn manual() -> String {
 
 #[test]
 fn a_procedure_split_over_chunks_comes_back_whole_and_in_order() {
-    let manuals = tempfile::tempdir().unwrap();
-    let index_dir = tempfile::tempdir().unwrap();
-    std::fs::write(manuals.path().join("hood.md"), manual()).unwrap();
     let embedder = embedder();
-    index_manuals(
-        manuals.path(),
-        index_dir.path(),
-        embedder.as_ref(),
-        ChunkingConfig::default(),
-        &mut |_, _| {},
-    )
-    .unwrap();
-    let index = SearchIndex::open(index_dir.path()).unwrap();
+    let (index, _dir) = index_of(&[("hood.md", &manual())], embedder.as_ref());
     let lockout_chunks = index
         .chunks()
         .iter()

@@ -935,15 +935,7 @@ fn shutdown_writes_every_queued_scan_event() {
     let url = app.url(&format!("/c/{PUMP_CODE}"));
     // Another connection holds the write lock, so the events wait in the queue: the shutdown below
     // starts with them unwritten, and only its drain can write them.
-    let pool = app.state.store.pool().clone();
-    let lock = app.block_on(async move {
-        let mut connection = pool.acquire().await.unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *connection)
-            .await
-            .unwrap();
-        connection
-    });
+    let lock = hold_write_lock(&app);
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
@@ -1006,15 +998,7 @@ fn a_full_event_queue_drops_and_counts_instead_of_waiting() {
     });
     // Another connection holds the database's write lock (well inside the store's 5 s busy
     // timeout): the writer is stuck on its first batch, so the one-slot queue fills at once.
-    let pool = app.state.store.pool().clone();
-    let lock = app.block_on(async move {
-        let mut connection = pool.acquire().await.unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *connection)
-            .await
-            .unwrap();
-        connection
-    });
+    let lock = hold_write_lock(&app);
     for _ in 0..20 {
         assert_eq!(
             get(&app.url(&format!("/c/{PUMP_CODE}")), &[]).status,
@@ -1043,6 +1027,20 @@ fn a_full_event_queue_drops_and_counts_instead_of_waiting() {
         stored, queued,
         "every queued event is stored, every other one is counted as dropped"
     );
+}
+
+/// Takes the database's write lock on a connection of the app's pool (`BEGIN IMMEDIATE`): writers
+/// wait (up to the store's 5 s busy timeout) until it is rolled back.
+fn hold_write_lock(app: &TestApp) -> sqlx::pool::PoolConnection<sqlx::Sqlite> {
+    let pool = app.state.store.pool().clone();
+    app.block_on(async move {
+        let mut connection = pool.acquire().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        connection
+    })
 }
 
 fn at(rfc3339: &str) -> scanaid_server::ServerConfig {
