@@ -945,6 +945,73 @@ pub async fn feedback(
     }
 }
 
+/// The form that asks for support's replies without JavaScript.
+#[derive(Debug, Deserialize)]
+pub struct RepliesForm {
+    #[serde(default)]
+    pub asset: String,
+    #[serde(default)]
+    pub conversation: String,
+    #[serde(default)]
+    pub lang: String,
+}
+
+/// `POST /chat/replies`: support's replies to a conversation as a page, for a chat without
+/// JavaScript (which has no live stream): a person waiting on a ticket checks without sending a
+/// message. As `POST /api/chat/history`, only to the role the conversation was held under.
+pub async fn replies_form(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<RepliesForm>,
+) -> Result<Response, AppError> {
+    use askama::Template;
+    let lang = if crate::i18n::UI_LANGUAGES.contains(&form.lang.as_str()) {
+        form.lang.clone()
+    } else {
+        crate::language::DEFAULT_LANGUAGE.to_string()
+    };
+    let t = crate::i18n::strings(&lang);
+    let role = crate::site::role_of(&app, &headers).await?;
+    let known = crate::support::is_conversation_id(&form.conversation)
+        && app
+            .store
+            .conversation_role(&form.conversation)
+            .await?
+            .as_deref()
+            == Some(role.as_str());
+    if !known {
+        let page = crate::views::ChatRefusedPage {
+            t,
+            lang,
+            heading: t.heading_check.to_string(),
+            message: t.chat_unknown_conversation.to_string(),
+            asset_id: form.asset,
+            conversation: String::new(),
+            question: String::new(),
+            contact: String::new(),
+        }
+        .render()?;
+        return Ok((StatusCode::NOT_FOUND, axum::response::Html(page)).into_response());
+    }
+    let replies = app
+        .store
+        .replies_to_conversation(&form.conversation, 0)
+        .await?;
+    let page = crate::views::ChatRepliesPage {
+        t,
+        lang,
+        asset_id: form.asset,
+        conversation: form.conversation,
+        replies,
+    }
+    .render()?;
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(page),
+    )
+        .into_response())
+}
+
 /// The page's ask form: the same turn without JavaScript.
 #[derive(Debug, Deserialize)]
 pub struct ChatForm {

@@ -37,6 +37,9 @@ pub struct Strings {
     pub chat_failed: &'static str,
     /// The button that leaves a conversation the chat picked up again after a reload.
     pub new_conversation: &'static str,
+    /// Without JavaScript, the button that shows support's replies without sending a message.
+    pub check_replies: &'static str,
+    pub no_replies_yet: &'static str,
     pub leave_contact: &'static str,
     /// `{queue}` and `{id}` are filled in.
     pub ticket_next: &'static str,
@@ -145,6 +148,8 @@ pub const EN: Strings = Strings {
     not_helpful: "Not helpful",
     chat_failed: "That did not go through. Check the connection and try again, or call the number below.",
     new_conversation: "Start a new conversation",
+    check_replies: "Check for replies",
+    no_replies_yet: "No reply from support yet. They answer here; check again in a while.",
     leave_contact: "Phone or email, if you want a call back (optional)",
     ticket_next: "{queue} will see ticket {id} with this conversation and answer here",
     ticket_hours_local: "{hours}, {zone} time; it is {now} there now",
@@ -231,6 +236,8 @@ pub const ES: Strings = Strings {
     not_helpful: "No útil",
     chat_failed: "No se pudo enviar. Compruebe la conexión e inténtelo de nuevo, o llame al número de abajo.",
     new_conversation: "Empezar una conversación nueva",
+    check_replies: "Ver respuestas",
+    no_replies_yet: "Soporte aún no ha respondido. Responderá aquí; vuelva a mirar dentro de un rato.",
     leave_contact: "Teléfono o correo, si quiere que le llamen (opcional)",
     ticket_next: "{queue} verá la incidencia {id} con esta conversación y responderá aquí",
     ticket_hours_local: "{hours}, hora de {zone}; allí es ahora {now}",

@@ -236,6 +236,7 @@ fn app(state: AppState) -> Router {
             get(support::person_events),
         )
         .route("/chat", post(chat::chat_form))
+        .route("/chat/replies", post(chat::replies_form))
         .route("/support", get(console::queue))
         .route("/support/events", get(support::console_events))
         .route("/support/tickets/{id}", get(console::ticket))

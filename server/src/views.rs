@@ -160,6 +160,17 @@ pub struct ChatPage {
     pub replies: Vec<crate::tickets::TicketMessage>,
 }
 
+/// Support's replies to a conversation, for a chat without JavaScript (`POST /chat/replies`).
+#[derive(Template)]
+#[template(path = "chat_replies.html")]
+pub struct ChatRepliesPage {
+    pub t: &'static Strings,
+    pub lang: String,
+    pub asset_id: String,
+    pub conversation: String,
+    pub replies: Vec<crate::tickets::TicketMessage>,
+}
+
 /// One manual in the content editors' list.
 pub struct ManualRow {
     pub id: String,

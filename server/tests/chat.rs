@@ -309,6 +309,54 @@ fn the_page_form_answers_without_javascript_and_offers_a_person() {
     );
     assert_eq!(person.status, 200);
     assert!(person.body.contains("Ticket 1"), "{}", person.body);
+    // Without JavaScript there is no live stream: a button checks for support's replies without
+    // sending a message.
+    assert!(
+        person.body.contains("action=\"/chat/replies\""),
+        "{}",
+        person.body
+    );
+    let check = |headers: &[(&str, &str)], conversation: &str| {
+        post_form(
+            &app.url("/chat/replies"),
+            headers,
+            &[
+                ("asset", "pump-icu-07"),
+                ("conversation", conversation),
+                ("lang", "en"),
+            ],
+        )
+    };
+    let nothing_yet = check(&[], &conversation);
+    assert_eq!(nothing_yet.status, 200);
+    assert!(nothing_yet.body.contains("No reply from support yet"));
+    let store = app.state.store.clone();
+    app.block_on(async move {
+        store
+            .add_ticket_reply(1, "agent", "On my way to bed 7.")
+            .await
+    })
+    .unwrap()
+    .expect("the ticket is open");
+    let replied = check(&[], &conversation);
+    assert!(
+        replied.body.contains("On my way to bed 7."),
+        "{}",
+        replied.body
+    );
+    assert!(
+        !replied.body.contains(">agent<"),
+        "the agent's name stays in the console"
+    );
+    let staff = staff_cookie(&app, "tech-nojs", scanaid_server::roles::Role::Technician);
+    for (headers, id) in [
+        (vec![("cookie", staff.as_str())], conversation.as_str()),
+        (vec![], "not-a-conversation"),
+    ] {
+        let refused = check(&headers, id);
+        assert_eq!(refused.status, 404, "{}", refused.body);
+        assert!(!refused.body.contains("On my way"));
+    }
     let bad = post_form(
         &app.url("/chat"),
         &[],
