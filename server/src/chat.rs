@@ -795,6 +795,21 @@ pub struct HistoryReply {
     pub closed: bool,
 }
 
+/// Whether `conversation` is one the caller may read back: a well-formed id of a conversation held
+/// under the caller's role. On a shared tablet a technician signs out and a visitor opens the same
+/// tab; the technician's answers (and agents' replies) are not the visitor's to read.
+async fn held_by_caller(
+    app: &AppState,
+    headers: &HeaderMap,
+    conversation: &str,
+) -> Result<bool, AppError> {
+    if !crate::support::is_conversation_id(conversation) {
+        return Ok(false);
+    }
+    let role = crate::site::role_of(app, headers).await?;
+    Ok(app.store.conversation_role(conversation).await?.as_deref() == Some(role.as_str()))
+}
+
 /// `POST /api/chat/history`: a conversation as the person's chat showed it (their questions, the
 /// answers with citations, agents' replies, the open ticket), so a phone that reloaded the page or
 /// dropped the tab picks it up again. The id travels in the body, not the URL; knowing it is what
@@ -816,10 +831,7 @@ pub async fn history(
     let Some((asset_id, _)) = app.store.conversation(&id).await? else {
         return Ok(error(StatusCode::NOT_FOUND, "unknown conversation"));
     };
-    // Only to the role that held it: on a shared tablet a technician signs out and a visitor opens
-    // the same tab; the technician's answers (and agents' replies) are not the visitor's to read.
-    let role = crate::site::role_of(&app, &headers).await?;
-    if app.store.conversation_role(&id).await?.as_deref() != Some(role.as_str()) {
+    if !held_by_caller(&app, &headers, &id).await? {
         return Ok(error(StatusCode::NOT_FOUND, "unknown conversation"));
     }
     let turns = app
@@ -965,21 +977,9 @@ pub async fn replies_form(
     axum::Form(form): axum::Form<RepliesForm>,
 ) -> Result<Response, AppError> {
     use askama::Template;
-    let lang = if crate::i18n::UI_LANGUAGES.contains(&form.lang.as_str()) {
-        form.lang.clone()
-    } else {
-        crate::language::DEFAULT_LANGUAGE.to_string()
-    };
+    let lang = crate::i18n::interface_language(&form.lang);
     let t = crate::i18n::strings(&lang);
-    let role = crate::site::role_of(&app, &headers).await?;
-    let known = crate::support::is_conversation_id(&form.conversation)
-        && app
-            .store
-            .conversation_role(&form.conversation)
-            .await?
-            .as_deref()
-            == Some(role.as_str());
-    if !known {
+    if !held_by_caller(&app, &headers, &form.conversation).await? {
         let page = crate::views::ChatRefusedPage {
             t,
             lang,
@@ -1035,11 +1035,7 @@ pub async fn chat_form(
 ) -> Result<Response, AppError> {
     use askama::Template;
     let role = crate::site::role_of(&app, &headers).await?;
-    let lang = if crate::i18n::UI_LANGUAGES.contains(&form.lang.as_str()) {
-        form.lang.clone()
-    } else {
-        crate::language::DEFAULT_LANGUAGE.to_string()
-    };
+    let lang = crate::i18n::interface_language(&form.lang);
     let request = ChatRequest {
         code: None,
         asset: Some(form.asset.clone()).filter(|a| !a.is_empty()),

@@ -293,6 +293,15 @@ impl Strings {
 
 pub const UI_LANGUAGES: &[&str] = &["en", "es"];
 
+/// `language` when the interface has strings for it, else the default language.
+pub fn interface_language(language: &str) -> String {
+    if UI_LANGUAGES.contains(&language) {
+        language.to_string()
+    } else {
+        crate::language::DEFAULT_LANGUAGE.to_string()
+    }
+}
+
 pub fn strings(language: &str) -> &'static Strings {
     match language {
         "es" => &ES,

@@ -271,11 +271,7 @@ fn serve_asset(
     let content = app
         .pages
         .content(&index, manual_ids, context.role, variant, &lang);
-    let ui_lang = if i18n::UI_LANGUAGES.contains(&lang.as_str()) {
-        lang.clone()
-    } else {
-        language::DEFAULT_LANGUAGE.to_string()
-    };
+    let ui_lang = i18n::interface_language(&lang);
     let site = resolved.site.as_ref();
     let queue = resolved.queue.as_ref();
     let page = AssetPage {
