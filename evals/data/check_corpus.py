@@ -9,6 +9,8 @@ PATH is the repository root (default: two folders above this file). The checker:
     duplicates suffixed -1, -2 ... in order of appearance);
   * validates heading attributes (`{audience=a,b}`, `{#anchor}`);
   * verifies every question in evals/data/manual-questions.jsonl names an existing manual and anchor;
+  * verifies the same for evals/data/manual-questions-es.jsonl, and that its audience can read the section
+    (the nearest `{audience=...}` on the heading or a parent heading, else the front matter `audience`);
   * verifies manuals/assets.toml: sites, queues, assets, codes, and that every referenced id exists;
   * flags URLs and real-looking host names (only *.example domains are allowed);
   * prints body word counts per manual.
@@ -124,9 +126,12 @@ def headings(body: str):
         yield n, len(m.group(1)), text, explicit, audience, err
 
 
-def compute_anchors(body: str, where: str, problems: Problems) -> list[tuple[str, str, int]]:
+def compute_anchors(body: str, where: str, problems: Problems) -> list[tuple[str, str, int, list[str] | None]]:
+    """(anchor, heading text, level, audiences) per section; audiences come from the nearest
+    `{audience=...}` on the heading or a parent heading, None if the front matter applies."""
     used: set[str] = set()
     result = []
+    stack: list[tuple[int, list[str] | None]] = []
     for n, level, text, explicit, audience, err in headings(body):
         if err:
             problems.add(f"{where}:{n}", err)
@@ -144,7 +149,11 @@ def compute_anchors(body: str, where: str, problems: Problems) -> list[tuple[str
             k += 1
             candidate = f"{base}-{k}"
         used.add(candidate)
-        result.append((candidate, text, level))
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, audience))
+        inherited = next((a for _, a in reversed(stack) if a is not None), None)
+        result.append((candidate, text, level, inherited))
     return result
 
 
@@ -237,7 +246,8 @@ def check_manuals(root: Path, problems: Problems):
         manuals[mid] = {
             "path": rel,
             "meta": meta,
-            "anchors": {a for a, _, _ in anchors},
+            "anchors": {a for a, _, _, _ in anchors},
+            "readers": {a: aud if aud is not None else meta["audience"] for a, _, _, aud in anchors},
             "words": total,
             "prose": prose,
             "sections": len(anchors),
@@ -245,8 +255,10 @@ def check_manuals(root: Path, problems: Problems):
     return manuals
 
 
-def check_questions(root: Path, manuals: dict, problems: Problems) -> int:
-    path = root / "evals" / "data" / "manual-questions.jsonl"
+def check_questions(root: Path, manuals: dict, problems: Problems,
+                    name: str = "manual-questions.jsonl", check_readers: bool = False) -> int:
+    """With check_readers, the question's audience must also be one that can read its section."""
+    path = root / "evals" / "data" / name
     rel = str(path.relative_to(root))
     if not path.exists():
         problems.add(rel, "missing")
@@ -276,6 +288,9 @@ def check_questions(root: Path, manuals: dict, problems: Problems) -> int:
             problems.add(f"{rel}:{n}", f"unknown manual {q['manual']!r}")
         elif q["anchor"] not in m["anchors"]:
             problems.add(f"{rel}:{n}", f"manual {q['manual']!r} has no anchor {q['anchor']!r}")
+        elif check_readers and q["audience"] not in m["readers"][q["anchor"]]:
+            problems.add(f"{rel}:{n}", f"audience {q['audience']!r} cannot read {q['manual']}#{q['anchor']} "
+                         f"(readers: {', '.join(m['readers'][q['anchor']])})")
     return count
 
 
@@ -372,13 +387,14 @@ def main() -> int:
     problems = Problems()
     manuals = check_manuals(args.root, problems)
     nq = check_questions(args.root, manuals, problems)
+    nq_es = check_questions(args.root, manuals, problems, "manual-questions-es.jsonl", check_readers=True)
     counts = check_assets(args.root, manuals, problems)
 
     print(f"{'manual id':28} {'lang':4} {'words':>6} {'prose':>6} {'sections':>8}  path")
     for mid, m in sorted(manuals.items(), key=lambda kv: kv[1]["path"]):
         print(f"{mid:28} {m['meta']['language']:4} {m['words']:>6} {m['prose']:>6} {m['sections']:>8}  {m['path']}")
     print(f"total words: {sum(m['words'] for m in manuals.values())}")
-    print(f"questions: {nq}; registry: " + ", ".join(f"{v} {k}s" for k, v in counts.items()))
+    print(f"questions: {nq}; Spanish questions: {nq_es}; registry: " + ", ".join(f"{v} {k}s" for k, v in counts.items()))
     if problems.items:
         print(f"\n{len(problems.items)} problem(s):")
         for p in problems.items:
