@@ -308,12 +308,20 @@ pub struct EvalAnswerabilityCmd {
     pub data: Option<PathBuf>,
     #[arg(long, env = "SCANAID_MANUALS", default_value = "manuals")]
     pub manuals: PathBuf,
-    /// Questions the manuals answer (JSON lines with id, question, manual, anchor).
-    #[arg(long, default_value = "evals/data/manual-questions.jsonl")]
-    pub questions: PathBuf,
-    /// Questions the manuals do not answer (JSON lines with id, question).
-    #[arg(long, default_value = "evals/data/manual-unanswerable.jsonl")]
-    pub unanswerable: PathBuf,
+    /// Questions the manuals answer (JSON lines with id, question, manual, anchor); repeat for
+    /// several files. Default: the English and the Spanish set.
+    #[arg(long, action = clap::ArgAction::Append, default_values = [
+        "evals/data/manual-questions.jsonl",
+        "evals/data/manual-questions-es.jsonl",
+    ])]
+    pub questions: Vec<PathBuf>,
+    /// Questions the manuals do not answer (JSON lines with id, question); repeat for several
+    /// files. Default: the English and the Spanish set.
+    #[arg(long, action = clap::ArgAction::Append, default_values = [
+        "evals/data/manual-unanswerable.jsonl",
+        "evals/data/manual-unanswerable-es.jsonl",
+    ])]
+    pub unanswerable: Vec<PathBuf>,
     /// With `--data`: fit and score one model on that set and the bundled manuals' questions together
     /// (the figures are also given for each set).
     #[arg(long)]
@@ -709,8 +717,14 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
     // The bundled manuals' labelled questions: the set itself without --data, or fitted together
     // with the BEIR set with --with-manuals.
     let manuals = if cmd.data.is_none() || cmd.with_manuals {
-        let answerable = scanaid_evals::manual_questions::load_questions(&cmd.questions)?;
-        let unanswerable = scanaid_evals::answerability::load_unanswerable(&cmd.unanswerable)?;
+        let mut answerable = Vec::new();
+        for file in &cmd.questions {
+            answerable.extend(scanaid_evals::manual_questions::load_questions(file)?);
+        }
+        let mut unanswerable = Vec::new();
+        for file in &cmd.unanswerable {
+            unanswerable.extend(scanaid_evals::answerability::load_unanswerable(file)?);
+        }
         let index_dir = eval_manuals_index(cmd.index.clone(), embedder.model_id());
         build_index(&cmd.manuals, &index_dir, embedder.as_ref())?;
         let index = SearchIndex::open_for(&index_dir, embedder.as_ref())?;

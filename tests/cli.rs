@@ -535,6 +535,13 @@ fn eval_answerability_over_manuals_weighs_answerable_against_unanswerable_questi
         concat!(
             "{\"id\": \"a1\", \"question\": \"what does F-05 mean\", \"manual\": \"dw-500\", \"anchor\": \"fault-codes\"}\n",
             "{\"id\": \"a2\", \"question\": \"how do I descale the dishwasher\", \"manual\": \"dw-500\", \"anchor\": \"descaling\"}\n",
+        ),
+    )
+    .unwrap();
+    // A second file of answerable questions (as the Spanish set is beside the English one).
+    std::fs::write(
+        dir.path().join("answerable-2.jsonl"),
+        concat!(
             "{\"id\": \"a3\", \"question\": \"which descaler part number\", \"manual\": \"dw-500\", \"anchor\": \"descaling\"}\n",
             "{\"id\": \"a4\", \"question\": \"rinse water temperature fault\", \"manual\": \"dw-500\", \"anchor\": \"fault-codes\"}\n",
         ),
@@ -560,6 +567,8 @@ fn eval_answerability_over_manuals_weighs_answerable_against_unanswerable_questi
             "idx",
             "--questions",
             "answerable.jsonl",
+            "--questions",
+            "answerable-2.jsonl",
             "--unanswerable",
             "unanswerable.jsonl",
             "--folds",

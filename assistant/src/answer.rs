@@ -3,10 +3,10 @@
 //! was copied from. Every answer sentence is a verbatim piece of its cited passage (tested), so a
 //! citation never points at text that does not say what the answer says.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use scanaid_indexer::identifiers::identifiers;
-use scanaid_indexer::{Hit, SearchIndex};
+use scanaid_indexer::{Analysis, Hit, SearchIndex};
 
 /// What a piece of a passage is; steps and rows are never cut, sentences come from paragraphs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,11 +270,25 @@ fn whole_procedure(
 /// procedure, a table row its header; otherwise the pieces scoring at least half the best. Output is
 /// in passage order, then manual order.
 pub fn extract(index: &SearchIndex, question: &str, hits: &[Hit]) -> Extract {
-    let terms: HashSet<String> = index.analyse(question).into_iter().collect();
-    let weights: Vec<(String, f32)> = terms
-        .iter()
-        .map(|t| (t.clone(), index.term_weight(t)))
-        .collect();
+    // The question's weighted terms as each passage's language reads them (a Spanish passage
+    // matches the question's Spanish stems), made once per language met.
+    let mut weights_in: HashMap<Analysis, Vec<(String, f32)>> = HashMap::new();
+    let mut weights_for = |analysis: Analysis| -> Vec<(String, f32)> {
+        weights_in
+            .entry(analysis)
+            .or_insert_with(|| {
+                let terms: HashSet<String> =
+                    index.analyse(question, analysis).into_iter().collect();
+                terms
+                    .into_iter()
+                    .map(|t| {
+                        let w = index.term_weight(&t, analysis);
+                        (t, w)
+                    })
+                    .collect()
+            })
+            .clone()
+    };
     let wanted_ids: HashSet<String> = identifiers(question).into_iter().collect();
 
     struct Candidate {
@@ -290,10 +304,12 @@ pub fn extract(index: &SearchIndex, question: &str, hits: &[Hit]) -> Extract {
     let mut candidates: Vec<Candidate> = Vec::new();
     for (p, &ord) in ords.iter().enumerate() {
         let text = &index.chunk(ord).text;
+        let analysis = index.chunk_analysis(ord);
+        let weights = weights_for(analysis);
         let units = split_units(text);
         for unit in &units {
             let piece = &text[unit.start..unit.end];
-            let piece_terms: HashSet<String> = index.analyse(piece).into_iter().collect();
+            let piece_terms: HashSet<String> = index.analyse(piece, analysis).into_iter().collect();
             let mut score: f32 = weights
                 .iter()
                 .filter(|(t, _)| piece_terms.contains(t))

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use scanaid_indexer::{Hit, SearchIndex};
+use scanaid_indexer::{Hit, SearchIndex, SearchRequest};
 
 pub const N_FEATURES: usize = 8;
 
@@ -27,9 +27,13 @@ pub struct Evidence {
     pub values: [f64; N_FEATURES],
 }
 
-/// Evidence from hybrid `hits` (best first, both legs' scores filled in) for `question`, the turn
-/// being answered (earlier turns shape retrieval, but coverage is of what is asked now).
-pub fn evidence(index: &SearchIndex, question: &str, hits: &[Hit]) -> Evidence {
+/// Evidence from hybrid `hits` (best first, both legs' scores filled in) for `request`'s question,
+/// the turn being answered (earlier turns shape retrieval, but coverage is of what is asked now).
+/// The question's words are read by its language's rules, and a passage's by its own: a Spanish
+/// question's terms are Spanish stems, found only in Spanish passages.
+pub fn evidence(index: &SearchIndex, request: &SearchRequest, hits: &[Hit]) -> Evidence {
+    let question = request.query.as_str();
+    let asked_in = index.question_analysis(request);
     let mut dense: Vec<f64> = hits
         .iter()
         .filter_map(|h| h.dense.map(|d| d.score as f64))
@@ -44,7 +48,7 @@ pub fn evidence(index: &SearchIndex, question: &str, hits: &[Hit]) -> Evidence {
     let terms: Vec<String> = {
         let mut seen = HashSet::new();
         index
-            .analyse(question)
+            .analyse(question, asked_in)
             .into_iter()
             .filter(|t| seen.insert(t.clone()))
             .collect()
@@ -90,7 +94,8 @@ pub fn evidence(index: &SearchIndex, question: &str, hits: &[Hit]) -> Evidence {
     let covered: HashSet<String> = hits
         .iter()
         .take(3)
-        .flat_map(|h| index.analyse(&index.chunk(h.ord).embedding_text()))
+        .filter(|h| index.chunk_analysis(h.ord) == asked_in)
+        .flat_map(|h| index.analyse(&index.chunk(h.ord).embedding_text(), asked_in))
         .collect();
     let term_coverage_top3 = if terms.is_empty() {
         0.0

@@ -32,7 +32,7 @@ pub fn reply(
     request.mode = Mode::Hybrid;
     request.limit = RETRIEVED;
     let hits = index.search(&request, Some(embedder))?;
-    let evidence = evidence(index, &request.query, &hits);
+    let evidence = evidence(index, &request, &hits);
     let confidence = if hits.is_empty() {
         0.0
     } else {

@@ -5,7 +5,7 @@ mod common;
 
 use common::{embedder, index_of};
 use scanaid_assistant::{evidence, FEATURE_NAMES};
-use scanaid_indexer::{Hit, LegScore};
+use scanaid_indexer::{Analysis, Hit, LegScore, Mode, SearchRequest};
 
 const MANUAL: &str = r#"+++
 id = "pump"
@@ -54,7 +54,8 @@ fn each_feature_is_what_its_name_says() {
     let (battery, filter, door) = (ord("battery"), ord("filter"), ord("door"));
     // "replace", "battery", "filter" once analysed ("the" is a stop word).
     let question = "replace the battery filter";
-    assert_eq!(index.analyse(question).len(), 3);
+    assert_eq!(index.analyse(question, Analysis::English).len(), 3);
+    let question = &SearchRequest::new(question, Mode::Hybrid, 10);
 
     // BM25 likes the battery section best, the dense leg the filter section; the door section is
     // only in the dense list.

@@ -239,7 +239,7 @@ fn row(
     Ok(Row {
         id: id.to_string(),
         part: String::new(),
-        features: evidence(index, &request.query, &hits).values,
+        features: evidence(index, &request, &hits).values,
         top_bm25,
         answerable,
     })

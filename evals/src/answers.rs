@@ -138,7 +138,7 @@ pub fn evaluate(
         } else {
             model
                 .model
-                .predict(&scanaid_assistant::evidence(index, &q.question, &hits).values)
+                .predict(&scanaid_assistant::evidence(index, &request, &hits).values)
         };
         confidences.push(confidence);
         if confidence < model.threshold {

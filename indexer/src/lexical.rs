@@ -1,29 +1,209 @@
-//! The BM25 leg: a tantivy index of the chunks. Stemmed English text with stop words removed, the
-//! manual title and heading path in a field of their own (weighted), an exact field for identifiers
-//! (error codes, part and model numbers), and raw metadata fields that filters match inside the query.
+//! The BM25 leg: a tantivy index of the chunks. Stemmed text with stop words removed, the manual
+//! title and heading path in a field of their own (weighted), an exact field for identifiers (error
+//! codes, part and model numbers), and raw metadata fields that filters match inside the query.
+//!
+//! Each chunk is analysed by the rules of its language (`Analysis`): Spanish words stemmed as English
+//! ones never meet the Spanish a person types. The languages are separate BM25 collections: their own
+//! fields, and their own statistics (a Spanish term's idf counts Spanish chunks only), so an English
+//! corpus scores exactly as if no other language existed. A query is analysed by every language's
+//! rules the index holds, each searching its own fields; one chunk is in one language, so the lists
+//! merge by score.
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery};
+use tantivy::query::{
+    Bm25StatisticsProvider, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STORED, STRING,
 };
 use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use crate::chunking::Chunk;
 use crate::error::Result;
 use crate::filters::{Filters, OwnerScope, GENERAL_MODEL, PUBLIC_OWNER};
 use crate::identifiers::identifiers;
+use crate::language::has_primary;
 
-const ANALYZER: &str = "scanaid_en";
-/// Names the analysis chain; stored in each generation's meta and checked on open, so an index is
+/// Names the analysis chains; stored in each generation's meta and checked on open, so an index is
 /// never searched with a different analyzer than it was built with.
-pub const ANALYZER_VERSION: &str = "en-simple-lower-stop179-porter2";
+pub const ANALYZER_VERSION: &str =
+    "en-simple-lower-stop179-porter2+es-simple-lower-stop-fold-snowball";
+
+/// Whose rules analyse a text. Spanish has its own; every other language keeps English's (what
+/// the index did before it knew languages, and right for identifiers and numbers in any language).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Analysis {
+    English,
+    Spanish,
+}
+
+impl Analysis {
+    pub const ALL: [Analysis; 2] = [Analysis::English, Analysis::Spanish];
+
+    /// The analysis for a language tag (`es`, `es-MX`, `en`, `fr` ...).
+    pub fn of(language: &str) -> Self {
+        if has_primary(language, "es") {
+            Analysis::Spanish
+        } else {
+            Analysis::English
+        }
+    }
+
+    fn tokenizer_name(self) -> &'static str {
+        match self {
+            Analysis::English => "scanaid_en",
+            Analysis::Spanish => "scanaid_es",
+        }
+    }
+
+    /// The value of the `analysis` field, and the suffix of this language's field names.
+    fn code(self) -> &'static str {
+        match self {
+            Analysis::English => "en",
+            Analysis::Spanish => "es",
+        }
+    }
+
+    fn analyzer(self) -> TextAnalyzer {
+        match self {
+            Analysis::English => TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(RemoveLongFilter::limit(40))
+                .filter(LowerCaser)
+                .filter(StopWordFilter::remove(
+                    STOP_WORDS.iter().map(|w| w.to_string()),
+                ))
+                .filter(Stemmer::new(Language::English))
+                .build(),
+            // Accents are folded before stemming: people type "bateria" and "como" on a phone
+            // for the manual's "batería" and "cómo", and Snowball stems the two spellings apart.
+            Analysis::Spanish => TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(RemoveLongFilter::limit(40))
+                .filter(LowerCaser)
+                .filter(
+                    StopWordFilter::new(Language::Spanish)
+                        .unwrap_or_else(|| StopWordFilter::remove(Vec::new())),
+                )
+                .filter(AsciiFoldingFilter)
+                .filter(StopWordFilter::remove(
+                    SPANISH_EXTRA_STOP_WORDS.iter().map(|w| w.to_string()),
+                ))
+                .filter(Stemmer::new(Language::Spanish))
+                .build(),
+        }
+    }
+}
+
+/// Spanish stop words beyond Snowball's list (which tantivy applies before accents are folded):
+/// that list's accented words as a phone types them ("mas", "estan", "tambien"), the question words
+/// with their accents folded ("cómo" is not in the list, only "como"), and the Spanish of English's
+/// "can", "should", "do" (NLTK's list has them). Kept sorted.
+const SPANISH_EXTRA_STOP_WORDS: &[&str] = &[
+    "adonde",
+    "can",
+    "como",
+    "cual",
+    "cuales",
+    "cuando",
+    "cuanta",
+    "cuantas",
+    "cuanto",
+    "cuantos",
+    "debe",
+    "debo",
+    "do",
+    "donde",
+    "eramos",
+    "estabamos",
+    "estais",
+    "estan",
+    "estara",
+    "estaran",
+    "estaras",
+    "estare",
+    "estareis",
+    "estaria",
+    "estariais",
+    "estariamos",
+    "estarian",
+    "estarias",
+    "esteis",
+    "esten",
+    "estes",
+    "estuvieramos",
+    "estuviesemos",
+    "fueramos",
+    "fuesemos",
+    "habeis",
+    "habia",
+    "habiais",
+    "habiamos",
+    "habian",
+    "habias",
+    "habra",
+    "habran",
+    "habras",
+    "habre",
+    "habreis",
+    "habria",
+    "habriais",
+    "habriamos",
+    "habrian",
+    "habrias",
+    "hago",
+    "hayais",
+    "hubieramos",
+    "hubiesemos",
+    "mas",
+    "mia",
+    "mias",
+    "mio",
+    "mios",
+    "puede",
+    "puedo",
+    "que",
+    "quien",
+    "quienes",
+    "seais",
+    "sera",
+    "seran",
+    "seras",
+    "sere",
+    "sereis",
+    "seria",
+    "seriais",
+    "seriamos",
+    "serian",
+    "serias",
+    "should",
+    "si",
+    "tambien",
+    "tendra",
+    "tendran",
+    "tendras",
+    "tendre",
+    "tendreis",
+    "tendria",
+    "tendriais",
+    "tendriamos",
+    "tendrian",
+    "tendrias",
+    "teneis",
+    "tengais",
+    "tenia",
+    "teniais",
+    "teniamos",
+    "tenian",
+    "tenias",
+    "tuvieramos",
+    "tuviesemos",
+];
 
 /// English stop words: the NLTK list (179 words). Larger than Lucene's 33-word default because the
 /// questions people type ("how can I ...", "what should my ...") are mostly function words.
@@ -226,12 +406,23 @@ impl Default for LexicalWeights {
     }
 }
 
+/// One language's searchable fields.
+#[derive(Clone, Copy)]
+struct LanguageFields {
+    text: Field,
+    /// Manual title and heading path.
+    title: Field,
+    /// Identifiers, exact (error codes, part and model numbers).
+    ids: Field,
+}
+
 #[derive(Clone, Copy)]
 struct Fields {
     ord: Field,
-    text: Field,
-    title: Field,
-    ids: Field,
+    english: LanguageFields,
+    spanish: LanguageFields,
+    /// `Analysis::code` of the chunk: counts each language's chunks for its statistics.
+    analysis: Field,
     manual: Field,
     model: Field,
     audience: Field,
@@ -239,23 +430,46 @@ struct Fields {
     owner: Field,
 }
 
+impl Fields {
+    fn of(&self, analysis: Analysis) -> LanguageFields {
+        match analysis {
+            Analysis::English => self.english,
+            Analysis::Spanish => self.spanish,
+        }
+    }
+}
+
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let stemmed = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(ANALYZER)
-            .set_index_option(IndexRecordOption::WithFreqs),
-    );
+    let stemmed = |analysis: Analysis| {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(analysis.tokenizer_name())
+                .set_index_option(IndexRecordOption::WithFreqs),
+        )
+    };
     let exact = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer("raw")
             .set_index_option(IndexRecordOption::WithFreqs),
     );
+    let ord = b.add_u64_field("ord", FAST | STORED);
+    // English keeps the field names it had before languages were told apart.
+    let english = LanguageFields {
+        text: b.add_text_field("text", stemmed(Analysis::English)),
+        title: b.add_text_field("title", stemmed(Analysis::English)),
+        ids: b.add_text_field("ids", exact.clone()),
+    };
+    let spanish = LanguageFields {
+        text: b.add_text_field("text_es", stemmed(Analysis::Spanish)),
+        title: b.add_text_field("title_es", stemmed(Analysis::Spanish)),
+        ids: b.add_text_field("ids_es", exact),
+    };
     let fields = Fields {
-        ord: b.add_u64_field("ord", FAST | STORED),
-        text: b.add_text_field("text", stemmed.clone()),
-        title: b.add_text_field("title", stemmed),
-        ids: b.add_text_field("ids", exact),
+        ord,
+        english,
+        spanish,
+        analysis: b.add_text_field("analysis", STRING),
         manual: b.add_text_field("manual", STRING),
         model: b.add_text_field("model", STRING),
         audience: b.add_text_field("audience", STRING),
@@ -265,19 +479,12 @@ fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
-fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(StopWordFilter::remove(
-            STOP_WORDS.iter().map(|w| w.to_string()),
-        ))
-        .filter(Stemmer::new(Language::English))
-        .build()
-}
-
 fn register(index: &Index) {
-    index.tokenizers().register(ANALYZER, analyzer());
+    for analysis in Analysis::ALL {
+        index
+            .tokenizers()
+            .register(analysis.tokenizer_name(), analysis.analyzer());
+    }
 }
 
 /// Writes the BM25 index of `chunks` into `dir` (which must be empty); chunk `i` gets ord `i`.
@@ -297,18 +504,21 @@ pub fn build_lexical_from<C: std::borrow::Borrow<Chunk>>(
     let mut writer = index.writer_with_num_threads(1, 64 << 20)?;
     for (ord, chunk) in chunks.enumerate() {
         let chunk = chunk.borrow();
+        let analysis = Analysis::of(&chunk.language);
+        let own = f.of(analysis);
         let mut doc = TantivyDocument::default();
         doc.add_u64(f.ord, ord as u64);
-        doc.add_text(f.text, chunk.text.as_str());
+        doc.add_text(own.text, chunk.text.as_str());
         let mut title = chunk.manual_title.clone();
         for h in &chunk.heading_path {
             title.push_str(" \n ");
             title.push_str(h);
         }
-        doc.add_text(f.title, &title);
+        doc.add_text(own.title, &title);
         for id in identifiers(&format!("{title}\n{}", chunk.text)) {
-            doc.add_text(f.ids, &id);
+            doc.add_text(own.ids, &id);
         }
+        doc.add_text(f.analysis, analysis.code());
         doc.add_text(f.manual, &chunk.manual_id);
         if chunk.models.is_empty() {
             doc.add_text(f.model, GENERAL_MODEL);
@@ -328,6 +538,27 @@ pub fn build_lexical_from<C: std::borrow::Borrow<Chunk>>(
     Ok(())
 }
 
+/// BM25 statistics of one language's chunks: the searcher's counts, with the number of documents
+/// being that language's. (Its fields hold only its own chunks' tokens and terms already.)
+struct LanguageStatistics<'a> {
+    searcher: &'a Searcher,
+    docs: u64,
+}
+
+impl Bm25StatisticsProvider for LanguageStatistics<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        Bm25StatisticsProvider::total_num_tokens(self.searcher, field)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.docs)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        self.searcher.doc_freq(term)
+    }
+}
+
 /// A weighted piece of query text: the current question at weight 1, earlier turns lower.
 #[derive(Debug, Clone)]
 pub struct WeightedText<'a> {
@@ -336,11 +567,15 @@ pub struct WeightedText<'a> {
 }
 
 pub struct LexicalIndex {
-    /// Built once: constructing it builds the stop-word set, which a query should not pay for.
-    analyzer: TextAnalyzer,
+    /// Built once per language: constructing one builds its stop-word set, which a query should not
+    /// pay for.
+    english: TextAnalyzer,
+    spanish: TextAnalyzer,
     reader: IndexReader,
     fields: Fields,
     weights: LexicalWeights,
+    /// Chunks analysed by each language's rules, in `Analysis::ALL` order.
+    docs: [u64; Analysis::ALL.len()],
 }
 
 impl LexicalIndex {
@@ -352,11 +587,18 @@ impl LexicalIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         let (_, fields) = schema();
+        let searcher = reader.searcher();
+        let mut docs = [0; Analysis::ALL.len()];
+        for (count, analysis) in docs.iter_mut().zip(Analysis::ALL) {
+            *count = searcher.doc_freq(&Term::from_field_text(fields.analysis, analysis.code()))?;
+        }
         Ok(Self {
-            analyzer: analyzer(),
+            english: Analysis::English.analyzer(),
+            spanish: Analysis::Spanish.analyzer(),
             reader,
             fields,
             weights,
+            docs,
         })
     }
 
@@ -369,19 +611,29 @@ impl LexicalIndex {
         self.reader.searcher().num_docs()
     }
 
-    /// How much a matched (analysed) term says: BM25's idf, ln(1 + (N - df + 0.5) / (df + 0.5)).
-    pub fn term_weight(&self, term: &str) -> f32 {
+    /// How many chunks `analysis`'s rules indexed.
+    pub fn docs_in(&self, analysis: Analysis) -> u64 {
+        self.docs[analysis as usize]
+    }
+
+    /// How much a matched term (analysed by `analysis`) says: BM25's idf among that language's
+    /// chunks, ln(1 + (N - df + 0.5) / (df + 0.5)).
+    pub fn term_weight(&self, term: &str, analysis: Analysis) -> f32 {
         let searcher = self.reader.searcher();
-        let n = searcher.num_docs() as f32;
+        let n = self.docs_in(analysis) as f32;
         let df = searcher
-            .doc_freq(&Term::from_field_text(self.fields.text, term))
+            .doc_freq(&Term::from_field_text(self.fields.of(analysis).text, term))
             .unwrap_or(0) as f32;
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
-    /// Stemmed terms of `text` as the index sees them (stop words removed, duplicates kept).
-    pub fn analyse(&self, text: &str) -> Vec<String> {
-        let mut analyzer = self.analyzer.clone();
+    /// Stemmed terms of `text` as `analysis`'s rules see them (stop words removed, duplicates
+    /// kept).
+    pub fn analyse(&self, text: &str, analysis: Analysis) -> Vec<String> {
+        let mut analyzer = match analysis {
+            Analysis::English => self.english.clone(),
+            Analysis::Spanish => self.spanish.clone(),
+        };
         let mut stream = analyzer.token_stream(text);
         let mut out = Vec::new();
         stream.process(&mut |t| out.push(t.text.clone()));
@@ -389,17 +641,65 @@ impl LexicalIndex {
     }
 
     /// Top `limit` chunks by BM25 as (ord, score), best first, with `filters` inside the query.
+    /// The query is analysed by the rules of every language the index holds, each searching its
+    /// own chunks with its own statistics; the lists merge by score.
     pub fn search(
         &self,
         parts: &[WeightedText<'_>],
         filters: &Filters,
         limit: usize,
     ) -> Result<Vec<(u32, f32)>> {
-        let f = self.fields;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let mut out = Vec::new();
+        for analysis in Analysis::ALL {
+            let docs = self.docs_in(analysis);
+            if docs == 0 {
+                continue;
+            }
+            let Some(query) = self.query(parts, filters, analysis) else {
+                continue;
+            };
+            let statistics = LanguageStatistics {
+                searcher: &searcher,
+                docs,
+            };
+            let top = searcher.search_with_statistics_provider(
+                &query,
+                &TopDocs::with_limit(limit).order_by_score(),
+                &statistics,
+            )?;
+            for (score, address) in top {
+                let ords = searcher
+                    .segment_reader(address.segment_ord)
+                    .fast_fields()
+                    .u64("ord")?;
+                if let Some(ord) = ords.first(address.doc_id) {
+                    out.push((ord as u32, score));
+                }
+            }
+        }
+        // Stable, so one language's list keeps tantivy's order among equal scores.
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The BM25 query of `parts` over `analysis`'s fields, with `filters` inside; `None` when no
+    /// term or identifier is left to search.
+    fn query(
+        &self,
+        parts: &[WeightedText<'_>],
+        filters: &Filters,
+        analysis: Analysis,
+    ) -> Option<BooleanQuery> {
+        let f = self.fields.of(analysis);
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut seen = HashSet::new();
         for part in parts {
-            for term in self.analyse(part.text) {
+            for term in self.analyse(part.text, analysis) {
                 if !seen.insert((term.clone(), part.weight.to_bits())) {
                     continue;
                 }
@@ -431,8 +731,8 @@ impl LexicalIndex {
                 ));
             }
         }
-        if should.is_empty() || limit == 0 {
-            return Ok(Vec::new());
+        if should.is_empty() {
+            return None;
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> =
             vec![(Occur::Must, Box::new(BooleanQuery::new(should)))];
@@ -440,20 +740,7 @@ impl LexicalIndex {
             // A zero-score Must clause restricts the matches without changing BM25 scores.
             clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0))));
         }
-        let query = BooleanQuery::new(clauses);
-        let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
-        let mut out = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let ords = searcher
-                .segment_reader(address.segment_ord)
-                .fast_fields()
-                .u64("ord")?;
-            if let Some(ord) = ords.first(address.doc_id) {
-                out.push((ord as u32, score));
-            }
-        }
-        Ok(out)
+        Some(BooleanQuery::new(clauses))
     }
 
     fn filter_clauses(&self, filters: &Filters) -> Vec<Box<dyn Query>> {
@@ -511,5 +798,127 @@ fn boosted(q: Box<dyn Query>, weight: f32) -> Box<dyn Query> {
         q
     } else {
         Box::new(BoostQuery::new(q, weight))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(language: &str, heading: &str, text: &str) -> Chunk {
+        Chunk {
+            chunk_id: format!("{language}-{heading}"),
+            manual_id: format!("manual-{language}"),
+            manual_title: "Pump".to_string(),
+            revision: "1".to_string(),
+            language: language.to_string(),
+            models: Vec::new(),
+            audiences: Vec::new(),
+            owner: None,
+            heading_path: vec![heading.to_string()],
+            anchor: String::new(),
+            line: 1,
+            text: text.to_string(),
+        }
+    }
+
+    fn index_of(chunks: &[Chunk]) -> (LexicalIndex, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        build_lexical(dir.path(), chunks).unwrap();
+        let index = LexicalIndex::open(dir.path(), LexicalWeights::default()).unwrap();
+        (index, dir)
+    }
+
+    fn search(index: &LexicalIndex, query: &str) -> Vec<(u32, f32)> {
+        let filters = Filters {
+            owner: OwnerScope::Everything,
+            ..Filters::default()
+        };
+        let parts = [WeightedText {
+            text: query,
+            weight: 1.0,
+        }];
+        index.search(&parts, &filters, 10).unwrap()
+    }
+
+    fn english() -> Vec<Chunk> {
+        vec![
+            chunk("en", "Battery", "Replace the battery pack every two years."),
+            chunk("en", "Cleaning", "Wipe the housing with a damp cloth."),
+            chunk("en", "Faults", "E-204 means a downstream occlusion."),
+        ]
+    }
+
+    fn spanish() -> Vec<Chunk> {
+        vec![
+            chunk(
+                "es",
+                "Batería",
+                "Cambie la batería cuando la pantalla muestre BATERÍA BAJA.",
+            ),
+            chunk("es", "Limpieza", "Limpie la carcasa con un paño húmedo."),
+            chunk("es-MX", "Fallas", "E-204 indica una oclusión aguas abajo."),
+        ]
+    }
+
+    #[test]
+    fn spanish_is_read_by_spanish_rules_whatever_the_accents_and_inflection() {
+        let (index, _dir) = index_of(&spanish());
+        let typed = index.analyse("como cambio la bateria", Analysis::Spanish);
+        let accented = index.analyse("¿Cómo cambio las baterías?", Analysis::Spanish);
+        assert_eq!(typed, accented);
+        // "cómo", "la", "las" are stop words; what is left is the verb and the noun.
+        assert_eq!(typed.len(), 2, "{typed:?}");
+        for stop_word in [
+            "qué", "que", "cuánto", "cuanto", "está", "esta", "más", "mas",
+        ] {
+            assert!(
+                index.analyse(stop_word, Analysis::Spanish).is_empty(),
+                "{stop_word}"
+            );
+        }
+        // Typed on a phone, plural and without accents, it still finds the singular, accented text.
+        let hits = search(&index, "baterias");
+        assert_eq!(hits.first().map(|h| h.0), Some(0), "{hits:?}");
+        assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn a_language_scores_as_if_the_others_were_not_in_the_index() {
+        let (alone, _a) = index_of(&english());
+        let mut both_chunks = english();
+        both_chunks.extend(spanish());
+        let (both, _b) = index_of(&both_chunks);
+        assert_eq!(both.docs_in(Analysis::English), 3);
+        assert_eq!(both.docs_in(Analysis::Spanish), 3);
+        for query in [
+            "replace the battery",
+            "damp cloth housing",
+            "E-204 occlusion",
+        ] {
+            let (a, b) = (search(&alone, query), search(&both, query));
+            let english_only: Vec<(u32, f32)> = b.iter().copied().filter(|h| h.0 < 3).collect();
+            assert_eq!(a.len(), english_only.len(), "{query}: {a:?} {b:?}");
+            for (x, y) in a.iter().zip(&english_only) {
+                assert_eq!(x.0, y.0, "{query}");
+                assert!((x.1 - y.1).abs() < 1e-5, "{query}: {a:?} {b:?}");
+            }
+            let word = alone.analyse(query, Analysis::English)[0].clone();
+            assert_eq!(
+                alone.term_weight(&word, Analysis::English),
+                both.term_weight(&word, Analysis::English)
+            );
+        }
+        // An identifier is found in both languages' chunks; each language's idf counts its own.
+        let hits = search(&both, "E-204");
+        let mut ords: Vec<u32> = hits.iter().map(|h| h.0).collect();
+        ords.sort();
+        assert_eq!(ords, vec![2, 5]);
+        let bateri = both.analyse("batería", Analysis::Spanish)[0].clone();
+        let idf = (1.0f32 + (3.0 - 1.0 + 0.5) / (1.0 + 0.5)).ln();
+        assert!((both.term_weight(&bateri, Analysis::Spanish) - idf).abs() < 1e-6);
+        // Nothing English is stemmed the Spanish way, and the other way round.
+        assert!(search(&both, "limpie carcasa").iter().all(|h| h.0 >= 3));
+        assert!(search(&both, "wipe housing").iter().all(|h| h.0 < 3));
     }
 }

@@ -27,4 +27,5 @@ pub use chunking::{Chunk, ChunkingConfig};
 pub use error::{IndexError, Result};
 pub use filters::{Filters, OwnerScope};
 pub use fusion::{Fusion, LegScore};
+pub use lexical::Analysis;
 pub use search::{Hit, Mode, SearchIndex, SearchRequest, SearchSettings, StageTimes};

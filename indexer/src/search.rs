@@ -12,7 +12,7 @@ use crate::filters::{Filters, OwnerScope};
 use crate::fusion::{fuse, Fusion, LegScore};
 use crate::generation::{self, GenerationMeta};
 use crate::language::{has_primary, primary, question_language};
-use crate::lexical::{LexicalIndex, LexicalWeights, WeightedText};
+use crate::lexical::{Analysis, LexicalIndex, LexicalWeights, WeightedText};
 use crate::vector::{HnswParams, VectorIndex, EXACT_MAX};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,14 +234,32 @@ impl SearchIndex {
         &self.chunks
     }
 
-    /// Stemmed terms of `text` as BM25 sees them (stop words removed).
-    pub fn analyse(&self, text: &str) -> Vec<String> {
-        self.lexical.analyse(text)
+    /// Stemmed terms of `text` as BM25 sees them under `analysis`'s rules (stop words removed).
+    pub fn analyse(&self, text: &str, analysis: Analysis) -> Vec<String> {
+        self.lexical.analyse(text, analysis)
     }
 
-    /// BM25's idf of an analysed term in this generation (rare terms weigh more).
-    pub fn term_weight(&self, term: &str) -> f32 {
-        self.lexical.term_weight(term)
+    /// BM25's idf of a term analysed by `analysis`, among this generation's chunks in that
+    /// language (rare terms weigh more).
+    pub fn term_weight(&self, term: &str, analysis: Analysis) -> f32 {
+        self.lexical.term_weight(term, analysis)
+    }
+
+    /// The rules chunk `ord` was analysed by (its language's).
+    pub fn chunk_analysis(&self, ord: u32) -> Analysis {
+        Analysis::of(&self.chunk(ord).language)
+    }
+
+    /// The rules the request's question is read by: its language's when identified, else the
+    /// index's only language's (English for an empty index).
+    pub fn question_analysis(&self, request: &SearchRequest) -> Analysis {
+        match self.question_language(request) {
+            Some(tag) => Analysis::of(tag),
+            None => self
+                .languages
+                .first()
+                .map_or(Analysis::English, |tag| Analysis::of(tag)),
+        }
     }
 
     /// Changes the retrieval settings (evaluation sweeps; the server keeps the defaults).
