@@ -367,7 +367,7 @@ pub async fn open(
     // Last of the fallible steps: the password is shown once, so the account is made only when the
     // start cannot fail after it (else it would exist with a password nobody saw).
     let demo_admin = ensure_demo_admin(&state.store).await?;
-    let retention = retention::start(state.store.clone(), state.config.retention);
+    let retention = retention::start(state.clone());
     let changes = changes::start(state.clone(), marks);
     Ok((
         Running {

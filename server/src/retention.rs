@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::store::Store;
+use crate::support::{publish, SupportEvent};
+use crate::{AppError, AppState};
 
 /// How often the purge runs.
 const EVERY: Duration = Duration::from_secs(3600);
@@ -47,8 +49,8 @@ impl Default for Retention {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Purged {
     pub conversations: u64,
-    /// Tickets closed for being idle past `ticket_idle`.
-    pub tickets_closed: u64,
+    /// Tickets closed for being idle past `ticket_idle` (their ids: the close is announced).
+    pub tickets_closed: Vec<i64>,
     pub contacts_cleared: u64,
     pub webhook_deliveries: u64,
     pub scan_events: u64,
@@ -75,15 +77,15 @@ pub async fn purge(
     let chat_cutoff = cutoff(now, policy.chat);
     // Idle tickets close first, so a conversation whose ticket closes here can age out below when
     // it is also past the chat limit (`updated_at` is left alone: closing is not activity).
-    let tickets_closed = sqlx::query(
+    let tickets_closed: Vec<i64> = sqlx::query_scalar(
         "UPDATE tickets SET status = 'closed', closed_by = 'retention', closed_at = ?2
-         WHERE status != 'closed' AND COALESCE(updated_at, created_at) < ?1",
+         WHERE status != 'closed' AND COALESCE(updated_at, created_at) < ?1
+         RETURNING id",
     )
     .bind(cutoff(now, policy.ticket_idle))
     .bind(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    .execute(store.pool())
-    .await?
-    .rows_affected();
+    .fetch_all(store.pool())
+    .await?;
     let mut purged = Purged {
         tickets_closed,
         ..Purged::default()
@@ -161,18 +163,39 @@ pub async fn purge(
     Ok(purged)
 }
 
+/// `purge` with the server's policy, then announces each ticket it closed as `ticket.closed` (by
+/// "retention"), as an agent's close is: open consoles drop it from the queue, the person's chat
+/// says so, webhooks hear of it.
+pub async fn purge_and_announce(
+    app: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> std::result::Result<Purged, AppError> {
+    let purged = purge(&app.store, app.config.retention, now).await?;
+    for &id in &purged.tickets_closed {
+        // A ticket whose conversation aged out in the same purge is gone: nobody is left to tell.
+        if let Some(ticket) = app.store.ticket(id).await? {
+            publish(
+                app,
+                SupportEvent::of("ticket.closed", &ticket).by("retention"),
+            )
+            .await?;
+        }
+    }
+    Ok(purged)
+}
+
 /// Purges now and then every hour until aborted.
-pub fn start(store: Store, policy: Retention) -> tokio::task::JoinHandle<()> {
+pub fn start(app: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(EVERY);
         loop {
             every.tick().await;
-            match purge(&store, policy, chrono::Utc::now()).await {
+            match purge_and_announce(&app, chrono::Utc::now()).await {
                 Ok(purged) if purged != Purged::default() => {
                     tracing::info!(?purged, "retention: removed what is past its limit")
                 }
                 Ok(_) => {}
-                Err(error) => tracing::error!(%error, "retention purge failed"),
+                Err(AppError(error)) => tracing::error!(%error, "retention purge failed"),
             }
         }
     })

@@ -751,7 +751,7 @@ fn a_webhook_needs_an_http_url_and_a_secret() {
 
 #[test]
 fn retention_deletes_quiet_conversations_old_contacts_idle_tickets_and_untaken_payloads() {
-    use scanaid_server::retention::{purge, Retention};
+    use scanaid_server::retention::purge_and_announce;
     let app = spawn_app();
     let agent = staff_cookie(&app, "agent3", Role::Agent);
     let (_, closed) = ask(
@@ -787,19 +787,16 @@ fn retention_deletes_quiet_conversations_old_contacts_idle_tickets_and_untaken_p
     let count = |table: &str| app.rows(&format!("SELECT COUNT(*) FROM {table}"))[0][0].clone();
     assert_eq!(count("conversations"), "3");
 
-    let store = app.state.store.clone();
+    let state = app.state.clone();
     let run = |days: i64| {
-        let store = store.clone();
+        let state = state.clone();
         app.block_on(async move {
-            purge(
-                &store,
-                Retention::default(),
-                chrono::Utc::now() + chrono::Duration::days(days),
-            )
-            .await
+            purge_and_announce(&state, chrono::Utc::now() + chrono::Duration::days(days)).await
         })
         .unwrap()
     };
+    // A console open all along (the stream outlives the session the purges below expire).
+    let console = open_stream(&app.url("/support/events"), &[("cookie", &agent)]);
 
     // Tomorrow only the agent's expired session goes; in 15 days the closed ticket's contact is
     // cleared, nothing else.
@@ -834,10 +831,17 @@ fn retention_deletes_quiet_conversations_old_contacts_idle_tickets_and_untaken_p
 
     // A ticket still open is kept while it is touched; nobody touched this one, so after 30 days
     // the purge closes it, leaving the conversation's own clock alone.
-    assert_eq!(run(29).tickets_closed, 0);
+    assert!(run(29).tickets_closed.is_empty());
     let idle = run(31);
-    assert_eq!((idle.tickets_closed, idle.conversations), (1, 0));
     let open_ticket = open["ticket"]["id"].as_i64().unwrap();
+    assert_eq!(
+        (idle.tickets_closed.as_slice(), idle.conversations),
+        (&[open_ticket][..], 0)
+    );
+    // The console hears of it as of an agent's close, so the ticket leaves its queue.
+    let closed_event = ticket_event(&console, "ticket.closed", open_ticket);
+    assert_eq!(closed_event.data["by"], "retention");
+    assert_eq!(closed_event.data["status"], "closed");
     assert_eq!(
         app.rows(&format!(
             "SELECT status, closed_by, updated_at IS NULL FROM tickets WHERE id = {open_ticket}"
