@@ -609,3 +609,47 @@ fn answers_come_from_manuals_in_the_persons_language_when_there_are_some() {
         "{english_only}"
     );
 }
+
+#[test]
+fn with_multilingual_e5_spanish_questions_are_weighed_as_spanish() {
+    // As `scanaid serve` runs the bundled manuals. Spanish text is analysed by Spanish rules, so
+    // the evidence a Spanish question brings is what its words really match. Confidences here
+    // with English rules for Spanish text, against now: bolus 0.50 -> 0.87, E-403 0.44 -> 0.90
+    // (both unsure then, sure now), PCA (no such mode) 0.72 -> 0.57 (sure then, a person now).
+    let app = spawn_app_serving(
+        scanaid_server::rules::RuleSet::default(),
+        scanaid_server::ServerConfig::default(),
+        &bundled_index_dir_e5(),
+        e5_embedder(),
+    );
+    for (question, section) in [
+        (
+            "¿Cuántos mL puedo pasar como máximo en un bolo?",
+            "35-administrar-un-bolo",
+        ),
+        (
+            "salio el error E-403, la apago y la prendo y sigo?",
+            "43-códigos-de-falla",
+        ),
+    ] {
+        let (status, reply) = ask(
+            &app,
+            serde_json::json!({"code": PUMP_CODE, "message": question, "lang": "es"}),
+        );
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["unsure"], false, "{question}: {reply}");
+        assert_eq!(reply["escalated"], false, "{question}: {reply}");
+        assert_eq!(
+            reply["citations"][0]["url"],
+            format!("/m/vp300-operador-es#{section}"),
+            "{question}: {reply}"
+        );
+    }
+    let (status, pca) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "la vp300 tiene modo PCA para que el paciente se ponga su analgesia", "lang": "es"}),
+    );
+    assert_eq!(status, 200, "{pca}");
+    assert_eq!(pca["unsure"], true, "{pca}");
+    assert_eq!(pca["escalated"], true, "{pca}");
+}

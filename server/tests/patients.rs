@@ -1067,6 +1067,20 @@ fn with_multilingual_e5_a_spanish_question_finds_the_english_leaflet_in_her_pack
         answer["answer"].as_str().unwrap().contains("día 10"),
         "{answer}"
     );
+    // Her Spanish questions about her Spanish plan, accented or not, are answered with confidence,
+    // not sent to a person.
+    for question in [
+        "¿cuándo es mi revisión en la consulta de traumatología?",
+        "cuando me quitan las grapas",
+    ] {
+        let (status, answer) = ask_as(
+            &app,
+            &session,
+            &serde_json::json!({ "message": question }).to_string(),
+        );
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["unsure"], false, "{question}: {answer}");
+    }
 }
 
 #[test]
