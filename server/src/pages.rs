@@ -372,6 +372,19 @@ fn section_markdown(chunk: &Chunk, group_depth: usize, previous: Option<&[String
     }
 }
 
+/// Whether `markdown` opens with a level-1 heading of its own (a leaflet naming itself), so a page
+/// showing it need not put its title above it a second time.
+pub fn opens_with_title(markdown: &str) -> bool {
+    use pulldown_cmark::{Event, HeadingLevel, Parser, Tag};
+    matches!(
+        Parser::new(markdown).next(),
+        Some(Event::Start(Tag::Heading {
+            level: HeadingLevel::H1,
+            ..
+        }))
+    )
+}
+
 /// Renders manual markdown. Raw HTML in a manual is shown as text, never passed through: manuals are
 /// edited by many hands and a page must not run what someone pasted. For the same reason a link
 /// keeps its target only when it is a web, mail or phone address or a path on this site

@@ -123,6 +123,15 @@ fn a_patient_opens_their_own_packet_with_the_second_factor_and_nobody_elses() {
     assert!(page.body.contains("Ana García"));
     assert!(page.body.contains("Sus indicaciones personales"));
     assert!(page.body.contains("prótesis de rodilla"));
+    // The leaflet names itself in its first heading: its title is not put above it again.
+    assert_eq!(
+        page.body
+            .matches("Regreso a casa después de su reemplazo de rodilla</h")
+            .count(),
+        1,
+        "{}",
+        page.body
+    );
     assert_eq!(page.header("cache-control"), Some("no-store"));
     assert_eq!(
         app.rows(
