@@ -326,6 +326,12 @@ pub struct EvalAnswerabilityCmd {
     /// (the figures are also given for each set).
     #[arg(long)]
     pub with_manuals: bool,
+    /// Search each bundled-manual question as the chat serves it: a question on an asset's manual
+    /// (or, unanswerable, asked on an asset) within that asset's manuals, for its reader's role (the
+    /// question's `audience`; unanswerable ones take operator, technician, clinician and biomed in
+    /// turn); a question tied to no asset as a public reader of every manual, as without it.
+    #[arg(long)]
+    pub as_served: bool,
     /// Index to build the manuals into (default: a folder of its own in the eval cache, never the
     /// server's index: an eval's generation would replace the one served, without the patients'
     /// documents, and push out the generations a rollback needs).
@@ -590,6 +596,48 @@ fn search(cmd: SearchCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The filters the chat would search each labelled question with (`eval answerability
+/// --as-served`), from the manuals folder's asset registry and the readers' roles.
+fn served_filters(
+    manuals_dir: &std::path::Path,
+    answerable: &[scanaid_evals::manual_questions::ManualQuestion],
+    unanswerable: &[scanaid_evals::answerability::UnanswerableQuestion],
+) -> Result<std::collections::HashMap<String, scanaid_indexer::Filters>> {
+    use scanaid_server::roles::Role;
+    let registry = scanaid_server::registry::Registry::load(&manuals_dir.join("assets.toml"))?;
+    let served = |manuals: &[String], role: Role| scanaid_indexer::Filters {
+        manuals: manuals.to_vec(),
+        audiences: role.audiences().iter().map(|a| a.to_string()).collect(),
+        owner: scanaid_indexer::OwnerScope::Public,
+        ..scanaid_indexer::Filters::default()
+    };
+    let mut filters = std::collections::HashMap::new();
+    for q in answerable {
+        let on_asset = registry
+            .assets
+            .iter()
+            .find(|a| a.manuals.contains(&q.manual));
+        let role = q.audience.as_deref().map(str::parse::<Role>);
+        if let (Some(asset), Some(Ok(role))) = (on_asset, role) {
+            filters.insert(q.id.clone(), served(&asset.manuals, role));
+        }
+    }
+    // Nobody says who asks what the manuals do not answer: the staff roles take turns.
+    let roles = [
+        Role::Operator,
+        Role::Technician,
+        Role::Clinician,
+        Role::Biomed,
+    ];
+    let on_assets = unanswerable
+        .iter()
+        .filter_map(|q| Some((q, registry.assets.iter().find(|a| a.id == q.asset)?)));
+    for (i, (q, asset)) in on_assets.enumerate() {
+        filters.insert(q.id.clone(), served(&asset.manuals, roles[i % roles.len()]));
+    }
+    Ok(filters)
+}
+
 /// The index an eval over the manuals builds: `--index`, or one per model in the eval cache.
 fn eval_manuals_index(given: Option<PathBuf>, model_id: &str) -> PathBuf {
     given.unwrap_or_else(|| {
@@ -732,11 +780,18 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
     } else {
         None
     };
+    let served_filters = match (&manuals, cmd.as_served) {
+        (Some((_, answerable, unanswerable)), true) => {
+            served_filters(&cmd.manuals, answerable, unanswerable)?
+        }
+        _ => std::collections::HashMap::new(),
+    };
     let manual_set = manuals.as_ref().map(|(index, answerable, unanswerable)| {
         scanaid_evals::answerability::ManualSet {
             index,
             answerable,
             unanswerable,
+            served_filters: &served_filters,
         }
     });
     let report = match &cmd.data {
@@ -969,4 +1024,75 @@ fn eval_retrieval(cmd: EvalRetrievalCmd) -> Result<ExitCode> {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scanaid_evals::answerability::UnanswerableQuestion;
+    use scanaid_evals::manual_questions::ManualQuestion;
+
+    const REGISTRY: &str = concat!(
+        "[[site]]\nid = \"k\"\nname = \"Kitchen\"\ntimezone = \"Europe/Madrid\"\n\n",
+        "[[queue]]\nid = \"q\"\nname = \"Service\"\nsite = \"k\"\n\n",
+        "[[asset]]\nid = \"dw1\"\nname = \"Dishwasher\"\nmodel = \"DW-500H\"\nsite = \"k\"\nqueue = \"q\"\nmanuals = [\"dw-500\", \"dw-500-es\"]\n",
+    );
+
+    fn answerable(id: &str, manual: &str, audience: &str) -> ManualQuestion {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "question": "q", "manual": manual, "anchor": "a", "audience": audience
+        }))
+        .unwrap()
+    }
+
+    fn unanswerable(id: &str, asset: &str) -> UnanswerableQuestion {
+        serde_json::from_value(serde_json::json!({"id": id, "question": "q", "asset": asset}))
+            .unwrap()
+    }
+
+    #[test]
+    fn questions_are_scoped_as_the_chat_serves_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("assets.toml"), REGISTRY).unwrap();
+        let filters = served_filters(
+            dir.path(),
+            &[
+                answerable("a1", "dw-500", "technician"),
+                answerable("a2", "leaflet", "patient"),
+            ],
+            &[
+                unanswerable("u1", "dw1"),
+                unanswerable("u2", ""),
+                unanswerable("u3", "dw1"),
+            ],
+        )
+        .unwrap();
+        let manuals = vec!["dw-500".to_string(), "dw-500-es".to_string()];
+        let audiences = |role: scanaid_server::roles::Role| -> Vec<String> {
+            role.audiences().iter().map(|a| a.to_string()).collect()
+        };
+        // On the asset's manual, for the question's reader: the asset's manuals, that role's sections.
+        assert_eq!(filters["a1"].manuals, manuals);
+        assert_eq!(
+            filters["a1"].audiences,
+            audiences(scanaid_server::roles::Role::Technician)
+        );
+        assert_eq!(filters["a1"].owner, scanaid_indexer::OwnerScope::Public);
+        // Tied to no asset: searched as without --as-served.
+        assert!(!filters.contains_key("a2") && !filters.contains_key("u2"));
+        // Unanswerable on an asset: its manuals, the staff roles in turn.
+        assert_eq!(filters["u1"].manuals, manuals);
+        assert_eq!(
+            filters["u1"].audiences,
+            audiences(scanaid_server::roles::Role::Operator)
+        );
+        assert_eq!(
+            filters["u3"].audiences,
+            audiences(scanaid_server::roles::Role::Technician)
+        );
+        // A folder without a registry is a clear error, not an unscoped run.
+        let empty = tempfile::tempdir().unwrap();
+        let error = served_filters(empty.path(), &[], &[]).unwrap_err();
+        assert!(format!("{error:#}").contains("assets.toml"), "{error:#}");
+    }
 }

@@ -589,6 +589,48 @@ fn eval_answerability_over_manuals_weighs_answerable_against_unanswerable_questi
         "{report}"
     );
     assert!(report["auroc"].is_number() && report["ece"].is_number());
+
+    // As the chat serves them: needs the folder's asset registry, and names it when it is missing.
+    let as_served = |dir: &std::path::Path| {
+        scanaid(
+            &[
+                "eval",
+                "answerability",
+                "--manuals",
+                "manuals",
+                "--index",
+                "idx",
+                "--questions",
+                "answerable.jsonl",
+                "--unanswerable",
+                "unanswerable.jsonl",
+                "--folds",
+                "2",
+                "--as-served",
+                "--json",
+                "served.json",
+            ],
+            dir,
+        )
+    };
+    let missing = as_served(dir.path());
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("assets.toml"), "{}", text(&missing));
+    std::fs::write(
+        dir.path().join("manuals/assets.toml"),
+        concat!(
+            "[[site]]\nid = \"k\"\nname = \"Kitchen\"\ntimezone = \"Europe/Madrid\"\n\n",
+            "[[queue]]\nid = \"q\"\nname = \"Service\"\nsite = \"k\"\n\n",
+            "[[asset]]\nid = \"dw1\"\nname = \"Dishwasher\"\nmodel = \"DW-500H\"\nsite = \"k\"\nqueue = \"q\"\nmanuals = [\"dw-500\"]\n",
+        ),
+    )
+    .unwrap();
+    let served = as_served(dir.path());
+    assert!(served.status.success(), "{}", text(&served));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("served.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["n_queries"], 6, "{report}");
 }
 
 #[test]

@@ -154,6 +154,10 @@ pub struct ManualSet<'a> {
     pub index: &'a SearchIndex,
     pub answerable: &'a [crate::manual_questions::ManualQuestion],
     pub unanswerable: &'a [UnanswerableQuestion],
+    /// Per question id, the filters the chat would search it with (`--as-served`: its asset's
+    /// manuals, its reader's sections); a question without one is searched as a public reader of
+    /// every manual.
+    pub served_filters: &'a std::collections::HashMap<String, Filters>,
 }
 
 /// A question over the bundled manuals that they do not answer (`evals/data/manual-unanswerable.jsonl`).
@@ -163,6 +167,9 @@ pub struct UnanswerableQuestion {
     pub question: String,
     #[serde(default)]
     pub kind: String,
+    /// The asset whose label it was asked on (empty: none, or a patient's packet).
+    #[serde(default)]
+    pub asset: String,
 }
 
 pub fn load_unanswerable(path: &std::path::Path) -> Result<Vec<UnanswerableQuestion>> {
@@ -185,13 +192,17 @@ pub fn evaluate_manuals(
 }
 
 fn manual_rows(manuals: &ManualSet<'_>, embedder: &dyn Embedder) -> Result<Vec<Row>> {
-    let request = |text: &str| SearchRequest {
+    let request = |id: &str, text: &str| SearchRequest {
         query: text.to_string(),
         history: Vec::new(),
-        filters: Filters {
-            owner: OwnerScope::Public,
-            ..Filters::default()
-        },
+        filters: manuals
+            .served_filters
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| Filters {
+                owner: OwnerScope::Public,
+                ..Filters::default()
+            }),
         limit: 20,
         mode: Mode::Hybrid,
         language: None,
@@ -208,7 +219,13 @@ fn manual_rows(manuals: &ManualSet<'_>, embedder: &dyn Embedder) -> Result<Vec<R
         );
     let mut rows = Vec::new();
     for (id, question, answerable) in labelled {
-        let mut r = row(manuals.index, embedder, id, request(question), answerable)?;
+        let mut r = row(
+            manuals.index,
+            embedder,
+            id,
+            request(id, question),
+            answerable,
+        )?;
         r.part = "bundled manuals".to_string();
         rows.push(r);
     }
