@@ -617,8 +617,15 @@ fn served_filters(
             .assets
             .iter()
             .find(|a| a.manuals.contains(&q.manual));
-        let role = q.audience.as_deref().map(str::parse::<Role>);
-        if let (Some(asset), Some(Ok(role))) = (on_asset, role) {
+        let role = match q.audience.as_deref() {
+            Some(audience) => Some(
+                audience
+                    .parse::<Role>()
+                    .map_err(|e| anyhow::anyhow!("question {}: {e}", q.id))?,
+            ),
+            None => None,
+        };
+        if let (Some(asset), Some(role)) = (on_asset, role) {
             filters.insert(q.id.clone(), served(&asset.manuals, role));
         }
     }
@@ -629,11 +636,20 @@ fn served_filters(
         Role::Clinician,
         Role::Biomed,
     ];
-    let on_assets = unanswerable
-        .iter()
-        .filter_map(|q| Some((q, registry.assets.iter().find(|a| a.id == q.asset)?)));
-    for (i, (q, asset)) in on_assets.enumerate() {
-        filters.insert(q.id.clone(), served(&asset.manuals, roles[i % roles.len()]));
+    let on_assets = unanswerable.iter().filter(|q| !q.asset.is_empty());
+    for (turn, q) in on_assets.enumerate() {
+        let Some(asset) = registry.assets.iter().find(|a| a.id == q.asset) else {
+            bail!(
+                "question {}: asset {:?} is not in {}",
+                q.id,
+                q.asset,
+                manuals_dir.join("assets.toml").display()
+            );
+        };
+        filters.insert(
+            q.id.clone(),
+            served(&asset.manuals, roles[turn % roles.len()]),
+        );
     }
     Ok(filters)
 }
@@ -1090,6 +1106,12 @@ mod tests {
             filters["u3"].audiences,
             audiences(scanaid_server::roles::Role::Technician)
         );
+        // A reader or an asset nobody knows is an error, not a quietly unscoped question.
+        let error =
+            served_filters(dir.path(), &[answerable("a3", "dw-500", "chef")], &[]).unwrap_err();
+        assert!(format!("{error:#}").contains("a3"), "{error:#}");
+        let error = served_filters(dir.path(), &[], &[unanswerable("u4", "dw9")]).unwrap_err();
+        assert!(format!("{error:#}").contains("dw9"), "{error:#}");
         // A folder without a registry is a clear error, not an unscoped run.
         let empty = tempfile::tempdir().unwrap();
         let error = served_filters(empty.path(), &[], &[]).unwrap_err();

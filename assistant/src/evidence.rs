@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use scanaid_indexer::{Hit, SearchIndex, SearchRequest};
+use scanaid_indexer::{Analysis, Hit, SearchIndex, SearchRequest};
 
 pub const N_FEATURES: usize = 8;
 
@@ -91,17 +91,13 @@ pub fn evidence(index: &SearchIndex, request: &SearchRequest, hits: &[Hit]) -> E
         })
         .count() as f64
         / 5.0;
-    let covered: HashSet<String> = hits
-        .iter()
-        .take(3)
-        .filter(|h| index.chunk_analysis(h.ord) == asked_in)
-        .flat_map(|h| index.analyse(&index.chunk(h.ord).embedding_text(), asked_in))
-        .collect();
-    let term_coverage_top3 = if terms.is_empty() {
-        0.0
-    } else {
-        terms.iter().filter(|t| covered.contains(*t)).count() as f64 / n_terms
-    };
+    let term_coverage_top3 = term_coverage(
+        index,
+        question,
+        asked_in,
+        &terms,
+        &hits[..hits.len().min(3)],
+    );
     Evidence {
         values: [
             top_cosine,
@@ -114,4 +110,39 @@ pub fn evidence(index: &SearchIndex, request: &SearchRequest, hits: &[Hit]) -> E
             term_coverage_top3,
         ],
     }
+}
+
+/// The share of the question's terms the `top` passages hold, the question and a passage read by
+/// the same language's rules. With passages in several languages, the best language's share: a
+/// question whose language was taken as Spanish ("E-204" asked on a Spanish page) still covers
+/// the English passage that holds its words.
+fn term_coverage(
+    index: &SearchIndex,
+    question: &str,
+    asked_in: Analysis,
+    question_terms: &[String],
+    top: &[Hit],
+) -> f64 {
+    let mut languages: Vec<Analysis> = top.iter().map(|h| index.chunk_analysis(h.ord)).collect();
+    languages.sort_by_key(|a| *a as usize);
+    languages.dedup();
+    languages
+        .into_iter()
+        .map(|language| {
+            let terms: HashSet<String> = if language == asked_in {
+                question_terms.iter().cloned().collect()
+            } else {
+                index.analyse(question, language).into_iter().collect()
+            };
+            if terms.is_empty() {
+                return 0.0;
+            }
+            let covered: HashSet<String> = top
+                .iter()
+                .filter(|h| index.chunk_analysis(h.ord) == language)
+                .flat_map(|h| index.analyse(&index.chunk(h.ord).embedding_text(), language))
+                .collect();
+            terms.iter().filter(|t| covered.contains(*t)).count() as f64 / terms.len() as f64
+        })
+        .fold(0.0, f64::max)
 }

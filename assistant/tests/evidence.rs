@@ -96,3 +96,46 @@ fn close_in(values: &[f64], name: &str, want: f64) {
     let got = feature(values, name);
     assert!((got - want).abs() < 1e-6, "{name}: {got}, want {want}");
 }
+
+#[test]
+fn a_question_read_as_spanish_still_covers_the_english_passage_holding_its_words() {
+    let english = r#"+++
+id = "pump"
+title = "Pump manual"
+audience = ["technician"]
+revision = "1"
++++
+# Faults
+
+E-204 means a downstream occlusion.
+"#;
+    let spanish = r#"+++
+id = "bomba"
+title = "Manual de la bomba"
+audience = ["operator"]
+language = "es"
+revision = "1"
++++
+# Limpieza
+
+Limpie la carcasa con un paño húmedo.
+"#;
+    let (index, _dir) = index_of(
+        &[("pump.md", english), ("bomba.md", spanish)],
+        embedder().as_ref(),
+    );
+    let faults = index
+        .chunks()
+        .iter()
+        .position(|c| c.anchor == "faults")
+        .unwrap() as u32;
+    // A code asked on a Spanish page: too short to identify, so the person's language decides and
+    // the question is read by Spanish rules ("e" is a Spanish stop word). The English passage holds
+    // every word of it as English rules read it.
+    let mut request = SearchRequest::new("E-204", Mode::Hybrid, 10);
+    request.language = Some("es".to_string());
+    assert_eq!(index.question_analysis(&request), Analysis::Spanish);
+    let hits = [hit(faults, Some((1, 4.0)), Some((1, 0.7)))];
+    let v = evidence(&index, &request, &hits).values;
+    close_in(&v, "term_coverage_top3", 1.0);
+}

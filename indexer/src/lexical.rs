@@ -5,7 +5,8 @@
 //! Each chunk is analysed by the rules of its language (`Analysis`): Spanish words stemmed as English
 //! ones never meet the Spanish a person types. The languages are separate BM25 collections: their own
 //! fields, and their own statistics (a Spanish term's idf counts Spanish chunks only), so an English
-//! corpus scores exactly as if no other language existed. A query is analysed by every language's
+//! corpus scores exactly as if no Spanish were indexed (other languages share English's rules and
+//! collection). A query is analysed by every language's
 //! rules the index holds, each searching its own fields; one chunk is in one language, so the lists
 //! merge by score.
 
@@ -34,14 +35,15 @@ use crate::language::has_primary;
 /// Names the analysis chains; stored in each generation's meta and checked on open, so an index is
 /// never searched with a different analyzer than it was built with.
 pub const ANALYZER_VERSION: &str =
-    "en-simple-lower-stop179-porter2+es-simple-lower-stop-fold-snowball";
+    "en-simple-lower-stop179-porter2+es-simple-lower-stop308-fold-stop95-snowball";
 
 /// Whose rules analyse a text. Spanish has its own; every other language keeps English's (what
 /// the index did before it knew languages, and right for identifiers and numbers in any language).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Analysis {
-    English,
-    Spanish,
+    // The values index per-language arrays (`LexicalIndex::docs`), in `ALL`'s order.
+    English = 0,
+    Spanish = 1,
 }
 
 impl Analysis {
@@ -102,11 +104,11 @@ impl Analysis {
 
 /// Spanish stop words beyond Snowball's list (which tantivy applies before accents are folded):
 /// that list's accented words as a phone types them ("mas", "estan", "tambien"), the question words
-/// with their accents folded ("cómo" is not in the list, only "como"), and the Spanish of English's
-/// "can", "should", "do" (NLTK's list has them). Kept sorted.
+/// with their accents folded ("cómo" is not in the list, only "como"), and "puedo", "puede", "debo",
+/// "debe", "hago" (English's list has "can", "should", "do"). Kept sorted. Changing a list changes
+/// what an index holds: bump `ANALYZER_VERSION`.
 const SPANISH_EXTRA_STOP_WORDS: &[&str] = &[
     "adonde",
-    "can",
     "como",
     "cual",
     "cuales",
@@ -117,7 +119,6 @@ const SPANISH_EXTRA_STOP_WORDS: &[&str] = &[
     "cuantos",
     "debe",
     "debo",
-    "do",
     "donde",
     "eramos",
     "estabamos",
@@ -181,7 +182,6 @@ const SPANISH_EXTRA_STOP_WORDS: &[&str] = &[
     "seriamos",
     "serian",
     "serias",
-    "should",
     "si",
     "tambien",
     "tendra",
@@ -884,6 +884,27 @@ mod tests {
     }
 
     #[test]
+    fn the_languages_lists_merge_by_score_and_keep_the_limit() {
+        let mut chunks = english();
+        chunks.extend(spanish());
+        let (index, _dir) = index_of(&chunks);
+        let filters = Filters {
+            owner: OwnerScope::Everything,
+            ..Filters::default()
+        };
+        let parts = [WeightedText {
+            text: "E-204",
+            weight: 1.0,
+        }];
+        let all = index.search(&parts, &filters, 10).unwrap();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all[0].1 >= all[1].1, "{all:?}");
+        let one = index.search(&parts, &filters, 1).unwrap();
+        assert_eq!(one, all[..1].to_vec());
+        assert!(index.search(&parts, &filters, 0).unwrap().is_empty());
+    }
+
+    #[test]
     fn a_language_scores_as_if_the_others_were_not_in_the_index() {
         let (alone, _a) = index_of(&english());
         let mut both_chunks = english();
@@ -918,7 +939,19 @@ mod tests {
         let idf = (1.0f32 + (3.0 - 1.0 + 0.5) / (1.0 + 0.5)).ln();
         assert!((both.term_weight(&bateri, Analysis::Spanish) - idf).abs() < 1e-6);
         // Nothing English is stemmed the Spanish way, and the other way round.
-        assert!(search(&both, "limpie carcasa").iter().all(|h| h.0 >= 3));
-        assert!(search(&both, "wipe housing").iter().all(|h| h.0 < 3));
+        let spanish_hits = search(&both, "limpie carcasa");
+        assert_eq!(
+            spanish_hits.first().map(|h| h.0),
+            Some(4),
+            "{spanish_hits:?}"
+        );
+        assert!(spanish_hits.iter().all(|h| h.0 >= 3), "{spanish_hits:?}");
+        let english_hits = search(&both, "wipe housing");
+        assert_eq!(
+            english_hits.first().map(|h| h.0),
+            Some(1),
+            "{english_hits:?}"
+        );
+        assert!(english_hits.iter().all(|h| h.0 < 3), "{english_hits:?}");
     }
 }

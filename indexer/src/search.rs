@@ -251,14 +251,15 @@ impl SearchIndex {
     }
 
     /// The rules the request's question is read by: its language's when identified, else the
-    /// index's only language's (English for an empty index).
+    /// person's language's, else the index's first language's (English for an empty index).
     pub fn question_analysis(&self, request: &SearchRequest) -> Analysis {
         match self.question_language(request) {
             Some(tag) => Analysis::of(tag),
-            None => self
-                .languages
-                .first()
-                .map_or(Analysis::English, |tag| Analysis::of(tag)),
+            None => request
+                .language
+                .as_deref()
+                .or(self.languages.first().map(String::as_str))
+                .map_or(Analysis::English, Analysis::of),
         }
     }
 

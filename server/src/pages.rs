@@ -372,17 +372,30 @@ fn section_markdown(chunk: &Chunk, group_depth: usize, previous: Option<&[String
     }
 }
 
-/// Whether `markdown` opens with a level-1 heading of its own (a leaflet naming itself), so a page
-/// showing it need not put its title above it a second time.
-pub fn opens_with_title(markdown: &str) -> bool {
-    use pulldown_cmark::{Event, HeadingLevel, Parser, Tag};
-    matches!(
-        Parser::new(markdown).next(),
+/// Whether `markdown` opens with a level-1 heading that is `title` (a leaflet naming itself), so a
+/// page showing it need not put the title above it a second time. Any other opening heading ("#
+/// Medicación" in a care team's note) leaves the title to be shown.
+pub fn opens_with_title(markdown: &str, title: &str) -> bool {
+    use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+    let mut events = Parser::new_ext(markdown, Options::ENABLE_HEADING_ATTRIBUTES);
+    if !matches!(
+        events.next(),
         Some(Event::Start(Tag::Heading {
             level: HeadingLevel::H1,
             ..
         }))
-    )
+    ) {
+        return false;
+    }
+    let mut heading = String::new();
+    for event in events {
+        match event {
+            Event::End(TagEnd::Heading(_)) => break,
+            Event::Text(text) | Event::Code(text) => heading.push_str(&text),
+            _ => {}
+        }
+    }
+    heading.trim().to_lowercase() == title.trim().to_lowercase()
 }
 
 /// Renders manual markdown. Raw HTML in a manual is shown as text, never passed through: manuals are
@@ -474,6 +487,25 @@ pub fn manual_sections(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_document_opening_with_its_title_is_told_apart_from_one_opening_with_another_heading() {
+        let title = "Going Home After Your Knee Replacement";
+        assert!(opens_with_title(
+            "# Going home after your knee replacement {#top}\n\nText.",
+            title
+        ));
+        assert!(!opens_with_title("# Medicines\n\nTake one a day.", title));
+        assert!(!opens_with_title(
+            "Text first.\n\n# Going Home After Your Knee Replacement",
+            title
+        ));
+        assert!(!opens_with_title(
+            "## Going Home After Your Knee Replacement",
+            title
+        ));
+        assert!(!opens_with_title("", title));
+    }
 
     fn resolved(code: &str) -> Arc<ResolvedCode> {
         Arc::new(ResolvedCode {

@@ -32,7 +32,7 @@ pub struct VerifyPage {
 pub struct DocumentView {
     /// The element id its citations point at (`#packet-...`, the document's id in the index).
     pub id: String,
-    /// Shown above the document unless the document opens with its own title.
+    /// Shown above the document unless the document opens with that title itself.
     pub title: Option<String>,
     pub html: String,
 }
@@ -119,7 +119,7 @@ async fn instructions(
         .into_iter()
         .map(|d| DocumentView {
             id: crate::patient_chat::document_id(&packet.id, d.id),
-            title: (!crate::pages::opens_with_title(&d.markdown)).then_some(d.title),
+            title: (!crate::pages::opens_with_title(&d.markdown, &d.title)).then_some(d.title),
             html: crate::pages::markdown_to_html(&d.markdown),
         })
         .collect();

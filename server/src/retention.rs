@@ -67,6 +67,24 @@ fn cutoff(now: chrono::DateTime<chrono::Utc>, age: Duration) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Closes every ticket idle past `policy.ticket_idle` as of `now` (`closed_by` "retention";
+/// `updated_at` is left alone: closing is not activity) and returns their ids.
+async fn close_idle_tickets(
+    store: &Store,
+    policy: Retention,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE tickets SET status = 'closed', closed_by = 'retention', closed_at = ?2
+         WHERE status != 'closed' AND COALESCE(updated_at, created_at) < ?1
+         RETURNING id",
+    )
+    .bind(cutoff(now, policy.ticket_idle))
+    .bind(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    .fetch_all(store.pool())
+    .await?)
+}
+
 /// Applies `policy` as of `now`. Timestamps are stored as RFC 3339 UTC with milliseconds, so text
 /// comparison is time comparison.
 pub async fn purge(
@@ -76,18 +94,9 @@ pub async fn purge(
 ) -> Result<Purged> {
     let chat_cutoff = cutoff(now, policy.chat);
     // Idle tickets close first, so a conversation whose ticket closes here can age out below when
-    // it is also past the chat limit (`updated_at` is left alone: closing is not activity).
-    let tickets_closed: Vec<i64> = sqlx::query_scalar(
-        "UPDATE tickets SET status = 'closed', closed_by = 'retention', closed_at = ?2
-         WHERE status != 'closed' AND COALESCE(updated_at, created_at) < ?1
-         RETURNING id",
-    )
-    .bind(cutoff(now, policy.ticket_idle))
-    .bind(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    .fetch_all(store.pool())
-    .await?;
+    // it is also past the chat limit.
     let mut purged = Purged {
-        tickets_closed,
+        tickets_closed: close_idle_tickets(store, policy, now).await?,
         ..Purged::default()
     };
 
@@ -163,24 +172,35 @@ pub async fn purge(
     Ok(purged)
 }
 
-/// `purge` with the server's policy, then announces each ticket it closed as `ticket.closed` (by
+/// `purge` with the server's policy, announcing each ticket it closes as `ticket.closed` (by
 /// "retention"), as an agent's close is: open consoles drop it from the queue, the person's chat
-/// says so, webhooks hear of it.
+/// says so, webhooks hear of it. The idle tickets are closed and announced first, on their own:
+/// a later step failing, or a conversation aging out in the same purge, must not leave a ticket
+/// closed that nobody was told of (no later purge would tell).
 pub async fn purge_and_announce(
     app: &AppState,
     now: chrono::DateTime<chrono::Utc>,
 ) -> std::result::Result<Purged, AppError> {
-    let purged = purge(&app.store, app.config.retention, now).await?;
-    for &id in &purged.tickets_closed {
-        // A ticket whose conversation aged out in the same purge is gone: nobody is left to tell.
-        if let Some(ticket) = app.store.ticket(id).await? {
-            publish(
-                app,
-                SupportEvent::of("ticket.closed", &ticket).by("retention"),
-            )
-            .await?;
+    let policy = app.config.retention;
+    let closed = close_idle_tickets(&app.store, policy, now).await?;
+    for &id in &closed {
+        let announced = match app.store.ticket(id).await {
+            Ok(Some(ticket)) => {
+                publish(
+                    app,
+                    SupportEvent::of("ticket.closed", &ticket).by("retention"),
+                )
+                .await
+            }
+            Ok(None) => Ok(()),
+            Err(error) => Err(error.into()),
+        };
+        if let Err(AppError(error)) = announced {
+            tracing::error!(%error, ticket = id, "announcing a ticket retention closed failed");
         }
     }
+    let mut purged = purge(&app.store, policy, now).await?;
+    purged.tickets_closed = closed;
     Ok(purged)
 }
 
