@@ -525,6 +525,13 @@ fn eval_answers_cites_every_sentence_and_keeps_steps_in_order() {
     );
 }
 
+/// One site, queue and asset (a dishwasher carrying `MANUAL`), for commands that read the registry.
+const REGISTRY: &str = concat!(
+    "[[site]]\nid = \"k\"\nname = \"Kitchen\"\ntimezone = \"Europe/Madrid\"\n\n",
+    "[[queue]]\nid = \"q\"\nname = \"Service\"\nsite = \"k\"\n\n",
+    "[[asset]]\nid = \"dw1\"\nname = \"Dishwasher\"\nmodel = \"DW-500H\"\nsite = \"k\"\nqueue = \"q\"\nmanuals = [\"dw-500\"]\n",
+);
+
 #[test]
 fn eval_answerability_over_manuals_weighs_answerable_against_unanswerable_questions() {
     let dir = tempfile::tempdir().unwrap();
@@ -616,15 +623,7 @@ fn eval_answerability_over_manuals_weighs_answerable_against_unanswerable_questi
     let missing = as_served(dir.path());
     assert!(!missing.status.success());
     assert!(text(&missing).contains("assets.toml"), "{}", text(&missing));
-    std::fs::write(
-        dir.path().join("manuals/assets.toml"),
-        concat!(
-            "[[site]]\nid = \"k\"\nname = \"Kitchen\"\ntimezone = \"Europe/Madrid\"\n\n",
-            "[[queue]]\nid = \"q\"\nname = \"Service\"\nsite = \"k\"\n\n",
-            "[[asset]]\nid = \"dw1\"\nname = \"Dishwasher\"\nmodel = \"DW-500H\"\nsite = \"k\"\nqueue = \"q\"\nmanuals = [\"dw-500\"]\n",
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("manuals/assets.toml"), REGISTRY).unwrap();
     let served = as_served(dir.path());
     assert!(served.status.success(), "{}", text(&served));
     let report: serde_json::Value =
@@ -638,15 +637,7 @@ fn the_chat_latency_benchmark_asks_over_http_and_reports_both_events() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("manuals")).unwrap();
     std::fs::write(dir.path().join("manuals/dw.md"), MANUAL).unwrap();
-    std::fs::write(
-        dir.path().join("manuals/assets.toml"),
-        concat!(
-            "[[site]]\nid = \"k\"\nname = \"Kitchen\"\ntimezone = \"Europe/Madrid\"\n\n",
-            "[[queue]]\nid = \"q\"\nname = \"Service\"\nsite = \"k\"\n\n",
-            "[[asset]]\nid = \"dw1\"\nname = \"Dishwasher\"\nmodel = \"DW-500H\"\nsite = \"k\"\nqueue = \"q\"\nmanuals = [\"dw-500\"]\n",
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("manuals/assets.toml"), REGISTRY).unwrap();
     std::fs::write(
         dir.path().join("questions.jsonl"),
         concat!(
