@@ -564,8 +564,9 @@ fn eval_answerability_over_manuals_weighs_answerable_against_unanswerable_questi
         ),
     )
     .unwrap();
-    let out = scanaid(
-        &[
+    // Over the bundled-manual layout in `dir`: these questions, two folds, and `more`.
+    let answerability = |dir: &std::path::Path, more: &[&str]| {
+        let mut args = vec![
             "eval",
             "answerability",
             "--manuals",
@@ -574,16 +575,17 @@ fn eval_answerability_over_manuals_weighs_answerable_against_unanswerable_questi
             "idx",
             "--questions",
             "answerable.jsonl",
-            "--questions",
-            "answerable-2.jsonl",
             "--unanswerable",
             "unanswerable.jsonl",
             "--folds",
             "2",
-            "--json",
-            "report.json",
-        ],
+        ];
+        args.extend_from_slice(more);
+        scanaid(&args, dir)
+    };
+    let out = answerability(
         dir.path(),
+        &["--questions", "answerable-2.jsonl", "--json", "report.json"],
     );
     assert!(out.status.success(), "{}", text(&out));
     let report: serde_json::Value =
@@ -598,28 +600,8 @@ fn eval_answerability_over_manuals_weighs_answerable_against_unanswerable_questi
     assert!(report["auroc"].is_number() && report["ece"].is_number());
 
     // As the chat serves them: needs the folder's asset registry, and names it when it is missing.
-    let as_served = |dir: &std::path::Path| {
-        scanaid(
-            &[
-                "eval",
-                "answerability",
-                "--manuals",
-                "manuals",
-                "--index",
-                "idx",
-                "--questions",
-                "answerable.jsonl",
-                "--unanswerable",
-                "unanswerable.jsonl",
-                "--folds",
-                "2",
-                "--as-served",
-                "--json",
-                "served.json",
-            ],
-            dir,
-        )
-    };
+    let as_served =
+        |dir: &std::path::Path| answerability(dir, &["--as-served", "--json", "served.json"]);
     let missing = as_served(dir.path());
     assert!(!missing.status.success());
     assert!(text(&missing).contains("assets.toml"), "{}", text(&missing));
