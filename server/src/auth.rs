@@ -104,6 +104,21 @@ pub struct SignedIn {
 
 /// Looks up the session behind a cookie token and refreshes its idle timer.
 pub async fn session_user(store: &Store, token: &str) -> Result<Option<SignedIn>> {
+    let Some(user) = live_session(store, token).await? else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE sessions SET last_seen = ? WHERE token_hash = ?")
+        .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .bind(token_hash(token))
+        .execute(store.pool())
+        .await?;
+    Ok(Some(user))
+}
+
+/// The user behind a session that has not been signed out, ended or left idle too long, without
+/// refreshing its idle timer: what a long-lived stream checks, since a console left open is not
+/// someone at work.
+pub async fn live_session(store: &Store, token: &str) -> Result<Option<SignedIn>> {
     let cutoff = (chrono::Utc::now() - chrono::Duration::from_std(SESSION_IDLE).expect("fits"))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let row: Option<(i64, String, String)> = sqlx::query_as(
@@ -114,15 +129,7 @@ pub async fn session_user(store: &Store, token: &str) -> Result<Option<SignedIn>
     .bind(&cutoff)
     .fetch_optional(store.pool())
     .await?;
-    let Some((user_id, username, role)) = row else {
-        return Ok(None);
-    };
-    sqlx::query("UPDATE sessions SET last_seen = ? WHERE token_hash = ?")
-        .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .bind(token_hash(token))
-        .execute(store.pool())
-        .await?;
-    Ok(Some(SignedIn {
+    Ok(row.map(|(user_id, username, role)| SignedIn {
         user_id,
         username,
         role: role.parse().unwrap_or(Role::Anonymous),

@@ -178,35 +178,94 @@ pub async fn publish(app: &AppState, event: SupportEvent) -> Result<(), AppError
     Ok(())
 }
 
+/// Who may watch the console's stream.
+const CONSOLE_ROLES: &[Role] = &[Role::Agent, Role::Admin];
+
+/// How often an open console stream checks that its agent is still signed in when no event comes.
+const CONSOLE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `GET /support/events`: every ticket event, for agents' consoles. A console that fell behind is
-/// sent `resync` and reloads what it shows.
+/// sent `resync` and reloads what it shows. The stream ends when its agent signs out, is removed,
+/// loses the role or is signed out by a password change: the session is checked before each event
+/// is sent and every [`CONSOLE_RECHECK`] in between, so what people wrote stops reaching a browser
+/// the moment its session does.
 pub async fn console_events(
     State(app): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    if let Err(refused) = crate::account::require_role(
-        &app,
-        &headers,
-        &[Role::Agent, Role::Admin],
-        "The support console is for support agents.",
-    )
-    .await?
+    let refusal = "The support console is for support agents.";
+    if let Err(refused) =
+        crate::account::require_role(&app, &headers, CONSOLE_ROLES, refusal).await?
     {
         return Ok(refused);
     }
-    let watch = app.support.watch();
-    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
-        let event = match watch.next().await {
-            Next::Event(e) => Event::default()
-                .event("ticket")
-                .json_data(&e)
-                .expect("events serialise"),
-            Next::Behind => Event::default().event("resync").data("{}"),
-            Next::Closed => return None,
-        };
-        Some((Ok::<_, Infallible>(event), watch))
+    // require_role found the cookie; without one the stream could not be checked, so it is refused.
+    let Some(token) = crate::http::cookie(&headers, crate::auth::SESSION_COOKIE) else {
+        return Ok(axum::response::Redirect::to("/signin").into_response());
+    };
+    let token = token.to_string();
+    let mut recheck = tokio::time::interval(CONSOLE_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let console = ConsoleStream {
+        watch: app.support.watch(),
+        store: app.store.clone(),
+        token,
+        recheck,
+    };
+    let stream = futures_util::stream::unfold(console, |mut console| async move {
+        let event = console.next().await?;
+        Some((Ok::<_, Infallible>(event), console))
     });
     Ok(no_store(Sse::new(stream).keep_alive(KeepAlive::default())))
+}
+
+/// State of one agent's console stream.
+struct ConsoleStream {
+    watch: Watch,
+    store: Store,
+    /// The session cookie the stream was opened with.
+    token: String,
+    recheck: tokio::time::Interval,
+}
+
+impl ConsoleStream {
+    /// The next event to send, or `None` when the stream ends.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            let next = tokio::select! {
+                next = self.watch.next() => Some(next),
+                _ = self.recheck.tick() => None,
+            };
+            if matches!(next, Some(Next::Closed)) || !self.still_signed_in().await {
+                return None;
+            }
+            match next {
+                Some(Next::Event(e)) => {
+                    return Some(
+                        Event::default()
+                            .event("ticket")
+                            .json_data(&e)
+                            .expect("events serialise"),
+                    )
+                }
+                Some(Next::Behind) => return Some(Event::default().event("resync").data("{}")),
+                Some(Next::Closed) | None => {}
+            }
+        }
+    }
+
+    /// Whether the stream's session is still an agent's. A store that cannot tell ends the stream:
+    /// the browser reconnects and signs in again rather than keep receiving unchecked.
+    async fn still_signed_in(&self) -> bool {
+        match crate::auth::live_session(&self.store, &self.token).await {
+            Ok(Some(user)) => CONSOLE_ROLES.contains(&user.role),
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(%error, "checking a console stream's session failed; ending it");
+                false
+            }
+        }
+    }
 }
 
 /// What the person's chat is sent.

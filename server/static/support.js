@@ -86,5 +86,13 @@
     if (lost) { lost = false; refresh(); return; }
     if (status) status.textContent = ticketId ? "Live: the person's messages appear here as they are sent." : "Live: new tickets appear here as they are opened.";
   };
-  source.onerror = function () { lost = true; if (status) status.textContent = "Reconnecting..."; };
+  // The server ends the stream when the session does (signed out, removed); the reconnect then
+  // meets the sign-in page and the browser gives up for good (CLOSED), so say what to do.
+  source.onerror = function () {
+    lost = true;
+    if (!status) return;
+    status.textContent = source.readyState === EventSource.CLOSED
+      ? "Live updates stopped: your session may have ended. Reload the page to sign in again."
+      : "Reconnecting...";
+  };
 })();

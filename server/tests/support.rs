@@ -452,6 +452,67 @@ fn simultaneous_escalations_share_a_ticket_and_the_queue_shows_who_waits() {
     );
 }
 
+/// Waits for `stream` to end, failing if a ticket event reaches it first.
+fn ends_without_tickets(stream: &mpsc::Receiver<Option<Sse>>, why: &str) {
+    loop {
+        match stream.recv_timeout(WAIT) {
+            Ok(None) => return,
+            Ok(Some(event)) if event.event == "ticket" => {
+                panic!("{why}, yet the console was sent {event:?}")
+            }
+            Ok(Some(_)) => {}
+            Err(_) => panic!("{why}, yet the console stream stayed open {WAIT:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_console_stream_ends_when_its_agent_is_signed_out_and_is_sent_nothing_after() {
+    let app = spawn_app();
+    let agent = staff_cookie(&app, "agent1", Role::Agent);
+    let colleague = staff_cookie(&app, "agent2", Role::Agent);
+    let console = open_stream(&app.url("/support/events"), &[("cookie", &agent)]);
+    let colleagues = open_stream(&app.url("/support/events"), &[("cookie", &colleague)]);
+
+    // The agent signs out on another tab; the open console tab keeps listening.
+    let confirm = get(&app.url("/signout"), &[("cookie", &agent)]);
+    let out = post_form(
+        &app.url("/signout"),
+        &[("cookie", &agent)],
+        &[("csrf", &confirm.hidden("csrf").unwrap())],
+    );
+    assert_eq!(out.status, 303);
+
+    let (status, reply) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "the pump keeps alarming, can I talk to a person", "contact": "+34 600 000 000"}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let ticket = reply["ticket"]["id"].as_i64().unwrap();
+    ends_without_tickets(&console, "the agent signed out");
+    // A colleague still signed in sees the ticket.
+    ticket_event(&colleagues, "ticket.opened", ticket);
+
+    // Removing an account ends its open console too.
+    let admin = staff_cookie(&app, "admin1", Role::Admin);
+    let users = get(&app.url("/admin/users"), &[("cookie", &admin)]);
+    let removed = post_form(
+        &app.url("/admin/users/agent2/remove"),
+        &[("cookie", &admin)],
+        &[
+            ("csrf", &users.hidden("csrf").unwrap()),
+            ("confirm", "remove"),
+        ],
+    );
+    assert!(removed.status < 400, "{}", removed.body);
+    let (status, reply) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "I need to speak to a human about the pump", "contact": "+34 600 000 001"}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    ends_without_tickets(&colleagues, "the agent's account was removed");
+}
+
 #[test]
 fn the_console_is_for_agents_and_bad_requests_get_clear_answers() {
     let app = spawn_app();
@@ -795,9 +856,6 @@ fn retention_deletes_quiet_conversations_old_contacts_idle_tickets_and_untaken_p
         })
         .unwrap()
     };
-    // A console open all along (the stream outlives the session the purges below expire).
-    let console = open_stream(&app.url("/support/events"), &[("cookie", &agent)]);
-
     // Tomorrow only the agent's expired session goes; in 15 days the closed ticket's contact is
     // cleared, nothing else.
     let tomorrow = run(1);
@@ -832,6 +890,14 @@ fn retention_deletes_quiet_conversations_old_contacts_idle_tickets_and_untaken_p
     // A ticket still open is kept while it is touched; nobody touched this one, so after 30 days
     // the purge closes it, leaving the conversation's own clock alone.
     assert!(run(29).tickets_closed.is_empty());
+    // An agent at work on day 31 has a console open (a session seen then, so the purge keeps it).
+    let on_duty = staff_cookie(&app, "agent4", Role::Agent);
+    let console = open_stream(&app.url("/support/events"), &[("cookie", &on_duty)]);
+    app.rows(&format!(
+        "UPDATE sessions SET last_seen = '{}' RETURNING user_id",
+        (chrono::Utc::now() + chrono::Duration::days(31))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    ));
     let idle = run(31);
     let open_ticket = open["ticket"]["id"].as_i64().unwrap();
     assert_eq!(
