@@ -31,6 +31,7 @@ use crate::error::Result;
 use crate::filters::{Filters, OwnerScope, GENERAL_MODEL, PUBLIC_OWNER};
 use crate::identifiers::identifiers;
 use crate::language::has_primary;
+use crate::private_docs::PrivateDocs;
 
 /// Names the analysis chains; stored in each generation's meta and checked on open, so an index is
 /// never searched with a different analyzer than it was built with.
@@ -538,16 +539,20 @@ pub fn build_lexical_from<C: std::borrow::Borrow<Chunk>>(
     Ok(())
 }
 
-/// BM25 statistics of one language's chunks: the searcher's counts, with the number of documents
-/// being that language's. (Its fields hold only its own chunks' tokens and terms already.)
+/// BM25 statistics of one language's public chunks: the searcher's counts less the private
+/// documents' share, with the number of documents being that language's. (Its fields hold only its
+/// own chunks' tokens and terms already.)
 struct LanguageStatistics<'a> {
     searcher: &'a Searcher,
     docs: u64,
+    /// What to leave out; `None` counts everything.
+    private: Option<&'a PrivateDocs>,
 }
 
 impl Bm25StatisticsProvider for LanguageStatistics<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
-        Bm25StatisticsProvider::total_num_tokens(self.searcher, field)
+        let all = Bm25StatisticsProvider::total_num_tokens(self.searcher, field)?;
+        Ok(all - self.private.map_or(0, |p| p.tokens(field)))
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {
@@ -555,7 +560,11 @@ impl Bm25StatisticsProvider for LanguageStatistics<'_> {
     }
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        self.searcher.doc_freq(term)
+        let all = self.searcher.doc_freq(term)?;
+        Ok(all
+            - self
+                .private
+                .map_or(Ok(0), |p| p.doc_freq(self.searcher, term))?)
     }
 }
 
@@ -576,6 +585,10 @@ pub struct LexicalIndex {
     weights: LexicalWeights,
     /// Chunks analysed by each language's rules, in `Analysis::ALL` order.
     docs: [u64; Analysis::ALL.len()],
+    /// The public ones among them: what BM25's statistics count.
+    public_docs: [u64; Analysis::ALL.len()],
+    /// Patients' documents, left out of every statistic (`None` when there are none).
+    private: Option<PrivateDocs>,
 }
 
 impl LexicalIndex {
@@ -588,9 +601,22 @@ impl LexicalIndex {
             .try_into()?;
         let (_, fields) = schema();
         let searcher = reader.searcher();
-        let mut docs = [0; Analysis::ALL.len()];
-        for (count, analysis) in docs.iter_mut().zip(Analysis::ALL) {
-            *count = searcher.doc_freq(&Term::from_field_text(fields.analysis, analysis.code()))?;
+        let scored: Vec<Field> = Analysis::ALL
+            .iter()
+            .flat_map(|&a| {
+                let f = fields.of(a);
+                [f.text, f.title, f.ids]
+            })
+            .collect();
+        let private = PrivateDocs::find(&searcher, fields.owner, PUBLIC_OWNER, &scored)?;
+        let (mut docs, mut public_docs) = ([0; Analysis::ALL.len()], [0; Analysis::ALL.len()]);
+        for (i, analysis) in Analysis::ALL.into_iter().enumerate() {
+            let term = Term::from_field_text(fields.analysis, analysis.code());
+            docs[i] = searcher.doc_freq(&term)?;
+            public_docs[i] = docs[i]
+                - private
+                    .as_ref()
+                    .map_or(Ok(0), |p| p.doc_freq(&searcher, &term))?;
         }
         Ok(Self {
             english: Analysis::English.analyzer(),
@@ -599,6 +625,8 @@ impl LexicalIndex {
             fields,
             weights,
             docs,
+            public_docs,
+            private,
         })
     }
 
@@ -616,12 +644,32 @@ impl LexicalIndex {
         self.docs[analysis as usize]
     }
 
+    /// The statistics `analysis`'s searches are scored by: its public chunks', or, for a language
+    /// only patients' documents are written in, all of its chunks (nothing public to count).
+    fn statistics<'a>(
+        &'a self,
+        searcher: &'a Searcher,
+        analysis: Analysis,
+    ) -> LanguageStatistics<'a> {
+        let public = self.public_docs[analysis as usize];
+        LanguageStatistics {
+            searcher,
+            docs: if public > 0 {
+                public
+            } else {
+                self.docs_in(analysis)
+            },
+            private: self.private.as_ref().filter(|_| public > 0),
+        }
+    }
+
     /// How much a matched term (analysed by `analysis`) says: BM25's idf among that language's
-    /// chunks, ln(1 + (N - df + 0.5) / (df + 0.5)).
+    /// public chunks, ln(1 + (N - df + 0.5) / (df + 0.5)).
     pub fn term_weight(&self, term: &str, analysis: Analysis) -> f32 {
         let searcher = self.reader.searcher();
-        let n = self.docs_in(analysis) as f32;
-        let df = searcher
+        let statistics = self.statistics(&searcher, analysis);
+        let n = statistics.docs as f32;
+        let df = statistics
             .doc_freq(&Term::from_field_text(self.fields.of(analysis).text, term))
             .unwrap_or(0) as f32;
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
@@ -655,17 +703,13 @@ impl LexicalIndex {
         let searcher = self.reader.searcher();
         let mut out = Vec::new();
         for analysis in Analysis::ALL {
-            let docs = self.docs_in(analysis);
-            if docs == 0 {
+            if self.docs_in(analysis) == 0 {
                 continue;
             }
             let Some(query) = self.query(parts, filters, analysis) else {
                 continue;
             };
-            let statistics = LanguageStatistics {
-                searcher: &searcher,
-                docs,
-            };
+            let statistics = self.statistics(&searcher, analysis);
             let top = searcher.search_with_statistics_provider(
                 &query,
                 &TopDocs::with_limit(limit).order_by_score(),
@@ -902,6 +946,90 @@ mod tests {
         let one = index.search(&parts, &filters, 1).unwrap();
         assert_eq!(one, all[..1].to_vec());
         assert!(index.search(&parts, &filters, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn patients_documents_move_no_score_and_no_weight_the_public_sees() {
+        let mut public = english();
+        public.extend(spanish());
+        let mut with_notes = public.clone();
+        // Patients' notes sharing the public chunks' words, and adding a rare one.
+        for (owner, language, text) in [
+            (
+                "packet-1",
+                "en",
+                "Take warfarin daily. Replace the dressing; the pump battery lasts a day. E-204",
+            ),
+            ("packet-1", "en", "Warfarin: no aspirin."),
+            (
+                "packet-2",
+                "es",
+                "Tome warfarina. Cambie la batería de la bomba cada día.",
+            ),
+        ] {
+            let mut note = chunk(language, "Your care", text);
+            note.chunk_id = format!("{owner}-{}", with_notes.len());
+            note.owner = Some(owner.to_string());
+            with_notes.push(note);
+        }
+        let (alone, _a) = index_of(&public);
+        let (both, _b) = index_of(&with_notes);
+        let scoped = |owner: OwnerScope| Filters {
+            owner,
+            ..Filters::default()
+        };
+        for query in [
+            "replace the battery",
+            "E-204 occlusion",
+            "cambie la batería",
+            "damp cloth warfarin",
+        ] {
+            let parts = [WeightedText {
+                text: query,
+                weight: 1.0,
+            }];
+            let a = alone
+                .search(&parts, &scoped(OwnerScope::Public), 10)
+                .unwrap();
+            let b = both
+                .search(&parts, &scoped(OwnerScope::Public), 10)
+                .unwrap();
+            assert!(!a.is_empty(), "{query}");
+            assert_eq!(a.len(), b.len(), "{query}: {a:?} {b:?}");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.0, y.0, "{query}: {a:?} {b:?}");
+                assert!((x.1 - y.1).abs() < 1e-6, "{query}: {a:?} {b:?}");
+            }
+        }
+        for (term, analysis) in [
+            ("batteri", Analysis::English),
+            ("warfarin", Analysis::English),
+            ("bateri", Analysis::Spanish),
+        ] {
+            let (a, b) = (
+                alone.term_weight(term, analysis),
+                both.term_weight(term, analysis),
+            );
+            assert!((a - b).abs() < 1e-6, "{term}: {a} against {b}");
+        }
+        // The notes' owner still finds them, scored by the same public statistics.
+        let parts = [WeightedText {
+            text: "warfarin battery",
+            weight: 1.0,
+        }];
+        let mine = both
+            .search(
+                &parts,
+                &scoped(OwnerScope::PublicAnd("packet-1".into())),
+                10,
+            )
+            .unwrap();
+        let ords: Vec<u32> = mine.iter().map(|h| h.0).collect();
+        assert!(ords[..2].contains(&6) && ords[..2].contains(&7), "{mine:?}");
+        assert!(
+            mine.iter().all(|h| h.0 != 8),
+            "another patient's note: {mine:?}"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod identifiers;
 pub mod language;
 pub mod lexical;
 pub mod manual;
+mod private_docs;
 pub mod search;
 pub mod validate;
 pub mod vector;

@@ -222,6 +222,12 @@ impl SearchIndex {
         self.chunks.len()
     }
 
+    /// Chunks of public material: what may be reported where anyone can see it (patients'
+    /// documents come and go with their packets).
+    pub fn public_len(&self) -> usize {
+        self.chunks.iter().filter(|c| c.owner.is_none()).count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
     }

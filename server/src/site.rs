@@ -57,7 +57,9 @@ pub async fn health(State(app): State<AppState>) -> Response {
         format!(
             "ok generation={} chunks={}\n",
             index.generation,
-            index.len()
+            // Public chunks only: anyone may ask, and the count of patients' chunks would tell
+            // when a packet was made or deleted.
+            index.public_len()
         ),
     )
         .into_response()

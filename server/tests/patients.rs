@@ -719,6 +719,7 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
     );
     let csrf = form.hidden("csrf").unwrap();
     let before = app.rows("SELECT COUNT(*) FROM packets")[0][0].clone();
+    let health_before = get(&app.url("/healthz"), &[]).body;
 
     // Everything wrong at once: every problem is listed, nothing is created.
     let bad = post_form(
@@ -834,6 +835,16 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // The public health check counts public chunks only: a new packet does not show there.
+    let chunks_of = |health: &str| health.split("chunks=").nth(1).map(|n| n.trim().to_string());
+    let health_after = get(&app.url("/healthz"), &[]).body;
+    assert_ne!(health_before, health_after, "a new generation is served");
+    assert_eq!(chunks_of(&health_before), chunks_of(&health_after));
+    assert_eq!(
+        chunks_of(&health_after),
+        Some(app.state.index().public_len().to_string())
+    );
+    assert!(app.state.index().public_len() < app.state.index().len());
     let (status, answer) = ask_as(
         &app,
         &session,
