@@ -8,9 +8,10 @@ PATH is the repository root (default: two folders above this file). The checker:
   * computes section anchors the way the indexer does (GitHub-style slugs, `{#id}` overrides,
     duplicates suffixed -1, -2 ... in order of appearance);
   * validates heading attributes (`{audience=a,b}`, `{#anchor}`);
-  * verifies every question in evals/data/manual-questions.jsonl names an existing manual and anchor;
-  * verifies the same for evals/data/manual-questions-es.jsonl, and that its audience can read the section
-    (the nearest `{audience=...}` on the heading or a parent heading, else the front matter `audience`);
+  * verifies every question in evals/data/manual-questions.jsonl and manual-questions-es.jsonl names an
+    existing manual and anchor, and that its audience can read the section (the nearest `{audience=...}` on
+    the heading or a parent heading, else the front matter `audience`): `eval answerability --as-served`
+    asks each question as its audience;
   * verifies manuals/assets.toml: sites, queues, assets, codes, and that every referenced id exists;
   * flags URLs and real-looking host names (only *.example domains are allowed);
   * prints body word counts per manual.
@@ -386,7 +387,7 @@ def main() -> int:
     args = parser.parse_args()
     problems = Problems()
     manuals = check_manuals(args.root, problems)
-    nq = check_questions(args.root, manuals, problems)
+    nq = check_questions(args.root, manuals, problems, check_readers=True)
     nq_es = check_questions(args.root, manuals, problems, "manual-questions-es.jsonl", check_readers=True)
     counts = check_assets(args.root, manuals, problems)
 

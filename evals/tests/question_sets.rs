@@ -1,8 +1,10 @@
 //! Our question sets over the bundled manuals name sections by manual id and anchor. An edit that
 //! renames a heading changes its anchor, and a question naming the old one would count as a miss
-//! forever without saying why: every question must name a section the manuals have.
+//! forever without saying why: every question must name a section the manuals have. A question
+//! that says who asks it must name a section that reader may see (`eval answerability --as-served`
+//! asks it as them, and a section hidden from them can never be found).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use scanaid_evals::manual_questions::load_questions;
@@ -17,17 +19,19 @@ fn repo() -> PathBuf {
 fn every_question_names_a_section_the_bundled_manuals_have() {
     let (manuals, problems) = load_manuals(&repo().join("manuals")).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
-    let sections: BTreeSet<(String, String)> = manuals
+    // Each section with the audiences that may read it (empty: everyone).
+    let sections: BTreeMap<(String, String), Vec<String>> = manuals
         .iter()
         .flat_map(|m| {
             chunk_manual(m, ChunkingConfig::default())
                 .sections
                 .into_iter()
-                .map(move |s| (m.meta.id.clone(), s.anchor))
+                .map(move |s| ((m.meta.id.clone(), s.anchor), s.audiences))
         })
         .collect();
     for file in [
         "manual-questions.jsonl",
+        "manual-questions-es.jsonl",
         "manual-questions-written.jsonl",
         "leaflet-crosslang.jsonl",
     ] {
@@ -37,13 +41,22 @@ fn every_question_names_a_section_the_bundled_manuals_have() {
         let mut ids = BTreeSet::new();
         for q in &questions {
             assert!(ids.insert(q.id.clone()), "{file}: id {} twice", q.id);
-            assert!(
-                sections.contains(&(q.manual.clone(), q.anchor.clone())),
-                "{file}: {} names {}#{}, which the bundled manuals do not have",
-                q.id,
-                q.manual,
-                q.anchor
-            );
+            let Some(readers) = sections.get(&(q.manual.clone(), q.anchor.clone())) else {
+                panic!(
+                    "{file}: {} names {}#{}, which the bundled manuals do not have",
+                    q.id, q.manual, q.anchor
+                );
+            };
+            if let Some(audience) = &q.audience {
+                assert!(
+                    readers.is_empty() || readers.contains(audience),
+                    "{file}: {} is asked by {audience}, who cannot read {}#{} (readers: {})",
+                    q.id,
+                    q.manual,
+                    q.anchor,
+                    readers.join(", ")
+                );
+            }
         }
     }
 }
