@@ -605,12 +605,8 @@ fn served_filters(
 ) -> Result<std::collections::HashMap<String, scanaid_indexer::Filters>> {
     use scanaid_server::roles::Role;
     let registry = scanaid_server::registry::Registry::load(&manuals_dir.join("assets.toml"))?;
-    let served = |manuals: &[String], role: Role| scanaid_indexer::Filters {
-        manuals: manuals.to_vec(),
-        audiences: role.audiences().iter().map(|a| a.to_string()).collect(),
-        owner: scanaid_indexer::OwnerScope::Public,
-        ..scanaid_indexer::Filters::default()
-    };
+    let served =
+        |manuals: &[String], role: Role| scanaid_server::chat::chat_filters(manuals.to_vec(), role);
     let mut filters = std::collections::HashMap::new();
     for q in answerable {
         let on_asset = registry

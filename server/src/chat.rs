@@ -571,12 +571,7 @@ pub async fn answer_turn(
         }
     };
 
-    let filters = Filters {
-        manuals: asset.manual_ids(),
-        audiences: role.audiences().iter().map(|s| s.to_string()).collect(),
-        owner: OwnerScope::Public,
-        ..Filters::default()
-    };
+    let filters = chat_filters(asset.manual_ids(), role);
     let search = SearchRequest {
         query: message.clone(),
         history,
@@ -1196,6 +1191,17 @@ fn ticket_view(
     }
 }
 
+/// What a chat turn on an asset searches: the asset's manuals, the sections `role` may read, and
+/// public material only. `scanaid eval answerability --as-served` asks its questions through this
+/// too, so the eval and the chat cannot drift apart.
+pub fn chat_filters(manuals: Vec<String>, role: crate::roles::Role) -> Filters {
+    Filters {
+        manuals,
+        audiences: role.audiences().iter().map(|s| s.to_string()).collect(),
+        owner: OwnerScope::Public,
+        ..Filters::default()
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
