@@ -149,19 +149,22 @@ fn sentences(line: &str) -> Vec<(usize, usize)> {
     spans
 }
 
-/// A passage the answer cites, numbered from 1 in the order the answer first uses it.
+/// A manual section the answer cites, numbered from 1 in the order the answer first uses it. Two
+/// passages of one section share its number: a reader sees a section once, not "[1] Battery,
+/// [2] Battery".
 #[derive(Debug, Clone, PartialEq)]
 pub struct Citation {
     pub n: usize,
-    /// The chunk's position in the generation it came from.
-    pub ord: u32,
+    /// The cited passages' positions in the generation they came from, in the order the answer
+    /// first uses them.
+    pub ords: Vec<u32>,
     pub manual_id: String,
     pub manual_title: String,
     pub revision: String,
     /// The section's heading path, joined with " › ".
     pub section: String,
     pub anchor: String,
-    /// The start of the cited passage, for a preview.
+    /// The start of the first cited passage, for a preview.
     pub snippet: String,
 }
 
@@ -170,6 +173,8 @@ pub struct Citation {
 pub struct AnswerSentence {
     pub text: String,
     pub citation: usize,
+    /// The passage `text` is copied from, verbatim: one of its citation's `ords`.
+    pub ord: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -443,25 +448,37 @@ pub fn extract(index: &SearchIndex, question: &str, hits: &[Hit]) -> Extract {
     chosen.dedup();
 
     let mut out = Extract::default();
-    let mut number_of: Vec<Option<usize>> = vec![None; ords.len()];
     for (p, unit) in chosen {
         let chunk = index.chunk(ords[p]);
-        let n = *number_of[p].get_or_insert_with(|| {
-            out.citations.push(Citation {
-                n: out.citations.len() + 1,
-                ord: ords[p],
-                manual_id: chunk.manual_id.clone(),
-                manual_title: chunk.manual_title.clone(),
-                revision: chunk.revision.clone(),
-                section: chunk.heading_path.join(" › "),
-                anchor: chunk.anchor.clone(),
-                snippet: chunk.text.chars().take(160).collect(),
-            });
-            out.citations.len()
-        });
+        let same_section = out
+            .citations
+            .iter()
+            .position(|c| c.manual_id == chunk.manual_id && c.anchor == chunk.anchor);
+        let n = match same_section {
+            Some(i) => {
+                if !out.citations[i].ords.contains(&ords[p]) {
+                    out.citations[i].ords.push(ords[p]);
+                }
+                i + 1
+            }
+            None => {
+                out.citations.push(Citation {
+                    n: out.citations.len() + 1,
+                    ords: vec![ords[p]],
+                    manual_id: chunk.manual_id.clone(),
+                    manual_title: chunk.manual_title.clone(),
+                    revision: chunk.revision.clone(),
+                    section: chunk.heading_path.join(" › "),
+                    anchor: chunk.anchor.clone(),
+                    snippet: chunk.text.chars().take(160).collect(),
+                });
+                out.citations.len()
+            }
+        };
         out.sentences.push(AnswerSentence {
             text: chunk.text[unit.start..unit.end].to_string(),
             citation: n,
+            ord: ords[p],
         });
     }
     out

@@ -91,9 +91,17 @@ fn a_procedure_split_over_chunks_comes_back_whole_and_in_order() {
     for s in &answer.sentences {
         let cited = &answer.citations[s.citation - 1];
         assert!(
-            index.chunk(cited.ord).text.contains(&s.text),
+            cited.ords.contains(&s.ord) && index.chunk(s.ord).text.contains(&s.text),
             "{s:?} not in its cited chunk"
         );
         assert_eq!(cited.anchor, "lockout-before-service");
     }
+    // One section, one number: the chunks the procedure runs over are cited together.
+    assert_eq!(answer.citations.len(), 1, "{:#?}", answer.citations);
+    assert!(
+        answer.citations[0].ords.len() >= 2,
+        "{:#?}",
+        answer.citations
+    );
+    assert!(answer.sentences.iter().all(|s| s.citation == 1));
 }

@@ -145,18 +145,20 @@ pub fn evaluate(
             unsure += 1;
         }
 
-        let key = |c: &scanaid_assistant::Citation| {
+        let expected = |c: &scanaid_assistant::Citation| {
             if q.by_passage_id {
-                index.chunk(c.ord).chunk_id.clone()
+                c.ords
+                    .iter()
+                    .any(|&ord| q.expected.contains(&index.chunk(ord).chunk_id))
             } else {
-                format!("{}#{}", c.manual_id, c.anchor)
+                q.expected
+                    .contains(&format!("{}#{}", c.manual_id, c.anchor))
             }
         };
-        let expected = |c: &scanaid_assistant::Citation| q.expected.contains(&key(c));
         for s in &answer.sentences {
             n_sentences += 1;
             let cited = &answer.citations[s.citation - 1];
-            if index.chunk(cited.ord).text.contains(&s.text) {
+            if cited.ords.contains(&s.ord) && index.chunk(s.ord).text.contains(&s.text) {
                 covered += 1;
             }
         }
@@ -180,7 +182,13 @@ pub fn evaluate(
             cited: answer
                 .citations
                 .iter()
-                .map(|c| format!("[{}] {}#{} ({})", c.n, c.manual_id, c.anchor, c.section))
+                .map(|c| match c.ords.len() {
+                    1 => format!("[{}] {}#{} ({})", c.n, c.manual_id, c.anchor, c.section),
+                    n => format!(
+                        "[{}] {}#{} ({}; {n} passages)",
+                        c.n, c.manual_id, c.anchor, c.section
+                    ),
+                })
                 .collect(),
         });
     }
