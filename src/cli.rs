@@ -613,7 +613,10 @@ fn served_filters(
             .assets
             .iter()
             .find(|a| a.manuals.contains(&q.manual));
+        // A question's audience names a manual audience; "public" material is read by anyone,
+        // so its reader is anonymous, and every other audience is read by the role of its name.
         let role = match q.audience.as_deref() {
+            Some("public") => Some(Role::Anonymous),
             Some(audience) => Some(
                 audience
                     .parse::<Role>()
@@ -1071,6 +1074,7 @@ mod tests {
             &[
                 answerable("a1", "dw-500", "technician"),
                 answerable("a2", "leaflet", "patient"),
+                answerable("a4", "dw-500", "public"),
             ],
             &[
                 unanswerable("u1", "dw1"),
@@ -1090,6 +1094,11 @@ mod tests {
             audiences(scanaid_server::roles::Role::Technician)
         );
         assert_eq!(filters["a1"].owner, scanaid_indexer::OwnerScope::Public);
+        // Public material is read by anyone: asked anonymously.
+        assert_eq!(
+            filters["a4"].audiences,
+            audiences(scanaid_server::roles::Role::Anonymous)
+        );
         // Tied to no asset: searched as without --as-served.
         assert!(!filters.contains_key("a2") && !filters.contains_key("u2"));
         // Unanswerable on an asset: its manuals, the staff roles in turn.

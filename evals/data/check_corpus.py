@@ -9,9 +9,10 @@ PATH is the repository root (default: two folders above this file). The checker:
     duplicates suffixed -1, -2 ... in order of appearance);
   * validates heading attributes (`{audience=a,b}`, `{#anchor}`);
   * verifies every question in evals/data/manual-questions.jsonl and manual-questions-es.jsonl names an
-    existing manual and anchor, and that its audience can read the section (the nearest `{audience=...}` on
-    the heading or a parent heading, else the front matter `audience`): `eval answerability --as-served`
-    asks each question as its audience;
+    existing manual and anchor, and that its audience is one the section is written for (the nearest
+    `{audience=...}` on the heading or a parent heading, else the front matter `audience`; stricter than the
+    server, whose roles also read lower audiences): `eval answerability --as-served` asks each question as its
+    audience;
   * verifies manuals/assets.toml: sites, queues, assets, codes, and that every referenced id exists;
   * flags URLs and real-looking host names (only *.example domains are allowed);
   * prints body word counts per manual.

@@ -1,8 +1,10 @@
 //! Our question sets over the bundled manuals name sections by manual id and anchor. An edit that
 //! renames a heading changes its anchor, and a question naming the old one would count as a miss
 //! forever without saying why: every question must name a section the manuals have. A question
-//! that says who asks it must name a section that reader may see (`eval answerability --as-served`
-//! asks it as them, and a section hidden from them can never be found).
+//! that says who asks it must name a section written for that audience (`eval answerability
+//! --as-served` asks it as them, and a section hidden from them can never be found). That is
+//! stricter than the server, whose roles also read the audiences below theirs (biomed reads
+//! technician sections): a label names the section's own reader.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -552,7 +552,10 @@ struct LanguageStatistics<'a> {
 impl Bm25StatisticsProvider for LanguageStatistics<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
         let all = Bm25StatisticsProvider::total_num_tokens(self.searcher, field)?;
-        Ok(all - self.private.map_or(0, |p| p.tokens(field)))
+        let public = all.saturating_sub(self.private.map_or(0, |p| p.tokens(field)));
+        // A field only patients' documents fill (identifiers, say) would have an average length
+        // of 0, and tantivy's length normalisation would then score every match 0.
+        Ok(if public > 0 { public } else { all })
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {
@@ -561,10 +564,7 @@ impl Bm25StatisticsProvider for LanguageStatistics<'_> {
 
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
         let all = self.searcher.doc_freq(term)?;
-        Ok(all
-            - self
-                .private
-                .map_or(Ok(0), |p| p.doc_freq(self.searcher, term))?)
+        Ok(all.saturating_sub(self.private.map_or(0, |p| p.doc_freq(term))))
     }
 }
 
@@ -607,16 +607,15 @@ impl LexicalIndex {
                 let f = fields.of(a);
                 [f.text, f.title, f.ids]
             })
+            .chain([fields.analysis])
             .collect();
         let private = PrivateDocs::find(&searcher, fields.owner, PUBLIC_OWNER, &scored)?;
         let (mut docs, mut public_docs) = ([0; Analysis::ALL.len()], [0; Analysis::ALL.len()]);
         for (i, analysis) in Analysis::ALL.into_iter().enumerate() {
             let term = Term::from_field_text(fields.analysis, analysis.code());
             docs[i] = searcher.doc_freq(&term)?;
-            public_docs[i] = docs[i]
-                - private
-                    .as_ref()
-                    .map_or(Ok(0), |p| p.doc_freq(&searcher, &term))?;
+            public_docs[i] =
+                docs[i].saturating_sub(private.as_ref().map_or(0, |p| p.doc_freq(&term)));
         }
         Ok(Self {
             english: Analysis::English.analyzer(),

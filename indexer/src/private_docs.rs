@@ -15,18 +15,19 @@ use tantivy::{DocSet, Searcher, Term, TERMINATED};
 
 use tantivy::Result;
 
-/// The private documents of one searcher's segments.
+/// The private documents of one searcher's segments, counted once when the index opens.
 pub struct PrivateDocs {
-    /// Per segment, in the searcher's order: whether each document id is private (`None` for a
-    /// segment with none).
-    private: Vec<Option<Vec<bool>>>,
     /// Tokens the private documents hold, per counted field (what `total_num_tokens` sums).
     tokens: HashMap<Field, u64>,
+    /// How many private documents hold each term of the counted fields (terms none holds are
+    /// absent), so a search looks its terms up instead of walking their postings.
+    doc_freqs: HashMap<(Field, Vec<u8>), u64>,
 }
 
 impl PrivateDocs {
-    /// The documents whose `owner` holds any value but `public`, with their token counts in
-    /// `counted` (the fields BM25 scores); `None` when every document is public.
+    /// The documents whose `owner` holds any value but `public`, with their token counts and term
+    /// document counts in `counted` (the fields BM25 scores and counts); `None` when every
+    /// document is public.
     pub fn find(
         searcher: &Searcher,
         owner: Field,
@@ -59,54 +60,58 @@ impl PrivateDocs {
             return Ok(None);
         }
         let mut docs = Self {
-            private,
             tokens: HashMap::new(),
+            doc_freqs: HashMap::new(),
         };
         for &field in counted {
-            let tokens = docs.count_tokens(searcher, field)?;
-            docs.tokens.insert(field, tokens);
+            docs.count(searcher, &private, field)?;
         }
         Ok(Some(docs))
     }
 
-    /// Every occurrence of every term of `field` in a private document: walks the field's whole
-    /// term dictionary once, when the index is opened.
-    fn count_tokens(&self, searcher: &Searcher, field: Field) -> Result<u64> {
-        let mut total = 0;
-        for (segment, marks) in searcher.segment_readers().iter().zip(&self.private) {
+    /// Every occurrence of every term of `field` in a private document, and how many private
+    /// documents hold each term: walks the field's whole term dictionary once.
+    fn count(
+        &mut self,
+        searcher: &Searcher,
+        private: &[Option<Vec<bool>>],
+        field: Field,
+    ) -> Result<()> {
+        let mut tokens = 0;
+        for (segment, marks) in searcher.segment_readers().iter().zip(private) {
             let Some(marks) = marks else { continue };
             let inverted = segment.inverted_index(field)?;
             let mut stream = inverted.terms().stream()?;
             while stream.advance() {
                 let mut postings = inverted
                     .read_postings_from_terminfo(stream.value(), IndexRecordOption::WithFreqs)?;
+                let mut holding = 0;
                 while postings.doc() != TERMINATED {
                     if marks[postings.doc() as usize] {
-                        total += u64::from(postings.term_freq());
+                        tokens += u64::from(postings.term_freq());
+                        holding += 1;
                     }
                     postings.advance();
                 }
+                if holding > 0 {
+                    *self
+                        .doc_freqs
+                        .entry((field, stream.key().to_vec()))
+                        .or_default() += holding;
+                }
             }
         }
-        Ok(total)
+        self.tokens.insert(field, tokens);
+        Ok(())
     }
 
-    /// How many private documents hold `term` (counted as tantivy's `doc_freq` counts).
-    pub fn doc_freq(&self, searcher: &Searcher, term: &Term) -> Result<u64> {
-        let mut n = 0;
-        for (segment, marks) in searcher.segment_readers().iter().zip(&self.private) {
-            let Some(marks) = marks else { continue };
-            let inverted = segment.inverted_index(term.field())?;
-            let postings = inverted.read_postings(term, IndexRecordOption::Basic)?;
-            let Some(mut postings) = postings else {
-                continue;
-            };
-            while postings.doc() != TERMINATED {
-                n += u64::from(marks[postings.doc() as usize]);
-                postings.advance();
-            }
-        }
-        Ok(n)
+    /// How many private documents hold `term` (counted as tantivy's `doc_freq` counts; 0 for a
+    /// field not counted).
+    pub fn doc_freq(&self, term: &Term) -> u64 {
+        self.doc_freqs
+            .get(&(term.field(), term.serialized_value_bytes().to_vec()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Tokens the private documents hold in `field` (0 for a field not counted).

@@ -121,7 +121,9 @@ pub struct SearchIndex {
     lexical: LexicalIndex,
     vectors: VectorIndex,
     has_private: bool,
-    /// The distinct primary language tags of the chunks.
+    /// The distinct primary language tags of the public chunks. A patient's packet adds its own
+    /// to that patient's searches only (`languages_for`): what public questions are read as must
+    /// not change when a packet in another language is indexed.
     languages: Vec<String>,
     pub settings: SearchSettings,
 }
@@ -202,9 +204,7 @@ impl SearchIndex {
             .with_items(starts)
             .map_err(bad)?;
         let has_private = chunks.iter().any(|c| c.owner.is_some());
-        let mut languages: Vec<String> = chunks.iter().map(|c| primary(&c.language)).collect();
-        languages.sort();
-        languages.dedup();
+        let languages = languages_of(chunks.iter().filter(|c| c.owner.is_none()));
         Ok(Self {
             dir: dir.to_path_buf(),
             generation: generation.to_string(),
@@ -264,7 +264,10 @@ impl SearchIndex {
             None => request
                 .language
                 .as_deref()
-                .or(self.languages.first().map(String::as_str))
+                .or(self
+                    .languages_for(&request.filters)
+                    .first()
+                    .map(String::as_str))
                 .map_or(Analysis::English, Analysis::of),
         }
     }
@@ -387,7 +390,27 @@ impl SearchIndex {
     /// The language the request's question is written in, when the index or the person brings a
     /// second language into play; `None` for one language (every passage is within BM25's reach).
     pub fn question_language(&self, request: &SearchRequest) -> Option<&'static str> {
-        question_language(&request.query, &self.languages, request.language.as_deref())
+        question_language(
+            &request.query,
+            &self.languages_for(&request.filters),
+            request.language.as_deref(),
+        )
+    }
+
+    /// The languages a search under `filters` may meet: the public chunks', plus the languages of
+    /// the private documents it may see.
+    fn languages_for(&self, filters: &Filters) -> std::borrow::Cow<'_, [String]> {
+        use std::borrow::Cow;
+        match &filters.owner {
+            _ if !self.has_private => Cow::Borrowed(&self.languages),
+            OwnerScope::Public => Cow::Borrowed(&self.languages),
+            OwnerScope::Everything => Cow::Owned(languages_of(self.chunks.iter())),
+            OwnerScope::PublicAnd(me) => Cow::Owned(languages_of(
+                self.chunks
+                    .iter()
+                    .filter(|c| c.owner.as_ref().is_none_or(|owner| owner == me)),
+            )),
+        }
     }
 
     /// The vector leg's allow-mask, or `None` when every chunk is allowed.
@@ -398,6 +421,14 @@ impl SearchIndex {
         }
         Some(self.chunks.iter().map(|c| filters.allows(c)).collect())
     }
+}
+
+/// The distinct primary language tags of `chunks`, sorted.
+fn languages_of<'a>(chunks: impl Iterator<Item = &'a Chunk>) -> Vec<String> {
+    let mut languages: Vec<String> = chunks.map(|c| primary(&c.language)).collect();
+    languages.sort();
+    languages.dedup();
+    languages
 }
 
 fn to_hits(index: &SearchIndex, list: Vec<(u32, f32)>, is_bm25: bool) -> Vec<Hit> {

@@ -219,6 +219,12 @@ fn filters_apply_inside_both_legs_before_top_k() {
         "private.md",
         "+++\nid = \"packet-p1-1\"\ntitle = \"Your plan\"\naudience = [\"patient\"]\nrevision = \"1\"\nowner = \"p1\"\n+++\n# Your battery of tests\n\nYour battery of blood tests is on Monday at the clinic.\n",
     );
+    // The same patient's note in Spanish, a language no public manual here is written in.
+    write(
+        manuals.path(),
+        "private-es.md",
+        "+++\nid = \"packet-p1-2\"\ntitle = \"Su plan\"\naudience = [\"patient\"]\nlanguage = \"es\"\nrevision = \"1\"\nowner = \"p1\"\n+++\n# Sus análisis\n\nSus análisis de sangre son el lunes en la clínica.\n",
+    );
     index_manuals(
         manuals.path(),
         index_dir.path(),
@@ -276,6 +282,20 @@ fn filters_apply_inside_both_legs_before_top_k() {
     assert!(!owned_in(OwnerScope::PublicAnd("p2".into())));
     assert!(owned_in(OwnerScope::PublicAnd("p1".into())));
     assert!(owned_in(OwnerScope::Everything));
+    // A public question is read against the public manuals' languages (English only here): the
+    // Spanish packet brings Spanish into its owner's searches, not anybody else's.
+    let language_in = |owner: OwnerScope| {
+        let mut req = SearchRequest::new(
+            "¿Cuándo son mis análisis de sangre en la clínica?",
+            Mode::Hybrid,
+            5,
+        );
+        req.filters.owner = owner;
+        index.question_language(&req)
+    };
+    assert_eq!(language_in(OwnerScope::Public), None);
+    assert_eq!(language_in(OwnerScope::PublicAnd("p2".into())), None);
+    assert_eq!(language_in(OwnerScope::PublicAnd("p1".into())), Some("es"));
 }
 
 #[test]

@@ -101,17 +101,22 @@ pub async fn gap_turns(
 
 /// The manual sections a turn's answer offered: (manual id, section, url).
 pub fn offered(citations_json: &str) -> Vec<(String, String, String)> {
-    serde_json::from_str::<Vec<serde_json::Value>>(citations_json)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|c| {
-            Some((
-                c["manual"].as_str()?.to_string(),
-                c["section"].as_str()?.to_string(),
-                c["url"].as_str()?.to_string(),
-            ))
-        })
-        .collect()
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for c in serde_json::from_str::<Vec<serde_json::Value>>(citations_json).unwrap_or_default() {
+        let (Some(manual), Some(section), Some(url)) = (
+            c["manual"].as_str(),
+            c["section"].as_str(),
+            c["url"].as_str(),
+        ) else {
+            continue;
+        };
+        let section = (manual.to_string(), section.to_string(), url.to_string());
+        // Turns stored before a section's passages shared one citation list it once per passage.
+        if !out.contains(&section) {
+            out.push(section);
+        }
+    }
+    out
 }
 
 /// How often each value occurs, most frequent first.
@@ -176,6 +181,12 @@ mod tests {
                 "/m/vp300-service#fault-codes".to_string()
             )]
         );
+        let twice = format!(
+            "[{},{}]",
+            &json[1..json.len() - 1],
+            &json[1..json.len() - 1]
+        );
+        assert_eq!(offered(&twice), offered(json), "one section, counted once");
         assert!(offered("not json").is_empty());
         assert_eq!(
             tally(["a", "b", "a"].into_iter()),
