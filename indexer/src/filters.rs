@@ -16,6 +16,18 @@ pub enum OwnerScope {
     Everything,
 }
 
+impl OwnerScope {
+    /// Whether material with this owner (`None`: public) is within the scope. The one rule behind
+    /// `Filters::allows`, the tantivy owner clause and the languages a search may meet.
+    pub fn sees(&self, owner: Option<&str>) -> bool {
+        match (self, owner) {
+            (_, None) | (OwnerScope::Everything, _) => true,
+            (OwnerScope::PublicAnd(me), Some(owner)) => me == owner,
+            (OwnerScope::Public, Some(_)) => false,
+        }
+    }
+}
+
 /// Each non-empty list means "one of these"; lists are combined with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
@@ -40,11 +52,7 @@ impl Filters {
         let any = |wanted: &[String], have: &[String]| {
             wanted.is_empty() || wanted.iter().any(|w| have.contains(w))
         };
-        let owner_ok = match (&self.owner, &chunk.owner) {
-            (_, None) | (OwnerScope::Everything, _) => true,
-            (OwnerScope::PublicAnd(me), Some(owner)) => me == owner,
-            (OwnerScope::Public, Some(_)) => false,
-        };
+        let owner_ok = self.owner.sees(chunk.owner.as_deref());
         let models_ok = self.models.is_empty()
             || self.models.iter().any(|m| chunk.models.contains(m))
             || (self.include_general && chunk.models.is_empty());

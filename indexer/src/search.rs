@@ -121,10 +121,17 @@ pub struct SearchIndex {
     lexical: LexicalIndex,
     vectors: VectorIndex,
     has_private: bool,
+    /// Chunks with no owner: what `/healthz` may report.
+    n_public: usize,
     /// The distinct primary language tags of the public chunks. A patient's packet adds its own
     /// to that patient's searches only (`languages_for`): what public questions are read as must
     /// not change when a packet in another language is indexed.
     languages: Vec<String>,
+    /// Per owner, the public languages plus those of the owner's documents, where the owner's
+    /// documents add one; counted once at open, not per question.
+    owner_languages: std::collections::HashMap<String, Vec<String>>,
+    /// Every chunk's language, owned or not (`OwnerScope::Everything`).
+    all_languages: Vec<String>,
     pub settings: SearchSettings,
 }
 
@@ -204,7 +211,10 @@ impl SearchIndex {
             .with_items(starts)
             .map_err(bad)?;
         let has_private = chunks.iter().any(|c| c.owner.is_some());
+        let n_public = chunks.iter().filter(|c| c.owner.is_none()).count();
         let languages = languages_of(chunks.iter().filter(|c| c.owner.is_none()));
+        let all_languages = languages_of(chunks.iter());
+        let owner_languages = owner_languages(&chunks, &languages);
         Ok(Self {
             dir: dir.to_path_buf(),
             generation: generation.to_string(),
@@ -213,7 +223,10 @@ impl SearchIndex {
             lexical,
             vectors,
             has_private,
+            n_public,
             languages,
+            owner_languages,
+            all_languages,
             settings,
         })
     }
@@ -225,7 +238,7 @@ impl SearchIndex {
     /// Chunks of public material: what may be reported where anyone can see it (patients'
     /// documents come and go with their packets).
     pub fn public_len(&self) -> usize {
-        self.chunks.iter().filter(|c| c.owner.is_none()).count()
+        self.n_public
     }
 
     pub fn is_empty(&self) -> bool {
@@ -392,24 +405,18 @@ impl SearchIndex {
     pub fn question_language(&self, request: &SearchRequest) -> Option<&'static str> {
         question_language(
             &request.query,
-            &self.languages_for(&request.filters),
+            self.languages_for(&request.filters),
             request.language.as_deref(),
         )
     }
 
     /// The languages a search under `filters` may meet: the public chunks', plus the languages of
     /// the private documents it may see.
-    fn languages_for(&self, filters: &Filters) -> std::borrow::Cow<'_, [String]> {
-        use std::borrow::Cow;
+    fn languages_for(&self, filters: &Filters) -> &[String] {
         match &filters.owner {
-            _ if !self.has_private => Cow::Borrowed(&self.languages),
-            OwnerScope::Public => Cow::Borrowed(&self.languages),
-            OwnerScope::Everything => Cow::Owned(languages_of(self.chunks.iter())),
-            OwnerScope::PublicAnd(me) => Cow::Owned(languages_of(
-                self.chunks
-                    .iter()
-                    .filter(|c| c.owner.as_ref().is_none_or(|owner| owner == me)),
-            )),
+            OwnerScope::Public => &self.languages,
+            OwnerScope::Everything => &self.all_languages,
+            OwnerScope::PublicAnd(me) => self.owner_languages.get(me).unwrap_or(&self.languages),
         }
     }
 
@@ -421,6 +428,30 @@ impl SearchIndex {
         }
         Some(self.chunks.iter().map(|c| filters.allows(c)).collect())
     }
+}
+
+/// For each owner whose documents bring a language the public chunks do not have, the public
+/// languages plus theirs (an owner absent from the map meets the public languages only).
+fn owner_languages(
+    chunks: &[Chunk],
+    public: &[String],
+) -> std::collections::HashMap<String, Vec<String>> {
+    let mut by_owner: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for chunk in chunks {
+        let Some(owner) = &chunk.owner else { continue };
+        let language = primary(&chunk.language);
+        if public.contains(&language) {
+            continue;
+        }
+        let languages = by_owner
+            .entry(owner.clone())
+            .or_insert_with(|| public.to_vec());
+        if !languages.contains(&language) {
+            languages.push(language);
+            languages.sort();
+        }
+    }
+    by_owner
 }
 
 /// The distinct primary language tags of `chunks`, sorted.

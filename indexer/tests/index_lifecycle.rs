@@ -296,6 +296,7 @@ fn filters_apply_inside_both_legs_before_top_k() {
     assert_eq!(language_in(OwnerScope::Public), None);
     assert_eq!(language_in(OwnerScope::PublicAnd("p2".into())), None);
     assert_eq!(language_in(OwnerScope::PublicAnd("p1".into())), Some("es"));
+    assert_eq!(language_in(OwnerScope::Everything), Some("es"));
 }
 
 #[test]

@@ -21,11 +21,15 @@ use crate::account::{require_role, CsrfForm};
 use crate::auth::SignedIn;
 use crate::content::{self, Progress};
 use crate::roles::Role;
+use crate::stream_session::StreamSession;
 use crate::views::{ChunkRow, FindingRow, JobPage, ManualEditPage, ManualRow, ManualsPage};
 use crate::{AppError, AppState};
 
 /// Largest manual accepted (the file itself; the form may be larger by its encoding).
 const MAX_MANUAL_BYTES: usize = 512 * 1024;
+
+/// Who keeps the manuals (and may watch their jobs).
+const EDITOR_ROLES: &[Role] = &[Role::Editor, Role::Admin];
 
 pub(crate) async fn require_editor(
     app: &AppState,
@@ -34,7 +38,7 @@ pub(crate) async fn require_editor(
     require_role(
         app,
         headers,
-        &[Role::Editor, Role::Admin],
+        EDITOR_ROLES,
         "The manuals are kept by content editors.",
     )
     .await
@@ -48,7 +52,7 @@ async fn require_editor_posting(
     crate::account::require_role_posting(
         app,
         headers,
-        &[Role::Editor, Role::Admin],
+        EDITOR_ROLES,
         "The manuals are kept by content editors.",
         csrf,
     )
@@ -530,7 +534,9 @@ pub async fn job(
     Ok(page(StatusCode::OK, html))
 }
 
-/// `GET /admin/jobs/{id}/events`: `progress` events while the job runs, then one `done`.
+/// `GET /admin/jobs/{id}/events`: the job's progress now and at each change (`progress`), then one
+/// `done` with its final state. The stream ends when its editor's session does (see
+/// [`StreamSession`]): a job's findings name manuals and their lines, which are for editors.
 pub async fn job_events(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -539,52 +545,118 @@ pub async fn job_events(
     if let Err(r) = require_editor(&app, &headers).await? {
         return Ok(r);
     }
+    let Some(session) = StreamSession::of(&app.store, &headers, EDITOR_ROLES) else {
+        return Ok(Redirect::to("/signin").into_response());
+    };
     let Some(job) = app.store.job(id).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
-    let rx = app.jobs.watch(id);
-    let closing = app.support.closing();
-    let state = (rx, Some(Progress::of(&job)), closing, false);
-    let stream =
-        futures_util::stream::unfold(state, |(rx, stored, mut closing, ended)| async move {
-            if ended {
-                return None;
-            }
-            let Some(mut rx) = rx else {
-                // Not running here (finished, or from before a restart): its stored state, once.
-                let p = stored?;
-                let event = Event::default()
-                    .event("done")
-                    .json_data(&p)
-                    .expect("serialises");
-                return Some((Ok::<_, Infallible>(event), (None, None, closing, true)));
-            };
-            let current = rx.borrow_and_update().clone();
-            if current.finished() {
-                let event = Event::default()
-                    .event("done")
-                    .json_data(&current)
-                    .expect("serialises");
-                return Some((Ok(event), (Some(rx), None, closing, true)));
-            }
-            let event = Event::default()
-                .event("progress")
-                .json_data(&current)
-                .expect("serialises");
-            tokio::select! {
-                changed = rx.changed() => {
-                    // The sender is gone only after the job's final state was sent; the store has it.
-                    let _ = changed;
-                }
-                _ = closing.wait_for(|c| *c) => return None,
-            }
-            Some((Ok(event), (Some(rx), None, closing, false)))
-        });
+    let stream = JobStream {
+        id,
+        store: app.store.clone(),
+        live: app.jobs.watch(id),
+        stored: Some(Progress::of(&job)),
+        closing: app.support.closing(),
+        session,
+        sent: false,
+        ended: false,
+    };
+    let stream = futures_util::stream::unfold(stream, |mut stream| async move {
+        let event = stream.next().await?;
+        Some((Ok::<_, Infallible>(event), stream))
+    });
     Ok(crate::account::no_store(
         Sse::new(stream)
             .keep_alive(KeepAlive::default())
             .into_response(),
     ))
+}
+
+/// State of one job's progress stream.
+struct JobStream {
+    id: i64,
+    store: crate::store::Store,
+    /// The running job's progress, when it runs in this process.
+    live: Option<tokio::sync::watch::Receiver<Progress>>,
+    /// The job's stored state: what a job that does not run here is reported as.
+    stored: Option<Progress>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    session: StreamSession,
+    /// Whether a `progress` event was sent (the next one waits for a change).
+    sent: bool,
+    ended: bool,
+}
+
+impl JobStream {
+    /// The next event to send, or `None` when the stream ends.
+    async fn next(&mut self) -> Option<Event> {
+        if self.ended {
+            return None;
+        }
+        let Some(live) = &mut self.live else {
+            if !self.session.still_allowed().await {
+                return None;
+            }
+            // Not running here (finished, or from before a restart): its stored state, once.
+            self.ended = true;
+            return Some(job_event("done", &self.stored.take()?));
+        };
+        if self.sent {
+            loop {
+                // Which wake-up came, decided first so that nothing borrowed by the select is
+                // held across the awaits below.
+                let woke = tokio::select! {
+                    changed = live.changed() => Woke::Changed(changed.is_ok()),
+                    _ = self.closing.wait_for(|c| *c) => Woke::Closing,
+                    _ = self.session.recheck_due() => Woke::Recheck,
+                };
+                match woke {
+                    Woke::Changed(true) => break,
+                    // The job's task is gone. Normally its final state was sent first and is read
+                    // below; if not, the store has the last word.
+                    Woke::Changed(false) if live.borrow().finished() => break,
+                    Woke::Changed(false) => {
+                        self.live = None;
+                        self.ended = true;
+                        let stored = self.store.job(self.id).await.ok().flatten();
+                        if !self.session.still_allowed().await {
+                            return None;
+                        }
+                        return stored.map(|job| job_event("done", &Progress::of(&job)));
+                    }
+                    Woke::Closing => return None,
+                    Woke::Recheck if !self.session.still_allowed().await => return None,
+                    Woke::Recheck => {}
+                }
+            }
+        }
+        // Checked after the wait, right before sending: the session may have ended during it.
+        if !self.session.still_allowed().await {
+            return None;
+        }
+        self.sent = true;
+        let current = live.borrow_and_update().clone();
+        if current.finished() {
+            self.ended = true;
+            return Some(job_event("done", &current));
+        }
+        Some(job_event("progress", &current))
+    }
+}
+
+/// What ended a job stream's wait.
+enum Woke {
+    /// The progress changed (`true`), or its sender is gone (`false`).
+    Changed(bool),
+    Closing,
+    Recheck,
+}
+
+fn job_event(name: &'static str, progress: &Progress) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(progress)
+        .expect("progress serialises")
 }
 
 /// `POST /admin/jobs/{id}/rollback`: undoes that publish (the latest one).

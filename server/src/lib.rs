@@ -37,6 +37,7 @@ pub mod scans_view;
 pub mod signin_limits;
 pub mod site;
 pub mod store;
+pub mod stream_session;
 pub mod support;
 pub mod tickets;
 pub mod tls;

@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, watch, Notify};
 
 use crate::roles::Role;
 use crate::store::Store;
+use crate::stream_session::StreamSession;
 use crate::tickets::{TicketMessage, TicketRecord};
 use crate::{AppError, AppState};
 
@@ -181,14 +182,10 @@ pub async fn publish(app: &AppState, event: SupportEvent) -> Result<(), AppError
 /// Who may watch the console's stream.
 const CONSOLE_ROLES: &[Role] = &[Role::Agent, Role::Admin];
 
-/// How often an open console stream checks that its agent is still signed in when no event comes.
-const CONSOLE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// `GET /support/events`: every ticket event, for agents' consoles. A console that fell behind is
 /// sent `resync` and reloads what it shows. The stream ends when its agent signs out, is removed,
-/// loses the role or is signed out by a password change: the session is checked before each event
-/// is sent and every [`CONSOLE_RECHECK`] in between, so what people wrote stops reaching a browser
-/// the moment its session does.
+/// loses the role or is signed out by a password change (see [`StreamSession`]), so what people
+/// wrote stops reaching a browser the moment its session does.
 pub async fn console_events(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -200,17 +197,12 @@ pub async fn console_events(
         return Ok(refused);
     }
     // require_role found the cookie; without one the stream could not be checked, so it is refused.
-    let Some(token) = crate::http::cookie(&headers, crate::auth::SESSION_COOKIE) else {
+    let Some(session) = StreamSession::of(&app.store, &headers, CONSOLE_ROLES) else {
         return Ok(axum::response::Redirect::to("/signin").into_response());
     };
-    let token = token.to_string();
-    let mut recheck = tokio::time::interval(CONSOLE_RECHECK);
-    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let console = ConsoleStream {
         watch: app.support.watch(),
-        store: app.store.clone(),
-        token,
-        recheck,
+        session,
     };
     let stream = futures_util::stream::unfold(console, |mut console| async move {
         let event = console.next().await?;
@@ -222,10 +214,7 @@ pub async fn console_events(
 /// State of one agent's console stream.
 struct ConsoleStream {
     watch: Watch,
-    store: Store,
-    /// The session cookie the stream was opened with.
-    token: String,
-    recheck: tokio::time::Interval,
+    session: StreamSession,
 }
 
 impl ConsoleStream {
@@ -234,9 +223,9 @@ impl ConsoleStream {
         loop {
             let next = tokio::select! {
                 next = self.watch.next() => Some(next),
-                _ = self.recheck.tick() => None,
+                _ = self.session.recheck_due() => None,
             };
-            if matches!(next, Some(Next::Closed)) || !self.still_signed_in().await {
+            if matches!(next, Some(Next::Closed)) || !self.session.still_allowed().await {
                 return None;
             }
             match next {
@@ -250,19 +239,6 @@ impl ConsoleStream {
                 }
                 Some(Next::Behind) => return Some(Event::default().event("resync").data("{}")),
                 Some(Next::Closed) | None => {}
-            }
-        }
-    }
-
-    /// Whether the stream's session is still an agent's. A store that cannot tell ends the stream:
-    /// the browser reconnects and signs in again rather than keep receiving unchecked.
-    async fn still_signed_in(&self) -> bool {
-        match crate::auth::live_session(&self.store, &self.token).await {
-            Ok(Some(user)) => CONSOLE_ROLES.contains(&user.role),
-            Ok(None) => false,
-            Err(error) => {
-                tracing::warn!(%error, "checking a console stream's session failed; ending it");
-                false
             }
         }
     }

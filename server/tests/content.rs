@@ -905,3 +905,84 @@ fn scans_and_questions_during_a_full_reindex_never_fail_or_mix_generations() {
         percentile(&outside, 0.95),
     );
 }
+
+/// Opens a job's event stream; its events' names arrive on the channel, then `None` when it ends.
+fn job_stream(app: &TestApp, cookie: &str, job: &str) -> std::sync::mpsc::Receiver<Option<String>> {
+    use std::io::BufRead;
+    let response = agent()
+        .get(&app.url(&format!("/admin/jobs/{job}/events")))
+        .set("cookie", cookie)
+        .call()
+        .expect("the event stream opens");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(response.into_reader()).lines() {
+            let Ok(line) = line else { break };
+            if let Some(name) = line.strip_prefix("event: ") {
+                if tx.send(Some(name.to_string())).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(None);
+    });
+    rx
+}
+
+#[test]
+fn a_job_stream_ends_when_its_editor_signs_out_and_is_sent_nothing_after() {
+    const WAIT: Duration = Duration::from_secs(120);
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor1", Role::Editor);
+    let colleague = staff_cookie(&app, "editor2", Role::Editor);
+    let original = std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap();
+    let form = get(
+        &app.url("/admin/manuals/vp300-service"),
+        &[("cookie", &editor)],
+    );
+    let csrf = form.hidden("csrf").unwrap();
+
+    // The test holds the index builder's lock, so the job stays running until it is let go.
+    let builder = app.state.reindex.blocking_lock();
+    let published = post_manual(&app, &editor, &csrf, &edited(&original), "publish");
+    assert_eq!(published.status, 303, "{}", published.body);
+    let job = published
+        .header("location")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mine = job_stream(&app, &editor, &job);
+    let theirs = job_stream(&app, &colleague, &job);
+    for stream in [&mine, &theirs] {
+        assert_eq!(
+            stream.recv_timeout(WAIT).unwrap().as_deref(),
+            Some("progress"),
+            "a running job's stream starts with its progress"
+        );
+    }
+
+    // The editor signs out on another tab; the job's tab stays open.
+    let confirm = get(&app.url("/signout"), &[("cookie", &editor)]);
+    let out = post_form(
+        &app.url("/signout"),
+        &[("cookie", &editor)],
+        &[("csrf", &confirm.hidden("csrf").unwrap())],
+    );
+    assert_eq!(out.status, 303);
+    drop(builder);
+
+    // The colleague, still signed in, follows the job to its end; the signed-out tab is sent
+    // nothing more and its stream ends.
+    let mut colleague_saw = Vec::new();
+    while let Some(event) = theirs.recv_timeout(WAIT).expect("the job goes on") {
+        colleague_saw.push(event);
+    }
+    assert_eq!(colleague_saw.last().map(String::as_str), Some("done"));
+    match mine.recv_timeout(WAIT) {
+        Ok(None) => {}
+        Ok(Some(event)) => panic!("the editor signed out, yet their tab was sent {event}"),
+        Err(_) => panic!("the editor signed out, yet their job stream stayed open"),
+    }
+}
