@@ -549,6 +549,11 @@ pub async fn answer_turn(
     // The asset: from the conversation, the code, or the asset id, in that order.
     let (asset, code, conversation, history) = match &request.conversation {
         Some(id) => match app.store.conversation(id).await? {
+            // Held under another role (a technician's, continued by whoever picks up the shared
+            // tablet after sign-out): as unknown to this caller as to anyone else.
+            Some(_) if app.store.conversation_role(id).await?.as_deref() != Some(role.as_str()) => {
+                return Ok(error(StatusCode::NOT_FOUND, t.chat_unknown_conversation))
+            }
             Some((asset_id, code)) => {
                 let Some(asset) = app.store.asset(&asset_id).await? else {
                     return Ok(error(StatusCode::GONE, "this conversation's asset is gone"));

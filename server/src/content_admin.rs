@@ -30,18 +30,13 @@ const MAX_MANUAL_BYTES: usize = 512 * 1024;
 
 /// Who keeps the manuals (and may watch their jobs).
 const EDITOR_ROLES: &[Role] = &[Role::Editor, Role::Admin];
+const EDITOR_REFUSAL: &str = "The manuals are kept by content editors.";
 
 pub(crate) async fn require_editor(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Result<Result<SignedIn, Response>, AppError> {
-    require_role(
-        app,
-        headers,
-        EDITOR_ROLES,
-        "The manuals are kept by content editors.",
-    )
-    .await
+    require_role(app, headers, EDITOR_ROLES, EDITOR_REFUSAL).await
 }
 
 async fn require_editor_posting(
@@ -49,14 +44,7 @@ async fn require_editor_posting(
     headers: &HeaderMap,
     csrf: &str,
 ) -> Result<Result<SignedIn, Response>, AppError> {
-    crate::account::require_role_posting(
-        app,
-        headers,
-        EDITOR_ROLES,
-        "The manuals are kept by content editors.",
-        csrf,
-    )
-    .await
+    crate::account::require_role_posting(app, headers, EDITOR_ROLES, EDITOR_REFUSAL, csrf).await
 }
 
 fn message(
@@ -542,11 +530,9 @@ pub async fn job_events(
     headers: HeaderMap,
     crate::http::NumericId(id): crate::http::NumericId,
 ) -> Result<Response, AppError> {
-    if let Err(r) = require_editor(&app, &headers).await? {
-        return Ok(r);
-    }
-    let Some(session) = StreamSession::of(&app.store, &headers, EDITOR_ROLES) else {
-        return Ok(Redirect::to("/signin").into_response());
+    let session = match StreamSession::open(&app, &headers, EDITOR_ROLES, EDITOR_REFUSAL).await? {
+        Ok(session) => session,
+        Err(refused) => return Ok(refused),
     };
     let Some(job) = app.store.job(id).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());

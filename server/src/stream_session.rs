@@ -7,9 +7,11 @@
 use std::time::Duration;
 
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::roles::Role;
 use crate::store::Store;
+use crate::AppError;
 
 /// How often an open stream checks its session when no event comes.
 pub const RECHECK: Duration = Duration::from_secs(30);
@@ -19,23 +21,54 @@ pub struct StreamSession {
     store: Store,
     /// The session cookie the stream was opened with.
     token: String,
-    roles: &'static [Role],
+    roles: Vec<Role>,
     recheck: tokio::time::Interval,
 }
 
 impl StreamSession {
-    /// The session of a request that already passed its role check, or `None` when it carries no
-    /// session cookie (then the stream could not be checked, and must not open).
-    pub fn of(store: &Store, headers: &HeaderMap, roles: &'static [Role]) -> Option<Self> {
-        let token = crate::http::cookie(headers, crate::auth::SESSION_COOKIE)?.to_string();
+    /// Authorises a stream's opening: the request's session must be signed in with one of `roles`.
+    /// Unlike a page, opening a stream does not refresh the session's idle timer: a console left
+    /// open reconnects by itself (after a restart, a dropped network), and that is not someone at
+    /// work. Without a session: the sign-in page; with another role: 403 with `refusal`.
+    pub async fn open(
+        app: &crate::AppState,
+        headers: &HeaderMap,
+        roles: &[Role],
+        refusal: &str,
+    ) -> Result<Result<Self, Response>, AppError> {
+        let Some(token) = crate::http::cookie(headers, crate::auth::SESSION_COOKIE) else {
+            return Ok(Err(Redirect::to("/signin").into_response()));
+        };
+        match crate::auth::live_session(&app.store, token).await? {
+            None => Ok(Err(Redirect::to("/signin").into_response())),
+            Some(user) if roles.contains(&user.role) => Ok(Ok(Self::new(&app.store, token, roles))),
+            Some(_) => Ok(Err(crate::account::forbidden(refusal)?)),
+        }
+    }
+
+    /// The session of a signed-in caller, as one of its own role, or `None` for anonymous callers
+    /// (no cookie, or a session that has ended); read without refreshing the idle timer.
+    pub async fn of_caller(
+        app: &crate::AppState,
+        headers: &HeaderMap,
+    ) -> Result<Option<(Self, Role)>, AppError> {
+        let Some(token) = crate::http::cookie(headers, crate::auth::SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        Ok(crate::auth::live_session(&app.store, token)
+            .await?
+            .map(|user| (Self::new(&app.store, token, &[user.role]), user.role)))
+    }
+
+    fn new(store: &Store, token: &str, roles: &[Role]) -> Self {
         let mut recheck = tokio::time::interval(RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Some(Self {
+        Self {
             store: store.clone(),
-            token,
-            roles,
+            token: token.to_string(),
+            roles: roles.to_vec(),
             recheck,
-        })
+        }
     }
 
     /// Resolves at the next periodic check (the first one at once).

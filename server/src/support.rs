@@ -191,14 +191,9 @@ pub async fn console_events(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let refusal = "The support console is for support agents.";
-    if let Err(refused) =
-        crate::account::require_role(&app, &headers, CONSOLE_ROLES, refusal).await?
-    {
-        return Ok(refused);
-    }
-    // require_role found the cookie; without one the stream could not be checked, so it is refused.
-    let Some(session) = StreamSession::of(&app.store, &headers, CONSOLE_ROLES) else {
-        return Ok(axum::response::Redirect::to("/signin").into_response());
+    let session = match StreamSession::open(&app, &headers, CONSOLE_ROLES, refusal).await? {
+        Ok(session) => session,
+        Err(refused) => return Ok(refused),
     };
     let console = ConsoleStream {
         watch: app.support.watch(),
@@ -263,6 +258,10 @@ struct PersonStream {
     /// The last reply sent; the browser echoes it as `Last-Event-ID` when it reconnects.
     last_sent: i64,
     pending: VecDeque<Event>,
+    /// For a conversation held by a signed-in role, the session that opened the stream: replies
+    /// stop when it ends (a technician signing out of a shared tablet). Anonymous conversations
+    /// have none; their random id is the whole of their access.
+    session: Option<StreamSession>,
 }
 
 impl PersonStream {
@@ -366,13 +365,20 @@ pub fn is_conversation_id(id: &str) -> bool {
 
 /// `GET /api/chat/{conversation}/events`: agents' replies to this conversation as they are sent,
 /// after any the person has not seen (`Last-Event-ID`), then `closed` when the ticket is closed.
-/// Knowing the conversation's random id is what allows it, as for the chat itself.
+/// Knowing the conversation's random id is what allows it, as for the chat itself, under the role
+/// that holds it: on a shared tablet, whoever comes after a signed-out technician is not sent the
+/// replies the technician was.
 pub async fn person_events(
     State(app): State<AppState>,
     Path(conversation): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    if !is_conversation_id(&conversation) || app.store.conversation(&conversation).await?.is_none()
+    let caller = match StreamSession::of_caller(&app, &headers).await? {
+        Some((_, role)) => role,
+        None => Role::Anonymous,
+    };
+    if !is_conversation_id(&conversation)
+        || app.store.conversation_role(&conversation).await?.as_deref() != Some(caller.as_str())
     {
         return Ok((
             StatusCode::NOT_FOUND,
@@ -393,7 +399,12 @@ pub async fn person_events(
         conversation,
         last_sent,
         pending: VecDeque::new(),
+        session: None,
     };
+    // Held under the caller's role: anonymous callers' conversations have no session to follow.
+    if let Some((session, _)) = StreamSession::of_caller(&app, &headers).await? {
+        state.session = Some(session);
+    }
     state.catch_up().await?;
     // A ticket closed while this person was away: say so now, not never (the close event is gone).
     if let Some((ticket, status)) = app.store.latest_ticket(&state.conversation).await? {
@@ -403,13 +414,26 @@ pub async fn person_events(
     }
     let stream = futures_util::stream::unfold(state, |mut state| async move {
         loop {
-            if let Some(event) = state.pending.pop_front() {
+            if !state.pending.is_empty() {
+                if let Some(session) = &state.session {
+                    if !session.still_allowed().await {
+                        return None;
+                    }
+                }
+                let event = state.pending.pop_front()?;
                 return Some((Ok::<_, Infallible>(event), state));
             }
             let ended = state.slot.ended.clone();
+            let recheck = async {
+                match &mut state.session {
+                    Some(session) => session.recheck_due().await,
+                    None => std::future::pending().await,
+                }
+            };
             let next = tokio::select! {
                 next = state.watch.next() => next,
                 _ = ended.notified() => return None,
+                _ = recheck => continue,
             };
             match next {
                 Next::Event(e) if e.conversation != state.conversation => {}

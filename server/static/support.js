@@ -73,10 +73,22 @@
   // disconnected: they are not replayed), so show the store's view, unless that would throw away a
   // reply being typed; then say so.
   var lost = false;
+  // A reload is a page request, which keeps the session alive. A console nobody has touched for a
+  // while (left open overnight, reconnecting after a restart) must not keep itself signed in, so it
+  // only says what to do.
+  var lastActive = Date.now();
+  ["pointerdown", "keydown", "scroll", "focus"].forEach(function (name) {
+    window.addEventListener(name, function () { lastActive = Date.now(); }, { passive: true });
+  });
+  var ACTIVE_MS = 15 * 60 * 1000;
   function refresh() {
     var draft = document.getElementById("reply");
     if (draft && draft.value.trim()) {
       if (status) status.textContent = "Reconnected. Messages may have arrived meanwhile: send or copy your reply, then reload.";
+      return;
+    }
+    if (document.hidden || Date.now() - lastActive > ACTIVE_MS) {
+      if (status) status.textContent = "Reconnected. Messages may have arrived meanwhile: reload the page to see them.";
       return;
     }
     location.reload();

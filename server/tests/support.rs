@@ -225,6 +225,20 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
         &serde_json::json!({ "conversation": conversation }).to_string(),
     );
     assert_eq!(as_staff.status, 404, "{}", as_staff.body);
+    // Nor do its replies stream to another role, nor may another role write into it (and so into
+    // its ticket, contact included).
+    let staff_stream = get(
+        &app.url(&format!("/api/chat/{conversation}/events")),
+        &[("cookie", &agent)],
+    );
+    assert_eq!(staff_stream.status, 404, "{}", staff_stream.body);
+    let continued = post_json(
+        &app.url("/api/chat"),
+        &[("cookie", &agent)],
+        &serde_json::json!({"conversation": conversation, "message": "and then?", "contact": "someone else"})
+            .to_string(),
+    );
+    assert_eq!(continued.status, 404, "{}", continued.body);
     let malformed = post_json(&app.url("/api/chat/history"), &[], "{\"conversation\": 7}");
     assert_eq!(malformed.status, 422, "{}", malformed.body);
 
@@ -471,7 +485,25 @@ fn a_console_stream_ends_when_its_agent_is_signed_out_and_is_sent_nothing_after(
     let app = spawn_app();
     let agent = staff_cookie(&app, "agent1", Role::Agent);
     let colleague = staff_cookie(&app, "agent2", Role::Agent);
+    // A console left open reconnects by itself; that must not keep its session alive. Opening the
+    // stream leaves the session's last activity where it was.
+    let idle = |since: &str| {
+        app.rows(&format!(
+            "UPDATE sessions SET last_seen = '{since}' WHERE user_id = (SELECT id FROM users WHERE username = 'agent1') RETURNING 1"
+        ))
+    };
+    let last_seen = || {
+        app.rows("SELECT s.last_seen FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = 'agent1'")[0][0].clone()
+    };
+    let recent = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    idle(&recent);
     let console = open_stream(&app.url("/support/events"), &[("cookie", &agent)]);
+    assert_eq!(
+        last_seen(),
+        recent,
+        "opening the stream renewed the session"
+    );
     let colleagues = open_stream(&app.url("/support/events"), &[("cookie", &colleague)]);
 
     // The agent signs out on another tab; the open console tab keeps listening.
@@ -511,6 +543,67 @@ fn a_console_stream_ends_when_its_agent_is_signed_out_and_is_sent_nothing_after(
     );
     assert_eq!(status, 200, "{reply}");
     ends_without_tickets(&colleagues, "the agent's account was removed");
+}
+
+#[test]
+fn a_signed_in_persons_reply_stream_ends_when_they_sign_out() {
+    let app = spawn_app();
+    let agent = staff_cookie(&app, "agent1", Role::Agent);
+    let technician = staff_cookie(&app, "tech1", Role::Technician);
+    let asked = post_json(
+        &app.url("/api/chat"),
+        &[("cookie", &technician)],
+        &serde_json::json!({"code": PUMP_CODE, "message": "the pump keeps alarming, can I talk to a person"})
+            .to_string(),
+    );
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let reply: Value = serde_json::from_str(&asked.body).unwrap();
+    let conversation = reply["conversation"].as_str().unwrap().to_string();
+    let ticket = reply["ticket"]["id"].as_i64().unwrap();
+    let events = format!("/api/chat/{conversation}/events");
+    let replies = open_stream(&app.url(&events), &[("cookie", &technician)]);
+    let watching = open_stream(&app.url(&events), &[("cookie", &technician)]);
+    let agent_reply = |text: &str| {
+        let page = get(
+            &app.url(&format!("/support/tickets/{ticket}")),
+            &[("cookie", &agent)],
+        );
+        let sent = post_form(
+            &app.url(&format!("/support/tickets/{ticket}/reply")),
+            &[("cookie", &agent)],
+            &[("csrf", &page.hidden("csrf").unwrap()), ("body", text)],
+        );
+        assert_eq!(sent.status, 303, "{}", sent.body);
+    };
+    agent_reply("I am on my way.");
+    assert_eq!(
+        next_matching(&replies, |e| e.event == "reply").data["text"],
+        "I am on my way."
+    );
+
+    // The technician signs out of the shared tablet; the chat tab stays open.
+    let confirm = get(&app.url("/signout"), &[("cookie", &technician)]);
+    let out = post_form(
+        &app.url("/signout"),
+        &[("cookie", &technician)],
+        &[("csrf", &confirm.hidden("csrf").unwrap())],
+    );
+    assert_eq!(out.status, 303);
+    agent_reply("The spare seal is in drawer 3.");
+    for stream in [&replies, &watching] {
+        loop {
+            match stream.recv_timeout(WAIT) {
+                Ok(None) => break,
+                Ok(Some(e)) if e.event == "reply" && e.data["text"] != "I am on my way." => {
+                    panic!("signed out, yet the tab was sent {e:?}")
+                }
+                Ok(Some(_)) => {}
+                Err(_) => panic!("signed out, yet the reply stream stayed open"),
+            }
+        }
+    }
+    // Whoever picks the tablet up next is not sent the technician's replies either.
+    assert_eq!(get(&app.url(&events), &[]).status, 404);
 }
 
 #[test]
