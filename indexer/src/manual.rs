@@ -163,6 +163,13 @@ fn describe_toml_error(error: &toml::de::Error, front: &str) -> String {
 /// Quality checks (`[[check]]`) one manual may carry.
 pub const MAX_CHECKS: usize = 50;
 
+/// Longest manual id: it names a file (`<id>.md` and its temporary siblings) and appears in URLs.
+pub const MAX_ID_CHARS: usize = 100;
+
+/// Ids of patients' packet documents start with this; a manual may not take one, or it would
+/// replace a patient's own document in their searches.
+pub const PACKET_ID_PREFIX: &str = "packet-";
+
 fn validate_meta(meta: &ManualMeta) -> Result<(), String> {
     // A leading dot would make a hidden file, which the corpus never reads.
     let id_ok = !meta.id.is_empty()
@@ -174,6 +181,18 @@ fn validate_meta(meta: &ManualMeta) -> Result<(), String> {
     if !id_ok {
         return Err(format!(
             "front matter: id {:?} must be non-empty, use only letters, digits, '-', '_' or '.', and not start with '.'",
+            meta.id
+        ));
+    }
+    if meta.id.len() > MAX_ID_CHARS {
+        return Err(format!(
+            "front matter: id is {} characters long; at most {MAX_ID_CHARS}",
+            meta.id.len()
+        ));
+    }
+    if meta.owner.is_none() && meta.id.starts_with(PACKET_ID_PREFIX) {
+        return Err(format!(
+            "front matter: id {:?}: ids starting with {PACKET_ID_PREFIX:?} are reserved for patients' documents",
             meta.id
         ));
     }
@@ -342,6 +361,23 @@ mod tests {
             "needs a question and an anchor",
         );
         assert!(parse_manual(Path::new("m.md"), checks(MAX_CHECKS).as_bytes()).is_ok());
+        let with_id =
+            |id: &str| format!("+++\nid = \"{id}\"\ntitle = \"T\"\nrevision = \"1\"\n+++\n# A\n");
+        // A name too long for the file system is refused here, not when the editor's file is written.
+        check_err(
+            with_id(&"a".repeat(MAX_ID_CHARS + 1)).as_bytes(),
+            "at most 100",
+        );
+        assert!(parse_manual(
+            Path::new("m.md"),
+            with_id(&"a".repeat(MAX_ID_CHARS)).as_bytes()
+        )
+        .is_ok());
+        // A manual may not take a patient's document's id (and so its place in their searches).
+        check_err(
+            with_id("packet-k7-1").as_bytes(),
+            "reserved for patients' documents",
+        );
     }
 
     #[test]

@@ -250,7 +250,7 @@ pub fn group(turns: &[GapTurn], vectors: &[Vec<f32>], threshold: f32) -> Vec<Gap
 /// Questions considered per view (the newest).
 const MAX_TURNS: i64 = 500;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct GapsQuery {
     /// Look back this many days (1-395, default 30). Text, so a mistyped value (`-5`, `abc`) gets
     /// the nearest sensible view instead of a bare 400.
@@ -299,7 +299,7 @@ fn days_of(query: &GapsQuery) -> u32 {
 pub async fn page(
     axum::extract::State(app): axum::extract::State<crate::AppState>,
     headers: axum::http::HeaderMap,
-    axum::extract::Query(query): axum::extract::Query<GapsQuery>,
+    crate::http::LenientQuery(query): crate::http::LenientQuery<GapsQuery>,
 ) -> std::result::Result<axum::response::Response, crate::AppError> {
     use askama::Template;
     use axum::response::IntoResponse;
@@ -329,7 +329,7 @@ pub async fn page(
 pub async fn csv(
     axum::extract::State(app): axum::extract::State<crate::AppState>,
     headers: axum::http::HeaderMap,
-    axum::extract::Query(query): axum::extract::Query<GapsQuery>,
+    crate::http::LenientQuery(query): crate::http::LenientQuery<GapsQuery>,
 ) -> std::result::Result<axum::response::Response, crate::AppError> {
     use axum::response::IntoResponse;
     if let Err(r) = crate::content_admin::require_editor(&app, &headers).await? {

@@ -270,6 +270,8 @@ fn oversized(request: &Request) -> Option<Response> {
             (crate::MAX_MANUAL_FORM_BYTES, "A manual must be")
         } else if path == "/admin/rules" {
             (crate::MAX_MANUAL_FORM_BYTES, "The rules must be")
+        } else if path == "/patients/new" {
+            (crate::MAX_PACKET_FORM_BYTES, "A packet must be")
         } else {
             (crate::MAX_BODY_BYTES, "Questions and forms must be")
         };
@@ -342,6 +344,48 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for NumericId {
             Ok(axum::extract::Path(id)) => Ok(NumericId(id)),
             Err(_) => Err(no_such_page()),
         }
+    }
+}
+
+/// A query string read leniently: one that cannot be read (`?lang=en&lang=es`, `?days=1&days=2`)
+/// counts as none, so the page opens with its defaults instead of axum's plain-text 400. Query
+/// parameters only ever choose how a page is shown, never what is done.
+pub struct LenientQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for LenientQuery<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = axum::extract::Query::<T>::from_request_parts(parts, state).await;
+        Ok(LenientQuery(
+            query.map(|axum::extract::Query(q)| q).unwrap_or_default(),
+        ))
+    }
+}
+
+/// A label's code from the path (`/c/{code}`). Bytes that are not UTF-8 (`/c/%FF`) cannot be a code:
+/// they read as the empty code, which names nothing, so the person gets the unknown-code page
+/// rather than axum's plain-text 400.
+pub struct CodePath(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CodePath {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let code = axum::extract::Path::<String>::from_request_parts(parts, state).await;
+        Ok(CodePath(
+            code.map(|axum::extract::Path(c)| c).unwrap_or_default(),
+        ))
     }
 }
 

@@ -170,7 +170,11 @@ impl AppState {
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest form the manual editor posts (a manual, URL-encoded), and the rules editor: their own
 /// limits on the text are checked inside, where the editor can show the text back with the reason.
-pub const MAX_MANUAL_FORM_BYTES: usize = 1024 * 1024;
+/// A manual's 512 KB can triple when form-encoded (every byte of non-Latin text becomes `%XX`).
+pub const MAX_MANUAL_FORM_BYTES: usize = 2 * 1024 * 1024;
+/// Largest form a clinician posts for a new packet: its 20,000-character note, form-encoded, is up
+/// to 9 bytes a character in scripts outside Latin (3 UTF-8 bytes, each as `%XX`).
+pub const MAX_PACKET_FORM_BYTES: usize = 256 * 1024;
 
 /// Every route, without the guard and the body limit: serve (and test) `service`, which adds them.
 fn app(state: AppState) -> Router {
@@ -221,7 +225,9 @@ fn app(state: AppState) -> Router {
         .route("/patients", get(patient_pages::packets))
         .route(
             "/patients/new",
-            get(packet_admin::new_form).post(packet_admin::create),
+            get(packet_admin::new_form)
+                .post(packet_admin::create)
+                .layer(DefaultBodyLimit::max(MAX_PACKET_FORM_BYTES)),
         )
         .route("/api/patient/chat", post(patient_chat::ask))
         .route("/patient/ask", post(patient_pages::ask_form))

@@ -23,7 +23,10 @@ use crate::{http, AppError, AppState};
 
 /// The index id of a packet document: unique, and nothing about the patient.
 pub fn document_id(packet: &str, document: i64) -> String {
-    format!("packet-{packet}-{document}")
+    format!(
+        "{}{packet}-{document}",
+        scanaid_indexer::manual::PACKET_ID_PREFIX
+    )
 }
 
 /// Every packet document as a manual owned by its packet.

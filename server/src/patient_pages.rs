@@ -182,7 +182,7 @@ pub struct VerifyForm {
 /// `POST /c/{code}`: the patient's date of birth and PIN.
 pub async fn verify(
     State(app): State<AppState>,
-    Path(code): Path<String>,
+    crate::http::CodePath(code): crate::http::CodePath,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
     form: Result<Form<VerifyForm>, axum::extract::rejection::FormRejection>,

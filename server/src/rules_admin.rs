@@ -3,7 +3,7 @@
 //! scan and why each earlier one did not. `scanaid rules explain` prints the same explanation.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
@@ -141,7 +141,7 @@ pub fn parse_time(
 pub async fn page(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ExplainQuery>,
+    crate::http::LenientQuery(query): crate::http::LenientQuery<ExplainQuery>,
 ) -> Result<Response, AppError> {
     let me = match require_admin(&app, &headers).await? {
         Ok(me) => me,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use askama::Template;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -46,7 +46,7 @@ pub struct ScanContext {
 
 pub async fn scan(
     State(app): State<AppState>,
-    Path(code): Path<String>,
+    crate::http::CodePath(code): crate::http::CodePath,
     query: Result<Query<ScanQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, AppError> {
@@ -76,6 +76,7 @@ pub async fn scan(
     } else {
         None
     };
+    let resolved_kind = resolved.as_ref().map(|r| r.code.kind.clone());
     let (mut response, event) = match resolved {
         Some(resolved) if resolved.code.retired_at.is_none() && resolved.asset.is_some() => {
             serve_asset(&app, &resolved, &context)?
@@ -100,8 +101,8 @@ pub async fn scan(
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // A discharge code is not remembered in the browser: on a shared phone it would point the next
-    // person at a patient's packet.
-    let is_packet = event.rule == "discharge";
+    // person at a patient's packet. That holds for a packet's retired or deleted code too.
+    let is_packet = event.rule == "discharge" || resolved_kind.as_deref() == Some("discharge");
     if !context.returning && !is_packet && is_well_formed_code(&code) {
         let mut codes: Vec<&str> = seen.split('.').filter(|c| is_well_formed_code(c)).collect();
         codes.push(&code);

@@ -2,8 +2,8 @@
 //! the home page, the stylesheet and the health check.
 
 use askama::Template;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Form, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
@@ -74,14 +74,14 @@ pub(crate) fn ui_language(query: Option<&str>, headers: &HeaderMap) -> String {
     language::negotiate(query, http::header(headers, "accept-language"), &available)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct LangQuery {
     pub lang: Option<String>,
 }
 
 pub async fn home(
     State(app): State<AppState>,
-    Query(query): Query<LangQuery>,
+    http::LenientQuery(query): http::LenientQuery<LangQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let lang = ui_language(query.lang.as_deref(), &headers);
@@ -102,7 +102,7 @@ pub async fn home(
 pub async fn manual(
     State(app): State<AppState>,
     Path(manual_id): Path<String>,
-    Query(query): Query<LangQuery>,
+    http::LenientQuery(query): http::LenientQuery<LangQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let role = role_of(&app, &headers).await?;
@@ -131,7 +131,15 @@ pub async fn manual(
         sections,
     }
     .render()?;
-    Ok(Html(page).into_response())
+    // What a signed-in reader sees depends on their role: not kept in the browser, where the
+    // next person on a shared tablet could go Back to it after sign-out.
+    let mut response = Html(page).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    if role != Role::Anonymous {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]

@@ -769,6 +769,25 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
         "{}",
         kept.body
     );
+    // A note near its 20,000 characters in a script outside Latin is nine times that once
+    // form-encoded; the form still answers about what is wrong in it, not with a bare 413.
+    let long_note = post_form(
+        &app.url("/patients/new"),
+        &[("cookie", &clinician)],
+        &[
+            ("csrf", &csrf),
+            ("name", ""),
+            ("dob", "1970-05-05"),
+            ("language", "es"),
+            ("note", &"字".repeat(19_900)),
+        ],
+    );
+    assert_eq!(long_note.status, 422, "{}", long_note.body);
+    assert!(
+        long_note.body.contains("name is 1 to"),
+        "{}",
+        long_note.body
+    );
 
     let made = post_form(
         &app.url("/patients/new"),
@@ -931,6 +950,10 @@ fn a_packet_deleted_on_request_leaves_nothing_personal_and_opens_nothing() {
     assert!(!page.body.contains("Lily"));
     assert!(!page.body.contains("id=\"verify\""));
     assert_eq!(page.status, 410);
+    assert!(
+        page.set_cookie("scanaid_seen").is_none(),
+        "a deleted packet's code is not remembered in the browser either"
+    );
     assert!(
         page.body
             .contains("call the phone number on your discharge papers"),

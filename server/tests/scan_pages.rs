@@ -829,6 +829,21 @@ fn addresses_and_queries_that_name_nothing_get_pages_not_plain_text() {
     // A query string a scan cannot read is ignored: the label still opens its page.
     let scan = get(&app.url(&format!("/c/{PUMP_CODE}?lang=en&lang=es")), &[]);
     assert_eq!(scan.status, 200, "{}", scan.body);
+    // So does every page whose query only chooses how it is shown.
+    for path in ["/?lang=en&lang=es", "/m/vp300-service?lang=en&lang=es"] {
+        let page = get(&app.url(path), &[]);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+    }
+    // A code that is not text at all names nothing: the unknown-code page, not a bare 400.
+    let unreadable = get(&app.url("/c/%FF%FE"), &[]);
+    assert_eq!(unreadable.status, 404, "{}", unreadable.body);
+    assert!(
+        unreadable
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{}",
+        unreadable.body
+    );
     // A search form without its question is asked again, not a bare 400.
     let search = post_form(&app.url("/search"), &[], &[("asset", "pump-icu-07")]);
     assert_eq!(search.status, 422);
@@ -838,6 +853,10 @@ fn addresses_and_queries_that_name_nothing_get_pages_not_plain_text() {
     // An unreadable period is the default one.
     let scans = get(&app.url("/admin/scans?days=abc"), &[("cookie", &admin)]);
     assert_eq!(scans.status, 200, "{}", scans.body);
+    for path in ["/admin/gaps?days=1&days=2", "/admin/rules?code=a&code=b"] {
+        let page = get(&app.url(path), &[("cookie", &admin)]);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+    }
     // An id that is not a number names nothing: the 404 page, as an unknown id gets.
     for (path, cookie) in [
         ("/support/tickets/abc", &agent),
@@ -897,10 +916,10 @@ fn search_answers_from_the_manuals_and_bad_requests_get_clear_errors() {
     );
     let refused = raw_request(
         &app,
-        "POST /admin/manuals/check HTTP/1.1\r\nHost: scanaid\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n",
+        "POST /admin/manuals/check HTTP/1.1\r\nHost: scanaid\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3000000\r\nConnection: close\r\n\r\n",
     );
     assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
-    assert!(refused.contains("A manual must be under 1 MB"), "{refused}");
+    assert!(refused.contains("A manual must be under 2 MB"), "{refused}");
     // A body sent without a declared length (chunked) still stops at the limit.
     let mut chunked = String::from("POST /search HTTP/1.1\r\nHost: scanaid\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
     let piece = "y".repeat(16 * 1024);
@@ -927,6 +946,12 @@ fn manual_pages_show_only_what_the_role_may_read() {
     );
     assert!(!public.body.contains("Replacing the battery pack"));
     assert_eq!(get(&app.url("/m/no-such-manual"), &[]).status, 404);
+    // What a technician reads is not kept in the browser for whoever takes the tablet next.
+    let technician = staff_cookie(&app, "tech-m", scanaid_server::roles::Role::Technician);
+    let theirs = get(&app.url("/m/vp300-service"), &[("cookie", &technician)]);
+    assert!(theirs.body.contains("Replacing the battery pack"));
+    assert_eq!(theirs.header("cache-control"), Some("no-store"));
+    assert_eq!(public.header("vary"), Some("Cookie"));
 }
 
 #[test]
