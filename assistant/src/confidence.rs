@@ -59,8 +59,15 @@ impl Logistic {
         let mut mean = [0.0; N_FEATURES];
         let mut scale = [1.0; N_FEATURES];
         for j in 0..N_FEATURES {
-            mean[j] = rows.iter().map(|r| r[j]).sum::<f64>() / n;
-            let var = rows.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n;
+            // Over the rows that know the feature; the others are read as this mean (see UNKNOWN).
+            let known: Vec<f64> = rows
+                .iter()
+                .map(|r| r[j])
+                .filter(|x| x.is_finite())
+                .collect();
+            let k = known.len().max(1) as f64;
+            mean[j] = known.iter().sum::<f64>() / k;
+            let var = known.iter().map(|x| (x - mean[j]).powi(2)).sum::<f64>() / k;
             // A constant feature stays at zero after centring; its scale only avoids dividing by 0.
             scale[j] = if var > 1e-12 { var.sqrt() } else { 1.0 };
         }
@@ -69,7 +76,7 @@ impl Logistic {
             .map(|r| {
                 let mut out = [0.0; N_FEATURES];
                 for j in 0..N_FEATURES {
-                    if options.use_feature[j] {
+                    if options.use_feature[j] && r[j].is_finite() {
                         out[j] = (r[j] - mean[j]) / scale[j];
                     }
                 }
@@ -107,7 +114,10 @@ impl Logistic {
     pub fn predict(&self, row: &[f64; N_FEATURES]) -> f64 {
         let mut z = self.bias;
         for (j, x) in row.iter().enumerate() {
-            z += self.weights[j] * (x - self.mean[j]) / self.scale[j];
+            // An unknown feature (see `evidence::UNKNOWN`) sits at the mean: it adds nothing.
+            if x.is_finite() {
+                z += self.weights[j] * (x - self.mean[j]) / self.scale[j];
+            }
         }
         sigmoid(z)
     }
@@ -237,6 +247,35 @@ mod tests {
         assert!(model.weights[1].abs() < model.weights[0] / 5.0, "{model:?}");
         assert!(model.predict(&row(0.95, 3.0)) > 0.9);
         assert!(model.predict(&row(0.05, 3.0)) < 0.1);
+    }
+
+    #[test]
+    fn an_unknown_feature_is_read_as_the_average_in_fitting_and_predicting() {
+        let mut rows: Vec<_> = (0..200)
+            .map(|i| row((i % 20) as f64 / 20.0, ((i * 7) % 13) as f64))
+            .collect();
+        let labels: Vec<bool> = rows.iter().map(|r| r[0] >= 0.5).collect();
+        let everything = FitOptions {
+            use_feature: [true; N_FEATURES],
+            ..FitOptions::default()
+        };
+        let known = Logistic::fit(&rows, &labels, everything);
+        rows[3][1] = crate::evidence::UNKNOWN;
+        let model = Logistic::fit(&rows, &labels, everything);
+        assert!(model
+            .mean
+            .iter()
+            .chain(&model.weights)
+            .all(|x| x.is_finite()));
+        assert!(
+            (model.weights[0] - known.weights[0]).abs() < 0.1,
+            "{model:?}"
+        );
+        let unknown = row(0.95, crate::evidence::UNKNOWN);
+        assert_eq!(
+            model.predict(&unknown),
+            model.predict(&row(0.95, model.mean[1]))
+        );
     }
 
     #[test]

@@ -9,6 +9,10 @@ use scanaid_indexer::{Analysis, Hit, SearchIndex, SearchRequest};
 
 pub const N_FEATURES: usize = 8;
 
+/// A feature the evidence cannot tell (a margin with nothing to measure it against). The model
+/// reads it as the average of what it was fitted on, so it moves the confidence neither way.
+pub const UNKNOWN: f64 = f64::NAN;
+
 /// Feature names, in the order of `Evidence::values` (reports and fitted weights use them).
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "top_cosine",
@@ -55,8 +59,16 @@ pub fn evidence(index: &SearchIndex, request: &SearchRequest, hits: &[Hit]) -> E
     };
     let n_terms = terms.len().max(1) as f64;
 
+    // Every passage the search may see gets a cosine, so fewer than two means fewer than two
+    // passages to choose from (a patient's packet of one short note): how far the best stands
+    // above the rest is then not known, rather than as far as it stands above 0.
+    let runner_up_exists = dense.len() >= 2;
     let top_cosine = dense.first().copied().unwrap_or(0.0);
-    let cosine_margin = top_cosine - dense.get(1).copied().unwrap_or(0.0);
+    let cosine_margin = match (dense.first(), dense.get(1)) {
+        (None, _) => 0.0,
+        (Some(_), None) => UNKNOWN,
+        (Some(best), Some(second)) => best - second,
+    };
     let top5 = &dense[..dense.len().min(5)];
     let mean_cosine_top5 = if top5.is_empty() {
         0.0
@@ -66,7 +78,10 @@ pub fn evidence(index: &SearchIndex, request: &SearchRequest, hits: &[Hit]) -> E
     // BM25 grows with the number of matching terms; per term it compares across question lengths.
     let top_bm25 = bm25.first().copied().unwrap_or(0.0);
     let top_bm25_per_term = top_bm25 / n_terms;
-    let bm25_margin = if top_bm25 > 0.0 {
+    // With other passages to choose from, one that alone holds the words stands fully above them.
+    let bm25_margin = if !runner_up_exists && !dense.is_empty() {
+        UNKNOWN
+    } else if top_bm25 > 0.0 {
         (top_bm25 - bm25.get(1).copied().unwrap_or(0.0)) / top_bm25
     } else {
         0.0
@@ -84,13 +99,15 @@ pub fn evidence(index: &SearchIndex, request: &SearchRequest, hits: &[Hit]) -> E
         .find(|h| rank_in(h, false) == Some(1))
         .map(|h| h.ord);
     let legs_agree = f64::from(best_bm25.is_some() && best_bm25 == best_dense);
+    // Out of the top 5 both legs could share: fewer when fewer passages were there to rank.
+    let shareable = dense.len().clamp(1, 5) as f64;
     let overlap_top5 = hits
         .iter()
         .filter(|h| {
             rank_in(h, true).is_some_and(|r| r <= 5) && rank_in(h, false).is_some_and(|r| r <= 5)
         })
         .count() as f64
-        / 5.0;
+        / shareable;
     let term_coverage_top3 = term_coverage(
         index,
         question,

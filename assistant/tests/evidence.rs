@@ -71,23 +71,45 @@ fn each_feature_is_what_its_name_says() {
     close_in(&v, "top_bm25_per_term", 2.0);
     close_in(&v, "bm25_margin", 0.5);
     close_in(&v, "legs_agree", 0.0);
-    close_in(&v, "overlap_top5", 0.4); // battery and filter are in both legs' top 5
+    // battery and filter are in both legs' top 5, of the three passages there were to rank
+    close_in(&v, "overlap_top5", 2.0 / 3.0);
     close_in(&v, "term_coverage_top3", 1.0); // replace, battery (battery) and filter (filter)
 
     // The same best passage in both legs: they agree. Only the door section: no question term
     // is covered.
-    let agreeing = [hit(battery, Some((1, 6.0)), Some((1, 0.9)))];
+    let agreeing = [
+        hit(battery, Some((1, 6.0)), Some((1, 0.9))),
+        hit(door, None, Some((2, 0.2))),
+    ];
     let v = evidence(&index, question, &agreeing).values;
     close_in(&v, "legs_agree", 1.0);
-    close_in(&v, "cosine_margin", 0.9);
+    close_in(&v, "cosine_margin", 0.7);
+    // The only passage holding the words, among others to choose from: fully above them.
     close_in(&v, "bm25_margin", 1.0);
+    // One passage to choose from (a patient's packet of one note): how far the best stands above
+    // the rest is unknown, not its whole cosine, and the model reads it as average.
+    let alone = [hit(battery, Some((1, 6.0)), Some((1, 0.9)))];
+    let v = evidence(&index, question, &alone).values;
+    assert!(feature(&v, "cosine_margin").is_nan() && feature(&v, "bm25_margin").is_nan());
+    close_in(&v, "overlap_top5", 1.0);
+    let model = scanaid_assistant::Logistic {
+        mean: [0.5; FEATURE_NAMES.len()],
+        scale: [0.25; FEATURE_NAMES.len()],
+        weights: [1.0; FEATURE_NAMES.len()],
+        bias: 0.0,
+    };
+    let mut at_mean = v;
+    for name in ["cosine_margin", "bm25_margin"] {
+        at_mean[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()] = 0.5;
+    }
+    assert_eq!(model.predict(&v), model.predict(&at_mean));
     let door_only = [hit(door, None, Some((1, 0.3)))];
     let v = evidence(&index, question, &door_only).values;
     close_in(&v, "term_coverage_top3", 0.0);
     close_in(&v, "top_bm25_per_term", 0.0);
     close_in(&v, "legs_agree", 0.0);
 
-    // No hits: every feature is 0, none is NaN.
+    // No hits: every feature is 0.
     let v = evidence(&index, question, &[]).values;
     assert!(v.iter().all(|x| *x == 0.0), "{v:?}");
 }

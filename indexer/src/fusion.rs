@@ -168,20 +168,29 @@ pub fn fuse(
     fused
 }
 
-/// (mean, standard deviation, minimum) of a list's scores.
+/// (mean, standard deviation, minimum) of a list's scores; a standard deviation of 0 when the list
+/// has no spread (one hit, or all equal).
 fn stats(scores: impl Iterator<Item = f32>) -> (f32, f32, f32) {
     let v: Vec<f32> = scores.collect();
     if v.is_empty() {
-        return (0.0, 1.0, 0.0);
+        return (0.0, 0.0, 0.0);
     }
     let n = v.len() as f32;
     let mean = v.iter().sum::<f32>() / n;
     let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
     let min = v.iter().copied().fold(f32::INFINITY, f32::min);
-    (mean, var.sqrt().max(1e-6), min)
+    (mean, var.sqrt(), min)
 }
 
+/// A leg's score in standard units, a candidate the leg did not return counting as its minimum.
+/// A list with no spread (one hit, or all equal) has no units: its hits then count +1 and the rest
+/// -1, as the best and the floor of a two-hit list do, so a word only one passage holds still
+/// lifts that passage. Standardised as usual, the lone hit and every missing candidate would all
+/// be 0 and the leg would add nothing.
 fn standardise(score: Option<f32>, (mean, std, min): (f32, f32, f32)) -> f32 {
+    if std < 1e-6 {
+        return if score.is_some() { 1.0 } else { -1.0 };
+    }
     (score.unwrap_or(min) - mean) / std
 }
 
@@ -295,6 +304,28 @@ mod tests {
         let lifted = fuse(&bm25, &dense, fusion, None, Some(&first));
         let one = |out: &[Fused]| out.iter().find(|f| f.ord == 1).unwrap().score;
         assert_eq!(one(&lifted), one(&plain));
+    }
+
+    #[test]
+    fn a_lone_bm25_hit_still_lifts_its_passage() {
+        // Only passage 4 holds the question's rare word; the dense leg puts it fourth.
+        let dense = [(1, 0.60), (2, 0.59), (3, 0.58), (4, 0.57), (5, 0.30)];
+        let fusion = Fusion::ZScore { dense_weight: 0.5 };
+        let score_of = |out: &[Fused], ord: u32| out.iter().find(|f| f.ord == ord).unwrap().score;
+        let lone = fuse(&[(4, 7.5)], &dense, fusion, None, None);
+        assert_eq!(lone[0].ord, 4, "{lone:?}");
+        // Exactly as the best of two hits whose second is at the floor (a standard unit each side).
+        let two = fuse(&[(4, 7.5), (5, 2.0)], &dense, fusion, None, None);
+        for ord in 1..=4 {
+            assert!(
+                (score_of(&lone, ord) - score_of(&two, ord)).abs() < 1e-6,
+                "{ord}"
+            );
+        }
+        // All BM25 hits equal: each counts above the candidates BM25 did not return.
+        let out = fuse(&[(3, 2.0), (4, 2.0)], &dense, fusion, None, None);
+        let top2: Vec<u32> = out[..2].iter().map(|f| f.ord).collect();
+        assert!(top2.contains(&3) && top2.contains(&4), "{out:?}");
     }
 
     proptest! {
