@@ -31,52 +31,96 @@ pub struct Unit {
 }
 
 /// Splits markdown passage text into answerable pieces. Headings and table rule lines are not
-/// pieces; everything else is, and each piece is a trimmed, verbatim slice of `text`.
+/// pieces; everything else is, and each piece is a trimmed, verbatim slice of `text`. A piece may
+/// span lines, as markdown reads them: a paragraph's sentences run on over hard line breaks, a list
+/// item keeps its wrapped lines (indented or lazy), a step keeps the bullets nested under it, and a
+/// table may be written with or without its outer pipes.
 pub fn split_units(text: &str) -> Vec<Unit> {
-    let mut units = Vec::new();
+    let lines = lines_of(text);
+    let mut units: Vec<Unit> = Vec::new();
     let mut block = 0;
     let mut previous: Option<UnitKind> = None;
-    let mut offset = 0;
-    for raw_line in text.split_inclusive('\n') {
-        let line_start = offset;
-        offset += raw_line.len();
-        let line = raw_line.trim_end_matches(['\n', '\r']);
-        let trimmed = line.trim();
-        let lead = line.len() - line.trim_start().len();
-        let start = line_start + lead;
-        let end = start + trimmed.len();
-        if trimmed.is_empty() {
-            previous = None;
-            block += 1;
-            continue;
-        }
-        if trimmed.starts_with('#') {
-            previous = None;
-            block += 1;
-            continue;
-        }
-        let kind = if trimmed.starts_with('|') {
-            if trimmed.chars().all(|c| matches!(c, '|' | '-' | ':' | ' ')) {
-                // The rule under a header: it makes the previous row the header.
-                if let Some(last) = units.last_mut() {
-                    let last: &mut Unit = last;
-                    if last.kind == UnitKind::TableRow {
-                        last.kind = UnitKind::TableHeader;
-                    }
-                }
-                continue;
+    // The list item that text lines continue, with its marker's indent.
+    let mut item: Option<(usize, usize)> = None;
+    // The paragraph being read, as a byte range, split into sentences when it ends.
+    let mut paragraph: Option<(usize, usize)> = None;
+    let mut in_table = false;
+    let flush = |paragraph: &mut Option<(usize, usize)>, units: &mut Vec<Unit>, block: usize| {
+        if let Some((start, end)) = paragraph.take() {
+            for (s, e) in sentences(&text[start..end]) {
+                units.push(Unit {
+                    start: start + s,
+                    end: start + e,
+                    kind: UnitKind::Sentence,
+                    block,
+                });
             }
-            UnitKind::TableRow
-        } else if is_numbered(trimmed) {
-            UnitKind::Step
-        } else if trimmed.starts_with("- ")
-            || trimmed.starts_with("* ")
-            || trimmed.starts_with("+ ")
+        }
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let content = &text[line.start..line.end];
+        if content.is_empty() || content.starts_with('#') || is_thematic_break(content) {
+            flush(&mut paragraph, &mut units, block);
+            (previous, item, in_table) = (None, None, false);
+            block += 1;
+            continue;
+        }
+        let header_follows = lines
+            .get(i + 1)
+            .is_some_and(|next| is_table_rule(&text[next.start..next.end]));
+        if is_table_rule(content)
+            && (content.starts_with('|') || in_table || previous == Some(UnitKind::TableRow))
         {
+            // The rule under a header: it makes the previous row the header.
+            if let Some(last) = units.last_mut().filter(|u| u.kind == UnitKind::TableRow) {
+                last.kind = UnitKind::TableHeader;
+            }
+            in_table = true;
+            continue;
+        }
+        let table_row =
+            content.starts_with('|') || (content.contains('|') && (in_table || header_follows));
+        let kind = if table_row {
+            UnitKind::TableRow
+        } else if is_numbered(content) {
+            UnitKind::Step
+        } else if is_bullet(content) {
             UnitKind::Bullet
         } else {
             UnitKind::Sentence
         };
+        match (kind, item) {
+            // Bullets nested under a step are part of it: a procedure keeps what each step says.
+            (UnitKind::Bullet | UnitKind::Step, Some((at, indent)))
+                if line.indent > indent && units[at].kind == UnitKind::Step =>
+            {
+                units[at].end = line.end;
+                continue;
+            }
+            // A wrapped line of a list item: indented under it, or (markdown's lazy continuation)
+            // not indented but finishing its sentence.
+            (UnitKind::Sentence, Some((at, indent)))
+                if line.indent > indent
+                    || !ends_sentence(&text[units[at].start..units[at].end]) =>
+            {
+                units[at].end = line.end;
+                continue;
+            }
+            (UnitKind::Sentence, _) => {
+                match &mut paragraph {
+                    Some((start, end)) if !ends_sentence(&text[*start..*end]) => *end = line.end,
+                    _ => {
+                        flush(&mut paragraph, &mut units, block);
+                        block += 1;
+                        paragraph = Some((line.start, line.end));
+                    }
+                }
+                (previous, item) = (Some(kind), None);
+                continue;
+            }
+            _ => {}
+        }
+        flush(&mut paragraph, &mut units, block);
         let same_block = matches!(
             (previous, kind),
             (
@@ -90,45 +134,114 @@ pub fn split_units(text: &str) -> Vec<Unit> {
         if !same_block {
             block += 1;
         }
-        if kind == UnitKind::Sentence {
-            for (s, e) in sentences(trimmed) {
-                units.push(Unit {
-                    start: start + s,
-                    end: start + e,
-                    kind,
-                    block,
-                });
-            }
-        } else {
-            units.push(Unit {
-                start,
-                end,
-                kind,
-                block,
-            });
-        }
+        in_table = kind == UnitKind::TableRow;
+        item =
+            matches!(kind, UnitKind::Step | UnitKind::Bullet).then_some((units.len(), line.indent));
+        units.push(Unit {
+            start: line.start,
+            end: line.end,
+            kind,
+            block,
+        });
         previous = Some(kind);
     }
+    flush(&mut paragraph, &mut units, block);
     units
 }
 
-fn is_numbered(line: &str) -> bool {
-    let digits = line.chars().take_while(|c| c.is_ascii_digit()).count();
-    digits > 0 && digits <= 3 && line[digits..].starts_with(". ")
+/// Whether `text` ends a sentence (`.`, `?`, `!`, `:` or `;`, maybe inside a closing quote or
+/// bracket). A passage's blocks are joined by single line breaks, the same as a paragraph's wrapped
+/// lines, so a line is read as running on only when the text before it has not ended a sentence.
+fn ends_sentence(text: &str) -> bool {
+    text.trim_end()
+        .trim_end_matches([')', ']', '"', '\'', '”', '’', '*', '_'])
+        .ends_with(['.', '?', '!', ':', ';'])
 }
 
-/// Sentence spans of one paragraph line: a break after `.`, `?` or `!` followed by a space and an
+/// One line of a passage: the byte range of its trimmed content, and how far it is indented.
+struct Line {
+    start: usize,
+    end: usize,
+    indent: usize,
+}
+
+fn lines_of(text: &str) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut offset = 0;
+    for raw_line in text.split_inclusive('\n') {
+        let line = raw_line.trim_end_matches(['\n', '\r']);
+        let indent = line.len() - line.trim_start().len();
+        let start = offset + indent;
+        lines.push(Line {
+            start,
+            end: start + line.trim().len(),
+            indent,
+        });
+        offset += raw_line.len();
+    }
+    lines
+}
+
+/// A table's rule line (`|---|:---:|`, or `--- | ---` without outer pipes).
+fn is_table_rule(line: &str) -> bool {
+    line.contains('-')
+        && (line.contains('|') || line.contains(':'))
+        && line.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
+}
+
+/// A thematic break (`---`, `***`, `___`, `- - -`): a line between blocks, not text.
+fn is_thematic_break(line: &str) -> bool {
+    let marks: Vec<char> = line.chars().filter(|c| *c != ' ').collect();
+    marks.len() >= 3 && ['-', '*', '_'].contains(&marks[0]) && marks.iter().all(|c| *c == marks[0])
+}
+
+fn is_bullet(line: &str) -> bool {
+    line.starts_with("- ") || line.starts_with("* ") || line.starts_with("+ ")
+}
+
+/// A numbered list item: `12. ...` or `12) ...`.
+fn is_numbered(line: &str) -> bool {
+    let digits = line.chars().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0
+        && digits <= 3
+        && (line[digits..].starts_with(". ") || line[digits..].starts_with(") "))
+}
+
+/// An answer piece as one line: a piece that spans lines (a wrapped paragraph or step) has its
+/// line breaks and indentation read as one space, as markdown renders them.
+pub fn one_line(piece: &str) -> std::borrow::Cow<'_, str> {
+    if !piece.contains('\n') {
+        return std::borrow::Cow::Borrowed(piece);
+    }
+    std::borrow::Cow::Owned(
+        piece
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// Sentence spans of one paragraph (which may run over lines): a break after `.`, `?` or `!` followed
+/// by white space and an
 /// upper-case letter, a digit or a quote, except after a short abbreviation (`e.g.`, `approx.`, `No.`).
-fn sentences(line: &str) -> Vec<(usize, usize)> {
-    let bytes = line.as_bytes();
+fn sentences(paragraph: &str) -> Vec<(usize, usize)> {
+    let bytes = paragraph.as_bytes();
     let mut spans = Vec::new();
     let mut start = 0;
     let mut i = 0;
     while i + 2 < bytes.len() {
         let c = bytes[i];
-        if matches!(c, b'.' | b'?' | b'!') && bytes[i + 1] == b' ' {
-            let next = line[i + 2..].chars().next().unwrap_or(' ');
-            let word_before = line[start..i]
+        if matches!(c, b'.' | b'?' | b'!') && bytes[i + 1].is_ascii_whitespace() {
+            // The break may be a space or a line break with the next line's indentation.
+            let gap = bytes[i + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+            let next_at = i + 1 + gap;
+            let next = paragraph[next_at..].chars().next().unwrap_or(' ');
+            let word_before = paragraph[start..i]
                 .rsplit(|ch: char| ch.is_whitespace())
                 .next()
                 .unwrap_or("");
@@ -138,13 +251,15 @@ fn sentences(line: &str) -> Vec<(usize, usize)> {
                         .contains(&word_before));
             if (next.is_uppercase() || next.is_ascii_digit() || next == '"') && !abbreviation {
                 spans.push((start, i + 1));
-                start = i + 2;
+                start = next_at;
+                i = next_at;
+                continue;
             }
         }
         i += 1;
     }
-    if start < line.len() {
-        spans.push((start, line.len()));
+    if start < paragraph.len() {
+        spans.push((start, paragraph.len()));
     }
     spans
 }
@@ -195,6 +310,12 @@ fn step_number(text: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// Whether a step numbered `b` follows one numbered `a` in one list: the next number, or `1.` after
+/// `1.` (markdown numbers a list written with `1.` on every item itself, and writers use that).
+fn numbers_on(a: Option<u32>, b: Option<u32>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if a + 1 == b || (a == 1 && b == 1))
+}
+
 /// The whole procedure a step belongs to, as (chunk ord, step) in manual order. The chunker packs a
 /// long procedure into several chunks of one section, so the block of steps in chunk `ord` may
 /// continue in the chunk before or after it: it does when that chunk is of the same manual and
@@ -232,10 +353,7 @@ fn whole_procedure(
         let Some(last) = previous_units.last().filter(|u| u.kind == UnitKind::Step) else {
             break;
         };
-        let numbers_on = matches!(
-            (number_at((previous, *last)), number_at(first)),
-            (Some(a), Some(b)) if a + 1 == b
-        );
+        let numbers_on = numbers_on(number_at((previous, *last)), number_at(first));
         if !numbers_on {
             break;
         }
@@ -256,10 +374,7 @@ fn whole_procedure(
         let Some(first) = next_units.first().filter(|u| u.kind == UnitKind::Step) else {
             break;
         };
-        let numbers_on = matches!(
-            (number_at(last), number_at((next, *first))),
-            (Some(a), Some(b)) if a + 1 == b
-        );
+        let numbers_on = numbers_on(number_at(last), number_at((next, *first)));
         if !numbers_on {
             break;
         }
@@ -521,6 +636,70 @@ mod tests {
     }
 
     #[test]
+    fn pieces_run_over_line_breaks_as_markdown_reads_them() {
+        let texts = |text: &'static str| -> Vec<(&'static str, UnitKind)> {
+            split_units(text)
+                .into_iter()
+                .map(|u| (&text[u.start..u.end], u.kind))
+                .collect()
+        };
+        // A hard-wrapped paragraph: sentences, not lines.
+        assert_eq!(
+            texts("Close the supply valve and\nwait until it cools. Then open\nthe drain.\n"),
+            vec![
+                (
+                    "Close the supply valve and\nwait until it cools.",
+                    UnitKind::Sentence
+                ),
+                ("Then open\nthe drain.", UnitKind::Sentence),
+            ]
+        );
+        // A wrapped step keeps its second line; a step keeps the bullets nested under it.
+        let procedure = "1. Open the drain valve and wait\n   until the water stops.\n2. Check:\n   - the seal\n   - the valve\n3. Close the valve.\n";
+        let got = texts(procedure);
+        assert_eq!(
+            got.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![
+                "1. Open the drain valve and wait\n   until the water stops.",
+                "2. Check:\n   - the seal\n   - the valve",
+                "3. Close the valve.",
+            ]
+        );
+        assert!(got.iter().all(|p| p.1 == UnitKind::Step));
+        // A lazy continuation (not indented) belongs to the item too.
+        assert_eq!(
+            texts("- Replace the filter when\nthe lamp blinks.\n")[0].0,
+            "- Replace the filter when\nthe lamp blinks."
+        );
+        // `1)` numbers steps as `1.` does.
+        let got = texts("1) Open the drain.\n2) Remove the screen.\n");
+        assert!(got.iter().all(|p| p.1 == UnitKind::Step), "{got:?}");
+        // A table without outer pipes: a header and a row, and the rule is no piece.
+        assert_eq!(
+            texts("Code | Meaning\n--- | ---\nF-05 | Rinse below 82 °C\n"),
+            vec![
+                ("Code | Meaning", UnitKind::TableHeader),
+                ("F-05 | Rinse below 82 °C", UnitKind::TableRow),
+            ]
+        );
+        // A thematic break is no piece, and ends the paragraph before it.
+        assert_eq!(
+            texts("Keep the lid closed.\n\n---\n\nStore dry.\n"),
+            vec![
+                ("Keep the lid closed.", UnitKind::Sentence),
+                ("Store dry.", UnitKind::Sentence),
+            ]
+        );
+        assert_eq!(
+            one_line("2. Check:\n   - the seal\n   - the valve"),
+            "2. Check: - the seal - the valve"
+        );
+        assert_eq!(one_line("| F-05 |  Rinse |"), "| F-05 |  Rinse |");
+        assert!(numbers_on(Some(1), Some(1)) && numbers_on(Some(6), Some(7)));
+        assert!(!numbers_on(Some(6), Some(1)) && !numbers_on(Some(3), Some(3)));
+    }
+
+    #[test]
     fn every_piece_is_a_verbatim_slice() {
         let text = "  Indented line. Next one!  \n- bullet one\n- bullet two\n\n10. Tenth step\n";
         for u in split_units(text) {
@@ -536,7 +715,7 @@ mod tests {
         #[test]
         fn pieces_are_ordered_verbatim_slices(
             lines in proptest::collection::vec(
-                "(#{0,3} |[0-9]{1,2}\\. |- |\\| |\\|---\\|)?[a-zA-Z0-9 .?!|°é-]{0,40}",
+                " {0,4}(#{0,3} |[0-9]{1,2}[.)] |- |\\| |\\|---\\||--- \\| ---)?[a-zA-Z0-9 .?!|°é-]{0,40}",
                 0..12,
             )
         ) {

@@ -11,6 +11,12 @@ use scanaid_indexer::{Mode, SearchRequest};
 /// Twelve long steps of one lockout, then a second, unrelated procedure in the same section that
 /// numbers from 1 again, then another section.
 fn manual() -> String {
+    manual_written(|i| format!("{}.", i + 1), " ")
+}
+
+/// The same manual with each lockout step's marker made by `marker` (from the step's index), and
+/// `wrap` between the step's two halves (a space, or a line break and indentation).
+fn manual_written(marker: impl Fn(usize) -> String, wrap: &str) -> String {
     let things = [
         "the wash pump",
         "the booster heater",
@@ -30,8 +36,8 @@ fn manual() -> String {
     );
     for (i, thing) in things.iter().enumerate() {
         text.push_str(&format!(
-            "{}. Isolate {thing} following the site lockout rules, check that {thing} cannot start, and record {thing} on the lockout card with the time before going on.\n",
-            i + 1
+            "{} Isolate {thing} following the site lockout rules, check that {thing} cannot start,{wrap}and record {thing} on the lockout card with the time before going on.\n",
+            marker(i)
         ));
     }
     text.push_str("\nAfter the work, restore the machine:\n\n");
@@ -104,4 +110,31 @@ fn a_procedure_split_over_chunks_comes_back_whole_and_in_order() {
         answer.citations
     );
     assert!(answer.sentences.iter().all(|s| s.citation == 1));
+}
+
+/// Written as many manuals are: every step numbered `1.` (markdown numbers them) and hard-wrapped
+/// over two lines. The answer is still the whole lockout, each step whole.
+#[test]
+fn a_wrapped_procedure_numbered_with_ones_comes_back_whole() {
+    let embedder = embedder();
+    let text = manual_written(|_| "1.".to_string(), "\n   ");
+    let (index, _dir) = index_of(&[("hood.md", &text)], embedder.as_ref());
+    let question = "how do I isolate the control board";
+    let hits = index
+        .search(
+            &SearchRequest::new(question, Mode::Hybrid, 5),
+            Some(embedder.as_ref()),
+        )
+        .unwrap();
+    let answer = extract(&index, question, &hits);
+    assert_eq!(answer.sentences.len(), 12, "{:#?}", answer.sentences);
+    for s in &answer.sentences {
+        assert!(
+            s.text.starts_with("1. Isolate") && s.text.ends_with("before going on."),
+            "a step cut at its line break: {s:?}"
+        );
+        assert!(index.chunk(s.ord).text.contains(&s.text));
+    }
+    assert!(answer.sentences[0].text.contains("the wash pump"));
+    assert!(answer.sentences[11].text.contains("the panels"));
 }

@@ -177,7 +177,13 @@ pub fn evaluate(
             answer: answer
                 .sentences
                 .iter()
-                .map(|s| format!("{} [{}]", s.text, s.citation))
+                .map(|s| {
+                    format!(
+                        "{} [{}]",
+                        scanaid_assistant::answer::one_line(&s.text),
+                        s.citation
+                    )
+                })
                 .collect(),
             cited: answer
                 .citations

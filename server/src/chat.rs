@@ -160,7 +160,8 @@ pub fn views_of(
         .sentences
         .iter()
         .map(|s| SentenceView {
-            text: s.text.clone(),
+            // A piece the manual wraps over lines is shown as the one line markdown renders.
+            text: scanaid_assistant::answer::one_line(&s.text).into_owned(),
             citation: s.citation,
         })
         .collect();
