@@ -99,15 +99,19 @@ pub fn evidence(index: &SearchIndex, request: &SearchRequest, hits: &[Hit]) -> E
         .find(|h| rank_in(h, false) == Some(1))
         .map(|h| h.ord);
     let legs_agree = f64::from(best_bm25.is_some() && best_bm25 == best_dense);
-    // Out of the top 5 both legs could share: fewer when fewer passages were there to rank.
-    let shareable = dense.len().clamp(1, 5) as f64;
-    let overlap_top5 = hits
-        .iter()
-        .filter(|h| {
-            rank_in(h, true).is_some_and(|r| r <= 5) && rank_in(h, false).is_some_and(|r| r <= 5)
-        })
-        .count() as f64
-        / shareable;
+    // With five passages or fewer to rank, both legs' top 5 hold the same passages whatever was
+    // asked: the overlap says nothing then.
+    let overlap_top5 = if (1..=5).contains(&dense.len()) {
+        UNKNOWN
+    } else {
+        hits.iter()
+            .filter(|h| {
+                rank_in(h, true).is_some_and(|r| r <= 5)
+                    && rank_in(h, false).is_some_and(|r| r <= 5)
+            })
+            .count() as f64
+            / 5.0
+    };
     let term_coverage_top3 = term_coverage(
         index,
         question,

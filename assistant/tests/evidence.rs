@@ -71,9 +71,24 @@ fn each_feature_is_what_its_name_says() {
     close_in(&v, "top_bm25_per_term", 2.0);
     close_in(&v, "bm25_margin", 0.5);
     close_in(&v, "legs_agree", 0.0);
-    // battery and filter are in both legs' top 5, of the three passages there were to rank
-    close_in(&v, "overlap_top5", 2.0 / 3.0);
+    // Three passages to rank: both legs' top 5 hold all of them whatever was asked, so the
+    // overlap tells nothing (with six or more it is the share of the top 5 both legs hold).
+    assert!(feature(&v, "overlap_top5").is_nan());
     close_in(&v, "term_coverage_top3", 1.0); // replace, battery (battery) and filter (filter)
+                                             // Six ranked: battery and filter are in both legs' top 5; a BM25 hit ranked 7th on dense is not.
+    let six = [
+        hits[0].clone(),
+        hits[1].clone(),
+        hits[2].clone(),
+        hit(door, Some((3, 1.0)), Some((7, 0.1))),
+        hit(door, None, Some((4, 0.15))),
+        hit(door, None, Some((5, 0.12))),
+    ];
+    close_in(
+        &evidence(&index, question, &six).values,
+        "overlap_top5",
+        0.4,
+    );
 
     // The same best passage in both legs: they agree. Only the door section: no question term
     // is covered.
@@ -91,7 +106,7 @@ fn each_feature_is_what_its_name_says() {
     let alone = [hit(battery, Some((1, 6.0)), Some((1, 0.9)))];
     let v = evidence(&index, question, &alone).values;
     assert!(feature(&v, "cosine_margin").is_nan() && feature(&v, "bm25_margin").is_nan());
-    close_in(&v, "overlap_top5", 1.0);
+    assert!(feature(&v, "overlap_top5").is_nan());
     let model = scanaid_assistant::Logistic {
         mean: [0.5; FEATURE_NAMES.len()],
         scale: [0.25; FEATURE_NAMES.len()],
@@ -99,7 +114,7 @@ fn each_feature_is_what_its_name_says() {
         bias: 0.0,
     };
     let mut at_mean = v;
-    for name in ["cosine_margin", "bm25_margin"] {
+    for name in ["cosine_margin", "bm25_margin", "overlap_top5"] {
         at_mean[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()] = 0.5;
     }
     assert_eq!(model.predict(&v), model.predict(&at_mean));
