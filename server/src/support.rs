@@ -373,9 +373,10 @@ pub async fn person_events(
     Path(conversation): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let caller = match StreamSession::of_caller(&app, &headers).await? {
-        Some((_, role)) => role,
-        None => Role::Anonymous,
+    // A signed-in caller's stream follows their session; anonymous callers have none to follow.
+    let (session, caller) = match StreamSession::of_caller(&app, &headers).await? {
+        Some((session, role)) => (Some(session), role),
+        None => (None, Role::Anonymous),
     };
     if !is_conversation_id(&conversation)
         || app.store.conversation_role(&conversation).await?.as_deref() != Some(caller.as_str())
@@ -399,12 +400,8 @@ pub async fn person_events(
         conversation,
         last_sent,
         pending: VecDeque::new(),
-        session: None,
+        session,
     };
-    // Held under the caller's role: anonymous callers' conversations have no session to follow.
-    if let Some((session, _)) = StreamSession::of_caller(&app, &headers).await? {
-        state.session = Some(session);
-    }
     state.catch_up().await?;
     // A ticket closed while this person was away: say so now, not never (the close event is gone).
     if let Some((ticket, status)) = app.store.latest_ticket(&state.conversation).await? {

@@ -964,13 +964,7 @@ fn a_job_stream_ends_when_its_editor_signs_out_and_is_sent_nothing_after() {
     }
 
     // The editor signs out on another tab; the job's tab stays open.
-    let confirm = get(&app.url("/signout"), &[("cookie", &editor)]);
-    let out = post_form(
-        &app.url("/signout"),
-        &[("cookie", &editor)],
-        &[("csrf", &confirm.hidden("csrf").unwrap())],
-    );
-    assert_eq!(out.status, 303);
+    sign_out(&app, &editor);
     drop(builder);
 
     // The colleague, still signed in, follows the job to its end; the signed-out tab is sent

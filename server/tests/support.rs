@@ -507,13 +507,7 @@ fn a_console_stream_ends_when_its_agent_is_signed_out_and_is_sent_nothing_after(
     let colleagues = open_stream(&app.url("/support/events"), &[("cookie", &colleague)]);
 
     // The agent signs out on another tab; the open console tab keeps listening.
-    let confirm = get(&app.url("/signout"), &[("cookie", &agent)]);
-    let out = post_form(
-        &app.url("/signout"),
-        &[("cookie", &agent)],
-        &[("csrf", &confirm.hidden("csrf").unwrap())],
-    );
-    assert_eq!(out.status, 303);
+    sign_out(&app, &agent);
 
     let (status, reply) = ask(
         &app,
@@ -582,13 +576,7 @@ fn a_signed_in_persons_reply_stream_ends_when_they_sign_out() {
     );
 
     // The technician signs out of the shared tablet; the chat tab stays open.
-    let confirm = get(&app.url("/signout"), &[("cookie", &technician)]);
-    let out = post_form(
-        &app.url("/signout"),
-        &[("cookie", &technician)],
-        &[("csrf", &confirm.hidden("csrf").unwrap())],
-    );
-    assert_eq!(out.status, 303);
+    sign_out(&app, &technician);
     agent_reply("The spare seal is in drawer 3.");
     for stream in [&replies, &watching] {
         loop {

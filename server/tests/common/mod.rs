@@ -443,6 +443,17 @@ pub fn staff_cookie(app: &TestApp, username: &str, role: scanaid_server::roles::
     )
 }
 
+/// Signs the session in `cookie` out, as the sign-out page's confirmation form does.
+pub fn sign_out(app: &TestApp, cookie: &str) {
+    let confirm = get(&app.url("/signout"), &[("cookie", cookie)]);
+    let out = post_form(
+        &app.url("/signout"),
+        &[("cookie", cookie)],
+        &[("csrf", &confirm.hidden("csrf").unwrap())],
+    );
+    assert_eq!(out.status, 303, "{}", out.body);
+}
+
 /// POSTs `body` as JSON (raw text, so tests can send broken JSON too).
 pub fn post_json(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
     let mut request = agent().post(url).set("content-type", "application/json");
