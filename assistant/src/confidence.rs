@@ -231,9 +231,8 @@ mod tests {
         r
     }
 
-    #[test]
-    fn learns_which_feature_separates_the_labels() {
-        // Label follows feature 0; feature 1 is noise.
+    /// 200 rows whose label follows feature 0 (feature 1 is noise), and options using every feature.
+    fn feature_0_decides() -> (Vec<[f64; N_FEATURES]>, Vec<bool>, FitOptions) {
         let rows: Vec<_> = (0..200)
             .map(|i| row((i % 20) as f64 / 20.0, ((i * 7) % 13) as f64))
             .collect();
@@ -242,6 +241,12 @@ mod tests {
             use_feature: [true; N_FEATURES],
             ..FitOptions::default()
         };
+        (rows, labels, everything)
+    }
+
+    #[test]
+    fn learns_which_feature_separates_the_labels() {
+        let (rows, labels, everything) = feature_0_decides();
         let model = Logistic::fit(&rows, &labels, everything);
         assert!(model.weights[0] > 1.0, "{model:?}");
         assert!(model.weights[1].abs() < model.weights[0] / 5.0, "{model:?}");
@@ -251,14 +256,7 @@ mod tests {
 
     #[test]
     fn an_unknown_feature_is_read_as_the_average_in_fitting_and_predicting() {
-        let mut rows: Vec<_> = (0..200)
-            .map(|i| row((i % 20) as f64 / 20.0, ((i * 7) % 13) as f64))
-            .collect();
-        let labels: Vec<bool> = rows.iter().map(|r| r[0] >= 0.5).collect();
-        let everything = FitOptions {
-            use_feature: [true; N_FEATURES],
-            ..FitOptions::default()
-        };
+        let (mut rows, labels, everything) = feature_0_decides();
         let known = Logistic::fit(&rows, &labels, everything);
         rows[3][1] = crate::evidence::UNKNOWN;
         let model = Logistic::fit(&rows, &labels, everything);

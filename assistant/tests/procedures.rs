@@ -55,6 +55,21 @@ fn manual_written(marker: impl Fn(usize) -> String, wrap: &str) -> String {
     text
 }
 
+/// The extract for `question` from its top 5 hybrid hits.
+fn answer_to(
+    index: &scanaid_indexer::SearchIndex,
+    embedder: &dyn scanaid_models::Embedder,
+    question: &str,
+) -> scanaid_assistant::Extract {
+    let hits = index
+        .search(
+            &SearchRequest::new(question, Mode::Hybrid, 5),
+            Some(embedder),
+        )
+        .unwrap();
+    extract(index, question, &hits)
+}
+
 #[test]
 fn a_procedure_split_over_chunks_comes_back_whole_and_in_order() {
     let embedder = embedder();
@@ -70,14 +85,11 @@ fn a_procedure_split_over_chunks_comes_back_whole_and_in_order() {
     );
 
     // Words only step 9 has: the best piece is in a chunk that starts mid-procedure.
-    let question = "how do I isolate the control board";
-    let hits = index
-        .search(
-            &SearchRequest::new(question, Mode::Hybrid, 5),
-            Some(embedder.as_ref()),
-        )
-        .unwrap();
-    let answer = extract(&index, question, &hits);
+    let answer = answer_to(
+        &index,
+        embedder.as_ref(),
+        "how do I isolate the control board",
+    );
     let numbers: Vec<u32> = answer
         .sentences
         .iter()
@@ -119,14 +131,11 @@ fn a_wrapped_procedure_numbered_with_ones_comes_back_whole() {
     let embedder = embedder();
     let text = manual_written(|_| "1.".to_string(), "\n   ");
     let (index, _dir) = index_of(&[("hood.md", &text)], embedder.as_ref());
-    let question = "how do I isolate the control board";
-    let hits = index
-        .search(
-            &SearchRequest::new(question, Mode::Hybrid, 5),
-            Some(embedder.as_ref()),
-        )
-        .unwrap();
-    let answer = extract(&index, question, &hits);
+    let answer = answer_to(
+        &index,
+        embedder.as_ref(),
+        "how do I isolate the control board",
+    );
     assert_eq!(answer.sentences.len(), 12, "{:#?}", answer.sentences);
     for s in &answer.sentences {
         assert!(

@@ -120,7 +120,6 @@ pub struct SearchIndex {
     chunks: Vec<Chunk>,
     lexical: LexicalIndex,
     vectors: VectorIndex,
-    has_private: bool,
     /// Chunks with no owner: what `/healthz` may report.
     n_public: usize,
     /// The distinct primary language tags of the public chunks. A patient's packet adds its own
@@ -210,7 +209,6 @@ impl SearchIndex {
         let vectors = VectorIndex::open(meta.dim, data, EXACT_MAX, HnswParams::for_rows(rows), dir)
             .with_items(starts)
             .map_err(bad)?;
-        let has_private = chunks.iter().any(|c| c.owner.is_some());
         let n_public = chunks.iter().filter(|c| c.owner.is_none()).count();
         let languages = languages_of(chunks.iter().filter(|c| c.owner.is_none()));
         let all_languages = languages_of(chunks.iter());
@@ -222,7 +220,6 @@ impl SearchIndex {
             chunks,
             lexical,
             vectors,
-            has_private,
             n_public,
             languages,
             owner_languages,
@@ -422,7 +419,8 @@ impl SearchIndex {
 
     /// The vector leg's allow-mask, or `None` when every chunk is allowed.
     fn allow_mask(&self, filters: &Filters) -> Option<Vec<bool>> {
-        let hides_private = self.has_private && filters.owner != OwnerScope::Everything;
+        let has_private = self.n_public < self.chunks.len();
+        let hides_private = has_private && filters.owner != OwnerScope::Everything;
         if filters.is_open() && !hides_private {
             return None;
         }
