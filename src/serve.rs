@@ -129,6 +129,7 @@ fn server_config(cmd: &ServeCmd, over_tls: bool) -> ServerConfig {
             scan_events: days(cmd.scan_retention_days),
             ticket_idle: days(cmd.ticket_idle_days),
             audit: days(cmd.audit_retention_days),
+            packets: days(cmd.packet_retention_days),
             ..Default::default()
         },
         ..ServerConfig::default()
@@ -172,6 +173,10 @@ pub struct ServeCmd {
     /// Days audit log entries (patient packet access, sign-ins) are kept.
     #[arg(long, env = "SCANAID_AUDIT_RETENTION_DAYS", default_value_t = 395, value_parser = clap::value_parser!(u32).range(1..))]
     pub audit_retention_days: u32,
+    /// Days a discharge packet (the patient's name, documents and second factors) is kept after the
+    /// day it was made; it is deleted when that day ends (UTC), and its PIN slip gives the date.
+    #[arg(long, env = "SCANAID_PACKET_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..))]
+    pub packet_retention_days: u32,
     #[command(flatten)]
     pub data: DataOpts,
     #[command(flatten)]

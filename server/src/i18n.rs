@@ -100,6 +100,8 @@ pub struct Strings {
     /// The PIN slip handed to the patient with their papers.
     pub pin_slip_heading: &'static str,
     pub pin_slip_text: &'static str,
+    /// The last day the packet can be opened; `{date}` is `YYYY-MM-DD`.
+    pub pin_slip_until: &'static str,
     pub patient_unsure: &'static str,
 }
 
@@ -188,6 +190,7 @@ pub const EN: Strings = Strings {
     patient_session_ended: "Your session ended after a while without use, so your question was not sent. Scan the code on your papers to open your instructions again.",
     pin_slip_heading: "Your PIN",
     pin_slip_text: "With your date of birth, this PIN opens your instructions at the address on your papers. Keep it apart from them.",
+    pin_slip_until: "Your instructions can be opened until {date}. After that they are deleted.",
     patient_unsure: "I am not sure your instructions answer this. For anything urgent, call the number on your papers.",
 };
 
@@ -276,6 +279,7 @@ pub const ES: Strings = Strings {
     patient_session_ended: "Su sesión terminó tras un tiempo sin uso, así que su pregunta no se envió. Escanee el código de sus papeles para abrir sus instrucciones de nuevo.",
     pin_slip_heading: "Su PIN",
     pin_slip_text: "Con su fecha de nacimiento, este PIN abre sus instrucciones en la dirección de sus papeles. Guárdelo aparte de ellos.",
+    pin_slip_until: "Podrá abrir sus instrucciones hasta el {date}. Después se borrarán.",
     patient_unsure: "No estoy seguro de que sus instrucciones respondan a esto. Si es urgente, llame al teléfono de sus papeles.",
 };
 

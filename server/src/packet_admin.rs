@@ -56,6 +56,10 @@ pub struct CreatedPage {
     /// The slip is the patient's: in the packet's language.
     pub packet_lang: String,
     pub slip: &'static crate::i18n::Strings,
+    /// The last day the packet is kept, `YYYY-MM-DD`.
+    pub kept_until: String,
+    /// The slip's line saying so, in the packet's language.
+    pub kept_until_line: String,
 }
 
 /// The bundled patient leaflets (`manuals/patient/*.md`), parsed.
@@ -262,6 +266,11 @@ pub async fn create(
         })
     })?;
     let documents = app.store.packet_documents(&created.packet_id).await?.len();
+    let kept_until = match app.store.packet(&created.packet_id).await? {
+        Some(record) => crate::patient_pages::kept_until(&record.created_at, &app),
+        None => String::new(),
+    };
+    let slip = crate::i18n::strings(&form.language);
     let page = CreatedPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
@@ -271,7 +280,9 @@ pub async fn create(
         pin: created.pin,
         label_svg,
         documents,
-        slip: crate::i18n::strings(&form.language),
+        kept_until_line: slip.pin_slip_until.replace("{date}", &kept_until),
+        kept_until,
+        slip,
         packet_lang: form.language.clone(),
     }
     .render()?;

@@ -49,6 +49,8 @@ pub struct PatientPage {
     pub question: String,
     pub answer: Option<crate::patient_chat::PatientAnswer>,
     pub error: String,
+    /// Until when the packet opens (the retention limit), in its language.
+    pub kept_until_line: String,
 }
 
 /// The packet a request's patient cookie opens, if the session is live.
@@ -123,8 +125,12 @@ async fn instructions(
             html: crate::pages::markdown_to_html(&d.markdown),
         })
         .collect();
+    let t = i18n::strings(&packet.language);
     let page = PatientPage {
-        t: i18n::strings(&packet.language),
+        t,
+        kept_until_line: t
+            .pin_slip_until
+            .replace("{date}", &kept_until(&packet.created_at, app)),
         lang: packet.language.clone(),
         name: packet.display_name.clone(),
         csrf: auth::csrf_for_session(token),
@@ -402,6 +408,8 @@ pub struct PacketRow {
     pub name: String,
     pub language: String,
     pub created: String,
+    /// The last UTC day it is kept (the retention limit), `YYYY-MM-DD`.
+    pub kept_until: String,
     pub created_by: String,
     pub failed_attempts: i64,
     pub locked: bool,
@@ -430,6 +438,14 @@ fn packet_not_found() -> Result<Response, AppError> {
     Ok(no_store(
         (StatusCode::NOT_FOUND, Html(page)).into_response(),
     ))
+}
+
+/// The last day a packet made at `created_at` is kept, as `YYYY-MM-DD` (see
+/// `retention::packet_kept_until`).
+pub(crate) fn kept_until(created_at: &str, app: &AppState) -> String {
+    crate::retention::packet_kept_until(created_at, app.config.retention)
+        .map(|day| day.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
 }
 
 pub(crate) async fn require_clinician(
@@ -475,6 +491,7 @@ async fn packets_page(
             id: p.id,
             name: p.display_name,
             language: p.language,
+            kept_until: kept_until(&p.created_at, app),
             created: p.created_at,
             created_by: p.created_by,
             failed_attempts: p.failed_attempts,

@@ -381,6 +381,34 @@ impl Store {
     /// retires its code, which then scans to the fallback page. The audit log keeps the packet id and
     /// who deleted it, nothing personal. False when there is no such packet.
     pub async fn delete_packet(&self, packet: &str, by: &str) -> Result<bool> {
+        self.remove_packet(
+            packet,
+            by,
+            "packet.deleted",
+            "patient data deleted on request",
+        )
+        .await
+    }
+
+    /// The ids of packets made before `cutoff` (RFC 3339 UTC, compared as text like every stored
+    /// time): those the retention limit deletes.
+    pub async fn packets_made_before(&self, cutoff: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM packets WHERE created_at < ? ORDER BY created_at")
+                .bind(cutoff)
+                .fetch_all(self.pool())
+                .await?,
+        )
+    }
+
+    /// `delete_packet`'s deletion, audited as `action` by `actor` with `detail` (nothing personal).
+    pub async fn remove_packet(
+        &self,
+        packet: &str,
+        actor: &str,
+        action: &str,
+        detail: &str,
+    ) -> Result<bool> {
         let Some(record) = self.packet(packet).await? else {
             return Ok(false);
         };
@@ -403,14 +431,8 @@ impl Store {
             .await?;
         tx.commit().await?;
         self.codes_changed().await?;
-        self.audit(
-            by,
-            "packet.deleted",
-            Some(packet),
-            "patient data deleted on request",
-            None,
-        )
-        .await?;
+        self.audit(actor, action, Some(packet), detail, None)
+            .await?;
         Ok(true)
     }
 

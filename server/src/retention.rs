@@ -3,8 +3,10 @@
 //! `ticket_idle` is closed (so its conversation can age out); a contact a person left is cleared
 //! `contact_after_close` after their ticket closed; a webhook delivery its receiver never took goes
 //! with the chat limit; scan events (no personal data) go after `scan_events`, the audit log after
-//! `audit`; expired staff and patient sessions, and failed sign-in counts that no longer count, go at
-//! once. Runs at start and then hourly.
+//! `audit`; a discharge packet (the patient's name, the hash of their date of birth and PIN, their
+//! documents) is deleted as a clinician's deletion is once the UTC day `packets` after the one it was
+//! made on has ended (the date is printed on the PIN slip); expired staff and patient sessions, and
+//! failed sign-in counts that no longer count, go at once. Runs at start and then hourly.
 
 use std::time::Duration;
 
@@ -31,6 +33,9 @@ pub struct Retention {
     pub ticket_idle: Duration,
     /// Audit log entries (who opened which patient packet, sign-ins) older than this are deleted.
     pub audit: Duration,
+    /// A discharge packet is kept until the end of the UTC day this long after the day it was
+    /// made (whole days; see `packet_kept_until`), then deleted with everything about its patient.
+    pub packets: Duration,
 }
 
 impl Default for Retention {
@@ -41,6 +46,7 @@ impl Default for Retention {
             scan_events: DAY * 395,
             ticket_idle: DAY * 30,
             audit: DAY * 395,
+            packets: DAY * 90,
         }
     }
 }
@@ -58,6 +64,8 @@ pub struct Purged {
     pub sessions: u64,
     /// Failed sign-in counts whose window and lockout are both over.
     pub signin_attempts: u64,
+    /// Discharge packets past `Retention::packets`, deleted with their patients' data.
+    pub packets: u64,
 }
 
 fn cutoff(now: chrono::DateTime<chrono::Utc>, age: Duration) -> String {
@@ -65,6 +73,54 @@ fn cutoff(now: chrono::DateTime<chrono::Utc>, age: Duration) -> String {
     now.checked_sub_signed(age)
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn whole_days(age: Duration) -> i64 {
+    i64::try_from(age.as_secs() / DAY.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The last UTC day a packet made at `created_at` (RFC 3339) is kept: the day it was made plus
+/// `policy.packets`. Shown to clinicians and on the patient's PIN slip. `None` for a time that does
+/// not parse (none is stored so).
+pub fn packet_kept_until(created_at: &str, policy: Retention) -> Option<chrono::NaiveDate> {
+    let made = chrono::DateTime::parse_from_rfc3339(created_at).ok()?;
+    made.with_timezone(&chrono::Utc)
+        .date_naive()
+        .checked_add_days(chrono::Days::new(whole_days(policy.packets) as u64))
+}
+
+/// Deletes every packet whose last day (`packet_kept_until`) ended before `now`, as a clinician's
+/// deletion does (audited as `packet.expired` by "retention"), and returns how many. The index still
+/// holds their documents until it is rebuilt: `purge_and_announce` starts that.
+async fn expire_packets(
+    store: &Store,
+    policy: Retention,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64> {
+    // Made before the start of the UTC day `packets` days ago: its last day was yesterday or earlier.
+    let first_kept_day = now
+        .date_naive()
+        .checked_sub_days(chrono::Days::new(whole_days(policy.packets) as u64))
+        .unwrap_or(chrono::NaiveDate::MIN);
+    let cutoff = first_kept_day
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let detail = format!(
+        "patient data deleted {} days after the packet was made (retention limit)",
+        whole_days(policy.packets)
+    );
+    let mut deleted = 0;
+    for packet in store.packets_made_before(&cutoff).await? {
+        if store
+            .remove_packet(&packet, "retention", "packet.expired", &detail)
+            .await?
+        {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }
 
 /// Closes every ticket idle past `policy.ticket_idle` as of `now` (`closed_by` "retention";
@@ -169,6 +225,7 @@ pub async fn purge(
         .await?
         .rows_affected();
     purged.signin_attempts = crate::signin_limits::purge_expired(store, now).await?;
+    purged.packets = expire_packets(store, policy, now).await?;
     Ok(purged)
 }
 
@@ -201,6 +258,10 @@ pub async fn purge_and_announce(
     }
     let mut purged = purge(&app.store, policy, now).await?;
     purged.tickets_closed = closed;
+    if purged.packets > 0 {
+        // Their documents leave the index, its older generations and the embedding cache.
+        crate::patient_chat::reindex_in_background(app);
+    }
     Ok(purged)
 }
 
@@ -219,4 +280,33 @@ pub fn start(app: AppState) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packets_last_day_counts_whole_days_from_the_utc_day_it_was_made() {
+        let policy = Retention::default();
+        let day = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+        assert_eq!(
+            packet_kept_until("2026-01-01T23:59:59.999Z", policy),
+            Some(day("2026-04-01"))
+        );
+        // Made late on 31 December in New York is 1 January in UTC.
+        assert_eq!(
+            packet_kept_until("2025-12-31T20:00:00-05:00", policy),
+            Some(day("2026-04-01"))
+        );
+        let week = Retention {
+            packets: DAY * 7,
+            ..policy
+        };
+        assert_eq!(
+            packet_kept_until("2026-02-25T08:00:00.000Z", week),
+            Some(day("2026-03-04"))
+        );
+        assert_eq!(packet_kept_until("yesterday", policy), None);
+    }
 }

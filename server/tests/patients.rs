@@ -815,6 +815,12 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
         "{}",
         made.body
     );
+    // The slip says, in her language, until when the instructions open (the retention limit).
+    let last_day = (chrono::Utc::now().date_naive() + chrono::Days::new(90)).to_string();
+    assert_eq!(
+        between(&made.body, "<p id=\"kept-until\">", "<"),
+        format!("Podrá abrir sus instrucciones hasta el {last_day}. Después se borrarán.")
+    );
     let pin = between(&made.body, "<p class=\"big\" id=\"pin\">", "<");
     let url = between(&made.body, "<code id=\"packet-url\">", "<");
     let code = url.rsplit('/').next().unwrap().to_string();
@@ -981,14 +987,20 @@ fn a_packet_deleted_on_request_leaves_nothing_personal_and_opens_nothing() {
         vec![vec!["0".to_string()]]
     );
 
-    // The index drops her documents once the background build is done.
+    assert_index_forgets(&app, index.path(), &packet, her_heading);
+}
+
+/// Waits (up to 2 minutes) until the served index holds no chunk of `packet` and no file under
+/// `index_dir` (older generations kept for rollback, the embedding cache) holds `text`: what the
+/// background build after a packet's deletion must reach.
+fn assert_index_forgets(app: &TestApp, index_dir: &std::path::Path, packet: &str, text: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while app
         .state
         .index()
         .chunks()
         .iter()
-        .any(|c| c.owner.as_deref() == Some(packet.as_str()))
+        .any(|c| c.owner.as_deref() == Some(packet))
     {
         assert!(
             std::time::Instant::now() < deadline,
@@ -996,18 +1008,94 @@ fn a_packet_deleted_on_request_leaves_nothing_personal_and_opens_nothing() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    // Nor do the older generations kept for rollback keep her text on disk.
     loop {
-        let left = files_containing(index.path(), her_heading);
+        let left = files_containing(index_dir, text);
         if left.is_empty() {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "her documents' text is still on disk in {left:?}"
+            "the deleted packet's text is still on disk in {left:?}"
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_packet_past_its_retention_limit_is_deleted_with_its_patients_data() {
+    use scanaid_server::retention::purge_and_announce;
+    let (app, demos, index) = spawn_with_indexed_packets();
+    let lily = demo(&demos, "Lily Chen");
+    let packet = packet_of(&app, "Lily Chen");
+    let her_heading = "Lily's personal plan";
+    assert!(!files_containing(index.path(), her_heading).is_empty());
+    // Her packet was made on New Year's Day; the other two today.
+    app.rows(&format!(
+        "UPDATE packets SET created_at = '2026-01-01T10:00:00.000Z' WHERE id = '{packet}'"
+    ));
+    // Clinicians see the last day each packet is kept: 90 days after the day it was made.
+    let clinician = staff_cookie(&app, "nurse4", Role::Clinician);
+    let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
+    let row = between(&list.body, &format!("<tr id=\"packet-{packet}\">"), "</tr>");
+    assert!(
+        row.contains("<td class=\"kept-until\">2026-04-01</td>"),
+        "{row}"
+    );
+
+    let state = app.state.clone();
+    let purge_at = |at: &str| {
+        let state = state.clone();
+        let at: chrono::DateTime<chrono::Utc> = at.parse().unwrap();
+        app.block_on(async move { purge_and_announce(&state, at).await })
+            .unwrap()
+    };
+    // All through her last day (UTC) the packet opens.
+    assert_eq!(purge_at("2026-04-01T23:59:59Z").packets, 0);
+    let (_, session) = try_open(&app, &lily.code, &lily.dob, &lily.pin);
+    let session = session.expect("her packet still opens on its last day");
+    // Her page tells her, as her slip did.
+    let page = get(
+        &app.url(&format!("/c/{}", lily.code)),
+        &[("cookie", &session)],
+    );
+    assert_eq!(
+        between(&page.body, "<p class=\"meta\" id=\"kept-until\">", "<"),
+        "Your instructions can be opened until 2026-04-01. After that they are deleted."
+    );
+    // The day after, it is deleted as a clinician's deletion is, and nobody else's is.
+    assert_eq!(purge_at("2026-04-02T00:00:01Z").packets, 1);
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM packets WHERE id = '{packet}'"
+        ))[0][0],
+        "0"
+    );
+    assert_eq!(app.rows("SELECT COUNT(*) FROM packets")[0][0], "2");
+    for sql in [
+        "SELECT COUNT(*) FROM patients WHERE display_name = 'Lily Chen'".to_string(),
+        format!("SELECT COUNT(*) FROM packet_documents WHERE packet_id = '{packet}'"),
+        format!("SELECT COUNT(*) FROM patient_sessions WHERE packet_id = '{packet}'"),
+    ] {
+        assert_eq!(app.rows(&sql)[0][0], "0", "{sql}");
+    }
+    assert_eq!(
+        app.rows("SELECT actor, detail FROM audit_log WHERE action = 'packet.expired'"),
+        vec![vec![
+            "retention".to_string(),
+            "patient data deleted 90 days after the packet was made (retention limit)".to_string()
+        ]]
+    );
+    let page = get(&app.url(&format!("/c/{}", lily.code)), &[]);
+    assert_eq!(page.status, 410);
+    assert!(
+        page.body
+            .contains("call the phone number on your discharge papers"),
+        "{}",
+        page.body
+    );
+    assert_index_forgets(&app, index.path(), &packet, her_heading);
+    // A later purge finds nothing more to delete.
+    assert_eq!(purge_at("2026-04-02T01:00:00Z").packets, 0);
 }
 
 /// Files under `dir` whose bytes contain `needle`.
