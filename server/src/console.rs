@@ -38,6 +38,8 @@ async fn require_agent(
 pub struct TicketRow {
     pub id: i64,
     pub status: String,
+    /// The agent who has it: "you", a colleague's username, or empty for nobody.
+    pub agent: String,
     pub asset_name: String,
     pub queue: String,
     pub reason: String,
@@ -78,6 +80,10 @@ pub struct TicketPage {
     /// A reply that was not sent (too long, or the ticket closed meanwhile), shown back so the
     /// agent's text is not lost.
     pub draft: String,
+    /// The agent who has the ticket (empty: nobody); a take form sends it back as `expected`.
+    pub assigned: String,
+    /// Whether that is the agent viewing the page.
+    pub mine: bool,
 }
 
 /// An instant in the asset's site time zone, as an agent reads it.
@@ -113,6 +119,11 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
         .await?
         .into_iter()
         .map(|t| TicketRow {
+            agent: match t.assigned_to {
+                Some(who) if who == me.username => "you".to_string(),
+                Some(who) => who,
+                None => String::new(),
+            },
             id: t.id,
             created: local_time(&t.created_at, &t.timezone),
             status: t.status,
@@ -202,10 +213,13 @@ async fn ticket_page(
     for entry in &mut entries {
         entry.at = local_time(&entry.at, &ticket.timezone);
     }
+    let assigned = ticket.assigned_to.clone().unwrap_or_default();
     let body = TicketPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
         me: me.username.clone(),
+        mine: assigned == me.username,
+        assigned,
         created: local_time(&ticket.created_at, &ticket.timezone),
         confidence: percent(ticket.confidence),
         ticket,
@@ -341,4 +355,100 @@ pub async fn close(
         }
     }
     Ok(Redirect::to("/support").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TakeForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// Who had the ticket on the page the agent saw (empty: nobody).
+    #[serde(default)]
+    pub expected: String,
+}
+
+/// `POST /support/tickets/{id}/take`: the ticket becomes the agent's, from nobody or from the
+/// colleague the agent's page showed. Had someone else taken it since, nothing changes and the
+/// page says who has it now (409), with a form to take it over.
+pub async fn take(
+    State(app): State<AppState>,
+    crate::http::NumericId(id): crate::http::NumericId,
+    headers: HeaderMap,
+    Form(form): Form<TakeForm>,
+) -> Result<Response, AppError> {
+    let me = match require_agent(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    let Some(ticket) = app.store.ticket(id).await? else {
+        return not_found(id);
+    };
+    if ticket.assigned_to.as_deref() == Some(me.username.as_str()) && ticket.status != "closed" {
+        return Ok(Redirect::to(&format!("/support/tickets/{id}")).into_response());
+    }
+    let expected = Some(form.expected.trim()).filter(|e| !e.is_empty());
+    if !app
+        .store
+        .assign_ticket(id, Some(&me.username), expected)
+        .await?
+    {
+        return assignment_conflict(&app, &me, id).await;
+    }
+    announce_assignment(&app, id, &me.username).await?;
+    Ok(Redirect::to(&format!("/support/tickets/{id}")).into_response())
+}
+
+/// `POST /support/tickets/{id}/release`: the agent lets go of their ticket; nobody has it then.
+/// Only the agent who has it can (a colleague takes it over instead).
+pub async fn release(
+    State(app): State<AppState>,
+    crate::http::NumericId(id): crate::http::NumericId,
+    headers: HeaderMap,
+    Form(form): Form<crate::account::CsrfForm>,
+) -> Result<Response, AppError> {
+    let me = match require_agent(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    if app.store.ticket(id).await?.is_none() {
+        return not_found(id);
+    }
+    if !app
+        .store
+        .assign_ticket(id, None, Some(&me.username))
+        .await?
+    {
+        return assignment_conflict(&app, &me, id).await;
+    }
+    announce_assignment(&app, id, &me.username).await?;
+    Ok(Redirect::to("/support").into_response())
+}
+
+/// The ticket page, 409, saying why taking or letting go of the ticket changed nothing.
+async fn assignment_conflict(app: &AppState, me: &SignedIn, id: i64) -> Result<Response, AppError> {
+    let Some(ticket) = app.store.ticket(id).await? else {
+        return not_found(id);
+    };
+    let message = match (ticket.status.as_str(), ticket.assigned_to.as_deref()) {
+        ("closed", _) => "This ticket is closed; nobody can take it.".to_string(),
+        (_, Some(who)) if who == me.username => "You have this ticket.".to_string(),
+        (_, Some(who)) => format!(
+            "{who} has this ticket now. Take it over below only if you should answer the person instead."
+        ),
+        (_, None) => "Nobody has this ticket now; you can take it below.".to_string(),
+    };
+    ticket_page(app, me, id, StatusCode::CONFLICT, &message, "").await
+}
+
+/// Tells consoles (and the queue's webhook) who has the ticket now.
+async fn announce_assignment(app: &AppState, id: i64, by: &str) -> Result<(), AppError> {
+    if let Some(ticket) = app.store.ticket(id).await? {
+        publish(app, SupportEvent::of("ticket.assigned", &ticket).by(by)).await?;
+    }
+    Ok(())
 }

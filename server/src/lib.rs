@@ -249,6 +249,8 @@ fn app(state: AppState) -> Router {
         .route("/support/tickets/{id}", get(console::ticket))
         .route("/support/tickets/{id}/reply", post(console::reply))
         .route("/support/tickets/{id}/close", post(console::close))
+        .route("/support/tickets/{id}/take", post(console::take))
+        .route("/support/tickets/{id}/release", post(console::release))
         .route("/signin", get(account::signin_form).post(account::signin))
         .route(
             "/signout",

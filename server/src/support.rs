@@ -26,8 +26,8 @@ const HUB_CAPACITY: usize = 256;
 /// What happened to a ticket, as the console, the person's chat and the webhook see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SupportEvent {
-    /// `ticket.opened`, `ticket.message` (the person wrote), `ticket.reply` (an agent answered) or
-    /// `ticket.closed`.
+    /// `ticket.opened`, `ticket.message` (the person wrote), `ticket.reply` (an agent answered),
+    /// `ticket.assigned` (an agent took or let go of it) or `ticket.closed`.
     pub event: &'static str,
     pub ticket: i64,
     pub status: String,
@@ -43,9 +43,12 @@ pub struct SupportEvent {
     /// The message (the person's question, or the agent's reply).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    /// The agent who replied or closed.
+    /// The agent who replied, closed, or took or let go of the ticket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// The agent who has the ticket now (null: nobody). Consoles only; a person's stream never
+    /// forwards it (the person never sees an agent's username).
+    pub assigned_to: Option<String>,
     /// Which conversation: the person's stream filters on it; it is never sent anywhere.
     #[serde(skip)]
     pub conversation: String,
@@ -68,6 +71,7 @@ impl SupportEvent {
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             text: None,
             by: None,
+            assigned_to: ticket.assigned_to.clone(),
             conversation: ticket.conversation_id.clone(),
         }
     }

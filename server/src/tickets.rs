@@ -29,6 +29,8 @@ pub struct TicketRecord {
     pub contact: Option<String>,
     pub closed_at: Option<String>,
     pub closed_by: Option<String>,
+    /// The agent who took the ticket (username), if one has.
+    pub assigned_to: Option<String>,
 }
 
 /// One turn of the conversation as the person saw it.
@@ -55,7 +57,7 @@ pub struct TicketMessage {
     pub body: String,
 }
 
-const TICKET_COLUMNS: &str = "t.id, t.conversation_id, t.asset_id, a.name AS asset_name, a.queue_id, s.timezone, t.code, t.role, t.language, t.confidence, t.reason, t.status, t.created_at, t.updated_at, t.contact, t.closed_at, t.closed_by";
+const TICKET_COLUMNS: &str = "t.id, t.conversation_id, t.asset_id, a.name AS asset_name, a.queue_id, s.timezone, t.code, t.role, t.language, t.confidence, t.reason, t.status, t.created_at, t.updated_at, t.contact, t.closed_at, t.closed_by, t.assigned_to";
 
 impl Store {
     pub async fn ticket(&self, id: i64) -> Result<Option<TicketRecord>> {
@@ -118,8 +120,9 @@ impl Store {
         .await?)
     }
 
-    /// Stores an agent's reply and marks the ticket answered; `None` (nothing stored) when the
-    /// ticket is closed, even if it closed a moment ago, after the agent's page was drawn.
+    /// Stores an agent's reply and marks the ticket answered (an untaken ticket becomes the
+    /// author's); `None` (nothing stored) when the ticket is closed, even if it closed a moment ago,
+    /// after the agent's page was drawn.
     pub async fn add_ticket_reply(
         &self,
         ticket: i64,
@@ -129,9 +132,11 @@ impl Store {
         let at = now();
         let mut tx = self.pool().begin().await?;
         let marked = sqlx::query(
-            "UPDATE tickets SET status = 'answered', updated_at = ? WHERE id = ? AND status != 'closed'",
+            "UPDATE tickets SET status = 'answered', updated_at = ?, assigned_to = COALESCE(assigned_to, ?)
+             WHERE id = ? AND status != 'closed'",
         )
         .bind(&at)
+        .bind(author)
         .bind(ticket)
         .execute(&mut *tx)
         .await?;
@@ -155,6 +160,27 @@ impl Store {
             author: author.to_string(),
             body: body.to_string(),
         }))
+    }
+
+    /// Gives a ticket to `to` (a username; `None` leaves it to nobody), only if it is not closed and
+    /// `expected` still has it: an agent acts on the page they saw, so a colleague who took the
+    /// ticket meanwhile is not overridden unknowingly. False when either no longer holds.
+    pub async fn assign_ticket(
+        &self,
+        ticket: i64,
+        to: Option<&str>,
+        expected: Option<&str>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tickets SET assigned_to = ?
+             WHERE id = ? AND status != 'closed' AND assigned_to IS ?",
+        )
+        .bind(to)
+        .bind(ticket)
+        .bind(expected)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Closes a ticket; false when it was closed already.

@@ -8,6 +8,13 @@
   var status = document.getElementById("live-status");
   var source = new EventSource(root.getAttribute("data-live"));
   var ticketId = root.getAttribute("data-ticket");
+  var me = root.getAttribute("data-me");
+
+  // Who has a ticket, as the pages say it.
+  function agentText(assigned, nobody) {
+    if (!assigned) return nobody;
+    return assigned === me ? "you" : assigned;
+  }
 
   function cell(row, text) {
     var td = document.createElement("td");
@@ -22,6 +29,7 @@
     if (row) {
       row.className = "status-" + e.status;
       row.querySelector(".status").textContent = e.status;
+      row.querySelector(".agent").textContent = agentText(e.assigned_to, "");
       return;
     }
     if (e.event !== "ticket.opened") return;
@@ -35,6 +43,7 @@
     link.textContent = "#" + e.ticket;
     cell(row, "").appendChild(link);
     cell(row, e.status).className = "status";
+    cell(row, agentText(e.assigned_to, "")).className = "agent";
     cell(row, e.asset_name);
     cell(row, e.queue);
     cell(row, e.reason);
@@ -50,6 +59,14 @@
     if (String(e.ticket) !== ticketId) return;
     var st = document.getElementById("ticket-status");
     if (st) st.textContent = e.status;
+    // Someone took the ticket (or let it go): say who, and let a take act on what is shown now.
+    var agent = document.getElementById("ticket-agent");
+    if (agent) agent.textContent = agentText(e.assigned_to, "nobody yet");
+    var expected = document.getElementById("take-expected");
+    if (expected) {
+      expected.value = e.assigned_to || "";
+      document.getElementById("take-button").textContent = e.assigned_to ? "Take it over" : "Take this ticket";
+    }
     var who = e.event === "ticket.message" ? "person" : e.event === "ticket.reply" ? "agent" : null;
     if (!who || !e.text) return;
     var li = document.createElement("li");

@@ -338,6 +338,170 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
 /// reply to a ticket closed meanwhile is refused and not stored, a person writing after an agent's
 /// reply puts the ticket back at the head of the queue, and a person coming back after the close is
 /// told it closed.
+/// The `<tr id="ticket-{id}">` row of the queue page, as `who` sees it.
+fn queue_row(app: &TestApp, who: &str, ticket: i64) -> String {
+    let queue = get(&app.url("/support"), &[("cookie", who)]);
+    let from = queue
+        .body
+        .find(&format!("<tr id=\"ticket-{ticket}\""))
+        .unwrap_or_else(|| panic!("ticket {ticket} in {}", queue.body));
+    let to = queue.body[from..].find("</tr>").unwrap() + from;
+    queue.body[from..to].to_string()
+}
+
+#[test]
+fn an_agent_takes_a_ticket_and_a_colleague_acting_on_an_older_page_changes_nothing() {
+    let app = spawn_app();
+    let ana = staff_cookie(&app, "ana.agent", Role::Agent);
+    let ben = staff_cookie(&app, "ben.agent", Role::Agent);
+    let console = open_stream(&app.url("/support/events"), &[("cookie", &ben)]);
+    let (_, opened) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "can I talk to a person"}),
+    );
+    let ticket = opened["ticket"]["id"].as_i64().unwrap();
+    let conversation = opened["conversation"].as_str().unwrap().to_string();
+    let person = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    let assigned = || {
+        app.rows(&format!(
+            "SELECT assigned_to FROM tickets WHERE id = {ticket}"
+        ))[0][0]
+            .clone()
+    };
+    let page_of = |who: &str| {
+        get(
+            &app.url(&format!("/support/tickets/{ticket}")),
+            &[("cookie", who)],
+        )
+    };
+    let take = |who: &str, csrf: &str, expected: &str| {
+        post_form(
+            &app.url(&format!("/support/tickets/{ticket}/take")),
+            &[("cookie", who)],
+            &[("csrf", csrf), ("expected", expected)],
+        )
+    };
+
+    // Both open the ticket while nobody has it.
+    let ana_page = page_of(&ana);
+    let ben_page = page_of(&ben);
+    assert!(ben_page
+        .body
+        .contains("<span id=\"ticket-agent\">nobody yet</span>"));
+    assert_eq!(ben_page.hidden("expected").as_deref(), Some(""));
+    assert!(queue_row(&app, &ben, ticket).contains("<td class=\"agent\"></td>"));
+
+    // Ana takes it: the consoles hear it live, and the queue says who has it.
+    let taken = take(&ana, &ana_page.hidden("csrf").unwrap(), "");
+    assert_eq!(taken.status, 303, "{}", taken.body);
+    assert_eq!(assigned(), "ana.agent");
+    let event = ticket_event(&console, "ticket.assigned", ticket);
+    assert_eq!(
+        (event.data["assigned_to"].clone(), event.data["by"].clone()),
+        (Value::from("ana.agent"), Value::from("ana.agent"))
+    );
+    assert!(queue_row(&app, &ben, ticket).contains("<td class=\"agent\">ana.agent</td>"));
+    assert!(queue_row(&app, &ana, ticket).contains("<td class=\"agent\">you</td>"));
+
+    // Ben, on the page he opened before, also takes it: nothing changes, and he is told who has
+    // it, with a form to take it over.
+    let ben_csrf = ben_page.hidden("csrf").unwrap();
+    let refused = take(&ben, &ben_csrf, "");
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("ana.agent has this ticket now"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.hidden("expected").as_deref(), Some("ana.agent"));
+    assert_eq!(assigned(), "ana.agent");
+    // Taking it over from the colleague the page names works.
+    assert_eq!(take(&ben, &ben_csrf, "ana.agent").status, 303);
+    assert_eq!(assigned(), "ben.agent");
+    assert_eq!(
+        ticket_event(&console, "ticket.assigned", ticket).data["assigned_to"],
+        "ben.agent"
+    );
+
+    // Only the agent who has it lets go of it; then nobody has it.
+    let release = |who: &str| {
+        post_form(
+            &app.url(&format!("/support/tickets/{ticket}/release")),
+            &[("cookie", who)],
+            &[("csrf", &page_of(who).hidden("csrf").unwrap())],
+        )
+    };
+    assert_eq!(release(&ana).status, 409);
+    assert_eq!(assigned(), "ben.agent");
+    assert_eq!(release(&ben).status, 303);
+    assert_eq!(assigned(), "NULL");
+    assert_eq!(
+        ticket_event(&console, "ticket.assigned", ticket).data["assigned_to"],
+        Value::Null
+    );
+
+    // A reply to a ticket nobody has makes it the replier's; it does not take one from a colleague.
+    let replied = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/reply")),
+        &[("cookie", &ana)],
+        &[
+            ("csrf", &page_of(&ana).hidden("csrf").unwrap()),
+            ("body", "I can help: what does the screen show?"),
+        ],
+    );
+    assert_eq!(replied.status, 303, "{}", replied.body);
+    assert_eq!(assigned(), "ana.agent");
+    let answered = ticket_event(&console, "ticket.reply", ticket);
+    assert_eq!(answered.data["assigned_to"], "ana.agent");
+    post_form(
+        &app.url(&format!("/support/tickets/{ticket}/reply")),
+        &[("cookie", &ben)],
+        &[
+            ("csrf", &page_of(&ben).hidden("csrf").unwrap()),
+            ("body", "Adding: check the door latch."),
+        ],
+    );
+    assert_eq!(assigned(), "ana.agent");
+
+    // The person's chat got the replies and never an agent's username.
+    let first = next_matching(&person, |e| e.event == "reply");
+    let second = next_matching(&person, |e| e.event == "reply");
+    for seen in [&first, &second] {
+        let text = seen.data.to_string();
+        assert!(
+            !text.contains("ana.agent") && !text.contains("ben.agent"),
+            "{text}"
+        );
+    }
+
+    // A closed ticket cannot be taken.
+    let ana_csrf = page_of(&ana).hidden("csrf").unwrap();
+    post_form(
+        &app.url(&format!("/support/tickets/{ticket}/close")),
+        &[("cookie", &ana)],
+        &[("csrf", &ana_csrf)],
+    );
+    let after_close = take(&ben, &ben_csrf, "ana.agent");
+    assert_eq!(after_close.status, 409);
+    assert!(
+        after_close.body.contains("This ticket is closed"),
+        "{}",
+        after_close.body
+    );
+    assert_eq!(assigned(), "ana.agent");
+    // Nor is a made-up ticket, or a form without its CSRF token.
+    assert_eq!(
+        post_form(
+            &app.url("/support/tickets/999999/take"),
+            &[("cookie", &ben)],
+            &[("csrf", &ben_csrf), ("expected", "")],
+        )
+        .status,
+        404
+    );
+    assert_eq!(take(&ben, "forged", "").status, 403);
+}
+
 #[test]
 fn simultaneous_escalations_share_a_ticket_and_the_queue_shows_who_waits() {
     let app = spawn_app();
