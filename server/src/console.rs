@@ -317,6 +317,7 @@ pub async fn reply(
         )
         .await;
     }
+    let taken_by_reply = ticket.assigned_to.is_none();
     let ticket = app.store.ticket(id).await?.unwrap_or(ticket);
     publish(
         &app,
@@ -325,6 +326,14 @@ pub async fn reply(
             .by(&me.username),
     )
     .await?;
+    if taken_by_reply && ticket.assigned_to.as_deref() == Some(me.username.as_str()) {
+        // The reply took a ticket nobody had: said as a take is, for whoever listens only to those.
+        publish(
+            &app,
+            SupportEvent::of("ticket.assigned", &ticket).by(&me.username),
+        )
+        .await?;
+    }
     Ok(Redirect::to(&format!("/support/tickets/{id}")).into_response())
 }
 

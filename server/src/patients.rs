@@ -418,7 +418,12 @@ impl Store {
             "DELETE FROM packet_documents WHERE packet_id = ?",
             "DELETE FROM packets WHERE id = ?",
         ] {
-            sqlx::query(sql).bind(packet).execute(&mut *tx).await?;
+            let done = sqlx::query(sql).bind(packet).execute(&mut *tx).await?;
+            if sql.starts_with("DELETE FROM packets") && done.rows_affected() == 0 {
+                // Deleted meanwhile (a clinician and the retention limit at once): reported and
+                // audited once, by whoever deleted it.
+                return Ok(false);
+            }
         }
         sqlx::query("DELETE FROM patients WHERE id = ?")
             .bind(record.patient_id)

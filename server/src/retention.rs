@@ -4,8 +4,8 @@
 //! `contact_after_close` after their ticket closed; a webhook delivery its receiver never took goes
 //! with the chat limit; scan events (no personal data) go after `scan_events`, the audit log after
 //! `audit`; a discharge packet (the patient's name, the hash of their date of birth and PIN, their
-//! documents) is deleted as a clinician's deletion is once the UTC day `packets` after the one it was
-//! made on has ended (the date is printed on the PIN slip); expired staff and patient sessions, and
+//! documents) is deleted as a clinician's deletion is once the day `packets` after the UTC day it was
+//! made on has ended in every time zone (the date is printed on the PIN slip); expired staff and patient sessions, and
 //! failed sign-in counts that no longer count, go at once. Runs at start and then hourly.
 
 use std::time::Duration;
@@ -79,8 +79,9 @@ fn whole_days(age: Duration) -> i64 {
     i64::try_from(age.as_secs() / DAY.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// The last UTC day a packet made at `created_at` (RFC 3339) is kept: the day it was made plus
-/// `policy.packets`. Shown to clinicians and on the patient's PIN slip. `None` for a time that does
+/// The last day a packet made at `created_at` (RFC 3339) is kept: the UTC day it was made plus
+/// `policy.packets`. It opens through the whole of that day in every time zone (see
+/// `expire_packets`). Shown to clinicians and on the patient's PIN slip and page. `None` for a time that does
 /// not parse (none is stored so).
 pub fn packet_kept_until(created_at: &str, policy: Retention) -> Option<chrono::NaiveDate> {
     let made = chrono::DateTime::parse_from_rfc3339(created_at).ok()?;
@@ -89,7 +90,8 @@ pub fn packet_kept_until(created_at: &str, policy: Retention) -> Option<chrono::
         .checked_add_days(chrono::Days::new(whole_days(policy.packets) as u64))
 }
 
-/// Deletes every packet whose last day (`packet_kept_until`) ended before `now`, as a clinician's
+/// Deletes every packet whose last day (`packet_kept_until`) has ended in every time zone by `now`
+/// (the patient may read the date in theirs), as a clinician's
 /// deletion does (audited as `packet.expired` by "retention"), and returns how many. The index still
 /// holds their documents until it is rebuilt: `purge_and_announce` starts that.
 async fn expire_packets(
@@ -97,8 +99,10 @@ async fn expire_packets(
     policy: Retention,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64> {
-    // Made before the start of the UTC day `packets` days ago: its last day was yesterday or earlier.
-    let first_kept_day = now
+    // A packet's last day is over everywhere once it is over at UTC-12, the last time zone: 12:00
+    // UTC the day after. So a packet made on a day before `packets` days before the date at UTC-12
+    // is past its last day.
+    let first_kept_day = (now - chrono::Duration::hours(12))
         .date_naive()
         .checked_sub_days(chrono::Days::new(whole_days(policy.packets) as u64))
         .unwrap_or(chrono::NaiveDate::MIN);
@@ -108,7 +112,7 @@ async fn expire_packets(
         .and_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let detail = format!(
-        "patient data deleted {} days after the packet was made (retention limit)",
+        "patient data deleted when its last day (the day it was made + {} days) ended (retention limit)",
         whole_days(policy.packets)
     );
     let mut deleted = 0;
@@ -256,12 +260,14 @@ pub async fn purge_and_announce(
             tracing::error!(%error, ticket = id, "announcing a ticket retention closed failed");
         }
     }
-    let mut purged = purge(&app.store, policy, now).await?;
+    let purged = purge(&app.store, policy, now).await;
+    // Expired packets' documents leave the index, its older generations and the embedding cache.
+    // Asked for on every run, not only when this one deleted a packet: a purge that failed after
+    // deleting some, or a rebuild that failed, is caught up by the next run (it costs nothing when
+    // the index holds exactly the store's packets).
+    crate::patient_chat::reindex_in_background(app);
+    let mut purged = purged?;
     purged.tickets_closed = closed;
-    if purged.packets > 0 {
-        // Their documents leave the index, its older generations and the embedding cache.
-        crate::patient_chat::reindex_in_background(app);
-    }
     Ok(purged)
 }
 

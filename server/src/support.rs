@@ -46,8 +46,8 @@ pub struct SupportEvent {
     /// The agent who replied, closed, or took or let go of the ticket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
-    /// The agent who has the ticket now (null: nobody). Consoles only; a person's stream never
-    /// forwards it (the person never sees an agent's username).
+    /// The agent who has the ticket now (null: nobody). For consoles and webhooks; a person's
+    /// stream never forwards it (the person never sees an agent's username).
     pub assigned_to: Option<String>,
     /// Which conversation: the person's stream filters on it; it is never sent anywhere.
     #[serde(skip)]

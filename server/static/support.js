@@ -59,13 +59,18 @@
     if (String(e.ticket) !== ticketId) return;
     var st = document.getElementById("ticket-status");
     if (st) st.textContent = e.status;
-    // Someone took the ticket (or let it go): say who, and let a take act on what is shown now.
+    // Someone took the ticket (or let it go), or it closed: say who has it, and put away the take
+    // and let-go forms, which act on who had it when the page was drawn: a click now would be
+    // refused, or take the ticket from someone the agent has not read about.
     var agent = document.getElementById("ticket-agent");
     if (agent) agent.textContent = agentText(e.assigned_to, "nobody yet");
-    var expected = document.getElementById("take-expected");
-    if (expected) {
-      expected.value = e.assigned_to || "";
-      document.getElementById("take-button").textContent = e.assigned_to ? "Take it over" : "Take this ticket";
+    var changed = (e.assigned_to || "") !== (root.getAttribute("data-assigned") || "");
+    if (changed || e.status === "closed") {
+      ["take-form", "release-form"].forEach(function (id) {
+        var form = document.getElementById(id);
+        if (form) form.style.display = "none";
+      });
+      if (changed && agent) agent.textContent += " (changed since this page opened: reload to take or let go of it)";
     }
     var who = e.event === "ticket.message" ? "person" : e.event === "ticket.reply" ? "agent" : null;
     if (!who || !e.text) return;

@@ -190,6 +190,34 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
         .type_text("I can see the pump; a technician is coming to bed 7.");
     agent.wait_for("#send-reply", wait).click();
     agent.wait_for("#transcript .entry.agent", wait);
+    // Replying took the ticket: the page offers to let go of it.
+    agent.wait_for_text("#ticket-agent", "you", wait);
+    agent.wait_for("#release-form", wait);
+    // A colleague takes it over. The open page says so at once and puts its let-go form away,
+    // which acted on who had the ticket when the page was drawn.
+    let colleague = staff_cookie(&app, "agent-c", scanaid_server::roles::Role::Agent);
+    let colleague_page = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &colleague)],
+    );
+    let taken = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/take")),
+        &[("cookie", &colleague)],
+        &[
+            ("csrf", &colleague_page.hidden("csrf").unwrap()),
+            ("expected", "agent-b"),
+        ],
+    );
+    assert_eq!(taken.status, 303, "{}", taken.body);
+    agent.wait_for_text(
+        "#ticket-agent",
+        "agent-c (changed since this page opened: reload to take or let go of it)",
+        wait,
+    );
+    assert_eq!(
+        agent.run("return getComputedStyle(document.getElementById('release-form')).display;"),
+        "none"
+    );
 
     // The person's chat shows the reply, still without a reload.
     let reply = person.wait_for("#chat-log .agent-reply .text", wait);

@@ -816,7 +816,11 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
         made.body
     );
     // The slip says, in her language, until when the instructions open (the retention limit).
-    let last_day = (chrono::Utc::now().date_naive() + chrono::Days::new(90)).to_string();
+    let made_on: chrono::DateTime<chrono::Utc> = app
+        .rows("SELECT created_at FROM packets ORDER BY created_at DESC LIMIT 1")[0][0]
+        .parse()
+        .unwrap();
+    let last_day = (made_on.date_naive() + chrono::Days::new(90)).to_string();
     assert_eq!(
         between(&made.body, "<p id=\"kept-until\">", "<"),
         format!("Podrá abrir sus instrucciones hasta el {last_day}. Después se borrarán.")
@@ -1029,28 +1033,37 @@ fn a_packet_past_its_retention_limit_is_deleted_with_its_patients_data() {
     let packet = packet_of(&app, "Lily Chen");
     let her_heading = "Lily's personal plan";
     assert!(!files_containing(index.path(), her_heading).is_empty());
-    // Her packet was made on New Year's Day; the other two today.
+    // Her packet was made 200 days ago; the other two today.
+    let made = chrono::Utc::now().date_naive() - chrono::Days::new(200);
     app.rows(&format!(
-        "UPDATE packets SET created_at = '2026-01-01T10:00:00.000Z' WHERE id = '{packet}'"
+        "UPDATE packets SET created_at = '{made}T10:00:00.000Z' WHERE id = '{packet}'"
     ));
+    let last_day = made + chrono::Days::new(90);
     // Clinicians see the last day each packet is kept: 90 days after the day it was made.
     let clinician = staff_cookie(&app, "nurse4", Role::Clinician);
     let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
     let row = between(&list.body, &format!("<tr id=\"packet-{packet}\">"), "</tr>");
     assert!(
-        row.contains("<td class=\"kept-until\">2026-04-01</td>"),
+        row.contains(&format!("<td class=\"kept-until\">{last_day}</td>")),
         "{row}"
     );
 
     let state = app.state.clone();
-    let purge_at = |at: &str| {
+    let purge_at = |at: chrono::DateTime<chrono::Utc>| {
         let state = state.clone();
-        let at: chrono::DateTime<chrono::Utc> = at.parse().unwrap();
         app.block_on(async move { purge_and_announce(&state, at).await })
             .unwrap()
     };
-    // All through her last day (UTC) the packet opens.
-    assert_eq!(purge_at("2026-04-01T23:59:59Z").packets, 0);
+    let day_after_noon = (last_day + chrono::Days::new(1))
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc();
+    // Until her last day has ended in every time zone (at UTC-12: noon UTC the day after), the
+    // packet opens.
+    assert_eq!(
+        purge_at(day_after_noon - chrono::Duration::seconds(1)).packets,
+        0
+    );
     let (_, session) = try_open(&app, &lily.code, &lily.dob, &lily.pin);
     let session = session.expect("her packet still opens on its last day");
     // Her page tells her, as her slip did.
@@ -1060,10 +1073,10 @@ fn a_packet_past_its_retention_limit_is_deleted_with_its_patients_data() {
     );
     assert_eq!(
         between(&page.body, "<p class=\"meta\" id=\"kept-until\">", "<"),
-        "Your instructions can be opened until 2026-04-01. After that they are deleted."
+        format!("Your instructions can be opened until {last_day}. After that they are deleted.")
     );
-    // The day after, it is deleted as a clinician's deletion is, and nobody else's is.
-    assert_eq!(purge_at("2026-04-02T00:00:01Z").packets, 1);
+    // Then it is deleted as a clinician's deletion is, and nobody else's is.
+    assert_eq!(purge_at(day_after_noon).packets, 1);
     assert_eq!(
         app.rows(&format!(
             "SELECT COUNT(*) FROM packets WHERE id = '{packet}'"
@@ -1082,7 +1095,7 @@ fn a_packet_past_its_retention_limit_is_deleted_with_its_patients_data() {
         app.rows("SELECT actor, detail FROM audit_log WHERE action = 'packet.expired'"),
         vec![vec![
             "retention".to_string(),
-            "patient data deleted 90 days after the packet was made (retention limit)".to_string()
+            "patient data deleted when its last day (the day it was made + 90 days) ended (retention limit)".to_string()
         ]]
     );
     let page = get(&app.url(&format!("/c/{}", lily.code)), &[]);
@@ -1095,7 +1108,10 @@ fn a_packet_past_its_retention_limit_is_deleted_with_its_patients_data() {
     );
     assert_index_forgets(&app, index.path(), &packet, her_heading);
     // A later purge finds nothing more to delete.
-    assert_eq!(purge_at("2026-04-02T01:00:00Z").packets, 0);
+    assert_eq!(
+        purge_at(day_after_noon + chrono::Duration::hours(1)).packets,
+        0
+    );
 }
 
 /// Files under `dir` whose bytes contain `needle`.
