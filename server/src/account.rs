@@ -327,14 +327,28 @@ async fn users_page(
     status: StatusCode,
     message: &str,
 ) -> Result<Response, AppError> {
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT username, role, created_at FROM users ORDER BY username")
+    let rows: Vec<(i64, String, String, String)> =
+        sqlx::query_as("SELECT id, username, role, created_at FROM users ORDER BY username")
             .fetch_all(app.store.pool())
             .await
             .map_err(crate::ServerError::from)?;
     let now = chrono::Utc::now();
+    let all_queues = app.store.queue_names().await?;
     let mut users = Vec::with_capacity(rows.len());
-    for (username, role, created_at) in rows {
+    for (user_id, username, role, created_at) in rows {
+        let queues = if role == Role::Agent.as_str() {
+            let works = app.store.agent_queues(user_id).await?;
+            all_queues
+                .iter()
+                .map(|(id, name)| crate::views::QueueChoice {
+                    checked: works.contains(id),
+                    id: id.clone(),
+                    name: name.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let locked = PER_ACCOUNT
             .locked_for(&app.store, &format!("user:{username}"), now)
             .await?
@@ -345,6 +359,7 @@ async fn users_page(
             role,
             created_at,
             locked,
+            queues,
         });
     }
     let page = AdminUsersPage {
@@ -596,6 +611,75 @@ pub async fn unlock_user(
         &format!("Unlocked {username}: they can sign in again."),
     )
     .await
+}
+
+/// `POST /admin/users/{username}/queues`: the support queues an agent works, as repeated `queue`
+/// fields (none: every queue). An unknown queue or a user who is not an agent changes nothing and
+/// says why.
+pub async fn set_user_queues(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(username): axum::extract::Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let csrf = pairs
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let me = match require_admin_posting(&app, &headers, csrf).await? {
+        Ok(me) => me,
+        Err(response) => return Ok(response),
+    };
+    let user: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, role FROM users WHERE username = ?")
+            .bind(&username)
+            .fetch_optional(app.store.pool())
+            .await
+            .map_err(crate::ServerError::from)?;
+    let Some((user_id, role)) = user else {
+        return users_page(
+            &app,
+            &me,
+            StatusCode::NOT_FOUND,
+            &format!("There is no user {username}."),
+        )
+        .await;
+    };
+    if role != Role::Agent.as_str() {
+        let message = format!(
+            "{username} is not an agent: queues are given to agents (administrators see every queue)."
+        );
+        return users_page(&app, &me, StatusCode::UNPROCESSABLE_ENTITY, &message).await;
+    }
+    let known: Vec<String> = app
+        .store
+        .queue_names()
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut chosen: Vec<String> = Vec::new();
+    for (key, value) in &pairs {
+        if key != "queue" {
+            continue;
+        }
+        if !known.contains(value) {
+            let message = format!("There is no queue {value:?}; nothing was changed.");
+            return users_page(&app, &me, StatusCode::UNPROCESSABLE_ENTITY, &message).await;
+        }
+        if !chosen.contains(value) {
+            chosen.push(value.clone());
+        }
+    }
+    app.store.set_agent_queues(user_id, &chosen).await?;
+    tracing::info!(admin = %me.username, user = %username, queues = ?chosen, "agent's queues set");
+    let message = if chosen.is_empty() {
+        format!("{username} works every queue.")
+    } else {
+        format!("{username} works {}.", chosen.join(", "))
+    };
+    users_page(&app, &me, StatusCode::OK, &message).await
 }
 
 /// `POST /admin/users/{username}/remove`: deletes a staff account and ends its sessions. An admin

@@ -34,6 +34,20 @@ async fn require_agent(
     .await
 }
 
+/// The ticket, if it exists and is in a queue `me` works (`agent_queues`): another team's ticket
+/// is answered as one that does not exist.
+async fn visible_ticket(
+    app: &AppState,
+    me: &SignedIn,
+    id: i64,
+) -> Result<Option<TicketRecord>, AppError> {
+    let Some(ticket) = app.store.ticket(id).await? else {
+        return Ok(None);
+    };
+    let scope = app.store.queue_scope(me).await?;
+    Ok(scope.sees(&ticket.queue_id).then_some(ticket))
+}
+
 /// A ticket as a row of the queue.
 pub struct TicketRow {
     pub id: i64,
@@ -113,11 +127,13 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
         Ok(me) => me,
         Err(refused) => return Ok(refused),
     };
+    let scope = app.store.queue_scope(&me).await?;
     let tickets = app
         .store
         .tickets_for_console(CLOSED_SHOWN)
         .await?
         .into_iter()
+        .filter(|t| scope.sees(&t.queue_id))
         .map(|t| TicketRow {
             agent: match t.assigned_to {
                 Some(who) if who == me.username => "you".to_string(),
@@ -165,7 +181,7 @@ async fn ticket_page(
     message: &str,
     draft: &str,
 ) -> Result<Response, AppError> {
-    let Some(ticket) = app.store.ticket(id).await? else {
+    let Some(ticket) = visible_ticket(app, me, id).await? else {
         return not_found(id);
     };
     let mut entries = Vec::new();
@@ -267,7 +283,7 @@ pub async fn reply(
     if !auth::tokens_match(&me.csrf, &form.csrf) {
         return crate::account::forbidden("This form expired. Reload the page and try again.");
     }
-    let Some(ticket) = app.store.ticket(id).await? else {
+    let Some(ticket) = visible_ticket(&app, &me, id).await? else {
         return not_found(id);
     };
     // Browsers send a textarea's line breaks as CRLF but count them as one character against
@@ -351,7 +367,7 @@ pub async fn close(
     if !auth::tokens_match(&me.csrf, &form.csrf) {
         return crate::account::forbidden("This form expired. Reload the page and try again.");
     }
-    if app.store.ticket(id).await?.is_none() {
+    if visible_ticket(&app, &me, id).await?.is_none() {
         return not_found(id);
     }
     if app.store.close_ticket(id, &me.username).await? {
@@ -391,7 +407,7 @@ pub async fn take(
     if !auth::tokens_match(&me.csrf, &form.csrf) {
         return crate::account::forbidden("This form expired. Reload the page and try again.");
     }
-    let Some(ticket) = app.store.ticket(id).await? else {
+    let Some(ticket) = visible_ticket(&app, &me, id).await? else {
         return not_found(id);
     };
     if ticket.assigned_to.as_deref() == Some(me.username.as_str()) && ticket.status != "closed" {
@@ -424,7 +440,7 @@ pub async fn release(
     if !auth::tokens_match(&me.csrf, &form.csrf) {
         return crate::account::forbidden("This form expired. Reload the page and try again.");
     }
-    if app.store.ticket(id).await?.is_none() {
+    if visible_ticket(&app, &me, id).await?.is_none() {
         return not_found(id);
     }
     if !app
@@ -440,7 +456,7 @@ pub async fn release(
 
 /// The ticket page, 409, saying why taking or letting go of the ticket changed nothing.
 async fn assignment_conflict(app: &AppState, me: &SignedIn, id: i64) -> Result<Response, AppError> {
-    let Some(ticket) = app.store.ticket(id).await? else {
+    let Some(ticket) = visible_ticket(app, me, id).await? else {
         return not_found(id);
     };
     let message = match (ticket.status.as_str(), ticket.assigned_to.as_deref()) {

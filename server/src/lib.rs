@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod agent_queues;
 pub mod api_tokens;
 pub mod auth;
 pub mod changes;
@@ -263,6 +264,10 @@ fn app(state: AppState) -> Router {
         .route("/admin/users", get(account::users).post(account::add_user))
         .route("/admin/users/{username}/unlock", post(account::unlock_user))
         .route("/admin/users/{username}/remove", post(account::remove_user))
+        .route(
+            "/admin/users/{username}/queues",
+            post(account::set_user_queues),
+        )
         .route("/admin/codes", get(admin::codes))
         .route(
             "/admin/rules",

@@ -80,12 +80,17 @@ impl StreamSession {
     /// the idle timer, because an open tab is not someone at work. A store that cannot tell ends
     /// the stream: the browser reconnects and signs in again rather than keep receiving unchecked.
     pub async fn still_allowed(&self) -> bool {
+        self.allowed_user().await.is_some()
+    }
+
+    /// `still_allowed`, giving the signed-in user (for what else they may see).
+    pub async fn allowed_user(&self) -> Option<crate::auth::SignedIn> {
         match crate::auth::live_session(&self.store, &self.token).await {
-            Ok(Some(user)) => self.roles.contains(&user.role),
-            Ok(None) => false,
+            Ok(Some(user)) if self.roles.contains(&user.role) => Some(user),
+            Ok(_) => None,
             Err(error) => {
                 tracing::warn!(%error, "checking an event stream's session failed; ending it");
-                false
+                None
             }
         }
     }

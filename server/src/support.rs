@@ -202,6 +202,7 @@ pub async fn console_events(
     let console = ConsoleStream {
         watch: app.support.watch(),
         session,
+        store: app.store.clone(),
     };
     let stream = futures_util::stream::unfold(console, |mut console| async move {
         let event = console.next().await?;
@@ -214,6 +215,7 @@ pub async fn console_events(
 struct ConsoleStream {
     watch: Watch,
     session: StreamSession,
+    store: Store,
 }
 
 impl ConsoleStream {
@@ -224,17 +226,29 @@ impl ConsoleStream {
                 next = self.watch.next() => Some(next),
                 _ = self.session.recheck_due() => None,
             };
-            if matches!(next, Some(Next::Closed)) || !self.session.still_allowed().await {
+            if matches!(next, Some(Next::Closed)) {
                 return None;
             }
+            let user = self.session.allowed_user().await?;
             match next {
                 Some(Next::Event(e)) => {
+                    // Only the queues this agent works (read per event: an administrator may
+                    // change them while the console is open). A store that cannot tell ends the
+                    // stream rather than send unchecked.
+                    match self.store.queue_scope(&user).await {
+                        Ok(scope) if scope.sees(&e.queue) => {}
+                        Ok(_) => continue,
+                        Err(error) => {
+                            tracing::warn!(%error, "reading an agent's queues failed; ending the stream");
+                            return None;
+                        }
+                    }
                     return Some(
                         Event::default()
                             .event("ticket")
                             .json_data(&e)
                             .expect("events serialise"),
-                    )
+                    );
                 }
                 Some(Next::Behind) => return Some(Event::default().event("resync").data("{}")),
                 Some(Next::Closed) | None => {}

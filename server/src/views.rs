@@ -90,6 +90,15 @@ pub struct UserRow {
     pub created_at: String,
     /// "locked for N min" while failed sign-ins lock the account; empty otherwise.
     pub locked: String,
+    /// For an agent: every support queue, ticked where they work it (none ticked: every queue).
+    pub queues: Vec<QueueChoice>,
+}
+
+/// A support queue as a checkbox on the users page.
+pub struct QueueChoice {
+    pub id: String,
+    pub name: String,
+    pub checked: bool,
 }
 
 #[derive(Template)]

@@ -504,6 +504,150 @@ fn an_agent_takes_a_ticket_and_a_colleague_acting_on_an_older_page_changes_nothi
     assert_eq!(take(&ben, "forged", "").status, 403);
 }
 
+/// A compressor at the Kestrel plant: its tickets go to the plant's maintenance queue.
+const COMPRESSOR_CODE: &str = "85G2cjxt";
+
+#[test]
+fn an_agent_given_queues_sees_only_those_queues_tickets_pages_and_events() {
+    let app = spawn_app();
+    let admin = staff_cookie(&app, "admin9", Role::Admin);
+    let bio = staff_cookie(&app, "bio.agent", Role::Agent);
+    let anyone = staff_cookie(&app, "any.agent", Role::Agent);
+
+    // The administrator gives bio.agent the biomedical queue on the users page.
+    let users = get(&app.url("/admin/users"), &[("cookie", &admin)]);
+    let csrf = users.hidden("csrf").unwrap();
+    assert!(
+        users
+            .body
+            .contains("action=\"/admin/users/bio.agent/queues\""),
+        "{}",
+        users.body
+    );
+    let set_queues = |user: &str, queues: &[&str]| {
+        let mut fields = vec![("csrf", csrf.as_str())];
+        fields.extend(queues.iter().map(|q| ("queue", *q)));
+        post_form(
+            &app.url(&format!("/admin/users/{user}/queues")),
+            &[("cookie", &admin)],
+            &fields,
+        )
+    };
+    let unknown = set_queues("bio.agent", &["biomed", "no-such-queue"]);
+    assert_eq!(unknown.status, 422);
+    assert!(
+        unknown.body.contains("There is no queue"),
+        "{}",
+        unknown.body
+    );
+    assert_eq!(set_queues("admin9", &["biomed"]).status, 422);
+    assert_eq!(set_queues("nobody.here", &["biomed"]).status, 404);
+    assert_eq!(
+        app.rows("SELECT COUNT(*) FROM agent_queues")[0][0],
+        "0",
+        "a refused form changes nothing"
+    );
+    let set = set_queues("bio.agent", &["biomed"]);
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert!(set.body.contains("bio.agent works biomed."), "{}", set.body);
+    assert!(
+        set.body.contains("value=\"biomed\" checked"),
+        "{}",
+        set.body
+    );
+
+    let bio_console = open_stream(&app.url("/support/events"), &[("cookie", &bio)]);
+    let every_console = open_stream(&app.url("/support/events"), &[("cookie", &anyone)]);
+    let open_ticket = |code: &str| {
+        let (status, reply) = ask(
+            &app,
+            serde_json::json!({"code": code, "message": "can I talk to a person"}),
+        );
+        assert_eq!(status, 200, "{reply}");
+        reply["ticket"]["id"].as_i64().unwrap()
+    };
+    let pump = open_ticket(PUMP_CODE);
+    let compressor = open_ticket(COMPRESSOR_CODE);
+
+    // An agent given no queue works every queue, and hears of both.
+    ticket_event(&every_console, "ticket.opened", pump);
+    ticket_event(&every_console, "ticket.opened", compressor);
+    // bio.agent hears of the pump's ticket, then of its take, and never of the compressor's.
+    let page = get(
+        &app.url(&format!("/support/tickets/{pump}")),
+        &[("cookie", &bio)],
+    );
+    assert_eq!(page.status, 200);
+    let bio_csrf = page.hidden("csrf").unwrap();
+    let taken = post_form(
+        &app.url(&format!("/support/tickets/{pump}/take")),
+        &[("cookie", &bio)],
+        &[("csrf", &bio_csrf), ("expected", "")],
+    );
+    assert_eq!(taken.status, 303);
+    for expected in ["ticket.opened", "ticket.assigned"] {
+        let seen = bio_console.recv_timeout(WAIT).unwrap().unwrap();
+        assert_eq!(
+            (seen.data["event"].as_str(), seen.data["ticket"].as_i64()),
+            (Some(expected), Some(pump)),
+            "{seen:?}"
+        );
+    }
+
+    // The queue page, the ticket's page and every action on it: the other team's ticket is one
+    // that does not exist.
+    let row = |who: &str, ticket: i64| {
+        get(&app.url("/support"), &[("cookie", who)])
+            .body
+            .contains(&format!("<tr id=\"ticket-{ticket}\""))
+    };
+    assert!(row(&bio, pump) && !row(&bio, compressor));
+    assert!(row(&anyone, pump) && row(&anyone, compressor));
+    assert!(row(&admin, pump) && row(&admin, compressor));
+    assert_eq!(
+        get(
+            &app.url(&format!("/support/tickets/{compressor}")),
+            &[("cookie", &bio)],
+        )
+        .status,
+        404
+    );
+    for (action, fields) in [
+        (
+            "reply",
+            vec![("csrf", bio_csrf.as_str()), ("body", "hello")],
+        ),
+        ("take", vec![("csrf", bio_csrf.as_str()), ("expected", "")]),
+        ("release", vec![("csrf", bio_csrf.as_str())]),
+        ("close", vec![("csrf", bio_csrf.as_str())]),
+    ] {
+        let refused = post_form(
+            &app.url(&format!("/support/tickets/{compressor}/{action}")),
+            &[("cookie", &bio)],
+            &fields,
+        );
+        assert_eq!(refused.status, 404, "{action}: {}", refused.body);
+    }
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT status, assigned_to FROM tickets WHERE id = {compressor}"
+        )),
+        vec![vec!["open".to_string(), "NULL".to_string()]]
+    );
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM ticket_messages WHERE ticket_id = {compressor}"
+        ))[0][0],
+        "0"
+    );
+
+    // No queue ticked: every queue again.
+    assert!(set_queues("bio.agent", &[])
+        .body
+        .contains("bio.agent works every queue."));
+    assert!(row(&bio, compressor));
+}
+
 /// Where two people or two requests meet: escalations at the same moment share one ticket, a
 /// reply to a ticket closed meanwhile is refused and not stored, a person writing after an agent's
 /// reply puts the ticket back at the head of the queue, and a person coming back after the close is
