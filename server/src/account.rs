@@ -334,14 +334,15 @@ async fn users_page(
             .map_err(crate::ServerError::from)?;
     let now = chrono::Utc::now();
     let all_queues = app.store.queue_names().await?;
+    let agent_queues = app.store.all_agent_queues().await?;
     let mut users = Vec::with_capacity(rows.len());
     for (user_id, username, role, created_at) in rows {
         let queues = if role == Role::Agent.as_str() {
-            let works = app.store.agent_queues(user_id).await?;
+            let works = agent_queues.get(&user_id);
             all_queues
                 .iter()
                 .map(|(id, name)| crate::views::QueueChoice {
-                    checked: works.contains(id),
+                    checked: works.is_some_and(|w| w.contains(id)),
                     id: id.clone(),
                     name: name.clone(),
                 })
@@ -674,11 +675,39 @@ pub async fn set_user_queues(
     }
     app.store.set_agent_queues(user_id, &chosen).await?;
     tracing::info!(admin = %me.username, user = %username, queues = ?chosen, "agent's queues set");
-    let message = if chosen.is_empty() {
+    // Tickets they held in queues they no longer work go back to nobody, announced as a let-go is.
+    let scope = if chosen.is_empty() {
+        crate::agent_queues::QueueScope::Every
+    } else {
+        crate::agent_queues::QueueScope::Only(chosen.iter().cloned().collect())
+    };
+    let mut released = 0;
+    for ticket in app.store.held_outside(&username, &scope).await? {
+        if app
+            .store
+            .assign_ticket(ticket, None, Some(&username))
+            .await?
+        {
+            released += 1;
+            if let Some(record) = app.store.ticket(ticket).await? {
+                crate::support::publish(
+                    &app,
+                    crate::support::SupportEvent::of("ticket.assigned", &record).by(&me.username),
+                )
+                .await?;
+            }
+        }
+    }
+    let mut message = if chosen.is_empty() {
         format!("{username} works every queue.")
     } else {
         format!("{username} works {}.", chosen.join(", "))
     };
+    if released > 0 {
+        message.push_str(&format!(
+            " {released} ticket(s) they had in other queues now wait for someone to take them."
+        ));
+    }
     users_page(&app, &me, StatusCode::OK, &message).await
 }
 

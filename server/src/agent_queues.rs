@@ -40,14 +40,51 @@ impl Store {
         })
     }
 
-    /// The queues given to a user, by id (none: every queue).
+    /// The queues given to a user that still exist, by id (none: every queue). A queue dropped
+    /// from `assets.toml` is not counted: an agent left with none of theirs works every queue, as
+    /// the users page then shows.
     pub async fn agent_queues(&self, user_id: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT queue_id FROM agent_queues WHERE user_id = ? ORDER BY queue_id",
+            "SELECT queue_id FROM agent_queues
+             WHERE user_id = ? AND queue_id IN (SELECT id FROM queues) ORDER BY queue_id",
         )
         .bind(user_id)
         .fetch_all(self.pool())
         .await?)
+    }
+
+    /// Every agent's queues at once (the users page), by user id.
+    pub async fn all_agent_queues(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, BTreeSet<String>>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT user_id, queue_id FROM agent_queues WHERE queue_id IN (SELECT id FROM queues)",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut by_user = std::collections::HashMap::<i64, BTreeSet<String>>::new();
+        for (user, queue) in rows {
+            by_user.entry(user).or_default().insert(queue);
+        }
+        Ok(by_user)
+    }
+
+    /// The ids of tickets not closed that `username` has in queues outside `scope`: an agent
+    /// moved off a queue lets go of them, or colleagues would see them held by someone who can no
+    /// longer answer.
+    pub async fn held_outside(&self, username: &str, scope: &QueueScope) -> Result<Vec<i64>> {
+        let held: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT t.id, a.queue_id FROM tickets t JOIN assets a ON a.id = t.asset_id
+             WHERE t.assigned_to = ? AND t.status != 'closed'",
+        )
+        .bind(username)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(held
+            .into_iter()
+            .filter(|(_, queue)| !scope.sees(queue))
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// Gives a user exactly `queues` (empty: every queue), replacing what they had.
@@ -58,11 +95,15 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for queue in queues {
-            sqlx::query("INSERT OR IGNORE INTO agent_queues (user_id, queue_id) VALUES (?, ?)")
-                .bind(user_id)
-                .bind(queue)
-                .execute(&mut *tx)
-                .await?;
+            // Nothing for a user removed meanwhile (not a foreign-key failure).
+            sqlx::query(
+                "INSERT OR IGNORE INTO agent_queues (user_id, queue_id)
+                 SELECT id, ? FROM users WHERE id = ?",
+            )
+            .bind(queue)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

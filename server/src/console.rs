@@ -130,10 +130,9 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
     let scope = app.store.queue_scope(&me).await?;
     let tickets = app
         .store
-        .tickets_for_console(CLOSED_SHOWN)
+        .tickets_for_console(CLOSED_SHOWN, &scope)
         .await?
         .into_iter()
-        .filter(|t| scope.sees(&t.queue_id))
         .map(|t| TicketRow {
             agent: match t.assigned_to {
                 Some(who) if who == me.username => "you".to_string(),

@@ -186,7 +186,7 @@ pub async fn publish(app: &AppState, event: SupportEvent) -> Result<(), AppError
 /// Who may watch the console's stream.
 const CONSOLE_ROLES: &[Role] = &[Role::Agent, Role::Admin];
 
-/// `GET /support/events`: every ticket event, for agents' consoles. A console that fell behind is
+/// `GET /support/events`: every ticket event of the queues the agent works, for agents' consoles. A console that fell behind is
 /// sent `resync` and reloads what it shows. The stream ends when its agent signs out, is removed,
 /// loses the role or is signed out by a password change (see [`StreamSession`]), so what people
 /// wrote stops reaching a browser the moment its session does.

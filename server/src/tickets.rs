@@ -69,21 +69,40 @@ impl Store {
         .await?)
     }
 
-    /// Tickets not closed, those waiting for an agent first (open or `waiting`), longest-waiting
-    /// first (`waiting_since`: the opening, or the person's first message after an agent's reply),
-    /// then the answered ones, then up to `closed_limit` closed ones, newest first.
-    pub async fn tickets_for_console(&self, closed_limit: i64) -> Result<Vec<TicketRecord>> {
+    /// The tickets of the queues `scope` covers: those not closed, those waiting for an agent first
+    /// (open or `waiting`), longest-waiting first (`waiting_since`: the opening, or the person's
+    /// first message after an agent's reply), then the answered ones, then up to `closed_limit`
+    /// closed ones, newest first.
+    pub async fn tickets_for_console(
+        &self,
+        closed_limit: i64,
+        scope: &crate::agent_queues::QueueScope,
+    ) -> Result<Vec<TicketRecord>> {
+        // NULL: every queue; else a JSON array of queue ids.
+        let queues = match scope {
+            crate::agent_queues::QueueScope::Every => None,
+            crate::agent_queues::QueueScope::Only(ids) => {
+                Some(serde_json::to_string(ids).expect("strings serialise"))
+            }
+        };
+        const IN_SCOPE: &str = "(? IS NULL OR a.queue_id IN (SELECT value FROM json_each(?)))";
         let mut open: Vec<TicketRecord> = sqlx::query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t JOIN assets a ON a.id = t.asset_id JOIN sites s ON s.id = a.site_id
-             WHERE t.status != 'closed'
+             WHERE t.status != 'closed' AND {IN_SCOPE}
              ORDER BY t.status = 'answered', COALESCE(t.waiting_since, t.created_at), t.id"
         ))
+        .bind(&queues)
+        .bind(&queues)
         .fetch_all(self.pool())
         .await?;
+        // The limit counts the scope's closed tickets only: a quiet queue's are not pushed out by
+        // a busy one's.
         let closed: Vec<TicketRecord> = sqlx::query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t JOIN assets a ON a.id = t.asset_id JOIN sites s ON s.id = a.site_id
-             WHERE t.status = 'closed' ORDER BY t.id DESC LIMIT ?"
+             WHERE t.status = 'closed' AND {IN_SCOPE} ORDER BY t.id DESC LIMIT ?"
         ))
+        .bind(&queues)
+        .bind(&queues)
         .bind(closed_limit)
         .fetch_all(self.pool())
         .await?;

@@ -641,11 +641,67 @@ fn an_agent_given_queues_sees_only_those_queues_tickets_pages_and_events() {
         "0"
     );
 
+    // Moved to the plant's queue, bio.agent lets go of the pump's ticket: colleagues see it waiting
+    // for someone, not held by an agent who can no longer answer it.
+    let moved = set_queues("bio.agent", &["kestrel-maintenance"]);
+    assert!(
+        moved.body.contains("1 ticket(s) they had in other queues"),
+        "{}",
+        moved.body
+    );
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT assigned_to FROM tickets WHERE id = {pump}"
+        ))[0][0],
+        "NULL"
+    );
+    assert!(row(&bio, compressor) && !row(&bio, pump));
+
+    // The closed tickets listed are the agent's queues' last 20, not everyone's: twenty closed
+    // compressor tickets after the pump's do not push it off the biomedical agent's page.
+    set_queues("bio.agent", &["biomed"]);
+    let admin_csrf = get(
+        &app.url(&format!("/support/tickets/{pump}")),
+        &[("cookie", &admin)],
+    )
+    .hidden("csrf")
+    .unwrap();
+    post_form(
+        &app.url(&format!("/support/tickets/{pump}/close")),
+        &[("cookie", &admin)],
+        &[("csrf", &admin_csrf)],
+    );
+    for _ in 0..20 {
+        app.rows(&format!(
+            "INSERT INTO tickets (conversation_id, asset_id, code, role, language, confidence, reason, status, created_at)
+             SELECT conversation_id, asset_id, code, role, language, confidence, reason, 'closed', created_at
+             FROM tickets WHERE id = {compressor}"
+        ));
+    }
+    assert!(
+        row(&bio, pump),
+        "the pump's closed ticket is on its agent's page"
+    );
+    assert!(
+        !row(&anyone, pump),
+        "everyone's last 20 closed are the compressor's"
+    );
+
     // No queue ticked: every queue again.
     assert!(set_queues("bio.agent", &[])
         .body
         .contains("bio.agent works every queue."));
     assert!(row(&bio, compressor));
+
+    // A removed agent's queues go with the account.
+    set_queues("bio.agent", &["biomed"]);
+    let removed = post_form(
+        &app.url("/admin/users/bio.agent/remove"),
+        &[("cookie", &admin)],
+        &[("csrf", &csrf), ("confirm", "remove")],
+    );
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(app.rows("SELECT COUNT(*) FROM agent_queues")[0][0], "0");
 }
 
 /// Where two people or two requests meet: escalations at the same moment share one ticket, a
