@@ -259,6 +259,29 @@ fn not_found(id: i64) -> Result<Response, AppError> {
     ))
 }
 
+/// What every form on a ticket checks first: an agent (or admin) is signed in, the form's CSRF
+/// token is their session's, and the ticket exists in a queue they work. The agent and the ticket,
+/// or the response refusing the form (sign-in, 403, 404).
+async fn ticket_form(
+    app: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+    id: i64,
+) -> Result<Result<(SignedIn, TicketRecord), Response>, AppError> {
+    let me = match require_agent(app, headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    if !auth::tokens_match(&me.csrf, csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.")
+            .map(Err);
+    }
+    match visible_ticket(app, &me, id).await? {
+        Some(ticket) => Ok(Ok((me, ticket))),
+        None => not_found(id).map(Err),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ReplyForm {
     #[serde(default)]
@@ -275,15 +298,9 @@ pub async fn reply(
     headers: HeaderMap,
     Form(form): Form<ReplyForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_agent(&app, &headers).await? {
-        Ok(me) => me,
+    let (me, ticket) = match ticket_form(&app, &headers, &form.csrf, id).await? {
+        Ok(found) => found,
         Err(refused) => return Ok(refused),
-    };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
-    let Some(ticket) = visible_ticket(&app, &me, id).await? else {
-        return not_found(id);
     };
     // Browsers send a textarea's line breaks as CRLF but count them as one character against
     // its maxlength: counted here as the agent saw them.
@@ -359,16 +376,10 @@ pub async fn close(
     headers: HeaderMap,
     Form(form): Form<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_agent(&app, &headers).await? {
-        Ok(me) => me,
+    let me = match ticket_form(&app, &headers, &form.csrf, id).await? {
+        Ok((me, _)) => me,
         Err(refused) => return Ok(refused),
     };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
-    if visible_ticket(&app, &me, id).await?.is_none() {
-        return not_found(id);
-    }
     if app.store.close_ticket(id, &me.username).await? {
         if let Some(ticket) = app.store.ticket(id).await? {
             publish(
@@ -399,15 +410,9 @@ pub async fn take(
     headers: HeaderMap,
     Form(form): Form<TakeForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_agent(&app, &headers).await? {
-        Ok(me) => me,
+    let (me, ticket) = match ticket_form(&app, &headers, &form.csrf, id).await? {
+        Ok(found) => found,
         Err(refused) => return Ok(refused),
-    };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
-    let Some(ticket) = visible_ticket(&app, &me, id).await? else {
-        return not_found(id);
     };
     if ticket.assigned_to.as_deref() == Some(me.username.as_str()) && ticket.status != "closed" {
         return Ok(Redirect::to(&format!("/support/tickets/{id}")).into_response());
@@ -432,16 +437,10 @@ pub async fn release(
     headers: HeaderMap,
     Form(form): Form<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_agent(&app, &headers).await? {
-        Ok(me) => me,
+    let me = match ticket_form(&app, &headers, &form.csrf, id).await? {
+        Ok((me, _)) => me,
         Err(refused) => return Ok(refused),
     };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
-    if visible_ticket(&app, &me, id).await?.is_none() {
-        return not_found(id);
-    }
     if !app
         .store
         .assign_ticket(id, None, Some(&me.username))
