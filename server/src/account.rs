@@ -676,11 +676,7 @@ pub async fn set_user_queues(
     app.store.set_agent_queues(user_id, &chosen).await?;
     tracing::info!(admin = %me.username, user = %username, queues = ?chosen, "agent's queues set");
     // Tickets they held in queues they no longer work go back to nobody, announced as a let-go is.
-    let scope = if chosen.is_empty() {
-        crate::agent_queues::QueueScope::Every
-    } else {
-        crate::agent_queues::QueueScope::Only(chosen.iter().cloned().collect())
-    };
+    let scope = crate::agent_queues::QueueScope::of(chosen.iter().cloned());
     let mut released = 0;
     for ticket in app.store.held_outside(&username, &scope).await? {
         if app

@@ -18,6 +18,16 @@ pub enum QueueScope {
 }
 
 impl QueueScope {
+    /// The scope of an agent given `queues`: none given means every queue.
+    pub fn of(queues: impl IntoIterator<Item = String>) -> Self {
+        let queues: BTreeSet<String> = queues.into_iter().collect();
+        if queues.is_empty() {
+            QueueScope::Every
+        } else {
+            QueueScope::Only(queues)
+        }
+    }
+
     pub fn sees(&self, queue: &str) -> bool {
         match self {
             QueueScope::Every => true,
@@ -32,12 +42,7 @@ impl Store {
         if user.role == Role::Admin {
             return Ok(QueueScope::Every);
         }
-        let queues = self.agent_queues(user.user_id).await?;
-        Ok(if queues.is_empty() {
-            QueueScope::Every
-        } else {
-            QueueScope::Only(queues.into_iter().collect())
-        })
+        Ok(QueueScope::of(self.agent_queues(user.user_id).await?))
     }
 
     /// The queues given to a user that still exist, by id (none: every queue). A queue dropped

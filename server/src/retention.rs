@@ -4,9 +4,10 @@
 //! `contact_after_close` after their ticket closed; a webhook delivery its receiver never took goes
 //! with the chat limit; scan events (no personal data) go after `scan_events`, the audit log after
 //! `audit`; a discharge packet (the patient's name, the hash of their date of birth and PIN, their
-//! documents) is deleted as a clinician's deletion is once the day `packets` after the UTC day it was
-//! made on has ended in every time zone (the date is printed on the PIN slip); expired staff and patient sessions, and
-//! failed sign-in counts that no longer count, go at once. Runs at start and then hourly.
+//! documents) is deleted as a clinician's deletion is once the day `packets` after the UTC day it
+//! was made on has ended in every time zone (the date is printed on the PIN slip); expired staff
+//! and patient sessions, and failed sign-in counts that no longer count, go at once. Runs at start
+//! and then hourly.
 
 use std::time::Duration;
 
@@ -33,8 +34,9 @@ pub struct Retention {
     pub ticket_idle: Duration,
     /// Audit log entries (who opened which patient packet, sign-ins) older than this are deleted.
     pub audit: Duration,
-    /// A discharge packet is kept until the end of the UTC day this long after the day it was
-    /// made (whole days; see `packet_kept_until`), then deleted with everything about its patient.
+    /// A discharge packet opens through the day this long after the UTC day it was made (whole
+    /// days; see `packet_kept_until`), in every time zone, then is deleted with everything about
+    /// its patient.
     pub packets: Duration,
 }
 
@@ -81,8 +83,8 @@ fn whole_days(age: Duration) -> i64 {
 
 /// The last day a packet made at `created_at` (RFC 3339) is kept: the UTC day it was made plus
 /// `policy.packets`. It opens through the whole of that day in every time zone (see
-/// `expire_packets`). Shown to clinicians and on the patient's PIN slip and page. `None` for a time that does
-/// not parse (none is stored so).
+/// `expire_packets`). Shown to clinicians and on the patient's PIN slip and page. `None` for a
+/// time that does not parse (none is stored so).
 pub fn packet_kept_until(created_at: &str, policy: Retention) -> Option<chrono::NaiveDate> {
     let made = chrono::DateTime::parse_from_rfc3339(created_at).ok()?;
     made.with_timezone(&chrono::Utc)
@@ -91,9 +93,9 @@ pub fn packet_kept_until(created_at: &str, policy: Retention) -> Option<chrono::
 }
 
 /// Deletes every packet whose last day (`packet_kept_until`) has ended in every time zone by `now`
-/// (the patient may read the date in theirs), as a clinician's
-/// deletion does (audited as `packet.expired` by "retention"), and returns how many. The index still
-/// holds their documents until it is rebuilt: `purge_and_announce` starts that.
+/// (the patient may read the date in theirs), as a clinician's deletion does (audited as
+/// `packet.expired` by "retention"), and returns how many. The index still holds their documents
+/// until it is rebuilt: `purge_and_announce` starts that.
 async fn expire_packets(
     store: &Store,
     policy: Retention,
