@@ -233,6 +233,7 @@ fn app(state: AppState) -> Router {
         .route("/api/patient/chat", post(patient_chat::ask))
         .route("/patient/ask", post(patient_pages::ask_form))
         .route("/patients/{packet}/reset", post(patient_pages::reset))
+        .route("/patients/{packet}/keep", post(patient_pages::keep))
         .route("/patients/{packet}/delete", post(patient_pages::delete))
         .route("/m/{manual}", get(site::manual))
         .route("/search", post(site::search))

@@ -267,7 +267,7 @@ pub async fn create(
     })?;
     let documents = app.store.packet_documents(&created.packet_id).await?.len();
     let kept_until = match app.store.packet(&created.packet_id).await? {
-        Some(record) => crate::patient_pages::kept_until(&record.created_at, &app),
+        Some(record) => crate::patient_pages::kept_until(record.retention_start(), &app),
         None => String::new(),
     };
     let slip = crate::i18n::strings(&form.language);

@@ -130,7 +130,7 @@ async fn instructions(
         t,
         kept_until_line: t
             .pin_slip_until
-            .replace("{date}", &kept_until(&packet.created_at, app)),
+            .replace("{date}", &kept_until(packet.retention_start(), app)),
         lang: packet.language.clone(),
         name: packet.display_name.clone(),
         csrf: auth::csrf_for_session(token),
@@ -410,6 +410,9 @@ pub struct PacketRow {
     pub created: String,
     /// The last UTC day it is kept (the retention limit), `YYYY-MM-DD`.
     pub kept_until: String,
+    /// The last day it would be kept if a clinician kept it longer now; `None` when that is no
+    /// later (it was kept longer today).
+    pub could_keep_until: Option<String>,
     pub created_by: String,
     pub failed_attempts: i64,
     pub locked: bool,
@@ -440,10 +443,10 @@ fn packet_not_found() -> Result<Response, AppError> {
     ))
 }
 
-/// The last day a packet made at `created_at` is kept, as `YYYY-MM-DD` (see
+/// The last day a packet whose retention count started at `start` is kept, as `YYYY-MM-DD` (see
 /// `retention::packet_kept_until`).
-pub(crate) fn kept_until(created_at: &str, app: &AppState) -> String {
-    crate::retention::packet_kept_until(created_at, app.config.retention)
+pub(crate) fn kept_until(start: &str, app: &AppState) -> String {
+    crate::retention::packet_kept_until(start, app.config.retention)
         .map(|day| day.format("%Y-%m-%d").to_string())
         .unwrap_or_default()
 }
@@ -481,6 +484,7 @@ async fn packets_page(
     app.store
         .audit(&me.username, "packets.listed", None, "", None)
         .await?;
+    let kept_longer_now = kept_until(&crate::store::stored_time(app.now()), app);
     let packets = app
         .store
         .packets()
@@ -488,10 +492,13 @@ async fn packets_page(
         .into_iter()
         .map(|p| PacketRow {
             locked: p.locked_at.is_some(),
+            kept_until: kept_until(p.retention_start(), app),
+            // Both are `YYYY-MM-DD`, so text order is date order.
+            could_keep_until: (kept_until(p.retention_start(), app) < kept_longer_now)
+                .then(|| kept_longer_now.clone()),
             id: p.id,
             name: p.display_name,
             language: p.language,
-            kept_until: kept_until(&p.created_at, app),
             created: p.created_at,
             created_by: p.created_by,
             failed_attempts: p.failed_attempts,
@@ -524,6 +531,40 @@ pub async fn reset(
         return crate::account::forbidden("This form expired. Reload the page and try again.");
     }
     if !app.store.reset_packet(&packet, &me.username).await? {
+        return packet_not_found();
+    }
+    Ok(Redirect::to("/patients").into_response())
+}
+
+/// `POST /patients/{packet}/keep`: keeps a packet longer, for a patient who still needs it: its
+/// retention count starts again today, so it opens through the retention limit from today (the
+/// patient's page shows the new date; the slip they were given shows the old one, which stays
+/// true as the earliest). Audited with the old and new last days.
+pub async fn keep(
+    State(app): State<AppState>,
+    Path(packet): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<crate::account::CsrfForm>,
+) -> Result<Response, AppError> {
+    let me = match require_clinician(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    let Some(record) = app.store.packet(&packet).await? else {
+        return packet_not_found();
+    };
+    let from = crate::store::stored_time(app.now());
+    let was = kept_until(record.retention_start(), &app);
+    let until = kept_until(&from, &app);
+    let detail = format!("kept until {until} (was {was})");
+    if !app
+        .store
+        .keep_packet(&packet, &from, &me.username, &detail)
+        .await?
+    {
         return packet_not_found();
     }
     Ok(Redirect::to("/patients").into_response())

@@ -120,6 +120,16 @@ pub struct PacketRecord {
     pub created_at: String,
     pub failed_attempts: i64,
     pub locked_at: Option<String>,
+    /// When a clinician last kept it longer; `None`: never (see `retention_start`).
+    pub kept_from: Option<String>,
+}
+
+impl PacketRecord {
+    /// When its retention count starts (RFC 3339): the last time a clinician kept it longer, else
+    /// when it was made.
+    pub fn retention_start(&self) -> &str {
+        self.kept_from.as_deref().unwrap_or(&self.created_at)
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -152,7 +162,7 @@ pub enum Attempt {
     Locked,
 }
 
-const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.language, k.secret_hash, k.created_by, k.created_at, k.failed_attempts, k.locked_at";
+const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.language, k.secret_hash, k.created_by, k.created_at, k.failed_attempts, k.locked_at, k.kept_from";
 
 impl Store {
     /// Creates a patient's packet with its code (kind `discharge`) and documents.
@@ -386,33 +396,73 @@ impl Store {
             by,
             "packet.deleted",
             "patient data deleted on request",
+            None,
         )
         .await
     }
 
-    /// The ids of packets made before `cutoff` (RFC 3339 UTC, compared as text like every stored
-    /// time): those the retention limit deletes.
-    pub async fn packets_made_before(&self, cutoff: &str) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM packets WHERE created_at < ? ORDER BY created_at")
-                .bind(cutoff)
-                .fetch_all(self.pool())
-                .await?,
+    /// The ids of packets whose retention count started (`PacketRecord::retention_start`) before
+    /// `cutoff` (RFC 3339 UTC, compared as text like every stored time): those the retention limit
+    /// deletes.
+    pub async fn packets_kept_from_before(&self, cutoff: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM packets WHERE COALESCE(kept_from, created_at) < ? ORDER BY created_at",
         )
+        .bind(cutoff)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Restarts a packet's retention count at `from` (RFC 3339 UTC), audited as `packet.kept` by
+    /// `by` with `detail`. False when there is no such packet.
+    pub async fn keep_packet(
+        &self,
+        packet: &str,
+        from: &str,
+        by: &str,
+        detail: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE packets SET kept_from = ? WHERE id = ?")
+            .bind(from)
+            .bind(packet)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 1 {
+            self.audit(by, "packet.kept", Some(packet), detail, None)
+                .await?;
+        }
+        Ok(done.rows_affected() == 1)
     }
 
     /// `delete_packet`'s deletion, audited as `action` by `actor` with `detail` (nothing personal).
+    /// With `kept_from_before`, only while the packet's retention count still started before that
+    /// time: a clinician who keeps it longer between the purge's listing and this deletion wins.
     pub async fn remove_packet(
         &self,
         packet: &str,
         actor: &str,
         action: &str,
         detail: &str,
+        kept_from_before: Option<&str>,
     ) -> Result<bool> {
         let Some(record) = self.packet(packet).await? else {
             return Ok(false);
         };
         let mut tx = self.pool().begin().await?;
+        if let Some(cutoff) = kept_from_before {
+            // A write first, so the check and the deletion hold the store's write lock together.
+            let due = sqlx::query(
+                "UPDATE packets SET kept_from = kept_from
+                 WHERE id = ? AND COALESCE(kept_from, created_at) < ?",
+            )
+            .bind(packet)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+            if due.rows_affected() == 0 {
+                return Ok(false);
+            }
+        }
         for sql in [
             "DELETE FROM patient_sessions WHERE packet_id = ?",
             "DELETE FROM packet_documents WHERE packet_id = ?",

@@ -5,7 +5,8 @@
 //! with the chat limit; scan events (no personal data) go after `scan_events`, the audit log after
 //! `audit`; a discharge packet (the patient's name, the hash of their date of birth and PIN, their
 //! documents) is deleted as a clinician's deletion is once the day `packets` after the UTC day it
-//! was made on has ended in every time zone (the date is printed on the PIN slip); expired staff
+//! was made on (or a clinician last kept it longer on) has ended in every time zone (the date is
+//! printed on the PIN slip and shown on the patient's page); expired staff
 //! and patient sessions, and failed sign-in counts that no longer count, go at once. Runs at start
 //! and then hourly.
 
@@ -34,9 +35,9 @@ pub struct Retention {
     pub ticket_idle: Duration,
     /// Audit log entries (who opened which patient packet, sign-ins) older than this are deleted.
     pub audit: Duration,
-    /// A discharge packet opens through the day this long after the UTC day it was made (whole
-    /// days; see `packet_kept_until`), in every time zone, then is deleted with everything about
-    /// its patient.
+    /// A discharge packet opens through the day this long after the UTC day it was made or a
+    /// clinician last kept it longer (whole days; see `packet_kept_until`), in every time zone,
+    /// then is deleted with everything about its patient.
     pub packets: Duration,
 }
 
@@ -81,13 +82,14 @@ fn whole_days(age: Duration) -> i64 {
     i64::try_from(age.as_secs() / DAY.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// The last day a packet made at `created_at` (RFC 3339) is kept: the UTC day it was made plus
-/// `policy.packets`. It opens through the whole of that day in every time zone (see
-/// `expire_packets`). Shown to clinicians and on the patient's PIN slip and page. `None` for a
-/// time that does not parse (none is stored so).
-pub fn packet_kept_until(created_at: &str, policy: Retention) -> Option<chrono::NaiveDate> {
-    let made = chrono::DateTime::parse_from_rfc3339(created_at).ok()?;
-    made.with_timezone(&chrono::Utc)
+/// The last day a packet whose retention count started at `start` (RFC 3339; see
+/// `PacketRecord::retention_start`) is kept: that UTC day plus `policy.packets`. It opens through
+/// the whole of that day in every time zone (see `expire_packets`). Shown to clinicians and on the
+/// patient's PIN slip and page. `None` for a time that does not parse (none is stored so).
+pub fn packet_kept_until(start: &str, policy: Retention) -> Option<chrono::NaiveDate> {
+    let start = chrono::DateTime::parse_from_rfc3339(start).ok()?;
+    start
+        .with_timezone(&chrono::Utc)
         .date_naive()
         .checked_add_days(chrono::Days::new(whole_days(policy.packets) as u64))
 }
@@ -102,8 +104,8 @@ async fn expire_packets(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64> {
     // A packet's last day is over everywhere once it is over at UTC-12, the last time zone: 12:00
-    // UTC the day after. So a packet made on a day before `packets` days before the date at UTC-12
-    // is past its last day.
+    // UTC the day after. So a packet whose count started on a day before `packets` days before the
+    // date at UTC-12 is past its last day.
     let first_kept_day = (now - chrono::Duration::hours(12))
         .date_naive()
         .checked_sub_days(chrono::Days::new(whole_days(policy.packets) as u64))
@@ -114,13 +116,19 @@ async fn expire_packets(
         .and_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let detail = format!(
-        "patient data deleted when its last day (the day it was made + {} days) ended (retention limit)",
+        "patient data deleted when its last day (the day it was made or last kept longer + {} days) ended (retention limit)",
         whole_days(policy.packets)
     );
     let mut deleted = 0;
-    for packet in store.packets_made_before(&cutoff).await? {
+    for packet in store.packets_kept_from_before(&cutoff).await? {
         if store
-            .remove_packet(&packet, "retention", "packet.expired", &detail)
+            .remove_packet(
+                &packet,
+                "retention",
+                "packet.expired",
+                &detail,
+                Some(&cutoff),
+            )
             .await?
         {
             deleted += 1;

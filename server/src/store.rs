@@ -86,7 +86,12 @@ pub struct ResolvedCode {
 }
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    stored_time(chrono::Utc::now())
+}
+
+/// `at` as the store keeps times: RFC 3339 UTC with milliseconds, so text order is time order.
+pub fn stored_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl Store {

@@ -1044,7 +1044,7 @@ fn a_packet_past_its_retention_limit_is_deleted_with_its_patients_data() {
     let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
     let row = between(&list.body, &format!("<tr id=\"packet-{packet}\">"), "</tr>");
     assert!(
-        row.contains(&format!("<td class=\"kept-until\">{last_day}</td>")),
+        row.contains(&format!("<span class=\"kept-until\">{last_day}</span>")),
         "{row}"
     );
 
@@ -1095,7 +1095,7 @@ fn a_packet_past_its_retention_limit_is_deleted_with_its_patients_data() {
         app.rows("SELECT actor, detail FROM audit_log WHERE action = 'packet.expired'"),
         vec![vec![
             "retention".to_string(),
-            "patient data deleted when its last day (the day it was made + 90 days) ended (retention limit)".to_string()
+            "patient data deleted when its last day (the day it was made or last kept longer + 90 days) ended (retention limit)".to_string()
         ]]
     );
     let page = get(&app.url(&format!("/c/{}", lily.code)), &[]);
@@ -1253,4 +1253,164 @@ fn a_broken_leaflet_is_skipped_and_the_first_start_still_makes_the_admin() {
         .map(|l| l.split(": ").next().unwrap())
         .collect();
     assert_eq!(names, ["Ana García", "John Miller"], "{listed}");
+}
+
+#[test]
+fn a_clinician_keeps_a_packet_longer_and_its_limit_counts_from_that_day() {
+    use scanaid_server::retention::purge_and_announce;
+    let (app, demos) = spawn_with_demo_packets();
+    let john = demo(&demos, "John Miller");
+    let packet = packet_of(&app, "John Miller");
+    // Made 80 days ago: its last day is 10 days ahead, and John still needs it.
+    let made = chrono::Utc::now().date_naive() - chrono::Days::new(80);
+    app.rows(&format!(
+        "UPDATE packets SET created_at = '{made}T10:00:00.000Z' WHERE id = '{packet}'"
+    ));
+    let first_last_day = made + chrono::Days::new(90);
+    let clinician = staff_cookie(&app, "nurse5", Role::Clinician);
+    let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
+    let row = between(&list.body, &format!("<tr id=\"packet-{packet}\">"), "</tr>");
+    assert!(
+        row.contains(&format!(
+            "<span class=\"kept-until\">{first_last_day}</span>"
+        )),
+        "{row}"
+    );
+    assert!(
+        row.contains(&format!("action=\"/patients/{packet}/keep\"")),
+        "{row}"
+    );
+    let csrf = list.hidden("csrf").unwrap();
+
+    // Only a clinician's (or admin's) own form keeps a packet; a made-up packet is a 404.
+    let technician = staff_cookie(&app, "tech5", Role::Technician);
+    let keep_url = app.url(&format!("/patients/{packet}/keep"));
+    assert_eq!(
+        post_form(&keep_url, &[("cookie", &technician)], &[("csrf", &csrf)]).status,
+        403
+    );
+    assert_eq!(post_form(&keep_url, &[], &[("csrf", &csrf)]).status, 303);
+    assert_eq!(
+        post_form(&keep_url, &[("cookie", &clinician)], &[("csrf", "forged")]).status,
+        403
+    );
+    assert_eq!(
+        post_form(
+            &app.url("/patients/no-such-packet/keep"),
+            &[("cookie", &clinician)],
+            &[("csrf", &csrf)]
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT kept_from IS NULL FROM packets WHERE id = '{packet}'"
+        ))[0][0],
+        "1",
+        "nothing was kept by the refused forms"
+    );
+
+    let kept = post_form(&keep_url, &[("cookie", &clinician)], &[("csrf", &csrf)]);
+    assert_eq!(kept.status, 303);
+    let kept_from = app.rows(&format!(
+        "SELECT kept_from FROM packets WHERE id = '{packet}'"
+    ))[0][0]
+        .clone();
+    let kept_day = chrono::DateTime::parse_from_rfc3339(&kept_from)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+        .date_naive();
+    let new_last_day = kept_day + chrono::Days::new(90);
+    assert!(new_last_day > first_last_day);
+    assert_eq!(
+        app.rows("SELECT actor, packet_id, detail FROM audit_log WHERE action = 'packet.kept'"),
+        vec![vec![
+            "nurse5".to_string(),
+            packet.clone(),
+            format!("kept until {new_last_day} (was {first_last_day})")
+        ]]
+    );
+    // The list shows the new last day, and no button that would change nothing today.
+    let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
+    let row = between(&list.body, &format!("<tr id=\"packet-{packet}\">"), "</tr>");
+    assert!(
+        row.contains(&format!("<span class=\"kept-until\">{new_last_day}</span>")),
+        "{row}"
+    );
+    assert!(!row.contains("/keep\""), "{row}");
+    // John's page tells him the new date.
+    let (_, session) = try_open(&app, &john.code, &john.dob, &john.pin);
+    let page = get(
+        &app.url(&format!("/c/{}", john.code)),
+        &[("cookie", &session.expect("John opens his packet"))],
+    );
+    assert_eq!(
+        between(&page.body, "<p class=\"meta\" id=\"kept-until\">", "<"),
+        format!(
+            "Your instructions can be opened until {new_last_day}. After that they are deleted."
+        )
+    );
+
+    let state = app.state.clone();
+    let purge_at = |at: chrono::DateTime<chrono::Utc>| {
+        let state = state.clone();
+        app.block_on(async move { purge_and_announce(&state, at).await })
+            .unwrap()
+    };
+    let noon_after = |day: chrono::NaiveDate| {
+        (day + chrono::Days::new(1))
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc()
+    };
+    // When the first limit would have deleted it, it stays and still opens.
+    assert_eq!(purge_at(noon_after(first_last_day)).packets, 0);
+    assert_eq!(
+        purge_at(noon_after(new_last_day) - chrono::Duration::seconds(1)).packets,
+        0
+    );
+    let (opened, _) = try_open(&app, &john.code, &john.dob, &john.pin);
+    assert_eq!(opened.status, 303);
+    // A purge that listed it before a clinician kept it longer does not delete it: the deletion
+    // checks the limit again.
+    let before_kept = scanaid_server::store::stored_time(
+        chrono::DateTime::parse_from_rfc3339(&kept_from)
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+    );
+    let removed = {
+        let state = state.clone();
+        let packet = packet.clone();
+        app.block_on(async move {
+            state
+                .store
+                .remove_packet(
+                    &packet,
+                    "retention",
+                    "packet.expired",
+                    "",
+                    Some(&before_kept),
+                )
+                .await
+        })
+        .unwrap()
+    };
+    assert!(!removed);
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM packets WHERE id = '{packet}'"
+        ))[0][0],
+        "1"
+    );
+    // Then its new last day ends, and it goes, with the other two demo packets, made today: kept
+    // longer today, John's limit is theirs.
+    assert_eq!(purge_at(noon_after(new_last_day)).packets, 3);
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT actor FROM audit_log WHERE action = 'packet.expired' AND packet_id = '{packet}'"
+        )),
+        vec![vec!["retention".to_string()]]
+    );
+    assert_eq!(get(&app.url(&format!("/c/{}", john.code)), &[]).status, 410);
 }
