@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch, Notify};
 
+use crate::agent_queues::QueueScope;
 use crate::roles::Role;
 use crate::store::Store;
 use crate::stream_session::StreamSession;
@@ -187,7 +188,9 @@ pub async fn publish(app: &AppState, event: SupportEvent) -> Result<(), AppError
 const CONSOLE_ROLES: &[Role] = &[Role::Agent, Role::Admin];
 
 /// `GET /support/events`: every ticket event of the queues the agent works, for agents' consoles. A console that fell behind is
-/// sent `resync` and reloads what it shows. The stream ends when its agent signs out, is removed,
+/// sent `resync` and reloads what it shows; one whose agent's queues an administrator changed is
+/// sent `queues` (within [`crate::stream_session::RECHECK`], or with the next event), because the
+/// rows it shows are the old queues'. The stream ends when its agent signs out, is removed,
 /// loses the role or is signed out by a password change (see [`StreamSession`]), so what people
 /// wrote stops reaching a browser the moment its session does.
 pub async fn console_events(
@@ -199,10 +202,16 @@ pub async fn console_events(
         Ok(session) => session,
         Err(refused) => return Ok(refused),
     };
+    // The queues the console's page was drawn with, near enough: read as its stream opens.
+    let scope = match session.allowed_user().await {
+        Some(user) => Some(app.store.queue_scope(&user).await?),
+        None => None,
+    };
     let console = ConsoleStream {
         watch: app.support.watch(),
         session,
         store: app.store.clone(),
+        scope,
     };
     let stream = futures_util::stream::unfold(console, |mut console| async move {
         let event = console.next().await?;
@@ -216,6 +225,8 @@ struct ConsoleStream {
     watch: Watch,
     session: StreamSession,
     store: Store,
+    /// The queues the agent worked when the stream opened, or when it last sent `queues`.
+    scope: Option<QueueScope>,
 }
 
 impl ConsoleStream {
@@ -230,18 +241,26 @@ impl ConsoleStream {
                 return None;
             }
             let user = self.session.allowed_user().await?;
+            // The queues this agent works, read per event and per recheck: an administrator may
+            // change them while the console is open. A store that cannot tell ends the stream
+            // rather than send unchecked.
+            let scope = match self.store.queue_scope(&user).await {
+                Ok(scope) => scope,
+                Err(error) => {
+                    tracing::warn!(%error, "reading an agent's queues failed; ending the stream");
+                    return None;
+                }
+            };
+            if self.scope.as_ref() != Some(&scope) {
+                // The rows the console shows are another scope's: it reloads them (or, with a
+                // reply being typed, says to).
+                self.scope = Some(scope);
+                return Some(Event::default().event("queues").data("{}"));
+            }
             match next {
                 Some(Next::Event(e)) => {
-                    // Only the queues this agent works (read per event: an administrator may
-                    // change them while the console is open). A store that cannot tell ends the
-                    // stream rather than send unchecked.
-                    match self.store.queue_scope(&user).await {
-                        Ok(scope) if scope.sees(&e.queue) => {}
-                        Ok(_) => continue,
-                        Err(error) => {
-                            tracing::warn!(%error, "reading an agent's queues failed; ending the stream");
-                            return None;
-                        }
+                    if !scope.sees(&e.queue) {
+                        continue;
                     }
                     return Some(
                         Event::default()

@@ -103,21 +103,26 @@
     window.addEventListener(name, function () { lastActive = Date.now(); }, { passive: true });
   });
   var ACTIVE_MS = 15 * 60 * 1000;
-  function refresh() {
+  var MISSED = "Reconnected. Messages may have arrived meanwhile";
+  // An administrator changed the queues this agent works: the rows shown are the old queues'.
+  var REQUEUED = "An administrator changed the queues you work";
+  function refresh(why) {
+    why = typeof why === "string" ? why : MISSED;
     var draft = document.getElementById("reply");
     if (draft && draft.value.trim()) {
-      if (status) status.textContent = "Reconnected. Messages may have arrived meanwhile: send or copy your reply, then reload.";
+      if (status) status.textContent = why + ": send or copy your reply, then reload.";
       return;
     }
     if (document.hidden || Date.now() - lastActive > ACTIVE_MS) {
-      if (status) status.textContent = "Reconnected. Messages may have arrived meanwhile: reload the page to see them.";
+      if (status) status.textContent = why + ": reload the page to see what is waiting.";
       return;
     }
     location.reload();
   }
-  source.addEventListener("resync", refresh);
+  source.addEventListener("resync", function () { refresh(MISSED); });
+  source.addEventListener("queues", function () { refresh(REQUEUED); });
   source.onopen = function () {
-    if (lost) { lost = false; refresh(); return; }
+    if (lost) { lost = false; refresh(MISSED); return; }
     if (status) status.textContent = ticketId ? "Live: the person's messages appear here as they are sent." : "Live: new tickets appear here as they are opened.";
   };
   // The server ends the stream when the session does (signed out, removed); the reconnect then

@@ -656,6 +656,19 @@ fn an_agent_given_queues_sees_only_those_queues_tickets_pages_and_events() {
         "NULL"
     );
     assert!(row(&bio, compressor) && !row(&bio, pump));
+    // bio.agent's open console is told its queues changed (its rows are the old queues'), and
+    // hears nothing of the biomedical queue any more; a console whose queues did not change is
+    // told nothing of it.
+    let seen = bio_console.recv_timeout(WAIT).unwrap().unwrap();
+    assert_eq!(seen.event, "queues", "{seen:?}");
+    for expected in ["ticket.assigned", "ticket.assigned"] {
+        let seen = every_console.recv_timeout(WAIT).unwrap().unwrap();
+        assert_eq!(
+            (seen.event.as_str(), seen.data["event"].as_str()),
+            ("ticket", Some(expected)),
+            "{seen:?}"
+        );
+    }
 
     // The closed tickets listed are the agent's queues' last 20, not everyone's: twenty closed
     // compressor tickets after the pump's do not push it off the biomedical agent's page.
