@@ -174,7 +174,9 @@ pub struct ServeCmd {
     #[arg(long, env = "SCANAID_AUDIT_RETENTION_DAYS", default_value_t = 395, value_parser = clap::value_parser!(u32).range(1..))]
     pub audit_retention_days: u32,
     /// Days a discharge packet (the patient's name, documents and second factors) is kept after the
-    /// day it was made; it is deleted when that day ends (UTC), and its PIN slip gives the date.
+    /// UTC day it was made, or a clinician last kept it longer; it opens through that last day and is
+    /// deleted once the day has ended in every time zone (12:00 UTC the day after). Its PIN slip and
+    /// page give the date.
     #[arg(long, env = "SCANAID_PACKET_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..))]
     pub packet_retention_days: u32,
     #[command(flatten)]

@@ -28,11 +28,14 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
     response
 }
 
+/// The sign-in form; `next` is the page to return to (kept only if `return_to::safe_next`
+/// accepts it).
 fn signin_page(
     app: &AppState,
     status: StatusCode,
     error: &str,
     username: &str,
+    next: &str,
 ) -> Result<Response, AppError> {
     let csrf = auth::random_token(16);
     let page = SignInPage {
@@ -40,6 +43,7 @@ fn signin_page(
         csrf: csrf.clone(),
         error: error.to_string(),
         username: username.to_string(),
+        next: crate::return_to::safe_next(next).unwrap_or("").to_string(),
     }
     .render()?;
     let cookie = http::set_cookie(
@@ -55,8 +59,24 @@ fn signin_page(
     )))
 }
 
-pub async fn signin_form(State(app): State<AppState>) -> Result<Response, AppError> {
-    signin_page(&app, StatusCode::OK, "", "")
+#[derive(Debug, Default, Deserialize)]
+pub struct SignInQuery {
+    /// The page to return to after signing in.
+    pub next: Option<String>,
+}
+
+/// `GET /signin[?next=PAGE]`.
+pub async fn signin_form(
+    State(app): State<AppState>,
+    http::LenientQuery(query): http::LenientQuery<SignInQuery>,
+) -> Result<Response, AppError> {
+    signin_page(
+        &app,
+        StatusCode::OK,
+        "",
+        "",
+        query.next.as_deref().unwrap_or(""),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +87,9 @@ pub struct SignInForm {
     pub username: String,
     #[serde(default)]
     pub password: String,
+    /// The page to return to (see `return_to`).
+    #[serde(default)]
+    pub next: String,
 }
 
 pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Response, AppError> {
@@ -82,6 +105,7 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
                 StatusCode::BAD_REQUEST,
                 "The form was incomplete. Please try again.",
                 "",
+                "",
             )
         }
     };
@@ -92,6 +116,7 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
             StatusCode::FORBIDDEN,
             "This form expired. Please sign in again.",
             &form.username,
+            &form.next,
         );
     }
     let username = form.username.trim().to_ascii_lowercase();
@@ -106,7 +131,7 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
         None => PER_CLIENT.locked_for(&app.store, &client_key, now).await?,
     };
     if let Some(wait) = locked {
-        return locked_out(&app, wait, &username);
+        return locked_out(&app, wait, &username, &form.next);
     }
     if username.is_empty()
         || username.len() > 64
@@ -118,6 +143,7 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
             StatusCode::UNPROCESSABLE_ENTITY,
             "Enter your username and password.",
             &username,
+            &form.next,
         );
     }
     // Counted as failures before the password is checked (see `count_attempt`); a right one is
@@ -129,7 +155,7 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
         .count_attempt(&app.store, &client_key, now)
         .await?;
     if let Some(wait) = over_account.or(over_client) {
-        return locked_out(&app, wait, &username);
+        return locked_out(&app, wait, &username, &form.next);
     }
     match auth::sign_in(&app.store, &username, &form.password).await? {
         Some(token) => {
@@ -137,7 +163,13 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
             PER_CLIENT.take_back(&app.store, &client_key).await?;
             let cookie =
                 http::set_cookie(SESSION_COOKIE, &token, "/", None, app.config.secure_cookies);
-            let response = with_cookie(Redirect::to("/").into_response(), &cookie);
+            // Back to the page that sent them here, else their role's own page.
+            let role = auth::session_user(&app.store, &token)
+                .await?
+                .map_or(Role::Anonymous, |user| user.role);
+            let to =
+                crate::return_to::safe_next(&form.next).unwrap_or(crate::return_to::landing(role));
+            let response = with_cookie(Redirect::to(to).into_response(), &cookie);
             Ok(no_store(with_cookie(
                 response,
                 &http::set_cookie(
@@ -156,6 +188,7 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
                 StatusCode::UNAUTHORIZED,
                 "Wrong username or password.",
                 &username,
+                &form.next,
             )
         }
     }
@@ -166,6 +199,7 @@ fn locked_out(
     app: &AppState,
     wait: std::time::Duration,
     username: &str,
+    next: &str,
 ) -> Result<Response, AppError> {
     let minutes = wait.as_secs().div_ceil(60).max(1);
     Ok(crate::http::with_retry_after(
@@ -174,6 +208,7 @@ fn locked_out(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Too many failed sign-ins. Try again in {minutes} minute(s), or ask an administrator."),
             username,
+            next,
         )?,
         Some(wait),
     ))

@@ -1,5 +1,7 @@
-//! Admin pages for codes: the list of printed codes and their printable labels (SVG or PNG).
+//! Admin pages: the administration home (what needs attention, and every admin page), and codes:
+//! the list of printed codes and their printable labels (SVG or PNG).
 
+use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -8,6 +10,48 @@ use crate::account::require_admin;
 use crate::http::escape_markup;
 use crate::label::{self, Label, DEFAULT_LINE};
 use crate::{AppError, AppState};
+
+#[derive(askama::Template)]
+#[template(path = "admin_home.html")]
+pub struct AdminHome {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub tickets_waiting: i64,
+    pub webhooks_waiting: i64,
+    pub packets_locked: i64,
+}
+
+/// `GET /admin`: where an administrator lands after signing in.
+pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    let me = match require_admin(&app, &headers).await? {
+        Ok(me) => me,
+        Err(response) => return Ok(response),
+    };
+    let count = |sql: &'static str| {
+        let pool = app.store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .map_err(crate::ServerError::from)
+        }
+    };
+    let page = AdminHome {
+        lang: "en".to_string(),
+        csrf: me.csrf,
+        me: me.username,
+        tickets_waiting: count("SELECT COUNT(*) FROM tickets WHERE status IN ('open', 'waiting')")
+            .await?,
+        webhooks_waiting: count(
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE delivered_at IS NULL",
+        )
+        .await?,
+        packets_locked: count("SELECT COUNT(*) FROM packets WHERE locked_at IS NOT NULL").await?,
+    }
+    .render()?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response())
+}
 
 pub async fn codes(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     if let Err(response) = require_admin(&app, &headers).await? {

@@ -30,6 +30,7 @@ pub mod patients;
 pub mod registry;
 pub mod reindex;
 pub mod retention;
+pub mod return_to;
 pub mod roles;
 pub mod rules;
 pub mod rules_admin;
@@ -44,6 +45,7 @@ pub mod tickets;
 pub mod tls;
 pub mod views;
 pub mod webhook;
+pub mod webhooks_view;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -182,29 +184,13 @@ fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(site::home))
         .route("/metrics", get(metrics::exposition))
-        .route(
-            "/admin/manuals",
-            get(content_admin::list)
-                .post(content_admin::save)
-                .layer(DefaultBodyLimit::max(MAX_MANUAL_FORM_BYTES)),
-        )
-        .route("/admin/manuals/new", get(content_admin::new_manual))
-        .route("/admin/manuals/{id}", get(content_admin::edit))
         .route("/admin/manuals/{id}/delete", post(content_admin::delete))
-        .route("/admin/jobs/{id}", get(content_admin::job))
         .route("/admin/jobs/{id}/events", get(content_admin::job_events))
         .route("/admin/jobs/{id}/rollback", post(content_admin::roll_back))
         .route(
             "/admin/jobs/{id}/override",
             post(content_admin::override_gate),
         )
-        .route(
-            "/admin/tokens",
-            get(api_tokens::page).post(api_tokens::change),
-        )
-        .route("/admin/gaps", get(gaps::page))
-        .route("/admin/scans", get(scans_view::page))
-        .route("/admin/gaps.csv", get(gaps::csv))
         .route("/api/content/manuals", get(content_api::list))
         .route(
             "/api/content/manuals/{id}",
@@ -223,13 +209,6 @@ fn app(state: AppState) -> Router {
         )
         .route("/c/{code}", get(scan::scan).post(patient_pages::verify))
         .route("/patient/signout", post(patient_pages::sign_out))
-        .route("/patients", get(patient_pages::packets))
-        .route(
-            "/patients/new",
-            get(packet_admin::new_form)
-                .post(packet_admin::create)
-                .layer(DefaultBodyLimit::max(MAX_PACKET_FORM_BYTES)),
-        )
         .route("/api/patient/chat", post(patient_chat::ask))
         .route("/patient/ask", post(patient_pages::ask_form))
         .route("/patients/{packet}/reset", post(patient_pages::reset))
@@ -246,9 +225,7 @@ fn app(state: AppState) -> Router {
         )
         .route("/chat", post(chat::chat_form))
         .route("/chat/replies", post(chat::replies_form))
-        .route("/support", get(console::queue))
         .route("/support/events", get(support::console_events))
-        .route("/support/tickets/{id}", get(console::ticket))
         .route("/support/tickets/{id}/reply", post(console::reply))
         .route("/support/tickets/{id}/close", post(console::close))
         .route("/support/tickets/{id}/take", post(console::take))
@@ -258,17 +235,55 @@ fn app(state: AppState) -> Router {
             "/signout",
             get(account::signout_page).post(account::signout),
         )
-        .route(
-            "/account/password",
-            get(account::password_form).post(account::change_password),
-        )
-        .route("/admin/users", get(account::users).post(account::add_user))
         .route("/admin/users/{username}/unlock", post(account::unlock_user))
         .route("/admin/users/{username}/remove", post(account::remove_user))
         .route(
             "/admin/users/{username}/queues",
             post(account::set_user_queues),
         )
+        .route("/static/site.css", get(site::stylesheet))
+        .route("/static/{script}", get(site::script))
+        .route("/healthz", get(site::health))
+        .merge(staff_pages())
+        .fallback(site::not_found)
+        .with_state(state)
+}
+
+/// The staff pages (and their forms): a page request sent to sign in comes back to the page
+/// afterwards (`return_to::remember_the_page`, on these routes only).
+fn staff_pages() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(admin::home))
+        .route(
+            "/admin/manuals",
+            get(content_admin::list)
+                .post(content_admin::save)
+                .layer(DefaultBodyLimit::max(MAX_MANUAL_FORM_BYTES)),
+        )
+        .route("/admin/manuals/new", get(content_admin::new_manual))
+        .route("/admin/manuals/{id}", get(content_admin::edit))
+        .route("/admin/jobs/{id}", get(content_admin::job))
+        .route(
+            "/admin/tokens",
+            get(api_tokens::page).post(api_tokens::change),
+        )
+        .route("/admin/gaps", get(gaps::page))
+        .route("/admin/scans", get(scans_view::page))
+        .route("/admin/gaps.csv", get(gaps::csv))
+        .route("/patients", get(patient_pages::packets))
+        .route(
+            "/patients/new",
+            get(packet_admin::new_form)
+                .post(packet_admin::create)
+                .layer(DefaultBodyLimit::max(MAX_PACKET_FORM_BYTES)),
+        )
+        .route("/support", get(console::queue))
+        .route("/support/tickets/{id}", get(console::ticket))
+        .route(
+            "/account/password",
+            get(account::password_form).post(account::change_password),
+        )
+        .route("/admin/users", get(account::users).post(account::add_user))
         .route("/admin/codes", get(admin::codes))
         .route(
             "/admin/rules",
@@ -277,11 +292,12 @@ fn app(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_MANUAL_FORM_BYTES)),
         )
         .route("/admin/codes/{label}", get(admin::label))
-        .route("/static/site.css", get(site::stylesheet))
-        .route("/static/{script}", get(site::script))
-        .route("/healthz", get(site::health))
-        .fallback(site::not_found)
-        .with_state(state)
+        .route("/admin/webhooks", get(webhooks_view::page))
+        .route(
+            "/admin/webhooks/{queue}/send",
+            post(webhooks_view::send_now),
+        )
+        .route_layer(axum::middleware::from_fn(return_to::remember_the_page))
 }
 
 /// The routes as the server runs them: behind the guard (body limits, security headers) and the

@@ -44,6 +44,9 @@ pub struct Metrics {
     index_build_seconds: Histogram,
     index_generation: Gauge,
     index_chunks: Gauge,
+    /// Webhook events not yet delivered, by queue id (ids come from `assets.toml`: few, and
+    /// nothing personal). Set at each scrape from the store.
+    webhook_waiting: Family<[(&'static str, String); 1], Gauge>,
 }
 
 /// 0.1 ms to about 3 s: scans are answered in well under a millisecond to a few.
@@ -116,6 +119,12 @@ impl Metrics {
             "Chunks in the index generation being served",
             index_chunks.clone(),
         );
+        let webhook_waiting = Family::<[(&'static str, String); 1], Gauge>::default();
+        registry.register(
+            "webhook_deliveries_waiting",
+            "Ticket events not yet taken by their support queue's webhook receiver, by queue",
+            webhook_waiting.clone(),
+        );
         registry.register_collector(Box::new(EventQueue(events)));
         Self {
             registry,
@@ -132,6 +141,17 @@ impl Metrics {
             index_build_seconds,
             index_generation,
             index_chunks,
+            webhook_waiting,
+        }
+    }
+
+    /// Sets the webhook backlog to `waiting` (queue id, events), forgetting queues not in it.
+    pub fn set_webhook_backlog(&self, waiting: &[(String, i64)]) {
+        self.webhook_waiting.clear();
+        for (queue, events) in waiting {
+            self.webhook_waiting
+                .get_or_create(&[("queue", queue.clone())])
+                .set(*events);
         }
     }
 
@@ -213,6 +233,11 @@ pub async fn exposition(
     let peer = crate::http::peer(&request);
     if !may_scrape(peer, app.config.metrics_token.as_deref(), bearer) {
         return StatusCode::NOT_FOUND.into_response();
+    }
+    match app.store.webhook_backlog().await {
+        Ok(backlog) => app.metrics.set_webhook_backlog(&backlog),
+        // The other figures are still worth a scrape; the backlog keeps its last value.
+        Err(error) => tracing::warn!(%error, "reading the webhook backlog for /metrics failed"),
     }
     let index = app.index();
     let body = app.metrics.render(&index.generation, index.len());

@@ -411,7 +411,7 @@ pub struct PacketRow {
     /// The last UTC day it is kept (the retention limit), `YYYY-MM-DD`.
     pub kept_until: String,
     /// The last day it would be kept if a clinician kept it longer now; `None` when that is no
-    /// later (it was kept longer today).
+    /// later (made or kept longer today) or it is past its limit (about to be deleted).
     pub could_keep_until: Option<String>,
     pub created_by: String,
     pub failed_attempts: i64,
@@ -484,7 +484,9 @@ async fn packets_page(
     app.store
         .audit(&me.username, "packets.listed", None, "", None)
         .await?;
-    let kept_longer_now = kept_until(&crate::store::stored_time(app.now()), app);
+    let now = chrono::Utc::now();
+    let kept_longer_now = kept_until(&crate::store::stored_time(now), app);
+    let past_limit = crate::retention::packets_past_limit_before(app.config.retention, now);
     let packets = app
         .store
         .packets()
@@ -494,8 +496,9 @@ async fn packets_page(
             locked: p.locked_at.is_some(),
             kept_until: kept_until(p.retention_start(), app),
             // Both are `YYYY-MM-DD`, so text order is date order.
-            could_keep_until: (kept_until(p.retention_start(), app) < kept_longer_now)
-                .then(|| kept_longer_now.clone()),
+            could_keep_until: (kept_until(p.retention_start(), app) < kept_longer_now
+                && p.retention_start() >= past_limit.as_str())
+            .then(|| kept_longer_now.clone()),
             id: p.id,
             name: p.display_name,
             language: p.language,
@@ -539,7 +542,8 @@ pub async fn reset(
 /// `POST /patients/{packet}/keep`: keeps a packet longer, for a patient who still needs it: its
 /// retention count starts again today, so it opens through the retention limit from today (the
 /// patient's page shows the new date; the slip they were given shows the old one, which stays
-/// true as the earliest). Audited with the old and new last days.
+/// true as the earliest). Audited with the old and new last days. A packet past its limit (its
+/// last day has ended everywhere; the hourly purge deletes it) is not brought back.
 pub async fn keep(
     State(app): State<AppState>,
     Path(packet): Path<String>,
@@ -553,21 +557,32 @@ pub async fn keep(
     if !auth::tokens_match(&me.csrf, &form.csrf) {
         return crate::account::forbidden("This form expired. Reload the page and try again.");
     }
-    let Some(record) = app.store.packet(&packet).await? else {
-        return packet_not_found();
-    };
-    let from = crate::store::stored_time(app.now());
-    let was = kept_until(record.retention_start(), &app);
+    let now = chrono::Utc::now();
+    let from = crate::store::stored_time(now);
+    let past_limit = crate::retention::packets_past_limit_before(app.config.retention, now);
     let until = kept_until(&from, &app);
-    let detail = format!("kept until {until} (was {was})");
-    if !app
+    let kept = app
         .store
-        .keep_packet(&packet, &from, &me.username, &detail)
-        .await?
-    {
-        return packet_not_found();
+        .keep_packet(&packet, &from, &past_limit, &me.username, |start| {
+            format!("kept until {until} (was {})", kept_until(start, &app))
+        })
+        .await?;
+    match kept {
+        crate::patients::Kept::Kept | crate::patients::Kept::Unchanged => {
+            Ok(Redirect::to("/patients").into_response())
+        }
+        crate::patients::Kept::NoSuchPacket => packet_not_found(),
+        crate::patients::Kept::PastItsLimit => {
+            let page = crate::views::MessagePage {
+                lang: "en".to_string(),
+                heading: "Not kept".to_string(),
+                message: "This packet's last day has ended, so it is being deleted as its patient was told. Make a new packet if they still need one.".to_string(),
+                back: "/patients".to_string(),
+            }
+            .render()?;
+            Ok(no_store((StatusCode::CONFLICT, Html(page)).into_response()))
+        }
     }
-    Ok(Redirect::to("/patients").into_response())
 }
 
 #[derive(Debug, Deserialize)]

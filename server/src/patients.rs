@@ -151,6 +151,17 @@ pub struct AuditEntry {
     pub ip_prefix: Option<String>,
 }
 
+/// What keeping a packet longer came to (`Store::keep_packet`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    Kept,
+    /// Its count already starts on that UTC day or later (made or kept longer today).
+    Unchanged,
+    /// Its last day has ended in every time zone: it is deleted, not kept.
+    PastItsLimit,
+    NoSuchPacket,
+}
+
 /// The outcome of a second-factor attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -414,24 +425,50 @@ impl Store {
     }
 
     /// Restarts a packet's retention count at `from` (RFC 3339 UTC), audited as `packet.kept` by
-    /// `by` with `detail`. False when there is no such packet.
+    /// `by` with `detail(old start)` (nothing personal). Only when that gives a later last day (never
+    /// the same day again, never earlier), and never
+    /// brings back a packet whose start is before `past_limit` (its last day has ended everywhere:
+    /// the purge is about to delete it, as the patient was told).
     pub async fn keep_packet(
         &self,
         packet: &str,
         from: &str,
+        past_limit: &str,
         by: &str,
-        detail: &str,
-    ) -> Result<bool> {
-        let done = sqlx::query("UPDATE packets SET kept_from = ? WHERE id = ?")
+        detail: impl FnOnce(&str) -> String,
+    ) -> Result<Kept> {
+        let mut tx = self.pool().begin().await?;
+        // A write first, so reading the old start and writing the new one hold the write lock
+        // together (two clinicians at once, or the purge).
+        let found = sqlx::query("UPDATE packets SET kept_from = kept_from WHERE id = ?")
+            .bind(packet)
+            .execute(&mut *tx)
+            .await?;
+        if found.rows_affected() == 0 {
+            return Ok(Kept::NoSuchPacket);
+        }
+        let start: String =
+            sqlx::query_scalar("SELECT COALESCE(kept_from, created_at) FROM packets WHERE id = ?")
+                .bind(packet)
+                .fetch_one(&mut *tx)
+                .await?;
+        if start.as_str() < past_limit {
+            return Ok(Kept::PastItsLimit);
+        }
+        // The last day counts from the UTC day of the start (the first ten characters of a
+        // stored time): a start on the same day or later gives no later last day.
+        if start.get(..10) >= from.get(..10) {
+            return Ok(Kept::Unchanged);
+        }
+        sqlx::query("UPDATE packets SET kept_from = ? WHERE id = ?")
             .bind(from)
             .bind(packet)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 1 {
-            self.audit(by, "packet.kept", Some(packet), detail, None)
-                .await?;
-        }
-        Ok(done.rows_affected() == 1)
+        tx.commit().await?;
+        self.audit(by, "packet.kept", Some(packet), &detail(&start), None)
+            .await?;
+        Ok(Kept::Kept)
     }
 
     /// `delete_packet`'s deletion, audited as `action` by `actor` with `detail` (nothing personal).

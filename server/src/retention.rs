@@ -94,6 +94,24 @@ pub fn packet_kept_until(start: &str, policy: Retention) -> Option<chrono::Naive
         .checked_add_days(chrono::Days::new(whole_days(policy.packets) as u64))
 }
 
+/// A packet whose retention count started (`PacketRecord::retention_start`) before the time
+/// returned (stored form) is past its limit at `now`: its last day has ended in every time zone.
+pub fn packets_past_limit_before(policy: Retention, now: chrono::DateTime<chrono::Utc>) -> String {
+    // A packet's last day is over everywhere once it is over at UTC-12, the last time zone: 12:00
+    // UTC the day after. So a packet whose count started on a day before `packets` days before the
+    // date at UTC-12 is past its last day.
+    let first_kept_day = (now - chrono::Duration::hours(12))
+        .date_naive()
+        .checked_sub_days(chrono::Days::new(whole_days(policy.packets) as u64))
+        .unwrap_or(chrono::NaiveDate::MIN);
+    crate::store::stored_time(
+        first_kept_day
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc(),
+    )
+}
+
 /// Deletes every packet whose last day (`packet_kept_until`) has ended in every time zone by `now`
 /// (the patient may read the date in theirs), as a clinician's deletion does (audited as
 /// `packet.expired` by "retention"), and returns how many. The index still holds their documents
@@ -103,18 +121,7 @@ async fn expire_packets(
     policy: Retention,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64> {
-    // A packet's last day is over everywhere once it is over at UTC-12, the last time zone: 12:00
-    // UTC the day after. So a packet whose count started on a day before `packets` days before the
-    // date at UTC-12 is past its last day.
-    let first_kept_day = (now - chrono::Duration::hours(12))
-        .date_naive()
-        .checked_sub_days(chrono::Days::new(whole_days(policy.packets) as u64))
-        .unwrap_or(chrono::NaiveDate::MIN);
-    let cutoff = first_kept_day
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight exists")
-        .and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let cutoff = packets_past_limit_before(policy, now);
     let detail = format!(
         "patient data deleted when its last day (the day it was made or last kept longer + {} days) ended (retention limit)",
         whole_days(policy.packets)

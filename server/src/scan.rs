@@ -277,6 +277,7 @@ fn serve_asset(
     let queue = resolved.queue.as_ref();
     let page = AssetPage {
         t: i18n::strings(&ui_lang),
+        code: &resolved.code.code,
         lang: lang.clone(),
         role: i18n::strings(&ui_lang).role_name(context.role),
         signed_in: context.signed_in,

@@ -11,6 +11,8 @@ use crate::store::{AssetRecord, SiteRecord};
 #[template(path = "asset.html")]
 pub struct AssetPage<'a> {
     pub t: &'static Strings,
+    /// The code scanned: staff who sign in from the page come back to it.
+    pub code: &'a str,
     pub lang: String,
     pub role: &'static str,
     pub signed_in: bool,
@@ -82,6 +84,8 @@ pub struct SignInPage {
     pub csrf: String,
     pub error: String,
     pub username: String,
+    /// The page to return to after signing in (already checked), or empty.
+    pub next: String,
 }
 
 pub struct UserRow {

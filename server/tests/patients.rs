@@ -1285,8 +1285,16 @@ fn a_clinician_keeps_a_packet_longer_and_its_limit_counts_from_that_day() {
     // Only a clinician's (or admin's) own form keeps a packet; a made-up packet is a 404.
     let technician = staff_cookie(&app, "tech5", Role::Technician);
     let keep_url = app.url(&format!("/patients/{packet}/keep"));
+    // The technician's own form token: refused for the role, not for the token.
+    let technician_csrf =
+        scanaid_server::auth::csrf_for_session(technician.trim_start_matches("scanaid_session="));
     assert_eq!(
-        post_form(&keep_url, &[("cookie", &technician)], &[("csrf", &csrf)]).status,
+        post_form(
+            &keep_url,
+            &[("cookie", &technician)],
+            &[("csrf", &technician_csrf)]
+        )
+        .status,
         403
     );
     assert_eq!(post_form(&keep_url, &[], &[("csrf", &csrf)]).status, 303);
@@ -1311,8 +1319,46 @@ fn a_clinician_keeps_a_packet_longer_and_its_limit_counts_from_that_day() {
         "nothing was kept by the refused forms"
     );
 
+    // A packet past its limit (made 200 days ago: its last day has ended everywhere) is not
+    // brought back: the purge deletes it, as its patient was told.
+    let lily = packet_of(&app, "Lily Chen");
+    let lily_made = app.rows(&format!(
+        "SELECT created_at FROM packets WHERE id = '{lily}'"
+    ))[0][0]
+        .clone();
+    let long_ago = chrono::Utc::now().date_naive() - chrono::Days::new(200);
+    app.rows(&format!(
+        "UPDATE packets SET created_at = '{long_ago}T10:00:00.000Z' WHERE id = '{lily}'"
+    ));
+    let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
+    let row = between(&list.body, &format!("<tr id=\"packet-{lily}\">"), "</tr>");
+    assert!(!row.contains("/keep\""), "{row}");
+    let refused = post_form(
+        &app.url(&format!("/patients/{lily}/keep")),
+        &[("cookie", &clinician)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("last day has ended"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT kept_from IS NULL FROM packets WHERE id = '{lily}'"
+        ))[0][0],
+        "1"
+    );
+    app.rows(&format!(
+        "UPDATE packets SET created_at = '{lily_made}' WHERE id = '{lily}'"
+    ));
+
     let kept = post_form(&keep_url, &[("cookie", &clinician)], &[("csrf", &csrf)]);
     assert_eq!(kept.status, 303);
+    // A second click (a page drawn before the first) changes nothing and audits nothing more.
+    let again = post_form(&keep_url, &[("cookie", &clinician)], &[("csrf", &csrf)]);
+    assert_eq!(again.status, 303);
     let kept_from = app.rows(&format!(
         "SELECT kept_from FROM packets WHERE id = '{packet}'"
     ))[0][0]
@@ -1373,8 +1419,9 @@ fn a_clinician_keeps_a_packet_longer_and_its_limit_counts_from_that_day() {
     let (opened, _) = try_open(&app, &john.code, &john.dob, &john.pin);
     assert_eq!(opened.status, 303);
     // A purge that listed it before a clinician kept it longer does not delete it: the deletion
-    // checks the limit again.
-    let before_kept = scanaid_server::store::stored_time(
+    // checks the limit again. Its cutoff here is the moment of the keep itself, the latest a
+    // purge that listed the packet could have: only a start before the cutoff is deleted.
+    let cutoff_at_the_keep = scanaid_server::store::stored_time(
         chrono::DateTime::parse_from_rfc3339(&kept_from)
             .unwrap()
             .with_timezone(&chrono::Utc),
@@ -1390,7 +1437,7 @@ fn a_clinician_keeps_a_packet_longer_and_its_limit_counts_from_that_day() {
                     "retention",
                     "packet.expired",
                     "",
-                    Some(&before_kept),
+                    Some(&cutoff_at_the_keep),
                 )
                 .await
         })

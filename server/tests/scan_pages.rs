@@ -1437,3 +1437,156 @@ fn served_over_tls_pages_ask_for_https_only_and_cookies_are_secure() {
         .unwrap();
     assert!(seen.contains("; Secure"), "{seen}");
 }
+
+/// Signs `username` in through the form shown at `form_url` (a `/signin` address, maybe with
+/// `next`), posting `next` as the form has it, or `post_next` instead when given.
+fn sign_in_from(
+    app: &TestApp,
+    form_url: &str,
+    username: &str,
+    password: &str,
+    post_next: Option<&str>,
+) -> Reply {
+    let form = get(&app.url(form_url), &[]);
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf_cookie = form.set_cookie("scanaid_csrf").unwrap();
+    let csrf = form.hidden("csrf").unwrap();
+    let next = post_next
+        .map(str::to_string)
+        .or_else(|| form.hidden("next"))
+        .unwrap_or_default();
+    post_form(
+        &app.url("/signin"),
+        &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
+        &[
+            ("csrf", &csrf),
+            ("username", username),
+            ("password", password),
+            ("next", &next),
+        ],
+    )
+}
+
+#[test]
+fn signing_in_comes_back_to_the_page_that_asked_or_goes_to_the_roles_own_page() {
+    use scanaid_server::roles::Role;
+    let app = spawn_app();
+    let make = |name: &str, role: Role| {
+        let password = format!("{name}-password-long");
+        let store = app.state.store.clone();
+        let (u, p) = (name.to_string(), password.clone());
+        app.block_on(async move { scanaid_server::auth::create_user(&store, &u, &p, role).await })
+            .unwrap();
+        password
+    };
+
+    // A technician on a pump's operator page signs in from its link and comes back to the pump,
+    // now with its service content.
+    let tech = make("tech.return", Role::Technician);
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    let link = format!("href=\"/signin?next=%2Fc%2F{PUMP_CODE}\"");
+    assert!(page.body.contains(&link), "{}", page.body);
+    let signed = sign_in_from(
+        &app,
+        &format!("/signin?next=%2Fc%2F{PUMP_CODE}"),
+        "tech.return",
+        &tech,
+        None,
+    );
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert_eq!(
+        signed.header("location"),
+        Some(format!("/c/{PUMP_CODE}").as_str())
+    );
+
+    // A staff page asked for without a session sends its own address along.
+    let agent = make("agent.return", Role::Agent);
+    let asked = get(&app.url("/support/tickets/7?x=1"), &[]);
+    assert_eq!(asked.status, 303);
+    let to_signin = asked.header("location").unwrap().to_string();
+    assert_eq!(to_signin, "/signin?next=%2Fsupport%2Ftickets%2F7%3Fx%3D1");
+    let signed = sign_in_from(&app, &to_signin, "agent.return", &agent, None);
+    assert_eq!(signed.header("location"), Some("/support/tickets/7?x=1"));
+    // Event streams and APIs are not pages to come back to.
+    assert_eq!(
+        get(&app.url("/support/events"), &[]).header("location"),
+        Some("/signin")
+    );
+
+    // Another site, or anything that is not one of our page paths, is never where a sign-in
+    // leads: the role's own page instead.
+    for hostile in [
+        "//evil.example/x",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/api/chat",
+    ] {
+        let form = get(
+            &app.url(&format!(
+                "/signin?next={}",
+                hostile
+                    .replace('/', "%2F")
+                    .replace(':', "%3A")
+                    .replace('\\', "%5C")
+            )),
+            &[],
+        );
+        assert_eq!(form.status, 200);
+        assert!(form.hidden("next").is_none(), "{hostile}: {}", form.body);
+        let signed = sign_in_from(&app, "/signin", "agent.return", &agent, Some(hostile));
+        assert_eq!(signed.header("location"), Some("/support"), "{hostile}");
+    }
+
+    // Without a page to return to, each role starts from its own work.
+    for (name, role, landing) in [
+        ("admin.return", Role::Admin, "/admin"),
+        ("nurse.return", Role::Clinician, "/patients"),
+        ("editor.return", Role::Editor, "/admin/manuals"),
+        ("biomed.return", Role::Biomed, "/"),
+    ] {
+        let password = make(name, role);
+        let signed = sign_in_from(&app, "/signin", name, &password, None);
+        assert_eq!(signed.header("location"), Some(landing), "{name}");
+    }
+    // A wrong password keeps the page to return to on the form shown again.
+    let wrong = {
+        let form = get(&app.url("/signin?next=%2Fpatients"), &[]);
+        let csrf_cookie = form.set_cookie("scanaid_csrf").unwrap();
+        post_form(
+            &app.url("/signin"),
+            &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
+            &[
+                ("csrf", &form.hidden("csrf").unwrap()),
+                ("username", "nurse.return"),
+                ("password", "not-the-password"),
+                ("next", "/patients"),
+            ],
+        )
+    };
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.hidden("next").as_deref(), Some("/patients"));
+
+    // The administration home links every admin page, and each of them opens for an admin.
+    let admin = session_cookie(&app, "admin.return", "admin.return-password-long");
+    let home = get(&app.url("/admin"), &[("cookie", &admin)]);
+    assert_eq!(home.status, 200, "{}", home.body);
+    let links: Vec<&str> = home
+        .body
+        .split("<a href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|href| href.starts_with('/') && !href.starts_with("/account"))
+        .collect();
+    assert!(links.len() >= 10, "{links:?}");
+    for href in links {
+        let linked = get(&app.url(href), &[("cookie", &admin)]);
+        // The manuals pages need the manuals folder this test server runs without (403 saying so).
+        let expected = if href == "/admin/manuals" { 403 } else { 200 };
+        assert_eq!(linked.status, expected, "{href}: {}", linked.body);
+    }
+    let agent_cookie = session_cookie(&app, "agent.return", &agent);
+    assert_eq!(
+        get(&app.url("/admin"), &[("cookie", &agent_cookie)]).status,
+        403
+    );
+}

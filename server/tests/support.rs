@@ -982,7 +982,10 @@ fn the_console_is_for_agents_and_bad_requests_get_clear_answers() {
     let app = spawn_app();
     let anonymous = get(&app.url("/support"), &[]);
     assert_eq!(anonymous.status, 303);
-    assert_eq!(anonymous.header("location"), Some("/signin"));
+    assert_eq!(
+        anonymous.header("location"),
+        Some("/signin?next=%2Fsupport")
+    );
     assert_eq!(get(&app.url("/support/events"), &[]).status, 303);
     let technician = staff_cookie(&app, "tech1", Role::Technician);
     assert_eq!(
@@ -1401,4 +1404,119 @@ fn retention_deletes_quiet_conversations_old_contacts_idle_tickets_and_untaken_p
     assert_eq!((year_on.scan_events, year_on.audit_entries), (1, 1));
     assert_eq!(count("scan_events"), "0");
     assert_eq!(count("audit_log"), "0");
+}
+
+#[test]
+fn an_administrator_sees_a_webhooks_backlog_and_sends_it_once_the_receiver_is_back() {
+    // Retries wait an hour: only "Send now" gets the event out within the test.
+    let app = spawn_app_with(ServerConfig {
+        webhook_backoff: scanaid_server::webhook::Backoff {
+            first: Duration::from_secs(3600),
+            max: Duration::from_secs(3600),
+        },
+        ..ServerConfig::default()
+    });
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = reserved.local_addr().unwrap();
+    drop(reserved);
+    // Receivers often carry their secret in the path: the page must not show it.
+    let url = format!("http://{addr}/hooks/T0-secret-path-token");
+    let store = app.state.store.clone();
+    let queue = {
+        let store = store.clone();
+        app.block_on(async move { store.resolve_code(PUMP_CODE).await })
+            .unwrap()
+            .unwrap()
+            .asset
+            .clone()
+            .unwrap()
+            .queue_id
+    };
+    {
+        let (store, queue, url) = (store.clone(), queue.clone(), url.clone());
+        assert!(app
+            .block_on(async move { store.set_queue_webhook(&queue, Some(&url), Some("k")).await })
+            .unwrap());
+    }
+    let (status, _) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "I need to talk to a person"}),
+    );
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + WAIT;
+    while app.rows("SELECT attempts FROM webhook_deliveries")[0][0] == "0" {
+        assert!(std::time::Instant::now() < deadline, "no first attempt");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let admin = staff_cookie(&app, "admin-w", Role::Admin);
+    let page = get(&app.url("/admin/webhooks"), &[("cookie", &admin)]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let row = between(&page.body, &format!("<tr id=\"webhook-{queue}\">"), "</tr>");
+    assert!(row.contains("<td class=\"waiting\">1</td>"), "{row}");
+    assert!(
+        row.contains(&format!("<td class=\"receiver\">http://{addr}</td>")),
+        "{row}"
+    );
+    assert!(row.contains("could not reach the receiver"), "{row}");
+    assert!(!page.body.contains("secret-path-token"), "{}", page.body);
+    let metric = format!("scanaid_webhook_deliveries_waiting{{queue=\"{queue}\"}} 1");
+    assert!(get(&app.url("/metrics"), &[]).body.contains(&metric));
+    let csrf = page.hidden("csrf").unwrap();
+
+    // Administrators only, with their own form, for a queue that exists.
+    let agent = staff_cookie(&app, "agent-w", Role::Agent);
+    assert_eq!(
+        get(&app.url("/admin/webhooks"), &[("cookie", &agent)]).status,
+        403
+    );
+    let send = app.url(&format!("/admin/webhooks/{queue}/send"));
+    assert_eq!(
+        post_form(&send, &[("cookie", &admin)], &[("csrf", "forged")]).status,
+        403
+    );
+    assert_eq!(
+        post_form(
+            &app.url("/admin/webhooks/no-such-queue/send"),
+            &[("cookie", &admin)],
+            &[("csrf", &csrf)]
+        )
+        .status,
+        404
+    );
+
+    // The receiver is back; an hour's wait is cut short.
+    let receiver = receiver_on(std::net::TcpListener::bind(addr).unwrap(), 0);
+    let sent = post_form(&send, &[("cookie", &admin)], &[("csrf", &csrf)]);
+    assert_eq!(sent.status, 303);
+    let (headers, _, status) = receiver.requests.recv_timeout(WAIT).unwrap();
+    assert_eq!(
+        (header(&headers, "x-scanaid-event"), status),
+        ("ticket.opened", 200)
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while app.rows("SELECT delivered_at IS NOT NULL FROM webhook_deliveries")[0][0] != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not recorded as delivered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let page = get(&app.url("/admin/webhooks"), &[("cookie", &admin)]);
+    let row = between(&page.body, &format!("<tr id=\"webhook-{queue}\">"), "</tr>");
+    assert!(row.contains("<td class=\"waiting\">0</td>"), "{row}");
+    assert!(row.contains("<td class=\"delivered\">1</td>"), "{row}");
+    assert!(!row.contains("Send now"), "{row}");
+    let metric = format!("scanaid_webhook_deliveries_waiting{{queue=\"{queue}\"}} 0");
+    assert!(get(&app.url("/metrics"), &[]).body.contains(&metric));
+}
+
+/// The text of `text` between the first `start` and the next `end` after it.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start:?} in {text}"))
+        + start.len();
+    let to = text[from..].find(end).map_or(text.len(), |i| from + i);
+    &text[from..to]
 }

@@ -1,0 +1,174 @@
+//! `/admin/webhooks`: what each support queue's webhook receiver has been sent and what waits for
+//! it. A receiver that is down keeps every event (see `webhook.rs`) and retries back off to an
+//! hour, so without this page nobody would notice a ticket system that stopped hearing from us
+//! until someone asks why. An administrator sees how many events wait, since when, the last
+//! failure's kind, and can send the waiting events now once the receiver is back.
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use crate::account::{forbidden, require_admin, CsrfForm};
+use crate::error::Result;
+use crate::store::Store;
+use crate::{AppError, AppState};
+
+/// One queue's webhook, as the page shows it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct QueueWebhook {
+    pub queue_id: String,
+    pub queue_name: String,
+    /// `None` when the queue no longer has a webhook but events for it still wait.
+    pub webhook_url: Option<String>,
+    pub waiting: i64,
+    /// When the oldest waiting event happened (RFC 3339 UTC).
+    pub oldest_waiting: Option<String>,
+    pub next_attempt: Option<String>,
+    /// Attempts made so far on the waiting event tried most.
+    pub most_attempts: Option<i64>,
+    /// The kind of the newest failure among the waiting events (never the URL: see `webhook.rs`).
+    pub last_error: Option<String>,
+    pub delivered_last_day: i64,
+    pub last_delivered: Option<String>,
+}
+
+impl QueueWebhook {
+    /// Where the receiver is, without the path or credentials a webhook URL may carry (many
+    /// receivers put their secret there): `http://host:port`.
+    pub fn receiver(&self) -> String {
+        let Some(url) = &self.webhook_url else {
+            return "none (removed from assets.toml)".to_string();
+        };
+        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url.as_str()));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit('@').next().unwrap_or("");
+        format!("{scheme}://{host}")
+    }
+}
+
+/// A stored time as `YYYY-MM-DD HH:MM UTC`, or `-`.
+pub fn minute(at: &Option<String>) -> String {
+    match at.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+        Some(Ok(at)) => at
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%d %H:%M UTC")
+            .to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+impl Store {
+    /// Every queue with a webhook or with events waiting for one, by name.
+    pub async fn queue_webhooks(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<QueueWebhook>> {
+        let day_ago = crate::store::stored_time(now - chrono::Duration::days(1));
+        Ok(sqlx::query_as(
+            "SELECT q.id AS queue_id, q.name AS queue_name, q.webhook_url,
+                    COUNT(d.id) FILTER (WHERE d.delivered_at IS NULL) AS waiting,
+                    MIN(d.created_at) FILTER (WHERE d.delivered_at IS NULL) AS oldest_waiting,
+                    MIN(d.next_attempt_at) FILTER (WHERE d.delivered_at IS NULL) AS next_attempt,
+                    MAX(d.attempts) FILTER (WHERE d.delivered_at IS NULL) AS most_attempts,
+                    (SELECT e.last_error FROM webhook_deliveries e
+                     WHERE e.queue_id = q.id AND e.delivered_at IS NULL AND e.last_error IS NOT NULL
+                     ORDER BY e.id DESC LIMIT 1) AS last_error,
+                    COUNT(d.id) FILTER (WHERE d.delivered_at >= ?1) AS delivered_last_day,
+                    MAX(d.delivered_at) AS last_delivered
+             FROM queues q LEFT JOIN webhook_deliveries d ON d.queue_id = q.id
+             GROUP BY q.id
+             HAVING q.webhook_url IS NOT NULL OR waiting > 0
+             ORDER BY q.name",
+        )
+        .bind(day_ago)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Makes every waiting event of `queue` due at `now`; how many. The deliverer sends them on
+    /// its next pass (wake it).
+    pub async fn send_waiting_now(
+        &self,
+        queue: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = ?
+             WHERE queue_id = ? AND delivered_at IS NULL",
+        )
+        .bind(crate::store::stored_time(now))
+        .bind(queue)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
+    /// Events waiting for a receiver, per queue id (for `/metrics`).
+    pub async fn webhook_backlog(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT q.id, COUNT(d.id) FROM queues q
+             LEFT JOIN webhook_deliveries d ON d.queue_id = q.id AND d.delivered_at IS NULL
+             WHERE q.webhook_url IS NOT NULL OR d.id IS NOT NULL
+             GROUP BY q.id ORDER BY q.id",
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin_webhooks.html")]
+pub struct WebhooksPage {
+    pub lang: String,
+    pub csrf: String,
+    pub me: String,
+    pub queues: Vec<QueueWebhook>,
+}
+
+/// `GET /admin/webhooks`.
+pub async fn page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> std::result::Result<Response, AppError> {
+    let me = match require_admin(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    let page = WebhooksPage {
+        lang: "en".to_string(),
+        csrf: me.csrf,
+        me: me.username,
+        queues: app.store.queue_webhooks(chrono::Utc::now()).await?,
+    }
+    .render()?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response())
+}
+
+/// `POST /admin/webhooks/{queue}/send`: sends the queue's waiting events now instead of at their
+/// next retry (the receiver is back), then shows the page again.
+pub async fn send_now(
+    State(app): State<AppState>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> std::result::Result<Response, AppError> {
+    let me = match require_admin(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    if !crate::auth::tokens_match(&me.csrf, &form.csrf) {
+        return forbidden("This form expired. Reload the page and try again.");
+    }
+    if app.store.queue(&queue).await?.is_none() {
+        return Ok((StatusCode::NOT_FOUND, "There is no such support queue.").into_response());
+    }
+    let due = app
+        .store
+        .send_waiting_now(&queue, chrono::Utc::now())
+        .await?;
+    if due > 0 {
+        app.support.webhook_wake.notify_one();
+    }
+    Ok(Redirect::to("/admin/webhooks").into_response())
+}
