@@ -87,7 +87,7 @@ impl DataOpts {
         let registry = self.registry()?;
         Ok(runtime()?.block_on(async {
             let store = scanaid_server::store::Store::open(&self.data_dir).await?;
-            store.seed_if_empty(&registry).await?;
+            store.sync_registry(&registry).await?;
             let resolved = store.resolve_code(code).await;
             store.close().await;
             resolved.map(|r| r.map(|r| (*r).clone()))
@@ -99,7 +99,7 @@ impl DataOpts {
         let registry = self.registry()?;
         Ok(runtime()?.block_on(async {
             let store = scanaid_server::store::Store::open(&self.data_dir).await?;
-            store.seed_if_empty(&registry).await?;
+            store.sync_registry(&registry).await?;
             let known = scanaid_server::rules::KnownScopes::of(&store).await;
             store.close().await;
             known
@@ -379,7 +379,7 @@ pub fn codes(cmd: CodesCmd) -> Result<ExitCode> {
     let public_url = cmd.data.public_url_or_default();
     let rows = runtime()?.block_on(async {
         let store = scanaid_server::store::Store::open(&cmd.data.data_dir).await?;
-        store.seed_if_empty(&registry).await?;
+        store.sync_registry(&registry).await?;
         let codes = store.codes().await?;
         store.close().await;
         Ok::<_, scanaid_server::ServerError>(codes)

@@ -401,7 +401,7 @@ async fn users_page(
     let page = AdminUsersPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(me),
         message: message.to_string(),
         users,
         roles: ALL_ROLES
@@ -498,7 +498,7 @@ fn password_page(
     let page = crate::views::AccountPasswordPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(me),
         message: message.to_string(),
         error: error.to_string(),
     }

@@ -16,7 +16,7 @@ use crate::{AppError, AppState};
 pub struct AdminHome {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub tickets_waiting: i64,
     pub webhooks_waiting: i64,
     pub packets_locked: i64,
@@ -39,8 +39,8 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
     };
     let page = AdminHome {
         lang: "en".to_string(),
-        csrf: me.csrf,
-        me: me.username,
+        csrf: me.csrf.clone(),
+        me: crate::views::Me::of(&me),
         tickets_waiting: count("SELECT COUNT(*) FROM tickets WHERE status IN ('open', 'waiting')")
             .await?,
         webhooks_waiting: count(

@@ -186,7 +186,7 @@ async fn render(
     let html = TokensPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(me),
         message,
         new_token,
         tokens: app.store.api_tokens().await?,

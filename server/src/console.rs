@@ -76,7 +76,7 @@ pub struct Entry {
 pub struct QueuePage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub tickets: Vec<TicketRow>,
 }
 
@@ -85,7 +85,7 @@ pub struct QueuePage {
 pub struct TicketPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub ticket: TicketRecord,
     pub created: String,
     pub confidence: String,
@@ -151,8 +151,8 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
     Ok(page(
         QueuePage {
             lang: "en".to_string(),
-            csrf: me.csrf,
-            me: me.username,
+            csrf: me.csrf.clone(),
+            me: crate::views::Me::of(&me),
             tickets,
         }
         .render()?,
@@ -232,7 +232,7 @@ async fn ticket_page(
     let body = TicketPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(me),
         mine: assigned == me.username,
         assigned,
         created: local_time(&ticket.created_at, &ticket.timezone),

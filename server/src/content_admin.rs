@@ -147,7 +147,7 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
     let html = ManualsPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(&me),
         generation: index.generation.clone(),
         indexed_at: chrono::DateTime::from_timestamp(index.meta.created_unix as i64, 0)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -468,7 +468,7 @@ async fn editor(
     let html = ManualEditPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(me),
         original: original.to_string(),
         markdown: text.to_string(),
         was_checked,
@@ -505,7 +505,7 @@ pub async fn job(
     let html = JobPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(&me),
         can_roll_back: job.kind == "publish"
             && progress.status == "promoted"
             && job.generation.as_deref() == Some(served.as_str())

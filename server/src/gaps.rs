@@ -312,7 +312,7 @@ pub async fn page(
     let html = crate::views::GapsPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(&me),
         days,
         groups,
         patient_questions,

@@ -20,6 +20,9 @@ pub struct Strings {
     pub fallback_retired: &'static str,
     pub fallback_packet_gone: &'static str,
     pub search_all: &'static str,
+    /// The form for typing the code printed under a QR code, when the camera cannot read it.
+    pub enter_code: &'static str,
+    pub open_code: &'static str,
     pub home_intro: &'static str,
     pub nothing_for_role: &'static str,
     pub results_for: &'static str,
@@ -35,6 +38,8 @@ pub struct Strings {
     pub helpful: &'static str,
     pub not_helpful: &'static str,
     pub chat_failed: &'static str,
+    /// Shown in a question's place while its answer is looked up (with JavaScript).
+    pub chat_answering: &'static str,
     /// The button that leaves a conversation the chat picked up again after a reload.
     pub new_conversation: &'static str,
     /// Without JavaScript, the button that shows support's replies without sending a message.
@@ -134,6 +139,8 @@ pub const EN: Strings = Strings {
     fallback_retired: "This label has been retired. The equipment may have moved or been replaced. Search the manuals or call the site below.",
     fallback_packet_gone: "These discharge instructions are no longer available here. If you still need them, call the phone number on your discharge papers.",
     search_all: "Search all manuals",
+    enter_code: "Or type the code printed under the QR code",
+    open_code: "Open",
     home_intro: "Scan the code on a machine or a leaflet to open its page, or search every manual here.",
     nothing_for_role: "There is nothing in this manual for your role.",
     results_for: "Results for",
@@ -149,6 +156,7 @@ pub const EN: Strings = Strings {
     helpful: "Helpful",
     not_helpful: "Not helpful",
     chat_failed: "That did not go through. Check the connection and try again, or call the number below.",
+    chat_answering: "Looking it up in the manuals…",
     new_conversation: "Start a new conversation",
     check_replies: "Check for replies",
     no_replies_yet: "No reply from support yet. They answer here; check again in a while.",
@@ -223,6 +231,8 @@ pub const ES: Strings = Strings {
     fallback_retired: "Esta etiqueta fue retirada. El equipo puede haberse trasladado o sustituido. Busque en los manuales o llame al centro.",
     fallback_packet_gone: "Estas instrucciones de alta ya no están disponibles aquí. Si todavía las necesita, llame al teléfono de sus papeles de alta.",
     search_all: "Buscar en todos los manuales",
+    enter_code: "O escriba el código impreso bajo el código QR",
+    open_code: "Abrir",
     home_intro: "Escanee el código de un equipo o de un folleto para abrir su página, o busque aquí en todos los manuales.",
     nothing_for_role: "No hay nada en este manual para su función.",
     results_for: "Resultados para",
@@ -238,6 +248,7 @@ pub const ES: Strings = Strings {
     helpful: "Útil",
     not_helpful: "No útil",
     chat_failed: "No se pudo enviar. Compruebe la conexión e inténtelo de nuevo, o llame al número de abajo.",
+    chat_answering: "Buscando en los manuales…",
     new_conversation: "Empezar una conversación nueva",
     check_replies: "Ver respuestas",
     no_replies_yet: "Soporte aún no ha respondido. Responderá aquí; vuelva a mirar dentro de un rato.",

@@ -183,6 +183,7 @@ pub const MAX_PACKET_FORM_BYTES: usize = 256 * 1024;
 fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(site::home))
+        .route("/go", get(site::go))
         .route("/metrics", get(metrics::exposition))
         .route("/admin/manuals/{id}/delete", post(content_admin::delete))
         .route("/admin/jobs/{id}/events", get(content_admin::job_events))
@@ -348,7 +349,10 @@ pub async fn open(
     config: ServerConfig,
 ) -> Result<(Running, Option<String>)> {
     let store = Store::open(&data_dir).await?;
-    store.seed_if_empty(registry).await?;
+    // assets.toml is the registry's source: what it adds or changes is served from this start on.
+    if let Some(summary) = store.sync_registry(registry).await?.summary() {
+        tracing::info!("{summary}");
+    }
     store
         .fail_interrupted_jobs(config.demo_manuals.as_deref())
         .await?;

@@ -47,6 +47,8 @@ pub struct Metrics {
     /// Webhook events not yet delivered, by queue id (ids come from `assets.toml`: few, and
     /// nothing personal). Set at each scrape from the store.
     webhook_waiting: Family<[(&'static str, String); 1], Gauge>,
+    /// The queues `webhook_waiting` has a series for, so a scrape removes only those gone.
+    webhook_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// 0.1 ms to about 3 s: scans are answered in well under a millisecond to a few.
@@ -142,17 +144,25 @@ impl Metrics {
             index_generation,
             index_chunks,
             webhook_waiting,
+            webhook_queues: Default::default(),
         }
     }
 
-    /// Sets the webhook backlog to `waiting` (queue id, events), forgetting queues not in it.
+    /// Sets the webhook backlog to `waiting` (queue id, events), forgetting queues not in it. Each
+    /// series is set in place (a scrape running at the same time never finds one missing).
     pub fn set_webhook_backlog(&self, waiting: &[(String, i64)]) {
-        self.webhook_waiting.clear();
+        let mut known = self.webhook_queues.lock().expect("metrics lock");
         for (queue, events) in waiting {
             self.webhook_waiting
                 .get_or_create(&[("queue", queue.clone())])
                 .set(*events);
         }
+        let now: std::collections::BTreeSet<String> =
+            waiting.iter().map(|(queue, _)| queue.clone()).collect();
+        for gone in known.difference(&now) {
+            self.webhook_waiting.remove(&[("queue", gone.clone())]);
+        }
+        *known = now;
     }
 
     /// One counted scan (HEAD requests and link-preview bots are not scans).

@@ -33,7 +33,7 @@ pub struct LeafletChoice {
 pub struct NewPacketPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub errors: Vec<String>,
     pub templates: Vec<LeafletChoice>,
     pub name: String,
@@ -47,7 +47,7 @@ pub struct NewPacketPage {
 pub struct CreatedPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub url: String,
     pub code: String,
     pub pin: String,
@@ -92,7 +92,7 @@ fn form_page(
     let page = NewPacketPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(me),
         errors,
         templates: leaflets(app)
             .into_iter()
@@ -274,7 +274,7 @@ pub async fn create(
     let page = CreatedPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(&me),
         url,
         code: created.code,
         pin: created.pin,

@@ -423,7 +423,7 @@ pub struct PacketRow {
 pub struct PacketsPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub message: String,
     pub packets: Vec<PacketRow>,
     pub audit: Vec<crate::patients::AuditEntry>,
@@ -510,7 +510,7 @@ async fn packets_page(
     let page = PacketsPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(me),
         message: message.to_string(),
         packets,
         audit: app.store.audit_entries(200).await?,

@@ -223,6 +223,14 @@ impl Registry {
     }
 }
 
+/// Whether `id` is a registry id: 1-64 ASCII letters, digits, `.`, `_` or `-`.
+pub fn is_plain_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 fn unique_ids<'a>(
     ids: impl Iterator<Item = &'a String>,
     what: &str,
@@ -230,6 +238,12 @@ fn unique_ids<'a>(
 ) -> HashSet<&'a str> {
     let mut seen = HashSet::new();
     for id in ids {
+        // Ids go into URLs (`/admin/webhooks/{queue}/send`) and metric labels unescaped.
+        if !is_plain_id(id) {
+            problems.push(format!(
+                "{what} {id:?}: 1-64 letters, digits, '.', '_' or '-' expected"
+            ));
+        }
         if !seen.insert(id.as_str()) {
             problems.push(format!("{what} {id:?} is defined twice"));
         }

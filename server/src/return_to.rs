@@ -15,13 +15,18 @@ use crate::roles::Role;
 const MAX_NEXT: usize = 512;
 
 /// `next` if it is a page path of this site, else `None`. A path starts with one `/` and holds
-/// only printable ASCII without a backslash (browsers read `/\host` as `//host`, another site).
+/// only printable ASCII without a backslash (browsers read `/\host` as `//host`, another site),
+/// without a `%` or a dot segment.
 pub fn safe_next(next: &str) -> Option<&str> {
     let path = next.split(['?', '#']).next().unwrap_or("");
     let page = next.len() <= MAX_NEXT
         && next.starts_with('/')
         && !next.starts_with("//")
         && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+        // Browsers resolve `.` and `..` segments (`%2e` too) before asking: `/./api/chat` would
+        // be the API. No page path of ours has either, or a `%`.
+        && !path.contains('%')
+        && !path.split('/').any(|segment| segment == "." || segment == "..")
         && !path.starts_with("/api/")
         && !path.ends_with("/events")
         && !matches!(path, "/signin" | "/signout" | "/patient/signout");
@@ -108,6 +113,11 @@ mod tests {
             "/signin",
             "/signin?next=/support",
             "/signout",
+            "/./api/chat",
+            "/support/../api/chat",
+            "/%2e/support/events",
+            "/c/x\tz",
+            "/c/x\nLocation: //evil",
         ] {
             assert_eq!(safe_next(bad), None, "{bad:?}");
         }

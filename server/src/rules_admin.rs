@@ -283,7 +283,7 @@ async fn render(
     let page = AdminRulesPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(me),
         message,
         error,
         toml: toml.to_string(),

@@ -255,7 +255,7 @@ pub async fn page(
     let html = ScansPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: me.username.clone(),
+        me: crate::views::Me::of(&me),
         days,
         asset_chart: bars_svg("Scans per asset", &f.by_asset),
         placement_chart: bars_svg("Scans per placement", &f.by_placement),

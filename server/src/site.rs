@@ -99,6 +99,29 @@ pub async fn home(
     Ok(Html(page).into_response())
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct GoQuery {
+    pub code: Option<String>,
+}
+
+/// `GET /go?code=...`: the code typed from under a label (the camera could not read it) opens as
+/// if scanned. Spaces, dashes and dots people type between groups are dropped; anything else that
+/// is not a well-formed code goes home, where the form is.
+pub async fn go(http::LenientQuery(query): http::LenientQuery<GoQuery>) -> Response {
+    let typed: String = query
+        .code
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '\t'))
+        .collect();
+    let to = if crate::registry::is_well_formed_code(&typed) {
+        format!("/c/{typed}")
+    } else {
+        "/".to_string()
+    };
+    axum::response::Redirect::to(&to).into_response()
+}
+
 pub async fn manual(
     State(app): State<AppState>,
     Path(manual_id): Path<String>,

@@ -94,6 +94,49 @@ pub fn stored_time(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// What `Store::sync_registry` changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrySync {
+    /// The store had no sites: everything was added.
+    pub first_start: bool,
+    pub sites_added: i64,
+    pub assets_added: i64,
+    pub codes_added: i64,
+    /// Asset codes the file no longer lists, retired now.
+    pub codes_retired: u64,
+    /// Codes the file lists that were retired before: they stay retired.
+    pub relisted_retired: Vec<String>,
+}
+
+impl RegistrySync {
+    /// One line for the log, or `None` when nothing was added or retired.
+    pub fn summary(&self) -> Option<String> {
+        let mut said = Vec::new();
+        if self.sites_added > 0 {
+            said.push(format!("{} site(s) added", self.sites_added));
+        }
+        if self.assets_added > 0 {
+            said.push(format!("{} asset(s) added", self.assets_added));
+        }
+        if self.codes_added > 0 {
+            said.push(format!("{} code(s) added", self.codes_added));
+        }
+        if self.codes_retired > 0 {
+            said.push(format!(
+                "{} code(s) no longer in assets.toml retired",
+                self.codes_retired
+            ));
+        }
+        if !self.relisted_retired.is_empty() {
+            said.push(format!(
+                "assets.toml lists retired code(s) {} (they stay retired: print new codes)",
+                self.relisted_retired.join(", ")
+            ));
+        }
+        (!said.is_empty()).then(|| format!("registry: {}", said.join("; ")))
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) `data_dir/scanaid.db` and runs the migrations.
     pub async fn open(data_dir: &Path) -> Result<Self> {
@@ -124,50 +167,122 @@ impl Store {
         })
     }
 
-    /// Loads the registry seed when the store has no sites yet. Later starts leave what admins changed alone.
-    pub async fn seed_if_empty(&self, registry: &Registry) -> Result<bool> {
-        let (n_sites,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sites")
-            .fetch_one(&self.pool)
-            .await?;
-        if n_sites > 0 {
-            return Ok(false);
-        }
+    /// Brings the store's sites, queues, assets and asset codes in line with `registry`
+    /// (`assets.toml`), at every start: a machine, label, phone number or manual list added or
+    /// changed in the file is served after the next start. What the file no longer lists is kept
+    /// for the tickets and scans that name it, except that an asset code it no longer lists is
+    /// retired (it scans to its site's fallback page). A retired code stays retired even if the
+    /// file lists it again: a label taken out of service is not brought back by an edit; print a
+    /// new code instead. Discharge codes are the store's own and are left alone.
+    pub async fn sync_registry(&self, registry: &Registry) -> Result<RegistrySync> {
         let mut tx = self.pool.begin().await?;
+        let count = |table: &'static str| format!("SELECT COUNT(*) FROM {table}");
+        let before: (i64, i64, i64) = sqlx::query_as(&format!(
+            "SELECT ({}), ({}), ({} WHERE kind = 'asset')",
+            count("sites"),
+            count("assets"),
+            count("codes")
+        ))
+        .fetch_one(&mut *tx)
+        .await?;
         for s in &registry.sites {
-            sqlx::query("INSERT INTO sites (id, name, timezone, address, contact, on_call) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(&s.id).bind(&s.name).bind(&s.timezone).bind(&s.address).bind(&s.contact).bind(&s.on_call)
-                .execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO sites (id, name, timezone, address, contact, on_call) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone,
+                   address = excluded.address, contact = excluded.contact, on_call = excluded.on_call",
+            )
+            .bind(&s.id).bind(&s.name).bind(&s.timezone).bind(&s.address).bind(&s.contact).bind(&s.on_call)
+            .execute(&mut *tx)
+            .await?;
         }
         for q in &registry.queues {
-            sqlx::query("INSERT INTO queues (id, name, site_id, hours, webhook_url, webhook_secret) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(&q.id)
-                .bind(&q.name)
-                .bind(&q.site)
-                .bind(&q.hours)
-                .bind(&q.webhook_url)
-                .bind(&q.webhook_secret)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO queues (id, name, site_id, hours, webhook_url, webhook_secret) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, site_id = excluded.site_id,
+                   hours = excluded.hours, webhook_url = excluded.webhook_url,
+                   webhook_secret = excluded.webhook_secret",
+            )
+            .bind(&q.id)
+            .bind(&q.name)
+            .bind(&q.site)
+            .bind(&q.hours)
+            .bind(&q.webhook_url)
+            .bind(&q.webhook_secret)
+            .execute(&mut *tx)
+            .await?;
         }
         for a in &registry.assets {
             let manuals = serde_json::to_string(&a.manuals).expect("strings serialise");
-            sqlx::query("INSERT INTO assets (id, name, model, serial, site_id, location, queue_id, manuals) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-                .bind(&a.id).bind(&a.name).bind(&a.model).bind(&a.serial).bind(&a.site).bind(&a.location).bind(&a.queue).bind(manuals)
-                .execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO assets (id, name, model, serial, site_id, location, queue_id, manuals) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, model = excluded.model,
+                   serial = excluded.serial, site_id = excluded.site_id, location = excluded.location,
+                   queue_id = excluded.queue_id, manuals = excluded.manuals",
+            )
+            .bind(&a.id).bind(&a.name).bind(&a.model).bind(&a.serial).bind(&a.site).bind(&a.location).bind(&a.queue).bind(manuals)
+            .execute(&mut *tx)
+            .await?;
         }
         let created = now();
+        let mut relisted_retired = Vec::new();
         for c in &registry.codes {
-            sqlx::query("INSERT INTO codes (code, kind, asset_id, placement, created_at) VALUES (?, 'asset', ?, ?, ?)")
-                .bind(&c.code)
-                .bind(&c.asset)
-                .bind(&c.placement)
-                .bind(&created)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO codes (code, kind, asset_id, placement, created_at) VALUES (?, 'asset', ?, ?, ?)
+                 ON CONFLICT(code) DO UPDATE SET asset_id = excluded.asset_id, placement = excluded.placement
+                 WHERE codes.kind = 'asset'",
+            )
+            .bind(&c.code)
+            .bind(&c.asset)
+            .bind(&c.placement)
+            .bind(&created)
+            .execute(&mut *tx)
+            .await?;
+            let retired: Option<Option<String>> = sqlx::query_scalar(
+                "SELECT retired_at FROM codes WHERE code = ? AND kind = 'asset'",
+            )
+            .bind(&c.code)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if matches!(retired, Some(Some(_))) {
+                relisted_retired.push(c.code.clone());
+            }
         }
+        let listed = serde_json::to_string(
+            &registry
+                .codes
+                .iter()
+                .map(|c| c.code.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .expect("strings serialise");
+        let retired = sqlx::query(
+            "UPDATE codes SET retired_at = ?
+             WHERE kind = 'asset' AND retired_at IS NULL
+               AND code NOT IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&created)
+        .bind(listed)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let after: (i64, i64, i64) = sqlx::query_as(&format!(
+            "SELECT ({}), ({}), ({} WHERE kind = 'asset')",
+            count("sites"),
+            count("assets"),
+            count("codes")
+        ))
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.codes_changed().await?;
-        Ok(true)
+        Ok(RegistrySync {
+            first_start: before.0 == 0,
+            sites_added: after.0 - before.0,
+            assets_added: after.1 - before.1,
+            codes_added: after.2 - before.2,
+            codes_retired: retired,
+            relisted_retired,
+        })
     }
 
     /// Codes were added or changed: this process's next scan reloads the code table, and every

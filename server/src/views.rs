@@ -110,7 +110,7 @@ pub struct QueueChoice {
 pub struct AdminUsersPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub message: String,
     pub users: Vec<UserRow>,
     pub roles: Vec<&'static str>,
@@ -121,7 +121,7 @@ pub struct AdminUsersPage {
 pub struct AccountPasswordPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub message: String,
     pub error: String,
 }
@@ -131,7 +131,7 @@ pub struct AccountPasswordPage {
 pub struct AdminRulesPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub message: String,
     pub error: String,
     pub toml: String,
@@ -202,7 +202,7 @@ pub struct ManualRow {
 pub struct ManualsPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub generation: String,
     /// When the served generation was built: every manual in it was indexed then.
     pub indexed_at: String,
@@ -233,7 +233,7 @@ pub struct ChunkRow {
 pub struct ManualEditPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub original: String,
     pub markdown: String,
     pub was_checked: bool,
@@ -248,7 +248,7 @@ pub struct ManualEditPage {
 pub struct JobPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub job: crate::content::Job,
     pub progress: crate::content::Progress,
     pub running: bool,
@@ -261,7 +261,7 @@ pub struct JobPage {
 pub struct TokensPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub message: String,
     /// A token just created, shown this once.
     pub new_token: String,
@@ -273,7 +273,7 @@ pub struct TokensPage {
 pub struct GapsPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub days: u32,
     pub groups: Vec<crate::gaps::GapGroup>,
     /// Patients' questions in the period: a count only, their words are never shown.
@@ -285,7 +285,7 @@ pub struct GapsPage {
 pub struct ScansPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub days: u32,
     pub f: crate::scans_view::ScanFigures,
     /// Server-drawn SVG (labels escaped where drawn).
@@ -294,4 +294,53 @@ pub struct ScansPage {
     pub role_chart: String,
     pub hour_chart: String,
     pub escalation_rate: f64,
+}
+
+/// The signed-in member of staff a page is drawn for: shown as their username, with the pages
+/// their role works with (the staff navigation bar, `staff_header.html`).
+#[derive(Debug, Clone)]
+pub struct Me {
+    pub username: String,
+    pub role: crate::roles::Role,
+}
+
+impl Me {
+    pub fn of(user: &crate::auth::SignedIn) -> Self {
+        Self {
+            username: user.username.clone(),
+            role: user.role,
+        }
+    }
+
+    /// (address, label) of each page the role works with, its start page first.
+    pub fn nav(&self) -> &'static [(&'static str, &'static str)] {
+        use crate::roles::Role;
+        match self.role {
+            Role::Admin => &[
+                ("/admin", "Administration"),
+                ("/support", "Support"),
+                ("/patients", "Packets"),
+                ("/admin/manuals", "Manuals"),
+                ("/admin/gaps", "Unanswered"),
+                ("/admin/scans", "Scans"),
+                ("/admin/users", "Users"),
+            ],
+            Role::Agent => &[("/support", "Support queue")],
+            Role::Clinician => &[("/patients", "Discharge packets")],
+            Role::Editor => &[
+                ("/admin/manuals", "Manuals"),
+                ("/admin/gaps", "Unanswered"),
+                ("/admin/scans", "Scans"),
+            ],
+            Role::Anonymous | Role::Operator | Role::Technician | Role::Biomed | Role::Patient => {
+                &[("/", "Find equipment")]
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Me {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.username)
+    }
 }

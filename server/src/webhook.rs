@@ -32,7 +32,7 @@ const BATCH: usize = 32;
 /// How long a claimed delivery stays with the server that claimed it: longer than one attempt can
 /// take (`ATTEMPT_TIMEOUT` plus the wait for a blocking thread), short enough that a delivery whose
 /// server stopped mid-attempt goes out again soon.
-const CLAIM_LEASE: Duration = Duration::from_secs(60);
+pub(crate) const CLAIM_LEASE: Duration = Duration::from_secs(60);
 /// The longest the deliverer sleeps without being woken, so retries fall due on time.
 const IDLE_CHECK: Duration = Duration::from_secs(30);
 
@@ -393,6 +393,9 @@ mod tests {
         // Claimed and never settled (the server stopped): not due again until the lease ends.
         let later = t0 + chrono::Duration::seconds(59);
         assert!(second.claim_due(later).await.unwrap().is_none());
+        // An administrator's "Send now" meanwhile leaves claimed deliveries to their claimer.
+        assert_eq!(first.send_waiting_now("q", later).await.unwrap(), 0);
+        assert!(second.claim_due(later).await.unwrap().is_none());
         let after_lease = t0 + chrono::Duration::seconds(61);
         let again = second.claim_due(after_lease).await.unwrap().unwrap();
         assert_eq!(again.id, 1, "the oldest first");
@@ -401,5 +404,28 @@ mod tests {
         second.delivery_done(again.id, 1).await.unwrap();
         let next = first.claim_due(after_lease).await.unwrap().unwrap();
         assert_eq!(next.id, 2);
+        // "Send now" brings forward a delivery waiting out a long backoff, and leaves one a server
+        // has claimed (due again at most a lease from now) to that server.
+        let now = t0 - chrono::Duration::days(1);
+        for (event, next) in [
+            ("backoff", now + chrono::Duration::hours(1)),
+            ("claimed", now + chrono::Duration::seconds(30)),
+        ] {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (queue_id, event, payload, created_at, next_attempt_at)
+                 VALUES ('q2', ?, '{}', ?, ?)",
+            )
+            .bind(event)
+            .bind(stamp(now))
+            .bind(stamp(next))
+            .execute(first.pool())
+            .await
+            .unwrap();
+        }
+        assert!(first.claim_due(now).await.unwrap().is_none());
+        assert_eq!(first.send_waiting_now("q2", now).await.unwrap(), 1);
+        let sent_now = first.claim_due(now).await.unwrap().unwrap();
+        assert_eq!(sent_now.event, "backoff");
+        assert!(first.claim_due(now).await.unwrap().is_none());
     }
 }

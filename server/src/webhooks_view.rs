@@ -19,7 +19,8 @@ use crate::{AppError, AppState};
 pub struct QueueWebhook {
     pub queue_id: String,
     pub queue_name: String,
-    /// `None` when the queue no longer has a webhook but events for it still wait.
+    /// `None` when the queue's webhook was removed (`Store::set_queue_webhook`) but events for it
+    /// still wait.
     pub webhook_url: Option<String>,
     pub waiting: i64,
     /// When the oldest waiting event happened (RFC 3339 UTC).
@@ -34,16 +35,20 @@ pub struct QueueWebhook {
 }
 
 impl QueueWebhook {
-    /// Where the receiver is, without the path or credentials a webhook URL may carry (many
-    /// receivers put their secret there): `http://host:port`.
+    /// Where the receiver is, without the path, query or credentials a webhook URL may carry (many
+    /// receivers put their secret there): `http://host[:port]`.
     pub fn receiver(&self) -> String {
         let Some(url) = &self.webhook_url else {
-            return "none (removed from assets.toml)".to_string();
+            return "none (its webhook was removed)".to_string();
         };
-        let (scheme, rest) = url.split_once("://").unwrap_or(("http", url.as_str()));
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = authority.rsplit('@').next().unwrap_or("");
-        format!("{scheme}://{host}")
+        match url::Url::parse(url) {
+            Ok(url) => match (url.host_str(), url.port()) {
+                (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
+                (Some(host), None) => format!("{}://{host}", url.scheme()),
+                (None, _) => "not a URL with a host".to_string(),
+            },
+            Err(_) => "not a valid URL".to_string(),
+        }
     }
 }
 
@@ -86,19 +91,24 @@ impl Store {
         .await?)
     }
 
-    /// Makes every waiting event of `queue` due at `now`; how many. The deliverer sends them on
-    /// its next pass (wake it).
+    /// Makes the waiting events of `queue` that wait out a retry's backoff due at `now`; how many.
+    /// One a server has claimed (its next attempt is the end of a lease, at most `CLAIM_LEASE`
+    /// ahead) is left alone, so no two servers send it together; it goes out within the lease
+    /// anyway. The deliverer sends the others on its next pass (wake it).
     pub async fn send_waiting_now(
         &self,
         queue: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64> {
+        let lease_end =
+            now + chrono::Duration::from_std(crate::webhook::CLAIM_LEASE).expect("fits");
         Ok(sqlx::query(
-            "UPDATE webhook_deliveries SET next_attempt_at = ?
-             WHERE queue_id = ? AND delivered_at IS NULL",
+            "UPDATE webhook_deliveries SET next_attempt_at = ?1
+             WHERE queue_id = ?2 AND delivered_at IS NULL AND next_attempt_at > ?3",
         )
         .bind(crate::store::stored_time(now))
         .bind(queue)
+        .bind(crate::store::stored_time(lease_end))
         .execute(self.pool())
         .await?
         .rows_affected())
@@ -122,7 +132,7 @@ impl Store {
 pub struct WebhooksPage {
     pub lang: String,
     pub csrf: String,
-    pub me: String,
+    pub me: crate::views::Me,
     pub queues: Vec<QueueWebhook>,
 }
 
@@ -137,8 +147,8 @@ pub async fn page(
     };
     let page = WebhooksPage {
         lang: "en".to_string(),
-        csrf: me.csrf,
-        me: me.username,
+        csrf: me.csrf.clone(),
+        me: crate::views::Me::of(&me),
         queues: app.store.queue_webhooks(chrono::Utc::now()).await?,
     }
     .render()?;

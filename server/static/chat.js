@@ -105,17 +105,21 @@
 
   function showDone(box, reply) {
     adopt(reply.conversation);
+    offerNewConversation();
     if (reply.sentences.length) showRating(box, reply.turn);
     if (reply.ticket) showTicket(box, reply.ticket);
   }
 
-  function showReply(r) {
+  // `live`: it arrived just now, so it is brought into view (the person may be reading above).
+  function showReply(r, live) {
     if (document.getElementById("reply-" + r.id)) return;
     var box = el("section", "card turn agent-reply");
     box.id = "reply-" + r.id;
+    box.setAttribute("role", "status");
     box.appendChild(el("p", "meta", t.support));
     box.appendChild(el("p", "text", r.text));
     log.appendChild(box);
+    if (live) box.scrollIntoView({ block: "nearest" });
   }
 
   function turnBox(question) {
@@ -131,7 +135,7 @@
   function listen() {
     if (replies || !conversation) return;
     replies = new EventSource("/api/chat/" + conversation + "/events");
-    replies.addEventListener("reply", function (m) { showReply(JSON.parse(m.data)); });
+    replies.addEventListener("reply", function (m) { showReply(JSON.parse(m.data), true); });
     // The browser retries a dropped stream by itself, but not one the server refused: start over
     // after a pause (replies this page shows already are skipped by their ids).
     replies.onerror = function () {
@@ -192,6 +196,13 @@
     });
     if (h.ticket && box) showTicket(box, h.ticket);
     if (h.closed) log.appendChild(el("p", "meta", t.closed));
+    offerNewConversation();
+  }
+
+  // A "start a new conversation" button above the chat once there is one, so an unrelated
+  // question is not read in the light of the earlier turns.
+  function offerNewConversation() {
+    if (document.getElementById("new-conversation")) return;
     var again = el("button", "small", t.newConversation);
     again.type = "button";
     again.id = "new-conversation";
@@ -206,8 +217,14 @@
     log.insertBefore(el("p", "restored"), log.firstChild).appendChild(again);
   }
 
+  // Asks, showing the answer as it streams in; true when an answer (or a ticket) came back.
   async function ask(message, contact) {
     var box = turnBox(message);
+    var answering = el("p", "meta answering", t.answering);
+    answering.setAttribute("role", "status");
+    box.appendChild(answering);
+    box.scrollIntoView({ block: "nearest" });
+    var ok = false;
     var body = { asset: form.elements.asset.value, message: message, lang: form.elements.lang.value };
     if (conversation) body.conversation = conversation;
     if (contact) body.contact = contact;
@@ -220,8 +237,9 @@
       });
       if (!res.ok) {
         var err = await res.json().catch(function () { return { error: t.failed }; });
+        answering.remove();
         box.appendChild(el("p", "error", err.error || t.failed));
-        return;
+        return false;
       }
       var reader = res.body.getReader();
       var decoder = new TextDecoder();
@@ -234,24 +252,35 @@
         while ((cut = buffer.indexOf("\n\n")) >= 0) {
           var ev = parseEvent(buffer.slice(0, cut));
           buffer = buffer.slice(cut + 2);
-          if (ev.name === "citations") { citations = ev.data.citations; showCitations(box, citations); }
-          else if (ev.name === "answer") showAnswer(box, ev.data, citations);
-          else if (ev.name === "done") showDone(box, ev.data);
+          if (ev.name === "citations") { answering.remove(); citations = ev.data.citations; showCitations(box, citations); }
+          else if (ev.name === "answer") { answering.remove(); showAnswer(box, ev.data, citations); }
+          else if (ev.name === "done") { answering.remove(); showDone(box, ev.data); ok = true; }
         }
       }
     } catch (e) {
       box.appendChild(el("p", "error", t.failed));
     }
+    answering.remove();
+    if (!ok && !box.querySelector(".error")) box.appendChild(el("p", "error", t.failed));
     box.scrollIntoView({ block: "start" });
+    return ok;
   }
 
-  form.addEventListener("submit", function (e) {
+  // One question at a time: the button waits for the answer, and a question that did not go
+  // through (busy, a limit, no network) is put back in the box rather than typed again.
+  form.addEventListener("submit", async function (e) {
     e.preventDefault();
     var input = form.elements.message;
+    var button = form.querySelector("button[type=submit], button:not([type])");
     var message = input.value.trim();
-    if (!message) return;
+    if (!message || form.dataset.busy) return;
+    form.dataset.busy = "1";
+    if (button) button.disabled = true;
     input.value = "";
-    ask(message);
+    var ok = await ask(message);
+    if (!ok && !input.value) input.value = message;
+    delete form.dataset.busy;
+    if (button) button.disabled = false;
   });
   restore();
   if (personForm) {

@@ -87,9 +87,30 @@
     document.getElementById("transcript").appendChild(li);
   }
 
+  // The queue's tab title counts the tickets waiting for an agent, so a console in a background tab
+  // still shows that someone is waiting.
+  var baseTitle = document.title;
+  function countWaiting() {
+    if (ticketId) return;
+    var n = document.querySelectorAll("#tickets tr.status-open, #tickets tr.status-waiting").length;
+    document.title = (n ? "(" + n + ") " : "") + baseTitle;
+  }
+  countWaiting();
+
+  // Closing a ticket with a reply typed and not sent asks first: the reply would be lost.
+  var closeForm = document.getElementById("close-form");
+  if (closeForm) {
+    closeForm.addEventListener("submit", function (e) {
+      var draft = document.getElementById("reply");
+      if (draft && draft.value.trim() && !window.confirm("Your reply has not been sent. Close the ticket without sending it?")) {
+        e.preventDefault();
+      }
+    });
+  }
+
   source.addEventListener("ticket", function (m) {
     var e = JSON.parse(m.data);
-    if (ticketId) onTicket(e); else onQueue(e);
+    if (ticketId) onTicket(e); else { onQueue(e); countWaiting(); }
   });
   // What is shown may be stale (the console fell behind, or events went by while it was
   // disconnected: they are not replayed), so show the store's view, unless that would throw away a

@@ -153,6 +153,21 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
         person.current_url().contains(&format!("/c/{PUMP_CODE}")),
         "no page load: the answer came by script"
     );
+    // The conversation can be left at once, and the button is back for the next question.
+    person.wait_for("#new-conversation", wait);
+    assert_eq!(
+        person.run("return document.querySelector('form.ask button[type=submit]').disabled;"),
+        serde_json::Value::Bool(false)
+    );
+    // A question that does not go through (here too long: refused with 4xx) says so and is put
+    // back in the box, not lost.
+    let long = "x".repeat(1001);
+    person.run(&format!(
+        "document.getElementById('q').value = {long:?}; document.querySelector('form.ask button[type=submit]').click();"
+    ));
+    person.wait_for("#chat-log .turn .error", wait);
+    person.wait_for_value("#q", &long, wait);
+    person.run("document.getElementById('q').value = '';");
 
     // Tapping the citation lands on that section of the manual, in view.
     cite.click();
@@ -184,7 +199,14 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
         .unwrap_or_else(|| panic!("a ticket number in {:?}", ticket_note.text()));
 
     // The agent's queue shows it without a reload; the agent opens it and replies.
-    agent.wait_for(&format!("#ticket-{ticket} a"), wait).click();
+    let row_link = agent.wait_for(&format!("#ticket-{ticket} a"), wait);
+    // The tab's title counts who is waiting, for a console in a background tab.
+    let title = agent.run("return document.title;");
+    assert!(
+        title.as_str().is_some_and(|t| t.starts_with('(')),
+        "{title:?}"
+    );
+    row_link.click();
     agent
         .wait_for("#reply", wait)
         .type_text("I can see the pump; a technician is coming to bed 7.");

@@ -1590,3 +1590,142 @@ fn signing_in_comes_back_to_the_page_that_asked_or_goes_to_the_roles_own_page() 
         403
     );
 }
+
+#[test]
+fn every_start_brings_the_store_in_line_with_assets_toml() {
+    use scanaid_server::registry::Registry;
+    use scanaid_server::store::Store;
+    let registry = |contact: &str, assets: &str, codes: &[(&str, &str)]| {
+        let mut text = format!(
+            "[[site]]\nid = \"s\"\nname = \"Site\"\ntimezone = \"Europe/Madrid\"\ncontact = \"{contact}\"\n\n\
+             [[queue]]\nid = \"q\"\nname = \"Queue\"\nsite = \"s\"\n\n{assets}"
+        );
+        for (code, asset) in codes {
+            text.push_str(&format!(
+                "\n[[code]]\ncode = \"{code}\"\nasset = \"{asset}\"\nplacement = \"nameplate\"\n"
+            ));
+        }
+        Registry::parse(&text).unwrap()
+    };
+    let asset = |id: &str, manuals: &str| {
+        format!(
+            "[[asset]]\nid = \"{id}\"\nname = \"{id}\"\nmodel = \"M\"\nsite = \"s\"\nqueue = \"q\"\nmanuals = [{manuals}]\n\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = Store::open(dir.path()).await.unwrap();
+        let first = registry(
+            "ext. 1",
+            &(asset("a1", "\"m1\"") + &asset("a2", "")),
+            &[("AAAAaaaa1", "a1"), ("BBBBbbbb2", "a2"), ("CCCCcccc3", "a1")],
+        );
+        let synced = store.sync_registry(&first).await.unwrap();
+        assert!(synced.first_start);
+        assert_eq!(
+            (synced.sites_added, synced.assets_added, synced.codes_added),
+            (1, 2, 3)
+        );
+        // A label taken out of service, and a discharge code, which is the store's own.
+        assert!(store.retire_code("CCCCcccc3").await.unwrap());
+        sqlx::query("INSERT INTO codes (code, kind, asset_id, placement, created_at) VALUES ('DischargeCode0000000001', 'discharge', NULL, 'discharge-papers', '2026-01-01T00:00:00.000Z')")
+            .execute(store.pool())
+            .await
+            .unwrap();
+
+        // The file changes: a new phone number, a manual added to a1, a new machine with its
+        // label, one label gone, and the retired label listed again.
+        let second = registry(
+            "ext. 2",
+            &(asset("a1", "\"m1\", \"m2\"") + &asset("a2", "") + &asset("a3", "\"m3\"")),
+            &[("AAAAaaaa1", "a1"), ("CCCCcccc3", "a1"), ("DDDDdddd4", "a3")],
+        );
+        let synced = store.sync_registry(&second).await.unwrap();
+        assert!(!synced.first_start);
+        assert_eq!(
+            (
+                synced.sites_added,
+                synced.assets_added,
+                synced.codes_added,
+                synced.codes_retired
+            ),
+            (0, 1, 1, 1)
+        );
+        assert_eq!(synced.relisted_retired, vec!["CCCCcccc3".to_string()]);
+        assert!(synced.summary().unwrap().contains("they stay retired"));
+
+        let resolved = |code: &'static str| {
+            let store = store.clone();
+            async move { store.resolve_code(code).await.unwrap().unwrap() }
+        };
+        let a1 = resolved("AAAAaaaa1").await;
+        assert_eq!(a1.site.as_ref().unwrap().contact, "ext. 2");
+        assert_eq!(a1.manual_ids, vec!["m1".to_string(), "m2".to_string()]);
+        assert!(a1.code.retired_at.is_none());
+        let a3 = resolved("DDDDdddd4").await;
+        assert_eq!(a3.asset.as_ref().unwrap().id, "a3");
+        assert!(a3.code.retired_at.is_none());
+        assert!(resolved("BBBBbbbb2").await.code.retired_at.is_some());
+        assert!(resolved("CCCCcccc3").await.code.retired_at.is_some());
+        assert!(resolved("DischargeCode0000000001")
+            .await
+            .code
+            .retired_at
+            .is_none());
+
+        // The same file again changes nothing (the relisted label is still pointed out).
+        let synced = store.sync_registry(&second).await.unwrap();
+        assert_eq!(
+            (
+                synced.sites_added,
+                synced.assets_added,
+                synced.codes_added,
+                synced.codes_retired
+            ),
+            (0, 0, 0, 0)
+        );
+        store.close().await;
+    });
+}
+
+#[test]
+fn a_code_typed_from_under_the_label_opens_as_if_scanned() {
+    let app = spawn_app();
+    let home = get(&app.url("/"), &[]);
+    assert!(home.body.contains("action=\"/go\""), "{}", home.body);
+    assert!(
+        home.body.contains("href=\"/signin\""),
+        "staff can sign in from home"
+    );
+    // A mistyped code's page offers the box again.
+    let unknown = get(&app.url("/c/zzzzzzzz"), &[]);
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.body.contains("action=\"/go\""));
+    for (typed, to) in [
+        ("tJ6b-pUpB", format!("/c/{PUMP_CODE}")),
+        (" tJ6b pUpB ", format!("/c/{PUMP_CODE}")),
+        ("zzzzzzzz", "/c/zzzzzzzz".to_string()),
+        ("<script>", "/".to_string()),
+        ("", "/".to_string()),
+    ] {
+        let query = form_urlencoded_pair("code", typed);
+        let went = get(&app.url(&format!("/go?{query}")), &[]);
+        assert_eq!(went.status, 303, "{typed:?}");
+        assert_eq!(went.header("location"), Some(to.as_str()), "{typed:?}");
+    }
+    assert_eq!(get(&app.url("/go"), &[]).header("location"), Some("/"));
+}
+
+/// `name=value` with the value percent-encoded.
+fn form_urlencoded_pair(name: &str, value: &str) -> String {
+    let mut out = format!("{name}=");
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

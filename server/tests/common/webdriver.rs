@@ -191,6 +191,23 @@ impl Browser {
         }
     }
 
+    /// Waits until the form field `css` holds `value` (what a script put back in it).
+    pub fn wait_for_value(&self, css: &str, value: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let script = format!("var e = document.querySelector({css:?}); return e ? e.value : null;");
+        loop {
+            if self.run(&script).as_str() == Some(value) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css:?} never held {value:?} within {timeout:?} on {}",
+                self.current_url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Clicks `css` (a button that submits a form) and waits until the page it leads to has loaded:
     /// under load the old page can still be there when the click returns, and reading it then
     /// would read the answer to the previous submission.
