@@ -23,6 +23,7 @@ pub mod label;
 pub mod language;
 pub mod metrics;
 pub mod packet_admin;
+pub mod packet_reissue;
 pub mod pages;
 pub mod patient_chat;
 pub mod patient_pages;
@@ -278,6 +279,8 @@ fn staff_pages() -> Router<AppState> {
                 .post(packet_admin::create)
                 .layer(DefaultBodyLimit::max(MAX_PACKET_FORM_BYTES)),
         )
+        .route("/patients/{packet}/label", get(packet_reissue::label))
+        .route("/patients/{packet}/pin", post(packet_reissue::new_pin))
         .route("/support", get(console::queue))
         .route("/support/tickets/{id}", get(console::ticket))
         .route(

@@ -40,19 +40,24 @@ pub struct NewPacketPage {
     pub dob: String,
     pub language: String,
     pub note: String,
+    /// Random per form page: the same form sent twice makes one packet.
+    pub form_token: String,
 }
 
+/// The label and the PIN slip, or either alone: after making a packet both; a reprint the label
+/// only; a new PIN the slip only.
 #[derive(Template)]
 #[template(path = "patients_created.html")]
 pub struct CreatedPage {
     pub lang: String,
     pub csrf: String,
     pub me: crate::views::Me,
+    pub heading: String,
+    pub intro: String,
     pub url: String,
     pub code: String,
     pub pin: String,
     pub label_svg: String,
-    pub documents: usize,
     /// The slip is the patient's: in the packet's language.
     pub packet_lang: String,
     pub slip: &'static crate::i18n::Strings,
@@ -107,6 +112,12 @@ fn form_page(
         dob: form.dob.clone(),
         language: form.language.clone(),
         note: form.note.clone(),
+        // A form shown again with its errors keeps its token: it still makes one packet.
+        form_token: if form.form_token.is_empty() {
+            auth::random_token(16)
+        } else {
+            form.form_token.clone()
+        },
     }
     .render()?;
     Ok(no_store((status, Html(page)).into_response()))
@@ -137,6 +148,7 @@ pub struct NewPacketForm {
     pub language: String,
     pub note: String,
     pub templates: Vec<String>,
+    pub form_token: String,
 }
 
 impl NewPacketForm {
@@ -151,6 +163,7 @@ impl NewPacketForm {
                 // A textarea's line breaks arrive as CRLF but count as one against its maxlength.
                 "note" => form.note = v.replace("\r\n", "\n"),
                 "template" => form.templates.push(v),
+                "form_token" => form.form_token = v,
                 _ => {}
             }
         }
@@ -228,43 +241,33 @@ pub async fn create(
     if !errors.is_empty() {
         return form_page(&app, &me, StatusCode::UNPROCESSABLE_ENTITY, errors, &form);
     }
-    let created = app
+    let token = (!form.form_token.is_empty()).then_some(form.form_token.as_str());
+    let Some(created) = app
         .store
-        .create_packet(&NewPacket {
-            patient_name: name.to_string(),
-            dob: dob.expect("checked above"),
-            language: form.language.clone(),
-            documents,
-            created_by: me.username.clone(),
-        })
-        .await?;
+        .create_packet_once(
+            &NewPacket {
+                patient_name: name.to_string(),
+                dob: dob.expect("checked above"),
+                language: form.language.clone(),
+                documents,
+                created_by: me.username.clone(),
+            },
+            token,
+        )
+        .await?
+    else {
+        let page = crate::views::MessagePage {
+            lang: "en".to_string(),
+            heading: "Packet already made".to_string(),
+            message: "This form was already sent, and its packet was made then: no second one was made. Its PIN was shown once; if the slip is lost, use New PIN on the packets page.".to_string(),
+            back: "/patients".to_string(),
+        }
+        .render()?;
+        return Ok(no_store((StatusCode::CONFLICT, Html(page)).into_response()));
+    };
     // Indexing takes seconds; the clinician gets the label now.
     crate::patient_chat::reindex_in_background(&app);
-    let url = format!(
-        "{}/c/{}",
-        app.config.public_url.trim_end_matches('/'),
-        created.code
-    );
-    let label = crate::label::Label {
-        url: url.clone(),
-        title: if form.language == "es" {
-            "Sus instrucciones al alta".to_string()
-        } else {
-            "Your discharge instructions".to_string()
-        },
-        line: if form.language == "es" {
-            "Escanee para ver sus instrucciones".to_string()
-        } else {
-            "Scan for your instructions".to_string()
-        },
-        code: created.code.clone(),
-    };
-    let label_svg = crate::label::svg(&label).map_err(|reason| {
-        AppError(crate::ServerError::Registry {
-            path: "label".into(),
-            reason,
-        })
-    })?;
+    let (url, label_svg) = packet_label(&app, &created.code, &form.language)?;
     let documents = app.store.packet_documents(&created.packet_id).await?.len();
     let kept_until = match app.store.packet(&created.packet_id).await? {
         Some(record) => crate::patient_pages::kept_until(record.retention_start(), &app),
@@ -275,11 +278,12 @@ pub async fn create(
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
         me: crate::views::Me::of(&me),
+        heading: "Packet created".to_string(),
+        intro: format!("{documents} document(s). Print the label for the discharge papers and give the PIN slip (in the patient's language) separately. The PIN is shown only now."),
         url,
         code: created.code,
         pin: created.pin,
         label_svg,
-        documents,
         kept_until_line: slip.pin_slip_until.replace("{date}", &kept_until),
         kept_until,
         slip,
@@ -287,4 +291,37 @@ pub async fn create(
     }
     .render()?;
     Ok(no_store(Html(page).into_response()))
+}
+
+/// A packet's address and its printable label (SVG), worded in the packet's `language`.
+pub(crate) fn packet_label(
+    app: &AppState,
+    code: &str,
+    language: &str,
+) -> Result<(String, String), AppError> {
+    let url = format!("{}/c/{code}", app.config.public_url.trim_end_matches('/'));
+    let spanish = language == "es";
+    let label = crate::label::Label {
+        url: url.clone(),
+        title: if spanish {
+            "Sus instrucciones al alta"
+        } else {
+            "Your discharge instructions"
+        }
+        .to_string(),
+        line: if spanish {
+            "Escanee para ver sus instrucciones"
+        } else {
+            "Scan for your instructions"
+        }
+        .to_string(),
+        code: code.to_string(),
+    };
+    let svg = crate::label::svg(&label).map_err(|reason| {
+        AppError(crate::ServerError::Registry {
+            path: "label".into(),
+            reason,
+        })
+    })?;
+    Ok((url, svg))
 }

@@ -178,6 +178,20 @@ const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.lang
 impl Store {
     /// Creates a patient's packet with its code (kind `discharge`) and documents.
     pub async fn create_packet(&self, new: &NewPacket) -> Result<CreatedPacket> {
+        Ok(self
+            .create_packet_once(new, None)
+            .await?
+            .expect("without a form token a packet is always made"))
+    }
+
+    /// `create_packet` for a form sent with `form_token` (a random value on the form page): the
+    /// same form sent again (a reload of the result page, a double click) makes nothing and
+    /// gives `None`, instead of a second packet with another code and PIN for the same patient.
+    pub async fn create_packet_once(
+        &self,
+        new: &NewPacket,
+        form_token: Option<&str>,
+    ) -> Result<Option<CreatedPacket>> {
         let code = new_packet_code();
         let pin = new_pin();
         let packet_id = random_token(12);
@@ -187,18 +201,30 @@ impl Store {
         };
         let at = now();
         let mut tx = self.pool().begin().await?;
+        // A write first: the form-token check below then holds the write lock, so two sends of
+        // one form at once cannot both pass it.
         let patient = sqlx::query("INSERT INTO patients (display_name, created_at) VALUES (?, ?)")
             .bind(&new.patient_name)
             .bind(&at)
             .execute(&mut *tx)
             .await?
             .last_insert_rowid();
+        if let Some(token) = form_token {
+            let used: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM packets WHERE form_token = ?")
+                    .bind(token)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if used.is_some() {
+                return Ok(None);
+            }
+        }
         sqlx::query("INSERT INTO codes (code, kind, asset_id, placement, created_at) VALUES (?, 'discharge', NULL, 'discharge-papers', ?)")
             .bind(&code)
             .bind(&at)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO packets (id, code, patient_id, language, secret_hash, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO packets (id, code, patient_id, language, secret_hash, created_by, created_at, form_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(&packet_id)
             .bind(&code)
             .bind(patient)
@@ -206,6 +232,7 @@ impl Store {
             .bind(&hash)
             .bind(&new.created_by)
             .bind(&at)
+            .bind(form_token)
             .execute(&mut *tx)
             .await?;
         for (position, d) in new.documents.iter().enumerate() {
@@ -232,11 +259,48 @@ impl Store {
             None,
         )
         .await?;
-        Ok(CreatedPacket {
+        Ok(Some(CreatedPacket {
             packet_id,
             code,
             pin,
-        })
+        }))
+    }
+
+    /// Gives a packet a new PIN, for a patient who lost the slip: the second factor becomes
+    /// `dob` (normalised) with a new PIN, the old slip stops working, the lock and failed tries
+    /// are cleared and the patient's open sessions end (they signed in with the old slip). Audited
+    /// as `packet.new_pin` by `by`. The new PIN, or `None` when there is no such packet.
+    pub async fn issue_new_pin(&self, packet: &str, dob: &str, by: &str) -> Result<Option<String>> {
+        let pin = new_pin();
+        let hash = {
+            let secret = secret(dob, &pin);
+            crate::auth::password_work(move || hash_password(&secret)).await?
+        };
+        let mut tx = self.pool().begin().await?;
+        let changed = sqlx::query(
+            "UPDATE packets SET secret_hash = ?, failed_attempts = 0, locked_at = NULL WHERE id = ?",
+        )
+        .bind(&hash)
+        .bind(packet)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM patient_sessions WHERE packet_id = ?")
+            .bind(packet)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.audit(
+            by,
+            "packet.new_pin",
+            Some(packet),
+            "new PIN issued; the old slip no longer opens it, its sessions ended",
+            None,
+        )
+        .await?;
+        Ok(Some(pin))
     }
 
     pub async fn packet_by_code(&self, code: &str) -> Result<Option<PacketRecord>> {

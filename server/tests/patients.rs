@@ -1461,3 +1461,136 @@ fn a_clinician_keeps_a_packet_longer_and_its_limit_counts_from_that_day() {
     );
     assert_eq!(get(&app.url(&format!("/c/{}", john.code)), &[]).status, 410);
 }
+
+#[test]
+fn a_resent_form_makes_one_packet_and_a_clinician_reprints_the_label_or_issues_a_new_pin() {
+    let (app, demos) = spawn_with_demo_packets();
+    let clinician = staff_cookie(&app, "nurse6", Role::Clinician);
+    let form = get(&app.url("/patients/new"), &[("cookie", &clinician)]);
+    let csrf = form.hidden("csrf").unwrap();
+    let token = form.hidden("form_token").expect("the form carries a token");
+    let before: i64 = app.rows("SELECT COUNT(*) FROM packets")[0][0]
+        .parse()
+        .unwrap();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("form_token", token.as_str()),
+        ("name", "Rosa Diaz"),
+        ("dob", "1961-03-09"),
+        ("language", "en"),
+        ("note", "Walk twice a day."),
+    ];
+    let made = post_form(
+        &app.url("/patients/new"),
+        &[("cookie", &clinician)],
+        &fields,
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(made.body.contains("id=\"pin\""));
+    // The result page reloaded (the form sent again): no second packet, and no second PIN shown.
+    let again = post_form(
+        &app.url("/patients/new"),
+        &[("cookie", &clinician)],
+        &fields,
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(
+        again.body.contains("no second one was made"),
+        "{}",
+        again.body
+    );
+    assert!(!again.body.contains("id=\"pin\""));
+    let after: i64 = app.rows("SELECT COUNT(*) FROM packets")[0][0]
+        .parse()
+        .unwrap();
+    assert_eq!(after, before + 1);
+
+    // John's label, printed again: the same code, and no PIN.
+    let john = demo(&demos, "John Miller");
+    let packet = packet_of(&app, "John Miller");
+    let technician = staff_cookie(&app, "tech6", Role::Technician);
+    assert_eq!(
+        get(
+            &app.url(&format!("/patients/{packet}/label")),
+            &[("cookie", &technician)]
+        )
+        .status,
+        403
+    );
+    let label = get(
+        &app.url(&format!("/patients/{packet}/label")),
+        &[("cookie", &clinician)],
+    );
+    assert_eq!(label.status, 200, "{}", label.body);
+    assert!(label.body.contains("<svg"), "{}", label.body);
+    assert!(label.body.contains(&john.code));
+    assert!(!label.body.contains("id=\"pin\""));
+    assert_eq!(
+        get(
+            &app.url("/patients/no-such/label"),
+            &[("cookie", &clinician)]
+        )
+        .status,
+        404
+    );
+
+    // John lost his slip. He is signed in on his phone with the old one meanwhile.
+    let (_, old_session) = try_open(&app, &john.code, &john.dob, &john.pin);
+    let old_session = old_session.expect("the old slip opens it");
+    let pin_url = app.url(&format!("/patients/{packet}/pin"));
+    let hash_before = app.rows(&format!(
+        "SELECT secret_hash FROM packets WHERE id = '{packet}'"
+    ))[0][0]
+        .clone();
+    // A date that is not one changes nothing.
+    let bad = post_form(
+        &pin_url,
+        &[("cookie", &clinician)],
+        &[("csrf", &csrf), ("dob", "someday")],
+    );
+    assert_eq!(bad.status, 422);
+    assert_eq!(
+        post_form(
+            &pin_url,
+            &[("cookie", &clinician)],
+            &[("csrf", "forged"), ("dob", &john.dob)]
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT secret_hash FROM packets WHERE id = '{packet}'"
+        ))[0][0],
+        hash_before
+    );
+    let issued = post_form(
+        &pin_url,
+        &[("cookie", &clinician)],
+        &[("csrf", &csrf), ("dob", &john.dob)],
+    );
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    let new_pin = between(&issued.body, "<p class=\"big\" id=\"pin\">", "<").to_string();
+    assert_eq!(new_pin.len(), 6);
+    assert!(
+        !issued.body.contains("<svg"),
+        "a new PIN's page has no label"
+    );
+    // The old slip no longer opens the packet, the old session has ended, the new slip opens it.
+    let page = get(
+        &app.url(&format!("/c/{}", john.code)),
+        &[("cookie", &old_session)],
+    );
+    assert!(page.body.contains("id=\"verify\""), "{}", page.body);
+    if new_pin != john.pin {
+        let (wrong, _) = try_open(&app, &john.code, &john.dob, &john.pin);
+        assert_eq!(wrong.status, 401);
+    }
+    let (opened, session) = try_open(&app, &john.code, &john.dob, &new_pin);
+    assert_eq!(opened.status, 303);
+    assert!(session.is_some());
+    assert_eq!(
+        app.rows("SELECT actor, packet_id FROM audit_log WHERE action = 'packet.new_pin'"),
+        vec![vec!["nurse6".to_string(), packet.clone()]]
+    );
+}

@@ -1,0 +1,134 @@
+//! Reissuing what a discharge packet's patient was given, for a clinician: the label again (a jammed
+//! printer, papers lost; the code alone opens nothing, so it can be printed any time), and a new
+//! PIN (a lost slip). The PIN is kept only as a hash, so it is never shown again: a new one is made,
+//! with the date of birth the clinician reads from the patient's record, and the old slip stops
+//! working.
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::account::no_store;
+use crate::auth;
+use crate::packet_admin::{packet_label, CreatedPage};
+use crate::patient_pages::{kept_until, require_clinician};
+use crate::{AppError, AppState};
+
+/// A packet id that does not exist (deleted meanwhile, or made up).
+fn no_such_packet() -> Result<Response, AppError> {
+    message(
+        StatusCode::NOT_FOUND,
+        "No such packet",
+        "There is no packet with that id.",
+    )
+}
+
+fn message(status: StatusCode, heading: &str, text: &str) -> Result<Response, AppError> {
+    let page = crate::views::MessagePage {
+        lang: "en".to_string(),
+        heading: heading.to_string(),
+        message: text.to_string(),
+        back: "/patients".to_string(),
+    }
+    .render()?;
+    Ok(no_store((status, Html(page)).into_response()))
+}
+
+/// `GET /patients/{packet}/label`: the packet's label to print again.
+pub async fn label(
+    State(app): State<AppState>,
+    Path(packet): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let me = match require_clinician(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    let Some(record) = app.store.packet(&packet).await? else {
+        return no_such_packet();
+    };
+    let (url, label_svg) = packet_label(&app, &record.code, &record.language)?;
+    let until = kept_until(record.retention_start(), &app);
+    let slip = crate::i18n::strings(&record.language);
+    let page = CreatedPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: crate::views::Me::of(&me),
+        heading: format!("Label for {}", record.display_name),
+        intro: "The same code as before: the patient's PIN slip still opens it.".to_string(),
+        url,
+        code: record.code,
+        pin: String::new(),
+        label_svg,
+        kept_until_line: slip.pin_slip_until.replace("{date}", &until),
+        kept_until: until,
+        slip,
+        packet_lang: record.language,
+    }
+    .render()?;
+    Ok(no_store(Html(page).into_response()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewPinForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// The patient's date of birth, from their record: with the new PIN, the second factor.
+    #[serde(default)]
+    pub dob: String,
+}
+
+/// `POST /patients/{packet}/pin`: a new PIN for a lost slip. Shows the new slip once; the old one
+/// no longer opens the packet, its lock and failed tries are cleared, and the patient's open
+/// sessions end.
+pub async fn new_pin(
+    State(app): State<AppState>,
+    Path(packet): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<NewPinForm>,
+) -> Result<Response, AppError> {
+    let me = match require_clinician(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    if !auth::tokens_match(&me.csrf, &form.csrf) {
+        return crate::account::forbidden("This form expired. Reload the page and try again.");
+    }
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let Some(dob) = crate::patients::normalise_dob(&form.dob).filter(|d| *d <= today) else {
+        return message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "No new PIN",
+            "The date of birth is not a date (YYYY-MM-DD) in the past; nothing was changed.",
+        );
+    };
+    let Some(record) = app.store.packet(&packet).await? else {
+        return no_such_packet();
+    };
+    let Some(pin) = app.store.issue_new_pin(&packet, &dob, &me.username).await? else {
+        return no_such_packet();
+    };
+    let until = kept_until(record.retention_start(), &app);
+    let slip = crate::i18n::strings(&record.language);
+    let (url, _) = packet_label(&app, &record.code, &record.language)?;
+    let page = CreatedPage {
+        lang: "en".to_string(),
+        csrf: me.csrf.clone(),
+        me: crate::views::Me::of(&me),
+        heading: format!("New PIN for {}", record.display_name),
+        intro: "The old slip no longer opens the packet; give the patient this one. The PIN is shown only now."
+            .to_string(),
+        url,
+        code: record.code,
+        pin,
+        label_svg: String::new(),
+        kept_until_line: slip.pin_slip_until.replace("{date}", &until),
+        kept_until: until,
+        slip,
+        packet_lang: record.language,
+    }
+    .render()?;
+    Ok(no_store(Html(page).into_response()))
+}
