@@ -19,7 +19,7 @@ pub struct DataOpts {
     /// Data directory: the SQLite store and the index live here.
     #[arg(long = "data", env = "SCANAID_DATA", default_value = "data")]
     pub data_dir: PathBuf,
-    /// Folder of manuals with the asset registry seed (assets.toml).
+    /// Folder of manuals with the asset registry (assets.toml), read at every server start.
     #[arg(long, env = "SCANAID_MANUALS", default_value = "manuals")]
     pub manuals: PathBuf,
     /// Index directory (default: the data directory's `index`).
@@ -87,7 +87,7 @@ impl DataOpts {
         let registry = self.registry()?;
         Ok(runtime()?.block_on(async {
             let store = scanaid_server::store::Store::open(&self.data_dir).await?;
-            store.sync_registry(&registry).await?;
+            store.seed_if_empty(&registry).await?;
             let resolved = store.resolve_code(code).await;
             store.close().await;
             resolved.map(|r| r.map(|r| (*r).clone()))
@@ -99,7 +99,7 @@ impl DataOpts {
         let registry = self.registry()?;
         Ok(runtime()?.block_on(async {
             let store = scanaid_server::store::Store::open(&self.data_dir).await?;
-            store.sync_registry(&registry).await?;
+            store.seed_if_empty(&registry).await?;
             let known = scanaid_server::rules::KnownScopes::of(&store).await;
             store.close().await;
             known
@@ -379,7 +379,7 @@ pub fn codes(cmd: CodesCmd) -> Result<ExitCode> {
     let public_url = cmd.data.public_url_or_default();
     let rows = runtime()?.block_on(async {
         let store = scanaid_server::store::Store::open(&cmd.data.data_dir).await?;
-        store.sync_registry(&registry).await?;
+        store.seed_if_empty(&registry).await?;
         let codes = store.codes().await?;
         store.close().await;
         Ok::<_, scanaid_server::ServerError>(codes)

@@ -51,7 +51,7 @@ impl Store {
     pub async fn agent_queues(&self, user_id: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT queue_id FROM agent_queues
-             WHERE user_id = ? AND queue_id IN (SELECT id FROM queues) ORDER BY queue_id",
+             WHERE user_id = ? AND queue_id IN (SELECT id FROM queues WHERE dropped_at IS NULL) ORDER BY queue_id",
         )
         .bind(user_id)
         .fetch_all(self.pool())
@@ -63,7 +63,7 @@ impl Store {
         &self,
     ) -> Result<std::collections::HashMap<i64, BTreeSet<String>>> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT user_id, queue_id FROM agent_queues WHERE queue_id IN (SELECT id FROM queues)",
+            "SELECT user_id, queue_id FROM agent_queues WHERE queue_id IN (SELECT id FROM queues WHERE dropped_at IS NULL)",
         )
         .fetch_all(self.pool())
         .await?;
@@ -117,9 +117,11 @@ impl Store {
     /// Every support queue as (id, name), by name.
     pub async fn queue_names(&self) -> Result<Vec<(String, String)>> {
         Ok(
-            sqlx::query_as("SELECT id, name FROM queues ORDER BY name, id")
-                .fetch_all(self.pool())
-                .await?,
+            sqlx::query_as(
+                "SELECT id, name FROM queues WHERE dropped_at IS NULL ORDER BY name, id",
+            )
+            .fetch_all(self.pool())
+            .await?,
         )
     }
 }

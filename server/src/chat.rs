@@ -1127,7 +1127,7 @@ async fn asset_of(
             .map(|a| (a, Some(code.to_string()))));
     }
     match request.asset.as_deref() {
-        Some(id) if id.len() <= 64 => Ok(app.store.asset(id).await?.map(|a| (a, None))),
+        Some(id) if id.len() <= 64 => Ok(app.store.listed_asset(id).await?.map(|a| (a, None))),
         _ => Ok(None),
     }
 }

@@ -342,7 +342,7 @@ pub struct Running {
     pub demo_patients: Option<(PathBuf, usize)>,
 }
 
-/// Opens the store, seeds it on first start, starts the event writer.
+/// Opens the store, brings its registry in line with `assets.toml`, starts the event writer.
 pub async fn open(
     data_dir: PathBuf,
     registry: &registry::Registry,

@@ -1,5 +1,6 @@
-//! The asset registry seed (`manuals/assets.toml`): sites, support queues, assets and the codes printed
-//! on them. Parsed and cross-checked here; the store loads it on first start.
+//! The asset registry (`manuals/assets.toml`): sites, support queues, assets and the codes printed
+//! on them. Parsed and cross-checked here; the server brings the store in line with it at every
+//! start (`Store::sync_registry`).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -223,9 +224,11 @@ impl Registry {
     }
 }
 
-/// Whether `id` is a registry id: 1-64 ASCII letters, digits, `.`, `_` or `-`.
+/// Whether `id` is a registry id: 1-64 ASCII letters, digits, `.`, `_` or `-`, starting with a
+/// letter or digit (so never `.` or `..`, which a URL would read as a path step).
 pub fn is_plain_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_alphanumeric())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -241,7 +244,7 @@ fn unique_ids<'a>(
         // Ids go into URLs (`/admin/webhooks/{queue}/send`) and metric labels unescaped.
         if !is_plain_id(id) {
             problems.push(format!(
-                "{what} {id:?}: 1-64 letters, digits, '.', '_' or '-' expected"
+                "{what} {id:?}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, expected (ids go into addresses)"
             ));
         }
         if !seen.insert(id.as_str()) {

@@ -323,7 +323,7 @@ async fn fallback(
     let sites = match resolved.and_then(|r| r.site.clone()) {
         _ if patient => Vec::new(),
         Some(site) => vec![site],
-        None => app.store.sites().await?,
+        None => app.store.listed_sites().await?,
     };
     let t = i18n::strings(&lang);
     let page = FallbackPage {

@@ -92,7 +92,7 @@ pub async fn home(
         lang,
         heading: "scanaid".to_string(),
         intro: t.home_intro.to_string(),
-        sites: app.store.sites().await?,
+        sites: app.store.listed_sites().await?,
         patient: false,
     }
     .render()?;

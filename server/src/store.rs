@@ -104,34 +104,60 @@ pub struct RegistrySync {
     pub codes_added: i64,
     /// Asset codes the file no longer lists, retired now.
     pub codes_retired: u64,
-    /// Codes the file lists that were retired before: they stay retired.
+    /// Codes the registry had retired that the file lists again: live again.
+    pub codes_restored: u64,
+    /// Sites, queues and assets the file no longer lists, marked dropped now.
+    pub dropped: u64,
+    /// Open tickets let go because their asset moved to another queue.
+    pub tickets_released: u64,
+    /// Codes the file lists that were retired deliberately: they stay retired.
     pub relisted_retired: Vec<String>,
+    /// Codes the file lists that the store holds as another kind (a discharge code): skipped.
+    pub not_asset_codes: Vec<String>,
+    /// The file lists no code at all: nothing was retired.
+    pub no_codes_listed: bool,
 }
 
 impl RegistrySync {
-    /// One line for the log, or `None` when nothing was added or retired.
+    /// One line for the log, or `None` when nothing was added, retired or refused.
     pub fn summary(&self) -> Option<String> {
         let mut said = Vec::new();
-        if self.sites_added > 0 {
-            said.push(format!("{} site(s) added", self.sites_added));
-        }
-        if self.assets_added > 0 {
-            said.push(format!("{} asset(s) added", self.assets_added));
-        }
-        if self.codes_added > 0 {
-            said.push(format!("{} code(s) added", self.codes_added));
-        }
-        if self.codes_retired > 0 {
-            said.push(format!(
-                "{} code(s) no longer in assets.toml retired",
-                self.codes_retired
-            ));
+        for (n, what) in [
+            (self.sites_added, "site(s) added"),
+            (self.assets_added, "asset(s) added"),
+            (self.codes_added, "code(s) added"),
+            (
+                self.codes_retired as i64,
+                "code(s) no longer listed retired",
+            ),
+            (self.codes_restored as i64, "code(s) listed again restored"),
+            (
+                self.dropped as i64,
+                "site(s), queue(s) or asset(s) no longer listed dropped",
+            ),
+            (
+                self.tickets_released as i64,
+                "open ticket(s) of assets moved to another queue let go",
+            ),
+        ] {
+            if n > 0 {
+                said.push(format!("{n} {what}"));
+            }
         }
         if !self.relisted_retired.is_empty() {
             said.push(format!(
                 "assets.toml lists retired code(s) {} (they stay retired: print new codes)",
                 self.relisted_retired.join(", ")
             ));
+        }
+        if !self.not_asset_codes.is_empty() {
+            said.push(format!(
+                "assets.toml lists code(s) {} that are not asset codes here: skipped",
+                self.not_asset_codes.join(", ")
+            ));
+        }
+        if self.no_codes_listed {
+            said.push("assets.toml lists no code: none was retired".to_string());
         }
         (!said.is_empty()).then(|| format!("registry: {}", said.join("; ")))
     }
@@ -168,28 +194,32 @@ impl Store {
     }
 
     /// Brings the store's sites, queues, assets and asset codes in line with `registry`
-    /// (`assets.toml`), at every start: a machine, label, phone number or manual list added or
-    /// changed in the file is served after the next start. What the file no longer lists is kept
-    /// for the tickets and scans that name it, except that an asset code it no longer lists is
-    /// retired (it scans to its site's fallback page). A retired code stays retired even if the
-    /// file lists it again: a label taken out of service is not brought back by an edit; print a
-    /// new code instead. Discharge codes are the store's own and are left alone.
+    /// (`assets.toml`), at every server start: a machine, label, phone number or manual list added
+    /// or changed in the file is served from that start on. What the file no longer lists is
+    /// marked dropped (`dropped_at`) and kept for the tickets and scans that name it; an asset code
+    /// it no longer lists is retired by the registry (`retired_by = 'registry'`), which the file
+    /// listing it again undoes, so a replica started with an older file does no lasting harm. A
+    /// code retired deliberately stays retired even if the file lists it. A file that lists no
+    /// code at all retires none (a truncated file is a mistake, not an intent). Open tickets of an
+    /// asset moved to another queue go back to nobody (their agent may not work the new queue).
+    /// Discharge codes are the store's own and are left alone.
     pub async fn sync_registry(&self, registry: &Registry) -> Result<RegistrySync> {
         let mut tx = self.pool.begin().await?;
-        let count = |table: &'static str| format!("SELECT COUNT(*) FROM {table}");
-        let before: (i64, i64, i64) = sqlx::query_as(&format!(
-            "SELECT ({}), ({}), ({} WHERE kind = 'asset')",
-            count("sites"),
-            count("assets"),
-            count("codes")
-        ))
-        .fetch_one(&mut *tx)
-        .await?;
+        // A write first, so the whole sync holds the write lock (two servers starting at once
+        // take turns instead of one failing), and replicas reload the codes it changes.
+        sqlx::query("UPDATE registry_version SET version = version + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let counts = "SELECT (SELECT COUNT(*) FROM sites), (SELECT COUNT(*) FROM assets),
+                             (SELECT COUNT(*) FROM codes WHERE kind = 'asset')";
+        let before: (i64, i64, i64) = sqlx::query_as(counts).fetch_one(&mut *tx).await?;
+        let at = now();
         for s in &registry.sites {
             sqlx::query(
                 "INSERT INTO sites (id, name, timezone, address, contact, on_call) VALUES (?, ?, ?, ?, ?, ?)
                  ON CONFLICT(id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone,
-                   address = excluded.address, contact = excluded.contact, on_call = excluded.on_call",
+                   address = excluded.address, contact = excluded.contact, on_call = excluded.on_call,
+                   dropped_at = NULL",
             )
             .bind(&s.id).bind(&s.name).bind(&s.timezone).bind(&s.address).bind(&s.contact).bind(&s.on_call)
             .execute(&mut *tx)
@@ -200,7 +230,7 @@ impl Store {
                 "INSERT INTO queues (id, name, site_id, hours, webhook_url, webhook_secret) VALUES (?, ?, ?, ?, ?, ?)
                  ON CONFLICT(id) DO UPDATE SET name = excluded.name, site_id = excluded.site_id,
                    hours = excluded.hours, webhook_url = excluded.webhook_url,
-                   webhook_secret = excluded.webhook_secret",
+                   webhook_secret = excluded.webhook_secret, dropped_at = NULL",
             )
             .bind(&q.id)
             .bind(&q.name)
@@ -211,78 +241,133 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        let mut tickets_released = 0;
         for a in &registry.assets {
+            tickets_released += sqlx::query(
+                "UPDATE tickets SET assigned_to = NULL
+                 WHERE status != 'closed' AND assigned_to IS NOT NULL AND asset_id = ?1
+                   AND EXISTS (SELECT 1 FROM assets WHERE id = ?1 AND queue_id != ?2)",
+            )
+            .bind(&a.id)
+            .bind(&a.queue)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             let manuals = serde_json::to_string(&a.manuals).expect("strings serialise");
             sqlx::query(
                 "INSERT INTO assets (id, name, model, serial, site_id, location, queue_id, manuals) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT(id) DO UPDATE SET name = excluded.name, model = excluded.model,
                    serial = excluded.serial, site_id = excluded.site_id, location = excluded.location,
-                   queue_id = excluded.queue_id, manuals = excluded.manuals",
+                   queue_id = excluded.queue_id, manuals = excluded.manuals, dropped_at = NULL",
             )
             .bind(&a.id).bind(&a.name).bind(&a.model).bind(&a.serial).bind(&a.site).bind(&a.location).bind(&a.queue).bind(manuals)
             .execute(&mut *tx)
             .await?;
         }
-        let created = now();
         let mut relisted_retired = Vec::new();
+        let mut not_asset_codes = Vec::new();
+        let mut codes_restored = 0;
         for c in &registry.codes {
+            let existing: Option<(String, Option<String>, Option<String>)> =
+                sqlx::query_as("SELECT kind, retired_at, retired_by FROM codes WHERE code = ?")
+                    .bind(&c.code)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match existing {
+                Some((kind, _, _)) if kind != "asset" => {
+                    not_asset_codes.push(c.code.clone());
+                    continue;
+                }
+                Some((_, Some(_), Some(by))) if by == "registry" => codes_restored += 1,
+                Some((_, Some(_), _)) => relisted_retired.push(c.code.clone()),
+                _ => {}
+            }
             sqlx::query(
                 "INSERT INTO codes (code, kind, asset_id, placement, created_at) VALUES (?, 'asset', ?, ?, ?)
-                 ON CONFLICT(code) DO UPDATE SET asset_id = excluded.asset_id, placement = excluded.placement
+                 ON CONFLICT(code) DO UPDATE SET asset_id = excluded.asset_id, placement = excluded.placement,
+                   retired_at = CASE WHEN codes.retired_by = 'registry' THEN NULL ELSE codes.retired_at END,
+                   retired_by = CASE WHEN codes.retired_by = 'registry' THEN NULL ELSE codes.retired_by END
                  WHERE codes.kind = 'asset'",
             )
             .bind(&c.code)
             .bind(&c.asset)
             .bind(&c.placement)
-            .bind(&created)
+            .bind(&at)
             .execute(&mut *tx)
             .await?;
-            let retired: Option<Option<String>> = sqlx::query_scalar(
-                "SELECT retired_at FROM codes WHERE code = ? AND kind = 'asset'",
-            )
-            .bind(&c.code)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if matches!(retired, Some(Some(_))) {
-                relisted_retired.push(c.code.clone());
-            }
         }
-        let listed = serde_json::to_string(
-            &registry
-                .codes
-                .iter()
-                .map(|c| c.code.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .expect("strings serialise");
-        let retired = sqlx::query(
-            "UPDATE codes SET retired_at = ?
-             WHERE kind = 'asset' AND retired_at IS NULL
-               AND code NOT IN (SELECT value FROM json_each(?))",
-        )
-        .bind(&created)
-        .bind(listed)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let after: (i64, i64, i64) = sqlx::query_as(&format!(
-            "SELECT ({}), ({}), ({} WHERE kind = 'asset')",
-            count("sites"),
-            count("assets"),
-            count("codes")
-        ))
-        .fetch_one(&mut *tx)
-        .await?;
+        let json = |ids: Vec<&str>| serde_json::to_string(&ids).expect("strings serialise");
+        let codes_retired = if registry.codes.is_empty() {
+            0
+        } else {
+            sqlx::query(
+                "UPDATE codes SET retired_at = ?, retired_by = 'registry'
+                 WHERE kind = 'asset' AND retired_at IS NULL
+                   AND code NOT IN (SELECT value FROM json_each(?))",
+            )
+            .bind(&at)
+            .bind(json(
+                registry.codes.iter().map(|c| c.code.as_str()).collect(),
+            ))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        };
+        let mut dropped = 0;
+        for (table, ids) in [
+            (
+                "sites",
+                json(registry.sites.iter().map(|s| s.id.as_str()).collect()),
+            ),
+            (
+                "queues",
+                json(registry.queues.iter().map(|q| q.id.as_str()).collect()),
+            ),
+            (
+                "assets",
+                json(registry.assets.iter().map(|a| a.id.as_str()).collect()),
+            ),
+        ] {
+            dropped += sqlx::query(&format!(
+                "UPDATE {table} SET dropped_at = ?
+                 WHERE dropped_at IS NULL AND id NOT IN (SELECT value FROM json_each(?))"
+            ))
+            .bind(&at)
+            .bind(ids)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        let after: (i64, i64, i64) = sqlx::query_as(counts).fetch_one(&mut *tx).await?;
         tx.commit().await?;
-        self.codes_changed().await?;
+        self.forget_resolved();
         Ok(RegistrySync {
             first_start: before.0 == 0,
             sites_added: after.0 - before.0,
             assets_added: after.1 - before.1,
             codes_added: after.2 - before.2,
-            codes_retired: retired,
+            codes_retired,
+            codes_restored,
+            dropped,
+            tickets_released,
             relisted_retired,
+            not_asset_codes,
+            no_codes_listed: registry.codes.is_empty(),
         })
+    }
+
+    /// `sync_registry` on a store that has no sites yet (a fresh data directory), for the
+    /// command-line tools: they read the store and must not change a running site's registry
+    /// with whatever `assets.toml` sits beside them. False when the store was not empty.
+    pub async fn seed_if_empty(&self, registry: &Registry) -> Result<bool> {
+        let (sites,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sites")
+            .fetch_one(&self.pool)
+            .await?;
+        if sites > 0 {
+            return Ok(false);
+        }
+        self.sync_registry(registry).await?;
+        Ok(true)
     }
 
     /// Codes were added or changed: this process's next scan reloads the code table, and every
@@ -374,6 +459,27 @@ impl Store {
     pub async fn site(&self, id: &str) -> Result<Option<SiteRecord>> {
         Ok(sqlx::query_as::<_, SiteRecord>(
             "SELECT id, name, timezone, address, contact, on_call FROM sites WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The sites `assets.toml` lists now (not dropped), for the public contact lists.
+    pub async fn listed_sites(&self) -> Result<Vec<SiteRecord>> {
+        Ok(sqlx::query_as::<_, SiteRecord>(
+            "SELECT id, name, timezone, address, contact, on_call FROM sites
+             WHERE dropped_at IS NULL ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// An asset `assets.toml` lists now (not dropped): what a new conversation may be about.
+    pub async fn listed_asset(&self, id: &str) -> Result<Option<AssetRecord>> {
+        Ok(sqlx::query_as::<_, AssetRecord>(
+            "SELECT id, name, model, serial, site_id, location, queue_id, manuals FROM assets
+             WHERE id = ? AND dropped_at IS NULL",
         )
         .bind(id)
         .fetch_optional(&self.pool)

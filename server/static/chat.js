@@ -218,9 +218,10 @@
   }
 
   // Asks, showing the answer as it streams in; true when an answer (or a ticket) came back.
-  async function ask(message, contact) {
+  // `lookUp`: the manuals are searched for it (not for "talk to a person" alone), so say so.
+  async function ask(message, contact, lookUp) {
     var box = turnBox(message);
-    var answering = el("p", "meta answering", t.answering);
+    var answering = el("p", "meta answering", lookUp ? t.answering : "");
     answering.setAttribute("role", "status");
     box.appendChild(answering);
     box.scrollIntoView({ block: "nearest" });
@@ -238,7 +239,7 @@
       if (!res.ok) {
         var err = await res.json().catch(function () { return { error: t.failed }; });
         answering.remove();
-        box.appendChild(el("p", "error", err.error || t.failed));
+        box.appendChild(el("p", "error failed", err.error || t.failed));
         return false;
       }
       var reader = res.body.getReader();
@@ -258,36 +259,44 @@
         }
       }
     } catch (e) {
-      box.appendChild(el("p", "error", t.failed));
+      box.appendChild(el("p", "error failed", t.failed));
     }
     answering.remove();
-    if (!ok && !box.querySelector(".error")) box.appendChild(el("p", "error", t.failed));
+    if (!ok && !box.querySelector(".failed")) box.appendChild(el("p", "error failed", t.failed));
     box.scrollIntoView({ block: "start" });
     return ok;
   }
 
-  // One question at a time: the button waits for the answer, and a question that did not go
-  // through (busy, a limit, no network) is put back in the box rather than typed again.
-  form.addEventListener("submit", async function (e) {
-    e.preventDefault();
-    var input = form.elements.message;
-    var button = form.querySelector("button[type=submit], button:not([type])");
+  // One message at a time, from either form: its buttons (and "start a new conversation", which
+  // would be undone by the answer's arrival) wait for the answer, and a question that did not go
+  // through (busy, a limit, no network) is put back in its box rather than typed again.
+  var busy = false;
+  function setBusy(on) {
+    busy = on;
+    document.querySelectorAll("form[data-chat] button, #talk-to-person button, #new-conversation")
+      .forEach(function (b) { b.disabled = on; });
+  }
+  // `typed`: the person's own box, emptied while the question is out (the talk-to-person form's
+  // message is fixed and stays).
+  async function send(input, contact, typed) {
     var message = input.value.trim();
-    if (!message || form.dataset.busy) return;
-    form.dataset.busy = "1";
-    if (button) button.disabled = true;
-    input.value = "";
-    var ok = await ask(message);
-    if (!ok && !input.value) input.value = message;
-    delete form.dataset.busy;
-    if (button) button.disabled = false;
+    if (!message || busy) return;
+    setBusy(true);
+    if (typed) input.value = "";
+    var ok = await ask(message, contact, typed);
+    if (typed && !ok && !input.value) input.value = message;
+    setBusy(false);
+  }
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    send(form.elements.message, "", true);
   });
   restore();
   if (personForm) {
     personForm.addEventListener("submit", function (e) {
       e.preventDefault();
       var contact = personForm.elements.contact;
-      ask(personForm.elements.message.value, contact ? contact.value.trim() : "");
+      send(personForm.elements.message, contact ? contact.value.trim() : "", false);
     });
   }
 })();

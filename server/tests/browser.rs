@@ -165,7 +165,7 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
     person.run(&format!(
         "document.getElementById('q').value = {long:?}; document.querySelector('form.ask button[type=submit]').click();"
     ));
-    person.wait_for("#chat-log .turn .error", wait);
+    person.wait_for("#chat-log .turn .failed", wait);
     person.wait_for_value("#q", &long, wait);
     person.run("document.getElementById('q').value = '';");
 

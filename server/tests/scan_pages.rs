@@ -196,8 +196,8 @@ fn unknown_malformed_and_retired_codes_get_a_helpful_fallback() {
         ]
     );
 
-    // The registry is seeded from assets.toml only on the first start: after a restart the code
-    // an admin retired is still retired, not put back by the seed.
+    // Every start brings the registry in line with assets.toml, which still lists the code: a
+    // deliberate retirement stays, it is not put back by the file.
     let data = app.shutdown();
     let again = restart_on(data, scanaid_server::ServerConfig::default());
     assert_eq!(get(&again.url("/c/azpMAym3"), &[]).status, 410);
@@ -1674,6 +1674,41 @@ fn every_start_brings_the_store_in_line_with_assets_toml() {
             .retired_at
             .is_none());
 
+        // A wrong or older file (a replica started with last month's) retires what it lacks, and
+        // the right one, at the next start, brings those codes back; a deliberate retirement stays.
+        let older = registry(
+            "ext. 2",
+            &(asset("a1", "\"m1\", \"m2\"") + &asset("a2", "") + &asset("a3", "\"m3\"")),
+            &[("AAAAaaaa1", "a1"), ("CCCCcccc3", "a1")],
+        );
+        assert_eq!(store.sync_registry(&older).await.unwrap().codes_retired, 1);
+        assert!(resolved("DDDDdddd4").await.code.retired_at.is_some());
+        let synced = store.sync_registry(&second).await.unwrap();
+        assert_eq!(synced.codes_restored, 1);
+        assert!(resolved("DDDDdddd4").await.code.retired_at.is_none());
+        assert!(resolved("CCCCcccc3").await.code.retired_at.is_some());
+        // A file that lists no code at all (cut short) retires nothing.
+        let empty = registry("ext. 2", &(asset("a1", "") + &asset("a2", "") + &asset("a3", "")), &[]);
+        let synced = store.sync_registry(&empty).await.unwrap();
+        assert!(synced.no_codes_listed);
+        assert_eq!(synced.codes_retired, 0);
+        assert!(resolved("AAAAaaaa1").await.code.retired_at.is_none());
+        // An asset the file drops is kept for what names it but offered to no new conversation;
+        // a site it drops leaves the public contact list.
+        let without_a3 = registry(
+            "ext. 2",
+            &(asset("a1", "\"m1\", \"m2\"") + &asset("a2", "")),
+            &[("AAAAaaaa1", "a1"), ("CCCCcccc3", "a1")],
+        );
+        let synced = store.sync_registry(&without_a3).await.unwrap();
+        assert_eq!(synced.dropped, 1);
+        assert!(store.asset("a3").await.unwrap().is_some());
+        assert!(store.listed_asset("a3").await.unwrap().is_none());
+        assert!(store.listed_asset("a1").await.unwrap().is_some());
+        assert_eq!(store.listed_sites().await.unwrap().len(), 1);
+        store.sync_registry(&second).await.unwrap();
+        assert!(store.listed_asset("a3").await.unwrap().is_some());
+
         // The same file again changes nothing (the relisted label is still pointed out).
         let synced = store.sync_registry(&second).await.unwrap();
         assert_eq!(
@@ -1685,6 +1720,12 @@ fn every_start_brings_the_store_in_line_with_assets_toml() {
             ),
             (0, 0, 0, 0)
         );
+        // Two servers starting at once on one store take turns; neither fails.
+        let other = Store::open(dir.path()).await.unwrap();
+        let (one, two) = tokio::join!(store.sync_registry(&second), other.sync_registry(&second));
+        one.unwrap();
+        two.unwrap();
+        other.close().await;
         store.close().await;
     });
 }
