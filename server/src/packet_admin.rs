@@ -299,7 +299,7 @@ pub(crate) fn packet_label(
     code: &str,
     language: &str,
 ) -> Result<(String, String), AppError> {
-    let url = format!("{}/c/{code}", app.config.public_url.trim_end_matches('/'));
+    let url = packet_url(app, code);
     let spanish = language == "es";
     let label = crate::label::Label {
         url: url.clone(),
@@ -324,4 +324,9 @@ pub(crate) fn packet_label(
         })
     })?;
     Ok((url, svg))
+}
+
+/// The address a packet's code opens.
+pub(crate) fn packet_url(app: &AppState, code: &str) -> String {
+    format!("{}/c/{code}", app.config.public_url.trim_end_matches('/'))
 }

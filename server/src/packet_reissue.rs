@@ -49,26 +49,27 @@ pub async fn label(
     let Some(record) = app.store.packet(&packet).await? else {
         return no_such_packet();
     };
-    let (url, label_svg) = packet_label(&app, &record.code, &record.language)?;
-    let until = kept_until(record.retention_start(), &app);
-    let slip = crate::i18n::strings(&record.language);
-    let page = CreatedPage {
-        lang: "en".to_string(),
-        csrf: me.csrf.clone(),
-        me: crate::views::Me::of(&me),
-        heading: format!("Label for {}", record.display_name),
-        intro: "The same code as before: the patient's PIN slip still opens it.".to_string(),
-        url,
-        code: record.code,
-        pin: String::new(),
+    // Who printed whose label, as for every other look at a packet (nothing personal in it).
+    app.store
+        .audit(
+            &me.username,
+            "packet.label_printed",
+            Some(&packet),
+            "",
+            None,
+        )
+        .await?;
+    let record_name = record.display_name.clone();
+    let (_, label_svg) = packet_label(&app, &record.code, &record.language)?;
+    reissued_page(
+        &app,
+        &me,
+        record,
+        format!("Label for {}", record_name),
+        "The same code as before: the patient's PIN slip still opens it.",
+        String::new(),
         label_svg,
-        kept_until_line: slip.pin_slip_until.replace("{date}", &until),
-        kept_until: until,
-        slip,
-        packet_lang: record.language,
-    }
-    .render()?;
-    Ok(no_store(Html(page).into_response()))
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +79,13 @@ pub struct NewPinForm {
     /// The patient's date of birth, from their record: with the new PIN, the second factor.
     #[serde(default)]
     pub dob: String,
+    /// Typed twice: nothing can check it (it is kept only hashed with the PIN), and a typo would
+    /// make the new slip useless.
+    #[serde(default)]
+    pub dob_again: String,
+    /// `patients::pin_version` of the second factor the page was drawn with.
+    #[serde(default)]
+    pub pin_version: String,
 }
 
 /// `POST /patients/{packet}/pin`: a new PIN for a lost slip. Shows the new slip once; the old one
@@ -104,26 +112,62 @@ pub async fn new_pin(
             "The date of birth is not a date (YYYY-MM-DD) in the past; nothing was changed.",
         );
     };
+    if crate::patients::normalise_dob(&form.dob_again).as_deref() != Some(dob.as_str()) {
+        return message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "No new PIN",
+            "The two dates of birth differ; nothing was changed. Type the date from the patient's record twice.",
+        );
+    }
     let Some(record) = app.store.packet(&packet).await? else {
         return no_such_packet();
     };
-    let Some(pin) = app.store.issue_new_pin(&packet, &dob, &me.username).await? else {
-        return no_such_packet();
+    let already = "A new PIN was issued since this page was drawn (a form sent twice?): nothing was changed, and the slip shown last is the one that works. Reload the packets page before issuing another.";
+    if form.pin_version != crate::patients::pin_version(&record.secret_hash) {
+        return message(StatusCode::CONFLICT, "No new PIN", already);
+    }
+    let Some(pin) = app
+        .store
+        .issue_new_pin(&packet, &dob, &me.username, &record.secret_hash)
+        .await?
+    else {
+        return message(StatusCode::CONFLICT, "No new PIN", already);
     };
-    let until = kept_until(record.retention_start(), &app);
+    let heading = format!("New PIN for {}", record.display_name);
+    reissued_page(
+        &app,
+        &me,
+        record,
+        heading,
+        &format!("The old slip no longer opens the packet; give the patient this one. The PIN is shown only now. It signs in with the date of birth {dob}."),
+        pin,
+        String::new(),
+    )
+}
+
+/// The page with what was reissued: the label, or the PIN slip in the packet's language.
+fn reissued_page(
+    app: &AppState,
+    me: &auth::SignedIn,
+    record: crate::patients::PacketRecord,
+    heading: String,
+    intro: &str,
+    pin: String,
+    label_svg: String,
+) -> Result<Response, AppError> {
+    let until = kept_until(record.retention_start(), app);
     let slip = crate::i18n::strings(&record.language);
-    let (url, _) = packet_label(&app, &record.code, &record.language)?;
+    let url = crate::packet_admin::packet_url(app, &record.code);
     let page = CreatedPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
-        me: crate::views::Me::of(&me),
-        heading: format!("New PIN for {}", record.display_name),
-        intro: "The old slip no longer opens the packet; give the patient this one. The PIN is shown only now."
-            .to_string(),
+        me: crate::views::Me::of(me),
+        heading,
+        intro: intro.to_string(),
         url,
         code: record.code,
         pin,
-        label_svg: String::new(),
+        label_svg,
         kept_until_line: slip.pin_slip_until.replace("{date}", &until),
         kept_until: until,
         slip,

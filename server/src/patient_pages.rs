@@ -416,6 +416,8 @@ pub struct PacketRow {
     pub created_by: String,
     pub failed_attempts: i64,
     pub locked: bool,
+    /// `patients::pin_version` of its second factor, for the new-PIN form.
+    pub pin_version: String,
 }
 
 #[derive(Template)]
@@ -494,6 +496,7 @@ async fn packets_page(
         .into_iter()
         .map(|p| PacketRow {
             locked: p.locked_at.is_some(),
+            pin_version: crate::patients::pin_version(&p.secret_hash),
             kept_until: kept_until(p.retention_start(), app),
             // Both are `YYYY-MM-DD`, so text order is date order.
             could_keep_until: (kept_until(p.retention_start(), app) < kept_longer_now

@@ -162,6 +162,13 @@ pub enum Kept {
     NoSuchPacket,
 }
 
+/// A short, one-way tag of a packet's second factor (`secret_hash`), put on the new-PIN form so
+/// the form acts only on the PIN its page was drawn with.
+pub fn pin_version(secret_hash: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(secret_hash.as_bytes())[..8])
+}
+
 /// The outcome of a second-factor attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -270,7 +277,16 @@ impl Store {
     /// `dob` (normalised) with a new PIN, the old slip stops working, the lock and failed tries
     /// are cleared and the patient's open sessions end (they signed in with the old slip). Audited
     /// as `packet.new_pin` by `by`. The new PIN, or `None` when there is no such packet.
-    pub async fn issue_new_pin(&self, packet: &str, dob: &str, by: &str) -> Result<Option<String>> {
+    /// Only while its second factor is still `seen_hash` (the one the clinician's page was drawn
+    /// with): a form sent twice (a reload, a double click) would otherwise void the slip just
+    /// handed over. `None` when there is no such packet or it changed meanwhile.
+    pub async fn issue_new_pin(
+        &self,
+        packet: &str,
+        dob: &str,
+        by: &str,
+        seen_hash: &str,
+    ) -> Result<Option<String>> {
         let pin = new_pin();
         let hash = {
             let secret = secret(dob, &pin);
@@ -278,10 +294,12 @@ impl Store {
         };
         let mut tx = self.pool().begin().await?;
         let changed = sqlx::query(
-            "UPDATE packets SET secret_hash = ?, failed_attempts = 0, locked_at = NULL WHERE id = ?",
+            "UPDATE packets SET secret_hash = ?, failed_attempts = 0, locked_at = NULL
+             WHERE id = ? AND secret_hash = ?",
         )
         .bind(&hash)
         .bind(packet)
+        .bind(seen_hash)
         .execute(&mut *tx)
         .await?;
         if changed.rows_affected() == 0 {

@@ -320,10 +320,13 @@ async fn fallback(
     // A deleted discharge packet: the patient is told to call the number on their papers, not shown
     // the equipment sites' contacts.
     let patient = resolved.is_some_and(|r| r.code.kind == "discharge");
+    let listed = app.store.listed_sites().await?;
     let sites = match resolved.and_then(|r| r.site.clone()) {
         _ if patient => Vec::new(),
-        Some(site) => vec![site],
-        None => app.store.listed_sites().await?,
+        // Its own site's contact, unless assets.toml no longer lists that site (its numbers may be
+        // stale): then every listed site's.
+        Some(site) if listed.iter().any(|s| s.id == site.id) => vec![site],
+        _ => listed,
     };
     let t = i18n::strings(&lang);
     let page = FallbackPage {

@@ -200,7 +200,8 @@ impl Store {
     /// it no longer lists is retired by the registry (`retired_by = 'registry'`), which the file
     /// listing it again undoes, so a replica started with an older file does no lasting harm. A
     /// code retired deliberately stays retired even if the file lists it. A file that lists no
-    /// code at all retires none (a truncated file is a mistake, not an intent). Open tickets of an
+    /// code at all retires none, nor does one listing no site, queue or asset drop them (a truncated
+    /// file is a mistake, not an intent). Open tickets of an
     /// asset moved to another queue go back to nobody (their agent may not work the new queue).
     /// Discharge codes are the store's own and are left alone.
     pub async fn sync_registry(&self, registry: &Registry) -> Result<RegistrySync> {
@@ -317,17 +318,26 @@ impl Store {
         for (table, ids) in [
             (
                 "sites",
-                json(registry.sites.iter().map(|s| s.id.as_str()).collect()),
+                registry
+                    .sites
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>(),
             ),
             (
                 "queues",
-                json(registry.queues.iter().map(|q| q.id.as_str()).collect()),
+                registry.queues.iter().map(|q| q.id.as_str()).collect(),
             ),
             (
                 "assets",
-                json(registry.assets.iter().map(|a| a.id.as_str()).collect()),
+                registry.assets.iter().map(|a| a.id.as_str()).collect(),
             ),
         ] {
+            // A file that lists none of them is cut short or wrong, not a site closing everything.
+            if ids.is_empty() {
+                continue;
+            }
+            let ids = json(ids);
             dropped += sqlx::query(&format!(
                 "UPDATE {table} SET dropped_at = ?
                  WHERE dropped_at IS NULL AND id NOT IN (SELECT value FROM json_each(?))"

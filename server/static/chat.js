@@ -206,6 +206,7 @@
     var again = el("button", "small", t.newConversation);
     again.type = "button";
     again.id = "new-conversation";
+    again.disabled = busy;
     again.addEventListener("click", function () {
       forget();
       if (replies) { replies.close(); replies = null; }
@@ -283,9 +284,13 @@
     if (!message || busy) return;
     setBusy(true);
     if (typed) input.value = "";
-    var ok = await ask(message, contact, typed);
-    if (typed && !ok && !input.value) input.value = message;
-    setBusy(false);
+    var ok = false;
+    try {
+      ok = await ask(message, contact, typed);
+    } finally {
+      if (typed && !ok && !input.value) input.value = message;
+      setBusy(false);
+    }
   }
   form.addEventListener("submit", function (e) {
     e.preventDefault();

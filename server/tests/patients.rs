@@ -1533,11 +1533,18 @@ fn a_resent_form_makes_one_packet_and_a_clinician_reprints_the_label_or_issues_a
         .status,
         404
     );
+    assert_eq!(
+        app.rows("SELECT actor, packet_id FROM audit_log WHERE action = 'packet.label_printed'"),
+        vec![vec!["nurse6".to_string(), packet.clone()]]
+    );
 
     // John lost his slip. He is signed in on his phone with the old one meanwhile.
     let (_, old_session) = try_open(&app, &john.code, &john.dob, &john.pin);
     let old_session = old_session.expect("the old slip opens it");
     let pin_url = app.url(&format!("/patients/{packet}/pin"));
+    let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
+    let row = between(&list.body, &format!("<tr id=\"packet-{packet}\">"), "</tr>");
+    let version = between(row, "name=\"pin_version\" value=\"", "\"").to_string();
     let hash_before = app.rows(&format!(
         "SELECT secret_hash FROM packets WHERE id = '{packet}'"
     ))[0][0]
@@ -1546,9 +1553,27 @@ fn a_resent_form_makes_one_packet_and_a_clinician_reprints_the_label_or_issues_a
     let bad = post_form(
         &pin_url,
         &[("cookie", &clinician)],
-        &[("csrf", &csrf), ("dob", "someday")],
+        &[
+            ("csrf", &csrf),
+            ("dob", "someday"),
+            ("dob_again", "someday"),
+            ("pin_version", &version),
+        ],
     );
     assert_eq!(bad.status, 422);
+    // Nor do two dates that differ (a typo would make the new slip useless).
+    let differ = post_form(
+        &pin_url,
+        &[("cookie", &clinician)],
+        &[
+            ("csrf", &csrf),
+            ("dob", &john.dob),
+            ("dob_again", "1900-01-01"),
+            ("pin_version", &version),
+        ],
+    );
+    assert_eq!(differ.status, 422);
+    assert!(differ.body.contains("differ"), "{}", differ.body);
     assert_eq!(
         post_form(
             &pin_url,
@@ -1564,17 +1589,33 @@ fn a_resent_form_makes_one_packet_and_a_clinician_reprints_the_label_or_issues_a
         ))[0][0],
         hash_before
     );
-    let issued = post_form(
-        &pin_url,
-        &[("cookie", &clinician)],
-        &[("csrf", &csrf), ("dob", &john.dob)],
-    );
+    let new_pin_form = [
+        ("csrf", csrf.as_str()),
+        ("dob", john.dob.as_str()),
+        ("dob_again", john.dob.as_str()),
+        ("pin_version", version.as_str()),
+    ];
+    let issued = post_form(&pin_url, &[("cookie", &clinician)], &new_pin_form);
     assert_eq!(issued.status, 200, "{}", issued.body);
     let new_pin = between(&issued.body, "<p class=\"big\" id=\"pin\">", "<").to_string();
     assert_eq!(new_pin.len(), 6);
     assert!(
         !issued.body.contains("<svg"),
         "a new PIN's page has no label"
+    );
+    // The result page reloaded (the form sent again): the slip just handed over stays the one
+    // that works.
+    let hash_issued = app.rows(&format!(
+        "SELECT secret_hash FROM packets WHERE id = '{packet}'"
+    ))[0][0]
+        .clone();
+    let resent = post_form(&pin_url, &[("cookie", &clinician)], &new_pin_form);
+    assert_eq!(resent.status, 409, "{}", resent.body);
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT secret_hash FROM packets WHERE id = '{packet}'"
+        ))[0][0],
+        hash_issued
     );
     // The old slip no longer opens the packet, the old session has ended, the new slip opens it.
     let page = get(

@@ -1119,6 +1119,32 @@ fn receiver_on(listener: std::net::TcpListener, fail_first: usize) -> Receiver {
     Receiver { url, requests: rx }
 }
 
+/// An address nobody listens on yet: a port reserved, then closed (a receiver that is down).
+fn a_closed_port() -> std::net::SocketAddr {
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    reserved.local_addr().unwrap()
+}
+
+/// Gives the pump's support queue a webhook to `url` signed with `secret`; the queue's id.
+fn webhook_on_pumps_queue(app: &TestApp, url: &str, secret: &str) -> String {
+    let store = app.state.store.clone();
+    let queue = {
+        let store = store.clone();
+        app.block_on(async move { store.resolve_code(PUMP_CODE).await })
+            .unwrap()
+            .unwrap()
+            .asset
+            .clone()
+            .unwrap()
+            .queue_id
+    };
+    let (q, url, secret) = (queue.clone(), url.to_string(), secret.to_string());
+    assert!(app
+        .block_on(async move { store.set_queue_webhook(&q, Some(&url), Some(&secret)).await })
+        .unwrap());
+    queue
+}
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
     headers
         .iter()
@@ -1136,33 +1162,11 @@ fn a_queue_webhook_gets_signed_events_retried_until_delivered() {
         },
         ..ServerConfig::default()
     });
-    // The receiver is down at first: its port is reserved, then closed.
-    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = reserved.local_addr().unwrap();
-    drop(reserved);
+    // The receiver is down at first.
+    let addr = a_closed_port();
     let url = format!("http://{addr}/hooks/scanaid");
     let secret = "s3cret-shared-with-the-receiver";
-    let store = app.state.store.clone();
-    let queue = {
-        let store = store.clone();
-        app.block_on(async move { store.resolve_code(PUMP_CODE).await })
-            .unwrap()
-            .unwrap()
-            .asset
-            .clone()
-            .unwrap()
-            .queue_id
-    };
-    {
-        let (store, queue, url) = (store.clone(), queue.clone(), url.clone());
-        assert!(app
-            .block_on(async move {
-                store
-                    .set_queue_webhook(&queue, Some(&url), Some(secret))
-                    .await
-            })
-            .unwrap());
-    }
+    let queue = webhook_on_pumps_queue(&app, &url, secret);
 
     let (status, reply) = ask(
         &app,
@@ -1416,28 +1420,10 @@ fn an_administrator_sees_a_webhooks_backlog_and_sends_it_once_the_receiver_is_ba
         },
         ..ServerConfig::default()
     });
-    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = reserved.local_addr().unwrap();
-    drop(reserved);
+    let addr = a_closed_port();
     // Receivers often carry their secret in the path: the page must not show it.
     let url = format!("http://{addr}/hooks/T0-secret-path-token");
-    let store = app.state.store.clone();
-    let queue = {
-        let store = store.clone();
-        app.block_on(async move { store.resolve_code(PUMP_CODE).await })
-            .unwrap()
-            .unwrap()
-            .asset
-            .clone()
-            .unwrap()
-            .queue_id
-    };
-    {
-        let (store, queue, url) = (store.clone(), queue.clone(), url.clone());
-        assert!(app
-            .block_on(async move { store.set_queue_webhook(&queue, Some(&url), Some("k")).await })
-            .unwrap());
-    }
+    let queue = webhook_on_pumps_queue(&app, &url, "k");
     let (status, _) = ask(
         &app,
         serde_json::json!({"code": PUMP_CODE, "message": "I need to talk to a person"}),
