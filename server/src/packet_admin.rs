@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::account::no_store;
 use crate::auth::{self, SignedIn};
-use crate::patient_pages::require_clinician;
+use crate::patient_pages::{require_clinician, require_clinician_posting};
 use crate::patients::{normalise_dob, NewDocument, NewPacket};
 use crate::{AppError, AppState};
 
@@ -178,14 +178,11 @@ pub async fn create(
     headers: HeaderMap,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
-    let me = match require_clinician(&app, &headers).await? {
+    let form = NewPacketForm::from_pairs(pairs);
+    let me = match require_clinician_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(refused) => return Ok(refused),
     };
-    let form = NewPacketForm::from_pairs(pairs);
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
     let mut errors = Vec::new();
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::account::no_store;
 use crate::auth;
 use crate::packet_admin::{packet_label, CreatedPage};
-use crate::patient_pages::{kept_until, require_clinician};
+use crate::patient_pages::{kept_until, require_clinician, require_clinician_posting};
 use crate::{AppError, AppState};
 
 /// A packet id that does not exist (deleted meanwhile, or made up).
@@ -97,13 +97,10 @@ pub async fn new_pin(
     headers: HeaderMap,
     Form(form): Form<NewPinForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_clinician(&app, &headers).await? {
+    let me = match require_clinician_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(refused) => return Ok(refused),
     };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let Some(dob) = crate::patients::normalise_dob(&form.dob).filter(|d| *d <= today) else {
         return message(

@@ -453,17 +453,24 @@ pub(crate) fn kept_until(start: &str, app: &AppState) -> String {
         .unwrap_or_default()
 }
 
+const CLINICIAN_ROLES: &[Role] = &[Role::Clinician, Role::Admin];
+const CLINICIAN_REFUSAL: &str = "Discharge packets are for clinicians.";
+
 pub(crate) async fn require_clinician(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Result<Result<auth::SignedIn, Response>, AppError> {
-    require_role(
-        app,
-        headers,
-        &[Role::Clinician, Role::Admin],
-        "Discharge packets are for clinicians.",
-    )
-    .await
+    require_role(app, headers, CLINICIAN_ROLES, CLINICIAN_REFUSAL).await
+}
+
+/// `require_clinician` for a form post: the session's CSRF token must be the one posted.
+pub(crate) async fn require_clinician_posting(
+    app: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Result<auth::SignedIn, Response>, AppError> {
+    crate::account::require_role_posting(app, headers, CLINICIAN_ROLES, CLINICIAN_REFUSAL, csrf)
+        .await
 }
 
 /// `GET /patients`: packets with their lock status, and the newest audit entries.
@@ -529,13 +536,10 @@ pub async fn reset(
     headers: HeaderMap,
     Form(form): Form<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_clinician(&app, &headers).await? {
+    let me = match require_clinician_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(refused) => return Ok(refused),
     };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
     if !app.store.reset_packet(&packet, &me.username).await? {
         return packet_not_found();
     }
@@ -553,13 +557,10 @@ pub async fn keep(
     headers: HeaderMap,
     Form(form): Form<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_clinician(&app, &headers).await? {
+    let me = match require_clinician_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(refused) => return Ok(refused),
     };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
     let now = chrono::Utc::now();
     let from = crate::store::stored_time(now);
     let past_limit = crate::retention::packets_past_limit_before(app.config.retention, now);
@@ -605,13 +606,10 @@ pub async fn delete(
     headers: HeaderMap,
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, AppError> {
-    let me = match require_clinician(&app, &headers).await? {
+    let me = match require_clinician_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(refused) => return Ok(refused),
     };
-    if !auth::tokens_match(&me.csrf, &form.csrf) {
-        return crate::account::forbidden("This form expired. Reload the page and try again.");
-    }
     if form.confirm.trim() != "delete" {
         let page = crate::views::MessagePage {
             lang: "en".to_string(),
