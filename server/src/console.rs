@@ -101,7 +101,7 @@ pub struct TicketPage {
 }
 
 /// An instant in the asset's site time zone, as an agent reads it.
-fn local_time(at: &str, timezone: &str) -> String {
+pub(crate) fn local_time(at: &str, timezone: &str) -> String {
     let (Ok(at), Ok(tz)) = (
         chrono::DateTime::parse_from_rfc3339(at),
         timezone.parse::<chrono_tz::Tz>(),

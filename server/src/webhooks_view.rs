@@ -54,13 +54,10 @@ impl QueueWebhook {
 
 /// A stored time as `YYYY-MM-DD HH:MM UTC`, or `-`.
 pub fn minute(at: &Option<String>) -> String {
-    match at.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
-        Some(Ok(at)) => at
-            .with_timezone(&chrono::Utc)
-            .format("%Y-%m-%d %H:%M UTC")
-            .to_string(),
-        _ => "-".to_string(),
-    }
+    at.as_deref().map_or_else(
+        || "-".to_string(),
+        |at| crate::console::local_time(at, "UTC"),
+    )
 }
 
 impl Store {

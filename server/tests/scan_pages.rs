@@ -7,21 +7,7 @@ mod common;
 use common::*;
 
 fn sign_in(app: &TestApp, username: &str, password: &str) -> Reply {
-    let form = get(&app.url("/signin"), &[]);
-    assert_eq!(form.status, 200);
-    let csrf_cookie = form
-        .set_cookie("scanaid_csrf")
-        .expect("sign-in form sets its CSRF cookie");
-    let csrf = form.hidden("csrf").expect("sign-in form has a CSRF field");
-    post_form(
-        &app.url("/signin"),
-        &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
-        &[
-            ("csrf", &csrf),
-            ("username", username),
-            ("password", password),
-        ],
-    )
+    sign_in_from(app, "/signin", username, password, None)
 }
 
 fn session_cookie(app: &TestApp, username: &str, password: &str) -> String {
@@ -1549,20 +1535,13 @@ fn signing_in_comes_back_to_the_page_that_asked_or_goes_to_the_roles_own_page() 
         assert_eq!(signed.header("location"), Some(landing), "{name}");
     }
     // A wrong password keeps the page to return to on the form shown again.
-    let wrong = {
-        let form = get(&app.url("/signin?next=%2Fpatients"), &[]);
-        let csrf_cookie = form.set_cookie("scanaid_csrf").unwrap();
-        post_form(
-            &app.url("/signin"),
-            &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
-            &[
-                ("csrf", &form.hidden("csrf").unwrap()),
-                ("username", "nurse.return"),
-                ("password", "not-the-password"),
-                ("next", "/patients"),
-            ],
-        )
-    };
+    let wrong = sign_in_from(
+        &app,
+        "/signin?next=%2Fpatients",
+        "nurse.return",
+        "not-the-password",
+        None,
+    );
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.hidden("next").as_deref(), Some("/patients"));
 
