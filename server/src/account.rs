@@ -372,8 +372,10 @@ async fn users_page(
     let agent_queues = app.store.all_agent_queues().await?;
     let mut users = Vec::with_capacity(rows.len());
     for (user_id, username, role, created_at) in rows {
+        let works = agent_queues.get(&user_id);
+        // Given queues, all since dropped from assets.toml: they see no ticket until given one.
+        let queues_dropped = role == Role::Agent.as_str() && works.is_some_and(|w| w.is_empty());
         let queues = if role == Role::Agent.as_str() {
-            let works = agent_queues.get(&user_id);
             all_queues
                 .iter()
                 .map(|(id, name)| crate::views::QueueChoice {
@@ -396,6 +398,7 @@ async fn users_page(
             created_at,
             locked,
             queues,
+            queues_dropped,
         });
     }
     let page = AdminUsersPage {

@@ -1,7 +1,8 @@
 //! Which support queues an agent works. A hospital's biomedical engineers and its facilities team
 //! answer different people: each sees only their own queues' tickets in the console, on ticket
 //! pages and in the live stream. An agent given no queue works every queue (a small site with one
-//! team needs no set-up); administrators see every queue.
+//! team needs no set-up); an agent whose queues were all dropped from `assets.toml` works none
+//! until given another; administrators see every queue.
 
 use std::collections::BTreeSet;
 
@@ -36,40 +37,68 @@ impl QueueScope {
     }
 }
 
+/// The queues an administrator gave an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GivenQueues {
+    /// Whether any queue was ever given (false: the agent works every queue).
+    pub any_given: bool,
+    /// Those given that `assets.toml` still lists.
+    pub live: Vec<String>,
+}
+
 impl Store {
-    /// What `user` sees of the support queues.
+    /// What `user` sees of the support queues. An agent given queues that have all since been
+    /// dropped from `assets.toml` sees none, not every queue: losing a queue must never widen
+    /// what someone may read (the users page says so, and an administrator decides again).
     pub async fn queue_scope(&self, user: &SignedIn) -> Result<QueueScope> {
         if user.role == Role::Admin {
             return Ok(QueueScope::Every);
         }
-        Ok(QueueScope::of(self.agent_queues(user.user_id).await?))
+        let given = self.agent_queues(user.user_id).await?;
+        if given.any_given {
+            Ok(QueueScope::Only(given.live.into_iter().collect()))
+        } else {
+            Ok(QueueScope::Every)
+        }
     }
 
-    /// The queues given to a user that still exist, by id (none: every queue). A queue dropped
-    /// from `assets.toml` is not counted: an agent left with none of theirs works every queue, as
-    /// the users page then shows.
-    pub async fn agent_queues(&self, user_id: i64) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT queue_id FROM agent_queues
-             WHERE user_id = ? AND queue_id IN (SELECT id FROM queues WHERE dropped_at IS NULL) ORDER BY queue_id",
+    /// The queues given to a user: whether any were (none: every queue), and those that still
+    /// exist, by id. A queue dropped from `assets.toml` is not counted among the live ones.
+    pub async fn agent_queues(&self, user_id: i64) -> Result<GivenQueues> {
+        let rows: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT a.queue_id, EXISTS (SELECT 1 FROM queues q WHERE q.id = a.queue_id AND q.dropped_at IS NULL)
+             FROM agent_queues a WHERE a.user_id = ? ORDER BY a.queue_id",
         )
         .bind(user_id)
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        Ok(GivenQueues {
+            any_given: !rows.is_empty(),
+            live: rows
+                .into_iter()
+                .filter(|(_, live)| *live)
+                .map(|(queue, _)| queue)
+                .collect(),
+        })
     }
 
-    /// Every agent's queues at once (the users page), by user id.
+    /// Every agent's live queues at once (the users page), by user id. A user given queues that
+    /// were all dropped has an empty set here; a user never given one has no entry.
     pub async fn all_agent_queues(
         &self,
     ) -> Result<std::collections::HashMap<i64, BTreeSet<String>>> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT user_id, queue_id FROM agent_queues WHERE queue_id IN (SELECT id FROM queues WHERE dropped_at IS NULL)",
+        let rows: Vec<(i64, String, bool)> = sqlx::query_as(
+            "SELECT a.user_id, a.queue_id, EXISTS (SELECT 1 FROM queues q WHERE q.id = a.queue_id AND q.dropped_at IS NULL)
+             FROM agent_queues a",
         )
         .fetch_all(self.pool())
         .await?;
         let mut by_user = std::collections::HashMap::<i64, BTreeSet<String>>::new();
-        for (user, queue) in rows {
-            by_user.entry(user).or_default().insert(queue);
+        for (user, queue, live) in rows {
+            let queues = by_user.entry(user).or_default();
+            if live {
+                queues.insert(queue);
+            }
         }
         Ok(by_user)
     }
@@ -137,5 +166,93 @@ mod tests {
         assert!(only.sees("biomed"));
         assert!(!only.sees("mercy-facilities"));
         assert!(!only.sees(""));
+    }
+
+    fn registry(queues: &[&str]) -> crate::registry::Registry {
+        let mut text = "[[site]]\nid = \"s\"\nname = \"Site\"\ntimezone = \"Europe/Madrid\"\ncontact = \"ext. 1\"\n\n".to_string();
+        for queue in queues {
+            text.push_str(&format!(
+                "[[queue]]\nid = \"{queue}\"\nname = \"{queue}\"\nsite = \"s\"\n\n"
+            ));
+        }
+        text.push_str(&format!(
+            "[[asset]]\nid = \"a\"\nname = \"a\"\nmodel = \"M\"\nsite = \"s\"\nqueue = \"{}\"\nmanuals = []\n\n\
+             [[code]]\ncode = \"AAAAaaaa1\"\nasset = \"a\"\nplacement = \"nameplate\"\n",
+            queues[0]
+        ));
+        crate::registry::Registry::parse(&text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_agent_whose_queues_are_all_dropped_sees_none_until_given_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        store
+            .sync_registry(&registry(&["biomed", "facilities"]))
+            .await
+            .unwrap();
+        for name in ["bio.agent", "any.agent"] {
+            assert!(
+                crate::auth::create_user(&store, name, "a long enough password", Role::Agent)
+                    .await
+                    .unwrap()
+            );
+        }
+        let user = |name: &str, user_id: i64| SignedIn {
+            user_id,
+            username: name.to_string(),
+            role: Role::Agent,
+            csrf: String::new(),
+        };
+        let id_of = |name: &'static str| {
+            let store = store.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE username = ?")
+                    .bind(name)
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap()
+            }
+        };
+        let bio = user("bio.agent", id_of("bio.agent").await);
+        let any = user("any.agent", id_of("any.agent").await);
+        store
+            .set_agent_queues(bio.user_id, &["biomed".to_string()])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.queue_scope(&bio).await.unwrap(),
+            QueueScope::of(["biomed".to_string()])
+        );
+        assert_eq!(store.queue_scope(&any).await.unwrap(), QueueScope::Every);
+
+        // assets.toml drops the biomedical queue: bio.agent sees no queue, not every queue.
+        store
+            .sync_registry(&registry(&["facilities"]))
+            .await
+            .unwrap();
+        let scope = store.queue_scope(&bio).await.unwrap();
+        assert_eq!(scope, QueueScope::Only(BTreeSet::new()));
+        assert!(!scope.sees("facilities"));
+        assert_eq!(
+            store.all_agent_queues().await.unwrap().get(&bio.user_id),
+            Some(&BTreeSet::new()),
+            "the users page can tell them from an agent never given a queue"
+        );
+        assert_eq!(
+            store.all_agent_queues().await.unwrap().get(&any.user_id),
+            None
+        );
+        assert_eq!(store.queue_scope(&any).await.unwrap(), QueueScope::Every);
+
+        // The queue listed again brings their scope back; an administrator's choice replaces it.
+        store
+            .sync_registry(&registry(&["biomed", "facilities"]))
+            .await
+            .unwrap();
+        assert!(store.queue_scope(&bio).await.unwrap().sees("biomed"));
+        store.set_agent_queues(bio.user_id, &[]).await.unwrap();
+        assert_eq!(store.queue_scope(&bio).await.unwrap(), QueueScope::Every);
+        store.close().await;
     }
 }

@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use crate::account::{no_store, require_role};
+use crate::agent_queues::QueueScope;
 use crate::auth::{self, SignedIn};
 use crate::chat::CitationView;
 use crate::roles::Role;
@@ -78,6 +79,8 @@ pub struct QueuePage {
     pub csrf: String,
     pub me: crate::views::Me,
     pub tickets: Vec<TicketRow>,
+    /// Which queues the agent works, when not every queue.
+    pub scope_note: String,
 }
 
 #[derive(Template)]
@@ -128,6 +131,16 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
         Err(refused) => return Ok(refused),
     };
     let scope = app.store.queue_scope(&me).await?;
+    let scope_note = match &scope {
+        QueueScope::Every => String::new(),
+        QueueScope::Only(queues) if queues.is_empty() => "None of the queues you were given is \
+            listed any more: you see no tickets until an administrator gives you a queue."
+            .to_string(),
+        QueueScope::Only(queues) => format!(
+            "You work {}.",
+            queues.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
     let tickets = app
         .store
         .tickets_for_console(CLOSED_SHOWN, &scope)
@@ -154,6 +167,7 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
             csrf: me.csrf.clone(),
             me: crate::views::Me::of(&me),
             tickets,
+            scope_note,
         }
         .render()?,
     ))

@@ -96,6 +96,8 @@ pub struct UserRow {
     pub locked: String,
     /// For an agent: every support queue, ticked where they work it (none ticked: every queue).
     pub queues: Vec<QueueChoice>,
+    /// An agent whose given queues were all dropped from `assets.toml`: they see no ticket.
+    pub queues_dropped: bool,
 }
 
 /// A support queue as a checkbox on the users page.

@@ -603,6 +603,15 @@ fn an_agent_given_queues_sees_only_those_queues_tickets_pages_and_events() {
     };
     assert!(row(&bio, pump) && !row(&bio, compressor));
     assert!(row(&anyone, pump) && row(&anyone, compressor));
+    assert!(
+        get(&app.url("/support"), &[("cookie", &bio)])
+            .body
+            .contains("You work biomed."),
+        "the console says which queues its agent works"
+    );
+    assert!(!get(&app.url("/support"), &[("cookie", &anyone)])
+        .body
+        .contains("You work"));
     assert!(row(&admin, pump) && row(&admin, compressor));
     assert_eq!(
         get(
