@@ -398,30 +398,48 @@ impl Store {
         };
         let (secret, hash) = (secret(dob, pin), packet.secret_hash.clone());
         let right = crate::auth::password_work(move || verify_password(&secret, &hash)).await?;
+        // The PIN was checked against the hash read before the argon2 work; a clinician may have
+        // issued a new PIN meanwhile. The session opens only if that hash is still the packet's,
+        // in one transaction with the check, so an old slip never opens a session that outlives
+        // the new PIN's (whose issue ends every session in its own transaction).
+        let mut replaced = false;
         if right {
+            let mut tx = self.pool().begin().await?;
             // Lifts the lock this very try set when it was the last one allowed.
-            sqlx::query("UPDATE packets SET failed_attempts = 0, locked_at = NULL WHERE id = ?")
-                .bind(&packet.id)
-                .execute(self.pool())
-                .await?;
-            let token = random_token(32);
-            let at = now();
-            sqlx::query("INSERT INTO patient_sessions (token_hash, packet_id, created_at, last_seen) VALUES (?, ?, ?, ?)")
-                .bind(token_hash(&token))
-                .bind(&packet.id)
-                .bind(&at)
-                .bind(&at)
-                .execute(self.pool())
-                .await?;
-            self.audit("patient", "access.granted", Some(&packet.id), "", ip_prefix)
-                .await?;
-            return Ok(Attempt::Opened(token));
+            let current = sqlx::query(
+                "UPDATE packets SET failed_attempts = 0, locked_at = NULL WHERE id = ? AND secret_hash = ?",
+            )
+            .bind(&packet.id)
+            .bind(&packet.secret_hash)
+            .execute(&mut *tx)
+            .await?;
+            if current.rows_affected() == 1 {
+                let token = random_token(32);
+                let at = now();
+                sqlx::query("INSERT INTO patient_sessions (token_hash, packet_id, created_at, last_seen) VALUES (?, ?, ?, ?)")
+                    .bind(token_hash(&token))
+                    .bind(&packet.id)
+                    .bind(&at)
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                self.audit("patient", "access.granted", Some(&packet.id), "", ip_prefix)
+                    .await?;
+                return Ok(Attempt::Opened(token));
+            }
+            replaced = true;
         }
+        let detail = if replaced {
+            format!("attempt {tries} of {MAX_FAILURES}: the PIN of a slip replaced while it was checked")
+        } else {
+            format!("attempt {tries} of {MAX_FAILURES}")
+        };
         self.audit(
             "anonymous",
             "access.failed",
             Some(&packet.id),
-            &format!("attempt {tries} of {MAX_FAILURES}"),
+            &detail,
             ip_prefix,
         )
         .await?;
@@ -784,5 +802,65 @@ mod tests {
         assert_eq!(normalise_pin("123 456").as_deref(), Some("123456"));
         assert_eq!(normalise_pin("12345"), None);
         assert_eq!(normalise_pin("12345a"), None);
+    }
+
+    #[tokio::test]
+    async fn an_old_slip_checked_while_a_new_pin_is_issued_opens_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let created = store
+            .create_packet(&NewPacket {
+                patient_name: "Test Patient".to_string(),
+                dob: "1958-03-14".to_string(),
+                language: "en".to_string(),
+                documents: vec![NewDocument {
+                    title: "Going home".to_string(),
+                    markdown: "# Going home\n\nRest.".to_string(),
+                    template: None,
+                }],
+                created_by: "nurse".to_string(),
+            })
+            .await
+            .unwrap();
+        // The sign-in read the packet (and its hash) before the new PIN was issued...
+        let read_before = store.packet(&created.packet_id).await.unwrap().unwrap();
+        let new_pin = store
+            .issue_new_pin(
+                &created.packet_id,
+                "1958-03-14",
+                "nurse",
+                &read_before.secret_hash,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        // ...so its check of the old PIN succeeds against what it read, yet opens nothing.
+        let old = store
+            .try_packet(&read_before, "1958-03-14", &created.pin, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            old,
+            Attempt::Wrong {
+                left: MAX_FAILURES - 1
+            }
+        );
+        let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patient_sessions")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(sessions, 0);
+        // The new slip opens it, and the try the old slip cost is taken back.
+        let current = store.packet(&created.packet_id).await.unwrap().unwrap();
+        assert!(matches!(
+            store
+                .try_packet(&current, "1958-03-14", &new_pin, None)
+                .await
+                .unwrap(),
+            Attempt::Opened(_)
+        ));
+        let after = store.packet(&created.packet_id).await.unwrap().unwrap();
+        assert_eq!(after.failed_attempts, 0);
+        store.close().await;
     }
 }
