@@ -470,6 +470,9 @@ pub fn qr(cmd: QrCmd) -> Result<ExitCode> {
             .unwrap_or_default(),
         line: cmd.line.clone(),
         code: resolved.code.code.clone(),
+        contact: scanaid_server::label::contact_line(
+            resolved.site.as_ref().map(|s| s.contact.as_str()),
+        ),
     };
     let bytes = match extension.as_deref() {
         Some("svg") => scanaid_server::label::svg(&label).map(String::into_bytes),

@@ -341,7 +341,20 @@ fn printed_labels_decode_to_their_code_url_with_a_real_qr_decoder() {
     assert!(out.status.success());
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("VP-300 infusion pump, ICU bed 7"));
-    assert!(text.contains("Scan for manuals, fault codes and help"));
+    // The lines under the code, read in order (long ones wrap onto two).
+    let shown: Vec<&str> = text
+        .split("</text>")
+        .filter_map(|piece| piece.rsplit_once('>').map(|(_, text)| text))
+        .collect();
+    let shown = shown.join(" ");
+    assert!(
+        shown.contains("Scan for manuals, fault codes and help"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Help: Biomedical Engineering, ext. 4410, (555) 010-4410"),
+        "the site's help number: {shown}"
+    );
 
     let bad = scanaid(&[
         "qr",

@@ -111,6 +111,7 @@ pub async fn label(
             .unwrap_or_default(),
         line: DEFAULT_LINE.to_string(),
         code: resolved.code.code.clone(),
+        contact: label::contact_line(resolved.site.as_ref().map(|s| s.contact.as_str())),
     };
     let rendered = match format {
         "svg" => label::svg(&label).map(|s| ("image/svg+xml", s.into_bytes())),

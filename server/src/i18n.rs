@@ -108,6 +108,11 @@ pub struct Strings {
     /// The last day the packet can be opened; `{date}` is `YYYY-MM-DD`.
     pub pin_slip_until: &'static str,
     pub patient_unsure: &'static str,
+    /// Whom to call, when the packet names its ward (`{contact}`): on the patient's page, on the
+    /// sign-in page and the PIN slip, and (short) on the label.
+    pub patient_call: &'static str,
+    pub pin_help: &'static str,
+    pub label_call: &'static str,
 }
 
 pub const EN: Strings = Strings {
@@ -200,6 +205,9 @@ pub const EN: Strings = Strings {
     pin_slip_text: "With your date of birth, this PIN opens your instructions at the address on your papers. Keep it apart from them.",
     pin_slip_until: "Your instructions can be opened until {date}. After that they are deleted.",
     patient_unsure: "I am not sure your instructions answer this. For anything urgent, call the number on your papers.",
+    patient_call: "Questions about your care? Call {contact}.",
+    pin_help: "Lost your PIN, or are your instructions locked? Call {contact}.",
+    label_call: "Questions? Call {contact}",
 };
 
 pub const ES: Strings = Strings {
@@ -292,7 +300,23 @@ pub const ES: Strings = Strings {
     pin_slip_text: "Con su fecha de nacimiento, este PIN abre sus instrucciones en la dirección de sus papeles. Guárdelo aparte de ellos.",
     pin_slip_until: "Podrá abrir sus instrucciones hasta el {date}. Después se borrarán.",
     patient_unsure: "No estoy seguro de que sus instrucciones respondan a esto. Si es urgente, llame al teléfono de sus papeles.",
+    patient_call: "¿Dudas sobre sus cuidados? Llame a {contact}.",
+    pin_help: "¿Ha perdido su PIN o se han bloqueado sus instrucciones? Llame a {contact}.",
+    label_call: "¿Dudas? Llame a {contact}",
 };
+
+impl Strings {
+    /// `template` with the packet's contact in it, or nothing when the packet names none (made
+    /// before contacts were asked for): then the older wording, "the number on your papers", stands.
+    pub fn with_contact(&self, template: &str, contact: &str) -> String {
+        let contact = contact.trim();
+        if contact.is_empty() {
+            String::new()
+        } else {
+            template.replace("{contact}", contact)
+        }
+    }
+}
 
 /// Languages with interface strings.
 impl Strings {

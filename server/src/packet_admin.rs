@@ -17,6 +17,7 @@ use crate::{AppError, AppState};
 /// Longest personal note, in characters.
 pub const MAX_NOTE_CHARS: usize = 20_000;
 const MAX_NAME_CHARS: usize = 120;
+const MAX_CONTACT_CHARS: usize = 120;
 
 /// A bundled leaflet a packet can start from.
 pub struct LeafletChoice {
@@ -40,6 +41,7 @@ pub struct NewPacketPage {
     pub dob: String,
     pub language: String,
     pub note: String,
+    pub contact: String,
     /// Random per form page: the same form sent twice makes one packet.
     pub form_token: String,
 }
@@ -65,6 +67,8 @@ pub struct CreatedPage {
     pub kept_until: String,
     /// The slip's line saying so, in the packet's language.
     pub kept_until_line: String,
+    /// The slip's line saying whom to call about a lost PIN (empty: the packet names nobody).
+    pub pin_help_line: String,
 }
 
 /// The bundled patient leaflets (`manuals/patient/*.md`), parsed.
@@ -112,6 +116,7 @@ fn form_page(
         dob: form.dob.clone(),
         language: form.language.clone(),
         note: form.note.clone(),
+        contact: form.contact.clone(),
         // A form shown again with its errors keeps its token: it still makes one packet.
         form_token: if form.form_token.is_empty() {
             auth::random_token(16)
@@ -134,6 +139,7 @@ pub async fn new_form(
     };
     let empty = NewPacketForm {
         language: "en".to_string(),
+        contact: app.store.last_packet_contact(&me.username).await?,
         ..NewPacketForm::default()
     };
     form_page(&app, &me, StatusCode::OK, Vec::new(), &empty)
@@ -147,6 +153,7 @@ pub struct NewPacketForm {
     pub dob: String,
     pub language: String,
     pub note: String,
+    pub contact: String,
     pub templates: Vec<String>,
     pub form_token: String,
 }
@@ -162,6 +169,7 @@ impl NewPacketForm {
                 "language" => form.language = v,
                 // A textarea's line breaks arrive as CRLF but count as one against its maxlength.
                 "note" => form.note = v.replace("\r\n", "\n"),
+                "contact" => form.contact = v,
                 "template" => form.templates.push(v),
                 "form_token" => form.form_token = v,
                 _ => {}
@@ -202,6 +210,14 @@ pub async fn create(
         errors.push(format!(
             "The language is one of: {}.",
             crate::i18n::UI_LANGUAGES.join(", ")
+        ));
+    }
+    let contact = form.contact.trim();
+    if contact.chars().count() > MAX_CONTACT_CHARS
+        || contact.chars().filter(char::is_ascii_digit).count() < 3
+    {
+        errors.push(format!(
+            "Whom the patient calls is a ward and a phone number or extension (at least 3 digits, at most {MAX_CONTACT_CHARS} characters): the label, the PIN slip and the patient's pages tell them to call it."
         ));
     }
     if form.note.chars().count() > MAX_NOTE_CHARS {
@@ -248,6 +264,7 @@ pub async fn create(
                 language: form.language.clone(),
                 documents,
                 created_by: me.username.clone(),
+                contact: contact.to_string(),
             },
             token,
         )
@@ -264,7 +281,7 @@ pub async fn create(
     };
     // Indexing takes seconds; the clinician gets the label now.
     crate::patient_chat::reindex_in_background(&app);
-    let (url, label_svg) = packet_label(&app, &created.code, &form.language)?;
+    let (url, label_svg) = packet_label(&app, &created.code, &form.language, contact)?;
     let documents = app.store.packet_documents(&created.packet_id).await?.len();
     let kept_until = match app.store.packet(&created.packet_id).await? {
         Some(record) => crate::patient_pages::kept_until(record.retention_start(), &app),
@@ -282,6 +299,7 @@ pub async fn create(
         pin: created.pin,
         label_svg,
         kept_until_line: slip.pin_slip_until.replace("{date}", &kept_until),
+        pin_help_line: slip.with_contact(slip.pin_help, contact),
         kept_until,
         slip,
         packet_lang: form.language.clone(),
@@ -290,11 +308,13 @@ pub async fn create(
     Ok(no_store(Html(page).into_response()))
 }
 
-/// A packet's address and its printable label (SVG), worded in the packet's `language`.
+/// A packet's address and its printable label (SVG), worded in the packet's `language`, with
+/// whom to call (`contact`; empty: no such line).
 pub(crate) fn packet_label(
     app: &AppState,
     code: &str,
     language: &str,
+    contact: &str,
 ) -> Result<(String, String), AppError> {
     let url = packet_url(app, code);
     let spanish = language == "es";
@@ -313,6 +333,10 @@ pub(crate) fn packet_label(
         }
         .to_string(),
         code: code.to_string(),
+        contact: {
+            let t = crate::i18n::strings(language);
+            t.with_contact(t.label_call, contact)
+        },
     };
     let svg = crate::label::svg(&label).map_err(|reason| {
         AppError(crate::ServerError::Registry {

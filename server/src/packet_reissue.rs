@@ -60,7 +60,7 @@ pub async fn label(
         )
         .await?;
     let record_name = record.display_name.clone();
-    let (_, label_svg) = packet_label(&app, &record.code, &record.language)?;
+    let (_, label_svg) = packet_label(&app, &record.code, &record.language, &record.contact)?;
     reissued_page(
         &app,
         &me,
@@ -166,6 +166,7 @@ fn reissued_page(
         pin,
         label_svg,
         kept_until_line: slip.pin_slip_until.replace("{date}", &until),
+        pin_help_line: slip.with_contact(slip.pin_help, &record.contact),
         kept_until: until,
         slip,
         packet_lang: record.language,

@@ -27,6 +27,8 @@ pub struct VerifyPage {
     pub csrf: String,
     pub error: String,
     pub locked: bool,
+    /// Whom to call about a lost PIN or a locked packet (empty: the packet names nobody).
+    pub help_line: String,
 }
 
 pub struct DocumentView {
@@ -51,6 +53,8 @@ pub struct PatientPage {
     pub error: String,
     /// Until when the packet opens (the retention limit), in its language.
     pub kept_until_line: String,
+    /// Whom to call with questions (empty: the packet names nobody).
+    pub call_line: String,
 }
 
 /// The packet a request's patient cookie opens, if the session is live.
@@ -131,6 +135,7 @@ async fn instructions(
         kept_until_line: t
             .pin_slip_until
             .replace("{date}", &kept_until(packet.retention_start(), app)),
+        call_line: t.with_contact(t.patient_call, &packet.contact),
         lang: packet.language.clone(),
         name: packet.display_name.clone(),
         csrf: auth::csrf_for_session(token),
@@ -152,8 +157,10 @@ fn verify_form(
     locked: bool,
 ) -> Result<Response, AppError> {
     let csrf = auth::random_token(16);
+    let t = i18n::strings(&packet.language);
     let page = VerifyPage {
-        t: i18n::strings(&packet.language),
+        t,
+        help_line: t.with_contact(t.pin_help, &packet.contact),
         lang: packet.language.clone(),
         code: packet.code.clone(),
         csrf: csrf.clone(),

@@ -98,6 +98,8 @@ pub struct NewPacket {
     pub language: String,
     pub documents: Vec<NewDocument>,
     pub created_by: String,
+    /// Whom the patient calls (the ward and its phone number); see `PacketRecord::contact`.
+    pub contact: String,
 }
 
 /// What is printed: the code on the papers, the PIN on a separate slip. Shown once.
@@ -122,6 +124,9 @@ pub struct PacketRecord {
     pub locked_at: Option<String>,
     /// When a clinician last kept it longer; `None`: never (see `retention_start`).
     pub kept_from: Option<String>,
+    /// Whom the patient calls with questions, a lost PIN or a locked packet: the ward and its
+    /// phone number. Empty for packets made before it was asked for.
+    pub contact: String,
 }
 
 impl PacketRecord {
@@ -180,7 +185,7 @@ pub enum Attempt {
     Locked,
 }
 
-const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.language, k.secret_hash, k.created_by, k.created_at, k.failed_attempts, k.locked_at, k.kept_from";
+const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.language, k.secret_hash, k.created_by, k.created_at, k.failed_attempts, k.locked_at, k.kept_from, k.contact";
 
 impl Store {
     /// Creates a patient's packet with its code (kind `discharge`) and documents.
@@ -231,7 +236,7 @@ impl Store {
             .bind(&at)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO packets (id, code, patient_id, language, secret_hash, created_by, created_at, form_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO packets (id, code, patient_id, language, secret_hash, created_by, created_at, form_token, contact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(&packet_id)
             .bind(&code)
             .bind(patient)
@@ -240,6 +245,7 @@ impl Store {
             .bind(&new.created_by)
             .bind(&at)
             .bind(form_token)
+            .bind(&new.contact)
             .execute(&mut *tx)
             .await?;
         for (position, d) in new.documents.iter().enumerate() {
@@ -271,6 +277,19 @@ impl Store {
             code,
             pin,
         }))
+    }
+
+    /// The contact `clinician` gave their last packet (empty: none yet): a ward's nurses make
+    /// many packets, all with the ward's number.
+    pub async fn last_packet_contact(&self, clinician: &str) -> Result<String> {
+        Ok(sqlx::query_scalar(
+            "SELECT contact FROM packets WHERE created_by = ? AND contact != ''
+             ORDER BY created_at DESC, rowid DESC LIMIT 1",
+        )
+        .bind(clinician)
+        .fetch_optional(self.pool())
+        .await?
+        .unwrap_or_default())
     }
 
     /// Gives a packet a new PIN, for a patient who lost the slip: the second factor becomes
@@ -659,6 +678,9 @@ impl Store {
     }
 }
 
+/// The demo packets' ward (fictional, in the reserved 555-01xx range).
+const DEMO_CONTACT: &str = "Ward 4B, (555) 010-4400";
+
 /// The three demo patients: name, date of birth, language, the bundled leaflet their packet starts
 /// from, and the personal note a clinician would add.
 const DEMO: &[(&str, &str, &str, &str, &str)] = &[
@@ -740,6 +762,7 @@ pub async fn seed_demo_packets(
                     },
                 ],
                 created_by: "demo".to_string(),
+                contact: DEMO_CONTACT.to_string(),
             })
             .await?;
         lines.push(format!(
@@ -819,6 +842,7 @@ mod tests {
                     template: None,
                 }],
                 created_by: "nurse".to_string(),
+                contact: "Ward 4B, (555) 010-4400".to_string(),
             })
             .await
             .unwrap();

@@ -516,3 +516,83 @@ fn an_editor_publishes_a_manual_sees_it_cited_and_rolls_it_back() {
         original
     );
 }
+
+/// The dark pixels of a PNG screenshot, as (width, height, is-dark per pixel).
+fn dark_pixels(path: &Path) -> (usize, usize, Vec<bool>) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let (width, height) = (reader.info().width as usize, reader.info().height as usize);
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    let channels = frame.color_type.samples();
+    let dark = buf[..frame.buffer_size()]
+        .chunks_exact(channels)
+        .map(|px| px[..3.min(channels)].iter().all(|&v| v < 128))
+        .collect();
+    (width, height, dark)
+}
+
+/// The SVG label a print shop gets, drawn by a real browser: the QR code in it decodes (zbarimg)
+/// to the code's address, and no line of text runs off its edges (a long asset name or its site's
+/// phone number wraps instead).
+#[test]
+fn a_printed_svg_label_renders_whole_in_chromium_and_decodes() {
+    let app = spawn_app();
+    let admin = staff_cookie(&app, "admin4", scanaid_server::roles::Role::Admin);
+    let label = get(
+        &app.url(&format!("/admin/codes/{PUMP_CODE}.svg")),
+        &[("cookie", &admin)],
+    );
+    assert_eq!(label.status, 200);
+    assert!(
+        label.body.contains("(555) 010-4410"),
+        "the site's help number is on the label: {}",
+        label.body
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("label.svg"), &label.body).unwrap();
+    // Drawn at the phone viewport's width, on a grey page so the label's own edges show.
+    std::fs::write(
+        dir.path().join("label.html"),
+        "<!doctype html><body style=\"margin:0;background:#888\"><img src=\"label.svg\" style=\"display:block;width:375px\"></body>",
+    )
+    .unwrap();
+    let shot = screenshots_dir().join("pump-label-svg.png");
+    let _ = std::fs::remove_file(&shot);
+    let profile = tempfile::tempdir().unwrap();
+    let page = format!("file://{}", dir.path().join("label.html").display());
+    let out = chromium(
+        &[&format!("--screenshot={}", shot.display()), &page],
+        profile.path(),
+    );
+    assert!(
+        shot.is_file(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded = Command::new("zbarimg")
+        .args(["--raw", "-q", shot.to_str().unwrap()])
+        .output()
+        .expect("zbarimg is installed");
+    assert_eq!(
+        String::from_utf8_lossy(&decoded.stdout).trim(),
+        app.url(&format!("/c/{PUMP_CODE}")),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+    // Text touching the label's left or right edge was cut off there: the outermost columns of
+    // the label (white, not the grey page) hold no dark pixel.
+    let (width, height, dark) = dark_pixels(&shot);
+    for x in [0, 1, 2, width - 3, width - 2, width - 1] {
+        let touching = (0..height).filter(|y| dark[y * width + x]).count();
+        assert_eq!(touching, 0, "text reaches column {x} of the label");
+    }
+    // And the text under the code is drawn: the bottom part of the label has ink in it.
+    let text_rows = (height / 2..height)
+        .filter(|y| (0..width).any(|x| dark[y * width + x]))
+        .count();
+    assert!(
+        text_rows > 40,
+        "only {text_rows} rows of text under the code"
+    );
+}

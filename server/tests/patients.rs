@@ -730,12 +730,14 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
             ("name", ""),
             ("dob", "2999-01-01"),
             ("language", "fr"),
+            ("contact", "Ward 4B"),
             ("template", "no-such-leaflet"),
         ],
     );
     assert_eq!(bad.status, 422);
     for problem in [
         "name is 1 to",
+        "at least 3 digits",
         "in the future",
         "language is one of",
         "There is no leaflet &#34;no-such-leaflet&#34;",
@@ -797,6 +799,7 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
             ("name", "María López"),
             ("dob", "1970-05-05"),
             ("language", "es"),
+            ("contact", " Planta 3, (555) 010-4300 "),
             ("template", "rodilla-regreso-a-casa-es"),
             (
                 "note",
@@ -825,6 +828,21 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
         between(&made.body, "<p id=\"kept-until\">", "<"),
         format!("Podrá abrir sus instrucciones hasta el {last_day}. Después se borrarán.")
     );
+    // Whom to call is on the slip and on the label, in her language.
+    assert_eq!(
+        between(&made.body, "<p id=\"pin-help\">", "<"),
+        "¿Ha perdido su PIN o se han bloqueado sus instrucciones? Llame a Planta 3, (555) 010-4300."
+    );
+    assert!(
+        made.body
+            .contains(">¿Dudas? Llame a Planta 3, (555) 010-4300</text>"),
+        "{}",
+        made.body
+    );
+    // The next packet's form starts from the ward this clinician gave last.
+    assert!(get(&app.url("/patients/new"), &[("cookie", &clinician)])
+        .body
+        .contains("value=\"Planta 3, (555) 010-4300\""));
     let pin = between(&made.body, "<p class=\"big\" id=\"pin\">", "<");
     let url = between(&made.body, "<code id=\"packet-url\">", "<");
     let code = url.rsplit('/').next().unwrap().to_string();
@@ -840,6 +858,15 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
         vec![vec!["nurse2".to_string()]]
     );
 
+    // The sign-in page says whom to call about a lost PIN.
+    assert_eq!(
+        between(
+            &get(&app.url(&format!("/c/{code}")), &[]).body,
+            "<p id=\"help-line\">",
+            "<"
+        ),
+        "¿Ha perdido su PIN o se han bloqueado sus instrucciones? Llame a Planta 3, (555) 010-4300."
+    );
     // The patient opens it with the factors the clinician set and was given.
     let (opened, session) = try_open(&app, &code, "1970-05-05", pin);
     assert_eq!(opened.status, 303, "{}", opened.body);
@@ -847,6 +874,10 @@ fn a_clinician_creates_a_packet_whose_patient_opens_it_and_gets_answers_from_it(
     let page = get(&app.url(&format!("/c/{code}")), &[("cookie", &session)]);
     assert!(page.body.contains("María López"));
     assert!(page.body.contains("paracetamol 1 g cada 8 horas"));
+    assert_eq!(
+        between(&page.body, "<p id=\"call-line\">", "<"),
+        "¿Dudas sobre sus cuidados? Llame a Planta 3, (555) 010-4300."
+    );
 
     // Once the background indexing is done, the chat answers from the new note.
     let packet = app.rows(&format!("SELECT id FROM packets WHERE code = '{code}'"))[0][0].clone();
@@ -1176,6 +1207,7 @@ fn with_multilingual_e5_a_spanish_question_finds_the_english_leaflet_in_her_pack
                         template: Some(leaflet.meta.id.clone()),
                     }],
                     created_by: "test".to_string(),
+                    contact: String::new(),
                 })
                 .await
         })
@@ -1478,6 +1510,7 @@ fn a_resent_form_makes_one_packet_and_a_clinician_reprints_the_label_or_issues_a
         ("name", "Rosa Diaz"),
         ("dob", "1961-03-09"),
         ("language", "en"),
+        ("contact", "Ward 4B, ext. 4400"),
         ("note", "Walk twice a day."),
     ];
     let made = post_form(
@@ -1524,6 +1557,13 @@ fn a_resent_form_makes_one_packet_and_a_clinician_reprints_the_label_or_issues_a
     assert_eq!(label.status, 200, "{}", label.body);
     assert!(label.body.contains("<svg"), "{}", label.body);
     assert!(label.body.contains(&john.code));
+    assert!(
+        label
+            .body
+            .contains(">Questions? Call Ward 4B, (555) 010-4400</text>"),
+        "a reprint carries the ward's number too: {}",
+        label.body
+    );
     assert!(!label.body.contains("id=\"pin\""));
     assert_eq!(
         get(

@@ -515,7 +515,21 @@ fn staff_sign_in_with_csrf_limits_and_role_pages() {
     assert_eq!(png.status, 200);
     assert_eq!(png.header("content-type"), Some("image/png"));
     let svg = get(&app.url("/admin/codes/tJ6bpUpB.svg"), &[("cookie", &admin)]);
-    assert!(svg.body.contains("Scan for manuals, fault codes and help"));
+    // The lines under the code, read in order (long ones wrap onto two).
+    let shown: Vec<&str> = svg
+        .body
+        .split("</text>")
+        .filter_map(|piece| piece.rsplit_once('>').map(|(_, text)| text))
+        .collect();
+    let shown = shown.join(" ");
+    assert!(
+        shown.contains("Scan for manuals, fault codes and help"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Help: Biomedical Engineering, ext. 4410, (555) 010-4410"),
+        "the site's help number: {shown}"
+    );
     assert_eq!(
         get(&app.url("/admin/codes/zzzzzzzz.svg"), &[("cookie", &admin)]).status,
         404
