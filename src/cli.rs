@@ -44,6 +44,8 @@ pub enum Command {
     Rules(crate::rules_cmd::RulesCmd),
     /// Benchmarks (run on a release build).
     Bench(crate::bench::BenchCmd),
+    /// Staff accounts: list them, or reset a password (also for a sole administrator locked out).
+    Users(crate::users_cmd::UsersCmd),
 }
 
 #[derive(Args, Clone)]
@@ -450,6 +452,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(cmd) => crate::serve::serve(cmd),
         Command::Codes(cmd) => crate::serve::codes(cmd),
         Command::Rules(cmd) => crate::rules_cmd::run(cmd),
+        Command::Users(cmd) => crate::users_cmd::run(cmd),
         Command::Qr(cmd) => crate::serve::qr(cmd),
         Command::Bench(cmd) => crate::bench::run(cmd),
     }

@@ -6,6 +6,7 @@ mod cli;
 mod progress;
 mod rules_cmd;
 mod serve;
+mod users_cmd;
 
 use clap::Parser;
 

@@ -206,6 +206,74 @@ fn serve_answers_scans_and_writes_every_event_before_exiting_on_sigterm() {
 }
 
 #[test]
+fn a_sole_administrator_locked_out_gets_a_new_password_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    // No store yet: said, and none is made.
+    let none = scanaid(&["users", "list", "--data", d]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no store at"));
+    assert!(!data
+        .path()
+        .join(scanaid_server::store::DATABASE_FILE)
+        .exists());
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let old = "the forgotten password";
+    runtime.block_on(async {
+        let store = scanaid_server::store::Store::open(data.path())
+            .await
+            .unwrap();
+        scanaid_server::auth::create_user(&store, "boss", old, scanaid_server::roles::Role::Admin)
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let listed = scanaid(&["users", "list", "--data", d]);
+    assert!(listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stdout).starts_with("boss\tadmin\t"));
+
+    let reset = scanaid(&["users", "reset-password", "--username", "Boss", "--data", d]);
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    let out = String::from_utf8_lossy(&reset.stdout).to_string();
+    let new = out
+        .lines()
+        .find_map(|l| l.strip_prefix("new password for boss: "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .to_string();
+    assert!(new.len() >= 12, "{new}");
+    runtime.block_on(async {
+        let store = scanaid_server::store::Store::open(data.path())
+            .await
+            .unwrap();
+        assert!(scanaid_server::auth::sign_in(&store, "boss", old)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(scanaid_server::auth::sign_in(&store, "boss", &new)
+            .await
+            .unwrap()
+            .is_some());
+        store.close().await;
+    });
+    let nobody = scanaid(&[
+        "users",
+        "reset-password",
+        "--username",
+        "nobody",
+        "--data",
+        d,
+    ]);
+    assert!(!nobody.status.success());
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("there is no user \"nobody\""));
+}
+
+#[test]
 fn rules_explain_says_which_rule_fires_and_why_the_others_did_not() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap();

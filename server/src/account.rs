@@ -362,11 +362,7 @@ async fn users_page(
     status: StatusCode,
     message: &str,
 ) -> Result<Response, AppError> {
-    let rows: Vec<(i64, String, String, String)> =
-        sqlx::query_as("SELECT id, username, role, created_at FROM users ORDER BY username")
-            .fetch_all(app.store.pool())
-            .await
-            .map_err(crate::ServerError::from)?;
+    let rows = auth::list_users(&app.store).await?;
     let now = chrono::Utc::now();
     let all_queues = app.store.queue_names().await?;
     let agent_queues = app.store.all_agent_queues().await?;
@@ -713,25 +709,9 @@ pub async fn set_user_queues(
     }
     app.store.set_agent_queues(user_id, &chosen).await?;
     tracing::info!(admin = %me.username, user = %username, queues = ?chosen, "agent's queues set");
-    // Tickets they held in queues they no longer work go back to nobody, announced as a let-go is.
+    // Tickets they held in queues they no longer work go back to nobody.
     let scope = crate::agent_queues::QueueScope::of(chosen.iter().cloned());
-    let mut released = 0;
-    for ticket in app.store.held_outside(&username, &scope).await? {
-        if app
-            .store
-            .assign_ticket(ticket, None, Some(&username))
-            .await?
-        {
-            released += 1;
-            if let Some(record) = app.store.ticket(ticket).await? {
-                crate::support::publish(
-                    &app,
-                    crate::support::SupportEvent::of("ticket.assigned", &record).by(&me.username),
-                )
-                .await?;
-            }
-        }
-    }
+    let released = release_held(&app, &me.username, &username, &scope).await?;
     let mut message = if chosen.is_empty() {
         format!("{username} works every queue.")
     } else {
@@ -743,6 +723,146 @@ pub async fn set_user_queues(
         ));
     }
     users_page(&app, &me, StatusCode::OK, &message).await
+}
+
+/// Lets go of the tickets `username` holds in queues outside `scope` (every ticket they hold, for
+/// `QueueScope::Only` of none), announced to the consoles as a let-go is, or colleagues would see
+/// them held by someone who can no longer answer. How many were let go.
+async fn release_held(
+    app: &AppState,
+    by: &str,
+    username: &str,
+    scope: &crate::agent_queues::QueueScope,
+) -> Result<usize, AppError> {
+    let mut released = 0;
+    for ticket in app.store.held_outside(username, scope).await? {
+        if app
+            .store
+            .assign_ticket(ticket, None, Some(username))
+            .await?
+        {
+            released += 1;
+            if let Some(record) = app.store.ticket(ticket).await? {
+                crate::support::publish(
+                    app,
+                    crate::support::SupportEvent::of("ticket.assigned", &record).by(by),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(released)
+}
+
+/// No queue at all: for letting go of every ticket someone holds.
+fn no_queue() -> crate::agent_queues::QueueScope {
+    crate::agent_queues::QueueScope::Only(Default::default())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RoleForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub role: String,
+}
+
+/// `POST /admin/users/{username}/role`: another staff role for an account, effective at their
+/// next request (sessions read the role afresh). Not one's own (so an administrator is always
+/// left); tickets held by someone who no longer works the console go back to nobody.
+pub async fn set_user_role(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(username): axum::extract::Path<String>,
+    Form(form): Form<RoleForm>,
+) -> Result<Response, AppError> {
+    let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
+        Ok(me) => me,
+        Err(response) => return Ok(response),
+    };
+    if username == me.username {
+        return users_page(
+            &app,
+            &me,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "You cannot change your own role; another administrator can.",
+        )
+        .await;
+    }
+    let Some(role) = form.role.parse::<Role>().ok().filter(|r| r.is_staff()) else {
+        return users_page(
+            &app,
+            &me,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Choose one of the listed roles.",
+        )
+        .await;
+    };
+    if !auth::set_role(&app.store, &username, role).await? {
+        return users_page(
+            &app,
+            &me,
+            StatusCode::NOT_FOUND,
+            &format!("There is no user {username}."),
+        )
+        .await;
+    }
+    tracing::info!(admin = %me.username, user = %username, role = role.as_str(), "role changed");
+    let mut message = format!("{username} is now {}.", role.as_str());
+    if !matches!(role, Role::Agent | Role::Admin) {
+        let released = release_held(&app, &me.username, &username, &no_queue()).await?;
+        if released > 0 {
+            message.push_str(&format!(
+                " {released} ticket(s) they had now wait for someone to take them."
+            ));
+        }
+    }
+    users_page(&app, &me, StatusCode::OK, &message).await
+}
+
+/// `POST /admin/users/{username}/password`: a new random password for someone who forgot theirs,
+/// shown once to the administrator to hand over; their sessions end and a sign-in lock lifts.
+/// Not for one's own account (that is `/account/password`, which asks for the current one).
+pub async fn reset_user_password(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(username): axum::extract::Path<String>,
+    Form(form): Form<UserActionForm>,
+) -> Result<Response, AppError> {
+    let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
+        Ok(me) => me,
+        Err(response) => return Ok(response),
+    };
+    if username == me.username {
+        return users_page(
+            &app,
+            &me,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Change your own password at /account/password.",
+        )
+        .await;
+    }
+    match auth::reset_password(&app.store, &username).await? {
+        Some(password) => {
+            tracing::info!(admin = %me.username, user = %username, "password reset");
+            users_page(
+                &app,
+                &me,
+                StatusCode::OK,
+                &format!("New password for {username}: {password} (shown only now). Give it to them in person; their sessions ended. They can change it at /account/password."),
+            )
+            .await
+        }
+        None => {
+            users_page(
+                &app,
+                &me,
+                StatusCode::NOT_FOUND,
+                &format!("There is no user {username}."),
+            )
+            .await
+        }
+    }
 }
 
 /// `POST /admin/users/{username}/remove`: deletes a staff account and ends its sessions. An admin
@@ -777,6 +897,7 @@ pub async fn remove_user(
     }
     if auth::remove_user(&app.store, &username).await? {
         tracing::info!(admin = %me.username, user = %username, "user removed");
+        release_held(&app, &me.username, &username, &no_queue()).await?;
         users_page(
             &app,
             &me,

@@ -150,6 +150,7 @@ pub async fn sign_in(store: &Store, username: &str, password: &str) -> Result<Op
         None => (-1, None),
     };
     let password = password.to_string();
+    let checked = hash.clone().unwrap_or_default();
     let ok =
         password_work(move || verify_password(&password, &hash.unwrap_or_else(dummy_hash))).await?;
     if !ok || user_id < 0 {
@@ -157,16 +158,20 @@ pub async fn sign_in(store: &Store, username: &str, password: &str) -> Result<Op
     }
     let token = random_token(32);
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, created_at, last_seen) VALUES (?, ?, ?, ?)",
+    // Only while the password checked is still theirs: one reset or changed during the argon2
+    // work (whose transaction ends every session) must not be outlived by a session it opened.
+    let opened = sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, created_at, last_seen)
+         SELECT ?, id, ?, ? FROM users WHERE id = ? AND password_hash = ?",
     )
     .bind(token_hash(&token))
+    .bind(&now)
+    .bind(&now)
     .bind(user_id)
-    .bind(&now)
-    .bind(&now)
+    .bind(&checked)
     .execute(store.pool())
     .await?;
-    Ok(Some(token))
+    Ok((opened.rows_affected() == 1).then_some(token))
 }
 
 pub async fn sign_out(store: &Store, token: &str) -> Result<()> {
@@ -217,6 +222,7 @@ pub async fn change_password(
         return Ok(false);
     };
     let (current, new) = (current.to_string(), new.to_string());
+    let checked = hash.clone();
     let new_hash =
         password_work(move || verify_password(&current, &hash).then(|| hash_password(&new)))
             .await?;
@@ -224,11 +230,17 @@ pub async fn change_password(
         return Ok(false);
     };
     let mut tx = store.pool().begin().await?;
-    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
-        .bind(new_hash)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+    // Only over the password that was checked: an administrator's reset meanwhile wins.
+    let changed =
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?")
+            .bind(new_hash)
+            .bind(user_id)
+            .bind(&checked)
+            .execute(&mut *tx)
+            .await?;
+    if changed.rows_affected() == 0 {
+        return Ok(false);
+    }
     sqlx::query("DELETE FROM sessions WHERE user_id = ? AND token_hash != ?")
         .bind(user_id)
         .bind(token_hash(keep_token))
@@ -236,6 +248,46 @@ pub async fn change_password(
         .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Gives `username` a new random password, without the current one (an administrator's reset,
+/// or `scanaid users reset-password` for a sole administrator locked out), ends every session
+/// they have and lifts a sign-in lock. The password to hand over, once; `None`: no such user.
+pub async fn reset_password(store: &Store, username: &str) -> Result<Option<String>> {
+    let password = random_token(9);
+    let hash = {
+        let password = password.clone();
+        password_work(move || hash_password(&password)).await?
+    };
+    let mut tx = store.pool().begin().await?;
+    let changed = sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
+        .bind(hash)
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+    if changed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    sqlx::query("DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE username = ?)")
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    crate::signin_limits::PER_ACCOUNT
+        .record_success(store, &format!("user:{username}"))
+        .await?;
+    Ok(Some(password))
+}
+
+/// Changes a staff user's role. Their sessions stay: every request reads the role afresh.
+/// False when there is no such user.
+pub async fn set_role(store: &Store, username: &str, role: Role) -> Result<bool> {
+    let changed = sqlx::query("UPDATE users SET role = ? WHERE username = ?")
+        .bind(role.as_str())
+        .bind(username)
+        .execute(store.pool())
+        .await?;
+    Ok(changed.rows_affected() == 1)
 }
 
 /// Deletes `username` and ends their sessions; false when there is no such user.
@@ -251,6 +303,15 @@ pub async fn remove_user(store: &Store, username: &str) -> Result<bool> {
         .await?;
     tx.commit().await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Every staff account as (id, username, role, created at), by username.
+pub async fn list_users(store: &Store) -> Result<Vec<(i64, String, String, String)>> {
+    Ok(
+        sqlx::query_as("SELECT id, username, role, created_at FROM users ORDER BY username")
+            .fetch_all(store.pool())
+            .await?,
+    )
 }
 
 pub async fn count_users(store: &Store) -> Result<i64> {

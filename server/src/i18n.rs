@@ -300,9 +300,9 @@ pub const ES: Strings = Strings {
     pin_slip_text: "Con su fecha de nacimiento, este PIN abre sus instrucciones en la dirección de sus papeles. Guárdelo aparte de ellos.",
     pin_slip_until: "Podrá abrir sus instrucciones hasta el {date}. Después se borrarán.",
     patient_unsure: "No estoy seguro de que sus instrucciones respondan a esto. Si es urgente, llame al teléfono de sus papeles.",
-    patient_call: "¿Dudas sobre sus cuidados? Llame a {contact}.",
-    pin_help: "¿Ha perdido su PIN o se han bloqueado sus instrucciones? Llame a {contact}.",
-    label_call: "¿Dudas? Llame a {contact}",
+    patient_call: "¿Tiene dudas sobre sus cuidados? Llame a: {contact}.",
+    pin_help: "¿Ha perdido su PIN o se han bloqueado sus instrucciones? Llame a: {contact}.",
+    label_call: "¿Dudas? Llame a: {contact}",
 };
 
 impl Strings {

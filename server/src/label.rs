@@ -44,21 +44,68 @@ fn matrix(url: &str) -> Result<(usize, Vec<bool>), String> {
     Ok((width, dark))
 }
 
-/// Splits `text` at spaces into lines of at most `max_chars` characters; a word longer than that
-/// keeps a line of its own (the label then widens to it rather than cut it).
-fn wrap(text: &str, max_chars: usize) -> Vec<String> {
+/// The words of `text` that must stay on one line together: a phone number's parts ("(555)
+/// 010-4400": neighbouring words that both hold a digit), a number with the short abbreviation
+/// before it ("ext. 4410", "Tel. 555"), and words joined by a no-break space.
+fn units(text: &str) -> Vec<String> {
+    let mut units: Vec<String> = Vec::new();
+    let mut last_had_digit = false;
+    let mut last_was_abbreviation = false;
+    for word in text.split(|c: char| c.is_whitespace() && c != '\u{a0}') {
+        if word.is_empty() {
+            continue;
+        }
+        let has_digit = word.chars().any(|c| c.is_ascii_digit());
+        match units.last_mut() {
+            Some(unit) if (last_had_digit || last_was_abbreviation) && has_digit => {
+                unit.push(' ');
+                unit.push_str(word);
+            }
+            _ => units.push(word.to_string()),
+        }
+        last_had_digit = has_digit;
+        last_was_abbreviation = word.ends_with('.') && word.chars().count() <= 4;
+    }
+    units
+}
+
+/// Splits `text` into lines no wider than `max` (as `width` measures), breaking at spaces and
+/// keeping `units` whole where they fit; a unit too wide splits at its spaces, and a word too wide
+/// for a line is cut, so no line is ever wider than `max` and the label keeps the code's width.
+fn wrap(text: &str, max: f32, width: &dyn Fn(&str) -> f32) -> Vec<String> {
+    let mut pieces: Vec<String> = Vec::new();
+    for unit in units(text) {
+        if width(&unit) <= max {
+            pieces.push(unit);
+            continue;
+        }
+        for word in unit.split(' ') {
+            if width(word) <= max {
+                pieces.push(word.to_string());
+                continue;
+            }
+            let mut cut = String::new();
+            for c in word.chars() {
+                cut.push(c);
+                if width(&cut) > max && cut.chars().count() > 1 {
+                    cut.pop();
+                    pieces.push(std::mem::take(&mut cut));
+                    cut.push(c);
+                }
+            }
+            pieces.push(cut);
+        }
+    }
     let mut lines: Vec<String> = Vec::new();
     let mut current = String::new();
-    for word in text.split_whitespace() {
-        let fits = current.is_empty()
-            || current.chars().count() + 1 + word.chars().count() <= max_chars.max(1);
-        if !fits {
+    for piece in pieces {
+        if !current.is_empty() && width(&format!("{current} {piece}")) > max {
             lines.push(std::mem::take(&mut current));
         }
         if !current.is_empty() {
             current.push(' ');
         }
-        current.push_str(word);
+        current.push_str(&piece);
     }
     if !current.is_empty() {
         lines.push(current);
@@ -91,10 +138,34 @@ impl Style {
         mono: true,
     };
 
-    /// A character's width in user units, a little wider than the fonts it may get: sans-serif
-    /// glyphs average about 0.55 em (0.6 bold), monospace ones are 0.6 em.
-    fn char_width(self) -> f32 {
-        self.size * if self.mono || self.bold { 0.62 } else { 0.57 }
+    /// `text`'s width in user units, measured on the wide side of the fonts a printer may have
+    /// (DejaVu Sans, the widest common sans-serif, has digits of 0.64 em and capitals of 0.68-0.99
+    /// em), so the wrapped text fits without being squeezed.
+    fn width(self, text: &str) -> f32 {
+        text.chars().map(|c| self.em(c)).sum::<f32>() * self.size
+    }
+
+    fn em(self, c: char) -> f32 {
+        let wide = matches!(c, '\u{1100}'..='\u{115F}' | '\u{2E80}'..='\u{A4CF}' | '\u{AC00}'..='\u{D7A3}' | '\u{F900}'..='\u{FAFF}' | '\u{FF00}'..='\u{FF60}');
+        let bold = if self.bold { 0.06 } else { 0.0 };
+        if wide {
+            1.0
+        } else if self.mono {
+            0.62
+        } else if c == ' ' || c == '\u{a0}' {
+            0.33
+        } else if matches!(
+            c,
+            'i' | 'j' | 'l' | '.' | ',' | ':' | ';' | '\'' | '!' | '|'
+        ) {
+            0.33 + bold
+        } else if matches!(c, 'm' | 'w' | 'M' | 'W') {
+            1.0 + bold
+        } else if c.is_uppercase() || c.is_ascii_digit() {
+            0.76 + bold
+        } else {
+            0.62 + bold
+        }
     }
 }
 
@@ -112,35 +183,28 @@ fn texts(label: &Label) -> Vec<(&str, Style)> {
 }
 
 /// An SVG label, 1 user unit = 1 module; text below the code, wrapped to the code's width (a long
-/// asset name or phone number takes two lines, never runs off the edge). Each line is also fitted
-/// to its measured width (`textLength`), so no printer font can make it overflow.
+/// asset name or phone number takes two lines, never runs off the edge or widens the label).
 pub fn svg(label: &Label) -> Result<String, String> {
     const MARGIN: f32 = 2.0;
     let (width, dark) = matrix(&label.url)?;
     let side = width + 2 * QUIET_MODULES;
+    let room = side as f32 - 2.0 * MARGIN;
     let mut lines: Vec<(String, Style)> = Vec::new();
     for (text, style) in texts(label) {
-        let max_chars = ((side as f32 - 2.0 * MARGIN) / style.char_width()) as usize;
-        lines.extend(wrap(text, max_chars).into_iter().map(|l| (l, style)));
+        let measure = move |t: &str| style.width(t);
+        lines.extend(wrap(text, room, &measure).into_iter().map(|l| (l, style)));
     }
-    let line_width =
-        |(text, style): &(String, Style)| text.chars().count() as f32 * style.char_width();
-    let widest = lines.iter().map(line_width).fold(0.0, f32::max);
-    let total_w = (side as f32).max((widest + 2.0 * MARGIN).ceil());
-    let offset = (total_w - side as f32) / 2.0;
     let mut texts = String::new();
     let mut baseline = side as f32;
-    for line in &lines {
-        let (text, style) = line;
+    for (text, style) in &lines {
         baseline += style.size * 1.25;
         texts.push_str(&format!(
-            "<text x=\"{x}\" y=\"{y:.2}\" font-family=\"{family}\" font-size=\"{size}\"{weight} text-anchor=\"middle\" textLength=\"{length:.1}\" lengthAdjust=\"spacingAndGlyphs\">{text}</text>\n",
-            x = total_w / 2.0,
+            "<text x=\"{x}\" y=\"{y:.2}\" font-family=\"{family}\" font-size=\"{size}\"{weight} text-anchor=\"middle\">{text}</text>\n",
+            x = side as f32 / 2.0,
             y = baseline,
             family = if style.mono { "monospace" } else { "sans-serif" },
             size = style.size,
             weight = if style.bold { " font-weight=\"700\"" } else { "" },
-            length = line_width(line),
             text = escape_markup(text),
         ));
     }
@@ -158,13 +222,13 @@ pub fn svg(label: &Label) -> Result<String, String> {
         }
     }
     Ok(format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {total_w} {total_h}" width="{w}mm" height="{h}mm" shape-rendering="crispEdges">
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {side} {total_h}" width="{w}mm" height="{h}mm" shape-rendering="crispEdges">
 <title>{title}</title>
-<rect width="{total_w}" height="{total_h}" fill="#fff"/>
-<path transform="translate({offset} 0)" d="{path}" fill="#000"/>
+<rect width="{side}" height="{total_h}" fill="#fff"/>
+<path d="{path}" fill="#000"/>
 {texts}</svg>
 "##,
-        w = total_w * 2.0,
+        w = side * 2,
         h = total_h * 2.0,
         title = escape_markup(&label.title),
     ))
@@ -179,8 +243,9 @@ pub fn png(label: &Label) -> Result<Vec<u8>, String> {
     let mut lines: Vec<(String, usize)> = Vec::new();
     for (text, style) in texts(label) {
         let scale = if style.bold || style.mono { 3 } else { 2 };
-        let max_chars = (qr_px - 2 * SCALE * 2) / (8 * scale);
-        lines.extend(wrap(text, max_chars).into_iter().map(|l| (l, scale)));
+        let room = (qr_px - 2 * SCALE * 2) as f32;
+        let measure = move |t: &str| (t.chars().count() * 8 * scale) as f32;
+        lines.extend(wrap(text, room, &measure).into_iter().map(|l| (l, scale)));
     }
     let text_w = lines
         .iter()
@@ -280,14 +345,35 @@ mod tests {
     }
 
     #[test]
-    fn text_wraps_at_spaces_and_keeps_every_word() {
+    fn text_wraps_at_spaces_keeps_phone_numbers_whole_and_cuts_only_overlong_words() {
+        let chars = |t: &str| t.chars().count() as f32;
         assert_eq!(
-            wrap("Help: Biomedical Engineering, ext. 4410", 20),
-            ["Help: Biomedical", "Engineering, ext.", "4410"]
+            wrap("Help: Biomedical Engineering, ext. 4410", 20.0, &chars),
+            ["Help: Biomedical", "Engineering,", "ext. 4410"]
         );
-        assert_eq!(wrap("short", 20), ["short"]);
-        assert_eq!(wrap("a-very-long-word b", 5), ["a-very-long-word", "b"]);
-        assert!(wrap("", 5).is_empty());
+        // The number's parts stay together, and with the word before them when it has a digit.
+        assert_eq!(
+            wrap("Questions? Call Ward 4B, (555) 010-4400", 22.0, &chars),
+            ["Questions? Call Ward", "4B, (555) 010-4400"]
+        );
+        // A no-break space is kept as such.
+        assert_eq!(
+            wrap("Call\u{a0}Ward\u{a0}Nine now", 14.0, &chars),
+            ["Call\u{a0}Ward\u{a0}Nine", "now"]
+        );
+        assert_eq!(wrap("short", 20.0, &chars), ["short"]);
+        // Too long for any line: cut, never wider than the line.
+        assert_eq!(
+            wrap("a-very-long-word b", 5.0, &chars),
+            ["a-ver", "y-lon", "g-wor", "d b"]
+        );
+        // A glued number too long for a line splits at its spaces first.
+        assert_eq!(
+            wrap("(555) 010-4400 12345", 10.0, &chars),
+            ["(555)", "010-4400", "12345"]
+        );
+        assert!(wrap("", 5.0, &chars).is_empty());
+        assert!(wrap("   ", 5.0, &chars).is_empty());
     }
 
     #[test]
@@ -303,7 +389,7 @@ mod tests {
                 && svg_text.contains(">&lt;more&gt;</text>"),
             "{svg_text}"
         );
-        // Wrapped to the code's width: no line is wider than the label.
+        // Wrapped to the code's width: the label is as wide as the code, and no line is wider.
         let view_width: f32 = svg_text
             .split("viewBox=\"0 0 ")
             .nth(1)
@@ -311,17 +397,38 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
-        let lengths: Vec<f32> = svg_text
-            .split("textLength=\"")
-            .skip(1)
-            .map(|rest| rest.split('"').next().unwrap().parse().unwrap())
-            .collect();
-        assert!(
-            lengths.len() >= 5,
-            "the contact wrapped onto a line of its own"
+        assert_eq!(
+            view_width,
+            svg(&without)
+                .unwrap()
+                .split("viewBox=\"0 0 ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse::<f32>()
+                .unwrap()
         );
-        for length in lengths {
-            assert!(length <= view_width - 2.0, "{length} > {view_width}");
+        let lines: Vec<(&str, &str)> = svg_text
+            .split("</text>")
+            .filter_map(|piece| piece.rsplit_once("<text "))
+            .map(|(_, element)| element.split_once('>').unwrap())
+            .collect();
+        assert!(lines.len() >= 7, "the long texts wrapped: {lines:?}");
+        for (attributes, text) in lines {
+            let style = if attributes.contains("monospace") {
+                Style::CODE
+            } else if attributes.contains("font-weight") {
+                Style::TITLE
+            } else {
+                Style::LINE
+            };
+            let text = text
+                .replace("&amp;", "&")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">");
+            assert!(style.width(&text) <= view_width - 4.0, "{text}");
         }
         assert!(!svg(&without).unwrap().contains("Help:"));
         let height = |bytes: Vec<u8>| {

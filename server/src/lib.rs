@@ -239,6 +239,11 @@ fn app(state: AppState) -> Router {
         )
         .route("/admin/users/{username}/unlock", post(account::unlock_user))
         .route("/admin/users/{username}/remove", post(account::remove_user))
+        .route("/admin/users/{username}/role", post(account::set_user_role))
+        .route(
+            "/admin/users/{username}/password",
+            post(account::reset_user_password),
+        )
         .route(
             "/admin/users/{username}/queues",
             post(account::set_user_queues),

@@ -421,7 +421,6 @@ impl Store {
         // issued a new PIN meanwhile. The session opens only if that hash is still the packet's,
         // in one transaction with the check, so an old slip never opens a session that outlives
         // the new PIN's (whose issue ends every session in its own transaction).
-        let mut replaced = false;
         if right {
             let mut tx = self.pool().begin().await?;
             // Lifts the lock this very try set when it was the last one allowed.
@@ -447,18 +446,34 @@ impl Store {
                     .await?;
                 return Ok(Attempt::Opened(token));
             }
-            replaced = true;
+            drop(tx);
+            // Answered from the packet as it is now: the new PIN cleared its count and lock.
+            let now_failed: Option<i64> = sqlx::query_scalar(
+                "SELECT failed_attempts FROM packets WHERE id = ? AND locked_at IS NULL",
+            )
+            .bind(&packet.id)
+            .fetch_optional(self.pool())
+            .await?;
+            self.audit(
+                "anonymous",
+                "access.failed",
+                Some(&packet.id),
+                "the PIN of a slip replaced while it was checked",
+                ip_prefix,
+            )
+            .await?;
+            return Ok(match now_failed {
+                Some(failed) => Attempt::Wrong {
+                    left: (MAX_FAILURES - failed).max(1),
+                },
+                None => Attempt::Locked,
+            });
         }
-        let detail = if replaced {
-            format!("attempt {tries} of {MAX_FAILURES}: the PIN of a slip replaced while it was checked")
-        } else {
-            format!("attempt {tries} of {MAX_FAILURES}")
-        };
         self.audit(
             "anonymous",
             "access.failed",
             Some(&packet.id),
-            &detail,
+            &format!("attempt {tries} of {MAX_FAILURES}"),
             ip_prefix,
         )
         .await?;

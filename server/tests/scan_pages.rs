@@ -414,6 +414,96 @@ fn admins_unlock_and_remove_staff_accounts() {
 }
 
 #[test]
+fn admins_change_a_users_role_and_give_a_forgotten_password_a_new_one() {
+    let app = spawn_app();
+    let admin = session_cookie(&app, "admin", &app.admin_password);
+    let csrf = get(&app.url("/admin/users"), &[("cookie", &admin)])
+        .hidden("csrf")
+        .unwrap();
+    let password = "a long enough password";
+    let action = |path: &str, fields: &[(&str, &str)]| {
+        post_form(&app.url(path), &[("cookie", &admin)], fields)
+    };
+    let added = action(
+        "/admin/users",
+        &[
+            ("csrf", &csrf),
+            ("username", "tech3"),
+            ("password", password),
+            ("role", "technician"),
+        ],
+    );
+    assert_eq!(added.status, 200, "{}", added.body);
+    let tech = session_cookie(&app, "tech3", password);
+    assert_eq!(get(&app.url("/support"), &[("cookie", &tech)]).status, 403);
+
+    // Moved to the support team: the session they have already opens the console.
+    let role = |user: &str, role: &str, csrf: &str| {
+        action(
+            &format!("/admin/users/{user}/role"),
+            &[("csrf", csrf), ("role", role)],
+        )
+    };
+    assert_eq!(role("tech3", "agent", "forged").status, 403);
+    assert_eq!(
+        role("tech3", "patient", &csrf).status,
+        422,
+        "not a staff role"
+    );
+    assert_eq!(role("admin", "agent", &csrf).status, 422, "not one's own");
+    assert_eq!(role("nobody", "agent", &csrf).status, 404);
+    let moved = role("tech3", "agent", &csrf);
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert!(moved.body.contains("tech3 is now agent."), "{}", moved.body);
+    assert!(
+        between(&moved.body, "<tr id=\"user-tech3\">", "</tr>")
+            .contains("<option selected>agent</option>"),
+        "{}",
+        moved.body
+    );
+    assert_eq!(get(&app.url("/support"), &[("cookie", &tech)]).status, 200);
+    assert_eq!(
+        app.rows("SELECT role FROM users WHERE username = 'tech3'"),
+        vec![vec!["agent".to_string()]]
+    );
+
+    // Forgotten and locked out: the admin gives a new password, shown once; the lock lifts and
+    // every session of theirs ends.
+    for _ in 0..5 {
+        sign_in(&app, "tech3", "not the password at all");
+    }
+    assert_eq!(sign_in(&app, "tech3", password).status, 429);
+    assert_eq!(
+        action("/admin/users/admin/password", &[("csrf", &csrf)]).status,
+        422,
+        "one's own password is changed with the current one"
+    );
+    assert_eq!(
+        action("/admin/users/nobody/password", &[("csrf", &csrf)]).status,
+        404
+    );
+    assert_eq!(
+        action("/admin/users/tech3/password", &[("csrf", "forged")]).status,
+        403
+    );
+    let reset = action("/admin/users/tech3/password", &[("csrf", &csrf)]);
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    let new = between(&reset.body, "New password for tech3: ", " ").to_string();
+    assert!(new.len() >= 12, "{new}");
+    assert_eq!(
+        get(&app.url("/support"), &[("cookie", &tech)]).status,
+        303,
+        "their session ended"
+    );
+    assert_eq!(sign_in(&app, "tech3", password).status, 401);
+    assert_eq!(sign_in(&app, "tech3", &new).status, 303);
+    // Shown only on that page: the users page does not show it again.
+    assert!(!get(&app.url("/admin/users"), &[("cookie", &admin)])
+        .body
+        .contains(&new));
+}
+
+#[test]
 fn staff_sign_in_with_csrf_limits_and_role_pages() {
     let app = spawn_app();
     // No CSRF cookie: refused, nothing signed in.
@@ -516,12 +606,7 @@ fn staff_sign_in_with_csrf_limits_and_role_pages() {
     assert_eq!(png.header("content-type"), Some("image/png"));
     let svg = get(&app.url("/admin/codes/tJ6bpUpB.svg"), &[("cookie", &admin)]);
     // The lines under the code, read in order (long ones wrap onto two).
-    let shown: Vec<&str> = svg
-        .body
-        .split("</text>")
-        .filter_map(|piece| piece.rsplit_once('>').map(|(_, text)| text))
-        .collect();
-    let shown = shown.join(" ");
+    let shown = svg_text(&svg.body);
     assert!(
         shown.contains("Scan for manuals, fault codes and help"),
         "{shown}"

@@ -1509,13 +1509,3 @@ fn an_administrator_sees_a_webhooks_backlog_and_sends_it_once_the_receiver_is_ba
     let metric = format!("scanaid_webhook_deliveries_waiting{{queue=\"{queue}\"}} 0");
     assert!(get(&app.url("/metrics"), &[]).body.contains(&metric));
 }
-
-/// The text of `text` between the first `start` and the next `end` after it.
-fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
-    let from = text
-        .find(start)
-        .unwrap_or_else(|| panic!("no {start:?} in {text}"))
-        + start.len();
-    let to = text[from..].find(end).map_or(text.len(), |i| from + i);
-    &text[from..to]
-}

@@ -598,3 +598,21 @@ fn demos_of(app: &TestApp) -> Vec<(String, Demo)> {
 pub fn demo<'a>(demos: &'a [(String, Demo)], name: &str) -> &'a Demo {
     &demos.iter().find(|(n, _)| n == name).unwrap().1
 }
+
+/// The text between the first `start` and the next `end` after it (or the end of `text`).
+pub fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start:?} in {text}"))
+        + start.len();
+    let to = text[from..].find(end).map_or(text.len(), |i| from + i);
+    &text[from..to]
+}
+
+/// The lines of text an SVG label shows, in order, joined by spaces (long ones wrap onto two).
+pub fn svg_text(svg: &str) -> String {
+    svg.split("</text>")
+        .filter_map(|piece| piece.rsplit_once('>').map(|(_, text)| text))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
