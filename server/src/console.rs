@@ -136,10 +136,19 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
         QueueScope::Only(queues) if queues.is_empty() => "None of the queues you were given is \
             listed any more: you see no tickets until an administrator gives you a queue."
             .to_string(),
-        QueueScope::Only(queues) => format!(
-            "You work {}.",
-            queues.iter().cloned().collect::<Vec<_>>().join(", ")
-        ),
+        QueueScope::Only(queues) => {
+            let names = app.store.queue_names().await?;
+            let name_of = |id: &String| {
+                names
+                    .iter()
+                    .find(|(known, _)| known == id)
+                    .map_or(id.clone(), |(_, name)| name.clone())
+            };
+            format!(
+                "You work {}.",
+                queues.iter().map(name_of).collect::<Vec<_>>().join(", ")
+            )
+        }
     };
     let tickets = app
         .store

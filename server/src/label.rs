@@ -290,6 +290,16 @@ pub fn png(label: &Label) -> Result<Vec<u8>, String> {
 }
 
 fn glyph(c: char) -> [u8; 8] {
+    // Typographic punctuation that word processors put into names and phone numbers has no glyph
+    // in the font: drawn as its plain form, not as '?'.
+    let c = match c {
+        '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
+        '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{2032}' => '\'',
+        '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{2033}' => '"',
+        '\u{2026}' => '.',
+        '\u{2002}'..='\u{200A}' | '\u{202F}' => ' ',
+        other => other,
+    };
     let code = c as usize;
     match code {
         0..=127 => font8x8::legacy::BASIC_LEGACY[code],
@@ -438,6 +448,15 @@ mod tests {
             reader.info().height
         };
         assert!(height(png(&with).unwrap()) > height(png(&without).unwrap()));
+    }
+
+    #[test]
+    fn typographic_dashes_and_quotes_print_as_their_plain_forms() {
+        assert_eq!(glyph('\u{2013}'), glyph('-'));
+        assert_eq!(glyph('\u{2019}'), glyph('\''));
+        assert_eq!(glyph('\u{201C}'), glyph('"'));
+        assert_eq!(glyph('¿'), font8x8::legacy::LATIN_LEGACY[0xBF - 0xA0]);
+        assert_eq!(glyph('\u{4E2D}'), glyph('?'));
     }
 
     #[test]

@@ -214,6 +214,7 @@ pub async fn create(
     }
     let contact = form.contact.trim();
     if contact.chars().count() > MAX_CONTACT_CHARS
+        || contact.chars().any(char::is_control)
         || contact.chars().filter(char::is_ascii_digit).count() < 3
     {
         errors.push(format!(

@@ -606,7 +606,7 @@ fn an_agent_given_queues_sees_only_those_queues_tickets_pages_and_events() {
     assert!(
         get(&app.url("/support"), &[("cookie", &bio)])
             .body
-            .contains("You work biomed."),
+            .contains("You work Biomedical Engineering."),
         "the console says which queues its agent works"
     );
     assert!(!get(&app.url("/support"), &[("cookie", &anyone)])
