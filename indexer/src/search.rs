@@ -131,7 +131,15 @@ pub struct SearchIndex {
     owner_languages: std::collections::HashMap<String, Vec<String>>,
     /// Every chunk's language, owned or not (`OwnerScope::Everything`).
     all_languages: Vec<String>,
+    /// Per equipment model (`model_key`), the public manuals whose front matter names it, by id:
+    /// a manual published for a model reaches that model's machines without a registry edit.
+    manuals_by_model: std::collections::HashMap<String, Vec<String>>,
     pub settings: SearchSettings,
+}
+
+/// How equipment models are compared: `vp-300 ` and `VP-300` are one model.
+pub fn model_key(model: &str) -> String {
+    model.trim().to_uppercase()
 }
 
 impl SearchIndex {
@@ -213,6 +221,18 @@ impl SearchIndex {
         let languages = languages_of(chunks.iter().filter(|c| c.owner.is_none()));
         let all_languages = languages_of(chunks.iter());
         let owner_languages = owner_languages(&chunks, &languages);
+        let mut manuals_by_model = std::collections::HashMap::<String, Vec<String>>::new();
+        for chunk in chunks.iter().filter(|c| c.owner.is_none()) {
+            for model in &chunk.models {
+                let manuals = manuals_by_model.entry(model_key(model)).or_default();
+                if !manuals.contains(&chunk.manual_id) {
+                    manuals.push(chunk.manual_id.clone());
+                }
+            }
+        }
+        for manuals in manuals_by_model.values_mut() {
+            manuals.sort();
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             generation: generation.to_string(),
@@ -224,8 +244,16 @@ impl SearchIndex {
             languages,
             owner_languages,
             all_languages,
+            manuals_by_model,
             settings,
         })
+    }
+
+    /// The public manuals that name `model` among the equipment they apply to, by id.
+    pub fn manuals_for_model(&self, model: &str) -> &[String] {
+        self.manuals_by_model
+            .get(&model_key(model))
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn len(&self) -> usize {

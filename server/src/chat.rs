@@ -577,7 +577,10 @@ pub async fn answer_turn(
         }
     };
 
-    let filters = chat_filters(asset.manual_ids(), role);
+    let filters = chat_filters(
+        crate::pages::asset_manuals(&asset.manual_ids(), &asset.model, &app.index()),
+        role,
+    );
     let search = SearchRequest {
         query: message.clone(),
         history,

@@ -10,6 +10,19 @@ use scanaid_indexer::{Chunk, SearchIndex};
 use crate::roles::Role;
 use crate::store::ResolvedCode;
 
+/// The manuals an asset's pages, chat and search draw on: those `assets.toml` lists for it, then
+/// every public manual whose front matter names its model (a manual published for the VP-300
+/// reaches every VP-300 without a registry edit or a restart), each once.
+pub fn asset_manuals(listed: &[String], model: &str, index: &SearchIndex) -> Vec<String> {
+    let mut manuals = listed.to_vec();
+    for manual in index.manuals_for_model(model) {
+        if !manuals.contains(manual) {
+            manuals.push(manual.clone());
+        }
+    }
+    manuals
+}
+
 /// One top-level section of a manual (a level-2 heading and everything under it).
 #[derive(Debug, Clone)]
 pub struct SectionView {

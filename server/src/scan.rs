@@ -209,7 +209,7 @@ fn serve_asset(
 ) -> Result<(Response, ScanEvent), AppError> {
     let asset = resolved.asset.as_ref().expect("checked by the caller");
     let index = app.index();
-    let manual_ids = &resolved.manual_ids;
+    let manual_ids = &crate::pages::asset_manuals(&resolved.manual_ids, &asset.model, &index);
     // What the asset's manuals offer an anonymous reader tells which languages exist; the role's
     // own page is taken below, once the language and the rule's variant are known.
     let public = app.pages.content(

@@ -210,7 +210,7 @@ pub async fn search(
         app.store
             .asset(&form.asset)
             .await?
-            .map(|a| a.manual_ids())
+            .map(|a| crate::pages::asset_manuals(&a.manual_ids(), &a.model, &app.index()))
             .unwrap_or_default()
     };
     let filters = Filters {

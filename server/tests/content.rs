@@ -323,6 +323,60 @@ fn editors_delete_a_manual_and_can_roll_the_deletion_back() {
     );
 }
 
+/// A manual published for a model reaches every machine of that model (its pages and its chat),
+/// though `assets.toml` lists it for none of them; another model's machines do not get it.
+#[test]
+fn a_manual_published_for_a_model_reaches_that_models_machines_without_a_registry_edit() {
+    let (app, _manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor-m", Role::Editor);
+    let csrf = get(&app.url("/admin/manuals/new"), &[("cookie", &editor)])
+        .hidden("csrf")
+        .unwrap();
+    let pump_page = || get(&app.url(&format!("/c/{PUMP_CODE}")), &[]).body;
+    let compressor_page = || get(&app.url("/c/85G2cjxt"), &[]).body;
+    assert!(!pump_page().contains("Attaching the pole clamp"));
+    let text = "+++\nid = \"vp300-pole-clamp\"\ntitle = \"VP-300 Pole Clamp Guide\"\nmodels = [\"VP-300\"]\n\
+                audience = [\"operator\"]\nlanguage = \"en\"\nrevision = \"1\"\n+++\n\n# VP-300 Pole Clamp Guide\n\n\
+                ## Attaching the pole clamp\n\nTighten the clamp knob until the pump no longer slides down the pole, \
+                then pull on the pump to check that the clamp holds.\n";
+    let published = post_form(
+        &app.url("/admin/manuals"),
+        &[("cookie", &editor)],
+        &[
+            ("csrf", &csrf),
+            ("original", ""),
+            ("markdown", text),
+            ("action", "publish"),
+        ],
+    );
+    assert_eq!(published.status, 303, "{}", published.body);
+    let job = published
+        .header("location")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let done = wait_for_job(&app, &editor, &job);
+    assert_eq!(done["status"], "promoted", "{done}");
+    assert!(pump_page().contains("Attaching the pole clamp"));
+    assert!(!compressor_page().contains("Attaching the pole clamp"));
+    // The pump's chat answers from it too.
+    let answer = ask(
+        &app,
+        &editor,
+        "how do I tighten the pole clamp so the pump stops sliding?",
+    );
+    assert!(
+        answer["citations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["url"].as_str().unwrap().contains("vp300-pole-clamp")),
+        "{answer}"
+    );
+}
+
 #[test]
 fn a_new_manual_never_overwrites_a_file_that_holds_another() {
     let (app, manuals, _index) = spawn_with_editable_manuals();
