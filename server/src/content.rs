@@ -205,6 +205,13 @@ impl crate::store::Store {
     }
 }
 
+/// A short tag of a manual file's text: an editor's form and the content API carry the one they
+/// started from (`base`), so a publish over someone else's newer text is refused, not silent.
+pub fn text_version(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
+}
+
 /// A publish that cannot start, for the editor.
 #[derive(Debug)]
 pub struct Refused(pub String);
@@ -218,6 +225,7 @@ pub async fn publish(
     file: &Path,
     markdown: &str,
     editor: &str,
+    base: Option<&str>,
 ) -> std::result::Result<std::result::Result<i64, Refused>, AppError> {
     let _changing = app.folder_change.lock().await;
     let manuals_dir = match folder_to_change(app).await? {
@@ -226,6 +234,28 @@ pub async fn publish(
     };
     let path = manuals_dir.join(file);
     let previous = std::fs::read_to_string(&path).ok();
+    // Checked under the folder lock: two editors who opened the same text cannot both publish
+    // over it; the second is told, and keeps their text to merge.
+    if let Some(base) = base.filter(|b| !b.is_empty()) {
+        if text_version(previous.as_deref().unwrap_or_default()) != base {
+            let last: Option<(String, String)> = sqlx::query_as(
+                "SELECT published_by, published_at FROM manual_revisions WHERE file = ? ORDER BY id DESC LIMIT 1",
+            )
+            .bind(file.to_string_lossy().as_ref())
+            .fetch_optional(app.store.pool())
+            .await
+            .map_err(crate::ServerError::from)?;
+            let by = match last {
+                Some((who, at)) => format!(" (last published by {who} at {at} UTC)"),
+                None => " (the file was changed on disk)".to_string(),
+            };
+            return Ok(Err(Refused(format!(
+                "this manual changed since you opened it{by}, and publishing would undo that change. \
+                 Your text is kept below: open the manual again in another tab, bring your changes into \
+                 its current text, and publish that"
+            ))));
+        }
+    }
     write_atomically(&path, markdown)?;
     let change = Change {
         manual_id,

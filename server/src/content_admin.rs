@@ -172,7 +172,17 @@ pub async fn new_manual(
         Err(r) => return Ok(r),
     };
     let template = "+++\nid = \"new-manual\"\ntitle = \"New manual\"\nmodels = []\naudience = [\"operator\"]\nlanguage = \"en\"\nrevision = \"1\"\n+++\n# Overview\n\n";
-    editor(&app, &me, StatusCode::OK, "", template, None, String::new()).await
+    editor(
+        &app,
+        &me,
+        StatusCode::OK,
+        "",
+        "",
+        template,
+        None,
+        String::new(),
+    )
+    .await
 }
 
 /// `GET /admin/manuals/{id}`: the manual's file in the editor.
@@ -193,7 +203,18 @@ pub async fn edit(
         path: manual.path.clone(),
         source,
     })?;
-    editor(&app, &me, StatusCode::OK, &id, &text, None, String::new()).await
+    let base = content::text_version(&text);
+    editor(
+        &app,
+        &me,
+        StatusCode::OK,
+        &id,
+        &base,
+        &text,
+        None,
+        String::new(),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,6 +229,9 @@ pub struct EditForm {
     /// `check` or `publish`.
     #[serde(default)]
     pub action: String,
+    /// `content::text_version` of the file as the editor opened it (empty for a new manual).
+    #[serde(default)]
+    pub base: String,
 }
 
 /// `POST /admin/manuals`: checks the text; with `action=publish` and no problem, publishes it.
@@ -233,6 +257,7 @@ pub async fn save(
             &me,
             StatusCode::OK,
             &original,
+            &form.base,
             &text,
             Some((&checked, findings)),
             String::new(),
@@ -256,6 +281,7 @@ pub async fn save(
             &me,
             StatusCode::UNPROCESSABLE_ENTITY,
             &original,
+            &form.base,
             &text,
             Some((&checked, findings)),
             message,
@@ -270,6 +296,7 @@ pub async fn save(
         &file,
         &text,
         &me.username,
+        Some(&form.base),
     )
     .await?
     {
@@ -281,6 +308,7 @@ pub async fn save(
                 &me,
                 StatusCode::CONFLICT,
                 &original,
+                &form.base,
                 &text,
                 Some((&checked, findings)),
                 format!("Not published: {reason}."),
@@ -436,6 +464,7 @@ async fn editor(
     me: &SignedIn,
     status: StatusCode,
     original: &str,
+    base: &str,
     text: &str,
     checked: Option<(&Checked, Vec<scanaid_indexer::validate::Finding>)>,
     message: String,
@@ -470,6 +499,7 @@ async fn editor(
         csrf: me.csrf.clone(),
         me: crate::views::Me::of(me),
         original: original.to_string(),
+        base: base.to_string(),
         markdown: text.to_string(),
         was_checked,
         clean,

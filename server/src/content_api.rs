@@ -78,6 +78,7 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
                 "models": m.meta.models,
                 "chunks": served.len(),
                 "served_revision": served.first(),
+                "version": std::fs::read_to_string(&m.path).map(|t| content::text_version(&t)).ok(),
             })
         })
         .collect();
@@ -93,6 +94,10 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
 #[serde(deny_unknown_fields)]
 pub struct ManualBody {
     pub markdown: String,
+    /// The manual's `version` (from `GET /api/content/manuals`) the text was made from: given, a
+    /// publish over a newer text is refused (409) instead of undoing it.
+    #[serde(default)]
+    pub base: Option<String>,
 }
 
 /// `POST /api/content/manuals/{id}/check`: every problem with its line, and the chunks.
@@ -125,6 +130,7 @@ pub async fn check(
 struct Submitted {
     actor: String,
     text: String,
+    base: Option<String>,
     checked: scanaid_indexer::validate::Checked,
     findings: Vec<scanaid_indexer::validate::Finding>,
     file: Option<std::path::PathBuf>,
@@ -154,6 +160,7 @@ async fn submitted(
     Ok(Ok(Submitted {
         actor,
         text,
+        base: body.base,
         checked,
         findings,
         file,
@@ -194,6 +201,7 @@ pub async fn publish(
     let Submitted {
         actor,
         text,
+        base,
         checked,
         findings,
         file,
@@ -228,6 +236,7 @@ pub async fn publish(
         &file,
         &text,
         &actor,
+        base.as_deref(),
     )
     .await?;
     Ok(job_started(started))

@@ -237,6 +237,8 @@ pub struct ManualEditPage {
     pub csrf: String,
     pub me: crate::views::Me,
     pub original: String,
+    /// The version of the text the editor started from (`content::text_version`).
+    pub base: String,
     pub markdown: String,
     pub was_checked: bool,
     pub clean: bool,

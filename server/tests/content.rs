@@ -323,6 +323,75 @@ fn editors_delete_a_manual_and_can_roll_the_deletion_back() {
     );
 }
 
+/// Two editors open the same manual; the first publishes. The second's publish is refused (their
+/// text kept in the form, the first's on disk) instead of silently undoing the first's change.
+#[test]
+fn a_publish_over_a_text_someone_else_changed_meanwhile_is_refused_and_keeps_the_text() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let original = std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap();
+    let first = staff_cookie(&app, "editor-a", Role::Editor);
+    let second = staff_cookie(&app, "editor-b", Role::Editor);
+    let open = |cookie: &str| {
+        let page = get(
+            &app.url("/admin/manuals/vp300-service"),
+            &[("cookie", cookie)],
+        );
+        (page.hidden("csrf").unwrap(), page.hidden("base").unwrap())
+    };
+    let (csrf_a, base_a) = open(&first);
+    let (csrf_b, base_b) = open(&second);
+    assert_eq!(base_a, base_b);
+    let publish = |cookie: &str, csrf: &str, base: &str, text: &str| {
+        post_form(
+            &app.url("/admin/manuals"),
+            &[("cookie", cookie)],
+            &[
+                ("csrf", csrf),
+                ("original", "vp300-service"),
+                ("base", base),
+                ("markdown", text),
+                ("action", "publish"),
+            ],
+        )
+    };
+    let first_text = edited(&original);
+    let published = publish(&first, &csrf_a, &base_a, &first_text);
+    assert_eq!(published.status, 303, "{}", published.body);
+    let job = published
+        .header("location")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(wait_for_job(&app, &first, &job)["status"], "promoted");
+
+    // The second editor only fixed a typo elsewhere, from the text before the first's change.
+    let second_text = original.replace("revision = \"C (2026-03-14)\"", "revision = \"C2 (typo)\"");
+    let refused = publish(&second, &csrf_b, &base_b, &second_text);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("changed since you opened it")
+            && refused.body.contains("last published by editor-a"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("revision = &#34;C2 (typo)&#34;"),
+        "their text is kept in the form"
+    );
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap(),
+        first_text,
+        "the first editor's change stands"
+    );
+    // Reopened, the manual carries the new version, and a publish from it goes through.
+    let (csrf_b, base_now) = open(&second);
+    assert_ne!(base_now, base_b);
+    let merged = first_text.replace("revision = \"D (test)\"", "revision = \"D2 (typo)\"");
+    assert_eq!(publish(&second, &csrf_b, &base_now, &merged).status, 303);
+}
+
 /// A manual published for a model reaches every machine of that model (its pages and its chat),
 /// though `assets.toml` lists it for none of them; another model's machines do not get it.
 #[test]
@@ -755,8 +824,38 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
         original
     );
 
+    // A pipeline that says which version its text was made from is refused over a newer one.
+    let version = list["manuals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "vp300-service")
+        .unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, stale, _) = api(
+        &app,
+        "PUT",
+        "/api/content/manuals/vp300-service",
+        token,
+        Some(&serde_json::json!({"markdown": edited(&original), "base": "0123456789abcdef"})),
+    );
+    assert_eq!(status, 409, "{stale}");
+    assert!(
+        stale["error"]
+            .as_str()
+            .unwrap()
+            .contains("changed since you opened it"),
+        "{stale}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap(),
+        original
+    );
+
     // Publish, follow the job, roll back.
-    let good = serde_json::json!({"markdown": edited(&original)});
+    let good = serde_json::json!({"markdown": edited(&original), "base": version});
     let (status, accepted, _) = api(
         &app,
         "PUT",
