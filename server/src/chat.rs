@@ -643,6 +643,19 @@ pub async fn answer_turn(
     };
     app.metrics
         .chat_turn("asset", outcome, started.elapsed().as_secs_f64());
+    // What the turn was, for the unanswered-questions view (migration 0020): only questions put to
+    // the assistant count there, not a bare request for a person or a message for an agent.
+    let kind = if forwarded {
+        "forwarded"
+    } else if asked && !asks_more_than_a_person(&message) {
+        "person"
+    } else if has_agent {
+        "to_agent"
+    } else if unsure {
+        "unsure"
+    } else {
+        "answered"
+    };
     let citations_json = serde_json::to_string(&citations).expect("serialises");
     let shown_json = serde_json::to_string(&Shown {
         sentences: &sentences,
@@ -659,6 +672,7 @@ pub async fn answer_turn(
             &shown_json,
             confidence,
             escalated,
+            kind,
         )
         .await?;
     let live_ticket = app.store.open_ticket(&conversation).await?;

@@ -79,7 +79,10 @@ pub struct GapTurn {
 }
 
 /// Turns since `since` (RFC 3339) that were unsure, escalated or rated down, newest first, at most
-/// `limit`. Only the public chat's turns: patients' questions are never stored verbatim.
+/// `limit`. Only the public chat's turns: patients' questions are never stored verbatim. Only
+/// questions put to the assistant: a bare request for a person, a message written to an agent who
+/// had the conversation or one sent on while the assistant was busy is not a gap in the manuals
+/// (and what people write to agents is not for the content team to read).
 pub async fn gap_turns(
     store: &crate::store::Store,
     since: &str,
@@ -90,6 +93,7 @@ pub async fn gap_turns(
         "SELECT t.at, c.asset_id, t.question, t.citations, t.confidence, t.escalated != 0 AS escalated, t.feedback
          FROM chat_turns t JOIN conversations c ON c.id = t.conversation_id
          WHERE t.at >= ? AND (t.confidence < ? OR t.escalated != 0 OR t.feedback = -1)
+           AND (t.kind IS NULL OR t.kind IN ('answered', 'unsure'))
          ORDER BY t.id DESC LIMIT ?",
     )
     .bind(since)
@@ -258,8 +262,16 @@ pub struct GapsQuery {
     pub days: Option<String>,
 }
 
+/// What one view of the gaps holds.
+struct Gaps {
+    groups: Vec<GapGroup>,
+    patient_questions: i64,
+    /// Whether `MAX_TURNS` cut the period short (older questions were not grouped).
+    truncated: bool,
+}
+
 /// The groups for the last `days` days, and how many patient questions were asked meanwhile.
-async fn groups_for(app: &crate::AppState, days: u32) -> crate::Result<(Vec<GapGroup>, i64)> {
+async fn groups_for(app: &crate::AppState, days: u32) -> crate::Result<Gaps> {
     let since = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let turns = gap_turns(&app.store, &since, app.chat.model.threshold, MAX_TURNS).await?;
@@ -269,29 +281,41 @@ async fn groups_for(app: &crate::AppState, days: u32) -> crate::Result<(Vec<GapG
     .bind(&since)
     .fetch_one(app.store.pool())
     .await?;
+    let truncated = turns.len() as i64 >= MAX_TURNS;
     if turns.is_empty() {
-        return Ok((Vec::new(), patient_questions));
+        return Ok(Gaps {
+            groups: Vec::new(),
+            patient_questions,
+            truncated,
+        });
     }
     let embedder = app.embedder.clone();
-    let questions: Vec<String> = turns.iter().map(|t| t.question.clone()).collect();
-    let vectors = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::with_capacity(questions.len());
+    let threshold = same_question_threshold(app.embedder.model_id());
+    // Embedding and grouping hundreds of questions is CPU work: off the async workers.
+    let groups = tokio::task::spawn_blocking(move || {
+        let questions: Vec<&str> = turns.iter().map(|t| t.question.as_str()).collect();
+        let mut vectors = Vec::with_capacity(questions.len());
         for batch in questions.chunks(64) {
-            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-            out.extend(embedder.embed_queries(&refs)?);
+            vectors.extend(embedder.embed_queries(batch)?);
         }
-        Ok::<_, scanaid_models::ModelError>(out)
+        Ok::<_, scanaid_models::ModelError>(group(&turns, &vectors, threshold))
     })
     .await?
     .map_err(|e| crate::ServerError::Index(scanaid_indexer::IndexError::from(e)))?;
-    let threshold = same_question_threshold(app.embedder.model_id());
-    Ok((group(&turns, &vectors, threshold), patient_questions))
+    Ok(Gaps {
+        groups,
+        patient_questions,
+        truncated,
+    })
 }
 
-fn days_of(query: &GapsQuery) -> u32 {
+/// The days asked for, at most as many as chat turns are kept (a longer view would promise
+/// questions that retention has deleted).
+fn days_of(query: &GapsQuery, app: &crate::AppState) -> u32 {
+    let kept = (app.config.retention.chat.as_secs() / 86_400).max(1) as i64;
     match query.days.as_deref().map(|d| d.trim().parse::<i64>()) {
-        Some(Ok(days)) => days.clamp(1, 395) as u32,
-        _ => 30,
+        Some(Ok(days)) => days.clamp(1, kept) as u32,
+        _ => 30.min(kept) as u32,
     }
 }
 
@@ -307,15 +331,17 @@ pub async fn page(
         Ok(me) => me,
         Err(r) => return Ok(r),
     };
-    let days = days_of(&query);
-    let (groups, patient_questions) = groups_for(&app, days).await?;
+    let days = days_of(&query, &app);
+    let gaps = groups_for(&app, days).await?;
     let html = crate::views::GapsPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
         me: crate::views::Me::of(&me),
         days,
-        groups,
-        patient_questions,
+        max_days: (app.config.retention.chat.as_secs() / 86_400).max(1),
+        groups: gaps.groups,
+        patient_questions: gaps.patient_questions,
+        truncated: gaps.truncated.then_some(MAX_TURNS),
     }
     .render()?;
     Ok((
@@ -335,8 +361,8 @@ pub async fn csv(
     if let Err(r) = crate::content_admin::require_editor(&app, &headers).await? {
         return Ok(r);
     }
-    let days = days_of(&query);
-    let (groups, _) = groups_for(&app, days).await?;
+    let days = days_of(&query, &app);
+    let groups = groups_for(&app, days).await?.groups;
     let mut writer = ::csv::Writer::from_writer(Vec::new());
     let header = [
         "group",

@@ -648,8 +648,9 @@ impl Store {
         shown_json: &str,
         confidence: f64,
         escalated: bool,
+        kind: &str,
     ) -> Result<i64> {
-        let done = sqlx::query("INSERT INTO chat_turns (conversation_id, at, question, answer, citations, shown, confidence, escalated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        let done = sqlx::query("INSERT INTO chat_turns (conversation_id, at, question, answer, citations, shown, confidence, escalated, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(conversation)
             .bind(now_rfc3339())
             .bind(question)
@@ -658,6 +659,7 @@ impl Store {
             .bind(shown_json)
             .bind(confidence)
             .bind(escalated)
+            .bind(kind)
             .execute(&self.pool)
             .await?;
         Ok(done.last_insert_rowid())

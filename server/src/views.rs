@@ -279,9 +279,13 @@ pub struct GapsPage {
     pub csrf: String,
     pub me: crate::views::Me,
     pub days: u32,
+    /// As far back as chat turns are kept.
+    pub max_days: u64,
     pub groups: Vec<crate::gaps::GapGroup>,
     /// Patients' questions in the period: a count only, their words are never shown.
     pub patient_questions: i64,
+    /// When only the newest this many questions were grouped.
+    pub truncated: Option<i64>,
 }
 
 #[derive(Template)]

@@ -95,10 +95,19 @@ fn the_gaps_view_groups_what_people_asked_and_exports_it() {
         ask_and_rate_down(&app, q);
     }
     ask_and_rate_down(&app, "what colour is the pole clamp knob");
-    // A question answered well and not rated down is not a gap... unless the assistant was unsure;
-    // a person asked for always is.
+    // A bare request for a person is not a question about the manuals, nor is what the person
+    // then writes to the agent who has the conversation (it may name them: not for editors).
     let body = serde_json::json!({"code": PUMP_CODE, "message": "talk to a person"}).to_string();
-    assert_eq!(post_json(&app.url("/api/chat"), &[], &body).status, 200);
+    let person = post_json(&app.url("/api/chat"), &[], &body);
+    assert_eq!(person.status, 200);
+    let person: serde_json::Value = serde_json::from_str(&person.body).unwrap();
+    let to_agent = serde_json::json!({
+        "code": PUMP_CODE,
+        "conversation": person["conversation"],
+        "message": "I am Maria Lopez in bed 12, please call me back about the pump alarm",
+    })
+    .to_string();
+    assert_eq!(post_json(&app.url("/api/chat"), &[], &to_agent).status, 200);
 
     let technician = staff_cookie(&app, "tech-g", Role::Technician);
     assert_eq!(
@@ -118,11 +127,18 @@ fn the_gaps_view_groups_what_people_asked_and_exports_it() {
     assert!(first.contains("pump-icu-07 (3)"), "{first}");
     assert!(!first.contains("pole clamp knob"), "{first}");
     assert!(page.body.contains("id=\"patients\""));
+    assert!(!page.body.contains("talk to a person"), "{}", page.body);
+    assert!(!page.body.contains("Maria Lopez"), "{}", page.body);
+    assert_eq!(
+        app.rows("SELECT kind FROM chat_turns WHERE question LIKE '%Maria Lopez%' OR question = 'talk to a person' ORDER BY id"),
+        vec![vec!["person".to_string()], vec!["to_agent".to_string()]]
+    );
+    assert!(!page.body.contains("id=\"truncated\""));
     // A mistyped look-back is the nearest sensible view, not a bare 400.
     for (days, shown) in [
         ("-5", "last 1 days"),
         ("abc", "last 30 days"),
-        ("9999", "last 395 days"),
+        ("9999", "last 90 days"),
     ] {
         let page = get(
             &app.url(&format!("/admin/gaps?days={days}")),
