@@ -544,12 +544,71 @@ pub async fn job(
                 .as_deref()
                 .is_some_and(|g| content::generation_kept(&app, g)),
         can_override: me.role == Role::Admin && progress.status == "blocked",
+        can_reopen_text: job.kind == "publish"
+            && job.revision_id.is_some()
+            && matches!(progress.status.as_str(), "blocked" | "failed"),
         running: !progress.finished(),
         progress,
         job,
     }
     .render()?;
     Ok(page(StatusCode::OK, html))
+}
+
+/// `GET /admin/jobs/{id}/text`: the text a publish that was stopped (by the quality gate) or failed
+/// tried to publish, back in the editor: the file has its previous text again, and the editor's
+/// work must not be lost with it. The editor starts from the file as it is now (its `base`).
+pub async fn job_text(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    crate::http::NumericId(id): crate::http::NumericId,
+) -> Result<Response, AppError> {
+    let me = match require_editor(&app, &headers).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let revision = match app.store.job(id).await? {
+        Some(job) if job.kind == "publish" => job.revision_id,
+        _ => None,
+    };
+    let row: Option<(String, String, String)> = match revision {
+        Some(revision) => {
+            sqlx::query_as("SELECT manual_id, markdown, file FROM manual_revisions WHERE id = ?")
+                .bind(revision)
+                .fetch_optional(app.store.pool())
+                .await
+                .map_err(crate::ServerError::from)?
+        }
+        None => None,
+    };
+    let Some((manual_id, markdown, file)) = row else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "No such text",
+            &format!("Job {id} published no text that can be opened again."),
+            "/admin/manuals",
+        );
+    };
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return crate::account::forbidden("This server was started without a manuals folder.");
+    };
+    // A manual that exists is edited as itself; one the stopped publish would have created is new.
+    let current = std::fs::read_to_string(dir.join(&file)).ok();
+    let (original, base) = match &current {
+        Some(text) => (manual_id.as_str(), content::text_version(text)),
+        None => ("", String::new()),
+    };
+    editor(
+        &app,
+        &me,
+        StatusCode::OK,
+        original,
+        &base,
+        &markdown,
+        None,
+        format!("The text job {id} tried to publish, back in the editor: it is not published. Fix it and publish again."),
+    )
+    .await
 }
 
 /// `GET /admin/jobs/{id}/events`: the job's progress now and at each change (`progress`), then one

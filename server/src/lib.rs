@@ -270,6 +270,7 @@ fn staff_pages() -> Router<AppState> {
         .route("/admin/manuals/new", get(content_admin::new_manual))
         .route("/admin/manuals/{id}", get(content_admin::edit))
         .route("/admin/jobs/{id}", get(content_admin::job))
+        .route("/admin/jobs/{id}/text", get(content_admin::job_text))
         .route(
             "/admin/tokens",
             get(api_tokens::page).post(api_tokens::change),

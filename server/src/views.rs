@@ -258,6 +258,8 @@ pub struct JobPage {
     pub running: bool,
     pub can_roll_back: bool,
     pub can_override: bool,
+    /// A publish the gate stopped or that failed: its text can be opened in the editor again.
+    pub can_reopen_text: bool,
 }
 
 #[derive(Template)]

@@ -639,6 +639,32 @@ fn the_quality_gate_stops_a_regression_and_only_an_admin_can_override_it() {
         &[("cookie", &editor)],
     );
     assert!(!page.body.contains("id=\"override\""));
+    // The editor's stopped text is not lost with the file's restore: it opens in the editor again,
+    // which starts from the file as it is now.
+    assert!(page.body.contains("id=\"reopen\""), "{}", page.body);
+    let reopened = get(
+        &app.url(&format!("/admin/jobs/{blocked_job}/text")),
+        &[("cookie", &editor)],
+    );
+    assert_eq!(reopened.status, 200);
+    assert!(
+        reopened.body.contains("revision = &#34;E (gutted)&#34;"),
+        "{}",
+        reopened.body
+    );
+    assert_eq!(
+        reopened.hidden("base").unwrap(),
+        get(
+            &app.url("/admin/manuals/vp300-service"),
+            &[("cookie", &editor)]
+        )
+        .hidden("base")
+        .unwrap()
+    );
+    assert_eq!(
+        get(&app.url("/admin/jobs/999999/text"), &[("cookie", &editor)]).status,
+        404
+    );
     let refused = post_form(
         &app.url(&format!("/admin/jobs/{blocked_job}/override")),
         &[("cookie", &editor)],
