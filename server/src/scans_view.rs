@@ -15,8 +15,10 @@ use crate::roles::Role;
 use crate::views::ScansPage;
 use crate::{AppError, AppState};
 
-/// Events read per view (the newest); the page says when the period held more.
-const MAX_EVENTS: i64 = 200_000;
+/// Latencies read per view for the percentiles (the newest); the counts cover every scan.
+const MAX_LATENCIES: i64 = 200_000;
+/// Assets charted one by one; the rest share one bar.
+const ASSETS_CHARTED: usize = 25;
 
 #[derive(Debug, Deserialize)]
 pub struct ScansQuery {
@@ -25,22 +27,11 @@ pub struct ScansQuery {
     pub days: Option<u32>,
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Row {
-    at: String,
-    asset_id: Option<String>,
-    site_id: Option<String>,
-    placement: Option<String>,
-    role: String,
-    destination: String,
-    fallback: bool,
-    latency_us: i64,
-}
-
 /// The figures of one period.
 #[derive(Debug, Default)]
 pub struct ScanFigures {
     pub total: usize,
+    /// Whether the latency percentiles come from the newest `MAX_LATENCIES` scans only.
     pub truncated: bool,
     pub fallback_rate: f64,
     pub unknown_rate: f64,
@@ -52,9 +43,9 @@ pub struct ScanFigures {
     pub by_asset: Vec<(String, usize)>,
     pub by_placement: Vec<(String, usize)>,
     pub by_role: Vec<(String, usize)>,
-    /// Scans per hour of the day at the scanned site (0-23).
+    /// Scans of a known site per hour of the day there (0-23).
     pub by_hour: [usize; 24],
-    pub chat_turns: i64,
+    pub conversations: i64,
     pub escalations: i64,
 }
 
@@ -65,22 +56,54 @@ fn percentile_ms(sorted_us: &[i64], p: f64) -> f64 {
     sorted_us[((sorted_us.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
 }
 
-fn ranked(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
-    let mut v: Vec<_> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    v
+/// Counts largest first, at most `keep` of them and the rest summed as "(N others)".
+fn ranked(mut counts: Vec<(String, i64)>, keep: usize) -> Vec<(String, usize)> {
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut out: Vec<(String, usize)> = counts
+        .iter()
+        .take(keep)
+        .map(|(k, n)| (k.clone(), *n as usize))
+        .collect();
+    if counts.len() > keep {
+        let rest: i64 = counts[keep..].iter().map(|(_, n)| n).sum();
+        out.push((format!("({} others)", counts.len() - keep), rest as usize));
+    }
+    out
 }
 
-/// Figures for scans since `since`.
+/// Figures for scans since `since`. Counted in SQL (a year of a busy site is millions of rows:
+/// only counts come back); the hour of day from per-site, per-UTC-hour counts turned into each
+/// site's local hour (exact for zones a whole number of hours from UTC).
 pub async fn figures(app: &AppState, since: DateTime<Utc>) -> crate::Result<ScanFigures> {
     let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT at, asset_id, site_id, placement, role, destination, fallback != 0 AS fallback, latency_us
-         FROM scan_events WHERE at >= ? ORDER BY id DESC LIMIT ?",
+    let pool = app.store.pool();
+    let (total, fallbacks, unknown): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(fallback != 0), 0), COALESCE(SUM(destination = 'fallback:unknown'), 0)
+         FROM scan_events WHERE at >= ?",
     )
     .bind(&since_text)
-    .bind(MAX_EVENTS + 1)
-    .fetch_all(app.store.pool())
+    .fetch_one(pool)
+    .await?;
+    let grouped = |column: &'static str, none: &'static str| {
+        let since_text = since_text.clone();
+        async move {
+            sqlx::query_as::<_, (String, i64)>(&format!(
+                "SELECT COALESCE({column}, '{none}'), COUNT(*) FROM scan_events WHERE at >= ? GROUP BY 1"
+            ))
+            .bind(since_text)
+            .fetch_all(pool)
+            .await
+        }
+    };
+    let by_asset = grouped("asset_id", "(no asset)").await?;
+    let by_placement = grouped("placement", "(unknown code)").await?;
+    let by_role = grouped("role", "(none)").await?;
+    let hours: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT site_id, substr(at, 1, 13), COUNT(*) FROM scan_events
+         WHERE at >= ? AND site_id IS NOT NULL GROUP BY 1, 2",
+    )
+    .bind(&since_text)
+    .fetch_all(pool)
     .await?;
     let zones: BTreeMap<String, chrono_tz::Tz> = app
         .store
@@ -90,59 +113,40 @@ pub async fn figures(app: &AppState, since: DateTime<Utc>) -> crate::Result<Scan
         .filter_map(|s| s.timezone.parse().ok().map(|tz| (s.id, tz)))
         .collect();
     let mut f = ScanFigures {
-        truncated: rows.len() as i64 > MAX_EVENTS,
+        total: total as usize,
         ..ScanFigures::default()
     };
-    let rows = &rows[..rows.len().min(MAX_EVENTS as usize)];
-    f.total = rows.len();
-    let (mut by_asset, mut by_placement, mut by_role) =
-        (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    for (site, hour, n) in hours {
+        let Ok(at) = DateTime::parse_from_rfc3339(&format!("{hour}:00:00Z")) else {
+            continue;
+        };
+        let tz = zones.get(&site).copied().unwrap_or(chrono_tz::UTC);
+        f.by_hour[at.with_timezone(&tz).hour() as usize] += n as usize;
+    }
+    let latencies: Vec<(bool, bool, i64)> = sqlx::query_as(
+        "SELECT destination LIKE 'redirect:%', fallback != 0, latency_us FROM scan_events
+         WHERE at >= ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(&since_text)
+    .bind(MAX_LATENCIES + 1)
+    .fetch_all(pool)
+    .await?;
+    f.truncated = latencies.len() as i64 > MAX_LATENCIES;
     let (mut redirect_us, mut page_us) = (Vec::new(), Vec::new());
-    let (mut fallbacks, mut unknown) = (0usize, 0usize);
-    for r in rows {
-        *by_asset
-            .entry(
-                r.asset_id
-                    .clone()
-                    .unwrap_or_else(|| "(no asset)".to_string()),
-            )
-            .or_insert(0) += 1;
-        *by_placement
-            .entry(
-                r.placement
-                    .clone()
-                    .unwrap_or_else(|| "(unknown code)".to_string()),
-            )
-            .or_insert(0) += 1;
-        *by_role.entry(r.role.clone()).or_insert(0) += 1;
-        if r.fallback {
-            fallbacks += 1;
-        }
-        if r.destination == "fallback:unknown" {
-            unknown += 1;
-        }
-        if r.destination.starts_with("redirect:") {
-            redirect_us.push(r.latency_us);
-        } else if !r.fallback {
-            page_us.push(r.latency_us);
-        }
-        if let Ok(at) = DateTime::parse_from_rfc3339(&r.at) {
-            let tz = r
-                .site_id
-                .as_ref()
-                .and_then(|s| zones.get(s))
-                .copied()
-                .unwrap_or(chrono_tz::UTC);
-            f.by_hour[at.with_timezone(&tz).hour() as usize] += 1;
+    for (redirect, fallback, latency) in latencies.into_iter().take(MAX_LATENCIES as usize) {
+        if redirect {
+            redirect_us.push(latency);
+        } else if !fallback {
+            page_us.push(latency);
         }
     }
     redirect_us.sort_unstable();
     page_us.sort_unstable();
-    let share = |n: usize| {
-        if f.total == 0 {
+    let share = |n: i64| {
+        if total == 0 {
             0.0
         } else {
-            n as f64 / f.total as f64
+            n as f64 / total as f64
         }
     };
     f.fallback_rate = share(fallbacks);
@@ -152,17 +156,18 @@ pub async fn figures(app: &AppState, since: DateTime<Utc>) -> crate::Result<Scan
     f.redirect_p95_ms = percentile_ms(&redirect_us, 0.95);
     f.page_p50_ms = percentile_ms(&page_us, 0.5);
     f.page_p95_ms = percentile_ms(&page_us, 0.95);
-    f.by_asset = ranked(by_asset);
-    f.by_placement = ranked(by_placement);
-    f.by_role = ranked(by_role);
+    f.by_asset = ranked(by_asset, ASSETS_CHARTED);
+    f.by_placement = ranked(by_placement, ASSETS_CHARTED);
+    f.by_role = ranked(by_role, usize::MAX);
     let since_secs = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    f.chat_turns = sqlx::query_scalar("SELECT COUNT(*) FROM chat_turns WHERE at >= ?")
-        .bind(&since_secs)
-        .fetch_one(app.store.pool())
-        .await?;
+    f.conversations =
+        sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE created_at >= ?")
+            .bind(&since_secs)
+            .fetch_one(pool)
+            .await?;
     f.escalations = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE created_at >= ?")
         .bind(&since_secs)
-        .fetch_one(app.store.pool())
+        .fetch_one(pool)
         .await?;
     Ok(f)
 }
@@ -261,10 +266,10 @@ pub async fn page(
         placement_chart: bars_svg("Scans per placement", &f.by_placement),
         role_chart: bars_svg("Scans per role", &f.by_role),
         hour_chart: hours_svg(&f.by_hour),
-        escalation_rate: if f.chat_turns == 0 {
+        escalation_rate: if f.conversations == 0 {
             0.0
         } else {
-            f.escalations as f64 / f.chat_turns as f64
+            f.escalations as f64 / f.conversations as f64
         },
         f,
     }
@@ -282,6 +287,23 @@ mod tests {
         assert!(svg.contains("&lt;b&gt;") && svg.contains("a&amp;b"));
         assert!(!svg.contains("<b>"));
         assert!(svg.contains("width=\"260\"") && svg.contains("width=\"130\""));
+        let ranked = ranked(
+            vec![
+                ("a".into(), 5),
+                ("b".into(), 9),
+                ("c".into(), 1),
+                ("d".into(), 2),
+            ],
+            2,
+        );
+        assert_eq!(
+            ranked,
+            [
+                ("b".to_string(), 9),
+                ("a".to_string(), 5),
+                ("(2 others)".to_string(), 3)
+            ]
+        );
         let mut hours = [0usize; 24];
         hours[9] = 4;
         let svg = hours_svg(&hours);
