@@ -603,19 +603,25 @@ fn search(cmd: SearchCmd) -> Result<ExitCode> {
 /// --as-served`), from the manuals folder's asset registry and the readers' roles.
 fn served_filters(
     manuals_dir: &std::path::Path,
+    index: Option<&SearchIndex>,
     answerable: &[scanaid_evals::manual_questions::ManualQuestion],
     unanswerable: &[scanaid_evals::answerability::UnanswerableQuestion],
 ) -> Result<std::collections::HashMap<String, scanaid_indexer::Filters>> {
     use scanaid_server::roles::Role;
     let registry = scanaid_server::registry::Registry::load(&manuals_dir.join("assets.toml"))?;
+    // An asset's manuals as the chat takes them: the listed ones, then those naming its model.
+    let manuals_of = |asset: &scanaid_server::registry::Asset| match index {
+        Some(index) => scanaid_server::pages::asset_manuals(&asset.manuals, &asset.model, index),
+        None => asset.manuals.clone(),
+    };
     let served =
-        |manuals: &[String], role: Role| scanaid_server::chat::chat_filters(manuals.to_vec(), role);
+        |manuals: Vec<String>, role: Role| scanaid_server::chat::chat_filters(manuals, role);
     let mut filters = std::collections::HashMap::new();
     for q in answerable {
         let on_asset = registry
             .assets
             .iter()
-            .find(|a| a.manuals.contains(&q.manual));
+            .find(|a| manuals_of(a).contains(&q.manual));
         // A question's audience names a manual audience; "public" material is read by anyone,
         // so its reader is anonymous, and every other audience is read by the role of its name.
         let role = match q.audience.as_deref() {
@@ -628,7 +634,7 @@ fn served_filters(
             None => None,
         };
         if let (Some(asset), Some(role)) = (on_asset, role) {
-            filters.insert(q.id.clone(), served(&asset.manuals, role));
+            filters.insert(q.id.clone(), served(manuals_of(asset), role));
         }
     }
     // Nobody says who asks what the manuals do not answer: the staff roles take turns.
@@ -650,7 +656,7 @@ fn served_filters(
         };
         filters.insert(
             q.id.clone(),
-            served(&asset.manuals, roles[turn % roles.len()]),
+            served(manuals_of(asset), roles[turn % roles.len()]),
         );
     }
     Ok(filters)
@@ -799,8 +805,8 @@ fn eval_answerability(cmd: EvalAnswerabilityCmd) -> Result<ExitCode> {
         None
     };
     let served_filters = match (&manuals, cmd.as_served) {
-        (Some((_, answerable, unanswerable)), true) => {
-            served_filters(&cmd.manuals, answerable, unanswerable)?
+        (Some((index, answerable, unanswerable)), true) => {
+            served_filters(&cmd.manuals, Some(index), answerable, unanswerable)?
         }
         _ => std::collections::HashMap::new(),
     };
@@ -1074,6 +1080,7 @@ mod tests {
         std::fs::write(dir.path().join("assets.toml"), REGISTRY).unwrap();
         let filters = served_filters(
             dir.path(),
+            None,
             &[
                 answerable("a1", "dw-500", "technician"),
                 answerable("a2", "leaflet", "patient"),
@@ -1115,14 +1122,15 @@ mod tests {
             audiences(scanaid_server::roles::Role::Technician)
         );
         // A reader or an asset nobody knows is an error, not a quietly unscoped question.
-        let error =
-            served_filters(dir.path(), &[answerable("a3", "dw-500", "chef")], &[]).unwrap_err();
+        let error = served_filters(dir.path(), None, &[answerable("a3", "dw-500", "chef")], &[])
+            .unwrap_err();
         assert!(format!("{error:#}").contains("a3"), "{error:#}");
-        let error = served_filters(dir.path(), &[], &[unanswerable("u4", "dw9")]).unwrap_err();
+        let error =
+            served_filters(dir.path(), None, &[], &[unanswerable("u4", "dw9")]).unwrap_err();
         assert!(format!("{error:#}").contains("dw9"), "{error:#}");
         // A folder without a registry is a clear error, not an unscoped run.
         let empty = tempfile::tempdir().unwrap();
-        let error = served_filters(empty.path(), &[], &[]).unwrap_err();
+        let error = served_filters(empty.path(), None, &[], &[]).unwrap_err();
         assert!(format!("{error:#}").contains("assets.toml"), "{error:#}");
     }
 }

@@ -212,6 +212,53 @@ pub fn text_version(text: &str) -> String {
     hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
 }
 
+/// Whether the file's text (`current`; `None`: no file) is no longer the one the editor started
+/// from (`base`, a `text_version`; absent or empty: not checked). Asked under the folder lock, so
+/// two editors who opened the same text cannot both change it: the second is told, and keeps
+/// their text to merge.
+async fn changed_since(
+    app: &AppState,
+    file: &Path,
+    current: Option<&str>,
+    base: Option<&str>,
+) -> Result<Option<Refused>> {
+    let Some(base) = base.filter(|b| !b.is_empty()) else {
+        return Ok(None);
+    };
+    if text_version(current.unwrap_or_default()) == base {
+        return Ok(None);
+    }
+    let last: Option<(String, String)> = sqlx::query_as(
+        "SELECT published_by, published_at FROM manual_revisions WHERE file = ? ORDER BY id DESC LIMIT 1",
+    )
+    .bind(file.to_string_lossy().as_ref())
+    .fetch_optional(app.store.pool())
+    .await?;
+    let by = match last {
+        Some((who, at)) => format!(" (last published by {who} at {at} UTC)"),
+        None => " (the file was changed on disk)".to_string(),
+    };
+    Ok(Some(Refused(format!(
+        "this manual changed since you opened it{by}, and this would undo that change. \
+         Your text is kept: open the manual again in another tab, bring your changes into its \
+         current text, and publish that"
+    ))))
+}
+
+/// Whether a revision holds a text (a deletion's is empty).
+pub async fn revision_has_text(app: &AppState, revision: Option<i64>) -> Result<bool> {
+    let Some(revision) = revision else {
+        return Ok(false);
+    };
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT 1 FROM manual_revisions WHERE id = ? AND markdown != ''",
+    )
+    .bind(revision)
+    .fetch_optional(app.store.pool())
+    .await?
+    .is_some())
+}
+
 /// A publish that cannot start, for the editor.
 #[derive(Debug)]
 pub struct Refused(pub String);
@@ -234,27 +281,8 @@ pub async fn publish(
     };
     let path = manuals_dir.join(file);
     let previous = std::fs::read_to_string(&path).ok();
-    // Checked under the folder lock: two editors who opened the same text cannot both publish
-    // over it; the second is told, and keeps their text to merge.
-    if let Some(base) = base.filter(|b| !b.is_empty()) {
-        if text_version(previous.as_deref().unwrap_or_default()) != base {
-            let last: Option<(String, String)> = sqlx::query_as(
-                "SELECT published_by, published_at FROM manual_revisions WHERE file = ? ORDER BY id DESC LIMIT 1",
-            )
-            .bind(file.to_string_lossy().as_ref())
-            .fetch_optional(app.store.pool())
-            .await
-            .map_err(crate::ServerError::from)?;
-            let by = match last {
-                Some((who, at)) => format!(" (last published by {who} at {at} UTC)"),
-                None => " (the file was changed on disk)".to_string(),
-            };
-            return Ok(Err(Refused(format!(
-                "this manual changed since you opened it{by}, and publishing would undo that change. \
-                 Your text is kept below: open the manual again in another tab, bring your changes into \
-                 its current text, and publish that"
-            ))));
-        }
+    if let Some(refused) = changed_since(app, file, previous.as_deref(), base).await? {
+        return Ok(Err(refused));
     }
     write_atomically(&path, markdown)?;
     let change = Change {
@@ -333,6 +361,7 @@ pub async fn delete_manual(
     manual_id: &str,
     file: &Path,
     editor: &str,
+    base: Option<&str>,
 ) -> std::result::Result<std::result::Result<i64, Refused>, AppError> {
     let _changing = app.folder_change.lock().await;
     let manuals_dir = match folder_to_change(app).await? {
@@ -344,6 +373,9 @@ pub async fn delete_manual(
         path: path.clone(),
         source,
     })?;
+    if let Some(refused) = changed_since(app, file, Some(&previous), base).await? {
+        return Ok(Err(refused));
+    }
     std::fs::remove_file(&path).map_err(|source| crate::ServerError::Io {
         path: path.clone(),
         source,

@@ -172,12 +172,14 @@ pub async fn new_manual(
         Err(r) => return Ok(r),
     };
     let template = "+++\nid = \"new-manual\"\ntitle = \"New manual\"\nmodels = []\naudience = [\"operator\"]\nlanguage = \"en\"\nrevision = \"1\"\n+++\n# Overview\n\n";
+    // A new manual starts from no file: if one appears under its name meanwhile, publishing says so.
+    let base = content::text_version("");
     editor(
         &app,
         &me,
         StatusCode::OK,
         "",
-        "",
+        &base,
         template,
         None,
         String::new(),
@@ -545,8 +547,8 @@ pub async fn job(
                 .is_some_and(|g| content::generation_kept(&app, g)),
         can_override: me.role == Role::Admin && progress.status == "blocked",
         can_reopen_text: job.kind == "publish"
-            && job.revision_id.is_some()
-            && matches!(progress.status.as_str(), "blocked" | "failed"),
+            && matches!(progress.status.as_str(), "blocked" | "failed")
+            && content::revision_has_text(&app, job.revision_id).await?,
         running: !progress.finished(),
         progress,
         job,
@@ -571,17 +573,18 @@ pub async fn job_text(
         Some(job) if job.kind == "publish" => job.revision_id,
         _ => None,
     };
-    let row: Option<(String, String, String)> = match revision {
-        Some(revision) => {
-            sqlx::query_as("SELECT manual_id, markdown, file FROM manual_revisions WHERE id = ?")
-                .bind(revision)
-                .fetch_optional(app.store.pool())
-                .await
-                .map_err(crate::ServerError::from)?
-        }
+    // Deletions are recorded with an empty text: nothing to reopen.
+    let row: Option<(String, Option<String>, String)> = match revision {
+        Some(revision) => sqlx::query_as(
+            "SELECT markdown, previous_markdown, file FROM manual_revisions WHERE id = ? AND markdown != ''",
+        )
+        .bind(revision)
+        .fetch_optional(app.store.pool())
+        .await
+        .map_err(crate::ServerError::from)?,
         None => None,
     };
-    let Some((manual_id, markdown, file)) = row else {
+    let Some((markdown, previous, file)) = row else {
         return message(
             StatusCode::NOT_FOUND,
             "No such text",
@@ -592,17 +595,21 @@ pub async fn job_text(
     let Some(dir) = app.config.demo_manuals.clone() else {
         return crate::account::forbidden("This server was started without a manuals folder.");
     };
-    // A manual that exists is edited as itself; one the stopped publish would have created is new.
-    let current = std::fs::read_to_string(dir.join(&file)).ok();
-    let (original, base) = match &current {
-        Some(text) => (manual_id.as_str(), content::text_version(text)),
-        None => ("", String::new()),
-    };
+    // Edited as the manual its file holds now (a stopped rename left the old id there), from the
+    // text the stopped publish was made over: a publish since then is not silently undone.
+    let path = dir.join(&file);
+    let (manuals, _) = manual_files(&dir);
+    let original = manuals
+        .iter()
+        .find(|m| m.path == path)
+        .map(|m| m.meta.id.clone())
+        .unwrap_or_default();
+    let base = content::text_version(previous.as_deref().unwrap_or_default());
     editor(
         &app,
         &me,
         StatusCode::OK,
-        original,
+        &original,
         &base,
         &markdown,
         None,
@@ -763,6 +770,9 @@ pub struct DeleteForm {
     /// The manual's id, typed, so a stray click deletes nothing.
     #[serde(default)]
     pub confirm: String,
+    /// `content::text_version` of the text the page showed.
+    #[serde(default)]
+    pub base: String,
 }
 
 /// `POST /admin/manuals/{id}/delete`: removes a manual from the corpus and re-indexes (a job that
@@ -790,7 +800,7 @@ pub async fn delete(
         );
     }
     let file = relative(&dir, &manual.path);
-    match content::delete_manual(&app, &id, &file, &me.username).await? {
+    match content::delete_manual(&app, &id, &file, &me.username, Some(&form.base)).await? {
         Ok(job) => Ok(Redirect::to(&format!("/admin/jobs/{job}")).into_response()),
         Err(content::Refused(reason)) => message(
             StatusCode::CONFLICT,

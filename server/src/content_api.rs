@@ -277,7 +277,7 @@ pub async fn delete(
     };
     let file = relative(&dir, &manual.path);
     Ok(job_started(
-        content::delete_manual(&app, &id, &file, &actor).await?,
+        content::delete_manual(&app, &id, &file, &actor, None).await?,
     ))
 }
 

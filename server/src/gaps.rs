@@ -78,8 +78,8 @@ pub struct GapTurn {
     pub feedback: Option<i64>,
 }
 
-/// Turns since `since` (RFC 3339) that were unsure, escalated or rated down, newest first, at most
-/// `limit`. Only the public chat's turns: patients' questions are never stored verbatim. Only
+/// Turns since `since` (RFC 3339) that were unsure or rated down, newest first, at most `limit`
+/// (turns stored before their kind was kept: also those escalated). Only the public chat's turns: patients' questions are never stored verbatim. Only
 /// questions put to the assistant: a bare request for a person, a message written to an agent who
 /// had the conversation or one sent on while the assistant was busy is not a gap in the manuals
 /// (and what people write to agents is not for the content team to read).
@@ -92,9 +92,10 @@ pub async fn gap_turns(
     Ok(sqlx::query_as(
         "SELECT t.at, c.asset_id, t.question, t.citations, t.confidence, t.escalated != 0 AS escalated, t.feedback
          FROM chat_turns t JOIN conversations c ON c.id = t.conversation_id
-         WHERE t.at >= ? AND (t.confidence < ? OR t.escalated != 0 OR t.feedback = -1)
-           AND (t.kind IS NULL OR t.kind IN ('answered', 'unsure'))
-         ORDER BY t.id DESC LIMIT ?",
+         WHERE t.at >= ?1 AND (
+             (t.kind IS NULL AND (t.confidence < ?2 OR t.escalated != 0 OR t.feedback = -1))
+             OR (t.kind IN ('answered', 'unsure') AND (t.kind = 'unsure' OR t.confidence < ?2 OR t.feedback = -1)))
+         ORDER BY t.id DESC LIMIT ?3",
     )
     .bind(since)
     .bind(threshold)
@@ -274,14 +275,16 @@ struct Gaps {
 async fn groups_for(app: &crate::AppState, days: u32) -> crate::Result<Gaps> {
     let since = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let turns = gap_turns(&app.store, &since, app.chat.model.threshold, MAX_TURNS).await?;
+    let turns = gap_turns(&app.store, &since, app.chat.model.threshold, MAX_TURNS + 1).await?;
     let patient_questions: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_log WHERE action = 'chat.asked' AND at >= ?",
     )
     .bind(&since)
     .fetch_one(app.store.pool())
     .await?;
-    let truncated = turns.len() as i64 >= MAX_TURNS;
+    let truncated = turns.len() as i64 > MAX_TURNS;
+    let mut turns = turns;
+    turns.truncate(MAX_TURNS as usize);
     if turns.is_empty() {
         return Ok(Gaps {
             groups: Vec::new(),

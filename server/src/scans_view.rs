@@ -61,10 +61,15 @@ fn ranked(mut counts: Vec<(String, i64)>, keep: usize) -> Vec<(String, usize)> {
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut out: Vec<(String, usize)> = counts
         .iter()
-        .take(keep)
+        .take(if counts.len() > keep.saturating_add(1) {
+            keep
+        } else {
+            counts.len()
+        })
         .map(|(k, n)| (k.clone(), *n as usize))
         .collect();
-    if counts.len() > keep {
+    // One left over is shown as itself, not as "(1 others)".
+    if counts.len() > keep.saturating_add(1) {
         let rest: i64 = counts[keep..].iter().map(|(_, n)| n).sum();
         out.push((format!("({} others)", counts.len() - keep), rest as usize));
     }
@@ -77,8 +82,9 @@ fn ranked(mut counts: Vec<(String, i64)>, keep: usize) -> Vec<(String, usize)> {
 pub async fn figures(app: &AppState, since: DateTime<Utc>) -> crate::Result<ScanFigures> {
     let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let pool = app.store.pool();
-    let (total, fallbacks, unknown): (i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(fallback != 0), 0), COALESCE(SUM(destination = 'fallback:unknown'), 0)
+    let (total, fallbacks, unknown, redirects): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(fallback != 0), 0), COALESCE(SUM(destination = 'fallback:unknown'), 0),
+                COALESCE(SUM(destination LIKE 'redirect:%'), 0)
          FROM scan_events WHERE at >= ?",
     )
     .bind(&since_text)
@@ -98,9 +104,11 @@ pub async fn figures(app: &AppState, since: DateTime<Utc>) -> crate::Result<Scan
     let by_asset = grouped("asset_id", "(no asset)").await?;
     let by_placement = grouped("placement", "(unknown code)").await?;
     let by_role = grouped("role", "(none)").await?;
+    // Quarter-hour buckets (`at` is always written `YYYY-MM-DDTHH:MM:SS.mmmZ`): exact for every
+    // zone in use, those a half or three quarters of an hour from UTC included.
     let hours: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT site_id, substr(at, 1, 13), COUNT(*) FROM scan_events
-         WHERE at >= ? AND site_id IS NOT NULL GROUP BY 1, 2",
+        "SELECT site_id, substr(at, 1, 14) || printf('%02d', CAST(substr(at, 15, 2) AS INTEGER) / 15 * 15), COUNT(*)
+         FROM scan_events WHERE at >= ? AND site_id IS NOT NULL GROUP BY 1, 2",
     )
     .bind(&since_text)
     .fetch_all(pool)
@@ -117,7 +125,7 @@ pub async fn figures(app: &AppState, since: DateTime<Utc>) -> crate::Result<Scan
         ..ScanFigures::default()
     };
     for (site, hour, n) in hours {
-        let Ok(at) = DateTime::parse_from_rfc3339(&format!("{hour}:00:00Z")) else {
+        let Ok(at) = DateTime::parse_from_rfc3339(&format!("{hour}:00Z")) else {
             continue;
         };
         let tz = zones.get(&site).copied().unwrap_or(chrono_tz::UTC);
@@ -151,7 +159,7 @@ pub async fn figures(app: &AppState, since: DateTime<Utc>) -> crate::Result<Scan
     };
     f.fallback_rate = share(fallbacks);
     f.unknown_rate = share(unknown);
-    f.redirects = redirect_us.len();
+    f.redirects = redirects as usize;
     f.redirect_p50_ms = percentile_ms(&redirect_us, 0.5);
     f.redirect_p95_ms = percentile_ms(&redirect_us, 0.95);
     f.page_p50_ms = percentile_ms(&page_us, 0.5);
@@ -165,10 +173,14 @@ pub async fn figures(app: &AppState, since: DateTime<Utc>) -> crate::Result<Scan
             .bind(&since_secs)
             .fetch_one(pool)
             .await?;
-    f.escalations = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE created_at >= ?")
-        .bind(&since_secs)
-        .fetch_one(pool)
-        .await?;
+    // Conversations of the period that reached a person (one may open several tickets).
+    f.escalations = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT t.conversation_id) FROM tickets t
+         JOIN conversations c ON c.id = t.conversation_id WHERE c.created_at >= ?",
+    )
+    .bind(&since_secs)
+    .fetch_one(pool)
+    .await?;
     Ok(f)
 }
 
@@ -303,6 +315,11 @@ mod tests {
                 ("a".to_string(), 5),
                 ("(2 others)".to_string(), 3)
             ]
+        );
+        // One left over is itself, not "(1 others)".
+        assert_eq!(
+            super::ranked(vec![("a".into(), 5), ("b".into(), 9), ("c".into(), 1)], 2).len(),
+            3
         );
         let mut hours = [0usize; 24];
         hours[9] = 4;
