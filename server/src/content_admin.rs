@@ -39,7 +39,7 @@ pub(crate) async fn require_editor(
     require_role(app, headers, EDITOR_ROLES, EDITOR_REFUSAL).await
 }
 
-async fn require_editor_posting(
+pub(crate) async fn require_editor_posting(
     app: &AppState,
     headers: &HeaderMap,
     csrf: &str,

@@ -69,6 +69,7 @@ pub fn cluster(vectors: &[Vec<f32>], threshold: f32) -> Vec<Vec<usize>> {
 /// One question that went unanswered (or badly answered), as the gaps view reads it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GapTurn {
+    pub id: i64,
     pub at: String,
     pub asset_id: String,
     pub question: String,
@@ -90,11 +91,12 @@ pub async fn gap_turns(
     limit: i64,
 ) -> crate::Result<Vec<GapTurn>> {
     Ok(sqlx::query_as(
-        "SELECT t.at, c.asset_id, t.question, t.citations, t.confidence, t.escalated != 0 AS escalated, t.feedback
+        "SELECT t.id, t.at, c.asset_id, t.question, t.citations, t.confidence, t.escalated != 0 AS escalated, t.feedback
          FROM chat_turns t JOIN conversations c ON c.id = t.conversation_id
          WHERE t.at >= ?1 AND (
              (t.kind IS NULL AND (t.confidence < ?2 OR t.escalated != 0 OR t.feedback = -1))
              OR (t.kind IN ('answered', 'unsure') AND (t.kind = 'unsure' OR t.confidence < ?2 OR t.feedback = -1)))
+           AND t.id NOT IN (SELECT turn_id FROM gap_handled)
          ORDER BY t.id DESC LIMIT ?3",
     )
     .bind(since)
@@ -213,6 +215,8 @@ pub struct GapGroup {
     pub escalated: usize,
     pub thumbs_down: usize,
     pub last_asked: String,
+    /// The group's turn ids, comma-separated: what "Mark handled" hides.
+    pub turn_ids: String,
 }
 
 /// Groups `turns` (newest first) by what they ask; largest group first.
@@ -247,6 +251,11 @@ pub fn group(turns: &[GapTurn], vectors: &[Vec<f32>], threshold: f32) -> Vec<Gap
                 escalated: of.iter().filter(|t| t.escalated).count(),
                 thumbs_down: of.iter().filter(|t| t.feedback == Some(-1)).count(),
                 last_asked: of.iter().map(|t| t.at.clone()).max().unwrap_or_default(),
+                turn_ids: of
+                    .iter()
+                    .map(|t| t.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
             }
         })
         .collect()
@@ -352,6 +361,70 @@ pub async fn page(
         axum::response::Html(html),
     )
         .into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct HandledForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// Turn ids, comma-separated (a group's `turn_ids`).
+    #[serde(default)]
+    pub turns: String,
+    #[serde(default)]
+    pub days: String,
+}
+
+/// Most turns one "Mark handled" takes (a group holds at most `MAX_TURNS`).
+const MAX_HANDLED: usize = MAX_TURNS as usize;
+
+/// `POST /admin/gaps/handled`: an editor wrote or fixed the section a group asks for; its turns
+/// leave the view (asked again, the question comes back as a new turn). Ids that are not chat
+/// turns are skipped; a form that is not a list of ids changes nothing and says so.
+pub async fn mark_handled(
+    axum::extract::State(app): axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<HandledForm>,
+) -> std::result::Result<axum::response::Response, crate::AppError> {
+    use axum::response::IntoResponse;
+    let me = match crate::content_admin::require_editor_posting(&app, &headers, &form.csrf).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let ids: Option<Vec<i64>> = form
+        .turns
+        .split(',')
+        .map(|id| id.trim().parse::<i64>().ok())
+        .collect();
+    let Some(ids) = ids.filter(|ids| !ids.is_empty() && ids.len() <= MAX_HANDLED) else {
+        return Ok((
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "Nothing was marked: the form did not name the group's questions. Reload the page and try again.",
+        )
+            .into_response());
+    };
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut tx = app
+        .store
+        .pool()
+        .begin()
+        .await
+        .map_err(crate::ServerError::from)?;
+    for id in &ids {
+        sqlx::query(
+            "INSERT OR IGNORE INTO gap_handled (turn_id, handled_by, handled_at)
+             SELECT id, ?, ? FROM chat_turns WHERE id = ?",
+        )
+        .bind(&me.username)
+        .bind(&at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(crate::ServerError::from)?;
+    }
+    tx.commit().await.map_err(crate::ServerError::from)?;
+    tracing::info!(editor = %me.username, turns = ids.len(), "gap marked handled");
+    let days = form.days.trim().parse::<u32>().unwrap_or(30);
+    Ok(axum::response::Redirect::to(&format!("/admin/gaps?days={days}")).into_response())
 }
 
 /// `GET /admin/gaps.csv`: the same groups as CSV.

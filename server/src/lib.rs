@@ -193,6 +193,7 @@ fn app(state: AppState) -> Router {
             "/admin/jobs/{id}/override",
             post(content_admin::override_gate),
         )
+        .route("/admin/gaps/handled", post(gaps::mark_handled))
         .route("/api/content/manuals", get(content_api::list))
         .route(
             "/api/content/manuals/{id}",

@@ -149,6 +149,7 @@ fn the_gaps_view_groups_what_people_asked_and_exports_it() {
     }
 
     let csv = get(&app.url("/admin/gaps.csv"), &[("cookie", &editor)]);
+    let csv_before_handling = csv.body.clone();
     assert_eq!(csv.status, 200);
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
     let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
@@ -158,6 +159,39 @@ fn the_gaps_view_groups_what_people_asked_and_exports_it() {
     assert!(rows.len() >= 2, "{}", csv.body);
     assert_eq!(&rows[0][1], "3");
     assert!(rows[0][3].contains("bluetooth label printing from the infusion pump"));
+
+    // The section gets written: an editor marks the group handled and it leaves the page; the
+    // same question asked again comes back on its own.
+    let page = get(&app.url("/admin/gaps"), &[("cookie", &editor)]);
+    let csrf = page.hidden("csrf").unwrap();
+    let group = page.body.split("id=\"gap-1\"").nth(1).unwrap();
+    let turns = between(group, "name=\"turns\" value=\"", "\"").to_string();
+    assert_eq!(turns.split(',').count(), 3, "{turns}");
+    let handle = |csrf: &str, turns: &str| {
+        post_form(
+            &app.url("/admin/gaps/handled"),
+            &[("cookie", &editor)],
+            &[("csrf", csrf), ("turns", turns), ("days", "30")],
+        )
+    };
+    assert_eq!(handle("forged", &turns).status, 403);
+    assert_eq!(handle(&csrf, "1,two,3").status, 422);
+    assert_eq!(app.rows("SELECT COUNT(*) FROM gap_handled")[0][0], "0");
+    let handled = handle(&csrf, &turns);
+    assert_eq!(handled.status, 303, "{}", handled.body);
+    let page = get(&app.url("/admin/gaps"), &[("cookie", &editor)]);
+    for q in asked {
+        assert!(!page.body.contains(q), "{q} is handled: {}", page.body);
+    }
+    assert!(page.body.contains("pole clamp knob"), "other groups stay");
+    assert!(csv_before_handling.contains("bluetooth"));
+    ask_and_rate_down(&app, "bluetooth label printing from the infusion pump");
+    let page = get(&app.url("/admin/gaps"), &[("cookie", &editor)]);
+    assert!(
+        page.body
+            .contains("bluetooth label printing from the infusion pump"),
+        "asked again, it comes back"
+    );
 }
 
 #[test]
