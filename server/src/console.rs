@@ -415,6 +415,41 @@ pub async fn close(
     Ok(Redirect::to("/support").into_response())
 }
 
+/// `POST /support/tickets/{id}/reopen`: a ticket closed too soon is open again, and the agent who
+/// reopens it has it. Not while its conversation has a newer live ticket (409, naming it).
+pub async fn reopen(
+    State(app): State<AppState>,
+    crate::http::NumericId(id): crate::http::NumericId,
+    headers: HeaderMap,
+    Form(form): Form<crate::account::CsrfForm>,
+) -> Result<Response, AppError> {
+    let (me, ticket) = match ticket_form(&app, &headers, &form.csrf, id).await? {
+        Ok(found) => found,
+        Err(refused) => return Ok(refused),
+    };
+    if app.store.reopen_ticket(id, &me.username).await? {
+        if let Some(ticket) = app.store.ticket(id).await? {
+            publish(
+                &app,
+                SupportEvent::of("ticket.reopened", &ticket).by(&me.username),
+            )
+            .await?;
+        }
+        return Ok(Redirect::to(&format!("/support/tickets/{id}")).into_response());
+    }
+    let why = if ticket.status != "closed" {
+        "This ticket is open already.".to_string()
+    } else {
+        match app.store.open_ticket(&ticket.conversation_id).await? {
+            Some(live) => {
+                format!("This conversation has a newer open ticket, #{live}: answer there.")
+            }
+            None => "The ticket could not be reopened; reload the page.".to_string(),
+        }
+    };
+    ticket_page(&app, &me, id, StatusCode::CONFLICT, &why, "").await
+}
+
 #[derive(Debug, Deserialize)]
 pub struct TakeForm {
     #[serde(default)]

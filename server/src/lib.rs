@@ -231,6 +231,7 @@ fn app(state: AppState) -> Router {
         .route("/support/events", get(support::console_events))
         .route("/support/tickets/{id}/reply", post(console::reply))
         .route("/support/tickets/{id}/close", post(console::close))
+        .route("/support/tickets/{id}/reopen", post(console::reopen))
         .route("/support/tickets/{id}/take", post(console::take))
         .route("/support/tickets/{id}/release", post(console::release))
         .route("/signin", get(account::signin_form).post(account::signin))

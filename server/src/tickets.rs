@@ -218,6 +218,26 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Opens a closed ticket again for `by` (an agent who closed it too soon), who then has it.
+    /// False when it is not closed, or its conversation has a newer live ticket (one live ticket
+    /// per conversation).
+    pub async fn reopen_ticket(&self, ticket: i64, by: &str) -> Result<bool> {
+        let at = now();
+        let done = sqlx::query(
+            "UPDATE tickets SET status = 'open', closed_at = NULL, closed_by = NULL, assigned_to = ?1,
+                 updated_at = ?2, waiting_since = ?2
+             WHERE id = ?3 AND status = 'closed'
+               AND NOT EXISTS (SELECT 1 FROM tickets live WHERE live.status != 'closed'
+                   AND live.conversation_id = (SELECT conversation_id FROM tickets WHERE id = ?3))",
+        )
+        .bind(by)
+        .bind(&at)
+        .bind(ticket)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Marks a ticket as having news from the person (a new message): an answered one is waiting for
     /// an agent again, and the console lists it by how long it has waited.
     pub async fn touch_ticket(&self, ticket: i64) -> Result<()> {

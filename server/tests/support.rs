@@ -502,6 +502,39 @@ fn an_agent_takes_a_ticket_and_a_colleague_acting_on_an_older_page_changes_nothi
         404
     );
     assert_eq!(take(&ben, "forged", "").status, 403);
+
+    // Closed too soon: ben reopens it, and it is his; reopening an open ticket changes nothing.
+    let closed_page = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &ben)],
+    );
+    assert!(
+        closed_page.body.contains("id=\"reopen-form\""),
+        "{}",
+        closed_page.body
+    );
+    let reopen = |who: &str, csrf: &str| {
+        post_form(
+            &app.url(&format!("/support/tickets/{ticket}/reopen")),
+            &[("cookie", who)],
+            &[("csrf", csrf)],
+        )
+    };
+    assert_eq!(reopen(&ben, "forged").status, 403);
+    assert_eq!(reopen(&ben, &ben_csrf).status, 303);
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT status, assigned_to, closed_at FROM tickets WHERE id = {ticket}"
+        )),
+        vec![vec![
+            "open".to_string(),
+            "ben.agent".to_string(),
+            "NULL".to_string()
+        ]]
+    );
+    let again = reopen(&ben, &ben_csrf);
+    assert_eq!(again.status, 409);
+    assert!(again.body.contains("open already"), "{}", again.body);
 }
 
 /// A compressor at the Kestrel plant: its tickets go to the plant's maintenance queue.
