@@ -527,18 +527,24 @@ pub async fn answer_turn(
         ));
     }
 
-    if let Some(wait) = app
-        .chat
-        // Only a well-formed conversation id is a key: any other string sent as one (up to the
-        // body limit) would be remembered by the limiter for nothing; it is refused below.
-        .over_limit(
-            request
-                .conversation
-                .as_deref()
-                .filter(|c| crate::support::is_conversation_id(c)),
-            client.as_deref(),
-        )
-    {
+    // Only a well-formed conversation id is a key: any other string sent as one (up to the body
+    // limit) would be remembered by the limiter for nothing; it is refused below.
+    let conversation_key = request
+        .conversation
+        .as_deref()
+        .filter(|c| crate::support::is_conversation_id(c));
+    // A way to a person is never shut by other people's questions: a bare request for one, or a
+    // message on a conversation an agent has, skips the per-address limit (a ward's Wi-Fi is one
+    // address), and keeps the per-conversation one.
+    let to_a_person = (asks_for_a_person(&message) && !asks_more_than_a_person(&message))
+        || match conversation_key {
+            Some(id) => app.store.open_ticket(id).await?.is_some(),
+            None => false,
+        };
+    if let Some(wait) = app.chat.over_limit(
+        conversation_key,
+        if to_a_person { None } else { client.as_deref() },
+    ) {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         return Ok(Err(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -606,7 +612,17 @@ pub async fn answer_turn(
             .lang
             .as_ref()
             .map(|_| lang.split('-').next().unwrap_or("en").to_ascii_lowercase());
-        match run_assistant(app, search, preferred_language).await? {
+        let assistant = match run_assistant(app, search, preferred_language).await {
+            Ok(outcome) => outcome,
+            // The assistant failed (the index or the model): a message for a person still reaches
+            // them, as when it is busy; anything else is the error it is.
+            Err(failure) if asked || has_agent => {
+                tracing::error!(error = %failure.0, "the assistant failed; the message goes to a person without its answer");
+                Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, t.chat_busy))
+            }
+            Err(failure) => return Err(failure),
+        };
+        match assistant {
             Ok(reply) => (reply.extract, reply.confidence, reply.unsure),
             // Busy: a message for a person (one asking for them, or on a conversation an agent has)
             // still reaches them, without the assistant's answer, instead of being refused.

@@ -16,6 +16,44 @@ pub fn escape_markup(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// `text` as HTML with every phone number in it a `tel:` link, so a phone that does not detect
+/// numbers by itself still calls with one tap. A phone number is a run of digits, spaces, dots,
+/// dashes, brackets and a leading `+` holding 7 to 15 digits ("(555) 010-4410", "+34 912 345 678");
+/// an extension ("ext. 4410") or a year is left as text.
+pub fn phone_links(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let is_part = |c: char| c.is_ascii_digit() || " .-()+".contains(c);
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = chars[i].is_ascii_digit() || chars[i] == '+' || chars[i] == '(';
+        if starts {
+            let mut end = i;
+            while end < chars.len() && is_part(chars[end]) {
+                end += 1;
+            }
+            // Not trailing separators: "(555) 010-4410, ask" ends at the last digit.
+            while end > i && !chars[end - 1].is_ascii_digit() {
+                end -= 1;
+            }
+            let run: String = chars[i..end].iter().collect();
+            let digits: String = run.chars().filter(char::is_ascii_digit).collect();
+            if (7..=15).contains(&digits.len()) {
+                let plus = if run.starts_with('+') { "+" } else { "" };
+                out.push_str(&format!(
+                    "<a class=\"tel\" href=\"tel:{plus}{digits}\">{}</a>",
+                    escape_markup(&run)
+                ));
+                i = end;
+                continue;
+            }
+        }
+        out.push_str(&escape_markup(&chars[i].to_string()));
+        i += 1;
+    }
+    out
+}
+
 /// A cookie's value from the request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -412,6 +450,21 @@ pub fn no_such_page() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phone_numbers_become_tel_links_and_nothing_else_does() {
+        assert_eq!(
+            phone_links("Biomedical Engineering, ext. 4410, (555) 010-4410"),
+            "Biomedical Engineering, ext. 4410, <a class=\"tel\" href=\"tel:5550104410\">(555) 010-4410</a>"
+        );
+        assert_eq!(
+            phone_links("+34 912 345 678 <b>"),
+            "<a class=\"tel\" href=\"tel:+34912345678\">+34 912 345 678</a> &lt;b&gt;"
+        );
+        assert_eq!(phone_links("since 2026, room 12"), "since 2026, room 12");
+        assert_eq!(phone_links(""), "");
+        assert_eq!(phone_links("ward (4B)"), "ward (4B)");
+    }
 
     #[test]
     fn prefixes_never_keep_the_host_part() {

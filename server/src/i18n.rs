@@ -46,6 +46,8 @@ pub struct Strings {
     pub check_replies: &'static str,
     pub no_replies_yet: &'static str,
     pub leave_contact: &'static str,
+    /// The person form's button while a ticket is open: it sends only the phone or email.
+    pub send_contact: &'static str,
     /// `{queue}` and `{id}` are filled in.
     pub ticket_next: &'static str,
     /// `{hours}`, `{zone}` and `{now}` (the site's weekday and time) are filled in.
@@ -166,7 +168,8 @@ pub const EN: Strings = Strings {
     check_replies: "Check for replies",
     no_replies_yet: "No reply from support yet. They answer here; check again in a while.",
     leave_contact: "Phone or email, if you want a call back (optional)",
-    ticket_next: "{queue} will see ticket {id} with this conversation and answer here",
+    send_contact: "Send for a call back",
+    ticket_next: "{queue} will see ticket {id} with this conversation and answer here; if you may close this page before then, leave a phone or email below",
     ticket_hours_local: "{hours}, {zone} time; it is {now} there now",
     weekdays: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
     patient_title: "Your discharge instructions",
@@ -261,7 +264,8 @@ pub const ES: Strings = Strings {
     check_replies: "Ver respuestas",
     no_replies_yet: "Soporte aún no ha respondido. Responderá aquí; vuelva a mirar dentro de un rato.",
     leave_contact: "Teléfono o correo, si quiere que le llamen (opcional)",
-    ticket_next: "{queue} verá la incidencia {id} con esta conversación y responderá aquí",
+    send_contact: "Enviar para que me llamen",
+    ticket_next: "{queue} verá la incidencia {id} con esta conversación y responderá aquí; si puede que cierre esta página antes, deje abajo un teléfono o correo",
     ticket_hours_local: "{hours}, hora de {zone}; allí es ahora {now}",
     weekdays: ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
     patient_title: "Sus instrucciones al alta",

@@ -50,6 +50,8 @@ fn priorities(role: Role) -> &'static [&'static str] {
     match role {
         Role::Technician => &[
             "fault",
+            "code",
+            "alarm",
             "código",
             "error",
             "troubleshoot",
@@ -64,6 +66,8 @@ fn priorities(role: Role) -> &'static [&'static str] {
         ],
         Role::Biomed => &[
             "fault",
+            "code",
+            "alarm",
             "código",
             "performance verification",
             "calibrat",

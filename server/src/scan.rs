@@ -167,6 +167,18 @@ fn page_destination(variant: Role) -> &'static str {
     }
 }
 
+/// The languages a page offers to switch to: its manuals' and the interface's, each once.
+fn switcher_languages(manuals: &[String]) -> Vec<String> {
+    let mut languages: Vec<String> = manuals.to_vec();
+    for l in i18n::UI_LANGUAGES {
+        if !languages.iter().any(|m| m == l) {
+            languages.push(l.to_string());
+        }
+    }
+    languages.sort();
+    languages
+}
+
 /// A negotiated language as an event keeps it: the interface's languages are static text; any other
 /// language a manual offers is copied.
 fn language_text(lang: &str) -> Cow<'static, str> {
@@ -222,7 +234,13 @@ fn serve_asset(
     let lang = language::negotiate_among(
         context.language_query.as_deref(),
         context.accept_language.as_deref(),
-        |l| l == language::DEFAULT_LANGUAGE || public.languages.iter().any(|a| a == l),
+        // The manuals' languages, and every language the page itself speaks: a Spanish reader of a
+        // machine whose manuals are English gets the page, the chat and its help in Spanish.
+        |l| {
+            l == language::DEFAULT_LANGUAGE
+                || public.languages.iter().any(|a| a == l)
+                || i18n::UI_LANGUAGES.contains(&l)
+        },
     );
     let rules = app.rules();
     let chosen = rules.choose(&facts(resolved, context, &lang, app.now()));
@@ -291,7 +309,7 @@ fn serve_asset(
             .map(|q| crate::chat::in_weekdays_of(&q.hours, i18n::strings(&ui_lang)))
             .unwrap_or_default(),
         on_call_first,
-        languages: &content.languages,
+        languages: &switcher_languages(&content.languages),
         highlights: &content.highlights,
         contents: &content.contents,
     }

@@ -85,8 +85,23 @@
     p.appendChild(el("strong", "", t.ticket + " " + ticket.id));
     p.appendChild(document.createTextNode(": " + ticket.next));
     box.appendChild(p);
-    if (personForm) personForm.hidden = true;
+    callBack(true);
     listen();
+  }
+
+  // While a ticket is open, the person form asks only for a phone or email, so someone who may
+  // close the page before the agent answers can still be called back (the server files it on the
+  // ticket); otherwise it is the "talk to a person" form again.
+  function callBack(ticketOpen) {
+    if (!personForm) return;
+    personForm.hidden = false;
+    var button = personForm.querySelector("button[type=submit]");
+    if (button) {
+      if (!button.dataset.label) button.dataset.label = button.textContent;
+      button.textContent = ticketOpen ? t.sendContact : button.dataset.label;
+    }
+    var contact = personForm.elements.contact;
+    if (contact) contact.required = ticketOpen;
   }
 
   function showRating(box, turn) {
@@ -149,7 +164,7 @@
       replies.close();
       replies = null;
       // A new question may need a person again.
-      if (personForm) personForm.hidden = false;
+      callBack(false);
     });
   }
 
@@ -212,7 +227,8 @@
       if (replies) { replies.close(); replies = null; }
       conversation = "";
       form.elements.conversation.value = "";
-      if (personForm) { personForm.elements.conversation.value = ""; personForm.hidden = false; }
+      if (personForm) personForm.elements.conversation.value = "";
+      callBack(false);
       while (log.firstChild) log.removeChild(log.firstChild);
     });
     log.insertBefore(el("p", "restored"), log.firstChild).appendChild(again);

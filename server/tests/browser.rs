@@ -197,6 +197,12 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
         .find(|s| !s.is_empty())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("a ticket number in {:?}", ticket_note.text()));
+    // With the ticket open, the person form stays, now only for a phone or email to call back
+    // (someone may close the page before the agent answers).
+    assert_eq!(
+        person.wait_for("#talk-to-person button", wait).text(),
+        "Send for a call back"
+    );
 
     // The agent's queue shows it without a reload; the agent opens it and replies.
     let row_link = agent.wait_for(&format!("#ticket-{ticket} a"), wait);

@@ -475,6 +475,41 @@ fn a_conversation_over_its_message_limit_waits_and_is_told_how_long() {
     assert_eq!(status, 200);
 }
 
+/// One address (a ward's Wi-Fi) over its question limit can still reach a person: a bare request
+/// for one is let through, and so is a message on a conversation an agent has; other questions
+/// wait.
+#[test]
+fn an_address_over_its_question_limit_can_still_ask_for_a_person() {
+    let app = spawn_app_with(scanaid_server::ServerConfig {
+        chat_per_client: 2,
+        ..Default::default()
+    });
+    for question in ["how do I clean the pump", "which disinfectant"] {
+        let (status, _) = ask(
+            &app,
+            serde_json::json!({"code": PUMP_CODE, "message": question}),
+        );
+        assert_eq!(status, 200);
+    }
+    let (status, limited) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "and the screen?"}),
+    );
+    assert_eq!(status, 429, "{limited}");
+    let (status, person) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "talk to a person", "contact": "ext. 4410"}),
+    );
+    assert_eq!(status, 200, "{person}");
+    assert!(person["ticket"]["id"].as_i64().is_some(), "{person}");
+    // Its conversation now has an agent: what the person writes there reaches them.
+    let (status, follow) = ask(
+        &app,
+        serde_json::json!({"conversation": person["conversation"], "message": "the alarm is still beeping"}),
+    );
+    assert_eq!(status, 200, "{follow}");
+}
+
 #[test]
 fn thumbs_up_or_down_is_stored_with_its_turn() {
     let app = spawn_app();

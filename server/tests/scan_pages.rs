@@ -1848,3 +1848,46 @@ fn form_urlencoded_pair(name: &str, value: &str) -> String {
     }
     out
 }
+
+/// A technician at the compressor gets its alarm and service codes first; a Spanish reader of the
+/// dishwasher, whose manuals are English only, gets the page, its chat and its help in Spanish
+/// (the manual itself stays English), and can switch languages; phone numbers are tap-to-call.
+#[test]
+fn technicians_get_alarm_codes_first_and_a_spanish_reader_gets_a_spanish_page_on_english_equipment()
+{
+    let app = spawn_app();
+    let tech = staff_cookie(&app, "tech-codes", scanaid_server::roles::Role::Technician);
+    let page = get(&app.url("/c/85G2cjxt"), &[("cookie", &tech)]);
+    assert_eq!(page.status, 200);
+    let first = between(&page.body, "<section class=\"card section\"", "</h2>");
+    assert!(first.contains("Alarm and service codes"), "{first}");
+
+    let spanish = get(
+        &app.url("/c/FdL5KF7C"),
+        &[("accept-language", "es-ES,es;q=0.9")],
+    );
+    assert_eq!(spanish.status, 200);
+    assert!(
+        spanish.body.contains("<html lang=\"es\""),
+        "{}",
+        &spanish.body[..400]
+    );
+    assert!(
+        spanish.body.contains("Hablar con una persona"),
+        "the chat's help in Spanish"
+    );
+    assert!(
+        spanish.body.contains("hreflang=\"en\"") && spanish.body.contains("hreflang=\"es\""),
+        "both languages offered"
+    );
+    assert!(
+        spanish.body.contains("href=\"tel:"),
+        "the site's number is a link: {}",
+        spanish.body
+    );
+    app.flush_events();
+    assert!(app
+        .rows("SELECT language FROM scan_events WHERE code = 'FdL5KF7C'")
+        .iter()
+        .any(|r| r[0] == "es"));
+}
