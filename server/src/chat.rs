@@ -38,7 +38,13 @@ pub struct ChatEngine {
     pub model: Arc<ShippedModel>,
     per_conversation: AttemptLimiter,
     per_client: AttemptLimiter,
+    /// Requests for a person let past the per-address limit, per address: generous, but a bound
+    /// (each one opens a ticket that every agent sees).
+    person_requests_per_client: AttemptLimiter,
 }
+
+/// Requests for a person an address over its question limit may still send in `RATE_WINDOW`.
+const PERSON_REQUESTS_PER_CLIENT: u32 = 10;
 
 impl ChatEngine {
     /// Messages per conversation and per client address prefix allowed in `RATE_WINDOW`; the
@@ -55,7 +61,28 @@ impl ChatEngine {
             }),
             per_conversation: AttemptLimiter::new(per_conversation, RATE_WINDOW, RATE_WINDOW),
             per_client: AttemptLimiter::new(per_client, RATE_WINDOW, RATE_WINDOW),
+            person_requests_per_client: AttemptLimiter::new(
+                PERSON_REQUESTS_PER_CLIENT,
+                RATE_WINDOW,
+                RATE_WINDOW,
+            ),
         }
+    }
+
+    /// Whether `client` is over its question limit now (nothing is counted).
+    fn client_over_limit(&self, client: Option<&str>) -> bool {
+        client.is_some_and(|c| self.per_client.locked_for(&format!("client:{c}")).is_some())
+    }
+
+    /// Counts a request for a person from `client` past its question limit; `Some(wait)` when
+    /// even those are over their own limit.
+    fn over_person_request_limit(&self, client: Option<&str>) -> Option<Duration> {
+        let key = format!("client:{}", client?);
+        let locked = self.person_requests_per_client.locked_for(&key);
+        if locked.is_none() {
+            self.person_requests_per_client.record_failure(&key);
+        }
+        locked
     }
 
     /// Counts a message against its conversation and client; `Some(wait)` when either is over its
@@ -386,11 +413,57 @@ pub fn asks_for_a_person(message: &str) -> bool {
 /// alarming, can I talk to someone"), false for the request alone ("please, a real person").
 pub fn asks_more_than_a_person(message: &str) -> bool {
     const FILLER: &[&str] = &[
-        "a", "an", "the", "i", "me", "my", "can", "could", "please", "want", "would", "like", "to",
-        "need", "with", "speak", "talk", "someone", "person", "human", "real", "agent", "live",
-        "support", "now", "just", "let", "hi", "hello", "ok", "okay", "call", "yes", "some", "one",
-        "quiero", "necesito", "por", "favor", "hablar", "con", "una", "un", "persona", "alguien",
-        "agente", "puedo", "hola", "ahora",
+        "a",
+        "an",
+        "the",
+        "i",
+        "me",
+        "my",
+        "can",
+        "could",
+        "please",
+        "want",
+        "would",
+        "like",
+        "to",
+        "need",
+        "with",
+        "speak",
+        "talk",
+        "someone",
+        "person",
+        "human",
+        "real",
+        "agent",
+        "live",
+        "support",
+        "now",
+        "just",
+        "let",
+        "hi",
+        "hello",
+        "ok",
+        "okay",
+        "call",
+        "yes",
+        "some",
+        "one",
+        "quiero",
+        "necesito",
+        "por",
+        "favor",
+        "hablar",
+        "con",
+        "una",
+        "un",
+        "persona",
+        "alguien",
+        "agente",
+        "puedo",
+        "hola",
+        "ahora",
+        "llámenme",
+        "llamenme",
     ];
     message
         .to_lowercase()
@@ -533,18 +606,27 @@ pub async fn answer_turn(
         .conversation
         .as_deref()
         .filter(|c| crate::support::is_conversation_id(c));
-    // A way to a person is never shut by other people's questions: a bare request for one, or a
-    // message on a conversation an agent has, skips the per-address limit (a ward's Wi-Fi is one
-    // address), and keeps the per-conversation one.
-    let to_a_person = (asks_for_a_person(&message) && !asks_more_than_a_person(&message))
-        || match conversation_key {
-            Some(id) => app.store.open_ticket(id).await?.is_some(),
-            None => false,
-        };
-    if let Some(wait) = app.chat.over_limit(
-        conversation_key,
-        if to_a_person { None } else { client.as_deref() },
-    ) {
+    // The way to a person is not shut by other people's questions (a ward's Wi-Fi is one
+    // address): over the per-address limit, a message on a conversation an agent has still reaches
+    // the agent (without the assistant, which the limit protects), and a bare request for a person
+    // still opens a ticket, up to a bound of its own. The per-conversation limit always holds.
+    let bare_request = asks_for_a_person(&message) && !asks_more_than_a_person(&message);
+    let agent_has_it = match conversation_key {
+        Some(id) => app.store.open_ticket(id).await?.is_some(),
+        None => false,
+    };
+    let past_the_address_limit =
+        (bare_request || agent_has_it) && app.chat.client_over_limit(client.as_deref());
+    let over = if past_the_address_limit {
+        app.chat.over_limit(conversation_key, None).or_else(|| {
+            (bare_request && !agent_has_it)
+                .then(|| app.chat.over_person_request_limit(client.as_deref()))
+                .flatten()
+        })
+    } else {
+        app.chat.over_limit(conversation_key, client.as_deref())
+    };
+    if let Some(wait) = over {
         let minutes = wait.as_secs().div_ceil(60).max(1);
         return Ok(Err(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -604,7 +686,9 @@ pub async fn answer_turn(
     // "Talk to a person" and nothing more: there is nothing to look up, the ticket is the answer.
     // Set when the assistant was busy and the message goes to a person without its answer.
     let mut forwarded = false;
-    let (extract, confidence, unsure) = if asked && !asks_more_than_a_person(&message) {
+    let (extract, confidence, unsure) = if (asked && !asks_more_than_a_person(&message))
+        || past_the_address_limit
+    {
         (scanaid_assistant::Extract::default(), 0.0, false)
     } else {
         // Only a language the person chose (the page's, or `lang` in JSON) is preferred.
@@ -1344,6 +1428,15 @@ mod tests {
     #[test]
     fn a_request_for_a_person_alone_has_nothing_to_look_up() {
         assert!(!asks_more_than_a_person("Talk to a person"));
+        // The call-back form's own messages, in both languages, are bare requests: the
+        // assistant does not run for them.
+        for language in crate::i18n::UI_LANGUAGES {
+            let message = crate::i18n::strings(language).call_back_message;
+            assert!(
+                asks_for_a_person(message) && !asks_more_than_a_person(message),
+                "{language}: {message}"
+            );
+        }
         assert!(!asks_more_than_a_person(
             "please, I need to speak to a real person now"
         ));

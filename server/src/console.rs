@@ -441,6 +441,8 @@ pub async fn reopen(
         "This ticket is open already.".to_string()
     } else {
         match app.store.open_ticket(&ticket.conversation_id).await? {
+            // A colleague reopened it a moment ago.
+            Some(live) if live == id => "This ticket is open already.".to_string(),
             Some(live) => {
                 format!("This conversation has a newer open ticket, #{live}: answer there.")
             }

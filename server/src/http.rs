@@ -17,39 +17,54 @@ pub fn escape_markup(s: &str) -> String {
 }
 
 /// `text` as HTML with every phone number in it a `tel:` link, so a phone that does not detect
-/// numbers by itself still calls with one tap. A phone number is a run of digits, spaces, dots,
-/// dashes, brackets and a leading `+` holding 7 to 15 digits ("(555) 010-4410", "+34 912 345 678");
-/// an extension ("ext. 4410") or a year is left as text.
+/// numbers by itself still calls with one tap. A phone number is a run of digits, spaces, dashes,
+/// a leading `+` and brackets before its first digit ("(555) 010-4410", "+34 912 345 678") holding
+/// 7 to 15 digits; anything else (an extension, a year, a date, a time, a long reference number)
+/// stays text, whole.
 pub fn phone_links(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
-    let is_part = |c: char| c.is_ascii_digit() || " .-()+".contains(c);
     let mut out = String::new();
     let mut i = 0;
     while i < chars.len() {
-        let starts = chars[i].is_ascii_digit() || chars[i] == '+' || chars[i] == '(';
-        if starts {
-            let mut end = i;
-            while end < chars.len() && is_part(chars[end]) {
-                end += 1;
-            }
-            // Not trailing separators: "(555) 010-4410, ask" ends at the last digit.
-            while end > i && !chars[end - 1].is_ascii_digit() {
-                end -= 1;
-            }
-            let run: String = chars[i..end].iter().collect();
-            let digits: String = run.chars().filter(char::is_ascii_digit).collect();
-            if (7..=15).contains(&digits.len()) {
-                let plus = if run.starts_with('+') { "+" } else { "" };
-                out.push_str(&format!(
-                    "<a class=\"tel\" href=\"tel:{plus}{digits}\">{}</a>",
-                    escape_markup(&run)
-                ));
-                i = end;
-                continue;
-            }
+        if !(chars[i].is_ascii_digit() || chars[i] == '+' || chars[i] == '(') {
+            out.push_str(&escape_markup(&chars[i].to_string()));
+            i += 1;
+            continue;
         }
-        out.push_str(&escape_markup(&chars[i].to_string()));
-        i += 1;
+        let mut end = i;
+        let mut seen_digit = false;
+        while end < chars.len() {
+            let c = chars[end];
+            let fits = c.is_ascii_digit()
+                || c == ' '
+                || c == '-'
+                || (c == '+' && end == i)
+                || (!seen_digit && c == '(')
+                || (c == ')' && chars[i..end].contains(&'(') && !chars[i..end].contains(&')'));
+            if !fits {
+                break;
+            }
+            seen_digit |= c.is_ascii_digit();
+            end += 1;
+        }
+        // Not trailing separators: "(555) 010-4410, ask" ends at the last digit.
+        while end > i && !chars[end - 1].is_ascii_digit() {
+            end -= 1;
+        }
+        let end = end.max(i + 1);
+        let run: String = chars[i..end].iter().collect();
+        let digits: String = run.chars().filter(char::is_ascii_digit).collect();
+        let iso_date = run.len() == 10 && run.chars().filter(|c| *c == '-').count() == 2;
+        if (7..=15).contains(&digits.len()) && !iso_date {
+            let plus = if run.starts_with('+') { "+" } else { "" };
+            out.push_str(&format!(
+                "<a class=\"tel\" href=\"tel:{plus}{digits}\">{}</a>",
+                escape_markup(&run)
+            ));
+        } else {
+            out.push_str(&escape_markup(&run));
+        }
+        i = end;
     }
     out
 }
@@ -464,6 +479,18 @@ mod tests {
         assert_eq!(phone_links("since 2026, room 12"), "since 2026, room 12");
         assert_eq!(phone_links(""), "");
         assert_eq!(phone_links("ward (4B)"), "ward (4B)");
+        // A long reference is text, whole; so are a date and an opening time; a note in
+        // brackets after a number is not part of it.
+        assert_eq!(
+            phone_links("ref 1234 5678 9012 3456"),
+            "ref 1234 5678 9012 3456"
+        );
+        assert_eq!(phone_links("on 2026-12-07"), "on 2026-12-07");
+        assert_eq!(phone_links("open 8.00-17.00"), "open 8.00-17.00");
+        assert_eq!(
+            phone_links("(555) 010-4000 (24h)"),
+            "<a class=\"tel\" href=\"tel:5550104000\">(555) 010-4000</a> (24h)"
+        );
     }
 
     #[test]

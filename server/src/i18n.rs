@@ -46,8 +46,11 @@ pub struct Strings {
     pub check_replies: &'static str,
     pub no_replies_yet: &'static str,
     pub leave_contact: &'static str,
-    /// The person form's button while a ticket is open: it sends only the phone or email.
+    /// The person form while a ticket is open: its button, its field's label, and the message it
+    /// sends with the phone or email (a bare request for a person: the assistant does not run).
     pub send_contact: &'static str,
+    pub contact_for_call_back: &'static str,
+    pub call_back_message: &'static str,
     /// `{queue}` and `{id}` are filled in.
     pub ticket_next: &'static str,
     /// `{hours}`, `{zone}` and `{now}` (the site's weekday and time) are filled in.
@@ -169,7 +172,9 @@ pub const EN: Strings = Strings {
     no_replies_yet: "No reply from support yet. They answer here; check again in a while.",
     leave_contact: "Phone or email, if you want a call back (optional)",
     send_contact: "Send for a call back",
-    ticket_next: "{queue} will see ticket {id} with this conversation and answer here; if you may close this page before then, leave a phone or email below",
+    contact_for_call_back: "Phone or email for a call back",
+    call_back_message: "Please call me.",
+    ticket_next: "{queue} will see ticket {id} with this conversation and answer here",
     ticket_hours_local: "{hours}, {zone} time; it is {now} there now",
     weekdays: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
     patient_title: "Your discharge instructions",
@@ -265,7 +270,9 @@ pub const ES: Strings = Strings {
     no_replies_yet: "Soporte aún no ha respondido. Responderá aquí; vuelva a mirar dentro de un rato.",
     leave_contact: "Teléfono o correo, si quiere que le llamen (opcional)",
     send_contact: "Enviar para que me llamen",
-    ticket_next: "{queue} verá la incidencia {id} con esta conversación y responderá aquí; si puede que cierre esta página antes, deje abajo un teléfono o correo",
+    contact_for_call_back: "Teléfono o correo para que le llamen",
+    call_back_message: "Por favor, llámenme.",
+    ticket_next: "{queue} verá la incidencia {id} con esta conversación y responderá aquí",
     ticket_hours_local: "{hours}, hora de {zone}; allí es ahora {now}",
     weekdays: ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
     patient_title: "Sus instrucciones al alta",

@@ -237,9 +237,18 @@ pub fn role_page_content(
         .enumerate()
         .filter_map(|(i, g)| {
             let title = g.title.to_lowercase();
+            let words: Vec<&str> = title.split(|c: char| !c.is_alphanumeric()).collect();
+            // A one-word keyword begins a word of the heading ("code" finds "Alarm codes", not
+            // "Barcode scanning"); a phrase is found anywhere.
             keywords
                 .iter()
-                .position(|k| title.contains(k))
+                .position(|k| {
+                    if k.contains(' ') {
+                        title.contains(k)
+                    } else {
+                        words.iter().any(|w| w.starts_with(k))
+                    }
+                })
                 .map(|rank| (rank, i))
         })
         .collect();

@@ -102,6 +102,14 @@
     }
     var contact = personForm.elements.contact;
     if (contact) contact.required = ticketOpen;
+    var label = personForm.querySelector("label[for=person-contact]");
+    if (label) {
+      if (!label.dataset.text) label.dataset.text = label.textContent;
+      label.textContent = ticketOpen ? t.contactForCallBack : label.dataset.text;
+    }
+    var message = personForm.elements.message;
+    if (!message.dataset.text) message.dataset.text = message.value;
+    message.value = ticketOpen ? t.callBackMessage : message.dataset.text;
   }
 
   function showRating(box, turn) {

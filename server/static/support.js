@@ -32,7 +32,7 @@
       row.querySelector(".agent").textContent = agentText(e.assigned_to, "");
       return;
     }
-    if (e.event !== "ticket.opened") return;
+    if (e.event !== "ticket.opened" && e.event !== "ticket.reopened") return;
     var empty = document.getElementById("empty");
     if (empty) empty.remove();
     row = document.createElement("tr");

@@ -502,12 +502,36 @@ fn an_address_over_its_question_limit_can_still_ask_for_a_person() {
     );
     assert_eq!(status, 200, "{person}");
     assert!(person["ticket"]["id"].as_i64().is_some(), "{person}");
-    // Its conversation now has an agent: what the person writes there reaches them.
+    // Its conversation now has an agent: what the person writes there reaches them, without the
+    // assistant the limit protects.
     let (status, follow) = ask(
         &app,
-        serde_json::json!({"conversation": person["conversation"], "message": "the alarm is still beeping"}),
+        serde_json::json!({"conversation": person["conversation"], "message": "the alarm is still beeping, how do I silence it"}),
     );
     assert_eq!(status, 200, "{follow}");
+    assert!(
+        follow["citations"].as_array().is_none_or(|c| c.is_empty()),
+        "{follow}"
+    );
+    assert_eq!(
+        app.rows("SELECT kind FROM chat_turns ORDER BY id DESC LIMIT 1"),
+        vec![vec!["to_agent".to_string()]]
+    );
+    // Requests for a person past the limit have a bound of their own: each opens a ticket.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let (status, _) = ask(
+            &app,
+            serde_json::json!({"code": PUMP_CODE, "message": "talk to a person"}),
+        );
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        9,
+        "{statuses:?}"
+    );
+    assert_eq!(*statuses.last().unwrap(), 429);
 }
 
 #[test]
