@@ -679,9 +679,10 @@ pub async fn answer_turn(
         language: request.lang.as_ref().map(|_| lang.clone()),
     };
     let asked = asks_for_a_person(&message);
-    // Whether an agent has this conversation: then a message is for them even when the assistant
-    // is busy. Looked up again after the answer (a ticket may close meanwhile).
-    let has_agent = app.store.open_ticket(&conversation).await?.is_some();
+    // Whether an agent has this conversation (read with the limits above): then a message is for
+    // them even when the assistant is busy. Looked up again after the answer (a ticket may close
+    // meanwhile).
+    let has_agent = agent_has_it;
     let started = std::time::Instant::now();
     // "Talk to a person" and nothing more: there is nothing to look up, the ticket is the answer.
     // Set when the assistant was busy and the message goes to a person without its answer.

@@ -23,6 +23,17 @@ fn edited(original: &str) -> String {
     format!("{text}{NEW_SECTION}")
 }
 
+/// The job a publish, deletion or override redirected to: the last segment of its `Location`.
+fn job_of(reply: &Reply) -> String {
+    reply
+        .header("location")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// Reads a job's event stream to its end; the `done` event's JSON.
 fn wait_for_job(app: &TestApp, cookie: &str, job: &str) -> serde_json::Value {
     let response = agent()
@@ -151,7 +162,7 @@ fn editors_check_publish_and_roll_back_a_manual_while_the_site_keeps_serving() {
     let published = post_manual(&app, &editor, &csrf, &text, "publish");
     assert_eq!(published.status, 303, "{}", published.body);
     let job_url = published.header("location").unwrap().to_string();
-    let job = job_url.rsplit('/').next().unwrap().to_string();
+    let job = job_of(&published);
     // The site keeps serving while the job runs.
     assert_eq!(get(&app.url("/c/tJ6bpUpB"), &[]).status, 200);
     let done = wait_for_job(&app, &editor, &job);
@@ -291,7 +302,7 @@ fn editors_delete_a_manual_and_can_roll_the_deletion_back() {
     let deleted = delete(id);
     assert_eq!(deleted.status, 303, "{}", deleted.body);
     let job_url = deleted.header("location").unwrap().to_string();
-    let job = job_url.rsplit('/').next().unwrap().to_string();
+    let job = job_of(&deleted);
     let done = wait_for_job(&app, &editor, &job);
     assert_eq!(done["status"], "promoted", "{done}");
     assert!(!file.exists(), "the file is gone");
@@ -357,13 +368,7 @@ fn a_publish_over_a_text_someone_else_changed_meanwhile_is_refused_and_keeps_the
     let first_text = edited(&original);
     let published = publish(&first, &csrf_a, &base_a, &first_text);
     assert_eq!(published.status, 303, "{}", published.body);
-    let job = published
-        .header("location")
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let job = job_of(&published);
     assert_eq!(wait_for_job(&app, &first, &job)["status"], "promoted");
 
     // The second editor only fixed a typo elsewhere, from the text before the first's change.
@@ -419,13 +424,7 @@ fn a_manual_published_for_a_model_reaches_that_models_machines_without_a_registr
         ],
     );
     assert_eq!(published.status, 303, "{}", published.body);
-    let job = published
-        .header("location")
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let job = job_of(&published);
     let done = wait_for_job(&app, &editor, &job);
     assert_eq!(done["status"], "promoted", "{done}");
     assert!(pump_page().contains("Attaching the pole clamp"));
@@ -565,13 +564,7 @@ fn with_check(original: &str, revision: &str) -> String {
 fn publish_text(app: &TestApp, cookie: &str, csrf: &str, text: &str) -> String {
     let reply = post_manual(app, cookie, csrf, text, "publish");
     assert_eq!(reply.status, 303, "{}", reply.body);
-    reply
-        .header("location")
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string()
+    job_of(&reply)
 }
 
 #[test]
@@ -682,13 +675,7 @@ fn the_quality_gate_stops_a_regression_and_only_an_admin_can_override_it() {
         &[("csrf", &admin_csrf)],
     );
     assert_eq!(overridden.status, 303, "{}", overridden.body);
-    let forced_job = overridden
-        .header("location")
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let forced_job = job_of(&overridden);
     let forced = wait_for_job(&app, &admin, &forced_job);
     assert_eq!(forced["status"], "promoted", "{forced}");
     assert_ne!(app.state.index().generation, good_generation);
@@ -1125,13 +1112,7 @@ fn a_job_stream_ends_when_its_editor_signs_out_and_is_sent_nothing_after() {
     let builder = app.state.reindex.blocking_lock();
     let published = post_manual(&app, &editor, &csrf, &edited(&original), "publish");
     assert_eq!(published.status, 303, "{}", published.body);
-    let job = published
-        .header("location")
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let job = job_of(&published);
     let mine = job_stream(&app, &editor, &job);
     let theirs = job_stream(&app, &colleague, &job);
     for stream in [&mine, &theirs] {
