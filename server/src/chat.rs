@@ -685,8 +685,10 @@ pub async fn answer_turn(
     let has_agent = agent_has_it;
     let started = std::time::Instant::now();
     // "Talk to a person" and nothing more: there is nothing to look up, the ticket is the answer.
-    // Set when the assistant was busy and the message goes to a person without its answer.
+    // Set when the assistant was busy, or failed, and the message goes to a person without its
+    // answer; which of the two is what the ticket's reason and the escalation metric say.
     let mut forwarded = false;
+    let mut assistant_failed = false;
     let (extract, confidence, unsure) = if (asked && !asks_more_than_a_person(&message))
         || past_the_address_limit
     {
@@ -703,6 +705,7 @@ pub async fn answer_turn(
             // them, as when it is busy; anything else is the error it is.
             Err(failure) if asked || has_agent => {
                 tracing::error!(error = %failure.0, "the assistant failed; the message goes to a person without its answer");
+                assistant_failed = true;
                 Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, t.chat_busy))
             }
             Err(failure) => return Err(failure),
@@ -797,6 +800,8 @@ pub async fn answer_turn(
             None => {
                 let reason = if asked {
                     "asked for a person"
+                } else if assistant_failed {
+                    "assistant failed"
                 } else if forwarded {
                     "assistant busy"
                 } else {
@@ -820,6 +825,8 @@ pub async fn answer_turn(
                 if opened {
                     app.metrics.escalation(if asked {
                         "asked"
+                    } else if assistant_failed {
+                        "failed"
                     } else if forwarded {
                         "busy"
                     } else {
@@ -912,6 +919,9 @@ pub struct HistoryReply {
     pub ticket: Option<TicketView>,
     /// The conversation's last ticket was closed (the chat says so, and offers a person again).
     pub closed: bool,
+    /// That closed ticket's number: the chat goes on listening, and an agent may reopen it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_ticket: Option<i64>,
 }
 
 /// Whether `conversation` is one the caller may read back: a well-formed id of a conversation held
@@ -1015,19 +1025,23 @@ pub async fn history(
         }
         None => None,
     };
-    let closed = ticket.is_none()
-        && app
+    let closed_ticket = match ticket {
+        Some(_) => None,
+        None => app
             .store
             .latest_ticket(&id)
             .await?
-            .is_some_and(|(_, status)| status == "closed");
+            .filter(|(_, status)| status == "closed")
+            .map(|(ticket, _)| ticket),
+    };
     Ok(crate::account::no_store(
         Json(HistoryReply {
             conversation: id,
             turns,
             replies,
             ticket,
-            closed,
+            closed: closed_ticket.is_some(),
+            closed_ticket,
         })
         .into_response(),
     ))

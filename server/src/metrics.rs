@@ -93,7 +93,7 @@ impl Metrics {
         let escalations = Family::<Label, Counter>::default();
         registry.register(
             "escalations",
-            "Tickets opened for a person, by reason (asked, unsure, busy)",
+            "Tickets opened for a person, by reason (asked, unsure, busy, failed)",
             escalations.clone(),
         );
         let index_builds = Family::<Label, Counter>::default();

@@ -28,7 +28,7 @@ const HUB_CAPACITY: usize = 256;
 #[derive(Debug, Clone, Serialize)]
 pub struct SupportEvent {
     /// `ticket.opened`, `ticket.message` (the person wrote), `ticket.reply` (an agent answered),
-    /// `ticket.assigned` (an agent took or let go of it) or `ticket.closed`.
+    /// `ticket.assigned` (an agent took or let go of it), `ticket.closed` or `ticket.reopened`.
     pub event: &'static str,
     pub ticket: i64,
     pub status: String,
@@ -389,8 +389,18 @@ impl Drop for StreamSlot {
 }
 
 fn closed_event(ticket: i64) -> Event {
+    ticket_event("closed", ticket)
+}
+
+/// `open`: the ticket is open, on connecting, or again after an agent reopened it (a chat that
+/// had said it closed says it is open again and offers the call-back form).
+fn open_event(ticket: i64) -> Event {
+    ticket_event("open", ticket)
+}
+
+fn ticket_event(name: &str, ticket: i64) -> Event {
     Event::default()
-        .event("closed")
+        .event(name)
         .json_data(serde_json::json!({ "ticket": ticket }))
         .expect("serialises")
 }
@@ -401,7 +411,9 @@ pub fn is_conversation_id(id: &str) -> bool {
 }
 
 /// `GET /api/chat/{conversation}/events`: agents' replies to this conversation as they are sent,
-/// after any the person has not seen (`Last-Event-ID`), then `closed` when the ticket is closed.
+/// after any the person has not seen (`Last-Event-ID`); `closed` when the ticket is closed and
+/// `open` when an agent reopens it; on connecting, one of the two for the conversation's last
+/// ticket, so a chat that reconnects learns what it missed.
 /// Knowing the conversation's random id is what allows it, as for the chat itself, under the role
 /// that holds it: on a shared tablet, whoever comes after a signed-out technician is not sent the
 /// replies the technician was.
@@ -440,11 +452,14 @@ pub async fn person_events(
         session,
     };
     state.catch_up().await?;
-    // A ticket closed while this person was away: say so now, not never (the close event is gone).
+    // A ticket closed (or reopened) while this person was away: say so now, not never (the event
+    // is gone). The chat shows a note only when this changes what it said last.
     if let Some((ticket, status)) = app.store.latest_ticket(&state.conversation).await? {
-        if status == "closed" {
-            state.pending.push_back(closed_event(ticket));
-        }
+        state.pending.push_back(if status == "closed" {
+            closed_event(ticket)
+        } else {
+            open_event(ticket)
+        });
     }
     let stream = futures_util::stream::unfold(state, |mut state| async move {
         loop {
@@ -473,6 +488,9 @@ pub async fn person_events(
                 Next::Event(e) if e.conversation != state.conversation => {}
                 Next::Event(e) if e.event == "ticket.closed" => {
                     state.pending.push_back(closed_event(e.ticket));
+                }
+                Next::Event(e) if e.event == "ticket.reopened" => {
+                    state.pending.push_back(open_event(e.ticket));
                 }
                 Next::Event(_) | Next::Behind => {
                     if let Err(error) = state.catch_up().await {

@@ -167,13 +167,27 @@
         setTimeout(listen, 5000);
       }
     };
-    replies.addEventListener("closed", function () {
-      log.appendChild(el("p", "meta", t.closed));
-      replies.close();
-      replies = null;
-      // A new question may need a person again.
-      callBack(false);
+    // The stream stays open after a close: an agent may reopen a ticket closed too soon, and
+    // their replies must still arrive. Both events come again on every reconnect, so each note is
+    // shown only when it changes what the chat said last about that ticket.
+    replies.addEventListener("closed", function (m) { showClosed(JSON.parse(m.data).ticket); });
+    replies.addEventListener("open", function (m) {
+      var ticket = JSON.parse(m.data).ticket;
+      if (!closedTickets[ticket]) return;
+      delete closedTickets[ticket];
+      log.appendChild(el("p", "meta reopened", t.reopened)).setAttribute("role", "status");
+      callBack(true);
     });
+  }
+
+  // Tickets this chat has said are closed.
+  var closedTickets = {};
+  function showClosed(ticket) {
+    if (closedTickets[ticket]) return;
+    closedTickets[ticket] = true;
+    log.appendChild(el("p", "meta closed", t.closed));
+    // A new question may need a person again.
+    callBack(false);
   }
 
   function parseEvent(block) {
@@ -218,7 +232,10 @@
       if (turn.sentences.length) showRating(box, turn.turn);
     });
     if (h.ticket && box) showTicket(box, h.ticket);
-    if (h.closed) log.appendChild(el("p", "meta", t.closed));
+    if (h.closed_ticket) {
+      showClosed(h.closed_ticket);
+      listen();
+    }
     offerNewConversation();
   }
 
@@ -233,6 +250,7 @@
     again.addEventListener("click", function () {
       forget();
       if (replies) { replies.close(); replies = null; }
+      closedTickets = {};
       conversation = "";
       form.elements.conversation.value = "";
       if (personForm) personForm.elements.conversation.value = "";

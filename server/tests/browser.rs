@@ -280,6 +280,46 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
         "The technician is at the lift now.",
         wait,
     );
+    // Closed too soon: the chat says it closed and offers a person again; the colleague reopens
+    // it, and the chat, still listening, says so, asks for a call-back number again, and shows
+    // the next reply, all without a reload.
+    let colleague_csrf = colleague_page.hidden("csrf").unwrap();
+    let ticket_action = |action: &str, form: &[(&str, &str)]| {
+        let done = post_form(
+            &app.url(&format!("/support/tickets/{ticket}/{action}")),
+            &[("cookie", &colleague)],
+            form,
+        );
+        assert_eq!(done.status, 303, "{action}: {}", done.body);
+    };
+    ticket_action("close", &[("csrf", &colleague_csrf)]);
+    person.wait_for("#chat-log .closed", wait);
+    assert_eq!(
+        person.wait_for("#talk-to-person button", wait).text(),
+        "Talk to a person"
+    );
+    ticket_action("reopen", &[("csrf", &colleague_csrf)]);
+    person.wait_for("#chat-log .reopened", wait);
+    assert_eq!(
+        person.wait_for("#talk-to-person button", wait).text(),
+        "Send for a call back"
+    );
+    ticket_action(
+        "reply",
+        &[
+            ("csrf", &colleague_csrf),
+            ("body", "Reopened: is the pump running again?"),
+        ],
+    );
+    person.wait_for_text(
+        "#chat-log .agent-reply:last-child .text",
+        "Reopened: is the pump running again?",
+        wait,
+    );
+    // One note each, however often the stream reconnected meanwhile.
+    assert_eq!(person.find_all("#chat-log .closed").len(), 1);
+    assert_eq!(person.find_all("#chat-log .reopened").len(), 1);
+
     // Starting over leaves the conversation, and a reload no longer brings it back.
     person.wait_for("#new-conversation", wait).click();
     assert!(person.find_all("#chat-log .turn").is_empty());

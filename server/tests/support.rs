@@ -285,10 +285,34 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
     assert_eq!(closed.status, 303);
     ticket_event(&console, "ticket.closed", ticket);
     next_matching(&fifth, |e| e.event == "closed");
+    // On connecting it was told the ticket is open; then nothing until the close.
     let first_on_resumed = next_matching(&resumed, |_| true);
     assert_eq!(
-        first_on_resumed.event, "closed",
+        (
+            first_on_resumed.event.as_str(),
+            &first_on_resumed.data["ticket"]
+        ),
+        ("open", &Value::from(ticket))
+    );
+    let second_on_resumed = next_matching(&resumed, |_| true);
+    assert_eq!(
+        second_on_resumed.event, "closed",
         "a resumed stream does not repeat the reply it had"
+    );
+    // A chat reloaded now says it closed, and which ticket (it listens on, for a reopen).
+    let history = post_json(
+        &app.url("/api/chat/history"),
+        &[],
+        &serde_json::json!({ "conversation": conversation }).to_string(),
+    );
+    let history: Value = serde_json::from_str(&history.body).unwrap();
+    assert_eq!(
+        (
+            &history["closed"],
+            &history["closed_ticket"],
+            &history["ticket"]
+        ),
+        (&Value::Bool(true), &Value::from(ticket), &Value::Null)
     );
     let refused = post_form(
         &app.url(&format!("/support/tickets/{ticket}/reply")),
@@ -464,8 +488,10 @@ fn an_agent_takes_a_ticket_and_a_colleague_acting_on_an_older_page_changes_nothi
     );
     assert_eq!(assigned(), "ana.agent");
 
-    // The person's chat was sent the two replies and nothing else: not the takes, not who has
-    // the ticket.
+    // The person's chat was told the ticket is open (on connecting), then sent the two replies
+    // and nothing else: not the takes, not who has the ticket.
+    let connected = person.recv_timeout(WAIT).unwrap().unwrap();
+    assert_eq!(connected.event, "open", "{connected:?}");
     for _ in 0..2 {
         let seen = person.recv_timeout(WAIT).unwrap().unwrap();
         assert_eq!(seen.event, "reply", "{seen:?}");
@@ -521,7 +547,18 @@ fn an_agent_takes_a_ticket_and_a_colleague_acting_on_an_older_page_changes_nothi
         )
     };
     assert_eq!(reopen(&ben, "forged").status, 403);
+    assert_eq!(
+        next_matching(&person, |_| true).event,
+        "closed",
+        "the person's chat heard the close"
+    );
     assert_eq!(reopen(&ben, &ben_csrf).status, 303);
+    // The person's chat, still listening, hears the reopen and then ben's reply.
+    let reopened = next_matching(&person, |_| true);
+    assert_eq!(
+        (reopened.event.as_str(), &reopened.data["ticket"]),
+        ("open", &Value::from(ticket))
+    );
     assert_eq!(
         app.rows(&format!(
             "SELECT status, assigned_to, closed_at FROM tickets WHERE id = {ticket}"
@@ -535,6 +572,17 @@ fn an_agent_takes_a_ticket_and_a_colleague_acting_on_an_older_page_changes_nothi
     let again = reopen(&ben, &ben_csrf);
     assert_eq!(again.status, 409);
     assert!(again.body.contains("open already"), "{}", again.body);
+    post_form(
+        &app.url(&format!("/support/tickets/{ticket}/reply")),
+        &[("cookie", &ben)],
+        &[
+            ("csrf", &ben_csrf),
+            ("body", "Reopened: did the latch help?"),
+        ],
+    );
+    let after_reopen = next_matching(&person, |_| true);
+    assert_eq!(after_reopen.event, "reply");
+    assert_eq!(after_reopen.data["text"], "Reopened: did the latch help?");
 }
 
 /// A compressor at the Kestrel plant: its tickets go to the plant's maintenance queue.
