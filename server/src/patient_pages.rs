@@ -15,7 +15,7 @@ use crate::http;
 use crate::i18n::{self, Strings};
 use crate::patients::{Attempt, PacketRecord, MAX_FAILURES, PATIENT_COOKIE};
 use crate::roles::Role;
-use crate::signin_limits::PER_CLIENT;
+use crate::signin_limits::PER_CLIENT_PACKETS;
 use crate::{AppError, AppState};
 
 #[derive(Template)]
@@ -246,14 +246,14 @@ pub async fn verify(
         );
     };
     let client = crate::chat::client_of(&extensions);
-    let client_key = format!("patient:{}", client.as_deref().unwrap_or("unknown"));
-    // Counted before the PIN is checked (see `count_attempt`); a right try is taken back below.
+    let client_key = client.as_deref().unwrap_or("unknown");
     let now = chrono::Utc::now();
-    let locked = match PER_CLIENT.locked_for(&app.store, &client_key, now).await? {
-        Some(wait) => Some(wait),
+    // A locked packet is refused below without a check, and without counting against the address.
+    let locked = match packet.locked_at {
+        Some(_) => None,
         None => {
-            PER_CLIENT
-                .count_attempt(&app.store, &client_key, now)
+            PER_CLIENT_PACKETS
+                .locked_for(&app.store, client_key, now)
                 .await?
         }
     };
@@ -284,7 +284,6 @@ pub async fn verify(
         .await?
     {
         Attempt::Opened(token) => {
-            PER_CLIENT.take_back(&app.store, &client_key).await?;
             let mut response = Redirect::to(&format!("/c/{code}")).into_response();
             let cookie =
                 http::set_cookie(PATIENT_COOKIE, &token, "/", None, app.config.secure_cookies);
@@ -294,6 +293,8 @@ pub async fn verify(
             Ok(no_store(response))
         }
         Attempt::Wrong { left } => {
+            crate::signin_limits::record_packet_failure(&app.store, client_key, &packet.id, now)
+                .await?;
             let message = t.patient_wrong.replace("{left}", &left.to_string());
             verify_form(&app, &packet, StatusCode::UNAUTHORIZED, &message, false)
         }

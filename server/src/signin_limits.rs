@@ -24,9 +24,34 @@ pub struct SigninLimit {
 
 /// Five wrong passwords for one account in 15 minutes lock it for 15 minutes.
 pub const PER_ACCOUNT: SigninLimit = SigninLimit::new("account", 5, 15 * 60, 15 * 60);
-/// Per client address prefix: higher, since a ward or a plant shares one address. Staff sign-ins
-/// and patient PIN tries use different keys under it, so each has its own count.
+/// Per client address prefix, for staff sign-ins: higher, since a ward or a plant shares one
+/// address.
 pub const PER_CLIENT: SigninLimit = SigninLimit::new("client", 30, 15 * 60, 15 * 60);
+/// Per client address prefix, for patients: wrong tries on 10 different packets in 15 minutes
+/// lock the address for 15 minutes. Each packet locks itself after its own five wrong tries, so a
+/// packet counts here once however often it is tried: a patient's typos, or someone holding one
+/// label, never lock everyone behind a ward's or a hospital's shared address out of their papers.
+pub const PER_CLIENT_PACKETS: SigninLimit =
+    SigninLimit::new("client-packets", 10, 15 * 60, 15 * 60);
+/// Which packets a client has already failed on within the window (never locks anything).
+const CLIENT_PACKET_FAILED: SigninLimit = SigninLimit::new("client-packet", u32::MAX, 15 * 60, 0);
+
+/// Counts a wrong PIN on `packet` from `client` against `PER_CLIENT_PACKETS`, once per packet per
+/// window; returns how long the client is now locked, if it is.
+pub async fn record_packet_failure(
+    store: &Store,
+    client: &str,
+    packet: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Duration>> {
+    let on_this_packet = CLIENT_PACKET_FAILED
+        .count(store, &format!("{client}\0{packet}"), now)
+        .await?;
+    if on_this_packet > 1 {
+        return Ok(None);
+    }
+    PER_CLIENT_PACKETS.record_failure(store, client, now).await
+}
 
 /// Whether the row being updated counts afresh from this failure: its lockout has ended, or it
 /// is not locked and its window has passed (?2 is now, ?3 the window, both in ms).

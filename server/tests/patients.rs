@@ -297,6 +297,66 @@ fn wrong_pins_lock_a_packet_until_a_clinician_resets_it() {
     assert!(page.body.contains("82.4 kg"));
 }
 
+/// Someone on a ward's shared address with one label cannot lock everyone else out: tries on a
+/// locked packet do not count against the address, and a packet counts once however often it is
+/// tried. Wrong PINs on ten different packets do lock the address.
+#[test]
+fn one_label_tried_over_and_over_never_locks_the_address_but_ten_packets_do() {
+    let (app, demos) = spawn_with_demo_packets();
+    let john = demo(&demos, "John Miller");
+    let wrong = |pin: &str| if pin == "000000" { "111111" } else { "000000" }.to_string();
+    for _ in 0..5 {
+        try_open(&app, &john.code, &john.dob, &wrong(&john.pin));
+    }
+    for _ in 0..40 {
+        let (r, _) = try_open_without_form(&app, &john.code, &john.dob, &wrong(&john.pin));
+        assert_eq!(r.status, 423, "{}", r.body);
+    }
+    let ana = demo(&demos, "Ana García");
+    let (opened, session) = try_open(&app, &ana.code, &ana.dob, &ana.pin);
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    assert!(session.is_some());
+
+    // Nine more packets (ten with John's), each tried wrong once or twice from this address.
+    let store = app.state.store.clone();
+    let packets = app
+        .block_on(async move {
+            let mut made = Vec::new();
+            for n in 0..10 {
+                made.push(
+                    store
+                        .create_packet(&scanaid_server::patients::NewPacket {
+                            patient_name: format!("Patient {n}"),
+                            dob: "1960-01-01".to_string(),
+                            language: "en".to_string(),
+                            documents: Vec::new(),
+                            created_by: "test".to_string(),
+                            contact: String::new(),
+                        })
+                        .await?,
+                );
+            }
+            Ok::<_, scanaid_server::error::AppError>(made)
+        })
+        .unwrap();
+    for (n, packet) in packets[..9].iter().enumerate() {
+        let tries = if n % 2 == 1 { 2 } else { 1 };
+        for _ in 0..tries {
+            let (r, _) = try_open(&app, &packet.code, "1960-01-01", &wrong(&packet.pin));
+            assert_eq!(r.status, 401, "packet {n}: {}", r.body);
+        }
+    }
+    // The tenth different packet: this address waits, even with the right PIN.
+    let last = &packets[9];
+    let (limited, session) = try_open(&app, &last.code, "1960-01-01", &last.pin);
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(session.is_none());
+    assert!(limited
+        .body
+        .contains("Too many attempts from this connection"));
+    assert!((1..=15 * 60).contains(&limited.retry_after_secs()));
+}
+
 #[test]
 fn guesses_sent_all_at_once_get_no_more_checks_than_the_limit() {
     // Every try is counted before its PIN is checked, so a burst cannot slip past the lock while
