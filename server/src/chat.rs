@@ -1222,8 +1222,14 @@ pub async fn chat_form(
                 contact: form.contact,
             }
             .render()?;
+            // It shows the question and contact back: not for a shared tablet's back button.
             Ok(crate::http::with_retry_after(
-                (refusal.status, axum::response::Html(page)).into_response(),
+                (
+                    refusal.status,
+                    [(axum::http::header::CACHE_CONTROL, "no-store")],
+                    axum::response::Html(page),
+                )
+                    .into_response(),
                 refusal.retry_after,
             ))
         }

@@ -170,7 +170,8 @@ impl NewPacketForm {
                 // A textarea's line breaks arrive as CRLF but count as one against its maxlength.
                 "note" => form.note = v.replace("\r\n", "\n"),
                 "contact" => form.contact = v,
-                "template" => form.templates.push(v),
+                // Each leaflet once, however often a (crafted) form names it.
+                "template" if !form.templates.contains(&v) => form.templates.push(v),
                 "form_token" => form.form_token = v,
                 _ => {}
             }

@@ -461,7 +461,10 @@ pub(crate) fn kept_until(start: &str, app: &AppState) -> String {
         .unwrap_or_default()
 }
 
-const CLINICIAN_ROLES: &[Role] = &[Role::Clinician, Role::Admin];
+/// Clinicians only: an administrator runs the site, not the ward, and reading a patient's papers
+/// or issuing a new PIN (with a date of birth they choose, so they could open the packet
+/// themselves) is not theirs to do. The admin page counts locked packets without names.
+const CLINICIAN_ROLES: &[Role] = &[Role::Clinician];
 const CLINICIAN_REFUSAL: &str = "Discharge packets are for clinicians.";
 
 pub(crate) async fn require_clinician(

@@ -722,7 +722,7 @@ const DEMO: &[(&str, &str, &str, &str, &str)] = &[
     ),
 ];
 
-/// On a store with no packets, creates the demo patients' packets from the bundled leaflets in
+/// On a store's first start (no packets, and never seeded: `store_marks`), creates the demo patients' packets from the bundled leaflets in
 /// `manuals_dir/patient` and writes their codes and second factors to `data_dir/DEMO_FILE` (mode
 /// 0600). Returns the file written and how many packets it lists, when any were made.
 pub async fn seed_demo_packets(
@@ -731,10 +731,23 @@ pub async fn seed_demo_packets(
     data_dir: &Path,
     public_url: &str,
 ) -> Result<Option<(PathBuf, usize)>> {
-    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM packets")
-        .fetch_one(store.pool())
+    // Once per store: the mark is set whether or not the demo packets were made (a store with
+    // packets of its own gets none), and never taken back.
+    let first_time = sqlx::query(
+        "INSERT INTO store_marks (name, at)
+         SELECT 'demo_packets', ? WHERE NOT EXISTS (SELECT 1 FROM packets)
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(now())
+    .execute(store.pool())
+    .await?
+    .rows_affected()
+        == 1;
+    sqlx::query("INSERT INTO store_marks (name, at) VALUES ('demo_packets', ?) ON CONFLICT (name) DO NOTHING")
+        .bind(now())
+        .execute(store.pool())
         .await?;
-    if existing > 0 {
+    if !first_time {
         return Ok(None);
     }
     let mut lines = vec![

@@ -297,6 +297,36 @@ fn wrong_pins_lock_a_packet_until_a_clinician_resets_it() {
     assert!(page.body.contains("82.4 kg"));
 }
 
+/// The fictional demo patients are made on a store's first start only: once every packet is gone
+/// (expired or deleted on request), a restart does not put them back among real patients.
+#[test]
+fn the_demo_patients_are_made_once_and_never_come_back() {
+    let (app, demos) = spawn_with_demo_packets();
+    assert_eq!(demos.len(), 3);
+    let store = app.state.store.clone();
+    let again = app
+        .block_on(async move {
+            for (id,) in sqlx::query_as::<_, (String,)>("SELECT id FROM packets")
+                .fetch_all(store.pool())
+                .await?
+            {
+                assert!(store.delete_packet(&id, "nurse1").await?);
+            }
+            let data = tempfile::tempdir().unwrap();
+            let seeded = scanaid_server::patients::seed_demo_packets(
+                &store,
+                &repo().join("manuals"),
+                data.path(),
+                "http://127.0.0.1",
+            )
+            .await?;
+            Ok::<_, scanaid_server::error::AppError>(seeded)
+        })
+        .unwrap();
+    assert!(again.is_none(), "{again:?}");
+    assert_eq!(app.rows("SELECT COUNT(*) FROM packets"), vec![vec!["0"]]);
+}
+
 /// Someone on a ward's shared address with one label cannot lock everyone else out: tries on a
 /// locked packet do not count against the address, and a packet counts once however often it is
 /// tried. Wrong PINs on ten different packets do lock the address.
