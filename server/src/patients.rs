@@ -258,9 +258,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
-        self.codes_changed().await?;
-        self.audit(
+        audit_in(
+            &mut tx,
             &new.created_by,
             "packet.created",
             Some(&packet_id),
@@ -272,6 +271,9 @@ impl Store {
             None,
         )
         .await?;
+        crate::store::codes_changed_in(&mut tx).await?;
+        tx.commit().await?;
+        self.forget_resolved();
         Ok(Some(CreatedPacket {
             packet_id,
             code,
@@ -328,8 +330,8 @@ impl Store {
             .bind(packet)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        self.audit(
+        audit_in(
+            &mut tx,
             by,
             "packet.new_pin",
             Some(packet),
@@ -337,6 +339,7 @@ impl Store {
             None,
         )
         .await?;
+        tx.commit().await?;
         Ok(Some(pin))
     }
 
@@ -599,9 +602,16 @@ impl Store {
             .bind(packet)
             .execute(&mut *tx)
             .await?;
+        audit_in(
+            &mut tx,
+            by,
+            "packet.kept",
+            Some(packet),
+            &detail(&start),
+            None,
+        )
+        .await?;
         tx.commit().await?;
-        self.audit(by, "packet.kept", Some(packet), &detail(&start), None)
-            .await?;
         Ok(Kept::Kept)
     }
 
@@ -655,10 +665,10 @@ impl Store {
             .bind(&record.code)
             .execute(&mut *tx)
             .await?;
+        audit_in(&mut tx, actor, action, Some(packet), detail, None).await?;
+        crate::store::codes_changed_in(&mut tx).await?;
         tx.commit().await?;
-        self.codes_changed().await?;
-        self.audit(actor, action, Some(packet), detail, None)
-            .await?;
+        self.forget_resolved();
         Ok(true)
     }
 
@@ -670,16 +680,8 @@ impl Store {
         detail: &str,
         ip_prefix: Option<&str>,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO audit_log (at, actor, action, packet_id, detail, ip_prefix) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(now())
-            .bind(actor)
-            .bind(action)
-            .bind(packet)
-            .bind(detail)
-            .bind(ip_prefix)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        audit_in(&mut conn, actor, action, packet, detail, ip_prefix).await
     }
 
     /// The newest `limit` audit entries, newest first.
@@ -691,6 +693,29 @@ impl Store {
         .fetch_all(self.pool())
         .await?)
     }
+}
+
+/// Writes an audit entry on `conn`: inside a change's own transaction, the change and its entry
+/// are stored together or not at all (a change whose entry failed after its commit would report
+/// an error to a clinician for a packet that exists, and whose PIN was then never shown).
+async fn audit_in(
+    conn: &mut sqlx::SqliteConnection,
+    actor: &str,
+    action: &str,
+    packet: Option<&str>,
+    detail: &str,
+    ip_prefix: Option<&str>,
+) -> Result<()> {
+    sqlx::query("INSERT INTO audit_log (at, actor, action, packet_id, detail, ip_prefix) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(now())
+        .bind(actor)
+        .bind(action)
+        .bind(packet)
+        .bind(detail)
+        .bind(ip_prefix)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The demo packets' ward (fictional, in the reserved 555-01xx range).

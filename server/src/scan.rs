@@ -132,6 +132,8 @@ pub async fn scan(
 /// patient's: scan analytics keep that a discharge code was scanned, never which one, so the events
 /// cannot be joined to a patient (and nothing is left of them after a packet is deleted).
 const DISCHARGE_EVENT_CODE: &str = "discharge";
+/// What a scan event records as the code of a scan that named no known code.
+const UNKNOWN_EVENT_CODE: &str = "unknown";
 
 fn base_event(code: &str, context: &ScanContext, language: Cow<'static, str>) -> ScanEvent {
     ScanEvent {
@@ -368,7 +370,15 @@ async fn fallback(
     } else {
         StatusCode::NOT_FOUND
     };
-    let logged_code = if patient { DISCHARGE_EVENT_CODE } else { code };
+    // A code that resolves to nothing is not kept: it may be a patient's packet code with a
+    // character mistyped, or one not yet in this server's table, and scan analytics must not hold it.
+    let logged_code = if patient {
+        DISCHARGE_EVENT_CODE
+    } else if resolved.is_none() {
+        UNKNOWN_EVENT_CODE
+    } else {
+        code
+    };
     let mut event = base_event(logged_code, context, language_text(&lang));
     if let Some(r) = resolved {
         event.asset_id = r.code.asset_id.clone();

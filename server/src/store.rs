@@ -22,7 +22,25 @@ pub struct Store {
     path: PathBuf,
     /// Every code resolved, loaded on first use and dropped by any write to codes or assets: a scan
     /// then costs no query. (With several replicas on PostgreSQL this needs a change notification.)
-    resolved: Arc<RwLock<Option<Arc<CodeTable>>>>,
+    resolved: Arc<RwLock<CodeCache>>,
+}
+
+/// The code table and how many times it was forgotten (so a table built across a change is not
+/// installed over it).
+#[derive(Default)]
+struct CodeCache {
+    table: Option<Arc<CodeTable>>,
+    epoch: u64,
+}
+
+/// Codes were added or changed, in the change's transaction `conn`: every other server on the
+/// store reloads its code table once it sees the version move (`changes.rs`); this one, when the
+/// caller calls `forget_resolved` after the commit.
+pub(crate) async fn codes_changed_in(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    sqlx::query("UPDATE registry_version SET version = version + 1 WHERE id = 1")
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Every code's resolution, by code.
@@ -189,7 +207,7 @@ impl Store {
         Ok(Self {
             pool,
             path,
-            resolved: Arc::new(RwLock::new(None)),
+            resolved: Arc::new(RwLock::new(CodeCache::default())),
         })
     }
 
@@ -380,16 +398,6 @@ impl Store {
         Ok(true)
     }
 
-    /// Codes were added or changed: this process's next scan reloads the code table, and every
-    /// other server on the store does once it sees the version move (`changes.rs`).
-    pub(crate) async fn codes_changed(&self) -> Result<()> {
-        sqlx::query("UPDATE registry_version SET version = version + 1 WHERE id = 1")
-            .execute(&self.pool)
-            .await?;
-        self.forget_resolved();
-        Ok(())
-    }
-
     /// The registry's version and the newest saved rule set's id (0 when none): what another server
     /// changing the codes or the rules moves.
     pub async fn change_marks(&self) -> Result<(i64, i64)> {
@@ -401,29 +409,44 @@ impl Store {
         .await?)
     }
 
+    /// Drops the code table: call after committing a change to codes or assets (with
+    /// `codes_changed_in` inside the change's transaction, for the other servers on the store).
     pub(crate) fn forget_resolved(&self) {
-        *self.resolved.write().expect("cache lock") = None;
+        let mut cache = self.resolved.write().expect("cache lock");
+        cache.table = None;
+        cache.epoch += 1;
     }
 
     /// A code with its asset, site and queue, from the in-memory table of every code.
     /// Shared, not copied: a scan reads it, and copying its strings was a dozen allocations a scan.
     pub async fn resolve_code(&self, code: &str) -> Result<Option<Arc<ResolvedCode>>> {
-        let cached = self.resolved.read().expect("cache lock").clone();
-        let table = match cached {
-            Some(table) => table,
-            None => {
-                let mut table = HashMap::new();
-                for c in self.codes().await? {
-                    if let Some(r) = self.resolve_code_uncached(&c.code).await? {
-                        table.insert(c.code.clone(), Arc::new(r));
-                    }
+        let mut table = None;
+        // A table built while a change was committed may lack it: it is installed only if nothing
+        // was forgotten meanwhile, and built again otherwise (a few times at most; the last one
+        // still answers this scan).
+        for _ in 0..3 {
+            let epoch = {
+                let cache = self.resolved.read().expect("cache lock");
+                if let Some(table) = &cache.table {
+                    return Ok(table.get(code).cloned());
                 }
-                let table = Arc::new(table);
-                *self.resolved.write().expect("cache lock") = Some(table.clone());
-                table
+                cache.epoch
+            };
+            let mut built = HashMap::new();
+            for c in self.codes().await? {
+                if let Some(r) = self.resolve_code_uncached(&c.code).await? {
+                    built.insert(c.code.clone(), Arc::new(r));
+                }
             }
-        };
-        Ok(table.get(code).cloned())
+            let built = Arc::new(built);
+            let mut cache = self.resolved.write().expect("cache lock");
+            if cache.epoch == epoch {
+                cache.table = Some(built.clone());
+                return Ok(built.get(code).cloned());
+            }
+            table = Some(built);
+        }
+        Ok(table.and_then(|t| t.get(code).cloned()))
     }
 
     async fn resolve_code_uncached(&self, code: &str) -> Result<Option<ResolvedCode>> {
@@ -532,13 +555,16 @@ impl Store {
     }
 
     pub async fn retire_code(&self, code: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done =
             sqlx::query("UPDATE codes SET retired_at = ? WHERE code = ? AND retired_at IS NULL")
                 .bind(now())
                 .bind(code)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        self.codes_changed().await?;
+        codes_changed_in(&mut tx).await?;
+        tx.commit().await?;
+        self.forget_resolved();
         Ok(done.rows_affected() == 1)
     }
 
