@@ -110,6 +110,28 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A content audit entry, on `conn` (a change's own transaction: the change and its entry are
+/// stored together).
+async fn content_audit_in(
+    conn: &mut sqlx::SqliteConnection,
+    actor: &str,
+    action: &str,
+    manual_id: Option<&str>,
+    revision: Option<&str>,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO content_audit (at, actor, action, manual_id, revision, detail) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(now())
+        .bind(actor)
+        .bind(action)
+        .bind(manual_id)
+        .bind(revision)
+        .bind(detail)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 const JOB_COLUMNS: &str = "id, kind, manual_id, revision_id, status, previous_generation, started_by, started_at, finished_at, generation, report";
 
 impl crate::store::Store {
@@ -121,16 +143,8 @@ impl crate::store::Store {
         revision: Option<&str>,
         detail: &str,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO content_audit (at, actor, action, manual_id, revision, detail) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(now())
-            .bind(actor)
-            .bind(action)
-            .bind(manual_id)
-            .bind(revision)
-            .bind(detail)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        let mut conn = self.pool().acquire().await?;
+        content_audit_in(&mut conn, actor, action, manual_id, revision, detail).await
     }
 
     pub async fn content_audit_trail(&self, limit: i64) -> Result<Vec<AuditEntry>> {
@@ -284,7 +298,6 @@ pub async fn publish(
     if let Some(refused) = changed_since(app, file, previous.as_deref(), base).await? {
         return Ok(Err(refused));
     }
-    write_atomically(&path, markdown)?;
     let change = Change {
         manual_id,
         revision,
@@ -298,6 +311,7 @@ pub async fn publish(
         change,
         "publish",
         Some(revision),
+        || write_atomically(&path, markdown),
     )
     .await?))
 }
@@ -313,15 +327,22 @@ struct Change<'a> {
     editor: &'a str,
 }
 
-/// Records a change already made to the folder (its revision and the audit entry) and starts the
-/// gated re-index job for it; returns the job id.
+/// Records a change (its revision, the audit entry and its running job, in one transaction), then
+/// makes it to the folder with `apply`, then runs the gated re-index job; returns the job id.
+///
+/// Recorded first: a store that cannot record it (busy, full) refuses it with the folder
+/// untouched, and a server stopped before the job ends finds it running at the next start and
+/// puts the file's previous text back (`fail_interrupted_jobs`). A folder that cannot be written
+/// fails the job, which says so.
 async fn record_and_reindex(
     app: &AppState,
     change: Change<'_>,
     action: &str,
     audit_revision: Option<&str>,
+    apply: impl FnOnce() -> Result<()>,
 ) -> Result<i64> {
     let file = change.file.to_string_lossy();
+    let mut tx = app.store.pool().begin().await?;
     let revision_id: i64 = sqlx::query_scalar(
         "INSERT INTO manual_revisions (manual_id, revision, markdown, previous_markdown, file, published_by, published_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
@@ -332,25 +353,58 @@ async fn record_and_reindex(
     .bind(file.as_ref())
     .bind(change.editor)
     .bind(now())
-    .fetch_one(app.store.pool())
+    .fetch_one(&mut *tx)
     .await?;
-    app.store
-        .content_audit(
-            change.editor,
-            action,
-            Some(change.manual_id),
-            audit_revision,
-            &file,
-        )
-        .await?;
-    start_job(
+    content_audit_in(
+        &mut tx,
+        change.editor,
+        action,
+        Some(change.manual_id),
+        audit_revision,
+        &file,
+    )
+    .await?;
+    let job = insert_job(
         app,
+        &mut tx,
+        Some(change.manual_id),
+        Some(revision_id),
+        change.editor,
+    )
+    .await?;
+    tx.commit().await?;
+    apply_then_run(
+        app,
+        job,
         Some(change.manual_id),
         Some(revision_id),
         change.editor,
         true,
+        apply,
     )
     .await
+}
+
+/// Makes a recorded change to the folder and runs its job; a change that cannot be made fails
+/// the job (the folder keeps what the site serves) and is the error returned.
+async fn apply_then_run(
+    app: &AppState,
+    job: i64,
+    manual_id: Option<&str>,
+    revision_id: Option<i64>,
+    by: &str,
+    gated: bool,
+    apply: impl FnOnce() -> Result<()>,
+) -> Result<i64> {
+    if let Err(e) = apply() {
+        let report = "the manuals folder could not be changed; nothing changed for readers";
+        if let Err(recording) = app.store.finish_job(job, "failed", "", report).await {
+            tracing::error!(error = ?recording, job, "recording a job that could not start");
+        }
+        return Err(e);
+    }
+    run_job(app, job, manual_id, revision_id, by, gated);
+    Ok(job)
 }
 
 /// Deletes manual `manual_id` (its file, relative to the manuals folder): the file goes, the text is
@@ -376,10 +430,6 @@ pub async fn delete_manual(
     if let Some(refused) = changed_since(app, file, Some(&previous), base).await? {
         return Ok(Err(refused));
     }
-    std::fs::remove_file(&path).map_err(|source| crate::ServerError::Io {
-        path: path.clone(),
-        source,
-    })?;
     let change = Change {
         manual_id,
         revision: "deleted",
@@ -388,7 +438,16 @@ pub async fn delete_manual(
         file,
         editor,
     };
-    Ok(Ok(record_and_reindex(app, change, "delete", None).await?))
+    Ok(Ok(record_and_reindex(app, change, "delete", None, || {
+        std::fs::remove_file(&path).map_err(|source| {
+            crate::ServerError::Io {
+                path: path.clone(),
+                source,
+            }
+            .into()
+        })
+    })
+    .await?))
 }
 
 /// Publishes a text the quality gate stopped, without the gate: for admins, logged.
@@ -426,27 +485,47 @@ pub async fn override_gate(
             .fetch_one(app.store.pool())
             .await
             .map_err(crate::ServerError::from)?;
-    if markdown.is_empty() {
-        // A deletion the gate stopped: delete again.
-        let _ = std::fs::remove_file(manuals_dir.join(&file));
-    } else {
-        write_atomically(&manuals_dir.join(&file), &markdown)?;
-    }
-    app.store
-        .content_audit(
-            admin,
-            "override",
-            job.manual_id.as_deref(),
-            Some(&revision),
-            &format!("published job {job_id}'s text despite the quality gate"),
-        )
-        .await?;
-    let new_job = start_job(
+    let mut tx = app
+        .store
+        .pool()
+        .begin()
+        .await
+        .map_err(crate::ServerError::from)?;
+    content_audit_in(
+        &mut tx,
+        admin,
+        "override",
+        job.manual_id.as_deref(),
+        Some(&revision),
+        &format!("published job {job_id}'s text despite the quality gate"),
+    )
+    .await?;
+    let new_job = insert_job(
         app,
+        &mut tx,
+        job.manual_id.as_deref(),
+        Some(revision_id),
+        admin,
+    )
+    .await?;
+    tx.commit().await.map_err(crate::ServerError::from)?;
+    let path = manuals_dir.join(&file);
+    let new_job = apply_then_run(
+        app,
+        new_job,
         job.manual_id.as_deref(),
         Some(revision_id),
         admin,
         false,
+        || {
+            if markdown.is_empty() {
+                // A deletion the gate stopped: delete again.
+                let _ = std::fs::remove_file(&path);
+                Ok(())
+            } else {
+                write_atomically(&path, &markdown)
+            }
+        },
     )
     .await?;
     Ok(Ok(new_job))
@@ -460,6 +539,11 @@ pub async fn rollback(
     admin: &str,
 ) -> std::result::Result<std::result::Result<(), Refused>, AppError> {
     let _changing = app.folder_change.lock().await;
+    // Not under a running job: it would promote a generation built from the folder as it was
+    // before this rollback put the previous text back.
+    if let Err(refused) = folder_to_change(app).await? {
+        return Ok(Err(refused));
+    }
     let Some(job) = app.store.job(job_id).await? else {
         return Ok(Err(Refused(format!("there is no job {job_id}"))));
     };
@@ -544,18 +628,16 @@ async fn has_running_job(app: &AppState) -> Result<bool> {
     Ok(running > 0)
 }
 
-/// Records a publish job and runs the re-index on a task of its own (`gated`: behind the manuals'
-/// quality checks). A job the gate stops puts the file's previous text back: the folder always
-/// holds what the site serves, or what is being published.
-async fn start_job(
+/// Records a running publish job on `conn` (the change's transaction); returns its id.
+async fn insert_job(
     app: &AppState,
+    conn: &mut sqlx::SqliteConnection,
     manual_id: Option<&str>,
     revision_id: Option<i64>,
     by: &str,
-    gated: bool,
 ) -> Result<i64> {
     let previous = app.index().generation.clone();
-    let id: i64 = sqlx::query_scalar(
+    Ok(sqlx::query_scalar(
         "INSERT INTO index_jobs (kind, manual_id, revision_id, status, previous_generation, started_by, started_at) VALUES ('publish', ?, ?, 'running', ?, ?, ?) RETURNING id",
     )
     .bind(manual_id)
@@ -563,8 +645,21 @@ async fn start_job(
     .bind(&previous)
     .bind(by)
     .bind(now())
-    .fetch_one(app.store.pool())
-    .await?;
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Runs job `id` (recorded by `insert_job`) on a task of its own (`gated`: behind the manuals'
+/// quality checks). A job the gate stops puts the file's previous text back: the folder always
+/// holds what the site serves, or what is being published.
+fn run_job(
+    app: &AppState,
+    id: i64,
+    manual_id: Option<&str>,
+    revision_id: Option<i64>,
+    by: &str,
+    gated: bool,
+) {
     let tx = app.jobs.start(
         id,
         Progress {
@@ -666,7 +761,6 @@ async fn start_job(
         });
         app.jobs.end(id);
     });
-    Ok(id)
 }
 
 /// Puts back the text a publish replaced (removes the file of a new manual).

@@ -527,6 +527,44 @@ fn a_job_the_server_stopped_in_gets_its_file_back_at_the_next_start() {
     );
 }
 
+/// A publish is recorded before the folder changes: a store that cannot record it (here a real
+/// SQLite failure: a trigger that aborts the audit insert, as a full disk would) refuses it with
+/// the file, the revisions and the jobs as they were, so nothing unrecorded is ever served.
+#[test]
+fn a_publish_the_store_cannot_record_leaves_the_folder_as_it_was() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let file = manuals.path().join(MANUAL);
+    let original = std::fs::read_to_string(&file).unwrap();
+    let editor = staff_cookie(&app, "editor-f", Role::Editor);
+    let page = get(
+        &app.url("/admin/manuals/vp300-service"),
+        &[("cookie", &editor)],
+    );
+    let csrf = page.hidden("csrf").unwrap();
+    app.rows(
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON content_audit \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+    );
+    let refused = post_manual(&app, &editor, &csrf, &edited(&original), "publish");
+    assert_eq!(refused.status, 500, "{}", refused.body);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    assert_eq!(
+        app.rows(
+            "SELECT (SELECT COUNT(*) FROM manual_revisions), (SELECT COUNT(*) FROM index_jobs)"
+        ),
+        vec![vec!["0", "0"]]
+    );
+    // Once the store records again, the same publish goes through.
+    app.rows("DROP TRIGGER refuse_audit");
+    let published = post_manual(&app, &editor, &csrf, &edited(&original), "publish");
+    assert_eq!(published.status, 303, "{}", published.body);
+    let done = wait_for_job(&app, &editor, &job_of(&published));
+    assert_eq!(done["status"], "promoted", "{done}");
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("Flow sensor purge"));
+}
+
 #[test]
 fn every_bundled_manual_passes_the_editors_checks() {
     let registry =
