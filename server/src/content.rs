@@ -439,12 +439,9 @@ pub async fn delete_manual(
         editor,
     };
     Ok(Ok(record_and_reindex(app, change, "delete", None, || {
-        std::fs::remove_file(&path).map_err(|source| {
-            crate::ServerError::Io {
-                path: path.clone(),
-                source,
-            }
-            .into()
+        std::fs::remove_file(&path).map_err(|source| crate::ServerError::Io {
+            path: path.clone(),
+            source,
         })
     })
     .await?))
