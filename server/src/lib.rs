@@ -222,10 +222,7 @@ fn app(state: AppState) -> Router {
         .route("/api/chat", post(chat::chat))
         .route("/api/chat/feedback", post(chat::feedback))
         .route("/api/chat/history", post(chat::history))
-        .route(
-            "/api/chat/{conversation}/events",
-            get(support::person_events),
-        )
+        .route("/api/chat/events", post(support::person_events))
         .route("/chat", post(chat::chat_form))
         .route("/chat/replies", post(chat::replies_form))
         .route("/support/events", get(support::console_events))

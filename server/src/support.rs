@@ -7,11 +7,11 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::agent_queues::QueueScope;
@@ -410,7 +410,15 @@ pub fn is_conversation_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// `GET /api/chat/{conversation}/events`: agents' replies to this conversation as they are sent,
+/// What a chat sends to listen for replies: the conversation, in the body, never the URL (which
+/// proxies and access logs keep, and the id is all it takes to read the conversation).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyStreamRequest {
+    pub conversation: String,
+}
+
+/// `POST /api/chat/events`: agents' replies to this conversation as they are sent,
 /// after any the person has not seen (`Last-Event-ID`); `closed` when the ticket is closed and
 /// `open` when an agent reopens it; on connecting, one of the two for the conversation's last
 /// ticket, so a chat that reconnects learns what it missed.
@@ -419,9 +427,13 @@ pub fn is_conversation_id(id: &str) -> bool {
 /// replies the technician was.
 pub async fn person_events(
     State(app): State<AppState>,
-    Path(conversation): Path<String>,
     headers: HeaderMap,
+    body: Result<axum::Json<ReplyStreamRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
+    let conversation = match crate::chat::json_body(body, "a reply stream request") {
+        Ok(request) => request.conversation,
+        Err(refused) => return Ok(refused),
+    };
     // A signed-in caller's stream follows their session; anonymous callers have none to follow.
     let (session, caller) = match StreamSession::of_caller(&app, &headers).await? {
         Some((session, role)) => (Some(session), role),

@@ -7,7 +7,7 @@
 (function () {
   "use strict";
   var form = document.querySelector("form[data-chat]");
-  if (!form || !window.fetch || !window.EventSource || !window.TextDecoder) return;
+  if (!form || !window.fetch || !window.AbortController || !window.TextDecoder) return;
   var log = document.getElementById("chat-log");
   var personForm = document.getElementById("talk-to-person");
   var t = form.dataset;
@@ -153,31 +153,63 @@
     return box;
   }
 
-  // Agents' replies to this conversation, live; the browser reconnects by itself and the server
-  // resumes after the last reply shown.
+  // Agents' replies to this conversation, live. The stream is a POST whose body names the
+  // conversation (an EventSource could only put it in the URL, where proxies and access logs keep
+  // it); a dropped stream is opened again after a pause and the server resumes after the last
+  // reply shown (`Last-Event-ID`). One the server refuses (the conversation is not this caller's
+  // any more: signed out on a shared tablet) is not retried. The stream stays open after a close:
+  // an agent may reopen a ticket closed too soon, and their replies must still arrive. `closed`
+  // and `open` come again on every reconnect, so each note is shown only when it changes what the
+  // chat said last about that ticket.
+  var lastReply = "";
   function listen() {
     if (replies || !conversation) return;
-    replies = new EventSource("/api/chat/" + conversation + "/events");
-    replies.addEventListener("reply", function (m) { showReply(JSON.parse(m.data), true); });
-    // The browser retries a dropped stream by itself, but not one the server refused: start over
-    // after a pause (replies this page shows already are skipped by their ids).
-    replies.onerror = function () {
-      if (replies && replies.readyState === EventSource.CLOSED) {
-        replies = null;
-        setTimeout(listen, 5000);
+    var controller = new AbortController();
+    var listening = conversation;
+    replies = controller;
+    var headers = { "content-type": "application/json", "accept": "text/event-stream" };
+    if (lastReply) headers["last-event-id"] = lastReply;
+    fetch("/api/chat/events", {
+      method: "POST",
+      headers: headers,
+      body: JSON.stringify({ conversation: listening }),
+      signal: controller.signal
+    }).then(async function (res) {
+      if (!res.ok) return res.status >= 500 || res.status === 429;
+      var reader = res.body.getReader();
+      var decoder = new TextDecoder();
+      var buffer = "";
+      for (;;) {
+        var chunk = await reader.read();
+        if (chunk.done) return true;
+        buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n/g, "\n");
+        var cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          var block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          if (!/^(event|data|id):/m.test(block)) continue; // a keep-alive comment
+          var ev = parseEvent(block);
+          var id = /^id:\s*(.*)$/m.exec(block);
+          if (id) lastReply = id[1].trim();
+          if (ev.name === "reply") showReply(ev.data, true);
+          else if (ev.name === "closed") showClosed(ev.data.ticket);
+          else if (ev.name === "open") showOpen(ev.data.ticket);
+        }
       }
-    };
-    // The stream stays open after a close: an agent may reopen a ticket closed too soon, and
-    // their replies must still arrive. Both events come again on every reconnect, so each note is
-    // shown only when it changes what the chat said last about that ticket.
-    replies.addEventListener("closed", function (m) { showClosed(JSON.parse(m.data).ticket); });
-    replies.addEventListener("open", function (m) {
-      var ticket = JSON.parse(m.data).ticket;
-      if (!closedTickets[ticket]) return;
-      delete closedTickets[ticket];
-      log.appendChild(el("p", "meta reopened", t.reopened)).setAttribute("role", "status");
-      callBack(true);
+    }).catch(function () {
+      return !controller.signal.aborted;
+    }).then(function (again) {
+      if (replies !== controller) return; // left for a new conversation meanwhile
+      replies = null;
+      if (again && conversation === listening) setTimeout(listen, 5000);
     });
+  }
+
+  function showOpen(ticket) {
+    if (!closedTickets[ticket]) return;
+    delete closedTickets[ticket];
+    log.appendChild(el("p", "meta reopened", t.reopened)).setAttribute("role", "status");
+    callBack(true);
   }
 
   // Tickets this chat has said are closed.
@@ -249,8 +281,9 @@
     again.disabled = busy;
     again.addEventListener("click", function () {
       forget();
-      if (replies) { replies.close(); replies = null; }
+      if (replies) { replies.abort(); replies = null; }
       closedTickets = {};
+      lastReply = "";
       conversation = "";
       form.elements.conversation.value = "";
       if (personForm) personForm.elements.conversation.value = "";

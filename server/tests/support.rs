@@ -33,15 +33,38 @@ struct Sse {
 
 /// Reads an event stream on a thread; events arrive on the channel, and `None` when the stream ends.
 fn open_stream(url: &str, headers: &[(&str, &str)]) -> mpsc::Receiver<Option<Sse>> {
-    let mut request = ureq::AgentBuilder::new()
-        .redirects(0)
-        .build()
-        .get(url)
-        .set("accept", "text/event-stream");
+    stream_of(url, headers, None)
+}
+
+/// A person's reply stream for `conversation`: a POST naming it in the body, as the chat opens it.
+fn reply_stream(
+    app: &TestApp,
+    conversation: &str,
+    headers: &[(&str, &str)],
+) -> mpsc::Receiver<Option<Sse>> {
+    let body = serde_json::json!({ "conversation": conversation }).to_string();
+    stream_of(&app.url("/api/chat/events"), headers, Some(&body))
+}
+
+fn stream_of(
+    url: &str,
+    headers: &[(&str, &str)],
+    json: Option<&str>,
+) -> mpsc::Receiver<Option<Sse>> {
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let mut request = match json {
+        Some(_) => agent.post(url).set("content-type", "application/json"),
+        None => agent.get(url),
+    }
+    .set("accept", "text/event-stream");
     for (k, v) in headers {
         request = request.set(k, v);
     }
-    let response = request.call().expect("the stream opens");
+    let response = match json {
+        Some(body) => request.send_string(body),
+        None => request.call(),
+    }
+    .expect("the stream opens");
     assert_eq!(response.status(), 200);
     assert!(response
         .header("content-type")
@@ -165,7 +188,7 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
     let csrf = page.hidden("csrf").unwrap();
 
     // The person's chat listens; the agent replies; the reply arrives.
-    let person = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    let person = reply_stream(&app, &conversation, &[]);
     let sent = post_form(
         &app.url(&format!("/support/tickets/{ticket}/reply")),
         &[("cookie", &agent)],
@@ -227,9 +250,10 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
     assert_eq!(as_staff.status, 404, "{}", as_staff.body);
     // Nor do its replies stream to another role, nor may another role write into it (and so into
     // its ticket, contact included).
-    let staff_stream = get(
-        &app.url(&format!("/api/chat/{conversation}/events")),
+    let staff_stream = post_json(
+        &app.url("/api/chat/events"),
         &[("cookie", &agent)],
+        &serde_json::json!({ "conversation": conversation }).to_string(),
     );
     assert_eq!(staff_stream.status, 404, "{}", staff_stream.body);
     let continued = post_json(
@@ -247,18 +271,19 @@ fn an_escalation_reaches_the_console_live_and_the_agents_reply_reaches_the_perso
     assert_eq!(answered.data["by"], "agent1");
 
     // A chat that reconnects gets what it missed from the store, and nothing it had.
-    let late = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    let late = reply_stream(&app, &conversation, &[]);
     let missed = next_matching(&late, |e| e.event == "reply");
     assert_eq!(missed.id, reply_event.id);
-    let resumed = open_stream(
-        &app.url(&format!("/api/chat/{conversation}/events")),
+    let resumed = reply_stream(
+        &app,
+        &conversation,
         &[("last-event-id", reply_event.id.as_deref().unwrap())],
     );
     // Four streams per conversation at most (a phone, a tab, a reconnect overlapping the old one):
     // a fifth is served and the oldest ends (the likelier dead one; refusing the newest would make
     // the browser give up for good).
-    let _fourth = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
-    let fifth = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    let _fourth = reply_stream(&app, &conversation, &[]);
+    let fifth = reply_stream(&app, &conversation, &[]);
     loop {
         match person.recv_timeout(WAIT) {
             Ok(Some(_)) => {}
@@ -381,7 +406,7 @@ fn an_agent_takes_a_ticket_and_a_colleague_acting_on_an_older_page_changes_nothi
     );
     let ticket = opened["ticket"]["id"].as_i64().unwrap();
     let conversation = opened["conversation"].as_str().unwrap().to_string();
-    let person = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    let person = reply_stream(&app, &conversation, &[]);
     let assigned = || {
         app.rows(&format!(
             "SELECT assigned_to FROM tickets WHERE id = {ticket}"
@@ -867,7 +892,7 @@ fn simultaneous_escalations_share_a_ticket_and_the_queue_shows_who_waits() {
         vec![vec!["0"]]
     );
     // The person comes back after the close: their stream says it closed, at once.
-    let back = open_stream(&app.url(&format!("/api/chat/{conversation}/events")), &[]);
+    let back = reply_stream(&app, &conversation, &[]);
     let told = next_matching(&back, |_| true);
     assert_eq!(
         (told.event.as_str(), &told.data["ticket"]),
@@ -1027,9 +1052,8 @@ fn a_signed_in_persons_reply_stream_ends_when_they_sign_out() {
     let reply: Value = serde_json::from_str(&asked.body).unwrap();
     let conversation = reply["conversation"].as_str().unwrap().to_string();
     let ticket = reply["ticket"]["id"].as_i64().unwrap();
-    let events = format!("/api/chat/{conversation}/events");
-    let replies = open_stream(&app.url(&events), &[("cookie", &technician)]);
-    let watching = open_stream(&app.url(&events), &[("cookie", &technician)]);
+    let replies = reply_stream(&app, &conversation, &[("cookie", &technician)]);
+    let watching = reply_stream(&app, &conversation, &[("cookie", &technician)]);
     let agent_reply = |text: &str| {
         let page = get(
             &app.url(&format!("/support/tickets/{ticket}")),
@@ -1064,7 +1088,12 @@ fn a_signed_in_persons_reply_stream_ends_when_they_sign_out() {
         }
     }
     // Whoever picks the tablet up next is not sent the technician's replies either.
-    assert_eq!(get(&app.url(&events), &[]).status, 404);
+    let next_person = post_json(
+        &app.url("/api/chat/events"),
+        &[],
+        &serde_json::json!({ "conversation": conversation }).to_string(),
+    );
+    assert_eq!(next_person.status, 404, "{}", next_person.body);
 }
 
 #[test]
@@ -1141,11 +1170,30 @@ fn the_console_is_for_agents_and_bad_requests_get_clear_answers() {
     assert_eq!(fits.status, 303, "{}", fits.body);
 
     // The person's stream: unknown or malformed conversations are 404 JSON, not a hanging stream.
-    for bad in ["0123456789abcdef0123456789abcdef", "nothex", "..%2f"] {
-        let r = get(&app.url(&format!("/api/chat/{bad}/events")), &[]);
+    for bad in ["0123456789abcdef0123456789abcdef", "nothex", "../../etc"] {
+        let r = post_json(
+            &app.url("/api/chat/events"),
+            &[],
+            &serde_json::json!({ "conversation": bad }).to_string(),
+        );
         assert_eq!(r.status, 404, "{bad}");
         assert!(r.body.contains("unknown conversation"));
     }
+    // A body that is not the request is refused with why, as JSON.
+    for body in ["{}", "{\"conversation\": 7}", "not json"] {
+        let r = post_json(&app.url("/api/chat/events"), &[], body);
+        assert!(matches!(r.status, 400 | 415 | 422), "{body}: {}", r.status);
+        assert!(r.body.contains("not a reply stream request"), "{}", r.body);
+    }
+    // The conversation is never in a URL: the old address names no route.
+    assert_eq!(
+        get(
+            &app.url("/api/chat/0123456789abcdef0123456789abcdef/events"),
+            &[]
+        )
+        .status,
+        404
+    );
 
     // A contact that is not one short line is refused with a reason.
     let (status, body) = ask(
