@@ -102,16 +102,30 @@ pub struct SignedIn {
     pub csrf: String,
 }
 
-/// Looks up the session behind a cookie token and refreshes its idle timer.
+/// How stale a session's `last_seen` may be before a request refreshes it: the idle limit is hours,
+/// so a minute's precision costs nothing, and most signed-in requests (every scan, every page)
+/// then write nothing.
+const LAST_SEEN_PRECISION: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Looks up the session behind a cookie token and refreshes its idle timer (at most once a
+/// minute, and only as well as the store allows: a busy store does not fail the request).
 pub async fn session_user(store: &Store, token: &str) -> Result<Option<SignedIn>> {
-    let Some(user) = live_session(store, token).await? else {
+    let Some((user, last_seen)) = session_row(store, token).await? else {
         return Ok(None);
     };
-    sqlx::query("UPDATE sessions SET last_seen = ? WHERE token_hash = ?")
-        .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .bind(token_hash(token))
-        .execute(store.pool())
-        .await?;
+    let now = chrono::Utc::now();
+    let fresh = chrono::DateTime::parse_from_rfc3339(&last_seen)
+        .is_ok_and(|seen| now.signed_duration_since(seen) < LAST_SEEN_PRECISION);
+    if !fresh {
+        let refreshed = sqlx::query("UPDATE sessions SET last_seen = ? WHERE token_hash = ?")
+            .bind(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .bind(token_hash(token))
+            .execute(store.pool())
+            .await;
+        if let Err(error) = refreshed {
+            tracing::warn!(%error, "refreshing a session's idle timer; the next request will");
+        }
+    }
     Ok(Some(user))
 }
 
@@ -119,21 +133,31 @@ pub async fn session_user(store: &Store, token: &str) -> Result<Option<SignedIn>
 /// refreshing its idle timer: what a long-lived stream checks, since a console left open is not
 /// someone at work.
 pub async fn live_session(store: &Store, token: &str) -> Result<Option<SignedIn>> {
+    Ok(session_row(store, token).await?.map(|(user, _)| user))
+}
+
+/// A live session's user and when it was last seen.
+async fn session_row(store: &Store, token: &str) -> Result<Option<(SignedIn, String)>> {
     let cutoff = (chrono::Utc::now() - chrono::Duration::from_std(SESSION_IDLE).expect("fits"))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let row: Option<(i64, String, String)> = sqlx::query_as(
-        "SELECT u.id, u.username, u.role FROM sessions s JOIN users u ON u.id = s.user_id
+    let row: Option<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT u.id, u.username, u.role, s.last_seen FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.token_hash = ? AND s.last_seen > ?",
     )
     .bind(token_hash(token))
     .bind(&cutoff)
     .fetch_optional(store.pool())
     .await?;
-    Ok(row.map(|(user_id, username, role)| SignedIn {
-        user_id,
-        username,
-        role: role.parse().unwrap_or(Role::Anonymous),
-        csrf: csrf_for_session(token),
+    Ok(row.map(|(user_id, username, role, last_seen)| {
+        (
+            SignedIn {
+                user_id,
+                username,
+                role: role.parse().unwrap_or(Role::Anonymous),
+                csrf: csrf_for_session(token),
+            },
+            last_seen,
+        )
     }))
 }
 

@@ -279,16 +279,44 @@ where
         if !self.trusted_proxies.is_empty() {
             believe_forwarded_for(&mut request, &self.trusted_proxies);
         }
-        let with_headers: fn(Answered) -> Answered = if self.strict_transport_security {
-            |answered| answered.map(|r| secured(r, true))
-        } else {
-            |answered| answered.map(|r| secured(r, false))
+        // The JSON API answers a server fault in JSON too (a pipeline or the chat reads the error).
+        let api = request.uri().path().starts_with("/api/");
+        let with_headers: fn(Answered) -> Answered = match (self.strict_transport_security, api) {
+            (true, true) => |answered| answered.map(|r| secured(json_fault(r), true)),
+            (true, false) => |answered| answered.map(|r| secured(r, true)),
+            (false, true) => |answered| answered.map(|r| secured(json_fault(r), false)),
+            (false, false) => |answered| answered.map(|r| secured(r, false)),
         };
         match oversized(&request) {
             Some(refusal) => Either::Left(std::future::ready(with_headers(Ok(refusal)))),
             None => Either::Right(self.inner.call(request).map(with_headers)),
         }
     }
+}
+
+/// A response made from an `AppError` (a short HTML page) as `{"error", "busy"}` JSON with the same
+/// status and headers; any other response as it is.
+fn json_fault(response: Response) -> Response {
+    let Some(fault) = response
+        .extensions()
+        .get::<crate::error::ServerFault>()
+        .copied()
+    else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    let message = if fault.busy {
+        crate::error::BUSY_MESSAGE
+    } else {
+        crate::error::FAULT_MESSAGE
+    };
+    let body = serde_json::json!({ "error": message, "busy": fault.busy }).to_string();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 fn secured(mut response: Response, strict_transport_security: bool) -> Response {

@@ -712,3 +712,48 @@ fn with_multilingual_e5_spanish_questions_are_weighed_as_spanish() {
     assert_eq!(pca["unsure"], true, "{pca}");
     assert_eq!(pca["escalated"], true, "{pca}");
 }
+
+/// A store another writer holds longer than its busy timeout (here a real second connection in
+/// `BEGIN IMMEDIATE`, as a long purge would) answers a write with 503, `Retry-After` and, on the
+/// JSON API, a JSON error saying it is busy: not a 500 page for a request that did nothing wrong.
+/// Meanwhile a signed-in page view still opens: it refreshes its session's idle timer at most once
+/// a minute, so it writes nothing here.
+#[test]
+fn a_store_held_by_another_writer_answers_503_with_retry_after_not_500() {
+    let app = spawn_app();
+    let technician = staff_cookie(&app, "tech-busy", scanaid_server::roles::Role::Technician);
+    assert_eq!(
+        get(
+            &app.url(&format!("/c/{PUMP_CODE}")),
+            &[("cookie", &technician)]
+        )
+        .status,
+        200
+    );
+    let (_, reply) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    let vote = serde_json::json!({
+        "conversation": reply["conversation"], "turn": reply["turn"], "vote": "up"
+    })
+    .to_string();
+    let writer = rusqlite::Connection::open(app.state.store.path()).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let busy = post_json(&app.url("/api/chat/feedback"), &[], &vote);
+    assert_eq!(busy.status, 503, "{}", busy.body);
+    assert_eq!(busy.retry_after_secs(), 5);
+    let error: Value = serde_json::from_str(&busy.body).expect("JSON on the JSON API");
+    assert_eq!(error["busy"], true);
+    assert!(error["error"].as_str().unwrap().contains("busy"), "{error}");
+    let page = get(
+        &app.url(&format!("/c/{PUMP_CODE}")),
+        &[("cookie", &technician)],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    writer.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(
+        post_json(&app.url("/api/chat/feedback"), &[], &vote).status,
+        200
+    );
+}
