@@ -155,11 +155,13 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
         });
     }
     // An explicit `{#id}` that an earlier heading's generated anchor already took gets a suffix,
-    // so links and checks naming #id would silently reach that other heading.
+    // so links and checks naming #id would silently reach that other heading. The lines are split
+    // once: a manual of many short sections made this quadratic.
+    let lines: Vec<&str> = text.lines().collect();
     for section in &chunked.sections {
-        let heading = text
-            .lines()
-            .nth(section.line.saturating_sub(1))
+        let heading = lines
+            .get(section.line.saturating_sub(1))
+            .copied()
             .unwrap_or("");
         if let Some(id) = explicit_id(heading) {
             if id != section.anchor {
@@ -218,22 +220,23 @@ fn numbered_sections(sections: &[Section], text: &str) -> HashMap<String, u32> {
     out
 }
 
-/// Problems with links to other manuals: `anchors_of(id)` gives a manual's anchors, `None` when the
-/// corpus has no such manual.
+/// Problems with links to other manuals: `has_anchor(id, anchor)` says whether manual `id` has
+/// that section (any anchor will do for ""), `None` when the corpus has no such manual. Asked per
+/// link, so a caller answers from one set per manual instead of handing out copies of it.
 pub fn links_findings(
     links: &[(usize, String)],
-    anchors_of: &dyn Fn(&str) -> Option<BTreeSet<String>>,
+    has_anchor: &dyn Fn(&str, &str) -> Option<bool>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for (line, dest) in links {
         let target = dest.trim_start_matches("/m/");
         let (id, anchor) = target.split_once('#').unwrap_or((target, ""));
-        match anchors_of(id) {
+        match has_anchor(id, anchor) {
             None => out.push(Finding {
                 line: *line,
                 message: format!("link to {dest}, but there is no manual {id:?}"),
             }),
-            Some(anchors) if !anchor.is_empty() && !anchors.contains(anchor) => out.push(Finding {
+            Some(false) if !anchor.is_empty() => out.push(Finding {
                 line: *line,
                 message: format!("link to {dest}, but manual {id:?} has no section #{anchor}"),
             }),
@@ -252,7 +255,12 @@ fn markdown_findings(
     numbered: &HashMap<String, u32>,
 ) -> (Vec<Finding>, Vec<(usize, String)>) {
     let body = &manual.body;
-    let line_of = |offset: usize| manual.body_line + body[..offset].matches('\n').count();
+    // Each line's first byte, searched: counting the newlines before every event was quadratic.
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(body.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let line_of =
+        |offset: usize| manual.body_line + line_starts.partition_point(|&s| s <= offset) - 1;
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_HEADING_ATTRIBUTES
         | Options::ENABLE_STRIKETHROUGH
@@ -430,6 +438,32 @@ mod tests {
         );
     }
 
+    /// A long manual of many short, numbered sections (where each line number used to cost a
+    /// count of every newline before it): findings at its end still name their own lines.
+    #[test]
+    fn findings_at_the_end_of_a_manual_of_thousands_of_sections_name_their_lines() {
+        let mut text = String::from(
+            "+++\nid = \"long\"\ntitle = \"Long\"\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# Battery\n\nText.\n\n",
+        );
+        for n in 1..=3000 {
+            text.push_str(&format!("# {n} Part {n}\n\nStep text.\n\n"));
+        }
+        let before = text.lines().count();
+        text.push_str("# Swap {#battery}\n\nSee section 4000 and ![](x.png).\n");
+        let checked = check(&text);
+        let line_of = |needle: &str| {
+            checked
+                .findings
+                .iter()
+                .find(|f| f.message.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} in {:?}", checked.findings))
+                .line
+        };
+        assert_eq!(line_of("{#battery}"), before + 1);
+        assert_eq!(line_of("4000"), before + 3);
+        assert_eq!(line_of("alt text"), before + 3);
+    }
+
     const CLEAN: &str = "+++\nid = \"pump\"\ntitle = \"Pump\"\nmodels = [\"VP-300\"]\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# Faults {#faults}\n\nSee [the battery](#battery).\n\n# Battery {#battery}\n\n![Battery door open](door.png)\n\n1. Open the door.\n";
 
     #[test]
@@ -572,10 +606,9 @@ mod tests {
             messages.iter().any(|m| m.contains("other.md")),
             "{messages:?}"
         );
-        let anchors_of = |id: &str| {
-            (id == "rsc-service").then(|| ["oil-change".to_string()].into_iter().collect())
-        };
-        let found = links_findings(&checked.manual_links, &anchors_of);
+        let has_anchor =
+            |id: &str, anchor: &str| (id == "rsc-service").then(|| anchor == "oil-change");
+        let found = links_findings(&checked.manual_links, &has_anchor);
         let found: Vec<&str> = found.iter().map(|f| f.message.as_str()).collect();
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].contains("no section #nowhere"));

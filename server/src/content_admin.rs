@@ -409,7 +409,7 @@ fn check_in_corpus(
         }
         // Each manual is chunked once however many links point into it.
         let known_anchors = std::cell::RefCell::new(BTreeMap::new());
-        let anchors_of = |wanted: &str| -> Option<BTreeSet<String>> {
+        let has_anchor = |wanted: &str, anchor: &str| -> Option<bool> {
             let of = |m: &scanaid_indexer::manual::Manual| -> BTreeSet<String> {
                 scanaid_indexer::chunking::chunk_manual(m, Default::default())
                     .sections
@@ -426,11 +426,12 @@ fn check_in_corpus(
                     }
                     manuals.iter().find(|m| m.meta.id == wanted).map(of)
                 })
-                .clone()
+                .as_ref()
+                .map(|anchors| anchors.contains(anchor))
         };
         findings.extend(scanaid_indexer::validate::links_findings(
             &checked.manual_links,
-            &anchors_of,
+            &has_anchor,
         ));
         findings.sort();
         file = Some(match manuals.iter().find(|m| m.meta.id == original) {
