@@ -90,7 +90,7 @@ pub async fn gap_turns(
     threshold: f64,
     limit: i64,
 ) -> crate::Result<Vec<GapTurn>> {
-    Ok(sqlx::query_as(
+    let turns: Vec<GapTurn> = sqlx::query_as(
         "SELECT t.id, t.at, c.asset_id, t.question, t.citations, t.confidence, t.escalated != 0 AS escalated, t.feedback
          FROM chat_turns t JOIN conversations c ON c.id = t.conversation_id
          WHERE t.at >= ?1 AND (
@@ -103,7 +103,17 @@ pub async fn gap_turns(
     .bind(threshold)
     .bind(limit)
     .fetch_all(store.pool())
-    .await?)
+    .await?;
+    // A question that also asked for a call back ("call me on ..., the pump keeps alarming") is a
+    // question for the manuals, but its number or address is not the content team's to read or
+    // to export.
+    Ok(turns
+        .into_iter()
+        .map(|turn| GapTurn {
+            question: crate::http::without_contacts(&turn.question),
+            ..turn
+        })
+        .collect())
 }
 
 /// The manual sections a turn's answer offered: (manual id, section, url).

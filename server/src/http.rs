@@ -22,12 +22,56 @@ pub fn escape_markup(s: &str) -> String {
 /// 7 to 15 digits; anything else (an extension, a year, a date, a time, a long reference number)
 /// stays text, whole.
 pub fn phone_links(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
     let mut out = String::new();
+    for (run, digits) in phone_runs(text) {
+        match digits {
+            Some(digits) => {
+                let plus = if run.starts_with('+') { "+" } else { "" };
+                out.push_str(&format!(
+                    "<a class=\"tel\" href=\"tel:{plus}{digits}\">{}</a>",
+                    escape_markup(&run)
+                ));
+            }
+            None => out.push_str(&escape_markup(&run)),
+        }
+    }
+    out
+}
+
+/// `text` with every phone number (as `phone_links` finds them) and email address replaced by
+/// "[phone]" and "[email]": a question shown to people who need its words, not whom to call back
+/// (the content team's unanswered-questions view and its CSV).
+pub fn without_contacts(text: &str) -> String {
+    let emails_out: Vec<String> = text
+        .split(' ')
+        .map(|word| {
+            let bare = word.trim_matches(|c: char| !c.is_alphanumeric());
+            match bare.split_once('@') {
+                Some((user, host)) if !user.is_empty() && host.contains('.') => {
+                    word.replacen(bare, "[email]", 1)
+                }
+                _ => word.to_string(),
+            }
+        })
+        .collect();
+    phone_runs(&emails_out.join(" "))
+        .into_iter()
+        .map(|(run, digits)| match digits {
+            Some(_) => "[phone]".to_string(),
+            None => run,
+        })
+        .collect()
+}
+
+/// `text` cut into runs, each with its digits when it is a phone number.
+fn phone_runs(text: &str) -> Vec<(String, Option<String>)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut runs: Vec<(String, Option<String>)> = Vec::new();
+    let mut plain = String::new();
     let mut i = 0;
     while i < chars.len() {
         if !(chars[i].is_ascii_digit() || chars[i] == '+' || chars[i] == '(') {
-            out.push_str(&escape_markup(&chars[i].to_string()));
+            plain.push(chars[i]);
             i += 1;
             continue;
         }
@@ -56,17 +100,19 @@ pub fn phone_links(text: &str) -> String {
         let digits: String = run.chars().filter(char::is_ascii_digit).collect();
         let iso_date = run.len() == 10 && run.chars().filter(|c| *c == '-').count() == 2;
         if (7..=15).contains(&digits.len()) && !iso_date {
-            let plus = if run.starts_with('+') { "+" } else { "" };
-            out.push_str(&format!(
-                "<a class=\"tel\" href=\"tel:{plus}{digits}\">{}</a>",
-                escape_markup(&run)
-            ));
+            if !plain.is_empty() {
+                runs.push((std::mem::take(&mut plain), None));
+            }
+            runs.push((run, Some(digits)));
         } else {
-            out.push_str(&escape_markup(&run));
+            plain.push_str(&run);
         }
         i = end;
     }
-    out
+    if !plain.is_empty() {
+        runs.push((plain, None));
+    }
+    runs
 }
 
 /// A cookie's value from the request's `Cookie` headers.
@@ -505,6 +551,17 @@ mod tests {
             "<a class=\"tel\" href=\"tel:+34912345678\">+34 912 345 678</a> &lt;b&gt;"
         );
         assert_eq!(phone_links("since 2026, room 12"), "since 2026, room 12");
+        assert_eq!(
+            without_contacts(
+                "call me on +34 600 000 000 or at ana.g@example.org, pump E-204 since 2026-12-07"
+            ),
+            "call me on [phone] or at [email], pump E-204 since 2026-12-07"
+        );
+        assert_eq!(
+            without_contacts("(555) 010-4410, ext. 12 <b>"),
+            "[phone], ext. 12 <b>"
+        );
+        assert_eq!(without_contacts("flow 40 ml @ 2 bar"), "flow 40 ml @ 2 bar");
         assert_eq!(phone_links(""), "");
         assert_eq!(phone_links("ward (4B)"), "ward (4B)");
         // A long reference is text, whole; so are a date and an opening time; a note in

@@ -95,6 +95,12 @@ fn the_gaps_view_groups_what_people_asked_and_exports_it() {
         ask_and_rate_down(&app, q);
     }
     ask_and_rate_down(&app, "what colour is the pole clamp knob");
+    // A question that also asks for a call back is a question for the manuals, but its number and
+    // address are not the content team's to read.
+    ask_and_rate_down(
+        &app,
+        "call me on +34 600 123 456 or ana.g@example.org, why does the pump screen flicker",
+    );
     // A bare request for a person is not a question about the manuals, nor is what the person
     // then writes to the agent who has the conversation (it may name them: not for editors).
     let body = serde_json::json!({"code": PUMP_CODE, "message": "talk to a person"}).to_string();
@@ -129,6 +135,13 @@ fn the_gaps_view_groups_what_people_asked_and_exports_it() {
     assert!(page.body.contains("id=\"patients\""));
     assert!(!page.body.contains("talk to a person"), "{}", page.body);
     assert!(!page.body.contains("Maria Lopez"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("call me on [phone] or [email], why does the pump screen flicker"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("600 123 456") && !page.body.contains("ana.g@"));
     assert_eq!(
         app.rows("SELECT kind FROM chat_turns WHERE question LIKE '%Maria Lopez%' OR question = 'talk to a person' ORDER BY id"),
         vec![vec!["person".to_string()], vec!["to_agent".to_string()]]
@@ -159,6 +172,7 @@ fn the_gaps_view_groups_what_people_asked_and_exports_it() {
     assert!(rows.len() >= 2, "{}", csv.body);
     assert_eq!(&rows[0][1], "3");
     assert!(rows[0][3].contains("bluetooth label printing from the infusion pump"));
+    assert!(csv.body.contains("[phone]") && !csv.body.contains("600 123 456"));
 
     // The section gets written: an editor marks the group handled and it leaves the page; the
     // same question asked again comes back on its own.
