@@ -153,7 +153,7 @@ pub fn run(cmd: ChatBench) -> Result<()> {
         let addr = listener.local_addr()?;
         let (running, _) = scanaid_server::open(
             store_dir.path().to_path_buf(),
-            &registry,
+            Some(&registry),
             rules,
             index,
             embedder,

@@ -67,6 +67,16 @@ impl DataOpts {
         })?)
     }
 
+    /// The rules an admin saved in the store, or none: what serves when `rules.toml` is broken.
+    fn saved_rules(&self) -> Result<RuleSet> {
+        Ok(runtime()?.block_on(async {
+            let store = scanaid_server::store::Store::open(&self.data_dir).await?;
+            let rules = scanaid_server::rules_in_force(&store, RuleSet::default()).await;
+            store.close().await;
+            rules
+        })?)
+    }
+
     /// The base URL of printed codes: `--public-url`, else the one the last `serve` on this data
     /// directory used (a server on another port prints labels that reach it), else the default
     /// listening address.
@@ -254,8 +264,39 @@ fn private_dir(dir: &std::path::Path) -> Result<()> {
 }
 
 pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
-    let registry = cmd.data.registry()?;
-    let rules = cmd.data.rules()?;
+    // A typo in assets.toml or rules.toml must not take every label offline at the next restart:
+    // with a store from an earlier start, the last good registry and the saved rules (or none)
+    // serve, and the problem is printed and listed on the admin home.
+    let has_store = cmd
+        .data
+        .data_dir
+        .join(scanaid_server::store::DATABASE_FILE)
+        .exists();
+    let mut start_problems = Vec::new();
+    let registry = match cmd.data.registry() {
+        Ok(registry) => Some(registry),
+        Err(e) if has_store => {
+            let problem = format!(
+                "assets.toml could not be read, so the registry from the last start serves until it is fixed and the server restarted: {e:#}"
+            );
+            eprintln!("warning: {problem}");
+            start_problems.push(problem);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let rules = match cmd.data.rules() {
+        Ok(rules) => rules,
+        Err(e) if has_store => {
+            let problem = format!(
+                "rules.toml could not be read, so the rules saved on /admin/rules serve (with none saved, every scan gets its role's page) until it is fixed and the server restarted: {e:#}"
+            );
+            eprintln!("warning: {problem}");
+            start_problems.push(problem);
+            cmd.data.saved_rules()?
+        }
+        Err(e) => return Err(e),
+    };
     for finding in rules.analyse() {
         eprintln!("warning: routing rule {finding}");
     }
@@ -291,6 +332,7 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
     let index = open_or_build_index(&cmd.data, embedder.as_ref())?;
     private_dir(&cmd.data.index_dir())?;
     let mut config = server_config(&cmd, tls.is_some());
+    config.start_problems = start_problems;
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener)
             .with_context(|| format!("listening on {}", cmd.addr))?;
@@ -304,7 +346,7 @@ pub fn serve(cmd: ServeCmd) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", remembered.display()))?;
         let (running, demo_admin) = scanaid_server::open(
             cmd.data.data_dir.clone(),
-            &registry,
+            registry.as_ref(),
             rules,
             index,
             embedder,

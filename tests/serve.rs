@@ -513,12 +513,102 @@ fn an_index_this_scanaid_cannot_read_is_rebuilt_at_start() {
     );
 }
 
+/// A typo in `assets.toml` or `rules.toml` found at a restart does not take the labels offline:
+/// the store's registry from the first start and the saved rules (none here) serve, and the
+/// server says what it found. (Without an earlier start there is nothing to serve, and it fails.)
+#[test]
+fn a_broken_registry_or_rules_file_at_a_restart_still_serves_every_label() {
+    let manuals = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("manuals"), manuals.path());
+    let index = tempfile::tempdir().unwrap();
+    copy_dir(&bundled_index(), index.path());
+    let data = tempfile::tempdir().unwrap();
+    let manuals_arg = manuals.path().to_str().unwrap();
+    // What a first start leaves: the store with the registry (`codes` seeds it the same way).
+    let seeded = scanaid(&[
+        "codes",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--manuals",
+        manuals_arg,
+    ]);
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let assets = manuals.path().join("assets.toml");
+    let mut broken = std::fs::read_to_string(&assets).unwrap();
+    broken.push_str("\n[[site]]\nid = \n");
+    std::fs::write(&assets, broken).unwrap();
+    std::fs::write(
+        manuals.path().join("rules.toml"),
+        "[[rule]]\npage = \"nowhere\"\n",
+    )
+    .unwrap();
+
+    let (mut child, lines) = serve_reading_output_with(
+        "127.0.0.1:0",
+        data.path(),
+        index.path(),
+        &["--manuals", manuals_arg],
+    );
+    let (listening, seen) = wait_for_line(&lines, |l| l.starts_with("scanaid listening on"), 240);
+    let Some(listening) = listening else {
+        child.kill().unwrap();
+        panic!("the server did not start: {seen:?}");
+    };
+    let addr = listening
+        .trim_start_matches("scanaid listening on http://")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let page = ureq::get(&format!("http://{addr}/c/tJ6bpUpB")).call();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(page.unwrap().status(), 200);
+    let warned = |what: &str| {
+        seen.iter()
+            .any(|l| l.starts_with("warning:") && l.contains(what) && l.contains("serve"))
+    };
+    assert!(warned("assets.toml could not be read"), "{seen:?}");
+    assert!(warned("rules.toml could not be read"), "{seen:?}");
+
+    // A fresh data directory has no registry to fall back on: that start fails and says why.
+    let fresh = tempfile::tempdir().unwrap();
+    let (mut child, lines) = serve_reading_output_with(
+        "127.0.0.1:0",
+        fresh.path(),
+        index.path(),
+        &["--manuals", manuals_arg],
+    );
+    let (listening, seen) = wait_for_line(&lines, |l| l.starts_with("scanaid listening on"), 60);
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    assert!(listening.is_none() && !status.success(), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("asset registry")),
+        "{seen:?}"
+    );
+}
+
 /// `scanaid serve` on `addr` with `data` and `index`, its stdout and stderr lines arriving on one
 /// channel (read on threads, so a line that never comes fails a test instead of hanging it).
 fn serve_reading_output(
     addr: &str,
     data: &Path,
     index: &Path,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    serve_reading_output_with(addr, data, index, &[])
+}
+
+/// `serve_reading_output` with more arguments.
+fn serve_reading_output_with(
+    addr: &str,
+    data: &Path,
+    index: &Path,
+    more: &[&str],
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_scanaid"))
         .args([
@@ -530,6 +620,7 @@ fn serve_reading_output(
             "--index",
             index.to_str().unwrap(),
         ])
+        .args(more)
         .current_dir(repo())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -20,6 +20,8 @@ pub struct AdminHome {
     pub tickets_waiting: i64,
     pub webhooks_waiting: i64,
     pub packets_locked: i64,
+    /// Problems with the site's files found at start (see `ServerConfig::start_problems`).
+    pub start_problems: Vec<String>,
 }
 
 /// `GET /admin`: where an administrator lands after signing in.
@@ -48,6 +50,7 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
         )
         .await?,
         packets_locked: count("SELECT COUNT(*) FROM packets WHERE locked_at IS NOT NULL").await?,
+        start_problems: app.config.start_problems.clone(),
     }
     .render()?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response())

@@ -97,6 +97,9 @@ pub struct ServerConfig {
     /// client would share the proxy's address: one sign-in, PIN and chat limit for everybody, and
     /// `/metrics` open to anyone through a proxy on this machine. Empty: the header is ignored.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// What was wrong with the site's files at start and what serves instead (a broken
+    /// `assets.toml` or `rules.toml`): the admin home lists them until a start without them.
+    pub start_problems: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +117,7 @@ impl Default for ServerConfig {
             index_dir: None,
             metrics_token: None,
             trusted_proxies: Vec::new(),
+            start_problems: Vec::new(),
         }
     }
 }
@@ -348,9 +352,11 @@ pub struct Running {
 }
 
 /// Opens the store, brings its registry in line with `assets.toml`, starts the event writer.
+/// Without a registry (`assets.toml` could not be read), the store's registry from the last start
+/// serves as it is; a store that has none yet cannot serve, and says so.
 pub async fn open(
     data_dir: PathBuf,
-    registry: &registry::Registry,
+    registry: Option<&registry::Registry>,
     rules: rules::RuleSet,
     index: SearchIndex,
     embedder: Arc<dyn Embedder>,
@@ -358,8 +364,18 @@ pub async fn open(
 ) -> Result<(Running, Option<String>)> {
     let store = Store::open(&data_dir).await?;
     // assets.toml is the registry's source: what it adds or changes is served from this start on.
-    if let Some(summary) = store.sync_registry(registry).await?.summary() {
-        tracing::info!("{summary}");
+    match registry {
+        Some(registry) => {
+            if let Some(summary) = store.sync_registry(registry).await?.summary() {
+                tracing::info!("{summary}");
+            }
+        }
+        None if store.listed_sites().await?.is_empty() => {
+            return Err(ServerError::Config(
+                "the asset registry could not be read and this store has none from an earlier start: fix assets.toml".to_string(),
+            ));
+        }
+        None => {}
     }
     store
         .fail_interrupted_jobs(config.demo_manuals.as_deref())

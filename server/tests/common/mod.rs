@@ -203,7 +203,7 @@ fn spawn(
             ..config
         };
         let (running, admin) =
-            scanaid_server::open(data_dir, &registry, rules, index, embedder, config)
+            scanaid_server::open(data_dir, Some(&registry), rules, index, embedder, config)
                 .await
                 .expect("server opens");
         let state = running.state.clone();
