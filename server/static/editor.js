@@ -1,15 +1,82 @@
-// Loads a chosen markdown file into the manual editor, to check and publish like a typed edit.
-// Without script the file can be pasted into the text box instead (the picker stays hidden).
+// The content editors' helpers, both optional (without script the editors work as plain forms):
+// - loads a chosen markdown file into the text box, to check and publish like a typed edit (without
+//   script the file can be pasted instead; the picker stays hidden);
+// - keeps the text of a `textarea[data-draft]` (a manual, the routing rules) in this tab's
+//   sessionStorage as it is typed and sent, so a form that comes back to the sign-in
+//   page (the session ended, or was renewed in another tab) loses nothing: the editor opened again
+//   offers the text back, with the version it was based on (a publish over someone else's change
+//   meanwhile is then refused with the text kept, as for any stale edit).
 (function () {
-  var input = document.getElementById('upload');
   var text = document.getElementById('markdown');
-  if (!input || !text || !window.FileReader) return;
-  input.parentNode.hidden = false;
-  input.addEventListener('change', function () {
-    var file = input.files && input.files[0];
-    if (!file) return;
-    var reader = new FileReader();
-    reader.onload = function () { text.value = reader.result; };
-    reader.readAsText(file);
-  });
+  var input = document.getElementById('upload');
+  if (text && input && window.FileReader) {
+    input.parentNode.hidden = false;
+    input.addEventListener('change', function () {
+      var file = input.files && input.files[0];
+      if (!file) return;
+      var reader = new FileReader();
+      reader.onload = function () { text.value = reader.result; };
+      reader.readAsText(file);
+    });
+  }
+  document.querySelectorAll('textarea[data-draft]').forEach(keepDrafts);
 })();
+
+// `text`'s drafts, under its `data-draft` name, in this tab's sessionStorage.
+function keepDrafts(text) {
+  'use strict';
+  var form = text.form;
+  var key = 'scanaid.draft.' + text.dataset.draft;
+  var base = form.elements.base;
+  function read() {
+    try { return JSON.parse(sessionStorage.getItem(key) || 'null'); } catch (e) { return null; }
+  }
+  function keep() {
+    try {
+      sessionStorage.setItem(key, JSON.stringify({
+        text: text.value, base: base ? base.value : '', at: new Date().toISOString()
+      }));
+    } catch (e) { /* storage off or full: the form still posts */ }
+  }
+  function drop() { try { sessionStorage.removeItem(key); } catch (e) { /* nothing kept */ } }
+  form.addEventListener('submit', keep);
+  var saving = null;
+  text.addEventListener('input', function () {
+    clearTimeout(saving);
+    saving = setTimeout(keep, 500);
+  });
+
+  var draft = read();
+  if (!draft) return;
+  // The page shows that very text (the check's answer, or the text as published): nothing lost.
+  if (draft.text === text.value) { drop(); return; }
+  var offer = document.createElement('div');
+  offer.className = 'card draft';
+  offer.setAttribute('role', 'alert');
+  var when = new Date(draft.at);
+  var said = document.createElement('p');
+  said.textContent = 'This tab kept the text you last typed or sent here, at ' +
+    when.toLocaleTimeString() + ', and it is not the text below (the session may have ended ' +
+    'before it arrived).';
+  var restore = document.createElement('button');
+  restore.type = 'button';
+  restore.className = 'draft-restore';
+  restore.textContent = 'Put it back in the editor';
+  var discard = document.createElement('button');
+  discard.type = 'button';
+  discard.className = 'small draft-discard';
+  discard.textContent = 'Discard it';
+  restore.addEventListener('click', function () {
+    text.value = draft.text;
+    if (draft.base && base) base.value = draft.base;
+    offer.remove();
+  });
+  discard.addEventListener('click', function () { drop(); offer.remove(); });
+  var buttons = document.createElement('p');
+  buttons.appendChild(restore);
+  buttons.appendChild(document.createTextNode(' '));
+  buttons.appendChild(discard);
+  offer.appendChild(said);
+  offer.appendChild(buttons);
+  form.parentNode.insertBefore(offer, form);
+}

@@ -481,6 +481,31 @@ fn an_editor_publishes_a_manual_sees_it_cited_and_rolls_it_back() {
         "{problem}"
     );
 
+    // The session ends while the editor is open (idle too long, or signed out elsewhere): the
+    // next Check lands on the sign-in page, and nothing typed is lost: signed in again, the
+    // editor offers the text back.
+    app.rows("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = 'editor-b') RETURNING 1");
+    set_text(&format!(
+        "{edited}\nA sentence typed before the session ended.\n"
+    ));
+    editor.submit_and_wait("button[value=check]", wait);
+    assert!(
+        editor.current_url().contains("/signin"),
+        "{}",
+        editor.current_url()
+    );
+    editor.wait_for("#username", wait).type_text("editor-b");
+    editor.wait_for("#password", wait).type_text(password);
+    editor.submit_and_wait("form button[type=submit]", wait);
+    editor.goto(&app.url("/admin/manuals/vp300-service"));
+    editor.wait_for(".draft-restore", wait).click();
+    wait_until(
+        &editor,
+        "return document.getElementById('markdown').value.indexOf('typed before the session ended') >= 0 ? 'back' : 'not yet';",
+        "back",
+        wait,
+    );
+
     // Fixed (the file loaded through the upload picker) and published: the job page follows the
     // build live and ends promoted.
     let upload = tempfile::tempdir().unwrap();

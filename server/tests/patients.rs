@@ -197,6 +197,7 @@ fn a_patient_opens_their_own_packet_with_the_second_factor_and_nobody_elses() {
         "packet.created",
         "access.failed",
         "access.granted",
+        "access.viewed",
         "access.signed_out",
     ] {
         assert!(
