@@ -10,6 +10,9 @@ use serde::Deserialize;
 use crate::auth::{self, SignedIn, SESSION_COOKIE, SIGNIN_CSRF_COOKIE};
 use crate::http;
 use crate::roles::{Role, ALL_ROLES};
+use crate::signin_devices::{
+    known_device, remember_device, DEVICE_COOKIE, DEVICE_COOKIE_PATH, DEVICE_LIFETIME,
+};
 use crate::signin_limits::{PER_ACCOUNT, PER_CLIENT};
 use crate::views::{AdminUsersPage, MessagePage, SignInPage, UserRow};
 use crate::{AppError, AppState};
@@ -120,14 +123,26 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
         );
     }
     let username = form.username.trim().to_ascii_lowercase();
-    let account_key = format!("user:{username}");
     let client_key = format!("client:{client}");
     let now = chrono::Utc::now();
+    // A browser this account signed in from before counts its failures on its own, and the
+    // address's limit does not apply to it (`signin_devices`).
+    let device = match http::cookie(&headers, DEVICE_COOKIE) {
+        Some(token) if !username.is_empty() && username.len() <= 64 => {
+            known_device(&app.store, &username, token, now).await?
+        }
+        _ => None,
+    };
+    let account_key = match &device {
+        Some(device) => format!("user:{username}:{device}"),
+        None => format!("user:{username}"),
+    };
     let locked = match PER_ACCOUNT
         .locked_for(&app.store, &account_key, now)
         .await?
     {
         Some(wait) => Some(wait),
+        None if device.is_some() => None,
         None => PER_CLIENT.locked_for(&app.store, &client_key, now).await?,
     };
     if let Some(wait) = locked {
@@ -151,16 +166,34 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
     let over_account = PER_ACCOUNT
         .count_attempt(&app.store, &account_key, now)
         .await?;
-    let over_client = PER_CLIENT
-        .count_attempt(&app.store, &client_key, now)
-        .await?;
+    let over_client = match device {
+        Some(_) => None,
+        None => {
+            PER_CLIENT
+                .count_attempt(&app.store, &client_key, now)
+                .await?
+        }
+    };
     if let Some(wait) = over_account.or(over_client) {
         return locked_out(&app, wait, &username, &form.next);
     }
     match auth::sign_in(&app.store, &username, &form.password).await? {
         Some(token) => {
             PER_ACCOUNT.record_success(&app.store, &account_key).await?;
-            PER_CLIENT.take_back(&app.store, &client_key).await?;
+            let device_cookie = match device {
+                Some(_) => None,
+                None => {
+                    PER_CLIENT.take_back(&app.store, &client_key).await?;
+                    let device = remember_device(&app.store, &username, now).await?;
+                    Some(http::set_cookie(
+                        DEVICE_COOKIE,
+                        &device,
+                        DEVICE_COOKIE_PATH,
+                        Some(DEVICE_LIFETIME.as_secs()),
+                        app.config.secure_cookies,
+                    ))
+                }
+            };
             let cookie =
                 http::set_cookie(SESSION_COOKIE, &token, "/", None, app.config.secure_cookies);
             // Back to the page that sent them here, else their role's own page.
@@ -169,7 +202,10 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
                 .map_or(Role::Anonymous, |user| user.role);
             let to =
                 crate::return_to::safe_next(&form.next).unwrap_or(crate::return_to::landing(role));
-            let response = with_cookie(Redirect::to(to).into_response(), &cookie);
+            let mut response = with_cookie(Redirect::to(to).into_response(), &cookie);
+            if let Some(device_cookie) = device_cookie {
+                response = with_cookie(response, &device_cookie);
+            }
             Ok(no_store(with_cookie(
                 response,
                 &http::set_cookie(

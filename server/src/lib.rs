@@ -37,6 +37,7 @@ pub mod rules;
 pub mod rules_admin;
 pub mod scan;
 pub mod scans_view;
+pub mod signin_devices;
 pub mod signin_limits;
 pub mod site;
 pub mod store;

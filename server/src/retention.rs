@@ -245,7 +245,8 @@ pub async fn purge(
         .execute(store.pool())
         .await?
         .rows_affected();
-    purged.signin_attempts = crate::signin_limits::purge_expired(store, now).await?;
+    purged.signin_attempts = crate::signin_limits::purge_expired(store, now).await?
+        + crate::signin_devices::purge_expired(store, now).await?;
     purged.packets = expire_packets(store, policy, now).await?;
     Ok(purged)
 }

@@ -664,6 +664,105 @@ fn staff_sign_in_with_csrf_limits_and_role_pages() {
     assert!((14 * 60..=15 * 60).contains(&wait), "{wait}");
 }
 
+/// Signs in from a browser that carries `device` (a `scanaid_device` cookie value), if any.
+fn sign_in_on(app: &TestApp, username: &str, password: &str, device: Option<&str>) -> Reply {
+    let form = get(&app.url("/signin"), &[]);
+    let csrf_cookie = form.set_cookie("scanaid_csrf").unwrap();
+    let mut cookie = format!("scanaid_csrf={csrf_cookie}");
+    if let Some(device) = device {
+        cookie.push_str(&format!("; scanaid_device={device}"));
+    }
+    post_form(
+        &app.url("/signin"),
+        &[("cookie", &cookie)],
+        &[
+            ("csrf", &form.hidden("csrf").unwrap()),
+            ("username", username),
+            ("password", password),
+            ("next", ""),
+        ],
+    )
+}
+
+/// Someone on the ward's shared address guesses passwords until the address and an account are
+/// locked; the account's owner, on the browser they signed in from before, still signs in (and
+/// has a lock of their own for wrong passwords there). Everyone else waits, as before.
+#[test]
+fn strangers_guessing_from_the_same_address_do_not_lock_out_a_known_browser() {
+    use scanaid_server::roles::Role;
+    let app = spawn_app();
+    let password = "nurse-device-password";
+    let store = app.state.store.clone();
+    app.block_on(async move {
+        scanaid_server::auth::create_user(&store, "nurse.d", password, Role::Clinician).await
+    })
+    .unwrap();
+    let first = sign_in_on(&app, "nurse.d", password, None);
+    assert_eq!(first.status, 303, "{}", first.body);
+    let device = first
+        .set_cookie("scanaid_device")
+        .expect("a right password makes the browser known");
+    let header = first
+        .all_headers("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("scanaid_device="))
+        .unwrap();
+    assert!(
+        header.contains("Path=/signin") && header.contains("HttpOnly"),
+        "{header}"
+    );
+    assert_eq!(
+        app.rows("SELECT COUNT(*) FROM signin_devices")[0][0],
+        "1",
+        "only a hash is kept"
+    );
+    assert!(
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM signin_devices WHERE token_hash = '{device}'"
+        ))[0][0]
+            == "0"
+    );
+
+    // A stranger on the same address: five guesses lock the account, thirty the address.
+    for _ in 0..5 {
+        assert_eq!(sign_in_on(&app, "nurse.d", "guess", None).status, 401);
+    }
+    for n in 0..25 {
+        sign_in_on(&app, &format!("someone{n}"), "guess", None);
+    }
+    assert_eq!(sign_in_on(&app, "nurse.d", password, None).status, 429);
+    assert_eq!(
+        sign_in_on(&app, "admin", &app.admin_password, None).status,
+        429,
+        "an unknown browser on the address waits"
+    );
+    // The nurse's own browser signs in.
+    assert_eq!(
+        sign_in_on(&app, "nurse.d", password, Some(&device)).status,
+        303
+    );
+    // Someone else's device cookie does not help another account, nor does a made-up one.
+    assert_eq!(
+        sign_in_on(&app, "admin", &app.admin_password, Some(&device)).status,
+        429
+    );
+    assert_eq!(
+        sign_in_on(&app, "nurse.d", password, Some("made-up")).status,
+        429
+    );
+    // Wrong passwords from the known browser lock that browser too.
+    for _ in 0..5 {
+        assert_eq!(
+            sign_in_on(&app, "nurse.d", "typo", Some(&device)).status,
+            401
+        );
+    }
+    assert_eq!(
+        sign_in_on(&app, "nurse.d", password, Some(&device)).status,
+        429
+    );
+}
+
 #[test]
 fn passwords_sent_all_at_once_get_no_more_checks_than_the_limit() {
     // Each try is counted before its password is checked, so a burst cannot slip past the lock
