@@ -664,7 +664,7 @@ pub struct UserActionForm {
 pub async fn unlock_user(
     State(app): State<AppState>,
     headers: HeaderMap,
-    axum::extract::Path(username): axum::extract::Path<String>,
+    crate::http::PathSegment(username): crate::http::PathSegment,
     Form(form): Form<UserActionForm>,
 ) -> Result<Response, AppError> {
     let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
@@ -690,7 +690,7 @@ pub async fn unlock_user(
 pub async fn set_user_queues(
     State(app): State<AppState>,
     headers: HeaderMap,
-    axum::extract::Path(username): axum::extract::Path<String>,
+    crate::http::PathSegment(username): crate::http::PathSegment,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     let csrf = pairs
@@ -809,7 +809,7 @@ pub struct RoleForm {
 pub async fn set_user_role(
     State(app): State<AppState>,
     headers: HeaderMap,
-    axum::extract::Path(username): axum::extract::Path<String>,
+    crate::http::PathSegment(username): crate::http::PathSegment,
     Form(form): Form<RoleForm>,
 ) -> Result<Response, AppError> {
     let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
@@ -862,7 +862,7 @@ pub async fn set_user_role(
 pub async fn reset_user_password(
     State(app): State<AppState>,
     headers: HeaderMap,
-    axum::extract::Path(username): axum::extract::Path<String>,
+    crate::http::PathSegment(username): crate::http::PathSegment,
     Form(form): Form<UserActionForm>,
 ) -> Result<Response, AppError> {
     let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
@@ -906,7 +906,7 @@ pub async fn reset_user_password(
 pub async fn remove_user(
     State(app): State<AppState>,
     headers: HeaderMap,
-    axum::extract::Path(username): axum::extract::Path<String>,
+    crate::http::PathSegment(username): crate::http::PathSegment,
     Form(form): Form<UserActionForm>,
 ) -> Result<Response, AppError> {
     let me = match require_admin_posting(&app, &headers, &form.csrf).await? {

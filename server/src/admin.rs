@@ -2,7 +2,7 @@
 //! the list of printed codes and their printable labels (SVG or PNG).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
@@ -84,14 +84,14 @@ pub async fn codes(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
 /// `/admin/codes/{code}.svg` or `.png`.
 pub async fn label(
     State(app): State<AppState>,
-    Path(file): Path<String>,
+    crate::http::PathSegment(file): crate::http::PathSegment,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     if let Err(response) = require_admin(&app, &headers).await? {
         return Ok(response);
     }
     let Some((code, format)) = file.rsplit_once('.') else {
-        return Ok((StatusCode::NOT_FOUND, "ask for CODE.svg or CODE.png").into_response());
+        return Ok(crate::http::no_such_page());
     };
     let resolved = if crate::registry::is_well_formed_code(code) {
         app.store.resolve_code(code).await?
@@ -99,7 +99,7 @@ pub async fn label(
         None
     };
     let Some(resolved) = resolved else {
-        return Ok((StatusCode::NOT_FOUND, format!("no code {code:?}")).into_response());
+        return Ok(crate::http::no_such_page());
     };
     let label = Label {
         url: format!(
@@ -119,7 +119,7 @@ pub async fn label(
     let rendered = match format {
         "svg" => label::svg(&label).map(|s| ("image/svg+xml", s.into_bytes())),
         "png" => label::png(&label).map(|b| ("image/png", b)),
-        _ => return Ok((StatusCode::NOT_FOUND, "labels come as .svg or .png").into_response()),
+        _ => return Ok(crate::http::no_such_page()),
     };
     match rendered {
         Ok((content_type, body)) => Ok((

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 
 use askama::Template;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -191,7 +191,7 @@ pub async fn new_manual(
 pub async fn edit(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    crate::http::PathSegment(id): crate::http::PathSegment,
 ) -> Result<Response, AppError> {
     let me = match require_editor(&app, &headers).await? {
         Ok(me) => me,
@@ -781,7 +781,7 @@ pub struct DeleteForm {
 pub async fn delete(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    crate::http::PathSegment(id): crate::http::PathSegment,
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, AppError> {
     let me = match require_editor_posting(&app, &headers, &form.csrf).await? {

@@ -2,7 +2,7 @@
 //! `/admin/tokens`): list, check, publish, job status and rollback, the same operations and rules as
 //! the editors' pages, answered in JSON. The README has a curl example of each.
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -104,7 +104,7 @@ pub struct ManualBody {
 pub async fn check(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    crate::http::PathSegment(id): crate::http::PathSegment,
     body: Result<Json<ManualBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
     let Submitted {
@@ -195,7 +195,7 @@ fn with_id_check(
 pub async fn publish(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    crate::http::PathSegment(id): crate::http::PathSegment,
     body: Result<Json<ManualBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
     let Submitted {
@@ -262,7 +262,7 @@ fn job_started(started: std::result::Result<i64, content::Refused>) -> Response 
 pub async fn delete(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    crate::http::PathSegment(id): crate::http::PathSegment,
 ) -> Result<Response, AppError> {
     let actor = authorised!(app, headers);
     let Some(dir) = app.config.demo_manuals.clone() else {
@@ -293,7 +293,7 @@ async fn job_of(app: &AppState, id: &str) -> Result<Option<crate::content::Job>,
 pub async fn job(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    crate::http::PathSegment(id): crate::http::PathSegment,
 ) -> Result<Response, AppError> {
     authorised!(app, headers);
     let Some(job) = job_of(&app, &id).await? else {
@@ -324,7 +324,7 @@ pub async fn job(
 pub async fn rollback(
     State(app): State<AppState>,
     headers: HeaderMap,
-    UrlPath(raw): UrlPath<String>,
+    crate::http::PathSegment(raw): crate::http::PathSegment,
 ) -> Result<Response, AppError> {
     let actor = authorised!(app, headers);
     // Read by hand, as `job` does: a malformed id is an unknown job, in JSON.

@@ -497,12 +497,13 @@ where
     }
 }
 
-/// A label's code from the path (`/c/{code}`). Bytes that are not UTF-8 (`/c/%FF`) cannot be a code:
-/// they read as the empty code, which names nothing, so the person gets the unknown-code page
+/// One path parameter as text (`/c/{code}`, `/m/{manual}`, `/api/content/manuals/{id}`). Bytes that
+/// are not UTF-8 (`/c/%FF`) cannot name anything: they read as the empty string, which every
+/// handler answers as an unknown code, manual or id (its own 404 page, or JSON under `/api/`),
 /// rather than axum's plain-text 400.
-pub struct CodePath(pub String);
+pub struct PathSegment(pub String);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CodePath {
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathSegment {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
@@ -510,7 +511,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CodePath {
         state: &S,
     ) -> Result<Self, Self::Rejection> {
         let code = axum::extract::Path::<String>::from_request_parts(parts, state).await;
-        Ok(CodePath(
+        Ok(PathSegment(
             code.map(|axum::extract::Path(c)| c).unwrap_or_default(),
         ))
     }

@@ -5,7 +5,7 @@
 //! working.
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -39,7 +39,7 @@ fn message(status: StatusCode, heading: &str, text: &str) -> Result<Response, Ap
 /// `GET /patients/{packet}/label`: the packet's label to print again.
 pub async fn label(
     State(app): State<AppState>,
-    Path(packet): Path<String>,
+    crate::http::PathSegment(packet): crate::http::PathSegment,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let me = match require_clinician(&app, &headers).await? {
@@ -93,7 +93,7 @@ pub struct NewPinForm {
 /// sessions end.
 pub async fn new_pin(
     State(app): State<AppState>,
-    Path(packet): Path<String>,
+    crate::http::PathSegment(packet): crate::http::PathSegment,
     headers: HeaderMap,
     Form(form): Form<NewPinForm>,
 ) -> Result<Response, AppError> {

@@ -3,7 +3,7 @@
 //! clinicians' side: the packet list with lock status and reset, and the audit log.
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -200,7 +200,7 @@ pub struct VerifyForm {
 /// `POST /c/{code}`: the patient's date of birth and PIN.
 pub async fn verify(
     State(app): State<AppState>,
-    crate::http::CodePath(code): crate::http::CodePath,
+    crate::http::PathSegment(code): crate::http::PathSegment,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
     form: Result<Form<VerifyForm>, axum::extract::rejection::FormRejection>,
@@ -548,7 +548,7 @@ async fn packets_page(
 /// `POST /patients/{packet}/reset`: unlocks a packet after the clinician has checked who is asking.
 pub async fn reset(
     State(app): State<AppState>,
-    Path(packet): Path<String>,
+    crate::http::PathSegment(packet): crate::http::PathSegment,
     headers: HeaderMap,
     Form(form): Form<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
@@ -569,7 +569,7 @@ pub async fn reset(
 /// last day has ended everywhere; the hourly purge deletes it) is not brought back.
 pub async fn keep(
     State(app): State<AppState>,
-    Path(packet): Path<String>,
+    crate::http::PathSegment(packet): crate::http::PathSegment,
     headers: HeaderMap,
     Form(form): Form<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
@@ -618,7 +618,7 @@ pub struct DeleteForm {
 /// index drops the documents in the background.
 pub async fn delete(
     State(app): State<AppState>,
-    Path(packet): Path<String>,
+    crate::http::PathSegment(packet): crate::http::PathSegment,
     headers: HeaderMap,
     Form(form): Form<DeleteForm>,
 ) -> Result<Response, AppError> {

@@ -46,7 +46,7 @@ pub struct ScanContext {
 
 pub async fn scan(
     State(app): State<AppState>,
-    crate::http::CodePath(code): crate::http::CodePath,
+    crate::http::PathSegment(code): crate::http::PathSegment,
     query: Result<Query<ScanQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, AppError> {

@@ -2,7 +2,7 @@
 //! the home page, the stylesheet and the health check.
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -21,7 +21,7 @@ use crate::{AppError, AppState};
 const STYLESHEET: &str = include_str!("../static/site.css");
 
 /// The pages' scripts: progressive enhancement only, every page works without them.
-pub async fn script(Path(name): Path<String>) -> Response {
+pub async fn script(crate::http::PathSegment(name): crate::http::PathSegment) -> Response {
     let body = match name.as_str() {
         "chat.js" => include_str!("../static/chat.js"),
         "support.js" => include_str!("../static/support.js"),
@@ -124,7 +124,7 @@ pub async fn go(http::LenientQuery(query): http::LenientQuery<GoQuery>) -> Respo
 
 pub async fn manual(
     State(app): State<AppState>,
-    Path(manual_id): Path<String>,
+    crate::http::PathSegment(manual_id): crate::http::PathSegment,
     http::LenientQuery(query): http::LenientQuery<LangQuery>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {

@@ -5,7 +5,7 @@
 //! failure's kind, and can send the waiting events now once the receiver is back.
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
@@ -156,7 +156,7 @@ pub async fn page(
 /// next retry (the receiver is back), then shows the page again.
 pub async fn send_now(
     State(app): State<AppState>,
-    Path(queue): Path<String>,
+    crate::http::PathSegment(queue): crate::http::PathSegment,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> std::result::Result<Response, AppError> {

@@ -1030,6 +1030,19 @@ fn addresses_and_queries_that_name_nothing_get_pages_not_plain_text() {
         "{}",
         unreadable.body
     );
+    // Nor does any other path parameter that is not text: a manual, a label (each its 404 page,
+    // signed in where the page needs it).
+    let admin_u = staff_cookie(&app, "admin-u", scanaid_server::roles::Role::Admin);
+    for (path, cookie) in [("/m/%FF", ""), ("/admin/codes/%FF.svg", admin_u.as_str())] {
+        let page = get(&app.url(path), &[("cookie", cookie)]);
+        assert_eq!(page.status, 404, "{path}: {}", page.body);
+        assert!(
+            page.header("content-type")
+                .is_some_and(|t| t.starts_with("text/html")),
+            "{path}: {:?}",
+            page.headers
+        );
+    }
     // A search form without its question is asked again, not a bare 400.
     let search = post_form(&app.url("/search"), &[], &[("asset", "pump-icu-07")]);
     assert_eq!(search.status, 422);
