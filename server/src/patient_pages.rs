@@ -254,13 +254,21 @@ pub async fn verify(
     let client_key = client.as_deref().unwrap_or("unknown");
     let now = chrono::Utc::now();
     // A locked packet is refused below without a check, and without counting against the address.
+    // Otherwise the try counts before its check (once per packet; a right PIN takes it back).
     let locked = match packet.locked_at {
         Some(_) => None,
-        None => {
-            PER_CLIENT_PACKETS
-                .locked_for(&app.store, client_key, now)
+        None => match PER_CLIENT_PACKETS
+            .locked_for(&app.store, client_key, now)
+            .await?
+        {
+            Some(wait) => Some(wait),
+            None => {
+                crate::signin_limits::count_packet_attempt(
+                    &app.store, client_key, &packet.id, now,
+                )
                 .await?
-        }
+            }
+        },
     };
     if let Some(wait) = locked {
         app.store
@@ -289,6 +297,7 @@ pub async fn verify(
         .await?
     {
         Attempt::Opened(token) => {
+            crate::signin_limits::packet_opened(&app.store, client_key, &packet.id).await?;
             let mut response = Redirect::to(&format!("/c/{code}")).into_response();
             let cookie =
                 http::set_cookie(PATIENT_COOKIE, &token, "/", None, app.config.secure_cookies);
@@ -298,8 +307,6 @@ pub async fn verify(
             Ok(no_store(response))
         }
         Attempt::Wrong { left } => {
-            crate::signin_limits::record_packet_failure(&app.store, client_key, &packet.id, now)
-                .await?;
             let message = t.patient_wrong.replace("{left}", &left.to_string());
             verify_form(&app, &packet, StatusCode::UNAUTHORIZED, &message, false)
         }

@@ -27,30 +27,50 @@ pub const PER_ACCOUNT: SigninLimit = SigninLimit::new("account", 5, 15 * 60, 15 
 /// Per client address prefix, for staff sign-ins: higher, since a ward or a plant shares one
 /// address.
 pub const PER_CLIENT: SigninLimit = SigninLimit::new("client", 30, 15 * 60, 15 * 60);
-/// Per client address prefix, for patients: wrong tries on 10 different packets in 15 minutes
-/// lock the address for 15 minutes. Each packet locks itself after its own five wrong tries, so a
-/// packet counts here once however often it is tried: a patient's typos, or someone holding one
-/// label, never lock everyone behind a ward's or a hospital's shared address out of their papers.
+/// Per client address prefix, for patients: tries on 10 different packets in 15 minutes that did
+/// not open them lock the address for 15 minutes. Each packet locks itself after its own five wrong
+/// tries, so a packet counts here once however often it is tried, and not at all once it opens: a
+/// patient's typos, or someone holding one label, never lock everyone behind a ward's or a
+/// hospital's shared address out of their papers.
 pub const PER_CLIENT_PACKETS: SigninLimit =
     SigninLimit::new("client-packets", 10, 15 * 60, 15 * 60);
-/// Which packets a client has already failed on within the window (never locks anything).
-const CLIENT_PACKET_FAILED: SigninLimit = SigninLimit::new("client-packet", u32::MAX, 15 * 60, 0);
+/// Which packets a client has tried within the window (never locks anything).
+const CLIENT_PACKET_TRIED: SigninLimit = SigninLimit::new("client-packet", u32::MAX, 15 * 60, 0);
 
-/// Counts a wrong PIN on `packet` from `client` against `PER_CLIENT_PACKETS`, once per packet per
-/// window; returns how long the client is now locked, if it is.
-pub async fn record_packet_failure(
+fn client_packet_key(client: &str, packet: &str) -> String {
+    format!("{client}\0{packet}")
+}
+
+/// Counts a PIN try on `packet` from `client` against `PER_CLIENT_PACKETS` before it is checked
+/// (as `count_attempt`: a burst over many packets cannot pass the limit while the first checks
+/// run), once per packet per window. Returns how long the client is locked when this try is past
+/// the limit, and then it must not be checked.
+pub async fn count_packet_attempt(
     store: &Store,
     client: &str,
     packet: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Duration>> {
-    let on_this_packet = CLIENT_PACKET_FAILED
-        .count(store, &format!("{client}\0{packet}"), now)
+    let tries_on_this_packet = CLIENT_PACKET_TRIED
+        .count(store, &client_packet_key(client, packet), now)
         .await?;
-    if on_this_packet > 1 {
+    if tries_on_this_packet > 1 {
         return Ok(None);
     }
-    PER_CLIENT_PACKETS.record_failure(store, client, now).await
+    PER_CLIENT_PACKETS.count_attempt(store, client, now).await
+}
+
+/// The right PIN for `packet`: it no longer counts against `client` (earlier typos on it included).
+pub async fn packet_opened(store: &Store, client: &str, packet: &str) -> Result<()> {
+    let forgotten = sqlx::query("DELETE FROM signin_attempts WHERE key_hash = ?")
+        .bind(CLIENT_PACKET_TRIED.key_hash(&client_packet_key(client, packet)))
+        .execute(store.pool())
+        .await?
+        .rows_affected();
+    if forgotten > 0 {
+        PER_CLIENT_PACKETS.take_back(store, client).await?;
+    }
+    Ok(())
 }
 
 /// Whether the row being updated counts afresh from this failure: its lockout has ended, or it

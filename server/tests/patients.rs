@@ -348,12 +348,13 @@ fn one_label_tried_over_and_over_never_locks_the_address_but_ten_packets_do() {
     assert_eq!(opened.status, 303, "{}", opened.body);
     assert!(session.is_some());
 
-    // Nine more packets (ten with John's), each tried wrong once or twice from this address.
+    // Fifteen more packets: five patients each mistype once and then get in (they do not count),
+    // then nine packets (ten with John's) are tried wrong once or twice from this address.
     let store = app.state.store.clone();
     let packets = app
         .block_on(async move {
             let mut made = Vec::new();
-            for n in 0..10 {
+            for n in 0..15 {
                 made.push(
                     store
                         .create_packet(&scanaid_server::patients::NewPacket {
@@ -370,6 +371,13 @@ fn one_label_tried_over_and_over_never_locks_the_address_but_ten_packets_do() {
             Ok::<_, scanaid_server::error::AppError>(made)
         })
         .unwrap();
+    for packet in &packets[..5] {
+        let (typo, _) = try_open(&app, &packet.code, "1960-01-01", &wrong(&packet.pin));
+        assert_eq!(typo.status, 401);
+        let (opened, _) = try_open(&app, &packet.code, "1960-01-01", &packet.pin);
+        assert_eq!(opened.status, 303, "{}", opened.body);
+    }
+    let packets = &packets[5..];
     for (n, packet) in packets[..9].iter().enumerate() {
         let tries = if n % 2 == 1 { 2 } else { 1 };
         for _ in 0..tries {
