@@ -11,7 +11,8 @@ use crate::auth::{self, SignedIn, SESSION_COOKIE, SIGNIN_CSRF_COOKIE};
 use crate::http;
 use crate::roles::{Role, ALL_ROLES};
 use crate::signin_devices::{
-    known_device, remember_device, DEVICE_COOKIE, DEVICE_COOKIE_PATH, DEVICE_LIFETIME,
+    device_account_key, device_cookie_name, known_device, remember_device, DEVICE_COOKIE_PATH,
+    DEVICE_LIFETIME,
 };
 use crate::signin_limits::{PER_ACCOUNT, PER_CLIENT};
 use crate::views::{AdminUsersPage, MessagePage, SignInPage, UserRow};
@@ -127,14 +128,14 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
     let now = chrono::Utc::now();
     // A browser this account signed in from before counts its failures on its own, and the
     // address's limit does not apply to it (`signin_devices`).
-    let device = match http::cookie(&headers, DEVICE_COOKIE) {
+    let device = match http::cookie(&headers, &device_cookie_name(&username)) {
         Some(token) if !username.is_empty() && username.len() <= 64 => {
             known_device(&app.store, &username, token, now).await?
         }
         _ => None,
     };
     let account_key = match &device {
-        Some(device) => format!("user:{username}:{device}"),
+        Some(device) => device_account_key(&username, device),
         None => format!("user:{username}"),
     };
     let locked = match PER_ACCOUNT
@@ -146,6 +147,10 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
         None => PER_CLIENT.locked_for(&app.store, &client_key, now).await?,
     };
     if let Some(wait) = locked {
+        if let Some(device) = &device {
+            // A known browser at its own lockout is a stranger again (see below).
+            crate::signin_devices::forget_device(&app.store, device).await?;
+        }
         return locked_out(&app, wait, &username, &form.next);
     }
     if username.is_empty()
@@ -175,6 +180,12 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
         }
     };
     if let Some(wait) = over_account.or(over_client) {
+        if let (Some(device), Some(_)) = (&device, over_account) {
+            // Its own lockout reached: the browser is a stranger again, so a copied cookie is not
+            // a fresh set of guesses after every lockout. (The owner's next right password, once
+            // the account-wide limit allows, makes it known again.)
+            crate::signin_devices::forget_device(&app.store, device).await?;
+        }
         return locked_out(&app, wait, &username, &form.next);
     }
     match auth::sign_in(&app.store, &username, &form.password).await? {
@@ -186,7 +197,7 @@ pub async fn signin(State(app): State<AppState>, request: Request) -> Result<Res
                     PER_CLIENT.take_back(&app.store, &client_key).await?;
                     let device = remember_device(&app.store, &username, now).await?;
                     Some(http::set_cookie(
-                        DEVICE_COOKIE,
+                        &device_cookie_name(&username),
                         &device,
                         DEVICE_COOKIE_PATH,
                         Some(DEVICE_LIFETIME.as_secs()),
@@ -674,6 +685,7 @@ pub async fn unlock_user(
     PER_ACCOUNT
         .record_success(&app.store, &format!("user:{username}"))
         .await?;
+    crate::signin_devices::clear_device_locks(&app.store, &username).await?;
     tracing::info!(admin = %me.username, user = %username, "account unlocked");
     users_page(
         &app,

@@ -300,6 +300,7 @@ pub async fn reset_password(store: &Store, username: &str) -> Result<Option<Stri
     crate::signin_limits::PER_ACCOUNT
         .record_success(store, &format!("user:{username}"))
         .await?;
+    crate::signin_devices::clear_device_locks(store, username).await?;
     Ok(Some(password))
 }
 

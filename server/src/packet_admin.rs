@@ -257,6 +257,7 @@ pub async fn create(
         return form_page(&app, &me, StatusCode::UNPROCESSABLE_ENTITY, errors, &form);
     }
     let token = (!form.form_token.is_empty()).then_some(form.form_token.as_str());
+    let document_count = documents.len();
     let Some(created) = app
         .store
         .create_packet_once(
@@ -283,12 +284,14 @@ pub async fn create(
     };
     // Indexing takes seconds; the clinician gets the label now.
     crate::patient_chat::reindex_in_background(&app);
+    // Nothing after the commit may fail the page: it holds the only copy of the PIN. So no store
+    // reads here: the count is the form's, and retention counts from today.
     let (url, label_svg) = packet_label(&app, &created.code, &form.language, contact)?;
-    let documents = app.store.packet_documents(&created.packet_id).await?.len();
-    let kept_until = match app.store.packet(&created.packet_id).await? {
-        Some(record) => crate::patient_pages::kept_until(record.retention_start(), &app),
-        None => String::new(),
-    };
+    let documents = document_count;
+    let kept_until = crate::patient_pages::kept_until(
+        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        &app,
+    );
     let slip = crate::i18n::strings(&form.language);
     let page = CreatedPage {
         lang: "en".to_string(),

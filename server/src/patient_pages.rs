@@ -263,10 +263,8 @@ pub async fn verify(
         {
             Some(wait) => Some(wait),
             None => {
-                crate::signin_limits::count_packet_attempt(
-                    &app.store, client_key, &packet.id, now,
-                )
-                .await?
+                crate::signin_limits::count_packet_attempt(&app.store, client_key, &packet.id, now)
+                    .await?
             }
         },
     };

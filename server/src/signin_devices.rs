@@ -10,13 +10,24 @@ use crate::auth::{random_token, token_hash};
 use crate::error::Result;
 use crate::store::Store;
 
-/// The cookie, sent only to the sign-in page.
-pub const DEVICE_COOKIE: &str = "scanaid_device";
+/// The cookie's path: it is sent only to the sign-in page.
 pub const DEVICE_COOKIE_PATH: &str = "/signin";
+
+/// The cookie for `username`'s device token: one per account, so on a ward PC where several
+/// people sign in, each keeps their own (one shared name would keep only the last person's).
+pub fn device_cookie_name(username: &str) -> String {
+    let hash = token_hash(username);
+    format!("scanaid_device_{}", &hash[..12.min(hash.len())])
+}
+
+/// The key a known device's failures count under (`signin_limits::PER_ACCOUNT`).
+pub fn device_account_key(username: &str, device_hash: &str) -> String {
+    format!("user:{username}:device:{device_hash}")
+}
 /// How long a browser stays known without signing in again.
 pub const DEVICE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
-/// Whether `token` is a live device cookie of `username`'s; the key its failures count under.
+/// Whether `token` is a live device cookie of `username`'s; its hash, which names it.
 pub async fn known_device(
     store: &Store,
     username: &str,
@@ -33,7 +44,7 @@ pub async fn known_device(
     .bind(now.timestamp_millis())
     .fetch_optional(store.pool())
     .await?;
-    Ok(known.map(|_| format!("device:{hash}")))
+    Ok(known.map(|_| hash))
 }
 
 /// A new device cookie for `username`, after a right password; its value to set.
@@ -51,6 +62,33 @@ pub async fn remember_device(store: &Store, username: &str, now: DateTime<Utc>) 
     .execute(store.pool())
     .await?;
     Ok(token)
+}
+
+/// Forgets a device: its tries count as any stranger's again. Done when it reaches its own lockout
+/// (a copied cookie must not be a source of fresh guesses, lockout after lockout).
+pub async fn forget_device(store: &Store, device_hash: &str) -> Result<()> {
+    sqlx::query("DELETE FROM signin_devices WHERE token_hash = ?")
+        .bind(device_hash)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// Lifts the lockouts of `username`'s known devices (an admin's Unlock, a password reset), as the
+/// account-wide one is lifted.
+pub async fn clear_device_locks(store: &Store, username: &str) -> Result<()> {
+    let devices: Vec<String> = sqlx::query_scalar(
+        "SELECT d.token_hash FROM signin_devices d JOIN users u ON u.id = d.user_id WHERE u.username = ?",
+    )
+    .bind(username)
+    .fetch_all(store.pool())
+    .await?;
+    for device in devices {
+        crate::signin_limits::PER_ACCOUNT
+            .record_success(store, &device_account_key(username, &device))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Deletes expired device cookies; returns how many.
