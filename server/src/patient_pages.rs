@@ -82,11 +82,6 @@ pub async fn scan_packet(
     event.language = packet.language.clone().into();
     if session_packet(app, headers).await?.as_deref() == Some(packet.id.as_str()) {
         event.destination = "discharge:instructions".into();
-        // Every time the papers are shown, not only when they were opened: on a shared phone the
-        // session outlives the patient's reading, and the audit log is where that shows.
-        app.store
-            .audit("patient", "access.viewed", Some(&packet.id), "", None)
-            .await?;
         let token = http::cookie(headers, PATIENT_COOKIE).unwrap_or_default();
         return Ok(Some((
             instructions(app, &packet, token, Asked::default()).await?,
@@ -123,6 +118,12 @@ async fn instructions(
     token: &str,
     asked: Asked,
 ) -> Result<Response, AppError> {
+    // Every time the papers are shown (a scan, the page's question form), not only when they were
+    // opened: on a shared phone the session outlives the patient's reading, and the audit log is
+    // where that shows.
+    app.store
+        .audit("patient", "access.viewed", Some(&packet.id), "", None)
+        .await?;
     let documents = app
         .store
         .packet_documents(&packet.id)

@@ -278,6 +278,16 @@ async fn render(
 ) -> Result<Response, AppError> {
     let saved = match app.store.saved_rules().await? {
         Some((_, at, by)) => format!("Last saved {at} by {by}."),
+        // The file could not be read at start (see the admin home): nothing was saved here either,
+        // so no rule is in force and every scan gets its role's page.
+        None if app
+            .config
+            .start_problems
+            .iter()
+            .any(|p| p.starts_with("rules.toml")) =>
+        {
+            "In force: no rules (manuals/rules.toml could not be read at start and none were saved here), so every scan gets its role's page.".to_string()
+        }
         None => "In force: the corpus file manuals/rules.toml (never edited here).".to_string(),
     };
     let page = AdminRulesPage {

@@ -504,10 +504,32 @@ pub async fn person_events(
                 Next::Event(e) if e.event == "ticket.reopened" => {
                     state.pending.push_back(open_event(e.ticket));
                 }
-                Next::Event(_) | Next::Behind => {
+                Next::Event(_) => {
                     if let Err(error) = state.catch_up().await {
                         tracing::error!(%error, "reading replies for a chat stream");
                         return None;
+                    }
+                }
+                // Events were missed: replies come from the store, and so does whether the ticket
+                // is open or closed now (a missed close or reopen; the chat ignores repeats).
+                Next::Behind => {
+                    if let Err(error) = state.catch_up().await {
+                        tracing::error!(%error, "reading replies for a chat stream");
+                        return None;
+                    }
+                    match state.store.latest_ticket(&state.conversation).await {
+                        Ok(Some((ticket, status))) => {
+                            state.pending.push_back(if status == "closed" {
+                                closed_event(ticket)
+                            } else {
+                                open_event(ticket)
+                            })
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::error!(%error, "reading a chat stream's ticket");
+                            return None;
+                        }
                     }
                 }
                 Next::Closed => return None,

@@ -201,9 +201,12 @@
     }).then(function (again) {
       if (replies !== controller) return; // left for a new conversation meanwhile
       replies = null;
-      if (again && conversation === listening) setTimeout(listen, 5000);
+      if (!again) return;
+      // Checked again when it fires: the person may have started a new conversation meanwhile.
+      retry = setTimeout(function () { if (conversation === listening) listen(); }, 5000);
     });
   }
+  var retry = null;
 
   function showOpen(ticket) {
     if (!closedTickets[ticket]) return;
@@ -282,6 +285,7 @@
     again.addEventListener("click", function () {
       forget();
       if (replies) { replies.abort(); replies = null; }
+      clearTimeout(retry);
       closedTickets = {};
       lastReply = "";
       conversation = "";

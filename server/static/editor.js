@@ -20,6 +20,17 @@
     });
   }
   document.querySelectorAll('textarea[data-draft]').forEach(keepDrafts);
+  // Signing out leaves no draft in this tab for whoever uses it next.
+  document.querySelectorAll('form[action="/signout"]').forEach(function (out) {
+    out.addEventListener('submit', function () {
+      try {
+        for (var i = sessionStorage.length - 1; i >= 0; i--) {
+          var k = sessionStorage.key(i);
+          if (k && k.indexOf('scanaid.draft.') === 0) sessionStorage.removeItem(k);
+        }
+      } catch (e) { /* nothing kept */ }
+    });
+  });
 })();
 
 // `text`'s drafts, under its `data-draft` name, in this tab's sessionStorage.
