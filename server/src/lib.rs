@@ -179,8 +179,10 @@ impl AppState {
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest form the manual editor posts (a manual, URL-encoded), and the rules editor: their own
 /// limits on the text are checked inside, where the editor can show the text back with the reason.
-/// A manual's 512 KB can triple when form-encoded (every byte of non-Latin text becomes `%XX`).
-pub const MAX_MANUAL_FORM_BYTES: usize = 2 * 1024 * 1024;
+/// A manual's 512 KB can triple when form-encoded (every byte of non-Latin text becomes `%XX`), and
+/// a manual somewhat over its limit must still arrive, to be refused with its text shown back: 4 MB
+/// takes a non-Latin text of up to about 1.3 MB (2 MB stopped one of 700 KB with a bare 413).
+pub const MAX_MANUAL_FORM_BYTES: usize = 4 * 1024 * 1024;
 /// Largest form a clinician posts for a new packet: its 20,000-character note, form-encoded, is up
 /// to 9 bytes a character in scripts outside Latin (3 UTF-8 bytes, each as `%XX`).
 pub const MAX_PACKET_FORM_BYTES: usize = 256 * 1024;

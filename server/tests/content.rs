@@ -527,6 +527,45 @@ fn a_job_the_server_stopped_in_gets_its_file_back_at_the_next_start() {
     );
 }
 
+/// A manual in a non-Latin script somewhat over the 512 KB limit still reaches the editor's
+/// check (form-encoded it is three times its size) and is refused with the reason and its text
+/// shown back, not with a bare "too long" page that loses it.
+#[test]
+fn a_long_non_latin_manual_over_the_limit_is_refused_with_its_text_kept() {
+    let (app, _manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor-l", Role::Editor);
+    let page = get(&app.url("/admin/manuals/new"), &[("cookie", &editor)]);
+    let csrf = page.hidden("csrf").unwrap();
+    let mut text = String::from(
+        "+++\nid = \"long-zh\"\ntitle = \"泵\"\naudience = [\"technician\"]\nrevision = \"1\"\nlanguage = \"zh\"\n+++\n# 清洁\n\n",
+    );
+    while text.len() < 700 * 1024 {
+        text.push_str("用中性清洁剂擦拭泵的外壳，然后晾干。");
+    }
+    text.push_str("最后一句话。\n");
+    let refused = post_form(
+        &app.url("/admin/manuals"),
+        &[("cookie", &editor)],
+        &[
+            ("csrf", &csrf),
+            ("original", ""),
+            ("markdown", &text),
+            ("action", "check"),
+        ],
+    );
+    assert_eq!(
+        refused.status,
+        200,
+        "{}",
+        refused.body.chars().take(2000).collect::<String>()
+    );
+    assert!(refused.body.contains("the limit is 512 KB"));
+    assert!(
+        refused.body.contains("最后一句话。"),
+        "the text is shown back"
+    );
+}
+
 /// A publish is recorded before the folder changes: a store that cannot record it (here a real
 /// SQLite failure: a trigger that aborts the audit insert, as a full disk would) refuses it with
 /// the file, the revisions and the jobs as they were, so nothing unrecorded is ever served.

@@ -1119,10 +1119,10 @@ fn search_answers_from_the_manuals_and_bad_requests_get_clear_errors() {
     );
     let refused = raw_request(
         &app,
-        "POST /admin/manuals/check HTTP/1.1\r\nHost: scanaid\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3000000\r\nConnection: close\r\n\r\n",
+        "POST /admin/manuals/check HTTP/1.1\r\nHost: scanaid\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000000\r\nConnection: close\r\n\r\n",
     );
     assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
-    assert!(refused.contains("A manual must be under 2 MB"), "{refused}");
+    assert!(refused.contains("A manual must be under 4 MB"), "{refused}");
     // A body sent without a declared length (chunked) still stops at the limit.
     let mut chunked = String::from("POST /search HTTP/1.1\r\nHost: scanaid\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
     let piece = "y".repeat(16 * 1024);
