@@ -569,9 +569,10 @@ pub async fn rollback(
         ))));
     }
     if let Err(e) = crate::reindex::serve_generation(app, &previous).await {
+        tracing::error!(error = %e.0, job = job_id, "serving a generation again for a rollback");
         return Ok(Err(Refused(format!(
             "generation {previous} cannot be served again: {}",
-            e.0
+            without_local_paths(app, &e.0.to_string())
         ))));
     }
     restore_previous(app, Some(revision_id)).await?;
@@ -739,14 +740,13 @@ fn run_job(
                     format!("the quality gate stopped this publish; nothing changed for readers and the file has its previous text.\n{gate}"),
                 )
             }
-            Err(e) => (
-                "failed",
-                String::new(),
+            Err(e) => ("failed", String::new(), {
+                tracing::error!(error = %e.0, job = id, "a publish job failed");
                 format!(
                     "nothing changed for readers, and the file has its previous text: {}",
-                    e.0
-                ),
-            ),
+                    without_local_paths(&app, &e.0.to_string())
+                )
+            }),
         };
         if let Err(e) = app.store.finish_job(id, status, &generation, &report).await {
             tracing::error!(error = ?e, job = id, "recording a finished job");
@@ -758,6 +758,23 @@ fn run_job(
         });
         app.jobs.end(id);
     });
+}
+
+/// `message` with the server's own folders named as editors know them: a job's report and a
+/// refusal reach editors and the content API, who need the reason, not where the server keeps its
+/// files (the full message is in the log).
+pub(crate) fn without_local_paths(app: &AppState, message: &str) -> String {
+    let mut out = message.to_string();
+    let folders = [
+        (app.config.index_dir.as_deref(), "the index folder"),
+        (app.config.demo_manuals.as_deref(), "the manuals folder"),
+    ];
+    for (dir, name) in folders {
+        if let Some(dir) = dir {
+            out = out.replace(&dir.display().to_string(), name);
+        }
+    }
+    out
 }
 
 /// Puts back the text a publish replaced (removes the file of a new manual).

@@ -70,8 +70,22 @@ fn page(status: StatusCode, html: String) -> Response {
 /// The manuals folder's files by manual id: (path relative to the folder, revision, title, meta).
 pub(crate) fn manual_files(dir: &Path) -> (Vec<scanaid_indexer::manual::Manual>, Vec<String>) {
     match scanaid_indexer::manual::load_manuals(dir) {
-        Ok((manuals, problems)) => (manuals, problems.iter().map(|p| p.to_string()).collect()),
-        Err(e) => (Vec::new(), vec![format!("{}: {e}", dir.display())]),
+        // Paths as editors know them: relative to the manuals folder.
+        Ok((manuals, problems)) => (
+            manuals,
+            problems
+                .iter()
+                .map(|p| {
+                    p.to_string()
+                        .replace(&format!("{}/", dir.display()), "")
+                        .replace(&dir.display().to_string(), "the manuals folder")
+                })
+                .collect(),
+        ),
+        Err(e) => (
+            Vec::new(),
+            vec![format!("the manuals folder: {e}").replace(&dir.display().to_string(), "")],
+        ),
     }
 }
 

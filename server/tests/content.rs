@@ -268,6 +268,22 @@ fn editors_check_publish_and_roll_back_a_manual_while_the_site_keeps_serving() {
 fn editors_delete_a_manual_and_can_roll_the_deletion_back() {
     let (app, manuals, _index) = spawn_with_editable_manuals();
     let editor = staff_cookie(&app, "editor-d", Role::Editor);
+    // A file that is not a usable manual is listed as editors know it, relative to the folder,
+    // never by where the server keeps it.
+    std::fs::write(
+        manuals.path().join("equipment/half-written.md"),
+        "+++\nid = \"half\"\ntitle = \n+++\n# A\n",
+    )
+    .unwrap();
+    let listing = get(&app.url("/admin/manuals"), &[("cookie", &editor)]);
+    assert!(
+        listing.body.contains("equipment/half-written.md"),
+        "{}",
+        listing.body
+    );
+    let folder = manuals.path().display().to_string();
+    assert!(!listing.body.contains(&folder), "{}", listing.body);
+    std::fs::remove_file(manuals.path().join("equipment/half-written.md")).unwrap();
     let id = "rsc37-instruction";
     let file = manuals.path().join("equipment/rsc37-instruction.md");
     let original = std::fs::read_to_string(&file).unwrap();
