@@ -528,19 +528,33 @@ pub async fn override_gate(
     Ok(Ok(new_job))
 }
 
+/// How a rollback went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RolledBack {
+    /// The generation the publish replaced is served again, at once, and the file has its
+    /// previous text.
+    Swapped,
+    /// The index was rebuilt since (a patient's packet was made or deleted), so the replaced
+    /// generation lacks that: the previous text is published again by this new job.
+    Republished(i64),
+}
+
 /// Undoes the latest publish: serves the generation it replaced and puts the file's previous text
-/// back. Refused when something was published after it, or the old generation is gone.
+/// back; or, when the index was rebuilt since for something else (a patient's packet), publishes
+/// the previous text again as a new job. Refused when something was published after it, or the old
+/// generation is gone.
 pub async fn rollback(
     app: &AppState,
     job_id: i64,
     admin: &str,
-) -> std::result::Result<std::result::Result<(), Refused>, AppError> {
+) -> std::result::Result<std::result::Result<RolledBack, Refused>, AppError> {
     let _changing = app.folder_change.lock().await;
     // Not under a running job: it would promote a generation built from the folder as it was
     // before this rollback put the previous text back.
-    if let Err(refused) = folder_to_change(app).await? {
-        return Ok(Err(refused));
-    }
+    let dir = match folder_to_change(app).await? {
+        Ok(dir) => dir,
+        Err(refused) => return Ok(Err(refused)),
+    };
     let Some(job) = app.store.job(job_id).await? else {
         return Ok(Err(Refused(format!("there is no job {job_id}"))));
     };
@@ -552,10 +566,7 @@ pub async fn rollback(
     }
     let served = app.index().generation.clone();
     if job.generation.as_deref() != Some(served.as_str()) {
-        return Ok(Err(Refused(format!(
-            "job {job_id} built generation {}, but {served} is served now: the index was rebuilt after it (a later publish, a rollback or a patient packet), and only the generation being served can be rolled back",
-            job.generation.as_deref().unwrap_or("-")
-        ))));
+        return republish_previous(app, &job, &dir, admin).await;
     }
     let (Some(previous), Some(revision_id)) = (job.previous_generation.clone(), job.revision_id)
     else {
@@ -588,7 +599,95 @@ pub async fn rollback(
             &format!("job {job_id}: {served} -> {previous}"),
         )
         .await?;
-    Ok(Ok(()))
+    Ok(Ok(RolledBack::Swapped))
+}
+
+/// Whether `job` can still be undone by publishing its previous text again: it is the latest
+/// publish (nothing since built on its text) and its manual's file still holds that text.
+pub async fn can_republish_previous(app: &AppState, job: &Job) -> Result<bool> {
+    Ok(republishable(app, job).await?.is_ok())
+}
+
+/// The revision to undo (file, the job's text, the text before it), or why there is none.
+async fn republishable(
+    app: &AppState,
+    job: &Job,
+) -> Result<std::result::Result<(String, String, Option<String>), Refused>> {
+    let latest: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(id) FROM index_jobs WHERE kind = 'publish'")
+            .fetch_one(app.store.pool())
+            .await?;
+    if latest != Some(job.id) {
+        return Ok(Err(Refused(format!(
+            "job {} is not the latest publish (job {} came after it and built on its text): roll that one back first",
+            job.id,
+            latest.unwrap_or_default()
+        ))));
+    }
+    let (Some(revision_id), Some(dir)) = (job.revision_id, app.config.demo_manuals.as_deref())
+    else {
+        return Ok(Err(Refused(format!(
+            "job {} has nothing to return to",
+            job.id
+        ))));
+    };
+    let (file, markdown, previous): (String, String, Option<String>) = sqlx::query_as(
+        "SELECT file, markdown, previous_markdown FROM manual_revisions WHERE id = ?",
+    )
+    .bind(revision_id)
+    .fetch_one(app.store.pool())
+    .await?;
+    let current = std::fs::read_to_string(dir.join(&file)).ok();
+    // A deletion's text is empty and its file gone.
+    if current.as_deref().unwrap_or("") != markdown {
+        return Ok(Err(Refused(format!(
+            "{file} no longer holds the text job {} published, so publishing its previous text again would undo a later change",
+            job.id
+        ))));
+    }
+    Ok(Ok((file, markdown, previous)))
+}
+
+/// `rollback` once the replaced generation cannot simply be served again: the previous text (or,
+/// for a new manual, no file) is published as a new, gated job, which rebuilds with everything
+/// else the index gained since (a patient's packet).
+async fn republish_previous(
+    app: &AppState,
+    job: &Job,
+    dir: &Path,
+    editor: &str,
+) -> std::result::Result<std::result::Result<RolledBack, Refused>, AppError> {
+    let (file, markdown, previous) = match republishable(app, job).await? {
+        Ok(found) => found,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let Some(manual_id) = job.manual_id.clone() else {
+        return Ok(Err(Refused(format!(
+            "job {} has nothing to return to",
+            job.id
+        ))));
+    };
+    let revision = format!("rollback of job {}", job.id);
+    let path = dir.join(&file);
+    let current = (!markdown.is_empty()).then_some(markdown.as_str());
+    let change = Change {
+        manual_id: &manual_id,
+        revision: &revision,
+        markdown: previous.as_deref().unwrap_or(""),
+        previous: current,
+        file: Path::new(&file),
+        editor,
+    };
+    let new_job = record_and_reindex(app, change, "rollback", None, || match &previous {
+        Some(text) => write_atomically(&path, text),
+        // The job made this manual: rolling it back removes it.
+        None => std::fs::remove_file(&path).map_err(|source| crate::ServerError::Io {
+            path: path.clone(),
+            source,
+        }),
+    })
+    .await?;
+    Ok(Ok(RolledBack::Republished(new_job)))
 }
 
 /// Whether `generation` is still on disk to be served again.

@@ -560,6 +560,11 @@ pub async fn job(
                 .previous_generation
                 .as_deref()
                 .is_some_and(|g| content::generation_kept(&app, g)),
+        // The index was rebuilt since (a patient's packet): undone by publishing again.
+        can_republish_previous: job.kind == "publish"
+            && progress.status == "promoted"
+            && job.generation.as_deref() != Some(served.as_str())
+            && content::can_republish_previous(&app, &job).await?,
         can_override: me.role == Role::Admin && progress.status == "blocked",
         can_reopen_text: job.kind == "publish"
             && matches!(progress.status.as_str(), "blocked" | "failed")
@@ -768,7 +773,12 @@ pub async fn roll_back(
         Err(r) => return Ok(r),
     };
     match content::rollback(&app, id, &me.username).await? {
-        Ok(()) => Ok(Redirect::to(&format!("/admin/jobs/{id}")).into_response()),
+        Ok(content::RolledBack::Swapped) => {
+            Ok(Redirect::to(&format!("/admin/jobs/{id}")).into_response())
+        }
+        Ok(content::RolledBack::Republished(job)) => {
+            Ok(Redirect::to(&format!("/admin/jobs/{job}")).into_response())
+        }
         Err(content::Refused(reason)) => message(
             StatusCode::CONFLICT,
             "Not rolled back",

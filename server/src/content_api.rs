@@ -341,12 +341,22 @@ pub async fn rollback(
         ));
     }
     match content::rollback(&app, id, &actor).await? {
-        Ok(()) => Ok(Json(json!({
+        Ok(content::RolledBack::Swapped) => Ok(Json(json!({
             "job": id,
             "status": "rolled back",
             "generation": app.index().generation,
         }))
         .into_response()),
+        // The index was rebuilt since: a new job publishes the previous text; follow it.
+        Ok(content::RolledBack::Republished(job)) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "job": id,
+                "status": "republishing the previous text",
+                "rollback_job": job,
+            })),
+        )
+            .into_response()),
         Err(content::Refused(reason)) => Ok(error(StatusCode::CONFLICT, reason)),
     }
 }

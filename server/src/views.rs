@@ -257,6 +257,8 @@ pub struct JobPage {
     pub progress: crate::content::Progress,
     pub running: bool,
     pub can_roll_back: bool,
+    /// Rolled back by publishing the previous text again (`content::RolledBack::Republished`).
+    pub can_republish_previous: bool,
     pub can_override: bool,
     /// A publish the gate stopped or that failed: its text can be opened in the editor again.
     pub can_reopen_text: bool,

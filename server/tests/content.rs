@@ -543,6 +543,100 @@ fn a_job_the_server_stopped_in_gets_its_file_back_at_the_next_start() {
     );
 }
 
+/// A publish stays undoable after a patient's packet rebuilt the index: the rollback publishes the
+/// previous text again as a new job (the replaced generation lacks the packet), and the packet's
+/// documents stay searchable.
+#[test]
+fn a_publish_is_rolled_back_after_a_patients_packet_rebuilt_the_index() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let file = manuals.path().join(MANUAL);
+    let original = std::fs::read_to_string(&file).unwrap();
+    let editor = staff_cookie(&app, "editor-r", Role::Editor);
+    let csrf = get(
+        &app.url("/admin/manuals/vp300-service"),
+        &[("cookie", &editor)],
+    )
+    .hidden("csrf")
+    .unwrap();
+    let published = post_manual(&app, &editor, &csrf, &edited(&original), "publish");
+    assert_eq!(published.status, 303, "{}", published.body);
+    let job = job_of(&published);
+    assert_eq!(wait_for_job(&app, &editor, &job)["status"], "promoted");
+
+    // A clinician makes a packet: the index is rebuilt with the patient's note.
+    let store = app.state.store.clone();
+    let packet = app
+        .block_on(async move {
+            store
+                .create_packet(&scanaid_server::patients::NewPacket {
+                    patient_name: "Rolled Back".to_string(),
+                    dob: "1950-01-01".to_string(),
+                    language: "en".to_string(),
+                    documents: vec![scanaid_server::patients::NewDocument {
+                        title: "From your care team".to_string(),
+                        markdown: "## Your plan\n\nWalk to the quince tree twice a day.\n"
+                            .to_string(),
+                        template: None,
+                    }],
+                    created_by: "nurse".to_string(),
+                    contact: String::new(),
+                })
+                .await
+        })
+        .unwrap();
+    let state = app.state.clone();
+    assert!(app
+        .block_on(async move { scanaid_server::patient_chat::ensure_packets_indexed(&state).await })
+        .unwrap());
+    let packet_chunks = |app: &TestApp| {
+        app.state
+            .index()
+            .chunks()
+            .iter()
+            .filter(|c| c.owner.as_deref() == Some(packet.packet_id.as_str()))
+            .count()
+    };
+    assert!(packet_chunks(&app) > 0);
+
+    // The job page still offers the rollback; it publishes the previous text as a new job.
+    let page = get(
+        &app.url(&format!("/admin/jobs/{job}")),
+        &[("cookie", &editor)],
+    );
+    assert!(page.body.contains("id=\"rollback\""), "{}", page.body);
+    let rolled = post_form(
+        &app.url(&format!("/admin/jobs/{job}/rollback")),
+        &[("cookie", &editor)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(rolled.status, 303, "{}", rolled.body);
+    let again = job_of(&rolled);
+    assert_ne!(again, job);
+    assert_eq!(wait_for_job(&app, &editor, &again)["status"], "promoted");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
+    assert!(
+        !app.state
+            .index()
+            .chunks()
+            .iter()
+            .any(|c| c.anchor == "flow-sensor-purge"),
+        "the rolled-back section is gone"
+    );
+    assert!(packet_chunks(&app) > 0, "the packet's documents stay");
+    // The first job is no longer the latest publish: it is not rolled back twice.
+    let twice = post_form(
+        &app.url(&format!("/admin/jobs/{job}/rollback")),
+        &[("cookie", &editor)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(twice.status, 409, "{}", twice.body);
+    assert!(
+        twice.body.contains("not the latest publish"),
+        "{}",
+        twice.body
+    );
+}
+
 /// A manual in a non-Latin script somewhat over the 512 KB limit still reaches the editor's
 /// check (form-encoded it is three times its size) and is refused with the reason and its text
 /// shown back, not with a bare "too long" page that loses it.
