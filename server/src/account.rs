@@ -276,7 +276,7 @@ pub async fn current_user(
         .map(|user| (user, token.to_string())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct CsrfForm {
     #[serde(default)]
     pub csrf: String,
@@ -285,7 +285,7 @@ pub struct CsrfForm {
 pub async fn signout(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<CsrfForm>,
 ) -> Result<Response, AppError> {
     if let Some((user, token)) = current_user(&app, &headers).await? {
         if !auth::tokens_match(&user.csrf, &form.csrf) {
@@ -467,7 +467,7 @@ pub async fn users(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct AddUserForm {
     #[serde(default)]
     pub csrf: String,
@@ -482,7 +482,7 @@ pub struct AddUserForm {
 pub async fn add_user(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<AddUserForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<AddUserForm>,
 ) -> Result<Response, AppError> {
     let me = match require_admin(&app, &headers).await? {
         Ok(me) => me,
@@ -570,7 +570,7 @@ pub async fn password_form(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct PasswordForm {
     #[serde(default)]
     pub csrf: String,
@@ -587,7 +587,7 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<PasswordForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<PasswordForm>,
 ) -> Result<Response, AppError> {
     let me = match require_role_posting(
         &app,
@@ -662,7 +662,7 @@ pub async fn change_password(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct UserActionForm {
     #[serde(default)]
     pub csrf: String,
@@ -676,7 +676,7 @@ pub async fn unlock_user(
     State(app): State<AppState>,
     headers: HeaderMap,
     crate::http::PathSegment(username): crate::http::PathSegment,
-    Form(form): Form<UserActionForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<UserActionForm>,
 ) -> Result<Response, AppError> {
     let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
@@ -807,7 +807,7 @@ fn no_queue() -> crate::agent_queues::QueueScope {
     crate::agent_queues::QueueScope::Only(Default::default())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct RoleForm {
     #[serde(default)]
     pub csrf: String,
@@ -822,7 +822,7 @@ pub async fn set_user_role(
     State(app): State<AppState>,
     headers: HeaderMap,
     crate::http::PathSegment(username): crate::http::PathSegment,
-    Form(form): Form<RoleForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<RoleForm>,
 ) -> Result<Response, AppError> {
     let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
@@ -875,7 +875,7 @@ pub async fn reset_user_password(
     State(app): State<AppState>,
     headers: HeaderMap,
     crate::http::PathSegment(username): crate::http::PathSegment,
-    Form(form): Form<UserActionForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<UserActionForm>,
 ) -> Result<Response, AppError> {
     let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
@@ -919,7 +919,7 @@ pub async fn remove_user(
     State(app): State<AppState>,
     headers: HeaderMap,
     crate::http::PathSegment(username): crate::http::PathSegment,
-    Form(form): Form<UserActionForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<UserActionForm>,
 ) -> Result<Response, AppError> {
     let me = match require_admin_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,

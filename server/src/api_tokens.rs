@@ -6,7 +6,6 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Form;
 use serde::Deserialize;
 
 use crate::account::require_admin;
@@ -92,7 +91,7 @@ pub async fn bearer_actor(app: &AppState, headers: &HeaderMap) -> Result<Option<
         .map(|name| format!("token:{name}")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct TokenForm {
     #[serde(default)]
     pub csrf: String,
@@ -118,7 +117,7 @@ pub async fn page(
 pub async fn change(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<TokenForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<TokenForm>,
 ) -> std::result::Result<Response, AppError> {
     let me = match crate::account::require_role_posting(
         &app,

@@ -1091,7 +1091,7 @@ pub async fn feedback(
 }
 
 /// The form that asks for support's replies without JavaScript.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct RepliesForm {
     #[serde(default)]
     pub asset: String,
@@ -1107,7 +1107,7 @@ pub struct RepliesForm {
 pub async fn replies_form(
     State(app): State<AppState>,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<RepliesForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<RepliesForm>,
 ) -> Result<Response, AppError> {
     use askama::Template;
     let lang = crate::i18n::interface_language(&form.lang);
@@ -1146,7 +1146,7 @@ pub async fn replies_form(
 }
 
 /// The page's ask form: the same turn without JavaScript.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct ChatForm {
     #[serde(default)]
     pub asset: String,
@@ -1164,7 +1164,7 @@ pub async fn chat_form(
     State(app): State<AppState>,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
-    axum::Form(form): axum::Form<ChatForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<ChatForm>,
 ) -> Result<Response, AppError> {
     use askama::Template;
     let role = crate::site::role_of(&app, &headers).await?;

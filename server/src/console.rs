@@ -3,7 +3,7 @@
 //! live, and closing. Pages work without JavaScript; `static/support.js` keeps them live.
 
 use askama::Template;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -305,7 +305,7 @@ async fn ticket_form(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct ReplyForm {
     #[serde(default)]
     pub csrf: String,
@@ -319,7 +319,7 @@ pub async fn reply(
     State(app): State<AppState>,
     crate::http::NumericId(id): crate::http::NumericId,
     headers: HeaderMap,
-    Form(form): Form<ReplyForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<ReplyForm>,
 ) -> Result<Response, AppError> {
     let (me, ticket) = match ticket_form(&app, &headers, &form.csrf, id).await? {
         Ok(found) => found,
@@ -397,7 +397,7 @@ pub async fn close(
     State(app): State<AppState>,
     crate::http::NumericId(id): crate::http::NumericId,
     headers: HeaderMap,
-    Form(form): Form<crate::account::CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
     let me = match ticket_form(&app, &headers, &form.csrf, id).await? {
         Ok((me, _)) => me,
@@ -421,7 +421,7 @@ pub async fn reopen(
     State(app): State<AppState>,
     crate::http::NumericId(id): crate::http::NumericId,
     headers: HeaderMap,
-    Form(form): Form<crate::account::CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
     let (me, ticket) = match ticket_form(&app, &headers, &form.csrf, id).await? {
         Ok(found) => found,
@@ -452,7 +452,7 @@ pub async fn reopen(
     ticket_page(&app, &me, id, StatusCode::CONFLICT, &why, "").await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct TakeForm {
     #[serde(default)]
     pub csrf: String,
@@ -468,7 +468,7 @@ pub async fn take(
     State(app): State<AppState>,
     crate::http::NumericId(id): crate::http::NumericId,
     headers: HeaderMap,
-    Form(form): Form<TakeForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<TakeForm>,
 ) -> Result<Response, AppError> {
     let (me, ticket) = match ticket_form(&app, &headers, &form.csrf, id).await? {
         Ok(found) => found,
@@ -495,7 +495,7 @@ pub async fn release(
     State(app): State<AppState>,
     crate::http::NumericId(id): crate::http::NumericId,
     headers: HeaderMap,
-    Form(form): Form<crate::account::CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
     let me = match ticket_form(&app, &headers, &form.csrf, id).await? {
         Ok((me, _)) => me,

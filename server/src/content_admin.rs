@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
 use serde::Deserialize;
 
 use scanaid_indexer::chunking::estimate_tokens;
@@ -233,7 +232,7 @@ pub async fn edit(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct EditForm {
     #[serde(default)]
     pub csrf: String,
@@ -254,7 +253,7 @@ pub struct EditForm {
 pub async fn save(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<EditForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<EditForm>,
 ) -> Result<Response, AppError> {
     let me = match require_editor_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
@@ -766,7 +765,7 @@ pub async fn roll_back(
     State(app): State<AppState>,
     headers: HeaderMap,
     crate::http::NumericId(id): crate::http::NumericId,
-    Form(form): Form<CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<CsrfForm>,
 ) -> Result<Response, AppError> {
     let me = match require_editor_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
@@ -788,7 +787,7 @@ pub async fn roll_back(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct DeleteForm {
     #[serde(default)]
     pub csrf: String,
@@ -806,7 +805,7 @@ pub async fn delete(
     State(app): State<AppState>,
     headers: HeaderMap,
     crate::http::PathSegment(id): crate::http::PathSegment,
-    Form(form): Form<DeleteForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<DeleteForm>,
 ) -> Result<Response, AppError> {
     let me = match require_editor_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
@@ -841,7 +840,7 @@ pub async fn override_gate(
     State(app): State<AppState>,
     headers: HeaderMap,
     crate::http::NumericId(id): crate::http::NumericId,
-    Form(form): Form<CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<CsrfForm>,
 ) -> Result<Response, AppError> {
     let me = match crate::account::require_role_posting(
         &app,

@@ -373,7 +373,7 @@ pub async fn page(
         .into_response())
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, Default)]
 pub struct HandledForm {
     #[serde(default)]
     pub csrf: String,
@@ -393,7 +393,7 @@ const MAX_HANDLED: usize = MAX_TURNS as usize;
 pub async fn mark_handled(
     axum::extract::State(app): axum::extract::State<crate::AppState>,
     headers: axum::http::HeaderMap,
-    axum::Form(form): axum::Form<HandledForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<HandledForm>,
 ) -> std::result::Result<axum::response::Response, crate::AppError> {
     use axum::response::IntoResponse;
     let me = match crate::content_admin::require_editor_posting(&app, &headers, &form.csrf).await? {

@@ -497,6 +497,25 @@ where
     }
 }
 
+/// A form body that is read leniently: one that cannot be read as the form (a field given twice,
+/// bytes that are not UTF-8, another content type) is the empty form, which every handler answers
+/// with its own page saying what is missing (or that the form expired), instead of axum's plain-text
+/// 400/415/422.
+pub struct LenientForm<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for LenientForm<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let form = axum::Form::<T>::from_request(request, state).await;
+        Ok(LenientForm(form.map(|axum::Form(f)| f).unwrap_or_default()))
+    }
+}
+
 /// One path parameter as text (`/c/{code}`, `/m/{manual}`, `/api/content/manuals/{id}`). Bytes that
 /// are not UTF-8 (`/c/%FF`) cannot name anything: they read as the empty string, which every
 /// handler answers as an unknown code, manual or id (its own 404 page, or JSON under `/api/`),

@@ -5,7 +5,7 @@
 //! working.
 
 use askama::Template;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -72,7 +72,7 @@ pub async fn label(
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct NewPinForm {
     #[serde(default)]
     pub csrf: String,
@@ -95,7 +95,7 @@ pub async fn new_pin(
     State(app): State<AppState>,
     crate::http::PathSegment(packet): crate::http::PathSegment,
     headers: HeaderMap,
-    Form(form): Form<NewPinForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<NewPinForm>,
 ) -> Result<Response, AppError> {
     let me = match require_clinician_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,

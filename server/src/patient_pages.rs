@@ -316,7 +316,7 @@ pub async fn verify(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct AskForm {
     #[serde(default)]
     pub csrf: String,
@@ -330,7 +330,7 @@ pub async fn ask_form(
     State(app): State<AppState>,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
-    Form(form): Form<AskForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<AskForm>,
 ) -> Result<Response, AppError> {
     let (Some(token), Some(packet)) = (
         http::cookie(&headers, PATIENT_COOKIE),
@@ -390,7 +390,7 @@ fn patient_message(
 pub async fn sign_out(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<crate::account::CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
     // The page says so in the packet's language, with no equipment sites' contacts: it is shown
     // on a phone a patient may hand on.
@@ -556,7 +556,7 @@ pub async fn reset(
     State(app): State<AppState>,
     crate::http::PathSegment(packet): crate::http::PathSegment,
     headers: HeaderMap,
-    Form(form): Form<crate::account::CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
     let me = match require_clinician_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
@@ -577,7 +577,7 @@ pub async fn keep(
     State(app): State<AppState>,
     crate::http::PathSegment(packet): crate::http::PathSegment,
     headers: HeaderMap,
-    Form(form): Form<crate::account::CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<crate::account::CsrfForm>,
 ) -> Result<Response, AppError> {
     let me = match require_clinician_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
@@ -611,7 +611,7 @@ pub async fn keep(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct DeleteForm {
     #[serde(default)]
     pub csrf: String,
@@ -626,7 +626,7 @@ pub async fn delete(
     State(app): State<AppState>,
     crate::http::PathSegment(packet): crate::http::PathSegment,
     headers: HeaderMap,
-    Form(form): Form<DeleteForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<DeleteForm>,
 ) -> Result<Response, AppError> {
     let me = match require_clinician_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,

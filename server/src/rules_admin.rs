@@ -6,7 +6,6 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Form;
 use chrono::TimeZone;
 use serde::Deserialize;
 
@@ -199,7 +198,7 @@ pub async fn page(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct SaveForm {
     #[serde(default)]
     pub csrf: String,
@@ -210,7 +209,7 @@ pub struct SaveForm {
 pub async fn save(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<SaveForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<SaveForm>,
 ) -> Result<Response, AppError> {
     let me = match require_admin(&app, &headers).await? {
         Ok(me) => me,

@@ -2,7 +2,7 @@
 //! the home page, the stylesheet and the health check.
 
 use askama::Template;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -165,7 +165,7 @@ pub async fn manual(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 pub struct SearchForm {
     #[serde(default)]
     pub q: String,
@@ -186,7 +186,7 @@ pub async fn search(
     State(app): State<AppState>,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
-    Form(form): Form<SearchForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<SearchForm>,
 ) -> Result<Response, AppError> {
     let role = role_of(&app, &headers).await?;
     let lang = ui_language(Some(form.lang.as_str()).filter(|l| !l.is_empty()), &headers);

@@ -5,7 +5,7 @@
 //! failure's kind, and can send the waiting events now once the receiver is back.
 
 use askama::Template;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
@@ -158,7 +158,7 @@ pub async fn send_now(
     State(app): State<AppState>,
     crate::http::PathSegment(queue): crate::http::PathSegment,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<CsrfForm>,
 ) -> std::result::Result<Response, AppError> {
     let me = match require_admin(&app, &headers).await? {
         Ok(me) => me,

@@ -1051,6 +1051,37 @@ fn addresses_and_queries_that_name_nothing_get_pages_not_plain_text() {
     let search = post_form(&app.url("/search"), &[], &[("asset", "pump-icu-07")]);
     assert_eq!(search.status, 422);
     assert!(search.body.contains("Type a question"), "{}", search.body);
+    // Nor is a form that cannot be read as one (a field twice, bytes that are not UTF-8, another
+    // content type): each form's own page, in HTML, never axum's plain text.
+    for (path, body, content_type) in [
+        ("/search", "q=a&q=b", "application/x-www-form-urlencoded"),
+        (
+            "/chat",
+            "message=%FF%FE&asset=pump-icu-07",
+            "application/x-www-form-urlencoded",
+        ),
+        ("/chat/replies", "{}", "application/json"),
+        (
+            "/signout",
+            "csrf=a&csrf=b",
+            "application/x-www-form-urlencoded",
+        ),
+    ] {
+        let r = send_bytes_reply(
+            "POST",
+            &app.url(path),
+            &[("content-type", content_type)],
+            body.as_bytes(),
+        );
+        assert!(r.status < 500, "{path}: {}", r.status);
+        assert!(
+            r.header("content-type")
+                .is_none_or(|t| t.starts_with("text/html")),
+            "{path}: {:?} {}",
+            r.headers,
+            r.body
+        );
+    }
     let admin = staff_cookie(&app, "admin-x", scanaid_server::roles::Role::Admin);
     let agent = staff_cookie(&app, "agent-x", scanaid_server::roles::Role::Agent);
     // An unreadable period is the default one.

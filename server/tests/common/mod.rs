@@ -416,6 +416,15 @@ pub fn send_bytes(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]
     }
 }
 
+/// `send_bytes`, answered as a `Reply` (status, headers, body).
+pub fn send_bytes_reply(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut request = agent().request(method, url);
+    for (k, v) in headers {
+        request = request.set(k, v);
+    }
+    reply(request.send_bytes(body))
+}
+
 /// Creates a staff user with `role` and signs them in through the real form; the `Cookie` header
 /// value of their session.
 pub fn staff_cookie(app: &TestApp, username: &str, role: scanaid_server::roles::Role) -> String {
