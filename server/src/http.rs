@@ -500,7 +500,7 @@ where
 /// A form body that is read leniently: one that cannot be read as the form (a field given twice,
 /// bytes that are not UTF-8, another content type) is the empty form, which every handler answers
 /// with its own page saying what is missing (or that the form expired), instead of axum's plain-text
-/// 400/415/422.
+/// 400/415/422. One too long is a 413 page.
 pub struct LenientForm<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for LenientForm<T>
@@ -508,11 +508,25 @@ where
     T: serde::de::DeserializeOwned + Default,
     S: Send + Sync,
 {
-    type Rejection = std::convert::Infallible;
+    type Rejection = Response;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let form = axum::Form::<T>::from_request(request, state).await;
-        Ok(LenientForm(form.map(|axum::Form(f)| f).unwrap_or_default()))
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(form)) => Ok(LenientForm(form)),
+            // Too long (sent without a declared length, so the guard could not answer first): a
+            // request too long is that, not an empty form.
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err((
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    [("cache-control", "no-store")],
+                    axum::response::Html(
+                        "<!doctype html><meta name=viewport content=\"width=device-width\"><title>Too long</title><p>That request was too long; please shorten it and try again.</p><p><a href=\"/\">Home</a></p>",
+                    ),
+                )
+                    .into_response())
+            }
+            Err(_) => Ok(LenientForm(T::default())),
+        }
     }
 }
 

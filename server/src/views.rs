@@ -331,7 +331,6 @@ impl Me {
             Role::Admin => &[
                 ("/admin", "Administration"),
                 ("/support", "Support"),
-                ("/patients", "Packets"),
                 ("/admin/manuals", "Manuals"),
                 ("/admin/gaps", "Unanswered"),
                 ("/admin/scans", "Scans"),

@@ -564,30 +564,21 @@ fn a_publish_is_rolled_back_after_a_patients_packet_rebuilt_the_index() {
     assert_eq!(wait_for_job(&app, &editor, &job)["status"], "promoted");
 
     // A clinician makes a packet: the index is rebuilt with the patient's note.
-    let store = app.state.store.clone();
-    let packet = app
-        .block_on(async move {
-            store
-                .create_packet(&scanaid_server::patients::NewPacket {
-                    patient_name: "Rolled Back".to_string(),
-                    dob: "1950-01-01".to_string(),
-                    language: "en".to_string(),
-                    documents: vec![scanaid_server::patients::NewDocument {
-                        title: "From your care team".to_string(),
-                        markdown: "## Your plan\n\nWalk to the quince tree twice a day.\n"
-                            .to_string(),
-                        template: None,
-                    }],
-                    created_by: "nurse".to_string(),
-                    contact: String::new(),
-                })
-                .await
-        })
-        .unwrap();
-    let state = app.state.clone();
-    assert!(app
-        .block_on(async move { scanaid_server::patient_chat::ensure_packets_indexed(&state).await })
-        .unwrap());
+    let packet = make_indexed_packet(
+        &app,
+        scanaid_server::patients::NewPacket {
+            patient_name: "Rolled Back".to_string(),
+            dob: "1950-01-01".to_string(),
+            language: "en".to_string(),
+            documents: vec![scanaid_server::patients::NewDocument {
+                title: "From your care team".to_string(),
+                markdown: "## Your plan\n\nWalk to the quince tree twice a day.\n".to_string(),
+                template: None,
+            }],
+            created_by: "nurse".to_string(),
+            contact: String::new(),
+        },
+    );
     let packet_chunks = |app: &TestApp| {
         app.state
             .index()

@@ -1282,29 +1282,21 @@ fn with_multilingual_e5_a_spanish_question_finds_the_english_leaflet_in_her_pack
         &std::fs::read(&leaflet_path).unwrap(),
     )
     .unwrap();
-    let store = app.state.store.clone();
-    let created = app
-        .block_on(async move {
-            store
-                .create_packet(&scanaid_server::patients::NewPacket {
-                    patient_name: "Rosa Díaz".to_string(),
-                    dob: "1950-05-02".to_string(),
-                    language: "es".to_string(),
-                    documents: vec![scanaid_server::patients::NewDocument {
-                        title: leaflet.meta.title.clone(),
-                        markdown: leaflet.body.clone(),
-                        template: Some(leaflet.meta.id.clone()),
-                    }],
-                    created_by: "test".to_string(),
-                    contact: String::new(),
-                })
-                .await
-        })
-        .unwrap();
-    let state = app.state.clone();
-    assert!(app
-        .block_on(async move { scanaid_server::patient_chat::ensure_packets_indexed(&state).await })
-        .unwrap());
+    let created = make_indexed_packet(
+        &app,
+        scanaid_server::patients::NewPacket {
+            patient_name: "Rosa Díaz".to_string(),
+            dob: "1950-05-02".to_string(),
+            language: "es".to_string(),
+            documents: vec![scanaid_server::patients::NewDocument {
+                title: leaflet.meta.title.clone(),
+                markdown: leaflet.body.clone(),
+                template: Some(leaflet.meta.id.clone()),
+            }],
+            created_by: "test".to_string(),
+            contact: String::new(),
+        },
+    );
     let (_, rosa) = try_open(&app, &created.code, "1950-05-02", &created.pin);
     let rosa = rosa.expect("Rosa signs in");
     let (status, answer) = ask_as(&app, &rosa, salt);

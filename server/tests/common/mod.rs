@@ -510,6 +510,23 @@ pub struct Demo {
     pub pin: String,
 }
 
+/// Makes a packet as a clinician's form does and indexes its documents, as the server does in the
+/// background after the form; the packet's code and PIN.
+pub fn make_indexed_packet(
+    app: &TestApp,
+    new: scanaid_server::patients::NewPacket,
+) -> scanaid_server::patients::CreatedPacket {
+    let store = app.state.store.clone();
+    let created = app
+        .block_on(async move { store.create_packet(&new).await })
+        .unwrap();
+    let state = app.state.clone();
+    assert!(app
+        .block_on(async move { scanaid_server::patient_chat::ensure_packets_indexed(&state).await })
+        .unwrap());
+    created
+}
+
 pub fn spawn_with_demo_packets() -> (TestApp, Vec<(String, Demo)>) {
     spawn_demo(ServerConfig {
         demo_manuals: Some(repo().join("manuals")),
