@@ -21,6 +21,8 @@ use crate::{AppError, AppState};
 const EVERY: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
+/// Rows of scan events deleted per statement by the purge.
+const PURGE_BATCH: i64 = 5_000;
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
     /// A conversation with no turn and no ticket change for this long, and no ticket still open, is
@@ -223,11 +225,26 @@ pub async fn purge(
             .await?
             .rows_affected();
 
-    purged.scan_events = sqlx::query("DELETE FROM scan_events WHERE at < ?")
-        .bind(cutoff(now, policy.scan_events))
+    // In batches, each its own short write: a year of events deleted in one statement would hold
+    // the store's write lock for seconds, and every writer meanwhile (a chat turn, a PIN try) would
+    // wait out its busy timeout.
+    let scan_cutoff = cutoff(now, policy.scan_events);
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM scan_events WHERE id IN
+               (SELECT id FROM scan_events WHERE at < ? LIMIT ?)",
+        )
+        .bind(&scan_cutoff)
+        .bind(PURGE_BATCH)
         .execute(store.pool())
         .await?
         .rows_affected();
+        purged.scan_events += deleted;
+        if deleted < PURGE_BATCH as u64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
 
     purged.audit_entries = sqlx::query("DELETE FROM audit_log WHERE at < ?")
         .bind(cutoff(now, policy.audit))
