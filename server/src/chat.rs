@@ -779,19 +779,27 @@ pub async fn answer_turn(
             kind,
         )
         .await?;
-    let live_ticket = app.store.open_ticket(&conversation).await?;
-    if let (Some(id), Some(contact)) = (live_ticket, contact.as_deref()) {
-        app.store.set_ticket_contact(id, contact).await?;
-    }
-    // A person writing on a conversation with a live ticket: the agents see it at once.
+    let mut live_ticket = app.store.open_ticket(&conversation).await?;
+    // A person writing on a conversation with a live ticket: the agents see it at once. Closed
+    // between the lookup and now, it is not news on that ticket (an escalating message opens a
+    // new one below).
     if let Some(id) = live_ticket {
-        app.store.touch_ticket(id).await?;
-        if let Some(ticket) = app.store.ticket(id).await? {
-            crate::support::publish(
-                app,
-                crate::support::SupportEvent::of("ticket.message", &ticket).with_text(&message),
-            )
-            .await?;
+        if app.store.touch_ticket(id).await? {
+            if let Some(contact) = contact.as_deref() {
+                app.store.set_ticket_contact(id, contact).await?;
+            }
+            if let Some(ticket) = app.store.ticket(id).await? {
+                crate::support::publish(
+                    app,
+                    crate::support::SupportEvent::of("ticket.message", &ticket)
+                        .with_text(&message)
+                        .with_turn(turn)
+                        .with_answer(&answer),
+                )
+                .await?;
+            }
+        } else {
+            live_ticket = None;
         }
     }
     let ticket = if escalated || live_ticket.is_some() {
@@ -843,7 +851,10 @@ pub async fn answer_turn(
                     };
                     crate::support::publish(
                         app,
-                        crate::support::SupportEvent::of(event, &ticket).with_text(&message),
+                        crate::support::SupportEvent::of(event, &ticket)
+                            .with_text(&message)
+                            .with_turn(turn)
+                            .with_answer(&answer),
                     )
                     .await?;
                 }

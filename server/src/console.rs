@@ -14,7 +14,7 @@ use crate::auth::{self, SignedIn};
 use crate::chat::CitationView;
 use crate::roles::Role;
 use crate::support::{publish, SupportEvent};
-use crate::tickets::TicketRecord;
+use crate::tickets::{CloseOutcome, ReplyOutcome, TicketRecord};
 use crate::{AppError, AppState};
 
 /// Longest agent reply, in characters.
@@ -81,6 +81,8 @@ pub struct QueuePage {
     pub tickets: Vec<TicketRow>,
     /// Which queues the agent works, when not every queue.
     pub scope_note: String,
+    /// The live stream's position when the page was read: its console resumes from there.
+    pub live_from: String,
 }
 
 #[derive(Template)]
@@ -101,6 +103,15 @@ pub struct TicketPage {
     pub assigned: String,
     /// Whether that is the agent viewing the page.
     pub mine: bool,
+    /// The newest turn of the conversation this page shows: the reply and close forms send it back,
+    /// so what the person wrote after it is not answered or closed away unread.
+    pub seen: i64,
+    /// Random per drawing of the reply form: the same form sent twice stores one reply.
+    pub nonce: String,
+    /// The newest reply the page shows (0: none): a live event for it is not shown twice.
+    pub replied: i64,
+    /// The live stream's position when the page was read: its console resumes from there.
+    pub live_from: String,
 }
 
 /// An instant in the asset's site time zone, as an agent reads it.
@@ -130,6 +141,8 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
         Ok(me) => me,
         Err(refused) => return Ok(refused),
     };
+    // Before the store is read: an event in between is then replayed, not missed.
+    let live_from = app.support.position();
     let scope = app.store.queue_scope(&me).await?;
     let scope_note = match &scope {
         QueueScope::Every => String::new(),
@@ -177,6 +190,7 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
             me: crate::views::Me::of(&me),
             tickets,
             scope_note,
+            live_from,
         }
         .render()?,
     ))
@@ -203,11 +217,16 @@ async fn ticket_page(
     message: &str,
     draft: &str,
 ) -> Result<Response, AppError> {
+    // Before the store is read: an event in between is then replayed, not missed.
+    let live_from = app.support.position();
     let Some(ticket) = visible_ticket(app, me, id).await? else {
         return not_found(id);
     };
     let mut entries = Vec::new();
+    let mut replied = 0;
+    let mut seen = 0;
     for turn in app.store.transcript(&ticket.conversation_id).await? {
+        seen = seen.max(turn.id);
         entries.push(Entry {
             who: "person",
             label: "Person".to_string(),
@@ -233,6 +252,7 @@ async fn ticket_page(
         .replies_to_conversation(&ticket.conversation_id, 0)
         .await?
     {
+        replied = replied.max(reply.id);
         entries.push(Entry {
             who: "agent",
             label: if reply.ticket_id == id {
@@ -264,6 +284,10 @@ async fn ticket_page(
         entries,
         message: message.to_string(),
         draft: draft.to_string(),
+        seen,
+        nonce: auth::random_token(16),
+        replied,
+        live_from,
     }
     .render()?;
     Ok(no_store((status, Html(body)).into_response()))
@@ -311,6 +335,26 @@ pub struct ReplyForm {
     pub csrf: String,
     #[serde(default)]
     pub body: String,
+    /// The newest turn the agent's page showed (`TicketPage::seen`); absent: not checked.
+    #[serde(default)]
+    pub seen: Option<String>,
+    /// The form's drawing (`TicketPage::nonce`); absent: repeats are not recognised.
+    #[serde(default)]
+    pub nonce: Option<String>,
+}
+
+/// A form's `seen` field: a turn id, or nothing to check against (absent, or not a number: the
+/// form then acts as forms without the field did).
+fn seen_turn(field: Option<&str>) -> Option<i64> {
+    field.and_then(|v| v.trim().parse::<i64>().ok())
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct CloseForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub seen: Option<String>,
 }
 
 /// `POST /support/tickets/{id}/reply`: the reply is stored, shown in the person's chat at once, and
@@ -355,29 +399,50 @@ pub async fn reply(
         )
         .await;
     }
-    if app
+    let nonce = form
+        .nonce
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && n.len() <= 64);
+    let (reply_id, person_wrote_meanwhile) = match app
         .store
-        .add_ticket_reply(id, &me.username, body)
-        .await?
-        .is_none()
-    {
-        // Closed by someone else after this agent's page was drawn: nothing stored, draft kept.
-        return ticket_page(
-            &app,
-            &me,
+        .add_ticket_reply(
             id,
-            StatusCode::CONFLICT,
-            "This ticket was closed meanwhile; the person would not see a reply.",
+            &me.username,
             body,
+            seen_turn(form.seen.as_deref()),
+            nonce,
         )
-        .await;
-    }
+        .await?
+    {
+        ReplyOutcome::Stored {
+            message,
+            person_wrote_meanwhile,
+        } => (message.id, person_wrote_meanwhile),
+        // A double click or a resubmitted page: the reply was sent once, and that stands.
+        ReplyOutcome::Repeated => {
+            return Ok(Redirect::to(&format!("/support/tickets/{id}")).into_response())
+        }
+        ReplyOutcome::Closed => {
+            // Closed by someone else after this agent's page was drawn: nothing stored, draft kept.
+            return ticket_page(
+                &app,
+                &me,
+                id,
+                StatusCode::CONFLICT,
+                "This ticket was closed meanwhile; the person would not see a reply.",
+                body,
+            )
+            .await;
+        }
+    };
     let taken_by_reply = ticket.assigned_to.is_none();
     let ticket = app.store.ticket(id).await?.unwrap_or(ticket);
     publish(
         &app,
         SupportEvent::of("ticket.reply", &ticket)
             .with_text(body)
+            .with_reply(reply_id)
             .by(&me.username),
     )
     .await?;
@@ -389,6 +454,19 @@ pub async fn reply(
         )
         .await?;
     }
+    if person_wrote_meanwhile {
+        // Sent; but the person's newer message is unanswered, so the ticket still waits, and the
+        // agent is shown what they have not read.
+        return ticket_page(
+            &app,
+            &me,
+            id,
+            StatusCode::OK,
+            "Sent. The person wrote meanwhile (below), so the ticket still waits for an answer.",
+            "",
+        )
+        .await;
+    }
     Ok(Redirect::to(&format!("/support/tickets/{id}")).into_response())
 }
 
@@ -397,19 +475,37 @@ pub async fn close(
     State(app): State<AppState>,
     crate::http::NumericId(id): crate::http::NumericId,
     headers: HeaderMap,
-    crate::http::LenientForm(form): crate::http::LenientForm<crate::account::CsrfForm>,
+    crate::http::LenientForm(form): crate::http::LenientForm<CloseForm>,
 ) -> Result<Response, AppError> {
     let me = match ticket_form(&app, &headers, &form.csrf, id).await? {
         Ok((me, _)) => me,
         Err(refused) => return Ok(refused),
     };
-    if app.store.close_ticket(id, &me.username).await? {
-        if let Some(ticket) = app.store.ticket(id).await? {
-            publish(
+    match app
+        .store
+        .close_ticket(id, &me.username, seen_turn(form.seen.as_deref()))
+        .await?
+    {
+        CloseOutcome::Closed => {
+            if let Some(ticket) = app.store.ticket(id).await? {
+                publish(
+                    &app,
+                    SupportEvent::of("ticket.closed", &ticket).by(&me.username),
+                )
+                .await?;
+            }
+        }
+        CloseOutcome::AlreadyClosed => {}
+        CloseOutcome::PersonWroteMeanwhile => {
+            return ticket_page(
                 &app,
-                SupportEvent::of("ticket.closed", &ticket).by(&me.username),
+                &me,
+                id,
+                StatusCode::CONFLICT,
+                "Not closed: the person wrote after this page was drawn (below). Read it, then close or answer.",
+                "",
             )
-            .await?;
+            .await;
         }
     }
     Ok(Redirect::to("/support").into_response())

@@ -44,15 +44,34 @@ pub struct SupportEvent {
     /// The message (the person's question, or the agent's reply).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// What the assistant answered the person's message, when it did (on a live ticket it still
+    /// answers from the manuals): the agent sees what the person was told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// The person's turn a `ticket.message` or `ticket.opened` carries (its id in the
+    /// conversation): a console that shows it sends it back as `seen` when replying or closing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn: Option<i64>,
     /// The agent who replied, closed, or took or let go of the ticket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// How to reach the person, when they left a call-back number or address: for consoles only
+    /// (the webhook payload carries `has_contact` instead; see `publish`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    pub has_contact: bool,
     /// The agent who has the ticket now (null: nobody). For consoles and webhooks; a person's
     /// stream never forwards it (the person never sees an agent's username).
     pub assigned_to: Option<String>,
+    /// The agent's reply a `ticket.reply` carries (its id): a console that shows it already skips it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<i64>,
     /// Which conversation: the person's stream filters on it; it is never sent anywhere.
     #[serde(skip)]
     pub conversation: String,
+    /// Its place in the hub's order (set when published): a console resumes after it.
+    #[serde(skip)]
+    pub seq: u64,
 }
 
 impl SupportEvent {
@@ -71,14 +90,36 @@ impl SupportEvent {
             confidence: ticket.confidence,
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             text: None,
+            turn: None,
+            answer: None,
             by: None,
+            contact: ticket.contact.clone(),
+            has_contact: ticket.contact.is_some(),
             assigned_to: ticket.assigned_to.clone(),
             conversation: ticket.conversation_id.clone(),
+            reply: None,
+            seq: 0,
         }
     }
 
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
         self.text = Some(text.into());
+        self
+    }
+
+    pub fn with_turn(mut self, turn: i64) -> Self {
+        self.turn = Some(turn);
+        self
+    }
+
+    /// The assistant's answer to the person's message; nothing for an empty one.
+    pub fn with_answer(mut self, answer: &str) -> Self {
+        self.answer = Some(answer.to_string()).filter(|a| !a.trim().is_empty());
+        self
+    }
+
+    pub fn with_reply(mut self, reply: i64) -> Self {
+        self.reply = Some(reply);
         self
     }
 
@@ -98,11 +139,33 @@ pub struct Hub {
     /// browsers that keep listening.
     closing: watch::Sender<bool>,
     pub webhook_wake: Arc<Notify>,
+    /// The last `HUB_CAPACITY` events in order, for consoles that open after their page was drawn
+    /// or reconnect: they resume from a position instead of missing what went by meanwhile.
+    recent: std::sync::Mutex<Recent>,
+    /// Random per start: a position from before a restart names events this hub never had.
+    epoch: String,
+}
+
+#[derive(Default)]
+struct Recent {
+    /// The `seq` the next event gets.
+    next: u64,
+    events: VecDeque<SupportEvent>,
+}
+
+/// Where a console resumes, as it asked (`?from=` or `Last-Event-ID`).
+enum Resume {
+    /// The events after the position, in order.
+    After(Vec<SupportEvent>),
+    /// The position is older than the events kept, or from before a restart: reload from the store.
+    Lost,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Self {
+            recent: std::sync::Mutex::default(),
+            epoch: crate::auth::random_token(4),
             sender: broadcast::channel(HUB_CAPACITY).0,
             person_streams: Arc::default(),
             closing: watch::channel(false).0,
@@ -127,6 +190,52 @@ impl Hub {
             events: self.sender.subscribe(),
             closing: self.closing.subscribe(),
         }
+    }
+
+    /// Where the event stream is now: a page reads it before reading the store, and its console
+    /// resumes from it, so an event between the two is not missed.
+    pub fn position(&self) -> String {
+        let recent = self.recent.lock().expect("hub lock");
+        format!("{}.{}", self.epoch, recent.next)
+    }
+
+    /// Sends `event` to every watcher, in the hub's order, and keeps it for consoles resuming.
+    fn send(&self, mut event: SupportEvent) {
+        let mut recent = self.recent.lock().expect("hub lock");
+        event.seq = recent.next;
+        recent.next += 1;
+        recent.events.push_back(event.clone());
+        if recent.events.len() > HUB_CAPACITY {
+            recent.events.pop_front();
+        }
+        // Under the lock, so a console subscribing in `watch_from` gets each event once: from
+        // the kept ones or live. No watcher is not an error.
+        let _ = self.sender.send(event);
+    }
+
+    /// A watch, and what went by since `from` (a `position`, or a console event's id).
+    fn watch_from(&self, from: Option<&str>) -> (Watch, Resume) {
+        let recent = self.recent.lock().expect("hub lock");
+        let watch = self.watch();
+        let Some(from) = from else {
+            return (watch, Resume::After(Vec::new()));
+        };
+        let oldest = recent.events.front().map_or(recent.next, |e| e.seq);
+        let resume = match from.split_once('.') {
+            Some((epoch, seq)) if epoch == self.epoch => match seq.parse::<u64>() {
+                Ok(seq) if (oldest..=recent.next).contains(&seq) => Resume::After(
+                    recent
+                        .events
+                        .iter()
+                        .filter(|e| e.seq >= seq)
+                        .cloned()
+                        .collect(),
+                ),
+                _ => Resume::Lost,
+            },
+            _ => Resume::Lost,
+        };
+        (watch, resume)
     }
 }
 
@@ -166,14 +275,18 @@ impl Watch {
 /// not returned: the caller's change happened, and the watchers have seen it.
 pub async fn publish(app: &AppState, event: SupportEvent) -> Result<(), AppError> {
     let mut payload = serde_json::to_value(&event).expect("events serialise");
+    // A person's number stays in the console, which is behind sign-in and retention limits; the
+    // receiver (a pager, a chat room) learns only that there is one.
+    if let Some(fields) = payload.as_object_mut() {
+        fields.remove("contact");
+    }
     payload["console_url"] = serde_json::Value::String(format!(
         "{}/support/tickets/{}",
         app.config.public_url.trim_end_matches('/'),
         event.ticket
     ));
     let (queue, name) = (event.queue.clone(), event.event);
-    // No watcher is not an error.
-    let _ = app.support.sender.send(event);
+    app.support.send(event);
     match app.store.enqueue_webhook(&queue, name, &payload).await {
         Ok(Some(_)) => app.support.webhook_wake.notify_one(),
         Ok(None) => {}
@@ -196,6 +309,7 @@ const CONSOLE_ROLES: &[Role] = &[Role::Agent, Role::Admin];
 pub async fn console_events(
     State(app): State<AppState>,
     headers: HeaderMap,
+    crate::http::LenientQuery(query): crate::http::LenientQuery<ConsoleStreamQuery>,
 ) -> Result<Response, AppError> {
     let refusal = "The support console is for support agents.";
     let session = match StreamSession::open(&app, &headers, CONSOLE_ROLES, refusal).await? {
@@ -207,8 +321,20 @@ pub async fn console_events(
         Some(user) => Some(app.store.queue_scope(&user).await?),
         None => None,
     };
+    // A reconnecting browser names the last event it had; a console just opened, the position
+    // its page was drawn at.
+    let from = crate::http::header(&headers, "last-event-id")
+        .map(str::to_string)
+        .or(query.from);
+    let (watch, resume) = app.support.watch_from(from.as_deref());
+    let pending = match resume {
+        Resume::After(events) => events.into_iter().map(Next::Event).collect(),
+        Resume::Lost => VecDeque::from([Next::Behind]),
+    };
     let console = ConsoleStream {
-        watch: app.support.watch(),
+        watch,
+        pending,
+        epoch: app.support.epoch.clone(),
         session,
         store: app.store.clone(),
         scope,
@@ -220,9 +346,19 @@ pub async fn console_events(
     Ok(no_store(Sse::new(stream).keep_alive(KeepAlive::default())))
 }
 
+#[derive(Debug, Deserialize, Default)]
+pub struct ConsoleStreamQuery {
+    /// The hub's position when the console's page was drawn (`Hub::position`).
+    #[serde(default)]
+    pub from: Option<String>,
+}
+
 /// State of one agent's console stream.
 struct ConsoleStream {
     watch: Watch,
+    /// What went by before the stream opened (or `Behind`, when that is not known), sent first.
+    pending: VecDeque<Next>,
+    epoch: String,
     session: StreamSession,
     store: Store,
     /// The queues the agent worked when the stream opened, or when it last sent `queues`.
@@ -233,9 +369,12 @@ impl ConsoleStream {
     /// The next event to send, or `None` when the stream ends.
     async fn next(&mut self) -> Option<Event> {
         loop {
-            let next = tokio::select! {
-                next = self.watch.next() => Some(next),
-                _ = self.session.recheck_due() => None,
+            let next = match self.pending.pop_front() {
+                Some(missed) => Some(missed),
+                None => tokio::select! {
+                    next = self.watch.next() => Some(next),
+                    _ = self.session.recheck_due() => None,
+                },
             };
             if matches!(next, Some(Next::Closed)) {
                 return None;
@@ -265,6 +404,8 @@ impl ConsoleStream {
                     return Some(
                         Event::default()
                             .event("ticket")
+                            // The position just after it: where a reconnect resumes.
+                            .id(format!("{}.{}", self.epoch, e.seq + 1))
                             .json_data(&e)
                             .expect("events serialise"),
                     );

@@ -57,6 +57,29 @@ pub struct TicketMessage {
     pub body: String,
 }
 
+/// What sending an agent's reply did.
+#[derive(Debug)]
+pub enum ReplyOutcome {
+    Stored {
+        message: TicketMessage,
+        /// The person wrote after what the agent's page showed: the ticket still waits.
+        person_wrote_meanwhile: bool,
+    },
+    /// The same form was sent before: that reply stands, nothing more is stored.
+    Repeated,
+    /// The ticket is closed; nothing is stored.
+    Closed,
+}
+
+/// What closing a ticket did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CloseOutcome {
+    Closed,
+    AlreadyClosed,
+    /// The person wrote after what the agent's page showed; the ticket stays open.
+    PersonWroteMeanwhile,
+}
+
 const TICKET_COLUMNS: &str = "t.id, t.conversation_id, t.asset_id, a.name AS asset_name, a.queue_id, s.timezone, t.code, t.role, t.language, t.confidence, t.reason, t.status, t.created_at, t.updated_at, t.contact, t.closed_at, t.closed_by, t.assigned_to";
 
 impl Store {
@@ -139,46 +162,94 @@ impl Store {
         .await?)
     }
 
-    /// Stores an agent's reply and marks the ticket answered (an untaken ticket becomes the
-    /// author's); `None` (nothing stored) when the ticket is closed, even if it closed a moment ago,
-    /// after the agent's page was drawn.
+    /// The newest turn of a conversation (0 for none): what a ticket page shows last, sent back by
+    /// its forms as `seen`.
+    pub async fn latest_turn_id(&self, conversation: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(MAX(id), 0) FROM chat_turns WHERE conversation_id = ?",
+        )
+        .bind(conversation)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Stores an agent's reply (an untaken ticket becomes the author's) and marks the ticket
+    /// answered, unless the person wrote after the turn the agent's page showed last (`seen`;
+    /// `None`: not checked): then their message is still unanswered, and the ticket waits for an
+    /// agent from that message on. Nothing is stored when the ticket is closed (even a moment ago,
+    /// after the page was drawn) or when the same form (`nonce`) was sent before.
     pub async fn add_ticket_reply(
         &self,
         ticket: i64,
         author: &str,
         body: &str,
-    ) -> Result<Option<TicketMessage>> {
+        seen: Option<i64>,
+        nonce: Option<&str>,
+    ) -> Result<ReplyOutcome> {
         let at = now();
         let mut tx = self.pool().begin().await?;
+        if let Some(nonce) = nonce {
+            let sent_before: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM ticket_messages WHERE ticket_id = ? AND form_nonce = ?",
+            )
+            .bind(ticket)
+            .bind(nonce)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if sent_before.is_some() {
+                return Ok(ReplyOutcome::Repeated);
+            }
+        }
+        // The first of the person's turns the agent had not seen, if any.
+        let unseen: Option<String> = match seen {
+            Some(seen) => {
+                sqlx::query_scalar(
+                    "SELECT MIN(c.at) FROM chat_turns c JOIN tickets t ON t.conversation_id = c.conversation_id
+                     WHERE t.id = ? AND c.id > ?",
+                )
+                .bind(ticket)
+                .bind(seen)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            None => None,
+        };
         let marked = sqlx::query(
-            "UPDATE tickets SET status = 'answered', updated_at = ?, assigned_to = COALESCE(assigned_to, ?)
-             WHERE id = ? AND status != 'closed'",
+            "UPDATE tickets SET updated_at = ?1, assigned_to = COALESCE(assigned_to, ?2),
+                 status = CASE WHEN ?3 IS NULL THEN 'answered' WHEN status = 'open' THEN 'open' ELSE 'waiting' END,
+                 waiting_since = CASE WHEN ?3 IS NULL OR status = 'open' THEN waiting_since ELSE ?3 END
+             WHERE id = ?4 AND status != 'closed'",
         )
         .bind(&at)
         .bind(author)
+        .bind(&unseen)
         .bind(ticket)
         .execute(&mut *tx)
         .await?;
         if marked.rows_affected() == 0 {
-            return Ok(None);
+            return Ok(ReplyOutcome::Closed);
         }
         let done = sqlx::query(
-            "INSERT INTO ticket_messages (ticket_id, at, author, body) VALUES (?, ?, ?, ?)",
+            "INSERT INTO ticket_messages (ticket_id, at, author, body, form_nonce) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(ticket)
         .bind(&at)
         .bind(author)
         .bind(body)
+        .bind(nonce)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(TicketMessage {
-            id: done.last_insert_rowid(),
-            ticket_id: ticket,
-            at,
-            author: author.to_string(),
-            body: body.to_string(),
-        }))
+        Ok(ReplyOutcome::Stored {
+            message: TicketMessage {
+                id: done.last_insert_rowid(),
+                ticket_id: ticket,
+                at,
+                author: author.to_string(),
+                body: body.to_string(),
+            },
+            person_wrote_meanwhile: unseen.is_some(),
+        })
     }
 
     /// Gives a ticket to `to` (a username; `None` leaves it to nobody), only if it is not closed and
@@ -202,20 +273,38 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Closes a ticket; false when it was closed already.
-    pub async fn close_ticket(&self, ticket: i64, by: &str) -> Result<bool> {
+    /// Closes a ticket, unless the person wrote after the turn the agent's page showed last
+    /// (`seen`; `None`: not checked): a message nobody read is not closed away.
+    pub async fn close_ticket(
+        &self,
+        ticket: i64,
+        by: &str,
+        seen: Option<i64>,
+    ) -> Result<CloseOutcome> {
         let at = now();
         let done = sqlx::query(
-            "UPDATE tickets SET status = 'closed', closed_at = ?, closed_by = ?, updated_at = ?
-             WHERE id = ? AND status != 'closed'",
+            "UPDATE tickets SET status = 'closed', closed_at = ?1, closed_by = ?2, updated_at = ?1
+             WHERE id = ?3 AND status != 'closed'
+               AND (?4 IS NULL OR NOT EXISTS (SELECT 1 FROM chat_turns c
+                    WHERE c.conversation_id = tickets.conversation_id AND c.id > ?4))",
         )
         .bind(&at)
         .bind(by)
-        .bind(&at)
         .bind(ticket)
+        .bind(seen)
         .execute(self.pool())
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 {
+            return Ok(CloseOutcome::Closed);
+        }
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM tickets WHERE id = ?")
+            .bind(ticket)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match status.as_deref() {
+            Some("closed") | None => CloseOutcome::AlreadyClosed,
+            Some(_) => CloseOutcome::PersonWroteMeanwhile,
+        })
     }
 
     /// Opens a closed ticket again for `by` (an agent who closed it too soon), who then has it.
@@ -239,23 +328,24 @@ impl Store {
     }
 
     /// Marks a ticket as having news from the person (a new message): an answered one is waiting for
-    /// an agent again, and the console lists it by how long it has waited.
-    pub async fn touch_ticket(&self, ticket: i64) -> Result<()> {
+    /// an agent again, and the console lists it by how long it has waited. False when the ticket
+    /// closed meanwhile (the message is then not news on it).
+    pub async fn touch_ticket(&self, ticket: i64) -> Result<bool> {
         // Waiting since now only when an agent had answered: a person writing again on a ticket
         // nobody has picked up keeps their place in the queue.
         let at = now();
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE tickets SET updated_at = ?,
              waiting_since = CASE status WHEN 'answered' THEN ? ELSE waiting_since END,
              status = CASE status WHEN 'answered' THEN 'waiting' ELSE status END
-             WHERE id = ?",
+             WHERE id = ? AND status != 'closed'",
         )
         .bind(&at)
         .bind(&at)
         .bind(ticket)
         .execute(self.pool())
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// How to reach the person, when they chose to leave it on their open ticket.

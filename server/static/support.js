@@ -9,6 +9,10 @@
   var source = new EventSource(root.getAttribute("data-live"));
   var ticketId = root.getAttribute("data-ticket");
   var me = root.getAttribute("data-me");
+  // The newest turn and reply the page shows: the stream resumes from where the page was read, so
+  // an event may repeat what the page already has.
+  var shownTurn = Number(root.getAttribute("data-seen") || 0);
+  var shownReply = Number(root.getAttribute("data-replied") || 0);
 
   // Who has a ticket, as the pages say it.
   function agentText(assigned, nobody) {
@@ -27,9 +31,13 @@
     var rowId = "ticket-" + e.ticket;
     var row = document.getElementById(rowId);
     if (row) {
+      var moved = row.className.split(" ")[0] !== "status-" + e.status;
       row.className = "status-" + e.status;
       row.querySelector(".status").textContent = e.status;
       row.querySelector(".agent").textContent = agentText(e.assigned_to, "");
+      // Its section changed (the person wrote again, an agent answered, it closed or reopened):
+      // it goes where the queue's order puts it, last among its new section's rows.
+      if (moved) place(row, e.status);
       return;
     }
     if (e.event !== "ticket.opened" && e.event !== "ticket.reopened") return;
@@ -49,10 +57,20 @@
     cell(row, e.reason);
     cell(row, Math.round(e.confidence * 100) + "%");
     cell(row, new Date(e.at).toLocaleString());
+    place(row, e.status);
+  }
+
+  // Tickets waiting for an agent come first, longest-waiting at the top, then the answered ones,
+  // then the closed ones, newest first. One that just entered a section has waited least there.
+  function place(row, status) {
     var body = document.getElementById("tickets");
-    // Tickets waiting for an agent come first, longest-waiting at the top: a new one goes after them.
-    var closed = body.querySelector("tr.status-answered, tr.status-closed");
-    body.insertBefore(row, closed);
+    row.remove();
+    var before = status === "closed"
+      ? body.querySelector("tr.status-closed")
+      : status === "answered"
+        ? body.querySelector("tr.status-closed")
+        : body.querySelector("tr.status-answered, tr.status-closed");
+    body.insertBefore(row, before);
   }
 
   function onTicket(e) {
@@ -72,16 +90,39 @@
       });
       if (changed && agent) agent.textContent += " (changed since this page opened: reload to take or let go of it)";
     }
+    // A call-back number or address the person left (or changed) since the page was drawn.
+    var contact = document.getElementById("ticket-contact");
+    if (contact && e.contact) contact.textContent = e.contact;
     var who = e.event === "ticket.message" ? "person" : e.event === "ticket.reply" ? "agent" : null;
     if (!who || !e.text) return;
+    // Already on the page (drawn after the event, which the stream replays).
+    if (who === "person" && e.turn) {
+      if (e.turn <= shownTurn) return;
+      shownTurn = e.turn;
+      // The person's message is shown now: replying or closing acts on it as read.
+      document.querySelectorAll("input[name=seen]").forEach(function (input) {
+        input.value = String(shownTurn);
+      });
+    }
+    if (who === "agent" && e.reply) {
+      if (e.reply <= shownReply) return;
+      shownReply = e.reply;
+    }
+    var when = new Date(e.at).toLocaleString();
+    entry(who, (who === "person" ? "Person" : "Support (" + e.by + ")") + " · " + when, e.text);
+    // What the assistant told the person meanwhile, so the agent does not repeat or contradict it.
+    if (who === "person" && e.answer) entry("assistant", "Assistant · " + when, e.answer);
+  }
+
+  function entry(who, label, body) {
     var li = document.createElement("li");
     li.className = "entry " + who + " live";
     var meta = document.createElement("p");
     meta.className = "meta";
-    meta.textContent = (who === "person" ? "Person" : "Support (" + e.by + ")") + " · " + new Date(e.at).toLocaleString();
+    meta.textContent = label;
     var text = document.createElement("p");
     text.className = "text";
-    text.textContent = e.text;
+    text.textContent = body;
     li.appendChild(meta);
     li.appendChild(text);
     document.getElementById("transcript").appendChild(li);
@@ -96,6 +137,16 @@
     document.title = (n ? "(" + n + ") " : "") + baseTitle;
   }
   countWaiting();
+
+  // One click sends one reply: the button stays off until the page answers (the server also keeps
+  // a form it has seen from storing twice).
+  var replyForm = document.getElementById("reply-form");
+  if (replyForm) {
+    replyForm.addEventListener("submit", function () {
+      var send = document.getElementById("send-reply");
+      if (send) window.setTimeout(function () { send.disabled = true; }, 0);
+    });
+  }
 
   // Closing a ticket with a reply typed and not sent asks first: the reply would be lost.
   var closeForm = document.getElementById("close-form");
@@ -112,10 +163,9 @@
     var e = JSON.parse(m.data);
     if (ticketId) onTicket(e); else { onQueue(e); countWaiting(); }
   });
-  // What is shown may be stale (the console fell behind, or events went by while it was
-  // disconnected: they are not replayed), so show the store's view, unless that would throw away a
-  // reply being typed; then say so.
-  var lost = false;
+  // What is shown may be stale (the console fell behind, or was disconnected longer than the
+  // server keeps events: `resync`), so show the store's view, unless that would throw away a reply
+  // being typed; then say so.
   // A reload is a page request, which keeps the session alive. A console nobody has touched for a
   // while (left open overnight, reconnecting after a restart) must not keep itself signed in, so it
   // only says what to do.
@@ -142,14 +192,14 @@
   }
   source.addEventListener("resync", function () { refresh(MISSED); });
   source.addEventListener("queues", function () { refresh(REQUEUED); });
+  // A reconnect resumes after the last event this page had (the browser sends its id); the server
+  // sends `resync` when it no longer has what went by (a long outage, a restart).
   source.onopen = function () {
-    if (lost) { lost = false; refresh(MISSED); return; }
     if (status) status.textContent = ticketId ? "Live: the person's messages appear here as they are sent." : "Live: new tickets appear here as they are opened.";
   };
   // The server ends the stream when the session does (signed out, removed); the reconnect then
   // meets the sign-in page and the browser gives up for good (CLOSED), so say what to do.
   source.onerror = function () {
-    lost = true;
     if (!status) return;
     status.textContent = source.readyState === EventSource.CLOSED
       ? "Live updates stopped: your session may have ended. Reload the page to sign in again."

@@ -280,6 +280,27 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
         "The technician is at the lift now.",
         wait,
     );
+    // The person leaves a number for a call back. The agent's open page shows it and the message
+    // at once, and its reply and close forms now count that message as read.
+    let seen_input = "return document.querySelector('#close-form input[name=seen]').value;";
+    let seen_before = agent.run(seen_input);
+    person
+        .wait_for("#person-contact", wait)
+        .type_text("+34 600 555 666");
+    person.wait_for("#talk-to-person button", wait).click();
+    agent.wait_for_text("#ticket-contact", "+34 600 555 666", wait);
+    agent.wait_for("#transcript .entry.person.live", wait);
+    let seen_after = agent.run(seen_input);
+    let latest_turn = app.rows(&format!(
+        "SELECT MAX(c.id) FROM chat_turns c JOIN tickets t ON t.conversation_id = c.conversation_id WHERE t.id = {ticket}"
+    ))[0][0]
+        .clone();
+    assert_ne!(seen_after, seen_before);
+    assert_eq!(seen_after.as_str(), Some(latest_turn.as_str()));
+    assert_eq!(
+        agent.run("return document.querySelector('#reply-form input[name=seen]').value;"),
+        seen_after
+    );
     // Closed too soon: the chat says it closed and offers a person again; the colleague reopens
     // it, and the chat, still listening, says so, asks for a call-back number again, and shows
     // the next reply, all without a reload.
@@ -334,8 +355,8 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
 
     assert_eq!(
         app.rows(&format!("SELECT contact FROM tickets WHERE id = {ticket}")),
-        vec![vec!["+1 555 0100"]],
-        "the contact left on the page reaches the ticket"
+        vec![vec!["+34 600 555 666"]],
+        "the contact left on the page reaches the ticket (the later one replaces the first)"
     );
 
     let shot = screenshots_dir().join("chat-agent-reply-375x812.png");

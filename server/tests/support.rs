@@ -610,6 +610,232 @@ fn an_agent_takes_a_ticket_and_a_colleague_acting_on_an_older_page_changes_nothi
     assert_eq!(after_reopen.data["text"], "Reopened: did the latch help?");
 }
 
+#[test]
+fn what_the_person_writes_while_an_agent_acts_is_neither_closed_nor_answered_away() {
+    let app = spawn_app();
+    let ana = staff_cookie(&app, "ana.agent", Role::Agent);
+    let console = open_stream(&app.url("/support/events"), &[("cookie", &ana)]);
+    let (_, opened) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "can I talk to a person"}),
+    );
+    let ticket = opened["ticket"]["id"].as_i64().unwrap();
+    let conversation = opened["conversation"].as_str().unwrap().to_string();
+    let opened_event = ticket_event(&console, "ticket.opened", ticket);
+    let first_turn = opened_event.data["turn"]
+        .as_i64()
+        .expect("the event names its turn");
+    let page = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &ana)],
+    );
+    let (csrf, seen) = (page.hidden("csrf").unwrap(), page.hidden("seen").unwrap());
+    assert_eq!(
+        seen,
+        first_turn.to_string(),
+        "the page shows up to the opening turn"
+    );
+    let status =
+        || app.rows(&format!("SELECT status FROM tickets WHERE id = {ticket}"))[0][0].clone();
+
+    // The person writes (leaving a number) while the agent's page is open.
+    let (code, _) = ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "how do I clean the pump", "contact": "+34 600 111 222"}),
+    );
+    assert_eq!(code, 200);
+    let message = ticket_event(&console, "ticket.message", ticket);
+    assert!(message.data["turn"].as_i64().unwrap() > first_turn);
+    // The console learns the number live, and what the assistant told the person meanwhile; the
+    // queue's webhook would get only that there is a number (checked in the webhook test).
+    assert_eq!(message.data["contact"], "+34 600 111 222");
+    assert_eq!(message.data["has_contact"], true);
+    assert!(
+        message.data["answer"]
+            .as_str()
+            .is_some_and(|a| !a.is_empty()),
+        "{}",
+        message.data
+    );
+
+    // Closing from the page that did not show the message closes nothing, and shows it.
+    let close = |seen: &str| {
+        post_form(
+            &app.url(&format!("/support/tickets/{ticket}/close")),
+            &[("cookie", &ana)],
+            &[("csrf", &csrf), ("seen", seen)],
+        )
+    };
+    let refused = close(&seen);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("the person wrote after this page was drawn"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("how do I clean the pump"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(status(), "open");
+
+    // A reply sent from that old page is stored, but the message it did not see still waits.
+    let reply = |seen: &str, nonce: &str, body: &str| {
+        post_form(
+            &app.url(&format!("/support/tickets/{ticket}/reply")),
+            &[("cookie", &ana)],
+            &[
+                ("csrf", &csrf),
+                ("seen", seen),
+                ("nonce", nonce),
+                ("body", body),
+            ],
+        )
+    };
+    let nonce = page.hidden("nonce").unwrap();
+    let sent = reply(&seen, &nonce, "Hello, I am looking at your pump now.");
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert!(
+        sent.body.contains("The person wrote meanwhile"),
+        "{}",
+        sent.body
+    );
+    assert_eq!(
+        status(),
+        "open",
+        "nobody has answered the newer message yet"
+    );
+    // The same form sent again (a double click) stores nothing more.
+    let repeated = reply(&seen, &nonce, "Hello, I am looking at your pump now.");
+    assert_eq!(repeated.status, 303, "{}", repeated.body);
+    let count = || {
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM ticket_messages WHERE ticket_id = {ticket}"
+        ))[0][0]
+            .clone()
+    };
+    assert_eq!(count(), "1");
+
+    // From the page that shows everything, a reply answers the ticket.
+    let current = refused.hidden("seen").unwrap();
+    let fresh_nonce = refused.hidden("nonce").unwrap();
+    assert_ne!(fresh_nonce, nonce, "each drawing of the form is its own");
+    assert_eq!(
+        reply(
+            &current,
+            &fresh_nonce,
+            "The blinking light means the door is open: close it firmly."
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        (status(), count()),
+        ("answered".to_string(), "2".to_string())
+    );
+
+    // Answered, then the person writes and the agent replies from the page before it: the ticket
+    // waits again, from the person's message on.
+    ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "closed it, still beeping"}),
+    );
+    assert_eq!(status(), "waiting");
+    assert_eq!(
+        reply(&current, &format!("{nonce}-2"), "One moment.").status,
+        200
+    );
+    assert_eq!(status(), "waiting");
+    let waiting_since = app.rows(&format!(
+        "SELECT t.waiting_since = (SELECT MAX(at) FROM chat_turns WHERE conversation_id = t.conversation_id) FROM tickets t WHERE t.id = {ticket}"
+    ))[0][0]
+        .clone();
+    assert_eq!(waiting_since, "1", "it waits from the unanswered message");
+
+    // With everything seen, closing closes; without the field (an older page), it closes as before.
+    let latest = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &ana)],
+    )
+    .hidden("seen")
+    .unwrap();
+    assert_eq!(close(&latest).status, 303);
+    assert_eq!(status(), "closed");
+    ticket_event(&console, "ticket.closed", ticket);
+}
+
+#[test]
+fn a_console_resumes_from_where_its_page_was_read_and_a_reconnect_from_its_last_event() {
+    let app = spawn_app();
+    let ana = staff_cookie(&app, "ana.agent", Role::Agent);
+    // The queue page is read; a ticket opens before its script opens the stream.
+    let page = get(&app.url("/support"), &[("cookie", &ana)]);
+    let live = between(&page.body, "data-live=\"", "\"").to_string();
+    assert!(live.starts_with("/support/events?from="), "{live}");
+    let (_, opened) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "can I talk to a person"}),
+    );
+    let ticket = opened["ticket"]["id"].as_i64().unwrap();
+    let console = open_stream(&app.url(&live), &[("cookie", &ana)]);
+    let missed = ticket_event(&console, "ticket.opened", ticket);
+    let id = missed.id.clone().expect("console events carry an id");
+
+    // A reconnect names the last event it had: what came after it is sent, and not it again.
+    let conversation = opened["conversation"].as_str().unwrap();
+    ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "the door light blinks"}),
+    );
+    let resumed = open_stream(&app.url(&live), &[("cookie", &ana), ("last-event-id", &id)]);
+    let first = next_matching(&resumed, |_| true);
+    assert_eq!(
+        (
+            first.event.as_str(),
+            &first.data["event"],
+            &first.data["ticket"]
+        ),
+        (
+            "ticket",
+            &Value::from("ticket.message"),
+            &Value::from(ticket)
+        ),
+        "{first:?}"
+    );
+    // A page drawn now resumes after both: its stream sends only what happens next.
+    let later = get(&app.url("/support"), &[("cookie", &ana)]);
+    let now = open_stream(
+        &app.url(between(&later.body, "data-live=\"", "\"")),
+        &[("cookie", &ana)],
+    );
+    let ticket_page = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &ana)],
+    );
+    post_form(
+        &app.url(&format!("/support/tickets/{ticket}/close")),
+        &[("cookie", &ana)],
+        &[
+            ("csrf", &ticket_page.hidden("csrf").unwrap()),
+            ("seen", &ticket_page.hidden("seen").unwrap()),
+        ],
+    );
+    let next = next_matching(&now, |_| true);
+    assert_eq!(next.data["event"], "ticket.closed", "{next:?}");
+
+    // A position this server never gave (from before a restart) is caught up from the store.
+    for stale in ["00000000.0", "garbage"] {
+        let reloaded = open_stream(
+            &app.url(&format!("/support/events?from={stale}")),
+            &[("cookie", &ana)],
+        );
+        assert_eq!(next_matching(&reloaded, |_| true).event, "resync");
+    }
+}
+
 /// A compressor at the Kestrel plant: its tickets go to the plant's maintenance queue.
 const COMPRESSOR_CODE: &str = "85G2cjxt";
 
@@ -880,11 +1106,16 @@ fn simultaneous_escalations_share_a_ticket_and_the_queue_shows_who_waits() {
     let store = app.state.store.clone();
     let stored = app
         .block_on(async move {
-            store.close_ticket(shared, "agent4").await?;
-            store.add_ticket_reply(shared, "agent4", "too late").await
+            store.close_ticket(shared, "agent4", None).await?;
+            store
+                .add_ticket_reply(shared, "agent4", "too late", None, None)
+                .await
         })
         .unwrap();
-    assert!(stored.is_none());
+    assert!(matches!(
+        stored,
+        scanaid_server::tickets::ReplyOutcome::Closed
+    ));
     assert_eq!(
         app.rows(&format!(
             "SELECT COUNT(*) FROM ticket_messages WHERE ticket_id = {shared}"
@@ -1381,11 +1612,18 @@ fn a_queue_webhook_gets_signed_events_retried_until_delivered() {
     let conversation = reply["conversation"].as_str().unwrap();
     ask(
         &app,
-        serde_json::json!({"conversation": conversation, "message": "it says E-204"}),
+        serde_json::json!({"conversation": conversation, "message": "it says E-204", "contact": "+34 600 333 444"}),
     );
     let (headers, body, _) = receiver.requests.recv_timeout(WAIT).unwrap();
     assert_eq!(header(&headers, "x-scanaid-event"), "ticket.message");
     assert!(body.contains("E-204"));
+    // The receiver learns that the person left a number, not the number: that stays in the console.
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["has_contact"], true);
+    assert!(
+        event.get("contact").is_none() && !body.contains("600 333"),
+        "{body}"
+    );
 }
 
 #[test]
