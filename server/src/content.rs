@@ -779,8 +779,13 @@ fn run_job(
                 p.total = total;
             });
         });
+        let gate = if gated {
+            Some(gate_for(&app, revision_id).await)
+        } else {
+            None
+        };
         let building = app.reindex.lock().await;
-        let built = crate::reindex::rebuild_locked(&app, progress, gated).await;
+        let built = crate::reindex::rebuild_locked(&app, progress, gate).await;
         // Whatever stopped the job (the gate, a failed build), the folder goes back to what the
         // site serves, before any other build (a patient packet's) can read it.
         if built.is_err() {
@@ -857,6 +862,42 @@ fn run_job(
         });
         app.jobs.end(id);
     });
+}
+
+/// The gate of a job whose change is revision `revision_id`: the manual its file held before may
+/// leave the site when the change deletes it or gives it another id; no other may.
+async fn gate_for(app: &AppState, revision_id: Option<i64>) -> crate::reindex::Gate {
+    let Some(revision_id) = revision_id else {
+        return crate::reindex::Gate::default();
+    };
+    let row: std::result::Result<Option<(String, Option<String>, String)>, _> = sqlx::query_as(
+        "SELECT markdown, previous_markdown, file FROM manual_revisions WHERE id = ?",
+    )
+    .bind(revision_id)
+    .fetch_optional(app.store.pool())
+    .await;
+    let (markdown, previous, file) = match row {
+        Ok(Some(row)) => row,
+        Ok(None) => return crate::reindex::Gate::default(),
+        Err(error) => {
+            // Stricter, not looser: then no manual may leave, and a deletion is stopped and says so.
+            tracing::error!(%error, revision_id, "reading a job's revision for its gate");
+            return crate::reindex::Gate::default();
+        }
+    };
+    let id_of = |text: &str| {
+        scanaid_indexer::manual::parse_manual(Path::new(&file), text.as_bytes())
+            .ok()
+            .map(|m| m.meta.id)
+    };
+    let before = previous.as_deref().and_then(id_of);
+    let after = id_of(&markdown);
+    crate::reindex::Gate {
+        may_leave: before
+            .filter(|id| Some(id) != after.as_ref())
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// `message` with the server's own folders named as editors know them: a job's report and a

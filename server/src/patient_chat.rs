@@ -83,7 +83,7 @@ pub async fn ensure_packets_indexed(app: &AppState) -> Result<bool, AppError> {
     }
     let removed = indexed.difference(&wanted).next().is_some();
     drop(index);
-    crate::reindex::rebuild_locked(app, Box::new(|_, _| {}), false).await?;
+    crate::reindex::rebuild_locked(app, Box::new(|_, _| {}), None).await?;
     if removed {
         forget_older_generations(app).await?;
     }

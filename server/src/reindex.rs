@@ -18,21 +18,36 @@ pub struct Rebuilt {
     pub gate: Vec<String>,
 }
 
+/// What a gated build must show before it is served: the manuals' quality checks hold against the
+/// generation served now, and no manual served now leaves the site except those named here (the
+/// one a deletion removes, or the old id of a renamed one).
+#[derive(Debug, Default, Clone)]
+pub struct Gate {
+    pub may_leave: Vec<String>,
+}
+
 /// Takes the build lock, then `rebuild_locked`.
-pub async fn rebuild(app: &AppState, progress: Progress, gated: bool) -> Result<Rebuilt, AppError> {
+pub async fn rebuild(
+    app: &AppState,
+    progress: Progress,
+    gate: Option<Gate>,
+) -> Result<Rebuilt, AppError> {
     let _building = app.reindex.lock().await;
-    rebuild_locked(app, progress, gated).await
+    rebuild_locked(app, progress, gate).await
 }
 
 /// Builds a generation from the manuals folder and the packets' documents and serves it. The caller
-/// holds `app.reindex`. Needs `config.demo_manuals` and `config.index_dir`. `gated`: the manuals'
-/// quality checks must hold against the generation served now (`scanaid_indexer::gate`), or
-/// nothing changes and the error is `IndexError::Gate` with the report.
+/// holds `app.reindex`. Needs `config.demo_manuals` and `config.index_dir`. With a `gate`, the
+/// manuals' quality checks must hold against the generation served now (`scanaid_indexer::gate`)
+/// and no manual may leave the site but those it names, or nothing changes and the error is
+/// `IndexError::Gate` with the report.
 pub async fn rebuild_locked(
     app: &AppState,
     mut progress: Progress,
-    gated: bool,
+    gate: Option<Gate>,
 ) -> Result<Rebuilt, AppError> {
+    let gated = gate.is_some();
+    let may_leave = gate.map(|g| g.may_leave).unwrap_or_default();
     let (Some(manuals_dir), Some(index_dir)) = (
         app.config.demo_manuals.clone(),
         app.config.index_dir.clone(),
@@ -46,17 +61,18 @@ pub async fn rebuild_locked(
     let built = tokio::task::spawn_blocking(move || {
         let gate_lines = std::sync::Mutex::new(Vec::new());
         // The manuals' own questions, read only when they are asked (a gated publish).
-        let manuals = if gated {
-            scanaid_indexer::manual::load_manuals(&manuals_dir)
-                .map_err(|e| scanaid_indexer::IndexError::Io {
+        let (manuals, problems) = if gated {
+            scanaid_indexer::manual::load_manuals(&manuals_dir).map_err(|e| {
+                scanaid_indexer::IndexError::Io {
                     path: manuals_dir.clone(),
                     source: e,
-                })?
-                .0
+                }
+            })?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let check = |new: &SearchIndex| -> Result<(), String> {
+            let leaving = leaving_the_site(&served, new, &may_leave, &problems, &manuals_dir);
             let report = scanaid_indexer::gate::evaluate(
                 &manuals,
                 Some(served.as_ref()),
@@ -64,9 +80,10 @@ pub async fn rebuild_locked(
                 embedder.as_ref(),
             )
             .map_err(|e| e.to_string())?;
-            let lines = report.lines();
+            let mut lines = leaving.clone();
+            lines.extend(report.lines());
             *gate_lines.lock().expect("gate report") = lines.clone();
-            if report.passed() {
+            if report.passed() && leaving.is_empty() {
                 Ok(())
             } else {
                 Err(lines.join("\n"))
@@ -91,6 +108,57 @@ pub async fn rebuild_locked(
     let (rebuilt, index) = built?;
     *app.index.write().expect("index lock") = Arc::new(index);
     Ok(rebuilt)
+}
+
+/// One line per manual the site serves now that `new` would no longer have, other than those in
+/// `may_leave`: its file was removed or broken outside the editor (a hand edit, a sync), and a
+/// publish of another manual would otherwise take it off every page without a word. `problems`
+/// (the folder's unusable files) say why, with paths relative to `manuals_dir`.
+fn leaving_the_site(
+    served: &SearchIndex,
+    new: &SearchIndex,
+    may_leave: &[String],
+    problems: &[scanaid_indexer::manual::ManualProblem],
+    manuals_dir: &std::path::Path,
+) -> Vec<String> {
+    let manual_ids = |index: &SearchIndex| -> std::collections::BTreeSet<String> {
+        index
+            .chunks()
+            .iter()
+            .filter(|c| c.owner.is_none())
+            .map(|c| c.manual_id.clone())
+            .collect()
+    };
+    let kept = manual_ids(new);
+    let why = if problems.is_empty() {
+        "its file is no longer in the manuals folder".to_string()
+    } else {
+        format!(
+            "its file is gone or cannot be read; unusable files: {}",
+            problems
+                .iter()
+                .map(|p| format!(
+                    "{}: {}",
+                    p.path
+                        .strip_prefix(manuals_dir)
+                        .unwrap_or(&p.path)
+                        .display(),
+                    p.reason
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    manual_ids(served)
+        .into_iter()
+        .filter(|id| !kept.contains(id) && !may_leave.contains(id))
+        .map(|id| {
+            format!(
+                "{id}: served now, but this build would take it off the site ({why}). Fix or restore that file, \
+                 or an administrator can publish anyway"
+            )
+        })
+        .collect()
 }
 
 /// Serves generation `generation` again (it must still be kept), under the build lock.

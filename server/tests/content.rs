@@ -350,6 +350,64 @@ fn editors_delete_a_manual_and_can_roll_the_deletion_back() {
     );
 }
 
+/// A served manual whose file was broken outside the editor (a hand edit, a sync) does not leave
+/// the site because someone published another manual: the publish is stopped and says which file
+/// and why. A rename lets the old id go.
+#[test]
+fn a_publish_never_takes_another_served_manual_off_the_site() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor-b", Role::Editor);
+    let served = |app: &TestApp, id: &str| {
+        app.state
+            .index()
+            .chunks()
+            .iter()
+            .filter(|c| c.manual_id == id)
+            .count()
+    };
+    let rsc37 = manuals.path().join("equipment/rsc37-instruction.md");
+    let rsc37_text = std::fs::read_to_string(&rsc37).unwrap();
+    assert!(served(&app, "rsc37-instruction") > 0);
+    std::fs::write(&rsc37, "+++\nid = \"rsc37-instruction\"\ntitle = \n+++\n").unwrap();
+
+    let pump = manuals.path().join(MANUAL);
+    let pump_text = std::fs::read_to_string(&pump).unwrap();
+    let form = get(
+        &app.url("/admin/manuals/vp300-service"),
+        &[("cookie", &editor)],
+    );
+    let csrf = form.hidden("csrf").unwrap();
+    let published = post_manual(&app, &editor, &csrf, &edited(&pump_text), "publish");
+    assert_eq!(published.status, 303, "{}", published.body);
+    let done = wait_for_job(&app, &editor, &job_of(&published));
+    assert_eq!(done["status"], "blocked", "{done}");
+    let report = done["report"].as_str().unwrap();
+    assert!(
+        report.contains("rsc37-instruction: served now, but this build would take it off the site")
+            && report.contains("equipment/rsc37-instruction.md"),
+        "{report}"
+    );
+    assert!(
+        !report.contains(&manuals.path().display().to_string()),
+        "{report}"
+    );
+    assert!(served(&app, "rsc37-instruction") > 0, "still served");
+    assert_eq!(std::fs::read_to_string(&pump).unwrap(), pump_text);
+
+    // With the file mended, the same publish goes through; renaming a manual lets its old id go.
+    std::fs::write(&rsc37, &rsc37_text).unwrap();
+    let renamed =
+        edited(&pump_text).replace("id = \"vp300-service\"", "id = \"vp300-service-manual\"");
+    assert_ne!(renamed, edited(&pump_text));
+    let published = post_manual(&app, &editor, &csrf, &renamed, "publish");
+    assert_eq!(published.status, 303, "{}", published.body);
+    let done = wait_for_job(&app, &editor, &job_of(&published));
+    assert_eq!(done["status"], "promoted", "{done}");
+    assert_eq!(served(&app, "vp300-service"), 0);
+    assert!(served(&app, "vp300-service-manual") > 0);
+    assert!(served(&app, "rsc37-instruction") > 0);
+}
+
 /// Two editors open the same manual; the first publishes. The second's publish is refused (their
 /// text kept in the form, the first's on disk) instead of silently undoing the first's change.
 #[test]
