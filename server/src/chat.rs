@@ -136,6 +136,18 @@ pub struct ChatRequest {
     /// with the ticket, never in analytics.
     #[serde(default)]
     pub contact: Option<String>,
+    /// A random id the chat gives each message and sends again when it retries one whose answer it
+    /// never received: a repeat is answered with what was stored, and nothing happens twice.
+    #[serde(default)]
+    pub request: Option<String>,
+}
+
+/// True for a message's request id: 16 to 64 letters, digits, `-` or `_`.
+fn is_request_id(id: &str) -> bool {
+    (16..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Longest contact accepted, in characters.
@@ -600,6 +612,29 @@ pub async fn answer_turn(
         ));
     }
 
+    let mut request_id = match request.request.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(id) if is_request_id(id) => Some(id.to_string()),
+        Some(_) => {
+            return Ok(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "`request` is 16 to 64 letters, digits, - or _",
+            ))
+        }
+    };
+    // A message sent again (its answer never arrived) is answered as it was the first time:
+    // before the limits, which the first sending counted against already.
+    if let Some(id) = &request_id {
+        if let Some(previous) = app.store.turn_of_request(id).await? {
+            if is_repeat(app, role, &request, &previous).await? {
+                return replayed(app, previous).await;
+            }
+            // Another message under a used id (a page without script, gone back to and asked
+            // something else): a new message, not linked to it.
+            request_id = None;
+        }
+    }
+
     // Only a well-formed conversation id is a key: any other string sent as one (up to the body
     // limit) would be remembered by the limiter for nothing; it is refused below.
     let conversation_key = request
@@ -766,7 +801,7 @@ pub async fn answer_turn(
         unsure,
     })
     .expect("serialises");
-    let turn = app
+    let Some(turn) = app
         .store
         .add_chat_turn(
             &conversation,
@@ -777,8 +812,22 @@ pub async fn answer_turn(
             confidence,
             escalated,
             kind,
+            request_id.as_deref(),
         )
-        .await?;
+        .await?
+    else {
+        // The same message, sent twice at once, was stored by the other sending: its answer.
+        let id = request_id.as_deref().unwrap_or_default();
+        return match app.store.turn_of_request(id).await? {
+            Some(previous) if is_repeat(app, role, &request, &previous).await? => {
+                replayed(app, previous).await
+            }
+            _ => Ok(Err(Refusal::new(
+                StatusCode::CONFLICT,
+                "this message's request id was used for another message",
+            ))),
+        };
+    };
     let mut live_ticket = app.store.open_ticket(&conversation).await?;
     // A person writing on a conversation with a live ticket: the agents see it at once. Closed
     // between the lookup and now, it is not news on that ticket (an escalating message opens a
@@ -955,6 +1004,99 @@ async fn held_by_caller(
 /// dropped the tab picks it up again. The id travels in the body, not the URL; knowing it is what
 /// allows it, as for the chat itself. The reader's language is the conversation's ticket's, else
 /// `lang`.
+/// Whether `request` repeats the message that stored `previous`: the same text, in the same
+/// conversation (or none named yet: a first message retried), from the role that holds it.
+async fn is_repeat(
+    app: &AppState,
+    role: crate::roles::Role,
+    request: &ChatRequest,
+    previous: &crate::store::RequestedTurn,
+) -> Result<bool, AppError> {
+    let same_conversation = request
+        .conversation
+        .as_deref()
+        .is_none_or(|c| c == previous.conversation_id);
+    Ok(same_conversation
+        && previous.question == request.message.trim()
+        && app
+            .store
+            .conversation_role(&previous.conversation_id)
+            .await?
+            .as_deref()
+            == Some(role.as_str()))
+}
+
+/// The reply a repeated message gets (see `is_repeat`): its stored turn as first answered, with
+/// the conversation's ticket as it is now.
+async fn replayed(
+    app: &AppState,
+    previous: crate::store::RequestedTurn,
+) -> Result<Result<ChatReply, Refusal>, AppError> {
+    let Some((asset_id, _)) = app.store.conversation(&previous.conversation_id).await? else {
+        return Ok(Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "unknown conversation",
+        )));
+    };
+    let (sentences, unsure) = shown_of(&previous.answer, previous.shown.as_deref());
+    let ticket = open_ticket_view(app, &previous.conversation_id, &asset_id).await?;
+    Ok(Ok(ChatReply {
+        conversation: previous.conversation_id,
+        turn: previous.id,
+        answer: previous.answer,
+        sentences,
+        citations: serde_json::from_str(&previous.citations).unwrap_or_default(),
+        confidence: previous.confidence,
+        unsure,
+        escalated: previous.escalated,
+        ticket,
+    }))
+}
+
+/// The sentences and "not sure" flag a turn showed, from its stored `shown` JSON.
+fn shown_of(answer: &str, shown: Option<&str>) -> (Vec<SentenceView>, bool) {
+    match shown.and_then(|s| serde_json::from_str::<StoredShown>(s).ok()) {
+        Some(shown) => (shown.sentences, shown.unsure),
+        // A turn from before `shown` was stored: its answer text as one paragraph.
+        None if answer.is_empty() => (Vec::new(), false),
+        None => (
+            vec![SentenceView {
+                text: answer.to_string(),
+                citation: 0,
+            }],
+            false,
+        ),
+    }
+}
+
+/// The conversation's open ticket as the chat shows it (in the ticket's language), if it has one.
+async fn open_ticket_view(
+    app: &AppState,
+    conversation: &str,
+    asset_id: &str,
+) -> Result<Option<TicketView>, AppError> {
+    let Some(ticket_id) = app.store.open_ticket(conversation).await? else {
+        return Ok(None);
+    };
+    let record = app.store.ticket(ticket_id).await?;
+    let language = record.as_ref().map_or("en", |r| r.language.as_str());
+    let queue = match app.store.asset(asset_id).await? {
+        Some(asset) => app.store.queue(&asset.queue_id).await?,
+        None => None,
+    };
+    let timezone = match &queue {
+        Some(q) => app.store.site(&q.site_id).await?.map(|s| s.timezone),
+        None => None,
+    };
+    Ok(Some(ticket_view(
+        ticket_id,
+        queue.as_ref(),
+        timezone.as_deref(),
+        crate::i18n::strings(language),
+        app.now(),
+    )))
+}
+
 pub async fn history(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -981,21 +1123,7 @@ pub async fn history(
         .into_iter()
         .map(|(turn, at, question, answer, citations, shown)| {
             let citations: Vec<CitationView> = serde_json::from_str(&citations).unwrap_or_default();
-            let (sentences, unsure) = match shown
-                .as_deref()
-                .and_then(|s| serde_json::from_str::<StoredShown>(s).ok())
-            {
-                Some(shown) => (shown.sentences, shown.unsure),
-                // A turn from before `shown` was stored: its answer text as one paragraph.
-                None if answer.is_empty() => (Vec::new(), false),
-                None => (
-                    vec![SentenceView {
-                        text: answer,
-                        citation: 0,
-                    }],
-                    false,
-                ),
-            };
+            let (sentences, unsure) = shown_of(&answer, shown.as_deref());
             HistoryTurn {
                 turn,
                 at,
@@ -1014,28 +1142,7 @@ pub async fn history(
         // As the live stream sends them: never the agent's name.
         .map(|m| serde_json::json!({"id": m.id, "ticket": m.ticket_id, "text": m.body, "at": m.at}))
         .collect();
-    let ticket = match app.store.open_ticket(&id).await? {
-        Some(ticket_id) => {
-            let record = app.store.ticket(ticket_id).await?;
-            let language = record.as_ref().map_or("en", |r| r.language.as_str());
-            let queue = match app.store.asset(&asset_id).await? {
-                Some(asset) => app.store.queue(&asset.queue_id).await?,
-                None => None,
-            };
-            let timezone = match &queue {
-                Some(q) => app.store.site(&q.site_id).await?.map(|s| s.timezone),
-                None => None,
-            };
-            Some(ticket_view(
-                ticket_id,
-                queue.as_ref(),
-                timezone.as_deref(),
-                crate::i18n::strings(language),
-                app.now(),
-            ))
-        }
-        None => None,
-    };
+    let ticket = open_ticket_view(&app, &id, &asset_id).await?;
     let closed_ticket = match ticket {
         Some(_) => None,
         None => app
@@ -1125,6 +1232,7 @@ pub async fn replies_form(
     let t = crate::i18n::strings(&lang);
     if !held_by_caller(&app, &headers, &form.conversation).await? {
         let page = crate::views::ChatRefusedPage {
+            request: crate::auth::random_token(16),
             t,
             lang,
             heading: t.heading_check.to_string(),
@@ -1142,6 +1250,7 @@ pub async fn replies_form(
         .replies_to_conversation(&form.conversation, 0)
         .await?;
     let page = crate::views::ChatRepliesPage {
+        request: crate::auth::random_token(16),
         t,
         lang,
         asset_id: form.asset,
@@ -1169,6 +1278,10 @@ pub struct ChatForm {
     pub lang: String,
     #[serde(default)]
     pub contact: String,
+    /// Random per drawing of the form: the same form sent again (a reload that resubmits it) is
+    /// answered with what the first sending stored.
+    #[serde(default)]
+    pub request: String,
 }
 
 pub async fn chat_form(
@@ -1187,6 +1300,7 @@ pub async fn chat_form(
         conversation: Some(form.conversation.clone()).filter(|c| !c.is_empty()),
         lang: Some(lang.clone()),
         contact: Some(form.contact.clone()),
+        request: Some(form.request.clone()),
     };
     match answer_turn(&app, role, client_of(&extensions), request).await? {
         Ok(reply) => {
@@ -1195,6 +1309,7 @@ pub async fn chat_form(
                 .replies_to_conversation(&reply.conversation, 0)
                 .await?;
             let page = crate::views::ChatPage {
+                request: crate::auth::random_token(16),
                 replies,
                 t: crate::i18n::strings(&lang),
                 lang,
@@ -1219,6 +1334,7 @@ pub async fn chat_form(
             let conversation_unusable =
                 matches!(refusal.status, StatusCode::NOT_FOUND | StatusCode::GONE);
             let page = crate::views::ChatRefusedPage {
+                request: crate::auth::random_token(16),
                 t: crate::i18n::strings(&lang),
                 lang,
                 heading: heading.to_string(),

@@ -675,20 +675,38 @@ impl Store {
         confidence: f64,
         escalated: bool,
         kind: &str,
-    ) -> Result<i64> {
-        let done = sqlx::query("INSERT INTO chat_turns (conversation_id, at, question, answer, citations, shown, confidence, escalated, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-            .bind(conversation)
-            .bind(now_rfc3339())
-            .bind(question)
-            .bind(answer)
-            .bind(citations_json)
-            .bind(shown_json)
-            .bind(confidence)
-            .bind(escalated)
-            .bind(kind)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.last_insert_rowid())
+        request_id: Option<&str>,
+    ) -> Result<Option<i64>> {
+        // `None`: a turn with this request id was stored first (the same message sent twice at once).
+        Ok(sqlx::query_scalar(
+            "INSERT INTO chat_turns (conversation_id, at, question, answer, citations, shown, confidence, escalated, kind, request_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .bind(conversation)
+        .bind(now_rfc3339())
+        .bind(question)
+        .bind(answer)
+        .bind(citations_json)
+        .bind(shown_json)
+        .bind(confidence)
+        .bind(escalated)
+        .bind(kind)
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The turn a chat message with request id `request_id` stored, if one did.
+    pub async fn turn_of_request(&self, request_id: &str) -> Result<Option<RequestedTurn>> {
+        Ok(sqlx::query_as(
+            "SELECT id, conversation_id, question, answer, citations, shown, confidence, escalated != 0 AS escalated
+             FROM chat_turns WHERE request_id = ?",
+        )
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Records thumbs up (1) or down (-1) on a turn of a conversation; false when there is no such turn.
@@ -805,6 +823,19 @@ impl Store {
 /// A stored turn: (turn, when, question, answer text, citations JSON, shown JSON or NULL for
 /// turns stored before `shown` was).
 pub type ShownTurn = (i64, String, String, String, String, Option<String>);
+
+/// A stored turn as a repeated chat message is answered with it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RequestedTurn {
+    pub id: i64,
+    pub conversation_id: String,
+    pub question: String,
+    pub answer: String,
+    pub citations: String,
+    pub shown: Option<String>,
+    pub confidence: f64,
+    pub escalated: bool,
+}
 
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

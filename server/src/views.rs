@@ -10,6 +10,8 @@ use crate::store::{AssetRecord, SiteRecord};
 #[derive(Template)]
 #[template(path = "asset.html")]
 pub struct AssetPage<'a> {
+    /// Random per drawing: the chat forms send it as `request` without script (see `ChatPage`).
+    pub request: String,
     pub t: &'static Strings,
     /// The code scanned: staff who sign in from the page come back to it.
     pub code: &'a str,
@@ -151,6 +153,9 @@ pub struct AdminRulesPage {
 #[derive(Template)]
 #[template(path = "chat_refused.html")]
 pub struct ChatRefusedPage {
+    /// Random per drawing: the page's chat forms send it as `request`, so a resubmitted form is
+    /// answered with what its first sending stored (`chat::is_repeat`).
+    pub request: String,
     pub t: &'static Strings,
     pub lang: String,
     pub heading: String,
@@ -165,6 +170,9 @@ pub struct ChatRefusedPage {
 #[derive(Template)]
 #[template(path = "chat.html")]
 pub struct ChatPage {
+    /// Random per drawing: the page's chat forms send it as `request`, so a resubmitted form is
+    /// answered with what its first sending stored (`chat::is_repeat`).
+    pub request: String,
     pub t: &'static Strings,
     pub lang: String,
     pub asset_id: String,
@@ -179,6 +187,9 @@ pub struct ChatPage {
 #[derive(Template)]
 #[template(path = "chat_replies.html")]
 pub struct ChatRepliesPage {
+    /// Random per drawing: the page's chat forms send it as `request`, so a resubmitted form is
+    /// answered with what its first sending stored (`chat::is_repeat`).
+    pub request: String,
     pub t: &'static Strings,
     pub lang: String,
     pub asset_id: String,

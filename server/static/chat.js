@@ -289,6 +289,7 @@
       closedTickets = {};
       lastReply = "";
       conversation = "";
+      unanswered = null;
       form.elements.conversation.value = "";
       if (personForm) personForm.elements.conversation.value = "";
       callBack(false);
@@ -299,7 +300,7 @@
 
   // Asks, showing the answer as it streams in; true when an answer (or a ticket) came back.
   // `lookUp`: the manuals are searched for it (not for "talk to a person" alone), so say so.
-  async function ask(message, contact, lookUp) {
+  async function ask(message, contact, lookUp, request) {
     var box = turnBox(message);
     var answering = el("p", "meta answering", lookUp ? t.answering : "");
     answering.setAttribute("role", "status");
@@ -309,6 +310,7 @@
     var body = { asset: form.elements.asset.value, message: message, lang: form.elements.lang.value };
     if (conversation) body.conversation = conversation;
     if (contact) body.contact = contact;
+    body.request = request;
     var citations = [];
     try {
       var res = await fetch("/api/chat", {
@@ -356,6 +358,16 @@
     document.querySelectorAll("form[data-chat] button, #talk-to-person button, #new-conversation")
       .forEach(function (b) { b.disabled = on; });
   }
+  // The message whose answer never arrived (the connection dropped after the server had it, or
+  // before): sent again unchanged, it goes with the same request id, and the server answers it
+  // with what it stored instead of storing, forwarding or opening a ticket twice.
+  var unanswered = null;
+  function requestFor(message, contact) {
+    if (unanswered && unanswered.message === message && unanswered.contact === contact) return unanswered.id;
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
+  }
   // `typed`: the person's own box, emptied while the question is out (the talk-to-person form's
   // message is fixed and stays).
   async function send(input, contact, typed) {
@@ -364,9 +376,11 @@
     setBusy(true);
     if (typed) input.value = "";
     var ok = false;
+    var request = requestFor(message, contact);
     try {
-      ok = await ask(message, contact, typed);
+      ok = await ask(message, contact, typed, request);
     } finally {
+      unanswered = ok ? null : { message: message, contact: contact, id: request };
       if (typed && !ok && !input.value) input.value = message;
       setBusy(false);
     }

@@ -153,6 +153,12 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
         person.current_url().contains(&format!("/c/{PUMP_CODE}")),
         "no page load: the answer came by script"
     );
+    // Each message goes with a random request id, which a retry after a lost answer sends again.
+    let ids = app.rows("SELECT request_id FROM chat_turns");
+    assert!(
+        ids.len() == 1 && ids[0][0].len() == 32 && ids[0][0].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{ids:?}"
+    );
     // The conversation can be left at once, and the button is back for the next question.
     person.wait_for("#new-conversation", wait);
     assert_eq!(

@@ -272,6 +272,89 @@ fn a_full_assistant_says_it_is_busy_instead_of_hanging() {
 }
 
 #[test]
+fn a_message_sent_again_after_its_answer_was_lost_happens_once() {
+    let app = spawn_app();
+    let count = |sql: &str| app.rows(sql)[0][0].clone();
+    // "Talk to a person" as a first message; the phone loses the answer and sends it again, with
+    // the same request id and, not knowing the conversation yet, without one.
+    let first = serde_json::json!({"code": PUMP_CODE, "message": "talk to a person", "request": "a1b2c3d4e5f60718293a4b5c6d7e8f90"});
+    let (status, opened) = ask(&app, first.clone());
+    assert_eq!(status, 200, "{opened}");
+    let (status, again) = ask(&app, first.clone());
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["conversation"], opened["conversation"]);
+    assert_eq!(again["turn"], opened["turn"]);
+    assert_eq!(again["ticket"]["id"], opened["ticket"]["id"]);
+    assert_eq!(
+        (
+            count("SELECT COUNT(*) FROM conversations"),
+            count("SELECT COUNT(*) FROM chat_turns"),
+            count("SELECT COUNT(*) FROM tickets")
+        ),
+        ("1".to_string(), "1".to_string(), "1".to_string())
+    );
+
+    // A follow-up answered by the assistant, sent twice: one turn, the same answer both times.
+    let conversation = opened["conversation"].as_str().unwrap();
+    let follow_up = serde_json::json!({"conversation": conversation, "message": "how do I clean the pump", "request": "follow-up-0000000001"});
+    let (_, answered) = ask(&app, follow_up.clone());
+    let (_, repeated) = ask(&app, follow_up);
+    assert_eq!(repeated["turn"], answered["turn"]);
+    assert_eq!(repeated["answer"], answered["answer"]);
+    assert_eq!(repeated["sentences"], answered["sentences"]);
+    assert_eq!(repeated["citations"], answered["citations"]);
+    assert!(!answered["sentences"].as_array().unwrap().is_empty());
+    assert_eq!(count("SELECT COUNT(*) FROM chat_turns"), "2");
+
+    // Another message under a used id is a message of its own; an id of the wrong shape is refused.
+    let (status, other) = ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "and the screen?", "request": "follow-up-0000000001"}),
+    );
+    assert_eq!(status, 200, "{other}");
+    assert_ne!(other["turn"], answered["turn"]);
+    assert_eq!(count("SELECT COUNT(*) FROM chat_turns"), "3");
+    // Nor does a used id replay into a conversation the caller does not hold.
+    let (_, elsewhere) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump", "request": "follow-up-0000000001", "conversation": "0".repeat(32)}),
+    );
+    assert_ne!(elsewhere["turn"], answered["turn"], "{elsewhere}");
+    let (status, refused) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "hi", "request": "short"}),
+    );
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("request"));
+
+    // Without script: the page's form carries a request id, so a reload that resubmits it stores
+    // nothing more.
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    let request = page
+        .hidden("request")
+        .expect("the form carries a request id");
+    let form = [
+        ("asset", "pump-icu-07"),
+        ("message", "how do I clean the pump"),
+        ("lang", "en"),
+        ("request", request.as_str()),
+    ];
+    let shown = post_form(&app.url("/chat"), &[], &form);
+    let resubmitted = post_form(&app.url("/chat"), &[], &form);
+    assert_eq!((shown.status, resubmitted.status), (200, 200));
+    assert_eq!(
+        shown.hidden("conversation"),
+        resubmitted.hidden("conversation")
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM chat_turns"), "4");
+    assert_ne!(
+        shown.hidden("request"),
+        Some(request),
+        "the answer's page has a fresh one for the next message"
+    );
+}
+
+#[test]
 fn the_page_form_answers_without_javascript_and_offers_a_person() {
     let app = spawn_app();
     let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
