@@ -1249,7 +1249,15 @@ pub async fn replies_form(
         .store
         .replies_to_conversation(&form.conversation, 0)
         .await?;
+    // Closed by an agent (perhaps after phoning) or by retention: without a live stream, this is
+    // where the person learns it, rather than "no reply yet" for ever.
+    let closed = app
+        .store
+        .latest_ticket(&form.conversation)
+        .await?
+        .is_some_and(|(_, status)| status == "closed");
     let page = crate::views::ChatRepliesPage {
+        closed,
         request: crate::auth::random_token(16),
         t,
         lang,

@@ -195,6 +195,8 @@ pub struct ChatRepliesPage {
     pub asset_id: String,
     pub conversation: String,
     pub replies: Vec<crate::tickets::TicketMessage>,
+    /// The conversation's last ticket is closed: the page says so and offers a person again.
+    pub closed: bool,
 }
 
 /// One manual in the content editors' list.

@@ -436,6 +436,19 @@ fn the_page_form_answers_without_javascript_and_offers_a_person() {
         !replied.body.contains(">agent<"),
         "the agent's name stays in the console"
     );
+    assert!(!replied.body.contains("Support closed this ticket"));
+    // Closed (the agent phoned, or retention closed it): checking says so and offers a person again.
+    let store = app.state.store.clone();
+    app.block_on(async move { store.close_ticket(1, "agent", None).await })
+        .unwrap();
+    let closed = check(&[], &conversation);
+    assert!(
+        closed.body.contains("Support closed this ticket")
+            && closed.body.contains("id=\"talk-to-person\"")
+            && closed.body.contains("On my way to bed 7."),
+        "{}",
+        closed.body
+    );
     let staff = staff_cookie(&app, "tech-nojs", scanaid_server::roles::Role::Technician);
     for (headers, id) in [
         (vec![("cookie", staff.as_str())], conversation.as_str()),
