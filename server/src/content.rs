@@ -197,14 +197,26 @@ impl crate::store::Store {
         generation: &str,
         report: &str,
     ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
         sqlx::query("UPDATE index_jobs SET status = ?, generation = ?, report = ?, finished_at = ? WHERE id = ?")
             .bind(status)
             .bind(generation)
             .bind(report)
             .bind(now())
             .bind(id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        if status == "promoted" {
+            // A rollback published as a job of its own: the publish it undoes is undone now.
+            sqlx::query(
+                "UPDATE index_jobs SET status = 'rolled back'
+                 WHERE id = (SELECT undoes FROM index_jobs WHERE id = ?) AND status = 'promoted'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -305,6 +317,7 @@ pub async fn publish(
         previous: previous.as_deref(),
         file,
         editor,
+        undoes: None,
     };
     Ok(Ok(record_and_reindex(
         app,
@@ -325,6 +338,8 @@ struct Change<'a> {
     previous: Option<&'a str>,
     file: &'a Path,
     editor: &'a str,
+    /// The job this change undoes (a rollback published as a job of its own).
+    undoes: Option<i64>,
 }
 
 /// Records a change (its revision, the audit entry and its running job, in one transaction), then
@@ -370,6 +385,7 @@ async fn record_and_reindex(
         Some(change.manual_id),
         Some(revision_id),
         change.editor,
+        change.undoes,
     )
     .await?;
     tx.commit().await?;
@@ -437,6 +453,7 @@ pub async fn delete_manual(
         previous: Some(&previous),
         file,
         editor,
+        undoes: None,
     };
     Ok(Ok(record_and_reindex(app, change, "delete", None, || {
         std::fs::remove_file(&path).map_err(|source| crate::ServerError::Io {
@@ -476,12 +493,22 @@ pub async fn override_gate(
     else {
         return Ok(Err(Refused(format!("job {job_id} has no text to publish"))));
     };
-    let (file, markdown, revision): (String, String, String) =
-        sqlx::query_as("SELECT file, markdown, revision FROM manual_revisions WHERE id = ?")
-            .bind(revision_id)
-            .fetch_one(app.store.pool())
-            .await
-            .map_err(crate::ServerError::from)?;
+    let (file, markdown, revision, made_over): (String, String, String, Option<String>) =
+        sqlx::query_as(
+            "SELECT file, markdown, revision, previous_markdown FROM manual_revisions WHERE id = ?",
+        )
+        .bind(revision_id)
+        .fetch_one(app.store.pool())
+        .await
+        .map_err(crate::ServerError::from)?;
+    // The file must still hold the text the stopped publish was made over: a rollback since (which
+    // adds no job) or a change on disk would otherwise be undone without a word.
+    let now_on_disk = std::fs::read_to_string(manuals_dir.join(&file)).ok();
+    if now_on_disk.as_deref().unwrap_or("") != made_over.as_deref().unwrap_or("") {
+        return Ok(Err(Refused(format!(
+            "{file} changed since job {job_id} was stopped (a rollback or another change), and publishing its text now would undo that. Open its text in the editor again and publish it from there"
+        ))));
+    }
     let mut tx = app
         .store
         .pool()
@@ -503,6 +530,7 @@ pub async fn override_gate(
         job.manual_id.as_deref(),
         Some(revision_id),
         admin,
+        None,
     )
     .await?;
     tx.commit().await.map_err(crate::ServerError::from)?;
@@ -613,10 +641,13 @@ async fn republishable(
     app: &AppState,
     job: &Job,
 ) -> Result<std::result::Result<(String, String, Option<String>), Refused>> {
-    let latest: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(id) FROM index_jobs WHERE kind = 'publish'")
-            .fetch_one(app.store.pool())
-            .await?;
+    // Only a publish that reached readers builds on this one's text: a job the gate stopped or
+    // that failed put its file back and changed nothing.
+    let latest: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(id) FROM index_jobs WHERE kind = 'publish' AND status = 'promoted'",
+    )
+    .fetch_one(app.store.pool())
+    .await?;
     if latest != Some(job.id) {
         return Ok(Err(Refused(format!(
             "job {} is not the latest publish (job {} came after it and built on its text): roll that one back first",
@@ -677,6 +708,7 @@ async fn republish_previous(
         previous: current,
         file: Path::new(&file),
         editor,
+        undoes: Some(job.id),
     };
     let new_job = record_and_reindex(app, change, "rollback", None, || match &previous {
         Some(text) => write_atomically(&path, text),
@@ -732,16 +764,18 @@ async fn insert_job(
     manual_id: Option<&str>,
     revision_id: Option<i64>,
     by: &str,
+    undoes: Option<i64>,
 ) -> Result<i64> {
     let previous = app.index().generation.clone();
     Ok(sqlx::query_scalar(
-        "INSERT INTO index_jobs (kind, manual_id, revision_id, status, previous_generation, started_by, started_at) VALUES ('publish', ?, ?, 'running', ?, ?, ?) RETURNING id",
+        "INSERT INTO index_jobs (kind, manual_id, revision_id, status, previous_generation, started_by, started_at, undoes) VALUES ('publish', ?, ?, 'running', ?, ?, ?, ?) RETURNING id",
     )
     .bind(manual_id)
     .bind(revision_id)
     .bind(&previous)
     .bind(by)
     .bind(now())
+    .bind(undoes)
     .fetch_one(conn)
     .await?)
 }

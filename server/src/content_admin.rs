@@ -565,8 +565,12 @@ pub async fn job(
             && job.generation.as_deref() != Some(served.as_str())
             && content::can_republish_previous(&app, &job).await?,
         can_override: me.role == Role::Admin && progress.status == "blocked",
+        // Stopped, failed or rolled back: the text is not what readers see, but it was work.
         can_reopen_text: job.kind == "publish"
-            && matches!(progress.status.as_str(), "blocked" | "failed")
+            && matches!(
+                progress.status.as_str(),
+                "blocked" | "failed" | "rolled back"
+            )
             && content::revision_has_text(&app, job.revision_id).await?,
         running: !progress.finished(),
         progress,

@@ -1,5 +1,12 @@
 // Live progress of a publish job (the page works without it: it refreshes itself while the job runs).
 (function () {
+  // Rolling back takes the publish off the site at once: asked first.
+  var rollback = document.getElementById('rollback');
+  if (rollback) {
+    rollback.addEventListener('submit', function (e) {
+      if (!window.confirm('Roll back this publish? Readers get the previous text again; this text can be opened in the editor again from this page.')) e.preventDefault();
+    });
+  }
   var card = document.getElementById('job');
   if (!card || card.dataset.running !== 'true' || !window.EventSource) return;
   var status = document.getElementById('job-status');

@@ -594,8 +594,19 @@ fn an_editor_publishes_a_manual_sees_it_cited_and_rolls_it_back() {
     let shot = screenshots_dir().join("editor-published-answer.png");
     std::fs::write(&shot, editor.screenshot_png()).unwrap();
 
-    // Roll back from the job page: the old text is served again.
+    // Roll back from the job page: asked first (declined here: nothing changes) ...
     editor.goto(&job_url);
+    editor.run(
+        "window.__asked = []; window.confirm = function (m) { window.__asked.push(m); return false; }; return true;",
+    );
+    editor.wait_for("#rollback button", wait).click();
+    assert_eq!(editor.run("return window.__asked.length;"), 1);
+    assert_eq!(
+        editor.run("return document.getElementById('job-status').textContent;"),
+        "promoted"
+    );
+    // ... then confirmed: the old text is served again.
+    editor.run("window.confirm = function () { return true; }; return true;");
     editor.submit_and_wait("#rollback button", wait);
     wait_until(
         &editor,
@@ -612,6 +623,16 @@ fn an_editor_publishes_a_manual_sees_it_cited_and_rolls_it_back() {
     assert_eq!(
         std::fs::read_to_string(manuals.path().join("equipment/vp300-service.md")).unwrap(),
         original
+    );
+    // The rolled-back text is not lost: its job page opens it in the editor again.
+    editor.goto(&job_url);
+    editor.submit_and_wait("#reopen a", wait);
+    let reopened = editor.run("return document.getElementById('markdown').value;");
+    assert!(
+        reopened
+            .as_str()
+            .is_some_and(|t| t.contains("Flow sensor purge")),
+        "{reopened:?}"
     );
 }
 

@@ -352,11 +352,13 @@ fn editors_delete_a_manual_and_can_roll_the_deletion_back() {
 
 /// A served manual whose file was broken outside the editor (a hand edit, a sync) does not leave
 /// the site because someone published another manual: the publish is stopped and says which file
-/// and why. A rename lets the old id go.
+/// and why. A stopped publish does not block undoing an earlier one, and once that undo changed
+/// the file, the stopped text is not forced over it. A rename lets the old id go.
 #[test]
 fn a_publish_never_takes_another_served_manual_off_the_site() {
     let (app, manuals, _index) = spawn_with_editable_manuals();
     let editor = staff_cookie(&app, "editor-b", Role::Editor);
+    let admin = staff_cookie(&app, "admin-b", Role::Admin);
     let served = |app: &TestApp, id: &str| {
         app.state
             .index()
@@ -365,11 +367,6 @@ fn a_publish_never_takes_another_served_manual_off_the_site() {
             .filter(|c| c.manual_id == id)
             .count()
     };
-    let rsc37 = manuals.path().join("equipment/rsc37-instruction.md");
-    let rsc37_text = std::fs::read_to_string(&rsc37).unwrap();
-    assert!(served(&app, "rsc37-instruction") > 0);
-    std::fs::write(&rsc37, "+++\nid = \"rsc37-instruction\"\ntitle = \n+++\n").unwrap();
-
     let pump = manuals.path().join(MANUAL);
     let pump_text = std::fs::read_to_string(&pump).unwrap();
     let form = get(
@@ -377,9 +374,22 @@ fn a_publish_never_takes_another_served_manual_off_the_site() {
         &[("cookie", &editor)],
     );
     let csrf = form.hidden("csrf").unwrap();
-    let published = post_manual(&app, &editor, &csrf, &edited(&pump_text), "publish");
+    let first = post_manual(&app, &editor, &csrf, &edited(&pump_text), "publish");
+    let first_job = job_of(&first);
+    assert_eq!(
+        wait_for_job(&app, &editor, &first_job)["status"],
+        "promoted"
+    );
+
+    let rsc37 = manuals.path().join("equipment/rsc37-instruction.md");
+    let rsc37_text = std::fs::read_to_string(&rsc37).unwrap();
+    assert!(served(&app, "rsc37-instruction") > 0);
+    std::fs::write(&rsc37, "+++\nid = \"rsc37-instruction\"\ntitle = \n+++\n").unwrap();
+    let more = format!("{}\nPurge again after each patient.\n", edited(&pump_text));
+    let published = post_manual(&app, &editor, &csrf, &more, "publish");
     assert_eq!(published.status, 303, "{}", published.body);
-    let done = wait_for_job(&app, &editor, &job_of(&published));
+    let stopped_job = job_of(&published);
+    let done = wait_for_job(&app, &editor, &stopped_job);
     assert_eq!(done["status"], "blocked", "{done}");
     let report = done["report"].as_str().unwrap();
     assert!(
@@ -392,13 +402,47 @@ fn a_publish_never_takes_another_served_manual_off_the_site() {
         "{report}"
     );
     assert!(served(&app, "rsc37-instruction") > 0, "still served");
-    assert_eq!(std::fs::read_to_string(&pump).unwrap(), pump_text);
-
-    // With the file mended, the same publish goes through; renaming a manual lets its old id go.
+    assert_eq!(std::fs::read_to_string(&pump).unwrap(), edited(&pump_text));
     std::fs::write(&rsc37, &rsc37_text).unwrap();
-    let renamed =
-        edited(&pump_text).replace("id = \"vp300-service\"", "id = \"vp300-service-manual\"");
-    assert_ne!(renamed, edited(&pump_text));
+
+    // The stopped job built on nothing: the first publish can still be rolled back. Then the
+    // stopped text cannot be forced over the rolled-back file; it can be opened again.
+    let page = get(
+        &app.url(&format!("/admin/jobs/{first_job}")),
+        &[("cookie", &editor)],
+    );
+    assert!(page.body.contains("id=\"rollback\""), "{}", page.body);
+    let rolled = post_form(
+        &app.url(&format!("/admin/jobs/{first_job}/rollback")),
+        &[("cookie", &editor)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(rolled.status, 303, "{}", rolled.body);
+    assert_eq!(std::fs::read_to_string(&pump).unwrap(), pump_text);
+    let admin_csrf = get(&app.url("/admin/manuals"), &[("cookie", &admin)])
+        .hidden("csrf")
+        .unwrap();
+    let forced = post_form(
+        &app.url(&format!("/admin/jobs/{stopped_job}/override")),
+        &[("cookie", &admin)],
+        &[("csrf", &admin_csrf)],
+    );
+    assert_eq!(forced.status, 409, "{}", forced.body);
+    assert!(forced.body.contains("changed since job"), "{}", forced.body);
+    assert_eq!(std::fs::read_to_string(&pump).unwrap(), pump_text);
+    let rolled_page = get(
+        &app.url(&format!("/admin/jobs/{first_job}")),
+        &[("cookie", &editor)],
+    );
+    assert!(
+        rolled_page.body.contains("id=\"reopen\""),
+        "{}",
+        rolled_page.body
+    );
+
+    // Renaming a manual lets its old id go.
+    let renamed = pump_text.replace("id = \"vp300-service\"", "id = \"vp300-service-manual\"");
+    assert_ne!(renamed, pump_text);
     let published = post_manual(&app, &editor, &csrf, &renamed, "publish");
     assert_eq!(published.status, 303, "{}", published.body);
     let done = wait_for_job(&app, &editor, &job_of(&published));
@@ -647,6 +691,18 @@ fn a_publish_is_rolled_back_after_a_patients_packet_rebuilt_the_index() {
     };
     assert!(packet_chunks(&app) > 0);
 
+    // A later publish the gate stops (another manual's file broken meanwhile) built on nothing.
+    let rsc37 = manuals.path().join("equipment/rsc37-instruction.md");
+    let rsc37_text = std::fs::read_to_string(&rsc37).unwrap();
+    std::fs::write(&rsc37, "").unwrap();
+    let more = format!("{}\nPurge again after each patient.\n", edited(&original));
+    let stopped = post_manual(&app, &editor, &csrf, &more, "publish");
+    assert_eq!(
+        wait_for_job(&app, &editor, &job_of(&stopped))["status"],
+        "blocked"
+    );
+    std::fs::write(&rsc37, &rsc37_text).unwrap();
+
     // The job page still offers the rollback; it publishes the previous text as a new job.
     let page = get(
         &app.url(&format!("/admin/jobs/{job}")),
@@ -672,18 +728,27 @@ fn a_publish_is_rolled_back_after_a_patients_packet_rebuilt_the_index() {
         "the rolled-back section is gone"
     );
     assert!(packet_chunks(&app) > 0, "the packet's documents stay");
-    // The first job is no longer the latest publish: it is not rolled back twice.
+    // The first job is rolled back now: it says so, offers its text again, and is not rolled back
+    // twice.
+    let page = get(
+        &app.url(&format!("/admin/jobs/{job}")),
+        &[("cookie", &editor)],
+    );
+    assert!(
+        page.body
+            .contains("<strong id=\"job-status\">rolled back</strong>")
+            && page.body.contains("id=\"reopen\"")
+            && !page.body.contains("id=\"rollback\""),
+        "{}",
+        page.body
+    );
     let twice = post_form(
         &app.url(&format!("/admin/jobs/{job}/rollback")),
         &[("cookie", &editor)],
         &[("csrf", &csrf)],
     );
     assert_eq!(twice.status, 409, "{}", twice.body);
-    assert!(
-        twice.body.contains("not the latest publish"),
-        "{}",
-        twice.body
-    );
+    assert!(twice.body.contains("rolled back"), "{}", twice.body);
 }
 
 /// A manual in a non-Latin script somewhat over the 512 KB limit still reaches the editor's
