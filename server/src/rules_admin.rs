@@ -204,6 +204,20 @@ pub struct SaveForm {
     pub csrf: String,
     #[serde(default)]
     pub toml: String,
+    /// `check` (analyse the text, save nothing) or `save` (the default).
+    #[serde(default)]
+    pub action: String,
+    /// The saved rule set the page was drawn with; absent: not checked.
+    #[serde(default)]
+    pub base: Option<String>,
+}
+
+/// What `render` shows besides the page's fixed parts.
+struct Shown<'a> {
+    /// The rule set the warnings are about: the text checked, or (`None`) the rules in force.
+    draft: Option<&'a RuleSet>,
+    /// The editor's base; `None`: the rule set saved last.
+    base: Option<i64>,
 }
 
 pub async fn save(
@@ -244,8 +258,52 @@ pub async fn save(
             )
             .await
         }
+        Ok(rules) if form.action == "check" => {
+            let n = rules.rules.len();
+            render_with(
+                &app,
+                &me,
+                StatusCode::OK,
+                &text,
+                format!("{n} rule(s) read without errors. Not saved: scans still use the rules in force."),
+                String::new(),
+                ExplainQuery::default(),
+                Vec::new(),
+                Shown {
+                    draft: Some(&rules),
+                    base: base_of(&form),
+                },
+            )
+            .await
+        }
         Ok(rules) => {
-            app.store.save_rules(&text, &me.username).await?;
+            if !app
+                .store
+                .save_rules(&text, &me.username, base_of(&form))
+                .await?
+            {
+                let by = match app.store.saved_rules().await? {
+                    Some((_, at, by)) => format!(" (by {by} at {at})"),
+                    None => String::new(),
+                };
+                // Kept on its old base: saved again as it is, it is refused again, so nobody's
+                // change is undone unseen.
+                return render_with(
+                    &app,
+                    &me,
+                    StatusCode::CONFLICT,
+                    &text,
+                    String::new(),
+                    format!("Not saved: the rules were saved again after you opened them{by}, and saving this would undo that. Your text is kept below: open this page in another tab, bring your change into the rules in force, and save that."),
+                    ExplainQuery::default(),
+                    Vec::new(),
+                    Shown {
+                        draft: Some(&rules),
+                        base: base_of(&form),
+                    },
+                )
+                .await;
+            }
             let n = rules.rules.len();
             *app.rules.write().expect("rules lock") = std::sync::Arc::new(rules);
             tracing::info!(admin = %me.username, n_rules = n, "routing rules saved");
@@ -264,6 +322,11 @@ pub async fn save(
     }
 }
 
+/// The form's `base`, when it sent a number.
+fn base_of(form: &SaveForm) -> Option<i64> {
+    form.base.as_deref().and_then(|b| b.trim().parse().ok())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn render(
     app: &AppState,
@@ -274,6 +337,36 @@ async fn render(
     error: String,
     query: ExplainQuery,
     explanation: Vec<String>,
+) -> Result<Response, AppError> {
+    let shown = Shown {
+        draft: None,
+        base: None,
+    };
+    render_with(
+        app,
+        me,
+        status,
+        toml,
+        message,
+        error,
+        query,
+        explanation,
+        shown,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn render_with(
+    app: &AppState,
+    me: &SignedIn,
+    status: StatusCode,
+    toml: &str,
+    message: String,
+    error: String,
+    query: ExplainQuery,
+    explanation: Vec<String>,
+    shown: Shown<'_>,
 ) -> Result<Response, AppError> {
     let saved = match app.store.saved_rules().await? {
         Some((_, at, by)) => format!("Last saved {at} by {by}."),
@@ -298,11 +391,17 @@ async fn render(
         toml: toml.to_string(),
         saved,
         warnings: {
-            let rules = app.rules();
+            let in_force = app.rules();
+            let rules = shown.draft.unwrap_or(&in_force);
             let mut warnings = rules.analyse();
             warnings.extend(rules.unknown_scopes(&KnownScopes::of(&app.store).await?));
             warnings
         },
+        base: match shown.base {
+            Some(base) => base,
+            None => app.store.rules_version().await?,
+        },
+        checked_draft: shown.draft.is_some(),
         history: app.store.rule_history(20).await?,
         query,
         explanation,

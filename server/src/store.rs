@@ -602,15 +602,30 @@ impl Store {
         )
     }
 
-    /// Keeps a rule set (already validated by the caller) as the one in force; earlier ones stay as history.
-    pub async fn save_rules(&self, toml: &str, saved_by: &str) -> Result<()> {
-        sqlx::query("INSERT INTO rule_sets (toml, saved_at, saved_by) VALUES (?, ?, ?)")
-            .bind(toml)
-            .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .bind(saved_by)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// The id of the rule set saved last (0: none): an editor's page sends it back as its `base`.
+    pub async fn rules_version(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM rule_sets")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Keeps a rule set (already validated by the caller) as the one in force; earlier ones stay as
+    /// history. With a `base` (the `rules_version` the editor's page was drawn with), only if no
+    /// one saved since: false, nothing saved, when someone did.
+    pub async fn save_rules(&self, toml: &str, saved_by: &str, base: Option<i64>) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO rule_sets (toml, saved_at, saved_by)
+             SELECT ?1, ?2, ?3 WHERE ?4 IS NULL OR ?4 = (SELECT COALESCE(MAX(id), 0) FROM rule_sets)",
+        )
+        .bind(toml)
+        .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .bind(saved_by)
+        .bind(base)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Starts a conversation about an asset; `id` is random and says nothing about the person.

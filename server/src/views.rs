@@ -146,6 +146,11 @@ pub struct AdminRulesPage {
     pub query: crate::rules_admin::ExplainQuery,
     pub explanation: Vec<String>,
     pub roles: Vec<&'static str>,
+    /// The saved rule set the editor started from (`Store::rules_version`): saving over a newer
+    /// one is refused.
+    pub base: i64,
+    /// Whether the warnings are about the text in the editor (a check) or the rules in force.
+    pub checked_draft: bool,
 }
 
 /// A question the page's form sent that was not answered (a limit, a busy assistant, a message

@@ -872,7 +872,7 @@ fn a_replica_picks_up_codes_and_rules_another_server_changed() {
     // Rules saved through the first server's store (the admin form's path) reach the replica.
     let store = first.state.store.clone();
     let rules = "[[rule]]\nid = \"moved\"\ncode = \"tJ6bpUpB\"\nthen = { redirect = \"https://example.org/moved\" }\n";
-    first.block_on(async move { store.save_rules(rules, "admin").await.unwrap() });
+    first.block_on(async move { store.save_rules(rules, "admin", None).await.unwrap() });
     eventually("the replica serves the saved rule", || {
         get(&replica.url("/c/tJ6bpUpB"), &[]).header("location")
             == Some("https://example.org/moved")
@@ -1592,8 +1592,35 @@ fn admins_explain_check_and_save_routing_rules() {
     );
     assert_eq!(forged.status, 403);
 
+    // Checking a text reads it and says what would never fire in it, and saves nothing.
+    let page = get(&rules_url, &cookie);
+    let base = page.hidden("base").expect("the editor carries its base");
+    let shadowed = format!("{redirect}\n[[rule]]\nid = \"never\"\ncode = \"{PUMP_CODE}\"\nthen = {{ page = \"operator\" }}\n");
+    let checked = post_form(
+        &rules_url,
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("toml", &shadowed),
+            ("action", "check"),
+            ("base", &base),
+        ],
+    );
+    assert_eq!(checked.status, 200, "{}", checked.body);
+    assert!(
+        checked.body.contains("Not saved") && checked.body.contains("would never fire"),
+        "{}",
+        checked.body
+    );
+    assert!(checked.body.contains("never"), "{}", checked.body);
+    assert_eq!(get(&app.url(&format!("/c/{PUMP_CODE}")), &[]).status, 200);
+
     // A good edit is saved and serves the next scan, no restart.
-    let saved = post_form(&rules_url, &cookie, &[("csrf", &csrf), ("toml", &redirect)]);
+    let saved = post_form(
+        &rules_url,
+        &cookie,
+        &[("csrf", &csrf), ("toml", &redirect), ("base", &base)],
+    );
     assert_eq!(saved.status, 200, "{}", saved.body);
     assert!(saved.body.contains("Saved 1 rule"), "{}", saved.body);
     assert!(saved.body.contains("by admin"));
@@ -1603,6 +1630,20 @@ fn admins_explain_check_and_save_routing_rules() {
         scan.header("location"),
         Some("https://vendor.example/vp300")
     );
+    // A second administrator, on a page opened before that save, does not undo it unseen.
+    let stale = post_form(
+        &rules_url,
+        &cookie,
+        &[("csrf", &csrf), ("toml", "# nothing\n"), ("base", &base)],
+    );
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert!(
+        stale.body.contains("saved again after you opened them")
+            && stale.body.contains("# nothing"),
+        "{}",
+        stale.body
+    );
+    assert_eq!(get(&app.url(&format!("/c/{PUMP_CODE}")), &[]).status, 302);
 
     // The history: save the bundled rules back over the redirect, then load version 1 (the redirect)
     // into the editor; it is not in force until saved.
