@@ -112,7 +112,7 @@ fn now() -> String {
 
 /// A content audit entry, on `conn` (a change's own transaction: the change and its entry are
 /// stored together).
-async fn content_audit_in(
+pub(crate) async fn content_audit_in(
     conn: &mut sqlx::SqliteConnection,
     actor: &str,
     action: &str,

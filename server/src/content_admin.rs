@@ -46,7 +46,7 @@ pub(crate) async fn require_editor_posting(
     crate::account::require_role_posting(app, headers, EDITOR_ROLES, EDITOR_REFUSAL, csrf).await
 }
 
-fn message(
+pub(crate) fn message(
     status: StatusCode,
     heading: &str,
     text: &str,

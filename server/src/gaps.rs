@@ -364,6 +364,7 @@ pub async fn page(
         groups: gaps.groups,
         patient_questions: gaps.patient_questions,
         truncated: gaps.truncated.then_some(MAX_TURNS),
+        handled: handled_batches(&app.store, days).await?,
     }
     .render()?;
     Ok((
@@ -406,11 +407,12 @@ pub async fn mark_handled(
         .map(|id| id.trim().parse::<i64>().ok())
         .collect();
     let Some(ids) = ids.filter(|ids| !ids.is_empty() && ids.len() <= MAX_HANDLED) else {
-        return Ok((
+        return crate::content_admin::message(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "Nothing was marked: the form did not name the group's questions. Reload the page and try again.",
-        )
-            .into_response());
+            "Nothing was marked",
+            "The form did not name the group's questions. Reload the page and try again.",
+            "/admin/gaps",
+        );
     };
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut tx = app
@@ -419,8 +421,9 @@ pub async fn mark_handled(
         .begin()
         .await
         .map_err(crate::ServerError::from)?;
+    let mut marked = 0;
     for id in &ids {
-        sqlx::query(
+        marked += sqlx::query(
             "INSERT OR IGNORE INTO gap_handled (turn_id, handled_by, handled_at)
              SELECT id, ?, ? FROM chat_turns WHERE id = ?",
         )
@@ -429,10 +432,141 @@ pub async fn mark_handled(
         .bind(id)
         .execute(&mut *tx)
         .await
-        .map_err(crate::ServerError::from)?;
+        .map_err(crate::ServerError::from)?
+        .rows_affected();
     }
+    // In the content audit trail, with the group's question as the view showed it.
+    let example: Option<String> = sqlx::query_scalar(
+        "SELECT t.question FROM gap_handled h JOIN chat_turns t ON t.id = h.turn_id
+         WHERE h.handled_by = ? AND h.handled_at = ? ORDER BY t.id DESC LIMIT 1",
+    )
+    .bind(&me.username)
+    .bind(&at)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(crate::ServerError::from)?;
+    crate::content::content_audit_in(
+        &mut tx,
+        &me.username,
+        "gap.handled",
+        None,
+        None,
+        &format!(
+            "{marked} question(s) marked handled{}",
+            example
+                .map(|q| format!(", e.g. {:?}", short(&crate::http::without_contacts(&q))))
+                .unwrap_or_default()
+        ),
+    )
+    .await?;
     tx.commit().await.map_err(crate::ServerError::from)?;
     tracing::info!(editor = %me.username, turns = ids.len(), "gap marked handled");
+    let days = form.days.trim().parse::<u32>().unwrap_or(30);
+    Ok(axum::response::Redirect::to(&format!("/admin/gaps?days={days}")).into_response())
+}
+
+/// At most 80 characters of `text`, with an ellipsis when cut.
+fn short(text: &str) -> String {
+    if text.chars().count() <= 80 {
+        return text.to_string();
+    }
+    format!("{}...", text.chars().take(80).collect::<String>())
+}
+
+/// One "Mark handled" click, as the view lists it for undoing.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HandledBatch {
+    pub handled_by: String,
+    pub handled_at: String,
+    pub count: i64,
+    pub example: String,
+}
+
+/// The latest markings (at most 20) of the last `days` days, newest first.
+async fn handled_batches(
+    store: &crate::store::Store,
+    days: u32,
+) -> crate::Result<Vec<HandledBatch>> {
+    let since = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let batches: Vec<HandledBatch> = sqlx::query_as(
+        "SELECT h.handled_by, h.handled_at, COUNT(*) AS count, MAX(t.question) AS example
+         FROM gap_handled h JOIN chat_turns t ON t.id = h.turn_id
+         WHERE h.handled_at >= ? GROUP BY h.handled_by, h.handled_at
+         ORDER BY h.handled_at DESC LIMIT 20",
+    )
+    .bind(&since)
+    .fetch_all(store.pool())
+    .await?;
+    Ok(batches
+        .into_iter()
+        .map(|b| HandledBatch {
+            example: short(&crate::http::without_contacts(&b.example)),
+            ..b
+        })
+        .collect())
+}
+
+#[derive(Debug, serde::Deserialize, Default)]
+pub struct UnhandledForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// The marking to undo: who and when (`HandledBatch`).
+    #[serde(default)]
+    pub by: String,
+    #[serde(default)]
+    pub at: String,
+    #[serde(default)]
+    pub days: String,
+}
+
+/// `POST /admin/gaps/unhandled`: a marking made by mistake is undone; its questions are back in
+/// the view. In the content audit trail.
+pub async fn unmark_handled(
+    axum::extract::State(app): axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
+    crate::http::LenientForm(form): crate::http::LenientForm<UnhandledForm>,
+) -> std::result::Result<axum::response::Response, crate::AppError> {
+    use axum::response::IntoResponse;
+    let me = match crate::content_admin::require_editor_posting(&app, &headers, &form.csrf).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let mut tx = app
+        .store
+        .pool()
+        .begin()
+        .await
+        .map_err(crate::ServerError::from)?;
+    let undone = sqlx::query("DELETE FROM gap_handled WHERE handled_by = ? AND handled_at = ?")
+        .bind(form.by.trim())
+        .bind(form.at.trim())
+        .execute(&mut *tx)
+        .await
+        .map_err(crate::ServerError::from)?
+        .rows_affected();
+    if undone == 0 {
+        return crate::content_admin::message(
+            axum::http::StatusCode::NOT_FOUND,
+            "Nothing to undo",
+            "That marking is not there any more (undone already, or its questions were deleted by the retention limit).",
+            "/admin/gaps",
+        );
+    }
+    crate::content::content_audit_in(
+        &mut tx,
+        &me.username,
+        "gap.unhandled",
+        None,
+        None,
+        &format!(
+            "{undone} question(s) back on the view (marked handled by {} at {})",
+            form.by.trim(),
+            form.at.trim()
+        ),
+    )
+    .await?;
+    tx.commit().await.map_err(crate::ServerError::from)?;
     let days = form.days.trim().parse::<u32>().unwrap_or(30);
     Ok(axum::response::Redirect::to(&format!("/admin/gaps?days={days}")).into_response())
 }

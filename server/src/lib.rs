@@ -201,6 +201,7 @@ fn app(state: AppState) -> Router {
             post(content_admin::override_gate),
         )
         .route("/admin/gaps/handled", post(gaps::mark_handled))
+        .route("/admin/gaps/unhandled", post(gaps::unmark_handled))
         .route("/api/content/manuals", get(content_api::list))
         .route(
             "/api/content/manuals/{id}",

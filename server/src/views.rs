@@ -308,6 +308,8 @@ pub struct GapsPage {
     pub patient_questions: i64,
     /// When only the newest this many questions were grouped.
     pub truncated: Option<i64>,
+    /// The latest "Mark handled" clicks in the period, newest first, each with an undo.
+    pub handled: Vec<crate::gaps::HandledBatch>,
 }
 
 #[derive(Template)]

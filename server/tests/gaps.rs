@@ -191,13 +191,60 @@ fn the_gaps_view_groups_what_people_asked_and_exports_it() {
     assert_eq!(handle("forged", &turns).status, 403);
     assert_eq!(handle(&csrf, "1,two,3").status, 422);
     assert_eq!(app.rows("SELECT COUNT(*) FROM gap_handled")[0][0], "0");
+    let refused = handle(&csrf, "1,two,3");
+    assert!(
+        refused.body.contains("Nothing was marked"),
+        "a page: {}",
+        refused.body
+    );
     let handled = handle(&csrf, &turns);
     assert_eq!(handled.status, 303, "{}", handled.body);
     let page = get(&app.url("/admin/gaps"), &[("cookie", &editor)]);
+    // The groups are what comes before the list of markings, which offers an undo.
+    let (groups, markings) = page
+        .body
+        .split_once("id=\"handled\"")
+        .expect("the marking is listed");
     for q in asked {
-        assert!(!page.body.contains(q), "{q} is handled: {}", page.body);
+        assert!(!groups.contains(q), "{q} is handled: {groups}");
     }
-    assert!(page.body.contains("pole clamp knob"), "other groups stay");
+    assert!(groups.contains("pole clamp knob"), "other groups stay");
+    assert!(
+        markings.contains("3 question(s)") && markings.contains("by editor-g"),
+        "{markings}"
+    );
+    assert_eq!(
+        app.rows("SELECT actor, action FROM content_audit WHERE action LIKE 'gap.%'"),
+        vec![vec!["editor-g", "gap.handled"]]
+    );
+
+    // Marked by mistake: undone, the group is back, and that is in the audit trail too.
+    let undo = |by: &str, at: &str| {
+        post_form(
+            &app.url("/admin/gaps/unhandled"),
+            &[("cookie", &editor)],
+            &[("csrf", &csrf), ("by", by), ("at", at), ("days", "30")],
+        )
+    };
+    let by = between(markings, "name=\"by\" value=\"", "\"").to_string();
+    let at = between(markings, "name=\"at\" value=\"", "\"").to_string();
+    assert_eq!(undo(&by, &at).status, 303);
+    assert_eq!(app.rows("SELECT COUNT(*) FROM gap_handled")[0][0], "0");
+    let page = get(&app.url("/admin/gaps"), &[("cookie", &editor)]);
+    assert!(page.body.contains(asked[0]), "{}", page.body);
+    assert!(!page.body.contains("id=\"handled\""));
+    assert_eq!(undo(&by, &at).status, 404, "nothing left to undo");
+    assert_eq!(
+        app.rows("SELECT action FROM content_audit WHERE action LIKE 'gap.%' ORDER BY id"),
+        vec![vec!["gap.handled"], vec!["gap.unhandled"]]
+    );
+    // Marked again for good.
+    assert_eq!(handle(&csrf, &turns).status, 303);
+    let page = get(&app.url("/admin/gaps"), &[("cookie", &editor)]);
+    let (groups, _) = page.body.split_once("id=\"handled\"").unwrap();
+    for q in asked {
+        assert!(!groups.contains(q), "{q} is handled: {groups}");
+    }
     assert!(csv_before_handling.contains("bluetooth"));
     ask_and_rate_down(&app, "bluetooth label printing from the infusion pump");
     let page = get(&app.url("/admin/gaps"), &[("cookie", &editor)]);
