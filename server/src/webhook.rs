@@ -27,7 +27,7 @@ pub const DELIVERY_HEADER: &str = "x-scanaid-delivery";
 
 /// How long a receiver may take to answer before the attempt counts as failed.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Deliveries sent per pass; the rest wait for the next pass (immediately after).
+/// Deliveries in flight at once (each the head of its queue); more wait for one to finish.
 const BATCH: usize = 32;
 /// How long a claimed delivery stays with the server that claimed it: longer than one attempt can
 /// take (`ATTEMPT_TIMEOUT` plus the wait for a blocking thread), short enough that a delivery whose
@@ -132,8 +132,11 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Takes the oldest delivery due at `now` for this process: its next attempt moves to the end of
-    /// a lease, so another server on the same store does not send it too; if this one stops before
+    /// Takes the oldest delivery due at `now` for this process, among those that are the oldest
+    /// undelivered of their queue: a queue's receiver gets its events in order (a `ticket.reply`
+    /// never before its `ticket.opened`), and one queue's failing receiver holds up only that
+    /// queue. Its next attempt moves to the end of a lease, so another server on the same store
+    /// does not send it too, and the next claim takes another queue's; if this one stops before
     /// recording the outcome, the delivery falls due again when the lease ends. `None` when nothing
     /// is due. (On PostgreSQL the outer WHERE repeats the test so a concurrent claimer that lost the
     /// race updates nothing.)
@@ -141,8 +144,12 @@ impl Store {
         let lease_end = now + chrono::Duration::from_std(CLAIM_LEASE).expect("fits");
         let claimed: Option<(i64, String, String, String, i64)> = sqlx::query_as(
             "UPDATE webhook_deliveries SET next_attempt_at = ?1
-             WHERE id = (SELECT id FROM webhook_deliveries
-                         WHERE delivered_at IS NULL AND next_attempt_at <= ?2 ORDER BY id LIMIT 1)
+             WHERE id = (SELECT d.id FROM webhook_deliveries d
+                         WHERE d.delivered_at IS NULL AND d.next_attempt_at <= ?2
+                           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                                           WHERE e.queue_id = d.queue_id AND e.delivered_at IS NULL
+                                             AND e.id < d.id)
+                         ORDER BY d.id LIMIT 1)
                AND delivered_at IS NULL AND next_attempt_at <= ?2
              RETURNING id, queue_id, event, payload, attempts",
         )
@@ -169,10 +176,14 @@ impl Store {
         }))
     }
 
-    /// When the next undelivered delivery falls due, if any is waiting.
+    /// When the next delivery at the head of its queue falls due, if any is waiting (those behind
+    /// a head wait for it, not for their own time).
     async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         let next: Option<String> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE delivered_at IS NULL",
+            "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d
+             WHERE d.delivered_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                               WHERE e.queue_id = d.queue_id AND e.delivered_at IS NULL AND e.id < d.id)",
         )
         .fetch_one(self.pool())
         .await?;
@@ -248,48 +259,59 @@ fn attempt(url: &str, secret: &str, id: i64, event: &str, payload: &str) -> Outc
     }
 }
 
-/// Sends up to `BATCH` due deliveries once each, claiming each first. Returns how many were sent
-/// successfully.
-async fn deliver_due(store: &Store, backoff: Backoff) -> Result<usize> {
-    let mut delivered = 0;
-    for _ in 0..BATCH {
+/// Claims the due deliveries at the head of their queues (one per queue; at most `BATCH` in flight
+/// in all) and starts sending each on `sending`.
+async fn claim_and_send(store: &Store, sending: &mut tokio::task::JoinSet<(Due, Outcome)>) -> Result<()> {
+    while sending.len() < BATCH {
         let Some(due) = store.claim_due(chrono::Utc::now()).await? else {
             break;
         };
-        let attempts = due.attempts + 1;
-        let outcome = match (due.webhook_url, due.webhook_secret) {
-            (Some(url), Some(secret)) => {
-                let (id, event, payload) = (due.id, due.event.clone(), due.payload.clone());
-                tokio::task::spawn_blocking(move || attempt(&url, &secret, id, &event, &payload))
-                    .await?
-            }
-            // Kept, not dropped: if the queue gets a webhook again, the events still go out.
-            _ => Outcome::Failed("the queue has no webhook (or no secret) any more".to_string()),
-        };
-        match outcome {
-            Outcome::Delivered => {
-                store.delivery_done(due.id, attempts).await?;
-                delivered += 1;
-            }
-            Outcome::Failed(error) => {
-                let wait = backoff.after(u32::try_from(attempts).unwrap_or(u32::MAX));
-                tracing::warn!(delivery = due.id, attempts, %error, ?wait, "webhook delivery failed; will retry");
-                store
-                    .delivery_failed(due.id, attempts, wait, &error)
-                    .await?;
-            }
-        }
+        sending.spawn(async move {
+            let outcome = match (due.webhook_url.clone(), due.webhook_secret.clone()) {
+                (Some(url), Some(secret)) => {
+                    let (id, event, payload) = (due.id, due.event.clone(), due.payload.clone());
+                    tokio::task::spawn_blocking(move || {
+                        attempt(&url, &secret, id, &event, &payload)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Outcome::Failed(format!("the attempt stopped: {e}")))
+                }
+                // Kept, not dropped: if the queue gets a webhook again, the events still go out.
+                _ => {
+                    Outcome::Failed("the queue has no webhook (or no secret) any more".to_string())
+                }
+            };
+            (due, outcome)
+        });
     }
-    Ok(delivered)
+    Ok(())
 }
 
-/// Starts the deliverer: it sends what is due, then sleeps until the next retry falls due or `wake`
-/// is notified (a new event). Stopping it loses nothing: undelivered events stay in the store and
-/// go out after the next start.
+/// Records how one attempt went: delivered, or failed and due again after the backoff.
+async fn record(store: &Store, backoff: Backoff, due: Due, outcome: Outcome) -> Result<()> {
+    let attempts = due.attempts + 1;
+    match outcome {
+        Outcome::Delivered => store.delivery_done(due.id, attempts).await,
+        Outcome::Failed(error) => {
+            let wait = backoff.after(u32::try_from(attempts).unwrap_or(u32::MAX));
+            tracing::warn!(delivery = due.id, attempts, %error, ?wait, "webhook delivery failed; will retry");
+            store
+                .delivery_failed(due.id, attempts, wait, &error)
+                .await
+        }
+    }
+}
+
+/// Starts the deliverer. It sends each queue's oldest undelivered event, all queues at once (a
+/// receiver that takes its full timeout delays only its own queue), records each outcome as it
+/// comes, and otherwise sleeps until the next retry falls due or `wake` is notified (a new event).
+/// Stopping it loses nothing: undelivered events stay in the store and go out after the next start
+/// (one whose attempt was cut short goes again when its claim's lease ends).
 pub fn start(store: Store, wake: Arc<Notify>, backoff: Backoff) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut sending = tokio::task::JoinSet::new();
         loop {
-            if let Err(error) = deliver_due(&store, backoff).await {
+            if let Err(error) = claim_and_send(&store, &mut sending).await {
                 tracing::error!(%error, "webhook deliverer");
             }
             let sleep = match store.next_due().await {
@@ -303,13 +325,21 @@ pub fn start(store: Store, wake: Arc<Notify>, backoff: Backoff) -> tokio::task::
                     IDLE_CHECK
                 }
             };
-            if sleep.is_zero() {
-                // Due already (a batch was full, or a retry fell due while sending): go again, but
-                // yield so a receiver that is down cannot make this a busy loop.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
+            // Due already (more heads than `BATCH`, or a retry fell due meanwhile): go again soon,
+            // but never in a busy loop when a receiver is down.
+            let sleep = sleep.max(Duration::from_millis(10));
             tokio::select! {
+                Some(sent) = sending.join_next(), if !sending.is_empty() => {
+                    match sent {
+                        Ok((due, outcome)) => {
+                            if let Err(error) = record(&store, backoff, due, outcome).await {
+                                tracing::error!(%error, "recording a webhook attempt");
+                            }
+                        }
+                        // Its claim's lease ends and it goes out again.
+                        Err(error) => tracing::error!(%error, "a webhook attempt stopped"),
+                    }
+                }
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }

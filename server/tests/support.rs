@@ -1543,11 +1543,24 @@ fn a_queue_webhook_gets_signed_events_retried_until_delivered() {
     );
     assert_eq!(status, 200);
     let ticket = reply["ticket"]["id"].as_i64().unwrap();
+    // The person writes again while the receiver is down: that event waits behind the opening one
+    // (a receiver gets a queue's events in order), however the retries of the first are timed.
+    let conversation = reply["conversation"].as_str().unwrap().to_string();
+    ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "the door light blinks"}),
+    );
 
     // Attempts fail while nobody listens; the delivery is kept with the reason.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let row = &app.rows("SELECT attempts, delivered_at, last_error FROM webhook_deliveries")[0];
+        let rows = app
+            .rows("SELECT attempts, delivered_at, last_error FROM webhook_deliveries ORDER BY id");
+        assert_eq!(
+            rows[1][0], "0",
+            "the second event is not tried before the first is delivered"
+        );
+        let row = &rows[0];
         if row[0].parse::<i64>().unwrap() >= 2 {
             assert_eq!(row[1], "NULL");
             assert!(row[2].contains("could not reach"), "{row:?}");
@@ -1599,7 +1612,7 @@ fn a_queue_webhook_gets_signed_events_retried_until_delivered() {
 
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let row = &app.rows("SELECT delivered_at, attempts FROM webhook_deliveries")[0];
+        let row = &app.rows("SELECT delivered_at, attempts FROM webhook_deliveries ORDER BY id")[0];
         if row[0] != "NULL" {
             assert!(row[1].parse::<i64>().unwrap() >= 4, "{row:?}");
             break;
@@ -1607,9 +1620,12 @@ fn a_queue_webhook_gets_signed_events_retried_until_delivered() {
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Then the message that waited behind it.
+    let (headers, body, _) = receiver.requests.recv_timeout(WAIT).unwrap();
+    assert_eq!(header(&headers, "x-scanaid-event"), "ticket.message");
+    assert!(body.contains("the door light blinks"), "{body}");
 
     // Later events go out too, in order: the person writes again.
-    let conversation = reply["conversation"].as_str().unwrap();
     ask(
         &app,
         serde_json::json!({"conversation": conversation, "message": "it says E-204", "contact": "+34 600 333 444"}),
@@ -1624,6 +1640,81 @@ fn a_queue_webhook_gets_signed_events_retried_until_delivered() {
         event.get("contact").is_none() && !body.contains("600 333"),
         "{body}"
     );
+}
+
+#[test]
+fn a_queue_whose_receiver_hangs_does_not_hold_up_another_queues_webhook() {
+    let app = spawn_app();
+    // The pump's queue has a receiver that takes connections and never answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging_url = format!("http://{}/hooks/scanaid", hanging.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for stream in hanging.incoming().flatten() {
+                held.lock().unwrap().push(stream);
+            }
+        });
+    }
+    webhook_on_pumps_queue(&app, &hanging_url, "pump-secret");
+    // The compressor's queue (another team) has one that works.
+    let working = receiver_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), 0);
+    let compressor_queue = {
+        let store = app.state.store.clone();
+        app.block_on(async move { store.resolve_code(COMPRESSOR_CODE).await })
+            .unwrap()
+            .unwrap()
+            .asset
+            .clone()
+            .unwrap()
+            .queue_id
+    };
+    let (store, q, url) = (
+        app.state.store.clone(),
+        compressor_queue.clone(),
+        working.url.clone(),
+    );
+    assert!(app
+        .block_on(async move {
+            store
+                .set_queue_webhook(&q, Some(&url), Some("plant-secret"))
+                .await
+        })
+        .unwrap());
+
+    ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "talk to a person"}),
+    );
+    // The pump's delivery is in flight (the receiver holds the connection) ...
+    let deadline = std::time::Instant::now() + WAIT;
+    while held.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pump's receiver was never called"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ... when the compressor's event is delivered, not after the pump's attempt gives up.
+    ask(
+        &app,
+        serde_json::json!({"code": COMPRESSOR_CODE, "message": "talk to a person"}),
+    );
+    let (headers, _, status) = working.requests.recv_timeout(WAIT).unwrap();
+    assert_eq!(
+        (header(&headers, "x-scanaid-event"), status),
+        ("ticket.opened", 200)
+    );
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT d.attempts, d.delivered_at IS NULL FROM webhook_deliveries d WHERE d.queue_id != '{compressor_queue}'"
+        )),
+        vec![vec!["0", "1"]],
+        "the pump's first attempt had not even ended"
+    );
+    // The hanging receiver lets go: its attempt fails now rather than at its timeout.
+    held.lock().unwrap().clear();
 }
 
 #[test]
