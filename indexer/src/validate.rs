@@ -248,7 +248,8 @@ pub fn links_findings(
 
 /// Anchors given twice, links to anchors that do not exist, references to section numbers no heading
 /// carries (when the headings are numbered at all: otherwise "section 3" may well mean another
-/// document's), images without alt text; and the links to other manuals, for the corpus to check.
+/// document's), images (pages show none: without alt text, or with it as all a reader would see), raw
+/// HTML (pages show it as text); and the links to other manuals, for the corpus to check.
 fn markdown_findings(
     manual: &Manual,
     anchors: &BTreeSet<&str>,
@@ -271,6 +272,7 @@ fn markdown_findings(
     // An image being read: (its line, its destination, the alt text so far).
     let mut image: Option<(usize, String, String)> = None;
     let mut in_code = false;
+    let mut last_html_line: Option<usize> = None;
     for (event, range) in Parser::new_ext(body, options).into_offset_iter() {
         if let Event::Text(text) = &event {
             if !in_code && !numbered.is_empty() {
@@ -313,6 +315,8 @@ fn markdown_findings(
                     }
                 } else if dest_url.starts_with("/m/") {
                     manual_links.push((line, dest_url.to_string()));
+                } else if dest_url.starts_with('/') && !dest_url.starts_with("//") {
+                    // Another page of this site (a code's page, support): pages keep it.
                 } else if !dest_url.contains(':') {
                     // Not a scheme (https:, mailto:, tel:): a relative path, which does not resolve
                     // from a manual's page.
@@ -352,7 +356,33 @@ fn markdown_findings(
                                 "image {dest} has no alt text: write what it shows between the brackets"
                             ),
                         });
+                    } else {
+                        // The server serves no images for manuals (and drops those from other
+                        // sites, which would learn who reads): the page would show the alt text.
+                        findings.push(Finding {
+                            line,
+                            message: format!(
+                                "image {dest}: manual pages show no images, so readers would see only \"{}\"; put what it shows into the text",
+                                alt.trim()
+                            ),
+                        });
                     }
+                }
+            }
+            // Pages show raw HTML as text, never as markup (a page must not run what was pasted).
+            Event::Html(html) | Event::InlineHtml(html) => {
+                let line = line_of(range.start);
+                // Said once per run of lines (a pasted table is one finding, not one per line).
+                let new_run = last_html_line.is_none_or(|last| line > last + 1);
+                last_html_line = Some(line);
+                if new_run {
+                    let shown: String = html.trim().chars().take(40).collect();
+                    findings.push(Finding {
+                        line,
+                        message: format!(
+                            "HTML {shown} would show on pages as typed, not as formatting: write it as plain text or Markdown"
+                        ),
+                    });
                 }
             }
             _ => {}
@@ -464,7 +494,7 @@ mod tests {
         assert_eq!(line_of("alt text"), before + 3);
     }
 
-    const CLEAN: &str = "+++\nid = \"pump\"\ntitle = \"Pump\"\nmodels = [\"VP-300\"]\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# Faults {#faults}\n\nSee [the battery](#battery).\n\n# Battery {#battery}\n\n![Battery door open](door.png)\n\n1. Open the door.\n";
+    const CLEAN: &str = "+++\nid = \"pump\"\ntitle = \"Pump\"\nmodels = [\"VP-300\"]\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# Faults {#faults}\n\nSee [the battery](#battery).\n\n# Battery {#battery}\n\nThe battery door opens with a coin.\n\n1. Open the door.\n";
 
     #[test]
     fn a_clean_manual_has_no_findings_and_shows_its_chunks() {
@@ -613,6 +643,37 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].contains("no section #nowhere"));
         assert!(found[1].contains("no manual \"ghost\""));
+    }
+
+    #[test]
+    fn what_pages_cannot_show_is_said_and_site_links_are_kept() {
+        let text = format!(
+            "{CLEAN}\n![The E-204 screen](e204.png)\n\nSpO<sub>2</sub> stays above 92%.\n\n<table>\n<tr><td>a</td></tr>\n</table>\n\nScan [the pump's code](/c/tJ6bpUpB) or ask [support](/support).\n\n`<b>` in code is fine.\n"
+        );
+        let checked = check(&text);
+        let messages: Vec<&str> = checked
+            .findings
+            .iter()
+            .map(|f| f.message.as_str())
+            .collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("image e204.png") && m.contains("\"The E-204 screen\"")),
+            "{messages:?}"
+        );
+        let html: Vec<&&str> = messages.iter().filter(|m| m.starts_with("HTML ")).collect();
+        assert_eq!(
+            html.len(),
+            2,
+            "one for <sub>, one for the table: {messages:?}"
+        );
+        assert!(html[0].contains("<sub>"), "{html:?}");
+        assert_eq!(messages.len(), 3, "site links are kept: {messages:?}");
+        // An image without alt text is that finding only.
+        let bare = check(&format!("{CLEAN}\n![](door.png)\n"));
+        assert_eq!(bare.findings.len(), 1, "{:?}", bare.findings);
+        assert!(bare.findings[0].message.contains("no alt text"));
     }
 
     #[test]

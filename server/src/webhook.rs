@@ -261,7 +261,10 @@ fn attempt(url: &str, secret: &str, id: i64, event: &str, payload: &str) -> Outc
 
 /// Claims the due deliveries at the head of their queues (one per queue; at most `BATCH` in flight
 /// in all) and starts sending each on `sending`.
-async fn claim_and_send(store: &Store, sending: &mut tokio::task::JoinSet<(Due, Outcome)>) -> Result<()> {
+async fn claim_and_send(
+    store: &Store,
+    sending: &mut tokio::task::JoinSet<(Due, Outcome)>,
+) -> Result<()> {
     while sending.len() < BATCH {
         let Some(due) = store.claim_due(chrono::Utc::now()).await? else {
             break;
@@ -295,9 +298,7 @@ async fn record(store: &Store, backoff: Backoff, due: Due, outcome: Outcome) -> 
         Outcome::Failed(error) => {
             let wait = backoff.after(u32::try_from(attempts).unwrap_or(u32::MAX));
             tracing::warn!(delivery = due.id, attempts, %error, ?wait, "webhook delivery failed; will retry");
-            store
-                .delivery_failed(due.id, attempts, wait, &error)
-                .await
+            store.delivery_failed(due.id, attempts, wait, &error).await
         }
     }
 }
