@@ -485,7 +485,10 @@ async fn editor(
     checked: Option<(&Checked, Vec<scanaid_indexer::validate::Finding>)>,
     message: String,
 ) -> Result<Response, AppError> {
-    let _ = app;
+    let reach = match checked.as_ref().and_then(|(c, _)| c.manual.as_ref()) {
+        Some(manual) => reach_of(app, &manual.meta.id, &manual.meta.models).await?,
+        None => String::new(),
+    };
     let (was_checked, clean, findings, chunks) = match checked {
         None => (false, false, Vec::new(), Vec::new()),
         Some((c, findings)) => (
@@ -522,9 +525,38 @@ async fn editor(
         findings,
         chunks,
         message,
+        reach,
     }
     .render()?;
     Ok(page(status, html))
+}
+
+/// Where readers will meet manual `id` (with equipment `models`): the machines whose page and chat
+/// include it, because the registry lists it for them or they are of one of its models. Said when
+/// it is none, so a manual nobody can reach from a label is not published unawares.
+async fn reach_of(app: &AppState, id: &str, models: &[String]) -> Result<String, AppError> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM assets
+         WHERE EXISTS (SELECT 1 FROM json_each(assets.manuals) WHERE value = ?1)
+            OR model IN (SELECT value FROM json_each(?2))
+         ORDER BY name",
+    )
+    .bind(id)
+    .bind(serde_json::to_string(models).expect("strings serialise"))
+    .fetch_all(app.store.pool())
+    .await
+    .map_err(crate::ServerError::from)?;
+    Ok(match names.len() {
+        0 => format!(
+            "No machine's page or chat will include this manual: no asset in the registry lists it, and none is of {}. Readers reach it only at /m/{id} and through search; name the equipment models it is for to put it on their machines' pages.",
+            if models.is_empty() { "a model it names (it names none)".to_string() } else { format!("model {}", models.join(", ")) }
+        ),
+        n => format!(
+            "Readers will find it on the page and in the chat of {n} machine(s): {}{}.",
+            names.iter().take(6).cloned().collect::<Vec<_>>().join(", "),
+            if n > 6 { format!(" and {} more", n - 6) } else { String::new() }
+        ),
+    })
 }
 
 /// `GET /admin/jobs/{id}`: a publish's progress (live with JavaScript; the page refreshes itself

@@ -263,6 +263,8 @@ pub struct ManualEditPage {
     pub findings: Vec<FindingRow>,
     pub chunks: Vec<ChunkRow>,
     pub message: String,
+    /// After a check: which machines' pages and chats will include the manual (or that none will).
+    pub reach: String,
 }
 
 #[derive(Template)]

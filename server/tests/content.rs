@@ -531,6 +531,34 @@ fn a_manual_published_for_a_model_reaches_that_models_machines_without_a_registr
                 audience = [\"operator\"]\nlanguage = \"en\"\nrevision = \"1\"\n+++\n\n# VP-300 Pole Clamp Guide\n\n\
                 ## Attaching the pole clamp\n\nTighten the clamp knob until the pump no longer slides down the pole, \
                 then pull on the pump to check that the clamp holds.\n";
+    // The check says where readers will meet it: on the VP-300's machines; without a model, on none.
+    let check = |text: &str| {
+        post_form(
+            &app.url("/admin/manuals"),
+            &[("cookie", &editor)],
+            &[
+                ("csrf", &csrf),
+                ("original", ""),
+                ("markdown", text),
+                ("action", "check"),
+            ],
+        )
+    };
+    let checked = check(text);
+    let reach = between(&checked.body, "id=\"reach\" role=\"status\">", "</p>").to_string();
+    assert!(
+        reach.starts_with("Readers will find it on the page and in the chat of")
+            && reach.contains("machine(s)"),
+        "{reach}"
+    );
+    let nowhere = check(&text.replace("models = [\"VP-300\"]", "models = []"));
+    assert!(
+        nowhere
+            .body
+            .contains("No machine&#39;s page or chat will include this manual"),
+        "{}",
+        nowhere.body
+    );
     let published = post_form(
         &app.url("/admin/manuals"),
         &[("cookie", &editor)],
