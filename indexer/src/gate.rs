@@ -4,7 +4,7 @@
 //! `check_tolerance` allows, the new generation is not promoted.
 
 use crate::filters::{Filters, OwnerScope};
-use crate::manual::Manual;
+use crate::manual::{CheckQuestion, Manual};
 use crate::search::{Mode, SearchIndex, SearchRequest};
 use crate::Result;
 use scanaid_models::Embedder;
@@ -20,6 +20,21 @@ pub struct GateRow {
     pub anchor: String,
     pub before: Option<usize>,
     pub after: Option<usize>,
+    /// A check the served text had and the new one removed: still asked, so removing a question
+    /// does not remove what it guarded.
+    pub removed: bool,
+}
+
+/// The served version of the manual a publish changes: its checks are still asked of the new text,
+/// under the id the served generation knows it by.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    /// The manual's id in the generation served now.
+    pub id: String,
+    /// Its id in the new text (another when the publish renames it).
+    pub new_id: String,
+    /// Checks of the served text the new text no longer has.
+    pub removed: Vec<CheckQuestion>,
 }
 
 impl GateRow {
@@ -55,13 +70,18 @@ impl GateReport {
             .collect();
         out.extend(self.rows.iter().map(|r| {
             format!(
-                "{}{} {:?} -> #{}: before {}, after {}",
+                "{}{} {:?} -> #{}: before {}, after {}{}",
                 if r.regressed() { "REGRESSED " } else { "" },
                 r.manual_id,
                 r.question,
                 r.anchor,
                 rank(r.before),
-                rank(r.after)
+                rank(r.after),
+                if r.removed {
+                    " (a check this edit removed, still asked)"
+                } else {
+                    ""
+                }
             )
         }));
         out
@@ -69,31 +89,45 @@ impl GateReport {
 }
 
 /// Runs every manual's checks against `before` (the generation being served, if any) and `after`.
+/// `served`: the changed manual's served version, whose id ranks it in `before` (a rename) and
+/// whose removed checks are asked too.
 pub fn evaluate(
     manuals: &[Manual],
     before: Option<&SearchIndex>,
     after: &SearchIndex,
     embedder: &dyn Embedder,
+    served: Option<&Served>,
 ) -> Result<GateReport> {
     let mut report = GateReport {
         rows: Vec::new(),
         failing: Vec::new(),
     };
-    for manual in manuals.iter().filter(|m| !m.meta.checks.is_empty()) {
+    for manual in manuals {
+        let changed = served.filter(|s| s.new_id == manual.meta.id);
+        let checks: Vec<(&CheckQuestion, bool)> = manual
+            .meta
+            .checks
+            .iter()
+            .map(|c| (c, false))
+            .chain(
+                changed
+                    .into_iter()
+                    .flat_map(|s| s.removed.iter().map(|c| (c, true))),
+            )
+            .collect();
+        // Its id in the served generation.
+        let before_id = changed.map_or(manual.meta.id.as_str(), |s| s.id.as_str());
         let mut lost = 0;
-        for check in &manual.meta.checks {
+        for (check, removed) in checks {
             let row = GateRow {
                 manual_id: manual.meta.id.clone(),
                 question: check.question.clone(),
                 anchor: check.anchor.clone(),
+                removed,
                 before: match before {
-                    Some(index) => rank_of(
-                        index,
-                        embedder,
-                        &manual.meta.id,
-                        &check.question,
-                        &check.anchor,
-                    )?,
+                    Some(index) => {
+                        rank_of(index, embedder, before_id, &check.question, &check.anchor)?
+                    }
                     None => None,
                 },
                 after: rank_of(

@@ -27,6 +27,8 @@ pub struct Job {
     pub finished_at: Option<String>,
     pub generation: Option<String>,
     pub report: String,
+    /// The publish this job undoes (a rollback published as a job of its own).
+    pub undoes: Option<i64>,
 }
 
 /// One line of the content audit trail.
@@ -132,7 +134,7 @@ pub(crate) async fn content_audit_in(
     Ok(())
 }
 
-const JOB_COLUMNS: &str = "id, kind, manual_id, revision_id, status, previous_generation, started_by, started_at, finished_at, generation, report";
+const JOB_COLUMNS: &str = "id, kind, manual_id, revision_id, status, previous_generation, started_by, started_at, finished_at, generation, report, undoes";
 
 impl crate::store::Store {
     pub async fn content_audit(
@@ -207,7 +209,8 @@ impl crate::store::Store {
             .execute(&mut *tx)
             .await?;
         if status == "promoted" {
-            // A rollback published as a job of its own: the publish it undoes is undone now.
+            // A rollback published as a job of its own: the publish it undoes is undone now, and
+            // one that publish had undone (a rollback rolled back) is served again.
             sqlx::query(
                 "UPDATE index_jobs SET status = 'rolled back'
                  WHERE id = (SELECT undoes FROM index_jobs WHERE id = ?) AND status = 'promoted'",
@@ -215,8 +218,27 @@ impl crate::store::Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(
+                "UPDATE index_jobs SET status = 'promoted'
+                 WHERE id = (SELECT u.undoes FROM index_jobs j JOIN index_jobs u ON u.id = j.undoes WHERE j.id = ?)
+                   AND status = 'rolled back'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// A publish a rollback had undone is served again (that rollback was rolled back).
+    async fn mark_job_served_again(&self, id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE index_jobs SET status = 'promoted' WHERE id = ? AND status = 'rolled back'",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
@@ -524,13 +546,14 @@ pub async fn override_gate(
         &format!("published job {job_id}'s text despite the quality gate"),
     )
     .await?;
+    // Forcing a stopped rollback through still undoes what it was to undo.
     let new_job = insert_job(
         app,
         &mut tx,
         job.manual_id.as_deref(),
         Some(revision_id),
         admin,
-        None,
+        job.undoes,
     )
     .await?;
     tx.commit().await.map_err(crate::ServerError::from)?;
@@ -618,6 +641,10 @@ pub async fn rollback(
     app.store
         .finish_job(job_id, "rolled back", &previous, &job.report)
         .await?;
+    if let Some(undone) = job.undoes {
+        // This job was itself a rollback: the publish it undid is served again.
+        app.store.mark_job_served_again(undone).await?;
+    }
     app.store
         .content_audit(
             admin,
@@ -919,18 +946,33 @@ async fn gate_for(app: &AppState, revision_id: Option<i64>) -> crate::reindex::G
             return crate::reindex::Gate::default();
         }
     };
-    let id_of = |text: &str| {
-        scanaid_indexer::manual::parse_manual(Path::new(&file), text.as_bytes())
-            .ok()
-            .map(|m| m.meta.id)
+    let parse =
+        |text: &str| scanaid_indexer::manual::parse_manual(Path::new(&file), text.as_bytes()).ok();
+    let before = previous.as_deref().and_then(parse);
+    let after = parse(&markdown);
+    // A changed (not deleted) manual: its served checks are still asked of it, under the id the
+    // served generation knows it by, so a rename or a removed question cannot let a regression by.
+    let served = match (&before, &after) {
+        (Some(before), Some(after)) => Some(scanaid_indexer::gate::Served {
+            id: before.meta.id.clone(),
+            new_id: after.meta.id.clone(),
+            removed: before
+                .meta
+                .checks
+                .iter()
+                .filter(|c| !after.meta.checks.contains(c))
+                .cloned()
+                .collect(),
+        }),
+        _ => None,
     };
-    let before = previous.as_deref().and_then(id_of);
-    let after = id_of(&markdown);
+    let (before, after) = (before.map(|m| m.meta.id), after.map(|m| m.meta.id));
     crate::reindex::Gate {
         may_leave: before
             .filter(|id| Some(id) != after.as_ref())
             .into_iter()
             .collect(),
+        served,
     }
 }
 

@@ -423,9 +423,11 @@ pub async fn mark_handled(
         .map_err(crate::ServerError::from)?;
     let mut marked = 0;
     for id in &ids {
+        // Only questions the view can show (put to the assistant): what people wrote to agents
+        // is not the content team's to mark, nor to read back in the list of markings.
         marked += sqlx::query(
             "INSERT OR IGNORE INTO gap_handled (turn_id, handled_by, handled_at)
-             SELECT id, ?, ? FROM chat_turns WHERE id = ?",
+             SELECT id, ?, ? FROM chat_turns WHERE id = ? AND (kind IS NULL OR kind IN ('answered', 'unsure'))",
         )
         .bind(&me.username)
         .bind(&at)
@@ -435,28 +437,15 @@ pub async fn mark_handled(
         .map_err(crate::ServerError::from)?
         .rows_affected();
     }
-    // In the content audit trail, with the group's question as the view showed it.
-    let example: Option<String> = sqlx::query_scalar(
-        "SELECT t.question FROM gap_handled h JOIN chat_turns t ON t.id = h.turn_id
-         WHERE h.handled_by = ? AND h.handled_at = ? ORDER BY t.id DESC LIMIT 1",
-    )
-    .bind(&me.username)
-    .bind(&at)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(crate::ServerError::from)?;
+    // In the content audit trail: how many, not what was asked (the audit trail outlives the
+    // chat turns, which the retention limit deletes).
     crate::content::content_audit_in(
         &mut tx,
         &me.username,
         "gap.handled",
         None,
         None,
-        &format!(
-            "{marked} question(s) marked handled{}",
-            example
-                .map(|q| format!(", e.g. {:?}", short(&crate::http::without_contacts(&q))))
-                .unwrap_or_default()
-        ),
+        &format!("{marked} question(s) marked handled"),
     )
     .await?;
     tx.commit().await.map_err(crate::ServerError::from)?;

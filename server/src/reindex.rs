@@ -24,6 +24,8 @@ pub struct Rebuilt {
 #[derive(Debug, Default, Clone)]
 pub struct Gate {
     pub may_leave: Vec<String>,
+    /// The changed manual's served version (its id there, its removed checks), when it has one.
+    pub served: Option<scanaid_indexer::gate::Served>,
 }
 
 /// Takes the build lock, then `rebuild_locked`.
@@ -47,7 +49,10 @@ pub async fn rebuild_locked(
     gate: Option<Gate>,
 ) -> Result<Rebuilt, AppError> {
     let gated = gate.is_some();
-    let may_leave = gate.map(|g| g.may_leave).unwrap_or_default();
+    let Gate {
+        may_leave,
+        served: changed,
+    } = gate.unwrap_or_default();
     let (Some(manuals_dir), Some(index_dir)) = (
         app.config.demo_manuals.clone(),
         app.config.index_dir.clone(),
@@ -78,6 +83,7 @@ pub async fn rebuild_locked(
                 Some(served.as_ref()),
                 new,
                 embedder.as_ref(),
+                changed.as_ref(),
             )
             .map_err(|e| e.to_string())?;
             let mut lines = leaving.clone();

@@ -245,8 +245,9 @@ pub async fn save(
     };
     match parsed {
         Err(problem) => {
-            // Nothing changes, and the edit is shown back so no work is lost.
-            render(
+            // Nothing changes, and the edit is shown back so no work is lost, on the base it was
+            // made on: mended and saved, it is still refused if someone saved meanwhile.
+            render_with(
                 &app,
                 &me,
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -255,6 +256,10 @@ pub async fn save(
                 format!("Not saved: {problem}"),
                 ExplainQuery::default(),
                 Vec::new(),
+                Shown {
+                    draft: None,
+                    base: base_of(&form),
+                },
             )
             .await
         }

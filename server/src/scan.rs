@@ -296,7 +296,6 @@ fn serve_asset(
     let site = resolved.site.as_ref();
     let queue = resolved.queue.as_ref();
     let page = AssetPage {
-        request: crate::auth::random_token(16),
         t: i18n::strings(&ui_lang),
         code: &resolved.code.code,
         lang: lang.clone(),

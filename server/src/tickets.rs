@@ -188,18 +188,42 @@ impl Store {
     ) -> Result<ReplyOutcome> {
         let at = now();
         let mut tx = self.pool().begin().await?;
-        if let Some(nonce) = nonce {
-            let sent_before: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM ticket_messages WHERE ticket_id = ? AND form_nonce = ?",
-            )
-            .bind(ticket)
-            .bind(nonce)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if sent_before.is_some() {
-                return Ok(ReplyOutcome::Repeated);
-            }
-        }
+        // The write comes first, so the transaction holds the store's write lock from its first
+        // statement: two sendings of one form at once queue up instead of one failing on a read
+        // made before the other's write.
+        let stored: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO ticket_messages (ticket_id, at, author, body, form_nonce)
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM tickets WHERE id = ?1 AND status != 'closed')
+             ON CONFLICT (ticket_id, form_nonce) WHERE form_nonce IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .bind(ticket)
+        .bind(&at)
+        .bind(author)
+        .bind(body)
+        .bind(nonce)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = stored else {
+            // The same form was sent before (that reply stands), or the ticket is closed.
+            let sent_before: Option<i64> = match nonce {
+                Some(nonce) => {
+                    sqlx::query_scalar(
+                        "SELECT id FROM ticket_messages WHERE ticket_id = ? AND form_nonce = ?",
+                    )
+                    .bind(ticket)
+                    .bind(nonce)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+                None => None,
+            };
+            return Ok(if sent_before.is_some() {
+                ReplyOutcome::Repeated
+            } else {
+                ReplyOutcome::Closed
+            });
+        };
         // The first of the person's turns the agent had not seen, if any.
         let unseen: Option<String> = match seen {
             Some(seen) => {
@@ -214,11 +238,11 @@ impl Store {
             }
             None => None,
         };
-        let marked = sqlx::query(
+        sqlx::query(
             "UPDATE tickets SET updated_at = ?1, assigned_to = COALESCE(assigned_to, ?2),
                  status = CASE WHEN ?3 IS NULL THEN 'answered' WHEN status = 'open' THEN 'open' ELSE 'waiting' END,
                  waiting_since = CASE WHEN ?3 IS NULL OR status = 'open' THEN waiting_since ELSE ?3 END
-             WHERE id = ?4 AND status != 'closed'",
+             WHERE id = ?4",
         )
         .bind(&at)
         .bind(author)
@@ -226,23 +250,10 @@ impl Store {
         .bind(ticket)
         .execute(&mut *tx)
         .await?;
-        if marked.rows_affected() == 0 {
-            return Ok(ReplyOutcome::Closed);
-        }
-        let done = sqlx::query(
-            "INSERT INTO ticket_messages (ticket_id, at, author, body, form_nonce) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(ticket)
-        .bind(&at)
-        .bind(author)
-        .bind(body)
-        .bind(nonce)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(ReplyOutcome::Stored {
             message: TicketMessage {
-                id: done.last_insert_rowid(),
+                id,
                 ticket_id: ticket,
                 at,
                 author: author.to_string(),

@@ -10,8 +10,6 @@ use crate::store::{AssetRecord, SiteRecord};
 #[derive(Template)]
 #[template(path = "asset.html")]
 pub struct AssetPage<'a> {
-    /// Random per drawing: the chat forms send it as `request` without script (see `ChatPage`).
-    pub request: String,
     pub t: &'static Strings,
     /// The code scanned: staff who sign in from the page come back to it.
     pub code: &'a str,

@@ -61,7 +61,8 @@ pub fn minute(at: &Option<String>) -> String {
 }
 
 impl Store {
-    /// Every queue with a webhook or with events waiting for one, by name.
+    /// Every queue with a webhook or with events waiting for one, by name. The next try is the
+    /// queue's oldest waiting event's: the others wait for it (events go out in order).
     pub async fn queue_webhooks(
         &self,
         now: chrono::DateTime<chrono::Utc>,
@@ -71,7 +72,9 @@ impl Store {
             "SELECT q.id AS queue_id, q.name AS queue_name, q.webhook_url,
                     COUNT(d.id) FILTER (WHERE d.delivered_at IS NULL) AS waiting,
                     MIN(d.created_at) FILTER (WHERE d.delivered_at IS NULL) AS oldest_waiting,
-                    MIN(d.next_attempt_at) FILTER (WHERE d.delivered_at IS NULL) AS next_attempt,
+                    (SELECT h.next_attempt_at FROM webhook_deliveries h
+                     WHERE h.queue_id = q.id AND h.delivered_at IS NULL
+                     ORDER BY h.id LIMIT 1) AS next_attempt,
                     MAX(d.attempts) FILTER (WHERE d.delivered_at IS NULL) AS most_attempts,
                     (SELECT e.last_error FROM webhook_deliveries e
                      WHERE e.queue_id = q.id AND e.delivered_at IS NULL AND e.last_error IS NOT NULL

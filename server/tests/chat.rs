@@ -327,26 +327,36 @@ fn a_message_sent_again_after_its_answer_was_lost_happens_once() {
     assert_eq!(status, 422, "{refused}");
     assert!(refused["error"].as_str().unwrap().contains("request"));
 
-    // Without script: the page's form carries a request id, so a reload that resubmits it stores
-    // nothing more.
+    // Without script: the machine's page is cached and shared by every visitor, so its forms carry
+    // no request id (two strangers would share one); the answer's page, drawn per request, does,
+    // so a reload that resubmits the next message stores nothing more.
     let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
-    let request = page
+    assert!(page.hidden("request").is_none(), "{}", page.body);
+    let first = post_form(
+        &app.url("/chat"),
+        &[],
+        &[
+            ("asset", "pump-icu-07"),
+            ("message", "how do I clean the pump"),
+            ("lang", "en"),
+        ],
+    );
+    assert_eq!(first.status, 200);
+    let request = first
         .hidden("request")
-        .expect("the form carries a request id");
+        .expect("the follow-up form carries a request id");
+    let conversation = first.hidden("conversation").unwrap();
     let form = [
         ("asset", "pump-icu-07"),
-        ("message", "how do I clean the pump"),
+        ("conversation", conversation.as_str()),
+        ("message", "and the screen?"),
         ("lang", "en"),
         ("request", request.as_str()),
     ];
     let shown = post_form(&app.url("/chat"), &[], &form);
     let resubmitted = post_form(&app.url("/chat"), &[], &form);
     assert_eq!((shown.status, resubmitted.status), (200, 200));
-    assert_eq!(
-        shown.hidden("conversation"),
-        resubmitted.hidden("conversation")
-    );
-    assert_eq!(count("SELECT COUNT(*) FROM chat_turns"), "4");
+    assert_eq!(count("SELECT COUNT(*) FROM chat_turns"), "5");
     assert_ne!(
         shown.hidden("request"),
         Some(request),

@@ -939,6 +939,31 @@ fn the_quality_gate_stops_a_regression_and_only_an_admin_can_override_it() {
         "### 11.7 Service bulletin {#117-replacing-the-real-time-clock-coin-cell}",
     )
     .replace("revision = \"D (checked)\"", "revision = \"E (gutted)\"");
+    // Removing the question in the same edit, or renaming the manual, does not get it past: the
+    // served text's checks are asked under the id the served generation knows.
+    for (what, text) in [
+        ("its check removed", gutted.replacen(CHECK, "", 1)),
+        (
+            "renamed",
+            gutted.replace("id = \"vp300-service\"", "id = \"vp300-service-r\""),
+        ),
+    ] {
+        assert_ne!(text, gutted, "{what}");
+        let job = publish_text(&app, &editor, &csrf, &text);
+        let done = wait_for_job(&app, &editor, &job);
+        assert_eq!(done["status"], "blocked", "{what}: {done}");
+        let report = done["report"].as_str().unwrap();
+        assert!(
+            report.contains("REGRESSED vp300-service"),
+            "{what}: {report}"
+        );
+        if what == "its check removed" {
+            assert!(
+                report.contains("(a check this edit removed, still asked)"),
+                "{report}"
+            );
+        }
+    }
     let blocked_job = publish_text(&app, &editor, &csrf, &gutted);
     let blocked = wait_for_job(&app, &editor, &blocked_job);
     assert_eq!(blocked["status"], "blocked", "{blocked}");
@@ -1021,6 +1046,11 @@ fn the_quality_gate_stops_a_regression_and_only_an_admin_can_override_it() {
         actions,
         vec![
             ("editor2", "publish"),
+            // The check removed, then the rename: both stopped.
+            ("editor2", "publish"),
+            ("editor2", "publish.blocked"),
+            ("editor2", "publish"),
+            ("editor2", "publish.blocked"),
             ("editor2", "publish"),
             ("editor2", "publish.blocked"),
             ("admin2", "override"),

@@ -1630,7 +1630,15 @@ fn admins_explain_check_and_save_routing_rules() {
         scan.header("location"),
         Some("https://vendor.example/vp300")
     );
-    // A second administrator, on a page opened before that save, does not undo it unseen.
+    // A second administrator, on a page opened before that save, does not undo it unseen, also
+    // after a first attempt that did not parse (its page keeps the base it was opened with).
+    let typo = post_form(
+        &rules_url,
+        &cookie,
+        &[("csrf", &csrf), ("toml", broken), ("base", &base)],
+    );
+    assert_eq!(typo.status, 422);
+    assert_eq!(typo.hidden("base").as_deref(), Some(base.as_str()));
     let stale = post_form(
         &rules_url,
         &cookie,
