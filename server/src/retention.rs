@@ -21,7 +21,7 @@ use crate::{AppError, AppState};
 const EVERY: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-/// Rows of scan events deleted per statement by the purge.
+/// Rows deleted per statement by the purge's batched deletes.
 const PURGE_BATCH: i64 = 5_000;
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -164,6 +164,48 @@ async fn close_idle_tickets(
     .await?)
 }
 
+/// Tables whose rows go by age alone, each with an `id` in time order and an `at`.
+#[derive(Debug, Clone, Copy)]
+enum OldRows {
+    ScanEvents,
+    /// Who opened which patient packet, sign-ins.
+    AuditLog,
+    /// Who published, rolled back or marked what (editors).
+    ContentAudit,
+}
+
+/// Deletes the rows of `table` from before `cutoff` (stored form), `PURGE_BATCH` at a time, each
+/// batch its own short write: a year of rows deleted in one statement would hold the store's write
+/// lock for seconds, and every writer meanwhile (a chat turn, a PIN try) would wait out its busy
+/// timeout. Oldest first, by id, which follows time: the scan stops at the first batch's end.
+async fn delete_older_in_batches(store: &Store, table: OldRows, cutoff: &str) -> Result<u64> {
+    let sql = match table {
+        OldRows::ScanEvents => {
+            "DELETE FROM scan_events WHERE id IN (SELECT id FROM scan_events WHERE at < ? ORDER BY id LIMIT ?)"
+        }
+        OldRows::AuditLog => {
+            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < ? ORDER BY id LIMIT ?)"
+        }
+        OldRows::ContentAudit => {
+            "DELETE FROM content_audit WHERE id IN (SELECT id FROM content_audit WHERE at < ? ORDER BY id LIMIT ?)"
+        }
+    };
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(sql)
+            .bind(cutoff)
+            .bind(PURGE_BATCH)
+            .execute(store.pool())
+            .await?
+            .rows_affected();
+        total += deleted;
+        if deleted < PURGE_BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Applies `policy` as of `now`. Timestamps are stored as RFC 3339 UTC with milliseconds, so text
 /// comparison is time comparison.
 pub async fn purge(
@@ -225,32 +267,12 @@ pub async fn purge(
             .await?
             .rows_affected();
 
-    // In batches, each its own short write: a year of events deleted in one statement would hold
-    // the store's write lock for seconds, and every writer meanwhile (a chat turn, a PIN try) would
-    // wait out its busy timeout.
-    let scan_cutoff = cutoff(now, policy.scan_events);
-    loop {
-        let deleted = sqlx::query(
-            "DELETE FROM scan_events WHERE id IN
-               (SELECT id FROM scan_events WHERE at < ? LIMIT ?)",
-        )
-        .bind(&scan_cutoff)
-        .bind(PURGE_BATCH)
-        .execute(store.pool())
-        .await?
-        .rows_affected();
-        purged.scan_events += deleted;
-        if deleted < PURGE_BATCH as u64 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-
-    purged.audit_entries = sqlx::query("DELETE FROM audit_log WHERE at < ?")
-        .bind(cutoff(now, policy.audit))
-        .execute(store.pool())
-        .await?
-        .rows_affected();
+    purged.scan_events =
+        delete_older_in_batches(store, OldRows::ScanEvents, &cutoff(now, policy.scan_events))
+            .await?;
+    let audit_cutoff = cutoff(now, policy.audit);
+    purged.audit_entries = delete_older_in_batches(store, OldRows::AuditLog, &audit_cutoff).await?
+        + delete_older_in_batches(store, OldRows::ContentAudit, &audit_cutoff).await?;
 
     purged.sessions = sqlx::query("DELETE FROM sessions WHERE last_seen < ?")
         .bind(cutoff(now, crate::auth::SESSION_IDLE))

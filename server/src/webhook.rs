@@ -388,11 +388,13 @@ mod tests {
         let first = Store::open(dir.path()).await.unwrap();
         let second = Store::open(dir.path()).await.unwrap();
         let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        // One per queue: a queue's later deliveries wait for its oldest (tested below).
         for n in 0..20 {
             sqlx::query(
                 "INSERT INTO webhook_deliveries (queue_id, event, payload, created_at, next_attempt_at)
-                 VALUES ('q', 'ticket.opened', ?, ?, ?)",
+                 VALUES (?, 'ticket.opened', ?, ?, ?)",
             )
+            .bind(format!("q{n}"))
             .bind(format!("{{\"n\":{n}}}"))
             .bind(stamp(t0))
             .bind(stamp(t0))
@@ -425,7 +427,7 @@ mod tests {
         let later = t0 + chrono::Duration::seconds(59);
         assert!(second.claim_due(later).await.unwrap().is_none());
         // An administrator's "Send now" meanwhile leaves claimed deliveries to their claimer.
-        assert_eq!(first.send_waiting_now("q", later).await.unwrap(), 0);
+        assert_eq!(first.send_waiting_now("q0", later).await.unwrap(), 0);
         assert!(second.claim_due(later).await.unwrap().is_none());
         let after_lease = t0 + chrono::Duration::seconds(61);
         let again = second.claim_due(after_lease).await.unwrap().unwrap();
@@ -444,7 +446,7 @@ mod tests {
         ] {
             sqlx::query(
                 "INSERT INTO webhook_deliveries (queue_id, event, payload, created_at, next_attempt_at)
-                 VALUES ('q2', ?, '{}', ?, ?)",
+                 VALUES ('fresh', ?, '{}', ?, ?)",
             )
             .bind(event)
             .bind(stamp(now))
@@ -454,9 +456,55 @@ mod tests {
             .unwrap();
         }
         assert!(first.claim_due(now).await.unwrap().is_none());
-        assert_eq!(first.send_waiting_now("q2", now).await.unwrap(), 1);
+        assert_eq!(first.send_waiting_now("fresh", now).await.unwrap(), 1);
         let sent_now = first.claim_due(now).await.unwrap().unwrap();
         assert_eq!(sent_now.event, "backoff");
         assert!(first.claim_due(now).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_queues_events_go_out_in_order_and_other_queues_do_not_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        // Now: the failure's backoff below is counted from the clock.
+        let t0 = chrono::Utc::now();
+        for (queue, event) in [
+            ("a", "ticket.opened"),
+            ("a", "ticket.reply"),
+            ("b", "ticket.opened"),
+        ] {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (queue_id, event, payload, created_at, next_attempt_at)
+                 VALUES (?, ?, '{}', ?, ?)",
+            )
+            .bind(queue)
+            .bind(event)
+            .bind(stamp(t0))
+            .bind(stamp(t0))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        // Both queues' oldest are claimed; a's second waits for its first.
+        let first = store.claim_due(t0).await.unwrap().unwrap();
+        let second = store.claim_due(t0).await.unwrap().unwrap();
+        assert_eq!((first.id, second.id), (1, 3));
+        assert!(store.claim_due(t0).await.unwrap().is_none());
+        store.delivery_done(3, 1).await.unwrap();
+        // a's first fails and backs off: its second still waits, and is not due before it.
+        store
+            .delivery_failed(1, 1, Duration::from_secs(3600), "down")
+            .await
+            .unwrap();
+        let soon = t0 + chrono::Duration::seconds(5);
+        assert!(store.claim_due(soon).await.unwrap().is_none());
+        let next = store.next_due().await.unwrap().unwrap();
+        assert!(
+            next > chrono::Utc::now() + chrono::Duration::minutes(59),
+            "{next}"
+        );
+        // Delivered at last: then its second goes.
+        store.delivery_done(1, 2).await.unwrap();
+        assert_eq!(store.claim_due(soon).await.unwrap().unwrap().id, 2);
     }
 }

@@ -1878,10 +1878,20 @@ fn retention_deletes_quiet_conversations_old_contacts_idle_tickets_and_untaken_p
          SELECT at, code, placement, device, language, role, returning_visit, rule, destination, fallback, latency_us
          FROM scan_events, n RETURNING 1",
     );
+    // So do the audit logs: patients' (12,001 rows) and editors' (one, as old).
+    app.rows(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000)
+         INSERT INTO audit_log (at, actor, action, detail)
+         SELECT at, actor, action, detail FROM audit_log, n RETURNING 1",
+    );
+    app.rows(
+        "INSERT INTO content_audit (at, actor, action) SELECT at, 'editor-x', 'publish' FROM audit_log LIMIT 1 RETURNING 1",
+    );
     let year_on = run(396);
-    assert_eq!((year_on.scan_events, year_on.audit_entries), (12001, 1));
+    assert_eq!((year_on.scan_events, year_on.audit_entries), (12001, 12002));
     assert_eq!(count("scan_events"), "0");
     assert_eq!(count("audit_log"), "0");
+    assert_eq!(count("content_audit"), "0");
 }
 
 #[test]
