@@ -841,7 +841,7 @@ fn run_job(
             });
         });
         let gate = if gated {
-            Some(gate_for(&app, revision_id).await)
+            Some(gate_for(&app, id, revision_id).await)
         } else {
             None
         };
@@ -925,12 +925,24 @@ fn run_job(
     });
 }
 
-/// The gate of a job whose change is revision `revision_id`: the manual its file held before may
-/// leave the site when the change deletes it or gives it another id; no other may.
-async fn gate_for(app: &AppState, revision_id: Option<i64>) -> crate::reindex::Gate {
+/// The gate of job `job`, whose change is revision `revision_id`: the manual its file held before
+/// may leave the site when the change deletes it or gives it another id; no other may. The
+/// served text's checks the new text removed are still asked, except by a rollback.
+async fn gate_for(app: &AppState, job: i64, revision_id: Option<i64>) -> crate::reindex::Gate {
     let Some(revision_id) = revision_id else {
         return crate::reindex::Gate::default();
     };
+    // A rollback goes back to a text that was served: the checks the undone publish added went
+    // with what they guarded, and asking them would stop the undo.
+    let is_rollback =
+        sqlx::query_scalar::<_, Option<i64>>("SELECT undoes FROM index_jobs WHERE id = ?")
+            .bind(job)
+            .fetch_optional(app.store.pool())
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+            .is_some();
     let row: std::result::Result<Option<(String, Option<String>, String)>, _> = sqlx::query_as(
         "SELECT markdown, previous_markdown, file FROM manual_revisions WHERE id = ?",
     )
@@ -960,7 +972,7 @@ async fn gate_for(app: &AppState, revision_id: Option<i64>) -> crate::reindex::G
                 .meta
                 .checks
                 .iter()
-                .filter(|c| !after.meta.checks.contains(c))
+                .filter(|c| !is_rollback && !after.meta.checks.contains(c))
                 .cloned()
                 .collect(),
         }),

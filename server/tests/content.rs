@@ -688,7 +688,14 @@ fn a_publish_is_rolled_back_after_a_patients_packet_rebuilt_the_index() {
     )
     .hidden("csrf")
     .unwrap();
-    let published = post_manual(&app, &editor, &csrf, &edited(&original), "publish");
+    // The publish adds a section and a quality check guarding it; undoing it removes both, which
+    // the gate must not take for a regression.
+    let with_its_check = {
+        let text = edited(&original);
+        let (front, body) = text[4..].split_once("\n+++\n").unwrap();
+        format!("+++\n{front}\n[[check]]\nquestion = \"how do I purge the flow sensor with saline?\"\nanchor = \"flow-sensor-purge\"\n+++\n{body}")
+    };
+    let published = post_manual(&app, &editor, &csrf, &with_its_check, "publish");
     assert_eq!(published.status, 303, "{}", published.body);
     let job = job_of(&published);
     assert_eq!(wait_for_job(&app, &editor, &job)["status"], "promoted");
