@@ -934,15 +934,7 @@ async fn gate_for(app: &AppState, job: i64, revision_id: Option<i64>) -> crate::
     };
     // A rollback goes back to a text that was served: the checks the undone publish added went
     // with what they guarded, and asking them would stop the undo.
-    let is_rollback =
-        sqlx::query_scalar::<_, Option<i64>>("SELECT undoes FROM index_jobs WHERE id = ?")
-            .bind(job)
-            .fetch_optional(app.store.pool())
-            .await
-            .ok()
-            .flatten()
-            .flatten()
-            .is_some();
+    let is_rollback = matches!(app.store.job(job).await, Ok(Some(job)) if job.undoes.is_some());
     let row: std::result::Result<Option<(String, Option<String>, String)>, _> = sqlx::query_as(
         "SELECT markdown, previous_markdown, file FROM manual_revisions WHERE id = ?",
     )

@@ -290,10 +290,15 @@ struct Gaps {
     truncated: bool,
 }
 
+/// The start of the last `days` days, as stored times compare.
+fn since_days(days: u32) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// The groups for the last `days` days, and how many patient questions were asked meanwhile.
 async fn groups_for(app: &crate::AppState, days: u32) -> crate::Result<Gaps> {
-    let since = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let since = since_days(days);
     let turns = gap_turns(&app.store, &since, app.chat.model.threshold, MAX_TURNS + 1).await?;
     let patient_questions: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit_log WHERE action = 'chat.asked' AND at >= ?",
@@ -396,7 +401,6 @@ pub async fn mark_handled(
     headers: axum::http::HeaderMap,
     crate::http::LenientForm(form): crate::http::LenientForm<HandledForm>,
 ) -> std::result::Result<axum::response::Response, crate::AppError> {
-    use axum::response::IntoResponse;
     let me = match crate::content_admin::require_editor_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(r) => return Ok(r),
@@ -450,8 +454,14 @@ pub async fn mark_handled(
     .await?;
     tx.commit().await.map_err(crate::ServerError::from)?;
     tracing::info!(editor = %me.username, turns = ids.len(), "gap marked handled");
-    let days = form.days.trim().parse::<u32>().unwrap_or(30);
-    Ok(axum::response::Redirect::to(&format!("/admin/gaps?days={days}")).into_response())
+    Ok(back_to_the_view(&form.days))
+}
+
+/// The view again, over the days the form was sent from.
+fn back_to_the_view(days: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let days = days.trim().parse::<u32>().unwrap_or(30);
+    axum::response::Redirect::to(&format!("/admin/gaps?days={days}")).into_response()
 }
 
 /// At most 80 characters of `text`, with an ellipsis when cut.
@@ -476,8 +486,7 @@ async fn handled_batches(
     store: &crate::store::Store,
     days: u32,
 ) -> crate::Result<Vec<HandledBatch>> {
-    let since = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let since = since_days(days);
     let batches: Vec<HandledBatch> = sqlx::query_as(
         "SELECT h.handled_by, h.handled_at, COUNT(*) AS count, MAX(t.question) AS example
          FROM gap_handled h JOIN chat_turns t ON t.id = h.turn_id
@@ -516,7 +525,6 @@ pub async fn unmark_handled(
     headers: axum::http::HeaderMap,
     crate::http::LenientForm(form): crate::http::LenientForm<UnhandledForm>,
 ) -> std::result::Result<axum::response::Response, crate::AppError> {
-    use axum::response::IntoResponse;
     let me = match crate::content_admin::require_editor_posting(&app, &headers, &form.csrf).await? {
         Ok(me) => me,
         Err(r) => return Ok(r),
@@ -556,8 +564,7 @@ pub async fn unmark_handled(
     )
     .await?;
     tx.commit().await.map_err(crate::ServerError::from)?;
-    let days = form.days.trim().parse::<u32>().unwrap_or(30);
-    Ok(axum::response::Redirect::to(&format!("/admin/gaps?days={days}")).into_response())
+    Ok(back_to_the_view(&form.days))
 }
 
 /// `GET /admin/gaps.csv`: the same groups as CSV.

@@ -162,17 +162,6 @@ impl Store {
         .await?)
     }
 
-    /// The newest turn of a conversation (0 for none): what a ticket page shows last, sent back by
-    /// its forms as `seen`.
-    pub async fn latest_turn_id(&self, conversation: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COALESCE(MAX(id), 0) FROM chat_turns WHERE conversation_id = ?",
-        )
-        .bind(conversation)
-        .fetch_one(self.pool())
-        .await?)
-    }
-
     /// Stores an agent's reply (an untaken ticket becomes the author's) and marks the ticket
     /// answered, unless the person wrote after the turn the agent's page showed last (`seen`;
     /// `None`: not checked): then their message is still unanswered, and the ticket waits for an

@@ -81,6 +81,11 @@ struct Due {
     webhook_secret: Option<String>,
 }
 
+/// A delivery `d` that is its queue's oldest undelivered one: only those go out (in order per
+/// queue), and only their times say when the deliverer has work.
+const QUEUE_HEAD: &str = "d.delivered_at IS NULL AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+     WHERE e.queue_id = d.queue_id AND e.delivered_at IS NULL AND e.id < d.id)";
+
 fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -142,17 +147,14 @@ impl Store {
     /// race updates nothing.)
     async fn claim_due(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Option<Due>> {
         let lease_end = now + chrono::Duration::from_std(CLAIM_LEASE).expect("fits");
-        let claimed: Option<(i64, String, String, String, i64)> = sqlx::query_as(
+        let claimed: Option<(i64, String, String, String, i64)> = sqlx::query_as(&format!(
             "UPDATE webhook_deliveries SET next_attempt_at = ?1
-             WHERE id = (SELECT d.id FROM webhook_deliveries d
-                         WHERE d.delivered_at IS NULL AND d.next_attempt_at <= ?2
-                           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
-                                           WHERE e.queue_id = d.queue_id AND e.delivered_at IS NULL
-                                             AND e.id < d.id)
-                         ORDER BY d.id LIMIT 1)
-               AND delivered_at IS NULL AND next_attempt_at <= ?2
-             RETURNING id, queue_id, event, payload, attempts",
-        )
+                 WHERE id = (SELECT d.id FROM webhook_deliveries d
+                             WHERE d.next_attempt_at <= ?2 AND {QUEUE_HEAD}
+                             ORDER BY d.id LIMIT 1)
+                   AND delivered_at IS NULL AND next_attempt_at <= ?2
+                 RETURNING id, queue_id, event, payload, attempts"
+        ))
         .bind(stamp(lease_end))
         .bind(stamp(now))
         .fetch_optional(self.pool())
@@ -179,12 +181,9 @@ impl Store {
     /// When the next delivery at the head of its queue falls due, if any is waiting (those behind
     /// a head wait for it, not for their own time).
     async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-        let next: Option<String> = sqlx::query_scalar(
-            "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d
-             WHERE d.delivered_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
-                               WHERE e.queue_id = d.queue_id AND e.delivered_at IS NULL AND e.id < d.id)",
-        )
+        let next: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d WHERE {QUEUE_HEAD}"
+        ))
         .fetch_one(self.pool())
         .await?;
         Ok(next

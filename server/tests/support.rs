@@ -1495,18 +1495,21 @@ fn a_closed_port() -> std::net::SocketAddr {
 }
 
 /// Gives the pump's support queue a webhook to `url` signed with `secret`; the queue's id.
+/// The support queue of the asset `code` is on.
+fn queue_of(app: &TestApp, code: &'static str) -> String {
+    let store = app.state.store.clone();
+    app.block_on(async move { store.resolve_code(code).await })
+        .unwrap()
+        .unwrap()
+        .asset
+        .clone()
+        .unwrap()
+        .queue_id
+}
+
 fn webhook_on_pumps_queue(app: &TestApp, url: &str, secret: &str) -> String {
     let store = app.state.store.clone();
-    let queue = {
-        let store = store.clone();
-        app.block_on(async move { store.resolve_code(PUMP_CODE).await })
-            .unwrap()
-            .unwrap()
-            .asset
-            .clone()
-            .unwrap()
-            .queue_id
-    };
+    let queue = queue_of(app, PUMP_CODE);
     let (q, url, secret) = (queue.clone(), url.to_string(), secret.to_string());
     assert!(app
         .block_on(async move { store.set_queue_webhook(&q, Some(&url), Some(&secret)).await })
@@ -1660,16 +1663,7 @@ fn a_queue_whose_receiver_hangs_does_not_hold_up_another_queues_webhook() {
     webhook_on_pumps_queue(&app, &hanging_url, "pump-secret");
     // The compressor's queue (another team) has one that works.
     let working = receiver_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), 0);
-    let compressor_queue = {
-        let store = app.state.store.clone();
-        app.block_on(async move { store.resolve_code(COMPRESSOR_CODE).await })
-            .unwrap()
-            .unwrap()
-            .asset
-            .clone()
-            .unwrap()
-            .queue_id
-    };
+    let compressor_queue = queue_of(&app, COMPRESSOR_CODE);
     let (store, q, url) = (
         app.state.store.clone(),
         compressor_queue.clone(),
