@@ -62,7 +62,7 @@ pub(crate) fn message(
     Ok(page(status, html))
 }
 
-fn page(status: StatusCode, html: String) -> Response {
+pub(crate) fn page(status: StatusCode, html: String) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
@@ -170,6 +170,7 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
         broken,
         jobs: app.store.recent_jobs(10).await?,
         audit: app.store.content_audit_trail(20).await?,
+        deleted: crate::manual_history::deleted_manuals(&app).await?,
     }
     .render()?;
     Ok(page(StatusCode::OK, html))
@@ -475,7 +476,7 @@ fn check_in_corpus(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn editor(
+pub(crate) async fn editor(
     app: &AppState,
     me: &SignedIn,
     status: StatusCode,

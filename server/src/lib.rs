@@ -21,6 +21,7 @@ pub mod http;
 pub mod i18n;
 pub mod label;
 pub mod language;
+pub mod manual_history;
 pub mod metrics;
 pub mod packet_admin;
 pub mod packet_reissue;
@@ -43,6 +44,7 @@ pub mod site;
 pub mod store;
 pub mod stream_session;
 pub mod support;
+pub mod text_diff;
 pub mod tickets;
 pub mod tls;
 pub mod views;
@@ -278,6 +280,9 @@ fn staff_pages() -> Router<AppState> {
         .route("/admin/manuals/{id}", get(content_admin::edit))
         .route("/admin/jobs/{id}", get(content_admin::job))
         .route("/admin/jobs/{id}/text", get(content_admin::job_text))
+        .route("/admin/manuals/{id}/history", get(manual_history::history))
+        .route("/admin/revisions/{id}", get(manual_history::revision))
+        .route("/admin/revisions/{id}/open", get(manual_history::open))
         .route(
             "/admin/tokens",
             get(api_tokens::page).post(api_tokens::change),

@@ -230,6 +230,8 @@ pub struct ManualsPage {
     pub broken: Vec<String>,
     pub jobs: Vec<crate::content::Job>,
     pub audit: Vec<crate::content::AuditEntry>,
+    /// Manuals deleted and not restored: (id, deleted by, at), each with its history.
+    pub deleted: Vec<(String, String, String)>,
 }
 
 pub struct FindingRow {

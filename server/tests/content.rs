@@ -1506,3 +1506,234 @@ fn a_job_stream_ends_when_its_editor_signs_out_and_is_sent_nothing_after() {
         Err(_) => panic!("the editor signed out, yet their job stream stayed open"),
     }
 }
+
+/// The number after `prefix` in the first link to it on a page (`/admin/revisions/12`).
+fn first_id_after(body: &str, prefix: &str) -> String {
+    let start = body
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} in {body}"))
+        + prefix.len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect()
+}
+
+/// Every change to a manual is in its history with what it changed, and any earlier text, also a
+/// deleted manual's, goes back into the editor and is published again through the usual checks.
+#[test]
+fn a_manuals_history_shows_each_change_and_restores_earlier_and_deleted_texts() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor-h", Role::Editor);
+    let technician = staff_cookie(&app, "tech-h", Role::Technician);
+    let path = manuals.path().join(MANUAL);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let history_url = app.url("/admin/manuals/vp300-service/history");
+
+    // Editors only; an id nothing was ever published under is not found.
+    assert_eq!(get(&history_url, &[("cookie", &technician)]).status, 403);
+    assert_eq!(
+        get(
+            &app.url("/admin/manuals/no-such-manual/history"),
+            &[("cookie", &editor)]
+        )
+        .status,
+        404
+    );
+    let untouched = get(&history_url, &[("cookie", &editor)]);
+    assert_eq!(untouched.status, 200, "{}", untouched.body);
+    assert!(
+        untouched.body.contains("id=\"no-changes\""),
+        "{}",
+        untouched.body
+    );
+    for bad in ["/admin/revisions/999999", "/admin/revisions/abc"] {
+        assert_eq!(
+            get(&app.url(bad), &[("cookie", &editor)]).status,
+            404,
+            "{bad}"
+        );
+    }
+
+    // An edit is published; the history lists it with its job, and its page shows the diff.
+    let csrf = get(
+        &app.url("/admin/manuals/vp300-service"),
+        &[("cookie", &editor)],
+    )
+    .hidden("csrf")
+    .unwrap();
+    let published = post_manual(&app, &editor, &csrf, &edited(&original), "publish");
+    assert_eq!(published.status, 303, "{}", published.body);
+    let job = job_of(&published);
+    assert_eq!(wait_for_job(&app, &editor, &job)["status"], "promoted");
+    let history = get(&history_url, &[("cookie", &editor)]);
+    assert!(history.body.contains("D (test)"), "{}", history.body);
+    assert!(history
+        .body
+        .contains(&format!("href=\"/admin/jobs/{job}\"")));
+    assert!(history.body.contains(">edit<"), "{}", history.body);
+    let change = first_id_after(&history.body, "/admin/revisions/");
+    let shown = get(
+        &app.url(&format!("/admin/revisions/{change}")),
+        &[("cookie", &editor)],
+    );
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert!(
+        shown
+            .body
+            .contains("+ ## Flow sensor purge {#flow-sensor-purge}"),
+        "{}",
+        shown.body
+    );
+    assert!(shown.body.contains("1 removed"), "{}", shown.body);
+    assert!(shown.body.contains("class=\"removed\""));
+    assert!(
+        shown.body.contains("id=\"since-same\""),
+        "the file holds this text"
+    );
+    assert_eq!(
+        get(
+            &app.url(&format!("/admin/revisions/{change}")),
+            &[("cookie", &technician)]
+        )
+        .status,
+        403
+    );
+
+    // The text before the edit, back in the editor as the manual, from the file as it is now.
+    let reopened = get(
+        &app.url(&format!("/admin/revisions/{change}/open?text=before")),
+        &[("cookie", &editor)],
+    );
+    assert_eq!(reopened.status, 200, "{}", reopened.body);
+    assert_eq!(
+        reopened.hidden("original").as_deref(),
+        Some("vp300-service")
+    );
+    let now = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        reopened.hidden("base"),
+        Some(scanaid_server::content::text_version(&now))
+    );
+    assert!(
+        reopened.body.contains("C (2026-03-14)"),
+        "{}",
+        reopened.body
+    );
+    assert!(
+        !reopened.body.contains("Flow sensor purge"),
+        "{}",
+        reopened.body
+    );
+    let restored = post_form(
+        &app.url("/admin/manuals"),
+        &[("cookie", &editor)],
+        &[
+            ("csrf", &csrf),
+            ("original", "vp300-service"),
+            ("base", &reopened.hidden("base").unwrap()),
+            ("markdown", &original),
+            ("action", "publish"),
+        ],
+    );
+    assert_eq!(restored.status, 303, "{}", restored.body);
+    assert_eq!(
+        wait_for_job(&app, &editor, &job_of(&restored))["status"],
+        "promoted"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+    // The first change's text now differs from the file, and its page says how.
+    let shown = get(
+        &app.url(&format!("/admin/revisions/{change}")),
+        &[("cookie", &editor)],
+    );
+    assert!(shown.body.contains("id=\"since-diff\""), "{}", shown.body);
+    let history = get(&history_url, &[("cookie", &editor)]);
+    assert_eq!(history.body.matches("<tr id=\"change-").count(), 2);
+
+    // A deleted manual is listed with its history, from which its last text is published again.
+    let id = "rsc37-instruction";
+    let deleted_text =
+        std::fs::read_to_string(manuals.path().join("equipment/rsc37-instruction.md")).unwrap();
+    let csrf = get(
+        &app.url(&format!("/admin/manuals/{id}")),
+        &[("cookie", &editor)],
+    )
+    .hidden("csrf")
+    .unwrap();
+    let deleted = post_form(
+        &app.url(&format!("/admin/manuals/{id}/delete")),
+        &[("cookie", &editor)],
+        &[("csrf", &csrf), ("confirm", id)],
+    );
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    assert_eq!(
+        wait_for_job(&app, &editor, &job_of(&deleted))["status"],
+        "promoted"
+    );
+    let list = get(&app.url("/admin/manuals"), &[("cookie", &editor)]);
+    assert!(
+        list.body.contains("id=\"deleted-manuals\""),
+        "{}",
+        list.body
+    );
+    assert!(list
+        .body
+        .contains(&format!("href=\"/admin/manuals/{id}/history\"")));
+    let history = get(
+        &app.url(&format!("/admin/manuals/{id}/history")),
+        &[("cookie", &editor)],
+    );
+    assert_eq!(history.status, 200, "{}", history.body);
+    assert!(history.body.contains("id=\"no-file\""), "{}", history.body);
+    assert!(history.body.contains(">deleted<"), "{}", history.body);
+    let deletion = first_id_after(&history.body, "/admin/revisions/");
+    let shown = get(
+        &app.url(&format!("/admin/revisions/{deletion}")),
+        &[("cookie", &editor)],
+    );
+    assert!(shown.body.contains("id=\"open-before\""), "{}", shown.body);
+    assert!(!shown.body.contains("id=\"open-text\""), "{}", shown.body);
+    assert_eq!(
+        get(
+            &app.url(&format!("/admin/revisions/{deletion}/open")),
+            &[("cookie", &editor)]
+        )
+        .status,
+        404,
+        "a deletion has no text of its own"
+    );
+    let reopened = get(
+        &app.url(&format!("/admin/revisions/{deletion}/open?text=before")),
+        &[("cookie", &editor)],
+    );
+    assert_eq!(reopened.status, 200, "{}", reopened.body);
+    assert_eq!(
+        reopened.hidden("original").as_deref(),
+        Some(""),
+        "a new manual again"
+    );
+    let republished = post_form(
+        &app.url("/admin/manuals"),
+        &[("cookie", &editor)],
+        &[
+            ("csrf", &csrf),
+            ("original", ""),
+            ("base", &reopened.hidden("base").unwrap()),
+            ("markdown", &deleted_text),
+            ("action", "publish"),
+        ],
+    );
+    assert_eq!(republished.status, 303, "{}", republished.body);
+    assert_eq!(
+        wait_for_job(&app, &editor, &job_of(&republished))["status"],
+        "promoted"
+    );
+    assert!(app.state.index().chunks().iter().any(|c| c.manual_id == id));
+    let list = get(&app.url("/admin/manuals"), &[("cookie", &editor)]);
+    assert!(
+        !list.body.contains("id=\"deleted-manuals\""),
+        "{}",
+        list.body
+    );
+}
