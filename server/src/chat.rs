@@ -233,6 +233,9 @@ pub struct ChatReply {
     pub confidence: f64,
     /// The assistant is below its confidence threshold: the answer is shown as "not sure".
     pub unsure: bool,
+    /// No manual is for this machine yet: nothing was looked up (the person is told so).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_manuals: bool,
     pub escalated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket: Option<TicketView>,
@@ -700,10 +703,11 @@ pub async fn answer_turn(
         }
     };
 
-    let filters = chat_filters(
-        crate::pages::asset_manuals(&asset.manual_ids(), &asset.model, &app.index()),
-        role,
-    );
+    let manuals = crate::pages::asset_manuals(&asset.manual_ids(), &asset.model, &app.index());
+    // A machine no manual is for yet: the assistant has nothing to answer from (an empty list
+    // would search every manual, and answer about other machines with citations that look right).
+    let no_manuals = manuals.is_empty();
+    let filters = chat_filters(manuals, role);
     let search = SearchRequest {
         query: message.clone(),
         history,
@@ -728,6 +732,9 @@ pub async fn answer_turn(
         || past_the_address_limit
     {
         (scanaid_assistant::Extract::default(), 0.0, false)
+    } else if no_manuals {
+        // Nothing to answer from: a person is the answer (a ticket, as when the assistant is unsure).
+        (scanaid_assistant::Extract::default(), 0.0, true)
     } else {
         // Only a language the person chose (the page's, or `lang` in JSON) is preferred.
         let preferred_language = request
@@ -861,6 +868,8 @@ pub async fn answer_turn(
                     "assistant failed"
                 } else if forwarded {
                     "assistant busy"
+                } else if no_manuals {
+                    "no manuals for this machine"
                 } else {
                     "assistant unsure"
                 };
@@ -933,6 +942,7 @@ pub async fn answer_turn(
         citations,
         confidence,
         unsure,
+        no_manuals,
         escalated,
         ticket,
     }))
@@ -1048,6 +1058,7 @@ async fn replayed(
         citations: serde_json::from_str(&previous.citations).unwrap_or_default(),
         confidence: previous.confidence,
         unsure,
+        no_manuals: false,
         escalated: previous.escalated,
         ticket,
     }))
@@ -1232,6 +1243,7 @@ pub async fn replies_form(
     let t = crate::i18n::strings(&lang);
     if !held_by_caller(&app, &headers, &form.conversation).await? {
         let page = crate::views::ChatRefusedPage {
+            machine: crate::views::MachineLink::to(&app.store, &form.asset, &lang).await?,
             request: crate::auth::random_token(16),
             t,
             lang,
@@ -1257,6 +1269,7 @@ pub async fn replies_form(
         .await?
         .is_some_and(|(_, status)| status == "closed");
     let page = crate::views::ChatRepliesPage {
+        machine: crate::views::MachineLink::to(&app.store, &form.asset, &lang).await?,
         closed,
         request: crate::auth::random_token(16),
         t,
@@ -1317,6 +1330,7 @@ pub async fn chat_form(
                 .replies_to_conversation(&reply.conversation, 0)
                 .await?;
             let page = crate::views::ChatPage {
+                machine: crate::views::MachineLink::to(&app.store, &form.asset, &lang).await?,
                 request: crate::auth::random_token(16),
                 replies,
                 t: crate::i18n::strings(&lang),
@@ -1342,6 +1356,7 @@ pub async fn chat_form(
             let conversation_unusable =
                 matches!(refusal.status, StatusCode::NOT_FOUND | StatusCode::GONE);
             let page = crate::views::ChatRefusedPage {
+                machine: crate::views::MachineLink::to(&app.store, &form.asset, &lang).await?,
                 request: crate::auth::random_token(16),
                 t: crate::i18n::strings(&lang),
                 lang,

@@ -192,26 +192,57 @@ pub async fn search(
     let lang = ui_language(Some(form.lang.as_str()).filter(|l| !l.is_empty()), &headers);
     let query = form.q.trim().to_string();
     let t = i18n::strings(&lang);
-    if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
-        let page = MessagePage {
-            lang,
-            heading: t.heading_check.to_string(),
-            message: t
-                .search_length
-                .replace("{max}", &MAX_QUERY_CHARS.to_string()),
-            back: "/".to_string(),
+    let machine = crate::views::MachineLink::to(&app.store, &form.asset, &lang).await?;
+    // A search that is not run shows the search page again with the question in its box, why,
+    // and the way back to the machine: nothing typed is lost.
+    let page_with = |status: StatusCode,
+                     refusal: String,
+                     hits: Vec<SectionView>,
+                     no_manuals: bool,
+                     wait: Option<std::time::Duration>| {
+        let page = SearchPage {
+            t,
+            lang: lang.clone(),
+            query: form.q.chars().take(MAX_QUERY_CHARS * 2).collect(),
+            asset_id: form.asset.clone(),
+            hits,
+            machine: machine.as_ref().map(|m| crate::views::MachineLink {
+                href: m.href.clone(),
+                name: m.name.clone(),
+            }),
+            no_manuals,
+            refusal,
         }
         .render()?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, Html(page)).into_response());
+        Ok::<_, AppError>(crate::http::with_retry_after(
+            (status, [(header::CACHE_CONTROL, "no-store")], Html(page)).into_response(),
+            wait,
+        ))
+    };
+    if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
+        return page_with(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            t.search_length
+                .replace("{max}", &MAX_QUERY_CHARS.to_string()),
+            Vec::new(),
+            false,
+            None,
+        );
     }
     let manuals = if form.asset.is_empty() {
         Vec::new()
     } else {
-        app.store
-            .asset(&form.asset)
-            .await?
-            .map(|a| crate::pages::asset_manuals(&a.manual_ids(), &a.model, &app.index()))
-            .unwrap_or_default()
+        match app.store.asset(&form.asset).await? {
+            Some(a) => {
+                let manuals = crate::pages::asset_manuals(&a.manual_ids(), &a.model, &app.index());
+                // A machine no manual is for yet: an empty list would search every manual.
+                if manuals.is_empty() {
+                    return page_with(StatusCode::OK, String::new(), Vec::new(), true, None);
+                }
+                manuals
+            }
+            None => Vec::new(),
+        }
     };
     let filters = Filters {
         manuals,
@@ -227,27 +258,12 @@ pub async fn search(
         mode: Mode::Hybrid,
         language: Some(lang.to_string()),
     };
-    let refused = |status: StatusCode, heading: &str, message: &str, wait: std::time::Duration| {
-        let page = MessagePage {
-            lang: lang.clone(),
-            heading: heading.to_string(),
-            message: message.to_string(),
-            back: "/".to_string(),
-        }
-        .render()?;
-        Ok::<_, AppError>(crate::http::with_retry_after(
-            (status, Html(page)).into_response(),
-            Some(wait),
-        ))
+    let refused = |status: StatusCode, message: &str, wait: std::time::Duration| {
+        page_with(status, message.to_string(), Vec::new(), false, Some(wait))
     };
     let client = crate::chat::client_of(&extensions);
     if let Some(wait) = app.chat.over_limit(None, client.as_deref()) {
-        return refused(
-            StatusCode::TOO_MANY_REQUESTS,
-            t.heading_too_many,
-            t.search_too_many,
-            wait,
-        );
+        return refused(StatusCode::TOO_MANY_REQUESTS, t.search_too_many, wait);
     }
     let Ok(slot) = tokio::time::timeout(
         crate::chat::BUSY_WAIT,
@@ -257,7 +273,6 @@ pub async fn search(
     else {
         return refused(
             StatusCode::SERVICE_UNAVAILABLE,
-            t.heading_busy,
             t.chat_busy,
             crate::chat::BUSY_WAIT,
         );
@@ -296,15 +311,7 @@ pub async fn search(
             }
         })
         .collect();
-    let page = SearchPage {
-        t: i18n::strings(&lang),
-        lang,
-        query,
-        asset_id: form.asset,
-        hits,
-    }
-    .render()?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response())
+    page_with(StatusCode::OK, String::new(), hits, false, None)
 }
 
 fn not_found_page(lang: &str) -> Response {

@@ -509,6 +509,19 @@ impl Store {
     }
 
     /// An asset `assets.toml` lists now (not dropped): what a new conversation may be about.
+    /// A live label code of a listed asset and the asset's name: where a page without the scanned
+    /// code (the chat's and search's pages, reached by a form that names the asset) links back to.
+    pub async fn page_code_of(&self, asset_id: &str) -> Result<Option<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT c.code, a.name FROM codes c JOIN assets a ON a.id = c.asset_id
+             WHERE c.asset_id = ? AND c.kind = 'asset' AND c.retired_at IS NULL AND a.dropped_at IS NULL
+             ORDER BY c.created_at, c.rowid LIMIT 1",
+        )
+        .bind(asset_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub async fn listed_asset(&self, id: &str) -> Result<Option<AssetRecord>> {
         Ok(sqlx::query_as::<_, AssetRecord>(
             "SELECT id, name, model, serial, site_id, location, queue_id, manuals FROM assets

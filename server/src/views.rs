@@ -66,6 +66,37 @@ pub struct SearchPage {
     pub query: String,
     pub asset_id: String,
     pub hits: Vec<SectionView>,
+    pub machine: Option<MachineLink>,
+    /// The search was for a machine no manual is for yet: nothing was searched.
+    pub no_manuals: bool,
+    /// Why the search was not run (empty, too long, too many, busy), with the question kept.
+    pub refusal: String,
+}
+
+/// The way back to a machine's page from a page its forms led to (a chat answer, search results).
+pub struct MachineLink {
+    pub href: String,
+    pub name: String,
+}
+
+impl MachineLink {
+    /// The link for asset `asset_id` in language `lang`, if it has a live label code.
+    pub async fn to(
+        store: &crate::store::Store,
+        asset_id: &str,
+        lang: &str,
+    ) -> Result<Option<MachineLink>, crate::ServerError> {
+        if asset_id.is_empty() || asset_id.len() > 64 {
+            return Ok(None);
+        }
+        Ok(store
+            .page_code_of(asset_id)
+            .await?
+            .map(|(code, name)| MachineLink {
+                href: format!("/c/{code}?lang={lang}"),
+                name,
+            }))
+    }
 }
 
 #[derive(Template)]
@@ -168,6 +199,7 @@ pub struct ChatRefusedPage {
     pub conversation: String,
     pub question: String,
     pub contact: String,
+    pub machine: Option<MachineLink>,
 }
 
 #[derive(Template)]
@@ -184,6 +216,7 @@ pub struct ChatPage {
     /// Support's replies on this conversation so far (without JavaScript, a new question or a
     /// reload shows them).
     pub replies: Vec<crate::tickets::TicketMessage>,
+    pub machine: Option<MachineLink>,
 }
 
 /// Support's replies to a conversation, for a chat without JavaScript (`POST /chat/replies`).
@@ -200,6 +233,7 @@ pub struct ChatRepliesPage {
     pub replies: Vec<crate::tickets::TicketMessage>,
     /// The conversation's last ticket is closed: the page says so and offers a person again.
     pub closed: bool,
+    pub machine: Option<MachineLink>,
 }
 
 /// One manual in the content editors' list.

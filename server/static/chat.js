@@ -57,7 +57,8 @@
     var byN = {};
     citations.forEach(function (c) { byN[c.n] = c; });
     var body = el("div", "answer-text");
-    if (answer.unsure) body.appendChild(el("p", "error", t.unsure));
+    if (answer.no_manuals) body.appendChild(el("p", "error", t.noManuals));
+    else if (answer.unsure) body.appendChild(el("p", "error", t.unsure));
     answer.sentences.forEach(function (s) {
       var p = el("p", "sentence", s.text + " ");
       var c = byN[s.citation];

@@ -868,3 +868,125 @@ fn a_store_held_by_another_writer_answers_503_with_retry_after_not_500() {
         200
     );
 }
+
+/// A machine no manual is for yet: the chat says so and hands the question to a person instead of
+/// answering from other machines' manuals, and a search limited to it searches nothing. The pages a
+/// form led to link back to the machine's page, and a refused search keeps the question.
+#[test]
+fn a_machine_without_manuals_hands_questions_to_a_person_and_pages_link_back() {
+    let app = spawn_app();
+    app.rows(
+        "INSERT INTO assets (id, name, model, site_id, queue_id, manuals)
+         SELECT 'chiller-new', 'Chiller 9 (new)', 'CH-9', site_id, queue_id, '[]'
+         FROM assets WHERE id = 'pump-icu-07'",
+    );
+    app.rows(
+        "INSERT INTO codes (code, kind, asset_id, placement, created_at)
+         VALUES ('nEwCh9Lz', 'asset', 'chiller-new', 'front panel', '2026-12-01T00:00:00Z')",
+    );
+    let (status, reply) = ask(
+        &app,
+        serde_json::json!({"code": "nEwCh9Lz", "message": "how do I clean the pump"}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["no_manuals"], true, "{reply}");
+    assert_eq!(reply["unsure"], true, "{reply}");
+    assert!(reply["citations"].as_array().unwrap().is_empty(), "{reply}");
+    assert_eq!(reply["escalated"], true, "{reply}");
+    assert!(reply["ticket"].is_object(), "a person takes it: {reply}");
+    assert_eq!(
+        app.rows("SELECT reason FROM tickets ORDER BY id DESC LIMIT 1"),
+        vec![vec!["no manuals for this machine"]]
+    );
+    // The pump, which has manuals, is answered as before.
+    let (_, pump) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "how do I clean the pump"}),
+    );
+    assert!(pump.get("no_manuals").is_none(), "{pump}");
+    assert!(!pump["citations"].as_array().unwrap().is_empty(), "{pump}");
+
+    // Without JavaScript: the page says so, in the person's language, and links back.
+    let page = post_form(
+        &app.url("/chat"),
+        &[],
+        &[
+            ("asset", "chiller-new"),
+            ("message", "¿cómo limpio la bomba?"),
+            ("lang", "es"),
+        ],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"no-manuals\""), "{}", page.body);
+    assert!(
+        page.body.contains("Todavía no hay ningún manual"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("class=\"cite\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("href=\"/c/nEwCh9Lz?lang=es\" id=\"back-to-machine\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Volver a Chiller 9 (new)"),
+        "{}",
+        page.body
+    );
+    // The pump's answer page links back to the pump's page too.
+    let pump_page = post_form(
+        &app.url("/chat"),
+        &[],
+        &[
+            ("asset", "pump-icu-07"),
+            ("message", "how do I clean the pump"),
+            ("lang", "en"),
+        ],
+    );
+    assert!(
+        pump_page.body.contains(&format!(
+            "href=\"/c/{PUMP_CODE}?lang=en\" id=\"back-to-machine\""
+        )),
+        "{}",
+        pump_page.body
+    );
+
+    // A search limited to the new machine searches nothing and says why.
+    let search = post_form(
+        &app.url("/search"),
+        &[],
+        &[
+            ("asset", "chiller-new"),
+            ("q", "clean the pump"),
+            ("lang", "en"),
+        ],
+    );
+    assert_eq!(search.status, 200, "{}", search.body);
+    assert!(search.body.contains("id=\"no-manuals\""), "{}", search.body);
+    assert!(
+        !search.body.contains("class=\"card section\""),
+        "{}",
+        search.body
+    );
+    // A refused search shows the search page again with the question in its box.
+    let long = "why ".repeat(200);
+    let refused = post_form(
+        &app.url("/search"),
+        &[],
+        &[("asset", "pump-icu-07"), ("q", &long), ("lang", "en")],
+    );
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("id=\"refusal\""), "{}", refused.body);
+    assert!(
+        refused.body.contains("value=\"why why why"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("id=\"back-to-machine\""),
+        "{}",
+        refused.body
+    );
+}
