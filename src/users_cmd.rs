@@ -81,7 +81,23 @@ fn reset_password(cmd: ResetPasswordCmd) -> Result<ExitCode> {
     let password = runtime()?.block_on(async {
         let store = scanaid_server::store::Store::open(&cmd.data.data_dir).await?;
         let password = scanaid_server::auth::reset_password(&store, &username).await;
+        // Audited as an administrator's reset is (who can read patients' data may have changed).
+        let audited = match &password {
+            Ok(Some(_)) => {
+                store
+                    .audit(
+                        "command line",
+                        "account.password_reset",
+                        None,
+                        &username,
+                        None,
+                    )
+                    .await
+            }
+            _ => Ok(()),
+        };
         store.close().await;
+        audited?;
         anyhow::Ok(password?)
     })?;
     match password {

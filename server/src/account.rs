@@ -450,6 +450,7 @@ async fn users_page(
         me: crate::views::Me::of(me),
         message: message.to_string(),
         users,
+        changes: app.store.account_changes(50).await?,
         roles: ALL_ROLES
             .iter()
             .filter(|r| r.is_staff())
@@ -458,6 +459,21 @@ async fn users_page(
     }
     .render()?;
     Ok(no_store((status, Html(page)).into_response()))
+}
+
+/// Records an administrator's change to a staff account in the audit log (the log level that
+/// would keep the `tracing` line is usually off): who may sign in as what, and who gave them a new
+/// password, decides who can read patients' data. Shown on /admin/users, never to clinicians.
+async fn account_audit(
+    app: &AppState,
+    admin: &SignedIn,
+    action: &str,
+    detail: &str,
+) -> Result<(), AppError> {
+    app.store
+        .audit(&admin.username, action, None, detail, None)
+        .await?;
+    Ok(())
 }
 
 pub async fn users(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
@@ -512,6 +528,13 @@ pub async fn add_user(
     let role = role.expect("checked above");
     if auth::create_user(&app.store, &username, &form.password, role).await? {
         tracing::info!(admin = %me.username, user = %username, role = role.as_str(), "user created");
+        account_audit(
+            &app,
+            &me,
+            "account.created",
+            &format!("{username} as {}", role.as_str()),
+        )
+        .await?;
         users_page(
             &app,
             &me,
@@ -687,6 +710,7 @@ pub async fn unlock_user(
         .await?;
     crate::signin_devices::clear_device_locks(&app.store, &username).await?;
     tracing::info!(admin = %me.username, user = %username, "account unlocked");
+    account_audit(&app, &me, "account.unlocked", &username).await?;
     users_page(
         &app,
         &me,
@@ -757,6 +781,18 @@ pub async fn set_user_queues(
     }
     app.store.set_agent_queues(user_id, &chosen).await?;
     tracing::info!(admin = %me.username, user = %username, queues = ?chosen, "agent's queues set");
+    let queues = if chosen.is_empty() {
+        "every queue".to_string()
+    } else {
+        chosen.join(", ")
+    };
+    account_audit(
+        &app,
+        &me,
+        "account.queues_set",
+        &format!("{username}: {queues}"),
+    )
+    .await?;
     // Tickets they held in queues they no longer work go back to nobody.
     let scope = crate::agent_queues::QueueScope::of(chosen.iter().cloned());
     let released = release_held(&app, &me.username, &username, &scope).await?;
@@ -856,6 +892,13 @@ pub async fn set_user_role(
         .await;
     }
     tracing::info!(admin = %me.username, user = %username, role = role.as_str(), "role changed");
+    account_audit(
+        &app,
+        &me,
+        "account.role_changed",
+        &format!("{username} to {}", role.as_str()),
+    )
+    .await?;
     let mut message = format!("{username} is now {}.", role.as_str());
     if !matches!(role, Role::Agent | Role::Admin) {
         let released = release_held(&app, &me.username, &username, &no_queue()).await?;
@@ -893,6 +936,7 @@ pub async fn reset_user_password(
     match auth::reset_password(&app.store, &username).await? {
         Some(password) => {
             tracing::info!(admin = %me.username, user = %username, "password reset");
+            account_audit(&app, &me, "account.password_reset", &username).await?;
             users_page(
                 &app,
                 &me,
@@ -945,6 +989,7 @@ pub async fn remove_user(
     }
     if auth::remove_user(&app.store, &username).await? {
         tracing::info!(admin = %me.username, user = %username, "user removed");
+        account_audit(&app, &me, "account.removed", &username).await?;
         release_held(&app, &me.username, &username, &no_queue()).await?;
         users_page(
             &app,

@@ -61,7 +61,15 @@ pub async fn codes(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
         return Ok(response);
     }
     let mut rows = String::new();
-    for c in app.store.codes().await? {
+    // Discharge packets' codes are the first of a patient's two factors: only clinicians, who
+    // print and reprint them from /patients (audited), see them.
+    for c in app
+        .store
+        .codes()
+        .await?
+        .into_iter()
+        .filter(|c| c.kind != "discharge")
+    {
         let state = if c.retired_at.is_some() {
             "retired"
         } else {
@@ -76,7 +84,7 @@ pub async fn codes(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
         ));
     }
     let page = format!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Codes</title><link rel=\"stylesheet\" href=\"/static/site.css\"><main><section class=\"card\"><h1>Codes and labels</h1><table><tr><th>Code</th><th>Kind</th><th>Asset</th><th>Placement</th><th>State</th><th>Label</th></tr>\n{rows}</table></section></main></html>"
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Codes</title><link rel=\"stylesheet\" href=\"/static/site.css\"><main><section class=\"card\"><h1>Codes and labels</h1><p>Discharge packets' codes are not listed here: clinicians print their labels from Discharge packets.</p><table><tr><th>Code</th><th>Kind</th><th>Asset</th><th>Placement</th><th>State</th><th>Label</th></tr>\n{rows}</table></section></main></html>"
     );
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response())
 }
@@ -98,7 +106,8 @@ pub async fn label(
     } else {
         None
     };
-    let Some(resolved) = resolved else {
+    // A discharge packet's label is printed by clinicians, from /patients (see `codes`).
+    let Some(resolved) = resolved.filter(|r| r.code.kind != "discharge") else {
         return Ok(crate::http::no_such_page());
     };
     let label = Label {

@@ -186,7 +186,11 @@ pub async fn session_packet(
         None => None,
     };
     Ok(match packet {
-        Some(id) => app.store.packet(&id).await?,
+        Some(id) => app
+            .store
+            .packet(&id)
+            .await?
+            .filter(|p| !crate::patient_pages::past_its_limit(app, p)),
         None => None,
     })
 }

@@ -65,6 +65,13 @@ async fn session_packet(app: &AppState, headers: &HeaderMap) -> Result<Option<St
     }
 }
 
+/// Whether a packet is past its retention limit (its last day has ended in every time zone): from
+/// then on it opens for nobody, also before the hourly purge has deleted it (or when a purge failed).
+pub(crate) fn past_its_limit(app: &AppState, packet: &crate::patients::PacketRecord) -> bool {
+    packet.retention_start()
+        < crate::retention::packets_past_limit_before(app.config.retention, app.now()).as_str()
+}
+
 /// A scan of a packet's code: the instructions for the patient whose session opened this packet,
 /// otherwise the second-factor form. Nobody else's session helps: a session opens one packet.
 pub async fn scan_packet(
@@ -74,7 +81,12 @@ pub async fn scan_packet(
     mut event: ScanEvent,
 ) -> Result<Option<(Response, ScanEvent)>, AppError> {
     // `None` when the packet was deleted a moment ago and the code cache has not caught up.
-    let Some(packet) = app.store.packet_by_code(code).await? else {
+    let Some(packet) = app
+        .store
+        .packet_by_code(code)
+        .await?
+        .filter(|p| !past_its_limit(app, p))
+    else {
         return Ok(None);
     };
     event.rule = "discharge".into();
@@ -211,7 +223,7 @@ pub async fn verify(
     } else {
         None
     };
-    let Some(packet) = packet else {
+    let Some(packet) = packet.filter(|p| !past_its_limit(&app, p)) else {
         return Ok(crate::site::not_found(headers).await);
     };
     let t = i18n::strings(&packet.language);

@@ -16,6 +16,11 @@ use crate::store::Store;
 pub const PATIENT_COOKIE: &str = "scanaid_patient";
 /// A patient session ends after this long without a request.
 pub const PATIENT_IDLE: Duration = Duration::from_secs(30 * 60);
+/// A patient session ends this long after it opened however busy it is: a phone left signed in
+/// (a shared one, a lost one) is not a way into the packet for ever.
+pub const PATIENT_SESSION_MAX: Duration = Duration::from_secs(12 * 60 * 60);
+/// The earliest year of birth a date of birth may have (see `normalise_dob`).
+const MIN_BIRTH_YEAR: i32 = 1900;
 /// Wrong attempts before a packet locks.
 pub const MAX_FAILURES: i64 = 5;
 /// Characters of a packet code: 23 from the 57-letter label alphabet is about 134 bits.
@@ -51,6 +56,12 @@ pub fn normalise_dob(input: &str) -> Option<String> {
     let date = chrono::NaiveDate::parse_from_str(input, "%Y-%m-%d")
         .or_else(|_| chrono::NaiveDate::parse_from_str(input, "%d/%m/%Y"))
         .ok()?;
+    // `%Y` also reads a year of 1 to 3 digits: `14/03/58` would be the year 58, tied to a PIN that
+    // then never opens the packet. A patient's year has four digits and is not before 1900.
+    use chrono::Datelike;
+    if date.year() < MIN_BIRTH_YEAR {
+        return None;
+    }
     Some(date.format("%Y-%m-%d").to_string())
 }
 
@@ -493,14 +504,17 @@ impl Store {
     /// The packet a patient session may read, refreshing its idle timer; `None` when the session
     /// does not exist or has been idle longer than `PATIENT_IDLE`.
     pub async fn patient_session(&self, token: &str) -> Result<Option<String>> {
-        let cutoff = (chrono::Utc::now() - chrono::Duration::from_std(PATIENT_IDLE).expect("fits"))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let before = |age: Duration| {
+            (chrono::Utc::now() - chrono::Duration::from_std(age).expect("fits"))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
         let hash = token_hash(token);
         let packet: Option<String> = sqlx::query_scalar(
-            "SELECT packet_id FROM patient_sessions WHERE token_hash = ? AND last_seen > ?",
+            "SELECT packet_id FROM patient_sessions WHERE token_hash = ? AND last_seen > ? AND created_at > ?",
         )
         .bind(&hash)
-        .bind(&cutoff)
+        .bind(before(PATIENT_IDLE))
+        .bind(before(PATIENT_SESSION_MAX))
         .fetch_optional(self.pool())
         .await?;
         if packet.is_some() {
@@ -684,10 +698,23 @@ impl Store {
         audit_in(&mut conn, actor, action, packet, detail, ip_prefix).await
     }
 
-    /// The newest `limit` audit entries, newest first.
+    /// The newest `limit` audit entries about packets and patients, newest first (not the
+    /// administrators' changes to staff accounts: `account_changes`).
     pub async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>> {
         Ok(sqlx::query_as(
-            "SELECT id, at, actor, action, packet_id, detail, ip_prefix FROM audit_log ORDER BY id DESC LIMIT ?",
+            "SELECT id, at, actor, action, packet_id, detail, ip_prefix FROM audit_log
+             WHERE action NOT LIKE 'account.%' ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The newest `limit` changes administrators made to staff accounts, newest first.
+    pub async fn account_changes(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, action, packet_id, detail, ip_prefix FROM audit_log
+             WHERE action LIKE 'account.%' ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)
         .fetch_all(self.pool())
@@ -875,6 +902,12 @@ mod tests {
         assert_eq!(normalise_dob("11/11/1949").as_deref(), Some("1949-11-11"));
         assert!(!dob_is_ambiguous("1949-11-02"));
         assert_eq!(normalise_dob("yesterday"), None);
+        // Two-digit (or shorter) years are not read as the years 58 or 5.
+        assert_eq!(normalise_dob("14/03/58"), None);
+        assert_eq!(normalise_dob("0058-03-14"), None);
+        assert_eq!(normalise_dob("14/03/5"), None);
+        assert_eq!(normalise_dob("1899-12-31"), None);
+        assert_eq!(normalise_dob("1900-01-01").as_deref(), Some("1900-01-01"));
         assert_eq!(normalise_pin("123 456").as_deref(), Some("123456"));
         assert_eq!(normalise_pin("12345"), None);
         assert_eq!(normalise_pin("12345a"), None);

@@ -218,6 +218,9 @@ pub async fn purge(
     // it is also past the chat limit.
     let mut purged = Purged {
         tickets_closed: close_idle_tickets(store, policy, now).await?,
+        // Patients' data before the bulk deletes below: one of those failing (a busy store) must
+        // not keep a packet past its limit purge after purge.
+        packets: expire_packets(store, policy, now).await?,
         ..Purged::default()
     };
 
@@ -286,7 +289,6 @@ pub async fn purge(
         .rows_affected();
     purged.signin_attempts = crate::signin_limits::purge_expired(store, now).await?
         + crate::signin_devices::purge_expired(store, now).await?;
-    purged.packets = expire_packets(store, policy, now).await?;
     Ok(purged)
 }
 

@@ -147,6 +147,8 @@ pub struct AdminUsersPage {
     pub message: String,
     pub users: Vec<UserRow>,
     pub roles: Vec<&'static str>,
+    /// Administrators' recent changes to staff accounts (the audit log's `account.*` entries).
+    pub changes: Vec<crate::patients::AuditEntry>,
 }
 
 #[derive(Template)]

@@ -1153,8 +1153,9 @@ fn a_packet_past_its_retention_limit_is_deleted_with_its_patients_data() {
     let packet = packet_of(&app, "Lily Chen");
     let her_heading = "Lily's personal plan";
     assert!(!files_containing(index.path(), her_heading).is_empty());
-    // Her packet was made 200 days ago; the other two today.
-    let made = chrono::Utc::now().date_naive() - chrono::Days::new(200);
+    // Her packet was made 90 days ago, so today is its last day; the other two today. (It opens
+    // at the real time, which is within that day everywhere; the purges below run at given times.)
+    let made = chrono::Utc::now().date_naive() - chrono::Days::new(90);
     app.rows(&format!(
         "UPDATE packets SET created_at = '{made}T10:00:00.000Z' WHERE id = '{packet}'"
     ));
@@ -1753,4 +1754,167 @@ fn a_resent_form_makes_one_packet_and_a_clinician_reprints_the_label_or_issues_a
         app.rows("SELECT actor, packet_id FROM audit_log WHERE action = 'packet.new_pin'"),
         vec![vec!["nurse6".to_string(), packet.clone()]]
     );
+}
+
+/// A packet past its retention limit opens for nobody from that moment, also before the hourly
+/// purge deletes it (or when a purge failed), and a patient session ends 12 hours after it opened
+/// however busy it is.
+#[test]
+fn a_packet_past_its_limit_and_a_session_past_its_age_open_nothing() {
+    let (app, demos) = spawn_with_demo_packets();
+    let john = demo(&demos, "John Miller");
+    let (_, session) = try_open(&app, &john.code, &john.dob, &john.pin);
+    let session = session.expect("his packet opens");
+    let page = |cookie: &str| {
+        get(
+            &app.url(&format!("/c/{}", john.code)),
+            &[("cookie", cookie)],
+        )
+    };
+    assert!(
+        page(&session).body.contains("id=\"kept-until\""),
+        "his instructions"
+    );
+
+    // 12 hours after it opened, the session opens nothing, even used a moment ago.
+    let packet = packet_of(&app, "John Miller");
+    let hours_ago = |h: i64| {
+        (chrono::Utc::now() - chrono::Duration::hours(h))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    app.rows(&format!(
+        "UPDATE patient_sessions SET created_at = '{}' WHERE packet_id = '{packet}'",
+        hours_ago(13)
+    ));
+    let old = page(&session);
+    assert!(!old.body.contains("id=\"kept-until\""), "{}", old.body);
+    assert!(
+        old.body.contains("name=\"pin\""),
+        "the second factor again: {}",
+        old.body
+    );
+    let (status, _) = ask_as(
+        &app,
+        &session,
+        r#"{"message": "when do I take my tablets?"}"#,
+    );
+    assert_eq!(status, 401);
+
+    // A fresh session, then the packet passes its limit (made 200 days ago) with no purge run.
+    let (_, session) = try_open(&app, &john.code, &john.dob, &john.pin);
+    let session = session.expect("his packet opens again");
+    let made = chrono::Utc::now().date_naive() - chrono::Days::new(200);
+    app.rows(&format!(
+        "UPDATE packets SET created_at = '{made}T10:00:00.000Z' WHERE id = '{packet}'"
+    ));
+    let gone = page(&session);
+    assert!(!gone.body.contains("id=\"kept-until\""), "{}", gone.body);
+    assert!(
+        !gone.body.contains("name=\"pin\""),
+        "no form either: {}",
+        gone.body
+    );
+    assert!(
+        gone.body.contains("no longer available") || gone.body.contains("ya no están disponibles"),
+        "{}",
+        gone.body
+    );
+    let (status, _) = ask_as(
+        &app,
+        &session,
+        r#"{"message": "when do I take my tablets?"}"#,
+    );
+    assert_eq!(status, 401);
+    // Nor does the second factor open it.
+    let verify = post_form(
+        &app.url(&format!("/c/{}", john.code)),
+        &[],
+        &[("dob", &john.dob), ("pin", &john.pin)],
+    );
+    assert!(patient_session_of(&verify).is_none(), "{}", verify.body);
+    assert_ne!(verify.status, 200, "{}", verify.body);
+    // Still in the store until the purge: nothing was deleted by looking.
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT COUNT(*) FROM packets WHERE id = '{packet}'"
+        ))[0][0],
+        "1"
+    );
+}
+
+/// Packets' codes are for clinicians: the administrators' code list and label printer leave them
+/// out. Administrators' changes to staff accounts (who can read patients' data) are audited, and
+/// shown to administrators, not in the clinicians' packet audit.
+#[test]
+fn administrators_see_no_packet_codes_and_their_account_changes_are_audited() {
+    let (app, demos) = spawn_with_demo_packets();
+    let admin = staff_cookie(&app, "admin-a", Role::Admin);
+    let codes = get(&app.url("/admin/codes"), &[("cookie", &admin)]);
+    assert_eq!(codes.status, 200);
+    assert!(
+        codes.body.contains("/admin/codes/tJ6bpUpB.svg"),
+        "equipment codes are listed"
+    );
+    for (_, demo) in &demos {
+        assert!(!codes.body.contains(&demo.code), "{}", codes.body);
+        let label = get(
+            &app.url(&format!("/admin/codes/{}.svg", demo.code)),
+            &[("cookie", &admin)],
+        );
+        assert_eq!(label.status, 404, "{}", label.body);
+    }
+
+    let users = get(&app.url("/admin/users"), &[("cookie", &admin)]);
+    let csrf = users.hidden("csrf").unwrap();
+    let created = post_form(
+        &app.url("/admin/users"),
+        &[("cookie", &admin)],
+        &[
+            ("csrf", &csrf),
+            ("username", "nurse-new"),
+            ("password", "a long enough password"),
+            ("role", "clinician"),
+        ],
+    );
+    assert_eq!(created.status, 200, "{}", created.body);
+    let reset = post_form(
+        &app.url("/admin/users/nurse-new/password"),
+        &[("cookie", &admin)],
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    let role = post_form(
+        &app.url("/admin/users/nurse-new/role"),
+        &[("cookie", &admin)],
+        &[("csrf", &csrf), ("role", "technician")],
+    );
+    assert_eq!(role.status, 200, "{}", role.body);
+    assert_eq!(
+        app.rows(
+            "SELECT actor, action, detail FROM audit_log WHERE action LIKE 'account.%' ORDER BY id"
+        ),
+        vec![
+            vec!["admin-a", "account.created", "nurse-new as clinician"],
+            vec!["admin-a", "account.password_reset", "nurse-new"],
+            vec!["admin-a", "account.role_changed", "nurse-new to technician"],
+        ]
+    );
+    let users = get(&app.url("/admin/users"), &[("cookie", &admin)]);
+    assert!(
+        users.body.contains("id=\"account-changes\""),
+        "{}",
+        users.body
+    );
+    assert!(
+        users.body.contains("account.password_reset · nurse-new"),
+        "{}",
+        users.body
+    );
+    // The password itself is in no audit entry.
+    let password = app.rows("SELECT COUNT(*) FROM audit_log WHERE detail LIKE '%long enough%'");
+    assert_eq!(password[0][0], "0");
+    let clinician = staff_cookie(&app, "nurse-c", Role::Clinician);
+    let packets = get(&app.url("/patients"), &[("cookie", &clinician)]);
+    assert_eq!(packets.status, 200);
+    assert!(!packets.body.contains("account."), "{}", packets.body);
 }
