@@ -323,7 +323,7 @@ fn rules_explain_says_which_rule_fires_and_why_the_others_did_not() {
     ]);
     let text = String::from_utf8_lossy(&evening.stdout);
     assert!(evening.status.success(), "{text}");
-    assert!(text.contains("mercy-after-hours: fired (role is anonymous, Tue 20:30 America/Chicago is outside Mon-Fri 07:00-18:00)"), "{text}");
+    assert!(text.contains("mercy-after-hours: fired (role is anonymous, Biomedical Engineering is closed at Tue 20:30 America/Chicago (hours Mon-Fri 07:00-18:00))"), "{text}");
     assert!(
         text.contains("=> rule mercy-after-hours: the on-call page"),
         "{text}"
@@ -346,7 +346,7 @@ fn rules_explain_says_which_rule_fires_and_why_the_others_did_not() {
         "{text}"
     );
     assert!(
-        text.contains("kestrel-weekend: not for this code (site kestrel-plant-2)"),
+        text.contains("kestrel-off-shift: not for this code (site kestrel-plant-2)"),
         "{text}"
     );
     assert!(text.contains("=> default: the technician page"), "{text}");

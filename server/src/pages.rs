@@ -545,6 +545,7 @@ mod tests {
             asset: None,
             site: None,
             queue: None,
+            queue_timezone: None,
             manual_ids: Vec::new(),
         })
     }

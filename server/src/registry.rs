@@ -180,6 +180,13 @@ impl Registry {
             if !sites.contains(queue.site.as_str()) {
                 problems.push(format!("queue {}: unknown site {:?}", queue.id, queue.site));
             }
+            // Rules read them (`queue_open`): hours nobody can read would leave such a rule silent.
+            if queue.hours.trim().is_empty() {
+                continue;
+            }
+            if let Err(e) = crate::rules::parse_opening_hours(&queue.hours) {
+                problems.push(format!("queue {}: {e}", queue.id));
+            }
         }
         let assets = unique_ids(
             registry.assets.iter().map(|a| &a.id),
@@ -296,6 +303,21 @@ placement = "nameplate"
         let err = Registry::parse(&text).unwrap_err();
         assert!(err.contains("unknown time zone"), "{err}");
         assert!(err.contains("unknown asset \"ghost\""), "{err}");
+    }
+
+    #[test]
+    fn opening_hours_rules_cannot_read_are_reported_and_none_is_fine() {
+        let with = |hours: &str| {
+            SMALL.replace(
+                "site = \"s\"\n\n[[asset]]",
+                &format!("site = \"s\"\nhours = \"{hours}\"\n\n[[asset]]"),
+            )
+        };
+        assert!(Registry::parse(&with("Mon-Fri 07:00-18:00, Sat 08:00-12:00")).is_ok());
+        let err = Registry::parse(&with("9 to 5")).unwrap_err();
+        assert!(err.contains("queue q: opening hours \"9 to 5\""), "{err}");
+        // No hours at all: nothing to read, nothing wrong (`queue_open` then matches neither).
+        assert!(Registry::parse(SMALL).is_ok());
     }
 
     #[test]

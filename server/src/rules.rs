@@ -6,9 +6,14 @@
 //! ```toml
 //! [[rule]]
 //! id = "mercy-after-hours"
-//! description = "Out of hours, people who are not staff see who is on call"
+//! description = "While the machine's support desk is closed, people who are not staff see who is on call"
 //! site = "mercy-general"
-//! when = { all = [ { role = ["anonymous", "operator"] },
+//! when = { all = [ { role = ["anonymous", "operator"] }, { queue_open = false } ] }
+//! then = { page = "on-call" }
+//!
+//! [[rule]]
+//! id = "christmas"
+//! when = { all = [ { dates = { from = 2026-12-24, to = 2026-12-26 } },
 //!                  { not = { time = { days = ["Mon-Fri"], hours = "07:00-18:00" } } } ] }
 //! then = { page = "on-call" }
 //! ```
@@ -66,6 +71,11 @@ pub enum Condition {
     Time(TimeWindow),
     /// Calendar dates in the site's time zone, both ends included.
     Dates(DateRange),
+    /// true: the scanned asset's support queue is open now, by its opening hours in its own site's
+    /// time zone (`assets.toml`); false: it is closed. So an on-call rule follows the hours the
+    /// page shows instead of repeating them (and drifting from them). An asset without a queue
+    /// whose hours can be read matches neither.
+    QueueOpen(bool),
     All(Vec<Condition>),
     Any(Vec<Condition>),
     Not(Box<Condition>),
@@ -170,6 +180,61 @@ pub struct Facts<'a> {
     /// The moment of the scan; rules read it in `timezone`.
     pub at: DateTime<Utc>,
     pub timezone: Tz,
+    /// The scanned asset's support queue, for `queue_open`.
+    pub queue: Option<QueueHours<'a>>,
+}
+
+/// A support queue's opening hours as the registry writes them, and the time zone they are in
+/// (its own site's, which may not be the scanned asset's).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueHours<'a> {
+    pub name: &'a str,
+    pub hours: &'a str,
+    pub timezone: Tz,
+}
+
+impl QueueHours<'_> {
+    /// Whether the queue is open at `at`; `None` when its hours cannot be read.
+    pub fn open_at(&self, at: DateTime<Utc>) -> Option<bool> {
+        let windows = parse_opening_hours(self.hours).ok()?;
+        let local = at.with_timezone(&self.timezone);
+        Some(
+            windows
+                .iter()
+                .any(|w| in_window(w, local.weekday(), local.time())),
+        )
+    }
+}
+
+/// Opening hours as the registry writes them, `Mon-Fri 07:00-18:00, Sat 08:00-12:00` (parts split
+/// by commas, each days then hours, or days alone for the whole day), as weekly windows.
+pub fn parse_opening_hours(spec: &str) -> Result<Vec<TimeWindow>, String> {
+    let wrong = || {
+        format!(
+            "opening hours {spec:?}: write days and hours, e.g. Mon-Fri 07:00-18:00, Sat 08:00-12:00"
+        )
+    };
+    if spec.trim().is_empty() {
+        return Err(wrong());
+    }
+    spec.split(',')
+        .map(|part| {
+            let mut words = part.split_whitespace();
+            let days = words.next().ok_or_else(wrong)?.to_string();
+            let hours = words.next().map(str::to_string);
+            if words.next().is_some() {
+                return Err(wrong());
+            }
+            parse_days(std::slice::from_ref(&days)).map_err(|_| wrong())?;
+            if let Some(h) = &hours {
+                parse_hours(h).map_err(|_| wrong())?;
+            }
+            Ok(TimeWindow {
+                days: vec![days],
+                hours,
+            })
+        })
+        .collect()
 }
 
 /// The outcome: the action to take (None: the person's role page) and the rule that decided.
@@ -420,6 +485,7 @@ fn holds(condition: &Condition, facts: &Facts) -> bool {
             let (from, to) = range.bounds();
             from.is_none_or(|f| day >= f) && to.is_none_or(|t| day <= t)
         }
+        Condition::QueueOpen(want) => facts.queue.and_then(|q| q.open_at(facts.at)) == Some(*want),
         Condition::All(list) => list.iter().all(|c| holds(c, facts)),
         Condition::Any(list) => list.iter().any(|c| holds(c, facts)),
         Condition::Not(inner) => !holds(inner, facts),
@@ -488,6 +554,39 @@ fn eval(condition: &Condition, facts: &Facts) -> Result<String, String> {
                 Ok(format!("{day} is within {span}"))
             } else {
                 Err(format!("{day} is outside {span}"))
+            }
+        }
+        Condition::QueueOpen(want) => {
+            let Some(queue) = facts.queue else {
+                return Err("the asset has no support queue".to_string());
+            };
+            let local = facts.at.with_timezone(&queue.timezone);
+            let when = format!(
+                "{} {:02}:{:02} {}",
+                local.weekday(),
+                local.hour(),
+                local.minute(),
+                queue.timezone
+            );
+            let state = |open: bool| if open { "open" } else { "closed" };
+            match queue.open_at(facts.at) {
+                None => Err(format!(
+                    "{}'s opening hours {:?} cannot be read",
+                    queue.name, queue.hours
+                )),
+                Some(open) => {
+                    let said = format!(
+                        "{} is {} at {when} (hours {})",
+                        queue.name,
+                        state(open),
+                        queue.hours
+                    );
+                    if open == *want {
+                        Ok(said)
+                    } else {
+                        Err(format!("{said}, rule wants it {}", state(*want)))
+                    }
+                }
             }
         }
         Condition::All(list) => {
@@ -685,7 +784,10 @@ fn check_condition(c: &Condition, rule: &str, problems: &mut Vec<String>) {
                 }
             }
         }
-        Condition::Language(_) | Condition::Placement(_) | Condition::Returning(_) => {}
+        Condition::Language(_)
+        | Condition::Placement(_)
+        | Condition::Returning(_)
+        | Condition::QueueOpen(_) => {}
     }
 }
 
@@ -770,7 +872,79 @@ mod tests {
             returning: false,
             at: at.parse().unwrap(),
             timezone: "America/Chicago".parse().unwrap(),
+            queue: Some(QueueHours {
+                name: "Biomedical Engineering",
+                hours: "Mon-Fri 07:00-18:00, Sat 08:00-12:00",
+                timezone: "America/New_York".parse().unwrap(),
+            }),
         }
+    }
+
+    #[test]
+    fn opening_hours_read_as_the_registry_writes_them() {
+        let windows = parse_opening_hours("Mon-Fri 07:00-18:00, Sat 06:00-14:00").unwrap();
+        assert_eq!(windows.len(), 2);
+        assert_eq!(windows[1].days, vec!["Sat".to_string()]);
+        assert_eq!(windows[1].hours.as_deref(), Some("06:00-14:00"));
+        assert_eq!(parse_opening_hours("Mon-Sun 00:00-24:00").unwrap().len(), 1);
+        assert_eq!(parse_opening_hours("Sat-Sun").unwrap()[0].hours, None);
+        for bad in [
+            "",
+            "24/7",
+            "Mon-Fri 7am-6pm",
+            "Mon-Fri 07:00-18:00 extra",
+            "Someday 07:00-18:00",
+            "Mon-Fri 07:00-18:00,",
+        ] {
+            assert!(parse_opening_hours(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn queue_open_follows_the_queues_hours_in_its_own_sites_time_zone() {
+        let open = |want: bool, at: &str| {
+            let rule = Condition::QueueOpen(want);
+            let f = facts("operator", at);
+            assert_eq!(holds(&rule, &f), eval(&rule, &f).is_ok(), "{at}");
+            holds(&rule, &f)
+        };
+        // Tue 17:30 in Chicago is 18:30 in New York, where the queue works: closed.
+        assert!(open(false, "2026-12-01T23:30:00Z"));
+        assert!(!open(true, "2026-12-01T23:30:00Z"));
+        // Tue 12:00 New York: open.
+        assert!(open(true, "2026-12-01T17:00:00Z"));
+        // Sat 10:00 New York: open by the second part; Sun: closed.
+        assert!(open(true, "2026-12-05T15:00:00Z"));
+        assert!(open(false, "2026-12-06T15:00:00Z"));
+        let said = eval(
+            &Condition::QueueOpen(true),
+            &facts("operator", "2026-12-06T15:00:00Z"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            said,
+            "Biomedical Engineering is closed at Sun 10:00 America/New_York (hours Mon-Fri 07:00-18:00, Sat 08:00-12:00), rule wants it open"
+        );
+        // No queue, or hours nobody can read: neither open nor closed.
+        let mut f = facts("operator", "2026-12-01T17:00:00Z");
+        f.queue = None;
+        assert!(!holds(&Condition::QueueOpen(true), &f));
+        assert!(!holds(&Condition::QueueOpen(false), &f));
+        f.queue = Some(QueueHours {
+            name: "Odd",
+            hours: "when someone is in",
+            timezone: chrono_tz::UTC,
+        });
+        assert!(!holds(&Condition::QueueOpen(false), &f));
+        assert!(eval(&Condition::QueueOpen(false), &f)
+            .unwrap_err()
+            .contains("cannot be read"));
+        // As a rule file writes it.
+        let set = RuleSet::parse(
+            "[[rule]]\nid = \"closed\"\nwhen = { queue_open = false }\nthen = { page = \"on-call\" }\n",
+        )
+        .unwrap();
+        assert_eq!(set.rules[0].when, Some(Condition::QueueOpen(false)));
     }
 
     const RULES: &str = r#"
@@ -1125,7 +1299,7 @@ then = { page = "on-call" }
         fn choosing_agrees_with_the_explained_decision(
             hour in 0u32..24, minute in 0u32..60, day in 1u32..31,
             role in 0usize..5, device in 0usize..3, placement in 0usize..3, site in 0usize..3,
-            returning: bool,
+            returning: bool, has_queue: bool,
         ) {
             let bundled = std::fs::read_to_string(
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manuals/rules.toml"),
@@ -1136,6 +1310,9 @@ then = { page = "on-call" }
             f.placement = ["nameplate", "service-panel", "brochure"][placement];
             f.site = ["mercy-general", "kestrel-plant-2", "meridian-tower"][site];
             f.returning = returning;
+            if !has_queue {
+                f.queue = None;
+            }
             for text in [RULES, bundled.as_str(), MIXED_CASE_RULES] {
                 let set = RuleSet::parse(text).unwrap();
                 let decided = set.decide(&f);

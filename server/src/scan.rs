@@ -213,6 +213,15 @@ pub fn facts<'a>(
         timezone: site
             .and_then(|s| s.timezone.parse().ok())
             .unwrap_or(chrono_tz::UTC),
+        queue: resolved.queue.as_ref().map(|q| crate::rules::QueueHours {
+            name: &q.name,
+            hours: &q.hours,
+            timezone: resolved
+                .queue_timezone
+                .as_deref()
+                .and_then(|tz| tz.parse().ok())
+                .unwrap_or(chrono_tz::UTC),
+        }),
     }
 }
 
@@ -303,7 +312,12 @@ fn serve_asset(
         signed_in: context.signed_in,
         asset,
         site_name: site.map(|s| s.name.clone()).unwrap_or_default(),
-        timezone: site.map(|s| s.timezone.clone()).unwrap_or_default(),
+        // The queue's hours are in its own site's zone (as its tickets say), not the machine's.
+        timezone: resolved
+            .queue_timezone
+            .clone()
+            .or_else(|| site.map(|s| s.timezone.clone()))
+            .unwrap_or_default(),
         contact: site.map(|s| s.contact.clone()).unwrap_or_default(),
         on_call: site.map(|s| s.on_call.clone()).unwrap_or_default(),
         queue_name: queue.map(|q| q.name.clone()).unwrap_or_default(),

@@ -99,6 +99,9 @@ pub struct ResolvedCode {
     pub asset: Option<AssetRecord>,
     pub site: Option<SiteRecord>,
     pub queue: Option<QueueRecord>,
+    /// The time zone of the queue's own site, which its hours are in (a desk at one site may serve
+    /// machines at another).
+    pub queue_timezone: Option<String>,
     /// The asset's manuals (`AssetRecord::manual_ids`), parsed once here rather than on every scan.
     pub manual_ids: Vec<String>,
 }
@@ -471,11 +474,17 @@ impl Store {
             .as_ref()
             .map(AssetRecord::manual_ids)
             .unwrap_or_default();
+        let queue_timezone = match (&queue, &site) {
+            (Some(q), Some(s)) if q.site_id == s.id => Some(s.timezone.clone()),
+            (Some(q), _) => self.site(&q.site_id).await?.map(|s| s.timezone),
+            (None, _) => None,
+        };
         Ok(Some(ResolvedCode {
             code,
             asset,
             site,
             queue,
+            queue_timezone,
             manual_ids,
         }))
     }

@@ -1335,6 +1335,20 @@ fn after_hours_the_bundled_rules_put_the_on_call_contact_first() {
         app.rows("SELECT rule, destination FROM scan_events"),
         vec![vec!["mercy-after-hours", "page:on-call"]]
     );
+    // The same hour at the same site, on the cafeteria's dishwasher: its support desk (Facilities)
+    // works around the clock, so nobody is sent to the on-call line against the hours shown.
+    let dishwasher = get(&app.url("/c/FdL5KF7C"), &[]);
+    assert_eq!(dishwasher.status, 200);
+    assert!(
+        !dishwasher.body.contains("who to call now"),
+        "{}",
+        dishwasher.body
+    );
+    assert!(
+        dishwasher.body.contains("Mon-Sun 00:00-24:00"),
+        "{}",
+        dishwasher.body
+    );
     drop(app);
 
     // The same scan at 10:00 on a weekday: the default page.
@@ -2093,4 +2107,31 @@ fn technicians_get_alarm_codes_first_and_a_spanish_reader_gets_a_spanish_page_on
         .rows("SELECT language FROM scan_events WHERE code = 'FdL5KF7C'")
         .iter()
         .any(|r| r[0] == "es"));
+}
+
+/// A machine served by a support desk at another site: its page gives the desk's hours in the
+/// desk's own time zone (as its tickets do), and `queue_open` reads them there.
+#[test]
+fn a_desk_at_another_site_is_open_or_closed_by_its_own_clock() {
+    // Tuesday 18:30 in Chicago, 17:30 in Denver, where Building Engineering works until 19:00.
+    let app = spawn_app_with_rules(bundled_rules(), at("2026-11-25T00:30:00Z"));
+    app.rows("UPDATE assets SET queue_id = 'meridian-engineering' WHERE id = 'pump-icu-07'");
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("Mon-Fri 06:00-19:00 (America/Denver)"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("who to call now"),
+        "the desk is open in Denver: {}",
+        page.body
+    );
+    drop(app);
+    // Two hours later (20:30 in Chicago, 19:30 in Denver) the desk is closed.
+    let app = spawn_app_with_rules(bundled_rules(), at("2026-11-25T02:30:00Z"));
+    app.rows("UPDATE assets SET queue_id = 'meridian-engineering' WHERE id = 'pump-icu-07'");
+    let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+    assert!(page.body.contains("who to call now"), "{}", page.body);
 }
