@@ -30,10 +30,11 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
         Ok(me) => me,
         Err(response) => return Ok(response),
     };
-    let count = |sql: &'static str| {
+    let count = |sql: &str| {
         let pool = app.store.pool().clone();
+        let sql = sql.to_string();
         async move {
-            sqlx::query_scalar::<_, i64>(sql)
+            sqlx::query_scalar::<_, i64>(&sql)
                 .fetch_one(&pool)
                 .await
                 .map_err(crate::ServerError::from)
@@ -49,7 +50,11 @@ pub async fn home(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
             "SELECT COUNT(*) FROM webhook_deliveries WHERE delivered_at IS NULL",
         )
         .await?,
-        packets_locked: count("SELECT COUNT(*) FROM packets WHERE locked_at IS NOT NULL").await?,
+        packets_locked: count(&format!(
+            "SELECT COUNT(*) FROM packets WHERE locked_at IS NOT NULL AND (locked_until IS NULL OR locked_until > '{}')",
+            crate::store::stored_time(chrono::Utc::now())
+        ))
+        .await?,
         start_problems: app.config.start_problems.clone(),
     }
     .render()?;

@@ -76,7 +76,10 @@ pub struct Strings {
     /// `{left}` is filled in.
     pub patient_wrong: &'static str,
     /// `{max}` is filled in.
+    /// A packet locked for a while: `{max}` tries, `{wait}` like "15 min" or "4 h".
     pub patient_locked: &'static str,
+    /// A packet locked before locks ended by themselves: a clinician lifts it.
+    pub patient_locked_until_unlocked: &'static str,
     pub patient_dob_ambiguous: &'static str,
     pub patient_client_limit: &'static str,
     pub patient_private: &'static str,
@@ -199,7 +202,8 @@ pub const EN: Strings = Strings {
     form_expired: "This form expired. Please try again.",
     patient_wrong: "That date of birth and PIN do not match. {left} attempt(s) left before these instructions are locked.",
     patient_dob_ambiguous: "That date could be read two ways. Please write it as year-month-day, for example 1949-11-02 for 2 November 1949, or pick it in the calendar. This did not count as an attempt.",
-    patient_locked: "These instructions are locked after {max} wrong attempts. Call the phone number on your discharge papers: the ward can unlock them.",
+    patient_locked: "These instructions are locked after {max} wrong attempts. Try again in {wait}, or call the phone number on your discharge papers: the ward can unlock them now.",
+    patient_locked_until_unlocked: "These instructions are locked after {max} wrong attempts. Call the phone number on your discharge papers: the ward can unlock them.",
     patient_client_limit: "Too many attempts from this connection. Wait 15 minutes, or call the phone number on your discharge papers.",
     patient_private: "Only you can see this page. Sign out when you are done, especially on a shared phone.",
     patient_ask: "Ask about your instructions",
@@ -301,7 +305,8 @@ pub const ES: Strings = Strings {
     form_expired: "Este formulario ha caducado. Inténtelo de nuevo.",
     patient_wrong: "La fecha de nacimiento y el PIN no coinciden. Le quedan {left} intento(s) antes de que se bloqueen estas instrucciones.",
     patient_dob_ambiguous: "Esa fecha puede leerse de dos maneras. Escríbala como año-mes-día, por ejemplo 1949-11-02 para el 2 de noviembre de 1949, o elíjala en el calendario. Este intento no cuenta.",
-    patient_locked: "Estas instrucciones están bloqueadas tras {max} intentos fallidos. Llame al teléfono de sus papeles de alta: en la planta pueden desbloquearlas.",
+    patient_locked: "Estas instrucciones están bloqueadas tras {max} intentos fallidos. Vuelva a intentarlo dentro de {wait}, o llame al teléfono de sus papeles de alta: en la planta pueden desbloquearlas ahora.",
+    patient_locked_until_unlocked: "Estas instrucciones están bloqueadas tras {max} intentos fallidos. Llame al teléfono de sus papeles de alta: en la planta pueden desbloquearlas.",
     patient_client_limit: "Demasiados intentos desde esta conexión. Espere 15 minutos o llame al teléfono de sus papeles de alta.",
     patient_private: "Solo usted puede ver esta página. Cierre la sesión al terminar, sobre todo en un teléfono compartido.",
     patient_ask: "Pregunte sobre sus instrucciones",

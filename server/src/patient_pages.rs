@@ -72,6 +72,26 @@ pub(crate) fn past_its_limit(app: &AppState, packet: &crate::patients::PacketRec
         < crate::retention::packets_past_limit_before(app.config.retention, app.now()).as_str()
 }
 
+/// Why a packet has no form now: locked after too many wrong tries, for `wait` more (`None`: until
+/// a clinician lifts it).
+fn locked_message(t: &i18n::Strings, wait: Option<std::time::Duration>) -> String {
+    let max = MAX_FAILURES.to_string();
+    match wait {
+        Some(wait) => {
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            let wait = if minutes < 90 {
+                format!("{minutes} min")
+            } else {
+                format!("{} h", minutes.div_ceil(60))
+            };
+            t.patient_locked
+                .replace("{max}", &max)
+                .replace("{wait}", &wait)
+        }
+        None => t.patient_locked_until_unlocked.replace("{max}", &max),
+    }
+}
+
 /// A scan of a packet's code: the instructions for the patient whose session opened this packet,
 /// otherwise the second-factor form. Nobody else's session helps: a session opens one packet.
 pub async fn scan_packet(
@@ -101,14 +121,12 @@ pub async fn scan_packet(
         )));
     }
     event.destination = "discharge:verify".into();
-    // A locked packet scanned again says why there is no form and whom to call.
-    let locked = packet.locked_at.is_some();
-    let message = if locked {
-        i18n::strings(&packet.language)
-            .patient_locked
-            .replace("{max}", &MAX_FAILURES.to_string())
-    } else {
-        String::new()
+    // A locked packet scanned again says why there is no form, for how long, and whom to call.
+    let lock = packet.lock_at(chrono::Utc::now());
+    let locked = lock.is_some();
+    let message = match lock {
+        Some(wait) => locked_message(i18n::strings(&packet.language), wait),
+        None => String::new(),
     };
     Ok(Some((
         verify_form(app, &packet, StatusCode::OK, &message, locked)?,
@@ -268,7 +286,7 @@ pub async fn verify(
     let now = chrono::Utc::now();
     // A locked packet is refused below without a check, and without counting against the address.
     // Otherwise the try counts before its check (once per packet; a right PIN takes it back).
-    let locked = match packet.locked_at {
+    let locked = match packet.lock_at(now) {
         Some(_) => None,
         None => match PER_CLIENT_PACKETS
             .locked_for(&app.store, client_key, now)
@@ -321,9 +339,12 @@ pub async fn verify(
             let message = t.patient_wrong.replace("{left}", &left.to_string());
             verify_form(&app, &packet, StatusCode::UNAUTHORIZED, &message, false)
         }
-        Attempt::Locked => {
-            let message = t.patient_locked.replace("{max}", &MAX_FAILURES.to_string());
-            verify_form(&app, &packet, StatusCode::LOCKED, &message, true)
+        Attempt::Locked { wait } => {
+            let message = locked_message(t, wait);
+            Ok(crate::http::with_retry_after(
+                verify_form(&app, &packet, StatusCode::LOCKED, &message, true)?,
+                wait,
+            ))
         }
     }
 }
@@ -446,7 +467,8 @@ pub struct PacketRow {
     pub could_keep_until: Option<String>,
     pub created_by: String,
     pub failed_attempts: i64,
-    pub locked: bool,
+    /// Empty when it opens; else "locked" and for how long.
+    pub locked: String,
     /// `patients::pin_version` of its second factor, for the new-PIN form.
     pub pin_version: String,
 }
@@ -536,7 +558,13 @@ async fn packets_page(
         .await?
         .into_iter()
         .map(|p| PacketRow {
-            locked: p.locked_at.is_some(),
+            locked: match p.lock_at(now) {
+                None => String::new(),
+                Some(None) => "locked".to_string(),
+                Some(Some(wait)) => {
+                    format!("locked for {} more min", wait.as_secs().div_ceil(60).max(1))
+                }
+            },
             pin_version: crate::patients::pin_version(&p.secret_hash),
             kept_until: kept_until(p.retention_start(), app),
             // Both are `YYYY-MM-DD`, so text order is date order.

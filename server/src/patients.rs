@@ -133,6 +133,9 @@ pub struct PacketRecord {
     pub created_at: String,
     pub failed_attempts: i64,
     pub locked_at: Option<String>,
+    /// When the lock ends by itself (`None` with `locked_at`: a lock from before locks expired,
+    /// which a clinician lifts).
+    pub locked_until: Option<String>,
     /// When a clinician last kept it longer; `None`: never (see `retention_start`).
     pub kept_from: Option<String>,
     /// Whom the patient calls with questions, a lost PIN or a locked packet: the ward and its
@@ -192,11 +195,44 @@ pub enum Attempt {
     Opened(String),
     /// Wrong; this many attempts are left before the packet locks.
     Wrong { left: i64 },
-    /// Locked (now or before); a clinician must reset it.
-    Locked,
+    /// Locked (now or before): until the lock ends by itself after `wait` (`None`: only a
+    /// clinician lifts it), or a clinician lifts it sooner.
+    Locked { wait: Option<std::time::Duration> },
 }
 
-const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.language, k.secret_hash, k.created_by, k.created_at, k.failed_attempts, k.locked_at, k.kept_from, k.contact";
+/// How long each lock lasts: the first 15 min, then 1 h, 4 h, and 24 h for every lock after that.
+/// A lock that ends by itself, however often someone holding the code sets it, never shuts the
+/// patient out for good, and keeps guessing to at most 5 tries a day (the PIN alone has 10^6
+/// values, and the date of birth must match too).
+pub const LOCK_STEPS: [std::time::Duration; 4] = [
+    std::time::Duration::from_secs(15 * 60),
+    std::time::Duration::from_secs(60 * 60),
+    std::time::Duration::from_secs(4 * 60 * 60),
+    std::time::Duration::from_secs(24 * 60 * 60),
+];
+
+/// Wrong tries older than this are forgotten: a patient's typos weeks apart never add up to a lock.
+pub const FORGET_FAILURES_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+impl PacketRecord {
+    /// Whether the packet is locked at `now`, and for how much longer (`Some(None)`: until a
+    /// clinician lifts it).
+    pub fn lock_at(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Option<std::time::Duration>> {
+        self.locked_at.as_ref()?;
+        match &self.locked_until {
+            None => Some(None),
+            Some(until) => {
+                let until = chrono::DateTime::parse_from_rfc3339(until).ok()?;
+                (until > now).then(|| (until.with_timezone(&chrono::Utc) - now).to_std().ok())
+            }
+        }
+    }
+}
+
+const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.language, k.secret_hash, k.created_by, k.created_at, k.failed_attempts, k.locked_at, k.locked_until, k.kept_from, k.contact";
 
 impl Store {
     /// Creates a patient's packet with its code (kind `discharge`) and documents.
@@ -326,7 +362,8 @@ impl Store {
         };
         let mut tx = self.pool().begin().await?;
         let changed = sqlx::query(
-            "UPDATE packets SET secret_hash = ?, failed_attempts = 0, locked_at = NULL
+            "UPDATE packets SET secret_hash = ?, failed_attempts = 0, locked_at = NULL,
+                 locked_until = NULL, times_locked = 0, last_failed_at = NULL
              WHERE id = ? AND secret_hash = ?",
         )
         .bind(&hash)
@@ -404,21 +441,46 @@ impl Store {
         pin: &str,
         ip_prefix: Option<&str>,
     ) -> Result<Attempt> {
-        let counted: Option<i64> = if packet.locked_at.is_some() {
+        let at = chrono::Utc::now();
+        let counted: Option<(i64, Option<String>)> = if packet.lock_at(at).is_some() {
             None
         } else {
-            sqlx::query_scalar(
-                "UPDATE packets SET failed_attempts = failed_attempts + 1,
-                     locked_at = CASE WHEN failed_attempts + 1 >= ? THEN ? ELSE locked_at END
-                 WHERE id = ? AND locked_at IS NULL RETURNING failed_attempts",
+            let later = |d: std::time::Duration| {
+                crate::store::stored_time(at + chrono::Duration::from_std(d).expect("fits"))
+            };
+            // The try's number: 1 after an ended lock or a day without a wrong try, else one more.
+            // At the limit the packet locks until the next step's end. SQLite reads every column
+            // on the right as it was before this UPDATE.
+            sqlx::query_as(
+                "UPDATE packets SET
+                     failed_attempts = CASE WHEN locked_at IS NOT NULL OR last_failed_at IS NULL OR last_failed_at < ?1
+                                            THEN 1 ELSE failed_attempts + 1 END,
+                     last_failed_at = ?2,
+                     locked_at = CASE WHEN (CASE WHEN locked_at IS NOT NULL OR last_failed_at IS NULL OR last_failed_at < ?1
+                                                 THEN 1 ELSE failed_attempts + 1 END) >= ?3 THEN ?2 ELSE NULL END,
+                     locked_until = CASE WHEN (CASE WHEN locked_at IS NOT NULL OR last_failed_at IS NULL OR last_failed_at < ?1
+                                                    THEN 1 ELSE failed_attempts + 1 END) >= ?3
+                                         THEN (CASE times_locked WHEN 0 THEN ?4 WHEN 1 THEN ?5 WHEN 2 THEN ?6 ELSE ?7 END)
+                                         ELSE NULL END,
+                     times_locked = times_locked + (CASE WHEN (CASE WHEN locked_at IS NOT NULL OR last_failed_at IS NULL OR last_failed_at < ?1
+                                                                   THEN 1 ELSE failed_attempts + 1 END) >= ?3 THEN 1 ELSE 0 END)
+                 WHERE id = ?8 AND (locked_at IS NULL OR (locked_until IS NOT NULL AND locked_until <= ?2))
+                 RETURNING failed_attempts, locked_until",
             )
+            .bind(crate::store::stored_time(
+                at - chrono::Duration::from_std(FORGET_FAILURES_AFTER).expect("fits"),
+            ))
+            .bind(crate::store::stored_time(at))
             .bind(MAX_FAILURES)
-            .bind(now())
+            .bind(later(LOCK_STEPS[0]))
+            .bind(later(LOCK_STEPS[1]))
+            .bind(later(LOCK_STEPS[2]))
+            .bind(later(LOCK_STEPS[3]))
             .bind(&packet.id)
             .fetch_optional(self.pool())
             .await?
         };
-        let Some(tries) = counted else {
+        let Some((tries, locked_until)) = counted else {
             self.audit(
                 "anonymous",
                 "access.refused_locked",
@@ -427,7 +489,12 @@ impl Store {
                 ip_prefix,
             )
             .await?;
-            return Ok(Attempt::Locked);
+            // Read again: the lock may be one another try set a moment ago.
+            let wait = match self.packet(&packet.id).await? {
+                Some(now) => now.lock_at(at).flatten(),
+                None => None,
+            };
+            return Ok(Attempt::Locked { wait });
         };
         let (secret, hash) = (secret(dob, pin), packet.secret_hash.clone());
         let right = crate::auth::password_work(move || verify_password(&secret, &hash)).await?;
@@ -437,9 +504,12 @@ impl Store {
         // the new PIN's (whose issue ends every session in its own transaction).
         if right {
             let mut tx = self.pool().begin().await?;
-            // Lifts the lock this very try set when it was the last one allowed.
+            // Lifts the lock this very try set when it was the last one allowed, and starts the
+            // lock steps again: the patient has shown who they are.
             let current = sqlx::query(
-                "UPDATE packets SET failed_attempts = 0, locked_at = NULL WHERE id = ? AND secret_hash = ?",
+                "UPDATE packets SET failed_attempts = 0, last_failed_at = NULL, times_locked = 0,
+                     locked_at = NULL, locked_until = NULL
+                 WHERE id = ? AND secret_hash = ?",
             )
             .bind(&packet.id)
             .bind(&packet.secret_hash)
@@ -463,9 +533,10 @@ impl Store {
             drop(tx);
             // Answered from the packet as it is now: the new PIN cleared its count and lock.
             let now_failed: Option<i64> = sqlx::query_scalar(
-                "SELECT failed_attempts FROM packets WHERE id = ? AND locked_at IS NULL",
+                "SELECT failed_attempts FROM packets WHERE id = ? AND (locked_at IS NULL OR locked_until <= ?)",
             )
             .bind(&packet.id)
+            .bind(crate::store::stored_time(at))
             .fetch_optional(self.pool())
             .await?;
             self.audit(
@@ -480,7 +551,7 @@ impl Store {
                 Some(failed) => Attempt::Wrong {
                     left: (MAX_FAILURES - failed).max(1),
                 },
-                None => Attempt::Locked,
+                None => Attempt::Locked { wait: None },
             });
         }
         self.audit(
@@ -492,9 +563,23 @@ impl Store {
         )
         .await?;
         if tries >= MAX_FAILURES {
-            self.audit("system", "packet.locked", Some(&packet.id), "", ip_prefix)
-                .await?;
-            return Ok(Attempt::Locked);
+            let wait = locked_until
+                .as_deref()
+                .and_then(|u| chrono::DateTime::parse_from_rfc3339(u).ok())
+                .and_then(|u| (u.with_timezone(&chrono::Utc) - at).to_std().ok());
+            let detail = match wait {
+                Some(w) => format!("for {} min", w.as_secs().div_ceil(60)),
+                None => String::new(),
+            };
+            self.audit(
+                "system",
+                "packet.locked",
+                Some(&packet.id),
+                &detail,
+                ip_prefix,
+            )
+            .await?;
+            return Ok(Attempt::Locked { wait });
         }
         Ok(Attempt::Wrong {
             left: MAX_FAILURES - tries,
@@ -538,7 +623,7 @@ impl Store {
     /// Unlocks a packet and clears its failures; false when there is no such packet.
     pub async fn reset_packet(&self, packet: &str, by: &str) -> Result<bool> {
         let done =
-            sqlx::query("UPDATE packets SET failed_attempts = 0, locked_at = NULL WHERE id = ?")
+            sqlx::query("UPDATE packets SET failed_attempts = 0, locked_at = NULL, locked_until = NULL, times_locked = 0, last_failed_at = NULL WHERE id = ?")
                 .bind(packet)
                 .execute(self.pool())
                 .await?;

@@ -216,7 +216,7 @@ fn a_patient_opens_their_own_packet_with_the_second_factor_and_nobody_elses() {
 }
 
 #[test]
-fn wrong_pins_lock_a_packet_until_a_clinician_resets_it() {
+fn wrong_pins_lock_a_packet_for_a_while_or_until_a_clinician_resets_it() {
     let (app, demos) = spawn_with_demo_packets();
     let john = demo(&demos, "John Miller");
     let wrong_pin = if john.pin == "000000" {
@@ -244,7 +244,9 @@ fn wrong_pins_lock_a_packet_until_a_clinician_resets_it() {
     let form = get(&app.url(&format!("/c/{}", john.code)), &[]);
     assert!(!form.body.contains("id=\"verify\""));
     assert!(
-        form.body.contains("locked after 5 wrong attempts") && form.body.contains("Call the phone"),
+        form.body.contains("locked after 5 wrong attempts")
+            && form.body.contains("Try again in 15 min")
+            && form.body.contains("call the phone number"),
         "scanned again, the page says why and whom to call: {}",
         form.body
     );
@@ -1917,4 +1919,121 @@ fn administrators_see_no_packet_codes_and_their_account_changes_are_audited() {
     let packets = get(&app.url("/patients"), &[("cookie", &clinician)]);
     assert_eq!(packets.status, 200);
     assert!(!packets.body.contains("account."), "{}", packets.body);
+}
+
+/// A lock ends by itself, each one longer (15 min, 1 h, 4 h, then a day), so someone holding a
+/// patient's code cannot lock them out for good; wrong tries a day old are forgotten; the right
+/// pair starts the steps again.
+#[test]
+fn a_lock_ends_by_itself_each_one_longer_and_old_wrong_tries_are_forgotten() {
+    let (app, demos) = spawn_with_demo_packets();
+    let john = demo(&demos, "John Miller");
+    let packet = packet_of(&app, "John Miller");
+    let wrong_pin = if john.pin == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let lock_minutes = || -> i64 {
+        let until = app.rows(&format!(
+            "SELECT locked_until FROM packets WHERE id = '{packet}'"
+        ))[0][0]
+            .clone();
+        let until = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
+        (until.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes()
+    };
+    let wrong_until_locked = |tries: usize| {
+        for _ in 1..tries {
+            assert_eq!(
+                try_open(&app, &john.code, &john.dob, wrong_pin).0.status,
+                401
+            );
+        }
+        try_open(&app, &john.code, &john.dob, wrong_pin).0
+    };
+    let end_the_lock = || {
+        app.rows(&format!(
+            "UPDATE packets SET locked_until = '2020-01-01T00:00:00.000Z' WHERE id = '{packet}'"
+        ));
+    };
+
+    let locked = wrong_until_locked(5);
+    assert_eq!(locked.status, 423);
+    assert!(
+        locked.body.contains("Try again in 15 min"),
+        "{}",
+        locked.body
+    );
+    assert_eq!(locked.retry_after_secs(), 15 * 60);
+    assert!((14..=15).contains(&lock_minutes()));
+    // Scanned again meanwhile: the page says for how long, and the right pair does not open it.
+    let form = get(&app.url(&format!("/c/{}", john.code)), &[]);
+    assert!(form.body.contains("Try again in 15 min"), "{}", form.body);
+    let (still, session) = try_open_without_form(&app, &john.code, &john.dob, &john.pin);
+    assert_eq!(still.status, 423);
+    assert!(session.is_none());
+    // The clinicians' list says for how long.
+    let clinician = staff_cookie(&app, "nurse-l", Role::Clinician);
+    let list = get(&app.url("/patients"), &[("cookie", &clinician)]);
+    assert!(
+        list.body.contains("locked for 15 more min"),
+        "{}",
+        list.body
+    );
+
+    // Once it has ended, tries count from one again; the next lock lasts an hour, then four.
+    end_the_lock();
+    let (again, _) = try_open(&app, &john.code, &john.dob, wrong_pin);
+    assert_eq!(again.status, 401, "{}", again.body);
+    assert!(again.body.contains("4 attempt(s) left"), "{}", again.body);
+    assert!(wrong_until_locked(4).body.contains("Try again in 60 min"));
+    assert!((59..=60).contains(&lock_minutes()));
+    end_the_lock();
+    assert!(wrong_until_locked(5).body.contains("Try again in 4 h"));
+    end_the_lock();
+    assert!(wrong_until_locked(5).body.contains("Try again in 24 h"));
+    end_the_lock();
+    assert!(
+        wrong_until_locked(5).body.contains("Try again in 24 h"),
+        "a day at most"
+    );
+
+    // The right pair after a lock ended opens it and starts the steps again.
+    end_the_lock();
+    let (opened, session) = try_open(&app, &john.code, &john.dob, &john.pin);
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    assert!(session.is_some());
+    assert!(wrong_until_locked(5).body.contains("Try again in 15 min"));
+
+    // Wrong tries a day old are forgotten: scattered typos never add up to a lock.
+    let clinician_csrf = list.hidden("csrf").unwrap();
+    let reset = post_form(
+        &app.url(&format!("/patients/{packet}/reset")),
+        &[("cookie", &clinician)],
+        &[("csrf", &clinician_csrf)],
+    );
+    assert_eq!(reset.status, 303);
+    for _ in 0..3 {
+        assert_eq!(
+            try_open(&app, &john.code, &john.dob, wrong_pin).0.status,
+            401
+        );
+    }
+    app.rows(&format!(
+        "UPDATE packets SET last_failed_at = '{}' WHERE id = '{packet}'",
+        (chrono::Utc::now() - chrono::Duration::hours(25))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    ));
+    let (fresh, _) = try_open(&app, &john.code, &john.dob, wrong_pin);
+    assert!(fresh.body.contains("4 attempt(s) left"), "{}", fresh.body);
+
+    // A lock from before locks ended by themselves lasts until a clinician lifts it, as it did.
+    app.rows(&format!(
+        "UPDATE packets SET locked_at = '2026-01-01T00:00:00.000Z', locked_until = NULL WHERE id = '{packet}'"
+    ));
+    let form = get(&app.url(&format!("/c/{}", john.code)), &[]);
+    assert!(form.body.contains("Call the phone number"), "{}", form.body);
+    assert!(!form.body.contains("Try again in"), "{}", form.body);
+    let (still, _) = try_open_without_form(&app, &john.code, &john.dob, &john.pin);
+    assert_eq!(still.status, 423);
 }
