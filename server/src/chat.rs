@@ -683,7 +683,7 @@ pub async fn answer_turn(
             }
             Some((asset_id, code)) => {
                 let Some(asset) = app.store.asset(&asset_id).await? else {
-                    return Ok(error(StatusCode::GONE, "this conversation's asset is gone"));
+                    return Ok(error(StatusCode::GONE, t.chat_asset_gone));
                 };
                 let turns = app.store.chat_turns(id).await?;
                 (asset, code, id.clone(), history_of(&turns))
@@ -1314,6 +1314,7 @@ pub async fn chat_form(
     use askama::Template;
     let role = crate::site::role_of(&app, &headers).await?;
     let lang = crate::i18n::interface_language(&form.lang);
+    let first = first_message_request(&headers, &form);
     let request = ChatRequest {
         code: None,
         asset: Some(form.asset.clone()).filter(|a| !a.is_empty()),
@@ -1321,7 +1322,11 @@ pub async fn chat_form(
         conversation: Some(form.conversation.clone()).filter(|c| !c.is_empty()),
         lang: Some(lang.clone()),
         contact: Some(form.contact.clone()),
-        request: Some(form.request.clone()),
+        request: Some(
+            first
+                .as_ref()
+                .map_or(form.request.clone(), |(id, _)| id.clone()),
+        ),
     };
     match answer_turn(&app, role, client_of(&extensions), request).await? {
         Ok(reply) => {
@@ -1340,11 +1345,26 @@ pub async fn chat_form(
                 reply,
             }
             .render()?;
-            Ok((
+            let mut response = (
                 [(axum::http::header::CACHE_CONTROL, "no-store")],
                 axum::response::Html(page),
             )
-                .into_response())
+                .into_response();
+            if let Some((_, cookie)) = first {
+                let cookie = crate::http::set_cookie(
+                    FIRST_MESSAGE_COOKIE,
+                    &cookie,
+                    "/chat",
+                    Some(FIRST_MESSAGE_KEPT_S),
+                    app.config.secure_cookies,
+                );
+                if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+                    response
+                        .headers_mut()
+                        .append(axum::http::header::SET_COOKIE, value);
+                }
+            }
+            Ok(response)
         }
         Err(refusal) => {
             let t = crate::i18n::strings(&lang);
@@ -1384,6 +1404,37 @@ pub async fn chat_form(
             ))
         }
     }
+}
+
+/// Remembers, in the browser that sent it, the request id the server gave a first message from a
+/// machine's page, with a fingerprint of that message: the page is the same for everyone (and cached),
+/// so its form has no request id of its own. Going back to the page and sending the form again (which
+/// browsers offer) is then the same message, answered with its stored turn and ticket, instead of a
+/// second conversation and a second ticket whose replies the person never sees.
+const FIRST_MESSAGE_COOKIE: &str = "scanaid_first";
+/// How long a first message counts as the same when sent again: going back and resending happens
+/// within minutes, and on a shared tablet the next person asking the very same words later must
+/// start their own conversation.
+const FIRST_MESSAGE_KEPT_S: u64 = 10 * 60;
+
+/// For a first message from a machine's page (no conversation, no request id): the request id to
+/// send it under (the remembered one when this browser sent this very message before, else a new
+/// one) and the cookie value to remember it by. `None` for any other message.
+fn first_message_request(headers: &HeaderMap, form: &ChatForm) -> Option<(String, String)> {
+    if !form.conversation.is_empty() || !form.request.trim().is_empty() {
+        return None;
+    }
+    use sha2::Digest;
+    let fingerprint = hex::encode(
+        &sha2::Sha256::digest(format!("{}\n{}", form.asset, form.message.trim()).as_bytes())[..8],
+    );
+    let id = crate::http::cookie(headers, FIRST_MESSAGE_COOKIE)
+        .and_then(|value| value.split_once('.'))
+        .filter(|(id, seen)| *seen == fingerprint && is_request_id(id))
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_else(|| crate::auth::random_token(16));
+    let cookie = format!("{id}.{fingerprint}");
+    Some((id, cookie))
 }
 
 /// The client's address prefix (never the whole address), when the server knows the peer.

@@ -27,6 +27,9 @@ pub struct Strings {
     pub nothing_for_role: &'static str,
     pub results_for: &'static str,
     pub no_results: &'static str,
+    /// An address that names nothing (a deleted manual's link, a mistyped path).
+    pub not_found_title: &'static str,
+    pub not_found_text: &'static str,
     /// A search limited to a machine no manual is for yet.
     pub search_no_manuals: &'static str,
     /// Before a machine's name, on the link back to its page.
@@ -102,6 +105,8 @@ pub struct Strings {
     pub chat_unknown_conversation: &'static str,
     /// A code or asset nobody has.
     pub chat_unknown_asset: &'static str,
+    /// A conversation whose machine left the registry.
+    pub chat_asset_gone: &'static str,
     /// Heading of a refusal for a limit.
     pub heading_wait: &'static str,
     /// Heading of a refusal when busy.
@@ -166,6 +171,8 @@ pub const EN: Strings = Strings {
     nothing_for_role: "There is nothing in this manual for your role.",
     results_for: "Results for",
     no_results: "Nothing in the manuals matched. Try other words, or contact the site.",
+    not_found_title: "Page not found",
+    not_found_text: "There is no page at this address. Scan the code again, or start from the home page.",
     search_no_manuals: "There is no manual for this machine here yet, so there is nothing to search. Contact the site for help.",
     back_to: "Back to",
     you_asked: "You asked",
@@ -216,6 +223,7 @@ pub const EN: Strings = Strings {
     chat_busy: "the assistant is busy; try again in a moment, or call the number on the label",
     chat_unknown_conversation: "unknown conversation: start a new one without it",
     chat_unknown_asset: "unknown code or asset: scan the label again",
+    chat_asset_gone: "this conversation's machine is no longer listed here: scan the label again to start a new one",
     heading_wait: "Please wait a little",
     heading_busy: "The assistant is busy",
     heading_check: "Please check your question",
@@ -269,6 +277,8 @@ pub const ES: Strings = Strings {
     nothing_for_role: "No hay nada en este manual para su función.",
     results_for: "Resultados para",
     no_results: "No hubo coincidencias en los manuales. Pruebe con otras palabras o contacte con el centro.",
+    not_found_title: "Página no encontrada",
+    not_found_text: "No hay ninguna página en esta dirección. Escanee el código de nuevo o empiece por la página de inicio.",
     search_no_manuals: "Todavía no hay ningún manual de esta máquina, así que no hay nada que buscar. Contacte con el centro para recibir ayuda.",
     back_to: "Volver a",
     you_asked: "Su pregunta",
@@ -319,6 +329,7 @@ pub const ES: Strings = Strings {
     chat_busy: "el asistente está ocupado; inténtelo de nuevo en un momento o llame al número de la etiqueta",
     chat_unknown_conversation: "conversación desconocida: empiece una nueva",
     chat_unknown_asset: "código o equipo desconocido: escanee la etiqueta de nuevo",
+    chat_asset_gone: "el equipo de esta conversación ya no figura aquí: escanee la etiqueta de nuevo para empezar otra",
     heading_wait: "Espere un poco",
     heading_busy: "El asistente está ocupado",
     heading_check: "Revise su pregunta",

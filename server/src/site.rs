@@ -102,24 +102,43 @@ pub async fn home(
 #[derive(Debug, Default, Deserialize)]
 pub struct GoQuery {
     pub code: Option<String>,
+    pub lang: Option<String>,
 }
 
 /// `GET /go?code=...`: the code typed from under a label (the camera could not read it) opens as
-/// if scanned. Spaces, dashes and dots people type between groups are dropped; anything else that
-/// is not a well-formed code goes home, where the form is.
-pub async fn go(http::LenientQuery(query): http::LenientQuery<GoQuery>) -> Response {
+/// if scanned. Spaces, dashes and dots people type between groups are dropped, and a code typed in
+/// the wrong case (the alphabet has c/C, k/K, s/S...) opens the one live code it can only mean;
+/// anything else that is not a well-formed code goes home, where the form is. The page's language
+/// goes along.
+pub async fn go(
+    State(app): State<AppState>,
+    http::LenientQuery(query): http::LenientQuery<GoQuery>,
+) -> Result<Response, AppError> {
     let typed: String = query
         .code
         .unwrap_or_default()
         .chars()
         .filter(|c| !matches!(c, ' ' | '-' | '.' | '\t'))
         .collect();
+    let lang = query
+        .lang
+        .filter(|l| i18n::UI_LANGUAGES.contains(&l.as_str()))
+        .map(|l| format!("?lang={l}"))
+        .unwrap_or_default();
     let to = if crate::registry::is_well_formed_code(&typed) {
-        format!("/c/{typed}")
+        let code = match app.store.resolve_code(&typed).await? {
+            Some(_) => typed,
+            None => app
+                .store
+                .live_code_ignoring_case(&typed)
+                .await?
+                .unwrap_or(typed),
+        };
+        format!("/c/{code}{lang}")
     } else {
-        "/".to_string()
+        format!("/{lang}")
     };
-    axum::response::Redirect::to(&to).into_response()
+    Ok(axum::response::Redirect::to(&to).into_response())
 }
 
 pub async fn manual(
@@ -315,16 +334,15 @@ pub async fn search(
 }
 
 fn not_found_page(lang: &str) -> Response {
+    let t = i18n::strings(lang);
     let page = MessagePage {
         lang: lang.to_string(),
-        heading: "Page not found".to_string(),
-        message:
-            "There is no page at this address. Scan the code again, or start from the home page."
-                .to_string(),
+        heading: t.not_found_title.to_string(),
+        message: t.not_found_text.to_string(),
         back: "/".to_string(),
     }
     .render()
-    .unwrap_or_else(|_| "Page not found".to_string());
+    .unwrap_or_else(|_| t.not_found_title.to_string());
     (StatusCode::NOT_FOUND, Html(page)).into_response()
 }
 

@@ -531,6 +531,21 @@ impl Store {
         .await?)
     }
 
+    /// The one live code that `typed` names when case is ignored (`None` when none does, or when
+    /// two do: then what was typed cannot be told apart).
+    pub async fn live_code_ignoring_case(&self, typed: &str) -> Result<Option<String>> {
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT code FROM codes WHERE code = ? COLLATE NOCASE AND retired_at IS NULL LIMIT 2",
+        )
+        .bind(typed)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(match found.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        })
+    }
+
     pub async fn listed_asset(&self, id: &str) -> Result<Option<AssetRecord>> {
         Ok(sqlx::query_as::<_, AssetRecord>(
             "SELECT id, name, model, serial, site_id, location, queue_id, manuals FROM assets

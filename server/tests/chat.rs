@@ -990,3 +990,45 @@ fn a_machine_without_manuals_hands_questions_to_a_person_and_pages_link_back() {
         refused.body
     );
 }
+
+/// Without JavaScript, going back to the machine's page and sending its form again (which browsers
+/// offer) is the same first message: answered with its stored turn and ticket, not a second
+/// conversation and ticket whose replies the person never sees. Another message, or another
+/// browser, is a conversation of its own.
+#[test]
+fn a_first_message_sent_again_from_the_page_without_javascript_happens_once() {
+    let app = spawn_app();
+    let send = |cookie: &str, message: &str| {
+        post_form(
+            &app.url("/chat"),
+            &[("cookie", cookie)],
+            &[
+                ("asset", "pump-icu-07"),
+                ("message", message),
+                ("lang", "en"),
+            ],
+        )
+    };
+    let first = send("", "Talk to a person");
+    assert_eq!(first.status, 200, "{}", first.body);
+    let remembered = first
+        .set_cookie("scanaid_first")
+        .expect("the first message is remembered");
+    let cookie = format!("scanaid_first={remembered}");
+    let conversation = first.hidden("conversation").unwrap();
+    let again = send(&cookie, "Talk to a person");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.hidden("conversation"), Some(conversation.clone()));
+    assert_eq!(app.rows("SELECT COUNT(*) FROM conversations")[0][0], "1");
+    assert_eq!(app.rows("SELECT COUNT(*) FROM tickets")[0][0], "1");
+    assert_eq!(app.rows("SELECT COUNT(*) FROM chat_turns")[0][0], "1");
+
+    let other = send(&cookie, "how do I clean the pump");
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_ne!(other.hidden("conversation"), Some(conversation.clone()));
+    assert_eq!(app.rows("SELECT COUNT(*) FROM conversations")[0][0], "2");
+    let stranger = send("", "Talk to a person");
+    assert_eq!(stranger.status, 200, "{}", stranger.body);
+    assert_ne!(stranger.hidden("conversation"), Some(conversation));
+    assert_eq!(app.rows("SELECT COUNT(*) FROM tickets")[0][0], "2");
+}

@@ -2042,6 +2042,9 @@ fn a_code_typed_from_under_the_label_opens_as_if_scanned() {
         ("tJ6b-pUpB", format!("/c/{PUMP_CODE}")),
         (" tJ6b pUpB ", format!("/c/{PUMP_CODE}")),
         ("zzzzzzzz", "/c/zzzzzzzz".to_string()),
+        // The wrong case opens the one code it can only mean.
+        ("TJ6BPUPB", format!("/c/{PUMP_CODE}")),
+        ("tj6b-pupb", format!("/c/{PUMP_CODE}")),
         ("<script>", "/".to_string()),
         ("", "/".to_string()),
     ] {
@@ -2051,6 +2054,15 @@ fn a_code_typed_from_under_the_label_opens_as_if_scanned() {
         assert_eq!(went.header("location"), Some(to.as_str()), "{typed:?}");
     }
     assert_eq!(get(&app.url("/go"), &[]).header("location"), Some("/"));
+    // The page's language goes along (only a language the pages speak).
+    assert_eq!(
+        get(&app.url("/go?code=tj6bpupb&lang=es"), &[]).header("location"),
+        Some(format!("/c/{PUMP_CODE}?lang=es").as_str())
+    );
+    assert_eq!(
+        get(&app.url("/go?code=tj6bpupb&lang=%22x"), &[]).header("location"),
+        Some(format!("/c/{PUMP_CODE}").as_str())
+    );
 }
 
 /// `name=value` with the value percent-encoded.
