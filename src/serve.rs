@@ -128,8 +128,15 @@ fn server_config(cmd: &ServeCmd, over_tls: bool) -> ServerConfig {
     ServerConfig {
         // Set once the listener is bound, unless given.
         public_url: cmd.data.public_url.clone().unwrap_or_default(),
-        // Over TLS, cookies are Secure and HSTS is sent.
-        secure_cookies: cmd.secure_cookies || over_tls,
+        // Over TLS, cookies are Secure and HSTS is sent; so too when the public address is HTTPS
+        // (a TLS proxy in front): a patient's or staff cookie must never travel in the clear.
+        secure_cookies: cmd.secure_cookies
+            || over_tls
+            || cmd
+                .data
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://")),
         trusted_proxies: cmd.trusted_proxies.clone(),
         demo_manuals: Some(cmd.data.manuals.clone()),
         metrics_token: cmd.metrics_token.clone(),
@@ -562,6 +569,18 @@ mod tests {
             "HTTPS served here implies Secure cookies and HSTS"
         );
         assert!(server_config(&parsed(&["--secure-cookies"]), false).secure_cookies);
+        assert!(
+            server_config(
+                &parsed(&["--public-url", "https://scan.example.org"]),
+                false
+            )
+            .secure_cookies,
+            "behind a TLS proxy, the public address says so"
+        );
+        assert!(
+            !server_config(&parsed(&["--public-url", "http://10.0.0.5:8080"]), false)
+                .secure_cookies
+        );
         let config = server_config(
             &parsed(&["--ticket-idle-days", "7", "--audit-retention-days", "30"]),
             false,

@@ -727,7 +727,7 @@ pub async fn set_user_queues(
     State(app): State<AppState>,
     headers: HeaderMap,
     crate::http::PathSegment(username): crate::http::PathSegment,
-    Form(pairs): Form<Vec<(String, String)>>,
+    crate::http::LenientForm(pairs): crate::http::LenientForm<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     let csrf = pairs
         .iter()

@@ -806,6 +806,7 @@ pub async fn answer_turn(
     let shown_json = serde_json::to_string(&Shown {
         sentences: &sentences,
         unsure,
+        no_manuals,
     })
     .expect("serialises");
     let Some(turn) = app
@@ -953,12 +954,16 @@ pub async fn answer_turn(
 struct Shown<'a> {
     sentences: &'a [SentenceView],
     unsure: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    no_manuals: bool,
 }
 
 #[derive(Debug, Deserialize)]
 struct StoredShown {
     sentences: Vec<SentenceView>,
     unsure: bool,
+    #[serde(default)]
+    no_manuals: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1049,6 +1054,12 @@ async fn replayed(
         )));
     };
     let (sentences, unsure) = shown_of(&previous.answer, previous.shown.as_deref());
+    // Told again that the machine has no manual, not that the (absent) closest parts may not answer.
+    let no_manuals = previous
+        .shown
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<StoredShown>(s).ok())
+        .is_some_and(|s| s.no_manuals);
     let ticket = open_ticket_view(app, &previous.conversation_id, &asset_id).await?;
     Ok(Ok(ChatReply {
         conversation: previous.conversation_id,
@@ -1058,7 +1069,7 @@ async fn replayed(
         citations: serde_json::from_str(&previous.citations).unwrap_or_default(),
         confidence: previous.confidence,
         unsure,
-        no_manuals: false,
+        no_manuals,
         escalated: previous.escalated,
         ticket,
     }))

@@ -4,7 +4,7 @@
 //! background so the patient's questions can be answered from them.
 
 use askama::Template;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
@@ -185,7 +185,7 @@ impl NewPacketForm {
 pub async fn create(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Form(pairs): Form<Vec<(String, String)>>,
+    crate::http::LenientForm(pairs): crate::http::LenientForm<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     let form = NewPacketForm::from_pairs(pairs);
     let me = match require_clinician_posting(&app, &headers, &form.csrf).await? {

@@ -546,6 +546,7 @@ mod tests {
             site: None,
             queue: None,
             queue_timezone: None,
+            queue_windows: None,
             manual_ids: Vec::new(),
         })
     }

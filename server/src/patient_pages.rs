@@ -558,6 +558,7 @@ async fn packets_page(
         .await?
         .into_iter()
         .map(|p| PacketRow {
+            failed_attempts: p.failures_counting_at(now),
             locked: match p.lock_at(now) {
                 None => String::new(),
                 Some(None) => "locked".to_string(),
@@ -576,7 +577,6 @@ async fn packets_page(
             language: p.language,
             created: p.created_at,
             created_by: p.created_by,
-            failed_attempts: p.failed_attempts,
         })
         .collect();
     let page = PacketsPage {

@@ -136,6 +136,8 @@ pub struct PacketRecord {
     /// When the lock ends by itself (`None` with `locked_at`: a lock from before locks expired,
     /// which a clinician lifts).
     pub locked_until: Option<String>,
+    /// The last wrong try (wrong tries a day older are forgotten).
+    pub last_failed_at: Option<String>,
     /// When a clinician last kept it longer; `None`: never (see `retention_start`).
     pub kept_from: Option<String>,
     /// Whom the patient calls with questions, a lost PIN or a locked packet: the ward and its
@@ -144,6 +146,23 @@ pub struct PacketRecord {
 }
 
 impl PacketRecord {
+    /// The wrong tries that still count at `now`: none once a lock has ended or a day has passed
+    /// since the last one (the next try counts from one), else the stored count.
+    pub fn failures_counting_at(&self, now: chrono::DateTime<chrono::Utc>) -> i64 {
+        let forgotten = self.last_failed_at.as_deref().is_none_or(|last| {
+            last < crate::store::stored_time(
+                now - chrono::Duration::from_std(FORGET_FAILURES_AFTER).expect("fits"),
+            )
+            .as_str()
+        });
+        let lock_ended = self.locked_at.is_some() && self.lock_at(now).is_none();
+        if lock_ended || (self.locked_at.is_none() && forgotten) {
+            0
+        } else {
+            self.failed_attempts
+        }
+    }
+
     /// When its retention count starts (RFC 3339): the last time a clinician kept it longer, else
     /// when it was made.
     pub fn retention_start(&self) -> &str {
@@ -202,8 +221,8 @@ pub enum Attempt {
 
 /// How long each lock lasts: the first 15 min, then 1 h, 4 h, and 24 h for every lock after that.
 /// A lock that ends by itself, however often someone holding the code sets it, never shuts the
-/// patient out for good, and keeps guessing to at most 5 tries a day (the PIN alone has 10^6
-/// values, and the date of birth must match too).
+/// patient out for good, and keeps guessing to 20 tries in the first five hours and 5 a day after
+/// that (the PIN alone has 10^6 values, and the date of birth must match too).
 pub const LOCK_STEPS: [std::time::Duration; 4] = [
     std::time::Duration::from_secs(15 * 60),
     std::time::Duration::from_secs(60 * 60),
@@ -232,7 +251,7 @@ impl PacketRecord {
     }
 }
 
-const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.language, k.secret_hash, k.created_by, k.created_at, k.failed_attempts, k.locked_at, k.locked_until, k.kept_from, k.contact";
+const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.language, k.secret_hash, k.created_by, k.created_at, k.failed_attempts, k.locked_at, k.locked_until, k.last_failed_at, k.kept_from, k.contact";
 
 impl Store {
     /// Creates a patient's packet with its code (kind `discharge`) and documents.
@@ -551,7 +570,13 @@ impl Store {
                 Some(failed) => Attempt::Wrong {
                     left: (MAX_FAILURES - failed).max(1),
                 },
-                None => Attempt::Locked { wait: None },
+                // Locked meanwhile (by another try): for as long as that lock says.
+                None => Attempt::Locked {
+                    wait: match self.packet(&packet.id).await? {
+                        Some(now) => now.lock_at(at).flatten(),
+                        None => None,
+                    },
+                },
             });
         }
         self.audit(
@@ -799,7 +824,7 @@ impl Store {
     pub async fn account_changes(&self, limit: i64) -> Result<Vec<AuditEntry>> {
         Ok(sqlx::query_as(
             "SELECT id, at, actor, action, packet_id, detail, ip_prefix FROM audit_log
-             WHERE action LIKE 'account.%' ORDER BY id DESC LIMIT ?",
+             WHERE action >= 'account.' AND action < 'account/' ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)
         .fetch_all(self.pool())

@@ -189,14 +189,18 @@ pub struct Facts<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct QueueHours<'a> {
     pub name: &'a str,
+    /// As written, for `explain`.
     pub hours: &'a str,
+    /// `hours` read by `parse_opening_hours` once, when the code was resolved (a scan allocates
+    /// nothing for it); `None` when they cannot be read.
+    pub windows: Option<&'a [TimeWindow]>,
     pub timezone: Tz,
 }
 
 impl QueueHours<'_> {
     /// Whether the queue is open at `at`; `None` when its hours cannot be read.
     pub fn open_at(&self, at: DateTime<Utc>) -> Option<bool> {
-        let windows = parse_opening_hours(self.hours).ok()?;
+        let windows = self.windows?;
         let local = at.with_timezone(&self.timezone);
         Some(
             windows
@@ -410,17 +414,38 @@ pub struct KnownScopes {
     pub sites: std::collections::BTreeSet<String>,
     pub assets: std::collections::BTreeSet<String>,
     pub codes: std::collections::BTreeSet<String>,
+    /// Queues whose opening hours `queue_open` cannot read (id, hours as written): on their
+    /// machines such a condition matches neither way.
+    pub unreadable_hours: Vec<(String, String)>,
 }
 
 impl KnownScopes {
     /// From the store: every site, every asset and every code, retired ones included (a rule for
-    /// a retired code is not a typo).
+    /// a retired code is not a typo), and the queues whose hours cannot be read.
     pub async fn of(store: &crate::store::Store) -> crate::error::Result<Self> {
+        let queues: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, hours FROM queues ORDER BY id")
+                .fetch_all(store.pool())
+                .await?;
         Ok(Self {
             sites: store.sites().await?.into_iter().map(|s| s.id).collect(),
             assets: store.asset_ids().await?.into_iter().collect(),
             codes: store.codes().await?.into_iter().map(|c| c.code).collect(),
+            unreadable_hours: queues
+                .into_iter()
+                .filter(|(_, hours)| parse_opening_hours(hours).is_err())
+                .collect(),
         })
+    }
+}
+
+/// Whether a condition asks `queue_open` anywhere in it.
+fn asks_queue_open(c: &Condition) -> bool {
+    match c {
+        Condition::QueueOpen(_) => true,
+        Condition::All(list) | Condition::Any(list) => list.iter().any(asks_queue_open),
+        Condition::Not(inner) => asks_queue_open(inner),
+        _ => false,
     }
 }
 
@@ -439,6 +464,17 @@ impl RuleSet {
             if !ids.contains(id) {
                 findings.push(format!(
                     "{} can never fire: it is scoped to {kind} {id:?}, which the registry does not have",
+                    rule.id
+                ));
+            }
+        }
+        for rule in &self.rules {
+            if !rule.when.as_ref().is_some_and(asks_queue_open) {
+                continue;
+            }
+            for (queue, hours) in &known.unreadable_hours {
+                findings.push(format!(
+                    "{} asks queue_open, but queue {queue}'s hours {hours:?} cannot be read (write days and hours, e.g. Mon-Fri 07:00-18:00, Sat 08:00-12:00): on its machines the condition matches neither way",
                     rule.id
                 ));
             }
@@ -875,6 +911,11 @@ mod tests {
             queue: Some(QueueHours {
                 name: "Biomedical Engineering",
                 hours: "Mon-Fri 07:00-18:00, Sat 08:00-12:00",
+                windows: Some(Box::leak(
+                    parse_opening_hours("Mon-Fri 07:00-18:00, Sat 08:00-12:00")
+                        .unwrap()
+                        .into_boxed_slice(),
+                )),
                 timezone: "America/New_York".parse().unwrap(),
             }),
         }
@@ -933,6 +974,7 @@ mod tests {
         f.queue = Some(QueueHours {
             name: "Odd",
             hours: "when someone is in",
+            windows: None,
             timezone: chrono_tz::UTC,
         });
         assert!(!holds(&Condition::QueueOpen(false), &f));
@@ -1177,6 +1219,7 @@ then = { page = "operator" }
             sites: ["mercy-general".to_string()].into(),
             assets: ["pump-icu-07".to_string()].into(),
             codes: ["tJ6bpUpB".to_string()].into(),
+            unreadable_hours: vec![("night-desk".to_string(), "24/7".to_string())],
         };
         assert_eq!(
             set.unknown_scopes(&known),
@@ -1184,7 +1227,17 @@ then = { page = "operator" }
                 "typo-site can never fire: it is scoped to site \"mercy-generl\", which the registry does not have",
                 "typo-asset can never fire: it is scoped to asset \"pump-icu-99\", which the registry does not have",
                 "typo-code can never fire: it is scoped to code \"ZZZZZZZZ\", which the registry does not have",
-            ]
+            ],
+            "hours nobody reads are no finding"
+        );
+        // A rule that reads them is told which queue's hours it cannot read.
+        let asks = RuleSet::parse(
+            "[[rule]]\nid = \"closed\"\nwhen = { not = { queue_open = true } }\nthen = { page = \"on-call\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            asks.unknown_scopes(&known),
+            vec!["closed asks queue_open, but queue night-desk's hours \"24/7\" cannot be read (write days and hours, e.g. Mon-Fri 07:00-18:00, Sat 08:00-12:00): on its machines the condition matches neither way"]
         );
     }
 

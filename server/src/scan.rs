@@ -216,6 +216,7 @@ pub fn facts<'a>(
         queue: resolved.queue.as_ref().map(|q| crate::rules::QueueHours {
             name: &q.name,
             hours: &q.hours,
+            windows: resolved.queue_windows.as_deref(),
             timezone: resolved
                 .queue_timezone
                 .as_deref()

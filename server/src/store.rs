@@ -102,6 +102,9 @@ pub struct ResolvedCode {
     /// The time zone of the queue's own site, which its hours are in (a desk at one site may serve
     /// machines at another).
     pub queue_timezone: Option<String>,
+    /// The queue's opening hours as rules read them (`None`: no queue, or hours that cannot be
+    /// read), parsed once here rather than on every scan.
+    pub queue_windows: Option<Vec<crate::rules::TimeWindow>>,
     /// The asset's manuals (`AssetRecord::manual_ids`), parsed once here rather than on every scan.
     pub manual_ids: Vec<String>,
 }
@@ -479,12 +482,16 @@ impl Store {
             (Some(q), _) => self.site(&q.site_id).await?.map(|s| s.timezone),
             (None, _) => None,
         };
+        let queue_windows = queue
+            .as_ref()
+            .and_then(|q| crate::rules::parse_opening_hours(&q.hours).ok());
         Ok(Some(ResolvedCode {
             code,
             asset,
             site,
             queue,
             queue_timezone,
+            queue_windows,
             manual_ids,
         }))
     }

@@ -44,7 +44,7 @@ pub struct LineDiff {
     /// Lines added and removed in the whole diff (also the part not shown).
     pub added: usize,
     pub removed: usize,
-    /// Diff lines left out because the diff is longer than a page shows.
+    /// Added or removed lines left out because the diff is longer than a page shows.
     pub not_shown: usize,
 }
 
@@ -107,7 +107,7 @@ pub fn line_diff(old: &str, new: &str) -> LineDiff {
             if shown < MAX_SHOWN_LINES {
                 out.lines.push(line);
                 shown += 1;
-            } else if line.kind != "gap" {
+            } else if matches!(line.kind, "added" | "removed") {
                 out.not_shown += 1;
             }
         }

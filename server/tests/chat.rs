@@ -898,6 +898,13 @@ fn a_machine_without_manuals_hands_questions_to_a_person_and_pages_link_back() {
         app.rows("SELECT reason FROM tickets ORDER BY id DESC LIMIT 1"),
         vec![vec!["no manuals for this machine"]]
     );
+    // Sent again under its request id (its answer was lost), it is told the same.
+    let body = serde_json::json!({"code": "nEwCh9Lz", "message": "is there a filter to clean", "request": "no-manuals-request-1"});
+    let (_, first) = ask(&app, body.clone());
+    let (_, again) = ask(&app, body);
+    assert_eq!(first["no_manuals"], true, "{first}");
+    assert_eq!(again["turn"], first["turn"], "{again}");
+    assert_eq!(again["no_manuals"], true, "{again}");
     // The pump, which has manuals, is answered as before.
     let (_, pump) = ask(
         &app,

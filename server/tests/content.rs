@@ -1591,14 +1591,18 @@ fn a_manuals_history_shows_each_change_and_restores_earlier_and_deleted_texts() 
         shown.body.contains("id=\"since-same\""),
         "the file holds this text"
     );
-    assert_eq!(
-        get(
-            &app.url(&format!("/admin/revisions/{change}")),
-            &[("cookie", &technician)]
-        )
-        .status,
-        403
-    );
+    for page in [
+        format!("/admin/revisions/{change}"),
+        format!("/admin/revisions/{change}/open"),
+        format!("/admin/revisions/{change}/open?text=before"),
+    ] {
+        assert_eq!(
+            get(&app.url(&page), &[("cookie", &technician)]).status,
+            403,
+            "{page}"
+        );
+        assert_eq!(get(&app.url(&page), &[]).status, 303, "{page}: to sign-in");
+    }
 
     // The text before the edit, back in the editor as the manual, from the file as it is now.
     let reopened = get(
