@@ -35,6 +35,9 @@ pub struct SectionView {
     pub html: String,
     /// True when the section has more than `html` shows.
     pub truncated: bool,
+    /// The manual's language: a section in another language than the page's is marked so, and
+    /// read aloud in its own.
+    pub language: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -302,6 +305,7 @@ impl Group<'_> {
             anchor: first.anchor.clone(),
             html: String::new(),
             truncated: false,
+            language: first.language.clone(),
         }
     }
 }

@@ -327,6 +327,7 @@ pub async fn search(
                 anchor: c.anchor.clone(),
                 html: pages::markdown_to_html(&c.text),
                 truncated: false,
+                language: c.language.clone(),
             }
         })
         .collect();

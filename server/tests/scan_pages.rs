@@ -2114,6 +2114,13 @@ fn technicians_get_alarm_codes_first_and_a_spanish_reader_gets_a_spanish_page_on
         "the site's number is a link: {}",
         spanish.body
     );
+    // The English manual's sections on the Spanish page say they are English (screen readers
+    // read them with an English voice).
+    assert!(
+        spanish.body.contains("<h2 lang=\"en\">"),
+        "{}",
+        spanish.body
+    );
     app.flush_events();
     assert!(app
         .rows("SELECT language FROM scan_events WHERE code = 'FdL5KF7C'")
