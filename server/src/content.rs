@@ -29,6 +29,9 @@ pub struct Job {
     pub report: String,
     /// The publish this job undoes (a rollback published as a job of its own).
     pub undoes: Option<i64>,
+    /// What the job is, for people: `kind` is "publish" for every change to the folder, this tells
+    /// a deletion, a rollback, a new manual and a text published past the quality gate apart.
+    pub what: String,
 }
 
 /// One line of the content audit trail.
@@ -134,7 +137,16 @@ pub(crate) async fn content_audit_in(
     Ok(())
 }
 
-const JOB_COLUMNS: &str = "id, kind, manual_id, revision_id, status, previous_generation, started_by, started_at, finished_at, generation, report, undoes";
+const JOB_COLUMNS: &str = "id, kind, manual_id, revision_id, status, previous_generation, started_by, started_at, finished_at, generation, report, undoes,
+    CASE
+      WHEN undoes IS NOT NULL THEN 'rollback of job ' || undoes
+      WHEN revision_id IS NULL THEN kind
+      WHEN (SELECT length(r.markdown) = 0 FROM manual_revisions r WHERE r.id = index_jobs.revision_id) THEN 'deletion'
+      WHEN EXISTS (SELECT 1 FROM index_jobs o WHERE o.revision_id = index_jobs.revision_id AND o.id < index_jobs.id)
+        THEN 'publish past the quality gate'
+      WHEN (SELECT r.previous_markdown IS NULL FROM manual_revisions r WHERE r.id = index_jobs.revision_id) THEN 'new manual'
+      ELSE kind
+    END AS what";
 
 impl crate::store::Store {
     pub async fn content_audit(

@@ -306,6 +306,7 @@ pub async fn job(
     Ok(Json(json!({
         "job": job.id,
         "kind": job.kind,
+        "what": job.what,
         "manual": job.manual_id,
         "status": progress.status,
         "done": progress.done,

@@ -1671,11 +1671,30 @@ fn a_manuals_history_shows_each_change_and_restores_earlier_and_deleted_texts() 
         &[("csrf", &csrf), ("confirm", id)],
     );
     assert_eq!(deleted.status, 303, "{}", deleted.body);
+    let deletion_job = job_of(&deleted);
     assert_eq!(
-        wait_for_job(&app, &editor, &job_of(&deleted))["status"],
+        wait_for_job(&app, &editor, &deletion_job)["status"],
         "promoted"
     );
+    // Jobs say what they were, not "publish" for everything.
+    let job_page = get(
+        &app.url(&format!("/admin/jobs/{deletion_job}")),
+        &[("cookie", &editor)],
+    );
+    assert!(
+        job_page
+            .body
+            .contains(&format!("Job {deletion_job}: deletion {id}")),
+        "{}",
+        job_page.body
+    );
     let list = get(&app.url("/admin/manuals"), &[("cookie", &editor)]);
+    assert!(
+        list.body
+            .contains(&format!("job {deletion_job}</a>: deletion {id}")),
+        "{}",
+        list.body
+    );
     assert!(
         list.body.contains("id=\"deleted-manuals\""),
         "{}",
@@ -1729,9 +1748,18 @@ fn a_manuals_history_shows_each_change_and_restores_earlier_and_deleted_texts() 
         ],
     );
     assert_eq!(republished.status, 303, "{}", republished.body);
-    assert_eq!(
-        wait_for_job(&app, &editor, &job_of(&republished))["status"],
-        "promoted"
+    let new_job = job_of(&republished);
+    assert_eq!(wait_for_job(&app, &editor, &new_job)["status"], "promoted");
+    let job_page = get(
+        &app.url(&format!("/admin/jobs/{new_job}")),
+        &[("cookie", &editor)],
+    );
+    assert!(
+        job_page
+            .body
+            .contains(&format!("Job {new_job}: new manual {id}")),
+        "{}",
+        job_page.body
     );
     assert!(app.state.index().chunks().iter().any(|c| c.manual_id == id));
     let list = get(&app.url("/admin/manuals"), &[("cookie", &editor)]);
