@@ -75,6 +75,8 @@ pub struct HistoryPage {
     pub current_file: Option<String>,
     pub rows: Vec<HistoryRow>,
     pub more: bool,
+    /// Rollbacks that served the generation before a publish again: (when, who, what).
+    pub rollbacks: Vec<(String, String, String)>,
 }
 
 #[derive(Template)]
@@ -180,7 +182,8 @@ pub async fn history(
     .await
     .map_err(crate::ServerError::from)?;
     let current_file = current_file_of(&app, &id);
-    if rows.is_empty() && current_file.is_none() {
+    let rollbacks = swapped_rollbacks(&app, &id).await?;
+    if rows.is_empty() && current_file.is_none() && rollbacks.is_empty() {
         return message(
             StatusCode::NOT_FOUND,
             "No such manual",
@@ -207,6 +210,7 @@ pub async fn history(
         current_file,
         rows: out,
         more,
+        rollbacks,
     }
     .render()?;
     Ok(page(StatusCode::OK, html))
@@ -370,14 +374,15 @@ pub async fn open(
     .await
 }
 
-/// Manuals whose last change deleted them and that have no file now: the list page offers their
-/// history, from which a deleted manual is restored.
+/// Manuals the site once served that have no file now (deleted, or their creation rolled back),
+/// with who last changed them and when: the list page offers their history, from which one is
+/// restored. A renamed manual is not among them (its file holds it under its new id).
 pub async fn deleted_manuals(app: &AppState) -> Result<Vec<(String, String, String)>, AppError> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT r.manual_id, r.published_by, r.published_at FROM manual_revisions r
-         WHERE r.markdown = ''
-           AND r.id = (SELECT MAX(id) FROM manual_revisions WHERE manual_id = r.manual_id)
-           AND EXISTS (SELECT 1 FROM index_jobs j WHERE j.revision_id = r.id AND j.status = 'promoted')
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT r.manual_id, r.published_by, r.published_at, r.file FROM manual_revisions r
+         WHERE r.id = (SELECT MAX(id) FROM manual_revisions WHERE manual_id = r.manual_id)
+           AND EXISTS (SELECT 1 FROM manual_revisions s JOIN index_jobs j ON j.revision_id = s.id
+                       WHERE s.manual_id = r.manual_id AND j.status IN ('promoted', 'rolled back'))
          ORDER BY r.id DESC LIMIT 50",
     )
     .fetch_all(app.store.pool())
@@ -389,6 +394,25 @@ pub async fn deleted_manuals(app: &AppState) -> Result<Vec<(String, String, Stri
     let (manuals, _) = manual_files(&dir);
     Ok(rows
         .into_iter()
-        .filter(|(id, _, _)| !manuals.iter().any(|m| &m.meta.id == id))
+        .filter(|(id, _, _, file)| {
+            !manuals.iter().any(|m| &m.meta.id == id) && !dir.join(file).exists()
+        })
+        .map(|(id, by, at, _)| (id, by, at))
         .collect())
+}
+
+/// Rollbacks that served an earlier generation again (they add no text of their own, so no row
+/// of `manual_revisions`): (when, who, what), from the content audit trail.
+async fn swapped_rollbacks(
+    app: &AppState,
+    id: &str,
+) -> Result<Vec<(String, String, String)>, AppError> {
+    Ok(sqlx::query_as(
+        "SELECT at, actor, detail FROM content_audit
+         WHERE action = 'rollback' AND manual_id = ? ORDER BY id DESC LIMIT 50",
+    )
+    .bind(id)
+    .fetch_all(app.store.pool())
+    .await
+    .map_err(crate::ServerError::from)?)
 }

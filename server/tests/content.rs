@@ -341,6 +341,15 @@ fn editors_delete_a_manual_and_can_roll_the_deletion_back() {
     assert_eq!(rolled.status, 303, "{}", rolled.body);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), original);
     assert!(indexed(&app) > 0);
+    // The manual's history has the deletion (now rolled back) and the rollback itself.
+    let history = get(
+        &app.url(&format!("/admin/manuals/{id}/history")),
+        &[("cookie", &editor)],
+    );
+    assert!(history.body.contains(">deleted<"), "{}", history.body);
+    assert!(history.body.contains("rolled back"), "{}", history.body);
+    assert!(history.body.contains("id=\"rollbacks\""), "{}", history.body);
+    assert!(history.body.contains("editor-d"), "{}", history.body);
     assert_eq!(
         app.rows("SELECT actor, action, COALESCE(manual_id, '') FROM content_audit ORDER BY id"),
         vec![
