@@ -1781,11 +1781,12 @@ fn signing_in_comes_back_to_the_page_that_asked_or_goes_to_the_roles_own_page() 
     // now with its service content.
     let tech = make("tech.return", Role::Technician);
     let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
-    let link = format!("href=\"/signin?next=%2Fc%2F{PUMP_CODE}\"");
+    // The page's language comes back too.
+    let link = format!("href=\"/signin?next=%2Fc%2F{PUMP_CODE}%3Flang%3Den\"");
     assert!(page.body.contains(&link), "{}", page.body);
     let signed = sign_in_from(
         &app,
-        &format!("/signin?next=%2Fc%2F{PUMP_CODE}"),
+        &format!("/signin?next=%2Fc%2F{PUMP_CODE}%3Flang%3Den"),
         "tech.return",
         &tech,
         None,
@@ -1793,7 +1794,7 @@ fn signing_in_comes_back_to_the_page_that_asked_or_goes_to_the_roles_own_page() 
     assert_eq!(signed.status, 303, "{}", signed.body);
     assert_eq!(
         signed.header("location"),
-        Some(format!("/c/{PUMP_CODE}").as_str())
+        Some(format!("/c/{PUMP_CODE}?lang=en").as_str())
     );
 
     // A staff page asked for without a session sends its own address along.
