@@ -528,6 +528,7 @@ fn stream(reply: ChatReply) -> Response {
         "sentences": &reply.sentences,
         "confidence": reply.confidence,
         "unsure": reply.unsure,
+        "no_manuals": reply.no_manuals,
     });
     let done = serde_json::to_value(&reply).expect("the reply serialises");
     let events = vec![

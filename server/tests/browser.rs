@@ -715,3 +715,54 @@ fn a_printed_svg_label_renders_whole_in_chromium_and_decodes() {
         "only {text_rows} rows of text under the code"
     );
 }
+
+/// In a real browser, on a machine no manual is for yet: the chat (streamed, by script) says so,
+/// not "these are the closest parts", and a person takes the question.
+#[test]
+fn on_a_machine_without_manuals_the_chat_says_so_and_hands_over_to_a_person() {
+    use common::webdriver::Driver;
+    use std::time::Duration;
+    let wait = Duration::from_secs(60);
+    let app = spawn_app();
+    app.rows(
+        "INSERT INTO assets (id, name, model, site_id, queue_id, manuals)
+         SELECT 'chiller-new', 'Chiller 9 (new)', 'CH-9', site_id, queue_id, '[]'
+         FROM assets WHERE id = 'pump-icu-07'",
+    );
+    app.rows(
+        "INSERT INTO codes (code, kind, asset_id, placement, created_at)
+         VALUES ('nEwCh9Lz', 'asset', 'chiller-new', 'front panel', '2026-12-01T00:00:00Z')",
+    );
+    let driver = Driver::start();
+    let person = driver.phone(375, 812, IPHONE);
+    person.goto(&app.url("/c/nEwCh9Lz"));
+    person
+        .wait_for("#q", wait)
+        .type_text("how do I clean the filter");
+    person
+        .wait_for("form.ask button[type=submit]", wait)
+        .click();
+    person.wait_for_text(
+        "#chat-log .turn p.error",
+        "There is no manual for this machine here yet, so I cannot answer from one. A person can help.",
+        wait,
+    );
+    person.wait_for("#chat-log .ticket", wait);
+    assert!(person
+        .find_all("#chat-log .turn .sentence a.cite")
+        .is_empty());
+    let shown = person
+        .run("return document.getElementById('chat-log').textContent;")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!shown.contains("closest parts"), "{shown}");
+    assert!(
+        person.current_url().ends_with("/c/nEwCh9Lz"),
+        "answered by script"
+    );
+    assert_eq!(
+        app.rows("SELECT reason FROM tickets"),
+        vec![vec!["no manuals for this machine"]]
+    );
+}

@@ -348,7 +348,11 @@ fn editors_delete_a_manual_and_can_roll_the_deletion_back() {
     );
     assert!(history.body.contains(">deleted<"), "{}", history.body);
     assert!(history.body.contains("rolled back"), "{}", history.body);
-    assert!(history.body.contains("id=\"rollbacks\""), "{}", history.body);
+    assert!(
+        history.body.contains("id=\"rollbacks\""),
+        "{}",
+        history.body
+    );
     assert!(history.body.contains("editor-d"), "{}", history.body);
     assert_eq!(
         app.rows("SELECT actor, action, COALESCE(manual_id, '') FROM content_audit ORDER BY id"),
