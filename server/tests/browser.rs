@@ -766,3 +766,117 @@ fn on_a_machine_without_manuals_the_chat_says_so_and_hands_over_to_a_person() {
         vec![vec!["no manuals for this machine"]]
     );
 }
+
+/// The agents' queue in a real browser keeps its order live: a ticket an agent answers moves below
+/// the ones still waiting, one the person writes on again moves back up among them, and a closed
+/// one goes last, without a reload. On a ticket's page, sending a reply disables its button (a
+/// double tap sends one reply).
+#[test]
+fn the_queue_reorders_live_and_a_reply_is_sent_once() {
+    use common::webdriver::Driver;
+    use std::time::Duration;
+    let wait = Duration::from_secs(60);
+    let app = spawn_app();
+    let password = "agent-queue-password";
+    {
+        let store = app.state.store.clone();
+        app.block_on(async move {
+            scanaid_server::auth::create_user(
+                &store,
+                "agent-q",
+                password,
+                scanaid_server::roles::Role::Agent,
+            )
+            .await
+        })
+        .unwrap();
+    }
+    // Two people ask for a person: tickets 1 and 2, both waiting.
+    let mut conversations = Vec::new();
+    for contact in ["+1 555 0101", "+1 555 0102"] {
+        let body = serde_json::json!({"code": PUMP_CODE, "message": "Talk to a person", "contact": contact});
+        let reply = post_json(&app.url("/api/chat"), &[], &body.to_string());
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        conversations.push(json["conversation"].as_str().unwrap().to_string());
+    }
+
+    let driver = Driver::start();
+    let agent = driver.phone(414, 896, ANDROID);
+    agent.goto(&app.url("/signin"));
+    agent.wait_for("#username", wait).type_text("agent-q");
+    agent.wait_for("#password", wait).type_text(password);
+    agent.submit_and_wait("form button[type=submit]", wait);
+    agent.wait_for("header .top, header.top", wait);
+    agent.goto(&app.url("/support"));
+    agent.wait_for("#ticket-2", wait);
+    let order = |browser: &common::webdriver::Browser| -> String {
+        browser
+            .run("return Array.from(document.querySelectorAll('#tickets tr')).map(function (r) { return r.id + ':' + r.className.split(' ')[0]; }).join(',');")
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let wait_for_order = |browser: &common::webdriver::Browser, want: &str| {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let now = order(browser);
+            if now == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queue reads {now}, not {want}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for_order(&agent, "ticket-1:status-open,ticket-2:status-open");
+
+    // A second agent session (another console) answers ticket 1 over plain HTTP.
+    let other = staff_cookie(&app, "agent-r", scanaid_server::roles::Role::Agent);
+    let page = get(&app.url("/support/tickets/1"), &[("cookie", &other)]);
+    let replied = post_form(
+        &app.url("/support/tickets/1/reply"),
+        &[("cookie", &other)],
+        &[
+            ("csrf", &page.hidden("csrf").unwrap()),
+            ("seen", &page.hidden("seen").unwrap()),
+            ("nonce", &page.hidden("nonce").unwrap()),
+            ("body", "We will call you within the hour."),
+        ],
+    );
+    assert_eq!(replied.status, 303, "{}", replied.body);
+    wait_for_order(&agent, "ticket-2:status-open,ticket-1:status-answered");
+
+    // The person writes again on ticket 1: it waits again, behind ticket 2 (which waited longer).
+    let body = serde_json::json!({"code": PUMP_CODE, "conversation": conversations[0], "message": "Still no call"});
+    let again = post_json(&app.url("/api/chat"), &[], &body.to_string());
+    assert_eq!(again.status, 200, "{}", again.body);
+    wait_for_order(&agent, "ticket-2:status-open,ticket-1:status-waiting");
+
+    // Closing ticket 2 puts it last.
+    let page = get(&app.url("/support/tickets/2"), &[("cookie", &other)]);
+    let closed = post_form(
+        &app.url("/support/tickets/2/close"),
+        &[("cookie", &other)],
+        &[
+            ("csrf", &page.hidden("csrf").unwrap()),
+            ("seen", &page.hidden("seen").unwrap()),
+        ],
+    );
+    assert_eq!(closed.status, 303, "{}", closed.body);
+    wait_for_order(&agent, "ticket-1:status-waiting,ticket-2:status-closed");
+
+    // On ticket 1's page, a reply sent with two taps is stored once.
+    agent.goto(&app.url("/support/tickets/1"));
+    agent.wait_for("#reply", wait).type_text("Calling you now.");
+    agent.run(
+        "var b = document.querySelector('#reply-form button[type=submit]'); b.click(); b.click();",
+    );
+    agent.wait_for_text("#ticket-status", "answered", wait);
+    assert_eq!(
+        app.rows("SELECT COUNT(*) FROM ticket_messages WHERE body = 'Calling you now.'")[0][0],
+        "1"
+    );
+}
