@@ -112,6 +112,11 @@ pub struct TicketPage {
     pub replied: i64,
     /// The live stream's position when the page was read: its console resumes from there.
     pub live_from: String,
+    /// Agents' notes on the ticket (never shown to the person), oldest first.
+    pub notes: Vec<crate::ticket_notes::TicketNote>,
+    /// Why a note was not added, and its text kept for the box.
+    pub note_message: String,
+    pub note_draft: String,
 }
 
 /// An instant in the asset's site time zone, as an agent reads it.
@@ -217,6 +222,30 @@ async fn ticket_page(
     message: &str,
     draft: &str,
 ) -> Result<Response, AppError> {
+    ticket_page_drawn(app, me, id, status, (message, draft), ("", "")).await
+}
+
+/// The ticket page with a note that was not added (`message` says why), kept in its box.
+pub(crate) async fn ticket_page_with_note(
+    app: &AppState,
+    me: &SignedIn,
+    id: i64,
+    status: StatusCode,
+    message: &str,
+    draft: &str,
+) -> Result<Response, AppError> {
+    ticket_page_drawn(app, me, id, status, ("", ""), (message, draft)).await
+}
+
+/// The ticket page, with (message, draft) for the reply form and for the note form.
+async fn ticket_page_drawn(
+    app: &AppState,
+    me: &SignedIn,
+    id: i64,
+    status: StatusCode,
+    (message, draft): (&str, &str),
+    (note_message, note_draft): (&str, &str),
+) -> Result<Response, AppError> {
     // Before the store is read: an event in between is then replayed, not missed.
     let live_from = app.support.position();
     let Some(ticket) = visible_ticket(app, me, id).await? else {
@@ -272,7 +301,20 @@ async fn ticket_page(
         entry.at = local_time(&entry.at, &ticket.timezone);
     }
     let assigned = ticket.assigned_to.clone().unwrap_or_default();
+    let notes = app
+        .store
+        .ticket_notes(ticket.id)
+        .await?
+        .into_iter()
+        .map(|n| crate::ticket_notes::TicketNote {
+            at: local_time(&n.at, &ticket.timezone),
+            ..n
+        })
+        .collect();
     let body = TicketPage {
+        notes,
+        note_message: note_message.to_string(),
+        note_draft: note_draft.to_string(),
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
         me: crate::views::Me::of(me),
@@ -309,7 +351,7 @@ fn not_found(id: i64) -> Result<Response, AppError> {
 /// What every form on a ticket checks first: an agent (or admin) is signed in, the form's CSRF
 /// token is their session's, and the ticket exists in a queue they work. The agent and the ticket,
 /// or the response refusing the form (sign-in, 403, 404).
-async fn ticket_form(
+pub(crate) async fn ticket_form(
     app: &AppState,
     headers: &HeaderMap,
     csrf: &str,

@@ -45,6 +45,7 @@ pub mod store;
 pub mod stream_session;
 pub mod support;
 pub mod text_diff;
+pub mod ticket_notes;
 pub mod tickets;
 pub mod tls;
 pub mod views;
@@ -241,6 +242,7 @@ fn app(state: AppState) -> Router {
         .route("/support/tickets/{id}/reopen", post(console::reopen))
         .route("/support/tickets/{id}/take", post(console::take))
         .route("/support/tickets/{id}/release", post(console::release))
+        .route("/support/tickets/{id}/note", post(ticket_notes::add))
         .route("/signin", get(account::signin_form).post(account::signin))
         .route(
             "/signout",

@@ -240,6 +240,8 @@ pub async fn purge(
         for sql in [
             "DELETE FROM ticket_messages WHERE ticket_id IN
                (SELECT id FROM tickets WHERE conversation_id IN (SELECT value FROM json_each(?)))",
+            "DELETE FROM ticket_notes WHERE ticket_id IN
+               (SELECT id FROM tickets WHERE conversation_id IN (SELECT value FROM json_each(?)))",
             "DELETE FROM tickets WHERE conversation_id IN (SELECT value FROM json_each(?))",
             "DELETE FROM chat_turns WHERE conversation_id IN (SELECT value FROM json_each(?))",
             "DELETE FROM conversations WHERE id IN (SELECT value FROM json_each(?))",

@@ -1978,3 +1978,95 @@ fn an_administrator_sees_a_webhooks_backlog_and_sends_it_once_the_receiver_is_ba
     let metric = format!("scanaid_webhook_deliveries_waiting{{queue=\"{queue}\"}} 0");
     assert!(get(&app.url("/metrics"), &[]).body.contains(&metric));
 }
+
+/// Agents leave each other notes on a ticket; the person never sees them, in their chat's history,
+/// on the no-script replies page or anywhere else, and they go with the ticket when retention
+/// deletes it. A note that is empty or too long is shown back with why.
+#[test]
+fn agents_notes_stay_with_agents_and_go_with_their_ticket() {
+    let app = spawn_app();
+    let (status, reply) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "Talk to a person"}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let conversation = reply["conversation"].as_str().unwrap().to_string();
+    let ticket = reply["ticket"]["id"].as_i64().unwrap();
+    let agent = staff_cookie(&app, "agent-n", Role::Agent);
+    let colleague = staff_cookie(&app, "agent-m", Role::Agent);
+    let page = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &agent)],
+    );
+    assert!(page.body.contains("id=\"no-notes\""), "{}", page.body);
+    let csrf = page.hidden("csrf").unwrap();
+    let note = |cookie: &str, csrf: &str, body: &str| {
+        post_form(
+            &app.url(&format!("/support/tickets/{ticket}/note")),
+            &[("cookie", cookie)],
+            &[("csrf", csrf), ("body", body)],
+        )
+    };
+    let secret = "Called back at 14:05, no answer; try the ward phone <b>next</b>";
+    let added = note(&agent, &csrf, secret);
+    assert_eq!(added.status, 303, "{}", added.body);
+    // A colleague sees it, escaped, with who wrote it.
+    let seen = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &colleague)],
+    );
+    assert!(seen.body.contains("agent-n"), "{}", seen.body);
+    assert!(
+        seen.body
+            .contains("try the ward phone &#60;b&#62;next&#60;/b&#62;"),
+        "{}",
+        seen.body
+    );
+    // Bad notes: shown back, nothing stored; a forged form changes nothing; not for non-agents.
+    let long = "n".repeat(2_001);
+    let refused = note(&agent, &csrf, &long);
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains("A note is 1 to 2000 characters"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains(&long), "the text is kept");
+    assert_eq!(note(&agent, &csrf, "   ").status, 422);
+    assert_eq!(note(&agent, "forged", "x").status, 403);
+    let technician = staff_cookie(&app, "tech-n", Role::Technician);
+    assert_eq!(note(&technician, &csrf, "x").status, 403);
+    assert_eq!(app.rows("SELECT COUNT(*) FROM ticket_notes")[0][0], "1");
+
+    // The person's side never shows it.
+    let history = post_json(
+        &app.url("/api/chat/history"),
+        &[],
+        &serde_json::json!({ "conversation": conversation }).to_string(),
+    );
+    assert_eq!(history.status, 200, "{}", history.body);
+    assert!(!history.body.contains("Called back"), "{}", history.body);
+    let replies = post_form(
+        &app.url("/chat/replies"),
+        &[],
+        &[
+            ("asset", "pump-icu-07"),
+            ("conversation", &conversation),
+            ("lang", "en"),
+        ],
+    );
+    assert_eq!(replies.status, 200, "{}", replies.body);
+    assert!(!replies.body.contains("Called back"), "{}", replies.body);
+
+    // Retention deletes the notes with their ticket.
+    app.rows("UPDATE tickets SET status = 'closed', updated_at = '2020-01-01T00:00:00.000Z', created_at = '2020-01-01T00:00:00.000Z'");
+    app.rows("UPDATE chat_turns SET at = '2020-01-01T00:00:00.000Z'");
+    app.rows("UPDATE conversations SET created_at = '2020-01-01T00:00:00.000Z'");
+    let state = app.state.clone();
+    app.block_on(async move {
+        scanaid_server::retention::purge_and_announce(&state, chrono::Utc::now()).await
+    })
+    .unwrap();
+    assert_eq!(app.rows("SELECT COUNT(*) FROM tickets")[0][0], "0");
+    assert_eq!(app.rows("SELECT COUNT(*) FROM ticket_notes")[0][0], "0");
+}
