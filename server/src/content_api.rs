@@ -257,12 +257,21 @@ fn job_started(started: std::result::Result<i64, content::Refused>) -> Response 
     }
 }
 
-/// `DELETE /api/content/manuals/{id}`: removes the manual and starts the gated re-index (202 with
-/// the job, which can be rolled back like a publish); 404 for an unknown manual.
+#[derive(Debug, Deserialize, Default)]
+pub struct DeleteQuery {
+    /// The manual's `version` the caller decided on: given, a deletion of a text changed since is
+    /// refused (409) instead of deleting what the caller never saw.
+    #[serde(default)]
+    pub base: Option<String>,
+}
+
+/// `DELETE /api/content/manuals/{id}[?base=VERSION]`: removes the manual and starts the gated
+/// re-index (202 with the job, which can be rolled back like a publish); 404 for an unknown manual.
 pub async fn delete(
     State(app): State<AppState>,
     headers: HeaderMap,
     crate::http::PathSegment(id): crate::http::PathSegment,
+    crate::http::LenientQuery(query): crate::http::LenientQuery<DeleteQuery>,
 ) -> Result<Response, AppError> {
     let actor = authorised!(app, headers);
     let Some(dir) = app.config.demo_manuals.clone() else {
@@ -277,7 +286,7 @@ pub async fn delete(
     };
     let file = relative(&dir, &manual.path);
     Ok(job_started(
-        content::delete_manual(&app, &id, &file, &actor, None).await?,
+        content::delete_manual(&app, &id, &file, &actor, query.base.as_deref()).await?,
     ))
 }
 

@@ -1303,10 +1303,27 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
     assert_eq!(status, 404, "{missing}");
     let gone = manuals.path().join("equipment/rsc37-instruction.md");
     let kept = std::fs::read_to_string(&gone).unwrap();
+    // With the version it decided on: a text changed since is not deleted unseen.
+    let (status, stale, _) = api(
+        &app,
+        "DELETE",
+        "/api/content/manuals/rsc37-instruction?base=0000000000000000",
+        token,
+        None,
+    );
+    assert_eq!(status, 409, "{stale}");
+    assert!(
+        stale["error"].as_str().unwrap().contains("changed since"),
+        "{stale}"
+    );
+    assert!(gone.exists(), "nothing deleted");
     let (status, accepted, _) = api(
         &app,
         "DELETE",
-        "/api/content/manuals/rsc37-instruction",
+        &format!(
+            "/api/content/manuals/rsc37-instruction?base={}",
+            scanaid_server::content::text_version(&kept)
+        ),
         token,
         None,
     );
