@@ -982,6 +982,8 @@ pub struct HistoryTurn {
     pub sentences: Vec<SentenceView>,
     pub citations: Vec<CitationView>,
     pub unsure: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_manuals: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -1054,13 +1056,8 @@ async fn replayed(
             "unknown conversation",
         )));
     };
-    let (sentences, unsure) = shown_of(&previous.answer, previous.shown.as_deref());
     // Told again that the machine has no manual, not that the (absent) closest parts may not answer.
-    let no_manuals = previous
-        .shown
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<StoredShown>(s).ok())
-        .is_some_and(|s| s.no_manuals);
+    let (sentences, unsure, no_manuals) = shown_of(&previous.answer, previous.shown.as_deref());
     let ticket = open_ticket_view(app, &previous.conversation_id, &asset_id).await?;
     Ok(Ok(ChatReply {
         conversation: previous.conversation_id,
@@ -1077,16 +1074,17 @@ async fn replayed(
 }
 
 /// The sentences and "not sure" flag a turn showed, from its stored `shown` JSON.
-fn shown_of(answer: &str, shown: Option<&str>) -> (Vec<SentenceView>, bool) {
+fn shown_of(answer: &str, shown: Option<&str>) -> (Vec<SentenceView>, bool, bool) {
     match shown.and_then(|s| serde_json::from_str::<StoredShown>(s).ok()) {
-        Some(shown) => (shown.sentences, shown.unsure),
+        Some(shown) => (shown.sentences, shown.unsure, shown.no_manuals),
         // A turn from before `shown` was stored: its answer text as one paragraph.
-        None if answer.is_empty() => (Vec::new(), false),
+        None if answer.is_empty() => (Vec::new(), false, false),
         None => (
             vec![SentenceView {
                 text: answer.to_string(),
                 citation: 0,
             }],
+            false,
             false,
         ),
     }
@@ -1146,7 +1144,7 @@ pub async fn history(
         .into_iter()
         .map(|(turn, at, question, answer, citations, shown)| {
             let citations: Vec<CitationView> = serde_json::from_str(&citations).unwrap_or_default();
-            let (sentences, unsure) = shown_of(&answer, shown.as_deref());
+            let (sentences, unsure, no_manuals) = shown_of(&answer, shown.as_deref());
             HistoryTurn {
                 turn,
                 at,
@@ -1154,6 +1152,7 @@ pub async fn history(
                 sentences,
                 citations,
                 unsure,
+                no_manuals,
             }
         })
         .collect();
@@ -1334,11 +1333,7 @@ pub async fn chat_form(
         conversation: Some(form.conversation.clone()).filter(|c| !c.is_empty()),
         lang: Some(lang.clone()),
         contact: Some(form.contact.clone()),
-        request: Some(
-            first
-                .as_ref()
-                .map_or(form.request.clone(), |(id, _)| id.clone()),
-        ),
+        request: Some(first.unwrap_or_else(|| form.request.clone())),
     };
     match answer_turn(&app, role, client_of(&extensions), request).await? {
         Ok(reply) => {
@@ -1357,26 +1352,11 @@ pub async fn chat_form(
                 reply,
             }
             .render()?;
-            let mut response = (
+            Ok((
                 [(axum::http::header::CACHE_CONTROL, "no-store")],
                 axum::response::Html(page),
             )
-                .into_response();
-            if let Some((_, cookie)) = first {
-                let cookie = crate::http::set_cookie(
-                    FIRST_MESSAGE_COOKIE,
-                    &cookie,
-                    "/chat",
-                    Some(FIRST_MESSAGE_KEPT_S),
-                    app.config.secure_cookies,
-                );
-                if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
-                    response
-                        .headers_mut()
-                        .append(axum::http::header::SET_COOKIE, value);
-                }
-            }
-            Ok(response)
+                .into_response())
         }
         Err(refusal) => {
             let t = crate::i18n::strings(&lang);
@@ -1418,35 +1398,31 @@ pub async fn chat_form(
     }
 }
 
-/// Remembers, in the browser that sent it, the request id the server gave a first message from a
-/// machine's page, with a fingerprint of that message: the page is the same for everyone (and cached),
-/// so its form has no request id of its own. Going back to the page and sending the form again (which
-/// browsers offer) is then the same message, answered with its stored turn and ticket, instead of a
-/// second conversation and a second ticket whose replies the person never sees.
-const FIRST_MESSAGE_COOKIE: &str = "scanaid_first";
-/// How long a first message counts as the same when sent again: going back and resending happens
-/// within minutes, and on a shared tablet the next person asking the very same words later must
-/// start their own conversation.
-const FIRST_MESSAGE_KEPT_S: u64 = 10 * 60;
-
-/// For a first message from a machine's page (no conversation, no request id): the request id to
-/// send it under (the remembered one when this browser sent this very message before, else a new
-/// one) and the cookie value to remember it by. `None` for any other message.
-fn first_message_request(headers: &HeaderMap, form: &ChatForm) -> Option<(String, String)> {
+/// For a first message from a machine's page (no conversation, no request id): the request id it
+/// is sent under, made from the page view it was sent from (`scan::VIEW_COOKIE`, new at every
+/// drawing of the page) and the form's fields. The page is the same for everyone and carries no
+/// request id of its own; going back to an answer and sending its form again (which browsers
+/// offer) is then the same request, answered with its stored turn and ticket, instead of a second
+/// conversation and ticket whose replies the person never sees. Anyone who opens the page afresh
+/// (the next person on a shared tablet) has another view, so another id: a conversation is never
+/// handed to someone else. `None` without a view (the page was not drawn here, or long ago).
+fn first_message_request(headers: &HeaderMap, form: &ChatForm) -> Option<String> {
     if !form.conversation.is_empty() || !form.request.trim().is_empty() {
         return None;
     }
+    let view = crate::http::cookie(headers, crate::scan::VIEW_COOKIE)
+        .filter(|v| (16..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_hexdigit()))?;
     use sha2::Digest;
-    let fingerprint = hex::encode(
-        &sha2::Sha256::digest(format!("{}\n{}", form.asset, form.message.trim()).as_bytes())[..8],
+    let digest = sha2::Sha256::digest(
+        format!(
+            "{view}\n{}\n{}\n{}",
+            form.asset,
+            form.message.trim(),
+            form.contact.trim()
+        )
+        .as_bytes(),
     );
-    let id = crate::http::cookie(headers, FIRST_MESSAGE_COOKIE)
-        .and_then(|value| value.split_once('.'))
-        .filter(|(id, seen)| *seen == fingerprint && is_request_id(id))
-        .map(|(id, _)| id.to_string())
-        .unwrap_or_else(|| crate::auth::random_token(16));
-    let cookie = format!("{id}.{fingerprint}");
-    Some((id, cookie))
+    Some(hex::encode(&digest[..16]))
 }
 
 /// The client's address prefix (never the whole address), when the server knows the peer.

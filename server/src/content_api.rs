@@ -258,6 +258,7 @@ fn job_started(started: std::result::Result<i64, content::Refused>) -> Response 
 }
 
 #[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     /// The manual's `version` the caller decided on: given, a deletion of a text changed since is
     /// refused (409) instead of deleting what the caller never saw.
@@ -271,9 +272,26 @@ pub async fn delete(
     State(app): State<AppState>,
     headers: HeaderMap,
     crate::http::PathSegment(id): crate::http::PathSegment,
-    crate::http::LenientQuery(query): crate::http::LenientQuery<DeleteQuery>,
+    query: Result<axum::extract::Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
     let actor = authorised!(app, headers);
+    // Read strictly: a query that cannot be read (`?base=a&base=b`) or an empty base must not
+    // delete without the check it asked for.
+    let base = match query {
+        Ok(axum::extract::Query(DeleteQuery { base: Some(b) })) if b.trim().is_empty() => {
+            return Ok(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "base is empty: give the manual's version from GET /api/content/manuals, or no base",
+            ))
+        }
+        Ok(axum::extract::Query(q)) => q.base,
+        Err(_) => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                "the query is ?base=VERSION once, or nothing",
+            ))
+        }
+    };
     let Some(dir) = app.config.demo_manuals.clone() else {
         return Ok(no_manuals());
     };
@@ -286,7 +304,7 @@ pub async fn delete(
     };
     let file = relative(&dir, &manual.path);
     Ok(job_started(
-        content::delete_manual(&app, &id, &file, &actor, query.base.as_deref()).await?,
+        content::delete_manual(&app, &id, &file, &actor, base.as_deref()).await?,
     ))
 }
 

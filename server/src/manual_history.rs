@@ -402,14 +402,16 @@ pub async fn deleted_manuals(app: &AppState) -> Result<Vec<(String, String, Stri
 }
 
 /// Rollbacks that served an earlier generation again (they add no text of their own, so no row
-/// of `manual_revisions`): (when, who, what), from the content audit trail.
+/// of `manual_revisions`): (when, who, what), from the content audit trail. Their detail reads
+/// "job N: generation -> generation"; a rollback published as a job of its own is a row already.
 async fn swapped_rollbacks(
     app: &AppState,
     id: &str,
 ) -> Result<Vec<(String, String, String)>, AppError> {
     Ok(sqlx::query_as(
         "SELECT at, actor, detail FROM content_audit
-         WHERE action = 'rollback' AND manual_id = ? ORDER BY id DESC LIMIT 50",
+         WHERE action = 'rollback' AND manual_id = ? AND detail LIKE 'job %'
+         ORDER BY id DESC LIMIT 50",
     )
     .bind(id)
     .fetch_all(app.store.pool())

@@ -62,6 +62,7 @@ pub struct Purged {
     pub conversations: u64,
     /// Tickets closed for being idle past `ticket_idle` (their ids: the close is announced).
     pub tickets_closed: Vec<i64>,
+    /// Contacts cleared and agents' notes deleted on tickets closed past `contact_after_close`.
     pub contacts_cleared: u64,
     pub webhook_deliveries: u64,
     pub scan_events: u64,
@@ -257,6 +258,16 @@ pub async fn purge(
     purged.contacts_cleared = sqlx::query(
         "UPDATE tickets SET contact = NULL
          WHERE contact IS NOT NULL AND status = 'closed' AND closed_at < ?",
+    )
+    .bind(cutoff(now, policy.contact_after_close))
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+    // Agents' notes may hold what a contact does (a number, what was said on the phone): they go
+    // when it does, however recent the note (one written after the close is about the same call).
+    purged.contacts_cleared += sqlx::query(
+        "DELETE FROM ticket_notes WHERE ticket_id IN
+           (SELECT id FROM tickets WHERE status = 'closed' AND closed_at < ?)",
     )
     .bind(cutoff(now, policy.contact_after_close))
     .execute(store.pool())

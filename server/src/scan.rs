@@ -103,6 +103,21 @@ pub async fn scan(
     // A discharge code is not remembered in the browser: on a shared phone it would point the next
     // person at a patient's packet. That holds for a packet's retired or deleted code too.
     let is_packet = event.rule == "discharge" || resolved_kind.as_deref() == Some("discharge");
+    // A new page view: the page's no-script chat forms are told apart by it (see
+    // `chat::first_message_request`), so a form sent again from this view is the same message and
+    // one sent from another view (the next person on a shared tablet) is not.
+    if !is_packet {
+        let cookie = http::set_cookie(
+            VIEW_COOKIE,
+            &crate::auth::random_token(16),
+            "/chat",
+            Some(VIEW_KEPT_S),
+            app.config.secure_cookies,
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
     if !context.returning && !is_packet && is_well_formed_code(&code) {
         let mut codes: Vec<&str> = seen.split('.').filter(|c| is_well_formed_code(c)).collect();
         codes.push(&code);
@@ -127,6 +142,13 @@ pub async fn scan(
     }
     Ok(response)
 }
+
+/// The page view a machine's page was drawn for (random, sent only to `/chat`): see
+/// `chat::first_message_request`.
+pub const VIEW_COOKIE: &str = "scanaid_view";
+/// How long a page view's forms count as sent from it: going back to an answer and sending its
+/// form again happens within minutes.
+const VIEW_KEPT_S: u64 = 30 * 60;
 
 /// What a scan event records as the code of a discharge packet's label. A packet's code is its
 /// patient's: scan analytics keep that a discharge code was scanned, never which one, so the events

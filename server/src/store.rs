@@ -538,11 +538,12 @@ impl Store {
         .await?)
     }
 
-    /// The one live code that `typed` names when case is ignored (`None` when none does, or when
-    /// two do: then what was typed cannot be told apart).
+    /// The one live label code that `typed` names when case is ignored (`None` when none does, or
+    /// when two do: then what was typed cannot be told apart). Never a discharge packet's code: its
+    /// patient scans it, and its full case is part of what makes it hard to guess.
     pub async fn live_code_ignoring_case(&self, typed: &str) -> Result<Option<String>> {
         let found: Vec<String> = sqlx::query_scalar(
-            "SELECT code FROM codes WHERE code = ? COLLATE NOCASE AND retired_at IS NULL LIMIT 2",
+            "SELECT code FROM codes WHERE code = ? COLLATE NOCASE AND kind = 'asset' AND retired_at IS NULL LIMIT 2",
         )
         .bind(typed)
         .fetch_all(&self.pool)

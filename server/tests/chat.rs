@@ -998,14 +998,24 @@ fn a_machine_without_manuals_hands_questions_to_a_person_and_pages_link_back() {
     );
 }
 
-/// Without JavaScript, going back to the machine's page and sending its form again (which browsers
-/// offer) is the same first message: answered with its stored turn and ticket, not a second
-/// conversation and ticket whose replies the person never sees. Another message, or another
-/// browser, is a conversation of its own.
+/// Without JavaScript, going back to an answer and sending its form again (which browsers offer) is
+/// the same first message: answered with its stored turn and ticket, not a second conversation and
+/// ticket whose replies the person never sees. It is told apart by the page view it was sent from:
+/// the next person who opens the machine's page on a shared tablet, asking the very same words, gets
+/// a conversation of their own, never the first person's.
 #[test]
 fn a_first_message_sent_again_from_the_page_without_javascript_happens_once() {
     let app = spawn_app();
-    let send = |cookie: &str, message: &str| {
+    let view = || {
+        let page = get(&app.url(&format!("/c/{PUMP_CODE}")), &[]);
+        assert_eq!(page.status, 200);
+        format!(
+            "scanaid_view={}",
+            page.set_cookie("scanaid_view")
+                .expect("each view has its own")
+        )
+    };
+    let send = |cookie: &str, message: &str, contact: &str| {
         post_form(
             &app.url("/chat"),
             &[("cookie", cookie)],
@@ -1013,29 +1023,40 @@ fn a_first_message_sent_again_from_the_page_without_javascript_happens_once() {
                 ("asset", "pump-icu-07"),
                 ("message", message),
                 ("lang", "en"),
+                ("contact", contact),
             ],
         )
     };
-    let first = send("", "Talk to a person");
+    let first_view = view();
+    let first = send(&first_view, "Talk to a person", "");
     assert_eq!(first.status, 200, "{}", first.body);
-    let remembered = first
-        .set_cookie("scanaid_first")
-        .expect("the first message is remembered");
-    let cookie = format!("scanaid_first={remembered}");
     let conversation = first.hidden("conversation").unwrap();
-    let again = send(&cookie, "Talk to a person");
+    let again = send(&first_view, "Talk to a person", "");
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.hidden("conversation"), Some(conversation.clone()));
     assert_eq!(app.rows("SELECT COUNT(*) FROM conversations")[0][0], "1");
     assert_eq!(app.rows("SELECT COUNT(*) FROM tickets")[0][0], "1");
     assert_eq!(app.rows("SELECT COUNT(*) FROM chat_turns")[0][0], "1");
 
-    let other = send(&cookie, "how do I clean the pump");
-    assert_eq!(other.status, 200, "{}", other.body);
+    // Another message from the same view, or the same words with a contact added, are new.
+    let other = send(&first_view, "how do I clean the pump", "");
     assert_ne!(other.hidden("conversation"), Some(conversation.clone()));
-    assert_eq!(app.rows("SELECT COUNT(*) FROM conversations")[0][0], "2");
-    let stranger = send("", "Talk to a person");
-    assert_eq!(stranger.status, 200, "{}", stranger.body);
-    assert_ne!(stranger.hidden("conversation"), Some(conversation));
-    assert_eq!(app.rows("SELECT COUNT(*) FROM tickets")[0][0], "2");
+    let with_contact = send(&first_view, "Talk to a person", "+1 555 0199");
+    assert_ne!(
+        with_contact.hidden("conversation"),
+        Some(conversation.clone())
+    );
+    assert_eq!(app.rows("SELECT COUNT(*) FROM conversations")[0][0], "3");
+
+    // The next person opens the page afresh on the same tablet: their own conversation and ticket.
+    let next_view = view();
+    assert_ne!(next_view, first_view);
+    let next = send(&next_view, "Talk to a person", "");
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_ne!(next.hidden("conversation"), Some(conversation.clone()));
+    assert!(!next.body.contains(&conversation), "{}", next.body);
+    // Without a view (the form sent from elsewhere), every sending is its own.
+    let bare = send("", "Talk to a person", "");
+    assert_ne!(bare.hidden("conversation"), Some(conversation));
+    assert_eq!(app.rows("SELECT COUNT(*) FROM conversations")[0][0], "5");
 }

@@ -1317,6 +1317,18 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
         "{stale}"
     );
     assert!(gone.exists(), "nothing deleted");
+    // A base that cannot be read, or an empty one, deletes nothing either.
+    for (query, want) in [("?base=a&base=b", 400), ("?base=", 422), ("?bsae=x", 400)] {
+        let (status, refused, _) = api(
+            &app,
+            "DELETE",
+            &format!("/api/content/manuals/rsc37-instruction{query}"),
+            token,
+            None,
+        );
+        assert_eq!(status, want, "{query}: {refused}");
+        assert!(gone.exists(), "{query}: nothing deleted");
+    }
     let (status, accepted, _) = api(
         &app,
         "DELETE",

@@ -2058,15 +2058,31 @@ fn agents_notes_stay_with_agents_and_go_with_their_ticket() {
     assert_eq!(replies.status, 200, "{}", replies.body);
     assert!(!replies.body.contains("Called back"), "{}", replies.body);
 
+    // Notes may hold what a contact does: they go when the closed ticket's contact does (14 days
+    // after the close), while the ticket itself stays for the chat limit.
+    let purge = || {
+        let state = app.state.clone();
+        app.block_on(async move {
+            scanaid_server::retention::purge_and_announce(&state, chrono::Utc::now()).await
+        })
+        .unwrap()
+    };
+    app.rows(&format!(
+        "UPDATE tickets SET status = 'closed', closed_by = 'agent-n', closed_at = '{}'",
+        (chrono::Utc::now() - chrono::Duration::days(20))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    ));
+    purge();
+    assert_eq!(app.rows("SELECT COUNT(*) FROM ticket_notes")[0][0], "0");
+    assert_eq!(app.rows("SELECT COUNT(*) FROM tickets")[0][0], "1");
+    note(&agent, &csrf, "added after the close");
+    assert_eq!(app.rows("SELECT COUNT(*) FROM ticket_notes")[0][0], "1");
+
     // Retention deletes the notes with their ticket.
     app.rows("UPDATE tickets SET status = 'closed', updated_at = '2020-01-01T00:00:00.000Z', created_at = '2020-01-01T00:00:00.000Z'");
     app.rows("UPDATE chat_turns SET at = '2020-01-01T00:00:00.000Z'");
     app.rows("UPDATE conversations SET created_at = '2020-01-01T00:00:00.000Z'");
-    let state = app.state.clone();
-    app.block_on(async move {
-        scanaid_server::retention::purge_and_announce(&state, chrono::Utc::now()).await
-    })
-    .unwrap();
+    purge();
     assert_eq!(app.rows("SELECT COUNT(*) FROM tickets")[0][0], "0");
     assert_eq!(app.rows("SELECT COUNT(*) FROM ticket_notes")[0][0], "0");
 }
