@@ -724,15 +724,7 @@ fn on_a_machine_without_manuals_the_chat_says_so_and_hands_over_to_a_person() {
     use std::time::Duration;
     let wait = Duration::from_secs(60);
     let app = spawn_app();
-    app.rows(
-        "INSERT INTO assets (id, name, model, site_id, queue_id, manuals)
-         SELECT 'chiller-new', 'Chiller 9 (new)', 'CH-9', site_id, queue_id, '[]'
-         FROM assets WHERE id = 'pump-icu-07'",
-    );
-    app.rows(
-        "INSERT INTO codes (code, kind, asset_id, placement, created_at)
-         VALUES ('nEwCh9Lz', 'asset', 'chiller-new', 'front panel', '2026-12-01T00:00:00Z')",
-    );
+    add_machine_without_manuals(&app);
     let driver = Driver::start();
     let person = driver.phone(375, 812, IPHONE);
     person.goto(&app.url("/c/nEwCh9Lz"));

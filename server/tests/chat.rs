@@ -875,15 +875,7 @@ fn a_store_held_by_another_writer_answers_503_with_retry_after_not_500() {
 #[test]
 fn a_machine_without_manuals_hands_questions_to_a_person_and_pages_link_back() {
     let app = spawn_app();
-    app.rows(
-        "INSERT INTO assets (id, name, model, site_id, queue_id, manuals)
-         SELECT 'chiller-new', 'Chiller 9 (new)', 'CH-9', site_id, queue_id, '[]'
-         FROM assets WHERE id = 'pump-icu-07'",
-    );
-    app.rows(
-        "INSERT INTO codes (code, kind, asset_id, placement, created_at)
-         VALUES ('nEwCh9Lz', 'asset', 'chiller-new', 'front panel', '2026-12-01T00:00:00Z')",
-    );
+    add_machine_without_manuals(&app);
     let (status, reply) = ask(
         &app,
         serde_json::json!({"code": "nEwCh9Lz", "message": "how do I clean the pump"}),

@@ -642,3 +642,20 @@ pub fn svg_text(svg: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// The label code of `add_machine_without_manuals`'s machine.
+pub const NO_MANUALS_CODE: &str = "nEwCh9Lz";
+
+/// A machine no manual is for yet ("Chiller 9 (new)", asset `chiller-new`, model CH-9, at the
+/// pump's site and queue) with the label code `NO_MANUALS_CODE`.
+pub fn add_machine_without_manuals(app: &TestApp) {
+    app.rows(
+        "INSERT INTO assets (id, name, model, site_id, queue_id, manuals)
+         SELECT 'chiller-new', 'Chiller 9 (new)', 'CH-9', site_id, queue_id, '[]'
+         FROM assets WHERE id = 'pump-icu-07'",
+    );
+    app.rows(&format!(
+        "INSERT INTO codes (code, kind, asset_id, placement, created_at)
+         VALUES ('{NO_MANUALS_CODE}', 'asset', 'chiller-new', 'front panel', '2026-12-01T00:00:00Z')"
+    ));
+}
