@@ -12,6 +12,8 @@ use crate::{AppError, AppState};
 
 /// Longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 2_000;
+/// The same note from the same agent within this long is the form sent again, not a new note.
+const SAME_NOTE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// One note as the ticket page shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -33,19 +35,31 @@ impl crate::store::Store {
         .await?)
     }
 
+    /// Adds a note, unless the same agent added the very same note to the ticket in the last
+    /// `SAME_NOTE_WITHIN` (the form sent again: a double tap, or back and resend).
     async fn add_ticket_note(
         &self,
         ticket: i64,
         author: &str,
         body: &str,
     ) -> crate::error::Result<()> {
-        sqlx::query("INSERT INTO ticket_notes (ticket_id, at, author, body) VALUES (?, ?, ?, ?)")
-            .bind(ticket)
-            .bind(crate::store::stored_time(chrono::Utc::now()))
-            .bind(author)
-            .bind(body)
-            .execute(self.pool())
-            .await?;
+        let now = chrono::Utc::now();
+        let since = crate::store::stored_time(
+            now - chrono::Duration::from_std(SAME_NOTE_WITHIN).expect("fits"),
+        );
+        sqlx::query(
+            "INSERT INTO ticket_notes (ticket_id, at, author, body)
+             SELECT ?1, ?2, ?3, ?4
+             WHERE NOT EXISTS (SELECT 1 FROM ticket_notes
+                               WHERE ticket_id = ?1 AND author = ?3 AND body = ?4 AND at >= ?5)",
+        )
+        .bind(ticket)
+        .bind(crate::store::stored_time(now))
+        .bind(author)
+        .bind(body)
+        .bind(since)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 }

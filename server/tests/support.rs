@@ -2010,6 +2010,9 @@ fn agents_notes_stay_with_agents_and_go_with_their_ticket() {
     let secret = "Called back at 14:05, no answer; try the ward phone <b>next</b>";
     let added = note(&agent, &csrf, secret);
     assert_eq!(added.status, 303, "{}", added.body);
+    // The same form sent again (a double tap, back and resend) adds nothing.
+    assert_eq!(note(&agent, &csrf, secret).status, 303);
+    assert_eq!(app.rows("SELECT COUNT(*) FROM ticket_notes")[0][0], "1");
     // A colleague sees it, escaped, with who wrote it.
     let seen = get(
         &app.url(&format!("/support/tickets/{ticket}")),
