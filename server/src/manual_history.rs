@@ -26,6 +26,9 @@ struct RevisionRow {
     deleted: bool,
     /// No file before it: a new manual.
     created: bool,
+    /// Changes were published under its id before it (a new file for an id the site had: a
+    /// deleted manual restored).
+    had_earlier: bool,
     file: String,
     published_by: String,
     published_at: String,
@@ -38,7 +41,9 @@ struct RevisionRow {
 }
 
 const REVISION_COLUMNS: &str = "r.id, r.manual_id, r.revision, r.markdown = '' AS deleted,
-    r.previous_markdown IS NULL AS created, r.file, r.published_by, r.published_at,
+    r.previous_markdown IS NULL AS created,
+    EXISTS (SELECT 1 FROM manual_revisions o WHERE o.manual_id = r.manual_id AND o.id < r.id) AS had_earlier,
+    r.file, r.published_by, r.published_at,
     j.id AS job_id, j.status AS job_status, j.undoes,
     (SELECT o.started_by FROM index_jobs o
       WHERE o.revision_id = r.id AND o.id > (SELECT MIN(id) FROM index_jobs WHERE revision_id = r.id)
@@ -105,6 +110,8 @@ fn what_it_was(row: &RevisionRow, older_same_file: Option<&RevisionRow>) -> Stri
         }
     } else if row.deleted {
         "deleted".to_string()
+    } else if row.created && row.had_earlier {
+        "restored (its file was gone)".to_string()
     } else if row.created {
         "new manual".to_string()
     } else {

@@ -1799,11 +1799,20 @@ fn a_manuals_history_shows_each_change_and_restores_earlier_and_deleted_texts() 
     assert!(
         job_page
             .body
-            .contains(&format!("Job {new_job}: new manual {id}")),
+            .contains(&format!("Job {new_job}: restored manual {id}")),
         "{}",
         job_page.body
     );
     assert!(app.state.index().chunks().iter().any(|c| c.manual_id == id));
+    let history = get(
+        &app.url(&format!("/admin/manuals/{id}/history")),
+        &[("cookie", &editor)],
+    );
+    assert!(
+        history.body.contains("restored (its file was gone)"),
+        "{}",
+        history.body
+    );
     let list = get(&app.url("/admin/manuals"), &[("cookie", &editor)]);
     assert!(
         !list.body.contains("id=\"deleted-manuals\""),

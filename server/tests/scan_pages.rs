@@ -1784,6 +1784,18 @@ fn signing_in_comes_back_to_the_page_that_asked_or_goes_to_the_roles_own_page() 
     // The page's language comes back too.
     let link = format!("href=\"/signin?next=%2Fc%2F{PUMP_CODE}%3Flang%3Den\"");
     assert!(page.body.contains(&link), "{}", page.body);
+    // The sign-in page offers the way back without signing in.
+    let form = get(
+        &app.url(&format!("/signin?next=%2Fc%2F{PUMP_CODE}%3Flang%3Den")),
+        &[],
+    );
+    assert!(
+        form.body.contains(&format!(
+            "href=\"/c/{PUMP_CODE}?lang=en\" id=\"back-without-signing-in\""
+        )),
+        "{}",
+        form.body
+    );
     let signed = sign_in_from(
         &app,
         &format!("/signin?next=%2Fc%2F{PUMP_CODE}%3Flang%3Den"),
@@ -1831,6 +1843,11 @@ fn signing_in_comes_back_to_the_page_that_asked_or_goes_to_the_roles_own_page() 
         );
         assert_eq!(form.status, 200);
         assert!(form.hidden("next").is_none(), "{hostile}: {}", form.body);
+        assert!(
+            !form.body.contains("back-without-signing-in"),
+            "{hostile}: {}",
+            form.body
+        );
         let signed = sign_in_from(&app, "/signin", "agent.return", &agent, Some(hostile));
         assert_eq!(signed.header("location"), Some("/support"), "{hostile}");
     }
