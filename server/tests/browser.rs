@@ -145,6 +145,12 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
         .click();
     let cite = person.wait_for("#chat-log .turn .sentence a.cite", wait);
     assert!(!person.find_all("#chat-log .sources li a").is_empty());
+    // A citation marker is a tap target of at least 24 x 24 px (WCAG 2.2).
+    let size = person.run(
+        "var r = document.querySelector('#chat-log .turn .sentence a.cite').getBoundingClientRect(); return [r.width, r.height];",
+    );
+    let (w, h) = (size[0].as_f64().unwrap(), size[1].as_f64().unwrap());
+    assert!(w >= 24.0 && h >= 24.0, "citation marker {w} x {h} px");
     let href = cite
         .attribute("href")
         .expect("a citation links to its section");
