@@ -144,10 +144,10 @@ const JOB_COLUMNS: &str = "id, kind, manual_id, revision_id, status, previous_ge
       WHEN (SELECT length(r.markdown) = 0 FROM manual_revisions r WHERE r.id = index_jobs.revision_id) THEN 'deletion'
       WHEN EXISTS (SELECT 1 FROM index_jobs o WHERE o.revision_id = index_jobs.revision_id AND o.id < index_jobs.id)
         THEN 'publish past the quality gate'
-      WHEN (SELECT r.previous_markdown IS NULL AND EXISTS (SELECT 1 FROM manual_revisions o
-                                                           WHERE o.manual_id = r.manual_id AND o.id < r.id)
-            FROM manual_revisions r WHERE r.id = index_jobs.revision_id) THEN 'restored manual'
-      WHEN (SELECT r.previous_markdown IS NULL FROM manual_revisions r WHERE r.id = index_jobs.revision_id) THEN 'new manual'
+      WHEN (SELECT r.previous_markdown IS NULL FROM manual_revisions r WHERE r.id = index_jobs.revision_id)
+        THEN CASE WHEN EXISTS (SELECT 1 FROM manual_revisions o
+                               WHERE o.manual_id = index_jobs.manual_id AND o.id < index_jobs.revision_id)
+                  THEN 'restored manual' ELSE 'new manual' END
       ELSE kind
     END AS what";
 

@@ -170,7 +170,7 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
         broken,
         jobs: app.store.recent_jobs(10).await?,
         audit: app.store.content_audit_trail(20).await?,
-        deleted: crate::manual_history::deleted_manuals(&app).await?,
+        deleted: crate::manual_history::deleted_manuals(&app, &dir, &manuals).await?,
     }
     .render()?;
     Ok(page(StatusCode::OK, html))

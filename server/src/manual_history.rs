@@ -280,19 +280,19 @@ pub async fn revision(
         Err(response) => return Ok(response),
     };
     let older = older_change_to_file(&app, &row).await?;
-    let now = file_now(&app, &row.file);
+    let now = file_now(&app, &row.file).map(|(text, _)| text);
+    let has_text = !after.is_empty();
+    let has_text_before = before.as_deref().is_some_and(|t| !t.is_empty());
+    let file_now_missing = now.is_none();
     // Diffs of texts up to 512 KB each are CPU work: off the async workers, which serve scans.
-    let (change, since) = {
-        let (before, after, now) = (before.clone(), after.clone(), now.clone());
-        tokio::task::spawn_blocking(move || {
-            let change = line_diff(before.as_deref().unwrap_or_default(), &after);
-            let since = now
-                .filter(|(text, _)| *text != after && !after.is_empty())
-                .map(|(text, _)| line_diff(&after, &text));
-            (change, since)
-        })
-        .await?
-    };
+    let (change, since) = tokio::task::spawn_blocking(move || {
+        let change = line_diff(before.as_deref().unwrap_or_default(), &after);
+        let since = now
+            .filter(|text| *text != after && has_text)
+            .map(|text| line_diff(&after, &text));
+        (change, since)
+    })
+    .await?;
     let html = RevisionPage {
         lang: "en".to_string(),
         csrf: me.csrf.clone(),
@@ -300,9 +300,9 @@ pub async fn revision(
         row: history_row(&row, older.as_ref()),
         change,
         since,
-        has_text: !after.is_empty(),
-        has_text_before: before.as_deref().is_some_and(|t| !t.is_empty()),
-        file_now_missing: now.is_none(),
+        has_text,
+        has_text_before,
+        file_now_missing,
     }
     .render()?;
     Ok(page(StatusCode::OK, html))
@@ -383,8 +383,13 @@ pub async fn open(
 
 /// Manuals the site once served that have no file now (deleted, or their creation rolled back),
 /// with who last changed them and when: the list page offers their history, from which one is
-/// restored. A renamed manual is not among them (its file holds it under its new id).
-pub async fn deleted_manuals(app: &AppState) -> Result<Vec<(String, String, String)>, AppError> {
+/// restored. A renamed manual is not among them (its file holds it under its new id). `dir` and
+/// `manuals` are the manuals folder and what the list page read of it.
+pub async fn deleted_manuals(
+    app: &AppState,
+    dir: &std::path::Path,
+    manuals: &[scanaid_indexer::manual::Manual],
+) -> Result<Vec<(String, String, String)>, AppError> {
     let rows: Vec<(String, String, String, String)> = sqlx::query_as(
         "SELECT r.manual_id, r.published_by, r.published_at, r.file FROM manual_revisions r
          WHERE r.id = (SELECT MAX(id) FROM manual_revisions WHERE manual_id = r.manual_id)
@@ -395,10 +400,6 @@ pub async fn deleted_manuals(app: &AppState) -> Result<Vec<(String, String, Stri
     .fetch_all(app.store.pool())
     .await
     .map_err(crate::ServerError::from)?;
-    let Some(dir) = app.config.demo_manuals.clone() else {
-        return Ok(Vec::new());
-    };
-    let (manuals, _) = manual_files(&dir);
     Ok(rows
         .into_iter()
         .filter(|(id, _, _, file)| {

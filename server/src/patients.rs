@@ -146,6 +146,22 @@ pub struct PacketRecord {
 }
 
 impl PacketRecord {
+    /// Whether the packet is locked at `now`, and for how much longer (`Some(None)`: until a
+    /// clinician lifts it).
+    pub fn lock_at(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Option<std::time::Duration>> {
+        self.locked_at.as_ref()?;
+        match &self.locked_until {
+            None => Some(None),
+            Some(until) => {
+                let until = chrono::DateTime::parse_from_rfc3339(until).ok()?;
+                (until > now).then(|| (until.with_timezone(&chrono::Utc) - now).to_std().ok())
+            }
+        }
+    }
+
     /// The wrong tries that still count at `now`: none once a lock has ended or a day has passed
     /// since the last one (the next try counts from one), else the stored count.
     pub fn failures_counting_at(&self, now: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -232,24 +248,6 @@ pub const LOCK_STEPS: [std::time::Duration; 4] = [
 
 /// Wrong tries older than this are forgotten: a patient's typos weeks apart never add up to a lock.
 pub const FORGET_FAILURES_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
-
-impl PacketRecord {
-    /// Whether the packet is locked at `now`, and for how much longer (`Some(None)`: until a
-    /// clinician lifts it).
-    pub fn lock_at(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<Option<std::time::Duration>> {
-        self.locked_at.as_ref()?;
-        match &self.locked_until {
-            None => Some(None),
-            Some(until) => {
-                let until = chrono::DateTime::parse_from_rfc3339(until).ok()?;
-                (until > now).then(|| (until.with_timezone(&chrono::Utc) - now).to_std().ok())
-            }
-        }
-    }
-}
 
 const PACKET_COLUMNS: &str = "k.id, k.code, k.patient_id, p.display_name, k.language, k.secret_hash, k.created_by, k.created_at, k.failed_attempts, k.locked_at, k.locked_until, k.last_failed_at, k.kept_from, k.contact";
 
@@ -467,23 +465,23 @@ impl Store {
             let later = |d: std::time::Duration| {
                 crate::store::stored_time(at + chrono::Duration::from_std(d).expect("fits"))
             };
-            // The try's number: 1 after an ended lock or a day without a wrong try, else one more.
-            // At the limit the packet locks until the next step's end. SQLite reads every column
-            // on the right as it was before this UPDATE.
+            // The try's number (`try.n`): 1 after an ended lock or a day without a wrong try, else
+            // one more. At the limit the packet locks until the next step's end. One statement, so
+            // tries sent at once are counted one after another.
             sqlx::query_as(
                 "UPDATE packets SET
-                     failed_attempts = CASE WHEN locked_at IS NOT NULL OR last_failed_at IS NULL OR last_failed_at < ?1
-                                            THEN 1 ELSE failed_attempts + 1 END,
+                     failed_attempts = try.n,
                      last_failed_at = ?2,
-                     locked_at = CASE WHEN (CASE WHEN locked_at IS NOT NULL OR last_failed_at IS NULL OR last_failed_at < ?1
-                                                 THEN 1 ELSE failed_attempts + 1 END) >= ?3 THEN ?2 ELSE NULL END,
-                     locked_until = CASE WHEN (CASE WHEN locked_at IS NOT NULL OR last_failed_at IS NULL OR last_failed_at < ?1
-                                                    THEN 1 ELSE failed_attempts + 1 END) >= ?3
+                     locked_at = CASE WHEN try.n >= ?3 THEN ?2 END,
+                     locked_until = CASE WHEN try.n >= ?3
                                          THEN (CASE times_locked WHEN 0 THEN ?4 WHEN 1 THEN ?5 WHEN 2 THEN ?6 ELSE ?7 END)
-                                         ELSE NULL END,
-                     times_locked = times_locked + (CASE WHEN (CASE WHEN locked_at IS NOT NULL OR last_failed_at IS NULL OR last_failed_at < ?1
-                                                                   THEN 1 ELSE failed_attempts + 1 END) >= ?3 THEN 1 ELSE 0 END)
-                 WHERE id = ?8 AND (locked_at IS NULL OR (locked_until IS NOT NULL AND locked_until <= ?2))
+                                    END,
+                     times_locked = times_locked + (try.n >= ?3)
+                 FROM (SELECT CASE WHEN locked_at IS NOT NULL OR last_failed_at IS NULL OR last_failed_at < ?1
+                                   THEN 1 ELSE failed_attempts + 1 END AS n
+                       FROM packets WHERE id = ?8) AS try
+                 WHERE packets.id = ?8
+                   AND (packets.locked_at IS NULL OR (packets.locked_until IS NOT NULL AND packets.locked_until <= ?2))
                  RETURNING failed_attempts, locked_until",
             )
             .bind(crate::store::stored_time(

@@ -255,11 +255,12 @@ pub async fn purge(
         tx.commit().await?;
     }
 
+    let contact_cutoff = cutoff(now, policy.contact_after_close);
     purged.contacts_cleared = sqlx::query(
         "UPDATE tickets SET contact = NULL
          WHERE contact IS NOT NULL AND status = 'closed' AND closed_at < ?",
     )
-    .bind(cutoff(now, policy.contact_after_close))
+    .bind(&contact_cutoff)
     .execute(store.pool())
     .await?
     .rows_affected();
@@ -269,7 +270,7 @@ pub async fn purge(
         "DELETE FROM ticket_notes WHERE ticket_id IN
            (SELECT id FROM tickets WHERE status = 'closed' AND closed_at < ?)",
     )
-    .bind(cutoff(now, policy.contact_after_close))
+    .bind(&contact_cutoff)
     .execute(store.pool())
     .await?
     .rows_affected();

@@ -225,10 +225,7 @@ pub async fn search(
             query: form.q.chars().take(MAX_QUERY_CHARS * 2).collect(),
             asset_id: form.asset.clone(),
             hits,
-            machine: machine.as_ref().map(|m| crate::views::MachineLink {
-                href: m.href.clone(),
-                name: m.name.clone(),
-            }),
+            machine: machine.clone(),
             no_manuals,
             refusal,
         }

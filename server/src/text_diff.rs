@@ -27,6 +27,16 @@ pub struct DiffLine {
 }
 
 impl DiffLine {
+    /// Where unchanged lines were left out.
+    fn gap() -> Self {
+        DiffLine {
+            kind: "gap",
+            old: None,
+            new: None,
+            text: String::new(),
+        }
+    }
+
     /// The sign a reader sees before the line (the colour is not the only signal).
     pub fn sign(&self) -> &'static str {
         match self.kind {
@@ -52,6 +62,15 @@ impl LineDiff {
     pub fn is_empty(&self) -> bool {
         self.added == 0 && self.removed == 0
     }
+
+    /// Adds a line to those shown, or once a page's worth is shown, counts it if it is a change.
+    fn keep(&mut self, line: DiffLine) {
+        if self.lines.len() < MAX_SHOWN_LINES {
+            self.lines.push(line);
+        } else if matches!(line.kind, "added" | "removed") {
+            self.not_shown += 1;
+        }
+    }
 }
 
 /// The line diff from `old` to `new`.
@@ -72,7 +91,6 @@ pub fn line_diff(old: &str, new: &str) -> LineDiff {
             }
         }
     }
-    let mut shown = 0usize;
     let groups = diff.grouped_ops(CONTEXT_LINES);
     for (i, group) in groups.iter().enumerate() {
         // Where unchanged lines were left out: before the first group when it does not start the
@@ -80,18 +98,12 @@ pub fn line_diff(old: &str, new: &str) -> LineDiff {
         let starts_at_top = group
             .first()
             .is_some_and(|op| op.old_range().start == 0 && op.new_range().start == 0);
-        let mut lines = Vec::new();
         if i > 0 || !starts_at_top {
-            lines.push(DiffLine {
-                kind: "gap",
-                old: None,
-                new: None,
-                text: String::new(),
-            });
+            out.keep(DiffLine::gap());
         }
         for op in group {
             for change in diff.iter_changes(op) {
-                lines.push(DiffLine {
+                out.keep(DiffLine {
                     kind: match change.tag() {
                         ChangeTag::Insert => "added",
                         ChangeTag::Delete => "removed",
@@ -103,14 +115,6 @@ pub fn line_diff(old: &str, new: &str) -> LineDiff {
                 });
             }
         }
-        for line in lines {
-            if shown < MAX_SHOWN_LINES {
-                out.lines.push(line);
-                shown += 1;
-            } else if matches!(line.kind, "added" | "removed") {
-                out.not_shown += 1;
-            }
-        }
     }
     // Unchanged lines after the last group.
     let ends_before_the_end = groups
@@ -118,12 +122,7 @@ pub fn line_diff(old: &str, new: &str) -> LineDiff {
         .and_then(|group| group.last())
         .is_some_and(|op| op.old_range().end < diff.old_slices().len());
     if ends_before_the_end && out.not_shown == 0 {
-        out.lines.push(DiffLine {
-            kind: "gap",
-            old: None,
-            new: None,
-            text: String::new(),
-        });
+        out.lines.push(DiffLine::gap());
     }
     out
 }

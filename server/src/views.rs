@@ -74,6 +74,7 @@ pub struct SearchPage {
 }
 
 /// The way back to a machine's page from a page its forms led to (a chat answer, search results).
+#[derive(Clone)]
 pub struct MachineLink {
     pub href: String,
     pub name: String,
