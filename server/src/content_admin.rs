@@ -355,13 +355,38 @@ pub(crate) async fn check_against_corpus(
         .map_err(crate::ServerError::from)?
         .into_iter()
         .collect();
+    // Each id's last file, so a deleted manual published again goes back where it was.
+    let last_files: BTreeMap<String, String> = sqlx::query_as(
+        "SELECT r.manual_id, r.file FROM manual_revisions r
+         WHERE r.id = (SELECT MAX(id) FROM manual_revisions WHERE manual_id = r.manual_id)",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .map_err(crate::ServerError::from)?
+    .into_iter()
+    .collect();
     // Parsing, chunking and link checking a manual of up to MAX_MANUAL_BYTES is CPU work: off the
     // async workers, which serve scans.
     let (dir, original, text) = (dir.to_path_buf(), original.to_string(), text.to_string());
-    Ok(
-        tokio::task::spawn_blocking(move || check_in_corpus(&dir, &original, &text, &known_models))
-            .await?,
-    )
+    Ok(tokio::task::spawn_blocking(move || {
+        check_in_corpus(&dir, &original, &text, &known_models, &last_files)
+    })
+    .await?)
+}
+
+/// Where a new manual `id` is written: back at the file it last had when the site once served it
+/// (a deleted manual restored keeps its place in the folder's tree) and that path is free and
+/// inside the folder; otherwise `{id}.md` at the folder's top.
+fn file_for_new_manual(dir: &Path, id: &str, last_files: &BTreeMap<String, String>) -> PathBuf {
+    let inside = |file: &Path| {
+        file.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+            && file.extension().is_some_and(|e| e == "md")
+    };
+    match last_files.get(id).map(PathBuf::from) {
+        Some(earlier) if inside(&earlier) && !dir.join(&earlier).exists() => earlier,
+        _ => PathBuf::from(format!("{id}.md")),
+    }
 }
 
 /// `check_against_corpus`'s work, given the equipment models the registry knows.
@@ -370,6 +395,7 @@ fn check_in_corpus(
     original: &str,
     text: &str,
     known_models: &BTreeSet<String>,
+    last_files: &BTreeMap<String, String>,
 ) -> (
     Checked,
     Vec<scanaid_indexer::validate::Finding>,
@@ -452,7 +478,7 @@ fn check_in_corpus(
             // Renaming keeps the file; a new manual gets one named after its id.
             Some(existing) => relative(dir, &existing.path),
             None => {
-                let new = PathBuf::from(format!("{id}.md"));
+                let new = file_for_new_manual(dir, id, last_files);
                 // A renamed manual keeps its old file name, and a file that does not parse has
                 // no id to clash with: writing there would silently replace either.
                 if holder.is_none() && dir.join(&new).exists() {

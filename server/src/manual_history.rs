@@ -51,10 +51,18 @@ const REVISION_COLUMNS: &str = "r.id, r.manual_id, r.revision, r.markdown = '' A
   FROM manual_revisions r
   LEFT JOIN index_jobs j ON j.id = (SELECT MAX(id) FROM index_jobs WHERE revision_id = r.id)";
 
-/// The changes that belong to manual `id`'s history: those published under the id, and those to a
-/// file it was published to (so a rename's both sides show on both ids' pages).
-const IN_HISTORY_OF: &str =
-    "(r.manual_id = ?1 OR r.file IN (SELECT file FROM manual_revisions WHERE manual_id = ?1))";
+/// The changes that belong to manual `id`'s history: those published under the id, and those to
+/// the same *life* of a file it was published to (so a rename's both sides show on both ids'
+/// pages). A file's life begins with a change that created it (no text before) and runs to its
+/// next creation: a manual deleted and its path later reused by an unrelated one are two lives, so
+/// neither shows in the other's history.
+const IN_HISTORY_OF: &str = "(r.manual_id = ?1 OR EXISTS (
+      SELECT 1 FROM manual_revisions m
+      WHERE m.manual_id = ?1 AND m.file = r.file
+        AND COALESCE((SELECT MAX(c.id) FROM manual_revisions c
+                      WHERE c.file = m.file AND c.previous_markdown IS NULL AND c.id <= m.id), 0)
+          = COALESCE((SELECT MAX(c.id) FROM manual_revisions c
+                      WHERE c.file = r.file AND c.previous_markdown IS NULL AND c.id <= r.id), 0)))";
 
 /// One line of the history page.
 pub struct HistoryRow {

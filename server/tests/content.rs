@@ -1819,4 +1819,72 @@ fn a_manuals_history_shows_each_change_and_restores_earlier_and_deleted_texts() 
         "{}",
         list.body
     );
+    // Restored where it was in the folder's tree, not at the folder's top.
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join("equipment/rsc37-instruction.md")).unwrap(),
+        deleted_text
+    );
+    assert!(!manuals.path().join("rsc37-instruction.md").exists());
+}
+
+/// A file's path used again after its manual was deleted starts a new life: the history of the
+/// manual that had it shows its own changes and its rename, not what the path holds later.
+#[test]
+fn a_reused_file_path_does_not_mix_two_manuals_histories() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor-r", Role::Editor);
+    let csrf = get(&app.url("/admin/manuals/new"), &[("cookie", &editor)])
+        .hidden("csrf")
+        .unwrap();
+    let text = |id: &str, step: &str| {
+        format!(
+            "+++\nid = \"{id}\"\ntitle = \"Pump notes\"\naudience = [\"technician\"]\n\
+             language = \"en\"\nrevision = \"{step}\"\n+++\n\n# Pump notes\n\n## Priming\n\nOpen the vent, {step}.\n"
+        )
+    };
+    let publish = |original: &str, markdown: &str| {
+        let reply = post_form(
+            &app.url("/admin/manuals"),
+            &[("cookie", &editor)],
+            &[
+                ("csrf", &csrf),
+                ("original", original),
+                ("markdown", markdown),
+                ("action", "publish"),
+            ],
+        );
+        assert_eq!(reply.status, 303, "{}", reply.body);
+        assert_eq!(
+            wait_for_job(&app, &editor, &job_of(&reply))["status"],
+            "promoted"
+        );
+    };
+    let rows = |id: &str| {
+        let page = get(
+            &app.url(&format!("/admin/manuals/{id}/history")),
+            &[("cookie", &editor)],
+        );
+        assert_eq!(page.status, 200, "{}", page.body);
+        page.body.matches("<tr id=\"change-").count()
+    };
+    // zz-notes.md: created, renamed (the file keeps its name), deleted.
+    publish("", &text("zz-notes", "1"));
+    publish("zz-notes", &text("zz-renamed", "2"));
+    assert!(manuals.path().join("zz-notes.md").exists());
+    let deleted = post_form(
+        &app.url("/admin/manuals/zz-renamed/delete"),
+        &[("cookie", &editor)],
+        &[("csrf", &csrf), ("confirm", "zz-renamed")],
+    );
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    assert_eq!(
+        wait_for_job(&app, &editor, &job_of(&deleted))["status"],
+        "promoted"
+    );
+    assert_eq!(rows("zz-renamed"), 3, "created, renamed, deleted");
+    // A new manual takes the path again: its creation is not in the first life's history.
+    publish("", &text("zz-notes", "3"));
+    assert!(manuals.path().join("zz-notes.md").exists());
+    assert_eq!(rows("zz-renamed"), 3);
+    assert_eq!(rows("zz-notes"), 4, "the id's own changes, and its rename");
 }
