@@ -63,6 +63,20 @@ pub fn check_manual(path: &Path, bytes: &[u8], known_models: &BTreeSet<String>) 
             .map_or(1, |i| i + 1)
     };
 
+    // U+FFFD is what a text in another encoding becomes when read as UTF-8 (an upload, a paste):
+    // the letters it replaced are lost, so the text must be saved again as UTF-8.
+    for (i, _) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains('\u{FFFD}'))
+        .take(5)
+    {
+        findings.push(Finding {
+            line: i + 1,
+            message: "a character here could not be read (shown as \u{FFFD}): the text was not saved as UTF-8; save it as UTF-8 and paste or upload it again".to_string(),
+        });
+    }
+
     if !known_models.is_empty() {
         for model in &manual.meta.models {
             if !known_models.contains(model) {
@@ -446,6 +460,20 @@ mod tests {
 
     fn check(text: &str) -> Checked {
         check_manual(Path::new("m.md"), text.as_bytes(), &models())
+    }
+
+    #[test]
+    fn a_replacement_character_is_a_finding_on_its_line() {
+        let checked = check(
+            "+++\nid = \"pump\"\ntitle = \"Pump\"\naudience = [\"technician\"]\nrevision = \"1\"\n+++\n# Battery\n\nMedicaci\u{FFFD}n diaria.\n",
+        );
+        let found: Vec<_> = checked
+            .findings
+            .iter()
+            .filter(|f| f.message.contains("not saved as UTF-8"))
+            .map(|f| f.line)
+            .collect();
+        assert_eq!(found, vec![9], "{:?}", checked.findings);
     }
 
     #[test]

@@ -654,6 +654,13 @@ pub async fn answer_turn(
         Some(id) => app.store.open_ticket(id).await?.is_some(),
         None => false,
     };
+    // An agent took the ticket or answered on it: the conversation is theirs now, and the assistant
+    // stays out of it (its answers between an agent's would contradict or repeat them, and each
+    // would hold the person's message back while it waits for a free model).
+    let agent_engaged = match conversation_key {
+        Some(id) if agent_has_it => app.store.agent_engaged(id).await?,
+        _ => false,
+    };
     let past_the_address_limit =
         (bare_request || agent_has_it) && app.chat.client_over_limit(client.as_deref());
     let over = if past_the_address_limit {
@@ -731,6 +738,7 @@ pub async fn answer_turn(
     let mut assistant_failed = false;
     let (extract, confidence, unsure) = if (asked && !asks_more_than_a_person(&message))
         || past_the_address_limit
+        || agent_engaged
     {
         (scanaid_assistant::Extract::default(), 0.0, false)
     } else if no_manuals {
@@ -860,11 +868,17 @@ pub async fn answer_turn(
             live_ticket = None;
         }
     }
+    // The person wrote to an agent, and the ticket closed as they did (an agent closing it
+    // before this message was stored): it must still reach someone, so it opens a new ticket.
+    let closed_meanwhile = has_agent && live_ticket.is_none();
+    let escalated = escalated || closed_meanwhile;
     let ticket = if escalated || live_ticket.is_some() {
         let id = match live_ticket {
             Some(id) => id,
             None => {
-                let reason = if asked {
+                let reason = if closed_meanwhile {
+                    "wrote as the ticket closed"
+                } else if asked {
                     "asked for a person"
                 } else if assistant_failed {
                     "assistant failed"
@@ -891,7 +905,9 @@ pub async fn answer_turn(
                     app.store.set_ticket_contact(id, contact).await?;
                 }
                 if opened {
-                    app.metrics.escalation(if asked {
+                    app.metrics.escalation(if closed_meanwhile {
+                        "closed_meanwhile"
+                    } else if asked {
                         "asked"
                     } else if assistant_failed {
                         "failed"
@@ -926,13 +942,19 @@ pub async fn answer_turn(
             Some(q) => app.store.site(&q.site_id).await?.map(|s| s.timezone),
             None => None,
         };
-        Some(ticket_view(
+        let view = ticket_view(
             id,
             queue.as_ref(),
             timezone.as_deref(),
             crate::i18n::strings(&lang),
             app.now(),
-        ))
+        );
+        // Sent to the agent who has the conversation: say so, not "will see the ticket" again.
+        Some(if agent_engaged && live_ticket == Some(id) {
+            view.sent_to_agent(crate::i18n::strings(&lang))
+        } else {
+            view
+        })
     } else {
         None
     };
@@ -1521,6 +1543,17 @@ fn ticket_view(
         queue: name,
         hours,
         next,
+    }
+}
+
+impl TicketView {
+    /// The view of a message sent to the agent who has the ticket.
+    fn sent_to_agent(self, t: &crate::i18n::Strings) -> Self {
+        let next = t
+            .ticket_sent
+            .replace("{queue}", &self.queue)
+            .replace("{id}", &self.id.to_string());
+        Self { next, ..self }
     }
 }
 

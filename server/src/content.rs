@@ -361,7 +361,10 @@ pub async fn publish(
         change,
         "publish",
         Some(revision),
-        || write_atomically(&path, markdown),
+        {
+            let markdown = markdown.to_string();
+            move || write_atomically(&path, &markdown)
+        },
     )
     .await?))
 }
@@ -391,7 +394,7 @@ async fn record_and_reindex(
     change: Change<'_>,
     action: &str,
     audit_revision: Option<&str>,
-    apply: impl FnOnce() -> Result<()>,
+    apply: impl FnOnce() -> Result<()> + Send + 'static,
 ) -> Result<i64> {
     let file = change.file.to_string_lossy();
     let mut tx = app.store.pool().begin().await?;
@@ -438,8 +441,8 @@ async fn record_and_reindex(
     .await
 }
 
-/// Makes a recorded change to the folder and runs its job; a change that cannot be made fails
-/// the job (the folder keeps what the site serves) and is the error returned.
+/// Runs a recorded change's job, which makes the change to the folder (`apply`) and builds; a
+/// change that cannot be made fails the job (the folder keeps what the site serves).
 async fn apply_then_run(
     app: &AppState,
     job: i64,
@@ -447,16 +450,9 @@ async fn apply_then_run(
     revision_id: Option<i64>,
     by: &str,
     gated: bool,
-    apply: impl FnOnce() -> Result<()>,
+    apply: impl FnOnce() -> Result<()> + Send + 'static,
 ) -> Result<i64> {
-    if let Err(e) = apply() {
-        let report = "the manuals folder could not be changed; nothing changed for readers";
-        if let Err(recording) = app.store.finish_job(job, "failed", "", report).await {
-            tracing::error!(error = ?recording, job, "recording a job that could not start");
-        }
-        return Err(e);
-    }
-    run_job(app, job, manual_id, revision_id, by, gated);
+    run_job(app, job, manual_id, revision_id, by, gated, Box::new(apply));
     Ok(job)
 }
 
@@ -492,12 +488,18 @@ pub async fn delete_manual(
         editor,
         undoes: None,
     };
-    Ok(Ok(record_and_reindex(app, change, "delete", None, || {
-        std::fs::remove_file(&path).map_err(|source| crate::ServerError::Io {
-            path: path.clone(),
-            source,
-        })
-    })
+    Ok(Ok(record_and_reindex(
+        app,
+        change,
+        "delete",
+        None,
+        move || {
+            std::fs::remove_file(&path).map_err(|source| crate::ServerError::Io {
+                path: path.clone(),
+                source,
+            })
+        },
+    )
     .await?))
 }
 
@@ -580,7 +582,7 @@ pub async fn override_gate(
         Some(revision_id),
         admin,
         false,
-        || {
+        move || {
             if markdown.is_empty() {
                 // A deletion the gate stopped: delete again.
                 let _ = std::fs::remove_file(&path);
@@ -752,7 +754,8 @@ async fn republish_previous(
         editor,
         undoes: Some(job.id),
     };
-    let new_job = record_and_reindex(app, change, "rollback", None, || match &previous {
+    let restored = previous.clone();
+    let new_job = record_and_reindex(app, change, "rollback", None, move || match &restored {
         Some(text) => write_atomically(&path, text),
         // The job made this manual: rolling it back removes it.
         None => std::fs::remove_file(&path).map_err(|source| crate::ServerError::Io {
@@ -823,7 +826,12 @@ async fn insert_job(
 }
 
 /// Runs job `id` (recorded by `insert_job`) on a task of its own (`gated`: behind the manuals'
-/// quality checks). A job the gate stops puts the file's previous text back: the folder always
+/// quality checks): takes the build lock, makes the change to the folder (`apply`), builds.
+///
+/// The lock is taken before the folder changes and held until the job has built (or put the file
+/// back): another build (a patient packet's) that read the folder in between would serve the change
+/// before its quality gate ran, and the gate would then compare it with itself. The job's rollback
+/// point is the generation served once the lock is held, for the same reason. A job the gate stops puts the file's previous text back: the folder always
 /// holds what the site serves, or what is being published.
 fn run_job(
     app: &AppState,
@@ -832,6 +840,7 @@ fn run_job(
     revision_id: Option<i64>,
     by: &str,
     gated: bool,
+    apply: Box<dyn FnOnce() -> Result<()> + Send>,
 ) {
     let tx = app.jobs.start(
         id,
@@ -861,6 +870,32 @@ fn run_job(
             None
         };
         let building = app.reindex.lock().await;
+        let served = app.index().generation.clone();
+        let recorded = sqlx::query("UPDATE index_jobs SET previous_generation = ? WHERE id = ?")
+            .bind(&served)
+            .bind(id)
+            .execute(app.store.pool())
+            .await;
+        if let Err(e) = recorded
+            .map_err(crate::ServerError::from)
+            .and_then(|_| apply())
+        {
+            tracing::error!(error = ?e, job = id, "a publish could not change the manuals folder");
+            drop(building);
+            let report = format!(
+                "the manuals folder could not be changed, so nothing changed for readers: {}",
+                without_local_paths(&app, &e.to_string())
+            );
+            if let Err(recording) = app.store.finish_job(id, "failed", "", &report).await {
+                tracing::error!(error = ?recording, job = id, "recording a job that could not start");
+            }
+            tx.send_modify(|p| {
+                p.status = "failed".to_string();
+                p.report = report.clone();
+            });
+            app.jobs.end(id);
+            return;
+        }
         let built = crate::reindex::rebuild_locked(&app, progress, gate).await;
         // Whatever stopped the job (the gate, a failed build), the folder goes back to what the
         // site serves, before any other build (a patient packet's) can read it.
@@ -1035,17 +1070,25 @@ async fn restore_revision(store: &crate::store::Store, dir: &Path, revision_id: 
 }
 
 /// Writes `text` to `path` through a temporary file renamed over it, so a reader (or a crash) never
-/// sees half a manual.
+/// sees half a manual; durably (the file's data, then the folder's entry, reach the disk), since
+/// the store records the change as made and a power cut must not leave an empty file behind it.
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
     let io = |source| crate::ServerError::Io {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
     let tmp: PathBuf = path.with_extension(format!("md.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(io)?;
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
     std::fs::rename(&tmp, path).map_err(io)?;
+    // A folder opened read-only can be synced on Unix; elsewhere the rename stands as it is.
+    if let Ok(folder) = std::fs::File::open(dir) {
+        let _ = folder.sync_all();
+    }
     Ok(())
 }

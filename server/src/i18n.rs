@@ -64,6 +64,9 @@ pub struct Strings {
     pub call_back_message: &'static str,
     /// `{queue}` and `{id}` are filled in.
     pub ticket_next: &'static str,
+    /// A message on a ticket an agent has taken or answered: it went to them, not the assistant.
+    /// `{queue}` and `{id}` are filled in.
+    pub ticket_sent: &'static str,
     /// `{hours}`, `{zone}` and `{now}` (the site's weekday and time) are filled in.
     pub ticket_hours_local: &'static str,
     /// Abbreviated weekday names, Monday first (support hours and the site's time are shown in them).
@@ -197,6 +200,7 @@ pub const EN: Strings = Strings {
     contact_for_call_back: "Phone or email for a call back",
     call_back_message: "Please call me.",
     ticket_next: "{queue} will see ticket {id} with this conversation and answer here",
+    ticket_sent: "Sent to {queue} on ticket {id}: the answer comes here.",
     ticket_hours_local: "{hours}, {zone} time; it is {now} there now",
     weekdays: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
     patient_title: "Your discharge instructions",
@@ -303,6 +307,7 @@ pub const ES: Strings = Strings {
     contact_for_call_back: "Teléfono o correo para que le llamen",
     call_back_message: "Por favor, llámenme.",
     ticket_next: "{queue} verá la incidencia {id} con esta conversación y responderá aquí",
+    ticket_sent: "Enviado a {queue} en la incidencia {id}: la respuesta llegará aquí.",
     ticket_hours_local: "{hours}, hora de {zone}; allí es ahora {now}",
     weekdays: ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
     patient_title: "Sus instrucciones al alta",

@@ -139,7 +139,9 @@ pub struct Inner {
     pub chat: chat::ChatEngine,
     /// Ticket events to agents' consoles, people's chats and webhooks.
     pub support: support::Hub,
-    /// Held while a new index generation is built, so two builds never race in one directory.
+    /// Held while a new index generation is built, so two builds never race in one directory. A
+    /// publish's job takes it before it writes the manuals folder, so no other build reads the
+    /// folder between its change and its gated build.
     pub reindex: tokio::sync::Mutex<()>,
     /// Held by a publish, deletion, override or rollback from its check that no job is running
     /// until its own job is recorded, so two changes to the manuals folder never both pass it.

@@ -443,6 +443,15 @@ pub fn markdown_to_html(markdown: &str) -> String {
     )
     .filter_map(|event| match event {
         Event::Html(text) | Event::InlineHtml(text) => Some(Event::Text(text)),
+        // `{#id .class key=value}` after a heading names its section for the chunker; written out,
+        // it would put any class, id or attribute on the page (`hidden`, an id the page's script
+        // looks up). Sections carry their anchor on the element around them.
+        Event::Start(Tag::Heading { level, .. }) => Some(Event::Start(Tag::Heading {
+            level,
+            id: None,
+            classes: Vec::new(),
+            attrs: Vec::new(),
+        })),
         Event::Start(Tag::Link { ref dest_url, .. }) if !safe_link(dest_url) => {
             dropped_link = true;
             None
@@ -597,6 +606,18 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(html.contains("<strong>bold</strong>"), "{html}");
+    }
+
+    #[test]
+    fn heading_attributes_never_reach_the_page() {
+        let html = markdown_to_html(
+            "> ## Step {#reply-12 .error hidden onmouseover=alert(1)}\n\n#### Reset {data-x=y}\n",
+        );
+        assert!(html.contains("<h2>Step</h2>"), "{html}");
+        assert!(html.contains("<h4>Reset</h4>"), "{html}");
+        for leaked in ["reply-12", "error", "hidden", "onmouseover", "data-x"] {
+            assert!(!html.contains(leaked), "{leaked} in {html}");
+        }
     }
 
     #[test]

@@ -796,6 +796,19 @@ impl Store {
         .await?)
     }
 
+    /// Whether an agent has taken or answered the conversation's live ticket: the conversation is
+    /// theirs, and the assistant no longer answers on it.
+    pub async fn agent_engaged(&self, conversation: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tickets t WHERE t.conversation_id = ? AND t.status != 'closed'
+               AND (t.assigned_to IS NOT NULL
+                    OR EXISTS (SELECT 1 FROM ticket_messages m WHERE m.ticket_id = t.id)))",
+        )
+        .bind(conversation)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// The role a conversation was started under.
     pub async fn conversation_role(&self, conversation: &str) -> Result<Option<String>> {
         Ok(

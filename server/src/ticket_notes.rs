@@ -60,6 +60,13 @@ impl crate::store::Store {
         .bind(since)
         .execute(self.pool())
         .await?;
+        // An agent working a ticket by phone writes notes and no replies: that is activity, and the
+        // ticket must not be closed as idle under them.
+        sqlx::query("UPDATE tickets SET updated_at = ? WHERE id = ? AND status != 'closed'")
+            .bind(crate::store::stored_time(now))
+            .bind(ticket)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 }

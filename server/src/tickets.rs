@@ -261,11 +261,13 @@ impl Store {
         to: Option<&str>,
         expected: Option<&str>,
     ) -> Result<bool> {
+        // Taking or letting go is activity: the idle close counts from it.
         let done = sqlx::query(
-            "UPDATE tickets SET assigned_to = ?
+            "UPDATE tickets SET assigned_to = ?, updated_at = ?
              WHERE id = ? AND status != 'closed' AND assigned_to IS ?",
         )
         .bind(to)
+        .bind(now())
         .bind(ticket)
         .bind(expected)
         .execute(self.pool())

@@ -80,7 +80,9 @@ pub fn load_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig
             key: key_path.display().to_string(),
             reason: e.to_string(),
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 first: browsers then multiplex every tab's requests and live streams over one
+    // connection (HTTP/1.1 allows about six per server, which an agent's console tabs use up).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

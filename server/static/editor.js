@@ -14,9 +14,19 @@
     input.addEventListener('change', function () {
       var file = input.files && input.files[0];
       if (!file) return;
+      // Decoded strictly: a file saved in another encoding (a Windows export) would otherwise come
+      // in with its accented letters silently replaced, and be published that way.
       var reader = new FileReader();
-      reader.onload = function () { text.value = reader.result; };
-      reader.readAsText(file);
+      reader.onload = function () {
+        try {
+          text.value = new TextDecoder('utf-8', { fatal: true }).decode(reader.result);
+          input.setCustomValidity('');
+        } catch (e) {
+          input.setCustomValidity(file.name + ' is not UTF-8 text: save it as UTF-8 (\u201cUnicode\u201d) and choose it again. The text box was left as it was.');
+          input.reportValidity();
+        }
+      };
+      reader.readAsArrayBuffer(file);
     });
   }
   document.querySelectorAll('textarea[data-draft]').forEach(keepDrafts);

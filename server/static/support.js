@@ -6,7 +6,10 @@
   var root = document.querySelector("[data-live]");
   if (!root || !window.EventSource) return;
   var status = document.getElementById("live-status");
-  var source = new EventSource(root.getAttribute("data-live"));
+  var live = new URL(root.getAttribute("data-live"), location.href);
+  // Where the stream resumes: the position the page was drawn at, then each event's id.
+  var position = live.searchParams.get("from") || "";
+  var source = null;
   var ticketId = root.getAttribute("data-ticket");
   var me = root.getAttribute("data-me");
   // The newest turn and reply the page shows: the stream resumes from where the page was read, so
@@ -117,6 +120,8 @@
   function entry(who, label, body) {
     var li = document.createElement("li");
     li.className = "entry " + who + " live";
+    // The person writes in the ticket's language; a screen reader reads it in that voice.
+    if (who === "person" && root.getAttribute("data-lang")) li.lang = root.getAttribute("data-lang");
     var meta = document.createElement("p");
     meta.className = "meta";
     meta.textContent = label;
@@ -148,6 +153,63 @@
     });
   }
 
+  // What the agent types (a reply, a note) is kept in this tab as it is typed, so taking the
+  // ticket, letting it go, adding a note, a reload or a session that ended on the way loses none of
+  // it: it comes back when the page is drawn again without it. Once its form was sent and the page
+  // shows that text (the reply in the conversation, the note among the notes), it is forgotten.
+  function keepDraft(box, shownAt) {
+    if (!box || !ticketId || !window.sessionStorage) return;
+    var key = "scanaid.support." + ticketId + "." + box.id;
+    var read = function () {
+      try { return JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) { return null; }
+    };
+    var save = function (sent) {
+      try {
+        if (box.value.trim()) sessionStorage.setItem(key, JSON.stringify({ text: box.value, sent: sent }));
+        else sessionStorage.removeItem(key);
+      } catch (e) { /* storage off or full: the form still posts */ }
+    };
+    var kept = read();
+    var shown = Array.prototype.some.call(document.querySelectorAll(shownAt), function (p) {
+      return kept && p.textContent.trim() === kept.text.replace(/\r\n/g, "\n").trim();
+    });
+    if (kept && (box.value.trim() || (kept.sent && shown))) {
+      try { sessionStorage.removeItem(key); } catch (e) { /* nothing kept */ }
+    } else if (kept && kept.text.trim()) {
+      box.value = kept.text;
+      var note = document.createElement("p");
+      note.className = "meta draft-back";
+      note.setAttribute("role", "status");
+      note.textContent = "Put back: what you typed here before, not sent yet.";
+      box.parentNode.insertBefore(note, box);
+    }
+    var saving = null;
+    box.addEventListener("input", function () {
+      clearTimeout(saving);
+      saving = setTimeout(function () { save(false); }, 300);
+    });
+    if (box.form) box.form.addEventListener("submit", function () { save(true); });
+  }
+  keepDraft(document.getElementById("reply"), "#transcript .entry.agent .text");
+  keepDraft(document.getElementById("note"), "#notes .notes .text");
+  // Signing out leaves no draft in this tab for whoever uses it next.
+  document.querySelectorAll('form[action="/signout"]').forEach(function (out) {
+    out.addEventListener("submit", function () {
+      try {
+        for (var i = sessionStorage.length - 1; i >= 0; i--) {
+          var k = sessionStorage.key(i);
+          if (k && k.indexOf("scanaid.support.") === 0) sessionStorage.removeItem(k);
+        }
+      } catch (e) { /* nothing kept */ }
+    });
+  });
+  function typing() {
+    return ["reply", "note"].some(function (id) {
+      var box = document.getElementById(id);
+      return box && box.value.trim();
+    });
+  }
+
   // Closing a ticket with a reply typed and not sent asks first: the reply would be lost.
   var closeForm = document.getElementById("close-form");
   if (closeForm) {
@@ -159,10 +221,11 @@
     });
   }
 
-  source.addEventListener("ticket", function (m) {
+  function onEvent(m) {
+    if (m.lastEventId) position = m.lastEventId;
     var e = JSON.parse(m.data);
     if (ticketId) onTicket(e); else { onQueue(e); countWaiting(); }
-  });
+  }
   // What is shown may be stale (the console fell behind, or was disconnected longer than the
   // server keeps events: `resync`), so show the store's view, unless that would throw away a reply
   // being typed; then say so.
@@ -179,9 +242,8 @@
   var REQUEUED = "An administrator changed the queues you work";
   function refresh(why) {
     why = typeof why === "string" ? why : MISSED;
-    var draft = document.getElementById("reply");
-    if (draft && draft.value.trim()) {
-      if (status) status.textContent = why + ": send or copy your reply, then reload.";
+    if (typing()) {
+      if (status) status.textContent = why + ": send or copy what you typed, then reload.";
       return;
     }
     if (document.hidden || Date.now() - lastActive > ACTIVE_MS) {
@@ -190,19 +252,51 @@
     }
     location.reload();
   }
-  source.addEventListener("resync", function () { refresh(MISSED); });
-  source.addEventListener("queues", function () { refresh(REQUEUED); });
   // A reconnect resumes after the last event this page had (the browser sends its id); the server
   // sends `resync` when it no longer has what went by (a long outage, a restart).
-  source.onopen = function () {
-    if (status) status.textContent = ticketId ? "Live: the person's messages appear here as they are sent." : "Live: new tickets appear here as they are opened.";
-  };
-  // The server ends the stream when the session does (signed out, removed); the reconnect then
-  // meets the sign-in page and the browser gives up for good (CLOSED), so say what to do.
-  source.onerror = function () {
-    if (!status) return;
-    status.textContent = source.readyState === EventSource.CLOSED
-      ? "Live updates stopped: your session may have ended. Reload the page to sign in again."
-      : "Reconnecting...";
-  };
+  function connect() {
+    live.searchParams.set("from", position);
+    source = new EventSource(live.pathname + live.search);
+    root.setAttribute("data-stream", "open");
+    source.addEventListener("ticket", onEvent);
+    source.addEventListener("resync", function () { refresh(MISSED); });
+    source.addEventListener("queues", function () { refresh(REQUEUED); });
+    source.onopen = function () {
+      if (status) status.textContent = ticketId ? "Live: the person's messages appear here as they are sent." : "Live: new tickets appear here as they are opened.";
+    };
+    // The server ends the stream when the session does (signed out, removed); the reconnect then
+    // meets the sign-in page and the browser gives up for good (CLOSED), so say what to do, in the
+    // tab's title too: a queue in a background tab must not go on showing an old count.
+    source.onerror = function () {
+      if (source.readyState === EventSource.CLOSED && !ticketId) document.title = "(!) " + baseTitle;
+      if (!status) return;
+      status.textContent = source.readyState === EventSource.CLOSED
+        ? "Live updates stopped: your session may have ended. Reload the page to sign in again."
+        : "Reconnecting...";
+    };
+  }
+  connect();
+
+  // A browser keeps about six connections to a server over HTTP/1.1, shared by all its tabs, and
+  // each live page holds one: an agent with the queue and a handful of tickets open in tabs would
+  // leave no connection for sending a reply. So a ticket's page lets go of its stream while it is
+  // hidden, and takes it up again, from where it was, when it is shown; the queue keeps its stream
+  // (its tab title counts who waits). Over HTTP/2 (serve --tls-cert) all share one connection.
+  if (ticketId) {
+    var letGo = null;
+    document.addEventListener("visibilitychange", function () {
+      clearTimeout(letGo);
+      if (document.hidden) {
+        letGo = setTimeout(function () {
+          if (!source) return;
+          source.close();
+          source = null;
+          root.setAttribute("data-stream", "paused");
+          if (status) status.textContent = "Paused while this tab is hidden; it catches up when shown.";
+        }, 5000);
+      } else if (!source) {
+        connect();
+      }
+    });
+  }
 })();

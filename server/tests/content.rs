@@ -1827,6 +1827,38 @@ fn a_manuals_history_shows_each_change_and_restores_earlier_and_deleted_texts() 
     assert!(!manuals.path().join("rsc37-instruction.md").exists());
 }
 
+/// While another build holds the build lock (a patient packet's, which reads the whole manuals
+/// folder), a publish's job does not write the folder: that build would serve the edit before its
+/// quality gate ran. It writes once the lock is free, and then runs as usual.
+#[test]
+fn a_publish_does_not_touch_the_folder_while_another_build_runs() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor-l", Role::Editor);
+    let path = manuals.path().join(MANUAL);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let csrf = get(
+        &app.url("/admin/manuals/vp300-service"),
+        &[("cookie", &editor)],
+    )
+    .hidden("csrf")
+    .unwrap();
+    let other_build = app.state.reindex.blocking_lock();
+    let published = post_manual(&app, &editor, &csrf, &edited(&original), "publish");
+    assert_eq!(published.status, 303, "{}", published.body);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        original,
+        "the folder changed while another build could read it"
+    );
+    drop(other_build);
+    assert_eq!(
+        wait_for_job(&app, &editor, &job_of(&published))["status"],
+        "promoted"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), edited(&original));
+}
+
 /// A file's path used again after its manual was deleted starts a new life: the history of the
 /// manual that had it shows its own changes and its rename, not what the path holds later.
 #[test]

@@ -739,11 +739,28 @@ fn what_the_person_writes_while_an_agent_acts_is_neither_closed_nor_answered_awa
 
     // Answered, then the person writes and the agent replies from the page before it: the ticket
     // waits again, from the person's message on.
-    ask(
+    // The agent has the conversation now: the message goes to them, and the assistant, which
+    // answered before anyone took the ticket, stays out of it.
+    let (code, to_agent) = ask(
         &app,
         serde_json::json!({"conversation": conversation, "message": "closed it, still beeping"}),
     );
+    assert_eq!(code, 200, "{to_agent}");
     assert_eq!(status(), "waiting");
+    assert_eq!(to_agent["answer"], "", "{to_agent}");
+    assert_eq!(to_agent["sentences"].as_array().map(Vec::len), Some(0));
+    assert_eq!(to_agent["ticket"]["id"], ticket);
+    assert!(
+        to_agent["ticket"]["next"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("Sent to ") && n.contains(&format!("ticket {ticket}"))),
+        "{to_agent}"
+    );
+    let kind = app.rows(&format!(
+        "SELECT kind FROM chat_turns WHERE conversation_id = '{conversation}' ORDER BY id DESC LIMIT 1"
+    ))[0][0]
+        .clone();
+    assert_eq!(kind, "to_agent");
     assert_eq!(
         reply(&current, &format!("{nonce}-2"), "One moment.").status,
         200
@@ -765,6 +782,67 @@ fn what_the_person_writes_while_an_agent_acts_is_neither_closed_nor_answered_awa
     assert_eq!(close(&latest).status, 303);
     assert_eq!(status(), "closed");
     ticket_event(&console, "ticket.closed", ticket);
+}
+
+/// A message the person sends while an agent closes their ticket reaches someone, whichever
+/// happens first: the close is refused (it had not seen the message), or the ticket closes and the
+/// message opens a new one.
+#[test]
+fn a_message_sent_as_the_agent_closes_the_ticket_is_not_lost() {
+    let app = spawn_app();
+    let ana = staff_cookie(&app, "ana.agent", Role::Agent);
+    for attempt in 0..3 {
+        let (_, opened) = ask(
+            &app,
+            serde_json::json!({"code": PUMP_CODE, "message": "can I talk to a person"}),
+        );
+        let ticket = opened["ticket"]["id"].as_i64().unwrap();
+        let conversation = opened["conversation"].as_str().unwrap().to_string();
+        let page = get(
+            &app.url(&format!("/support/tickets/{ticket}")),
+            &[("cookie", &ana)],
+        );
+        let (csrf, seen) = (page.hidden("csrf").unwrap(), page.hidden("seen").unwrap());
+        // The person's question runs the assistant (nobody has taken the ticket yet); the agent
+        // closes the ticket from the page drawn before it, a moment after it is sent.
+        let question = format!("how do I clean the pump, attempt {attempt}");
+        let sent = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                ask(
+                    &app,
+                    serde_json::json!({"conversation": conversation, "message": question}),
+                )
+            });
+            std::thread::sleep(Duration::from_millis(30 * attempt as u64));
+            let closed = post_form(
+                &app.url(&format!("/support/tickets/{ticket}/close")),
+                &[("cookie", &ana)],
+                &[("csrf", &csrf), ("seen", &seen)],
+            );
+            assert!(
+                closed.status == 303 || closed.status == 409,
+                "{}",
+                closed.body
+            );
+            writer.join().unwrap()
+        });
+        assert_eq!(sent.0, 200, "{}", sent.1);
+        // The message is on a live ticket of the conversation, and the reply says which.
+        let live = app.rows(&format!(
+            "SELECT id FROM tickets WHERE conversation_id = '{conversation}' AND status != 'closed'"
+        ));
+        assert_eq!(
+            live.len(),
+            1,
+            "attempt {attempt}: the message reached nobody"
+        );
+        assert_eq!(
+            sent.1["ticket"]["id"].as_i64().map(|id| id.to_string()),
+            Some(live[0][0].clone()),
+            "attempt {attempt}: {}",
+            sent.1
+        );
+    }
 }
 
 #[test]
@@ -2008,8 +2086,18 @@ fn agents_notes_stay_with_agents_and_go_with_their_ticket() {
         )
     };
     let secret = "Called back at 14:05, no answer; try the ward phone <b>next</b>";
+    // A ticket worked by phone (notes, no replies) is active: the idle close counts from the note.
+    app.rows(&format!(
+        "UPDATE tickets SET updated_at = '2020-01-01T00:00:00.000000Z' WHERE id = {ticket}"
+    ));
     let added = note(&agent, &csrf, secret);
     assert_eq!(added.status, 303, "{}", added.body);
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT updated_at > '2026' FROM tickets WHERE id = {ticket}"
+        ))[0][0],
+        "1"
+    );
     // The same form sent again (a double tap, back and resend) adds nothing.
     assert_eq!(note(&agent, &csrf, secret).status, 303);
     assert_eq!(app.rows("SELECT COUNT(*) FROM ticket_notes")[0][0], "1");

@@ -109,3 +109,160 @@ fn over_tls_pages_carry_hsts_and_secure_cookies_and_bad_clients_get_nothing() {
     assert!(again.starts_with("HTTP/1.1 200"), "{again}");
     drop(silent);
 }
+
+/// What an HTTP/2 request got: its status, headers and whole body.
+struct H2Reply {
+    status: u16,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+type H2Client = h2::client::SendRequest<axum::body::Bytes>;
+
+/// One request on an HTTP/2 connection (a form body when `form` is given), read to its end.
+async fn h2_fetch(client: H2Client, path: &str, cookie: &str, form: Option<&str>) -> H2Reply {
+    let mut client = client.ready().await.unwrap();
+    let mut request = axum::http::Request::builder()
+        .method(if form.is_some() { "POST" } else { "GET" })
+        .uri(format!("https://localhost{path}"))
+        .header("cookie", cookie);
+    if form.is_some() {
+        request = request.header("content-type", "application/x-www-form-urlencoded");
+    }
+    let (response, mut sending) = client
+        .send_request(request.body(()).unwrap(), form.is_none())
+        .unwrap();
+    if let Some(form) = form {
+        sending
+            .send_data(axum::body::Bytes::from(form.to_string()), true)
+            .unwrap();
+    }
+    let response = response.await.expect("answered");
+    let (parts, mut body) = response.into_parts();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    H2Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// The value of cookie `name` set by a reply.
+fn set_cookie(reply: &H2Reply, name: &str) -> String {
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie: {:?}", reply.headers))
+        .to_string()
+}
+
+/// Over TLS the server speaks HTTP/2 to a client that offers it (ALPN), so one connection carries
+/// many requests at once: an agent's console tabs each hold a live stream, and with HTTP/1.1's
+/// six connections per server they would leave none for sending a reply. Here an agent signs in
+/// through the real form, then eight console streams stay open on one connection while pages
+/// are still answered on it.
+#[test]
+fn over_tls_one_http2_connection_carries_many_live_streams_and_pages() {
+    let served = serve_https();
+    let store = served.app.state.store.clone();
+    served
+        .app
+        .block_on(async move {
+            scanaid_server::auth::create_user(
+                &store,
+                "ana.h2",
+                "ana.h2-password-long",
+                scanaid_server::roles::Role::Agent,
+            )
+            .await
+        })
+        .unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(served.cert.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let connector = TlsConnector::from(Arc::new(config));
+    let addr = served.app.addr;
+    served.app.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(name, tcp).await.expect("handshake");
+        assert_eq!(
+            tls.get_ref().1.alpn_protocol(),
+            Some(&b"h2"[..]),
+            "the server chose HTTP/2"
+        );
+        let (client, connection) = h2::client::handshake(tls).await.expect("HTTP/2 preface");
+        tokio::spawn(connection);
+
+        // Signing in through the form, over HTTP/2.
+        let form = h2_fetch(client.clone(), "/signin", "", None).await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let csrf_cookie = set_cookie(&form, "scanaid_csrf");
+        let marker = "name=\"csrf\" value=\"";
+        let start = form.body.find(marker).expect("a csrf field") + marker.len();
+        let csrf = &form.body[start..start + form.body[start..].find('"').unwrap()];
+        let signed_in = h2_fetch(
+            client.clone(),
+            "/signin",
+            &format!("scanaid_csrf={csrf_cookie}"),
+            Some(&format!(
+                "csrf={csrf}&username=ana.h2&password=ana.h2-password-long"
+            )),
+        )
+        .await;
+        assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+        let agent = format!(
+            "scanaid_session={}",
+            set_cookie(&signed_in, "scanaid_session")
+        );
+
+        // Eight live console streams, all open at once on this one connection.
+        let mut streams = Vec::new();
+        for _ in 0..8 {
+            let mut ready = client.clone().ready().await.unwrap();
+            let request = axum::http::Request::get("https://localhost/support/events")
+                .header("cookie", agent.as_str())
+                .body(())
+                .unwrap();
+            let (response, _) = ready.send_request(request, true).unwrap();
+            let response = response.await.expect("a console stream opens");
+            assert_eq!(response.status(), 200);
+            assert_eq!(
+                response.headers()["content-type"],
+                "text/event-stream",
+                "{:?}",
+                response.headers()
+            );
+            streams.push(response.into_body());
+        }
+        // Still answered on the same connection, streams and all.
+        for path in ["/c/tJ6bpUpB", "/support"] {
+            let page = h2_fetch(client.clone(), path, &agent, None).await;
+            assert_eq!(page.status, 200, "{path}: {}", page.body);
+            assert!(
+                page.headers.contains_key("strict-transport-security"),
+                "{path}"
+            );
+            assert!(page.body.contains("<html"), "{path}: a real page");
+        }
+        assert!(
+            streams.iter().all(|s| !s.is_end_stream()),
+            "every console stream is still open"
+        );
+    });
+}
