@@ -878,3 +878,119 @@ fn the_queue_reorders_live_and_a_reply_is_sent_once() {
         "1"
     );
 }
+
+/// An agent's console in Chromium: what they type is kept when they take the ticket first (the
+/// page reloads), a reply keeps its line breaks, and a ticket's tab that is hidden lets go of its
+/// live stream (a browser has about six connections per server over HTTP/1.1, shared by every
+/// tab) and, shown again, catches up with what the person wrote meanwhile, once.
+#[test]
+fn a_console_keeps_what_the_agent_typed_and_a_hidden_tab_catches_up() {
+    use common::webdriver::Driver;
+    use std::time::Duration;
+    let wait = Duration::from_secs(60);
+    let app = spawn_app();
+    let password = "agent-drafts-password";
+    {
+        let store = app.state.store.clone();
+        app.block_on(async move {
+            scanaid_server::auth::create_user(
+                &store,
+                "agent-d",
+                password,
+                scanaid_server::roles::Role::Agent,
+            )
+            .await
+        })
+        .unwrap();
+    }
+    let body = serde_json::json!({"code": PUMP_CODE, "message": "Talk to a person"});
+    let reply = post_json(&app.url("/api/chat"), &[], &body.to_string());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    let conversation = json["conversation"].as_str().unwrap().to_string();
+    let ticket = json["ticket"]["id"].as_i64().unwrap();
+
+    let driver = Driver::start();
+    let agent = driver.phone(414, 896, ANDROID);
+    agent.goto(&app.url("/signin"));
+    agent.wait_for("#username", wait).type_text("agent-d");
+    agent.wait_for("#password", wait).type_text(password);
+    agent.submit_and_wait("form button[type=submit]", wait);
+    agent.goto(&app.url(&format!("/support/tickets/{ticket}")));
+    agent.wait_for("#ticket[data-stream=open]", wait);
+
+    // Typed, then "Take this ticket": the page comes back with the text put back.
+    agent
+        .wait_for("#reply", wait)
+        .type_text("1. Unplug the pump.\n2. Hold the power key for 5 s.");
+    std::thread::sleep(Duration::from_millis(600));
+    agent.submit_and_wait("#take-form button", wait);
+    agent.wait_for("#release-form", wait);
+    agent.wait_for_value(
+        "#reply",
+        "1. Unplug the pump.\n2. Hold the power key for 5 s.",
+        wait,
+    );
+    agent.wait_for(".draft-back", wait);
+
+    // Sent: the reply shows its two lines as two lines, and the draft is forgotten.
+    agent.submit_and_wait("#send-reply", wait);
+    agent.wait_for_text("#ticket-status", "answered", wait);
+    let shown = agent.run(
+        "var p = document.querySelector('#transcript .entry.agent .text'); return p ? p.innerText : null;",
+    );
+    assert_eq!(
+        shown.as_str(),
+        Some("1. Unplug the pump.\n2. Hold the power key for 5 s."),
+        "the line break is rendered"
+    );
+    agent.wait_for_value("#reply", "", wait);
+    assert!(agent
+        .run(&format!(
+            "return sessionStorage.getItem('scanaid.support.{ticket}.reply');"
+        ))
+        .is_null());
+
+    // Hidden: after a few seconds the tab lets go of its stream.
+    agent.wait_for("#ticket[data-stream=open]", wait);
+    let set_hidden = |hidden: bool| {
+        agent.run(&format!(
+            "Object.defineProperty(document, 'hidden', {{ configurable: true, get: function () {{ return {hidden}; }} }}); \
+             document.dispatchEvent(new Event('visibilitychange')); return true;"
+        ));
+    };
+    set_hidden(true);
+    agent.wait_for("#ticket[data-stream=paused]", wait);
+    let body = serde_json::json!({"code": PUMP_CODE, "conversation": conversation, "message": "Done, it still beeps twice"});
+    let again = post_json(&app.url("/api/chat"), &[], &body.to_string());
+    assert_eq!(again.status, 200, "{}", again.body);
+    std::thread::sleep(Duration::from_millis(1500));
+    let count = || {
+        agent
+            .run("return Array.from(document.querySelectorAll('#transcript .entry.person .text')).filter(function (p) { return p.textContent === 'Done, it still beeps twice'; }).length;")
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(count(), 0, "a paused tab gets nothing");
+    // Shown again: it resumes from where it was and shows the message, once.
+    set_hidden(false);
+    agent.wait_for("#ticket[data-stream=open]", wait);
+    let deadline = std::time::Instant::now() + wait;
+    while count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message did not arrive"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(count(), 1);
+    let lang = agent.run(
+        "var e = document.querySelector('#transcript .entry.person.live'); return e ? e.lang : null;",
+    );
+    assert_eq!(
+        lang.as_str(),
+        Some("en"),
+        "the person's words carry their language"
+    );
+}
