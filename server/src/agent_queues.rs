@@ -108,7 +108,7 @@ impl Store {
     /// longer answer.
     pub async fn held_outside(&self, username: &str, scope: &QueueScope) -> Result<Vec<i64>> {
         let held: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT t.id, a.queue_id FROM tickets t JOIN assets a ON a.id = t.asset_id
+            "SELECT t.id, COALESCE(t.queue_id, a.queue_id) FROM tickets t JOIN assets a ON a.id = t.asset_id
              WHERE t.assigned_to = ? AND t.status != 'closed'",
         )
         .bind(username)

@@ -937,7 +937,12 @@ pub async fn answer_turn(
                 id
             }
         };
-        let queue = app.store.queue(&asset.queue_id).await?;
+        // The ticket's queue: an agent may have moved it to another team.
+        let queue_id = match app.store.ticket(id).await? {
+            Some(ticket) => ticket.queue_id,
+            None => asset.queue_id.clone(),
+        };
+        let queue = app.store.queue(&queue_id).await?;
         let timezone = match &queue {
             Some(q) => app.store.site(&q.site_id).await?.map(|s| s.timezone),
             None => None,
@@ -1123,8 +1128,13 @@ async fn open_ticket_view(
     };
     let record = app.store.ticket(ticket_id).await?;
     let language = record.as_ref().map_or("en", |r| r.language.as_str());
-    let queue = match app.store.asset(asset_id).await? {
-        Some(asset) => app.store.queue(&asset.queue_id).await?,
+    // The ticket's queue (an agent may have moved it), else its asset's.
+    let queue_id = match &record {
+        Some(ticket) => Some(ticket.queue_id.clone()),
+        None => app.store.asset(asset_id).await?.map(|a| a.queue_id),
+    };
+    let queue = match queue_id {
+        Some(id) => app.store.queue(&id).await?,
         None => None,
     };
     let timezone = match &queue {

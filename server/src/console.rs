@@ -117,6 +117,8 @@ pub struct TicketPage {
     /// Why a note was not added, and its text kept for the box.
     pub note_message: String,
     pub note_draft: String,
+    /// The other support queues it can be moved to, as (id, name).
+    pub move_to: Vec<(String, String)>,
 }
 
 /// An instant in the asset's site time zone, as an agent reads it.
@@ -266,6 +268,10 @@ async fn ticket_page_drawn(
         // What the person was shown, with its sources; the answer text carries its [n] markers.
         let citations: Vec<CitationView> =
             serde_json::from_str(&turn.citations).unwrap_or_default();
+        // A message sent to the agent who had the conversation was not put to the assistant.
+        if turn.answer.is_empty() {
+            continue;
+        }
         entries.push(Entry {
             who: "assistant",
             label: format!("Assistant, confidence {}", percent(turn.confidence)),
@@ -311,7 +317,15 @@ async fn ticket_page_drawn(
             ..n
         })
         .collect();
+    let move_to = app
+        .store
+        .queue_names()
+        .await?
+        .into_iter()
+        .filter(|(queue, _)| *queue != ticket.queue_id)
+        .collect();
     let body = TicketPage {
+        move_to,
         notes,
         note_message: note_message.to_string(),
         note_draft: note_draft.to_string(),
@@ -648,6 +662,76 @@ pub async fn release(
     }
     announce_assignment(&app, id, &me.username).await?;
     Ok(Redirect::to("/support").into_response())
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct MoveForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// The queue the agent's page showed the ticket in.
+    #[serde(default)]
+    pub from: String,
+    /// The queue to move it to.
+    #[serde(default)]
+    pub to: String,
+}
+
+/// `POST /support/tickets/{id}/move`: the ticket goes to another support queue (the right team for
+/// it), with its conversation and notes; nobody has it until one of that queue's agents takes it,
+/// and the person keeps their place (how long they have waited). A note says who moved it. An
+/// agent may move a ticket to a queue they do not work; they then no longer see it.
+pub async fn move_queue(
+    State(app): State<AppState>,
+    crate::http::NumericId(id): crate::http::NumericId,
+    headers: HeaderMap,
+    crate::http::LenientForm(form): crate::http::LenientForm<MoveForm>,
+) -> Result<Response, AppError> {
+    let (me, ticket) = match ticket_form(&app, &headers, &form.csrf, id).await? {
+        Ok(found) => found,
+        Err(refused) => return Ok(refused),
+    };
+    let (from, to) = (form.from.trim(), form.to.trim());
+    if ticket.status == "closed" {
+        let why = "This ticket is closed: reopen it first to move it to another queue.";
+        return ticket_page(&app, &me, id, StatusCode::CONFLICT, why, "").await;
+    }
+    let queues = app.store.queue_names().await?;
+    let Some((_, to_name)) = queues.iter().find(|(queue, _)| queue == to) else {
+        let why = format!(
+            "There is no support queue {to:?} to move this ticket to; choose one from the list."
+        );
+        return ticket_page(&app, &me, id, StatusCode::UNPROCESSABLE_ENTITY, &why, "").await;
+    };
+    if to == ticket.queue_id {
+        return Ok(Redirect::to(&format!("/support/tickets/{id}")).into_response());
+    }
+    if !app.store.move_ticket(id, from, to).await? {
+        let why = "This ticket was moved or closed since this page was drawn: see where it is now.";
+        return ticket_page(&app, &me, id, StatusCode::CONFLICT, why, "").await;
+    }
+    app.store
+        .add_ticket_note(
+            id,
+            &me.username,
+            &format!("Moved this ticket from queue {from} to {to} ({to_name})."),
+        )
+        .await?;
+    if let Some(moved) = app.store.ticket(id).await? {
+        publish(
+            &app,
+            SupportEvent::of("ticket.moved", &moved)
+                .by(me.username.as_str())
+                .moved_from(from),
+        )
+        .await?;
+    }
+    let still_mine = visible_ticket(&app, &me, id).await?.is_some();
+    Ok(Redirect::to(&if still_mine {
+        format!("/support/tickets/{id}")
+    } else {
+        "/support".to_string()
+    })
+    .into_response())
 }
 
 /// The ticket page, 409, saying why taking or letting go of the ticket changed nothing.

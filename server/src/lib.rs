@@ -244,6 +244,7 @@ fn app(state: AppState) -> Router {
         .route("/support/tickets/{id}/reopen", post(console::reopen))
         .route("/support/tickets/{id}/take", post(console::take))
         .route("/support/tickets/{id}/release", post(console::release))
+        .route("/support/tickets/{id}/move", post(console::move_queue))
         .route("/support/tickets/{id}/note", post(ticket_notes::add))
         .route("/signin", get(account::signin_form).post(account::signin))
         .route(

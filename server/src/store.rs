@@ -269,8 +269,10 @@ impl Store {
         let mut tickets_released = 0;
         for a in &registry.assets {
             tickets_released += sqlx::query(
+                // A ticket an agent moved to a queue of its own keeps it, and its agent.
                 "UPDATE tickets SET assigned_to = NULL
                  WHERE status != 'closed' AND assigned_to IS NOT NULL AND asset_id = ?1
+                   AND queue_id IS NULL
                    AND EXISTS (SELECT 1 FROM assets WHERE id = ?1 AND queue_id != ?2)",
             )
             .bind(&a.id)

@@ -28,11 +28,19 @@ const HUB_CAPACITY: usize = 256;
 #[derive(Debug, Clone, Serialize)]
 pub struct SupportEvent {
     /// `ticket.opened`, `ticket.message` (the person wrote), `ticket.reply` (an agent answered),
-    /// `ticket.assigned` (an agent took or let go of it), `ticket.closed` or `ticket.reopened`.
+    /// `ticket.assigned` (an agent took or let go of it), `ticket.moved` (to another queue: `queue`
+    /// is the new one, `from_queue` the one it left), `ticket.closed` or `ticket.reopened`.
     pub event: &'static str,
     pub ticket: i64,
     pub status: String,
     pub queue: String,
+    /// The queue a `ticket.moved` left: its agents' consoles and webhook hear that it went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_queue: Option<String>,
+    /// Set by a console's stream for a ticket that moved out of the queues its agent works: the
+    /// console drops it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_scope: bool,
     pub asset: String,
     pub asset_name: String,
     pub code: Option<String>,
@@ -81,6 +89,8 @@ impl SupportEvent {
             ticket: ticket.id,
             status: ticket.status.clone(),
             queue: ticket.queue_id.clone(),
+            from_queue: None,
+            out_of_scope: false,
             asset: ticket.asset_id.clone(),
             asset_name: ticket.asset_name.clone(),
             code: ticket.code.clone(),
@@ -125,6 +135,11 @@ impl SupportEvent {
 
     pub fn by(mut self, who: impl Into<String>) -> Self {
         self.by = Some(who.into());
+        self
+    }
+
+    pub fn moved_from(mut self, queue: impl Into<String>) -> Self {
+        self.from_queue = Some(queue.into());
         self
     }
 }
@@ -285,13 +300,18 @@ pub async fn publish(app: &AppState, event: SupportEvent) -> Result<(), AppError
         app.config.public_url.trim_end_matches('/'),
         event.ticket
     ));
-    let (queue, name) = (event.queue.clone(), event.event);
+    let name = event.event;
+    // A moved ticket is news to the queue it left too.
+    let mut queues = vec![event.queue.clone()];
+    queues.extend(event.from_queue.clone().filter(|q| *q != event.queue));
     app.support.send(event);
-    match app.store.enqueue_webhook(&queue, name, &payload).await {
-        Ok(Some(_)) => app.support.webhook_wake.notify_one(),
-        Ok(None) => {}
-        Err(error) => {
-            tracing::error!(%error, queue = %queue, event = name, "recording a webhook delivery failed")
+    for queue in queues {
+        match app.store.enqueue_webhook(&queue, name, &payload).await {
+            Ok(Some(_)) => app.support.webhook_wake.notify_one(),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(%error, queue = %queue, event = name, "recording a webhook delivery failed")
+            }
         }
     }
     Ok(())
@@ -397,10 +417,12 @@ impl ConsoleStream {
                 return Some(Event::default().event("queues").data("{}"));
             }
             match next {
-                Some(Next::Event(e)) => {
-                    if !scope.sees(&e.queue) {
+                Some(Next::Event(mut e)) => {
+                    let left = e.from_queue.as_deref().is_some_and(|q| scope.sees(q));
+                    if !scope.sees(&e.queue) && !left {
                         continue;
                     }
+                    e.out_of_scope = !scope.sees(&e.queue);
                     return Some(
                         Event::default()
                             .event("ticket")

@@ -37,7 +37,7 @@ impl crate::store::Store {
 
     /// Adds a note, unless the same agent added the very same note to the ticket in the last
     /// `SAME_NOTE_WITHIN` (the form sent again: a double tap, or back and resend).
-    async fn add_ticket_note(
+    pub(crate) async fn add_ticket_note(
         &self,
         ticket: i64,
         author: &str,

@@ -80,7 +80,8 @@ pub enum CloseOutcome {
     PersonWroteMeanwhile,
 }
 
-const TICKET_COLUMNS: &str = "t.id, t.conversation_id, t.asset_id, a.name AS asset_name, a.queue_id, s.timezone, t.code, t.role, t.language, t.confidence, t.reason, t.status, t.created_at, t.updated_at, t.contact, t.closed_at, t.closed_by, t.assigned_to";
+/// A ticket's queue is the one an agent moved it to (`tickets.queue_id`), else its asset's.
+const TICKET_COLUMNS: &str = "t.id, t.conversation_id, t.asset_id, a.name AS asset_name, COALESCE(t.queue_id, a.queue_id) AS queue_id, s.timezone, t.code, t.role, t.language, t.confidence, t.reason, t.status, t.created_at, t.updated_at, t.contact, t.closed_at, t.closed_by, t.assigned_to";
 
 impl Store {
     pub async fn ticket(&self, id: i64) -> Result<Option<TicketRecord>> {
@@ -108,7 +109,8 @@ impl Store {
                 Some(serde_json::to_string(ids).expect("strings serialise"))
             }
         };
-        const IN_SCOPE: &str = "(? IS NULL OR a.queue_id IN (SELECT value FROM json_each(?)))";
+        const IN_SCOPE: &str =
+            "(? IS NULL OR COALESCE(t.queue_id, a.queue_id) IN (SELECT value FROM json_each(?)))";
         let mut open: Vec<TicketRecord> = sqlx::query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets t JOIN assets a ON a.id = t.asset_id JOIN sites s ON s.id = a.site_id
              WHERE t.status != 'closed' AND {IN_SCOPE}
@@ -270,6 +272,24 @@ impl Store {
         .bind(now())
         .bind(ticket)
         .bind(expected)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves a ticket to support queue `to`, only if it is not closed and is still in queue `from`
+    /// (the queue the agent's page showed: a colleague who moved it meanwhile is not overridden).
+    /// Nobody has it then: the new queue's agents take it. False when either no longer holds.
+    pub async fn move_ticket(&self, ticket: i64, from: &str, to: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tickets SET queue_id = ?1, assigned_to = NULL, updated_at = ?2
+             WHERE id = ?3 AND status != 'closed'
+               AND COALESCE(queue_id, (SELECT a.queue_id FROM assets a WHERE a.id = tickets.asset_id)) = ?4",
+        )
+        .bind(to)
+        .bind(now())
+        .bind(ticket)
+        .bind(from)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)

@@ -33,7 +33,14 @@
   function onQueue(e) {
     var rowId = "ticket-" + e.ticket;
     var row = document.getElementById(rowId);
+    // Moved to a queue this agent does not work: it is another team's now.
+    if (e.out_of_scope) {
+      if (row) row.remove();
+      return;
+    }
     if (row) {
+      var queueCell = row.querySelector(".queue");
+      if (queueCell) queueCell.textContent = e.queue;
       var moved = row.className.split(" ")[0] !== "status-" + e.status;
       row.className = "status-" + e.status;
       row.querySelector(".status").textContent = e.status;
@@ -43,7 +50,7 @@
       if (moved) place(row, e.status);
       return;
     }
-    if (e.event !== "ticket.opened" && e.event !== "ticket.reopened") return;
+    if (e.event !== "ticket.opened" && e.event !== "ticket.reopened" && e.event !== "ticket.moved") return;
     var empty = document.getElementById("empty");
     if (empty) empty.remove();
     row = document.createElement("tr");
@@ -56,7 +63,7 @@
     cell(row, e.status).className = "status";
     cell(row, agentText(e.assigned_to, "")).className = "agent";
     cell(row, e.asset_name);
-    cell(row, e.queue);
+    cell(row, e.queue).className = "queue";
     cell(row, e.reason);
     cell(row, Math.round(e.confidence * 100) + "%");
     cell(row, new Date(e.at).toLocaleString());
@@ -80,6 +87,13 @@
     if (String(e.ticket) !== ticketId) return;
     var st = document.getElementById("ticket-status");
     if (st) st.textContent = e.status;
+    var queue = document.getElementById("ticket-queue");
+    if (queue) queue.textContent = e.queue + (e.out_of_scope ? " (moved to a queue you do not work)" : "");
+    // Moved: the move form acts on the queue the page was drawn with, and would be refused.
+    if (e.event === "ticket.moved") {
+      var moveForm = document.getElementById("move-form");
+      if (moveForm) moveForm.style.display = "none";
+    }
     // Someone took the ticket (or let it go), or it closed: say who has it, and put away the take
     // and let-go forms, which act on who had it when the page was drawn: a click now would be
     // refused, or take the ticket from someone the agent has not read about.

@@ -914,6 +914,135 @@ fn a_console_resumes_from_where_its_page_was_read_and_a_reconnect_from_its_last_
     }
 }
 
+/// A ticket that reached the wrong team goes to the right queue: that queue's agents see it (live,
+/// with a note saying who moved it) and take it; the agents of the queue it left no longer do;
+/// the person is told the new team's name; a form drawn before the move changes nothing.
+#[test]
+fn an_agent_moves_a_ticket_to_the_right_teams_queue() {
+    let app = spawn_app();
+    let admin = staff_cookie(&app, "admin-m", Role::Admin);
+    let bio = staff_cookie(&app, "bio.mover", Role::Agent);
+    let fac = staff_cookie(&app, "fac.agent", Role::Agent);
+    let users = get(&app.url("/admin/users"), &[("cookie", &admin)]);
+    let csrf = users.hidden("csrf").unwrap();
+    for (user, queue) in [("bio.mover", "biomed"), ("fac.agent", "mercy-facilities")] {
+        let set = post_form(
+            &app.url(&format!("/admin/users/{user}/queues")),
+            &[("cookie", &admin)],
+            &[("csrf", csrf.as_str()), ("queue", queue)],
+        );
+        assert_eq!(set.status, 200, "{}", set.body);
+    }
+    let bio_console = open_stream(&app.url("/support/events"), &[("cookie", &bio)]);
+    let fac_console = open_stream(&app.url("/support/events"), &[("cookie", &fac)]);
+    let (_, opened) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "can I talk to a person"}),
+    );
+    let ticket = opened["ticket"]["id"].as_i64().unwrap();
+    let conversation = opened["conversation"].as_str().unwrap().to_string();
+    ticket_event(&bio_console, "ticket.opened", ticket);
+    let page = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &bio)],
+    );
+    assert!(page.body.contains("id=\"move-form\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("<option value=\"mercy-facilities\">Facilities and Plant Operations"),
+        "{}",
+        page.body
+    );
+    let bio_csrf = page.hidden("csrf").unwrap();
+    let taken = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/take")),
+        &[("cookie", &bio)],
+        &[("csrf", &bio_csrf), ("expected", "")],
+    );
+    assert_eq!(taken.status, 303);
+    let move_to = |cookie: &str, csrf: &str, from: &str, to: &str| {
+        post_form(
+            &app.url(&format!("/support/tickets/{ticket}/move")),
+            &[("cookie", cookie)],
+            &[("csrf", csrf), ("from", from), ("to", to)],
+        )
+    };
+    // A queue that does not exist: refused, nothing moves.
+    let unknown = move_to(&bio, &bio_csrf, "biomed", "no-such-queue");
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert!(unknown.body.contains("There is no support queue"));
+
+    let moved = move_to(&bio, &bio_csrf, "biomed", "mercy-facilities");
+    assert_eq!(moved.status, 303, "{}", moved.body);
+    assert_eq!(
+        moved.header("location"),
+        Some("/support"),
+        "bio.mover does not work that queue: back to their queue"
+    );
+    assert_eq!(
+        app.rows(&format!(
+            "SELECT queue_id, assigned_to IS NULL FROM tickets WHERE id = {ticket}"
+        ))[0],
+        vec!["mercy-facilities".to_string(), "1".to_string()],
+        "moved, and nobody has it until the new team takes it"
+    );
+    // The team it left hears that it went; the new team hears of it, with where it came from.
+    let left = ticket_event(&bio_console, "ticket.moved", ticket);
+    assert_eq!(left.data["out_of_scope"], true, "{left:?}");
+    let arrived = ticket_event(&fac_console, "ticket.moved", ticket);
+    assert_eq!(arrived.data["queue"], "mercy-facilities");
+    assert_eq!(arrived.data["from_queue"], "biomed");
+    assert!(arrived.data.get("out_of_scope").is_none(), "{arrived:?}");
+    // Pages follow: gone for the old team, listed with a note for the new one.
+    assert_eq!(
+        get(
+            &app.url(&format!("/support/tickets/{ticket}")),
+            &[("cookie", &bio)]
+        )
+        .status,
+        404
+    );
+    assert!(!get(&app.url("/support"), &[("cookie", &bio)])
+        .body
+        .contains(&format!("id=\"ticket-{ticket}\"")));
+    let theirs = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &fac)],
+    );
+    assert_eq!(theirs.status, 200);
+    assert!(
+        theirs
+            .body
+            .contains("Moved this ticket from queue biomed to mercy-facilities"),
+        "{}",
+        theirs.body
+    );
+    assert!(theirs.body.contains("bio.mover"), "the note says who");
+    // A form drawn before the move (from the old queue) changes nothing.
+    let stale = move_to(
+        &fac,
+        &theirs.hidden("csrf").unwrap(),
+        "biomed",
+        "kestrel-maintenance",
+    );
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert_eq!(
+        app.rows(&format!("SELECT queue_id FROM tickets WHERE id = {ticket}"))[0][0],
+        "mercy-facilities"
+    );
+    // The person is told the new team's name with their next message.
+    let (_, next) = ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "is anyone there?"}),
+    );
+    assert!(
+        next["ticket"]["next"]
+            .as_str()
+            .is_some_and(|n| n.contains("Facilities and Plant Operations")),
+        "{next}"
+    );
+}
+
 /// A compressor at the Kestrel plant: its tickets go to the plant's maintenance queue.
 const COMPRESSOR_CODE: &str = "85G2cjxt";
 
