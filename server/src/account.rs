@@ -292,6 +292,11 @@ pub async fn signout(
             return forbidden("This form expired. Reload the page and try again.");
         }
         auth::sign_out(&app.store, &token).await?;
+        // Gone home: the tickets they held go back to their queues for colleagues to take,
+        // unless they are still signed in elsewhere (another device).
+        if !auth::has_live_session(&app.store, &user.username, chrono::Utc::now()).await? {
+            release_held(&app, &user.username, &user.username, &no_queue()).await?;
+        }
     }
     let cookie = http::set_cookie(SESSION_COOKIE, "", "/", Some(0), app.config.secure_cookies);
     Ok(no_store(with_cookie(
@@ -812,7 +817,7 @@ pub async fn set_user_queues(
 /// Lets go of the tickets `username` holds in queues outside `scope` (every ticket they hold, for
 /// `QueueScope::Only` of none), announced to the consoles as a let-go is, or colleagues would see
 /// them held by someone who can no longer answer. How many were let go.
-async fn release_held(
+pub(crate) async fn release_held(
     app: &AppState,
     by: &str,
     username: &str,
@@ -839,7 +844,7 @@ async fn release_held(
 }
 
 /// No queue at all: for letting go of every ticket someone holds.
-fn no_queue() -> crate::agent_queues::QueueScope {
+pub(crate) fn no_queue() -> crate::agent_queues::QueueScope {
     crate::agent_queues::QueueScope::Only(Default::default())
 }
 

@@ -198,6 +198,25 @@ pub async fn sign_in(store: &Store, username: &str, password: &str) -> Result<Op
     Ok((opened.rows_affected() == 1).then_some(token))
 }
 
+/// Whether user `username` has a live session (signed in, not idle past `SESSION_IDLE`) at `now`:
+/// someone at work, who can answer the tickets they hold.
+pub async fn has_live_session(
+    store: &Store,
+    username: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool> {
+    let cutoff = (now - chrono::Duration::from_std(SESSION_IDLE).expect("fits"))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+                        WHERE u.username = ? AND s.last_seen > ?)",
+    )
+    .bind(username)
+    .bind(cutoff)
+    .fetch_one(store.pool())
+    .await?)
+}
+
 pub async fn sign_out(store: &Store, token: &str) -> Result<()> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
         .bind(token_hash(token))

@@ -333,6 +333,28 @@ pub async fn purge_and_announce(
             tracing::error!(%error, ticket = id, "announcing a ticket retention closed failed");
         }
     }
+    // Tickets held by an agent with no live session (gone home without signing out) go back to
+    // their queues, announced as a let-go: otherwise they would wait for someone who is not there.
+    let held: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT assigned_to FROM tickets WHERE status != 'closed' AND assigned_to IS NOT NULL",
+    )
+    .fetch_all(app.store.pool())
+    .await
+    .map_err(crate::ServerError::from)?;
+    for agent in held {
+        if !crate::auth::has_live_session(&app.store, &agent, now).await? {
+            let released = crate::account::release_held(
+                app,
+                "retention (signed out)",
+                &agent,
+                &crate::account::no_queue(),
+            )
+            .await?;
+            if released > 0 {
+                tracing::info!(agent = %agent, released, "let go of the tickets of an agent who is no longer signed in");
+            }
+        }
+    }
     let purged = purge(&app.store, policy, now).await;
     // Expired packets' documents leave the index, its older generations and the embedding cache.
     // Asked for on every run, not only when this one deleted a packet: a purge that failed after

@@ -791,7 +791,7 @@ fn what_the_person_writes_while_an_agent_acts_is_neither_closed_nor_answered_awa
 fn a_message_sent_as_the_agent_closes_the_ticket_is_not_lost() {
     let app = spawn_app();
     let ana = staff_cookie(&app, "ana.agent", Role::Agent);
-    for attempt in 0..3 {
+    for attempt in 0..4 {
         let (_, opened) = ask(
             &app,
             serde_json::json!({"code": PUMP_CODE, "message": "can I talk to a person"}),
@@ -827,7 +827,16 @@ fn a_message_sent_as_the_agent_closes_the_ticket_is_not_lost() {
             writer.join().unwrap()
         });
         assert_eq!(sent.0, 200, "{}", sent.1);
-        // The message is on a live ticket of the conversation, and the reply says which.
+        // A message that arrived after the close is a new question to the assistant, which
+        // answered it (the person's chat was told the ticket closed). One that arrived while the
+        // ticket was open was for the agent: it is on a live ticket, and the reply says which.
+        let kind = app.rows(&format!(
+            "SELECT kind FROM chat_turns WHERE conversation_id = '{conversation}' ORDER BY id DESC LIMIT 1"
+        ))[0][0]
+            .clone();
+        if kind != "to_agent" {
+            continue;
+        }
         let live = app.rows(&format!(
             "SELECT id FROM tickets WHERE conversation_id = '{conversation}' AND status != 'closed'"
         ));
@@ -1041,6 +1050,90 @@ fn an_agent_moves_a_ticket_to_the_right_teams_queue() {
             .is_some_and(|n| n.contains("Facilities and Plant Operations")),
         "{next}"
     );
+}
+
+/// An agent who goes home does not keep people waiting on them: signing out lets go of the
+/// tickets they held (unless they are still signed in on another device), and the hourly
+/// retention pass lets go of those of an agent whose session ran out without a sign-out.
+#[test]
+fn an_agent_who_goes_home_lets_go_of_their_tickets() {
+    let app = spawn_app();
+    let console = open_stream(
+        &app.url("/support/events"),
+        &[("cookie", &staff_cookie(&app, "watcher", Role::Agent))],
+    );
+    let ana = staff_cookie(&app, "ana.home", Role::Agent);
+    let take = |cookie: &str| {
+        let (_, opened) = ask(
+            &app,
+            serde_json::json!({"code": PUMP_CODE, "message": "can I talk to a person"}),
+        );
+        let ticket = opened["ticket"]["id"].as_i64().unwrap();
+        let page = get(
+            &app.url(&format!("/support/tickets/{ticket}")),
+            &[("cookie", cookie)],
+        );
+        let taken = post_form(
+            &app.url(&format!("/support/tickets/{ticket}/take")),
+            &[("cookie", cookie)],
+            &[("csrf", &page.hidden("csrf").unwrap()), ("expected", "")],
+        );
+        assert_eq!(taken.status, 303, "{}", taken.body);
+        ticket
+    };
+    let holder = |ticket: i64| {
+        app.rows(&format!(
+            "SELECT COALESCE(assigned_to, '') FROM tickets WHERE id = {ticket}"
+        ))[0][0]
+            .clone()
+    };
+    let first = take(&ana);
+    // Signed in on a second device too: signing out of one keeps the ticket.
+    let ana_tablet = {
+        let form = get(&app.url("/signin"), &[]);
+        let csrf_cookie = form.set_cookie("scanaid_csrf").unwrap();
+        let signed_in = post_form(
+            &app.url("/signin"),
+            &[("cookie", &format!("scanaid_csrf={csrf_cookie}"))],
+            &[
+                ("csrf", &form.hidden("csrf").unwrap()),
+                ("username", "ana.home"),
+                ("password", "ana.home-password-long"),
+            ],
+        );
+        assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+        format!(
+            "scanaid_session={}",
+            signed_in.set_cookie("scanaid_session").unwrap()
+        )
+    };
+    sign_out(&app, &ana);
+    assert_eq!(holder(first), "ana.home", "still signed in on the tablet");
+    sign_out(&app, &ana_tablet);
+    assert_eq!(holder(first), "", "signed out everywhere: let go");
+    let released = next_matching(&console, |e| {
+        e.data["event"] == "ticket.assigned"
+            && e.data["ticket"] == first
+            && e.data["assigned_to"].is_null()
+    });
+    assert_eq!(released.data["by"], "ana.home");
+
+    // Gone home without signing out: once the session is past its idle limit, retention lets go.
+    let bo = staff_cookie(&app, "bo.home", Role::Agent);
+    let second = take(&bo);
+    let kept = take(&staff_cookie(&app, "cy.here", Role::Agent));
+    app.rows(
+        "UPDATE sessions SET last_seen = '2020-01-01T00:00:00.000Z'
+         WHERE user_id = (SELECT id FROM users WHERE username = 'bo.home')",
+    );
+    let state = app.state.clone();
+    app.block_on(async move {
+        scanaid_server::retention::purge_and_announce(&state, chrono::Utc::now()).await
+    })
+    .unwrap();
+    assert_eq!(holder(second), "");
+    assert_eq!(holder(kept), "cy.here", "a signed-in agent keeps theirs");
+    drop(bo);
 }
 
 /// A compressor at the Kestrel plant: its tickets go to the plant's maintenance queue.
