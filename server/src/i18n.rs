@@ -53,6 +53,8 @@ pub struct Strings {
     pub chat_answering: &'static str,
     /// The button that leaves a conversation the chat picked up again after a reload.
     pub new_conversation: &'static str,
+    /// Asked before a new conversation leaves an open ticket behind; `{id}` is filled in.
+    pub leave_ticket: &'static str,
     /// Without JavaScript, the button that shows support's replies without sending a message.
     pub check_replies: &'static str,
     pub no_replies_yet: &'static str,
@@ -193,6 +195,7 @@ pub const EN: Strings = Strings {
     chat_failed: "That did not go through. Check the connection and try again, or call the number below.",
     chat_answering: "Looking it up in the manuals…",
     new_conversation: "Start a new conversation",
+    leave_ticket: "Support is still answering ticket {id} here. In a new conversation you will not see their reply. Start a new one anyway?",
     check_replies: "Check for replies",
     no_replies_yet: "No reply from support yet. They answer here; check again in a while.",
     leave_contact: "Phone or email, if you want a call back (optional)",
@@ -300,6 +303,7 @@ pub const ES: Strings = Strings {
     chat_failed: "No se pudo enviar. Compruebe la conexión e inténtelo de nuevo, o llame al número de abajo.",
     chat_answering: "Buscando en los manuales…",
     new_conversation: "Empezar una conversación nueva",
+    leave_ticket: "Soporte aún está respondiendo a la incidencia {id} aquí. En una conversación nueva no verá su respuesta. ¿Empezar una nueva de todos modos?",
     check_replies: "Ver respuestas",
     no_replies_yet: "Soporte aún no ha respondido. Responderá aquí; vuelva a mirar dentro de un rato.",
     leave_contact: "Teléfono o correo, si quiere que le llamen (opcional)",

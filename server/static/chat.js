@@ -81,6 +81,7 @@
   }
 
   function showTicket(box, ticket) {
+    openTicket = ticket.id;
     var p = el("p", "ticket");
     p.setAttribute("role", "status");
     p.appendChild(el("strong", "", t.ticket + " " + ticket.id));
@@ -209,7 +210,11 @@
   }
   var retry = null;
 
+  // The conversation's ticket not closed (its id), if it has one: a new conversation would leave it
+  // behind, with the agent's reply going where the person no longer looks.
+  var openTicket = null;
   function showOpen(ticket) {
+    openTicket = ticket;
     if (!closedTickets[ticket]) return;
     delete closedTickets[ticket];
     log.appendChild(el("p", "meta reopened", t.reopened)).setAttribute("role", "status");
@@ -219,6 +224,7 @@
   // Tickets this chat has said are closed.
   var closedTickets = {};
   function showClosed(ticket) {
+    if (openTicket === ticket) openTicket = null;
     if (closedTickets[ticket]) return;
     closedTickets[ticket] = true;
     log.appendChild(el("p", "meta closed", t.closed));
@@ -284,6 +290,8 @@
     again.id = "new-conversation";
     again.disabled = busy;
     again.addEventListener("click", function () {
+      if (openTicket !== null && !window.confirm(t.leaveTicket.replace("{id}", String(openTicket)))) return;
+      openTicket = null;
       forget();
       if (replies) { replies.abort(); replies = null; }
       clearTimeout(retry);

@@ -353,7 +353,20 @@ fn a_person_asks_follows_a_citation_escalates_and_sees_the_agents_reply_live() {
     assert_eq!(person.find_all("#chat-log .closed").len(), 1);
     assert_eq!(person.find_all("#chat-log .reopened").len(), 1);
 
+    // Starting over while the ticket is open asks first (the agent's reply would go unseen); a
+    // "no" keeps the conversation.
+    person.run("window.confirm = function (m) { window.__asked = m; return false; }; return true;");
+    person.wait_for("#new-conversation", wait).click();
+    let asked = person.run("return window.__asked || null;");
+    assert!(
+        asked
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("ticket {ticket}"))),
+        "{asked:?}"
+    );
+    assert!(!person.find_all("#chat-log .turn").is_empty());
     // Starting over leaves the conversation, and a reload no longer brings it back.
+    person.run("window.confirm = function () { return true; }; return true;");
     person.wait_for("#new-conversation", wait).click();
     assert!(person.find_all("#chat-log .turn").is_empty());
     person.goto(&app.url(&format!("/c/{PUMP_CODE}")));
