@@ -60,6 +60,27 @@ pub struct TicketRow {
     pub reason: String,
     pub confidence: String,
     pub created: String,
+    /// Since when the person has waited for an agent (RFC 3339), for tickets waiting for one
+    /// (open, or written to again); empty for answered and closed ones.
+    pub waiting_since: String,
+    /// How long that is, as the page was drawn ("12 min"); the page's script keeps it current.
+    pub waited: String,
+}
+
+/// How long someone has waited, as an agent reads it at a glance.
+pub(crate) fn waited_for(since: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let Ok(since) = chrono::DateTime::parse_from_rfc3339(since) else {
+        return String::new();
+    };
+    let minutes = (now - since.with_timezone(&chrono::Utc))
+        .num_minutes()
+        .max(0);
+    match minutes {
+        0 => "under a minute".to_string(),
+        m if m < 60 => format!("{m} min"),
+        m if m < 48 * 60 => format!("{} h {} min", m / 60, m % 60),
+        m => format!("{} days", m / (24 * 60)),
+    }
 }
 
 /// One entry of a ticket's transcript.
@@ -142,6 +163,42 @@ fn page(html: String) -> Response {
     no_store(Html(html).into_response())
 }
 
+#[derive(Debug, Deserialize, Default)]
+pub struct FindQuery {
+    #[serde(default)]
+    pub ticket: String,
+}
+
+/// `GET /support/find?ticket=N`: the ticket a person names on the phone ("ticket 12", "#12"),
+/// opened from the queue page; a number that is not one goes back to the queue saying so.
+pub async fn find(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    crate::http::LenientQuery(query): crate::http::LenientQuery<FindQuery>,
+) -> Result<Response, AppError> {
+    if let Err(refused) = require_agent(&app, &headers).await? {
+        return Ok(refused);
+    }
+    let wanted = query.ticket.trim().trim_start_matches('#').trim();
+    match wanted.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(Redirect::to(&format!("/support/tickets/{id}")).into_response()),
+        _ => {
+            let body = crate::views::MessagePage {
+                lang: "en".to_string(),
+                heading: "Not a ticket number".to_string(),
+                message: format!(
+                    "{wanted:?} is not a ticket number: type the number the person was given, such as 12."
+                ),
+                back: "/support".to_string(),
+            }
+            .render()?;
+            Ok(no_store(
+                (StatusCode::BAD_REQUEST, Html(body)).into_response(),
+            ))
+        }
+    }
+}
+
 /// `GET /support`: tickets not closed, oldest first, then the last closed ones.
 pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
     let me = match require_agent(&app, &headers).await? {
@@ -175,19 +232,32 @@ pub async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Result<Re
         .tickets_for_console(CLOSED_SHOWN, &scope)
         .await?
         .into_iter()
-        .map(|t| TicketRow {
-            agent: match t.assigned_to {
-                Some(who) if who == me.username => "you".to_string(),
-                Some(who) => who,
-                None => String::new(),
-            },
-            id: t.id,
-            created: local_time(&t.created_at, &t.timezone),
-            status: t.status,
-            asset_name: t.asset_name,
-            queue: t.queue_id,
-            reason: t.reason,
-            confidence: percent(t.confidence),
+        .map(|t| {
+            let waiting = matches!(t.status.as_str(), "open" | "waiting");
+            TicketRow {
+                waiting_since: if waiting {
+                    t.waiting_since.clone()
+                } else {
+                    String::new()
+                },
+                waited: if waiting {
+                    waited_for(&t.waiting_since, app.now())
+                } else {
+                    String::new()
+                },
+                agent: match t.assigned_to {
+                    Some(who) if who == me.username => "you".to_string(),
+                    Some(who) => who,
+                    None => String::new(),
+                },
+                id: t.id,
+                created: local_time(&t.created_at, &t.timezone),
+                status: t.status,
+                asset_name: t.asset_name,
+                queue: t.queue_id,
+                reason: t.reason,
+                confidence: percent(t.confidence),
+            }
         })
         .collect();
     Ok(page(
@@ -756,4 +826,28 @@ async fn announce_assignment(app: &AppState, id: i64, by: &str) -> Result<(), Ap
         publish(app, SupportEvent::of("ticket.assigned", &ticket).by(by)).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod waited_tests {
+    use super::waited_for;
+
+    #[test]
+    fn a_wait_reads_in_minutes_hours_or_days() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let cases = [
+            ("2026-12-07T11:59:30.000Z", "under a minute"),
+            ("2026-12-07T11:48:00.000Z", "12 min"),
+            ("2026-12-07T09:55:00.000Z", "2 h 5 min"),
+            ("2026-12-04T12:00:00.000Z", "3 days"),
+            // A clock a little ahead elsewhere is not a negative wait.
+            ("2026-12-07T12:00:05.000Z", "under a minute"),
+            ("not a time", ""),
+        ];
+        for (since, want) in cases {
+            assert_eq!(waited_for(since, now), want, "{since}");
+        }
+    }
 }

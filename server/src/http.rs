@@ -38,6 +38,22 @@ pub fn phone_links(text: &str) -> String {
     out
 }
 
+/// A call-back contact a person left as HTML an agent acts on with one tap: an email address as a
+/// `mailto:` link, phone numbers as `tel:` links (`phone_links`), anything else as text.
+pub fn contact_links(text: &str) -> String {
+    let trimmed = text.trim();
+    let is_email = !trimmed.contains(char::is_whitespace)
+        && trimmed.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty() && host.contains('.') && !host.contains('@')
+        });
+    if is_email {
+        let escaped = escape_markup(trimmed);
+        format!("<a class=\"mail\" href=\"mailto:{escaped}\">{escaped}</a>")
+    } else {
+        phone_links(text)
+    }
+}
+
 /// `text` with every phone number (as `phone_links` finds them) and email address replaced by
 /// "[phone]" and "[email]": a question shown to people who need its words, not whom to call back
 /// (the content team's unanswered-questions view and its CSV).
@@ -572,6 +588,23 @@ pub fn no_such_page() -> Response {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_contact_is_a_mail_or_phone_link_and_nothing_else_is() {
+        assert_eq!(
+            super::contact_links("ana@example.org"),
+            "<a class=\"mail\" href=\"mailto:ana@example.org\">ana@example.org</a>"
+        );
+        assert_eq!(
+            super::contact_links("+34 600 111 222"),
+            "<a class=\"tel\" href=\"tel:+34600111222\">+34 600 111 222</a>"
+        );
+        assert_eq!(
+            super::contact_links("\"><script>@x.y"),
+            "<a class=\"mail\" href=\"mailto:&quot;&gt;&lt;script&gt;@x.y\">&quot;&gt;&lt;script&gt;@x.y</a>"
+        );
+        assert_eq!(super::contact_links("call me <b>"), "call me &lt;b&gt;");
+    }
+
     use super::*;
 
     #[test]

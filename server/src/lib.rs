@@ -306,6 +306,7 @@ fn staff_pages() -> Router<AppState> {
         .route("/patients/{packet}/pin", post(packet_reissue::new_pin))
         .route("/support", get(console::queue))
         .route("/support/tickets/{id}", get(console::ticket))
+        .route("/support/find", get(console::find))
         .route(
             "/account/password",
             get(account::password_form).post(account::change_password),

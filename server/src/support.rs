@@ -49,6 +49,11 @@ pub struct SupportEvent {
     pub reason: String,
     pub confidence: f64,
     pub at: String,
+    /// The asset's site time zone (IANA): consoles show times as the site lives them.
+    pub timezone: String,
+    /// When the ticket was opened, and since when the person has waited for an agent (RFC 3339).
+    pub opened_at: String,
+    pub waiting_since: String,
     /// The message (the person's question, or the agent's reply).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -99,6 +104,9 @@ impl SupportEvent {
             reason: ticket.reason.clone(),
             confidence: ticket.confidence,
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            timezone: ticket.timezone.clone(),
+            opened_at: ticket.created_at.clone(),
+            waiting_since: ticket.waiting_since.clone(),
             text: None,
             turn: None,
             answer: None,

@@ -25,6 +25,9 @@ pub struct TicketRecord {
     /// after an agent's reply), `closed`.
     pub status: String,
     pub created_at: String,
+    /// Since when the person has waited for an agent: the opening, or their first message after
+    /// an agent's reply (what the queue is sorted by).
+    pub waiting_since: String,
     pub updated_at: Option<String>,
     pub contact: Option<String>,
     pub closed_at: Option<String>,
@@ -81,7 +84,7 @@ pub enum CloseOutcome {
 }
 
 /// A ticket's queue is the one an agent moved it to (`tickets.queue_id`), else its asset's.
-const TICKET_COLUMNS: &str = "t.id, t.conversation_id, t.asset_id, a.name AS asset_name, COALESCE(t.queue_id, a.queue_id) AS queue_id, s.timezone, t.code, t.role, t.language, t.confidence, t.reason, t.status, t.created_at, t.updated_at, t.contact, t.closed_at, t.closed_by, t.assigned_to";
+const TICKET_COLUMNS: &str = "t.id, t.conversation_id, t.asset_id, a.name AS asset_name, COALESCE(t.queue_id, a.queue_id) AS queue_id, s.timezone, t.code, t.role, t.language, t.confidence, t.reason, t.status, t.created_at, COALESCE(t.waiting_since, t.created_at) AS waiting_since, t.updated_at, t.contact, t.closed_at, t.closed_by, t.assigned_to";
 
 impl Store {
     pub async fn ticket(&self, id: i64) -> Result<Option<TicketRecord>> {

@@ -47,6 +47,7 @@
       row.querySelector(".agent").textContent = agentText(e.assigned_to, "");
       // Its section changed (the person wrote again, an agent answered, it closed or reopened):
       // it goes where the queue's order puts it, last among its new section's rows.
+      waitedSince(row, e);
       if (moved) place(row, e.status);
       return;
     }
@@ -66,8 +67,50 @@
     cell(row, e.queue).className = "queue";
     cell(row, e.reason);
     cell(row, Math.round(e.confidence * 100) + "%");
-    cell(row, new Date(e.at).toLocaleString());
+    cell(row, siteTime(e.opened_at || e.at, e.timezone));
+    cell(row, "").className = "waited";
+    waitedSince(row, e);
     place(row, e.status);
+  }
+
+  // An instant as the site lives it ("2026-12-07 14:05 CET"), as the server draws it, so live rows
+  // and drawn ones read alike whatever zone the agent's own computer is in.
+  function siteTime(iso, zone) {
+    var d = new Date(iso);
+    try {
+      var p = {};
+      new Intl.DateTimeFormat("en-CA", {
+        timeZone: zone || undefined, year: "numeric", month: "2-digit", day: "2-digit",
+        hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "short"
+      }).formatToParts(d).forEach(function (part) { p[part.type] = part.value; });
+      return p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + " " + p.timeZoneName;
+    } catch (err) {
+      return d.toLocaleString();
+    }
+  }
+
+  // How long someone has waited, as the server says it; kept current every half minute.
+  function waitedText(since) {
+    var minutes = Math.max(0, Math.floor((Date.now() - new Date(since).getTime()) / 60000));
+    if (minutes === 0) return "under a minute";
+    if (minutes < 60) return minutes + " min";
+    if (minutes < 48 * 60) return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
+    return Math.floor(minutes / (24 * 60)) + " days";
+  }
+  function waitedSince(row, e) {
+    var td = row.querySelector(".waited");
+    if (!td) return;
+    var waiting = e.status === "open" || e.status === "waiting";
+    td.setAttribute("data-since", waiting ? (e.waiting_since || e.at) : "");
+    td.textContent = waiting ? waitedText(td.getAttribute("data-since")) : "";
+  }
+  if (!ticketId) {
+    window.setInterval(function () {
+      document.querySelectorAll("#tickets td.waited[data-since]").forEach(function (td) {
+        var since = td.getAttribute("data-since");
+        if (since) td.textContent = waitedText(since);
+      });
+    }, 30000);
   }
 
   // Tickets waiting for an agent come first, longest-waiting at the top, then the answered ones,
@@ -125,7 +168,7 @@
       if (e.reply <= shownReply) return;
       shownReply = e.reply;
     }
-    var when = new Date(e.at).toLocaleString();
+    var when = siteTime(e.at, root.getAttribute("data-timezone"));
     entry(who, (who === "person" ? "Person" : "Support (" + e.by + ")") + " · " + when, e.text);
     // What the assistant told the person meanwhile, so the agent does not repeat or contradict it.
     if (who === "person" && e.answer) entry("assistant", "Assistant · " + when, e.answer);

@@ -1657,6 +1657,50 @@ fn the_console_is_for_agents_and_bad_requests_get_clear_answers() {
         serde_json::json!({"code": PUMP_CODE, "message": "talk to a person"}),
     );
     let ticket = reply["ticket"]["id"].as_i64().unwrap();
+    // The number a person reads out on the phone opens their ticket from the queue page.
+    for typed in [
+        format!("{ticket}"),
+        format!("%23{ticket}"),
+        format!("+{ticket}+"),
+    ] {
+        let found = get(
+            &app.url(&format!("/support/find?ticket={typed}")),
+            &[("cookie", &agent)],
+        );
+        assert_eq!(found.status, 303, "{typed}");
+        assert_eq!(
+            found.header("location"),
+            Some(format!("/support/tickets/{ticket}").as_str())
+        );
+    }
+    for bad in ["abc", "", "-3", "0"] {
+        let refused = get(
+            &app.url(&format!("/support/find?ticket={bad}")),
+            &[("cookie", &agent)],
+        );
+        assert_eq!(refused.status, 400, "{bad}");
+        assert!(
+            refused.body.contains("is not a ticket number"),
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(get(&app.url("/support/find?ticket=1"), &[]).status, 303);
+    assert_eq!(
+        get(
+            &app.url("/support/find?ticket=1"),
+            &[("cookie", &technician)]
+        )
+        .status,
+        403
+    );
+    // The queue says how long the person has waited, and since when (for the page's script).
+    let row = queue_row(&app, &agent, ticket);
+    assert!(
+        row.contains("<td class=\"waited\" data-since=\"20")
+            && row.contains(">under a minute</td>"),
+        "{row}"
+    );
     let page = get(
         &app.url(&format!("/support/tickets/{ticket}")),
         &[("cookie", &agent)],
