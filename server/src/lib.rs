@@ -325,6 +325,10 @@ fn staff_pages() -> Router<AppState> {
             "/admin/webhooks/{queue}/send",
             post(webhooks_view::send_now),
         )
+        .route(
+            "/admin/webhooks/{queue}/retry",
+            post(webhooks_view::send_set_aside),
+        )
         .route_layer(axum::middleware::from_fn(return_to::remember_the_page))
 }
 

@@ -83,8 +83,15 @@ struct Due {
 
 /// A delivery `d` that is its queue's oldest undelivered one: only those go out (in order per
 /// queue), and only their times say when the deliverer has work.
-const QUEUE_HEAD: &str = "d.delivered_at IS NULL AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
-     WHERE e.queue_id = d.queue_id AND e.delivered_at IS NULL AND e.id < d.id)";
+/// One set aside (refused too often) is neither sent nor in the way.
+const QUEUE_HEAD: &str = "d.delivered_at IS NULL AND d.set_aside_at IS NULL
+     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+     WHERE e.queue_id = d.queue_id AND e.delivered_at IS NULL AND e.set_aside_at IS NULL AND e.id < d.id)";
+
+/// How many times a receiver may refuse one delivery (a 4xx but 408 and 429) before it is set
+/// aside: a refusal that repeats is about the payload, not the moment, and retrying it for ever
+/// would hold up every later event of the queue.
+pub const REFUSALS_BEFORE_SET_ASIDE: i64 = 5;
 
 fn stamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -152,7 +159,7 @@ impl Store {
                  WHERE id = (SELECT d.id FROM webhook_deliveries d
                              WHERE d.next_attempt_at <= ?2 AND {QUEUE_HEAD}
                              ORDER BY d.id LIMIT 1)
-                   AND delivered_at IS NULL AND next_attempt_at <= ?2
+                   AND delivered_at IS NULL AND set_aside_at IS NULL AND next_attempt_at <= ?2
                  RETURNING id, queue_id, event, payload, attempts"
         ))
         .bind(stamp(lease_end))
@@ -203,6 +210,20 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a delivery aside after its receiver refused it `REFUSALS_BEFORE_SET_ASIDE` times.
+    async fn delivery_set_aside(&self, id: i64, attempts: i64, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET attempts = ?, last_error = ?, set_aside_at = ? WHERE id = ?",
+        )
+        .bind(attempts)
+        .bind(error)
+        .bind(stamp(chrono::Utc::now()))
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     async fn delivery_failed(
         &self,
         id: i64,
@@ -228,6 +249,20 @@ impl Store {
 enum Outcome {
     Delivered,
     Failed(String),
+    /// The receiver answered and will not take it (a 4xx but 408 Request Timeout and 429 Too Many
+    /// Requests, which say "later"): worth a few more tries (a receiver being redeployed), not
+    /// for ever.
+    Refused(String),
+}
+
+/// What an answer with `status` (not 2xx) means for the delivery.
+fn not_taken(status: u16) -> Outcome {
+    let error = format!("receiver answered {status}");
+    if (400..500).contains(&status) && status != 408 && status != 429 {
+        Outcome::Refused(error)
+    } else {
+        Outcome::Failed(error)
+    }
 }
 
 /// POSTs one delivery; blocking (ureq), so it runs on the blocking pool.
@@ -248,10 +283,8 @@ fn attempt(url: &str, secret: &str, id: i64, event: &str, payload: &str) -> Outc
         .send_string(payload);
     match sent {
         Ok(response) if (200..300).contains(&response.status()) => Outcome::Delivered,
-        Ok(response) => Outcome::Failed(format!("receiver answered {}", response.status())),
-        Err(ureq::Error::Status(status, _)) => {
-            Outcome::Failed(format!("receiver answered {status}"))
-        }
+        Ok(response) => not_taken(response.status()),
+        Err(ureq::Error::Status(status, _)) => not_taken(status),
         // Only the kind of failure: ureq's message starts with the URL, and a webhook URL often
         // carries its receiver's secret (it is logged and stored with the delivery).
         Err(e) => Outcome::Failed(format!("could not reach the receiver: {}", e.kind())),
@@ -294,7 +327,11 @@ async fn record(store: &Store, backoff: Backoff, due: Due, outcome: Outcome) -> 
     let attempts = due.attempts + 1;
     match outcome {
         Outcome::Delivered => store.delivery_done(due.id, attempts).await,
-        Outcome::Failed(error) => {
+        Outcome::Refused(error) if attempts >= REFUSALS_BEFORE_SET_ASIDE => {
+            tracing::error!(delivery = due.id, attempts, %error, "the webhook receiver refused a delivery every time; set aside, the queue's later events go on");
+            store.delivery_set_aside(due.id, attempts, &error).await
+        }
+        Outcome::Failed(error) | Outcome::Refused(error) => {
             let wait = backoff.after(u32::try_from(attempts).unwrap_or(u32::MAX));
             tracing::warn!(delivery = due.id, attempts, %error, ?wait, "webhook delivery failed; will retry");
             store.delivery_failed(due.id, attempts, wait, &error).await

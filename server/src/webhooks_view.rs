@@ -23,6 +23,8 @@ pub struct QueueWebhook {
     /// still wait.
     pub webhook_url: Option<String>,
     pub waiting: i64,
+    /// Events the receiver refused too often, set aside (`webhook::REFUSALS_BEFORE_SET_ASIDE`).
+    pub set_aside: i64,
     /// When the oldest waiting event happened (RFC 3339 UTC).
     pub oldest_waiting: Option<String>,
     pub next_attempt: Option<String>,
@@ -70,12 +72,13 @@ impl Store {
         let day_ago = crate::store::stored_time(now - chrono::Duration::days(1));
         Ok(sqlx::query_as(
             "SELECT q.id AS queue_id, q.name AS queue_name, q.webhook_url,
-                    COUNT(d.id) FILTER (WHERE d.delivered_at IS NULL) AS waiting,
-                    MIN(d.created_at) FILTER (WHERE d.delivered_at IS NULL) AS oldest_waiting,
+                    COUNT(d.id) FILTER (WHERE d.delivered_at IS NULL AND d.set_aside_at IS NULL) AS waiting,
+                    COUNT(d.id) FILTER (WHERE d.delivered_at IS NULL AND d.set_aside_at IS NOT NULL) AS set_aside,
+                    MIN(d.created_at) FILTER (WHERE d.delivered_at IS NULL AND d.set_aside_at IS NULL) AS oldest_waiting,
                     (SELECT h.next_attempt_at FROM webhook_deliveries h
-                     WHERE h.queue_id = q.id AND h.delivered_at IS NULL
+                     WHERE h.queue_id = q.id AND h.delivered_at IS NULL AND h.set_aside_at IS NULL
                      ORDER BY h.id LIMIT 1) AS next_attempt,
-                    MAX(d.attempts) FILTER (WHERE d.delivered_at IS NULL) AS most_attempts,
+                    MAX(d.attempts) FILTER (WHERE d.delivered_at IS NULL AND d.set_aside_at IS NULL) AS most_attempts,
                     (SELECT e.last_error FROM webhook_deliveries e
                      WHERE e.queue_id = q.id AND e.delivered_at IS NULL AND e.last_error IS NOT NULL
                      ORDER BY e.id DESC LIMIT 1) AS last_error,
@@ -83,7 +86,7 @@ impl Store {
                     MAX(d.delivered_at) AS last_delivered
              FROM queues q LEFT JOIN webhook_deliveries d ON d.queue_id = q.id
              GROUP BY q.id
-             HAVING q.webhook_url IS NOT NULL OR waiting > 0
+             HAVING q.webhook_url IS NOT NULL OR waiting > 0 OR set_aside > 0
              ORDER BY q.name",
         )
         .bind(day_ago)
@@ -109,6 +112,25 @@ impl Store {
         .bind(crate::store::stored_time(now))
         .bind(queue)
         .bind(crate::store::stored_time(lease_end))
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
+    /// Puts the deliveries of `queue` that were set aside back in line, due at `now`, with their
+    /// count of refusals started again (the receiver was fixed); how many. They are older than
+    /// what waits, so they go out first, in order.
+    pub async fn send_set_aside_again(
+        &self,
+        queue: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE webhook_deliveries SET set_aside_at = NULL, attempts = 0, next_attempt_at = ?1
+             WHERE queue_id = ?2 AND delivered_at IS NULL AND set_aside_at IS NOT NULL",
+        )
+        .bind(crate::store::stored_time(now))
+        .bind(queue)
         .execute(self.pool())
         .await?
         .rows_affected())
@@ -178,6 +200,35 @@ pub async fn send_now(
         .send_waiting_now(&queue, chrono::Utc::now())
         .await?;
     if due > 0 {
+        app.support.webhook_wake.notify_one();
+    }
+    Ok(Redirect::to("/admin/webhooks").into_response())
+}
+
+/// `POST /admin/webhooks/{queue}/retry`: the events the receiver refused too often go back in line
+/// (it was fixed), first, in order; then the page again.
+pub async fn send_set_aside(
+    State(app): State<AppState>,
+    crate::http::PathSegment(queue): crate::http::PathSegment,
+    headers: HeaderMap,
+    crate::http::LenientForm(form): crate::http::LenientForm<CsrfForm>,
+) -> std::result::Result<Response, AppError> {
+    let me = match require_admin(&app, &headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(refused),
+    };
+    if !crate::auth::tokens_match(&me.csrf, &form.csrf) {
+        return forbidden("This form expired. Reload the page and try again.");
+    }
+    if app.store.queue(&queue).await?.is_none() {
+        return Ok((StatusCode::NOT_FOUND, "There is no such support queue.").into_response());
+    }
+    if app
+        .store
+        .send_set_aside_again(&queue, chrono::Utc::now())
+        .await?
+        > 0
+    {
         app.support.webhook_wake.notify_one();
     }
     Ok(Redirect::to("/admin/webhooks").into_response())

@@ -1790,6 +1790,15 @@ struct Receiver {
 }
 
 fn receiver_on(listener: std::net::TcpListener, fail_first: usize) -> Receiver {
+    receiver_answering(listener, move |n, _| if n < fail_first { 500 } else { 200 })
+}
+
+/// A webhook receiver on loopback that answers request `n` (counted from 0) with the status
+/// `answer(n, its headers)` gives, and records every request as `receiver_on` does.
+fn receiver_answering(
+    listener: std::net::TcpListener,
+    answer: impl Fn(usize, &Headers) -> u16 + Send + 'static,
+) -> Receiver {
     let url = format!("http://{}/hooks/scanaid", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -1816,7 +1825,7 @@ fn receiver_on(listener: std::net::TcpListener, fail_first: usize) -> Receiver {
                 .unwrap_or(0);
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            let status = if n < fail_first { 500 } else { 200 };
+            let status = answer(n, &headers);
             let _ = write!(
                 stream,
                 "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -1859,6 +1868,118 @@ fn webhook_on_pumps_queue(app: &TestApp, url: &str, secret: &str) -> String {
         .block_on(async move { store.set_queue_webhook(&q, Some(&url), Some(&secret)).await })
         .unwrap());
     queue
+}
+
+/// A receiver that will not take one kind of event (it answers 422 every time) must not hold up
+/// the queue's later events for ever: after five refusals it is set aside, the next events go out,
+/// and an administrator sends it again from the webhooks page once the receiver takes it.
+#[test]
+fn a_delivery_the_receiver_keeps_refusing_is_set_aside_and_later_events_go_out() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let app = spawn_app_with(ServerConfig {
+        webhook_backoff: scanaid_server::webhook::Backoff {
+            first: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+        },
+        ..ServerConfig::default()
+    });
+    let refusing = Arc::new(AtomicBool::new(true));
+    let refuses = refusing.clone();
+    let receiver = receiver_answering(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        move |_, headers| {
+            if header(headers, "x-scanaid-event") == "ticket.opened"
+                && refuses.load(Ordering::SeqCst)
+            {
+                422
+            } else {
+                200
+            }
+        },
+    );
+    let queue = webhook_on_pumps_queue(&app, &receiver.url, "shared-secret");
+    let (_, opened) = ask(
+        &app,
+        serde_json::json!({"code": PUMP_CODE, "message": "please, a person"}),
+    );
+    let conversation = opened["conversation"].as_str().unwrap().to_string();
+    ask(
+        &app,
+        serde_json::json!({"conversation": conversation, "message": "the door light blinks"}),
+    );
+    // Five refusals of the opening, then the message goes out behind it.
+    let mut refusals = 0;
+    loop {
+        let (headers, _, status) = receiver.requests.recv_timeout(WAIT).expect("a delivery");
+        let event = header(&headers, "x-scanaid-event").to_string();
+        if status == 422 {
+            assert_eq!(event, "ticket.opened");
+            refusals += 1;
+            continue;
+        }
+        assert_eq!(event, "ticket.message", "the next event went out");
+        break;
+    }
+    assert_eq!(refusals, 5);
+    // Recorded once the attempt's outcome is stored (a moment after the receiver answered).
+    let deadline = std::time::Instant::now() + WAIT;
+    while app.rows("SELECT COUNT(*) FROM webhook_deliveries WHERE delivered_at IS NOT NULL")[0][0]
+        != "1"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not recorded as delivered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rows = app.rows(
+        "SELECT event, attempts, set_aside_at IS NOT NULL, delivered_at IS NOT NULL, COALESCE(last_error, '')
+         FROM webhook_deliveries ORDER BY id",
+    );
+    assert_eq!(
+        rows[0],
+        vec!["ticket.opened", "5", "1", "0", "receiver answered 422"]
+    );
+    assert_eq!(rows[1][..4], ["ticket.message", "1", "0", "1"]);
+    // The webhooks page says so, and sends it again once the receiver takes it.
+    let admin = staff_cookie(&app, "admin-w", Role::Admin);
+    let page = get(&app.url("/admin/webhooks"), &[("cookie", &admin)]);
+    let row = between(&page.body, &format!("<tr id=\"webhook-{queue}\">"), "</tr>");
+    assert!(row.contains("<td class=\"waiting\">0</td>"), "{row}");
+    assert!(row.contains("<td class=\"set-aside\">1<form"), "{row}");
+    refusing.store(false, Ordering::SeqCst);
+    let again = post_form(
+        &app.url(&format!("/admin/webhooks/{queue}/retry")),
+        &[("cookie", &admin)],
+        &[("csrf", &page.hidden("csrf").unwrap())],
+    );
+    assert_eq!(again.status, 303, "{}", again.body);
+    let (headers, _, status) = receiver.requests.recv_timeout(WAIT).expect("sent again");
+    assert_eq!(
+        (header(&headers, "x-scanaid-event"), status),
+        ("ticket.opened", 200)
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while app.rows("SELECT COUNT(*) FROM webhook_deliveries WHERE delivered_at IS NULL")[0][0]
+        != "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not recorded as delivered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A forged form changes nothing.
+    assert_eq!(
+        post_form(
+            &app.url(&format!("/admin/webhooks/{queue}/retry")),
+            &[("cookie", &admin)],
+            &[("csrf", "forged")],
+        )
+        .status,
+        403
+    );
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
