@@ -98,6 +98,11 @@ pub struct ManualBody {
     /// publish over a newer text is refused (409) instead of undoing it.
     #[serde(default)]
     pub base: Option<String>,
+    /// Replace an existing manual without naming the version replaced (audited as such): a
+    /// pipeline that owns the text outright. Without it, a `PUT` over an existing manual needs
+    /// `base`, so a sync never silently undoes an editor's change.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `POST /api/content/manuals/{id}/check`: every problem with its line, and the chunks.
@@ -134,6 +139,9 @@ struct Submitted {
     checked: scanaid_indexer::validate::Checked,
     findings: Vec<scanaid_indexer::validate::Finding>,
     file: Option<std::path::PathBuf>,
+    /// The text would replace a manual's file (not make a new one).
+    replaces: bool,
+    force: bool,
 }
 
 /// Authorises the call, reads the body and checks the manual as `id`; or the response to send.
@@ -157,9 +165,12 @@ async fn submitted(
     let text = body.markdown.replace("\r\n", "\n");
     let (checked, findings, file) = check_against_corpus(app, &dir, id, &text).await?;
     let findings = with_id_check(&checked, findings, id);
+    let replaces = file.as_ref().is_some_and(|f| dir.join(f).exists());
     Ok(Ok(Submitted {
         actor,
         text,
+        replaces,
+        force: body.force,
         base: body.base,
         checked,
         findings,
@@ -205,6 +216,8 @@ pub async fn publish(
         checked,
         findings,
         file,
+        replaces,
+        force,
     } = match submitted(&app, &headers, &id, body).await? {
         Ok(s) => s,
         Err(r) => return Ok(r),
@@ -229,6 +242,24 @@ pub async fn publish(
         )
             .into_response());
     };
+    let base = base.filter(|b| !b.is_empty());
+    if replaces && base.is_none() {
+        if !force {
+            return Ok(error(
+                StatusCode::PRECONDITION_REQUIRED,
+                "say which text this replaces: send \"base\" (the manual's \"version\" from GET /api/content/manuals), or \"force\": true to replace whatever is there now; nothing changed",
+            ));
+        }
+        app.store
+            .content_audit(
+                &actor,
+                "publish.forced",
+                Some(&id),
+                Some(&manual.meta.revision),
+                "replaced the text without naming the version it replaces",
+            )
+            .await?;
+    }
     let started = content::publish(
         &app,
         &manual.meta.id,

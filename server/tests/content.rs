@@ -1216,6 +1216,25 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
         original
     );
 
+    // Replacing a manual without saying which text it replaces is refused (it could undo an
+    // editor's change), unless the pipeline says it owns the text outright.
+    let (status, unnamed, _) = api(
+        &app,
+        "PUT",
+        "/api/content/manuals/vp300-service",
+        token,
+        Some(&serde_json::json!({"markdown": edited(&original)})),
+    );
+    assert_eq!(status, 428, "{unnamed}");
+    assert!(
+        unnamed["error"].as_str().unwrap().contains("\"base\""),
+        "{unnamed}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap(),
+        original
+    );
+
     // A pipeline that says which version its text was made from is refused over a newer one.
     let version = list["manuals"]
         .as_array()
@@ -1361,6 +1380,31 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
     let (status, rolled, _) = api(&app, "POST", &format!("{url}/rollback"), token, None);
     assert_eq!(status, 200, "{rolled}");
     assert_eq!(std::fs::read_to_string(&gone).unwrap(), kept);
+
+    // A pipeline that owns the text replaces it without a base when it says so; that is audited.
+    let (status, forced, _) = api(
+        &app,
+        "PUT",
+        "/api/content/manuals/vp300-service",
+        token,
+        Some(&serde_json::json!({"markdown": edited(&original), "force": true})),
+    );
+    assert_eq!(status, 202, "{forced}");
+    let url = forced["url"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, job, _) = api(&app, "GET", &url, token, None);
+        if job["status"] != "running" {
+            assert_eq!(job["status"], "promoted", "{job}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        app.rows("SELECT COUNT(*) FROM content_audit WHERE action = 'publish.forced' AND manual_id = 'vp300-service'")[0][0],
+        "1"
+    );
 
     // The audit trail names the pipeline; a revoked token is refused.
     let actors = app.rows("SELECT DISTINCT actor FROM content_audit");
