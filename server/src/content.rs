@@ -343,7 +343,11 @@ pub async fn publish(
         Err(refused) => return Ok(Err(refused)),
     };
     let path = manuals_dir.join(file);
-    let previous = std::fs::read_to_string(&path).ok();
+    // Read as text even when it is not UTF-8 (a broken file being fixed): its version is the one
+    // the editor showed, and the revision keeps what could be read of it.
+    let previous = std::fs::read(&path)
+        .ok()
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
     if let Some(refused) = changed_since(app, file, previous.as_deref(), base).await? {
         return Ok(Err(refused));
     }

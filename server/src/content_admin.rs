@@ -67,7 +67,11 @@ pub(crate) fn page(status: StatusCode, html: String) -> Response {
 }
 
 /// The manuals folder's files by manual id: (path relative to the folder, revision, title, meta).
-pub(crate) fn manual_files(dir: &Path) -> (Vec<scanaid_indexer::manual::Manual>, Vec<String>) {
+/// The folder's usable manuals, and its files that are not usable manuals as (why, the file
+/// relative to the folder; empty when the folder itself could not be read).
+pub(crate) fn manual_files(
+    dir: &Path,
+) -> (Vec<scanaid_indexer::manual::Manual>, Vec<(String, String)>) {
     match scanaid_indexer::manual::load_manuals(dir) {
         // Paths as editors know them: relative to the manuals folder.
         Ok((manuals, problems)) => (
@@ -75,15 +79,21 @@ pub(crate) fn manual_files(dir: &Path) -> (Vec<scanaid_indexer::manual::Manual>,
             problems
                 .iter()
                 .map(|p| {
-                    p.to_string()
-                        .replace(&format!("{}/", dir.display()), "")
-                        .replace(&dir.display().to_string(), "the manuals folder")
+                    (
+                        p.to_string()
+                            .replace(&format!("{}/", dir.display()), "")
+                            .replace(&dir.display().to_string(), "the manuals folder"),
+                        relative(dir, &p.path).display().to_string(),
+                    )
                 })
                 .collect(),
         ),
         Err(e) => (
             Vec::new(),
-            vec![format!("the manuals folder: {e}").replace(&dir.display().to_string(), "")],
+            vec![(
+                format!("the manuals folder: {e}").replace(&dir.display().to_string(), ""),
+                String::new(),
+            )],
         ),
     }
 }
@@ -176,6 +186,66 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
     Ok(page(StatusCode::OK, html))
 }
 
+/// Whether `file` (relative to `dir`) is one of the folder's files that are not usable manuals:
+/// the only files the editor opens and writes by name.
+fn is_unusable_file(dir: &Path, file: &str) -> bool {
+    let (_, broken) = manual_files(dir);
+    broken.iter().any(|(_, f)| !f.is_empty() && f == file)
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct OpenFileQuery {
+    #[serde(default)]
+    pub path: String,
+}
+
+/// `GET /admin/files/open?path=FILE`: a file of the manuals folder that is not a usable manual
+/// (its front matter does not parse, its id is another file's, it is not UTF-8: the manuals list
+/// names each with why) in the editor, to be fixed and published back to the same file, through
+/// the usual checks and gate. Only such files: any other path is not found.
+pub async fn open_broken(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    crate::http::LenientQuery(query): crate::http::LenientQuery<OpenFileQuery>,
+) -> Result<Response, AppError> {
+    let me = match require_editor(&app, &headers).await? {
+        Ok(me) => me,
+        Err(r) => return Ok(r),
+    };
+    let Some(dir) = app.config.demo_manuals.clone() else {
+        return crate::account::forbidden("This server was started without a manuals folder.");
+    };
+    let file = query.path.trim().to_string();
+    if !is_unusable_file(&dir, &file) {
+        return message(
+            StatusCode::NOT_FOUND,
+            "No such file to fix",
+            &format!("{file:?} is not one of the files the manuals list names as not usable."),
+            "/admin/manuals",
+        );
+    }
+    let path = dir.join(&file);
+    let bytes = std::fs::read(&path).map_err(|source| crate::ServerError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    // Not UTF-8: shown with what could not be read as U+FFFD, which the checks point out by line.
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let base = content::text_version(&text);
+    editor(
+        &app,
+        &me,
+        StatusCode::OK,
+        "",
+        &base,
+        &text,
+        None,
+        format!("{file} is not a usable manual (the list says why). Fix it here and publish it: it is written back to {file}, through the usual checks."),
+        &file,
+    )
+    .await
+}
+
 /// `GET /admin/manuals/new`: an empty manual to start from.
 pub async fn new_manual(
     State(app): State<AppState>,
@@ -197,6 +267,7 @@ pub async fn new_manual(
         template,
         None,
         String::new(),
+        "",
     )
     .await
 }
@@ -229,6 +300,7 @@ pub async fn edit(
         &text,
         None,
         String::new(),
+        "",
     )
     .await
 }
@@ -248,6 +320,10 @@ pub struct EditForm {
     /// `content::text_version` of the file as the editor opened it (empty for a new manual).
     #[serde(default)]
     pub base: String,
+    /// A file that was not a usable manual, being fixed (relative to the folder): the text goes
+    /// back to it (`open_broken`).
+    #[serde(default)]
+    pub file: String,
 }
 
 /// `POST /admin/manuals`: checks the text; with `action=publish` and no problem, publishes it.
@@ -266,7 +342,23 @@ pub async fn save(
     // Browsers send CRLF from a textarea; files keep LF.
     let text = form.markdown.replace("\r\n", "\n");
     let original = form.original.trim().to_string();
+    let fixing = form.file.trim().to_string();
+    if !fixing.is_empty() && !is_unusable_file(&dir, &fixing) {
+        return message(
+            StatusCode::CONFLICT,
+            "Not published",
+            &format!("{fixing} is not a file to fix any more (someone fixed or removed it meanwhile, or it never was one). Nothing changed; the manuals list shows what needs fixing now."),
+            "/admin/manuals",
+        );
+    }
     let (checked, mut findings, file) = check_against_corpus(&app, &dir, &original, &text).await?;
+    // A fixed file keeps its place: the text goes back where it was.
+    let file = if fixing.is_empty() {
+        file
+    } else {
+        findings.retain(|f| !f.message.starts_with("the file "));
+        file.map(|_| PathBuf::from(&fixing))
+    };
     if form.action != "publish" {
         return editor(
             &app,
@@ -277,6 +369,7 @@ pub async fn save(
             &text,
             Some((&checked, findings)),
             String::new(),
+            &fixing,
         )
         .await;
     }
@@ -301,6 +394,7 @@ pub async fn save(
             &text,
             Some((&checked, findings)),
             message,
+            &fixing,
         )
         .await;
     };
@@ -328,6 +422,7 @@ pub async fn save(
                 &text,
                 Some((&checked, findings)),
                 format!("Not published: {reason}."),
+                &fixing,
             )
             .await
         }
@@ -511,6 +606,7 @@ pub(crate) async fn editor(
     text: &str,
     checked: Option<(&Checked, Vec<scanaid_indexer::validate::Finding>)>,
     message: String,
+    fixing: &str,
 ) -> Result<Response, AppError> {
     let reach = match checked.as_ref().and_then(|(c, _)| c.manual.as_ref()) {
         Some(manual) => reach_of(app, &manual.meta.id, &manual.meta.models).await?,
@@ -545,6 +641,7 @@ pub(crate) async fn editor(
         csrf: me.csrf.clone(),
         me: crate::views::Me::of(me),
         original: original.to_string(),
+        fixing: fixing.to_string(),
         base: base.to_string(),
         markdown: text.to_string(),
         was_checked,
@@ -695,7 +792,7 @@ pub async fn job_text(
         &base,
         &markdown,
         None,
-        format!("The text job {id} tried to publish, back in the editor: it is not published. Fix it and publish again."),
+        format!("The text job {id} tried to publish, back in the editor: it is not published. Fix it and publish again."), "",
     )
     .await
 }

@@ -85,7 +85,7 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
     Ok(Json(json!({
         "generation": index.generation,
         "manuals": rows,
-        "broken": broken,
+        "broken": broken.iter().map(|(why, _)| why).collect::<Vec<_>>(),
     }))
     .into_response())
 }

@@ -320,6 +320,7 @@ fn staff_pages() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(MAX_MANUAL_FORM_BYTES)),
         )
         .route("/admin/codes/{label}", get(admin::label))
+        .route("/admin/files/open", get(content_admin::open_broken))
         .route("/admin/webhooks", get(webhooks_view::page))
         .route(
             "/admin/webhooks/{queue}/send",

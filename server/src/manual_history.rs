@@ -384,7 +384,7 @@ pub async fn open(
         None,
         format!(
             "{which}, back in the editor: it is not published. Check it and publish it to serve it again; the quality checks apply as to any publish."
-        ),
+        ), "",
     )
     .await
 }

@@ -263,8 +263,9 @@ pub struct ManualsPage {
     pub indexed_at: String,
     pub model: String,
     pub manuals: Vec<ManualRow>,
-    /// Files in the folder that are not usable manuals, with why.
-    pub broken: Vec<String>,
+    /// Files in the folder that are not usable manuals: (why, the file relative to the folder, to
+    /// open it and fix it; empty when the problem is the folder itself).
+    pub broken: Vec<(String, String)>,
     pub jobs: Vec<crate::content::Job>,
     pub audit: Vec<crate::content::AuditEntry>,
     /// Manuals deleted and not restored: (id, deleted by, at), each with its history.
@@ -292,6 +293,9 @@ pub struct ManualEditPage {
     pub csrf: String,
     pub me: crate::views::Me,
     pub original: String,
+    /// A file of the folder that is not a usable manual, opened to be fixed (relative to the
+    /// folder; empty otherwise): publishing writes there.
+    pub fixing: String,
     /// The version of the text the editor started from (`content::text_version`).
     pub base: String,
     pub markdown: String,

@@ -1903,6 +1903,82 @@ fn a_publish_does_not_touch_the_folder_while_another_build_runs() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), edited(&original));
 }
 
+/// A file that is not a usable manual (its front matter broken on disk, say by a sync) is opened
+/// from the manuals list in the editor, fixed and published back to the same file, through the
+/// usual checks: editors need no shell to unblock a folder whose broken manual stops every publish.
+#[test]
+fn an_editor_fixes_a_broken_manual_file_from_the_list() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor-f", Role::Editor);
+    let technician = staff_cookie(&app, "tech-f", Role::Technician);
+    let file = "equipment/rsc37-instruction.md";
+    let path = manuals.path().join(file);
+    let good = std::fs::read_to_string(&path).unwrap();
+    let broken = "+++\nid = \"rsc37-instruction\"\ntitle = \n+++\n# Broken\n";
+    std::fs::write(&path, broken).unwrap();
+
+    let list = get(&app.url("/admin/manuals"), &[("cookie", &editor)]);
+    assert!(list.body.contains("id=\"broken-files\""), "{}", list.body);
+    assert!(
+        list.body.contains(&format!(
+            "<input type=\"hidden\" name=\"path\" value=\"{file}\">"
+        )),
+        "{}",
+        list.body
+    );
+    let open_url = app.url(&format!("/admin/files/open?path={file}"));
+    assert_eq!(get(&open_url, &[("cookie", &technician)]).status, 403);
+    // Only the files the list names: not a usable manual's, not a path outside the folder.
+    for other in [
+        "equipment/vp300-service.md",
+        "../../etc/passwd",
+        "no-such-file.md",
+    ] {
+        let refused = get(
+            &app.url(&format!("/admin/files/open?path={other}")),
+            &[("cookie", &editor)],
+        );
+        assert_eq!(refused.status, 404, "{other}");
+    }
+    let opened = get(&open_url, &[("cookie", &editor)]);
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    assert_eq!(opened.hidden("file").as_deref(), Some(file));
+    assert!(opened.body.contains("Fix equipment/rsc37-instruction.md"));
+    assert!(opened.body.contains("# Broken"), "{}", opened.body);
+    let publish = |markdown: &str, file: &str| {
+        post_form(
+            &app.url("/admin/manuals"),
+            &[("cookie", &editor)],
+            &[
+                ("csrf", &opened.hidden("csrf").unwrap()),
+                ("original", ""),
+                ("file", file),
+                ("base", &opened.hidden("base").unwrap()),
+                ("markdown", markdown),
+                ("action", "publish"),
+            ],
+        )
+    };
+    // Still broken: refused with the problem, the file as it was.
+    let refused = publish(broken, file);
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.hidden("file").as_deref(), Some(file));
+    // A forged file name is not written.
+    let forged = publish(&good, "equipment/vp300-service.md");
+    assert_eq!(forged.status, 409, "{}", forged.body);
+    // Fixed: published back to the same file.
+    let fixed = publish(&good, file);
+    assert_eq!(fixed.status, 303, "{}", fixed.body);
+    assert_eq!(
+        wait_for_job(&app, &editor, &job_of(&fixed))["status"],
+        "promoted"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), good);
+    assert!(!manuals.path().join("rsc37-instruction.md").exists());
+    let list = get(&app.url("/admin/manuals"), &[("cookie", &editor)]);
+    assert!(!list.body.contains("id=\"broken-files\""), "{}", list.body);
+}
+
 /// A file's path used again after its manual was deleted starts a new life: the history of the
 /// manual that had it shows its own changes and its rename, not what the path holds later.
 #[test]
