@@ -612,6 +612,19 @@ pub(crate) async fn editor(
         Some(manual) => reach_of(app, &manual.meta.id, &manual.meta.models).await?,
         None => String::new(),
     };
+    // Rendered as the manual's page renders the served index: the same code, on these chunks.
+    let preview = match checked.as_ref() {
+        Some((c, _)) if c.manual.is_some() => crate::pages::sections_of(&c.chunks)
+            .into_iter()
+            .map(|s| crate::views::PreviewSection {
+                title: s.heading_path.last().cloned().unwrap_or_default(),
+                anchor: s.anchor,
+                audiences: s.audiences.join(", "),
+                html: s.html,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let (was_checked, clean, findings, chunks) = match checked {
         None => (false, false, Vec::new(), Vec::new()),
         Some((c, findings)) => (
@@ -642,6 +655,7 @@ pub(crate) async fn editor(
         me: crate::views::Me::of(me),
         original: original.to_string(),
         fixing: fixing.to_string(),
+        preview,
         base: base.to_string(),
         markdown: text.to_string(),
         was_checked,

@@ -496,30 +496,61 @@ pub fn manual_sections(
     manual_id: &str,
     role: Role,
 ) -> Vec<(Vec<String>, String, String)> {
-    let mut out: Vec<(Vec<String>, String, String)> = Vec::new();
+    sections_of(
+        index.chunks().iter().filter(|c| {
+            c.manual_id == manual_id && c.owner.is_none() && role.may_read(&c.audiences)
+        }),
+    )
+    .into_iter()
+    .map(|s| (s.heading_path, s.anchor, s.html))
+    .collect()
+}
+
+/// One section of a manual as its page shows it.
+pub struct RenderedSection {
+    pub heading_path: Vec<String>,
+    pub anchor: String,
+    /// Who may read it (its chunks' audiences).
+    pub audiences: Vec<String>,
+    pub html: String,
+}
+
+/// A manual's chunks, in order, grouped back into their sections and rendered: what `/m/{id}`
+/// shows of the served index, and the editor's preview shows of a text not yet published (the same
+/// code, so the preview is what readers will get).
+pub fn sections_of<'a>(chunks: impl IntoIterator<Item = &'a Chunk>) -> Vec<RenderedSection> {
+    let mut out: Vec<RenderedSection> = Vec::new();
     let mut markdown = String::new();
-    let mut current: Option<(Vec<String>, String)> = None;
-    let flush =
-        |current: &Option<(Vec<String>, String)>, markdown: &mut String, out: &mut Vec<_>| {
-            if let Some((path, anchor)) = current {
-                out.push((path.clone(), anchor.clone(), markdown_to_html(markdown)));
-            }
-            markdown.clear();
-        };
-    for chunk in index
-        .chunks()
-        .iter()
-        .filter(|c| c.manual_id == manual_id && c.owner.is_none() && role.may_read(&c.audiences))
-    {
-        let key = (chunk.heading_path.clone(), chunk.anchor.clone());
-        if current.as_ref() != Some(&key) {
-            flush(&current, &mut markdown, &mut out);
-            current = Some(key);
+    let mut current: Option<(Vec<String>, String, Vec<String>)> = None;
+    let flush = |current: &mut Option<(Vec<String>, String, Vec<String>)>,
+                 markdown: &mut String,
+                 out: &mut Vec<RenderedSection>| {
+        if let Some((heading_path, anchor, audiences)) = current.take() {
+            out.push(RenderedSection {
+                heading_path,
+                anchor,
+                audiences,
+                html: markdown_to_html(markdown),
+            });
+        }
+        markdown.clear();
+    };
+    for chunk in chunks {
+        let same = current.as_ref().is_some_and(|(path, anchor, _)| {
+            *path == chunk.heading_path && *anchor == chunk.anchor
+        });
+        if !same {
+            flush(&mut current, &mut markdown, &mut out);
+            current = Some((
+                chunk.heading_path.clone(),
+                chunk.anchor.clone(),
+                chunk.audiences.clone(),
+            ));
         }
         markdown.push_str(&chunk.text);
         markdown.push_str("\n\n");
     }
-    flush(&current, &mut markdown, &mut out);
+    flush(&mut current, &mut markdown, &mut out);
     out
 }
 

@@ -306,6 +306,17 @@ pub struct ManualEditPage {
     pub message: String,
     /// After a check: which machines' pages and chats will include the manual (or that none will).
     pub reach: String,
+    /// After a check: the text's sections rendered as its page will show them, each with who may
+    /// read it.
+    pub preview: Vec<PreviewSection>,
+}
+
+/// A section of the editor's preview.
+pub struct PreviewSection {
+    pub title: String,
+    pub anchor: String,
+    pub audiences: String,
+    pub html: String,
 }
 
 #[derive(Template)]

@@ -558,6 +558,30 @@ fn a_manual_published_for_a_model_reaches_that_models_machines_without_a_registr
         )
     };
     let checked = check(text);
+    // The check shows the text as its page will: rendered, section by section, with who reads it.
+    let preview = between(&checked.body, "id=\"preview\">", "</section>\n  </section>").to_string();
+    assert!(
+        preview.contains("<h3>Attaching the pole clamp</h3><p class=\"meta\">For: operator</p><p>Tighten the clamp knob"),
+        "{}",
+        checked.body
+    );
+    // What a manual must never put on a page stays text in the preview too.
+    let scripted = check(&text.replace(
+        "then pull on the pump",
+        "then <script>alert(1)</script> pull on the pump",
+    ));
+    assert!(
+        scripted
+            .body
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        scripted.body
+    );
+    assert!(
+        !scripted.body.contains("<script>alert(1)"),
+        "{}",
+        scripted.body
+    );
     let reach = between(&checked.body, "id=\"reach\" role=\"status\">", "</p>").to_string();
     assert!(
         reach.starts_with("Readers will find it on the page and in the chat of")
