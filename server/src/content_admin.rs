@@ -413,20 +413,71 @@ pub async fn save(
         Ok(job) => Ok(Redirect::to(&format!("/admin/jobs/{job}")).into_response()),
         Err(content::Refused(reason)) => {
             findings.clear();
-            editor(
+            let conflict = changed_meanwhile(&app, &dir, &file, &form.base, &text).await?;
+            editor_with(
                 &app,
                 &me,
                 StatusCode::CONFLICT,
-                &original,
-                &form.base,
-                &text,
+                (&original, &form.base, &text),
                 Some((&checked, findings)),
                 format!("Not published: {reason}."),
                 &fixing,
+                conflict,
             )
             .await
         }
     }
+}
+
+/// When the file changed since the editor opened it (its version is no longer `base`): what changed
+/// meanwhile (from the text the editor started from, when a published revision still holds it) and
+/// the editor's `text` against the file now, so the editor can bring their change into the new
+/// text instead of retyping it. Empty when the file did not change (another reason refused it).
+async fn changed_meanwhile(
+    app: &AppState,
+    dir: &Path,
+    file: &Path,
+    base: &str,
+    text: &str,
+) -> Result<Vec<(String, crate::text_diff::LineDiff, String)>, AppError> {
+    let now = std::fs::read(dir.join(file))
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    if base.is_empty() || content::text_version(&now) == base {
+        return Ok(Vec::new());
+    }
+    // The text the editor started from, if the site published it (texts of the same file, newest first).
+    let texts: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT markdown, previous_markdown FROM manual_revisions WHERE file = ? ORDER BY id DESC LIMIT 50",
+    )
+    .bind(file.to_string_lossy().as_ref())
+    .fetch_all(app.store.pool())
+    .await
+    .map_err(crate::ServerError::from)?;
+    let started_from = texts
+        .into_iter()
+        .flat_map(|(after, before)| [Some(after), before])
+        .flatten()
+        .find(|t| content::text_version(t) == base);
+    let text = text.to_string();
+    // Diffs of texts up to the manual size limit are CPU work: off the async workers.
+    Ok(tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        if let Some(started) = started_from {
+            out.push((
+                "What changed in the file since you opened it".to_string(),
+                crate::text_diff::line_diff(&started, &now),
+                "meanwhile-diff".to_string(),
+            ));
+        }
+        out.push((
+            "Your text against the file now".to_string(),
+            crate::text_diff::line_diff(&now, &text),
+            "yours-diff".to_string(),
+        ));
+        out
+    })
+    .await?)
 }
 
 /// Checks `text` as the manual that was `original`: the manual's own problems plus those only the
@@ -608,6 +659,31 @@ pub(crate) async fn editor(
     message: String,
     fixing: &str,
 ) -> Result<Response, AppError> {
+    editor_with(
+        app,
+        me,
+        status,
+        (original, base, text),
+        checked,
+        message,
+        fixing,
+        Vec::new(),
+    )
+    .await
+}
+
+/// `editor`, showing also how the file changed under a refused publish (`conflict`).
+#[allow(clippy::too_many_arguments)]
+async fn editor_with(
+    app: &AppState,
+    me: &SignedIn,
+    status: StatusCode,
+    (original, base, text): (&str, &str, &str),
+    checked: Option<(&Checked, Vec<scanaid_indexer::validate::Finding>)>,
+    message: String,
+    fixing: &str,
+    conflict: Vec<(String, crate::text_diff::LineDiff, String)>,
+) -> Result<Response, AppError> {
     let reach = match checked.as_ref().and_then(|(c, _)| c.manual.as_ref()) {
         Some(manual) => reach_of(app, &manual.meta.id, &manual.meta.models).await?,
         None => String::new(),
@@ -656,6 +732,7 @@ pub(crate) async fn editor(
         original: original.to_string(),
         fixing: fixing.to_string(),
         preview,
+        conflict,
         base: base.to_string(),
         markdown: text.to_string(),
         was_checked,

@@ -309,6 +309,9 @@ pub struct ManualEditPage {
     /// After a check: the text's sections rendered as its page will show them, each with who may
     /// read it.
     pub preview: Vec<PreviewSection>,
+    /// A publish refused because the file changed since the editor opened it: (heading, diff, id)
+    /// of what changed meanwhile and of this text against the file now.
+    pub conflict: Vec<(String, crate::text_diff::LineDiff, String)>,
 }
 
 /// A section of the editor's preview.

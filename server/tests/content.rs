@@ -516,6 +516,20 @@ fn a_publish_over_a_text_someone_else_changed_meanwhile_is_refused_and_keeps_the
         refused.body.contains("revision = &#34;C2 (typo)&#34;"),
         "their text is kept in the form"
     );
+    // It shows what changed meanwhile (the first editor's new section) and how their text differs
+    // from the file now, so they can bring their change over instead of retyping it.
+    let meanwhile = between(&refused.body, "id=\"meanwhile-diff\"", "</table>").to_string();
+    assert!(
+        meanwhile.contains("+ ## Flow sensor purge {#flow-sensor-purge}"),
+        "{}",
+        refused.body
+    );
+    let yours = between(&refused.body, "id=\"yours-diff\"", "</table>").to_string();
+    assert!(
+        yours.contains("- ## Flow sensor purge {#flow-sensor-purge}")
+            && yours.contains("+ revision = &#34;C2 (typo)&#34;"),
+        "{yours}"
+    );
     assert_eq!(
         std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap(),
         first_text,
