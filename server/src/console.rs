@@ -140,6 +140,8 @@ pub struct TicketPage {
     pub note_draft: String,
     /// The other support queues it can be moved to, as (id, name).
     pub move_to: Vec<(String, String)>,
+    /// Whether the person's chat is open now (when the page was drawn).
+    pub person_listening: bool,
 }
 
 /// An instant in the asset's site time zone, as an agent reads it.
@@ -395,6 +397,7 @@ async fn ticket_page_drawn(
         .filter(|(queue, _)| *queue != ticket.queue_id)
         .collect();
     let body = TicketPage {
+        person_listening: app.support.person_listening(&ticket.conversation_id),
         move_to,
         notes,
         note_message: note_message.to_string(),

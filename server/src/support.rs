@@ -198,6 +198,17 @@ impl Default for Hub {
 }
 
 impl Hub {
+    /// Whether the person of `conversation` has their chat open now (a reply stream to this
+    /// process): an agent's reply reaches them at once, or only when they come back.
+    pub fn person_listening(&self, conversation: &str) -> bool {
+        self.person_streams
+            .lock()
+            .expect("stream count lock")
+            .open
+            .get(conversation)
+            .is_some_and(|open| !open.is_empty())
+    }
+
     /// A receiver that turns `true` when the server shuts down (for other long-lived streams).
     pub fn closing(&self) -> watch::Receiver<bool> {
         self.closing.subscribe()

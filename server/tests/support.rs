@@ -1694,6 +1694,31 @@ fn the_console_is_for_agents_and_bad_requests_get_clear_answers() {
         .status,
         403
     );
+    // Whether the person's chat is open now, so the agent knows a reply reaches them at once.
+    let listening = |who: &str| {
+        let page = get(
+            &app.url(&format!("/support/tickets/{ticket}")),
+            &[("cookie", who)],
+        );
+        between(&page.body, "id=\"person-listening\">", "</td>").to_string()
+    };
+    assert!(
+        listening(&agent).starts_with("not open now"),
+        "{}",
+        listening(&agent)
+    );
+    let conversation = reply["conversation"].as_str().unwrap().to_string();
+    let person = reply_stream(&app, &conversation, &[]);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !listening(&agent).starts_with("open now") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            listening(&agent)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(person);
     // The queue says how long the person has waited, and since when (for the page's script).
     let row = queue_row(&app, &agent, ticket);
     assert!(
