@@ -302,7 +302,7 @@ async fn changed_since(
         None => " (the file was changed on disk)".to_string(),
     };
     Ok(Some(Refused(format!(
-        "this manual changed since you opened it{by}, and this would undo that change. \
+        "{CHANGED_SINCE}{by}, and this would undo that change. \
          Your text is kept: open the manual again in another tab, bring your changes into its \
          current text, and publish that"
     ))))
@@ -325,6 +325,14 @@ pub async fn revision_has_text(app: &AppState, revision: Option<i64>) -> Result<
 /// A publish that cannot start, for the editor.
 #[derive(Debug)]
 pub struct Refused(pub String);
+
+/// Why a change cannot start while another job runs: waiting lifts it (the API says so, with
+/// `Retry-After`).
+pub const JOB_RUNNING: &str = "another publish or rollback is running; wait for it to finish";
+
+/// How a refusal over a text changed since it was opened begins: waiting does not lift it (the text
+/// must be brought into the new one).
+pub const CHANGED_SINCE: &str = "this manual changed since you opened it";
 
 /// Writes `markdown` as manual `manual_id` (to `file`, relative to the manuals folder), records it,
 /// and starts the re-index job. The text has been checked by the caller. Returns the job id.
@@ -791,9 +799,7 @@ async fn folder_to_change(
         )));
     };
     if has_running_job(app).await? {
-        return Ok(Err(Refused(
-            "another publish or rollback is running; wait for it to finish".into(),
-        )));
+        return Ok(Err(Refused(JOB_RUNNING.into())));
     }
     Ok(Ok(dir))
 }

@@ -243,22 +243,12 @@ pub async fn publish(
             .into_response());
     };
     let base = base.filter(|b| !b.is_empty());
-    if replaces && base.is_none() {
-        if !force {
-            return Ok(error(
-                StatusCode::PRECONDITION_REQUIRED,
-                "say which text this replaces: send \"base\" (the manual's \"version\" from GET /api/content/manuals), or \"force\": true to replace whatever is there now; nothing changed",
-            ));
-        }
-        app.store
-            .content_audit(
-                &actor,
-                "publish.forced",
-                Some(&id),
-                Some(&manual.meta.revision),
-                "replaced the text without naming the version it replaces",
-            )
-            .await?;
+    let forced = replaces && base.is_none();
+    if forced && !force {
+        return Ok(error(
+            StatusCode::PRECONDITION_REQUIRED,
+            "say which text this replaces: send \"base\" (the manual's \"version\" from GET /api/content/manuals), or \"force\": true to replace whatever is there now; nothing changed",
+        ));
     }
     let started = content::publish(
         &app,
@@ -270,6 +260,17 @@ pub async fn publish(
         base.as_deref(),
     )
     .await?;
+    if let (true, Ok(job)) = (forced, &started) {
+        app.store
+            .content_audit(
+                &actor,
+                "publish.forced",
+                Some(&id),
+                Some(&manual.meta.revision),
+                &format!("job {job}: replaced the text without naming the version it replaces"),
+            )
+            .await?;
+    }
     Ok(job_started(started))
 }
 
@@ -284,9 +285,37 @@ fn job_started(started: std::result::Result<i64, content::Refused>) -> Response 
             ),
         )
             .into_response(),
-        Err(content::Refused(reason)) => error(StatusCode::CONFLICT, reason),
+        Err(refused) => refusal(refused),
     }
 }
+
+/// 409 for a change that cannot start, with a `code` a pipeline acts on without reading the text:
+/// `job_running` (retry after `Retry-After` seconds), `stale_base` (the manual changed since the
+/// `base` it named: fetch it again, never just retry), else `refused`.
+fn refusal(content::Refused(reason): content::Refused) -> Response {
+    let code = if reason == content::JOB_RUNNING {
+        "job_running"
+    } else if reason.starts_with(content::CHANGED_SINCE) {
+        "stale_base"
+    } else {
+        "refused"
+    };
+    let body = Json(json!({"error": reason, "code": code}));
+    if code == "job_running" {
+        (
+            StatusCode::CONFLICT,
+            [(header::RETRY_AFTER, JOB_RETRY_AFTER_S.to_string())],
+            body,
+        )
+            .into_response()
+    } else {
+        (StatusCode::CONFLICT, body).into_response()
+    }
+}
+
+/// What a pipeline told "another job is running" waits before trying again: most publishes of the
+/// bundled manuals take a few seconds.
+const JOB_RETRY_AFTER_S: u64 = 5;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -416,6 +445,6 @@ pub async fn rollback(
             })),
         )
             .into_response()),
-        Err(content::Refused(reason)) => Ok(error(StatusCode::CONFLICT, reason)),
+        Err(refused) => Ok(refusal(refused)),
     }
 }

@@ -1140,7 +1140,11 @@ fn api(
         Err(e) => panic!("{e}"),
     };
     let status = response.status();
-    let challenge = response.header("www-authenticate").map(str::to_string);
+    // The header a refusal carries: the bearer challenge, or when to try again.
+    let challenge = response
+        .header("www-authenticate")
+        .or(response.header("retry-after"))
+        .map(str::to_string);
     let text = response.into_string().unwrap();
     (
         status,
@@ -1291,6 +1295,7 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
         Some(&serde_json::json!({"markdown": edited(&original), "base": "0123456789abcdef"})),
     );
     assert_eq!(status, 409, "{stale}");
+    assert_eq!(stale["code"], "stale_base", "{stale}");
     assert!(
         stale["error"]
             .as_str()
@@ -1369,6 +1374,7 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
         None,
     );
     assert_eq!(status, 409, "{stale}");
+    assert_eq!(stale["code"], "stale_base", "{stale}");
     assert!(
         stale["error"].as_str().unwrap().contains("changed since"),
         "{stale}"
@@ -1420,6 +1426,8 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
     assert_eq!(std::fs::read_to_string(&gone).unwrap(), kept);
 
     // A pipeline that owns the text replaces it without a base when it says so; that is audited.
+    // While its job runs (held here by another build), a second change is told to come back later.
+    let other_build = app.state.reindex.blocking_lock();
     let (status, forced, _) = api(
         &app,
         "PUT",
@@ -1428,6 +1436,17 @@ fn the_content_api_needs_a_live_token_and_checks_publishes_and_rolls_back() {
         Some(&serde_json::json!({"markdown": edited(&original), "force": true})),
     );
     assert_eq!(status, 202, "{forced}");
+    let (status, busy, retry_after) = api(
+        &app,
+        "PUT",
+        "/api/content/manuals/vp300-service",
+        token,
+        Some(&serde_json::json!({"markdown": edited(&original), "force": true})),
+    );
+    assert_eq!(status, 409, "{busy}");
+    assert_eq!(busy["code"], "job_running", "{busy}");
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    drop(other_build);
     let url = forced["url"].as_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
