@@ -258,13 +258,18 @@ impl crate::store::Store {
     }
 
     /// (file, text before the publish) of a published revision.
-    async fn revision_before(&self, revision_id: i64) -> Result<Option<(String, Option<String>)>> {
-        Ok(
-            sqlx::query_as("SELECT file, previous_markdown FROM manual_revisions WHERE id = ?")
-                .bind(revision_id)
-                .fetch_optional(self.pool())
-                .await?,
+    /// The file a revision changed, and what it held before: its text, and its exact bytes when
+    /// they were not UTF-8.
+    async fn revision_before(
+        &self,
+        revision_id: i64,
+    ) -> Result<Option<(String, Option<String>, Option<Vec<u8>>)>> {
+        Ok(sqlx::query_as(
+            "SELECT file, previous_markdown, previous_bytes FROM manual_revisions WHERE id = ?",
         )
+        .bind(revision_id)
+        .fetch_optional(self.pool())
+        .await?)
     }
 }
 
@@ -353,17 +358,21 @@ pub async fn publish(
     let path = manuals_dir.join(file);
     // Read as text even when it is not UTF-8 (a broken file being fixed): its version is the one
     // the editor showed, and the revision keeps what could be read of it.
-    let previous = std::fs::read(&path)
-        .ok()
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    let bytes = std::fs::read(&path).ok();
+    let previous = bytes
+        .as_deref()
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
     if let Some(refused) = changed_since(app, file, previous.as_deref(), base).await? {
         return Ok(Err(refused));
     }
+    // Not UTF-8: the exact bytes are kept too, to be put back if the job does not promote.
+    let previous_bytes = bytes.filter(|b| std::str::from_utf8(b).is_err());
     let change = Change {
         manual_id,
         revision,
         markdown,
         previous: previous.as_deref(),
+        previous_bytes: previous_bytes.as_deref(),
         file,
         editor,
         undoes: None,
@@ -375,7 +384,7 @@ pub async fn publish(
         Some(revision),
         {
             let markdown = markdown.to_string();
-            move || write_atomically(&path, &markdown)
+            move || write_atomically(&path, markdown.as_bytes())
         },
     )
     .await?))
@@ -388,6 +397,8 @@ struct Change<'a> {
     /// The new text; empty for a deletion.
     markdown: &'a str,
     previous: Option<&'a str>,
+    /// The file's exact bytes before, when they were not UTF-8 (`previous` is then lossy).
+    previous_bytes: Option<&'a [u8]>,
     file: &'a Path,
     editor: &'a str,
     /// The job this change undoes (a rollback published as a job of its own).
@@ -411,12 +422,13 @@ async fn record_and_reindex(
     let file = change.file.to_string_lossy();
     let mut tx = app.store.pool().begin().await?;
     let revision_id: i64 = sqlx::query_scalar(
-        "INSERT INTO manual_revisions (manual_id, revision, markdown, previous_markdown, file, published_by, published_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO manual_revisions (manual_id, revision, markdown, previous_markdown, previous_bytes, file, published_by, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(change.manual_id)
     .bind(change.revision)
     .bind(change.markdown)
     .bind(change.previous)
+    .bind(change.previous_bytes)
     .bind(file.as_ref())
     .bind(change.editor)
     .bind(now())
@@ -496,6 +508,7 @@ pub async fn delete_manual(
         revision: "deleted",
         markdown: "",
         previous: Some(&previous),
+        previous_bytes: None,
         file,
         editor,
         undoes: None,
@@ -600,7 +613,7 @@ pub async fn override_gate(
                 let _ = std::fs::remove_file(&path);
                 Ok(())
             } else {
-                write_atomically(&path, &markdown)
+                write_atomically(&path, markdown.as_bytes())
             }
         },
     )
@@ -762,13 +775,14 @@ async fn republish_previous(
         revision: &revision,
         markdown: previous.as_deref().unwrap_or(""),
         previous: current,
+        previous_bytes: None,
         file: Path::new(&file),
         editor,
         undoes: Some(job.id),
     };
     let restored = previous.clone();
     let new_job = record_and_reindex(app, change, "rollback", None, move || match &restored {
-        Some(text) => write_atomically(&path, text),
+        Some(text) => write_atomically(&path, text.as_bytes()),
         // The job made this manual: rolling it back removes it.
         None => std::fs::remove_file(&path).map_err(|source| crate::ServerError::Io {
             path: path.clone(),
@@ -886,10 +900,19 @@ fn run_job(
             .bind(id)
             .execute(app.store.pool())
             .await;
-        if let Err(e) = recorded
-            .map_err(crate::ServerError::from)
-            .and_then(|_| apply())
-        {
+        // The write is synced to disk: off the async workers, which serve scans.
+        let applied = match recorded {
+            Ok(_) => tokio::task::spawn_blocking(apply)
+                .await
+                .unwrap_or_else(|e| {
+                    Err(crate::ServerError::Io {
+                        path: PathBuf::from("the manuals folder"),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                }),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = applied {
             tracing::error!(error = ?e, job = id, "a publish could not change the manuals folder");
             drop(building);
             let report = format!(
@@ -1067,14 +1090,18 @@ async fn restore_previous(app: &AppState, revision_id: Option<i64>) -> Result<()
 
 /// Puts back, in `dir`, the text revision `revision_id` replaced.
 async fn restore_revision(store: &crate::store::Store, dir: &Path, revision_id: i64) -> Result<()> {
-    if let Some((file, before)) = store.revision_before(revision_id).await? {
+    if let Some((file, before, bytes)) = store.revision_before(revision_id).await? {
         let path = dir.join(file);
-        match before {
-            Some(text) => write_atomically(&path, &text)?,
-            None => {
+        // Off the async workers: the write is synced to disk.
+        tokio::task::spawn_blocking(move || match (bytes, before) {
+            (Some(bytes), _) => write_atomically(&path, &bytes),
+            (None, Some(text)) => write_atomically(&path, text.as_bytes()),
+            (None, None) => {
                 let _ = std::fs::remove_file(&path);
+                Ok(())
             }
-        }
+        })
+        .await??;
     }
     Ok(())
 }
@@ -1082,7 +1109,7 @@ async fn restore_revision(store: &crate::store::Store, dir: &Path, revision_id: 
 /// Writes `text` to `path` through a temporary file renamed over it, so a reader (or a crash) never
 /// sees half a manual; durably (the file's data, then the folder's entry, reach the disk), since
 /// the store records the change as made and a power cut must not leave an empty file behind it.
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
+fn write_atomically(path: &Path, text: &[u8]) -> Result<()> {
     use std::io::Write;
     let io = |source| crate::ServerError::Io {
         path: path.to_path_buf(),
@@ -1092,7 +1119,7 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io)?;
     let tmp: PathBuf = path.with_extension(format!("md.tmp-{}", std::process::id()));
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
+    file.write_all(text).map_err(io)?;
     file.sync_all().map_err(io)?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(io)?;

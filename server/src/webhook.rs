@@ -77,6 +77,8 @@ struct Due {
     event: String,
     payload: String,
     attempts: i64,
+    /// How many of those attempts the receiver refused (`Outcome::Refused`).
+    refusals: i64,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
 }
@@ -154,19 +156,19 @@ impl Store {
     /// race updates nothing.)
     async fn claim_due(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Option<Due>> {
         let lease_end = now + chrono::Duration::from_std(CLAIM_LEASE).expect("fits");
-        let claimed: Option<(i64, String, String, String, i64)> = sqlx::query_as(&format!(
+        let claimed: Option<(i64, String, String, String, i64, i64)> = sqlx::query_as(&format!(
             "UPDATE webhook_deliveries SET next_attempt_at = ?1
                  WHERE id = (SELECT d.id FROM webhook_deliveries d
                              WHERE d.next_attempt_at <= ?2 AND {QUEUE_HEAD}
                              ORDER BY d.id LIMIT 1)
                    AND delivered_at IS NULL AND set_aside_at IS NULL AND next_attempt_at <= ?2
-                 RETURNING id, queue_id, event, payload, attempts"
+                 RETURNING id, queue_id, event, payload, attempts, refusals"
         ))
         .bind(stamp(lease_end))
         .bind(stamp(now))
         .fetch_optional(self.pool())
         .await?;
-        let Some((id, queue_id, event, payload, attempts)) = claimed else {
+        let Some((id, queue_id, event, payload, attempts, refusals)) = claimed else {
             return Ok(None);
         };
         let receiver: Option<(Option<String>, Option<String>)> =
@@ -180,6 +182,7 @@ impl Store {
             event,
             payload,
             attempts,
+            refusals,
             webhook_url,
             webhook_secret,
         }))
@@ -211,11 +214,18 @@ impl Store {
     }
 
     /// Sets a delivery aside after its receiver refused it `REFUSALS_BEFORE_SET_ASIDE` times.
-    async fn delivery_set_aside(&self, id: i64, attempts: i64, error: &str) -> Result<()> {
+    async fn delivery_set_aside(
+        &self,
+        id: i64,
+        attempts: i64,
+        refusals: i64,
+        error: &str,
+    ) -> Result<()> {
         sqlx::query(
-            "UPDATE webhook_deliveries SET attempts = ?, last_error = ?, set_aside_at = ? WHERE id = ?",
+            "UPDATE webhook_deliveries SET attempts = ?, refusals = ?, last_error = ?, set_aside_at = ? WHERE id = ?",
         )
         .bind(attempts)
+        .bind(refusals)
         .bind(error)
         .bind(stamp(chrono::Utc::now()))
         .bind(id)
@@ -227,15 +237,16 @@ impl Store {
     async fn delivery_failed(
         &self,
         id: i64,
-        attempts: i64,
+        (attempts, refusals): (i64, i64),
         retry_in: Duration,
         error: &str,
     ) -> Result<()> {
         let next = chrono::Utc::now() + chrono::Duration::from_std(retry_in).expect("fits");
         sqlx::query(
-            "UPDATE webhook_deliveries SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            "UPDATE webhook_deliveries SET attempts = ?, refusals = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
         )
         .bind(attempts)
+        .bind(refusals)
         .bind(stamp(next))
         .bind(error)
         .bind(id)
@@ -325,18 +336,22 @@ async fn claim_and_send(
 /// Records how one attempt went: delivered, or failed and due again after the backoff.
 async fn record(store: &Store, backoff: Backoff, due: Due, outcome: Outcome) -> Result<()> {
     let attempts = due.attempts + 1;
-    match outcome {
-        Outcome::Delivered => store.delivery_done(due.id, attempts).await,
-        Outcome::Refused(error) if attempts >= REFUSALS_BEFORE_SET_ASIDE => {
-            tracing::error!(delivery = due.id, attempts, %error, "the webhook receiver refused a delivery every time; set aside, the queue's later events go on");
-            store.delivery_set_aside(due.id, attempts, &error).await
-        }
-        Outcome::Failed(error) | Outcome::Refused(error) => {
-            let wait = backoff.after(u32::try_from(attempts).unwrap_or(u32::MAX));
-            tracing::warn!(delivery = due.id, attempts, %error, ?wait, "webhook delivery failed; will retry");
-            store.delivery_failed(due.id, attempts, wait, &error).await
-        }
+    let (error, refusals) = match outcome {
+        Outcome::Delivered => return store.delivery_done(due.id, attempts).await,
+        Outcome::Refused(error) => (error, due.refusals + 1),
+        Outcome::Failed(error) => (error, due.refusals),
+    };
+    if refusals >= REFUSALS_BEFORE_SET_ASIDE {
+        tracing::error!(delivery = due.id, attempts, %error, "the webhook receiver refused a delivery every time; set aside, the queue's later events go on");
+        return store
+            .delivery_set_aside(due.id, attempts, refusals, &error)
+            .await;
     }
+    let wait = backoff.after(u32::try_from(attempts).unwrap_or(u32::MAX));
+    tracing::warn!(delivery = due.id, attempts, %error, ?wait, "webhook delivery failed; will retry");
+    store
+        .delivery_failed(due.id, (attempts, refusals), wait, &error)
+        .await
 }
 
 /// Starts the deliverer. It sends each queue's oldest undelivered event, all queues at once (a
@@ -529,7 +544,7 @@ mod tests {
         store.delivery_done(3, 1).await.unwrap();
         // a's first fails and backs off: its second still waits, and is not due before it.
         store
-            .delivery_failed(1, 1, Duration::from_secs(3600), "down")
+            .delivery_failed(1, (1, 0), Duration::from_secs(3600), "down")
             .await
             .unwrap();
         let soon = t0 + chrono::Duration::seconds(5);

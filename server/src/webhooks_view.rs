@@ -126,7 +126,7 @@ impl Store {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64> {
         Ok(sqlx::query(
-            "UPDATE webhook_deliveries SET set_aside_at = NULL, attempts = 0, next_attempt_at = ?1
+            "UPDATE webhook_deliveries SET set_aside_at = NULL, attempts = 0, refusals = 0, next_attempt_at = ?1
              WHERE queue_id = ?2 AND delivered_at IS NULL AND set_aside_at IS NOT NULL",
         )
         .bind(crate::store::stored_time(now))

@@ -2034,6 +2034,46 @@ fn an_editor_fixes_a_broken_manual_file_from_the_list() {
     assert!(!manuals.path().join("rsc37-instruction.md").exists());
     let list = get(&app.url("/admin/manuals"), &[("cookie", &editor)]);
     assert!(!list.body.contains("id=\"broken-files\""), "{}", list.body);
+
+    // A file that is not UTF-8 (a Latin-1 export) opens with what could not be read marked; when
+    // the fix's job does not promote (here the gate stops it: another served manual is broken on
+    // disk meanwhile), the file gets its exact bytes back, not a lossy reading that could parse.
+    let mut latin1 = good.clone().into_bytes();
+    latin1.extend_from_slice(b"\nMedicaci\xf3n.\n");
+    std::fs::write(&path, &latin1).unwrap();
+    let pump = manuals.path().join(MANUAL);
+    let pump_text = std::fs::read_to_string(&pump).unwrap();
+    std::fs::write(&pump, "+++\nid = \"vp300-service\"\ntitle = \n+++\n").unwrap();
+    let opened = get(&open_url, &[("cookie", &editor)]);
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    assert!(
+        opened.body.contains("Medicaci\u{FFFD}n."),
+        "{}",
+        opened.body
+    );
+    let fixed = post_form(
+        &app.url("/admin/manuals"),
+        &[("cookie", &editor)],
+        &[
+            ("csrf", &opened.hidden("csrf").unwrap()),
+            ("original", ""),
+            ("file", file),
+            ("base", &opened.hidden("base").unwrap()),
+            ("markdown", &format!("{good}\nMedicación.\n")),
+            ("action", "publish"),
+        ],
+    );
+    assert_eq!(fixed.status, 303, "{}", fixed.body);
+    assert_eq!(
+        wait_for_job(&app, &editor, &job_of(&fixed))["status"],
+        "blocked"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        latin1,
+        "the exact bytes are back"
+    );
+    std::fs::write(&pump, pump_text).unwrap();
 }
 
 /// A file's path used again after its manual was deleted starts a new life: the history of the

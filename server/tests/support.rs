@@ -1896,8 +1896,9 @@ fn webhook_on_pumps_queue(app: &TestApp, url: &str, secret: &str) -> String {
 }
 
 /// A receiver that will not take one kind of event (it answers 422 every time) must not hold up
-/// the queue's later events for ever: after five refusals it is set aside, the next events go out,
-/// and an administrator sends it again from the webhooks page once the receiver takes it.
+/// the queue's later events for ever: after five refusals (failures of other kinds, a receiver
+/// that is down, do not count) it is set aside, the next events go out, and an administrator sends
+/// it again from the webhooks page once the receiver takes it.
 #[test]
 fn a_delivery_the_receiver_keeps_refusing_is_set_aside_and_later_events_go_out() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -1911,15 +1912,20 @@ fn a_delivery_the_receiver_keeps_refusing_is_set_aside_and_later_events_go_out()
     });
     let refusing = Arc::new(AtomicBool::new(true));
     let refuses = refusing.clone();
+    let openings = std::sync::atomic::AtomicUsize::new(0);
     let receiver = receiver_answering(
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
         move |_, headers| {
-            if header(headers, "x-scanaid-event") == "ticket.opened"
-                && refuses.load(Ordering::SeqCst)
+            if header(headers, "x-scanaid-event") != "ticket.opened"
+                || !refuses.load(Ordering::SeqCst)
             {
-                422
+                return 200;
+            }
+            // Down twice (500) first: those are not refusals.
+            if openings.fetch_add(1, Ordering::SeqCst) < 2 {
+                500
             } else {
-                200
+                422
             }
         },
     );
@@ -1933,20 +1939,24 @@ fn a_delivery_the_receiver_keeps_refusing_is_set_aside_and_later_events_go_out()
         &app,
         serde_json::json!({"conversation": conversation, "message": "the door light blinks"}),
     );
-    // Five refusals of the opening, then the message goes out behind it.
-    let mut refusals = 0;
+    // Two failures and five refusals of the opening, then the message goes out behind it.
+    let (mut failures, mut refusals) = (0, 0);
     loop {
         let (headers, _, status) = receiver.requests.recv_timeout(WAIT).expect("a delivery");
         let event = header(&headers, "x-scanaid-event").to_string();
-        if status == 422 {
+        if status == 422 || status == 500 {
             assert_eq!(event, "ticket.opened");
-            refusals += 1;
+            if status == 422 {
+                refusals += 1;
+            } else {
+                failures += 1;
+            }
             continue;
         }
         assert_eq!(event, "ticket.message", "the next event went out");
         break;
     }
-    assert_eq!(refusals, 5);
+    assert_eq!((failures, refusals), (2, 5));
     // Recorded once the attempt's outcome is stored (a moment after the receiver answered).
     let deadline = std::time::Instant::now() + WAIT;
     while app.rows("SELECT COUNT(*) FROM webhook_deliveries WHERE delivered_at IS NOT NULL")[0][0]
@@ -1964,7 +1974,7 @@ fn a_delivery_the_receiver_keeps_refusing_is_set_aside_and_later_events_go_out()
     );
     assert_eq!(
         rows[0],
-        vec!["ticket.opened", "5", "1", "0", "receiver answered 422"]
+        vec!["ticket.opened", "7", "1", "0", "receiver answered 422"]
     );
     assert_eq!(rows[1][..4], ["ticket.message", "1", "0", "1"]);
     // The webhooks page says so, and sends it again once the receiver takes it.
