@@ -184,6 +184,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_ticket_moved_to_a_queue_the_registry_drops_goes_back_to_its_assets_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        store
+            .sync_registry(&registry(&["biomed", "facilities"]))
+            .await
+            .unwrap();
+        store
+            .create_conversation("conv", "a", None, "anonymous")
+            .await
+            .unwrap();
+        let (ticket, _) = store
+            .create_ticket(
+                "conv",
+                "a",
+                None,
+                "anonymous",
+                "en",
+                0.0,
+                "asked for a person",
+            )
+            .await
+            .unwrap();
+        assert!(store
+            .move_ticket(ticket, "biomed", "facilities")
+            .await
+            .unwrap());
+        assert!(store
+            .assign_ticket(ticket, Some("fac.agent"), None)
+            .await
+            .unwrap());
+        let queue_and_agent = || async {
+            let t = store.ticket(ticket).await.unwrap().unwrap();
+            (t.queue_id, t.assigned_to)
+        };
+        assert_eq!(
+            queue_and_agent().await,
+            ("facilities".to_string(), Some("fac.agent".to_string()))
+        );
+        // The file stops listing the queue it was moved to: back to the asset's, and to nobody.
+        let synced = store.sync_registry(&registry(&["biomed"])).await.unwrap();
+        assert_eq!(synced.tickets_released, 1);
+        assert_eq!(queue_and_agent().await, ("biomed".to_string(), None));
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn an_agent_whose_queues_are_all_dropped_sees_none_until_given_another() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();

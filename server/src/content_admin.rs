@@ -193,6 +193,12 @@ fn is_unusable_file(dir: &Path, file: &str) -> bool {
     broken.iter().any(|(_, f)| !f.is_empty() && f == file)
 }
 
+/// `is_unusable_file`, off the async workers (it reads and parses the whole folder).
+async fn unusable_file(dir: &Path, file: &str) -> Result<bool, AppError> {
+    let (dir, file) = (dir.to_path_buf(), file.to_string());
+    Ok(tokio::task::spawn_blocking(move || is_unusable_file(&dir, &file)).await?)
+}
+
 #[derive(Debug, Deserialize, Default)]
 pub struct OpenFileQuery {
     #[serde(default)]
@@ -216,7 +222,7 @@ pub async fn open_broken(
         return crate::account::forbidden("This server was started without a manuals folder.");
     };
     let file = query.path.trim().to_string();
-    if !is_unusable_file(&dir, &file) {
+    if !unusable_file(&dir, &file).await? {
         return message(
             StatusCode::NOT_FOUND,
             "No such file to fix",
@@ -343,7 +349,7 @@ pub async fn save(
     let text = form.markdown.replace("\r\n", "\n");
     let original = form.original.trim().to_string();
     let fixing = form.file.trim().to_string();
-    if !fixing.is_empty() && !is_unusable_file(&dir, &fixing) {
+    if !fixing.is_empty() && !unusable_file(&dir, &fixing).await? {
         return message(
             StatusCode::CONFLICT,
             "Not published",

@@ -244,6 +244,12 @@ pub async fn publish(
     };
     let base = base.filter(|b| !b.is_empty());
     let forced = replaces && base.is_none();
+    // A new manual is made over no file: if one appears meanwhile (another publish made it), the
+    // publish is refused as stale instead of replacing it.
+    let base = match base {
+        None if !replaces => Some(content::text_version("")),
+        base => base,
+    };
     if forced && !force {
         return Ok(error(
             StatusCode::PRECONDITION_REQUIRED,

@@ -42,7 +42,10 @@ pub fn phone_links(text: &str) -> String {
 /// `mailto:` link, phone numbers as `tel:` links (`phone_links`), anything else as text.
 pub fn contact_links(text: &str) -> String {
     let trimmed = text.trim();
-    let is_email = !trimmed.contains(char::is_whitespace)
+    // Only a plain address: `?`, `&`, `%`, `#` and `,` would let whoever left it add recipients or
+    // a prefilled body to the agent's mail (`a@b.co?bcc=...`).
+    let is_email = !trimmed
+        .contains(|c: char| c.is_whitespace() || matches!(c, '?' | '&' | '%' | '#' | ','))
         && trimmed.split_once('@').is_some_and(|(user, host)| {
             !user.is_empty() && host.contains('.') && !host.contains('@')
         });
@@ -603,6 +606,11 @@ mod tests {
             "<a class=\"mail\" href=\"mailto:&quot;&gt;&lt;script&gt;@x.y\">&quot;&gt;&lt;script&gt;@x.y</a>"
         );
         assert_eq!(super::contact_links("call me <b>"), "call me &lt;b&gt;");
+        // Not an address a tap may turn into mail with recipients or text someone else chose.
+        assert_eq!(
+            super::contact_links("a@b.co?bcc=x%40evil.example&body=hi"),
+            "a@b.co?bcc=x%40evil.example&amp;body=hi"
+        );
     }
 
     use super::*;

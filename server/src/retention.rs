@@ -335,6 +335,26 @@ pub async fn purge_and_announce(
     }
     // Tickets held by an agent with no live session (gone home without signing out) go back to
     // their queues, announced as a let-go: otherwise they would wait for someone who is not there.
+    // A failure here is logged: it must not keep the purges below from running.
+    if let Err(AppError(error)) = release_absent_agents_tickets(app, now).await {
+        tracing::error!(%error, "letting go of the tickets of agents no longer signed in failed");
+    }
+    let purged = purge(&app.store, policy, now).await;
+    // Expired packets' documents leave the index, its older generations and the embedding cache.
+    // Asked for on every run, not only when this one deleted a packet: a purge that failed after
+    // deleting some, or a rebuild that failed, is caught up by the next run (it costs nothing when
+    // the index holds exactly the store's packets).
+    crate::patient_chat::reindex_in_background(app);
+    let mut purged = purged?;
+    purged.tickets_closed = closed;
+    Ok(purged)
+}
+
+/// Lets go of the tickets held by agents with no live session at `now`.
+async fn release_absent_agents_tickets(
+    app: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> std::result::Result<(), AppError> {
     let held: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT assigned_to FROM tickets WHERE status != 'closed' AND assigned_to IS NOT NULL",
     )
@@ -355,15 +375,7 @@ pub async fn purge_and_announce(
             }
         }
     }
-    let purged = purge(&app.store, policy, now).await;
-    // Expired packets' documents leave the index, its older generations and the embedding cache.
-    // Asked for on every run, not only when this one deleted a packet: a purge that failed after
-    // deleting some, or a rebuild that failed, is caught up by the next run (it costs nothing when
-    // the index holds exactly the store's packets).
-    crate::patient_chat::reindex_in_background(app);
-    let mut purged = purged?;
-    purged.tickets_closed = closed;
-    Ok(purged)
+    Ok(())
 }
 
 /// Purges now and then every hour until aborted.

@@ -374,6 +374,16 @@ impl Store {
             .await?
             .rows_affected();
         }
+        // A ticket an agent moved to a queue the file no longer lists goes back to its asset's
+        // queue, and to nobody: the dropped queue's agents no longer see it.
+        tickets_released += sqlx::query(
+            "UPDATE tickets SET queue_id = NULL, assigned_to = NULL
+             WHERE status != 'closed'
+               AND queue_id IN (SELECT id FROM queues WHERE dropped_at IS NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let after: (i64, i64, i64) = sqlx::query_as(counts).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         self.forget_resolved();

@@ -245,7 +245,18 @@
       clearTimeout(saving);
       saving = setTimeout(function () { save(false); }, 300);
     });
-    if (box.form) box.form.addEventListener("submit", function () { save(true); });
+    // Any form sent from the page (take, let go, a note, the reply itself) or leaving it keeps what
+    // was typed at once, not 300 ms later: the page may be gone by then. Only the box's own form
+    // marks it sent (a pending save must not undo that).
+    document.addEventListener("submit", function (e) {
+      clearTimeout(saving);
+      save(e.target === box.form);
+    });
+    window.addEventListener("pagehide", function () {
+      clearTimeout(saving);
+      var kept = read();
+      if (!(kept && kept.sent && kept.text === box.value)) save(false);
+    });
   }
   keepDraft(document.getElementById("reply"), "#transcript .entry.agent .text");
   keepDraft(document.getElementById("note"), "#notes .notes .text");

@@ -791,6 +791,7 @@ fn what_the_person_writes_while_an_agent_acts_is_neither_closed_nor_answered_awa
 fn a_message_sent_as_the_agent_closes_the_ticket_is_not_lost() {
     let app = spawn_app();
     let ana = staff_cookie(&app, "ana.agent", Role::Agent);
+    let mut checked = 0;
     for attempt in 0..4 {
         let (_, opened) = ask(
             &app,
@@ -837,6 +838,7 @@ fn a_message_sent_as_the_agent_closes_the_ticket_is_not_lost() {
         if kind != "to_agent" {
             continue;
         }
+        checked += 1;
         let live = app.rows(&format!(
             "SELECT id FROM tickets WHERE conversation_id = '{conversation}' AND status != 'closed'"
         ));
@@ -852,6 +854,9 @@ fn a_message_sent_as_the_agent_closes_the_ticket_is_not_lost() {
             sent.1
         );
     }
+    // At least one message went to the agent while the ticket was open (the attempts that lost the
+    // race to the close were new questions, which prove nothing here).
+    assert!(checked > 0, "no attempt sent a message to the agent");
 }
 
 #[test]
