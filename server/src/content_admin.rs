@@ -186,6 +186,66 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap) -> Result<Res
     Ok(page(StatusCode::OK, html))
 }
 
+/// What points at manual `id`, as an editor reads it: the other manuals that link to it
+/// (`/m/{id}`, with or without an anchor) and the machines the registry lists it for. A deletion or
+/// a rename of `id` leaves each pointing at nothing, so the editor is told before doing either.
+async fn references_to(app: &AppState, id: &str) -> Result<Vec<String>, AppError> {
+    let mut out = Vec::new();
+    if let Some(dir) = app.config.demo_manuals.clone() {
+        let id_owned = id.to_string();
+        let linking = tokio::task::spawn_blocking(move || {
+            let (manuals, _) = manual_files(&dir);
+            let target = format!("/m/{id_owned}");
+            manuals
+                .iter()
+                .filter(|m| m.meta.id != id_owned && links_to(&m.body, &target))
+                .map(|m| {
+                    format!(
+                        "{} ({}) links to it",
+                        m.meta.id,
+                        relative(&dir, &m.path).display()
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        out.extend(linking);
+    }
+    let machines: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM assets
+         WHERE dropped_at IS NULL AND EXISTS (SELECT 1 FROM json_each(assets.manuals) WHERE value = ?)
+         ORDER BY name",
+    )
+    .bind(id)
+    .fetch_all(app.store.pool())
+    .await
+    .map_err(crate::ServerError::from)?;
+    if !machines.is_empty() {
+        out.push(format!(
+            "assets.toml lists it for {} machine(s): {}{}",
+            machines.len(),
+            machines
+                .iter()
+                .take(6)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if machines.len() > 6 { ", ..." } else { "" }
+        ));
+    }
+    Ok(out)
+}
+
+/// Whether `text` has a link to `target` (`/m/ID`) itself, not to a longer id that starts the same.
+fn links_to(text: &str, target: &str) -> bool {
+    text.match_indices(target).any(|(at, _)| {
+        text[at + target.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    })
+}
+
 /// Whether `file` (relative to `dir`) is one of the folder's files that are not usable manuals:
 /// the only files the editor opens and writes by name.
 fn is_unusable_file(dir: &Path, file: &str) -> bool {
@@ -694,6 +754,17 @@ async fn editor_with(
         Some(manual) => reach_of(app, &manual.meta.id, &manual.meta.models).await?,
         None => String::new(),
     };
+    let references = if original.is_empty() {
+        Vec::new()
+    } else {
+        references_to(app, original).await?
+    };
+    let renamed_to = checked
+        .as_ref()
+        .and_then(|(c, _)| c.manual.as_ref())
+        .map(|m| m.meta.id.clone())
+        .filter(|id| !original.is_empty() && id != original)
+        .unwrap_or_default();
     // Rendered as the manual's page renders the served index: the same code, on these chunks.
     let preview = match checked.as_ref() {
         Some((c, _)) if c.manual.is_some() => crate::pages::sections_of(&c.chunks)
@@ -739,6 +810,8 @@ async fn editor_with(
         fixing: fixing.to_string(),
         preview,
         conflict,
+        references,
+        renamed_to,
         base: base.to_string(),
         markdown: text.to_string(),
         was_checked,
@@ -1119,5 +1192,28 @@ pub async fn override_gate(
             &format!("{reason}. Nothing changed."),
             &format!("/admin/jobs/{id}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod links_tests {
+    #[test]
+    fn a_link_to_a_manual_is_told_from_one_to_a_longer_id() {
+        let target = "/m/vp300-service";
+        for text in [
+            "see [it](/m/vp300-service#alarms)",
+            "see [it](/m/vp300-service)",
+            "at /m/vp300-service",
+            "(/m/vp300-service?lang=es)",
+        ] {
+            assert!(super::links_to(text, target), "{text}");
+        }
+        for text in [
+            "see [it](/m/vp300-service-es#x)",
+            "/m/vp300-service2",
+            "no link",
+        ] {
+            assert!(!super::links_to(text, target), "{text}");
+        }
     }
 }

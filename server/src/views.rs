@@ -312,6 +312,11 @@ pub struct ManualEditPage {
     /// A publish refused because the file changed since the editor opened it: (heading, diff, id)
     /// of what changed meanwhile and of this text against the file now.
     pub conflict: Vec<(String, crate::text_diff::LineDiff, String)>,
+    /// What points at the manual being edited (other manuals' links, registry entries): a deletion
+    /// or a rename leaves them pointing at nothing. Said, not refused.
+    pub references: Vec<String>,
+    /// After a check that gives the manual another id: that id (the references then break).
+    pub renamed_to: String,
 }
 
 /// A section of the editor's preview.

@@ -2076,6 +2076,69 @@ fn an_editor_fixes_a_broken_manual_file_from_the_list() {
     std::fs::write(&pump, pump_text).unwrap();
 }
 
+/// Before deleting or renaming a manual, the editor is told what points at it: other manuals'
+/// links and the machines assets.toml lists it for (they would lead nowhere afterwards).
+#[test]
+fn deleting_or_renaming_a_manual_says_what_points_at_it() {
+    let (app, manuals, _index) = spawn_with_editable_manuals();
+    let editor = staff_cookie(&app, "editor-x", Role::Editor);
+    let rsc37 = manuals.path().join("equipment/rsc37-instruction.md");
+    let text = std::fs::read_to_string(&rsc37).unwrap();
+    std::fs::write(
+        &rsc37,
+        format!("{text}\nSee also the [pump service manual](/m/vp300-service#alarms).\n"),
+    )
+    .unwrap();
+    let page = get(
+        &app.url("/admin/manuals/vp300-service"),
+        &[("cookie", &editor)],
+    );
+    let breaks = between(&page.body, "id=\"delete-breaks\">", "</ul>").to_string();
+    assert!(
+        breaks.contains("rsc37-instruction (equipment/rsc37-instruction.md) links to it"),
+        "{breaks}"
+    );
+    assert!(breaks.contains("assets.toml lists it for"), "{breaks}");
+    // A manual nothing points at (a patient leaflet: no machine lists it) says nothing.
+    let quiet = get(
+        &app.url("/admin/manuals/heart-failure-daily-care"),
+        &[("cookie", &editor)],
+    );
+    assert!(
+        !quiet.body.contains("id=\"delete-breaks\""),
+        "{}",
+        quiet.body
+    );
+    // A check that gives it another id says what the rename leaves behind.
+    let original = std::fs::read_to_string(manuals.path().join(MANUAL)).unwrap();
+    let renamed = original.replacen("id = \"vp300-service\"", "id = \"vp300-service-manual\"", 1);
+    assert_ne!(renamed, original);
+    let checked = post_manual(
+        &app,
+        &editor,
+        &page.hidden("csrf").unwrap(),
+        &renamed,
+        "check",
+    );
+    let warning = between(&checked.body, "id=\"rename-breaks\">", "</ul>").to_string();
+    assert!(warning.contains("rsc37-instruction"), "{}", checked.body);
+    assert!(
+        checked
+            .body
+            .contains("gives vp300-service the id vp300-service-manual"),
+        "{}",
+        checked.body
+    );
+    let unchanged = post_manual(
+        &app,
+        &editor,
+        &page.hidden("csrf").unwrap(),
+        &original,
+        "check",
+    );
+    assert!(!unchanged.body.contains("id=\"rename-breaks\""));
+}
+
 /// A file's path used again after its manual was deleted starts a new life: the history of the
 /// manual that had it shows its own changes and its rename, not what the path holds later.
 #[test]
