@@ -177,6 +177,31 @@ pub async fn page(
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response())
 }
 
+/// What both forms of the page check first: an administrator, the form's CSRF token, a queue that
+/// exists; or the response refusing the form.
+async fn queue_form(
+    app: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+    queue: &str,
+) -> std::result::Result<std::result::Result<(), Response>, AppError> {
+    let me = match require_admin(app, headers).await? {
+        Ok(me) => me,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    if !crate::auth::tokens_match(&me.csrf, csrf) {
+        return forbidden("This form expired. Reload the page and try again.").map(Err);
+    }
+    if app.store.queue(queue).await?.is_none() {
+        return Ok(Err((
+            StatusCode::NOT_FOUND,
+            "There is no such support queue.",
+        )
+            .into_response()));
+    }
+    Ok(Ok(()))
+}
+
 /// `POST /admin/webhooks/{queue}/send`: sends the queue's waiting events now instead of at their
 /// next retry (the receiver is back), then shows the page again.
 pub async fn send_now(
@@ -185,15 +210,8 @@ pub async fn send_now(
     headers: HeaderMap,
     crate::http::LenientForm(form): crate::http::LenientForm<CsrfForm>,
 ) -> std::result::Result<Response, AppError> {
-    let me = match require_admin(&app, &headers).await? {
-        Ok(me) => me,
-        Err(refused) => return Ok(refused),
-    };
-    if !crate::auth::tokens_match(&me.csrf, &form.csrf) {
-        return forbidden("This form expired. Reload the page and try again.");
-    }
-    if app.store.queue(&queue).await?.is_none() {
-        return Ok((StatusCode::NOT_FOUND, "There is no such support queue.").into_response());
+    if let Err(refused) = queue_form(&app, &headers, &form.csrf, &queue).await? {
+        return Ok(refused);
     }
     let due = app
         .store
@@ -213,15 +231,8 @@ pub async fn send_set_aside(
     headers: HeaderMap,
     crate::http::LenientForm(form): crate::http::LenientForm<CsrfForm>,
 ) -> std::result::Result<Response, AppError> {
-    let me = match require_admin(&app, &headers).await? {
-        Ok(me) => me,
-        Err(refused) => return Ok(refused),
-    };
-    if !crate::auth::tokens_match(&me.csrf, &form.csrf) {
-        return forbidden("This form expired. Reload the page and try again.");
-    }
-    if app.store.queue(&queue).await?.is_none() {
-        return Ok((StatusCode::NOT_FOUND, "There is no such support queue.").into_response());
+    if let Err(refused) = queue_form(&app, &headers, &form.csrf, &queue).await? {
+        return Ok(refused);
     }
     if app
         .store
