@@ -28,7 +28,8 @@ const HUB_CAPACITY: usize = 256;
 #[derive(Debug, Clone, Serialize)]
 pub struct SupportEvent {
     /// `ticket.opened`, `ticket.message` (the person wrote), `ticket.reply` (an agent answered),
-    /// `ticket.assigned` (an agent took or let go of it), `ticket.moved` (to another queue: `queue`
+    /// `ticket.assigned` (an agent took or let go of it), `ticket.note` (an agent's note, consoles
+    /// only: see `tell_consoles`), `ticket.moved` (to another queue: `queue`
     /// is the new one, `from_queue` the one it left), `ticket.closed` or `ticket.reopened`.
     pub event: &'static str,
     pub ticket: i64,
@@ -76,6 +77,9 @@ pub struct SupportEvent {
     /// The agent who has the ticket now (null: nobody). For consoles and webhooks; a person's
     /// stream never forwards it (the person never sees an agent's username).
     pub assigned_to: Option<String>,
+    /// The note a `ticket.note` carries (its id): a console that shows it already skips it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<i64>,
     /// The agent's reply a `ticket.reply` carries (its id): a console that shows it already skips it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<i64>,
@@ -116,6 +120,7 @@ impl SupportEvent {
             assigned_to: ticket.assigned_to.clone(),
             conversation: ticket.conversation_id.clone(),
             reply: None,
+            note: None,
             seq: 0,
         }
     }
@@ -302,6 +307,12 @@ impl Watch {
             _ = self.closing.wait_for(|closing| *closing) => Next::Closed,
         }
     }
+}
+
+/// Tells the agents' consoles only (`ticket.note`: what agents write for each other): no webhook
+/// delivery is stored, and a person's stream forwards nothing of it.
+pub fn tell_consoles(app: &AppState, event: SupportEvent) {
+    app.support.send(event);
 }
 
 /// Tells every watcher of a ticket event, then records it for the queue's webhook (when it has one).

@@ -36,29 +36,31 @@ impl crate::store::Store {
     }
 
     /// Adds a note, unless the same agent added the very same note to the ticket in the last
-    /// `SAME_NOTE_WITHIN` (the form sent again: a double tap, or back and resend).
+    /// `SAME_NOTE_WITHIN` (the form sent again: a double tap, or back and resend); its id when
+    /// it was added.
     pub(crate) async fn add_ticket_note(
         &self,
         ticket: i64,
         author: &str,
         body: &str,
-    ) -> crate::error::Result<()> {
+    ) -> crate::error::Result<Option<i64>> {
         let now = chrono::Utc::now();
         let since = crate::store::stored_time(
             now - chrono::Duration::from_std(SAME_NOTE_WITHIN).expect("fits"),
         );
-        sqlx::query(
+        let added: Option<i64> = sqlx::query_scalar(
             "INSERT INTO ticket_notes (ticket_id, at, author, body)
              SELECT ?1, ?2, ?3, ?4
              WHERE NOT EXISTS (SELECT 1 FROM ticket_notes
-                               WHERE ticket_id = ?1 AND author = ?3 AND body = ?4 AND at >= ?5)",
+                               WHERE ticket_id = ?1 AND author = ?3 AND body = ?4 AND at >= ?5)
+             RETURNING id",
         )
         .bind(ticket)
         .bind(crate::store::stored_time(now))
         .bind(author)
         .bind(body)
         .bind(since)
-        .execute(self.pool())
+        .fetch_optional(self.pool())
         .await?;
         // An agent working a ticket by phone writes notes and no replies: that is activity, and the
         // ticket must not be closed as idle under them.
@@ -67,7 +69,7 @@ impl crate::store::Store {
             .bind(ticket)
             .execute(self.pool())
             .await?;
-        Ok(())
+        Ok(added)
     }
 }
 
@@ -108,8 +110,17 @@ pub async fn add(
         )
         .await;
     }
-    app.store
+    if let Some(note) = app
+        .store
         .add_ticket_note(ticket.id, &me.username, body)
-        .await?;
+        .await?
+    {
+        // Colleagues with the ticket open see it at once; never the person, nor the webhook.
+        let mut event = crate::support::SupportEvent::of("ticket.note", &ticket)
+            .with_text(body)
+            .by(me.username.as_str());
+        event.note = Some(note);
+        crate::support::tell_consoles(&app, event);
+    }
     Ok(Redirect::to(&format!("/support/tickets/{}#notes", ticket.id)).into_response())
 }

@@ -153,6 +153,10 @@
     // A call-back number or address the person left (or changed) since the page was drawn.
     var contact = document.getElementById("ticket-contact");
     if (contact && e.contact) contact.textContent = e.contact;
+    if (e.event === "ticket.note" && e.note && e.text) {
+      showNote(e);
+      return;
+    }
     var who = e.event === "ticket.message" ? "person" : e.event === "ticket.reply" ? "agent" : null;
     if (!who || !e.text) return;
     // Already on the page (drawn after the event, which the stream replays).
@@ -172,6 +176,31 @@
     entry(who, (who === "person" ? "Person" : "Support (" + e.by + ")") + " · " + when, e.text);
     // What the assistant told the person meanwhile, so the agent does not repeat or contradict it.
     if (who === "person" && e.answer) entry("assistant", "Assistant · " + when, e.answer);
+  }
+
+  // A colleague's note, as the page draws notes.
+  function showNote(e) {
+    if (document.getElementById("note-" + e.note)) return;
+    var list = document.querySelector("#notes ol.notes");
+    if (!list) {
+      list = document.createElement("ol");
+      list.className = "notes";
+      var none = document.getElementById("no-notes");
+      if (none) none.replaceWith(list);
+      else return;
+    }
+    var li = document.createElement("li");
+    li.id = "note-" + e.note;
+    li.className = "live";
+    var meta = document.createElement("p");
+    meta.className = "meta";
+    meta.textContent = e.by + " · " + siteTime(e.at, root.getAttribute("data-timezone"));
+    var text = document.createElement("p");
+    text.className = "text";
+    text.textContent = e.text;
+    li.appendChild(meta);
+    li.appendChild(text);
+    list.appendChild(li);
   }
 
   function entry(who, label, body) {

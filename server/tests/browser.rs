@@ -1006,4 +1006,21 @@ fn a_console_keeps_what_the_agent_typed_and_a_hidden_tab_catches_up() {
         Some("en"),
         "the person's words carry their language"
     );
+
+    // A colleague's note appears live among the notes.
+    let colleague = staff_cookie(&app, "agent-e", scanaid_server::roles::Role::Agent);
+    let page = get(
+        &app.url(&format!("/support/tickets/{ticket}")),
+        &[("cookie", &colleague)],
+    );
+    let noted = post_form(
+        &app.url(&format!("/support/tickets/{ticket}/note")),
+        &[("cookie", &colleague)],
+        &[
+            ("csrf", &page.hidden("csrf").unwrap()),
+            ("body", "Ward phone is ext. 4410"),
+        ],
+    );
+    assert_eq!(noted.status, 303, "{}", noted.body);
+    agent.wait_for_text("#notes li.live .text", "Ward phone is ext. 4410", wait);
 }

@@ -2513,6 +2513,10 @@ fn agents_notes_stay_with_agents_and_go_with_their_ticket() {
         )
     };
     let secret = "Called back at 14:05, no answer; try the ward phone <b>next</b>";
+    // A colleague with the ticket open sees the note live; the queue's webhook gets nothing of it.
+    let colleague_console = open_stream(&app.url("/support/events"), &[("cookie", &colleague)]);
+    let url = format!("http://{}/hooks/scanaid", a_closed_port());
+    webhook_on_pumps_queue(&app, &url, "webhook-secret");
     // A ticket worked by phone (notes, no replies) is active: the idle close counts from the note.
     app.rows(&format!(
         "UPDATE tickets SET updated_at = '2020-01-01T00:00:00.000000Z' WHERE id = {ticket}"
@@ -2528,6 +2532,14 @@ fn agents_notes_stay_with_agents_and_go_with_their_ticket() {
     // The same form sent again (a double tap, back and resend) adds nothing.
     assert_eq!(note(&agent, &csrf, secret).status, 303);
     assert_eq!(app.rows("SELECT COUNT(*) FROM ticket_notes")[0][0], "1");
+    let live = ticket_event(&colleague_console, "ticket.note", ticket);
+    assert_eq!(live.data["text"], secret);
+    assert_eq!(live.data["by"], "agent-n");
+    assert!(live.data["note"].as_i64().is_some(), "{live:?}");
+    assert_eq!(
+        app.rows("SELECT COUNT(*) FROM webhook_deliveries WHERE event = 'ticket.note'")[0][0],
+        "0"
+    );
     // A colleague sees it, escaped, with who wrote it.
     let seen = get(
         &app.url(&format!("/support/tickets/{ticket}")),
