@@ -942,18 +942,7 @@ pub async fn answer_turn(
             Some(ticket) => ticket.queue_id,
             None => asset.queue_id.clone(),
         };
-        let queue = app.store.queue(&queue_id).await?;
-        let timezone = match &queue {
-            Some(q) => app.store.site(&q.site_id).await?.map(|s| s.timezone),
-            None => None,
-        };
-        let view = ticket_view(
-            id,
-            queue.as_ref(),
-            timezone.as_deref(),
-            crate::i18n::strings(&lang),
-            app.now(),
-        );
+        let view = ticket_view_in(app, id, Some(&queue_id), &lang).await?;
         // Sent to the agent who has the conversation: say so, not "will see the ticket" again.
         Some(if agent_engaged && live_ticket == Some(id) {
             view.sent_to_agent(crate::i18n::strings(&lang))
@@ -1133,21 +1122,34 @@ async fn open_ticket_view(
         Some(ticket) => Some(ticket.queue_id.clone()),
         None => app.store.asset(asset_id).await?.map(|a| a.queue_id),
     };
+    Ok(Some(
+        ticket_view_in(app, ticket_id, queue_id.as_deref(), language).await?,
+    ))
+}
+
+/// The chat's view of ticket `id` in support queue `queue_id` (its name and hours, in the time of
+/// the queue's site), in `lang`.
+async fn ticket_view_in(
+    app: &AppState,
+    id: i64,
+    queue_id: Option<&str>,
+    lang: &str,
+) -> Result<TicketView, AppError> {
     let queue = match queue_id {
-        Some(id) => app.store.queue(&id).await?,
+        Some(queue_id) => app.store.queue(queue_id).await?,
         None => None,
     };
     let timezone = match &queue {
         Some(q) => app.store.site(&q.site_id).await?.map(|s| s.timezone),
         None => None,
     };
-    Ok(Some(ticket_view(
-        ticket_id,
+    Ok(ticket_view(
+        id,
         queue.as_ref(),
         timezone.as_deref(),
-        crate::i18n::strings(language),
+        crate::i18n::strings(lang),
         app.now(),
-    )))
+    ))
 }
 
 pub async fn history(

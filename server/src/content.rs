@@ -904,12 +904,7 @@ fn run_job(
         let applied = match recorded {
             Ok(_) => tokio::task::spawn_blocking(apply)
                 .await
-                .unwrap_or_else(|e| {
-                    Err(crate::ServerError::Io {
-                        path: PathBuf::from("the manuals folder"),
-                        source: std::io::Error::other(e.to_string()),
-                    })
-                }),
+                .unwrap_or_else(|e| Err(e.into())),
             Err(e) => Err(e.into()),
         };
         if let Err(e) = applied {
@@ -919,14 +914,7 @@ fn run_job(
                 "the manuals folder could not be changed, so nothing changed for readers: {}",
                 without_local_paths(&app, &e.to_string())
             );
-            if let Err(recording) = app.store.finish_job(id, "failed", "", &report).await {
-                tracing::error!(error = ?recording, job = id, "recording a job that could not start");
-            }
-            tx.send_modify(|p| {
-                p.status = "failed".to_string();
-                p.report = report.clone();
-            });
-            app.jobs.end(id);
+            end_job(&app, &tx, id, ("failed", "", &report)).await;
             return;
         }
         let built = crate::reindex::rebuild_locked(&app, progress, gate).await;
@@ -996,16 +984,26 @@ fn run_job(
                 )
             }),
         };
-        if let Err(e) = app.store.finish_job(id, status, &generation, &report).await {
-            tracing::error!(error = ?e, job = id, "recording a finished job");
-        }
-        tx.send_modify(|p| {
-            p.status = status.to_string();
-            p.generation = generation.clone();
-            p.report = report.clone();
-        });
-        app.jobs.end(id);
+        end_job(&app, &tx, id, (status, &generation, &report)).await;
     });
+}
+
+/// Records how job `id` ended, (status, generation, report), and tells its watchers.
+async fn end_job(
+    app: &AppState,
+    tx: &watch::Sender<Progress>,
+    id: i64,
+    (status, generation, report): (&str, &str, &str),
+) {
+    if let Err(e) = app.store.finish_job(id, status, generation, report).await {
+        tracing::error!(error = ?e, job = id, "recording a finished job");
+    }
+    tx.send_modify(|p| {
+        p.status = status.to_string();
+        p.generation = generation.to_string();
+        p.report = report.to_string();
+    });
+    app.jobs.end(id);
 }
 
 /// The gate of job `job`, whose change is revision `revision_id`: the manual its file held before

@@ -151,6 +151,11 @@ impl SupportEvent {
         self
     }
 
+    pub fn with_note(mut self, note: i64) -> Self {
+        self.note = Some(note);
+        self
+    }
+
     pub fn moved_from(mut self, queue: impl Into<String>) -> Self {
         self.from_queue = Some(queue.into());
         self

@@ -116,11 +116,13 @@ pub async fn add(
         .await?
     {
         // Colleagues with the ticket open see it at once; never the person, nor the webhook.
-        let mut event = crate::support::SupportEvent::of("ticket.note", &ticket)
-            .with_text(body)
-            .by(me.username.as_str());
-        event.note = Some(note);
-        crate::support::tell_consoles(&app, event);
+        crate::support::tell_consoles(
+            &app,
+            crate::support::SupportEvent::of("ticket.note", &ticket)
+                .with_text(body)
+                .with_note(note)
+                .by(me.username.as_str()),
+        );
     }
     Ok(Redirect::to(&format!("/support/tickets/{}#notes", ticket.id)).into_response())
 }
